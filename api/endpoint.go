@@ -1,0 +1,184 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/patronus-sdwan/patronus/api/apigen"
+	"github.com/patronus-sdwan/patronus/storage"
+)
+
+// eventPathDeleted is broadcast once per removed path, whatever removed it.
+const eventPathDeleted = "path.deleted"
+
+// ListSiteEndpoints answers one page of a site's endpoints; 404 if the site does not exist.
+func (s *Server) ListSiteEndpoints(c *gin.Context, siteID apigen.SiteID, params apigen.ListSiteEndpointsParams) {
+	lp, err := listParamsOf(params.Limit, params.Cursor, uuidKey)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	if _, err := s.store.Sites().Get(ctx, siteID.String()); err != nil {
+		writeError(c, err)
+		return
+	}
+	page, err := s.store.Endpoints().ListBySite(ctx, siteID.String(), lp)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	out := apigen.EndpointList{Items: make([]apigen.Endpoint, len(page.Items)), NextCursor: nextCursorOf(page.NextCursor)}
+	for i, e := range page.Items {
+		out.Items[i] = endpointOut(e)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// CreateEndpoint adds an endpoint to a site, with its audit entry; 404 if the site does not
+// exist or is deleted meanwhile.
+func (s *Server) CreateEndpoint(c *gin.Context, siteID apigen.SiteID) {
+	var in apigen.EndpointCreate
+	if err := decodeBodyStrict(c, &in); err != nil {
+		writeError(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	e := storage.Endpoint{
+		SiteID: siteID.String(), Name: in.Name, Interface: deref(in.Interface), Address: in.Address,
+		WANKind: string(apigen.WANKindOther),
+	}
+	if in.WANKind != nil {
+		e.WANKind = string(*in.WANKind)
+	}
+	err := s.store.Tx(ctx, func(tx *storage.Store) error {
+		if err := tx.Endpoints().Create(ctx, &e); err != nil {
+			return err
+		}
+		var err error
+		if e, err = tx.Endpoints().Get(ctx, e.ID); err != nil { // as stored, timestamps included
+			return err
+		}
+		_, err = auditWrite(ctx, tx, c, apigen.AuditActionCreate, apigen.AuditResourceKindEndpoint, e.ID,
+			map[string]any{"after": endpointSummary(e)})
+		return err
+	})
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, endpointOut(e))
+}
+
+// GetEndpoint answers one endpoint.
+func (s *Server) GetEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
+	e, err := s.store.Endpoints().Get(c.Request.Context(), endpointID.String())
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, endpointOut(e))
+}
+
+// UpdateEndpoint changes the fields present in the body, with its audit entry.
+func (s *Server) UpdateEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
+	var in apigen.EndpointUpdate
+	if err := decodeBodyStrict(c, &in); err != nil {
+		writeError(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	var e storage.Endpoint
+	err := s.store.Tx(ctx, func(tx *storage.Store) error {
+		before, err := tx.Endpoints().Get(ctx, endpointID.String())
+		if err != nil {
+			return err
+		}
+		e = before
+		if in.Name != nil {
+			e.Name = *in.Name
+		}
+		if in.Interface != nil {
+			e.Interface = *in.Interface
+		}
+		if in.Address != nil {
+			e.Address = *in.Address
+		}
+		if in.WANKind != nil {
+			e.WANKind = string(*in.WANKind)
+		}
+		if err := tx.Endpoints().Update(ctx, &e); err != nil {
+			return err
+		}
+		_, err = auditWrite(ctx, tx, c, apigen.AuditActionUpdate, apigen.AuditResourceKindEndpoint, e.ID,
+			changeDetails(endpointSummary(before), endpointSummary(e)))
+		return err
+	})
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, endpointOut(e))
+}
+
+// DeleteEndpoint removes an endpoint and, by cascade, every path touching it. The paths are
+// listed first so the audit entry, the path.deleted events and the cache invalidation name
+// each of them.
+func (s *Server) DeleteEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
+	ctx := c.Request.Context()
+	id := endpointID.String()
+	var pathIDs, policyIDs []int64
+	var auditID int64
+	err := s.store.Tx(ctx, func(tx *storage.Store) error {
+		before, err := tx.Endpoints().Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if pathIDs, err = pathsOfEndpoint(ctx, tx, id); err != nil {
+			return err
+		}
+		if policyIDs, err = tx.Policies().ByPaths(ctx, pathIDs); err != nil {
+			return err
+		}
+		if err := tx.Endpoints().Delete(ctx, id); err != nil {
+			return err
+		}
+		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionDelete, apigen.AuditResourceKindEndpoint, id,
+			map[string]any{"before": endpointSummary(before), "paths_deleted": pathIDs, "policies_updated": policyIDs})
+		return err
+	})
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.pathsRemoved(c, pathIDs, policyIDs, auditID)
+	c.Status(http.StatusNoContent)
+}
+
+// pathsOfEndpoint lists the ids of the paths with either end at the endpoint.
+func pathsOfEndpoint(ctx context.Context, tx *storage.Store, endpointID string) ([]int64, error) {
+	ids := []int64{}
+	err := tx.Gorm().WithContext(ctx).Model(&storage.Path{}).
+		Where("local_endpoint_id = ? OR remote_endpoint_id = ?", endpointID, endpointID).
+		Order("id").Pluck("id", &ids).Error
+	if err != nil {
+		return nil, fmt.Errorf("paths of endpoint %s: %w", endpointID, err)
+	}
+	return ids, nil
+}
+
+// pathsRemoved tells the rest of the process, once the deletion has committed, that these
+// paths are gone: caches drop them, each is broadcast as path.deleted, and policies that
+// preferred one are recompiled without it.
+func (s *Server) pathsRemoved(c *gin.Context, pathIDs, policyIDs []int64, auditID int64) {
+	s.invalidatePaths(pathIDs)
+	for _, id := range pathIDs {
+		s.publish(eventPathDeleted, map[string]any{"path_id": id, "audit_id": auditID})
+	}
+	if len(policyIDs) > 0 {
+		s.reloadPoliciesAfterWrite(c)
+	}
+}

@@ -1,0 +1,167 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/patronus-sdwan/patronus/storage"
+)
+
+// problemContentType is the media type of every error body (RFC 9457).
+const problemContentType = "application/problem+json"
+
+// problemTypeBase prefixes the type URI of each problem kind; the URIs are documented in
+// openapi.yaml.
+const problemTypeBase = "https://patronus.dev/problems/"
+
+// FieldError names one field of the input and what is wrong with it.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Problem is an RFC 9457 problem details body.
+type Problem struct {
+	Type      string       `json:"type"`
+	Title     string       `json:"title"`
+	Status    int          `json:"status"`
+	Detail    string       `json:"detail,omitempty"`
+	Instance  string       `json:"instance,omitempty"`
+	RequestID string       `json:"request_id"`
+	Errors    []FieldError `json:"errors,omitempty"`
+}
+
+// Error kinds raised by the API layer itself, beside storage's sentinels.
+var (
+	// errBadRequest: malformed JSON, a bad query parameter, a bad header.
+	errBadRequest = errors.New("bad request")
+	// errValidation: a well-formed body whose fields break the schema.
+	errValidation = errors.New("validation failed")
+	// errUnauthenticated: no token or an unknown one.
+	errUnauthenticated = errors.New("unauthenticated")
+	// errForbidden: a valid token whose role is too low.
+	errForbidden = errors.New("forbidden")
+	// errTooLarge: the body is over the size limit.
+	errTooLarge = errors.New("request body too large")
+	// errUnsupportedMedia: a body in a content type or encoding we do not read.
+	errUnsupportedMedia = errors.New("unsupported media type")
+	// errPrecondition: If-Match did not match.
+	errPrecondition = errors.New("precondition failed")
+	// errUnavailable: a dependency is down.
+	errUnavailable = errors.New("service unavailable")
+)
+
+// errorKind is one row of the error table.
+type errorKind struct {
+	err    error
+	status int
+	slug   string
+	title  string
+}
+
+// errorTable is the one place where an error becomes an HTTP status; first match wins.
+var errorTable = []errorKind{
+	{errBadRequest, http.StatusBadRequest, "bad-request", "Bad request"},
+	{errValidation, http.StatusUnprocessableEntity, "validation", "Validation failed"},
+	{storage.ErrInvalid, http.StatusUnprocessableEntity, "validation", "Validation failed"},
+	{errUnauthenticated, http.StatusUnauthorized, "unauthenticated", "Authentication required"},
+	{errForbidden, http.StatusForbidden, "forbidden", "Insufficient role"},
+	{storage.ErrNotFound, http.StatusNotFound, "not-found", "Not found"},
+	{errPrecondition, http.StatusConflict, "conflict", "Conflict"},
+	{storage.ErrConflict, http.StatusConflict, "conflict", "Conflict"},
+	{errTooLarge, http.StatusRequestEntityTooLarge, "too-large", "Request body too large"},
+	{errUnsupportedMedia, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"},
+	{errUnavailable, http.StatusServiceUnavailable, "unavailable", "Service unavailable"},
+}
+
+// apiError carries field errors with an error kind from the table.
+type apiError struct {
+	kind   error
+	detail string
+	fields []FieldError
+}
+
+func (e *apiError) Error() string {
+	if len(e.fields) == 0 {
+		return e.detail
+	}
+	parts := make([]string, len(e.fields))
+	for i, f := range e.fields {
+		parts[i] = f.Field + ": " + f.Message
+	}
+	return e.detail + ": " + strings.Join(parts, "; ")
+}
+
+func (e *apiError) Unwrap() error { return e.kind }
+
+// newError returns an error of the given kind with a detail shown to the client.
+func newError(kind error, format string, args ...any) error {
+	return &apiError{kind: kind, detail: fmt.Sprintf(format, args...)}
+}
+
+// fieldError returns a validation error naming one field.
+func fieldError(field, format string, args ...any) error {
+	return &apiError{kind: errValidation, detail: "the request has invalid fields",
+		fields: []FieldError{{Field: field, Message: fmt.Sprintf(format, args...)}}}
+}
+
+// fieldErrors returns a validation error naming several fields; kind is errValidation or
+// errBadRequest.
+func fieldErrors(kind error, fields []FieldError) error {
+	return &apiError{kind: kind, detail: "the request has invalid fields", fields: fields}
+}
+
+// problemFor builds the problem body of err. Errors not in the table are internal: their text
+// is logged, never shown.
+func problemFor(err error) (Problem, bool) {
+	for _, k := range errorTable {
+		if errors.Is(err, k.err) {
+			p := Problem{Type: problemTypeBase + k.slug, Title: k.title, Status: k.status}
+			var ae *apiError
+			if errors.As(err, &ae) {
+				p.Detail = ae.detail
+				p.Errors = ae.fields
+			} else {
+				p.Detail = publicDetail(err)
+			}
+			return p, true
+		}
+	}
+	return Problem{Type: problemTypeBase + "internal", Title: "Internal error", Status: http.StatusInternalServerError,
+		Detail: "internal error"}, false
+}
+
+// publicDetail is the message of a storage error without its wrapped internals: storage
+// messages are written for clients ("get site X: not found").
+func publicDetail(err error) string {
+	return err.Error()
+}
+
+// writeError answers the request with err as problem+json. Handlers call it and return.
+func writeError(c *gin.Context, err error) {
+	p, known := problemFor(err)
+	p.Instance = c.Request.URL.Path
+	p.RequestID = requestID(c)
+	if !known {
+		loggerFrom(c).Error("internal error", "err", err, "request_id", p.RequestID, "path", c.Request.URL.Path)
+	}
+	if p.Status == http.StatusUnauthorized {
+		c.Header("WWW-Authenticate", `Bearer realm="patronus"`)
+	}
+	writeProblem(c, p)
+}
+
+func writeProblem(c *gin.Context, p Problem) {
+	c.Abort()
+	c.Header("Content-Type", problemContentType)
+	c.Status(p.Status)
+	body, err := jsonMarshal(p)
+	if err != nil {
+		return
+	}
+	_, _ = c.Writer.Write(body)
+}

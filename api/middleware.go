@@ -1,0 +1,139 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Context keys set by the middleware.
+const (
+	ctxRequestID = "patronus.request_id"
+	ctxLogger    = "patronus.logger"
+	ctxPrincipal = "patronus.principal"
+)
+
+// headerRequestID carries the request id in both directions.
+const headerRequestID = "X-Request-ID"
+
+// Body size limits: inventory writes are small; a traffic batch of 10,000 reports is ~1.5 MB.
+const (
+	maxBodyBytes        = 1 << 20
+	maxTrafficBodyBytes = 16 << 20
+)
+
+// requestIDMiddleware takes the client's X-Request-ID when it is sane, or makes one, and
+// echoes it on the response.
+func requestIDMiddleware(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader(headerRequestID)
+		if !validRequestID(id) {
+			var b [12]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		c.Set(ctxRequestID, id)
+		c.Set(ctxLogger, log.With("request_id", id))
+		c.Header(headerRequestID, id)
+		c.Next()
+	}
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, r := range id {
+		if r < 0x21 || r > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
+
+func loggerFrom(c *gin.Context) *slog.Logger {
+	if l, ok := c.Get(ctxLogger); ok {
+		return l.(*slog.Logger)
+	}
+	return slog.Default()
+}
+
+// recoveryMiddleware turns a panic into a logged 500 problem; no panic reaches the client as a
+// dropped connection.
+func recoveryMiddleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			rec := recover()
+			if rec == nil {
+				return
+			}
+			if rec == http.ErrAbortHandler {
+				panic(rec)
+			}
+			loggerFrom(c).Error("panic in handler", "panic", fmt.Sprint(rec), "path", c.Request.URL.Path, "stack", string(debug.Stack()))
+			if c.Writer.Written() {
+				c.Abort()
+				return
+			}
+			writeError(c, fmt.Errorf("panic: %v", rec))
+		}()
+		c.Next()
+	}
+}
+
+// accessLogMiddleware logs each request at debug level, and 5xx at error level.
+func accessLogMiddleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		status := c.Writer.Status()
+		level := slog.LevelDebug
+		if status >= 500 {
+			level = slog.LevelError
+		}
+		loggerFrom(c).Log(c.Request.Context(), level, "request", "method", c.Request.Method,
+			"path", c.Request.URL.Path, "status", status, "duration", time.Since(start), "bytes", c.Writer.Size())
+	}
+}
+
+// bodyLimitMiddleware caps request bodies; reading past the cap fails with errTooLarge.
+func bodyLimitMiddleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		limit := int64(maxBodyBytes)
+		if c.FullPath() == "/api/v1/traffic" {
+			limit = maxTrafficBodyBytes
+		}
+		if c.Request.ContentLength > limit {
+			writeError(c, newError(errTooLarge, "the body is %d bytes; the limit is %d", c.Request.ContentLength, limit))
+			return
+		}
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
+		c.Next()
+	}
+}
+
+// readBody reads the whole request body, translating the size limit into errTooLarge.
+func readBody(c *gin.Context) ([]byte, error) {
+	body, err := io.ReadAll(c.Request.Body)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, newError(errTooLarge, "the body is over the limit of %d bytes", tooLarge.Limit)
+	}
+	if err != nil {
+		return nil, newError(errBadRequest, "reading the body: %v", err)
+	}
+	return body, nil
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

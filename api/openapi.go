@@ -1,0 +1,272 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	patronus "github.com/patronus-sdwan/patronus"
+)
+
+// operation is one operation of openapi.yaml as the router sees it.
+type operation struct {
+	method   string
+	specPath string // /api/v1/sites/{site_id}
+	ginPath  string // /api/v1/sites/:site_id
+	role     string // x-required-role; "" for public operations
+	op       *openapi3.Operation
+	item     *openapi3.PathItem
+}
+
+// contract is the loaded spec and its operations by method and gin path.
+type contract struct {
+	spec *openapi3.T
+	ops  map[string]*operation // "GET /api/v1/sites/:site_id"
+}
+
+// loadContract parses openapi.yaml and indexes its operations. The role each route needs comes
+// from the spec's x-required-role, so the spec and the enforcement cannot drift apart.
+func loadContract() (*contract, error) {
+	registerFormats.Do(defineFormats)
+	loader := openapi3.NewLoader()
+	spec, err := loader.LoadFromData(patronus.OpenAPI)
+	if err != nil {
+		return nil, fmt.Errorf("load openapi.yaml: %w", err)
+	}
+	if err := spec.Validate(context.Background()); err != nil {
+		return nil, fmt.Errorf("validate openapi.yaml: %w", err)
+	}
+	// Requests are matched by gin, not by server URL.
+	spec.Servers = nil
+	ct := &contract{spec: spec, ops: map[string]*operation{}}
+	for specPath, item := range spec.Paths.Map() {
+		for method, op := range item.Operations() {
+			role := ""
+			if raw, ok := op.Extensions["x-required-role"]; ok {
+				role, _ = raw.(string)
+			}
+			o := &operation{method: method, specPath: specPath, ginPath: ginPath(specPath), role: role, op: op, item: item}
+			ct.ops[method+" "+o.ginPath] = o
+		}
+	}
+	return ct, nil
+}
+
+var registerFormats sync.Once
+
+// defineFormats teaches kin-openapi the string formats the spec uses beyond its built-ins; it
+// skips unknown formats silently, which would let a bad id or address through to a handler.
+func defineFormats() {
+	openapi3.DefineStringFormatValidator("uuid", openapi3.NewCallbackValidator(func(s string) error {
+		if _, err := uuid.Parse(s); err != nil || len(s) != 36 {
+			return errors.New("not a UUID")
+		}
+		return nil
+	}))
+	openapi3.DefineStringFormatValidator("ip", openapi3.NewCallbackValidator(func(s string) error {
+		if _, err := netip.ParseAddr(s); err != nil {
+			return errors.New("not an IPv4 or IPv6 address")
+		}
+		return nil
+	}))
+	openapi3.DefineStringFormatValidator("cidr", openapi3.NewCallbackValidator(func(s string) error {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			return errors.New("not a CIDR prefix")
+		}
+		return nil
+	}))
+}
+
+// ginPath turns /a/{b}/c into /a/:b/c.
+func ginPath(specPath string) string {
+	parts := strings.Split(specPath, "/")
+	for i, p := range parts {
+		if strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}") {
+			parts[i] = ":" + p[1:len(p)-1]
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+func (ct *contract) lookup(method, fullPath string) *operation {
+	return ct.ops[method+" "+fullPath]
+}
+
+// roleOf returns the role a route needs and whether the spec knows the route.
+func (ct *contract) roleOf(method, fullPath string) (string, bool) {
+	o := ct.lookup(method, fullPath)
+	if o == nil {
+		return "", false
+	}
+	return o.role, true
+}
+
+// bodyValidatedByHandler lists operations whose body is too large for schema validation; their
+// handlers decode and validate it themselves with the same rules.
+var bodyValidatedByHandler = map[string]bool{"ingestTraffic": true}
+
+// validationMiddleware checks parameters and bodies against the spec before the handler runs;
+// a violation is a 400 (parameters, malformed JSON) or 422 (body schema) naming each field.
+func (ct *contract) validationMiddleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		o := ct.lookup(c.Request.Method, c.FullPath())
+		if o == nil {
+			c.Next()
+			return
+		}
+		params := make(map[string]string, len(c.Params))
+		for _, p := range c.Params {
+			params[p.Key] = p.Value
+		}
+		input := &openapi3filter.RequestValidationInput{
+			Request:    c.Request,
+			PathParams: params,
+			Route:      &routers.Route{Spec: ct.spec, Path: o.specPath, PathItem: o.item, Method: o.method, Operation: o.op},
+			Options: &openapi3filter.Options{
+				MultiError:         true,
+				AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
+				ExcludeRequestBody: bodyValidatedByHandler[o.op.OperationID],
+			},
+		}
+		if err := openapi3filter.ValidateRequest(c.Request.Context(), input); err != nil {
+			writeError(c, requestValidationError(err))
+			return
+		}
+		c.Next()
+	}
+}
+
+// requestValidationError turns kin-openapi's errors into one API error naming the fields.
+func requestValidationError(err error) error {
+	var fields []FieldError
+	kind := errValidation
+	var walk func(error)
+	walk = func(err error) {
+		// A MultiError of RequestErrors, each of which may wrap a MultiError of SchemaErrors:
+		// look at the outer layer by type, not with errors.As, which would dig past it.
+		if multi, ok := err.(openapi3.MultiError); ok {
+			for _, e := range multi {
+				walk(e)
+			}
+			return
+		}
+		var reqErr *openapi3filter.RequestError
+		if !errors.As(err, &reqErr) {
+			fields = append(fields, FieldError{Field: "", Message: err.Error()})
+			return
+		}
+		switch {
+		case reqErr.Parameter != nil:
+			kind = errBadRequest
+			fields = append(fields, FieldError{Field: reqErr.Parameter.Name, Message: paramMessage(reqErr)})
+		case reqErr.RequestBody != nil:
+			var tooLarge *http.MaxBytesError
+			var syntax *json.SyntaxError
+			var parseErr *openapi3filter.ParseError
+			switch {
+			case errors.As(reqErr.Err, &tooLarge):
+				kind = errTooLarge
+				fields = append(fields, FieldError{Field: "body", Message: fmt.Sprintf("over the limit of %d bytes", tooLarge.Limit)})
+			case strings.Contains(reqErr.Reason, "header Content-Type has unexpected value"),
+				strings.Contains(reqErr.Reason, "unsupported content type"):
+				kind = errUnsupportedMedia
+				fields = append(fields, FieldError{Field: "Content-Type", Message: "must be application/json"})
+			case errors.As(reqErr.Err, &syntax), errors.As(reqErr.Err, &parseErr):
+				kind = errBadRequest
+				fields = append(fields, FieldError{Field: "body", Message: "malformed JSON: " + rootCause(reqErr.Err)})
+			default:
+				walkSchema(reqErr.Err, reqErr.Reason, &fields)
+			}
+		default:
+			fields = append(fields, FieldError{Field: "", Message: reqErr.Error()})
+		}
+	}
+	walk(err)
+	return fieldErrors(kind, fields)
+}
+
+// propertyReason matches kin-openapi's reasons for unknown and missing properties.
+var propertyReason = regexp.MustCompile(`^property "([^"]+)" is (unsupported|missing)$`)
+
+// walkSchema collects the schema errors under err with their field paths.
+func walkSchema(err error, reason string, fields *[]FieldError) {
+	var multi openapi3.MultiError
+	if errors.As(err, &multi) {
+		for _, e := range multi {
+			walkSchema(e, reason, fields)
+		}
+		return
+	}
+	var se *openapi3.SchemaError
+	if errors.As(err, &se) {
+		ptr := se.JSONPointer()
+		msg := se.Reason
+		// Unknown and missing properties are reported on their parent object; name the property.
+		if m := propertyReason.FindStringSubmatch(se.Reason); m != nil {
+			if len(ptr) == 0 || ptr[len(ptr)-1] != m[1] {
+				ptr = append(append([]string{}, ptr...), m[1])
+			}
+			msg = map[string]string{"unsupported": "unknown field", "missing": "is required"}[m[2]]
+		}
+		*fields = append(*fields, FieldError{Field: fieldPathOf(ptr), Message: msg})
+		return
+	}
+	if err == nil {
+		*fields = append(*fields, FieldError{Field: "body", Message: reason})
+		return
+	}
+	*fields = append(*fields, FieldError{Field: "body", Message: rootCause(err)})
+}
+
+// fieldPathOf renders a JSON pointer as match.src_ports[0].from.
+func fieldPathOf(ptr []string) string {
+	var b strings.Builder
+	for _, p := range ptr {
+		if _, err := strconv.Atoi(p); err == nil {
+			b.WriteString("[" + p + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	if b.Len() == 0 {
+		return "body"
+	}
+	return b.String()
+}
+
+func paramMessage(e *openapi3filter.RequestError) string {
+	if e.Err != nil {
+		var se *openapi3.SchemaError
+		if errors.As(e.Err, &se) {
+			return se.Reason
+		}
+		return rootCause(e.Err)
+	}
+	return e.Reason
+}
+
+func rootCause(err error) string {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err.Error()
+		}
+		err = u
+	}
+}

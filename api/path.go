@@ -1,0 +1,172 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/patronus-sdwan/patronus/api/apigen"
+	"github.com/patronus-sdwan/patronus/storage"
+)
+
+// ListPaths answers one page of paths, only those touching the site when site_id is given
+// (404 if that site does not exist).
+func (s *Server) ListPaths(c *gin.Context, params apigen.ListPathsParams) {
+	lp, err := listParamsOf(params.Limit, params.Cursor, int64Key)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	var siteID string
+	if params.SiteID != nil {
+		siteID = params.SiteID.String()
+		if _, err := s.store.Sites().Get(ctx, siteID); err != nil {
+			writeError(c, err)
+			return
+		}
+	}
+	page, err := s.store.Paths().List(ctx, siteID, lp)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	out := apigen.PathList{Items: make([]apigen.Path, len(page.Items)), NextCursor: nextCursorOf(page.NextCursor)}
+	for i, p := range page.Items {
+		out.Items[i] = pathOut(p)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// CreatePath stores a path between two existing endpoints, with its audit entry. An endpoint
+// id that names nothing is a 422 on its field; one deleted while the path is created is a 409.
+func (s *Server) CreatePath(c *gin.Context) {
+	var in apigen.PathCreate
+	if err := decodeBodyStrict(c, &in); err != nil {
+		writeError(c, err)
+		return
+	}
+	if in.LocalEndpointID == in.RemoteEndpointID {
+		writeError(c, fieldError("remote_endpoint_id", "must differ from local_endpoint_id"))
+		return
+	}
+	ctx := c.Request.Context()
+	p := storage.Path{
+		Name: in.Name, LocalEndpointID: in.LocalEndpointID.String(), RemoteEndpointID: in.RemoteEndpointID.String(),
+		Status: string(apigen.PathStatusUp),
+	}
+	if in.Status != nil {
+		p.Status = string(*in.Status)
+	}
+	err := s.store.Tx(ctx, func(tx *storage.Store) error {
+		var missing []FieldError
+		for _, end := range []struct{ field, id string }{
+			{"local_endpoint_id", p.LocalEndpointID}, {"remote_endpoint_id", p.RemoteEndpointID},
+		} {
+			_, err := tx.Endpoints().Get(ctx, end.id)
+			if errors.Is(err, storage.ErrNotFound) {
+				missing = append(missing, FieldError{Field: end.field, Message: "no endpoint with id " + end.id})
+			} else if err != nil {
+				return err
+			}
+		}
+		if len(missing) > 0 {
+			return fieldErrors(errValidation, missing)
+		}
+		if err := tx.Paths().Create(ctx, &p); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return newError(storage.ErrConflict, "an endpoint of the path was deleted meanwhile")
+			}
+			return err
+		}
+		var err error
+		if p, err = tx.Paths().Get(ctx, p.ID); err != nil { // as stored, timestamps included
+			return err
+		}
+		_, err = auditWrite(ctx, tx, c, apigen.AuditActionCreate, apigen.AuditResourceKindPath, resourceKey(p.ID),
+			map[string]any{"after": pathSummary(p)})
+		return err
+	})
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, pathOut(p))
+}
+
+// GetPath answers one path.
+func (s *Server) GetPath(c *gin.Context, pathID apigen.PathID) {
+	p, err := s.store.Paths().Get(c.Request.Context(), pathID)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, pathOut(p))
+}
+
+// UpdatePath changes a path's name and/or status, with its audit entry, and drops what the
+// caches hold about it.
+func (s *Server) UpdatePath(c *gin.Context, pathID apigen.PathID) {
+	var in apigen.PathUpdate
+	if err := decodeBodyStrict(c, &in); err != nil {
+		writeError(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	var p storage.Path
+	err := s.store.Tx(ctx, func(tx *storage.Store) error {
+		before, err := tx.Paths().Get(ctx, pathID)
+		if err != nil {
+			return err
+		}
+		p = before
+		if in.Name != nil {
+			p.Name = *in.Name
+		}
+		if in.Status != nil {
+			p.Status = string(*in.Status)
+		}
+		if err := tx.Paths().Update(ctx, &p); err != nil {
+			return err
+		}
+		_, err = auditWrite(ctx, tx, c, apigen.AuditActionUpdate, apigen.AuditResourceKindPath, resourceKey(p.ID),
+			changeDetails(pathSummary(before), pathSummary(p)))
+		return err
+	})
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.invalidatePaths([]int64{p.ID})
+	c.JSON(http.StatusOK, pathOut(p))
+}
+
+// DeletePath removes a path and its metrics, with its audit entry; policies preferring it lose
+// their path. Broadcast as path.deleted.
+func (s *Server) DeletePath(c *gin.Context, pathID apigen.PathID) {
+	ctx := c.Request.Context()
+	var policyIDs []int64
+	var auditID int64
+	err := s.store.Tx(ctx, func(tx *storage.Store) error {
+		before, err := tx.Paths().Get(ctx, pathID)
+		if err != nil {
+			return err
+		}
+		if policyIDs, err = tx.Policies().ByPaths(ctx, []int64{pathID}); err != nil {
+			return err
+		}
+		if err := tx.Paths().Delete(ctx, pathID); err != nil {
+			return err
+		}
+		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionDelete, apigen.AuditResourceKindPath, resourceKey(pathID),
+			map[string]any{"before": pathSummary(before), "policies_updated": policyIDs})
+		return err
+	})
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.pathsRemoved(c, []int64{pathID}, policyIDs, auditID)
+	c.Status(http.StatusNoContent)
+}

@@ -1,0 +1,263 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/patronus-sdwan/patronus/api/apigen"
+	"github.com/patronus-sdwan/patronus/collector"
+	"github.com/patronus-sdwan/patronus/storage"
+)
+
+// eventPolicyUpdated is broadcast after every policy create, update and delete.
+const eventPolicyUpdated = "policy.updated"
+
+// policyReloadMu serialises reading the policies and handing them to the collector, so that
+// two writes finishing together cannot leave the older set compiled last.
+var policyReloadMu sync.Mutex
+
+// reloadPoliciesAfterWrite recompiles the classifier once a policy change has committed. The
+// change stands whatever happens here, so a failure is logged, not answered.
+func (s *Server) reloadPoliciesAfterWrite(c *gin.Context) {
+	policyReloadMu.Lock()
+	defer policyReloadMu.Unlock()
+	if err := s.ReloadPolicies(afterCommit(c)); err != nil {
+		loggerFrom(c).Error("reload policies into the collector", "err", err, "request_id", requestID(c))
+	}
+}
+
+// policyStats returns the live counters of a policy; zeros without a collector or before the
+// collector knows the policy.
+func (s *Server) policyStats(id int64) collector.PolicyStats {
+	if s.cfg.Collector == nil {
+		return collector.PolicyStats{PolicyID: id}
+	}
+	st, _ := s.cfg.Collector.PolicyStats(id)
+	return st
+}
+
+// policyEvent is the payload of policy.updated.
+func policyEvent(id int64, action apigen.AuditAction, auditID int64) map[string]any {
+	return map[string]any{"policy_id": id, "action": string(action), "audit_id": auditID}
+}
+
+// ListPolicies answers one page of policies with their live counters.
+func (s *Server) ListPolicies(c *gin.Context, params apigen.ListPoliciesParams) {
+	lp, err := listParamsOf(params.Limit, params.Cursor, int64Key)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	page, err := s.store.Policies().List(c.Request.Context(), lp)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	out := apigen.PolicyList{Items: make([]apigen.Policy, len(page.Items)), NextCursor: nextCursorOf(page.NextCursor)}
+	for i, p := range page.Items {
+		out.Items[i] = policyOut(p, s.policyStats(p.ID))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// CreatePolicy stores a policy with its audit entry, recompiles the classifier and broadcasts
+// policy.updated.
+func (s *Server) CreatePolicy(c *gin.Context) {
+	var in apigen.PolicyCreate
+	if err := decodeBodyStrict(c, &in); err != nil {
+		writeError(c, err)
+		return
+	}
+	p := storage.Policy{Name: in.Name, Priority: int(in.Priority), Enabled: in.Enabled == nil || *in.Enabled}
+	applyPolicyMatch(&p, in.Match)
+	applyPolicyAction(&p, in.Action)
+	if fields := append(checkPolicyMatch(in.Match), checkPolicyAction(in.Action)...); len(fields) > 0 {
+		writeError(c, fieldErrors(errValidation, fields))
+		return
+	}
+	ctx := c.Request.Context()
+	var auditID int64
+	err := s.store.Tx(ctx, func(tx *storage.Store) error {
+		if err := checkPreferredPath(ctx, tx, p.PathID); err != nil {
+			return err
+		}
+		if err := tx.Policies().Create(ctx, &p); err != nil {
+			return policyWriteError(err, p, p.PathID != nil)
+		}
+		var err error
+		if p, err = tx.Policies().Get(ctx, p.ID); err != nil { // as stored, timestamps included
+			return err
+		}
+		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionCreate, apigen.AuditResourceKindPolicy, resourceKey(p.ID),
+			map[string]any{"after": policySummary(p)})
+		return err
+	})
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.reloadPoliciesAfterWrite(c)
+	s.publish(eventPolicyUpdated, policyEvent(p.ID, apigen.AuditActionCreate, auditID))
+	c.JSON(http.StatusCreated, policyOut(p, s.policyStats(p.ID)))
+}
+
+// GetPolicy answers one policy with its live counters.
+func (s *Server) GetPolicy(c *gin.Context, policyID apigen.PolicyID) {
+	p, err := s.store.Policies().Get(c.Request.Context(), policyID)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, policyOut(p, s.policyStats(p.ID)))
+}
+
+// UpdatePolicy changes the fields present in the body (match and action replace the whole
+// object), with its audit entry; counters are kept. Recompiles the classifier and broadcasts
+// policy.updated.
+func (s *Server) UpdatePolicy(c *gin.Context, policyID apigen.PolicyID) {
+	var in apigen.PolicyUpdate
+	if err := decodeBodyStrict(c, &in); err != nil {
+		writeError(c, err)
+		return
+	}
+	fields := checkPolicyMatch(in.Match)
+	if in.Action != nil {
+		fields = append(fields, checkPolicyAction(*in.Action)...)
+	}
+	if len(fields) > 0 {
+		writeError(c, fieldErrors(errValidation, fields))
+		return
+	}
+	ctx := c.Request.Context()
+	var p storage.Policy
+	var auditID int64
+	err := s.store.Tx(ctx, func(tx *storage.Store) error {
+		before, err := tx.Policies().Get(ctx, policyID)
+		if err != nil {
+			return err
+		}
+		p = before
+		if in.Name != nil {
+			p.Name = *in.Name
+		}
+		if in.Priority != nil {
+			p.Priority = int(*in.Priority)
+		}
+		if in.Enabled != nil {
+			p.Enabled = *in.Enabled
+		}
+		if in.Match != nil {
+			applyPolicyMatch(&p, in.Match)
+		}
+		newPath := in.Action != nil && in.Action.PathID != nil
+		if in.Action != nil {
+			applyPolicyAction(&p, *in.Action)
+			if err := checkPreferredPath(ctx, tx, p.PathID); err != nil {
+				return err
+			}
+		}
+		if err := tx.Policies().Update(ctx, &p); err != nil {
+			return policyWriteError(err, p, newPath)
+		}
+		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionUpdate, apigen.AuditResourceKindPolicy, resourceKey(p.ID),
+			changeDetails(policySummary(before), policySummary(p)))
+		return err
+	})
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.reloadPoliciesAfterWrite(c)
+	s.publish(eventPolicyUpdated, policyEvent(p.ID, apigen.AuditActionUpdate, auditID))
+	c.JSON(http.StatusOK, policyOut(p, s.policyStats(p.ID)))
+}
+
+// DeletePolicy removes a policy with its audit entry; the collector drops its counters and
+// flows. Broadcast as policy.updated.
+func (s *Server) DeletePolicy(c *gin.Context, policyID apigen.PolicyID) {
+	ctx := c.Request.Context()
+	var auditID int64
+	err := s.store.Tx(ctx, func(tx *storage.Store) error {
+		before, err := tx.Policies().Get(ctx, policyID)
+		if err != nil {
+			return err
+		}
+		if err := tx.Policies().Delete(ctx, policyID); err != nil {
+			return err
+		}
+		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionDelete, apigen.AuditResourceKindPolicy, resourceKey(policyID),
+			map[string]any{"before": policySummary(before)})
+		return err
+	})
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.reloadPoliciesAfterWrite(c)
+	s.publish(eventPolicyUpdated, policyEvent(policyID, apigen.AuditActionDelete, auditID))
+	c.Status(http.StatusNoContent)
+}
+
+// checkPolicyMatch finds the port ranges that end before they start; the schema checks the
+// rest of the criteria.
+func checkPolicyMatch(m *apigen.PolicyMatch) []FieldError {
+	if m == nil {
+		return nil
+	}
+	var fields []FieldError
+	for _, list := range []struct {
+		name   string
+		ranges *[]apigen.PortRange
+	}{{"src_ports", m.SrcPorts}, {"dst_ports", m.DstPorts}} {
+		if list.ranges == nil {
+			continue
+		}
+		for i, r := range *list.ranges {
+			if r.From > r.To {
+				fields = append(fields, FieldError{Field: fmt.Sprintf("match.%s[%d].to", list.name, i),
+					Message: fmt.Sprintf("must not be less than from (%d)", r.From)})
+			}
+		}
+	}
+	return fields
+}
+
+// checkPolicyAction checks that prefer_path names a path and drop does not.
+func checkPolicyAction(a apigen.PolicyAction) []FieldError {
+	switch {
+	case a.Type == apigen.PolicyActionTypePreferPath && a.PathID == nil:
+		return []FieldError{{Field: "action.path_id", Message: "is required for prefer_path"}}
+	case a.Type == apigen.PolicyActionTypeDrop && a.PathID != nil:
+		return []FieldError{{Field: "action.path_id", Message: "must be absent for drop"}}
+	}
+	return nil
+}
+
+// checkPreferredPath turns a preferred path that does not exist into a 422 on action.path_id.
+func checkPreferredPath(ctx context.Context, tx *storage.Store, pathID *int64) error {
+	if pathID == nil {
+		return nil
+	}
+	_, err := tx.Paths().Get(ctx, *pathID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return fieldError("action.path_id", "no path with id %d", *pathID)
+	}
+	return err
+}
+
+// policyWriteError explains a failed policy write: the only unique field is the name, and a
+// missing path after checkPreferredPath passed means it was deleted meanwhile.
+func policyWriteError(err error, p storage.Policy, wrotePath bool) error {
+	switch {
+	case errors.Is(err, storage.ErrConflict):
+		return conflictField("name", "already taken", "a policy named %s already exists", p.Name)
+	case errors.Is(err, storage.ErrNotFound) && wrotePath:
+		return newError(storage.ErrConflict, "path %d was deleted meanwhile", *p.PathID)
+	}
+	return err
+}

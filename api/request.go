@@ -1,0 +1,120 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/patronus-sdwan/patronus/storage"
+)
+
+// decodeBodyStrict decodes the request body into v (a generated request type), refusing
+// unknown fields and trailing data. The validation middleware has already checked the body
+// against the spec, so these errors are a backstop; they name the field all the same.
+func decodeBodyStrict(c *gin.Context, v any) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonDecodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return fieldErrors(errBadRequest, []FieldError{{Field: "body", Message: "malformed JSON: data after the first value"}})
+	}
+	return nil
+}
+
+// jsonDecodeError names the field an encoding/json error is about.
+func jsonDecodeError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			field = "body"
+		}
+		return fieldError(field, "must be of type %s", typeErr.Type)
+	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return fieldErrors(errBadRequest, []FieldError{{Field: "body", Message: "malformed JSON: " + err.Error()}})
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return fieldError(strings.Trim(name, `"`), "unknown field")
+	}
+	return fieldError("body", "%v", err)
+}
+
+// cursorKey checks that the id a cursor carries is of the list's id type.
+type cursorKey func(id string) bool
+
+// uuidKey accepts the ids of lists keyed by UUID (sites, endpoints).
+func uuidKey(id string) bool {
+	_, err := uuid.Parse(id)
+	return err == nil
+}
+
+// int64Key accepts the ids of lists keyed by a positive integer (paths, policies, audit, tokens).
+func int64Key(id string) bool {
+	n, err := strconv.ParseInt(id, 10, 64)
+	return err == nil && n > 0
+}
+
+// listParamsOf turns the limit and cursor query parameters into storage paging; a cursor this
+// API did not hand out is a 400 naming the parameter.
+func listParamsOf(limit *int32, cursor *string, key cursorKey) (storage.ListParams, error) {
+	var p storage.ListParams
+	if limit != nil {
+		p.Limit = int(*limit)
+	}
+	if p.Limit < 0 || p.Limit > storage.MaxPageLimit {
+		return p, fieldErrors(errBadRequest, []FieldError{{Field: "limit", Message: fmt.Sprintf("must be between 1 and %d", storage.MaxPageLimit)}})
+	}
+	if cursor != nil && *cursor != "" {
+		id, err := storage.DecodeCursor(*cursor)
+		if err != nil || !key(id) {
+			return p, fieldErrors(errBadRequest, []FieldError{{Field: "cursor", Message: "is not a cursor this API returned"}})
+		}
+		p.Cursor = *cursor
+	}
+	return p, nil
+}
+
+// nextCursorOf is the next_cursor of a page: null on the last page.
+func nextCursorOf(cursor string) *string {
+	if cursor == "" {
+		return nil
+	}
+	return &cursor
+}
+
+// conflictField is a 409 naming the field whose value collides with stored state.
+func conflictField(field, message, format string, args ...any) error {
+	return &apiError{kind: storage.ErrConflict, detail: fmt.Sprintf(format, args...),
+		fields: []FieldError{{Field: field, Message: message}}}
+}
+
+// deref returns *p, or the zero value when p is nil.
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}
+
+// afterCommit is the context for work that must finish once a write has committed, even if the
+// client has gone.
+func afterCommit(c *gin.Context) context.Context {
+	return context.WithoutCancel(c.Request.Context())
+}

@@ -1,0 +1,165 @@
+// Package api serves Patronus' REST API over gin. openapi.yaml is the contract: the routes, the
+// parameter types and the server interface are generated from it (package apigen), requests
+// are validated against it, and the role each route needs is read from its x-required-role.
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patronus-sdwan/patronus/api/apigen"
+	"github.com/patronus-sdwan/patronus/collector"
+	"github.com/patronus-sdwan/patronus/storage"
+)
+
+// Config holds what the API serves from.
+type Config struct {
+	// DB is the inventory database.
+	DB *storage.DB
+	// Checks are probed by /readyz beside the database.
+	Checks []Check
+	// AdminToken, when not empty, is accepted as an admin bearer token.
+	AdminToken string
+	// Version is reported by the service.
+	Version string
+	// Logger receives request and error logs.
+	Logger *slog.Logger
+	// Registry is what GET /metrics exposes; the API registers its own metrics in it. A new
+	// registry is made when nil.
+	Registry *prometheus.Registry
+	// Collector holds the live traffic counters; policy writes recompile its classifier.
+	Collector *collector.Collector
+	// Publish broadcasts a change event (site.deleted, policy.updated, ...); nil drops events.
+	Publish func(eventType string, data any)
+	// History answers history queries; nil disables the history routes.
+	History storage.HistoryStore
+	// Pipeline reports the state of the history flush; nil when nothing is flushed.
+	Pipeline interface {
+		Stats() collector.PipelineStats
+	}
+	// Invalidator drops cached metrics and routing decisions of removed or changed paths; nil
+	// when nothing is cached.
+	Invalidator PathInvalidator
+}
+
+// PathInvalidator is told which paths changed or disappeared, so caches can drop what they
+// hold about them.
+type PathInvalidator interface {
+	InvalidatePaths(pathIDs []int64)
+}
+
+// Server is the HTTP API; it implements apigen.ServerInterface.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *storage.Store
+	router   *gin.Engine
+	contract *contract
+	auth     *authenticator
+	registry *prometheus.Registry
+	checks   []Check
+	docs     gin.HandlerFunc
+}
+
+var _ apigen.ServerInterface = (*Server)(nil)
+
+// New builds the API server and its routes. It fails only if openapi.yaml is broken.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	ct, err := loadContract()
+	if err != nil {
+		return nil, err
+	}
+	store := storage.NewStore(cfg.DB)
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		store:    store,
+		contract: ct,
+		auth:     newAuthenticator(store, cfg.AdminToken),
+		registry: cfg.Registry,
+		checks:   append([]Check{{Name: "database", Probe: cfg.DB.Ping}}, cfg.Checks...),
+		docs:     DocsHandler("/openapi.yaml"),
+	}
+	httpMetrics, err := newHTTPMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	// No proxy is trusted for X-Forwarded-For unless configured.
+	if err := r.SetTrustedProxies(nil); err != nil {
+		return nil, fmt.Errorf("gin: %w", err)
+	}
+	r.HandleMethodNotAllowed = true
+	r.Use(
+		requestIDMiddleware(cfg.Logger),
+		recoveryMiddleware(),
+		accessLogMiddleware(),
+		httpMetrics.middleware(),
+		bodyLimitMiddleware(),
+		s.auth.middleware(ct.roleOf),
+		ct.validationMiddleware(),
+	)
+	r.NoRoute(func(c *gin.Context) {
+		writeError(c, newError(storage.ErrNotFound, "no route %s %s", c.Request.Method, c.Request.URL.Path))
+	})
+	r.NoMethod(func(c *gin.Context) {
+		writeProblem(c, Problem{Type: problemTypeBase + "method-not-allowed", Title: "Method not allowed",
+			Status: http.StatusMethodNotAllowed, Detail: fmt.Sprintf("%s is not allowed on %s", c.Request.Method, c.Request.URL.Path),
+			Instance: c.Request.URL.Path, RequestID: requestID(c)})
+	})
+	apigen.RegisterHandlersWithOptions(r, s, apigen.GinServerOptions{ErrorHandler: parameterError})
+	s.router = r
+	if err := s.ReloadPolicies(context.Background()); err != nil {
+		return nil, fmt.Errorf("load policies into the collector: %w", err)
+	}
+	return s, nil
+}
+
+// parameterError answers a parameter the generated wrapper could not parse. Validation against
+// the spec runs first and names the field; this is the backstop.
+func parameterError(c *gin.Context, err error, status int) {
+	writeError(c, newError(errBadRequest, "%v", err))
+}
+
+// publish broadcasts an event if an event sink is configured.
+func (s *Server) publish(eventType string, data any) {
+	if s.cfg.Publish != nil {
+		s.cfg.Publish(eventType, data)
+	}
+}
+
+// invalidatePaths tells the caches that these paths changed or are gone.
+func (s *Server) invalidatePaths(ids []int64) {
+	if s.cfg.Invalidator != nil && len(ids) > 0 {
+		s.cfg.Invalidator.InvalidatePaths(ids)
+	}
+}
+
+// ReloadPolicies recompiles the collector's classifier from the stored policies. The API calls
+// it after every policy write; start-up calls it once.
+func (s *Server) ReloadPolicies(ctx context.Context) error {
+	if s.cfg.Collector == nil {
+		return nil
+	}
+	policies, err := s.store.Policies().All(ctx)
+	if err != nil {
+		return err
+	}
+	return s.cfg.Collector.SetPolicies(policies)
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.router }

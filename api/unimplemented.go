@@ -1,0 +1,81 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/patronus-sdwan/patronus/api/apigen"
+)
+
+// notImplemented answers 501 for operations whose handlers are not written yet. Each handler
+// file that lands removes its operations from this file; it must end up empty.
+func notImplemented(c *gin.Context) {
+	writeProblem(c, Problem{Type: problemTypeBase + "not-implemented", Title: "Not implemented", Status: http.StatusNotImplemented,
+		Detail: "this operation is not implemented yet", Instance: c.Request.URL.Path, RequestID: requestID(c)})
+}
+
+// ClearCaches is not implemented yet.
+func (s *Server) ClearCaches(c *gin.Context) { notImplemented(c) }
+
+// ListCaches is not implemented yet.
+func (s *Server) ListCaches(c *gin.Context) { notImplemented(c) }
+
+// ClearCache is not implemented yet.
+func (s *Server) ClearCache(c *gin.Context, _ apigen.CacheName) { notImplemented(c) }
+
+// StreamEvents is not implemented yet.
+func (s *Server) StreamEvents(c *gin.Context, _ apigen.StreamEventsParams) { notImplemented(c) }
+
+// GetPathMetrics is not implemented yet.
+func (s *Server) GetPathMetrics(c *gin.Context, _ apigen.PathID) { notImplemented(c) }
+
+// ReplacePathMetrics is not implemented yet.
+func (s *Server) ReplacePathMetrics(c *gin.Context, _ apigen.PathID) { notImplemented(c) }
+
+// ListPolicyFlows is not implemented yet.
+func (s *Server) ListPolicyFlows(c *gin.Context, _ apigen.PolicyID, _ apigen.ListPolicyFlowsParams) {
+	notImplemented(c)
+}
+
+// GetPolicyStats is not implemented yet.
+func (s *Server) GetPolicyStats(c *gin.Context, _ apigen.PolicyID) { notImplemented(c) }
+
+// GetPolicyStatsHistory is not implemented yet.
+func (s *Server) GetPolicyStatsHistory(c *gin.Context, _ apigen.PolicyID, _ apigen.GetPolicyStatsHistoryParams) {
+	notImplemented(c)
+}
+
+// ResetPolicyStats is not implemented yet.
+func (s *Server) ResetPolicyStats(c *gin.Context, _ apigen.PolicyID) { notImplemented(c) }
+
+// GetRoutingDecision is not implemented yet.
+func (s *Server) GetRoutingDecision(c *gin.Context, _ apigen.GetRoutingDecisionParams) {
+	notImplemented(c)
+}
+
+// DeleteSite is not implemented yet.
+func (s *Server) DeleteSite(c *gin.Context, _ apigen.SiteID, _ apigen.DeleteSiteParams) {
+	notImplemented(c)
+}
+
+// GetSiteDependencies is not implemented yet.
+func (s *Server) GetSiteDependencies(c *gin.Context, _ apigen.SiteID) { notImplemented(c) }
+
+// BatchDeleteSites is not implemented yet.
+func (s *Server) BatchDeleteSites(c *gin.Context) { notImplemented(c) }
+
+// GetStats is not implemented yet.
+func (s *Server) GetStats(c *gin.Context) { notImplemented(c) }
+
+// GetStatsHistory is not implemented yet.
+func (s *Server) GetStatsHistory(c *gin.Context, _ apigen.GetStatsHistoryParams) { notImplemented(c) }
+
+// GetPipelineStats is not implemented yet.
+func (s *Server) GetPipelineStats(c *gin.Context) { notImplemented(c) }
+
+// ResetStats is not implemented yet.
+func (s *Server) ResetStats(c *gin.Context) { notImplemented(c) }
+
+// IngestTraffic is not implemented yet.
+func (s *Server) IngestTraffic(c *gin.Context, _ apigen.IngestTrafficParams) { notImplemented(c) }

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/storagetest"
+	"github.com/peterbourgon/ff/v3"
+)
+
+func TestConfigFlagsWinOverEnvironment(t *testing.T) {
+	t.Setenv("PATRONUS_FLUSH_INTERVAL", "20s")
+	t.Setenv("PATRONUS_LISTEN", "127.0.0.1:9999")
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	var c config
+	registerFlags(fs, &c)
+	if err := ff.Parse(fs, []string{"--listen", "127.0.0.1:7777"}, envOptions()...); err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:7777" || c.FlushInterval != 20*time.Second {
+		t.Fatalf("listen=%s flush=%s", c.Listen, c.FlushInterval)
+	}
+	if c.FlowIdleTimeout != 5*time.Minute || c.MetricsCacheTTL != time.Minute || c.RoutingCacheTTL != 30*time.Second {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestBadSettingsStopStartUpNamingTheSetting(t *testing.T) {
+	cases := map[string][]string{
+		"PATRONUS_FLUSH_INTERVAL":    {"PATRONUS_FLUSH_INTERVAL=soon"},
+		"PATRONUS_LOG_FORMAT":        {"PATRONUS_LOG_FORMAT=xml"},
+		"PATRONUS_DATABASE_URL":      {"PATRONUS_DATABASE_URL=mysql://db/x"},
+		"PATRONUS_INFLUX_URL":        {"PATRONUS_INFLUX_URL=ftp://x"},
+		"PATRONUS_LISTEN":            {"PATRONUS_LISTEN=nope"},
+		"PATRONUS_FLOW_IDLE_TIMEOUT": {"PATRONUS_FLOW_IDLE_TIMEOUT=0s"},
+	}
+	for setting, env := range cases {
+		t.Run(setting, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			for _, kv := range env {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			err := run(context.Background(), nil, io.Discard, io.Discard)
+			if err == nil {
+				t.Fatal("start-up succeeded")
+			}
+			msg := oneLine(err)
+			if !strings.Contains(strings.ToUpper(strings.ReplaceAll(msg, "-", "_")), setting) {
+				t.Fatalf("error %q does not name %s", msg, setting)
+			}
+			if strings.Contains(msg, "\n") {
+				t.Fatalf("error spans lines: %q", msg)
+			}
+		})
+	}
+	t.Run("UnreachablePostgres", func(t *testing.T) {
+		t.Setenv("PATRONUS_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
+		err := run(context.Background(), nil, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "PATRONUS_DATABASE_URL") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestServeAnswersHealthAndReadiness(t *testing.T) {
+	for _, dialect := range storagetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			dbURL := filepath.Join(t.TempDir(), "patronus.db")
+			if dialect == storage.DialectPostgres {
+				dbURL = storagetest.PostgresSchemaURL(t)
+			}
+			addr := freeAddr(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			var logs bytes.Buffer
+			go func() {
+				done <- run(ctx, []string{"serve", "--listen", addr, "--database-url", dbURL}, io.Discard, &logs)
+			}()
+			base := "http://" + addr
+			waitFor(t, base+"/healthz", done)
+			for _, path := range []string{"/healthz", "/readyz"} {
+				resp, err := http.Get(base + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("%s = %d %s", path, resp.StatusCode, body)
+				}
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("serve returned %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("serve did not stop after cancel")
+			}
+			if !strings.Contains(logs.String(), "stopped") {
+				t.Fatalf("no orderly shutdown in logs:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+func TestMigrateAndTokenCreate(t *testing.T) {
+	for _, dialect := range storagetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			dbURL := filepath.Join(t.TempDir(), "patronus.db")
+			if dialect == storage.DialectPostgres {
+				dbURL = storagetest.PostgresSchemaURL(t)
+			}
+			var out bytes.Buffer
+			if err := run(context.Background(), []string{"migrate", "--database-url", dbURL}, &out, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), "migrated to version") {
+				t.Fatalf("migrate printed %q", out.String())
+			}
+			db, err := storage.Open(context.Background(), dbURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if err := db.CheckForeignKeys(context.Background()); err != nil {
+				t.Fatalf("after migrate: %v", err)
+			}
+			out.Reset()
+			if err := run(context.Background(), []string{"token", "create", "--name", "ops", "--role", "operator", "--database-url", dbURL}, &out, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			secret := strings.TrimSpace(out.String())
+			if !strings.HasPrefix(secret, storage.TokenPrefix) {
+				t.Fatalf("token create printed %q", secret)
+			}
+			tok, err := storage.NewStore(db).Tokens().Authenticate(context.Background(), secret)
+			if err != nil || tok.Role != storage.RoleOperator || tok.Name != "ops" {
+				t.Fatalf("stored token %+v, %v", tok, err)
+			}
+		})
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitFor(t *testing.T, url string, done <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited early: %v", err)
+		default:
+		}
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never answered", url)
+}

@@ -1,0 +1,138 @@
+package collector
+
+import (
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+const validReport = `{"policy_id":1,"flow":{"src_ip":"10.0.0.1","dst_ip":"2001:db8::1","src_port":1234,"dst_port":443,"protocol":6},"packets":3,"bytes":1800}`
+
+func TestDecodeBatch(t *testing.T) {
+	body := `{"reports":[` + validReport + `,
+		{"flow":{"src_ip":"::ffff:192.0.2.1","dst_ip":"192.0.2.2","protocol":1},"packets":0,"bytes":18446744073709551615,"policy_id":null},
+		{"flow":{"src\u005fip":"fe80::1","dst_ip":"\u0031.2.3.4","protocol":17,"src_port":65535,"dst_port":0},"bytes":1,"packets":1,"policy_id":9223372036854775807}
+	]}`
+	got, err := DecodeBatch(strings.NewReader(body), MaxBatchReports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Report{
+		{PolicyID: ptr(int64(1)), Flow: flow(t, "10.0.0.1", "2001:db8::1", 1234, 443, 6), Packets: 3, Bytes: 1800},
+		{Flow: flow(t, "192.0.2.1", "192.0.2.2", 0, 0, 1), Packets: 0, Bytes: 1<<64 - 1},
+		{PolicyID: ptr(int64(1<<63 - 1)), Flow: flow(t, "fe80::1", "1.2.3.4", 65535, 0, 17), Packets: 1, Bytes: 1},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("DecodeBatch =\n%+v\nwant\n%+v", got, want)
+	}
+	if got[1].Flow.SrcIP.Is4In6() {
+		t.Error("a 4-in-6 address was not unmapped")
+	}
+
+	round, err := DecodeBatch(strings.NewReader(string(AppendBatchJSON(nil, got))), 0)
+	if err != nil || !reflect.DeepEqual(round, want) {
+		t.Fatalf("round trip through AppendBatchJSON = %+v, %v", round, err)
+	}
+
+	t.Run("Empty", func(t *testing.T) {
+		got, err := DecodeBatch(strings.NewReader(` { "reports" : [ ] } `), 10)
+		if err != nil || len(got) != 0 {
+			t.Fatalf("= %v, %v", got, err)
+		}
+	})
+	t.Run("ReadError", func(t *testing.T) {
+		boom := errors.New("boom")
+		_, err := DecodeBatch(iotest.ErrReader(boom), 10)
+		var ve *ValidationError
+		if !errors.Is(err, boom) || errors.As(err, &ve) {
+			t.Fatalf("err = %v, want the read error, not a validation error", err)
+		}
+	})
+}
+
+func TestDecodeBatchErrors(t *testing.T) {
+	// report returns a batch whose report 1 is valid except that old is replaced by new.
+	report := func(old, new string) string {
+		if !strings.Contains(validReport, old) {
+			panic("test case does not apply: " + old)
+		}
+		return `{"reports":[` + validReport + `,` + strings.Replace(validReport, old, new, 1) + `]}`
+	}
+	cases := []struct {
+		name, body string
+		index      int
+		field      string
+		message    string // a part of the message
+	}{
+		{"Empty", ``, -1, "", "unexpected end"},
+		{"NotObject", `[]`, -1, "", "must be an object"},
+		{"MalformedTop", `{"reports":[` + validReport + `}`, -1, "reports", "invalid JSON"},
+		{"Trailing", `{"reports":[]} x`, -1, "", "data after"},
+		{"MissingReports", `{}`, -1, "reports", "is required"},
+		{"UnknownTop", `{"reports":[],"extra":1}`, -1, "extra", "unknown field"},
+		{"DuplicateTop", `{"reports":[],"reports":[]}`, -1, "reports", "duplicate"},
+		{"ReportsNotArray", `{"reports":{}}`, -1, "reports", "must be an array, not an object"},
+		{"TooMany", `{"reports":[` + strings.Repeat(validReport+",", 3) + validReport + `]}`, -1, "reports", "more than 3 reports"},
+		{"ReportNotObject", `{"reports":[` + validReport + `,7]}`, 1, "reports[1]", "must be an object, not a number"},
+		{"UnknownField", report(`"packets":3`, `"packets":3,"color":"red"`), 1, "reports[1].color", "unknown field"},
+		{"UnknownFlowField", report(`"protocol":6`, `"protocol":6,"tos":1`), 1, "reports[1].flow.tos", "unknown field"},
+		{"DuplicateField", report(`"packets":3`, `"packets":3,"packets":4`), 1, "reports[1].packets", "duplicate field"},
+		{"BadIP", report(`"10.0.0.1"`, `"10.0.0.256"`), 1, "reports[1].flow.src_ip", "not an IP address"},
+		{"IPWithZone", report(`"10.0.0.1"`, `"fe80::1%eth0"`), 1, "reports[1].flow.src_ip", "not an IP address"},
+		{"IPNotString", report(`"2001:db8::1"`, `7`), 1, "reports[1].flow.dst_ip", "must be a string, not a number"},
+		{"MissingSrcIP", report(`"src_ip":"10.0.0.1",`, ``), 1, "reports[1].flow.src_ip", "is required"},
+		{"MissingProtocol", report(`,"protocol":6`, ``), 1, "reports[1].flow.protocol", "is required"},
+		{"MissingFlow", report(`"flow":{"src_ip":"10.0.0.1","dst_ip":"2001:db8::1","src_port":1234,"dst_port":443,"protocol":6},`, ``), 1, "reports[1].flow", "is required"},
+		{"EmptyFlow", report(`{"src_ip":"10.0.0.1","dst_ip":"2001:db8::1","src_port":1234,"dst_port":443,"protocol":6}`, `{}`), 1, "reports[1].flow.src_ip", "is required"},
+		{"FlowNull", report(`{"src_ip":"10.0.0.1","dst_ip":"2001:db8::1","src_port":1234,"dst_port":443,"protocol":6}`, `null`), 1, "reports[1].flow", "must be an object, not null"},
+		{"PortTooBig", report(`"dst_port":443`, `"dst_port":65536`), 1, "reports[1].flow.dst_port", "at most 65535"},
+		{"ProtocolTooBig", report(`"protocol":6`, `"protocol":256`), 1, "reports[1].flow.protocol", "at most 255"},
+		{"NegativePackets", report(`"packets":3`, `"packets":-3`), 1, "reports[1].packets", "must not be negative"},
+		{"FractionalBytes", report(`"bytes":1800`, `"bytes":1800.5`), 1, "reports[1].bytes", "must be an integer"},
+		{"ExponentBytes", report(`"bytes":1800`, `"bytes":1e3`), 1, "reports[1].bytes", "must be an integer"},
+		{"BytesOverflow", report(`"bytes":1800`, `"bytes":18446744073709551616`), 1, "reports[1].bytes", "at most"},
+		{"PacketsString", report(`"packets":3`, `"packets":"3"`), 1, "reports[1].packets", "must be an integer, not a string"},
+		{"PacketsBool", report(`"packets":3`, `"packets":true`), 1, "reports[1].packets", "not a boolean"},
+		{"LeadingZero", report(`"packets":3`, `"packets":03`), 1, "reports[1].packets", "invalid JSON"},
+		{"BadNumber", report(`"packets":3`, `"packets":-`), 1, "reports[1].packets", "invalid JSON"},
+		{"PolicyZero", report(`"policy_id":1`, `"policy_id":0`), 1, "reports[1].policy_id", "positive"},
+		{"PolicyNegative", report(`"policy_id":1`, `"policy_id":-1`), 1, "reports[1].policy_id", "negative"},
+		{"PolicyTooBig", report(`"policy_id":1`, `"policy_id":9223372036854775808`), 1, "reports[1].policy_id", "at most"},
+		{"MissingComma", report(`"packets":3,`, `"packets":3 `), 1, "reports[1]", "invalid JSON"},
+		{"UnterminatedString", `{"reports":[{"flow":{"src_ip":"10.0`, 0, "reports[0].flow.src_ip", "invalid JSON"},
+		{"ControlInString", "{\"reports\":[{\"flow\":{\"src_ip\":\"10.0\n\"", 0, "reports[0].flow.src_ip", "control characters"},
+		{"BadEscape", `{"reports":[{"flow":{"src_ip":"\x"}}]}`, 0, "reports[0].flow.src_ip", "valid escape"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := DecodeBatch(strings.NewReader(tc.body), 3)
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("DecodeBatch = %v, %v; want a ValidationError", got, err)
+			}
+			if ve.Index != tc.index || ve.Field != tc.field || !strings.Contains(ve.Message, tc.message) {
+				t.Fatalf("error = {Index:%d Field:%q Message:%q}, want index %d field %q message containing %q",
+					ve.Index, ve.Field, ve.Message, tc.index, tc.field, tc.message)
+			}
+			if got != nil {
+				t.Errorf("reports returned with an error: %v", got)
+			}
+		})
+	}
+}
+
+// TestDecodeBatchReaderChunks checks that a reader returning one byte at a time works.
+func TestDecodeBatchReaderChunks(t *testing.T) {
+	body := `{"reports":[` + validReport + `]}`
+	got, err := DecodeBatch(iotest.OneByteReader(strings.NewReader(body)), 1)
+	if err != nil || len(got) != 1 || got[0].Bytes != 1800 {
+		t.Fatalf("= %+v, %v", got, err)
+	}
+	_, err = DecodeBatch(io.MultiReader(strings.NewReader(body[:10]), strings.NewReader(body[10:])), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,374 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patronus-sdwan/patronus/storage"
+)
+
+// HistoryWriter is where flushed deltas go: InfluxDB or the SQL table.
+type HistoryWriter interface {
+	WriteDeltas(ctx context.Context, batch []storage.PolicyDelta) error
+}
+
+// DeltaSource hands out the per-policy deltas since its previous call.
+type DeltaSource interface {
+	TakeDeltas(now time.Time) []storage.PolicyDelta
+}
+
+// FlushConfig configures a Flusher.
+type FlushConfig struct {
+	// Instance is this replica's name, the instance tag of every point.
+	Instance string
+	// Interval is how often deltas are taken (PATRONUS_FLUSH_INTERVAL).
+	Interval time.Duration
+	// MaxPending bounds the points held while the store is down; past it the oldest are dropped
+	// and counted (PATRONUS_HISTORY_BUFFER_POINTS).
+	MaxPending int
+	// MaxBatch is the most points sent in one write; several flushes' batches are merged up to it.
+	MaxBatch int
+	// WriteTimeout bounds one write attempt.
+	WriteTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between retries of a failed write.
+	MinBackoff, MaxBackoff time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Logger receives failures and the shutdown summary.
+	Logger *slog.Logger
+}
+
+// PipelineStats is the state of the history pipeline, for /api/v1/stats/pipeline and /metrics.
+type PipelineStats struct {
+	PointsWritten  int64
+	PointsPending  int64
+	PointsDropped  int64
+	BatchesFailed  int64
+	LastError      string
+	LastErrorAt    time.Time
+	LastSuccessAt  time.Time
+	FlushesTotal   int64
+	WriteAttempts  int64
+	PendingBatches int
+}
+
+// Flusher takes deltas from a DeltaSource every interval and writes them to a HistoryWriter.
+//
+// Deltas are taken once and kept, with their flush timestamp, until written: a retry re-sends
+// the same points with the same timestamps, so a write that succeeded but timed out overwrites
+// itself instead of counting twice. Taking deltas never waits for the store: a separate writer
+// goroutine drains the queue, retrying network errors, 5xx and 429 with capped exponential
+// backoff (Retry-After honoured) and dropping, with a count and a log line, batches the store
+// rejects for good (other 4xx). Batching happens here only; the writer sends what it is given.
+type Flusher struct {
+	src DeltaSource
+	w   HistoryWriter
+	cfg FlushConfig
+
+	mu      sync.Mutex
+	queue   [][]storage.PolicyDelta // oldest first; each a flush's points, sharing one timestamp
+	pending int
+	stats   PipelineStats
+	wake    chan struct{}
+}
+
+// NewFlusher returns a Flusher; Run starts it.
+func NewFlusher(src DeltaSource, w HistoryWriter, cfg FlushConfig) *Flusher {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 10 * time.Second
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 1_000_000
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 10_000
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 200 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Flusher{src: src, w: w, cfg: cfg, wake: make(chan struct{}, 1)}
+}
+
+// Stats returns a snapshot of the pipeline counters.
+func (f *Flusher) Stats() PipelineStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.stats
+	s.PointsPending = int64(f.pending)
+	s.PendingBatches = len(f.queue)
+	return s
+}
+
+// CollectDeltas takes the deltas since the last call and queues them under one timestamp. It never
+// blocks on the store.
+func (f *Flusher) CollectDeltas() int {
+	now := f.cfg.Now().UTC()
+	deltas := f.src.TakeDeltas(now)
+	for i := range deltas {
+		deltas[i].Instance = f.cfg.Instance
+		deltas[i].Time = now
+	}
+	f.mu.Lock()
+	f.stats.FlushesTotal++
+	if len(deltas) > 0 {
+		f.queue = append(f.queue, deltas)
+		f.pending += len(deltas)
+		f.dropOldestLocked()
+	}
+	f.mu.Unlock()
+	if len(deltas) > 0 {
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
+	}
+	return len(deltas)
+}
+
+// dropOldestLocked enforces MaxPending by dropping the oldest points.
+func (f *Flusher) dropOldestLocked() {
+	dropped := 0
+	for f.pending > f.cfg.MaxPending && len(f.queue) > 0 {
+		over := f.pending - f.cfg.MaxPending
+		head := f.queue[0]
+		if over >= len(head) {
+			f.queue = f.queue[1:]
+			f.pending -= len(head)
+			dropped += len(head)
+			continue
+		}
+		f.queue[0] = head[over:]
+		f.pending -= over
+		dropped += over
+	}
+	if dropped > 0 {
+		f.stats.PointsDropped += int64(dropped)
+		f.cfg.Logger.Warn("history buffer full: dropped oldest points", "dropped", dropped, "max_pending", f.cfg.MaxPending)
+	}
+}
+
+// nextBatch returns up to MaxBatch queued points, oldest first, without removing them.
+func (f *Flusher) nextBatch() (batch []storage.PolicyDelta, parts int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range f.queue {
+		if len(batch) > 0 && len(batch)+len(b) > f.cfg.MaxBatch {
+			break
+		}
+		batch = append(batch, b...)
+		parts++
+	}
+	return batch, parts
+}
+
+// complete removes the first parts batches of the queue after they were written or rejected.
+// The queue may have lost points to dropOldest meanwhile; only what is still there is removed.
+func (f *Flusher) complete(batch []storage.PolicyDelta, parts int, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	removed := 0
+	for i := 0; i < parts && len(f.queue) > 0; i++ {
+		removed += len(f.queue[0])
+		f.queue = f.queue[1:]
+	}
+	f.pending -= removed
+	now := f.cfg.Now()
+	if err == nil {
+		f.stats.PointsWritten += int64(removed)
+		f.stats.LastSuccessAt = now
+		return
+	}
+	f.stats.PointsDropped += int64(removed)
+	f.stats.BatchesFailed++
+	f.stats.LastError = err.Error()
+	f.stats.LastErrorAt = now
+}
+
+func (f *Flusher) noteError(err error) {
+	f.mu.Lock()
+	f.stats.LastError = err.Error()
+	f.stats.LastErrorAt = f.cfg.Now()
+	f.mu.Unlock()
+}
+
+// writeOnce sends the next batch. It reports whether the queue has more to send now, and,
+// after a retryable failure, how long to wait before the next attempt.
+func (f *Flusher) writeOnce(ctx context.Context) (more bool, wait time.Duration, err error) {
+	batch, parts := f.nextBatch()
+	if len(batch) == 0 {
+		return false, 0, nil
+	}
+	f.mu.Lock()
+	f.stats.WriteAttempts++
+	f.mu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, f.cfg.WriteTimeout)
+	err = f.w.WriteDeltas(wctx, batch)
+	cancel()
+	if err == nil {
+		f.complete(batch, parts, nil)
+		return true, 0, nil
+	}
+	retryable, retryAfter := classifyWriteError(err)
+	if !retryable {
+		f.cfg.Logger.Error("history store rejected a batch; dropped", "points", len(batch), "err", err)
+		f.complete(batch, parts, err)
+		return true, 0, err
+	}
+	f.noteError(err)
+	return false, retryAfter, err
+}
+
+// classifyWriteError says whether a write may succeed if sent again, and how long the store
+// asked us to wait. Errors that do not say are retried: losing history is worse than a retry.
+func classifyWriteError(err error) (retryable bool, retryAfter time.Duration) {
+	var we *storage.WriteError
+	if errors.As(err, &we) {
+		return we.Retryable, we.RetryAfter
+	}
+	return true, 0
+}
+
+// Run takes deltas every interval and writes them until ctx ends; then it takes a last batch
+// and writes what it can before drainCtx ends, logging what could not be written.
+func (f *Flusher) Run(ctx context.Context, drainTimeout time.Duration) {
+	var wg sync.WaitGroup
+	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Go(func() { f.writeLoop(writerCtx) })
+
+	ticker := time.NewTicker(f.cfg.Interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			stopWriter()
+			wg.Wait()
+			f.drain(drainTimeout)
+			return
+		case <-ticker.C:
+			f.CollectDeltas()
+		}
+	}
+}
+
+// writeLoop drains the queue whenever woken, backing off after retryable failures.
+func (f *Flusher) writeLoop(ctx context.Context) {
+	backoff := time.Duration(0)
+	for {
+		more, wait, err := f.writeOnce(ctx)
+		switch {
+		case err != nil && !more: // retryable failure: the batch is still queued
+			if backoff == 0 {
+				backoff = f.cfg.MinBackoff
+			} else {
+				backoff = min(backoff*2, f.cfg.MaxBackoff)
+			}
+			d := backoff
+			if wait > d {
+				d = min(wait, 5*time.Minute)
+			}
+			f.cfg.Logger.Warn("history write failed; will retry", "err", err, "retry_in", d, "pending", f.Stats().PointsPending)
+			if !sleepCtx(ctx, d) {
+				return
+			}
+			continue
+		case more:
+			backoff = 0
+			continue
+		}
+		backoff = 0
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.wake:
+		}
+	}
+}
+
+// drain takes the last deltas and writes until the queue is empty or the deadline passes.
+func (f *Flusher) drain(timeout time.Duration) {
+	f.CollectDeltas()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for ctx.Err() == nil {
+		more, wait, err := f.writeOnce(ctx)
+		if err == nil && !more {
+			break
+		}
+		if err != nil && !more {
+			if !sleepCtx(ctx, max(wait, f.cfg.MinBackoff)) {
+				break
+			}
+		}
+	}
+	s := f.Stats()
+	if s.PointsPending > 0 {
+		f.cfg.Logger.Error("shutdown: history points not written", "points", s.PointsPending, "batches", s.PendingBatches, "last_error", s.LastError)
+		return
+	}
+	f.cfg.Logger.Info("shutdown: history flushed", "points_written", s.PointsWritten, "points_dropped", s.PointsDropped)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+var (
+	descPointsWritten = prometheus.NewDesc("patronus_history_points_written_total", "History points the store accepted.", nil, nil)
+	descPointsPending = prometheus.NewDesc("patronus_history_points_pending", "History points waiting to be written.", nil, nil)
+	descPointsDropped = prometheus.NewDesc("patronus_history_points_dropped_total", "History points dropped: buffer full or rejected by the store.", nil, nil)
+	descBatchesFailed = prometheus.NewDesc("patronus_history_batches_failed_total", "History batches the store rejected for good.", nil, nil)
+	descFlushes       = prometheus.NewDesc("patronus_history_flushes_total", "Flush intervals run.", nil, nil)
+	descWriteAttempts = prometheus.NewDesc("patronus_history_write_attempts_total", "Writes sent to the history store, retries included.", nil, nil)
+	descLastSuccess   = prometheus.NewDesc("patronus_history_last_success_timestamp_seconds", "When the history store last accepted a write.", nil, nil)
+	descLastError     = prometheus.NewDesc("patronus_history_last_error_timestamp_seconds", "When a history write last failed.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (f *Flusher) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPointsWritten, descPointsPending, descPointsDropped, descBatchesFailed, descFlushes, descWriteAttempts, descLastSuccess, descLastError} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (f *Flusher) Collect(ch chan<- prometheus.Metric) {
+	s := f.Stats()
+	unix := func(t time.Time) float64 {
+		if t.IsZero() {
+			return 0
+		}
+		return float64(t.UnixNano()) / 1e9
+	}
+	ch <- prometheus.MustNewConstMetric(descPointsWritten, prometheus.CounterValue, float64(s.PointsWritten))
+	ch <- prometheus.MustNewConstMetric(descPointsPending, prometheus.GaugeValue, float64(s.PointsPending))
+	ch <- prometheus.MustNewConstMetric(descPointsDropped, prometheus.CounterValue, float64(s.PointsDropped))
+	ch <- prometheus.MustNewConstMetric(descBatchesFailed, prometheus.CounterValue, float64(s.BatchesFailed))
+	ch <- prometheus.MustNewConstMetric(descFlushes, prometheus.CounterValue, float64(s.FlushesTotal))
+	ch <- prometheus.MustNewConstMetric(descWriteAttempts, prometheus.CounterValue, float64(s.WriteAttempts))
+	ch <- prometheus.MustNewConstMetric(descLastSuccess, prometheus.GaugeValue, unix(s.LastSuccessAt))
+	ch <- prometheus.MustNewConstMetric(descLastError, prometheus.GaugeValue, unix(s.LastErrorAt))
+}

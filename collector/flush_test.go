@@ -1,0 +1,212 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/patronus-sdwan/patronus/storage"
+)
+
+// fakeSource hands out scripted deltas.
+type fakeSource struct {
+	mu   sync.Mutex
+	next []storage.PolicyDelta
+}
+
+func (s *fakeSource) add(policyID, packets int64) {
+	s.mu.Lock()
+	s.next = append(s.next, storage.PolicyDelta{PolicyID: policyID, Packets: packets, Bytes: packets * 100})
+	s.mu.Unlock()
+}
+
+func (s *fakeSource) TakeDeltas(time.Time) []storage.PolicyDelta {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.next
+	s.next = nil
+	return d
+}
+
+// idempotentStore keeps points by series and timestamp, like InfluxDB: a re-sent point
+// overwrites itself. failures scripts the outcome of the next writes.
+type idempotentStore struct {
+	mu       sync.Mutex
+	points   map[string]storage.PolicyDelta
+	writes   int
+	failures []error
+	// applyThenFail makes a failing write store its points first (a response lost after the
+	// server applied the write).
+	applyThenFail bool
+}
+
+func newStore() *idempotentStore { return &idempotentStore{points: map[string]storage.PolicyDelta{}} }
+
+func (s *idempotentStore) WriteDeltas(_ context.Context, batch []storage.PolicyDelta) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes++
+	var err error
+	if len(s.failures) > 0 {
+		err, s.failures = s.failures[0], s.failures[1:]
+	}
+	if err == nil || s.applyThenFail {
+		for _, d := range batch {
+			s.points[fmt.Sprintf("%d/%s/%d", d.PolicyID, d.Instance, d.Time.UnixNano())] = d
+		}
+	}
+	return err
+}
+
+func (s *idempotentStore) total(policyID int64) (packets int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.points {
+		if d.PolicyID == policyID {
+			packets += d.Packets
+		}
+	}
+	return packets
+}
+
+type stepClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(10 * time.Second)
+	return c.t
+}
+
+func newTestFlusher(src DeltaSource, w HistoryWriter, maxPending int) *Flusher {
+	clock := &stepClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	return NewFlusher(src, w, FlushConfig{
+		Instance: "test", Interval: time.Hour, MaxPending: maxPending, MaxBatch: 3,
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Now: clock.Now,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+}
+
+func retryable(status int) error {
+	return &storage.WriteError{Status: status, Retryable: true, Err: errors.New("unavailable")}
+}
+
+func TestFlusherRetriesKeepTimestampsSoNothingDoubles(t *testing.T) {
+	src := &fakeSource{}
+	store := newStore()
+	store.applyThenFail = true
+	store.failures = []error{retryable(503), retryable(0), retryable(429)}
+	f := newTestFlusher(src, store, 100)
+	ctx := context.Background()
+	want := int64(0)
+	for i := range 5 {
+		src.add(1, int64(i+1))
+		src.add(2, 7)
+		want += int64(i + 1)
+		f.CollectDeltas()
+	}
+	for range 20 {
+		if more, _, _ := f.writeOnce(ctx); !more && f.Stats().PointsPending == 0 {
+			break
+		}
+	}
+	st := f.Stats()
+	if st.PointsPending != 0 || st.PointsWritten != 10 || st.PointsDropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if got := store.total(1); got != want {
+		t.Fatalf("policy 1 history total = %d, want %d (a retry counted twice or lost points)", got, want)
+	}
+	if got := store.total(2); got != 35 {
+		t.Fatalf("policy 2 history total = %d, want 35", got)
+	}
+	if st.LastError == "" || st.LastSuccessAt.IsZero() {
+		t.Fatalf("last error/success not recorded: %+v", st)
+	}
+}
+
+func TestFlusherDropsPermanentlyRejectedBatchOnly(t *testing.T) {
+	src := &fakeSource{}
+	store := newStore()
+	store.failures = []error{&storage.WriteError{Status: 400, Err: errors.New("bad point")}}
+	f := newTestFlusher(src, store, 100)
+	f.cfg.MaxBatch = 1
+	src.add(1, 5)
+	f.CollectDeltas()
+	src.add(1, 6)
+	f.CollectDeltas()
+	for range 5 {
+		f.writeOnce(context.Background())
+	}
+	st := f.Stats()
+	if st.PointsDropped != 1 || st.BatchesFailed != 1 || st.PointsWritten != 1 || store.total(1) != 6 {
+		t.Fatalf("stats %+v total %d", st, store.total(1))
+	}
+}
+
+func TestFlusherBoundsPendingDroppingOldest(t *testing.T) {
+	src := &fakeSource{}
+	store := newStore()
+	f := newTestFlusher(src, store, 4)
+	for i := range 6 {
+		src.add(int64(i), 1)
+		f.CollectDeltas()
+	}
+	st := f.Stats()
+	if st.PointsPending != 4 || st.PointsDropped != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	for range 5 {
+		f.writeOnce(context.Background())
+	}
+	if store.total(0) != 0 || store.total(1) != 0 || store.total(5) != 1 {
+		t.Fatal("the oldest points were not the ones dropped")
+	}
+}
+
+func TestFlusherRunDrainsOnShutdown(t *testing.T) {
+	src := &fakeSource{}
+	store := newStore()
+	f := newTestFlusher(src, store, 100)
+	f.cfg.Interval = time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx, 5*time.Second); close(done) }()
+	src.add(3, 11)
+	deadline := time.Now().Add(5 * time.Second)
+	for store.total(3) != 11 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	src.add(3, 4) // taken only by the final flush
+	cancel()
+	<-done
+	if got := store.total(3); got != 15 {
+		t.Fatalf("history total after shutdown = %d, want 15", got)
+	}
+}
+
+func TestFlusherShutdownGivesUpAtDeadline(t *testing.T) {
+	src := &fakeSource{}
+	store := newStore()
+	for range 1000 {
+		store.failures = append(store.failures, retryable(503))
+	}
+	f := newTestFlusher(src, store, 100)
+	src.add(1, 1)
+	start := time.Now()
+	f.drain(50 * time.Millisecond)
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("drain ignored its deadline")
+	}
+	if f.Stats().PointsPending != 1 {
+		t.Fatalf("stats %+v", f.Stats())
+	}
+}

@@ -1,0 +1,101 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"gorm.io/gorm"
+)
+
+// EndpointStore reads and writes endpoints.
+type EndpointStore struct {
+	db *gorm.DB
+}
+
+func validateEndpoint(e *Endpoint) error {
+	if strings.TrimSpace(e.Name) == "" {
+		return fmt.Errorf("%w: name is required", ErrInvalid)
+	}
+	if _, err := netip.ParseAddr(e.Address); err != nil {
+		return fmt.Errorf("%w: address %q is not an IP address", ErrInvalid, e.Address)
+	}
+	return nil
+}
+
+// Create stores a new endpoint of an existing site, assigning its id.
+func (s *EndpointStore) Create(ctx context.Context, e *Endpoint) error {
+	if err := validateEndpoint(e); err != nil {
+		return fmt.Errorf("create endpoint: %w", err)
+	}
+	if !validUUID(e.SiteID) {
+		return fmt.Errorf("create endpoint: site %s: %w", e.SiteID, ErrNotFound)
+	}
+	if e.ID == "" {
+		e.ID = newID()
+	}
+	err := s.db.WithContext(ctx).Create(e).Error
+	if isForeignKeyError(err) {
+		return fmt.Errorf("create endpoint: site %s: %w", e.SiteID, ErrNotFound)
+	}
+	return translate(err, "create endpoint")
+}
+
+// Get returns the endpoint with the given id.
+func (s *EndpointStore) Get(ctx context.Context, id string) (Endpoint, error) {
+	if !validUUID(id) {
+		return Endpoint{}, fmt.Errorf("get endpoint %s: %w", id, ErrNotFound)
+	}
+	var e Endpoint
+	err := s.db.WithContext(ctx).Take(&e, "id = ?", id).Error
+	return e, translate(err, "get endpoint "+id)
+}
+
+// ListBySite returns one page of a site's endpoints.
+func (s *EndpointStore) ListBySite(ctx context.Context, siteID string, p ListParams) (Page[Endpoint], error) {
+	if !validUUID(siteID) {
+		return Page[Endpoint]{}, fmt.Errorf("list endpoints of site %s: %w", siteID, ErrNotFound)
+	}
+	q := s.db.Model(&Endpoint{}).Where("site_id = ?", siteID)
+	page, err := listPage(ctx, q, p, func(x Endpoint) string { return x.ID }, uuidArg)
+	return page, translate(err, "list endpoints")
+}
+
+// Update saves the endpoint's name, interface, address and WAN kind.
+func (s *EndpointStore) Update(ctx context.Context, e *Endpoint) error {
+	if err := validateEndpoint(e); err != nil {
+		return fmt.Errorf("update endpoint: %w", err)
+	}
+	res := s.db.WithContext(ctx).Model(&Endpoint{}).Where("id = ?", e.ID).Updates(map[string]any{
+		"name":       e.Name,
+		"interface":  e.Interface,
+		"address":    e.Address,
+		"wan_kind":   e.WANKind,
+		"updated_at": s.db.NowFunc(),
+	})
+	if res.Error != nil {
+		return translate(res.Error, "update endpoint "+e.ID)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("update endpoint %s: %w", e.ID, ErrNotFound)
+	}
+	updated, err := s.Get(ctx, e.ID)
+	*e = updated
+	return err
+}
+
+// Delete removes the endpoint; the database cascades to its paths and their metrics.
+func (s *EndpointStore) Delete(ctx context.Context, id string) error {
+	if !validUUID(id) {
+		return fmt.Errorf("delete endpoint %s: %w", id, ErrNotFound)
+	}
+	res := s.db.WithContext(ctx).Delete(&Endpoint{}, "id = ?", id)
+	if res.Error != nil {
+		return translate(res.Error, "delete endpoint "+id)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("delete endpoint %s: %w", id, ErrNotFound)
+	}
+	return nil
+}

@@ -1,0 +1,270 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// HistoryStore keeps per-policy traffic history: the collector's flush loop writes deltas to it,
+// and the API and dashboards read windowed sums back. InfluxHistory and SQLHistory implement it
+// with the same semantics, checked by one shared test suite.
+//
+// Query semantics, the same on every implementation:
+//   - Only points with from <= time < to count.
+//   - Windows are [k*every, (k+1)*every) for integer k, aligned to the Unix epoch; a window's
+//     point carries its start time. Every window that overlaps [from, to) is returned, in time
+//     order, those without data as zeros; the first one may start before from (it then only
+//     counts points from from on).
+//   - Packets and Bytes of a window are the sums of every point in it, over all instances.
+//   - ActiveFlows of a window is, for each instance, the largest active_flows gauge that
+//     instance reported in the window, summed over the instances.
+type HistoryStore interface {
+	// WriteDeltas stores one point per delta. Writing the same deltas again (same policy,
+	// instance and time) replaces the points instead of adding to them, so a retried batch
+	// cannot double count. A failure is a *WriteError that says whether a retry can succeed.
+	WriteDeltas(ctx context.Context, deltas []PolicyDelta) error
+	// QueryPolicy returns the windows of one policy's history over [from, to).
+	QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error)
+	// QueryTop returns the windows of every policy with points in [from, to), or with top > 0
+	// of the top policies by bytes in the range, ordered by bytes (most first), then policy id.
+	QueryTop(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]PolicySeries, error)
+	// Ping checks that the store answers and accepts this client's credentials.
+	Ping(ctx context.Context) error
+	// Close releases what the store holds open.
+	Close()
+}
+
+// HistoryPoint is one window of a policy's traffic history.
+type HistoryPoint struct {
+	// Time is the start of the window.
+	Time        time.Time
+	Packets     int64
+	Bytes       int64
+	ActiveFlows int64
+}
+
+// PolicySeries is the history of one policy, one point per window.
+type PolicySeries struct {
+	PolicyID int64
+	Points   []HistoryPoint
+}
+
+// MeasurementPolicyTraffic is the InfluxDB measurement of history points.
+const MeasurementPolicyTraffic = "policy_traffic"
+
+// Limits of history queries, so one request cannot ask a store for unbounded work.
+const (
+	// MaxHistoryWindows is the most windows one query may span.
+	MaxHistoryWindows = 100_000
+	// MaxHistoryTop is the largest top a QueryTop may ask for.
+	MaxHistoryTop = 1000
+)
+
+// WriteError is a failed history write, classified for the caller's retry policy: network
+// errors, 5xx and 429 are Retryable (after RetryAfter when the server said so); any other
+// failure is permanent, and sending the same batch again cannot succeed.
+type WriteError struct {
+	// Status is the HTTP status of the answer, 0 when there was none.
+	Status    int
+	Retryable bool
+	// RetryAfter is how long the server asked the client to wait, 0 when it did not say.
+	RetryAfter time.Duration
+	Err        error
+}
+
+// Error describes the failure with its status and classification.
+func (e *WriteError) Error() string {
+	kind := "permanent"
+	if e.Retryable {
+		kind = "retryable"
+	}
+	msg := fmt.Sprintf("history write failed (%s", kind)
+	if e.Status != 0 {
+		msg += fmt.Sprintf(", HTTP %d", e.Status)
+	}
+	if e.RetryAfter > 0 {
+		msg += fmt.Sprintf(", retry after %s", e.RetryAfter)
+	}
+	return msg + fmt.Sprintf("): %v", e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// validateDeltas rejects deltas no store can record faithfully: the caller has a bug, and
+// retrying cannot help, so the error is permanent.
+func validateDeltas(deltas []PolicyDelta) error {
+	for i, d := range deltas {
+		var problem string
+		switch {
+		case d.Instance == "":
+			problem = "empty instance"
+		case d.Time.IsZero():
+			problem = "zero time"
+		case d.Packets < 0 || d.Bytes < 0 || d.ActiveFlows < 0:
+			problem = "negative value"
+		}
+		if problem != "" {
+			return &WriteError{Err: fmt.Errorf("%w: delta %d (policy %d): %s", ErrInvalid, i, d.PolicyID, problem)}
+		}
+	}
+	return nil
+}
+
+// windowGrid is the list of windows a query answers with: count windows of every, the
+// first starting at start.
+type windowGrid struct {
+	start time.Time
+	every time.Duration
+	count int
+}
+
+// newWindowGrid validates a query range and returns its windows.
+func newWindowGrid(from, to time.Time, every time.Duration) (windowGrid, error) {
+	switch {
+	case from.IsZero() || to.IsZero():
+		return windowGrid{}, fmt.Errorf("%w: history range needs from and to", ErrInvalid)
+	case !from.Before(to):
+		return windowGrid{}, fmt.Errorf("%w: history range from %s is not before to %s", ErrInvalid, from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
+	case every < time.Second || every%time.Second != 0:
+		return windowGrid{}, fmt.Errorf("%w: history window %s is not a whole number of seconds", ErrInvalid, every)
+	}
+	start := floorTime(from, every)
+	n := to.Sub(start) / every
+	if start.Add(n * every).Before(to) {
+		n++
+	}
+	// A range longer than time.Duration can hold (~292 years) saturates Sub; it is too many
+	// windows either way.
+	if n > MaxHistoryWindows || n <= 0 {
+		return windowGrid{}, fmt.Errorf("%w: history range %s..%s at %s spans more than %d windows", ErrInvalid,
+			from.Format(time.RFC3339), to.Format(time.RFC3339), every, MaxHistoryWindows)
+	}
+	return windowGrid{start: start, every: every, count: int(n)}, nil
+}
+
+// floorTime returns the start of the epoch-aligned window of every that holds t.
+func floorTime(t time.Time, every time.Duration) time.Time {
+	secs := int64(every / time.Second)
+	unix := t.Unix() // whole seconds, rounded towards minus infinity
+	k := unix / secs
+	if unix%secs < 0 {
+		k--
+	}
+	return time.Unix(k*secs, 0).UTC()
+}
+
+// points returns the grid's windows as zero points.
+func (g windowGrid) points() []HistoryPoint {
+	out := make([]HistoryPoint, g.count)
+	for i := range out {
+		out[i].Time = g.start.Add(time.Duration(i) * g.every)
+	}
+	return out
+}
+
+// index returns the window that holds t, or -1 when t is outside the grid.
+func (g windowGrid) index(t time.Time) int {
+	if t.Before(g.start) {
+		return -1
+	}
+	i := int(floorTime(t, g.every).Sub(g.start) / g.every)
+	if i >= g.count {
+		return -1
+	}
+	return i
+}
+
+// seriesSet gathers windowed values per policy and orders them the way QueryTop promises.
+type seriesSet struct {
+	grid   windowGrid
+	series map[int64][]HistoryPoint
+}
+
+func newSeriesSet(grid windowGrid) *seriesSet {
+	return &seriesSet{grid: grid, series: make(map[int64][]HistoryPoint)}
+}
+
+// add adds values to the window holding t of a policy's series; values outside the grid
+// are ignored.
+func (s *seriesSet) add(policyID int64, t time.Time, packets, bytes, activeFlows int64) {
+	i := s.grid.index(t)
+	if i < 0 {
+		return
+	}
+	points, ok := s.series[policyID]
+	if !ok {
+		points = s.grid.points()
+		s.series[policyID] = points
+	}
+	points[i].Packets += packets
+	points[i].Bytes += bytes
+	points[i].ActiveFlows += activeFlows
+}
+
+// ordered returns the series by total bytes, most first, then by policy id.
+func (s *seriesSet) ordered() []PolicySeries {
+	out := make([]PolicySeries, 0, len(s.series))
+	totals := make(map[int64]int64, len(s.series))
+	for id, points := range s.series {
+		var total int64
+		for _, p := range points {
+			total += p.Bytes
+		}
+		totals[id] = total
+		out = append(out, PolicySeries{PolicyID: id, Points: points})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		ti, tj := totals[out[i].PolicyID], totals[out[j].PolicyID]
+		if ti != tj {
+			return ti > tj
+		}
+		return out[i].PolicyID < out[j].PolicyID
+	})
+	return out
+}
+
+// policyTotal is one policy's bytes over a query range, used to pick the top policies.
+type policyTotal struct {
+	policyID int64
+	bytes    int64
+}
+
+// topPolicies returns the ids of the n policies with the most bytes, ties broken by id.
+func topPolicies(totals []policyTotal, n int) []int64 {
+	sort.Slice(totals, func(i, j int) bool {
+		if totals[i].bytes != totals[j].bytes {
+			return totals[i].bytes > totals[j].bytes
+		}
+		return totals[i].policyID < totals[j].policyID
+	})
+	if len(totals) > n {
+		totals = totals[:n]
+	}
+	ids := make([]int64, len(totals))
+	for i, t := range totals {
+		ids[i] = t.policyID
+	}
+	return ids
+}
+
+// validateTop checks QueryTop's top argument.
+func validateTop(top int) error {
+	if top < 0 || top > MaxHistoryTop {
+		return fmt.Errorf("%w: top %d is not between 0 and %d", ErrInvalid, top, MaxHistoryTop)
+	}
+	return nil
+}
+
+// asWriteError returns err as a *WriteError, wrapping other errors as retryable ones: a
+// store that failed for a reason this package did not classify may well answer next time.
+func asWriteError(err error) *WriteError {
+	var werr *WriteError
+	if errors.As(err, &werr) {
+		return werr
+	}
+	return &WriteError{Retryable: true, Err: err}
+}

@@ -1,0 +1,205 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/influxdata/influxdb-client-go/v2/api"
+	influxhttp "github.com/influxdata/influxdb-client-go/v2/api/http"
+	"github.com/influxdata/influxdb-client-go/v2/api/write"
+)
+
+// MeasurementPathMetrics is the InfluxDB measurement of path metrics.
+const MeasurementPathMetrics = "path_metrics"
+
+// DefaultInfluxTimeout bounds each InfluxDB request when InfluxConfig.Timeout is zero.
+const DefaultInfluxTimeout = 10 * time.Second
+
+// InfluxConfig says where the InfluxDB history lives. The same settings serve InfluxDB 2.x
+// (Org, Bucket, Token) and 1.8+ through its /api/v2 endpoints (Bucket "database/retention-policy",
+// Token "user:password", any non-empty Org).
+type InfluxConfig struct {
+	URL    string
+	Token  string
+	Org    string
+	Bucket string
+	// Timeout bounds each HTTP request; whole seconds, rounded up; 0 means DefaultInfluxTimeout.
+	Timeout time.Duration
+	// Windowing says where history windows are computed: InfluxWindowingAuto (the default),
+	// InfluxWindowingServer or InfluxWindowingClient. The results are the same.
+	Windowing string
+}
+
+// InfluxHistory is the HistoryStore on InfluxDB: points of the policy_traffic measurement,
+// read back with Flux. It only uses the blocking write API: batching and retries belong to
+// the caller, which gets every failure back as a *WriteError.
+type InfluxHistory struct {
+	client    influxdb2.Client
+	writer    api.WriteAPIBlocking
+	query     api.QueryAPI
+	bucket    string
+	windowing string
+
+	genMu sync.Mutex
+	gen   serverGeneration
+}
+
+// NewInfluxHistory returns a history store on the InfluxDB cfg names. It does not contact the
+// server; call Ping for that.
+func NewInfluxHistory(cfg InfluxConfig) (*InfluxHistory, error) {
+	if cfg.URL == "" || cfg.Bucket == "" {
+		return nil, fmt.Errorf("%w: influxdb history needs a url and a bucket", ErrInvalid)
+	}
+	// InfluxDB 1.8 ignores the org but answers writes without one with 404 "database not found".
+	if cfg.Org == "" {
+		return nil, fmt.Errorf("%w: influxdb history needs an org (any name on 1.8)", ErrInvalid)
+	}
+	switch cfg.Windowing {
+	case InfluxWindowingAuto, InfluxWindowingServer, InfluxWindowingClient:
+	default:
+		return nil, fmt.Errorf("%w: influxdb windowing %q is not %q, %q or empty", ErrInvalid, cfg.Windowing, InfluxWindowingServer, InfluxWindowingClient)
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultInfluxTimeout
+	}
+	seconds := uint((timeout + time.Second - 1) / time.Second)
+	opts := influxdb2.DefaultOptions().
+		SetUseGZip(true).
+		SetPrecision(time.Nanosecond).
+		SetHTTPRequestTimeout(seconds).
+		SetApplicationName("patronus")
+	client := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
+	return &InfluxHistory{
+		client:    client,
+		writer:    client.WriteAPIBlocking(cfg.Org, cfg.Bucket),
+		query:     client.QueryAPI(cfg.Org),
+		bucket:    cfg.Bucket,
+		windowing: cfg.Windowing,
+	}, nil
+}
+
+// WriteDeltas writes one policy_traffic point per delta in one request. Points with the same
+// policy, instance and time overwrite each other on the server, so a retried batch does not
+// double count.
+func (h *InfluxHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) error {
+	if len(deltas) == 0 {
+		return nil
+	}
+	if err := validateDeltas(deltas); err != nil {
+		return err
+	}
+	points := make([]*write.Point, len(deltas))
+	for i, d := range deltas {
+		p := write.NewPointWithMeasurement(MeasurementPolicyTraffic).
+			AddTag("instance", d.Instance).
+			AddTag("policy_id", strconv.FormatInt(d.PolicyID, 10)).
+			AddField("active_flows", d.ActiveFlows).
+			AddField("bytes", d.Bytes).
+			AddField("packets", d.Packets).
+			SetTime(d.Time)
+		points[i] = p
+	}
+	if err := h.writer.WritePoint(ctx, points...); err != nil {
+		return classifyInfluxError(fmt.Errorf("write %d history points: %w", len(points), err))
+	}
+	return nil
+}
+
+// WritePathMetrics writes one path_metrics point (tag path_id) at m.MeasuredAt, or now when
+// that is zero. Failures are classified as for WriteDeltas.
+func (h *InfluxHistory) WritePathMetrics(ctx context.Context, m PathMetrics) error {
+	at := m.MeasuredAt
+	if at.IsZero() {
+		at = time.Now()
+	}
+	p := write.NewPointWithMeasurement(MeasurementPathMetrics).
+		AddTag("path_id", strconv.FormatInt(m.PathID, 10)).
+		AddField("latency_ms", m.LatencyMs).
+		AddField("jitter_ms", m.JitterMs).
+		AddField("packet_loss_pct", m.PacketLossPct).
+		AddField("bandwidth_mbps", m.BandwidthMbps).
+		AddField("mtu", int64(m.MTU)).
+		AddField("score", int64(m.Score)).
+		SetTime(at)
+	if err := h.writer.WritePoint(ctx, p); err != nil {
+		return classifyInfluxError(fmt.Errorf("write metrics of path %d: %w", m.PathID, err))
+	}
+	return nil
+}
+
+// classifyInfluxError turns a write failure of the client into a *WriteError: no answer, 5xx
+// and 429 are retryable, with the server's Retry-After; any other status is permanent, and so
+// is a failure before sending (a point that cannot be encoded).
+func classifyInfluxError(err error) *WriteError {
+	var herr *influxhttp.Error
+	if !errors.As(err, &herr) {
+		return &WriteError{Err: err}
+	}
+	werr := &WriteError{Status: herr.StatusCode, Err: err}
+	switch {
+	case herr.StatusCode == 0:
+		werr.Retryable = true // no answer: refused, reset, timed out
+	case herr.StatusCode == http.StatusTooManyRequests || herr.StatusCode >= 500:
+		werr.Retryable = true
+		werr.RetryAfter = retryAfter(herr.Header.Get("Retry-After"), time.Now())
+		if werr.RetryAfter == 0 && herr.RetryAfter > 0 {
+			werr.RetryAfter = time.Duration(herr.RetryAfter) * time.Second
+		}
+	}
+	return werr
+}
+
+// retryAfter parses a Retry-After header, in seconds or as an HTTP date; 0 when absent or
+// unparsable.
+func retryAfter(header string, now time.Time) time.Duration {
+	header = strings.TrimSpace(header)
+	if header == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(header, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if at, err := http.ParseTime(header); err == nil && at.After(now) {
+		return at.Sub(now)
+	}
+	return 0
+}
+
+// Ping checks that the server answers (/ping) and that the token may read the bucket: ping
+// alone does not look at credentials, so a one-row query follows it.
+func (h *InfluxHistory) Ping(ctx context.Context) error {
+	if _, err := h.client.Ping(ctx); err != nil {
+		return fmt.Errorf("ping influxdb: %w", err)
+	}
+	flux := fmt.Sprintf(`from(bucket: %s)
+  |> range(start: -1m)
+  |> filter(fn: (r) => r._measurement == %s)
+  |> limit(n: 1)`, fluxString(h.bucket), fluxString(MeasurementPolicyTraffic))
+	res, err := h.query.Query(ctx, flux)
+	if err != nil {
+		return fmt.Errorf("query influxdb bucket %s: %w", h.bucket, err)
+	}
+	defer res.Close()
+	for res.Next() {
+	}
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("query influxdb bucket %s: %w", h.bucket, err)
+	}
+	return nil
+}
+
+// Close releases the client's idle connections.
+func (h *InfluxHistory) Close() {
+	h.client.Close()
+}

@@ -1,0 +1,303 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// SQLHistory is the HistoryStore on the policy_stats table of the inventory database, the
+// embedded default when no InfluxDB is configured. Timestamps are stored in UTC.
+//
+// Windows are computed in SQL: the window index of a row is floor(epoch seconds / every),
+// from extract(epoch ...) on PostgreSQL and from the whole-second prefix of the stored text
+// on SQLite (the driver stores "2006-01-02 15:04:05.999999999+00:00"; SQLite's own date
+// functions round fractions to milliseconds, which could move a row at hh:mm:59.9996 into the
+// next window). The database then groups per window and instance and returns one row per
+// window, so a day of 10 s flushes comes back as 1,440 rows at 1 m windows, not 8,640.
+type SQLHistory struct {
+	db      *sql.DB
+	dialect string
+}
+
+// NewSQLHistory returns the SQL history store on db, which must be migrated. db stays the
+// caller's: Close does not close it.
+func NewSQLHistory(db *DB) *SQLHistory {
+	return &SQLHistory{db: db.SQL(), dialect: db.Dialect}
+}
+
+// sqlWriteChunk is the most rows per INSERT: 6 parameters each stays far below the parameter
+// limits of SQLite (32,766) and PostgreSQL (65,535).
+const sqlWriteChunk = 500
+
+// WriteDeltas upserts one row per delta in one transaction: a row with the same policy,
+// instance and time is replaced, so a retried batch does not double count. Within one batch
+// the last delta for a key wins, as on InfluxDB.
+func (s *SQLHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) error {
+	if len(deltas) == 0 {
+		return nil
+	}
+	if err := validateDeltas(deltas); err != nil {
+		return err
+	}
+	rows := dedupeDeltas(deltas)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return asWriteError(fmt.Errorf("write %d history rows: begin: %w", len(rows), err))
+	}
+	defer func() { _ = tx.Rollback() }()
+	for start := 0; start < len(rows); start += sqlWriteChunk {
+		chunk := rows[start:min(start+sqlWriteChunk, len(rows))]
+		query, args := s.upsertSQL(chunk)
+		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+			return asWriteError(fmt.Errorf("write %d history rows: %w", len(rows), err))
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return asWriteError(fmt.Errorf("write %d history rows: commit: %w", len(rows), err))
+	}
+	return nil
+}
+
+// dedupeDeltas keeps the last delta of each (policy, instance, time), in first-seen order:
+// PostgreSQL refuses to upsert one row twice in a statement.
+func dedupeDeltas(deltas []PolicyDelta) []PolicyDelta {
+	type key struct {
+		policyID int64
+		instance string
+		at       int64
+	}
+	index := make(map[key]int, len(deltas))
+	out := make([]PolicyDelta, 0, len(deltas))
+	for _, d := range deltas {
+		d.Time = d.Time.UTC()
+		k := key{d.PolicyID, d.Instance, d.Time.UnixNano()}
+		if i, ok := index[k]; ok {
+			out[i] = d
+			continue
+		}
+		index[k] = len(out)
+		out = append(out, d)
+	}
+	return out
+}
+
+func (s *SQLHistory) upsertSQL(rows []PolicyDelta) (string, []any) {
+	var b strings.Builder
+	args := make([]any, 0, 6*len(rows))
+	b.WriteString("INSERT INTO policy_stats (policy_id, instance, timestamp, packets, bytes, active_flows) VALUES ")
+	for i, d := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		for j := range 6 {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(s.placeholder(len(args) + j + 1))
+		}
+		b.WriteByte(')')
+		args = append(args, d.PolicyID, d.Instance, d.Time, d.Packets, d.Bytes, d.ActiveFlows)
+	}
+	b.WriteString(` ON CONFLICT (policy_id, instance, timestamp) DO UPDATE SET
+packets = excluded.packets, bytes = excluded.bytes, active_flows = excluded.active_flows`)
+	return b.String(), args
+}
+
+func (s *SQLHistory) placeholder(n int) string {
+	if s.dialect == DialectPostgres {
+		return "$" + strconv.Itoa(n)
+	}
+	return "?"
+}
+
+// windowExpr is the SQL expression of a row's window index for windows of secs seconds.
+func (s *SQLHistory) windowExpr(secs int64) string {
+	n := strconv.FormatInt(secs, 10)
+	if s.dialect == DialectPostgres {
+		return "CAST(floor(extract(epoch FROM timestamp) / " + n + ") AS BIGINT)"
+	}
+	// Whole seconds from the text's "YYYY-MM-DD HH:MM:SS" prefix; floor division also for
+	// times before 1970.
+	sec := "CAST(strftime('%s', substr(timestamp, 1, 19)) AS INTEGER)"
+	return "(" + sec + " / " + n + " - (" + sec + " % " + n + " < 0))"
+}
+
+// windowsSQL selects (policy_id, window, packets, bytes, active_flows) per policy and window
+// over [from, to): sums per window, active_flows the max per instance summed over instances.
+// filter is an extra condition on policy_id with its arguments after from and to.
+func (s *SQLHistory) windowsSQL(secs int64, filter string) string {
+	return fmt.Sprintf(`SELECT policy_id, w,
+  CAST(SUM(packets) AS BIGINT), CAST(SUM(bytes) AS BIGINT), CAST(SUM(flows) AS BIGINT)
+FROM (
+  SELECT policy_id, %s AS w, instance,
+    SUM(packets) AS packets, SUM(bytes) AS bytes, MAX(active_flows) AS flows
+  FROM policy_stats
+  WHERE timestamp >= %s AND timestamp < %s%s
+  GROUP BY policy_id, w, instance
+) per_instance
+GROUP BY policy_id, w
+ORDER BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), filter)
+}
+
+// QueryPolicy returns one policy's windows over [from, to) with the semantics HistoryStore
+// documents.
+func (s *SQLHistory) QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error) {
+	grid, err := newWindowGrid(from, to, every)
+	if err != nil {
+		return nil, err
+	}
+	set := newSeriesSet(grid)
+	query := s.windowsSQL(int64(every/time.Second), " AND policy_id = "+s.placeholder(3))
+	if err := s.readWindows(ctx, set, query, from.UTC(), to.UTC(), policyID); err != nil {
+		return nil, fmt.Errorf("query history of policy %d: %w", policyID, err)
+	}
+	if points, ok := set.series[policyID]; ok {
+		return points, nil
+	}
+	return grid.points(), nil
+}
+
+// QueryTop returns the windows of every policy with rows in [from, to), or of the top
+// policies by bytes, ordered as HistoryStore documents.
+func (s *SQLHistory) QueryTop(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]PolicySeries, error) {
+	grid, err := newWindowGrid(from, to, every)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateTop(top); err != nil {
+		return nil, err
+	}
+	from, to = from.UTC(), to.UTC()
+	filter := ""
+	args := []any{from, to}
+	if top > 0 {
+		ids, err := s.topIDs(ctx, from, to, top)
+		if err != nil {
+			return nil, fmt.Errorf("query top policies: %w", err)
+		}
+		if len(ids) == 0 {
+			return []PolicySeries{}, nil
+		}
+		marks := make([]string, len(ids))
+		for i, id := range ids {
+			marks[i] = s.placeholder(3 + i)
+			args = append(args, id)
+		}
+		filter = " AND policy_id IN (" + strings.Join(marks, ",") + ")"
+	}
+	set := newSeriesSet(grid)
+	if err := s.readWindows(ctx, set, s.windowsSQL(int64(every/time.Second), filter), args...); err != nil {
+		return nil, fmt.Errorf("query history of policies: %w", err)
+	}
+	return set.ordered(), nil
+}
+
+func (s *SQLHistory) topIDs(ctx context.Context, from, to time.Time, top int) ([]int64, error) {
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT policy_id, CAST(SUM(bytes) AS BIGINT) AS total
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s
+GROUP BY policy_id ORDER BY total DESC, policy_id LIMIT %d`, s.placeholder(1), s.placeholder(2), top), from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var totals []policyTotal
+	for rows.Next() {
+		var t policyTotal
+		if err := rows.Scan(&t.policyID, &t.bytes); err != nil {
+			return nil, err
+		}
+		totals = append(totals, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return topPolicies(totals, top), nil
+}
+
+func (s *SQLHistory) readWindows(ctx context.Context, set *seriesSet, query string, args ...any) error {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	secs := int64(set.grid.every / time.Second)
+	for rows.Next() {
+		var policyID, window, packets, bytes, flows int64
+		if err := rows.Scan(&policyID, &window, &packets, &bytes, &flows); err != nil {
+			return err
+		}
+		set.add(policyID, time.Unix(window*secs, 0), packets, bytes, flows)
+	}
+	return rows.Err()
+}
+
+// pruneChunk is the most rows one pruning statement deletes, so a large backlog is removed in
+// short transactions that let writers in between.
+const pruneChunk = 10_000
+
+// Prune deletes the history rows older than before and returns how many it deleted.
+func (s *SQLHistory) Prune(ctx context.Context, before time.Time) (int64, error) {
+	query := fmt.Sprintf(`DELETE FROM policy_stats WHERE id IN (
+  SELECT id FROM policy_stats WHERE timestamp < %s LIMIT %d)`, s.placeholder(1), pruneChunk)
+	var total int64
+	for {
+		res, err := s.db.ExecContext(ctx, query, before.UTC())
+		if err != nil {
+			return total, fmt.Errorf("prune history before %s: %w", before.Format(time.RFC3339), err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("prune history before %s: %w", before.Format(time.RFC3339), err)
+		}
+		total += n
+		if n < pruneChunk {
+			return total, nil
+		}
+	}
+}
+
+// RunRetention prunes rows older than retention now and then every interval, until ctx ends.
+// Failures are logged and retried at the next tick.
+func (s *SQLHistory) RunRetention(ctx context.Context, retention, interval time.Duration) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		before := time.Now().Add(-retention)
+		n, err := s.Prune(ctx, before)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			slog.Error("history retention", "err", err)
+		case n > 0:
+			slog.Info("history retention", "deleted", n, "before", before.UTC().Format(time.RFC3339))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// Ping checks that the database answers and has the policy_stats table.
+func (s *SQLHistory) Ping(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, "SELECT 1 FROM policy_stats LIMIT 1")
+	if err != nil {
+		return fmt.Errorf("ping sql history: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("ping sql history: %w", err)
+	}
+	return nil
+}
+
+// Close does nothing: the database belongs to the caller.
+func (s *SQLHistory) Close() {}

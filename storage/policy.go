@@ -1,0 +1,139 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"gorm.io/gorm"
+)
+
+// PolicyStore reads and writes routing policies.
+type PolicyStore struct {
+	db *gorm.DB
+}
+
+// ValidatePolicy checks the policy's fields and normalises its CIDRs; the error names the field.
+func ValidatePolicy(p *Policy) error {
+	if strings.TrimSpace(p.Name) == "" {
+		return fmt.Errorf("%w: name is required", ErrInvalid)
+	}
+	if p.Protocol != nil && (*p.Protocol < 0 || *p.Protocol > 255) {
+		return fmt.Errorf("%w: match.protocol must be between 0 and 255", ErrInvalid)
+	}
+	for _, c := range []struct {
+		field string
+		value *string
+	}{{"match.src_cidr", &p.SrcCIDR}, {"match.dst_cidr", &p.DstCIDR}} {
+		if *c.value == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(*c.value)
+		if err != nil {
+			return fmt.Errorf("%w: %s %q is not a CIDR prefix", ErrInvalid, c.field, *c.value)
+		}
+		*c.value = prefix.Masked().String()
+	}
+	for _, r := range append(append([]PortRange{}, p.SrcPorts...), p.DstPorts...) {
+		if r.From > r.To {
+			return fmt.Errorf("%w: port range %d-%d has from > to", ErrInvalid, r.From, r.To)
+		}
+	}
+	switch p.ActionType {
+	case ActionPreferPath:
+		if p.PathID == nil {
+			return fmt.Errorf("%w: action.path_id is required for prefer_path", ErrInvalid)
+		}
+	case ActionDrop:
+		if p.PathID != nil {
+			return fmt.Errorf("%w: action.path_id must be empty for drop", ErrInvalid)
+		}
+	default:
+		return fmt.Errorf("%w: action.type %q is not prefer_path or drop", ErrInvalid, p.ActionType)
+	}
+	if p.SrcPorts == nil {
+		p.SrcPorts = []PortRange{}
+	}
+	if p.DstPorts == nil {
+		p.DstPorts = []PortRange{}
+	}
+	return nil
+}
+
+// Create stores a new policy. A preferred path that does not exist is ErrNotFound.
+func (s *PolicyStore) Create(ctx context.Context, p *Policy) error {
+	if err := ValidatePolicy(p); err != nil {
+		return fmt.Errorf("create policy: %w", err)
+	}
+	err := s.db.WithContext(ctx).Create(p).Error
+	if isForeignKeyError(err) {
+		return fmt.Errorf("create policy: path %d: %w", *p.PathID, ErrNotFound)
+	}
+	return translate(err, "create policy")
+}
+
+// Get returns the policy with the given id.
+func (s *PolicyStore) Get(ctx context.Context, id int64) (Policy, error) {
+	var p Policy
+	err := s.db.WithContext(ctx).Take(&p, "id = ?", id).Error
+	return p, translate(err, fmt.Sprintf("get policy %d", id))
+}
+
+// List returns one page of policies in id order.
+func (s *PolicyStore) List(ctx context.Context, p ListParams) (Page[Policy], error) {
+	page, err := listPage(ctx, s.db.Model(&Policy{}), p, func(x Policy) string { return strconv.FormatInt(x.ID, 10) }, int64Arg)
+	return page, translate(err, "list policies")
+}
+
+// All returns every policy, for compiling the classifier.
+func (s *PolicyStore) All(ctx context.Context) ([]Policy, error) {
+	var ps []Policy
+	err := s.db.WithContext(ctx).Order("id").Find(&ps).Error
+	return ps, translate(err, "list all policies")
+}
+
+// ByPaths returns the ids of policies that prefer any of the given paths.
+func (s *PolicyStore) ByPaths(ctx context.Context, pathIDs []int64) ([]int64, error) {
+	ids := []int64{}
+	if len(pathIDs) == 0 {
+		return ids, nil
+	}
+	err := s.db.WithContext(ctx).Model(&Policy{}).Where("path_id IN ?", pathIDs).Order("id").Pluck("id", &ids).Error
+	return ids, translate(err, "policies by path")
+}
+
+// Update saves every field of the policy.
+func (s *PolicyStore) Update(ctx context.Context, p *Policy) error {
+	if err := ValidatePolicy(p); err != nil {
+		return fmt.Errorf("update policy: %w", err)
+	}
+	res := s.db.WithContext(ctx).Model(&Policy{}).Where("id = ?", p.ID).
+		Select("name", "priority", "enabled", "protocol", "src_cidr", "dst_cidr", "src_ports", "dst_ports", "action_type", "path_id", "updated_at").
+		Updates(p)
+	if isForeignKeyError(res.Error) {
+		return fmt.Errorf("update policy %d: path: %w", p.ID, ErrNotFound)
+	}
+	if res.Error != nil {
+		return translate(res.Error, fmt.Sprintf("update policy %d", p.ID))
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("update policy %d: %w", p.ID, ErrNotFound)
+	}
+	updated, err := s.Get(ctx, p.ID)
+	*p = updated
+	return err
+}
+
+// Delete removes the policy. Its history stays.
+func (s *PolicyStore) Delete(ctx context.Context, id int64) error {
+	res := s.db.WithContext(ctx).Delete(&Policy{}, "id = ?", id)
+	if res.Error != nil {
+		return translate(res.Error, fmt.Sprintf("delete policy %d", id))
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("delete policy %d: %w", id, ErrNotFound)
+	}
+	return nil
+}

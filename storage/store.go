@@ -1,0 +1,124 @@
+package storage
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+
+	"gorm.io/gorm"
+)
+
+// Store bundles the inventory stores over one database handle, which may be a transaction.
+type Store struct {
+	db *gorm.DB
+	// Dialect is the database dialect the store runs on.
+	Dialect string
+}
+
+// NewStore returns the stores over db.
+func NewStore(db *DB) *Store {
+	return &Store{db: db.Gorm, Dialect: db.Dialect}
+}
+
+// Tx runs fn with a Store bound to one transaction: fn's writes commit together when it returns
+// nil and roll back otherwise.
+func (s *Store) Tx(ctx context.Context, fn func(tx *Store) error) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		return fn(&Store{db: tx, Dialect: s.Dialect})
+	})
+}
+
+// Sites returns the site store.
+func (s *Store) Sites() *SiteStore { return &SiteStore{db: s.db, dialect: s.Dialect} }
+
+// Endpoints returns the endpoint store.
+func (s *Store) Endpoints() *EndpointStore { return &EndpointStore{db: s.db} }
+
+// Paths returns the path store.
+func (s *Store) Paths() *PathStore { return &PathStore{db: s.db} }
+
+// Metrics returns the path-metrics store.
+func (s *Store) Metrics() *MetricsStore { return &MetricsStore{db: s.db, dialect: s.Dialect} }
+
+// Policies returns the policy store.
+func (s *Store) Policies() *PolicyStore { return &PolicyStore{db: s.db} }
+
+// Audit returns the audit store.
+func (s *Store) Audit() *AuditStore { return &AuditStore{db: s.db} }
+
+// Tokens returns the API token store.
+func (s *Store) Tokens() *TokenStore { return &TokenStore{db: s.db} }
+
+// Gorm returns the handle the stores use, for queries no store offers.
+func (s *Store) Gorm() *gorm.DB { return s.db }
+
+// Default and maximum page sizes of list calls.
+const (
+	DefaultPageLimit = 50
+	MaxPageLimit     = 1000
+)
+
+// ListParams selects one page of a list ordered by id.
+type ListParams struct {
+	// Limit is the page size; 0 means DefaultPageLimit, values above MaxPageLimit are invalid.
+	Limit int
+	// Cursor is the opaque NextCursor of the previous page; empty starts at the beginning.
+	Cursor string
+}
+
+// Page is one page of a list and the cursor of the next one ("" when this is the last).
+type Page[T any] struct {
+	Items      []T
+	NextCursor string
+}
+
+// EncodeCursor makes an opaque cursor from the last id of a page.
+func EncodeCursor(lastID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(lastID))
+}
+
+// DecodeCursor returns the id a cursor made by EncodeCursor carries.
+func DecodeCursor(cursor string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(b) == 0 {
+		return "", fmt.Errorf("%w: malformed cursor", ErrInvalid)
+	}
+	return string(b), nil
+}
+
+// listPage reads one page of q ordered by id; keyOf returns an item's id as text and
+// afterArg turns a cursor's text back into the id's type.
+func listPage[T any](ctx context.Context, q *gorm.DB, p ListParams, keyOf func(T) string, afterArg func(string) (any, error)) (Page[T], error) {
+	limit := p.Limit
+	switch {
+	case limit == 0:
+		limit = DefaultPageLimit
+	case limit < 0 || limit > MaxPageLimit:
+		return Page[T]{}, fmt.Errorf("%w: limit must be between 1 and %d", ErrInvalid, MaxPageLimit)
+	}
+	q = q.WithContext(ctx)
+	if p.Cursor != "" {
+		raw, err := DecodeCursor(p.Cursor)
+		if err != nil {
+			return Page[T]{}, err
+		}
+		after, err := afterArg(raw)
+		if err != nil {
+			return Page[T]{}, fmt.Errorf("%w: malformed cursor", ErrInvalid)
+		}
+		q = q.Where("id > ?", after)
+	}
+	var items []T
+	if err := q.Order("id").Limit(limit + 1).Find(&items).Error; err != nil {
+		return Page[T]{}, err
+	}
+	page := Page[T]{Items: items}
+	if len(items) > limit {
+		page.Items = items[:limit]
+		page.NextCursor = EncodeCursor(keyOf(items[limit-1]))
+	}
+	if page.Items == nil {
+		page.Items = []T{}
+	}
+	return page, nil
+}

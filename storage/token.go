@@ -1,0 +1,103 @@
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"gorm.io/gorm"
+)
+
+// TokenPrefix starts every secret this service issues, so leaked tokens are easy to grep for.
+const TokenPrefix = "ptr_"
+
+// NewTokenSecret returns a fresh random bearer token (256 bits of entropy).
+func NewTokenSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate token: %w", err)
+	}
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// HashToken returns the hex SHA-256 of a secret: what is stored and looked up. A fast hash is
+// right here because the secrets are random 256-bit values, not passwords.
+func HashToken(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// ValidRole reports whether r is one of the roles.
+func ValidRole(r string) bool {
+	return r == RoleViewer || r == RoleOperator || r == RoleAdmin
+}
+
+// TokenStore manages API tokens.
+type TokenStore struct {
+	db *gorm.DB
+}
+
+// Create issues a token with the given name and role, stores its hash and returns the secret,
+// which is never stored or shown again.
+func (s *TokenStore) Create(ctx context.Context, name, role string) (APIToken, string, error) {
+	if strings.TrimSpace(name) == "" {
+		return APIToken{}, "", fmt.Errorf("create token: %w: name is required", ErrInvalid)
+	}
+	if !ValidRole(role) {
+		return APIToken{}, "", fmt.Errorf("create token: %w: role %q is not viewer, operator or admin", ErrInvalid, role)
+	}
+	secret, err := NewTokenSecret()
+	if err != nil {
+		return APIToken{}, "", err
+	}
+	tok := APIToken{Name: name, Role: role, Hash: HashToken(secret)}
+	if err := s.db.WithContext(ctx).Create(&tok).Error; err != nil {
+		return APIToken{}, "", translate(err, "create token")
+	}
+	return tok, secret, nil
+}
+
+// Authenticate returns the live (not revoked) token whose secret is given; ErrNotFound otherwise.
+func (s *TokenStore) Authenticate(ctx context.Context, secret string) (APIToken, error) {
+	hash := HashToken(secret)
+	var tok APIToken
+	err := s.db.WithContext(ctx).Take(&tok, "hash = ? AND revoked_at IS NULL", hash).Error
+	if err != nil {
+		return APIToken{}, translate(err, "authenticate token")
+	}
+	// The lookup is by hash; compare again in constant time so no timing depends on the secret.
+	if subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hash)) != 1 {
+		return APIToken{}, fmt.Errorf("authenticate token: %w", ErrNotFound)
+	}
+	return tok, nil
+}
+
+// List returns one page of tokens (hashes included; callers must not show them).
+func (s *TokenStore) List(ctx context.Context, p ListParams) (Page[APIToken], error) {
+	page, err := listPage(ctx, s.db.Model(&APIToken{}), p, func(x APIToken) string { return strconv.FormatInt(x.ID, 10) }, int64Arg)
+	return page, translate(err, "list tokens")
+}
+
+// Revoke marks the token revoked; it stops authenticating at once.
+func (s *TokenStore) Revoke(ctx context.Context, id int64) (APIToken, error) {
+	var tok APIToken
+	if err := s.db.WithContext(ctx).Take(&tok, "id = ?", id).Error; err != nil {
+		return APIToken{}, translate(err, fmt.Sprintf("revoke token %d", id))
+	}
+	if tok.RevokedAt != nil {
+		return tok, nil
+	}
+	now := s.db.NowFunc()
+	err := s.db.WithContext(ctx).Model(&APIToken{}).Where("id = ?", id).Update("revoked_at", now).Error
+	if err != nil {
+		return APIToken{}, translate(err, fmt.Sprintf("revoke token %d", id))
+	}
+	tok.RevokedAt = &now
+	return tok, nil
+}
