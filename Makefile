@@ -10,7 +10,7 @@ GENERATED := api/apigen api/client
 
 ## test: every check and every test, against the real PostgreSQL and InfluxDB (started by .ci/with-services)
 test: check
-	./.ci/with-services go test -race -count=1 $(GO_PACKAGES)
+	./.ci/with-services ./.ci/go-test $(GO_PACKAGES)
 
 ## check: generated code current, gofmt, go vet, staticcheck
 check: generate-check fmt-check vet staticcheck

@@ -30,7 +30,7 @@ type InfluxProcess struct {
 // stopped when the test ends.
 func StartInflux(t testing.TB) *InfluxProcess {
 	t.Helper()
-	bin := Require(t, EnvInfluxd, "the influxd binary")
+	bin := Require(t, EnvInfluxd, "InfluxDB (the influxd binary)")
 	dir := t.TempDir()
 	httpPort, bindPort := freePort(t), freePort(t)
 	config := filepath.Join(dir, "influxdb.conf")
