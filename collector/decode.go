@@ -83,7 +83,8 @@ func (d *decoder) batch() ([]Report, error) {
 	}
 	d.ws()
 	if d.pos != len(d.data) {
-		return nil, &ValidationError{Index: -1, Message: fmt.Sprintf("invalid JSON at offset %d: data after the batch object", d.pos)}
+		return nil, &ValidationError{Index: -1, Message: fmt.Sprintf("invalid JSON at offset %d: data after the batch object", d.pos),
+			Kind: MalformedJSON}
 	}
 	if !seen {
 		return nil, &ValidationError{Index: -1, Field: "reports", Message: "is required"}
@@ -111,7 +112,7 @@ func (d *decoder) reports() ([]Report, error) {
 		i := len(reports)
 		if d.max > 0 && i == d.max {
 			return nil, &ValidationError{Index: -1, Field: "reports",
-				Message: fmt.Sprintf("more than %d reports", d.max)}
+				Message: fmt.Sprintf("more than %d reports", d.max), Kind: TooManyReports}
 		}
 		reports = append(reports, Report{})
 		if len(ids) == cap(ids) {
@@ -216,7 +217,7 @@ func required(i int, seen uint, need []member) error {
 
 var (
 	reportRequired = []member{reportMembers[1], reportMembers[2], reportMembers[3]}
-	flowRequired   = []member{flowMembers[0], flowMembers[1], flowMembers[4]}
+	flowRequired   = flowMembers // openapi.yaml's FlowKey requires all five; ICMP sends ports 0
 )
 
 func (d *decoder) report(i int, r *Report, ids *[]int64) (hasID bool, err error) {

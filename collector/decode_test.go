@@ -13,7 +13,7 @@ const validReport = `{"policy_id":1,"flow":{"src_ip":"10.0.0.1","dst_ip":"2001:d
 
 func TestDecodeBatch(t *testing.T) {
 	body := `{"reports":[` + validReport + `,
-		{"flow":{"src_ip":"::ffff:192.0.2.1","dst_ip":"192.0.2.2","protocol":1},"packets":0,"bytes":18446744073709551615,"policy_id":null},
+		{"flow":{"src_ip":"::ffff:192.0.2.1","dst_ip":"192.0.2.2","src_port":0,"dst_port":0,"protocol":1},"packets":0,"bytes":18446744073709551615,"policy_id":null},
 		{"flow":{"src\u005fip":"fe80::1","dst_ip":"\u0031.2.3.4","protocol":17,"src_port":65535,"dst_port":0},"bytes":1,"packets":1,"policy_id":9223372036854775807}
 	]}`
 	got, err := DecodeBatch(strings.NewReader(body), MaxBatchReports)
@@ -85,6 +85,8 @@ func TestDecodeBatchErrors(t *testing.T) {
 		{"IPNotString", report(`"2001:db8::1"`, `7`), 1, "reports[1].flow.dst_ip", "must be a string, not a number"},
 		{"MissingSrcIP", report(`"src_ip":"10.0.0.1",`, ``), 1, "reports[1].flow.src_ip", "is required"},
 		{"MissingProtocol", report(`,"protocol":6`, ``), 1, "reports[1].flow.protocol", "is required"},
+		{"MissingSrcPort", report(`"src_port":1234,`, ``), 1, "reports[1].flow.src_port", "is required"},
+		{"MissingDstPort", report(`"dst_port":443,`, ``), 1, "reports[1].flow.dst_port", "is required"},
 		{"MissingFlow", report(`"flow":{"src_ip":"10.0.0.1","dst_ip":"2001:db8::1","src_port":1234,"dst_port":443,"protocol":6},`, ``), 1, "reports[1].flow", "is required"},
 		{"EmptyFlow", report(`{"src_ip":"10.0.0.1","dst_ip":"2001:db8::1","src_port":1234,"dst_port":443,"protocol":6}`, `{}`), 1, "reports[1].flow.src_ip", "is required"},
 		{"FlowNull", report(`{"src_ip":"10.0.0.1","dst_ip":"2001:db8::1","src_port":1234,"dst_port":443,"protocol":6}`, `null`), 1, "reports[1].flow", "must be an object, not null"},
@@ -119,6 +121,18 @@ func TestDecodeBatchErrors(t *testing.T) {
 			}
 			if got != nil {
 				t.Errorf("reports returned with an error: %v", got)
+			}
+			wantKind := InvalidValue
+			switch {
+			case strings.Contains(tc.message, "invalid JSON"), strings.Contains(tc.message, "unexpected end"),
+				strings.Contains(tc.message, "data after"), strings.Contains(tc.message, "control characters"),
+				strings.Contains(tc.message, "valid escape"):
+				wantKind = MalformedJSON
+			case tc.name == "TooMany":
+				wantKind = TooManyReports
+			}
+			if ve.Kind != wantKind {
+				t.Errorf("Kind = %d, want %d (%s)", ve.Kind, wantKind, ve.Message)
 			}
 		})
 	}

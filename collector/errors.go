@@ -13,7 +13,21 @@ type ValidationError struct {
 	Field string
 	// Message says what is wrong with it.
 	Message string
+	// Kind sorts the error for the API's status code: bad content, bad JSON, too many reports.
+	Kind ValidationKind
 }
+
+// ValidationKind says what sort of problem a ValidationError is.
+type ValidationKind uint8
+
+const (
+	// InvalidValue is well-formed JSON whose content breaks the batch's rules.
+	InvalidValue ValidationKind = iota
+	// MalformedJSON is a body that is not well-formed JSON.
+	MalformedJSON
+	// TooManyReports is a batch over the decoder's report limit.
+	TooManyReports
+)
 
 // Error formats the error as "field: message".
 func (e *ValidationError) Error() string {

@@ -171,7 +171,7 @@ func (d *decoder) syntax(index int, field, want string) error {
 	if d.pos < len(d.data) {
 		msg = fmt.Sprintf("invalid JSON at offset %d: unexpected %q, expected %s", d.pos, d.data[d.pos], want)
 	}
-	return &ValidationError{Index: index, Field: at(index, field), Message: msg}
+	return &ValidationError{Index: index, Field: at(index, field), Message: msg, Kind: MalformedJSON}
 }
 
 // expect consumes c after optional whitespace.
