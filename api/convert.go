@@ -114,10 +114,9 @@ func applyPolicyAction(p *storage.Policy, a apigen.PolicyAction) {
 func policyOut(p storage.Policy, st collector.PolicyStats) apigen.Policy {
 	out := apigen.Policy{
 		ID: p.ID, Name: p.Name, Priority: int32(p.Priority), Enabled: p.Enabled,
-		Match:  policyMatchOut(p),
-		Action: apigen.PolicyAction{Type: apigen.PolicyActionType(p.ActionType), PathID: p.PathID},
-		// Counters are unsigned in the collector and never near 2^63.
-		PacketsMatched: int64(st.PacketsMatched), BytesMatched: int64(st.BytesMatched),
+		Match:          policyMatchOut(p),
+		Action:         apigen.PolicyAction{Type: apigen.PolicyActionType(p.ActionType), PathID: p.PathID},
+		PacketsMatched: counterOut(st.PacketsMatched), BytesMatched: counterOut(st.BytesMatched),
 		ActiveFlows: st.ActiveFlows, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
 	}
 	if !st.LastSeen.IsZero() {

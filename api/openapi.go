@@ -169,6 +169,10 @@ func requestValidationError(err error) error {
 			return
 		}
 		switch {
+		case reqErr.Parameter != nil && reqErr.Parameter.In == openapi3.ParameterInHeader && reqErr.Parameter.Name == "Content-Encoding":
+			// The spec lists the codings a body may use; another is unsupported, not malformed.
+			kind = errUnsupportedMedia
+			fields = append(fields, FieldError{Field: reqErr.Parameter.Name, Message: paramMessage(reqErr)})
 		case reqErr.Parameter != nil:
 			kind = errBadRequest
 			fields = append(fields, FieldError{Field: reqErr.Parameter.Name, Message: paramMessage(reqErr)})

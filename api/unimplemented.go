@@ -33,21 +33,10 @@ func (s *Server) GetPathMetrics(c *gin.Context, _ apigen.PathID) { notImplemente
 // ReplacePathMetrics is not implemented yet.
 func (s *Server) ReplacePathMetrics(c *gin.Context, _ apigen.PathID) { notImplemented(c) }
 
-// ListPolicyFlows is not implemented yet.
-func (s *Server) ListPolicyFlows(c *gin.Context, _ apigen.PolicyID, _ apigen.ListPolicyFlowsParams) {
-	notImplemented(c)
-}
-
-// GetPolicyStats is not implemented yet.
-func (s *Server) GetPolicyStats(c *gin.Context, _ apigen.PolicyID) { notImplemented(c) }
-
 // GetPolicyStatsHistory is not implemented yet.
 func (s *Server) GetPolicyStatsHistory(c *gin.Context, _ apigen.PolicyID, _ apigen.GetPolicyStatsHistoryParams) {
 	notImplemented(c)
 }
-
-// ResetPolicyStats is not implemented yet.
-func (s *Server) ResetPolicyStats(c *gin.Context, _ apigen.PolicyID) { notImplemented(c) }
 
 // GetRoutingDecision is not implemented yet.
 func (s *Server) GetRoutingDecision(c *gin.Context, _ apigen.GetRoutingDecisionParams) {
@@ -65,17 +54,8 @@ func (s *Server) GetSiteDependencies(c *gin.Context, _ apigen.SiteID) { notImple
 // BatchDeleteSites is not implemented yet.
 func (s *Server) BatchDeleteSites(c *gin.Context) { notImplemented(c) }
 
-// GetStats is not implemented yet.
-func (s *Server) GetStats(c *gin.Context) { notImplemented(c) }
-
 // GetStatsHistory is not implemented yet.
 func (s *Server) GetStatsHistory(c *gin.Context, _ apigen.GetStatsHistoryParams) { notImplemented(c) }
 
 // GetPipelineStats is not implemented yet.
 func (s *Server) GetPipelineStats(c *gin.Context) { notImplemented(c) }
-
-// ResetStats is not implemented yet.
-func (s *Server) ResetStats(c *gin.Context) { notImplemented(c) }
-
-// IngestTraffic is not implemented yet.
-func (s *Server) IngestTraffic(c *gin.Context, _ apigen.IngestTrafficParams) { notImplemented(c) }

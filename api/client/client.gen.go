@@ -1863,8 +1863,8 @@ type ClientInterface interface {
 
 	// ResetPolicyStats Reset a policy's live counters
 	//
-	// Zeroes the policy's packet and byte counters and forgets its tracked flows.
-	// History is not touched. Takes no body. Audited, broadcast as `stats.reset`.
+	// Zeroes the policy's packet and byte counters, its last-seen time and the
+	// counters of its flows, which stay tracked. History is not touched. Takes no body. Audited, broadcast as `stats.reset`.
 	// Minimum role admin.
 	//
 	// Corresponds with POST /api/v1/policies/{policy_id}/stats/reset (the `ResetPolicyStats` operationId).
@@ -2043,8 +2043,8 @@ type ClientInterface interface {
 
 	// ResetStats Reset every live counter
 	//
-	// Zeroes every policy's counters and the unclassified counters and forgets all
-	// tracked flows. History is not touched. Takes no body. Audited, broadcast as
+	// Zeroes every policy's counters and the unclassified counters; tracked flows
+	// stay tracked with their counters zeroed. History is not touched. Takes no body. Audited, broadcast as
 	// `stats.reset`. Minimum role admin.
 	//
 	// Corresponds with POST /api/v1/stats/reset (the `ResetStats` operationId).
@@ -2739,8 +2739,8 @@ func (c *Client) GetPolicyStatsHistory(ctx context.Context, policyID PolicyID, p
 
 // ResetPolicyStats Reset a policy's live counters
 //
-// Zeroes the policy's packet and byte counters and forgets its tracked flows.
-// History is not touched. Takes no body. Audited, broadcast as `stats.reset`.
+// Zeroes the policy's packet and byte counters, its last-seen time and the
+// counters of its flows, which stay tracked. History is not touched. Takes no body. Audited, broadcast as `stats.reset`.
 // Minimum role admin.
 //
 // Corresponds with POST /api/v1/policies/{policy_id}/stats/reset (the `ResetPolicyStats` operationId).
@@ -3099,8 +3099,8 @@ func (c *Client) GetPipelineStats(ctx context.Context, reqEditors ...RequestEdit
 
 // ResetStats Reset every live counter
 //
-// Zeroes every policy's counters and the unclassified counters and forgets all
-// tracked flows. History is not touched. Takes no body. Audited, broadcast as
+// Zeroes every policy's counters and the unclassified counters; tracked flows
+// stay tracked with their counters zeroed. History is not touched. Takes no body. Audited, broadcast as
 // `stats.reset`. Minimum role admin.
 //
 // Corresponds with POST /api/v1/stats/reset (the `ResetStats` operationId).
@@ -5933,8 +5933,8 @@ type ClientWithResponsesInterface interface {
 
 	// ResetPolicyStatsWithResponse Reset a policy's live counters
 	//
-	// Zeroes the policy's packet and byte counters and forgets its tracked flows.
-	// History is not touched. Takes no body. Audited, broadcast as `stats.reset`.
+	// Zeroes the policy's packet and byte counters, its last-seen time and the
+	// counters of its flows, which stay tracked. History is not touched. Takes no body. Audited, broadcast as `stats.reset`.
 	// Minimum role admin.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -6133,8 +6133,8 @@ type ClientWithResponsesInterface interface {
 
 	// ResetStatsWithResponse Reset every live counter
 	//
-	// Zeroes every policy's counters and the unclassified counters and forgets all
-	// tracked flows. History is not touched. Takes no body. Audited, broadcast as
+	// Zeroes every policy's counters and the unclassified counters; tracked flows
+	// stay tracked with their counters zeroed. History is not touched. Takes no body. Audited, broadcast as
 	// `stats.reset`. Minimum role admin.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -12159,8 +12159,8 @@ func (c *ClientWithResponses) GetPolicyStatsHistoryWithResponse(ctx context.Cont
 
 // ResetPolicyStatsWithResponse Reset a policy's live counters
 //
-// Zeroes the policy's packet and byte counters and forgets its tracked flows.
-// History is not touched. Takes no body. Audited, broadcast as `stats.reset`.
+// Zeroes the policy's packet and byte counters, its last-seen time and the
+// counters of its flows, which stay tracked. History is not touched. Takes no body. Audited, broadcast as `stats.reset`.
 // Minimum role admin.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -12467,8 +12467,8 @@ func (c *ClientWithResponses) GetPipelineStatsWithResponse(ctx context.Context, 
 
 // ResetStatsWithResponse Reset every live counter
 //
-// Zeroes every policy's counters and the unclassified counters and forgets all
-// tracked flows. History is not touched. Takes no body. Audited, broadcast as
+// Zeroes every policy's counters and the unclassified counters; tracked flows
+// stay tracked with their counters zeroed. History is not touched. Takes no body. Audited, broadcast as
 // `stats.reset`. Minimum role admin.
 //
 // Returns a wrapper object for the known response body format(s).
