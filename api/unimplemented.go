@@ -43,17 +43,6 @@ func (s *Server) GetRoutingDecision(c *gin.Context, _ apigen.GetRoutingDecisionP
 	notImplemented(c)
 }
 
-// DeleteSite is not implemented yet.
-func (s *Server) DeleteSite(c *gin.Context, _ apigen.SiteID, _ apigen.DeleteSiteParams) {
-	notImplemented(c)
-}
-
-// GetSiteDependencies is not implemented yet.
-func (s *Server) GetSiteDependencies(c *gin.Context, _ apigen.SiteID) { notImplemented(c) }
-
-// BatchDeleteSites is not implemented yet.
-func (s *Server) BatchDeleteSites(c *gin.Context) { notImplemented(c) }
-
 // GetStatsHistory is not implemented yet.
 func (s *Server) GetStatsHistory(c *gin.Context, _ apigen.GetStatsHistoryParams) { notImplemented(c) }
 

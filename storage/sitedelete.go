@@ -107,6 +107,20 @@ func (e *SitesNotFoundError) Error() string {
 // Unwrap makes errors.Is(err, ErrNotFound) true.
 func (e *SitesNotFoundError) Unwrap() error { return ErrNotFound }
 
+// VersionConflictError says a site is no longer at the version the caller last saw (its
+// If-Match). It matches ErrConflict.
+type VersionConflictError struct {
+	SiteID            string
+	Current, Expected int64
+}
+
+func (e *VersionConflictError) Error() string {
+	return fmt.Sprintf("site %s is at version %d, not %d: %v", e.SiteID, e.Current, e.Expected, ErrConflict)
+}
+
+// Unwrap makes errors.Is(err, ErrConflict) true.
+func (e *VersionConflictError) Unwrap() error { return ErrConflict }
+
 // SiteDependencies counts what deleting the site would remove, from one consistent snapshot
 // and without locking anything.
 func (s *Store) SiteDependencies(ctx context.Context, siteID string) (SiteDependencies, error) {
@@ -271,7 +285,7 @@ func (s *Store) planRemoval(ctx context.Context, tx *gorm.DB, ids []string, ifMa
 	}
 	for _, id := range ids {
 		if want, ok := ifMatch[id]; ok && sites[id].Version != want {
-			return nil, fmt.Errorf("%w: site %s is at version %d, not %d", ErrConflict, id, sites[id].Version, want)
+			return nil, &VersionConflictError{SiteID: id, Current: sites[id].Version, Expected: want}
 		}
 	}
 	p := &removalPlan{order: ids, sites: sites}

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 
 	"gorm.io/gorm"
@@ -21,11 +22,16 @@ func NewStore(db *DB) *Store {
 }
 
 // Tx runs fn with a Store bound to one transaction: fn's writes commit together when it returns
-// nil and roll back otherwise.
+// nil and roll back otherwise. Losing to a concurrent transaction (a deadlock, a
+// serialization failure, a busy database) is ErrConflict.
 func (s *Store) Tx(ctx context.Context, fn func(tx *Store) error) error {
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		return fn(&Store{db: tx, Dialect: s.Dialect})
 	})
+	if err != nil && !errors.Is(err, ErrConflict) && isContention(err) {
+		return &contentionError{what: "transaction", cause: err}
+	}
+	return err
 }
 
 // Sites returns the site store.
