@@ -286,7 +286,8 @@ func TestDeleteSites(t *testing.T) {
 				_, err := s.DeleteSites(ctx, []string{site.ID}, storage.DeleteSitesOptions{
 					DryRun: dryRun, Actor: "alice", IfMatch: map[string]int64{site.ID: 1},
 				})
-				if !errors.Is(err, storage.ErrConflict) {
+				var stale *storage.VersionConflictError
+				if !errors.Is(err, storage.ErrConflict) || !errors.As(err, &stale) || stale.Current != 2 || stale.Expected != 1 {
 					t.Errorf("dry run %v with stale version: %v", dryRun, err)
 				}
 			}
