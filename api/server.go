@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +46,9 @@ type Config struct {
 	// Invalidator drops cached metrics and routing decisions of removed or changed paths; nil
 	// when nothing is cached.
 	Invalidator PathInvalidator
+	// Now is the clock relative history ranges (from=-1h, to=now) are resolved against;
+	// time.Now when nil.
+	Now func() time.Time
 }
 
 // PathInvalidator is told which paths changed or disappeared, so caches can drop what they

@@ -33,18 +33,7 @@ func (s *Server) GetPathMetrics(c *gin.Context, _ apigen.PathID) { notImplemente
 // ReplacePathMetrics is not implemented yet.
 func (s *Server) ReplacePathMetrics(c *gin.Context, _ apigen.PathID) { notImplemented(c) }
 
-// GetPolicyStatsHistory is not implemented yet.
-func (s *Server) GetPolicyStatsHistory(c *gin.Context, _ apigen.PolicyID, _ apigen.GetPolicyStatsHistoryParams) {
-	notImplemented(c)
-}
-
 // GetRoutingDecision is not implemented yet.
 func (s *Server) GetRoutingDecision(c *gin.Context, _ apigen.GetRoutingDecisionParams) {
 	notImplemented(c)
 }
-
-// GetStatsHistory is not implemented yet.
-func (s *Server) GetStatsHistory(c *gin.Context, _ apigen.GetStatsHistoryParams) { notImplemented(c) }
-
-// GetPipelineStats is not implemented yet.
-func (s *Server) GetPipelineStats(c *gin.Context) { notImplemented(c) }

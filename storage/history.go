@@ -146,6 +146,29 @@ func newWindowGrid(from, to time.Time, every time.Duration) (windowGrid, error) 
 	return windowGrid{start: start, every: every, count: int(n)}, nil
 }
 
+// HistoryWindowCount returns how many windows a query over [from, to) at every answers
+// with: the epoch-aligned windows of every that overlap the range. It is 0 when from is not
+// before to or every is not a whole number of seconds, so callers can check a range against
+// their own limit before asking a store.
+func HistoryWindowCount(from, to time.Time, every time.Duration) int64 {
+	if !from.Before(to) || every < time.Second || every%time.Second != 0 {
+		return 0
+	}
+	secs := int64(every / time.Second)
+	first := floorDiv(from.Unix(), secs)
+	last := floorDiv(to.Add(-time.Nanosecond).Unix(), secs) // the window of the last instant before to
+	return last - first + 1
+}
+
+// floorDiv is a / b rounded towards minus infinity, for b > 0.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
+}
+
 // floorTime returns the start of the epoch-aligned window of every that holds t.
 func floorTime(t time.Time, every time.Duration) time.Time {
 	secs := int64(every / time.Second)

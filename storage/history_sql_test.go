@@ -121,3 +121,43 @@ func TestSQLHistoryPingNeedsTable(t *testing.T) {
 		})
 	}
 }
+
+// TestHistoryWindowCount checks that HistoryWindowCount, which callers use to check a range
+// against their limits, counts exactly the windows a store answers with.
+func TestHistoryWindowCount(t *testing.T) {
+	h := storage.NewSQLHistory(storagetest.Open(t, storage.DialectSQLite))
+	t0 := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		from, to time.Time
+		every    time.Duration
+		want     int64
+	}{
+		{t0, t0.Add(time.Hour), time.Minute, 60},
+		{t0, t0.Add(time.Hour + time.Nanosecond), time.Minute, 61},
+		{t0.Add(30 * time.Second), t0.Add(time.Hour), time.Minute, 60},
+		{t0.Add(-time.Nanosecond), t0.Add(time.Nanosecond), time.Minute, 2},
+		{t0, t0.Add(time.Second), time.Hour, 1},
+		{time.Date(1969, 12, 31, 23, 59, 50, 0, time.UTC), time.Date(1970, 1, 1, 0, 0, 5, 0, time.UTC), 7 * time.Second, 3},
+		{t0, t0.Add(10_000 * time.Second), time.Second, 10_000},
+	} {
+		got := storage.HistoryWindowCount(tc.from, tc.to, tc.every)
+		points, err := h.QueryPolicy(context.Background(), 1, tc.from, tc.to, tc.every)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != tc.want || int64(len(points)) != tc.want {
+			t.Errorf("%s..%s every %s: count %d, store answers %d windows, want %d", tc.from, tc.to, tc.every, got, len(points), tc.want)
+		}
+	}
+	for _, bad := range []struct {
+		from, to time.Time
+		every    time.Duration
+	}{{t0, t0, time.Minute}, {t0.Add(time.Minute), t0, time.Minute}, {t0, t0.Add(time.Hour), 0}, {t0, t0.Add(time.Hour), 1500 * time.Millisecond}} {
+		if n := storage.HistoryWindowCount(bad.from, bad.to, bad.every); n != 0 {
+			t.Errorf("%s..%s every %s: %d windows, want 0", bad.from, bad.to, bad.every, n)
+		}
+	}
+	if n := storage.HistoryWindowCount(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), time.Second); n < 300e9 {
+		t.Errorf("ten thousand years at 1s: %d windows", n)
+	}
+}

@@ -1853,9 +1853,12 @@ type ClientInterface interface {
 	// GetPolicyStatsHistory Traffic history of a policy
 	//
 	// Packets and bytes summed, and active flows at their maximum, per `every` window
-	// from `from` to `to`, summed across instances; empty windows are zeros. At most
-	// 10,000 windows per answer (400 past that). JSON by default; CSV with
-	// `format=csv` or `Accept: text/csv` (columns `time,packets,bytes,active_flows`).
+	// from `from` to `to`, summed across instances; empty windows are zeros. Windows
+	// are aligned to the Unix epoch, so the first may start before `from` (it counts
+	// only traffic from `from` on). At most 10,000 windows per answer (400 naming
+	// `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
+	// (columns `time,packets,bytes,active_flows`, a header row first). 404 for an
+	// unknown policy; 503 when no history store is configured or it does not answer.
 	// Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/policies/{policy_id}/stats/history (the `GetPolicyStatsHistory` operationId).
@@ -2027,7 +2030,10 @@ type ClientInterface interface {
 	//
 	// One series per policy that had traffic in the range (or the `top` policies by
 	// bytes), windowed like the per-policy history. At most 10,000 windows per series
-	// (400 past that). Minimum role viewer.
+	// (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
+	// than 500 policies with traffic, or more than the windows leave room for, is a 400
+	// naming `top`. 503 when no history store is configured or it does not answer.
+	// Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/stats/history (the `GetStatsHistory` operationId).
 	GetStatsHistory(ctx context.Context, params *GetStatsHistoryParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2719,9 +2725,12 @@ func (c *Client) GetPolicyStats(ctx context.Context, policyID PolicyID, reqEdito
 // GetPolicyStatsHistory Traffic history of a policy
 //
 // Packets and bytes summed, and active flows at their maximum, per `every` window
-// from `from` to `to`, summed across instances; empty windows are zeros. At most
-// 10,000 windows per answer (400 past that). JSON by default; CSV with
-// `format=csv` or `Accept: text/csv` (columns `time,packets,bytes,active_flows`).
+// from `from` to `to`, summed across instances; empty windows are zeros. Windows
+// are aligned to the Unix epoch, so the first may start before `from` (it counts
+// only traffic from `from` on). At most 10,000 windows per answer (400 naming
+// `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
+// (columns `time,packets,bytes,active_flows`, a header row first). 404 for an
+// unknown policy; 503 when no history store is configured or it does not answer.
 // Minimum role viewer.
 //
 // Corresponds with GET /api/v1/policies/{policy_id}/stats/history (the `GetPolicyStatsHistory` operationId).
@@ -3063,7 +3072,10 @@ func (c *Client) GetStats(ctx context.Context, reqEditors ...RequestEditorFn) (*
 //
 // One series per policy that had traffic in the range (or the `top` policies by
 // bytes), windowed like the per-policy history. At most 10,000 windows per series
-// (400 past that). Minimum role viewer.
+// (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
+// than 500 policies with traffic, or more than the windows leave room for, is a 400
+// naming `top`. 503 when no history store is configured or it does not answer.
+// Minimum role viewer.
 //
 // Corresponds with GET /api/v1/stats/history (the `GetStatsHistory` operationId).
 func (c *Client) GetStatsHistory(ctx context.Context, params *GetStatsHistoryParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -5921,9 +5933,12 @@ type ClientWithResponsesInterface interface {
 	// GetPolicyStatsHistoryWithResponse Traffic history of a policy
 	//
 	// Packets and bytes summed, and active flows at their maximum, per `every` window
-	// from `from` to `to`, summed across instances; empty windows are zeros. At most
-	// 10,000 windows per answer (400 past that). JSON by default; CSV with
-	// `format=csv` or `Accept: text/csv` (columns `time,packets,bytes,active_flows`).
+	// from `from` to `to`, summed across instances; empty windows are zeros. Windows
+	// are aligned to the Unix epoch, so the first may start before `from` (it counts
+	// only traffic from `from` on). At most 10,000 windows per answer (400 naming
+	// `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
+	// (columns `time,packets,bytes,active_flows`, a header row first). 404 for an
+	// unknown policy; 503 when no history store is configured or it does not answer.
 	// Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -6113,7 +6128,10 @@ type ClientWithResponsesInterface interface {
 	//
 	// One series per policy that had traffic in the range (or the `top` policies by
 	// bytes), windowed like the per-policy history. At most 10,000 windows per series
-	// (400 past that). Minimum role viewer.
+	// (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
+	// than 500 policies with traffic, or more than the windows leave room for, is a 400
+	// naming `top`. 503 when no history store is configured or it does not answer.
+	// Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -12141,9 +12159,12 @@ func (c *ClientWithResponses) GetPolicyStatsWithResponse(ctx context.Context, po
 // GetPolicyStatsHistoryWithResponse Traffic history of a policy
 //
 // Packets and bytes summed, and active flows at their maximum, per `every` window
-// from `from` to `to`, summed across instances; empty windows are zeros. At most
-// 10,000 windows per answer (400 past that). JSON by default; CSV with
-// `format=csv` or `Accept: text/csv` (columns `time,packets,bytes,active_flows`).
+// from `from` to `to`, summed across instances; empty windows are zeros. Windows
+// are aligned to the Unix epoch, so the first may start before `from` (it counts
+// only traffic from `from` on). At most 10,000 windows per answer (400 naming
+// `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
+// (columns `time,packets,bytes,active_flows`, a header row first). 404 for an
+// unknown policy; 503 when no history store is configured or it does not answer.
 // Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -12435,7 +12456,10 @@ func (c *ClientWithResponses) GetStatsWithResponse(ctx context.Context, reqEdito
 //
 // One series per policy that had traffic in the range (or the `top` policies by
 // bytes), windowed like the per-policy history. At most 10,000 windows per series
-// (400 past that). Minimum role viewer.
+// (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
+// than 500 policies with traffic, or more than the windows leave room for, is a 400
+// naming `top`. 503 when no history store is configured or it does not answer.
+// Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //

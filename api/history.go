@@ -1,0 +1,322 @@
+package api
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/patronus-sdwan/patronus/api/apigen"
+	"github.com/patronus-sdwan/patronus/storage"
+)
+
+// Defaults and limits of the history routes, as openapi.yaml documents them.
+const (
+	defaultHistoryFrom  = "-1h"
+	defaultHistoryTo    = "now"
+	defaultHistoryEvery = "1m"
+	// maxHistoryWindows is the most windows one series of an answer may have.
+	maxHistoryWindows = 10_000
+	// maxHistoryPoints bounds the points of a whole GET /stats/history answer (series times
+	// windows), so that a viewer cannot make the server build gigabytes of JSON.
+	maxHistoryPoints = 1_000_000
+	// maxHistorySeries is the most series of a GET /stats/history answer without top; asking
+	// the store for one more must stay within storage.MaxHistoryTop.
+	maxHistorySeries = 500
+)
+
+// csvContentType is the media type of a CSV history export.
+const csvContentType = "text/csv; charset=utf-8"
+
+// historyRange is a history request's range and window width, resolved and checked.
+type historyRange struct {
+	from, to time.Time
+	every    time.Duration
+	// everyText is every as the client wrote it (or the default), echoed in the answer.
+	everyText string
+	windows   int64
+}
+
+// now is the clock relative times are resolved against.
+func (s *Server) now() time.Time {
+	if s.cfg.Now != nil {
+		return s.cfg.Now()
+	}
+	return time.Now()
+}
+
+// historyRangeOf resolves the from, to and every parameters against one reading of the clock
+// and checks them; every problem is a 400 naming its parameter.
+func (s *Server) historyRangeOf(from, to, every *string) (historyRange, error) {
+	now := s.now().UTC()
+	fromText, toText, everyText := orDefault(from, defaultHistoryFrom), orDefault(to, defaultHistoryTo), orDefault(every, defaultHistoryEvery)
+	var fields []FieldError
+	r := historyRange{everyText: everyText}
+	var err error
+	if r.from, err = parseHistoryTime(fromText, now); err != nil {
+		fields = append(fields, FieldError{Field: "from", Message: err.Error()})
+	}
+	if r.to, err = parseHistoryTime(toText, now); err != nil {
+		fields = append(fields, FieldError{Field: "to", Message: err.Error()})
+	}
+	if r.every, err = parseHistoryEvery(everyText); err != nil {
+		fields = append(fields, FieldError{Field: "every", Message: err.Error()})
+	}
+	if len(fields) > 0 {
+		return r, fieldErrors(errBadRequest, fields)
+	}
+	if !r.from.Before(r.to) {
+		return r, fieldErrors(errBadRequest, []FieldError{{Field: "to", Message: fmt.Sprintf(
+			"must be after from (from resolves to %s, to to %s)", r.from.Format(time.RFC3339Nano), r.to.Format(time.RFC3339Nano))}})
+	}
+	r.windows = storage.HistoryWindowCount(r.from, r.to, r.every)
+	if r.windows > maxHistoryWindows {
+		return r, fieldErrors(errBadRequest, []FieldError{{Field: "every", Message: fmt.Sprintf(
+			"%s windows over %s..%s make %s points, more than the limit of %d per series: use a wider every or a shorter range",
+			everyText, r.from.Format(time.RFC3339), r.to.Format(time.RFC3339), windowCountText(r.windows), maxHistoryWindows)}})
+	}
+	return r, nil
+}
+
+func orDefault(p *string, def string) string {
+	if p == nil || *p == "" {
+		return def
+	}
+	return *p
+}
+
+func windowCountText(n int64) string {
+	if n == math.MaxInt64 {
+		return "too many"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// historyUnits are the units of relative times and window widths.
+var historyUnits = map[byte]time.Duration{
+	's': time.Second, 'm': time.Minute, 'h': time.Hour, 'd': 24 * time.Hour, 'w': 7 * 24 * time.Hour,
+}
+
+// parseHistoryTime reads an RFC 3339 time, "now", or a negative duration before now such
+// as -30m (units s, m, h, d, w).
+func parseHistoryTime(s string, now time.Time) (time.Time, error) {
+	if s == "now" {
+		return now, nil
+	}
+	if len(s) > 0 && s[0] == '-' {
+		d, err := parseCount(s[1:], "s, m, h, d or w")
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%q is not RFC 3339, now or a relative time like -1h: %w", s, err)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not RFC 3339 (2025-06-01T12:00:00Z), now or a relative time like -1h", s)
+	}
+	return t.UTC(), nil
+}
+
+// parseHistoryEvery reads a window width such as 10s, 1m, 1h or 1d.
+func parseHistoryEvery(s string) (time.Duration, error) {
+	if s != "" && s[len(s)-1] == 'w' {
+		return 0, fmt.Errorf("%q: the unit must be s, m, h or d", s)
+	}
+	d, err := parseCount(s, "s, m, h or d")
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a window width like 10s, 1m or 1h: %w", s, err)
+	}
+	return d, nil
+}
+
+// parseCount reads a positive whole number followed by one unit letter of historyUnits.
+func parseCount(s, units string) (time.Duration, error) {
+	if len(s) < 2 {
+		return 0, fmt.Errorf("want a positive number and a unit (%s)", units)
+	}
+	unit, ok := historyUnits[s[len(s)-1]]
+	if !ok {
+		return 0, fmt.Errorf("the unit must be %s", units)
+	}
+	n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
+	if err != nil || n <= 0 || s[0] == '+' {
+		return 0, fmt.Errorf("want a positive whole number before the unit")
+	}
+	if n > int64(math.MaxInt64/unit) {
+		return 0, errors.New("too long: at most about 292 years")
+	}
+	return time.Duration(n) * unit, nil
+}
+
+// historyStore returns the configured history store, or the 503 the spec documents.
+func (s *Server) historyStore() (storage.HistoryStore, error) {
+	if s.cfg.History == nil {
+		return nil, newError(errUnavailable, "the history store is not configured")
+	}
+	return s.cfg.History, nil
+}
+
+// historyQueryError turns a failed store query into the answer: the store's own validation
+// is a 400 (the handler checks first, so this is a backstop); anything else means the store
+// did not answer, logged with the request id and reported as 503.
+func historyQueryError(c *gin.Context, err error) error {
+	if errors.Is(err, storage.ErrInvalid) {
+		return newError(errBadRequest, "%v", err)
+	}
+	loggerFrom(c).Error("history query failed", "err", err, "request_id", requestID(c))
+	return newError(errUnavailable, "the history store is unavailable")
+}
+
+func historyPointsOut(points []storage.HistoryPoint) []apigen.HistoryPoint {
+	out := make([]apigen.HistoryPoint, len(points))
+	for i, p := range points {
+		out[i] = apigen.HistoryPoint{Time: p.Time.UTC(), Packets: p.Packets, Bytes: p.Bytes, ActiveFlows: p.ActiveFlows}
+	}
+	return out
+}
+
+// GetPolicyStatsHistory answers one policy's traffic history over a range, in JSON or CSV.
+func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID, params apigen.GetPolicyStatsHistoryParams) {
+	r, err := s.historyRangeOf(params.From, params.To, params.Every)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	asCSV, err := wantsCSV(c, params.Format)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	history, err := s.historyStore()
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	if _, err := s.store.Policies().Get(ctx, policyID); err != nil {
+		writeError(c, err)
+		return
+	}
+	points, err := history.QueryPolicy(ctx, policyID, r.from, r.to, r.every)
+	if err != nil {
+		writeError(c, historyQueryError(c, err))
+		return
+	}
+	if asCSV {
+		writeHistoryCSV(c, policyID, points)
+		return
+	}
+	c.JSON(http.StatusOK, apigen.PolicyHistory{
+		PolicyID: policyID, From: r.from, To: r.to, Every: r.everyText, Points: historyPointsOut(points),
+	})
+}
+
+// wantsCSV says whether the answer is CSV: format wins, then Accept (JSON unless the client
+// prefers text/csv).
+func wantsCSV(c *gin.Context, format *apigen.GetPolicyStatsHistoryParamsFormat) (bool, error) {
+	if format != nil {
+		switch *format {
+		case apigen.GetPolicyStatsHistoryParamsFormatCSV:
+			return true, nil
+		case apigen.GetPolicyStatsHistoryParamsFormatJSON:
+			return false, nil
+		default:
+			return false, fieldErrors(errBadRequest, []FieldError{{Field: "format", Message: "must be json or csv"}})
+		}
+	}
+	if c.GetHeader("Accept") == "" {
+		return false, nil
+	}
+	return c.NegotiateFormat(gin.MIMEJSON, "text/csv") == "text/csv", nil
+}
+
+// writeHistoryCSV writes points as CSV with a header row, times in RFC 3339 UTC.
+func writeHistoryCSV(c *gin.Context, policyID int64, points []storage.HistoryPoint) {
+	c.Header("Content-Type", csvContentType)
+	c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="policy-%d-history.csv"`, policyID))
+	c.Status(http.StatusOK)
+	w := csv.NewWriter(c.Writer)
+	_ = w.Write([]string{"time", "packets", "bytes", "active_flows"})
+	for _, p := range points {
+		_ = w.Write([]string{p.Time.UTC().Format(time.RFC3339), strconv.FormatInt(p.Packets, 10),
+			strconv.FormatInt(p.Bytes, 10), strconv.FormatInt(p.ActiveFlows, 10)})
+	}
+	w.Flush()
+}
+
+// GetStatsHistory answers the traffic history of every policy with traffic in the range, or
+// of the top N by bytes, most bytes first.
+func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryParams) {
+	r, err := s.historyRangeOf(params.From, params.To, params.Every)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	// Without top, ask for one series more than may be answered, to know when there are too
+	// many.
+	maxSeries := min(int64(maxHistorySeries), maxHistoryPoints/r.windows)
+	top := int(maxSeries) + 1
+	if params.Top != nil {
+		if *params.Top < 1 || int64(*params.Top) > maxSeries || *params.Top > storage.MaxHistoryTop {
+			writeError(c, fieldErrors(errBadRequest, []FieldError{{Field: "top", Message: fmt.Sprintf(
+				"must be between 1 and %d for %d windows (at most %d points per answer)", maxSeries, r.windows, maxHistoryPoints)}}))
+			return
+		}
+		top = int(*params.Top)
+	}
+	history, err := s.historyStore()
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	series, err := history.QueryTop(c.Request.Context(), r.from, r.to, r.every, top)
+	if err != nil {
+		writeError(c, historyQueryError(c, err))
+		return
+	}
+	if params.Top == nil && int64(len(series)) > maxSeries {
+		writeError(c, fieldErrors(errBadRequest, []FieldError{{Field: "top", Message: fmt.Sprintf(
+			"more than %d policies had traffic in the range, over the limit of %d points per answer at %d windows: ask for the top N",
+			maxSeries, maxHistoryPoints, r.windows)}}))
+		return
+	}
+	out := apigen.StatsHistory{From: r.from, To: r.to, Every: r.everyText, Series: make([]apigen.HistorySeries, len(series))}
+	for i, ps := range series {
+		out.Series[i] = apigen.HistorySeries{PolicyID: ps.PolicyID, Points: historyPointsOut(ps.Points)}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// GetPipelineStats answers the state of the history flush. Without a flush pipeline
+// (Config.Pipeline nil) nothing was flushed: the counters are zero and the times null.
+func (s *Server) GetPipelineStats(c *gin.Context) {
+	out := apigen.PipelineStats{Backend: apigen.PipelineStatsBackendSQL}
+	if _, ok := s.cfg.History.(*storage.InfluxHistory); ok {
+		out.Backend = apigen.PipelineStatsBackendInfluxdb
+	}
+	if s.cfg.Pipeline != nil {
+		st := s.cfg.Pipeline.Stats()
+		out.PointsWritten, out.PointsPending, out.PointsDropped, out.BatchesFailed =
+			st.PointsWritten, st.PointsPending, st.PointsDropped, st.BatchesFailed
+		if st.LastError != "" {
+			out.LastError = &st.LastError
+		}
+		out.LastErrorAt = timeOrNil(st.LastErrorAt)
+		out.LastSuccessAt = timeOrNil(st.LastSuccessAt)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// timeOrNil is t in UTC, or nil for the zero time.
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
