@@ -14,6 +14,7 @@ import (
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/patronus-sdwan/patronus/storage"
 )
@@ -24,11 +25,9 @@ const dashboardFile = "../deploy/grafana/dashboards/patronus.json"
 type grafanaDashboard struct {
 	Templating struct {
 		List []struct {
-			Name       string `json:"name"`
-			Query      any    `json:"query"`
-			Datasource struct {
-				Type string `json:"type"`
-			} `json:"datasource"`
+			Name       string               `json:"name"`
+			Query      any                  `json:"query"`
+			Datasource grafanaDatasourceRef `json:"datasource"`
 		} `json:"list"`
 	} `json:"templating"`
 	Panels []grafanaPanel `json:"panels"`
@@ -38,13 +37,17 @@ type grafanaPanel struct {
 	Title   string `json:"title"`
 	Type    string `json:"type"`
 	Targets []struct {
-		RefID      string `json:"refId"`
-		Query      string `json:"query"`
-		Datasource struct {
-			Type string `json:"type"`
-		} `json:"datasource"`
+		RefID      string               `json:"refId"`
+		Query      string               `json:"query"`
+		Datasource grafanaDatasourceRef `json:"datasource"`
 	} `json:"targets"`
 	Panels []grafanaPanel `json:"panels"` // a row's panels
+}
+
+// grafanaDatasourceRef is how a dashboard names a datasource.
+type grafanaDatasourceRef struct {
+	Type string `json:"type"`
+	UID  string `json:"uid"`
 }
 
 // grafanaRange is what Grafana substitutes into a Flux query.
@@ -346,15 +349,20 @@ func TestGrafanaDashboardQueries(t *testing.T) {
 	}
 	walk(dash.Panels)
 
+	// What Grafana's ${policy:regex} becomes: the variable's allValue for All, the value
+	// itself for one policy, an alternation for several.
 	selections := map[string]map[int64]bool{
 		".*":    {1: true, 2: true, 3: true}, // All
+		"2":     {2: true},
 		"(1|3)": {1: true, 3: true},
 	}
-	// Two ranges and intervals: the aligned ten minutes at 1m, and a range that starts and
-	// ends inside windows at 2m.
+	// Three ranges and intervals: the aligned ten minutes at 1m, a range that starts and
+	// ends inside windows at 2m, and five minutes at the datasource's minimum interval (10s,
+	// the flush interval), where every window holds one flush of each instance.
 	ranges := []grafanaRange{
 		{from: from, to: from.Add(10 * time.Minute), interval: time.Minute},
 		{from: from.Add(90 * time.Second), to: from.Add(9*time.Minute + 45*time.Second), interval: 2 * time.Minute},
+		{from: from.Add(time.Minute), to: from.Add(6 * time.Minute), interval: 10 * time.Second},
 	}
 	queries := 0
 	for _, p := range panels {
@@ -389,4 +397,74 @@ func TestGrafanaDashboardQueries(t *testing.T) {
 	if queries < 8 {
 		t.Fatalf("found %d queries in the dashboard, want at least 8", queries)
 	}
+}
+
+const datasourceFile = "../deploy/grafana/provisioning/datasources/influxdb.yaml"
+
+// TestGrafanaDashboardUsesProvisionedDatasource checks that the dashboard's variable and
+// every query name the datasource deploy/grafana provisions, and that it sends Flux to
+// InfluxDB: TestGrafanaDashboardQueries shows what the queries return, which is what the
+// dashboard shows only if Grafana sends them there, as Flux.
+func TestGrafanaDashboardUsesProvisionedDatasource(t *testing.T) {
+	raw, err := os.ReadFile(datasourceFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prov struct {
+		Datasources []struct {
+			UID      string `yaml:"uid"`
+			Type     string `yaml:"type"`
+			URL      string `yaml:"url"`
+			JSONData struct {
+				Version       string `yaml:"version"`
+				Organization  string `yaml:"organization"`
+				DefaultBucket string `yaml:"defaultBucket"`
+				TimeInterval  string `yaml:"timeInterval"`
+			} `yaml:"jsonData"`
+			SecureJSONData struct {
+				Token string `yaml:"token"`
+			} `yaml:"secureJsonData"`
+		} `yaml:"datasources"`
+	}
+	if err := yaml.Unmarshal(raw, &prov); err != nil {
+		t.Fatalf("parse %s: %v", datasourceFile, err)
+	}
+	if len(prov.Datasources) != 1 {
+		t.Fatalf("%s provisions %d datasources, want 1", datasourceFile, len(prov.Datasources))
+	}
+	ds := prov.Datasources[0]
+	if ds.UID == "" || ds.Type != "influxdb" || ds.JSONData.Version != "Flux" || ds.URL == "" ||
+		ds.JSONData.Organization == "" || ds.JSONData.DefaultBucket == "" || ds.SecureJSONData.Token == "" {
+		t.Errorf("datasource %+v: want a uid, type influxdb, version Flux, a url, organization, defaultBucket and token", ds)
+	}
+	// Windows shorter than a flush would show every other window empty.
+	if d, err := time.ParseDuration(ds.JSONData.TimeInterval); err != nil || d < 10*time.Second {
+		t.Errorf("timeInterval %q: want at least the default flush interval, 10s", ds.JSONData.TimeInterval)
+	}
+
+	raw, err = os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash grafanaDashboard
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("parse %s: %v", dashboardFile, err)
+	}
+	for _, v := range dash.Templating.List {
+		if v.Datasource.UID != ds.UID {
+			t.Errorf("variable %q uses datasource %q, want the provisioned %q", v.Name, v.Datasource.UID, ds.UID)
+		}
+	}
+	var walk func([]grafanaPanel)
+	walk = func(ps []grafanaPanel) {
+		for _, p := range ps {
+			for _, target := range p.Targets {
+				if target.Datasource.UID != ds.UID {
+					t.Errorf("panel %q target %s uses datasource %q, want the provisioned %q", p.Title, target.RefID, target.Datasource.UID, ds.UID)
+				}
+			}
+			walk(p.Panels)
+		}
+	}
+	walk(dash.Panels)
 }
