@@ -15,6 +15,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/peterbourgon/ff/v3"
 )
 
 // repoRoot is where docker-compose.yml lives, relative to this package.
@@ -192,6 +193,9 @@ func TestComposePatronusSettings(t *testing.T) {
 	known := map[string]string{} // variable -> flag
 	fs.VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = f.Name })
 
+	// The variables go through the environment and the binary's own loader (ff), so a name
+	// the loader would not read is caught even if it looks right.
+	set := map[string]string{}
 	for name, s := range project.Services {
 		for key, value := range s.Environment {
 			if !strings.HasPrefix(key, envPrefix+"_") {
@@ -201,8 +205,7 @@ func TestComposePatronusSettings(t *testing.T) {
 				t.Errorf("service %s sets %s", name, key)
 				continue
 			}
-			flagName, ok := known[key]
-			if !ok {
+			if _, ok := known[key]; !ok {
 				t.Errorf("%s is not a setting of patronus", key)
 				continue
 			}
@@ -210,9 +213,21 @@ func TestComposePatronusSettings(t *testing.T) {
 				t.Errorf("%s has no value", key)
 				continue
 			}
-			if err := fs.Set(flagName, *value); err != nil {
-				t.Errorf("%s=%q: %v", key, *value, err)
-			}
+			t.Setenv(key, *value)
+			set[key] = *value
+		}
+	}
+	if err := ff.Parse(fs, nil, envOptions()...); err != nil {
+		t.Fatalf("compose's PATRONUS_* settings do not parse: %v", err)
+	}
+	for key, value := range set {
+		want := flag.NewFlagSet("want", flag.ContinueOnError)
+		registerFlags(want, new(config))
+		if err := want.Set(known[key], value); err != nil {
+			t.Fatalf("%s=%q: %v", key, value, err)
+		}
+		if got := fs.Lookup(known[key]).Value.String(); got != want.Lookup(known[key]).Value.String() {
+			t.Errorf("%s=%q: the binary read %q", key, value, got)
 		}
 	}
 	if err := c.validate(); err != nil {
@@ -253,11 +268,65 @@ func TestComposePatronusSettings(t *testing.T) {
 		t.Error("influxdb is not initialised (DOCKER_INFLUXDB_INIT_MODE=setup)")
 	}
 	env(t, influx, "DOCKER_INFLUXDB_INIT_USERNAME")
-	env(t, influx, "DOCKER_INFLUXDB_INIT_PASSWORD")
+	// influx setup refuses passwords shorter than 8 characters, and the image's entrypoint
+	// reads only these DOCKER_INFLUXDB_INIT_* variables: a misspelt one is silently ignored.
+	if len(env(t, influx, "DOCKER_INFLUXDB_INIT_PASSWORD")) < 8 {
+		t.Error("DOCKER_INFLUXDB_INIT_PASSWORD is shorter than the 8 characters influx setup requires")
+	}
+	initVars := []string{"MODE", "USERNAME", "PASSWORD", "ORG", "BUCKET", "RETENTION", "ADMIN_TOKEN", "CLI_CONFIG_NAME"}
+	for key := range influx.Environment {
+		if name, ok := strings.CutPrefix(key, "DOCKER_INFLUXDB_INIT_"); ok && !slices.Contains(initVars, name) {
+			t.Errorf("influxdb sets %s, which the influxdb:2.7 image does not read", key)
+		}
+	}
+	if r, ok := influx.Environment["DOCKER_INFLUXDB_INIT_RETENTION"]; ok && r != nil && !regexp.MustCompile(`^(\d+[smhdw])+$`).MatchString(*r) {
+		t.Errorf("DOCKER_INFLUXDB_INIT_RETENTION %q is not an influx duration", *r)
+	}
 
 	grafana := project.Services["grafana"]
 	if env(t, grafana, "INFLUX_URL") != c.InfluxURL || env(t, grafana, "INFLUX_TOKEN") != c.InfluxToken ||
 		env(t, grafana, "INFLUX_ORG") != c.InfluxOrg || env(t, grafana, "INFLUX_BUCKET") != c.InfluxBucket {
 		t.Error("grafana reads another InfluxDB, org, bucket or token than patronus writes to")
+	}
+}
+
+// TestDockerfileSettingsAreKnown checks that every PATRONUS_* variable the image sets is a
+// setting of the binary, read by its loader and valid.
+func TestDockerfileSettingsAreKnown(t *testing.T) {
+	dockerfile, err := os.ReadFile(filepath.Join(repoRoot, "deploy/Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("image", flag.ContinueOnError)
+	registerFlags(fs, new(config))
+	found := 0
+	for _, line := range strings.Split(string(dockerfile), "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "ENV ")
+		if !ok {
+			continue
+		}
+		for _, kv := range strings.Fields(rest) {
+			key, value, _ := strings.Cut(kv, "=")
+			if !strings.HasPrefix(key, envPrefix+"_") {
+				continue
+			}
+			found++
+			var flagName string
+			fs.VisitAll(func(f *flag.Flag) {
+				if envName(f.Name) == key {
+					flagName = f.Name
+				}
+			})
+			if flagName == "" {
+				t.Errorf("the Dockerfile sets %s, which is not a setting of patronus", key)
+				continue
+			}
+			if err := fs.Set(flagName, value); err != nil {
+				t.Errorf("the Dockerfile sets %s=%q: %v", key, value, err)
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("the Dockerfile sets no PATRONUS_* variable; the image must listen beyond loopback (PATRONUS_LISTEN)")
 	}
 }
