@@ -9,7 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// httpMetrics counts requests by route and status.
+// httpMetrics counts requests by route and status, and times them, except event streams,
+// which last as long as the client stays.
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -42,7 +43,9 @@ func (m *httpMetrics) middleware() gin.HandlerFunc {
 			route = "unmatched"
 		}
 		m.requests.WithLabelValues(c.Request.Method, route, strconv.Itoa(c.Writer.Status())).Inc()
-		m.duration.WithLabelValues(c.Request.Method, route).Observe(time.Since(start).Seconds())
+		if route != eventsRoute {
+			m.duration.WithLabelValues(c.Request.Method, route).Observe(time.Since(start).Seconds())
+		}
 	}
 }
 

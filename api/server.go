@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patronus-sdwan/patronus/api/apigen"
+	"github.com/patronus-sdwan/patronus/api/events"
 	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/storage"
 )
@@ -35,7 +36,8 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Collector holds the live traffic counters; policy writes recompile its classifier.
 	Collector *collector.Collector
-	// Publish broadcasts a change event (site.deleted, policy.updated, ...); nil drops events.
+	// Publish broadcasts a change event (site.deleted, policy.updated, ...); nil publishes to
+	// Events.
 	Publish func(eventType string, data any)
 	// History answers history queries; nil disables the history routes.
 	History storage.HistoryStore
@@ -49,6 +51,10 @@ type Config struct {
 	// Now is the clock relative history ranges (from=-1h, to=now) are resolved against;
 	// time.Now when nil.
 	Now func() time.Time
+	// Events is the broker behind GET /api/v1/events; when Publish is nil, events are
+	// published to it. nil makes a broker of the default size that nothing closes: pass one
+	// and close it before shutting the HTTP server down, so open streams end.
+	Events *events.Broker
 }
 
 // PathInvalidator is told which paths changed or disappeared, so caches can drop what they
@@ -80,6 +86,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
+	if cfg.Events == nil {
+		cfg.Events = events.NewBroker(events.DefaultBufferSize)
+	}
+	if cfg.Publish == nil {
+		broker := cfg.Events
+		cfg.Publish = func(eventType string, data any) { broker.Publish(eventType, data) }
+	}
 	ct, err := loadContract()
 	if err != nil {
 		return nil, err
@@ -97,6 +110,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	httpMetrics, err := newHTTPMetrics(cfg.Registry)
 	if err != nil {
+		return nil, err
+	}
+	if err := registerEventMetrics(cfg.Registry, cfg.Events); err != nil {
 		return nil, err
 	}
 

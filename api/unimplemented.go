@@ -24,9 +24,6 @@ func (s *Server) ListCaches(c *gin.Context) { notImplemented(c) }
 // ClearCache is not implemented yet.
 func (s *Server) ClearCache(c *gin.Context, _ apigen.CacheName) { notImplemented(c) }
 
-// StreamEvents is not implemented yet.
-func (s *Server) StreamEvents(c *gin.Context, _ apigen.StreamEventsParams) { notImplemented(c) }
-
 // GetPathMetrics is not implemented yet.
 func (s *Server) GetPathMetrics(c *gin.Context, _ apigen.PathID) { notImplemented(c) }
 

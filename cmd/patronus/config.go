@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patronus-sdwan/patronus/api/events"
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
@@ -37,6 +38,7 @@ type config struct {
 	HistoryBufferPoints int
 	HistoryRetention    time.Duration
 	ShutdownTimeout     time.Duration
+	EventBuffer         int
 	LogFormat           string
 	LogLevel            string
 }
@@ -61,6 +63,7 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.HistoryBufferPoints, "history-buffer-points", 1_000_000, "most history points kept in memory while the history store is down")
 	fs.DurationVar(&c.HistoryRetention, "history-retention", 30*24*time.Hour, "how long SQL history (policy_stats) is kept")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "deadline for draining requests and the final history flush")
+	fs.IntVar(&c.EventBuffer, "event-buffer", events.DefaultBufferSize, "how many recent events GET /api/v1/events keeps for clients that reconnect with Last-Event-ID")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -106,6 +109,9 @@ func (c config) validate() error {
 	}
 	if c.HistoryBufferPoints <= 0 {
 		bad("history-buffer-points", "must be positive, got %d", c.HistoryBufferPoints)
+	}
+	if c.EventBuffer <= 0 {
+		bad("event-buffer", "must be positive, got %d", c.EventBuffer)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log-format", "%q is not text or json", c.LogFormat)

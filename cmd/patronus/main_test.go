@@ -42,6 +42,7 @@ func TestBadSettingsStopStartUpNamingTheSetting(t *testing.T) {
 		"PATRONUS_INFLUX_URL":        {"PATRONUS_INFLUX_URL=ftp://x"},
 		"PATRONUS_LISTEN":            {"PATRONUS_LISTEN=nope"},
 		"PATRONUS_FLOW_IDLE_TIMEOUT": {"PATRONUS_FLOW_IDLE_TIMEOUT=0s"},
+		"PATRONUS_EVENT_BUFFER":      {"PATRONUS_EVENT_BUFFER=0"},
 	}
 	for setting, env := range cases {
 		t.Run(setting, func(t *testing.T) {

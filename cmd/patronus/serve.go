@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/patronus-sdwan/patronus/api"
+	"github.com/patronus-sdwan/patronus/api/events"
 	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/storage"
 )
@@ -84,6 +85,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	})
 	registry.MustRegister(flusher)
 
+	broker := events.NewBroker(c.EventBuffer)
 	srv, err := api.New(api.Config{
 		DB:         db,
 		Checks:     checks,
@@ -94,6 +96,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		Collector:  coll,
 		Pipeline:   flusher,
 		History:    history,
+		Events:     broker,
 	})
 	if err != nil {
 		return err
@@ -131,6 +134,9 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ShutdownTimeout)
 	defer cancel()
+	// Shutdown waits for requests to finish and event streams never do on their own: closing
+	// the broker ends them.
+	broker.Close()
 	if err := httpServer.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("http shutdown", "err", err)
 	}
