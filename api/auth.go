@@ -39,13 +39,14 @@ type cachedPrincipal struct {
 type authenticator struct {
 	tokens     func() *storage.TokenStore
 	adminToken string
+	now        func() time.Time // the cache's clock; tests move it
 
 	mu    sync.Mutex
 	cache map[string]cachedPrincipal // by token hash
 }
 
 func newAuthenticator(store *storage.Store, adminToken string) *authenticator {
-	return &authenticator{tokens: store.Tokens, adminToken: adminToken, cache: map[string]cachedPrincipal{}}
+	return &authenticator{tokens: store.Tokens, adminToken: adminToken, now: time.Now, cache: map[string]cachedPrincipal{}}
 }
 
 // principal resolves a secret; errUnauthenticated when it is unknown or revoked.
@@ -54,7 +55,7 @@ func (a *authenticator) principal(ctx context.Context, secret string) (Principal
 		return Principal{Name: "admin-token", Role: storage.RoleAdmin}, nil
 	}
 	hash := storage.HashToken(secret)
-	now := time.Now()
+	now := a.now()
 	a.mu.Lock()
 	if c, ok := a.cache[hash]; ok && now.Before(c.expires) {
 		a.mu.Unlock()
@@ -105,6 +106,9 @@ func (a *authenticator) middleware(roleOf func(method, fullPath string) (string,
 		}
 		p, err := a.principal(c.Request.Context(), strings.TrimSpace(secret))
 		if err != nil {
+			if errors.Is(err, errUnauthenticated) {
+				c.Header("WWW-Authenticate", `Bearer realm="patronus", error="invalid_token"`) // RFC 6750 3.1
+			}
 			writeError(c, err)
 			return
 		}

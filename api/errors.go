@@ -149,7 +149,7 @@ func writeError(c *gin.Context, err error) {
 	if !known {
 		loggerFrom(c).Error("internal error", "err", err, "request_id", p.RequestID, "path", c.Request.URL.Path)
 	}
-	if p.Status == http.StatusUnauthorized {
+	if p.Status == http.StatusUnauthorized && c.Writer.Header().Get("WWW-Authenticate") == "" {
 		c.Header("WWW-Authenticate", `Bearer realm="patronus"`)
 	}
 	writeProblem(c, p)
