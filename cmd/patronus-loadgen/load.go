@@ -113,8 +113,9 @@ func generate(ctx context.Context, cfg config, progress io.Writer) (*summary, er
 		wg.Go(func() { results[w] = wk.run(runCtx, tokens, &live) })
 	}
 	done := make(chan struct{})
+	var progressDone sync.WaitGroup
 	if cfg.progress > 0 {
-		go func() {
+		progressDone.Go(func() {
 			t := time.NewTicker(cfg.progress)
 			defer t.Stop()
 			var last int64
@@ -130,10 +131,11 @@ func generate(ctx context.Context, cfg config, progress io.Writer) (*summary, er
 					last = acc
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(done)
+	progressDone.Wait() // no progress line after the summary
 	sum := &summary{Elapsed: time.Since(start), cfg: cfg}
 	for _, r := range results {
 		sum.Batches += r.Batches
