@@ -29,6 +29,9 @@ type operation struct {
 	role     string // x-required-role; "" for public operations
 	op       *openapi3.Operation
 	item     *openapi3.PathItem
+	// route is what the validation middleware checks requests against: the operation
+	// without security requirements, which the auth middleware enforces.
+	route *routers.Route
 }
 
 // contract is the loaded spec and its operations by method and gin path.
@@ -59,6 +62,12 @@ func loadContract() (*contract, error) {
 				role, _ = raw.(string)
 			}
 			o := &operation{method: method, specPath: specPath, ginPath: ginPath(specPath), role: role, op: op, item: item}
+			// kin-openapi checks security requirements by reading the whole body into memory
+			// for its AuthenticationFunc, even a no-op one: a second copy of every body, which
+			// was 14% of the CPU time of a 10,000-report ingest.
+			unsecured := *op
+			unsecured.Security = &openapi3.SecurityRequirements{}
+			o.route = &routers.Route{Spec: spec, Path: specPath, PathItem: item, Method: method, Operation: &unsecured}
 			ct.ops[method+" "+o.ginPath] = o
 		}
 	}
@@ -134,7 +143,7 @@ func (ct *contract) validationMiddleware() gin.HandlerFunc {
 		input := &openapi3filter.RequestValidationInput{
 			Request:    c.Request,
 			PathParams: params,
-			Route:      &routers.Route{Spec: ct.spec, Path: o.specPath, PathItem: o.item, Method: o.method, Operation: o.op},
+			Route:      o.route,
 			Options: &openapi3filter.Options{
 				MultiError:         true,
 				AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
