@@ -115,7 +115,7 @@ func bodyLimitMiddleware() gin.HandlerFunc {
 			limit = maxTrafficBodyBytes
 		}
 		if c.Request.ContentLength > limit {
-			writeError(c, newError(errTooLarge, "the body is %d bytes; the limit is %d", c.Request.ContentLength, limit))
+			writeError(c, tooLargeError(limit, fmt.Sprintf("the body is %d bytes; the limit is %d", c.Request.ContentLength, limit)))
 			return
 		}
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
@@ -128,12 +128,18 @@ func readBody(c *gin.Context) ([]byte, error) {
 	body, err := io.ReadAll(c.Request.Body)
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return nil, newError(errTooLarge, "the body is over the limit of %d bytes", tooLarge.Limit)
+		return nil, tooLargeError(tooLarge.Limit, fmt.Sprintf("the body is over the limit of %d bytes", tooLarge.Limit))
 	}
 	if err != nil {
 		return nil, newError(errBadRequest, "reading the body: %v", err)
 	}
 	return body, nil
+}
+
+// tooLargeError is a 413 naming the body, like every other input error names its field.
+func tooLargeError(limit int64, detail string) error {
+	return &apiError{kind: errTooLarge, detail: detail,
+		fields: []FieldError{{Field: "body", Message: fmt.Sprintf("over the limit of %d bytes", limit)}}}
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -1,10 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"net/netip"
 	"regexp"
@@ -136,6 +139,10 @@ func (ct *contract) validationMiddleware() gin.HandlerFunc {
 			c.Next()
 			return
 		}
+		if err := checkJSONBody(c, o); err != nil {
+			writeError(c, err)
+			return
+		}
 		params := make(map[string]string, len(c.Params))
 		for _, p := range c.Params {
 			params[p.Key] = p.Value
@@ -156,6 +163,33 @@ func (ct *contract) validationMiddleware() gin.HandlerFunc {
 		}
 		c.Next()
 	}
+}
+
+// checkJSONBody refuses a required JSON body that is not exactly one JSON value (empty, cut
+// short, or followed by more data) with a 400 naming the body. kin-openapi decodes only the
+// first value and, when it fills in defaults, hands the handler a re-encoded body, so trailing
+// data would otherwise pass unnoticed. The body is read under the size limit and put back.
+func checkJSONBody(c *gin.Context, o *operation) error {
+	rb := o.op.RequestBody
+	if rb == nil || rb.Value == nil || !rb.Value.Required || bodyValidatedByHandler[o.op.OperationID] {
+		return nil
+	}
+	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
+		return nil // the validator answers 415
+	}
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	c.Request.Body = io.NopCloser(bytes.NewReader(body))
+	if !json.Valid(body) {
+		msg := "not a single JSON value"
+		if len(bytes.TrimSpace(body)) == 0 {
+			msg = "empty"
+		}
+		return fieldErrors(errBadRequest, []FieldError{{Field: "body", Message: "malformed JSON: " + msg}})
+	}
+	return nil
 }
 
 // requestValidationError turns kin-openapi's errors into one API error naming the fields.
