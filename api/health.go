@@ -2,7 +2,10 @@ package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -47,7 +50,7 @@ func (s *Server) GetReadiness(c *gin.Context) {
 	for _, chk := range s.checks {
 		wg.Go(func() {
 			res := checkResult{Status: "ok"}
-			if err := chk.Probe(ctx); err != nil {
+			if err := s.probe(ctx, c, chk); err != nil {
 				res = checkResult{Status: "fail", Error: err.Error()}
 			}
 			mu.Lock()
@@ -64,6 +67,19 @@ func (s *Server) GetReadiness(c *gin.Context) {
 		}
 	}
 	c.JSON(status, body)
+}
+
+// probe runs one check. It runs on a goroutine of its own, out of the recovery middleware's
+// reach, so a panicking probe is caught here and counts as a failed check instead of ending
+// the process.
+func (s *Server) probe(ctx context.Context, c *gin.Context, chk Check) (err error) {
+	defer func() {
+		if rec := recover(); rec != nil {
+			loggerFrom(c).Error("panic in readiness probe", "check", chk.Name, "panic", fmt.Sprint(rec), "stack", string(debug.Stack()))
+			err = errors.New("the probe panicked")
+		}
+	}()
+	return chk.Probe(ctx)
 }
 
 // GetOpenAPISpec serves openapi.yaml as compiled into the binary.
