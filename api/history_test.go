@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -426,9 +428,45 @@ func TestPipelineStats(t *testing.T) {
 }
 
 func TestHistoryWithoutStoreIsUnavailable(t *testing.T) {
-	a := newTestAPI(t, storage.DialectSQLite)
-	policy := a.seed().policy.ID
-	for _, path := range []string{historyPath(policy), "/api/v1/stats/history"} {
-		a.do(http.MethodGet, path, a.viewer, nil).problem(t, http.StatusServiceUnavailable)
+	t.Run("NotConfigured", func(t *testing.T) {
+		a := newTestAPI(t, storage.DialectSQLite)
+		policy := a.seed().policy.ID
+		for _, path := range []string{historyPath(policy), "/api/v1/stats/history"} {
+			a.do(http.MethodGet, path, a.viewer, nil).problem(t, http.StatusServiceUnavailable)
+		}
+	})
+	t.Run("NotAnswering", func(t *testing.T) {
+		// An InfluxDB nobody listens on: the store's error is logged, not shown.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadURL := "http://" + ln.Addr().String()
+		ln.Close()
+		h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: deadURL, Org: "patronus", Bucket: "patronus/autogen", Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(h.Close)
+		a := newTestAPI(t, storage.DialectSQLite, withConfig(func(c *Config) { c.History = h }))
+		policy := a.seed().policy.ID
+		for _, path := range []string{historyPath(policy), "/api/v1/stats/history"} {
+			p := a.do(http.MethodGet, path, a.viewer, nil).problem(t, http.StatusServiceUnavailable)
+			if p.Detail != "the history store is unavailable" || strings.Contains(string(mustJSON(t, p)), deadURL) {
+				t.Errorf("%s: problem %+v", path, p)
+			}
+		}
+		if !strings.Contains(a.logs.String(), "history query failed") {
+			t.Errorf("the failure was not logged:\n%s", a.logs.String())
+		}
+	})
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return raw
 }
