@@ -92,6 +92,7 @@ func (s *Server) CreatePath(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	s.routesChanged() // the new path may beat the one a cached decision chose
 	c.JSON(http.StatusCreated, pathOut(p))
 }
 

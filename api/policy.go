@@ -21,9 +21,11 @@ const eventPolicyUpdated = "policy.updated"
 // two writes finishing together cannot leave the older set compiled last.
 var policyReloadMu sync.Mutex
 
-// reloadPoliciesAfterWrite recompiles the classifier once a policy change has committed. The
-// change stands whatever happens here, so a failure is logged, not answered.
+// reloadPoliciesAfterWrite recompiles the classifier once a policy change has committed, and
+// drops the routing decisions the policy may have made. The change stands whatever happens
+// here, so a failure is logged, not answered.
 func (s *Server) reloadPoliciesAfterWrite(c *gin.Context) {
+	s.routesChanged()
 	policyReloadMu.Lock()
 	defer policyReloadMu.Unlock()
 	if err := s.ReloadPolicies(afterCommit(c)); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/patronus-sdwan/patronus/api/apigen"
 	"github.com/patronus-sdwan/patronus/api/events"
+	"github.com/patronus-sdwan/patronus/cache"
 	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/storage"
 )
@@ -55,6 +56,10 @@ type Config struct {
 	// published to it. nil makes a broker of the default size that nothing closes: pass one
 	// and close it before shutting the HTTP server down, so open streams end.
 	Events *events.Broker
+	// Caches holds the path-metrics and routing-decision caches the metrics, routing and cache
+	// routes read and clear; nil serves those routes from the database alone. When Invalidator
+	// is nil it is set to Caches.
+	Caches *cache.Caches
 }
 
 // PathInvalidator is told which paths changed or disappeared, so caches can drop what they
@@ -82,6 +87,9 @@ var _ apigen.ServerInterface = (*Server)(nil)
 func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Invalidator == nil && cfg.Caches != nil {
+		cfg.Invalidator = cfg.Caches
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()

@@ -180,7 +180,8 @@ func TestReference(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.Close)
-		d := RoutingDecision{SelectedPathID: 123, Reason: "best latency", Score: 90, DecidedAt: clock.Now()}
+		score := 90
+		d := RoutingDecision{SelectedPathID: 123, Reason: "best latency", Score: &score, DecidedAt: clock.Now(), PathIDs: []int64{123, 124}}
 		key := RoutingKey("site-a", "site-b", nil)
 		mustSet(t, c, key, d)
 		mustGet(t, c, key, d)

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -41,13 +42,13 @@ func newTestCache[K Key, V any](t testing.TB, ttl time.Duration, maxCost int64, 
 }
 
 // mustGet fails the test unless key holds want.
-func mustGet[K Key, V comparable](t *testing.T, c *Cache[K, V], key K, want V) {
+func mustGet[K Key, V any](t *testing.T, c *Cache[K, V], key K, want V) {
 	t.Helper()
 	got, ok := c.Get(key)
 	if !ok {
 		t.Fatalf("Get(%v): miss, want %v", key, want)
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Get(%v) = %v, want %v", key, got, want)
 	}
 }

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,10 +24,14 @@ type RoutingCache = Cache[string, RoutingDecision]
 
 // RoutingDecision is the path chosen for traffic between two sites, and why.
 type RoutingDecision struct {
-	SelectedPathID int64     `json:"selected_path_id"`
-	Reason         string    `json:"reason"`
-	Score          int       `json:"score"`
-	DecidedAt      time.Time `json:"decided_at"`
+	SelectedPathID int64  `json:"selected_path_id"`
+	Reason         string `json:"reason"`
+	// Score is the selected path's score; nil when it has no metrics.
+	Score     *int      `json:"score"`
+	DecidedAt time.Time `json:"decided_at"`
+	// PathIDs are the paths the decision chose among: a change to any of them (metrics,
+	// status, deletion) can change the decision, so InvalidateRoutesUsing drops it.
+	PathIDs []int64 `json:"-"`
 }
 
 // NewMetricsCache returns a MetricsCache holding at most maxEntries paths.
@@ -112,6 +117,19 @@ func InvalidateRoutesOfSite(rc *RoutingCache, siteID string) int {
 	return rc.DeleteFunc(func(key string, _ RoutingDecision) bool {
 		src, dst, _, ok := ParseRoutingKey(key)
 		return ok && (src == siteID || dst == siteID)
+	})
+}
+
+// InvalidateRoutesUsing removes the decisions that chose among any of the paths, for when
+// their metrics or status change or they are deleted. It returns how many it removed.
+func InvalidateRoutesUsing(rc *RoutingCache, pathIDs []int64) int {
+	return rc.DeleteFunc(func(_ string, d RoutingDecision) bool {
+		for _, id := range d.PathIDs {
+			if slices.Contains(pathIDs, id) {
+				return true
+			}
+		}
+		return false
 	})
 }
 

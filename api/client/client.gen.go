@@ -1606,7 +1606,8 @@ type ClientInterface interface {
 	// ClearCache Clear one cache
 	//
 	// Removes every entry of the named cache and says how many. Audited, broadcast as
-	// `cache.cleared`. Minimum role admin.
+	// `cache.cleared`. 404 when this server runs without that cache. Minimum role
+	// admin.
 	//
 	// Corresponds with DELETE /api/v1/cache/{name} (the `ClearCache` operationId).
 	ClearCache(ctx context.Context, name CacheName, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1743,10 +1744,15 @@ type ClientInterface interface {
 	// ReplacePathMetricsWithBody Record a path's latest metrics
 	//
 	// Replaces the path's latest metrics. The server computes `score` (0-100, higher is
-	// better) from latency, jitter and loss. Written to the database, then to the
-	// metrics cache (write-through), and as a `path_metrics` point to InfluxDB when it
-	// is the history backend. Invalidates cached routing decisions involving the
-	// path. Audited. Minimum role operator.
+	// better) from latency, jitter, loss and bandwidth:
+	// `100 - min(latency_ms/4, 40) - min(jitter_ms, 20) - min(packet_loss_pct*8, 40)
+	// - min(max(10-bandwidth_mbps, 0), 10)`, clamped to [0, 100] and rounded; a `score`
+	// in the body is refused. `measured_at` defaults to the time of the request and may
+	// not be more than 5 minutes ahead of the server's clock. Written to the database,
+	// then to the metrics cache (write-through), and as a `path_metrics` point to
+	// InfluxDB when it is the history backend (a failed point is logged, the request
+	// still succeeds). Invalidates cached routing decisions involving the path.
+	// Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1756,10 +1762,15 @@ type ClientInterface interface {
 	// ReplacePathMetrics Record a path's latest metrics
 	//
 	// Replaces the path's latest metrics. The server computes `score` (0-100, higher is
-	// better) from latency, jitter and loss. Written to the database, then to the
-	// metrics cache (write-through), and as a `path_metrics` point to InfluxDB when it
-	// is the history backend. Invalidates cached routing decisions involving the
-	// path. Audited. Minimum role operator.
+	// better) from latency, jitter, loss and bandwidth:
+	// `100 - min(latency_ms/4, 40) - min(jitter_ms, 20) - min(packet_loss_pct*8, 40)
+	// - min(max(10-bandwidth_mbps, 0), 10)`, clamped to [0, 100] and rounded; a `score`
+	// in the body is refused. `measured_at` defaults to the time of the request and may
+	// not be more than 5 minutes ahead of the server's clock. Written to the database,
+	// then to the metrics cache (write-through), and as a `path_metrics` point to
+	// InfluxDB when it is the history backend (a failed point is logged, the request
+	// still succeeds). Invalidates cached routing decisions involving the path.
+	// Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1876,12 +1887,16 @@ type ClientInterface interface {
 	// GetRoutingDecision Best path between two sites
 	//
 	// Picks the path between an endpoint of `src_site_id` and one of `dst_site_id`:
-	// the policy's preferred path if a `policy_id` is given and that path is up, else
-	// the up or degraded path with the highest score, ties broken by lower latency.
-	// Decisions are cached (30 s by default) and invalidated when a relevant path's
-	// metrics or status change or a path or site is deleted; `cached` says whether
-	// this one came from the cache. 404 when a site or the policy does not exist or
-	// no usable path joins the sites. Minimum role viewer.
+	// the policy's preferred path if a `policy_id` is given, the policy is enabled and
+	// prefers a path, and that path joins the two sites and is up; else, among the
+	// paths that are up (or, only when none is up, those that are degraded), the one
+	// with the highest score, paths without metrics last, ties broken by lower latency
+	// and then by lower id. Down paths are never chosen. Decisions are cached (30 s by
+	// default) and invalidated when a relevant path's metrics or status change, a path
+	// is created or deleted, a site is deleted or a policy is written; `cached` says
+	// whether this one came from the cache. 404 when a site or the policy does not
+	// exist or no usable path joins the sites; a 404 is not cached. Minimum role
+	// viewer.
 	//
 	// Corresponds with GET /api/v1/routing/decision (the `GetRoutingDecision` operationId).
 	GetRoutingDecision(ctx context.Context, params *GetRoutingDecisionParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2228,7 +2243,8 @@ func (c *Client) ListCaches(ctx context.Context, reqEditors ...RequestEditorFn) 
 // ClearCache Clear one cache
 //
 // Removes every entry of the named cache and says how many. Audited, broadcast as
-// `cache.cleared`. Minimum role admin.
+// `cache.cleared`. 404 when this server runs without that cache. Minimum role
+// admin.
 //
 // Corresponds with DELETE /api/v1/cache/{name} (the `ClearCache` operationId).
 func (c *Client) ClearCache(ctx context.Context, name CacheName, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2505,10 +2521,15 @@ func (c *Client) GetPathMetrics(ctx context.Context, pathID PathID, reqEditors .
 // ReplacePathMetricsWithBody Record a path's latest metrics
 //
 // Replaces the path's latest metrics. The server computes `score` (0-100, higher is
-// better) from latency, jitter and loss. Written to the database, then to the
-// metrics cache (write-through), and as a `path_metrics` point to InfluxDB when it
-// is the history backend. Invalidates cached routing decisions involving the
-// path. Audited. Minimum role operator.
+// better) from latency, jitter, loss and bandwidth:
+// `100 - min(latency_ms/4, 40) - min(jitter_ms, 20) - min(packet_loss_pct*8, 40)
+// - min(max(10-bandwidth_mbps, 0), 10)`, clamped to [0, 100] and rounded; a `score`
+// in the body is refused. `measured_at` defaults to the time of the request and may
+// not be more than 5 minutes ahead of the server's clock. Written to the database,
+// then to the metrics cache (write-through), and as a `path_metrics` point to
+// InfluxDB when it is the history backend (a failed point is logged, the request
+// still succeeds). Invalidates cached routing decisions involving the path.
+// Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2528,10 +2549,15 @@ func (c *Client) ReplacePathMetricsWithBody(ctx context.Context, pathID PathID, 
 // ReplacePathMetrics Record a path's latest metrics
 //
 // Replaces the path's latest metrics. The server computes `score` (0-100, higher is
-// better) from latency, jitter and loss. Written to the database, then to the
-// metrics cache (write-through), and as a `path_metrics` point to InfluxDB when it
-// is the history backend. Invalidates cached routing decisions involving the
-// path. Audited. Minimum role operator.
+// better) from latency, jitter, loss and bandwidth:
+// `100 - min(latency_ms/4, 40) - min(jitter_ms, 20) - min(packet_loss_pct*8, 40)
+// - min(max(10-bandwidth_mbps, 0), 10)`, clamped to [0, 100] and rounded; a `score`
+// in the body is refused. `measured_at` defaults to the time of the request and may
+// not be more than 5 minutes ahead of the server's clock. Written to the database,
+// then to the metrics cache (write-through), and as a `path_metrics` point to
+// InfluxDB when it is the history backend (a failed point is logged, the request
+// still succeeds). Invalidates cached routing decisions involving the path.
+// Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2768,12 +2794,16 @@ func (c *Client) ResetPolicyStats(ctx context.Context, policyID PolicyID, reqEdi
 // GetRoutingDecision Best path between two sites
 //
 // Picks the path between an endpoint of `src_site_id` and one of `dst_site_id`:
-// the policy's preferred path if a `policy_id` is given and that path is up, else
-// the up or degraded path with the highest score, ties broken by lower latency.
-// Decisions are cached (30 s by default) and invalidated when a relevant path's
-// metrics or status change or a path or site is deleted; `cached` says whether
-// this one came from the cache. 404 when a site or the policy does not exist or
-// no usable path joins the sites. Minimum role viewer.
+// the policy's preferred path if a `policy_id` is given, the policy is enabled and
+// prefers a path, and that path joins the two sites and is up; else, among the
+// paths that are up (or, only when none is up, those that are degraded), the one
+// with the highest score, paths without metrics last, ties broken by lower latency
+// and then by lower id. Down paths are never chosen. Decisions are cached (30 s by
+// default) and invalidated when a relevant path's metrics or status change, a path
+// is created or deleted, a site is deleted or a policy is written; `cached` says
+// whether this one came from the cache. 404 when a site or the policy does not
+// exist or no usable path joins the sites; a 404 is not cached. Minimum role
+// viewer.
 //
 // Corresponds with GET /api/v1/routing/decision (the `GetRoutingDecision` operationId).
 func (c *Client) GetRoutingDecision(ctx context.Context, params *GetRoutingDecisionParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -5660,7 +5690,8 @@ type ClientWithResponsesInterface interface {
 	// ClearCacheWithResponse Clear one cache
 	//
 	// Removes every entry of the named cache and says how many. Audited, broadcast as
-	// `cache.cleared`. Minimum role admin.
+	// `cache.cleared`. 404 when this server runs without that cache. Minimum role
+	// admin.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5813,10 +5844,15 @@ type ClientWithResponsesInterface interface {
 	// ReplacePathMetricsWithBodyWithResponse Record a path's latest metrics
 	//
 	// Replaces the path's latest metrics. The server computes `score` (0-100, higher is
-	// better) from latency, jitter and loss. Written to the database, then to the
-	// metrics cache (write-through), and as a `path_metrics` point to InfluxDB when it
-	// is the history backend. Invalidates cached routing decisions involving the
-	// path. Audited. Minimum role operator.
+	// better) from latency, jitter, loss and bandwidth:
+	// `100 - min(latency_ms/4, 40) - min(jitter_ms, 20) - min(packet_loss_pct*8, 40)
+	// - min(max(10-bandwidth_mbps, 0), 10)`, clamped to [0, 100] and rounded; a `score`
+	// in the body is refused. `measured_at` defaults to the time of the request and may
+	// not be more than 5 minutes ahead of the server's clock. Written to the database,
+	// then to the metrics cache (write-through), and as a `path_metrics` point to
+	// InfluxDB when it is the history backend (a failed point is logged, the request
+	// still succeeds). Invalidates cached routing decisions involving the path.
+	// Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5826,10 +5862,15 @@ type ClientWithResponsesInterface interface {
 	// ReplacePathMetricsWithResponse Record a path's latest metrics
 	//
 	// Replaces the path's latest metrics. The server computes `score` (0-100, higher is
-	// better) from latency, jitter and loss. Written to the database, then to the
-	// metrics cache (write-through), and as a `path_metrics` point to InfluxDB when it
-	// is the history backend. Invalidates cached routing decisions involving the
-	// path. Audited. Minimum role operator.
+	// better) from latency, jitter, loss and bandwidth:
+	// `100 - min(latency_ms/4, 40) - min(jitter_ms, 20) - min(packet_loss_pct*8, 40)
+	// - min(max(10-bandwidth_mbps, 0), 10)`, clamped to [0, 100] and rounded; a `score`
+	// in the body is refused. `measured_at` defaults to the time of the request and may
+	// not be more than 5 minutes ahead of the server's clock. Written to the database,
+	// then to the metrics cache (write-through), and as a `path_metrics` point to
+	// InfluxDB when it is the history backend (a failed point is logged, the request
+	// still succeeds). Invalidates cached routing decisions involving the path.
+	// Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5960,12 +6001,16 @@ type ClientWithResponsesInterface interface {
 	// GetRoutingDecisionWithResponse Best path between two sites
 	//
 	// Picks the path between an endpoint of `src_site_id` and one of `dst_site_id`:
-	// the policy's preferred path if a `policy_id` is given and that path is up, else
-	// the up or degraded path with the highest score, ties broken by lower latency.
-	// Decisions are cached (30 s by default) and invalidated when a relevant path's
-	// metrics or status change or a path or site is deleted; `cached` says whether
-	// this one came from the cache. 404 when a site or the policy does not exist or
-	// no usable path joins the sites. Minimum role viewer.
+	// the policy's preferred path if a `policy_id` is given, the policy is enabled and
+	// prefers a path, and that path joins the two sites and is up; else, among the
+	// paths that are up (or, only when none is up, those that are degraded), the one
+	// with the highest score, paths without metrics last, ties broken by lower latency
+	// and then by lower id. Down paths are never chosen. Decisions are cached (30 s by
+	// default) and invalidated when a relevant path's metrics or status change, a path
+	// is created or deleted, a site is deleted or a policy is written; `cached` says
+	// whether this one came from the cache. 404 when a site or the policy does not
+	// exist or no usable path joins the sites; a 404 is not cached. Minimum role
+	// viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6572,6 +6617,11 @@ type ClearCacheResponse403Headers struct {
 	XRequestID string
 }
 
+// ClearCacheResponse404Headers the declared response headers of an HTTP 404 response for ClearCache
+type ClearCacheResponse404Headers struct {
+	XRequestID string
+}
+
 // ClearCacheResponse500Headers the declared response headers of an HTTP 500 response for ClearCache
 type ClearCacheResponse500Headers struct {
 	XRequestID string
@@ -6588,6 +6638,8 @@ type ClearCacheResponse struct {
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationProblemJSON403 *Forbidden
+	// ApplicationProblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationProblemJSON404 *NotFound
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -6598,6 +6650,8 @@ type ClearCacheResponse struct {
 	Headers401 *ClearCacheResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ClearCacheResponse403Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ClearCacheResponse404Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ClearCacheResponse500Headers
 }
@@ -6620,6 +6674,11 @@ func (r ClearCacheResponse) GetApplicationProblemJSON401() *Unauthorized {
 // GetApplicationProblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ClearCacheResponse) GetApplicationProblemJSON403() *Forbidden {
 	return r.ApplicationProblemJSON403
+}
+
+// GetApplicationProblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ClearCacheResponse) GetApplicationProblemJSON404() *NotFound {
+	return r.ApplicationProblemJSON404
 }
 
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -11736,7 +11795,8 @@ func (c *ClientWithResponses) ListCachesWithResponse(ctx context.Context, reqEdi
 // ClearCacheWithResponse Clear one cache
 //
 // Removes every entry of the named cache and says how many. Audited, broadcast as
-// `cache.cleared`. Minimum role admin.
+// `cache.cleared`. 404 when this server runs without that cache. Minimum role
+// admin.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -11973,10 +12033,15 @@ func (c *ClientWithResponses) GetPathMetricsWithResponse(ctx context.Context, pa
 // ReplacePathMetricsWithBodyWithResponse Record a path's latest metrics
 //
 // Replaces the path's latest metrics. The server computes `score` (0-100, higher is
-// better) from latency, jitter and loss. Written to the database, then to the
-// metrics cache (write-through), and as a `path_metrics` point to InfluxDB when it
-// is the history backend. Invalidates cached routing decisions involving the
-// path. Audited. Minimum role operator.
+// better) from latency, jitter, loss and bandwidth:
+// `100 - min(latency_ms/4, 40) - min(jitter_ms, 20) - min(packet_loss_pct*8, 40)
+// - min(max(10-bandwidth_mbps, 0), 10)`, clamped to [0, 100] and rounded; a `score`
+// in the body is refused. `measured_at` defaults to the time of the request and may
+// not be more than 5 minutes ahead of the server's clock. Written to the database,
+// then to the metrics cache (write-through), and as a `path_metrics` point to
+// InfluxDB when it is the history backend (a failed point is logged, the request
+// still succeeds). Invalidates cached routing decisions involving the path.
+// Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -11992,10 +12057,15 @@ func (c *ClientWithResponses) ReplacePathMetricsWithBodyWithResponse(ctx context
 // ReplacePathMetricsWithResponse Record a path's latest metrics
 //
 // Replaces the path's latest metrics. The server computes `score` (0-100, higher is
-// better) from latency, jitter and loss. Written to the database, then to the
-// metrics cache (write-through), and as a `path_metrics` point to InfluxDB when it
-// is the history backend. Invalidates cached routing decisions involving the
-// path. Audited. Minimum role operator.
+// better) from latency, jitter, loss and bandwidth:
+// `100 - min(latency_ms/4, 40) - min(jitter_ms, 20) - min(packet_loss_pct*8, 40)
+// - min(max(10-bandwidth_mbps, 0), 10)`, clamped to [0, 100] and rounded; a `score`
+// in the body is refused. `measured_at` defaults to the time of the request and may
+// not be more than 5 minutes ahead of the server's clock. Written to the database,
+// then to the metrics cache (write-through), and as a `path_metrics` point to
+// InfluxDB when it is the history backend (a failed point is logged, the request
+// still succeeds). Invalidates cached routing decisions involving the path.
+// Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -12198,12 +12268,16 @@ func (c *ClientWithResponses) ResetPolicyStatsWithResponse(ctx context.Context, 
 // GetRoutingDecisionWithResponse Best path between two sites
 //
 // Picks the path between an endpoint of `src_site_id` and one of `dst_site_id`:
-// the policy's preferred path if a `policy_id` is given and that path is up, else
-// the up or degraded path with the highest score, ties broken by lower latency.
-// Decisions are cached (30 s by default) and invalidated when a relevant path's
-// metrics or status change or a path or site is deleted; `cached` says whether
-// this one came from the cache. 404 when a site or the policy does not exist or
-// no usable path joins the sites. Minimum role viewer.
+// the policy's preferred path if a `policy_id` is given, the policy is enabled and
+// prefers a path, and that path joins the two sites and is up; else, among the
+// paths that are up (or, only when none is up, those that are degraded), the one
+// with the highest score, paths without metrics last, ties broken by lower latency
+// and then by lower id. Down paths are never chosen. Decisions are cached (30 s by
+// default) and invalidated when a relevant path's metrics or status change, a path
+// is created or deleted, a site is deleted or a policy is written; `cached` says
+// whether this one came from the cache. 404 when a site or the policy does not
+// exist or no usable path joins the sites; a 404 is not cached. Minimum role
+// viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13025,6 +13099,13 @@ func ParseClearCacheResponse(rsp *http.Response) (*ClearCacheResponse, error) {
 		}
 		response.ApplicationProblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON404 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13082,6 +13163,16 @@ func ParseClearCacheResponse(rsp *http.Response) (*ClearCacheResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 404:
+		var headers ClearCacheResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers404 = &headers
 	case rsp.StatusCode == 500:
 		var headers ClearCacheResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {

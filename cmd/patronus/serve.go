@@ -15,6 +15,7 @@ import (
 
 	"github.com/patronus-sdwan/patronus/api"
 	"github.com/patronus-sdwan/patronus/api/events"
+	"github.com/patronus-sdwan/patronus/cache"
 	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/storage"
 )
@@ -84,6 +85,14 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		Instance: c.Instance, Interval: c.FlushInterval, MaxPending: c.HistoryBufferPoints, Logger: log,
 	})
 	registry.MustRegister(flusher)
+	caches, err := cache.NewCaches(cache.CachesConfig{
+		MetricsTTL: c.MetricsCacheTTL, RoutingTTL: c.RoutingCacheTTL, MaxEntries: c.CacheMaxEntries,
+	})
+	if err != nil {
+		return err
+	}
+	defer caches.Close()
+	registry.MustRegister(caches)
 
 	broker := events.NewBroker(c.EventBuffer)
 	srv, err := api.New(api.Config{
@@ -97,10 +106,16 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		Pipeline:   flusher,
 		History:    history,
 		Events:     broker,
+		Caches:     caches,
 	})
 	if err != nil {
 		return err
 	}
+	warmed, err := srv.WarmMetricsCache(ctx, int(c.CacheMaxEntries))
+	if err != nil {
+		return err
+	}
+	log.Info("metrics cache warmed", "paths", warmed)
 
 	// Listen before serving so a busy port fails start-up at once.
 	ln, err := net.Listen("tcp", c.Listen)
@@ -119,6 +134,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	var loops sync.WaitGroup
 	loops.Go(func() { coll.Run(loopCtx) })
 	loops.Go(func() { flusher.Run(loopCtx, c.ShutdownTimeout) })
+	loops.Go(func() { caches.RunCleanup(loopCtx, cacheCleanupInterval(c)) })
 	if sqlHistory, ok := history.(*storage.SQLHistory); ok {
 		loops.Go(func() { sqlHistory.RunRetention(loopCtx, c.HistoryRetention, time.Hour) })
 	}
@@ -145,6 +161,12 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	loops.Wait()
 	log.Info("stopped")
 	return runErr
+}
+
+// cacheCleanupInterval is how often expired cache entries are removed: a quarter of the
+// shorter TTL, at least a second, so an expired entry holds memory for at most that long.
+func cacheCleanupInterval(c config) time.Duration {
+	return max(min(c.MetricsCacheTTL, c.RoutingCacheTTL)/4, time.Second)
 }
 
 func historyKind(c config) string {
