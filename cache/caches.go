@@ -190,8 +190,8 @@ func (c *Caches) InvalidateRoutes() {
 	c.routing.invalidate(func() { c.Routing.DeleteFunc(func(string, RoutingDecision) bool { return true }) })
 }
 
-// Names lists the caches, in the order Stats reports them.
-func (c *Caches) Names() []string { return []string{NameMetrics, NameRouting} }
+// Names lists the caches a Caches holds, in the order Stats reports them.
+func Names() []string { return []string{NameMetrics, NameRouting} }
 
 // NamedStats is the statistics of one cache.
 type NamedStats struct {

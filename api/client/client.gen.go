@@ -1606,8 +1606,7 @@ type ClientInterface interface {
 	// ClearCache Clear one cache
 	//
 	// Removes every entry of the named cache and says how many. Audited, broadcast as
-	// `cache.cleared`. 404 when this server runs without that cache. Minimum role
-	// admin.
+	// `cache.cleared`. Minimum role admin.
 	//
 	// Corresponds with DELETE /api/v1/cache/{name} (the `ClearCache` operationId).
 	ClearCache(ctx context.Context, name CacheName, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2243,8 +2242,7 @@ func (c *Client) ListCaches(ctx context.Context, reqEditors ...RequestEditorFn) 
 // ClearCache Clear one cache
 //
 // Removes every entry of the named cache and says how many. Audited, broadcast as
-// `cache.cleared`. 404 when this server runs without that cache. Minimum role
-// admin.
+// `cache.cleared`. Minimum role admin.
 //
 // Corresponds with DELETE /api/v1/cache/{name} (the `ClearCache` operationId).
 func (c *Client) ClearCache(ctx context.Context, name CacheName, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -5690,8 +5688,7 @@ type ClientWithResponsesInterface interface {
 	// ClearCacheWithResponse Clear one cache
 	//
 	// Removes every entry of the named cache and says how many. Audited, broadcast as
-	// `cache.cleared`. 404 when this server runs without that cache. Minimum role
-	// admin.
+	// `cache.cleared`. Minimum role admin.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6617,11 +6614,6 @@ type ClearCacheResponse403Headers struct {
 	XRequestID string
 }
 
-// ClearCacheResponse404Headers the declared response headers of an HTTP 404 response for ClearCache
-type ClearCacheResponse404Headers struct {
-	XRequestID string
-}
-
 // ClearCacheResponse500Headers the declared response headers of an HTTP 500 response for ClearCache
 type ClearCacheResponse500Headers struct {
 	XRequestID string
@@ -6638,8 +6630,6 @@ type ClearCacheResponse struct {
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationProblemJSON403 *Forbidden
-	// ApplicationProblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationProblemJSON404 *NotFound
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -6650,8 +6640,6 @@ type ClearCacheResponse struct {
 	Headers401 *ClearCacheResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ClearCacheResponse403Headers
-	// Headers404 the parsed response headers for an HTTP 404 response
-	Headers404 *ClearCacheResponse404Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ClearCacheResponse500Headers
 }
@@ -6674,11 +6662,6 @@ func (r ClearCacheResponse) GetApplicationProblemJSON401() *Unauthorized {
 // GetApplicationProblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ClearCacheResponse) GetApplicationProblemJSON403() *Forbidden {
 	return r.ApplicationProblemJSON403
-}
-
-// GetApplicationProblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r ClearCacheResponse) GetApplicationProblemJSON404() *NotFound {
-	return r.ApplicationProblemJSON404
 }
 
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -11795,8 +11778,7 @@ func (c *ClientWithResponses) ListCachesWithResponse(ctx context.Context, reqEdi
 // ClearCacheWithResponse Clear one cache
 //
 // Removes every entry of the named cache and says how many. Audited, broadcast as
-// `cache.cleared`. 404 when this server runs without that cache. Minimum role
-// admin.
+// `cache.cleared`. Minimum role admin.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13099,13 +13081,6 @@ func ParseClearCacheResponse(rsp *http.Response) (*ClearCacheResponse, error) {
 		}
 		response.ApplicationProblemJSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationProblemJSON404 = &dest
-
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13163,16 +13138,6 @@ func ParseClearCacheResponse(rsp *http.Response) (*ClearCacheResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers403 = &headers
-	case rsp.StatusCode == 404:
-		var headers ClearCacheResponse404Headers
-		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
-			var value string
-			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
-				return nil, err
-			}
-			headers.XRequestID = value
-		}
-		response.Headers404 = &headers
 	case rsp.StatusCode == 500:
 		var headers ClearCacheResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
