@@ -3,6 +3,7 @@ package cache
 import (
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -102,19 +103,26 @@ func newRawRistretto[V any](b *testing.B, maxItems int64) *ristretto.Cache[int64
 	return rc
 }
 
-// preload stores every benchmark key and fails unless all are readable.
+// preload stores every benchmark key and fails unless all are readable. Raw
+// ristretto applies Sets asynchronously and drops some under load, so keys
+// that are not readable yet are set again, a bounded number of times.
 func preload(b *testing.B, c benchCache) {
 	b.Helper()
 	m := storage.PathMetrics{LatencyMs: 5, MTU: 1500, Score: 90}
-	for k := range int64(benchKeys) {
-		m.PathID = k
-		c.set(k, m)
+	missing := make([]int64, benchKeys)
+	for k := range missing {
+		missing[k] = int64(k)
 	}
-	time.Sleep(10 * time.Millisecond) // raw ristretto applies Sets asynchronously
-	for k := range int64(benchKeys) {
-		if !c.get(k) {
-			b.Fatalf("key %d not readable after preload", k)
+	for round := 0; len(missing) > 0 && round < 50; round++ {
+		for _, k := range missing {
+			m.PathID = k
+			c.set(k, m)
 		}
+		time.Sleep(10 * time.Millisecond)
+		missing = slices.DeleteFunc(missing, c.get)
+	}
+	if len(missing) > 0 {
+		b.Fatalf("%d keys (first %d) not readable after preload", len(missing), missing[0])
 	}
 }
 
