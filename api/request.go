@@ -58,16 +58,19 @@ func jsonDecodeError(err error) error {
 // cursorKey checks that the id a cursor carries is of the list's id type.
 type cursorKey func(id string) bool
 
-// uuidKey accepts the ids of lists keyed by UUID (sites, endpoints).
+// uuidKey accepts the ids of lists keyed by UUID (sites, endpoints), in the canonical form the
+// API writes into cursors only: uuid.Parse also takes {braces}, urn:uuid: and undashed forms,
+// which PostgreSQL's uuid type partly refuses (a 500) and SQLite's text ids order differently.
 func uuidKey(id string) bool {
-	_, err := uuid.Parse(id)
-	return err == nil
+	u, err := uuid.Parse(id)
+	return err == nil && u.String() == id
 }
 
-// int64Key accepts the ids of lists keyed by a positive integer (paths, policies, audit, tokens).
+// int64Key accepts the ids of lists keyed by a positive integer (paths, policies, audit, tokens),
+// in the canonical form the API writes into cursors (no sign, no leading zeros).
 func int64Key(id string) bool {
 	n, err := strconv.ParseInt(id, 10, 64)
-	return err == nil && n > 0
+	return err == nil && n > 0 && strconv.FormatInt(n, 10) == id
 }
 
 // listParamsOf turns the limit and cursor query parameters into storage paging; a cursor this
