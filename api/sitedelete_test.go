@@ -14,6 +14,7 @@ import (
 
 	"github.com/patronus-sdwan/patronus/api/apigen"
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
 // deletionSeed is a site to delete (target: three endpoints, one without paths) between two
@@ -78,44 +79,6 @@ func (a *testAPI) seedDeletion() deletionSeed {
 	return f
 }
 
-// rowCounts counts the rows of the inventory tables, and the policies that prefer a path.
-func (a *testAPI) rowCounts() map[string]int64 {
-	a.t.Helper()
-	out := map[string]int64{}
-	for name, query := range map[string]string{
-		"sites":           "SELECT count(*) FROM sites",
-		"endpoints":       "SELECT count(*) FROM endpoints",
-		"paths":           "SELECT count(*) FROM paths",
-		"path_metrics":    "SELECT count(*) FROM path_metrics",
-		"policies":        "SELECT count(*) FROM policies",
-		"policies_pathed": "SELECT count(*) FROM policies WHERE path_id IS NOT NULL",
-		"audit_entries":   "SELECT count(*) FROM audit_entries",
-	} {
-		var n int64
-		if err := a.db.SQL().QueryRow(query).Scan(&n); err != nil {
-			a.t.Fatalf("count %s: %v", name, err)
-		}
-		out[name] = n
-	}
-	return out
-}
-
-// assertNoOrphans checks every foreign key of the inventory by query.
-func (a *testAPI) assertNoOrphans() {
-	a.t.Helper()
-	for _, fk := range storage.RequiredForeignKeys {
-		query := fmt.Sprintf("SELECT count(*) FROM %s x WHERE x.%s IS NOT NULL AND NOT EXISTS (SELECT 1 FROM %s r WHERE r.%s = x.%s)",
-			fk.Table, fk.Column, fk.RefTable, fk.RefColumn, fk.Column)
-		var n int64
-		if err := a.db.SQL().QueryRow(query).Scan(&n); err != nil {
-			a.t.Fatalf("check %s.%s: %v", fk.Table, fk.Column, err)
-		}
-		if n != 0 {
-			a.t.Errorf("%d rows of %s.%s reference a missing %s row", n, fk.Table, fk.Column, fk.RefTable)
-		}
-	}
-}
-
 // deleteSite sends DELETE /api/v1/sites/{id} with the query and If-Match (when not empty).
 func (a *testAPI) deleteSite(id, query, ifMatch, token string) apiResponse {
 	a.t.Helper()
@@ -142,7 +105,7 @@ func TestDeleteSite(t *testing.T) {
 		}
 
 		// The dry run changes nothing and says what the delete will remove.
-		before, countsBefore := a.snapshot(), a.rowCounts()
+		before, countsBefore := a.snapshot(), storagetest.RowCounts(t, a.db)
 		preview := decodeAs[apigen.SiteDeletionResult](t, a.deleteSite(id, "dry_run=true", "", a.admin), http.StatusOK)
 		if d := diffSnapshots(before, a.snapshot()); d != "" {
 			t.Fatalf("the dry run changed data:\n%s", d)
@@ -173,7 +136,7 @@ func TestDeleteSite(t *testing.T) {
 		}
 
 		// The counts are what disappeared; nothing is orphaned; the rest is intact.
-		countsAfter := a.rowCounts()
+		countsAfter := storagetest.RowCounts(t, a.db)
 		for table, n := range map[string]int64{
 			"sites": 1, "endpoints": got.Deleted.Endpoints, "paths": got.Deleted.Paths, "path_metrics": got.Deleted.PathMetrics,
 			"policies_pathed": int64(len(got.PoliciesUpdated)), "policies": 0, "audit_entries": -1,
@@ -182,7 +145,7 @@ func TestDeleteSite(t *testing.T) {
 				t.Errorf("%s: %d rows disappeared, the response implies %d", table, countsBefore[table]-countsAfter[table], n)
 			}
 		}
-		a.assertNoOrphans()
+		storagetest.AssertNoOrphans(t, a.db)
 		for _, other := range []storage.Site{f.other1, f.other2} {
 			a.do(http.MethodGet, "/api/v1/sites/"+other.ID, a.viewer, nil).problemUnless(t, http.StatusOK)
 		}
@@ -332,7 +295,7 @@ func TestBatchDeleteSites(t *testing.T) {
 		if d := diffSnapshots(before, a.snapshot()); d != "" {
 			t.Fatalf("a dry-run batch changed data:\n%s", d)
 		}
-		countsBefore := a.rowCounts()
+		countsBefore := storagetest.RowCounts(t, a.db)
 		got := decodeAs[apigen.SiteBatchDeletionResult](t, a.do(http.MethodPost, "/api/v1/sites:batchDelete", a.admin, map[string]any{"ids": ids}), http.StatusOK)
 		// The target's three paths, and other1's path to other2.
 		want := apigen.BatchDeletionCounts{Sites: 2, Endpoints: 4, Paths: 4, PathMetrics: 3}
@@ -346,13 +309,13 @@ func TestBatchDeleteSites(t *testing.T) {
 		if wantPolicies := slices.Sorted(slices.Values([]int64{f.clearedPolicy, f.keptPolicy})); !slices.Equal(got.PoliciesUpdated, wantPolicies) {
 			t.Errorf("policies updated = %v, want %v", got.PoliciesUpdated, wantPolicies)
 		}
-		countsAfter := a.rowCounts()
+		countsAfter := storagetest.RowCounts(t, a.db)
 		for table, n := range map[string]int64{"sites": 2, "endpoints": 4, "paths": 4, "path_metrics": 3, "policies_pathed": 2, "audit_entries": -2} {
 			if countsBefore[table]-countsAfter[table] != n {
 				t.Errorf("%s: %d rows disappeared, want %d", table, countsBefore[table]-countsAfter[table], n)
 			}
 		}
-		a.assertNoOrphans()
+		storagetest.AssertNoOrphans(t, a.db)
 		for _, site := range []storage.Site{f.other2, bystander.target, bystander.other1, bystander.other2} {
 			a.do(http.MethodGet, "/api/v1/sites/"+site.ID, a.viewer, nil).problemUnless(t, http.StatusOK)
 		}
@@ -506,7 +469,7 @@ func TestDeleteSiteWhilePathsArePosted(t *testing.T) {
 			t.Errorf("round %d: %d paths still reference the deleted site's endpoints (%v)", round, left, err)
 		}
 		a.do(http.MethodGet, fmt.Sprintf("/api/v1/paths/%d", survivor.ID), a.viewer, nil).problemUnless(t, http.StatusOK)
-		a.assertNoOrphans()
+		storagetest.AssertNoOrphans(t, a.db)
 		t.Logf("round %d: answers by status %v", round, statuses)
 	}
 }

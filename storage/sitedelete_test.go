@@ -76,47 +76,6 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// rowCounts counts the rows of every inventory table, and the policies that prefer a path.
-func rowCounts(t *testing.T, db *storage.DB) map[string]int64 {
-	t.Helper()
-	out := map[string]int64{}
-	for name, query := range map[string]string{
-		"sites":             "SELECT count(*) FROM sites",
-		"endpoints":         "SELECT count(*) FROM endpoints",
-		"paths":             "SELECT count(*) FROM paths",
-		"path_metrics":      "SELECT count(*) FROM path_metrics",
-		"policies":          "SELECT count(*) FROM policies",
-		"policies_pathed":   "SELECT count(*) FROM policies WHERE path_id IS NOT NULL",
-		"audit_entries":     "SELECT count(*) FROM audit_entries",
-		"policy_stats":      "SELECT count(*) FROM policy_stats",
-		"api_tokens":        "SELECT count(*) FROM api_tokens",
-		"sites_version_sum": "SELECT coalesce(sum(version), 0) FROM sites",
-	} {
-		var n int64
-		must(t, db.Gorm.Raw(query).Scan(&n).Error)
-		out[name] = n
-	}
-	return out
-}
-
-// assertNoOrphans checks every foreign key of the inventory by query.
-func assertNoOrphans(t *testing.T, db *storage.DB) {
-	t.Helper()
-	for fk, query := range map[string]string{
-		"endpoints.site_id":        "SELECT count(*) FROM endpoints e WHERE NOT EXISTS (SELECT 1 FROM sites s WHERE s.id = e.site_id)",
-		"paths.local_endpoint_id":  "SELECT count(*) FROM paths p WHERE NOT EXISTS (SELECT 1 FROM endpoints e WHERE e.id = p.local_endpoint_id)",
-		"paths.remote_endpoint_id": "SELECT count(*) FROM paths p WHERE NOT EXISTS (SELECT 1 FROM endpoints e WHERE e.id = p.remote_endpoint_id)",
-		"path_metrics.path_id":     "SELECT count(*) FROM path_metrics m WHERE NOT EXISTS (SELECT 1 FROM paths p WHERE p.id = m.path_id)",
-		"policies.path_id":         "SELECT count(*) FROM policies x WHERE x.path_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM paths p WHERE p.id = x.path_id)",
-	} {
-		var n int64
-		must(t, db.Gorm.Raw(query).Scan(&n).Error)
-		if n != 0 {
-			t.Errorf("%d rows of %s reference a missing row", n, fk)
-		}
-	}
-}
-
 // assertGone checks that no row anywhere references one of the fixture's removed ids.
 func assertGone(t *testing.T, db *storage.DB, f deletionFixture) {
 	t.Helper()
@@ -197,10 +156,10 @@ func TestDeleteSites(t *testing.T) {
 
 		t.Run("DryRunThenDelete", func(t *testing.T) {
 			f := seedDeletion(t, s, "main")
-			before := rowCounts(t, db)
+			before := storagetest.RowCounts(t, db)
 			preview, err := s.DeleteSites(ctx, []string{f.target.ID}, storage.DeleteSitesOptions{DryRun: true})
 			must(t, err)
-			if after := rowCounts(t, db); !reflect.DeepEqual(before, after) {
+			if after := storagetest.RowCounts(t, db); !reflect.DeepEqual(before, after) {
 				t.Fatalf("dry run changed row counts: before %v, after %v", before, after)
 			}
 			want := storage.SiteRemoval{
@@ -230,7 +189,7 @@ func TestDeleteSites(t *testing.T) {
 			if !reflect.DeepEqual(real, preview) {
 				t.Errorf("delete %+v differs from its preview %+v", got, preview)
 			}
-			after := rowCounts(t, db)
+			after := storagetest.RowCounts(t, db)
 			gone := map[string]int64{
 				"sites": got.Deleted.Sites, "endpoints": got.Deleted.Endpoints, "paths": got.Deleted.Paths,
 				"path_metrics": got.Deleted.PathMetrics, "policies_pathed": int64(len(got.PoliciesUpdated)),
@@ -243,7 +202,7 @@ func TestDeleteSites(t *testing.T) {
 			if after["policies"] != before["policies"] || after["audit_entries"] != before["audit_entries"]+1 {
 				t.Errorf("policies %d -> %d, audit entries %d -> %d", before["policies"], after["policies"], before["audit_entries"], after["audit_entries"])
 			}
-			assertNoOrphans(t, db)
+			storagetest.AssertNoOrphans(t, db)
 			assertGone(t, db, f)
 			assertOthersIntact(t, s, f)
 
@@ -281,7 +240,7 @@ func TestDeleteSites(t *testing.T) {
 			site := f.target
 			site.Description = "edited"
 			must(t, s.Sites().Update(ctx, &site, nil)) // version 2
-			before := rowCounts(t, db)
+			before := storagetest.RowCounts(t, db)
 			for _, dryRun := range []bool{true, false} {
 				_, err := s.DeleteSites(ctx, []string{site.ID}, storage.DeleteSitesOptions{
 					DryRun: dryRun, Actor: "alice", IfMatch: map[string]int64{site.ID: 1},
@@ -291,7 +250,7 @@ func TestDeleteSites(t *testing.T) {
 					t.Errorf("dry run %v with stale version: %v", dryRun, err)
 				}
 			}
-			if after := rowCounts(t, db); !reflect.DeepEqual(before, after) {
+			if after := storagetest.RowCounts(t, db); !reflect.DeepEqual(before, after) {
 				t.Fatalf("stale If-Match changed row counts: before %v, after %v", before, after)
 			}
 			got, err := s.DeleteSites(ctx, []string{site.ID}, storage.DeleteSitesOptions{Actor: "alice", IfMatch: map[string]int64{site.ID: 2}})
@@ -303,26 +262,26 @@ func TestDeleteSites(t *testing.T) {
 		t.Run("BatchWithUnknownID", func(t *testing.T) {
 			f := seedDeletion(t, s, "batchbad")
 			unknown := "0190c0de-0000-7000-8000-0000000000ff"
-			before := rowCounts(t, db)
+			before := storagetest.RowCounts(t, db)
 			_, err := s.DeleteSites(ctx, []string{f.target.ID, unknown, f.other1.ID, "junk"}, storage.DeleteSitesOptions{Actor: "alice"})
 			var nf *storage.SitesNotFoundError
 			if !errors.As(err, &nf) || !slices.Equal(nf.IDs, []string{unknown, "junk"}) {
 				t.Fatalf("batch with unknown ids: %v", err)
 			}
-			if after := rowCounts(t, db); !reflect.DeepEqual(before, after) {
+			if after := storagetest.RowCounts(t, db); !reflect.DeepEqual(before, after) {
 				t.Fatalf("failed batch changed row counts: before %v, after %v", before, after)
 			}
 		})
 
 		t.Run("Batch", func(t *testing.T) {
 			f := seedDeletion(t, s, "batch")
-			before := rowCounts(t, db)
+			before := storagetest.RowCounts(t, db)
 			ids := []string{f.other1.ID, f.target.ID, f.other1.ID}
 			preview, err := s.DeleteSites(ctx, ids, storage.DeleteSitesOptions{DryRun: true, IDCap: 1})
 			must(t, err)
 			got, err := s.DeleteSites(ctx, ids, storage.DeleteSitesOptions{Actor: "bob", IDCap: 1})
 			must(t, err)
-			after := rowCounts(t, db)
+			after := storagetest.RowCounts(t, db)
 			// other1 is listed first, so the paths it shares with the target count against it.
 			wantTotals := storage.DeletionCounts{Sites: 2, Endpoints: 5, Paths: 5, PathMetrics: 3}
 			if got.Deleted != wantTotals || preview.Deleted != wantTotals {
@@ -358,7 +317,7 @@ func TestDeleteSites(t *testing.T) {
 			if after["audit_entries"]-before["audit_entries"] != 2 {
 				t.Errorf("audit entries written: %d, want one per site", after["audit_entries"]-before["audit_entries"])
 			}
-			assertNoOrphans(t, db)
+			storagetest.AssertNoOrphans(t, db)
 			if _, err := s.Sites().Get(ctx, f.other2.ID); err != nil {
 				t.Errorf("site outside the batch: %v", err)
 			}
@@ -406,13 +365,13 @@ func TestDeleteSitesMissingCascade(t *testing.T) {
 			// SQLite enforces no foreign key at all without the pragma; the pool has one connection.
 			must(t, db.Gorm.Exec("PRAGMA foreign_keys = OFF").Error)
 		}
-		before := rowCounts(t, db)
+		before := storagetest.RowCounts(t, db)
 		_, err := s.DeleteSites(ctx, []string{f.target.ID}, storage.DeleteSitesOptions{Actor: "alice"})
 		if err == nil || errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("delete without the cascade: %v, want an internal error", err)
 		}
 		t.Logf("delete without the cascade: %v", err)
-		if after := rowCounts(t, db); !reflect.DeepEqual(before, after) {
+		if after := storagetest.RowCounts(t, db); !reflect.DeepEqual(before, after) {
 			t.Fatalf("failed delete changed row counts: before %v, after %v", before, after)
 		}
 	})
@@ -528,7 +487,7 @@ func TestDeleteSiteWhilePathsAreAdded(t *testing.T) {
 		if _, err := s.Paths().Get(ctx, survivor.ID); err != nil {
 			t.Errorf("round %d: path between other endpoints: %v", round, err)
 		}
-		assertNoOrphans(t, db)
+		storagetest.AssertNoOrphans(t, db)
 		t.Logf("round %d: %d adds committed before the delete, %d refused", round, added, refused)
 	}
 }

@@ -139,3 +139,47 @@ func randomHex(t testing.TB, n int) string {
 	}
 	return strings.ToLower(hex.EncodeToString(b))
 }
+
+// RowCounts counts the rows of every inventory table, the policies that prefer a path and the
+// sum of the sites' versions, so a test can tell that a request changed nothing, or that what
+// a deletion reports is what disappeared.
+func RowCounts(t testing.TB, db *storage.DB) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for name, query := range map[string]string{
+		"sites":             "SELECT count(*) FROM sites",
+		"endpoints":         "SELECT count(*) FROM endpoints",
+		"paths":             "SELECT count(*) FROM paths",
+		"path_metrics":      "SELECT count(*) FROM path_metrics",
+		"policies":          "SELECT count(*) FROM policies",
+		"policies_pathed":   "SELECT count(*) FROM policies WHERE path_id IS NOT NULL",
+		"audit_entries":     "SELECT count(*) FROM audit_entries",
+		"policy_stats":      "SELECT count(*) FROM policy_stats",
+		"api_tokens":        "SELECT count(*) FROM api_tokens",
+		"sites_version_sum": "SELECT coalesce(sum(version), 0) FROM sites",
+	} {
+		var n int64
+		if err := db.SQL().QueryRow(query).Scan(&n); err != nil {
+			t.Fatalf("count %s: %v", name, err)
+		}
+		out[name] = n
+	}
+	return out
+}
+
+// AssertNoOrphans checks every rule of storage.RequiredForeignKeys by query: no row may
+// reference a row that is gone.
+func AssertNoOrphans(t testing.TB, db *storage.DB) {
+	t.Helper()
+	for _, fk := range storage.RequiredForeignKeys {
+		query := fmt.Sprintf("SELECT count(*) FROM %s x WHERE x.%s IS NOT NULL AND NOT EXISTS (SELECT 1 FROM %s r WHERE r.%s = x.%s)",
+			fk.Table, fk.Column, fk.RefTable, fk.RefColumn, fk.Column)
+		var n int64
+		if err := db.SQL().QueryRow(query).Scan(&n); err != nil {
+			t.Fatalf("check %s.%s: %v", fk.Table, fk.Column, err)
+		}
+		if n != 0 {
+			t.Errorf("%d rows of %s.%s reference a missing %s row", n, fk.Table, fk.Column, fk.RefTable)
+		}
+	}
+}
