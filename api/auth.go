@@ -86,7 +86,9 @@ func (a *authenticator) forget() {
 	a.mu.Unlock()
 }
 
-// middleware enforces the role each route needs; roleOf returns "" for public routes.
+// middleware enforces the role each route needs; roleOf returns "" for public routes. It runs
+// before anything reads the body, so a request without a valid token is answered at once
+// and its connection closed, however much body it announced or however slowly it sends it.
 func (a *authenticator) middleware(roleOf func(method, fullPath string) (string, bool)) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		need, known := roleOf(c.Request.Method, c.FullPath())
@@ -97,17 +99,19 @@ func (a *authenticator) middleware(roleOf func(method, fullPath string) (string,
 		header := c.GetHeader("Authorization")
 		scheme, secret, ok := strings.Cut(header, " ")
 		if header == "" {
-			writeError(c, newError(errUnauthenticated, "send Authorization: Bearer <token>"))
+			refuse(c, newError(errUnauthenticated, "send Authorization: Bearer <token>"))
 			return
 		}
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
-			writeError(c, newError(errUnauthenticated, "the Authorization header is not a bearer token"))
+			refuse(c, newError(errUnauthenticated, "the Authorization header is not a bearer token"))
 			return
 		}
 		p, err := a.principal(c.Request.Context(), strings.TrimSpace(secret))
 		if err != nil {
 			if errors.Is(err, errUnauthenticated) {
 				c.Header("WWW-Authenticate", `Bearer realm="patronus", error="invalid_token"`) // RFC 6750 3.1
+				refuse(c, err)
+				return
 			}
 			writeError(c, err)
 			return

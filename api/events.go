@@ -24,10 +24,14 @@ func (s *Server) StreamEvents(c *gin.Context, _ apigen.StreamEventsParams) {
 		writeError(c, fieldErrors(errBadRequest, []FieldError{{Field: "Last-Event-ID", Message: "must be the decimal id of an event"}}))
 		return
 	}
-	// A stream outlives any write deadline the HTTP server gives ordinary requests; a writer
-	// that cannot clear its deadline has none to clear.
-	if err := http.NewResponseController(c.Writer).SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		loggerFrom(c).Debug("clear the write deadline of an event stream", "err", err)
+	// A stream outlives the read and write deadlines the HTTP server gives ordinary requests
+	// (an expired read deadline would end it as a client disconnect); Stream sets a deadline
+	// per write instead. A writer that cannot clear its deadlines has none to clear.
+	rc := http.NewResponseController(c.Writer)
+	for _, set := range []func(time.Time) error{rc.SetWriteDeadline, rc.SetReadDeadline} {
+		if err := set(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			loggerFrom(c).Debug("clear a deadline of an event stream", "err", err)
+		}
 	}
 	if err := s.cfg.Events.Stream(c.Request.Context(), c.Writer, last, hasLast); err != nil {
 		loggerFrom(c).Debug("event stream ended", "err", err)

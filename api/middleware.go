@@ -143,3 +143,18 @@ func tooLargeError(limit int64, detail string) error {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// refuse answers err and closes the connection without reading the request body: the server
+// would otherwise read up to 256 KB of an unread body before answering, or before reusing the
+// connection, and a client that announces a body and then falls silent would hold both until
+// the read timeout. Used for requests that are not let in (no or a bad token, too many
+// attempts).
+func refuse(c *gin.Context, err error) {
+	c.Header("Connection", "close")
+	writeError(c, err)
+	// The response is flushed before the server closes the request body; with the read
+	// deadline already passed, that close reads nothing and the connection ends at once.
+	if err := http.NewResponseController(c.Writer).SetReadDeadline(time.Now()); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		loggerFrom(c).Debug("end the read side of a refused request", "err", err)
+	}
+}

@@ -28,6 +28,9 @@ func ParseLastEventID(r *http.Request) (id uint64, ok bool, err error) {
 	return id, true, nil
 }
 
+// StreamWriteTimeout is the most time one write of an event stream may take.
+const StreamWriteTimeout = 30 * time.Second
+
 // retryMillis is the reconnection delay the stream asks EventSource clients to use.
 const retryMillis = 2000
 
@@ -56,6 +59,10 @@ func (b *Broker) ServeSSE(w http.ResponseWriter, r *http.Request) {
 // when ctx ends (nil), the broker closes (nil) or a write fails (the error).
 func (b *Broker) Stream(ctx context.Context, w http.ResponseWriter, lastEventID uint64, hasLast bool) error {
 	rc := http.NewResponseController(w)
+	// A stream has no write deadline as a whole, but each write has one: a client that stops
+	// reading loses its stream after StreamWriteTimeout instead of holding it for good.
+	extend := func() { _ = rc.SetWriteDeadline(time.Now().Add(StreamWriteTimeout)) }
+	extend()
 	sub := b.Subscribe(lastEventID, hasLast)
 	defer func() { sub.Cancel() }()
 
@@ -91,8 +98,10 @@ func (b *Broker) Stream(ctx context.Context, w http.ResponseWriter, lastEventID 
 		case <-ctx.Done():
 			return nil
 		case <-heartbeat.C:
+			extend()
 			fmt.Fprint(bw, ": keepalive\n\n")
 		case ev, open := <-sub.C:
+			extend()
 			if !open {
 				if !sub.Overflowed() || b.isClosed() {
 					return flush()

@@ -41,6 +41,16 @@ type config struct {
 	EventBuffer         int
 	LogFormat           string
 	LogLevel            string
+	HTTP                httpLimits
+}
+
+// httpLimits are the settings that keep slow or hostile clients from holding the server.
+type httpLimits struct {
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxConnections    int
 }
 
 // registerFlags declares every setting on fs with its default and help.
@@ -66,6 +76,11 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.EventBuffer, "event-buffer", events.DefaultBufferSize, "how many recent events GET /api/v1/events keeps for clients that reconnect with Last-Event-ID")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.DurationVar(&c.HTTP.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "most time a client may take to send a request's headers")
+	fs.DurationVar(&c.HTTP.ReadTimeout, "read-timeout", time.Minute, "most time a client may take to send a whole request, body included")
+	fs.DurationVar(&c.HTTP.WriteTimeout, "write-timeout", time.Minute, "most time a response may take; event streams extend it for each write instead")
+	fs.DurationVar(&c.HTTP.IdleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection stays open")
+	fs.IntVar(&c.HTTP.MaxConnections, "max-connections", 4096, "most client connections open at once; more wait in the listen queue")
 }
 
 // envName returns the environment variable of a flag.
@@ -100,6 +115,18 @@ func (c config) validate() error {
 		if positive[name] <= 0 {
 			bad(name, "must be positive, got %s", positive[name])
 		}
+	}
+	for _, s := range []struct {
+		name string
+		d    time.Duration
+	}{{"read-header-timeout", c.HTTP.ReadHeaderTimeout}, {"read-timeout", c.HTTP.ReadTimeout},
+		{"write-timeout", c.HTTP.WriteTimeout}, {"idle-timeout", c.HTTP.IdleTimeout}} {
+		if s.d <= 0 {
+			bad(s.name, "must be positive, got %s", s.d)
+		}
+	}
+	if c.HTTP.MaxConnections <= 0 {
+		bad("max-connections", "must be positive, got %d", c.HTTP.MaxConnections)
 	}
 	if c.MaxFlows <= 0 {
 		bad("max-flows", "must be positive, got %d", c.MaxFlows)

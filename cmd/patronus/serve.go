@@ -122,13 +122,9 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", envName("listen"), err)
 	}
-	httpServer := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	httpServer := newHTTPServer(c.HTTP, srv.Handler())
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpServer.Serve(ln) }()
+	go func() { serveErr <- httpServer.Serve(limitListener(ln, c.HTTP)) }()
 
 	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	var loops sync.WaitGroup
