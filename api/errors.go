@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -53,6 +55,11 @@ var (
 	errPrecondition = errors.New("precondition failed")
 	// errUnavailable: a dependency is down.
 	errUnavailable = errors.New("service unavailable")
+	// errBusy: the server is at a bound it sets itself (concurrent ingest requests, bytes
+	// being decompressed); the client should retry shortly.
+	errBusy = errors.New("server busy")
+	// errTooManyRequests: this client made too many failed attempts; it should wait.
+	errTooManyRequests = errors.New("too many requests")
 )
 
 // errorKind is one row of the error table.
@@ -62,6 +69,16 @@ type errorKind struct {
 	slug   string
 	title  string
 }
+
+// retryAfterOf is the Retry-After (whole seconds) sent with the kinds a client should retry,
+// unless the error carries its own (retryAfterError).
+var retryAfterOf = map[error]time.Duration{
+	errUnavailable: 5 * time.Second, storage.ErrUnavailable: 5 * time.Second,
+	errBusy: time.Second, errTooManyRequests: 10 * time.Second,
+}
+
+// retryAfterError is an error that says when the client may retry.
+type retryAfterError interface{ RetryAfter() time.Duration }
 
 // errorTable is the one place where an error becomes an HTTP status; first match wins.
 var errorTable = []errorKind{
@@ -76,6 +93,9 @@ var errorTable = []errorKind{
 	{errTooLarge, http.StatusRequestEntityTooLarge, "too-large", "Request body too large"},
 	{errUnsupportedMedia, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"},
 	{errUnavailable, http.StatusServiceUnavailable, "unavailable", "Service unavailable"},
+	{storage.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Service unavailable"},
+	{errBusy, http.StatusServiceUnavailable, "unavailable", "Service unavailable"},
+	{errTooManyRequests, http.StatusTooManyRequests, "too-many-requests", "Too many requests"},
 }
 
 // apiError carries field errors with an error kind from the table.
@@ -118,8 +138,19 @@ func fieldErrors(kind error, fields []FieldError) error {
 // problemFor builds the problem body of err. Errors not in the table are internal: their text
 // is logged, never shown.
 func problemFor(err error) (Problem, bool) {
+	p, _, known := problemAndRetry(err)
+	return p, known
+}
+
+// problemAndRetry is problemFor with the Retry-After the answer carries (0: none).
+func problemAndRetry(err error) (Problem, time.Duration, bool) {
 	for _, k := range errorTable {
 		if errors.Is(err, k.err) {
+			retry := retryAfterOf[k.err]
+			var ra retryAfterError
+			if errors.As(err, &ra) && ra.RetryAfter() > 0 {
+				retry = ra.RetryAfter()
+			}
 			p := Problem{Type: problemTypeBase + k.slug, Title: k.title, Status: k.status}
 			var ae *apiError
 			if errors.As(err, &ae) {
@@ -128,11 +159,11 @@ func problemFor(err error) (Problem, bool) {
 			} else {
 				p.Detail = publicDetail(err)
 			}
-			return p, true
+			return p, retry, true
 		}
 	}
 	return Problem{Type: problemTypeBase + "internal", Title: "Internal error", Status: http.StatusInternalServerError,
-		Detail: "internal error"}, false
+		Detail: "internal error"}, 0, false
 }
 
 // publicDetail is the message of a storage error without its wrapped internals: storage
@@ -143,7 +174,10 @@ func publicDetail(err error) string {
 
 // writeError answers the request with err as problem+json. Handlers call it and return.
 func writeError(c *gin.Context, err error) {
-	p, known := problemFor(err)
+	p, retry, known := problemAndRetry(err)
+	if retry > 0 {
+		c.Header("Retry-After", strconv.Itoa(int(max(time.Second, retry.Round(time.Second))/time.Second)))
+	}
 	p.Instance = c.Request.URL.Path
 	p.RequestID = requestID(c)
 	if !known {
@@ -152,7 +186,11 @@ func writeError(c *gin.Context, err error) {
 	if p.Status == http.StatusUnauthorized && c.Writer.Header().Get("WWW-Authenticate") == "" {
 		c.Header("WWW-Authenticate", `Bearer realm="patronus"`)
 	}
+	unread := closeUnread(c, err)
 	writeProblem(c, p)
+	if unread {
+		afterUnread(c)
+	}
 }
 
 func writeProblem(c *gin.Context, p Problem) {

@@ -144,16 +144,32 @@ func tooLargeError(limit int64, detail string) error {
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-// refuse answers err and closes the connection without reading the request body: the server
-// would otherwise read up to 256 KB of an unread body before answering, or before reusing the
-// connection, and a client that announces a body and then falls silent would hold both until
-// the read timeout. Used for requests that are not let in (no or a bad token, too many
-// attempts).
-func refuse(c *gin.Context, err error) {
-	c.Header("Connection", "close")
-	writeError(c, err)
-	// The response is flushed before the server closes the request body; with the read
-	// deadline already passed, that close reads nothing and the connection ends at once.
+// refuse answers a request that is not let in (no or a bad token, too many attempts, the
+// server busy) without reading its body; writeError closes the connection for these kinds.
+func refuse(c *gin.Context, err error) { writeError(c, err) }
+
+// unreadBodyKinds are the error kinds answered before the body is read.
+var unreadBodyKinds = []error{errUnauthenticated, errTooManyRequests, errBusy}
+
+// closeUnread prepares the answer to a request whose body will not be read: the server
+// would otherwise read up to 256 KB of the unread body before answering, or before reusing
+// the connection, and a client that announces a body and then falls silent would hold both
+// until the read timeout. It says Connection: close, and once the answer is written, ends
+// the read side (see afterUnread).
+func closeUnread(c *gin.Context, err error) bool {
+	for _, k := range unreadBodyKinds {
+		if errors.Is(err, k) {
+			c.Header("Connection", "close")
+			return true
+		}
+	}
+	return false
+}
+
+// afterUnread passes the read deadline: the response is flushed before the server closes
+// the request body, and with the deadline gone that close reads nothing, so the connection
+// ends at once.
+func afterUnread(c *gin.Context) {
 	if err := http.NewResponseController(c.Writer).SetReadDeadline(time.Now()); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		loggerFrom(c).Debug("end the read side of a refused request", "err", err)
 	}

@@ -56,6 +56,9 @@ type Config struct {
 	// published to it. nil makes a broker of the default size that nothing closes: pass one
 	// and close it before shutting the HTTP server down, so open streams end.
 	Events *events.Broker
+	// Ingest bounds the ingest requests and body bytes held at once; zero values take the
+	// defaults.
+	Ingest IngestLimits
 	// Caches holds the path-metrics and routing-decision caches the metrics, routing and cache
 	// routes read and clear; nil serves those routes from the database alone. When Invalidator
 	// is nil it is set to Caches.
@@ -123,6 +126,10 @@ func New(cfg Config) (*Server, error) {
 	if err := registerEventMetrics(cfg.Registry, cfg.Events); err != nil {
 		return nil, err
 	}
+	ingest, err := newIngestLimiter(cfg.Ingest, cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
 
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -138,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 		httpMetrics.middleware(),
 		bodyLimitMiddleware(),
 		s.auth.middleware(ct.roleOf),
+		ingest.middleware(),
 		ct.validationMiddleware(),
 	)
 	r.NoRoute(func(c *gin.Context) {

@@ -56,7 +56,11 @@ func readTraffic(c *gin.Context, params apigen.IngestTrafficParams) ([]collector
 		defer closeGzip(gz)
 		body = &decompressedLimit{r: gz, left: maxTrafficBodyBytes + 1}
 	}
+	body = ingestBudgetOf(c).reader(body) // bounds the bytes all ingest requests hold at once
 	reports, err := collector.DecodeBatch(body, collector.MaxBatchReports)
+	if errors.Is(err, errBusy) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, trafficError(err)
 	}

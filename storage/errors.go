@@ -16,6 +16,9 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrInvalid means the input cannot be stored as given: a missing reference, a bad value.
 	ErrInvalid = errors.New("invalid")
+	// ErrUnavailable means the database could not be reached or did not answer in time; the
+	// same request may succeed later.
+	ErrUnavailable = errors.New("database unavailable")
 )
 
 // translate maps GORM and driver errors to this package's sentinels, keeping the cause in the

@@ -1301,6 +1301,9 @@ type PayloadTooLarge = Problem
 // ServiceUnavailable An RFC 9457 problem detail. Every 4xx and 5xx answer has one.
 type ServiceUnavailable = Problem
 
+// TooManyRequests An RFC 9457 problem detail. Every 4xx and 5xx answer has one.
+type TooManyRequests = Problem
+
 // Unauthorized An RFC 9457 problem detail. Every 4xx and 5xx answer has one.
 type Unauthorized = Problem
 
@@ -8953,6 +8956,7 @@ type GetPolicyStatsHistoryResponse500Headers struct {
 
 // GetPolicyStatsHistoryResponse503Headers the declared response headers of an HTTP 503 response for GetPolicyStatsHistory
 type GetPolicyStatsHistoryResponse503Headers struct {
+	RetryAfter int
 	XRequestID string
 }
 
@@ -10568,6 +10572,7 @@ type GetStatsHistoryResponse500Headers struct {
 
 // GetStatsHistoryResponse503Headers the declared response headers of an HTTP 503 response for GetStatsHistory
 type GetStatsHistoryResponse503Headers struct {
+	RetryAfter int
 	XRequestID string
 }
 
@@ -11218,8 +11223,20 @@ type IngestTrafficResponse422Headers struct {
 	XRequestID string
 }
 
+// IngestTrafficResponse429Headers the declared response headers of an HTTP 429 response for IngestTraffic
+type IngestTrafficResponse429Headers struct {
+	RetryAfter int
+	XRequestID string
+}
+
 // IngestTrafficResponse500Headers the declared response headers of an HTTP 500 response for IngestTraffic
 type IngestTrafficResponse500Headers struct {
+	XRequestID string
+}
+
+// IngestTrafficResponse503Headers the declared response headers of an HTTP 503 response for IngestTraffic
+type IngestTrafficResponse503Headers struct {
+	RetryAfter int
 	XRequestID string
 }
 
@@ -11240,8 +11257,12 @@ type IngestTrafficResponse struct {
 	ApplicationProblemJSON415 *UnsupportedMediaType
 	// ApplicationProblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationProblemJSON422 *UnprocessableEntity
+	// ApplicationProblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationProblemJSON429 *TooManyRequests
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
+	// ApplicationProblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationProblemJSON503 *ServiceUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *IngestTrafficResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -11256,8 +11277,12 @@ type IngestTrafficResponse struct {
 	Headers415 *IngestTrafficResponse415Headers
 	// Headers422 the parsed response headers for an HTTP 422 response
 	Headers422 *IngestTrafficResponse422Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *IngestTrafficResponse429Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *IngestTrafficResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *IngestTrafficResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -11295,9 +11320,19 @@ func (r IngestTrafficResponse) GetApplicationProblemJSON422() *UnprocessableEnti
 	return r.ApplicationProblemJSON422
 }
 
+// GetApplicationProblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r IngestTrafficResponse) GetApplicationProblemJSON429() *TooManyRequests {
+	return r.ApplicationProblemJSON429
+}
+
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r IngestTrafficResponse) GetApplicationProblemJSON500() *InternalError {
 	return r.ApplicationProblemJSON500
+}
+
+// GetApplicationProblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r IngestTrafficResponse) GetApplicationProblemJSON503() *ServiceUnavailable {
+	return r.ApplicationProblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -15756,6 +15791,13 @@ func ParseGetPolicyStatsHistoryResponse(rsp *http.Response) (*GetPolicyStatsHist
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetPolicyStatsHistoryResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -17548,6 +17590,13 @@ func ParseGetStatsHistoryResponse(rsp *http.Response) (*GetStatsHistoryResponse,
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetStatsHistoryResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -18207,12 +18256,26 @@ func ParseIngestTrafficResponse(rsp *http.Response) (*IngestTrafficResponse, err
 		}
 		response.ApplicationProblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationProblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON503 = &dest
 
 	}
 
@@ -18294,6 +18357,23 @@ func ParseIngestTrafficResponse(rsp *http.Response) (*IngestTrafficResponse, err
 			headers.XRequestID = value
 		}
 		response.Headers422 = &headers
+	case rsp.StatusCode == 429:
+		var headers IngestTrafficResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 500:
 		var headers IngestTrafficResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -18304,6 +18384,23 @@ func ParseIngestTrafficResponse(rsp *http.Response) (*IngestTrafficResponse, err
 			headers.XRequestID = value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers IngestTrafficResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/patronus-sdwan/patronus/api"
 	"github.com/patronus-sdwan/patronus/api/events"
 	"github.com/patronus-sdwan/patronus/storage"
 )
@@ -42,6 +43,7 @@ type config struct {
 	LogFormat           string
 	LogLevel            string
 	HTTP                httpLimits
+	Ingest              api.IngestLimits
 }
 
 // httpLimits are the settings that keep slow or hostile clients from holding the server.
@@ -81,6 +83,8 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.DurationVar(&c.HTTP.WriteTimeout, "write-timeout", time.Minute, "most time a response may take; event streams extend it for each write instead")
 	fs.DurationVar(&c.HTTP.IdleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection stays open")
 	fs.IntVar(&c.HTTP.MaxConnections, "max-connections", 4096, "most client connections open at once; more wait in the listen queue")
+	fs.IntVar(&c.Ingest.MaxRequests, "max-ingest-requests", api.DefaultMaxIngestRequests, "most traffic ingest requests served at once; past it 503 with Retry-After")
+	fs.Int64Var(&c.Ingest.MaxBytes, "max-ingest-bytes", api.DefaultMaxIngestBytes, "most body bytes (decompressed) all ingest requests hold at once; past it 503 with Retry-After")
 }
 
 // envName returns the environment variable of a flag.
@@ -127,6 +131,12 @@ func (c config) validate() error {
 	}
 	if c.HTTP.MaxConnections <= 0 {
 		bad("max-connections", "must be positive, got %d", c.HTTP.MaxConnections)
+	}
+	if c.Ingest.MaxRequests <= 0 {
+		bad("max-ingest-requests", "must be positive, got %d", c.Ingest.MaxRequests)
+	}
+	if c.Ingest.MaxBytes < 1<<20 {
+		bad("max-ingest-bytes", "must be at least 1 MiB (1048576), got %d", c.Ingest.MaxBytes)
 	}
 	if c.MaxFlows <= 0 {
 		bad("max-flows", "must be positive, got %d", c.MaxFlows)

@@ -107,6 +107,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		History:    history,
 		Events:     broker,
 		Caches:     caches,
+		Ingest:     c.Ingest,
 	})
 	if err != nil {
 		return err
