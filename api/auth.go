@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -31,50 +32,90 @@ var roleRank = map[string]int{storage.RoleViewer: 1, storage.RoleOperator: 2, st
 const authCacheTTL = 5 * time.Second
 
 type cachedPrincipal struct {
-	p       Principal
-	expires time.Time
+	p        Principal
+	verified time.Time // when the database last confirmed the token
 }
 
 // authenticator resolves bearer tokens to principals.
 type authenticator struct {
 	tokens     func() *storage.TokenStore
 	adminToken string
+	grace      time.Duration // how long a verified token outlives an unreachable database
+	guard      *authGuard
+	log        *slog.Logger
 	now        func() time.Time // the cache's clock; tests move it
 
-	mu    sync.Mutex
-	cache map[string]cachedPrincipal // by token hash
+	mu      sync.Mutex
+	cache   map[string]cachedPrincipal // by token hash
+	unknown map[string]time.Time       // token hashes the database did not know, until when
 }
 
-func newAuthenticator(store *storage.Store, adminToken string) *authenticator {
-	return &authenticator{tokens: store.Tokens, adminToken: adminToken, now: time.Now, cache: map[string]cachedPrincipal{}}
+func newAuthenticator(store *storage.Store, adminToken string, guard *authGuard, log *slog.Logger) *authenticator {
+	return &authenticator{tokens: store.Tokens, adminToken: adminToken, grace: guard.limits.TokenGrace, guard: guard, log: log,
+		now: time.Now, cache: map[string]cachedPrincipal{}, unknown: map[string]time.Time{}}
 }
 
-// principal resolves a secret; errUnauthenticated when it is unknown or revoked.
+// isAdminToken says whether secret is the configured admin token, which needs no database.
+func (a *authenticator) isAdminToken(secret string) bool {
+	return a.adminToken != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(a.adminToken)) == 1
+}
+
+// cached returns the principal of a token the database confirmed within authCacheTTL
+// (fresh), or at least within the grace time (known).
+func (a *authenticator) cached(secret string) (p Principal, fresh, known bool) {
+	if a.isAdminToken(secret) {
+		return Principal{Name: "admin-token", Role: storage.RoleAdmin}, true, true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.cache[storage.HashToken(secret)]
+	if !ok {
+		return Principal{}, false, false
+	}
+	age := a.now().Sub(c.verified)
+	return c.p, age < authCacheTTL, age < max(a.grace, authCacheTTL)
+}
+
+// principal resolves a secret; errUnauthenticated when it is unknown or revoked. A token the
+// database confirmed within the grace time is still accepted while the database is
+// unavailable; an unknown token is remembered as unknown for negativeTTL.
 func (a *authenticator) principal(ctx context.Context, secret string) (Principal, error) {
-	if a.adminToken != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(a.adminToken)) == 1 {
-		return Principal{Name: "admin-token", Role: storage.RoleAdmin}, nil
+	if p, fresh, _ := a.cached(secret); fresh {
+		return p, nil
 	}
 	hash := storage.HashToken(secret)
 	now := a.now()
 	a.mu.Lock()
-	if c, ok := a.cache[hash]; ok && now.Before(c.expires) {
+	if until, ok := a.unknown[hash]; ok && now.Before(until) {
 		a.mu.Unlock()
-		return c.p, nil
+		return Principal{}, newError(errUnauthenticated, "the bearer token is unknown or revoked")
 	}
+	stale, hasStale := a.cache[hash]
 	a.mu.Unlock()
 	tok, err := a.tokens().Authenticate(ctx, secret)
 	if errors.Is(err, storage.ErrNotFound) {
+		a.mu.Lock()
+		delete(a.cache, hash)
+		if len(a.unknown) >= maxAuthEntries {
+			clear(a.unknown)
+		}
+		a.unknown[hash] = now.Add(negativeTTL)
+		a.mu.Unlock()
 		return Principal{}, newError(errUnauthenticated, "the bearer token is unknown or revoked")
 	}
 	if err != nil {
+		if hasStale && a.grace > 0 && now.Sub(stale.verified) < a.grace {
+			a.log.Debug("token accepted from the cache: the database cannot confirm it", "token", stale.p.Name, "err", err)
+			return stale.p, nil
+		}
 		return Principal{}, err
 	}
 	p := Principal{Name: tok.Name, Role: tok.Role, TokenID: tok.ID}
 	a.mu.Lock()
-	if len(a.cache) > 10_000 {
+	if len(a.cache) >= maxAuthEntries {
 		clear(a.cache)
 	}
-	a.cache[hash] = cachedPrincipal{p: p, expires: now.Add(authCacheTTL)}
+	a.cache[hash] = cachedPrincipal{p: p, verified: now}
 	a.mu.Unlock()
 	return p, nil
 }
@@ -83,6 +124,7 @@ func (a *authenticator) principal(ctx context.Context, secret string) (Principal
 func (a *authenticator) forget() {
 	a.mu.Lock()
 	clear(a.cache)
+	clear(a.unknown)
 	a.mu.Unlock()
 }
 
@@ -96,25 +138,48 @@ func (a *authenticator) middleware(roleOf func(method, fullPath string) (string,
 			c.Next()
 			return
 		}
+		addr := c.ClientIP()
 		header := c.GetHeader("Authorization")
 		scheme, secret, ok := strings.Cut(header, " ")
-		if header == "" {
+		secret = strings.TrimSpace(secret)
+		bearer := ok && strings.EqualFold(scheme, "Bearer") && secret != ""
+		var p Principal
+		hit, known := false, false
+		if bearer {
+			p, hit, known = a.cached(secret)
+		}
+		if !known {
+			// Tokens verified before pass this check, so a limited address that also holds a
+			// valid token (a NAT) keeps working.
+			if wait, limited := a.guard.limited(addr); limited {
+				a.guard.failed(addr, "limited")
+				refuse(c, &tooManyFailures{wait: wait})
+				return
+			}
+		}
+		switch {
+		case hit:
+		case header == "":
+			a.guard.failed(addr, "missing")
 			refuse(c, newError(errUnauthenticated, "send Authorization: Bearer <token>"))
 			return
-		}
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
+		case !bearer:
+			a.guard.failed(addr, "malformed")
 			refuse(c, newError(errUnauthenticated, "the Authorization header is not a bearer token"))
 			return
-		}
-		p, err := a.principal(c.Request.Context(), strings.TrimSpace(secret))
-		if err != nil {
+		default:
+			var err error
+			p, err = a.principal(c.Request.Context(), secret)
 			if errors.Is(err, errUnauthenticated) {
+				a.guard.failed(addr, "unknown")
 				c.Header("WWW-Authenticate", `Bearer realm="patronus", error="invalid_token"`) // RFC 6750 3.1
 				refuse(c, err)
 				return
 			}
-			writeError(c, err)
-			return
+			if err != nil {
+				writeError(c, err)
+				return
+			}
 		}
 		if roleRank[p.Role] < roleRank[need] {
 			writeError(c, newError(errForbidden, "this operation needs the %s role; the token has %s", need, p.Role))
@@ -132,3 +197,15 @@ func principalOf(c *gin.Context) Principal {
 	}
 	return Principal{}
 }
+
+// tooManyFailures is the 429 of an address that failed to authenticate too often.
+type tooManyFailures struct{ wait time.Duration }
+
+func (e *tooManyFailures) Error() string {
+	return "too many failed authentications from this address; retry later"
+}
+
+func (e *tooManyFailures) Unwrap() error { return errTooManyRequests }
+
+// RetryAfter is when the address has an attempt again.
+func (e *tooManyFailures) RetryAfter() time.Duration { return e.wait }

@@ -56,6 +56,9 @@ type Config struct {
 	// published to it. nil makes a broker of the default size that nothing closes: pass one
 	// and close it before shutting the HTTP server down, so open streams end.
 	Events *events.Broker
+	// Auth limits failed authentications and sets how long verified tokens outlive a
+	// database outage; zero values take the defaults.
+	Auth AuthLimits
 	// Ingest bounds the ingest requests and body bytes held at once; zero values take the
 	// defaults.
 	Ingest IngestLimits
@@ -109,12 +112,16 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	store := storage.NewStore(cfg.DB)
+	guard, err := newAuthGuard(cfg.Auth, cfg.Logger, cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		store:    store,
 		contract: ct,
-		auth:     newAuthenticator(store, cfg.AdminToken),
+		auth:     newAuthenticator(store, cfg.AdminToken, guard, cfg.Logger),
 		registry: cfg.Registry,
 		checks:   append([]Check{{Name: "database", Probe: cfg.DB.Ping}}, cfg.Checks...),
 		docs:     DocsHandler("/openapi.yaml"),

@@ -44,6 +44,7 @@ type config struct {
 	LogLevel            string
 	HTTP                httpLimits
 	Ingest              api.IngestLimits
+	Auth                api.AuthLimits
 }
 
 // httpLimits are the settings that keep slow or hostile clients from holding the server.
@@ -84,6 +85,8 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.DurationVar(&c.HTTP.IdleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection stays open")
 	fs.IntVar(&c.HTTP.MaxConnections, "max-connections", 4096, "most client connections open at once; more wait in the listen queue")
 	fs.IntVar(&c.Ingest.MaxRequests, "max-ingest-requests", api.DefaultMaxIngestRequests, "most traffic ingest requests served at once; past it 503 with Retry-After")
+	fs.IntVar(&c.Auth.FailuresPerMinute, "auth-failures-per-minute", api.DefaultAuthFailuresPerMinute, "failed authentications a client address may make per minute; past it 429 with Retry-After")
+	fs.DurationVar(&c.Auth.TokenGrace, "token-grace", api.DefaultTokenGrace, "how long a verified token is still accepted while the database cannot be reached")
 	fs.Int64Var(&c.Ingest.MaxBytes, "max-ingest-bytes", api.DefaultMaxIngestBytes, "most body bytes (decompressed) all ingest requests hold at once; past it 503 with Retry-After")
 }
 
@@ -132,6 +135,12 @@ func (c config) validate() error {
 	if c.HTTP.MaxConnections <= 0 {
 		bad("max-connections", "must be positive, got %d", c.HTTP.MaxConnections)
 	}
+	if c.Auth.FailuresPerMinute <= 0 {
+		bad("auth-failures-per-minute", "must be positive, got %d", c.Auth.FailuresPerMinute)
+	}
+	if c.Auth.TokenGrace < 0 {
+		bad("token-grace", "must not be negative, got %s", c.Auth.TokenGrace)
+	}
 	if c.Ingest.MaxRequests <= 0 {
 		bad("max-ingest-requests", "must be positive, got %d", c.Ingest.MaxRequests)
 	}
@@ -165,4 +174,13 @@ func (c config) validate() error {
 		bad("admin-token", "must be at least 16 characters")
 	}
 	return errors.Join(errs...)
+}
+
+// authLimits are the API's auth limits; a token grace of 0 turns the grace off.
+func (c config) authLimits() api.AuthLimits {
+	l := c.Auth
+	if l.TokenGrace == 0 {
+		l.TokenGrace = -1
+	}
+	return l
 }

@@ -108,6 +108,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		Events:     broker,
 		Caches:     caches,
 		Ingest:     c.Ingest,
+		Auth:       c.authLimits(),
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,138 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"gorm.io/gorm"
+
+	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/storagetest"
+)
+
+// countQueries counts the SELECTs the database runs from now on.
+func countQueries(t *testing.T, db *gorm.DB) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	if err := db.Callback().Query().Before("gorm:query").Register("test:count", func(*gorm.DB) { n.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	return &n
+}
+
+// TestBadTokenFloodIsLimitedCountedAndLoggedOnce: 5,000 requests with distinct unknown tokens
+// from one address cost at most the address's allowance of database lookups; the rest are
+// 429 with Retry-After, every one is counted in /metrics, and the log gets one line for the
+// interval. A token verified before keeps working from that address.
+func TestBadTokenFloodIsLimitedCountedAndLoggedOnce(t *testing.T) {
+	const allowance = 20
+	a := newTestAPI(t, storagetest.Dialects[0], withConfig(func(c *Config) {
+		c.Auth = AuthLimits{FailuresPerMinute: allowance, LogEvery: time.Hour}
+	}))
+	if r := a.do(http.MethodGet, "/api/v1/sites", a.viewer, nil); r.Status != http.StatusOK {
+		t.Fatalf("viewer before the flood: %s", r)
+	}
+	queries := countQueries(t, a.db.Gorm)
+	const flood = 5000
+	var statuses sync.Map
+	var retryAfterMissing atomic.Int64
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 8 {
+		wg.Go(func() {
+			client := &http.Client{Timeout: 10 * time.Second}
+			for i := range work {
+				req := a.newRequest(http.MethodPost, "/api/v1/traffic", fmt.Sprintf("ptr_bad-token-%d", i), `{"reports":[]}`)
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				n, _ := statuses.LoadOrStore(resp.StatusCode, new(atomic.Int64))
+				n.(*atomic.Int64).Add(1)
+				if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+					retryAfterMissing.Add(1)
+				}
+			}
+		})
+	}
+	for i := range flood {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	count := func(status int) int64 {
+		if n, ok := statuses.Load(status); ok {
+			return n.(*atomic.Int64).Load()
+		}
+		return 0
+	}
+	t.Logf("401: %d, 429: %d, database queries: %d", count(401), count(429), queries.Load())
+	if count(401) > allowance+2 || count(401) < allowance {
+		t.Errorf("%d answers were 401; the allowance is %d", count(401), allowance)
+	}
+	if count(401)+count(429) != flood {
+		t.Errorf("401 + 429 = %d of %d", count(401)+count(429), flood)
+	}
+	if q := queries.Load(); q > allowance+2 {
+		t.Errorf("%d database queries for %d bad tokens", q, flood)
+	}
+	if retryAfterMissing.Load() > 0 {
+		t.Errorf("%d 429s without Retry-After", retryAfterMissing.Load())
+	}
+	if lines := strings.Count(a.logs.String(), "failed authentications"); lines != 1 {
+		t.Errorf("%d log lines about failed authentications, want 1:\n%s", lines, a.logs.String())
+	}
+	if !strings.Contains(a.logs.String(), "127.0.0.1") {
+		t.Errorf("the log line does not name the client address:\n%s", a.logs.String())
+	}
+	unknown := testutil.ToFloat64(a.srv.auth.guard.failures.WithLabelValues("unknown"))
+	limited := testutil.ToFloat64(a.srv.auth.guard.failures.WithLabelValues("limited"))
+	if int64(unknown) != count(401) || int64(limited) != count(429) {
+		t.Errorf("metrics: unknown %v limited %v; answers 401 %d 429 %d", unknown, limited, count(401), count(429))
+	}
+	// One 429 checked against the spec.
+	r := a.send(a.newRequest(http.MethodPost, "/api/v1/traffic", "ptr_one-more", `{"reports":[]}`), false)
+	if r.Status != http.StatusTooManyRequests {
+		t.Fatalf("after the flood: %s", r)
+	}
+	if s, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || s < 1 {
+		t.Errorf("Retry-After %q", r.Header.Get("Retry-After"))
+	}
+	if r := a.do(http.MethodGet, "/api/v1/sites", a.viewer, nil); r.Status != http.StatusOK {
+		t.Fatalf("viewer during the flood: %s", r)
+	}
+}
+
+// TestUnknownTokenIsCachedNegatively: the same unknown token again costs no second lookup.
+func TestUnknownTokenIsCachedNegatively(t *testing.T) {
+	a := newTestAPI(t, storagetest.Dialects[0])
+	queries := countQueries(t, a.db.Gorm)
+	for range 50 {
+		if r := a.do(http.MethodGet, "/api/v1/sites", "ptr_unknown-token", nil); r.Status != http.StatusUnauthorized {
+			t.Fatalf("unknown token: %s", r)
+		}
+	}
+	if q := queries.Load(); q != 1 {
+		t.Fatalf("%d database queries for 50 tries of one unknown token, want 1", q)
+	}
+	// A token created in the database meanwhile is not hidden by the negative entries of
+	// other tokens.
+	_, secret, err := a.store.Tokens().Create(t.Context(), "late", storage.RoleViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := a.do(http.MethodGet, "/api/v1/sites", secret, nil); r.Status != http.StatusOK {
+		t.Fatalf("new token: %s", r)
+	}
+}
