@@ -258,6 +258,9 @@ func TestIngestTrafficRejectsWholeBatch(t *testing.T) {
 			{"UnknownPolicy", bad(`{"policy_id":999999,` + flowJSON + `,"packets":1,"bytes":1}`), "reports[4].policy_id", 422},
 			{"UnknownField", bad(`{` + flowJSON + `,"packets":1,"bytes":1,"dscp":46}`), "reports[4].dscp", 422},
 			{"MissingBytes", bad(`{` + flowJSON + `,"packets":1}`), "reports[4].bytes", 422},
+			// A router's unsigned delta across a counter reset: beyond the spec's int64.
+			{"PacketsTwoTo63", bad(`{` + flowJSON + `,"packets":9223372036854775808,"bytes":1}`), "reports[4].packets", 422},
+			{"BytesMaxUint64", bad(`{` + flowJSON + `,"packets":1,"bytes":18446744073709551615}`), "reports[4].bytes", 422},
 			{"Empty", `{"reports":[]}`, "reports", 422},
 			{"NoReports", `{}`, "reports", 422},
 			{"MalformedJSON", `{"reports":[` + valid + `,{`, "reports[4]", 400},

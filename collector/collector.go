@@ -197,8 +197,8 @@ func (c *Collector) dropPolicies(ids []int64) {
 				d = &storage.PolicyDelta{PolicyID: id}
 				c.removed[id] = d
 			}
-			d.Packets += int64(dp)
-			d.Bytes += int64(db)
+			d.Packets = addInt64Sat(d.Packets, int64Sat(dp))
+			d.Bytes = addInt64Sat(d.Bytes, int64Sat(db))
 		}
 		c.tracked.Add(-int64(removedFlows))
 		s.mu.Unlock()

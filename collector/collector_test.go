@@ -2,6 +2,7 @@ package collector
 
 import (
 	"errors"
+	"math"
 	"net/netip"
 	"testing"
 	"time"
@@ -318,5 +319,42 @@ func TestRecordRacingRemoval(t *testing.T) {
 	}
 	if d := c.TakeDeltas(clock.Now()); len(d) != 1 || d[0].Packets != 7 || d[0].Bytes != 70 {
 		t.Fatalf("deltas = %+v, want 7/70", d)
+	}
+}
+
+// TestCountersSaturate records reports at the int64 limit until 64-bit sums would wrap: the
+// live counters stop at the largest value instead of going back to little traffic, and the
+// history delta stops at the int64 limit instead of going negative.
+func TestCountersSaturate(t *testing.T) {
+	c := New(Config{Now: newFakeClock().Now})
+	if err := c.SetPolicies([]storage.Policy{policy(1, 1), policy(2, 2)}); err != nil {
+		t.Fatal(err)
+	}
+	f1 := flow(t, "10.0.0.1", "10.0.0.2", 1, 2, 6)
+	f2 := flow(t, "10.0.0.1", "10.0.0.2", 1, 3, 6)
+	for range 3 {
+		c.Record(1, f1, MaxCount, MaxCount)
+		c.Record(1, f2, MaxCount, 1)
+	}
+	c.Record(2, f1, 5, 50)
+	st, _ := c.PolicyStats(1)
+	if st.PacketsMatched != math.MaxUint64 || st.BytesMatched != math.MaxUint64 {
+		t.Errorf("policy 1 live = %d packets, %d bytes; want both saturated at %d", st.PacketsMatched, st.BytesMatched, uint64(math.MaxUint64))
+	}
+	if tot := c.Totals(); tot.Packets != math.MaxUint64 || tot.Bytes != math.MaxUint64 {
+		t.Errorf("totals = %d packets, %d bytes; want saturated", tot.Packets, tot.Bytes)
+	}
+	deltas := c.TakeDeltas(time.Now())
+	if len(deltas) != 2 || deltas[0].Packets != math.MaxInt64 || deltas[0].Bytes != math.MaxInt64 ||
+		deltas[1].Packets != 5 || deltas[1].Bytes != 50 {
+		t.Fatalf("deltas = %+v; want policy 1 at the int64 limit and policy 2 exact", deltas)
+	}
+	// Saturated counters stay put: the next delta is what was added since, not a wrap.
+	c.Record(1, f1, 1, 1)
+	if d := c.TakeDeltas(time.Now()); len(d) != 0 {
+		t.Errorf("after saturation a new record produced deltas %+v; the counter should stay saturated", d)
+	}
+	if st, _ := c.PolicyStats(1); st.PacketsMatched != math.MaxUint64 {
+		t.Errorf("policy 1 live packets = %d after one more record, want still saturated", st.PacketsMatched)
 	}
 }

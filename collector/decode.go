@@ -13,9 +13,14 @@ import (
 // MaxBatchReports is the largest batch the API accepts.
 const MaxBatchReports = 10_000
 
+// MaxCount is the largest packets or bytes value of one report: openapi.yaml says int64, and
+// history stores the counts as signed 64-bit integers, so a larger value (a router's unsigned
+// delta across a counter reset, say) is refused where it arrives instead of going negative later.
+const MaxCount = math.MaxInt64
+
 // DecodeBatch reads a traffic batch, the JSON body {"reports":[...]} of POST /api/v1/traffic,
 // strictly: unknown or duplicate fields, wrong types, invalid addresses, out-of-range ports
-// and protocols, negative or fractional counts and more than maxReports reports (no limit if
+// and protocols, negative, fractional or over-MaxCount counts and more than maxReports reports (no limit if
 // maxReports <= 0) are all errors. A problem with the content is a *ValidationError naming
 // the report index and JSON path; an error reading r is returned wrapped as it is.
 //
@@ -248,9 +253,9 @@ func (d *decoder) report(i int, r *Report, ids *[]int64) (hasID bool, err error)
 		case fFlow:
 			err = d.flow(i, &r.Flow)
 		case fPackets:
-			r.Packets, err = d.uint(i, path, math.MaxUint64)
+			r.Packets, err = d.uint(i, path, MaxCount)
 		case fBytes:
-			r.Bytes, err = d.uint(i, path, math.MaxUint64)
+			r.Bytes, err = d.uint(i, path, MaxCount)
 		}
 		return err
 	})

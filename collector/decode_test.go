@@ -13,7 +13,7 @@ const validReport = `{"policy_id":1,"flow":{"src_ip":"10.0.0.1","dst_ip":"2001:d
 
 func TestDecodeBatch(t *testing.T) {
 	body := `{"reports":[` + validReport + `,
-		{"flow":{"src_ip":"::ffff:192.0.2.1","dst_ip":"192.0.2.2","src_port":0,"dst_port":0,"protocol":1},"packets":0,"bytes":18446744073709551615,"policy_id":null},
+		{"flow":{"src_ip":"::ffff:192.0.2.1","dst_ip":"192.0.2.2","src_port":0,"dst_port":0,"protocol":1},"packets":0,"bytes":9223372036854775807,"policy_id":null},
 		{"flow":{"src\u005fip":"fe80::1","dst_ip":"\u0031.2.3.4","protocol":17,"src_port":65535,"dst_port":0},"bytes":1,"packets":1,"policy_id":9223372036854775807}
 	]}`
 	got, err := DecodeBatch(strings.NewReader(body), MaxBatchReports)
@@ -22,7 +22,7 @@ func TestDecodeBatch(t *testing.T) {
 	}
 	want := []Report{
 		{PolicyID: ptr(int64(1)), Flow: flow(t, "10.0.0.1", "2001:db8::1", 1234, 443, 6), Packets: 3, Bytes: 1800},
-		{Flow: flow(t, "192.0.2.1", "192.0.2.2", 0, 0, 1), Packets: 0, Bytes: 1<<64 - 1},
+		{Flow: flow(t, "192.0.2.1", "192.0.2.2", 0, 0, 1), Packets: 0, Bytes: 1<<63 - 1},
 		{PolicyID: ptr(int64(1<<63 - 1)), Flow: flow(t, "fe80::1", "1.2.3.4", 65535, 0, 17), Packets: 1, Bytes: 1},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -95,7 +95,9 @@ func TestDecodeBatchErrors(t *testing.T) {
 		{"NegativePackets", report(`"packets":3`, `"packets":-3`), 1, "reports[1].packets", "must not be negative"},
 		{"FractionalBytes", report(`"bytes":1800`, `"bytes":1800.5`), 1, "reports[1].bytes", "must be an integer"},
 		{"ExponentBytes", report(`"bytes":1800`, `"bytes":1e3`), 1, "reports[1].bytes", "must be an integer"},
-		{"BytesOverflow", report(`"bytes":1800`, `"bytes":18446744073709551616`), 1, "reports[1].bytes", "at most"},
+		{"BytesOverflow", report(`"bytes":1800`, `"bytes":18446744073709551616`), 1, "reports[1].bytes", "at most 9223372036854775807"},
+		{"BytesOverInt64", report(`"bytes":1800`, `"bytes":9223372036854775808`), 1, "reports[1].bytes", "at most 9223372036854775807"},
+		{"PacketsOverInt64", report(`"packets":3`, `"packets":18446744073709551615`), 1, "reports[1].packets", "at most 9223372036854775807"},
 		{"PacketsString", report(`"packets":3`, `"packets":"3"`), 1, "reports[1].packets", "must be an integer, not a string"},
 		{"PacketsBool", report(`"packets":3`, `"packets":true`), 1, "reports[1].packets", "not a boolean"},
 		{"LeadingZero", report(`"packets":3`, `"packets":03`), 1, "reports[1].packets", "invalid JSON"},

@@ -67,8 +67,8 @@ type policyCell struct {
 func (cell *policyCell) raw() (packets, bytes uint64, last int64) {
 	packets, bytes, last = cell.retiredPackets, cell.retiredBytes, cell.retiredLast
 	for _, f := range cell.flows {
-		packets += f.packets.Load()
-		bytes += f.bytes.Load()
+		packets = addSat(packets, f.packets.Load())
+		bytes = addSat(bytes, f.bytes.Load())
 		last = max(last, f.last.Load())
 	}
 	return packets, bytes, last
@@ -167,8 +167,8 @@ func (s *shard) removeLocked(e *flowEntry) (packets, bytes uint64) {
 	// before the Swap, and one that sees it dead takes back what the Swap missed.
 	e.dead.Store(true)
 	packets, bytes = e.packets.Swap(0), e.bytes.Swap(0)
-	cell.retiredPackets += packets
-	cell.retiredBytes += bytes
+	cell.retiredPackets = addSat(cell.retiredPackets, packets)
+	cell.retiredBytes = addSat(cell.retiredBytes, bytes)
 	cell.retiredLast = max(cell.retiredLast, e.last.Load())
 	return packets, bytes
 }
@@ -205,8 +205,8 @@ func (s *shard) dropCellLocked(ci uint32) (packets, bytes uint64, flows int) {
 // add adds traffic to a flow found without the lock. If the flow was removed meanwhile it
 // returns what the remover's Swap did not take, for the caller to record again.
 func (e *flowEntry) add(packets, bytes uint64, now int64) (residuePackets, residueBytes uint64) {
-	e.packets.Add(packets)
-	e.bytes.Add(bytes)
+	atomicAddSat(&e.packets, packets)
+	atomicAddSat(&e.bytes, bytes)
 	for old := e.last.Load(); now > old && !e.last.CompareAndSwap(old, now); old = e.last.Load() {
 	}
 	if !e.dead.Load() {
@@ -238,8 +238,8 @@ func (c *Collector) recordNew(s *shard, key *flowKey, h uint64, packets, bytes u
 	defer s.mu.Unlock()
 	if e := s.index.Load().find(key, h); e != nil {
 		// Added by another recorder meanwhile; it cannot die while we hold the lock.
-		e.packets.Add(packets)
-		e.bytes.Add(bytes)
+		atomicAddSat(&e.packets, packets)
+		atomicAddSat(&e.bytes, bytes)
 		for old := e.last.Load(); now > old && !e.last.CompareAndSwap(old, now); old = e.last.Load() {
 		}
 		return true
@@ -254,11 +254,10 @@ func (c *Collector) recordNew(s *shard, key *flowKey, h uint64, packets, bytes u
 		ci = s.newCell(key.policy)
 	}
 	cell := &s.cells[ci]
-	if c.tracked.Add(1) > c.maxFlows {
-		c.tracked.Add(-1)
+	if !c.reserveFlow() {
 		s.overflow++
-		cell.retiredPackets += packets
-		cell.retiredBytes += bytes
+		cell.retiredPackets = addSat(cell.retiredPackets, packets)
+		cell.retiredBytes = addSat(cell.retiredBytes, bytes)
 		cell.retiredLast = max(cell.retiredLast, now)
 		return true
 	}
@@ -269,6 +268,20 @@ func (c *Collector) recordNew(s *shard, key *flowKey, h uint64, packets, bytes u
 	cell.flows = append(cell.flows, e)
 	s.insertLocked(e, h)
 	return true
+}
+
+// reserveFlow counts one more tracked flow if MaxFlows allows. It never lets the count pass
+// MaxFlows even for a moment, so Totals never reports more tracked flows than the limit.
+func (c *Collector) reserveFlow() bool {
+	for {
+		n := c.tracked.Load()
+		if n >= c.maxFlows {
+			return false
+		}
+		if c.tracked.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 // SweepIdle removes the flows idle for longer than FlowIdleTimeout according to the clock and

@@ -45,9 +45,12 @@ type FlushConfig struct {
 
 // PipelineStats is the state of the history pipeline, for /api/v1/stats/pipeline and /metrics.
 type PipelineStats struct {
-	PointsWritten  int64
-	PointsPending  int64
-	PointsDropped  int64
+	PointsWritten int64
+	PointsPending int64
+	PointsDropped int64
+	// BatchesFailed counts the batches in which the store refused points for good, once per
+	// batch however many of its points were refused; failures that are retried do not count
+	// (WriteAttempts counts every write sent, retries included).
 	BatchesFailed  int64
 	LastError      string
 	LastErrorAt    time.Time
@@ -63,8 +66,9 @@ type PipelineStats struct {
 // the same points with the same timestamps, so a write that succeeded but timed out overwrites
 // itself instead of counting twice. Taking deltas never waits for the store: a separate writer
 // goroutine drains the queue, retrying network errors, 5xx and 429 with capped exponential
-// backoff (Retry-After honoured) and dropping, with a count and a log line, batches the store
-// rejects for good (other 4xx). Batching happens here only; the writer sends what it is given.
+// backoff (Retry-After honoured). A batch the store refuses for good (other 4xx) is split
+// until the refused points are alone; those are dropped, with a count and a log line, and the
+// rest is written. Batching happens here only; the writer sends what it is given.
 type Flusher struct {
 	src DeltaSource
 	w   HistoryWriter
@@ -178,9 +182,10 @@ func (f *Flusher) nextBatch() (batch []storage.PolicyDelta, parts int) {
 	return batch, parts
 }
 
-// complete removes the first parts batches of the queue after they were written or rejected.
-// The queue may have lost points to dropOldest meanwhile; only what is still there is removed.
-func (f *Flusher) complete(batch []storage.PolicyDelta, parts int, err error) {
+// complete removes the first parts batches of the queue after they were written, refused
+// points excepted. The queue may have lost points to dropOldest meanwhile; only what is
+// still there is removed.
+func (f *Flusher) complete(parts, refused int, refusal error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	removed := 0
@@ -189,15 +194,18 @@ func (f *Flusher) complete(batch []storage.PolicyDelta, parts int, err error) {
 		f.queue = f.queue[1:]
 	}
 	f.pending -= removed
+	refused = min(refused, removed)
 	now := f.cfg.Now()
-	if err == nil {
-		f.stats.PointsWritten += int64(removed)
+	f.stats.PointsWritten += int64(removed - refused)
+	if removed > refused {
 		f.stats.LastSuccessAt = now
+	}
+	if refused == 0 {
 		return
 	}
-	f.stats.PointsDropped += int64(removed)
+	f.stats.PointsDropped += int64(refused)
 	f.stats.BatchesFailed++
-	f.stats.LastError = err.Error()
+	f.stats.LastError = refusal.Error()
 	f.stats.LastErrorAt = now
 }
 
@@ -215,6 +223,23 @@ func (f *Flusher) writeOnce(ctx context.Context) (more bool, wait time.Duration,
 	if len(batch) == 0 {
 		return false, 0, nil
 	}
+	refused, refusal, err := f.writeIsolating(ctx, batch)
+	if err != nil {
+		f.noteError(err)
+		_, retryAfter := classifyWriteError(err)
+		return false, retryAfter, err
+	}
+	f.complete(parts, refused, refusal)
+	return true, 0, refusal
+}
+
+// writeIsolating writes batch. When the store refuses it for good, it splits the batch in
+// halves and writes each, down to single points, so that a refused point is dropped alone and
+// never takes the rest of its batch with it (as Telegraf splits a batch on 413). Parts
+// written before a split are written again with it; they carry the same timestamps, so the
+// store overwrites them. It returns how many points were refused and the last refusal, or a
+// retryable error, after which the caller sends the whole batch again.
+func (f *Flusher) writeIsolating(ctx context.Context, batch []storage.PolicyDelta) (refused int, refusal, err error) {
 	f.mu.Lock()
 	f.stats.WriteAttempts++
 	f.mu.Unlock()
@@ -222,17 +247,30 @@ func (f *Flusher) writeOnce(ctx context.Context) (more bool, wait time.Duration,
 	err = f.w.WriteDeltas(wctx, batch)
 	cancel()
 	if err == nil {
-		f.complete(batch, parts, nil)
-		return true, 0, nil
+		return 0, nil, nil
 	}
-	retryable, retryAfter := classifyWriteError(err)
-	if !retryable {
-		f.cfg.Logger.Error("history store rejected a batch; dropped", "points", len(batch), "err", err)
-		f.complete(batch, parts, err)
-		return true, 0, err
+	if retryable, _ := classifyWriteError(err); retryable {
+		return 0, nil, err
 	}
-	f.noteError(err)
-	return false, retryAfter, err
+	if len(batch) == 1 {
+		d := batch[0]
+		f.cfg.Logger.Error("history store refused a point; dropped", "policy_id", d.PolicyID,
+			"time", d.Time, "packets", d.Packets, "bytes", d.Bytes, "err", err)
+		return 1, err, nil
+	}
+	half := len(batch) / 2
+	r1, e1, err := f.writeIsolating(ctx, batch[:half])
+	if err != nil {
+		return 0, nil, err
+	}
+	r2, e2, err := f.writeIsolating(ctx, batch[half:])
+	if err != nil {
+		return 0, nil, err
+	}
+	if e2 == nil {
+		e2 = e1
+	}
+	return r1 + r2, e2, nil
 }
 
 // classifyWriteError says whether a write may succeed if sent again, and how long the store
@@ -340,7 +378,7 @@ var (
 	descPointsWritten = prometheus.NewDesc("patronus_history_points_written_total", "History points the store accepted.", nil, nil)
 	descPointsPending = prometheus.NewDesc("patronus_history_points_pending", "History points waiting to be written.", nil, nil)
 	descPointsDropped = prometheus.NewDesc("patronus_history_points_dropped_total", "History points dropped: buffer full or rejected by the store.", nil, nil)
-	descBatchesFailed = prometheus.NewDesc("patronus_history_batches_failed_total", "History batches the store rejected for good.", nil, nil)
+	descBatchesFailed = prometheus.NewDesc("patronus_history_batches_failed_total", "History batches in which the store refused points for good (retried failures are not counted).", nil, nil)
 	descFlushes       = prometheus.NewDesc("patronus_history_flushes_total", "Flush intervals run.", nil, nil)
 	descWriteAttempts = prometheus.NewDesc("patronus_history_write_attempts_total", "Writes sent to the history store, retries included.", nil, nil)
 	descLastSuccess   = prometheus.NewDesc("patronus_history_last_success_timestamp_seconds", "When the history store last accepted a write.", nil, nil)

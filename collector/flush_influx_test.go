@@ -189,3 +189,87 @@ func TestHistoryNotDoubledWhenResponseLost(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedPointIsolatedAcrossInfluxOutage stops the real influxd for six flushes, then
+// queues one point that InfluxDB refuses for good (its timestamp lies outside the retention
+// policy: 400 "partial write: points beyond retention policy") among the buffered good ones.
+// When InfluxDB is back, the refused point alone is dropped and every good point reaches
+// history.
+func TestRefusedPointIsolatedAcrossInfluxOutage(t *testing.T) {
+	influx := storagetest.StartInflux(t)
+	influx.CreateDatabase("patronus")
+	if err := storagetest.InfluxQL(influx.URL(), "CREATE RETENTION POLICY short ON patronus DURATION 1h REPLICATION 1"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: influx.URL(), Token: "u:p", Org: "patronus", Bucket: "patronus/short", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	coll := collector.New(collector.Config{})
+	if err := coll.SetPolicies([]storage.Policy{
+		{ID: 1, Name: "a", Priority: 1, Enabled: true, ActionType: storage.ActionDrop},
+		{ID: 2, Name: "b", Priority: 2, Enabled: true, ActionType: storage.ActionDrop},
+		{ID: 3, Name: "c", Priority: 3, Enabled: true, ActionType: storage.ActionDrop},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var lag atomic.Int64 // how far the flush clock is behind the real one
+	f := collector.NewFlusher(coll, h, collector.FlushConfig{
+		Instance: "refuse-test", Interval: time.Hour, MaxBatch: 1000, MinBackoff: 50 * time.Millisecond,
+		MaxBackoff: 200 * time.Millisecond, WriteTimeout: 2 * time.Second,
+		Now:    func() time.Time { return time.Now().Add(-time.Duration(lag.Load())) },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx, 5*time.Second); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	start := time.Now()
+	var want [4]int64
+	record := func(id int64, packets uint64) {
+		k := collector.FlowKey{SrcIP: netip.MustParseAddr("10.0.0.1"), DstIP: netip.MustParseAddr("192.0.2.1"), SrcPort: 1000, DstPort: 443, Protocol: 6}
+		coll.Record(id, k, packets, packets*100)
+	}
+	waitWritten := func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for f.Stats().PointsPending > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// One flush written while InfluxDB is up, so that it has the database on disk when killed.
+	record(1, 7)
+	want[1] += 7
+	f.CollectDeltas()
+	waitWritten()
+	influx.Stop()
+	for round := range 6 {
+		for id := int64(1); id <= 3; id++ {
+			record(id, uint64(10*round+int(id)))
+			want[id] += int64(10*round + int(id))
+		}
+		f.CollectDeltas()
+		time.Sleep(60 * time.Millisecond)
+		if round == 3 {
+			record(3, 1000) // flushed three hours in the past: InfluxDB will refuse it
+			lag.Store(int64(3 * time.Hour))
+			f.CollectDeltas()
+			lag.Store(0)
+		}
+	}
+	if st := f.Stats(); st.PointsPending != 19 || st.LastError == "" {
+		t.Fatalf("while down: %+v, want 19 points pending and an error", st)
+	}
+	influx.Start()
+	waitWritten()
+	st := f.Stats()
+	if st.PointsPending != 0 || st.PointsDropped != 1 || st.BatchesFailed != 1 || st.PointsWritten != 19 {
+		t.Fatalf("after recovery: %+v; want 19 written and the refused point alone dropped", st)
+	}
+	for id := int64(1); id <= 3; id++ {
+		if got := historyTotal(t, h, id, start); got != want[id] {
+			t.Errorf("policy %d: history %d packets, want %d", id, got, want[id])
+		}
+	}
+}

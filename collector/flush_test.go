@@ -210,3 +210,67 @@ func TestFlusherShutdownGivesUpAtDeadline(t *testing.T) {
 		t.Fatalf("stats %+v", f.Stats())
 	}
 }
+
+// refusingStore is an idempotentStore that refuses for good, as a whole, every batch holding
+// a point of policy poison, as InfluxDB answers 400 for a batch with one bad line.
+type refusingStore struct {
+	*idempotentStore
+	poison int64
+}
+
+func (s refusingStore) WriteDeltas(ctx context.Context, batch []storage.PolicyDelta) error {
+	for _, d := range batch {
+		if d.PolicyID == s.poison {
+			s.mu.Lock()
+			s.writes++
+			s.mu.Unlock()
+			return &storage.WriteError{Status: 400, Err: errors.New("unable to parse point")}
+		}
+	}
+	return s.idempotentStore.WriteDeltas(ctx, batch)
+}
+
+// TestFlusherIsolatesRefusedPoint checks that a point the store refuses for good is dropped
+// alone: the store is down for several flushes, then the merged backlog holds one refused
+// point among many good ones, and every good point still reaches history.
+func TestFlusherIsolatesRefusedPoint(t *testing.T) {
+	src := &fakeSource{}
+	inner := newStore()
+	down := &storage.WriteError{Retryable: true, Err: errors.New("connection refused")}
+	inner.failures = []error{down, down, down, down, down, down}
+	store := refusingStore{idempotentStore: inner, poison: 13}
+	f := newTestFlusher(src, store, 1000)
+	f.cfg.MaxBatch = 1000 // the backlog goes out as one batch
+	want := map[int64]int64{}
+	for flush := range 6 {
+		for id := int64(1); id <= 20; id++ {
+			if id == 13 && flush != 4 {
+				continue
+			}
+			src.add(id, id)
+			want[id] += id
+		}
+		f.CollectDeltas()
+		f.writeOnce(context.Background()) // fails: the store is down
+	}
+	for range 3 {
+		f.writeOnce(context.Background())
+	}
+	st := f.Stats()
+	if st.PointsPending != 0 || st.PointsDropped != 1 || st.BatchesFailed != 1 || st.PointsWritten != 6*19 {
+		t.Fatalf("stats %+v; want 114 written, the refused point alone dropped", st)
+	}
+	for id := int64(1); id <= 20; id++ {
+		wantTotal := want[id]
+		if id == 13 {
+			wantTotal = 0
+		}
+		if got := inner.total(id); got != wantTotal {
+			t.Errorf("policy %d history = %d packets, want %d", id, got, wantTotal)
+		}
+	}
+	// Splitting costs about 2·log2(n) writes per refused point, not one per point.
+	if inner.writes > 6+1+2*7+2 {
+		t.Errorf("%d writes to isolate one point in 115", inner.writes)
+	}
+}

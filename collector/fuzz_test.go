@@ -17,6 +17,7 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add([]byte(`{"reports":[` + validReport + `]}`))
 	f.Add([]byte(`{"reports":[{"flow":{"src_ip":"::ffff:1.2.3.4","dst_ip":"fe80::1","protocol":0},"packets":0,"bytes":0,"policy_id":null}]}`))
 	f.Add([]byte(`{"reports":[{"flow":{"src\u005fip":"1.2.3.4","dst_ip":"\u0032.2.2.2","protocol":255,"src_port":65535},"packets":18446744073709551615,"bytes":1}]}`))
+	f.Add([]byte(`{"reports":[{"flow":{"src_ip":"1.2.3.4","dst_ip":"2.2.2.2","protocol":6,"src_port":1,"dst_port":2},"packets":9223372036854775807,"bytes":9223372036854775808}]}`))
 	f.Add([]byte(`{"reports":[]}`))
 	f.Add([]byte(` {"reports" : [ ` + validReport + ` , ` + validReport + ` ] } `))
 	f.Add([]byte(`{"reports":[{"packets":1e3}]}`))
@@ -47,6 +48,9 @@ func FuzzDecodeBatch(f *testing.F) {
 			}
 			if r.PolicyID != nil && *r.PolicyID <= 0 {
 				t.Fatalf("report %d has policy %d", i, *r.PolicyID)
+			}
+			if r.Packets > MaxCount || r.Bytes > MaxCount {
+				t.Fatalf("report %d has counts %d/%d beyond the int64 range", i, r.Packets, r.Bytes)
 			}
 		}
 		again, err := DecodeBatch(bytes.NewReader(AppendBatchJSON(nil, reports)), limit)

@@ -29,8 +29,8 @@ func nanoTime(n int64) time.Time {
 // add adds a cell's live counts; the caller holds the shard lock.
 func (st *PolicyStats) add(cell *policyCell) (last int64) {
 	packets, bytes, last := cell.raw()
-	st.PacketsMatched += packets - cell.basePackets
-	st.BytesMatched += bytes - cell.baseBytes
+	st.PacketsMatched = addSat(st.PacketsMatched, packets-cell.basePackets)
+	st.BytesMatched = addSat(st.BytesMatched, bytes-cell.baseBytes)
 	st.ActiveFlows += int64(len(cell.flows))
 	if last <= cell.resetAt {
 		return 0 // nothing since the reset
@@ -123,13 +123,13 @@ func (c *Collector) totals() rawTotals {
 				continue
 			}
 			packets, bytes, _ := cell.raw()
-			t.Packets += packets - cell.basePackets
-			t.Bytes += bytes - cell.baseBytes
+			t.Packets = addSat(t.Packets, packets-cell.basePackets)
+			t.Bytes = addSat(t.Bytes, bytes-cell.baseBytes)
 			if cell.id == Unclassified {
-				t.UnclassifiedPackets += packets - cell.basePackets
-				t.UnclassifiedBytes += bytes - cell.baseBytes
-				t.unclassifiedPackets += packets
-				t.unclassifiedBytes += bytes
+				t.UnclassifiedPackets = addSat(t.UnclassifiedPackets, packets-cell.basePackets)
+				t.UnclassifiedBytes = addSat(t.UnclassifiedBytes, bytes-cell.baseBytes)
+				t.unclassifiedPackets = addSat(t.unclassifiedPackets, packets)
+				t.unclassifiedBytes = addSat(t.unclassifiedBytes, bytes)
 			} else {
 				t.ActiveFlows += int64(len(cell.flows))
 			}
@@ -223,8 +223,8 @@ func (c *Collector) TakeDeltas(now time.Time) []storage.PolicyDelta {
 				acc[cell.id] = d
 			}
 			packets, bytes, _ := cell.raw()
-			d.Packets += int64(packets - cell.takenPackets)
-			d.Bytes += int64(bytes - cell.takenBytes)
+			d.Packets = addInt64Sat(d.Packets, int64Sat(packets-cell.takenPackets))
+			d.Bytes = addInt64Sat(d.Bytes, int64Sat(bytes-cell.takenBytes))
 			d.ActiveFlows += int64(len(cell.flows))
 			cell.takenPackets, cell.takenBytes = packets, bytes
 		}

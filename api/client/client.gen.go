@@ -775,7 +775,7 @@ type PathUpdate struct {
 type PipelineStats struct {
 	Backend PipelineStatsBackend `json:"backend"`
 
-	// BatchesFailed Write attempts that failed (each retry counts).
+	// BatchesFailed Batches in which the history store refused points for good (a 4xx other than 429), once per batch; the refused points alone are dropped and counted in points_dropped, the rest of the batch is written. Failures that are retried (no answer, 5xx, 429) are not counted.
 	BatchesFailed int64      `json:"batches_failed"`
 	LastError     *string    `json:"last_error"`
 	LastErrorAt   *time.Time `json:"last_error_at"`
