@@ -14,6 +14,7 @@ import (
 
 	"github.com/glebarez/sqlite"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -140,7 +141,7 @@ func (db *DB) Close() error {
 // SQL files embedded in the binary, one directory per dialect, tracked by goose in
 // goose_db_version, so running Migrate again is a no-op.
 func (db *DB) Migrate(ctx context.Context) error {
-	provider, err := db.migrationProvider()
+	provider, err := db.migrationProvider(ctx)
 	if err != nil {
 		return err
 	}
@@ -156,14 +157,14 @@ func (db *DB) Migrate(ctx context.Context) error {
 
 // MigrationVersion returns the newest applied migration version.
 func (db *DB) MigrationVersion(ctx context.Context) (int64, error) {
-	provider, err := db.migrationProvider()
+	provider, err := db.migrationProvider(ctx)
 	if err != nil {
 		return 0, err
 	}
 	return provider.GetDBVersion(ctx)
 }
 
-func (db *DB) migrationProvider() (*goose.Provider, error) {
+func (db *DB) migrationProvider(ctx context.Context) (*goose.Provider, error) {
 	dir, err := fs.Sub(migrations, "migrations/"+db.Dialect)
 	if err != nil {
 		return nil, fmt.Errorf("migrations for %s: %w", db.Dialect, err)
@@ -172,9 +173,33 @@ func (db *DB) migrationProvider() (*goose.Provider, error) {
 	if db.Dialect == DialectPostgres {
 		gooseDialect = goose.DialectPostgres
 	}
-	provider, err := goose.NewProvider(gooseDialect, db.SQL(), dir)
+	var opts []goose.ProviderOption
+	if db.Dialect == DialectPostgres {
+		// Replicas starting at once on an empty database race on CREATE TABLE without a lock.
+		locker, err := db.migrationLocker(ctx)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	provider, err := goose.NewProvider(gooseDialect, db.SQL(), dir, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("migrations for %s: %w", db.Dialect, err)
 	}
 	return provider, nil
+}
+
+// migrationLocker is goose's session-level advisory lock, keyed by the schema so that
+// deployments (and tests) in different schemas of one database do not wait on each other.
+// Waiters probe every second for up to five minutes.
+func (db *DB) migrationLocker(ctx context.Context) (lock.SessionLocker, error) {
+	id, err := db.advisoryKey(ctx, "migrate", "")
+	if err != nil {
+		return nil, fmt.Errorf("migration lock: %w", err)
+	}
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(id), lock.WithLockTimeout(1, 300))
+	if err != nil {
+		return nil, fmt.Errorf("migration lock: %w", err)
+	}
+	return locker, nil
 }

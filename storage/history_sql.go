@@ -22,12 +22,13 @@ import (
 type SQLHistory struct {
 	db      *sql.DB
 	dialect string
+	owner   *DB
 }
 
 // NewSQLHistory returns the SQL history store on db, which must be migrated. db stays the
 // caller's: Close does not close it.
 func NewSQLHistory(db *DB) *SQLHistory {
-	return &SQLHistory{db: db.SQL(), dialect: db.Dialect}
+	return &SQLHistory{db: db.SQL(), dialect: db.Dialect, owner: db}
 }
 
 // sqlWriteChunk is the most rows per INSERT: 6 parameters each stays far below the parameter
@@ -262,26 +263,37 @@ func (s *SQLHistory) Prune(ctx context.Context, before time.Time) (int64, error)
 	}
 }
 
-// RunRetention prunes rows older than retention now and then every interval, until ctx ends.
-// Failures are logged and retried at the next tick.
-func (s *SQLHistory) RunRetention(ctx context.Context, retention, interval time.Duration) {
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
+// RetentionJobName is the singleton job name of the SQL history retention.
+const RetentionJobName = "history-retention"
+
+// RetentionJob returns one run of the retention: prune the rows older than retention and log
+// how many went (to log, or slog.Default() when nil).
+func (s *SQLHistory) RetentionJob(retention time.Duration, log *slog.Logger) func(ctx context.Context) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	return func(ctx context.Context) error {
 		before := time.Now().Add(-retention)
 		n, err := s.Prune(ctx, before)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			slog.Error("history retention", "err", err)
-		case n > 0:
-			slog.Info("history retention", "deleted", n, "before", before.UTC().Format(time.RFC3339))
+		if err != nil {
+			return err
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
+		level := slog.LevelDebug
+		if n > 0 {
+			level = slog.LevelInfo
 		}
+		log.Log(ctx, level, "history retention", "deleted", n, "before", before.UTC().Format(time.RFC3339))
+		return nil
 	}
+}
+
+// RunRetention prunes rows older than retention now and then every interval, until ctx ends,
+// on one replica of the cluster at a time (see RunSingleton). Failures are logged and retried
+// at the next run.
+func (s *SQLHistory) RunRetention(ctx context.Context, retention, interval time.Duration, log *slog.Logger) {
+	RunSingleton(ctx, s.owner, SingletonJob{
+		Name: RetentionJobName, Interval: interval, Run: s.RetentionJob(retention, log), Logger: log,
+	})
 }
 
 // Ping checks that the database answers and has the policy_stats table.

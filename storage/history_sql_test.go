@@ -64,7 +64,7 @@ func TestSQLHistoryRunRetention(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			h.RunRetention(ctx, time.Hour, 10*time.Millisecond)
+			h.RunRetention(ctx, time.Hour, 10*time.Millisecond, nil)
 		}()
 		// The first pass runs at once; wait for it (bounded), then stop the loop.
 		deadline := time.Now().Add(10 * time.Second)

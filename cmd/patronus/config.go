@@ -58,7 +58,6 @@ type httpLimits struct {
 
 // registerFlags declares every setting on fs with its default and help.
 func registerFlags(fs *flag.FlagSet, c *config) {
-	host, _ := os.Hostname()
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address the HTTP API listens on")
 	fs.StringVar(&c.DatabaseURL, "database-url", storage.DefaultDatabaseURL, "inventory database: a SQLite file path, or a postgres:// URL")
 	fs.StringVar(&c.InfluxURL, "influx-url", "", "InfluxDB URL for traffic history; empty keeps history in the database (policy_stats)")
@@ -66,7 +65,7 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.InfluxOrg, "influx-org", "patronus", "InfluxDB organisation (ignored by 1.8)")
 	fs.StringVar(&c.InfluxBucket, "influx-bucket", "patronus", "InfluxDB bucket (1.8: database/retention-policy)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "a bearer token accepted with the admin role (for scripts and docker-compose)")
-	fs.StringVar(&c.Instance, "instance", host, "this replica's name, the instance tag of its history points")
+	fs.StringVar(&c.Instance, "instance", "", "this replica's name, unique among live replicas, the instance tag of its history points (default: hostname:listen-port)")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 10*time.Second, "how often per-policy deltas are written to history")
 	fs.DurationVar(&c.FlowIdleTimeout, "flow-idle-timeout", 5*time.Minute, "a flow with no traffic for this long expires")
 	fs.IntVar(&c.MaxFlows, "max-flows", 1_000_000, "most flows tracked individually; past it traffic is still counted per policy")
@@ -167,8 +166,8 @@ func (c config) validate() error {
 	default:
 		bad("log-level", "%q is not debug, info, warn or error", c.LogLevel)
 	}
-	if strings.TrimSpace(c.Instance) == "" {
-		bad("instance", "must not be empty")
+	if c.Instance != "" && strings.TrimSpace(c.Instance) == "" {
+		bad("instance", "must not be blank")
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		bad("admin-token", "must be at least 16 characters")
@@ -183,4 +182,18 @@ func (c config) authLimits() api.AuthLimits {
 		l.TokenGrace = -1
 	}
 	return l
+}
+
+// defaultInstance is the instance name when none is set: the hostname and the port the API
+// listens on, unique per process on one host.
+func defaultInstance(listenAddr net.Addr) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	_, port, err := net.SplitHostPort(listenAddr.String())
+	if err != nil {
+		return host
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -56,11 +56,29 @@ func openHistory(c config, db *storage.DB) (storage.HistoryStore, error) {
 // history store and the database.
 func serve(ctx context.Context, c config, logw io.Writer) error {
 	log := newLogger(c, logw)
+	// Listen first so a busy port fails start-up at once; the default instance name needs the
+	// port too.
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("%s: %w", envName("listen"), err)
+	}
+	defer ln.Close()
+	if c.Instance == "" {
+		c.Instance = defaultInstance(ln.Addr())
+	}
 	db, err := openDatabase(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	instanceLock, err := db.ClaimInstance(ctx, c.Instance)
+	if errors.Is(err, storage.ErrInstanceTaken) {
+		return fmt.Errorf("%s: %q is the name of another running replica; give each replica its own name", envName("instance"), c.Instance)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", envName("instance"), err)
+	}
+	defer instanceLock.Release()
 	history, err := openHistory(c, db)
 	if err != nil {
 		return err
@@ -119,11 +137,6 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	}
 	log.Info("metrics cache warmed", "paths", warmed)
 
-	// Listen before serving so a busy port fails start-up at once.
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return fmt.Errorf("%s: %w", envName("listen"), err)
-	}
 	httpServer := newHTTPServer(c.HTTP, srv.Handler())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpServer.Serve(limitListener(ln, c.HTTP)) }()
@@ -134,8 +147,9 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	loops.Go(func() { flusher.Run(loopCtx, c.ShutdownTimeout) })
 	loops.Go(func() { caches.RunCleanup(loopCtx, cacheCleanupInterval(c)) })
 	if sqlHistory, ok := history.(*storage.SQLHistory); ok {
-		loops.Go(func() { sqlHistory.RunRetention(loopCtx, c.HistoryRetention, time.Hour) })
+		loops.Go(func() { sqlHistory.RunRetention(loopCtx, c.HistoryRetention, time.Hour, log) })
 	}
+	loops.Go(func() { instanceLock.Keep(loopCtx, 10*time.Second, log) })
 	log.Info("patronus serving", "listen", ln.Addr().String(), "version", buildVersion(),
 		"database", db.Dialect, "history", historyKind(c), "instance", c.Instance)
 
