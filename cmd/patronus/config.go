@@ -41,6 +41,8 @@ type config struct {
 	EventBuffer         int
 	LogFormat           string
 	LogLevel            string
+	NetFlowListen       string
+	SFlowListen         string
 }
 
 // registerFlags declares every setting on fs with its default and help.
@@ -66,6 +68,8 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.EventBuffer, "event-buffer", events.DefaultBufferSize, "how many recent events GET /api/v1/events keeps for clients that reconnect with Last-Event-ID")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.NetFlowListen, "netflow-listen", "", "UDP address taking NetFlow v5/v9 and IPFIX from routers, e.g. 0.0.0.0:2055; empty is off")
+	fs.StringVar(&c.SFlowListen, "sflow-listen", "", "UDP address taking sFlow v5 from routers, e.g. 0.0.0.0:6343; empty is off")
 }
 
 // envName returns the environment variable of a flag.
@@ -81,6 +85,11 @@ func (c config) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not host:port", c.Listen)
+	}
+	for name, addr := range map[string]string{"netflow-listen": c.NetFlowListen, "sflow-listen": c.SFlowListen} {
+		if _, _, err := net.SplitHostPort(addr); addr != "" && err != nil {
+			bad(name, "%q is not host:port", addr)
+		}
 	}
 	if c.InfluxURL != "" {
 		u, err := url.Parse(c.InfluxURL)

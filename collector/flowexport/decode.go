@@ -70,6 +70,7 @@ func (d *Decoder) Exporters() []ExporterInfo {
 type Batch struct {
 	reports []collector.Report
 	sflow   *headerParser
+	scratch []byte // a datagram copy fixV9Count may rewrite
 }
 
 // NewBatch returns an empty Batch.

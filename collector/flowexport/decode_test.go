@@ -288,3 +288,23 @@ func totalDecodeErrors(d *Decoder) uint64 {
 	}
 	return n
 }
+
+// TestV9CountOfRecordsOnly: softflowd 1.1.0 puts only its data records in the v9 header's
+// count, fewer than the sets it sends; the data sets after the templates must still count.
+func TestV9CountOfRecordsOnly(t *testing.T) {
+	c := newTestCollector(t)
+	d := NewDecoder(c, DecoderConfig{})
+	e := &Encoder{Version: 9, TemplateID: 300}
+	tmpl := e.Template()
+	data := mustData(t, e, flow("10.1.0.1", "10.9.0.1", 1, 2, 3, 300))
+	dg := append(append([]byte{}, tmpl...), data[20:]...)
+	dg[2], dg[3] = 0, 1 // one record: the data record; two sets
+	keep := append([]byte{}, dg...)
+	d.NetFlow(NewBatch(), netip.MustParseAddr("192.0.2.1"), dg)
+	if p, by := policyCounts(t, c, 1); p != 3 || by != 300 {
+		t.Errorf("policy 1: %d packets %d bytes, want 3 and 300", p, by)
+	}
+	if string(dg) != string(keep) {
+		t.Error("the caller's datagram was changed")
+	}
+}

@@ -93,6 +93,9 @@ func (d *Decoder) netflowTemplated(b *Batch, src netip.Addr, payload []byte, ver
 	e.datagrams.Add(1)
 	d.metrics.datagrams[p].Inc()
 	dom := d.checkRestart(e, payload, version)
+	if version == 9 {
+		payload = b.fixV9Count(payload)
+	}
 
 	var v9 netflow.NFv9Packet
 	var ipfix netflow.IPFIXPacket
@@ -134,6 +137,30 @@ func (d *Decoder) netflowTemplated(b *Batch, src netip.Addr, payload []byte, ver
 		}
 	}
 	d.record(b, e, p)
+}
+
+// fixV9Count makes the v9 header's count at least the number of sets the datagram holds.
+// RFC 3954 counts records (templates and data) there, and goflow2 stops decoding after that
+// many sets; softflowd 1.1.0 counts only its data records, so the data sets after its five
+// template sets would be skipped. The count is rewritten in a copy, the caller's bytes stay.
+func (b *Batch) fixV9Count(payload []byte) []byte {
+	if len(payload) < 20 {
+		return payload
+	}
+	sets := 0
+	for rest := payload[20:]; len(rest) >= 4; sets++ {
+		n := int(binary.BigEndian.Uint16(rest[2:]))
+		if n < 4 || n > len(rest) {
+			break
+		}
+		rest = rest[n:]
+	}
+	if sets <= int(binary.BigEndian.Uint16(payload[2:])) {
+		return payload
+	}
+	b.scratch = append(b.scratch[:0], payload...)
+	binary.BigEndian.PutUint16(b.scratch[2:], uint16(sets))
+	return b.scratch
 }
 
 // onlyUnknownTemplates reports whether a decode error says no more than that some data sets
