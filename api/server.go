@@ -66,6 +66,8 @@ type Config struct {
 	// routes read and clear; nil serves those routes from the database alone. When Invalidator
 	// is nil it is set to Caches.
 	Caches *cache.Caches
+	// Exporters lists the flow exporters of the UDP listeners; nil lists none.
+	Exporters ExporterLister
 }
 
 // PathInvalidator is told which paths changed or disappeared, so caches can drop what they

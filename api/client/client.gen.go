@@ -155,6 +155,27 @@ func (e EventType) Valid() bool {
 	}
 }
 
+// Defines values for ExporterProtocol.
+const (
+	ExporterProtocolIpfix   ExporterProtocol = "ipfix"
+	ExporterProtocolNetflow ExporterProtocol = "netflow"
+	ExporterProtocolSflow   ExporterProtocol = "sflow"
+)
+
+// Valid indicates whether the value is a known member of the ExporterProtocol enum.
+func (e ExporterProtocol) Valid() bool {
+	switch e {
+	case ExporterProtocolIpfix:
+		return true
+	case ExporterProtocolNetflow:
+		return true
+	case ExporterProtocolSflow:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for FlowSort.
 const (
 	FlowSortBytes    FlowSort = "bytes"
@@ -562,6 +583,52 @@ type Event struct {
 
 // EventType `reset` means the client missed events that are no longer buffered and should reload its state.
 type EventType string
+
+// Exporter A router exporting flows to Patronus, with what was received from it since start.
+type Exporter struct {
+	// Address The exporter's UDP source address.
+	//
+	// Example: 192.0.2.1
+	Address string `json:"address"`
+
+	// Datagrams Datagrams received, decoded or not.
+	Datagrams int64 `json:"datagrams"`
+
+	// DecodeErrors Datagrams that did not decode; none of their records was recorded.
+	DecodeErrors int64     `json:"decode_errors"`
+	FirstSeen    time.Time `json:"first_seen"`
+
+	// FlowRecords Flow records recorded into the live counters and history.
+	FlowRecords int64            `json:"flow_records"`
+	LastSeen    time.Time        `json:"last_seen"`
+	Protocol    ExporterProtocol `json:"protocol"`
+
+	// Restarts Restarts detected (sequence number or uptime going back); each drops that domain's templates.
+	Restarts int64 `json:"restarts"`
+
+	// SamplingRate The sampling rate last applied to its records (1 in N); 1 when unsampled.
+	SamplingRate int64 `json:"sampling_rate"`
+
+	// SiteID The site of the endpoint whose address is the exporter's; null when no endpoint has it.
+	SiteID *openapi_types.UUID `json:"site_id"`
+
+	// Templates NetFlow v9/IPFIX templates known now.
+	Templates int `json:"templates"`
+
+	// UnknownTemplates NetFlow v9/IPFIX data sets that arrived before their template (or after it expired) and were not counted.
+	UnknownTemplates int64 `json:"unknown_templates"`
+
+	// Version Version of its last decoded datagram (5 or 9 for NetFlow, 10 for IPFIX, 5 for sFlow); 0 if none decoded.
+	Version int `json:"version"`
+}
+
+// ExporterProtocol defines model for Exporter.Protocol.
+type ExporterProtocol string
+
+// ExporterList defines model for ExporterList.
+type ExporterList struct {
+	Items []Exporter `json:"items"`
+}
 
 // FieldError What is wrong with one field of the request.
 type FieldError struct {
@@ -1664,6 +1731,18 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
 	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListExporters List flow exporters
+	//
+	// Routers seen on the NetFlow/IPFIX (`PATRONUS_NETFLOW_LISTEN`) and sFlow
+	// (`PATRONUS_SFLOW_LISTEN`) listeners since start, ordered by address then protocol.
+	// An exporter whose address equals an endpoint's address is attributed to that
+	// endpoint's site; an unknown exporter is still counted and listed, with `site_id`
+	// null. Counts of a sampled exporter are scaled by `sampling_rate`. At most 10,000
+	// exporters are kept (the least recently seen is forgotten first). Minimum role viewer.
+	//
+	// Corresponds with GET /api/v1/exporters (the `ListExporters` operationId).
+	ListExporters(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListPaths List paths
 	//
 	// Paths ordered by id. With `site_id`, only the paths with at least one end at an
@@ -2350,6 +2429,28 @@ func (c *Client) UpdateEndpoint(ctx context.Context, endpointID EndpointID, body
 // Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
 func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewStreamEventsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListExporters List flow exporters
+//
+// Routers seen on the NetFlow/IPFIX (`PATRONUS_NETFLOW_LISTEN`) and sFlow
+// (`PATRONUS_SFLOW_LISTEN`) listeners since start, ordered by address then protocol.
+// An exporter whose address equals an endpoint's address is attributed to that
+// endpoint's site; an unknown exporter is still counted and listed, with `site_id`
+// null. Counts of a sampled exporter are scaled by `sampling_rate`. At most 10,000
+// exporters are kept (the least recently seen is forgotten first). Minimum role viewer.
+//
+// Corresponds with GET /api/v1/exporters (the `ListExporters` operationId).
+func (c *Client) ListExporters(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListExportersRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -3760,6 +3861,33 @@ func NewStreamEventsRequest(server string, params *StreamEventsParams) (*http.Re
 			req.Header.Set("Last-Event-ID", headerParam0)
 		}
 
+	}
+
+	return req, nil
+}
+
+// NewListExportersRequest constructs an http.Request for the ListExporters method
+func NewListExportersRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/exporters")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
 	}
 
 	return req, nil
@@ -5754,6 +5882,20 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
 	StreamEventsWithResponse(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*StreamEventsResponse, error)
 
+	// ListExportersWithResponse List flow exporters
+	//
+	// Routers seen on the NetFlow/IPFIX (`PATRONUS_NETFLOW_LISTEN`) and sFlow
+	// (`PATRONUS_SFLOW_LISTEN`) listeners since start, ordered by address then protocol.
+	// An exporter whose address equals an endpoint's address is attributed to that
+	// endpoint's site; an unknown exporter is still counted and listed, with `site_id`
+	// null. Counts of a sampled exporter are scaled by `sampling_rate`. At most 10,000
+	// exporters are kept (the least recently seen is forgotten first). Minimum role viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/exporters (the `ListExporters` operationId).
+	ListExportersWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListExportersResponse, error)
+
 	// ListPathsWithResponse List paths
 	//
 	// Paths ordered by id. With `site_id`, only the paths with at least one end at an
@@ -7157,6 +7299,83 @@ func (r StreamEventsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r StreamEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListExportersResponse200Headers the declared response headers of an HTTP 200 response for ListExporters
+type ListExportersResponse200Headers struct {
+	XRequestID string
+}
+
+// ListExportersResponse401Headers the declared response headers of an HTTP 401 response for ListExporters
+type ListExportersResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// ListExportersResponse500Headers the declared response headers of an HTTP 500 response for ListExporters
+type ListExportersResponse500Headers struct {
+	XRequestID string
+}
+
+type ListExportersResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ExporterList
+	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationProblemJSON401 *Unauthorized
+	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationProblemJSON500 *InternalError
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListExportersResponse200Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListExportersResponse401Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListExportersResponse500Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListExportersResponse) GetJSON200() *ExporterList {
+	return r.JSON200
+}
+
+// GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListExportersResponse) GetApplicationProblemJSON401() *Unauthorized {
+	return r.ApplicationProblemJSON401
+}
+
+// GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListExportersResponse) GetApplicationProblemJSON500() *InternalError {
+	return r.ApplicationProblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r ListExportersResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListExportersResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListExportersResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListExportersResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -11912,6 +12131,26 @@ func (c *ClientWithResponses) StreamEventsWithResponse(ctx context.Context, para
 	return ParseStreamEventsResponse(rsp)
 }
 
+// ListExportersWithResponse List flow exporters
+//
+// Routers seen on the NetFlow/IPFIX (`PATRONUS_NETFLOW_LISTEN`) and sFlow
+// (`PATRONUS_SFLOW_LISTEN`) listeners since start, ordered by address then protocol.
+// An exporter whose address equals an endpoint's address is attributed to that
+// endpoint's site; an unknown exporter is still counted and listed, with `site_id`
+// null. Counts of a sampled exporter are scaled by `sampling_rate`. At most 10,000
+// exporters are kept (the least recently seen is forgotten first). Minimum role viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/exporters (the `ListExporters` operationId).
+func (c *ClientWithResponses) ListExportersWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListExportersResponse, error) {
+	rsp, err := c.ListExporters(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListExportersResponse(rsp)
+}
+
 // ListPathsWithResponse List paths
 //
 // Paths ordered by id. With `site_id`, only the paths with at least one end at an
@@ -13688,6 +13927,86 @@ func ParseStreamEventsResponse(rsp *http.Response) (*StreamEventsResponse, error
 		response.Headers401 = &headers
 	case rsp.StatusCode == 500:
 		var headers StreamEventsResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListExportersResponse parses an HTTP response from a ListExportersWithResponse call
+func ParseListExportersResponse(rsp *http.Response) (*ListExportersResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListExportersResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ExporterList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListExportersResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListExportersResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListExportersResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

@@ -42,6 +42,8 @@ type config struct {
 	EventBuffer         int
 	LogFormat           string
 	LogLevel            string
+	NetFlowListen       string
+	SFlowListen         string
 	HTTP                httpLimits
 	Ingest              api.IngestLimits
 	Auth                api.AuthLimits
@@ -87,6 +89,8 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.IntVar(&c.Auth.FailuresPerMinute, "auth-failures-per-minute", api.DefaultAuthFailuresPerMinute, "failed authentications a client address may make per minute; past it 429 with Retry-After")
 	fs.DurationVar(&c.Auth.TokenGrace, "token-grace", api.DefaultTokenGrace, "how long a verified token is still accepted while the database cannot be reached")
 	fs.Int64Var(&c.Ingest.MaxBytes, "max-ingest-bytes", api.DefaultMaxIngestBytes, "most body bytes (decompressed) all ingest requests hold at once; past it 503 with Retry-After")
+	fs.StringVar(&c.NetFlowListen, "netflow-listen", "", "UDP address taking NetFlow v5/v9 and IPFIX from routers, e.g. 0.0.0.0:2055; empty is off")
+	fs.StringVar(&c.SFlowListen, "sflow-listen", "", "UDP address taking sFlow v5 from routers, e.g. 0.0.0.0:6343; empty is off")
 }
 
 // envName returns the environment variable of a flag.
@@ -102,6 +106,11 @@ func (c config) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not host:port", c.Listen)
+	}
+	for name, addr := range map[string]string{"netflow-listen": c.NetFlowListen, "sflow-listen": c.SFlowListen} {
+		if _, _, err := net.SplitHostPort(addr); addr != "" && err != nil {
+			bad(name, "%q is not host:port", addr)
+		}
 	}
 	if c.InfluxURL != "" {
 		u, err := url.Parse(c.InfluxURL)

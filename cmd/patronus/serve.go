@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/patronus-sdwan/patronus/api/events"
 	"github.com/patronus-sdwan/patronus/cache"
 	"github.com/patronus-sdwan/patronus/collector"
+	"github.com/patronus-sdwan/patronus/collector/flowexport"
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
@@ -112,8 +114,14 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	defer caches.Close()
 	registry.MustRegister(caches)
 
+	flows, exporters, err := openFlowListeners(c, coll, registry, log)
+	if err != nil {
+		return err
+	}
+
 	broker := events.NewBroker(c.EventBuffer)
 	srv, err := api.New(api.Config{
+		Exporters:  exporters,
 		DB:         db,
 		Checks:     checks,
 		AdminToken: c.AdminToken,
@@ -146,6 +154,9 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	loops.Go(func() { coll.Run(loopCtx) })
 	loops.Go(func() { flusher.Run(loopCtx, c.ShutdownTimeout) })
 	loops.Go(func() { caches.RunCleanup(loopCtx, cacheCleanupInterval(c)) })
+	if flows != nil {
+		loops.Go(func() { flows.Run(loopCtx) })
+	}
 	if sqlHistory, ok := history.(*storage.SQLHistory); ok {
 		loops.Go(func() { sqlHistory.RunRetention(loopCtx, c.HistoryRetention, time.Hour, log) })
 	}
@@ -173,6 +184,21 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	loops.Wait()
 	log.Info("stopped")
 	return runErr
+}
+
+// openFlowListeners opens the NetFlow/IPFIX and sFlow sockets when configured, so that a busy
+// port fails start-up; both nil when neither is.
+func openFlowListeners(c config, coll *collector.Collector, registry *prometheus.Registry, log *slog.Logger) (*flowexport.Listeners, api.ExporterLister, error) {
+	if c.NetFlowListen == "" && c.SFlowListen == "" {
+		return nil, nil, nil
+	}
+	dec := flowexport.NewDecoder(coll, flowexport.DecoderConfig{})
+	registry.MustRegister(dec)
+	l, err := flowexport.Listen(dec, flowexport.ListenConfig{NetFlowAddr: c.NetFlowListen, SFlowAddr: c.SFlowListen, Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s/%s: %w", envName("netflow-listen"), envName("sflow-listen"), err)
+	}
+	return l, dec, nil
 }
 
 // cacheCleanupInterval is how often expired cache entries are removed: a quarter of the

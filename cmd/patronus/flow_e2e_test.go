@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+
+	"github.com/patronus-sdwan/patronus/api/apigen"
+)
+
+// pcapFlow is one flow of the generated capture: count packets of IP length ipLen each.
+type pcapFlow struct {
+	src, dst     string
+	sport, dport uint16
+	tcp          bool
+	count        int
+	payload      int
+}
+
+// writeCapture writes the flows to an Ethernet pcap file, packets interleaved a millisecond
+// apart, and returns the IP length of each flow's packets.
+func writeCapture(t *testing.T, path string, flows []pcapFlow) []int {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := pcapgo.NewWriter(f)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	ipLens := make([]int, len(flows))
+	ts := time.Unix(1_700_000_000, 0)
+	for n := 0; ; n++ {
+		wrote := false
+		for i, fl := range flows {
+			if n >= fl.count {
+				continue
+			}
+			wrote = true
+			eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+			ip := &layers.IPv4{Version: 4, TTL: 64, SrcIP: net.ParseIP(fl.src).To4(), DstIP: net.ParseIP(fl.dst).To4()}
+			var l4 gopacket.SerializableLayer
+			if fl.tcp {
+				ip.Protocol = layers.IPProtocolTCP
+				tcp := &layers.TCP{SrcPort: layers.TCPPort(fl.sport), DstPort: layers.TCPPort(fl.dport), ACK: true, PSH: true, Seq: uint32(1 + n*fl.payload), Window: 512}
+				_ = tcp.SetNetworkLayerForChecksum(ip)
+				l4 = tcp
+			} else {
+				ip.Protocol = layers.IPProtocolUDP
+				udp := &layers.UDP{SrcPort: layers.UDPPort(fl.sport), DstPort: layers.UDPPort(fl.dport)}
+				_ = udp.SetNetworkLayerForChecksum(ip)
+				l4 = udp
+			}
+			buf := gopacket.NewSerializeBuffer()
+			if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+				eth, ip, l4, gopacket.Payload(make([]byte, fl.payload))); err != nil {
+				t.Fatal(err)
+			}
+			data := buf.Bytes()
+			ipLens[i] = len(data) - 14
+			ts = ts.Add(time.Millisecond)
+			if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: len(data)}, data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !wrote {
+			return ipLens
+		}
+	}
+}
+
+// softflowd runs Debian's softflowd on a capture, exporting to collector with NetFlow
+// version (9 or 10): it reads the file when asked for statistics, exports every flow on
+// expire-all, then stops at the end of the capture (PITFALLS.md).
+func softflowd(t *testing.T, capture, collector string, version int, extra ...string) {
+	t.Helper()
+	if _, err := exec.LookPath("softflowd"); err != nil {
+		t.Fatal("softflowd is not installed: .ci/with-services installs it (apt-get install softflowd)")
+	}
+	ctl := filepath.Join(t.TempDir(), "softflowd.ctl")
+	args := append([]string{"-d", "-r", capture, "-n", collector, "-v", strconv.Itoa(version), "-c", ctl}, extra...)
+	cmd := exec.Command("softflowd", args...)
+	out := &syncedOutput{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	ctlcmd := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			b, err := exec.Command("softflowctl", "-c", ctl, what).CombinedOutput()
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("softflowctl %s: %v: %s (softflowd: %s)", what, err, b, out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	ctlcmd("statistics")
+	ctlcmd("expire-all")
+	// Having exported everything, softflowd ends by itself at the capture's end; shutdown
+	// is for a softflowd that does not.
+	select {
+	case <-done:
+		return
+	case <-time.After(5 * time.Second):
+		_ = exec.Command("softflowctl", "-c", ctl, "shutdown").Run()
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("softflowd did not stop: %s", out.String())
+	}
+}
+
+// freeUDPAddr returns a loopback UDP address nothing listens on.
+func freeUDPAddr(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().String()
+}
+
+// TestSoftflowdToHistory exports a generated capture with softflowd, as NetFlow v9 and as
+// IPFIX, to a running Patronus: each policy's live counters and its history equal the
+// capture's packets and IP bytes exactly, and softflowd is listed as an exporter.
+func TestSoftflowdToHistory(t *testing.T) {
+	flows := []pcapFlow{
+		{src: "10.1.0.1", dst: "192.0.2.10", sport: 40001, dport: 443, tcp: true, count: 40, payload: 1000},
+		{src: "10.1.0.2", dst: "192.0.2.11", sport: 40002, dport: 53, count: 25, payload: 60},
+		{src: "10.2.0.1", dst: "192.0.2.12", sport: 40003, dport: 5060, count: 30, payload: 333},
+		{src: "10.2.0.2", dst: "192.0.2.12", sport: 40004, dport: 5061, tcp: true, count: 7, payload: 1400},
+		{src: "172.16.0.1", dst: "192.0.2.13", sport: 40005, dport: 80, tcp: true, count: 11, payload: 10},
+	}
+	capture := filepath.Join(t.TempDir(), "flows.pcap")
+	if p := os.Getenv("KEEP_PCAP"); p != "" {
+		capture = p
+	}
+	ipLens := writeCapture(t, capture, flows)
+
+	for _, version := range []int{9, 10} {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			nfAddr, addr := freeUDPAddr(t), freeAddr(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- run(ctx, []string{"serve", "--database-url", filepath.Join(t.TempDir(), "patronus.db"),
+					"--admin-token", e2eAdminToken, "--flush-interval", "100ms", "--instance", "flow-e2e",
+					"--listen", addr, "--netflow-listen", nfAddr}, io.Discard, io.Discard)
+			}()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("serve returned %v", err)
+				}
+			}()
+			base := "http://" + addr
+			waitFor(t, base+"/healthz", done)
+			ids := map[string]int64{}
+			for i, cidr := range []string{"10.1.0.0/16", "10.2.0.0/16"} {
+				var p apigen.Policy
+				call(t, http.MethodPost, base+"/api/v1/policies", map[string]any{
+					"name": "flow-" + cidr, "priority": 10 + i, "match": map[string]any{"src_cidr": cidr},
+					"action": map[string]any{"type": "drop"},
+				}, &p, http.StatusCreated)
+				ids[cidr] = p.ID
+			}
+			want := map[int64][2]int64{}
+			for i, fl := range flows {
+				id, ok := ids[policyPrefixOf(fl.src)]
+				if !ok {
+					continue
+				}
+				tot := want[id]
+				want[id] = [2]int64{tot[0] + int64(fl.count), tot[1] + int64(fl.count*ipLens[i])}
+			}
+			if len(want) != 2 {
+				t.Fatalf("expected totals for 2 policies, have %v", want)
+			}
+
+			softflowd(t, capture, nfAddr, version)
+
+			deadline := time.Now().Add(20 * time.Second)
+			for got := historyTotals(t, base); !sameTotals(got, want); got = historyTotals(t, base) {
+				if time.Now().After(deadline) {
+					t.Fatalf("history totals %v, want the capture's %v", got, want)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			for id, w := range want {
+				var st apigen.PolicyStats
+				call(t, http.MethodGet, fmt.Sprintf("%s/api/v1/policies/%d/stats", base, id), nil, &st, http.StatusOK)
+				if st.PacketsMatched != w[0] || st.BytesMatched != w[1] {
+					t.Errorf("policy %d live: %d packets %d bytes, want %d and %d", id, st.PacketsMatched, st.BytesMatched, w[0], w[1])
+				}
+			}
+			var g apigen.GlobalStats
+			call(t, http.MethodGet, base+"/api/v1/stats", nil, &g, http.StatusOK)
+			last := len(flows) - 1
+			if g.UnclassifiedPackets != int64(flows[last].count) || g.UnclassifiedBytes != int64(flows[last].count*ipLens[last]) {
+				t.Errorf("unclassified %d packets %d bytes, want %d and %d", g.UnclassifiedPackets, g.UnclassifiedBytes,
+					flows[last].count, flows[last].count*ipLens[last])
+			}
+			var ex apigen.ExporterList
+			call(t, http.MethodGet, base+"/api/v1/exporters", nil, &ex, http.StatusOK)
+			wantProto := apigen.ExporterProtocolNetflow
+			if version == 10 {
+				wantProto = apigen.ExporterProtocolIpfix
+			}
+			if len(ex.Items) != 1 || ex.Items[0].Protocol != wantProto || ex.Items[0].Version != version ||
+				ex.Items[0].FlowRecords != int64(len(flows)) || ex.Items[0].DecodeErrors != 0 || ex.Items[0].UnknownTemplates != 0 {
+				t.Errorf("exporters %+v, want softflowd with %d flow records", ex.Items, len(flows))
+			}
+		})
+	}
+}
+
+// syncedOutput collects a child process's output for failure messages.
+type syncedOutput struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (o *syncedOutput) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.Write(p)
+}
+
+func (o *syncedOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+// policyPrefixOf is the /16 of an IPv4 address, the key of the test's policies.
+func policyPrefixOf(addr string) string {
+	return netip.PrefixFrom(netip.MustParseAddr(addr), 16).Masked().String()
+}
