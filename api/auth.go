@@ -145,17 +145,20 @@ func (a *authenticator) middleware(roleOf func(method, fullPath string) (string,
 		bearer := ok && strings.EqualFold(scheme, "Bearer") && secret != ""
 		var p Principal
 		hit, known := false, false
+		admitted := func() {} // gives the allowance admit took back once the token is good
 		if bearer {
 			p, hit, known = a.cached(secret)
 		}
 		if !known {
 			// Tokens verified before pass this check, so a limited address that also holds a
 			// valid token (a NAT) keeps working.
-			if wait, limited := a.guard.limited(addr); limited {
+			release, wait, ok := a.guard.admit(addr)
+			if !ok {
 				a.guard.failed(addr, "limited")
 				refuse(c, &tooManyFailures{wait: wait})
 				return
 			}
+			admitted = release
 		}
 		switch {
 		case hit:
@@ -177,10 +180,12 @@ func (a *authenticator) middleware(roleOf func(method, fullPath string) (string,
 				return
 			}
 			if err != nil {
+				admitted() // the database failed, not the client
 				writeError(c, err)
 				return
 			}
 		}
+		admitted()
 		if roleRank[p.Role] < roleRank[need] {
 			writeError(c, newError(errForbidden, "this operation needs the %s role; the token has %s", need, p.Role))
 			return

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 )
 
 // Defaults of AuthLimits.
@@ -62,7 +61,7 @@ type authGuard struct {
 	now      func() time.Time
 
 	mu       sync.Mutex
-	limiters map[string]*rate.Limiter
+	limiters map[string]*allowance
 	lastLog  time.Time
 	unlogged int            // failures since the last log line
 	addrs    map[string]int // their addresses, at most a few kept
@@ -71,7 +70,7 @@ type authGuard struct {
 func newAuthGuard(l AuthLimits, log *slog.Logger, reg prometheus.Registerer) (*authGuard, error) {
 	g := &authGuard{
 		limits: l.withDefaults(), log: log, now: time.Now,
-		limiters: map[string]*rate.Limiter{}, addrs: map[string]int{},
+		limiters: map[string]*allowance{}, addrs: map[string]int{},
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patronus_auth_failures_total",
 			Help: "Failed authentications by reason: missing (no token), malformed, unknown (unknown or revoked token), limited (refused with 429 before any lookup).",
@@ -83,36 +82,58 @@ func newAuthGuard(l AuthLimits, log *slog.Logger, reg prometheus.Registerer) (*a
 	return g, reg.Register(g.failures)
 }
 
-// limited says whether addr has used up its allowance of failures, and when it may retry.
-func (g *authGuard) limited(addr string) (time.Duration, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	lim, ok := g.limiters[addr]
-	if !ok || lim.TokensAt(g.now()) >= 1 {
-		return 0, false
-	}
-	perToken := time.Minute / time.Duration(g.limits.FailuresPerMinute)
-	wait := time.Duration((1 - lim.TokensAt(g.now())) * float64(perToken))
-	return max(time.Second, time.Duration(math.Ceil(wait.Seconds()))*time.Second), true
+// allowance is one address's token bucket of failed authentications: it holds at most
+// FailuresPerMinute and refills at that rate. (x/time/rate cannot give back a token once taken,
+// which admit needs.)
+type allowance struct {
+	tokens float64
+	at     time.Time
 }
 
-// failed records a failed authentication from addr: it takes from the address's allowance,
-// counts it, and logs at most one line per LogEvery.
+// refill brings the bucket up to now and returns it.
+func (g *authGuard) refill(b *allowance, now time.Time) *allowance {
+	perSecond := float64(g.limits.FailuresPerMinute) / 60
+	if now.After(b.at) {
+		b.tokens = min(float64(g.limits.FailuresPerMinute), b.tokens+now.Sub(b.at).Seconds()*perSecond)
+		b.at = now
+	}
+	return b
+}
+
+// admit takes one failure's worth of addr's allowance before its token is looked up, so
+// concurrent requests cannot all pass the check at once. A request whose token then
+// authenticates calls release to give it back. When the allowance is used up, admit says so
+// and when the address may retry.
+func (g *authGuard) admit(addr string) (release func(), wait time.Duration, ok bool) {
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b, found := g.limiters[addr]
+	if !found {
+		if len(g.limiters) >= maxAuthEntries {
+			g.sweepLocked(now)
+		}
+		b = &allowance{tokens: float64(g.limits.FailuresPerMinute), at: now}
+		g.limiters[addr] = b
+	}
+	if g.refill(b, now).tokens < 1 {
+		perSecond := float64(g.limits.FailuresPerMinute) / 60
+		return nil, max(time.Second, time.Duration(math.Ceil((1-b.tokens)/perSecond))*time.Second), false
+	}
+	b.tokens--
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		b.tokens = min(float64(g.limits.FailuresPerMinute), b.tokens+1)
+	}, 0, true
+}
+
+// failed records a failed authentication from addr (admit has taken it from the address's
+// allowance already): it counts it and logs at most one line per LogEvery.
 func (g *authGuard) failed(addr, reason string) {
 	g.failures.WithLabelValues(reason).Inc()
 	now := g.now()
 	g.mu.Lock()
-	if reason != "limited" {
-		lim, ok := g.limiters[addr]
-		if !ok {
-			if len(g.limiters) >= maxAuthEntries {
-				g.sweepLocked(now)
-			}
-			lim = rate.NewLimiter(rate.Limit(float64(g.limits.FailuresPerMinute)/60), g.limits.FailuresPerMinute)
-			g.limiters[addr] = lim
-		}
-		lim.AllowN(now, 1)
-	}
 	g.unlogged++
 	if len(g.addrs) < 5 || g.addrs[addr] > 0 {
 		g.addrs[addr]++
@@ -130,8 +151,8 @@ func (g *authGuard) failed(addr, reason string) {
 // sweepLocked drops the limiters of addresses whose allowance is full again, and all of them
 // if that frees nothing: the map stays bounded under a flood from many addresses.
 func (g *authGuard) sweepLocked(now time.Time) {
-	for a, lim := range g.limiters {
-		if lim.TokensAt(now) >= float64(lim.Burst()) {
+	for a, b := range g.limiters {
+		if g.refill(b, now).tokens >= float64(g.limits.FailuresPerMinute) {
 			delete(g.limiters, a)
 		}
 	}

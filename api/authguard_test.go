@@ -40,6 +40,9 @@ func TestBadTokenFloodIsLimitedCountedAndLoggedOnce(t *testing.T) {
 	if r := a.do(http.MethodGet, "/api/v1/sites", a.viewer, nil); r.Status != http.StatusOK {
 		t.Fatalf("viewer before the flood: %s", r)
 	}
+	// A frozen clock: the allowance must not refill while a loaded machine runs the flood.
+	frozen := time.Now()
+	a.srv.auth.guard.now = func() time.Time { return frozen }
 	queries := countQueries(t, a.db.Gorm)
 	const flood = 5000
 	var statuses sync.Map
@@ -117,6 +120,9 @@ func TestBadTokenFloodIsLimitedCountedAndLoggedOnce(t *testing.T) {
 // TestUnknownTokenIsCachedNegatively: the same unknown token again costs no second lookup.
 func TestUnknownTokenIsCachedNegatively(t *testing.T) {
 	a := newTestAPI(t, storagetest.Dialects[0])
+	// A frozen clock: the allowance must not refill while a loaded machine runs the flood.
+	frozen := time.Now()
+	a.srv.auth.guard.now = func() time.Time { return frozen }
 	queries := countQueries(t, a.db.Gorm)
 	for range 50 {
 		if r := a.do(http.MethodGet, "/api/v1/sites", "ptr_unknown-token", nil); r.Status != http.StatusUnauthorized {

@@ -134,14 +134,18 @@ func (il *InstanceLock) Keep(ctx context.Context, interval time.Duration, log *s
 			return
 		case <-ticker.C:
 		}
+		// The tick's queries do not take ctx's cancellation: a query cancelled half-way makes
+		// the driver drop the connection, and the dying session would hold the name for a
+		// moment after Release.
+		tickCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		il.mu.Lock()
-		if il.lock != nil && !il.lock.held(ctx) {
+		if il.lock != nil && !il.lock.held(tickCtx) {
 			il.lock.release()
 			il.lock = nil
 			log.Warn("instance lock lost with its database connection; claiming it again", "instance", il.name)
 		}
 		if il.lock == nil {
-			l, err := il.db.tryAdvisoryLock(ctx, il.key)
+			l, err := il.db.tryAdvisoryLock(tickCtx, il.key)
 			switch {
 			case err != nil:
 				log.Warn("instance lock", "instance", il.name, "err", err)
@@ -153,6 +157,7 @@ func (il *InstanceLock) Keep(ctx context.Context, interval time.Duration, log *s
 			}
 		}
 		il.mu.Unlock()
+		cancel()
 	}
 }
 
