@@ -83,36 +83,39 @@ func newAuthGuard(l AuthLimits, log *slog.Logger, reg prometheus.Registerer) (*a
 	return g, reg.Register(g.failures)
 }
 
-// limited says whether addr has used up its allowance of failures, and when it may retry.
-func (g *authGuard) limited(addr string) (time.Duration, bool) {
+// admit takes one attempt from addr's allowance before its token is looked up. It says
+// no, with the wait until the next attempt, when the allowance is used up. done gives the
+// attempt back unless it failed, so valid tokens never use up an allowance; taking it up
+// front keeps concurrent attempts from overshooting.
+func (g *authGuard) admit(addr string) (done func(failed bool), wait time.Duration, ok bool) {
+	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	lim, ok := g.limiters[addr]
-	if !ok || lim.TokensAt(g.now()) >= 1 {
-		return 0, false
+	lim, found := g.limiters[addr]
+	if !found {
+		if len(g.limiters) >= maxAuthEntries {
+			g.sweepLocked(now)
+		}
+		lim = rate.NewLimiter(rate.Limit(float64(g.limits.FailuresPerMinute)/60), g.limits.FailuresPerMinute)
+		g.limiters[addr] = lim
 	}
-	perToken := time.Minute / time.Duration(g.limits.FailuresPerMinute)
-	wait := time.Duration((1 - lim.TokensAt(g.now())) * float64(perToken))
-	return max(time.Second, time.Duration(math.Ceil(wait.Seconds()))*time.Second), true
+	r := lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); !r.OK() || d > 0 {
+		r.CancelAt(now)
+		return nil, max(time.Second, time.Duration(math.Ceil(d.Seconds()))*time.Second), false
+	}
+	return func(failed bool) {
+		if !failed {
+			r.Cancel()
+		}
+	}, 0, true
 }
 
-// failed records a failed authentication from addr: it takes from the address's allowance,
-// counts it, and logs at most one line per LogEvery.
+// failed counts a failed authentication from addr and logs at most one line per LogEvery.
 func (g *authGuard) failed(addr, reason string) {
 	g.failures.WithLabelValues(reason).Inc()
 	now := g.now()
 	g.mu.Lock()
-	if reason != "limited" {
-		lim, ok := g.limiters[addr]
-		if !ok {
-			if len(g.limiters) >= maxAuthEntries {
-				g.sweepLocked(now)
-			}
-			lim = rate.NewLimiter(rate.Limit(float64(g.limits.FailuresPerMinute)/60), g.limits.FailuresPerMinute)
-			g.limiters[addr] = lim
-		}
-		lim.AllowN(now, 1)
-	}
 	g.unlogged++
 	if len(g.addrs) < 5 || g.addrs[addr] > 0 {
 		g.addrs[addr]++

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,11 +57,22 @@ func openHistory(c config, db *storage.DB) (storage.HistoryStore, error) {
 // history store and the database.
 func serve(ctx context.Context, c config, logw io.Writer) error {
 	log := newLogger(c, logw)
-	db, err := openDatabase(ctx, c)
+	// The database may be down at start-up: serve comes up all the same, says 503 on /readyz
+	// and ingests for the admin token, and connects in the background.
+	db, err := storage.OpenWith(ctx, c.DatabaseURL, storage.Options{Timeout: c.DatabaseTimeout, Lazy: true})
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", envName("database-url"), err)
 	}
 	defer db.Close()
+	var dbReady atomic.Bool
+	switch err := prepareDatabase(ctx, db); {
+	case err == nil:
+		dbReady.Store(true)
+	case errors.Is(err, storage.ErrUnavailable):
+		log.Warn("database unreachable at start-up; serving without it and retrying in the background", "err", err)
+	default:
+		return err
+	}
 	history, err := openHistory(c, db)
 	if err != nil {
 		return err
@@ -109,15 +121,29 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		Caches:     caches,
 		Ingest:     c.Ingest,
 		Auth:       c.authLimits(),
+
+		DatabaseReady: dbReady.Load,
 	})
 	if err != nil {
 		return err
 	}
-	warmed, err := srv.WarmMetricsCache(ctx, int(c.CacheMaxEntries))
-	if err != nil {
-		return err
+	// What needs the database once it is there: the policies and the metrics cache.
+	connected := func(ctx context.Context) error {
+		if err := srv.ReloadPolicies(ctx); err != nil {
+			return err
+		}
+		warmed, err := srv.WarmMetricsCache(ctx, int(c.CacheMaxEntries))
+		if err != nil {
+			return err
+		}
+		log.Info("metrics cache warmed", "paths", warmed)
+		return nil
 	}
-	log.Info("metrics cache warmed", "paths", warmed)
+	if dbReady.Load() {
+		if err := connected(ctx); err != nil {
+			return err
+		}
+	}
 
 	// Listen before serving so a busy port fails start-up at once.
 	ln, err := net.Listen("tcp", c.Listen)
@@ -133,6 +159,9 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	loops.Go(func() { coll.Run(loopCtx) })
 	loops.Go(func() { flusher.Run(loopCtx, c.ShutdownTimeout) })
 	loops.Go(func() { caches.RunCleanup(loopCtx, cacheCleanupInterval(c)) })
+	if !dbReady.Load() {
+		loops.Go(func() { waitForDatabase(loopCtx, db, log, &dbReady, connected) })
+	}
 	if sqlHistory, ok := history.(*storage.SQLHistory); ok {
 		loops.Go(func() { sqlHistory.RunRetention(loopCtx, c.HistoryRetention, time.Hour) })
 	}
