@@ -37,6 +37,9 @@ type DB struct {
 	Gorm    *gorm.DB
 	Dialect string
 	timeout time.Duration
+	// migrations is the pool migrations run on: on PostgreSQL a second one without the
+	// statement_timeout, which a long migration must not meet; opened on first use.
+	migrations migrationPool
 }
 
 // DefaultTimeout is the deadline of each statement when Options leave it 0.
@@ -79,6 +82,9 @@ func OpenWith(ctx context.Context, rawURL string, o Options) (*DB, error) {
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
 	}
 	db := &DB{Gorm: gdb, Dialect: dialect, timeout: o.Timeout}
+	if dialect == DialectPostgres {
+		db.migrations.dsn = rawURL
+	}
 	sqlDB, err := gdb.DB()
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
@@ -176,6 +182,7 @@ func (db *DB) statementTimeout() time.Duration {
 
 // Close releases the connection pool.
 func (db *DB) Close() error {
+	db.migrations.close()
 	return db.SQL().Close()
 }
 
@@ -215,7 +222,11 @@ func (db *DB) migrationProvider() (*goose.Provider, error) {
 	if db.Dialect == DialectPostgres {
 		gooseDialect = goose.DialectPostgres
 	}
-	provider, err := goose.NewProvider(gooseDialect, db.SQL(), dir)
+	pool, err := db.migrationSQL()
+	if err != nil {
+		return nil, fmt.Errorf("migrations for %s: %w", db.Dialect, err)
+	}
+	provider, err := goose.NewProvider(gooseDialect, pool, dir)
 	if err != nil {
 		return nil, fmt.Errorf("migrations for %s: %w", db.Dialect, err)
 	}

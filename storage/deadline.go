@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver of the migration pool
 	"gorm.io/gorm"
 )
 
@@ -111,3 +113,32 @@ func (p *deadlinePool) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.T
 
 // GetDBConn returns the pool, for gorm.DB.DB.
 func (p *deadlinePool) GetDBConn() (*sql.DB, error) { return p.DB, nil }
+
+// migrationPool is the lazily opened pool of DB.migrations.
+type migrationPool struct {
+	dsn  string // "" runs migrations on the main pool
+	once sync.Once
+	db   *sql.DB
+	err  error
+}
+
+// migrationSQL returns the pool migrations run on.
+func (db *DB) migrationSQL() (*sql.DB, error) {
+	m := &db.migrations
+	if m.dsn == "" {
+		return db.SQL(), nil
+	}
+	m.once.Do(func() {
+		m.db, m.err = sql.Open("pgx", m.dsn)
+		if m.err == nil {
+			m.db.SetMaxOpenConns(2)
+		}
+	})
+	return m.db, m.err
+}
+
+func (m *migrationPool) close() {
+	if m.db != nil {
+		_ = m.db.Close()
+	}
+}
