@@ -145,47 +145,30 @@ func (a *authenticator) middleware(roleOf func(method, fullPath string) (string,
 		bearer := ok && strings.EqualFold(scheme, "Bearer") && secret != ""
 		var p Principal
 		hit, known := false, false
-		admitted := func() {} // gives the allowance admit took back once the token is good
 		if bearer {
 			p, hit, known = a.cached(secret)
 		}
 		if !known {
-			// Tokens verified before pass this check, so a limited address that also holds a
-			// valid token (a NAT) keeps working.
-			release, wait, ok := a.guard.admit(addr)
-			if !ok {
+			// Tokens verified before skip the allowance, so a limited address that also holds
+			// a valid token (a NAT) keeps working.
+			done, wait, admitted := a.guard.admit(addr)
+			if !admitted {
 				a.guard.failed(addr, "limited")
 				refuse(c, &tooManyFailures{wait: wait})
 				return
 			}
-			admitted = release
-		}
-		switch {
-		case hit:
-		case header == "":
-			a.guard.failed(addr, "missing")
-			refuse(c, newError(errUnauthenticated, "send Authorization: Bearer <token>"))
-			return
-		case !bearer:
-			a.guard.failed(addr, "malformed")
-			refuse(c, newError(errUnauthenticated, "the Authorization header is not a bearer token"))
-			return
-		default:
-			var err error
-			p, err = a.principal(c.Request.Context(), secret)
-			if errors.Is(err, errUnauthenticated) {
-				a.guard.failed(addr, "unknown")
-				c.Header("WWW-Authenticate", `Bearer realm="patronus", error="invalid_token"`) // RFC 6750 3.1
-				refuse(c, err)
+			var ok, failed bool
+			p, ok, failed = a.authenticate(c, header, secret, bearer, addr)
+			done(failed)
+			if !ok {
 				return
 			}
-			if err != nil {
-				admitted() // the database failed, not the client
-				writeError(c, err)
+		} else if !hit {
+			var ok bool
+			if p, ok, _ = a.authenticate(c, header, secret, bearer, addr); !ok {
 				return
 			}
 		}
-		admitted()
 		if roleRank[p.Role] < roleRank[need] {
 			writeError(c, newError(errForbidden, "this operation needs the %s role; the token has %s", need, p.Role))
 			return
@@ -193,6 +176,33 @@ func (a *authenticator) middleware(roleOf func(method, fullPath string) (string,
 		c.Set(ctxPrincipal, p)
 		c.Next()
 	}
+}
+
+// authenticate resolves the request's token, or answers the request and says no (ok false);
+// failed says the token itself was refused, not that the database could not say.
+func (a *authenticator) authenticate(c *gin.Context, header, secret string, bearer bool, addr string) (p Principal, ok, failed bool) {
+	switch {
+	case header == "":
+		a.guard.failed(addr, "missing")
+		refuse(c, newError(errUnauthenticated, "send Authorization: Bearer <token>"))
+		return Principal{}, false, true
+	case !bearer:
+		a.guard.failed(addr, "malformed")
+		refuse(c, newError(errUnauthenticated, "the Authorization header is not a bearer token"))
+		return Principal{}, false, true
+	}
+	p, err := a.principal(c.Request.Context(), secret)
+	if errors.Is(err, errUnauthenticated) {
+		a.guard.failed(addr, "unknown")
+		c.Header("WWW-Authenticate", `Bearer realm="patronus", error="invalid_token"`) // RFC 6750 3.1
+		refuse(c, err)
+		return Principal{}, false, true
+	}
+	if err != nil {
+		writeError(c, err)
+		return Principal{}, false, false
+	}
+	return p, true, false
 }
 
 // principalOf returns the authenticated caller; the zero Principal on public routes.

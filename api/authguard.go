@@ -83,8 +83,8 @@ func newAuthGuard(l AuthLimits, log *slog.Logger, reg prometheus.Registerer) (*a
 }
 
 // allowance is one address's token bucket of failed authentications: it holds at most
-// FailuresPerMinute and refills at that rate. (x/time/rate cannot give back a token once taken,
-// which admit needs.)
+// FailuresPerMinute and refills at that rate. (x/time/rate cannot give back a token once
+// taken: Reservation.Cancel restores nothing after the reservation's time to act.)
 type allowance struct {
 	tokens float64
 	at     time.Time
@@ -92,19 +92,17 @@ type allowance struct {
 
 // refill brings the bucket up to now and returns it.
 func (g *authGuard) refill(b *allowance, now time.Time) *allowance {
-	perSecond := float64(g.limits.FailuresPerMinute) / 60
 	if now.After(b.at) {
-		b.tokens = min(float64(g.limits.FailuresPerMinute), b.tokens+now.Sub(b.at).Seconds()*perSecond)
+		b.tokens = min(float64(g.limits.FailuresPerMinute), b.tokens+now.Sub(b.at).Minutes()*float64(g.limits.FailuresPerMinute))
 		b.at = now
 	}
 	return b
 }
 
 // admit takes one failure's worth of addr's allowance before its token is looked up, so
-// concurrent requests cannot all pass the check at once. A request whose token then
-// authenticates calls release to give it back. When the allowance is used up, admit says so
-// and when the address may retry.
-func (g *authGuard) admit(addr string) (release func(), wait time.Duration, ok bool) {
+// concurrent requests cannot all pass the check at once; done(false) gives it back when the
+// token turned out good. When the allowance is used up, admit says when addr may retry.
+func (g *authGuard) admit(addr string) (done func(failed bool), wait time.Duration, ok bool) {
 	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -117,19 +115,22 @@ func (g *authGuard) admit(addr string) (release func(), wait time.Duration, ok b
 		g.limiters[addr] = b
 	}
 	if g.refill(b, now).tokens < 1 {
-		perSecond := float64(g.limits.FailuresPerMinute) / 60
-		return nil, max(time.Second, time.Duration(math.Ceil((1-b.tokens)/perSecond))*time.Second), false
+		perToken := time.Minute / time.Duration(g.limits.FailuresPerMinute)
+		d := time.Duration((1 - b.tokens) * float64(perToken))
+		return nil, max(time.Second, time.Duration(math.Ceil(d.Seconds()))*time.Second), false
 	}
 	b.tokens--
-	return func() {
+	return func(failed bool) {
+		if failed {
+			return
+		}
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		b.tokens = min(float64(g.limits.FailuresPerMinute), b.tokens+1)
 	}, 0, true
 }
 
-// failed records a failed authentication from addr (admit has taken it from the address's
-// allowance already): it counts it and logs at most one line per LogEvery.
+// failed counts a failed authentication from addr and logs at most one line per LogEvery.
 func (g *authGuard) failed(addr, reason string) {
 	g.failures.WithLabelValues(reason).Inc()
 	now := g.now()

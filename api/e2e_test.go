@@ -284,9 +284,13 @@ func TestPanickingProbeFailsReadiness(t *testing.T) {
 		c.Checks = append(c.Checks, Check{Name: "influxdb", Probe: func(context.Context) error { panic("probe blew up") }})
 	}))
 	for range 2 {
-		body := decodeAs[readinessBody](t, a.do(http.MethodGet, "/readyz", "", nil), http.StatusServiceUnavailable)
-		if body.Status != "unavailable" || body.Checks["influxdb"].Status != "fail" || body.Checks["database"].Status != "ok" {
+		r := a.do(http.MethodGet, "/readyz", "", nil)
+		body := decodeAs[readinessProblem](t, r, http.StatusServiceUnavailable)
+		if body.Detail != "influxdb: unavailable" || body.Checks["influxdb"].Status != "fail" || body.Checks["database"].Status != "ok" {
 			t.Errorf("readiness %+v, want influxdb failed and the database ok", body)
+		}
+		if strings.Contains(string(r.Body), "probe blew up") || r.Header.Get("Retry-After") == "" {
+			t.Errorf("readiness 503 shows the cause or has no Retry-After: %s", r)
 		}
 	}
 	if !strings.Contains(a.logs.String(), "panic in readiness probe") {

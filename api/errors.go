@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/time/rate"
 
 	"github.com/patronus-sdwan/patronus/storage"
 )
@@ -76,6 +77,10 @@ var retryAfterOf = map[error]time.Duration{
 	errUnavailable: 5 * time.Second, storage.ErrUnavailable: 5 * time.Second,
 	errBusy: time.Second, errTooManyRequests: 10 * time.Second,
 }
+
+// unavailableLog spaces out the log lines of 503 answers, which come in floods during an
+// outage.
+var unavailableLog = rate.Sometimes{Interval: 10 * time.Second}
 
 // retryAfterError is an error that says when the client may retry.
 type retryAfterError interface{ RetryAfter() time.Duration }
@@ -162,6 +167,10 @@ func problemAndRetry(err error) (Problem, time.Duration, bool) {
 			return p, retry, true
 		}
 	}
+	// A driver error no store translated, of a database that is down or too slow.
+	if u, ok := storage.AsUnavailable(err); ok {
+		return problemAndRetry(u)
+	}
 	return Problem{Type: problemTypeBase + "internal", Title: "Internal error", Status: http.StatusInternalServerError,
 		Detail: "internal error"}, 0, false
 }
@@ -182,6 +191,12 @@ func writeError(c *gin.Context, err error) {
 	p.RequestID = requestID(c)
 	if !known {
 		loggerFrom(c).Error("internal error", "err", err, "request_id", p.RequestID, "path", c.Request.URL.Path)
+	}
+	if errors.Is(err, storage.ErrUnavailable) || errors.Is(err, errUnavailable) {
+		// The client sees a word; the cause goes to the log, at most once per interval.
+		unavailableLog.Do(func() {
+			loggerFrom(c).Warn("dependency unavailable", "err", err, "request_id", p.RequestID, "path", c.Request.URL.Path)
+		})
 	}
 	if p.Status == http.StatusUnauthorized && c.Writer.Header().Get("WWW-Authenticate") == "" {
 		c.Header("WWW-Authenticate", `Bearer realm="patronus"`)

@@ -2,14 +2,17 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/time/rate"
 
 	patronus "github.com/patronus-sdwan/patronus"
 )
@@ -39,6 +42,14 @@ func (s *Server) GetHealth(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }
 
+// readinessProblem is the /readyz answer when a dependency fails: a problem whose detail
+// names the failing dependencies in words, with the checks beside it. Why a check failed
+// (addresses, users, driver text) goes to the log only.
+type readinessProblem struct {
+	Problem
+	Checks map[string]checkResult `json:"checks"`
+}
+
 // GetReadiness probes every dependency in parallel under one deadline and answers 503 naming
 // the ones that failed.
 func (s *Server) GetReadiness(c *gin.Context) {
@@ -51,7 +62,8 @@ func (s *Server) GetReadiness(c *gin.Context) {
 		wg.Go(func() {
 			res := checkResult{Status: "ok"}
 			if err := s.probe(ctx, c, chk); err != nil {
-				res = checkResult{Status: "fail", Error: err.Error()}
+				res = checkResult{Status: "fail", Error: "unavailable"}
+				readinessLog.Do(func() { loggerFrom(c).Warn("readiness check failed", "check", chk.Name, "err", err) })
 			}
 			mu.Lock()
 			body.Checks[chk.Name] = res
@@ -59,15 +71,31 @@ func (s *Server) GetReadiness(c *gin.Context) {
 		})
 	}
 	wg.Wait()
-	status := http.StatusOK
-	for _, r := range body.Checks {
-		if r.Status != "ok" {
-			status = http.StatusServiceUnavailable
-			body.Status = "unavailable"
+	var failed []string
+	for _, chk := range s.checks {
+		if body.Checks[chk.Name].Status != "ok" {
+			failed = append(failed, chk.Name+": unavailable")
 		}
 	}
-	c.JSON(status, body)
+	if len(failed) == 0 {
+		c.JSON(http.StatusOK, body)
+		return
+	}
+	c.Header("Retry-After", "5")
+	c.Header("Content-Type", problemContentType)
+	c.Status(http.StatusServiceUnavailable)
+	out, err := json.Marshal(readinessProblem{
+		Problem: Problem{Type: problemTypeBase + "unavailable", Title: "Service unavailable", Status: http.StatusServiceUnavailable,
+			Detail: strings.Join(failed, ", "), Instance: c.Request.URL.Path, RequestID: requestID(c)},
+		Checks: body.Checks,
+	})
+	if err == nil {
+		_, _ = c.Writer.Write(out)
+	}
 }
+
+// readinessLog spaces out the log lines of failed readiness checks, which probes repeat.
+var readinessLog = rate.Sometimes{Interval: 10 * time.Second}
 
 // probe runs one check. It runs on a goroutine of its own, out of the recovery middleware's
 // reach, so a panicking probe is caught here and counts as a failed check instead of ending

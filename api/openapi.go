@@ -139,8 +139,13 @@ func (ct *contract) validationMiddleware() gin.HandlerFunc {
 			c.Next()
 			return
 		}
-		if err := checkJSONBody(c, o); err != nil {
+		body, err := checkJSONBody(c, o)
+		if err != nil {
 			writeError(c, err)
+			return
+		}
+		if fields := controlCharParams(c.Request.URL.Query()); len(fields) > 0 {
+			writeError(c, fieldErrors(errBadRequest, fields))
 			return
 		}
 		params := make(map[string]string, len(c.Params))
@@ -157,29 +162,45 @@ func (ct *contract) validationMiddleware() gin.HandlerFunc {
 				ExcludeRequestBody: bodyValidatedByHandler[o.op.OperationID],
 			},
 		}
+		control := controlCharFields(body)
 		if err := openapi3filter.ValidateRequest(c.Request.Context(), input); err != nil {
-			writeError(c, requestValidationError(err))
+			writeError(c, withFields(requestValidationError(err), control))
+			return
+		}
+		if len(control) > 0 {
+			writeError(c, fieldErrors(errValidation, control))
 			return
 		}
 		c.Next()
 	}
 }
 
+// withFields adds the control-character fields to a validation error of the schema, so one
+// answer names every bad field; other errors (a 400, a 415) stand alone.
+func withFields(err error, control []FieldError) error {
+	var ae *apiError
+	if len(control) == 0 || !errors.As(err, &ae) || ae.kind != errValidation {
+		return err
+	}
+	return fieldErrors(errValidation, append(append([]FieldError{}, ae.fields...), control...))
+}
+
 // checkJSONBody refuses a required JSON body that is not exactly one JSON value (empty, cut
 // short, or followed by more data) with a 400 naming the body. kin-openapi decodes only the
 // first value and, when it fills in defaults, hands the handler a re-encoded body, so trailing
-// data would otherwise pass unnoticed. The body is read under the size limit and put back.
-func checkJSONBody(c *gin.Context, o *operation) error {
+// data would otherwise pass unnoticed. The body is read under the size limit, put back, and
+// returned (nil when the operation has no JSON body to check).
+func checkJSONBody(c *gin.Context, o *operation) ([]byte, error) {
 	rb := o.op.RequestBody
 	if rb == nil || rb.Value == nil || !rb.Value.Required || bodyValidatedByHandler[o.op.OperationID] {
-		return nil
+		return nil, nil
 	}
 	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
-		return nil // the validator answers 415
+		return nil, nil // the validator answers 415
 	}
 	body, err := readBody(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c.Request.Body = io.NopCloser(bytes.NewReader(body))
 	if !json.Valid(body) {
@@ -187,9 +208,9 @@ func checkJSONBody(c *gin.Context, o *operation) error {
 		if len(bytes.TrimSpace(body)) == 0 {
 			msg = "empty"
 		}
-		return fieldErrors(errBadRequest, []FieldError{{Field: "body", Message: "malformed JSON: " + msg}})
+		return nil, fieldErrors(errBadRequest, []FieldError{{Field: "body", Message: "malformed JSON: " + msg}})
 	}
-	return nil
+	return body, nil
 }
 
 // requestValidationError turns kin-openapi's errors into one API error naming the fields.

@@ -59,6 +59,11 @@ type Config struct {
 	// Auth limits failed authentications and sets how long verified tokens outlive a
 	// database outage; zero values take the defaults.
 	Auth AuthLimits
+	// DatabaseReady says whether the database is connected and migrated; nil means it is.
+	// Until it is, /readyz fails its database check and routes other than traffic ingest
+	// answer 503, while ingest works for the admin token; the caller calls ReloadPolicies
+	// once it is.
+	DatabaseReady func() bool
 	// Ingest bounds the ingest requests and body bytes held at once; zero values take the
 	// defaults.
 	Ingest IngestLimits
@@ -125,7 +130,7 @@ func New(cfg Config) (*Server, error) {
 		contract: ct,
 		auth:     newAuthenticator(store, cfg.AdminToken, guard, cfg.Logger),
 		registry: cfg.Registry,
-		checks:   append([]Check{{Name: "database", Probe: cfg.DB.Ping}}, cfg.Checks...),
+		checks:   append([]Check{{Name: "database", Probe: databaseProbe(cfg)}}, cfg.Checks...),
 		docs:     DocsHandler("/openapi.yaml"),
 	}
 	httpMetrics, err := newHTTPMetrics(cfg.Registry)
@@ -152,6 +157,7 @@ func New(cfg Config) (*Server, error) {
 		recoveryMiddleware(),
 		accessLogMiddleware(),
 		httpMetrics.middleware(),
+		databaseGate(cfg.DatabaseReady, ct.roleOf),
 		bodyLimitMiddleware(),
 		s.auth.middleware(ct.roleOf),
 		ingest.middleware(),
@@ -167,8 +173,10 @@ func New(cfg Config) (*Server, error) {
 	})
 	apigen.RegisterHandlersWithOptions(r, s, apigen.GinServerOptions{ErrorHandler: parameterError})
 	s.router = r
-	if err := s.ReloadPolicies(context.Background()); err != nil {
-		return nil, fmt.Errorf("load policies into the collector: %w", err)
+	if cfg.DatabaseReady == nil || cfg.DatabaseReady() {
+		if err := s.ReloadPolicies(context.Background()); err != nil {
+			return nil, fmt.Errorf("load policies into the collector: %w", err)
+		}
 	}
 	return s, nil
 }

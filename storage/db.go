@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -36,25 +37,55 @@ var migrations embed.FS
 type DB struct {
 	Gorm    *gorm.DB
 	Dialect string
+	timeout time.Duration
+	// migrations is the pool migrations run on: on PostgreSQL a second one without the
+	// statement_timeout, which a long migration must not meet; opened on first use.
+	migrations migrationPool
+}
+
+// DefaultTimeout is the deadline of each statement when Options leave it 0.
+const DefaultTimeout = 5 * time.Second
+
+// Options tune how the database is opened.
+type Options struct {
+	// Timeout is the deadline of each statement (a context deadline, and PostgreSQL's
+	// statement_timeout); a transaction as a whole gets four times this. DefaultTimeout
+	// when 0. A statement past it fails with ErrUnavailable.
+	Timeout time.Duration
+	// Lazy skips the connection check: Open succeeds while the server is down, and the
+	// first statement connects. A bad URL still fails.
+	Lazy bool
 }
 
 // Open connects to the database named by rawURL: a postgres:// or postgresql:// URL selects
 // PostgreSQL, anything else is a SQLite file path (optionally prefixed with sqlite: or file:).
 // It checks the connection before returning, so a bad URL or an unreachable server fails here.
 func Open(ctx context.Context, rawURL string) (*DB, error) {
-	dialect, dialector, err := dialectorFor(rawURL)
+	return OpenWith(ctx, rawURL, Options{})
+}
+
+// OpenWith is Open with options. An unreachable server is ErrUnavailable.
+func OpenWith(ctx context.Context, rawURL string, o Options) (*DB, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	dialect, dialector, err := dialectorFor(rawURL, o.Timeout)
 	if err != nil {
 		return nil, err
 	}
 	gdb, err := gorm.Open(dialector, &gorm.Config{
-		TranslateError: true,
-		Logger:         logger.Discard,
-		NowFunc:        func() time.Time { return time.Now().UTC() },
+		TranslateError:       true,
+		Logger:               logger.Discard,
+		NowFunc:              func() time.Time { return time.Now().UTC() },
+		DisableAutomaticPing: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
 	}
-	db := &DB{Gorm: gdb, Dialect: dialect}
+	db := &DB{Gorm: gdb, Dialect: dialect, timeout: o.Timeout}
+	if dialect == DialectPostgres {
+		db.migrations.dsn = rawURL
+	}
 	sqlDB, err := gdb.DB()
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
@@ -66,16 +97,21 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		sqlDB.SetMaxOpenConns(20)
 		sqlDB.SetMaxIdleConns(10)
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := sqlDB.PingContext(pingCtx); err != nil {
+	if err := withDeadlines(gdb, sqlDB, o.Timeout); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+	}
+	if o.Lazy {
+		return db, nil
+	}
+	if err := db.Ping(ctx); err != nil {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
 	}
 	return db, nil
 }
 
-func dialectorFor(rawURL string) (string, gorm.Dialector, error) {
+func dialectorFor(rawURL string, timeout time.Duration) (string, gorm.Dialector, error) {
 	if rawURL == "" {
 		rawURL = DefaultDatabaseURL
 	}
@@ -87,7 +123,7 @@ func dialectorFor(rawURL string) (string, gorm.Dialector, error) {
 		if u.Host == "" {
 			return "", nil, fmt.Errorf("%w: postgres url has no host", ErrInvalid)
 		}
-		return DialectPostgres, postgres.Open(rawURL), nil
+		return DialectPostgres, postgres.Open(withServerTimeouts(u, timeout)), nil
 	}
 	if strings.Contains(rawURL, "://") {
 		scheme, _, _ := strings.Cut(rawURL, "://")
@@ -127,13 +163,27 @@ func (db *DB) SQL() *sql.DB {
 	return sqlDB
 }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers, within the statement deadline; a database that
+// does not is ErrUnavailable.
 func (db *DB) Ping(ctx context.Context) error {
-	return db.SQL().PingContext(ctx)
+	ctx, cancel := context.WithTimeout(ctx, db.statementTimeout())
+	defer cancel()
+	if err := db.SQL().PingContext(ctx); err != nil {
+		return &unavailableError{what: "ping " + db.Dialect + " database", cause: err}
+	}
+	return nil
+}
+
+func (db *DB) statementTimeout() time.Duration {
+	if db.timeout <= 0 {
+		return DefaultTimeout
+	}
+	return db.timeout
 }
 
 // Close releases the connection pool.
 func (db *DB) Close() error {
+	db.migrations.close()
 	return db.SQL().Close()
 }
 
@@ -173,6 +223,10 @@ func (db *DB) migrationProvider(ctx context.Context) (*goose.Provider, error) {
 	if db.Dialect == DialectPostgres {
 		gooseDialect = goose.DialectPostgres
 	}
+	pool, err := db.migrationSQL()
+	if err != nil {
+		return nil, fmt.Errorf("migrations for %s: %w", db.Dialect, err)
+	}
 	var opts []goose.ProviderOption
 	if db.Dialect == DialectPostgres {
 		// Replicas starting at once on an empty database race on CREATE TABLE without a lock.
@@ -182,7 +236,7 @@ func (db *DB) migrationProvider(ctx context.Context) (*goose.Provider, error) {
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	provider, err := goose.NewProvider(gooseDialect, db.SQL(), dir, opts...)
+	provider, err := goose.NewProvider(gooseDialect, pool, dir, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("migrations for %s: %w", db.Dialect, err)
 	}
@@ -202,4 +256,36 @@ func (db *DB) migrationLocker(ctx context.Context) (lock.SessionLocker, error) {
 		return nil, fmt.Errorf("migration lock: %w", err)
 	}
 	return locker, nil
+}
+
+// minFreeBytes is the free space below which a SQLite database counts as unable to write.
+var minFreeBytes uint64 = 16 << 20
+
+// CheckWritable checks that the database answers and, for SQLite, that the file system it
+// lives on is writable and has room: a full disk fails writes while reads still work, and
+// readiness must say so. Failures are ErrUnavailable.
+func (db *DB) CheckWritable(ctx context.Context) error {
+	if err := db.Ping(ctx); err != nil {
+		return err
+	}
+	if db.Dialect != DialectSQLite {
+		return nil
+	}
+	var file string
+	if err := db.SQL().QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file); err != nil {
+		return &unavailableError{what: "find the SQLite file", cause: err}
+	}
+	if file == "" {
+		return nil // in memory
+	}
+	free, readOnly, err := diskSpace(filepath.Dir(file))
+	switch {
+	case err != nil:
+		return &unavailableError{what: "check the SQLite disk", cause: err}
+	case readOnly:
+		return &unavailableError{what: "check the SQLite disk", cause: fmt.Errorf("%s is on a read-only file system", file)}
+	case free < minFreeBytes:
+		return &unavailableError{what: "check the SQLite disk", cause: fmt.Errorf("%d bytes free for %s, under %d", free, file, minFreeBytes)}
+	}
+	return nil
 }

@@ -35,6 +35,8 @@ func translate(err error, what string) error {
 		return fmt.Errorf("%s: %w", what, ErrInvalid)
 	case isContention(err):
 		return &contentionError{what: what, cause: err}
+	case isUnavailable(err):
+		return &unavailableError{what: what, cause: err}
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrInvalid):
 		return fmt.Errorf("%s: %w", what, err)
 	default:

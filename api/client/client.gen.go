@@ -101,6 +101,21 @@ func (e CacheName) Valid() bool {
 	}
 }
 
+// Defines values for DependencyCheckError.
+const (
+	DependencyCheckErrorUnavailable DependencyCheckError = "unavailable"
+)
+
+// Valid indicates whether the value is a known member of the DependencyCheckError enum.
+func (e DependencyCheckError) Valid() bool {
+	switch e {
+	case DependencyCheckErrorUnavailable:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for DependencyCheckStatus.
 const (
 	DependencyCheckStatusFail DependencyCheckStatus = "fail"
@@ -482,12 +497,13 @@ type DeletionCounts struct {
 
 // DependencyCheck defines model for DependencyCheck.
 type DependencyCheck struct {
-	// Error Why the check failed; only when `status` is `fail`.
-	//
-	// Example: dial tcp 127.0.0.1:5432: connect: connection refused
-	Error  *string               `json:"error,omitempty"`
+	// Error `unavailable` when `status` is `fail`; the cause is in the service's log.
+	Error  *DependencyCheckError `json:"error,omitempty"`
 	Status DependencyCheckStatus `json:"status"`
 }
+
+// DependencyCheckError `unavailable` when `status` is `fail`; the cause is in the service's log.
+type DependencyCheckError string
 
 // DependencyCheckStatus defines model for DependencyCheck.Status.
 type DependencyCheckStatus string
@@ -1062,6 +1078,45 @@ type ReadinessStatus string
 type ReadinessChecks struct {
 	Database DependencyCheck  `json:"database"`
 	Influxdb *DependencyCheck `json:"influxdb,omitempty"`
+}
+
+// ReadinessProblem The problem /readyz answers when a dependency fails, with its checks.
+type ReadinessProblem struct {
+	// Checks One check per dependency; `influxdb` only when InfluxDB is the history backend.
+	Checks ReadinessChecks `json:"checks"`
+
+	// Detail What went wrong with this request, for humans.
+	//
+	// Example: the request body is invalid
+	Detail *string `json:"detail,omitempty"`
+
+	// Errors One entry per invalid field (400, 409 and 422).
+	Errors *[]FieldError `json:"errors,omitempty"`
+
+	// Instance The request path.
+	//
+	// Example: /api/v1/sites
+	Instance *string `json:"instance,omitempty"`
+
+	// RequestID Same as the `X-Request-ID` response header.
+	//
+	// Example: 01J0Z3Q6N7V9K2M4P5R8S1T3W6
+	RequestID string `json:"request_id"`
+
+	// Status The HTTP status code.
+	//
+	// Example: 422
+	Status int32 `json:"status"`
+
+	// Title Short summary of the kind of problem; the same for every problem of a type.
+	//
+	// Example: Validation failed
+	Title string `json:"title"`
+
+	// Type Identifies the kind of problem; stable, so clients can branch on it.
+	//
+	// Example: https://patronus.dev/problems/validation
+	Type string `json:"type"`
 }
 
 // Role `viewer` reads; `operator` also writes inventory, policies and metrics and ingests traffic; `admin` does everything.
@@ -11918,6 +11973,7 @@ type GetReadinessResponse500Headers struct {
 
 // GetReadinessResponse503Headers the declared response headers of an HTTP 503 response for GetReadiness
 type GetReadinessResponse503Headers struct {
+	RetryAfter int
 	XRequestID string
 }
 
@@ -11928,8 +11984,8 @@ type GetReadinessResponse struct {
 	JSON200 *Readiness
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Readiness
+	// ApplicationProblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationProblemJSON503 *ReadinessProblem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetReadinessResponse200Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -11948,9 +12004,9 @@ func (r GetReadinessResponse) GetApplicationProblemJSON500() *InternalError {
 	return r.ApplicationProblemJSON500
 }
 
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetReadinessResponse) GetJSON503() *Readiness {
-	return r.JSON503
+// GetApplicationProblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetReadinessResponse) GetApplicationProblemJSON503() *ReadinessProblem {
+	return r.ApplicationProblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -19050,11 +19106,11 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 		response.ApplicationProblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Readiness
+		var dest ReadinessProblem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.JSON503 = &dest
+		response.ApplicationProblemJSON503 = &dest
 
 	}
 
@@ -19081,6 +19137,13 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 		response.Headers500 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetReadinessResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

@@ -47,6 +47,7 @@ type config struct {
 	HTTP                httpLimits
 	Ingest              api.IngestLimits
 	Auth                api.AuthLimits
+	DatabaseTimeout     time.Duration
 }
 
 // httpLimits are the settings that keep slow or hostile clients from holding the server.
@@ -86,6 +87,7 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.DurationVar(&c.HTTP.IdleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection stays open")
 	fs.IntVar(&c.HTTP.MaxConnections, "max-connections", 4096, "most client connections open at once; more wait in the listen queue")
 	fs.IntVar(&c.Ingest.MaxRequests, "max-ingest-requests", api.DefaultMaxIngestRequests, "most traffic ingest requests served at once; past it 503 with Retry-After")
+	fs.DurationVar(&c.DatabaseTimeout, "database-timeout", storage.DefaultTimeout, "deadline of each database statement (a transaction gets four times it); past it 503 with Retry-After")
 	fs.IntVar(&c.Auth.FailuresPerMinute, "auth-failures-per-minute", api.DefaultAuthFailuresPerMinute, "failed authentications a client address may make per minute; past it 429 with Retry-After")
 	fs.DurationVar(&c.Auth.TokenGrace, "token-grace", api.DefaultTokenGrace, "how long a verified token is still accepted while the database cannot be reached")
 	fs.Int64Var(&c.Ingest.MaxBytes, "max-ingest-bytes", api.DefaultMaxIngestBytes, "most body bytes (decompressed) all ingest requests hold at once; past it 503 with Retry-After")
@@ -142,6 +144,9 @@ func (c config) validate() error {
 	}
 	if c.HTTP.MaxConnections <= 0 {
 		bad("max-connections", "must be positive, got %d", c.HTTP.MaxConnections)
+	}
+	if c.DatabaseTimeout <= 0 {
+		bad("database-timeout", "must be positive, got %s", c.DatabaseTimeout)
 	}
 	if c.Auth.FailuresPerMinute <= 0 {
 		bad("auth-failures-per-minute", "must be positive, got %d", c.Auth.FailuresPerMinute)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,19 +69,28 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	if c.Instance == "" {
 		c.Instance = defaultInstance(ln.Addr())
 	}
-	db, err := openDatabase(ctx, c)
+	// The database may be down at start-up: serve comes up all the same, says 503 on /readyz
+	// and ingests for the admin token, and connects in the background.
+	db, err := storage.OpenWith(ctx, c.DatabaseURL, storage.Options{Timeout: c.DatabaseTimeout, Lazy: true})
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", envName("database-url"), err)
 	}
 	defer db.Close()
-	instanceLock, err := db.ClaimInstance(ctx, c.Instance)
-	if errors.Is(err, storage.ErrInstanceTaken) {
-		return fmt.Errorf("%s: %q is the name of another running replica; give each replica its own name", envName("instance"), c.Instance)
+	instance := &instanceClaim{db: db, name: c.Instance}
+	defer instance.release()
+	var dbReady atomic.Bool
+	switch err := prepareDatabase(ctx, db); {
+	case err == nil:
+		// A name another live replica holds stops start-up at once.
+		if err := instance.claim(ctx); err != nil {
+			return err
+		}
+		dbReady.Store(true)
+	case errors.Is(err, storage.ErrUnavailable):
+		log.Warn("database unreachable at start-up; serving without it and retrying in the background", "err", err)
+	default:
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", envName("instance"), err)
-	}
-	defer instanceLock.Release()
 	history, err := openHistory(c, db)
 	if err != nil {
 		return err
@@ -135,15 +145,43 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		Caches:     caches,
 		Ingest:     c.Ingest,
 		Auth:       c.authLimits(),
+
+		DatabaseReady: dbReady.Load,
 	})
 	if err != nil {
 		return err
 	}
-	warmed, err := srv.WarmMetricsCache(ctx, int(c.CacheMaxEntries))
-	if err != nil {
-		return err
+	// fatal carries what must stop a running server: the instance name taken by another
+	// replica while this one waited for the database.
+	fatal := make(chan error, 1)
+	// What needs the database once it is there: the instance name, the policies and the
+	// metrics cache.
+	connected := func(ctx context.Context) error {
+		if !instance.held() {
+			if err := instance.claim(ctx); err != nil {
+				var taken errInstanceTaken
+				if errors.As(err, &taken) {
+					fatal <- err
+					return nil
+				}
+				return err
+			}
+		}
+		if err := srv.ReloadPolicies(ctx); err != nil {
+			return err
+		}
+		warmed, err := srv.WarmMetricsCache(ctx, int(c.CacheMaxEntries))
+		if err != nil {
+			return err
+		}
+		log.Info("metrics cache warmed", "paths", warmed)
+		return nil
 	}
-	log.Info("metrics cache warmed", "paths", warmed)
+	if dbReady.Load() {
+		if err := connected(ctx); err != nil {
+			return err
+		}
+	}
 
 	httpServer := newHTTPServer(c.HTTP, srv.Handler())
 	serveErr := make(chan error, 1)
@@ -157,10 +195,13 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	if flows != nil {
 		loops.Go(func() { flows.Run(loopCtx) })
 	}
+	if !dbReady.Load() {
+		loops.Go(func() { waitForDatabase(loopCtx, db, log, &dbReady, connected) })
+	}
 	if sqlHistory, ok := history.(*storage.SQLHistory); ok {
 		loops.Go(func() { sqlHistory.RunRetention(loopCtx, c.HistoryRetention, time.Hour, log) })
 	}
-	loops.Go(func() { instanceLock.Keep(loopCtx, 10*time.Second, log) })
+	loops.Go(func() { instance.keep(loopCtx, log) })
 	log.Info("patronus serving", "listen", ln.Addr().String(), "version", buildVersion(),
 		"database", db.Dialect, "history", historyKind(c), "instance", c.Instance)
 
@@ -168,6 +209,8 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	select {
 	case err := <-serveErr:
 		runErr = fmt.Errorf("http server: %w", err)
+	case err := <-fatal:
+		runErr = err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
