@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -123,6 +124,21 @@ type Spool struct {
 
 	ckMu       sync.Mutex
 	checkpoint int64
+
+	lock *os.File // holds the directory's lock while the spool is open
+}
+
+// lockDir takes the spool directory's lock, so that two processes never append to one log.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool: directory %s is in use by another process: %w", dir, err)
+	}
+	return f, nil
 }
 
 // Open opens (or creates) the spool in cfg.Dir and recovers it: a torn tail is cut off and
@@ -154,10 +170,15 @@ func Open(cfg Config) (*Spool, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
 	s := &Spool{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), done: make(chan struct{}),
-		acc: map[int64]*Delta{}}
+		acc: map[int64]*Delta{}, lock: lock}
 	s.synced.L = &s.syncMu
 	if err := s.recover(); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	s.stopped.Go(s.syncLoop)
@@ -503,5 +524,6 @@ func (s *Spool) Close() error {
 	if s.failed == nil {
 		s.failed = errors.New("spool closed")
 	}
+	s.lock.Close()
 	return err
 }

@@ -183,3 +183,15 @@ func TestMaxBytesDropsOldest(t *testing.T) {
 		t.Fatalf("after the commit %d segments remain, want only the active one", st.Segments)
 	}
 }
+
+// TestOneProcessPerDirectory: a second spool on a directory in use is refused.
+func TestOneProcessPerDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Config{})
+	if _, err := Open(Config{Dir: dir}); err == nil {
+		t.Fatal("a second spool opened the directory in use")
+	}
+	s.Close()
+	s2 := openTest(t, dir, Config{})
+	s2.Close()
+}

@@ -784,7 +784,7 @@ type PipelineStats struct {
 	// PointsDropped Points dropped because the buffer was full or the store rejected them for good.
 	PointsDropped int64 `json:"points_dropped"`
 
-	// PointsPending Points buffered in memory waiting to be written.
+	// PointsPending Points waiting to be written, in memory; with the spool they are also on disk until written, and survive a restart.
 	PointsPending int64 `json:"points_pending"`
 	PointsWritten int64 `json:"points_written"`
 }
@@ -2113,8 +2113,23 @@ type ClientInterface interface {
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+	// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+	// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+	//
+	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+	// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+	// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+	// history receives every acknowledged batch exactly once, after a restart if need be,
+	// with the same timestamps, so nothing is doubled. A batch that was in flight without
+	// an answer may or may not be recorded; resending it can count it twice. Live counters
+	// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+	// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+	// oldest unwritten traffic is dropped and counted
+	// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+	// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+	// crash of the machine (not only of the process) can lose that interval. 503 when the
+	// spool cannot write (disk full or failing); nothing is recorded then.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2128,8 +2143,23 @@ type ClientInterface interface {
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+	// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+	// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+	//
+	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+	// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+	// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+	// history receives every acknowledged batch exactly once, after a restart if need be,
+	// with the same timestamps, so nothing is doubled. A batch that was in flight without
+	// an answer may or may not be recorded; resending it can count it twice. Live counters
+	// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+	// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+	// oldest unwritten traffic is dropped and counted
+	// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+	// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+	// crash of the machine (not only of the process) can lose that interval. 503 when the
+	// spool cannot write (disk full or failing); nothing is recorded then.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3239,8 +3269,23 @@ func (c *Client) DeleteToken(ctx context.Context, tokenID TokenID, reqEditors ..
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+//
+// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+// history receives every acknowledged batch exactly once, after a restart if need be,
+// with the same timestamps, so nothing is doubled. A batch that was in flight without
+// an answer may or may not be recorded; resending it can count it twice. Live counters
+// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+// oldest unwritten traffic is dropped and counted
+// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+// crash of the machine (not only of the process) can lose that interval. 503 when the
+// spool cannot write (disk full or failing); nothing is recorded then.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3264,8 +3309,23 @@ func (c *Client) IngestTrafficWithBody(ctx context.Context, params *IngestTraffi
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+//
+// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+// history receives every acknowledged batch exactly once, after a restart if need be,
+// with the same timestamps, so nothing is doubled. A batch that was in flight without
+// an answer may or may not be recorded; resending it can count it twice. Live counters
+// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+// oldest unwritten traffic is dropped and counted
+// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+// crash of the machine (not only of the process) can lose that interval. 503 when the
+// spool cannot write (disk full or failing); nothing is recorded then.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -6249,8 +6309,23 @@ type ClientWithResponsesInterface interface {
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+	// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+	// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+	//
+	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+	// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+	// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+	// history receives every acknowledged batch exactly once, after a restart if need be,
+	// with the same timestamps, so nothing is doubled. A batch that was in flight without
+	// an answer may or may not be recorded; resending it can count it twice. Live counters
+	// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+	// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+	// oldest unwritten traffic is dropped and counted
+	// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+	// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+	// crash of the machine (not only of the process) can lose that interval. 503 when the
+	// spool cannot write (disk full or failing); nothing is recorded then.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6264,8 +6339,23 @@ type ClientWithResponsesInterface interface {
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+	// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+	// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+	//
+	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+	// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+	// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+	// history receives every acknowledged batch exactly once, after a restart if need be,
+	// with the same timestamps, so nothing is doubled. A batch that was in flight without
+	// an answer may or may not be recorded; resending it can count it twice. Live counters
+	// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+	// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+	// oldest unwritten traffic is dropped and counted
+	// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+	// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+	// crash of the machine (not only of the process) can lose that interval. 503 when the
+	// spool cannot write (disk full or failing); nothing is recorded then.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -11223,6 +11313,11 @@ type IngestTrafficResponse500Headers struct {
 	XRequestID string
 }
 
+// IngestTrafficResponse503Headers the declared response headers of an HTTP 503 response for IngestTraffic
+type IngestTrafficResponse503Headers struct {
+	XRequestID string
+}
+
 type IngestTrafficResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -11242,6 +11337,8 @@ type IngestTrafficResponse struct {
 	ApplicationProblemJSON422 *UnprocessableEntity
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
+	// ApplicationProblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationProblemJSON503 *ServiceUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *IngestTrafficResponse200Headers
 	// Headers400 the parsed response headers for an HTTP 400 response
@@ -11258,6 +11355,8 @@ type IngestTrafficResponse struct {
 	Headers422 *IngestTrafficResponse422Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *IngestTrafficResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *IngestTrafficResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -11298,6 +11397,11 @@ func (r IngestTrafficResponse) GetApplicationProblemJSON422() *UnprocessableEnti
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r IngestTrafficResponse) GetApplicationProblemJSON500() *InternalError {
 	return r.ApplicationProblemJSON500
+}
+
+// GetApplicationProblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r IngestTrafficResponse) GetApplicationProblemJSON503() *ServiceUnavailable {
+	return r.ApplicationProblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -12633,8 +12737,23 @@ func (c *ClientWithResponses) DeleteTokenWithResponse(ctx context.Context, token
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+//
+// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+// history receives every acknowledged batch exactly once, after a restart if need be,
+// with the same timestamps, so nothing is doubled. A batch that was in flight without
+// an answer may or may not be recorded; resending it can count it twice. Live counters
+// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+// oldest unwritten traffic is dropped and counted
+// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+// crash of the machine (not only of the process) can lose that interval. 503 when the
+// spool cannot write (disk full or failing); nothing is recorded then.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -12654,8 +12773,23 @@ func (c *ClientWithResponses) IngestTrafficWithBodyWithResponse(ctx context.Cont
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+//
+// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+// history receives every acknowledged batch exactly once, after a restart if need be,
+// with the same timestamps, so nothing is doubled. A batch that was in flight without
+// an answer may or may not be recorded; resending it can count it twice. Live counters
+// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+// oldest unwritten traffic is dropped and counted
+// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+// crash of the machine (not only of the process) can lose that interval. 503 when the
+// spool cannot write (disk full or failing); nothing is recorded then.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -18214,6 +18348,13 @@ func ParseIngestTrafficResponse(rsp *http.Response) (*IngestTrafficResponse, err
 		}
 		response.ApplicationProblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -18304,6 +18445,16 @@ func ParseIngestTrafficResponse(rsp *http.Response) (*IngestTrafficResponse, err
 			headers.XRequestID = value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers IngestTrafficResponse503Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
