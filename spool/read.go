@@ -59,7 +59,14 @@ func (s *Spool) ReadFlushes() ([]Flush, error) {
 		end := min(seg.start+seg.size, limit)
 		data, err := readRange(filepath.Join(s.cfg.Dir, segmentName(seg.start)), s.readPos-seg.start, end-s.readPos)
 		if errors.Is(err, os.ErrNotExist) {
-			continue // deleted meanwhile; the next round finds the next segment
+			// Deleted by MaxBytes meanwhile: look again at the segments that are left.
+			s.mu.Lock()
+			segs = slices.Clone(s.segments)
+			s.mu.Unlock()
+			if slices.Contains(segs, seg) {
+				return out, fmt.Errorf("spool: segment %s is missing", segmentName(seg.start))
+			}
+			continue
 		}
 		if err != nil {
 			return out, err

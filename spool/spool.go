@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -106,6 +107,7 @@ type Spool struct {
 	segments []segment // oldest first; the last is the active one
 	writePos int64     // end of the log
 	failed   error
+	failure  atomic.Pointer[error] // failed, for readers that must not take mu
 	payload  []byte
 	frame    []byte
 	stats    Stats
@@ -381,10 +383,13 @@ func (s *Spool) appendRecord(ctx context.Context, encode func([]byte) []byte, wa
 	return nil
 }
 
+// failedErr returns the failure that stops appends, without taking s.mu: waiters hold
+// syncMu, and rotation takes syncMu while holding s.mu.
 func (s *Spool) failedErr() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.failed
+	if p := s.failure.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // rotateLocked starts a new segment when the active one is full, and deletes the oldest ones
@@ -434,6 +439,7 @@ func (s *Spool) rotateLocked() error {
 func (s *Spool) failLocked(err error) error {
 	if s.failed == nil {
 		s.failed = fmt.Errorf("%w: %v", ErrUnavailable, err)
+		s.failure.Store(&s.failed)
 		s.log.Error("spool: write failed; ingest refused until restart", "err", err)
 		s.syncMu.Lock()
 		s.synced.Broadcast()
@@ -523,7 +529,15 @@ func (s *Spool) Close() error {
 	s.f = nil
 	if s.failed == nil {
 		s.failed = errors.New("spool closed")
+		s.failure.Store(&s.failed)
 	}
+	// Release appends still waiting: what they wrote is synced now (or failed with err).
+	s.syncMu.Lock()
+	if err == nil {
+		s.syncedPos = max(s.syncedPos, s.writePos)
+	}
+	s.synced.Broadcast()
+	s.syncMu.Unlock()
 	s.lock.Close()
 	return err
 }
