@@ -132,7 +132,11 @@ func decodeCut(p []byte) (cut, error) {
 	c.activeFlows = make(map[int64]int64, n)
 	for i := 0; i < n && r.err == nil; i++ {
 		id := r.varint()
-		c.activeFlows[id] = int64(r.uvarint())
+		n := int64(r.uvarint())
+		if n < 0 {
+			return cut{}, fmt.Errorf("%w: negative active flows", errCorrupt)
+		}
+		c.activeFlows[id] = n
 	}
 	return c, r.err
 }
