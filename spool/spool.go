@@ -127,7 +127,8 @@ type Spool struct {
 	ckMu       sync.Mutex
 	checkpoint int64
 
-	lock *os.File // holds the directory's lock while the spool is open
+	lock      *os.File // holds the directory's lock while the spool is open
+	closeOnce sync.Once
 }
 
 // lockDir takes the spool directory's lock, so that two processes never append to one log.
@@ -513,8 +514,13 @@ func (s *Spool) Stats() Stats {
 	return st
 }
 
-// Close fsyncs what was written and closes the active segment.
+// Close fsyncs what was written and closes the active segment. Later calls do nothing.
 func (s *Spool) Close() error {
+	first := false
+	s.closeOnce.Do(func() { first = true })
+	if !first {
+		return nil
+	}
 	close(s.done)
 	s.stopped.Wait()
 	s.mu.Lock()
