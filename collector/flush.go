@@ -84,6 +84,7 @@ type Flusher struct {
 	mu      sync.Mutex
 	queue   []queuedFlush // oldest first
 	pending int
+	nextSeq uint64
 	stats   PipelineStats
 	wake    chan struct{}
 }
@@ -93,6 +94,9 @@ type queuedFlush struct {
 	points []storage.PolicyDelta
 	// end is the spool position to commit once the points are written; 0 without a spool.
 	end int64
+	// seq numbers the queued flushes, so that completing a write removes exactly the flushes
+	// it sent, even if dropOldest removed some from the head meanwhile.
+	seq uint64
 }
 
 // Spool is the durable log a Flusher reads its points from when FlushConfig.Spool is set:
@@ -168,6 +172,8 @@ func (f *Flusher) CollectDeltas() int {
 			}
 			continue
 		}
+		f.nextSeq++
+		q.seq = f.nextSeq
 		f.queue = append(f.queue, q)
 		f.pending += len(q.points)
 		n += len(q.points)
@@ -239,7 +245,7 @@ func (f *Flusher) dropOldestLocked() {
 }
 
 // nextBatch returns up to MaxBatch queued points, oldest first, without removing them.
-func (f *Flusher) nextBatch() (batch []storage.PolicyDelta, parts int) {
+func (f *Flusher) nextBatch() (batch []storage.PolicyDelta, last uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, q := range f.queue {
@@ -247,20 +253,20 @@ func (f *Flusher) nextBatch() (batch []storage.PolicyDelta, parts int) {
 			break
 		}
 		batch = append(batch, q.points...)
-		parts++
+		last = q.seq
 	}
-	return batch, parts
+	return batch, last
 }
 
-// complete removes the first parts batches of the queue after they were written, refused
-// points excepted. The queue may have lost points to dropOldest meanwhile; only what is
-// still there is removed.
-func (f *Flusher) complete(parts, refused int, refusal error) {
+// complete removes the queued flushes up to sequence number last after they were written,
+// refused points excepted. The queue may have lost points to dropOldest meanwhile; only what
+// is still there is removed.
+func (f *Flusher) complete(last uint64, refused int, refusal error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	removed := 0
 	var end int64
-	for i := 0; i < parts && len(f.queue) > 0; i++ {
+	for len(f.queue) > 0 && f.queue[0].seq <= last {
 		removed += len(f.queue[0].points)
 		end = f.queue[0].end
 		f.queue = f.queue[1:]
@@ -294,10 +300,10 @@ func (f *Flusher) noteError(err error) {
 // writeOnce sends the next batch. It reports whether the queue has more to send now, and,
 // after a retryable failure, how long to wait before the next attempt.
 func (f *Flusher) writeOnce(ctx context.Context) (more bool, wait time.Duration, err error) {
-	batch, parts := f.nextBatch()
+	batch, last := f.nextBatch()
 	if len(batch) == 0 {
-		if parts > 0 { // flushes without points, queued behind others to keep commits in order
-			f.complete(parts, 0, nil)
+		if last > 0 { // flushes without points, queued behind others to keep commits in order
+			f.complete(last, 0, nil)
 			return true, 0, nil
 		}
 		return false, 0, nil
@@ -308,7 +314,7 @@ func (f *Flusher) writeOnce(ctx context.Context) (more bool, wait time.Duration,
 		_, retryAfter := classifyWriteError(err)
 		return false, retryAfter, err
 	}
-	f.complete(parts, refused, refusal)
+	f.complete(last, refused, refusal)
 	return true, 0, refusal
 }
 
