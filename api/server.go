@@ -37,6 +37,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Collector holds the live traffic counters; policy writes recompile its classifier.
 	Collector *collector.Collector
+	// Spool, when set, receives every ingest batch's per-policy deltas before the batch is
+	// acknowledged: a 200 means they are on disk. nil acknowledges once the batch is counted
+	// in memory.
+	Spool TrafficSpool
 	// Publish broadcasts a change event (site.deleted, policy.updated, ...); nil publishes to
 	// Events.
 	Publish func(eventType string, data any)

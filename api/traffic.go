@@ -3,6 +3,7 @@ package api
 import (
 	"compress/flate"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +15,14 @@ import (
 
 	"github.com/patronus-sdwan/patronus/api/apigen"
 	"github.com/patronus-sdwan/patronus/collector"
+	"github.com/patronus-sdwan/patronus/spool"
 )
+
+// TrafficSpool is the durable log ingest batches are appended to before they are
+// acknowledged; *spool.Spool implements it.
+type TrafficSpool interface {
+	Append(ctx context.Context, deltas []spool.Delta) error
+}
 
 // IngestTraffic records a batch of traffic reports, all or nothing. The body is decoded and
 // validated by collector.DecodeBatch, not by the spec middleware: validating 10,000 reports
@@ -30,7 +38,18 @@ func (s *Server) IngestTraffic(c *gin.Context, params apigen.IngestTrafficParams
 		writeError(c, err)
 		return
 	}
-	res, err := s.cfg.Collector.RecordBatch(reports) // counts its own rejections
+	var res collector.BatchResult
+	if s.cfg.Spool != nil {
+		ctx := c.Request.Context()
+		res, err = s.cfg.Collector.RecordBatchDurably(reports, func(deltas []spool.Delta) error {
+			if err := s.cfg.Spool.Append(ctx, deltas); err != nil {
+				return fmt.Errorf("%w: traffic spool: %w", errUnavailable, err)
+			}
+			return nil
+		})
+	} else {
+		res, err = s.cfg.Collector.RecordBatch(reports) // counts its own rejections
+	}
 	if err != nil {
 		writeError(c, trafficError(err))
 		return
@@ -74,6 +93,9 @@ func readTraffic(c *gin.Context, params apigen.IngestTrafficParams) ([]collector
 // is a 400, too many reports a 413, anything else about the content a 422 naming the report
 // and field; errors reading the body are sorted by bodyReadError.
 func trafficError(err error) error {
+	if errors.Is(err, errUnavailable) {
+		return err // the spool could not take the batch: nothing was recorded
+	}
 	var ve *collector.ValidationError
 	if !errors.As(err, &ve) {
 		return bodyReadError(err)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/patronus-sdwan/patronus/spool"
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
@@ -242,41 +243,135 @@ type BatchResult struct {
 // Otherwise it records all of them, classifying the reports without a policy id.
 func (c *Collector) RecordBatch(reports []Report) (BatchResult, error) {
 	set := c.policies.Load()
+	if err := c.validateBatch(set, reports); err != nil {
+		return BatchResult{}, err
+	}
+	return c.recordValidated(set, reports, nil)
+}
+
+// RecordBatchDurably validates a batch as RecordBatch does, then hands its per-policy deltas
+// (sums of the classified reports, unclassified traffic excluded) to persist, and records the
+// batch in the live counters only if persist succeeds. An error of persist is returned as it
+// is, with nothing recorded: the batch must not be acknowledged.
+func (c *Collector) RecordBatchDurably(reports []Report, persist func([]spool.Delta) error) (BatchResult, error) {
+	set := c.policies.Load()
+	if err := c.validateBatch(set, reports); err != nil {
+		return BatchResult{}, err
+	}
+	return c.recordValidated(set, reports, persist)
+}
+
+// recordValidated classifies and records a validated batch; with persist, it first hands the
+// batch's per-policy deltas to it.
+func (c *Collector) recordValidated(set *policySet, reports []Report, persist func([]spool.Delta) error) (BatchResult, error) {
+	res := BatchResult{Accepted: len(reports)}
+	now := c.nanos()
+	if persist == nil { // classify and record in one pass
+		for i := range reports {
+			r := &reports[i]
+			c.record(c.classifyReport(set, r, &res), &r.Flow, r.Packets, r.Bytes, now)
+		}
+		c.countBatch(len(reports), res.Unclassified)
+		return res, nil
+	}
+	ids := make([]int64, len(reports))
+	for i := range reports {
+		ids[i] = c.classifyReport(set, &reports[i], &res)
+	}
+	if err := persist(batchDeltas(reports, ids)); err != nil {
+		return BatchResult{}, err
+	}
+	for i := range reports {
+		r := &reports[i]
+		c.record(ids[i], &r.Flow, r.Packets, r.Bytes, now)
+	}
+	c.countBatch(len(reports), res.Unclassified)
+	return res, nil
+}
+
+// classifyReport returns the policy a report counts against, counting it in res.
+func (c *Collector) classifyReport(set *policySet, r *Report, res *BatchResult) int64 {
+	switch {
+	case r.PolicyID != nil:
+		return *r.PolicyID
+	default:
+		if matched, ok := set.cls.classify(&r.Flow); ok {
+			res.Classified++
+			return matched
+		}
+		res.Unclassified++
+		return Unclassified
+	}
+}
+
+// countBatch counts a recorded batch for the ingest metrics.
+func (c *Collector) countBatch(reports, unclassified int) {
+	c.unclassifiedRecords.Add(uint64(unclassified))
+	c.batches.Add(1)
+	c.records.Add(uint64(reports))
+}
+
+// batchDeltas sums a batch's reports per policy, saturating, in order of first appearance.
+// Batches usually name few policies, so a linear scan of the sums beats a map.
+func batchDeltas(reports []Report, ids []int64) []spool.Delta {
+	var out []spool.Delta
+	var index map[int64]int
+	for i := range reports {
+		id := ids[i]
+		if id == Unclassified {
+			continue
+		}
+		j := -1
+		if index != nil {
+			if k, ok := index[id]; ok {
+				j = k
+			}
+		} else {
+			for k := range out {
+				if out[k].PolicyID == id {
+					j = k
+					break
+				}
+			}
+		}
+		if j < 0 {
+			j = len(out)
+			out = append(out, spool.Delta{PolicyID: id})
+			if index == nil && len(out) > 16 {
+				index = make(map[int64]int, 64)
+				for k := range out {
+					index[out[k].PolicyID] = k
+				}
+			} else if index != nil {
+				index[id] = j
+			}
+		}
+		out[j].Packets = addInt64Sat(out[j].Packets, int64Sat(reports[i].Packets))
+		out[j].Bytes = addInt64Sat(out[j].Bytes, int64Sat(reports[i].Bytes))
+	}
+	return out
+}
+
+// validateBatch checks what DecodeBatch cannot: policy ids against the policies, and that
+// reports built in code carry both addresses.
+func (c *Collector) validateBatch(set *policySet, reports []Report) error {
 	for i := range reports {
 		r := &reports[i]
 		if r.PolicyID != nil && !set.known(*r.PolicyID) {
 			c.rejected.Add(1)
-			return BatchResult{}, &ValidationError{Index: i, Field: fieldPath(i, "policy_id"),
+			return &ValidationError{Index: i, Field: fieldPath(i, "policy_id"),
 				Message: fmt.Sprintf("unknown policy %d", *r.PolicyID)}
 		}
 		if !r.Flow.SrcIP.IsValid() {
 			c.rejected.Add(1)
-			return BatchResult{}, &ValidationError{Index: i, Field: fieldPath(i, "flow.src_ip"), Message: "is required"}
+			return &ValidationError{Index: i, Field: fieldPath(i, "flow.src_ip"), Message: "is required"}
 		}
 		if !r.Flow.DstIP.IsValid() {
 			c.rejected.Add(1)
-			return BatchResult{}, &ValidationError{Index: i, Field: fieldPath(i, "flow.dst_ip"), Message: "is required"}
+			return &ValidationError{Index: i, Field: fieldPath(i, "flow.dst_ip"), Message: "is required"}
 		}
 	}
-	res := BatchResult{Accepted: len(reports)}
-	now := c.nanos()
-	for i := range reports {
-		r := &reports[i]
-		id := Unclassified
-		if r.PolicyID != nil {
-			id = *r.PolicyID
-		} else if matched, ok := set.cls.classify(&r.Flow); ok {
-			id = matched
-			res.Classified++
-		} else {
-			res.Unclassified++
-		}
-		c.record(id, &r.Flow, r.Packets, r.Bytes, now)
-	}
-	c.unclassifiedRecords.Add(uint64(res.Unclassified))
-	c.batches.Add(1)
-	c.records.Add(uint64(len(reports)))
-	return res, nil
+	return nil
 }
 
 // ObserveRejected counts a batch rejected before it reached RecordBatch (for example by

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/patronus-sdwan/patronus/spool"
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
@@ -41,6 +42,12 @@ type FlushConfig struct {
 	Now func() time.Time
 	// Logger receives failures and the shutdown summary.
 	Logger *slog.Logger
+	// Spool, when set, is where the points come from: each flush appends a cut to it and
+	// writes the sums of the acknowledged batches since the previous cut, and the spool's
+	// checkpoint advances only after the store confirmed them. The DeltaSource then only
+	// supplies the active flows. Without it the points are the DeltaSource's deltas, kept in
+	// memory only.
+	Spool Spool
 }
 
 // PipelineStats is the state of the history pipeline, for /api/v1/stats/pipeline and /metrics.
@@ -75,10 +82,30 @@ type Flusher struct {
 	cfg FlushConfig
 
 	mu      sync.Mutex
-	queue   [][]storage.PolicyDelta // oldest first; each a flush's points, sharing one timestamp
+	queue   []queuedFlush // oldest first
 	pending int
+	nextSeq uint64
 	stats   PipelineStats
 	wake    chan struct{}
+}
+
+// queuedFlush is one flush's points, sharing one timestamp, waiting to be written.
+type queuedFlush struct {
+	points []storage.PolicyDelta
+	// end is the spool position to commit once the points are written; 0 without a spool.
+	end int64
+	// seq numbers the queued flushes, so that completing a write removes exactly the flushes
+	// it sent, even if dropOldest removed some from the head meanwhile.
+	seq uint64
+}
+
+// Spool is the durable log a Flusher reads its points from when FlushConfig.Spool is set:
+// acknowledged batches are in it already, and a flush appends a cut and reads back the sums
+// between cuts. *spool.Spool implements it.
+type Spool interface {
+	Cut(ctx context.Context, at time.Time, activeFlows map[int64]int64) error
+	ReadFlushes() ([]spool.Flush, error)
+	Commit(end int64) error
 }
 
 // NewFlusher returns a Flusher; Run starts it.
@@ -121,29 +148,78 @@ func (f *Flusher) Stats() PipelineStats {
 }
 
 // CollectDeltas takes the deltas since the last call and queues them under one timestamp. It never
-// blocks on the store.
+// blocks on the store. With a spool it cuts the spool and queues what the spool hands back.
 func (f *Flusher) CollectDeltas() int {
 	now := f.cfg.Now().UTC()
 	deltas := f.src.TakeDeltas(now)
-	for i := range deltas {
-		deltas[i].Instance = f.cfg.Instance
-		deltas[i].Time = now
+	var flushes []queuedFlush
+	if f.cfg.Spool == nil {
+		for i := range deltas {
+			deltas[i].Instance = f.cfg.Instance
+			deltas[i].Time = now
+		}
+		flushes = []queuedFlush{{points: deltas}}
+	} else {
+		flushes = f.readSpool(now, deltas)
 	}
+	n := 0
 	f.mu.Lock()
 	f.stats.FlushesTotal++
-	if len(deltas) > 0 {
-		f.queue = append(f.queue, deltas)
-		f.pending += len(deltas)
-		f.dropOldestLocked()
+	for _, q := range flushes {
+		if len(q.points) == 0 && len(f.queue) == 0 {
+			if q.end > 0 {
+				f.commitLocked(q.end)
+			}
+			continue
+		}
+		f.nextSeq++
+		q.seq = f.nextSeq
+		f.queue = append(f.queue, q)
+		f.pending += len(q.points)
+		n += len(q.points)
 	}
+	f.dropOldestLocked()
 	f.mu.Unlock()
-	if len(deltas) > 0 {
+	if n > 0 {
 		select {
 		case f.wake <- struct{}{}:
 		default:
 		}
 	}
-	return len(deltas)
+	return n
+}
+
+// readSpool cuts the spool at now, with the active flows of the collector's deltas, and
+// returns the flushes it hands back (after a restart, those past the checkpoint first).
+func (f *Flusher) readSpool(now time.Time, deltas []storage.PolicyDelta) []queuedFlush {
+	active := make(map[int64]int64, len(deltas))
+	for _, d := range deltas {
+		if d.ActiveFlows > 0 {
+			active[d.PolicyID] = d.ActiveFlows
+		}
+	}
+	if err := f.cfg.Spool.Cut(context.Background(), now, active); err != nil {
+		f.cfg.Logger.Error("spool: cannot cut a flush", "err", err)
+	}
+	flushes, err := f.cfg.Spool.ReadFlushes()
+	if err != nil {
+		f.cfg.Logger.Error("spool: cannot read flushes", "err", err)
+	}
+	out := make([]queuedFlush, len(flushes))
+	for i, fl := range flushes {
+		for j := range fl.Points {
+			fl.Points[j].Instance = f.cfg.Instance
+		}
+		out[i] = queuedFlush{points: fl.Points, end: fl.End}
+	}
+	return out
+}
+
+// commitLocked advances the spool's checkpoint. f.mu is held: commits happen in queue order.
+func (f *Flusher) commitLocked(end int64) {
+	if err := f.cfg.Spool.Commit(end); err != nil {
+		f.cfg.Logger.Error("spool: cannot advance the checkpoint; what was written is replayed after a restart (and overwritten, not doubled)", "err", err)
+	}
 }
 
 // dropOldestLocked enforces MaxPending by dropping the oldest points.
@@ -151,14 +227,14 @@ func (f *Flusher) dropOldestLocked() {
 	dropped := 0
 	for f.pending > f.cfg.MaxPending && len(f.queue) > 0 {
 		over := f.pending - f.cfg.MaxPending
-		head := f.queue[0]
+		head := f.queue[0].points
 		if over >= len(head) {
 			f.queue = f.queue[1:]
 			f.pending -= len(head)
 			dropped += len(head)
 			continue
 		}
-		f.queue[0] = head[over:]
+		f.queue[0].points = head[over:]
 		f.pending -= over
 		dropped += over
 	}
@@ -169,31 +245,36 @@ func (f *Flusher) dropOldestLocked() {
 }
 
 // nextBatch returns up to MaxBatch queued points, oldest first, without removing them.
-func (f *Flusher) nextBatch() (batch []storage.PolicyDelta, parts int) {
+func (f *Flusher) nextBatch() (batch []storage.PolicyDelta, last uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, b := range f.queue {
-		if len(batch) > 0 && len(batch)+len(b) > f.cfg.MaxBatch {
+	for _, q := range f.queue {
+		if len(batch) > 0 && len(batch)+len(q.points) > f.cfg.MaxBatch {
 			break
 		}
-		batch = append(batch, b...)
-		parts++
+		batch = append(batch, q.points...)
+		last = q.seq
 	}
-	return batch, parts
+	return batch, last
 }
 
-// complete removes the first parts batches of the queue after they were written, refused
-// points excepted. The queue may have lost points to dropOldest meanwhile; only what is
-// still there is removed.
-func (f *Flusher) complete(parts, refused int, refusal error) {
+// complete removes the queued flushes up to sequence number last after they were written,
+// refused points excepted. The queue may have lost points to dropOldest meanwhile; only what
+// is still there is removed.
+func (f *Flusher) complete(last uint64, refused int, refusal error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	removed := 0
-	for i := 0; i < parts && len(f.queue) > 0; i++ {
-		removed += len(f.queue[0])
+	var end int64
+	for len(f.queue) > 0 && f.queue[0].seq <= last {
+		removed += len(f.queue[0].points)
+		end = f.queue[0].end
 		f.queue = f.queue[1:]
 	}
 	f.pending -= removed
+	if end > 0 {
+		f.commitLocked(end)
+	}
 	refused = min(refused, removed)
 	now := f.cfg.Now()
 	f.stats.PointsWritten += int64(removed - refused)
@@ -219,8 +300,12 @@ func (f *Flusher) noteError(err error) {
 // writeOnce sends the next batch. It reports whether the queue has more to send now, and,
 // after a retryable failure, how long to wait before the next attempt.
 func (f *Flusher) writeOnce(ctx context.Context) (more bool, wait time.Duration, err error) {
-	batch, parts := f.nextBatch()
+	batch, last := f.nextBatch()
 	if len(batch) == 0 {
+		if last > 0 { // flushes without points, queued behind others to keep commits in order
+			f.complete(last, 0, nil)
+			return true, 0, nil
+		}
 		return false, 0, nil
 	}
 	refused, refusal, err := f.writeIsolating(ctx, batch)
@@ -229,7 +314,7 @@ func (f *Flusher) writeOnce(ctx context.Context) (more bool, wait time.Duration,
 		_, retryAfter := classifyWriteError(err)
 		return false, retryAfter, err
 	}
-	f.complete(parts, refused, refusal)
+	f.complete(last, refused, refusal)
 	return true, 0, refusal
 }
 
@@ -356,6 +441,11 @@ func (f *Flusher) drain(timeout time.Duration) {
 		}
 	}
 	s := f.Stats()
+	if s.PointsPending > 0 && f.cfg.Spool != nil {
+		f.cfg.Logger.Warn("shutdown: history points not written yet; they stay in the spool and are written after the next start",
+			"points", s.PointsPending, "batches", s.PendingBatches, "last_error", s.LastError)
+		return
+	}
 	if s.PointsPending > 0 {
 		f.cfg.Logger.Error("shutdown: history points not written", "points", s.PointsPending, "batches", s.PendingBatches, "last_error", s.LastError)
 		return

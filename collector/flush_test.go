@@ -274,3 +274,48 @@ func TestFlusherIsolatesRefusedPoint(t *testing.T) {
 		t.Errorf("%d writes to isolate one point in 115", inner.writes)
 	}
 }
+
+// hookStore runs during before each write.
+type hookStore struct {
+	*idempotentStore
+	during func()
+}
+
+func (s hookStore) WriteDeltas(ctx context.Context, batch []storage.PolicyDelta) error {
+	if s.during != nil {
+		s.during()
+	}
+	return s.idempotentStore.WriteDeltas(ctx, batch)
+}
+
+// TestFlusherCompletesOnlyWhatItSent: while a write is in flight the buffer overflows and the
+// oldest flush is dropped; completing the write must not also remove the flush queued after
+// it, which was never sent.
+func TestFlusherCompletesOnlyWhatItSent(t *testing.T) {
+	src := &fakeSource{}
+	inner := newStore()
+	var f *Flusher
+	once := false
+	store := hookStore{idempotentStore: inner, during: func() {
+		if !once {
+			once = true
+			src.add(2, 7)
+			src.add(3, 7)
+			f.CollectDeltas() // 3 points queued behind the one being written, MaxPending 2
+		}
+	}}
+	f = newTestFlusher(src, store, 2)
+	src.add(1, 5)
+	f.CollectDeltas()
+	f.writeOnce(context.Background()) // sends policy 1; meanwhile policy 1 is dropped from the queue
+	st := f.Stats()
+	if st.PointsPending != 2 || st.PointsDropped != 1 {
+		t.Fatalf("after the first write: %+v; want the 2 new points still pending", st)
+	}
+	for range 3 {
+		f.writeOnce(context.Background())
+	}
+	if inner.total(2) != 7 || inner.total(3) != 7 {
+		t.Fatalf("history %d/%d, want the flush queued during the write written too", inner.total(2), inner.total(3))
+	}
+}

@@ -867,7 +867,7 @@ type PipelineStats struct {
 	// PointsDropped Points dropped because the buffer was full or the store rejected them for good.
 	PointsDropped int64 `json:"points_dropped"`
 
-	// PointsPending Points buffered in memory waiting to be written.
+	// PointsPending Points waiting to be written, in memory; with the spool they are also on disk until written, and survive a restart.
 	PointsPending int64 `json:"points_pending"`
 	PointsWritten int64 `json:"points_written"`
 }
@@ -2250,8 +2250,23 @@ type ClientInterface interface {
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+	// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+	// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+	//
+	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+	// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+	// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+	// history receives every acknowledged batch exactly once, after a restart if need be,
+	// with the same timestamps, so nothing is doubled. A batch that was in flight without
+	// an answer may or may not be recorded; resending it can count it twice. Live counters
+	// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+	// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+	// oldest unwritten traffic is dropped and counted
+	// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+	// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+	// crash of the machine (not only of the process) can lose that interval. 503 when the
+	// spool cannot write (disk full or failing); nothing is recorded then.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2265,8 +2280,23 @@ type ClientInterface interface {
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+	// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+	// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+	//
+	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+	// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+	// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+	// history receives every acknowledged batch exactly once, after a restart if need be,
+	// with the same timestamps, so nothing is doubled. A batch that was in flight without
+	// an answer may or may not be recorded; resending it can count it twice. Live counters
+	// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+	// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+	// oldest unwritten traffic is dropped and counted
+	// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+	// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+	// crash of the machine (not only of the process) can lose that interval. 503 when the
+	// spool cannot write (disk full or failing); nothing is recorded then.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3398,8 +3428,23 @@ func (c *Client) DeleteToken(ctx context.Context, tokenID TokenID, reqEditors ..
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+//
+// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+// history receives every acknowledged batch exactly once, after a restart if need be,
+// with the same timestamps, so nothing is doubled. A batch that was in flight without
+// an answer may or may not be recorded; resending it can count it twice. Live counters
+// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+// oldest unwritten traffic is dropped and counted
+// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+// crash of the machine (not only of the process) can lose that interval. 503 when the
+// spool cannot write (disk full or failing); nothing is recorded then.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3423,8 +3468,23 @@ func (c *Client) IngestTrafficWithBody(ctx context.Context, params *IngestTraffi
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+//
+// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+// history receives every acknowledged batch exactly once, after a restart if need be,
+// with the same timestamps, so nothing is doubled. A batch that was in flight without
+// an answer may or may not be recorded; resending it can count it twice. Live counters
+// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+// oldest unwritten traffic is dropped and counted
+// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+// crash of the machine (not only of the process) can lose that interval. 503 when the
+// spool cannot write (disk full or failing); nothing is recorded then.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -6449,8 +6509,23 @@ type ClientWithResponsesInterface interface {
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+	// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+	// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+	//
+	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+	// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+	// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+	// history receives every acknowledged batch exactly once, after a restart if need be,
+	// with the same timestamps, so nothing is doubled. A batch that was in flight without
+	// an answer may or may not be recorded; resending it can count it twice. Live counters
+	// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+	// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+	// oldest unwritten traffic is dropped and counted
+	// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+	// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+	// crash of the machine (not only of the process) can lose that interval. 503 when the
+	// spool cannot write (disk full or failing); nothing is recorded then.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6464,8 +6539,23 @@ type ClientWithResponsesInterface interface {
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+	// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+	// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+	//
+	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+	// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+	// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+	// history receives every acknowledged batch exactly once, after a restart if need be,
+	// with the same timestamps, so nothing is doubled. A batch that was in flight without
+	// an answer may or may not be recorded; resending it can count it twice. Live counters
+	// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+	// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+	// oldest unwritten traffic is dropped and counted
+	// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+	// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+	// crash of the machine (not only of the process) can lose that interval. 503 when the
+	// spool cannot write (disk full or failing); nothing is recorded then.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7376,6 +7466,12 @@ type ListExportersResponse500Headers struct {
 	XRequestID string
 }
 
+// ListExportersResponse503Headers the declared response headers of an HTTP 503 response for ListExporters
+type ListExportersResponse503Headers struct {
+	RetryAfter int
+	XRequestID string
+}
+
 type ListExportersResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7385,12 +7481,16 @@ type ListExportersResponse struct {
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
+	// ApplicationProblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationProblemJSON503 *ServiceUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListExportersResponse200Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListExportersResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *ListExportersResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListExportersResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7406,6 +7506,11 @@ func (r ListExportersResponse) GetApplicationProblemJSON401() *Unauthorized {
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ListExportersResponse) GetApplicationProblemJSON500() *InternalError {
 	return r.ApplicationProblemJSON500
+}
+
+// GetApplicationProblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListExportersResponse) GetApplicationProblemJSON503() *ServiceUnavailable {
+	return r.ApplicationProblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -12963,8 +13068,23 @@ func (c *ClientWithResponses) DeleteTokenWithResponse(ctx context.Context, token
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+//
+// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+// history receives every acknowledged batch exactly once, after a restart if need be,
+// with the same timestamps, so nothing is doubled. A batch that was in flight without
+// an answer may or may not be recorded; resending it can count it twice. Live counters
+// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+// oldest unwritten traffic is dropped and counted
+// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+// crash of the machine (not only of the process) can lose that interval. 503 when the
+// spool cannot write (disk full or failing); nothing is recorded then.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -12984,8 +13104,23 @@ func (c *ClientWithResponses) IngestTrafficWithBodyWithResponse(ctx context.Cont
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
+// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
+//
+// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
+// share one fsync). A crash or kill of the server then loses nothing acknowledged:
+// history receives every acknowledged batch exactly once, after a restart if need be,
+// with the same timestamps, so nothing is doubled. A batch that was in flight without
+// an answer may or may not be recorded; resending it can count it twice. Live counters
+// (`/api/v1/stats`) and active flows restart from zero after a restart. While the
+// history store is down the spool grows up to `PATRONUS_SPOOL_MAX_BYTES`; past it the
+// oldest unwritten traffic is dropped and counted
+// (`patronus_spool_dropped_bytes_total`). With `PATRONUS_SPOOL_SYNC=relaxed` the 200
+// comes before the fsync, which follows within `PATRONUS_SPOOL_SYNC_INTERVAL`: a
+// crash of the machine (not only of the process) can lose that interval. 503 when the
+// spool cannot write (disk full or failing); nothing is recorded then.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14031,6 +14166,13 @@ func ParseListExportersResponse(rsp *http.Response) (*ListExportersResponse, err
 		}
 		response.ApplicationProblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -14071,6 +14213,23 @@ func ParseListExportersResponse(rsp *http.Response) (*ListExportersResponse, err
 			headers.XRequestID = value
 		}
 		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListExportersResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil

@@ -5,9 +5,11 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -36,6 +38,11 @@ type summary struct {
 	// Latencies of accepted batches, sorted.
 	Latencies []time.Duration
 	cfg       config
+
+	// Unanswered and UnansweredPackets count the failed batches that were sent but got no
+	// answer (the server died or the connection broke): the server may have recorded them.
+	Unanswered        int64
+	UnansweredPackets uint64
 }
 
 // ReportsPerSecond is the accepted reports over the run's length.
@@ -63,6 +70,10 @@ func (s *summary) print(w io.Writer) {
 	fmt.Fprintf(w, "patronus-loadgen: %s to %s, concurrency %d, batch %d, gzip %s\n",
 		s.Elapsed.Round(time.Millisecond), s.cfg.url, s.cfg.concurrency, s.cfg.batch, gz)
 	fmt.Fprintf(w, "batches:  %d accepted, %d errors\n", s.Batches, s.Errors)
+	if s.Unanswered > 0 {
+		fmt.Fprintf(w, "unanswered: %d batches, %d packets sent without an answer (may or may not be recorded)\n",
+			s.Unanswered, s.UnansweredPackets)
+	}
 	fmt.Fprintf(w, "reports:  %d accepted (%.0f reports/s), %d classified, %d unclassified\n",
 		s.Accepted, s.ReportsPerSecond(), s.Classified, s.Unclassified)
 	fmt.Fprintf(w, "traffic:  %d packets, %d bytes\n", s.Packets, s.Bytes)
@@ -140,6 +151,8 @@ func generate(ctx context.Context, cfg config, progress io.Writer) (*summary, er
 	for _, r := range results {
 		sum.Batches += r.Batches
 		sum.Errors += r.Errors
+		sum.Unanswered += r.Unanswered
+		sum.UnansweredPackets += r.UnansweredPackets
 		if sum.FirstError == "" {
 			sum.FirstError = r.FirstError
 		}
@@ -246,6 +259,10 @@ func (w *worker) run(ctx context.Context, tokens <-chan time.Time, live *counter
 		took := time.Since(began)
 		if err != nil {
 			sum.Errors++
+			if errors.Is(err, errNoAnswer) {
+				sum.Unanswered++
+				sum.UnansweredPackets += packets
+			}
 			live.errors.Add(1)
 			if sum.FirstError == "" {
 				sum.FirstError = err.Error()
@@ -311,6 +328,9 @@ type trafficResult struct {
 }
 
 // send posts one batch; anything but a 200 with a result is an error.
+// errNoAnswer marks a batch that was sent but not answered.
+var errNoAnswer = errors.New("no answer")
+
 func (w *worker) send(body []byte) (trafficResult, error) {
 	var res trafficResult
 	// Not the run's context: a batch started before the end is let finish.
@@ -325,12 +345,16 @@ func (w *worker) send(body []byte) (trafficResult, error) {
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return res, err
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return res, err // never reached the server
+		}
+		return res, fmt.Errorf("%w: %w", errNoAnswer, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("%w: %w", errNoAnswer, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return res, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(raw))

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/patronus-sdwan/patronus/api"
@@ -145,4 +146,34 @@ func TestFlags(t *testing.T) {
 			t.Errorf("with a bad token: %v\n%s", err, stdout.String())
 		}
 	})
+}
+
+// TestUnansweredBatches: batches the server took but never answered (it hung up, as a killed
+// server does) are counted apart from refused ones, with their packets, because the server
+// may have recorded them.
+func TestUnansweredBatches(t *testing.T) {
+	var n int
+	var mu sync.Mutex
+	hangUp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		odd := n%2 == 1
+		mu.Unlock()
+		if odd {
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+			return
+		}
+		http.Error(w, "refused", http.StatusForbidden)
+	}))
+	defer hangUp.Close()
+	var stdout, stderr bytes.Buffer
+	args := []string{"--url", hangUp.URL, "--token", adminToken, "--batch", "10", "--concurrency", "1", "--duration", "200ms"}
+	_ = run(context.Background(), args, &stdout, &stderr) // no batch accepted: an error
+	out := stdout.String()
+	errs := scan(t, out, `batches:  0 accepted, (\d+) errors`)
+	unanswered := scan(t, out, `unanswered: (\d+) batches, (\d+) packets`)
+	if errs[0] < 2 || unanswered[0] == 0 || unanswered[0] >= errs[0] || unanswered[1] == 0 {
+		t.Fatalf("errors %v, unanswered %v:\n%s", errs, unanswered, out)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -9,19 +10,32 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// buildService builds the service binary (without the race detector, as it ships) for
-// tests that need a real child process: its RSS, a kill.
+// serviceBinary builds the service (without the race detector, as it ships) once per test
+// binary run, for the tests that need a real child process: its RSS, a kill, a lease holder.
+var serviceBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "patronus-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "patronus")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// buildService returns the service binary, building it on first use.
 func buildService(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "patronus")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := serviceBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -247,6 +247,13 @@ func TestComposePatronusSettings(t *testing.T) {
 		t.Errorf("PATRONUS_LISTEN port %s is not the published container port", port)
 	}
 
+	// The spool holds acknowledged traffic until InfluxDB has it: it must outlive the container.
+	if !slices.ContainsFunc(patronus.Volumes, func(v types.ServiceVolumeConfig) bool {
+		return v.Type == types.VolumeTypeVolume && v.Target == c.spoolDir() && project.Volumes[v.Source].Name != ""
+	}) {
+		t.Errorf("the spool directory %q is not a named volume of the patronus service", c.spoolDir())
+	}
+
 	db, err := url.Parse(c.DatabaseURL)
 	if err != nil {
 		t.Fatalf("PATRONUS_DATABASE_URL: %v", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/patronus-sdwan/patronus/api"
 	"github.com/patronus-sdwan/patronus/api/events"
+	"github.com/patronus-sdwan/patronus/spool"
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
@@ -40,6 +41,10 @@ type config struct {
 	HistoryRetention    time.Duration
 	ShutdownTimeout     time.Duration
 	EventBuffer         int
+	SpoolDir            string
+	SpoolMaxBytes       int64
+	SpoolSync           string
+	SpoolSyncInterval   time.Duration
 	LogFormat           string
 	LogLevel            string
 	NetFlowListen       string
@@ -79,6 +84,10 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.DurationVar(&c.HistoryRetention, "history-retention", 30*24*time.Hour, "how long SQL history (policy_stats) is kept")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "deadline for draining requests and the final history flush")
 	fs.IntVar(&c.EventBuffer, "event-buffer", events.DefaultBufferSize, "how many recent events GET /api/v1/events keeps for clients that reconnect with Last-Event-ID")
+	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory of the on-disk spool of acknowledged traffic not yet in history; default beside the SQLite file (FILE-spool), or ./spool with PostgreSQL")
+	fs.Int64Var(&c.SpoolMaxBytes, "spool-max-bytes", spool.DefaultMaxBytes, "most bytes the spool keeps while history is down; past it the oldest are dropped and counted")
+	fs.StringVar(&c.SpoolSync, "spool-sync", spool.SyncStrict, "strict: a batch is acknowledged after its fsync (shared by concurrent batches); relaxed: acknowledged before, fsynced every spool-sync-interval")
+	fs.DurationVar(&c.SpoolSyncInterval, "spool-sync-interval", spool.DefaultSyncInterval, "how often the relaxed spool fsyncs")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&c.HTTP.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "most time a client may take to send a request's headers")
@@ -172,6 +181,15 @@ func (c config) validate() error {
 	if c.EventBuffer <= 0 {
 		bad("event-buffer", "must be positive, got %d", c.EventBuffer)
 	}
+	if c.SpoolMaxBytes < 1<<20 {
+		bad("spool-max-bytes", "must be at least 1048576 (1 MiB), got %d", c.SpoolMaxBytes)
+	}
+	if c.SpoolSync != spool.SyncStrict && c.SpoolSync != spool.SyncRelaxed {
+		bad("spool-sync", "%q is not %s or %s", c.SpoolSync, spool.SyncStrict, spool.SyncRelaxed)
+	}
+	if c.SpoolSyncInterval <= 0 {
+		bad("spool-sync-interval", "must be positive, got %s", c.SpoolSyncInterval)
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log-format", "%q is not text or json", c.LogFormat)
 	}
@@ -210,4 +228,23 @@ func defaultInstance(listenAddr net.Addr) string {
 		return host
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// spoolDir is the spool directory: the setting, else beside the SQLite file (FILE-spool),
+// else ./spool (PostgreSQL, or an in-memory SQLite database).
+func (c config) spoolDir() string {
+	if c.SpoolDir != "" {
+		return c.SpoolDir
+	}
+	if strings.HasPrefix(c.DatabaseURL, "postgres://") || strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return "spool"
+	}
+	path := strings.TrimPrefix(strings.TrimPrefix(c.DatabaseURL, "sqlite:"), "file:")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if path == "" || strings.Contains(path, ":memory:") || strings.Contains(c.DatabaseURL, "mode=memory") {
+		return "spool"
+	}
+	return path + "-spool"
 }

@@ -78,7 +78,7 @@ func TestServeAnswersHealthAndReadiness(t *testing.T) {
 			done := make(chan error, 1)
 			var logs bytes.Buffer
 			go func() {
-				done <- run(ctx, []string{"serve", "--listen", addr, "--database-url", dbURL}, io.Discard, &logs)
+				done <- run(ctx, []string{"serve", "--listen", addr, "--database-url", dbURL, "--spool-dir", t.TempDir()}, io.Discard, &logs)
 			}()
 			base := "http://" + addr
 			waitFor(t, base+"/healthz", done)

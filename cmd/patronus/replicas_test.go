@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -122,21 +121,9 @@ func TestDuplicateInstanceRefusesToStart(t *testing.T) {
 	waitReady(t, second)
 }
 
-// buildPatronus compiles the service binary for tests that run it as a child process.
-func buildPatronus(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "patronus")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("go build: %v", err)
-	}
-	return bin
-}
-
 func TestRetentionLeaseTakeoverAfterKill(t *testing.T) {
 	dbURL := storagetest.PostgresSchemaURL(t)
-	bin := buildPatronus(t)
+	bin := buildService(t)
 	type proc struct {
 		cmd  *exec.Cmd
 		addr string

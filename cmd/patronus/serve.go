@@ -20,6 +20,7 @@ import (
 	"github.com/patronus-sdwan/patronus/cache"
 	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/collector/flowexport"
+	"github.com/patronus-sdwan/patronus/spool"
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
@@ -111,8 +112,17 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	coll := collector.New(collector.Config{FlowIdleTimeout: c.FlowIdleTimeout, MaxFlows: c.MaxFlows, Logger: log})
 	registry.MustRegister(coll)
+	// Acknowledged traffic waits in the spool until history confirms it; what a previous run
+	// left there is replayed by the first flush. Live counters start from zero.
+	sp, err := spool.Open(spool.Config{Dir: c.spoolDir(), MaxBytes: c.SpoolMaxBytes, Sync: c.SpoolSync,
+		SyncInterval: c.SpoolSyncInterval, Logger: log})
+	if err != nil {
+		return fmt.Errorf("%s: %w", envName("spool-dir"), err)
+	}
+	defer sp.Close()
+	registry.MustRegister(spoolMetrics{sp})
 	flusher := collector.NewFlusher(coll, history, collector.FlushConfig{
-		Instance: c.Instance, Interval: c.FlushInterval, MaxPending: c.HistoryBufferPoints, Logger: log,
+		Instance: c.Instance, Interval: c.FlushInterval, MaxPending: c.HistoryBufferPoints, Logger: log, Spool: sp,
 	})
 	registry.MustRegister(flusher)
 	caches, err := cache.NewCaches(cache.CachesConfig{
@@ -139,6 +149,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		Logger:     log,
 		Registry:   registry,
 		Collector:  coll,
+		Spool:      sp,
 		Pipeline:   flusher,
 		History:    history,
 		Events:     broker,
@@ -203,7 +214,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	}
 	loops.Go(func() { instance.keep(loopCtx, log) })
 	log.Info("patronus serving", "listen", ln.Addr().String(), "version", buildVersion(),
-		"database", db.Dialect, "history", historyKind(c), "instance", c.Instance)
+		"database", db.Dialect, "history", historyKind(c), "instance", c.Instance, "spool", c.spoolDir(), "spool_sync", c.SpoolSync)
 
 	var runErr error
 	select {
