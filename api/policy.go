@@ -60,9 +60,18 @@ func (s *Server) ListPolicies(c *gin.Context, params apigen.ListPoliciesParams) 
 		writeError(c, err)
 		return
 	}
+	ids := make([]int64, len(page.Items))
+	for i, p := range page.Items {
+		ids[i] = p.ID
+	}
+	live, err := s.clusterPolicyStats(c.Request.Context(), ids, apigen.LiveScopeCluster)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
 	out := apigen.PolicyList{Items: make([]apigen.Policy, len(page.Items)), NextCursor: nextCursorOf(page.NextCursor)}
 	for i, p := range page.Items {
-		out.Items[i] = policyOut(p, s.policyStats(p.ID))
+		out.Items[i] = withLive(policyOut(p, s.policyStats(p.ID)), live[p.ID])
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -115,7 +124,12 @@ func (s *Server) GetPolicy(c *gin.Context, policyID apigen.PolicyID) {
 		writeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, policyOut(p, s.policyStats(p.ID)))
+	live, err := s.clusterPolicyStats(c.Request.Context(), []int64{p.ID}, apigen.LiveScopeCluster)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, withLive(policyOut(p, s.policyStats(p.ID)), live[p.ID]))
 }
 
 // UpdatePolicy changes the fields present in the body (match and action replace the whole

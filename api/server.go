@@ -60,6 +60,12 @@ type Config struct {
 	// routes read and clear; nil serves those routes from the database alone. When Invalidator
 	// is nil it is set to Caches.
 	Caches *cache.Caches
+	// Instance is this replica's name. With it, on PostgreSQL, live counters are cluster-wide:
+	// RunLiveSnapshots writes this replica's, and the stats routes add the other replicas'.
+	Instance string
+	// LiveInterval is how often RunLiveSnapshots writes (the flush interval); a replica not
+	// heard from for three intervals is left out of cluster totals. 10 s when 0.
+	LiveInterval time.Duration
 }
 
 // PathInvalidator is told which paths changed or disappeared, so caches can drop what they
@@ -79,6 +85,7 @@ type Server struct {
 	registry *prometheus.Registry
 	checks   []Check
 	docs     gin.HandlerFunc
+	live     liveState
 }
 
 var _ apigen.ServerInterface = (*Server)(nil)

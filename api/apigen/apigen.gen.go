@@ -191,6 +191,42 @@ func (e HealthStatus) Valid() bool {
 	}
 }
 
+// Defines values for LeftOutInstanceReason.
+const (
+	LeftOutInstanceReasonResetPending LeftOutInstanceReason = "reset_pending"
+	LeftOutInstanceReasonStale        LeftOutInstanceReason = "stale"
+)
+
+// Valid indicates whether the value is a known member of the LeftOutInstanceReason enum.
+func (e LeftOutInstanceReason) Valid() bool {
+	switch e {
+	case LeftOutInstanceReasonResetPending:
+		return true
+	case LeftOutInstanceReasonStale:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for LiveScope.
+const (
+	LiveScopeCluster LiveScope = "cluster"
+	LiveScopeLocal   LiveScope = "local"
+)
+
+// Valid indicates whether the value is a known member of the LiveScope enum.
+func (e LiveScope) Valid() bool {
+	switch e {
+	case LiveScopeCluster:
+		return true
+	case LiveScopeLocal:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PathStatus.
 const (
 	PathStatusDegraded PathStatus = "degraded"
@@ -617,9 +653,9 @@ type FlowList struct {
 // FlowSort What top flows are ordered by, descending.
 type FlowSort string
 
-// GlobalStats Totals of the live counters, exact at read time.
+// GlobalStats Totals of the live counters, summed over `instances`.
 //
-// Example: {"active_flows":420,"bytes":1500000000,"flow_overflow":0,"flows_expired":9120,"packets":2000000,"tracked_flows":455,"unclassified_bytes":2200000,"unclassified_packets":3100,"unclassified_reports":87}
+// Example: {"active_flows":420,"bytes":1500000000,"flow_overflow":0,"flows_expired":9120,"instances":[{"active_flows":420,"bytes":1500000000,"flow_overflow":0,"flows_expired":9120,"instance":"edge-a:8080","local":true,"packets":2000000,"tracked_flows":455,"unclassified_bytes":2200000,"unclassified_packets":3100,"unclassified_reports":87,"updated_at":"2025-06-01T12:00:10Z"}],"left_out":[],"packets":2000000,"scope":"local","tracked_flows":455,"unclassified_bytes":2200000,"unclassified_packets":3100,"unclassified_reports":87}
 type GlobalStats struct {
 	// ActiveFlows Flows seen within the idle timeout.
 	ActiveFlows int64 `json:"active_flows"`
@@ -633,8 +669,17 @@ type GlobalStats struct {
 	// FlowsExpired Flows removed by the idle sweep since start.
 	FlowsExpired int64 `json:"flows_expired"`
 
+	// Instances The totals of each replica summed, this one first.
+	Instances []InstanceStats `json:"instances"`
+
+	// LeftOut Replicas whose snapshot is not counted, and why.
+	LeftOut []LeftOutInstance `json:"left_out"`
+
 	// Packets All packets recorded, classified or not.
 	Packets int64 `json:"packets"`
+
+	// Scope Whether live counters are summed over the live replicas (`cluster`) or are this replica's (`local`).
+	Scope LiveScope `json:"scope"`
 
 	// TrackedFlows Flows held individually in memory.
 	TrackedFlows        int64 `json:"tracked_flows"`
@@ -672,6 +717,62 @@ type HistorySeries struct {
 //
 // Example: 203.0.113.10
 type IPAddress = string
+
+// InstancePolicyStats One replica's counters of a policy.
+type InstancePolicyStats struct {
+	ActiveFlows  int64 `json:"active_flows"`
+	BytesMatched int64 `json:"bytes_matched"`
+
+	// Instance The replica's instance name (PATRONUS_INSTANCE).
+	Instance string     `json:"instance"`
+	LastSeen *time.Time `json:"last_seen"`
+
+	// Local True for the replica that answered (its counters are exact at read time).
+	Local          bool  `json:"local"`
+	PacketsMatched int64 `json:"packets_matched"`
+
+	// UpdatedAt When the counters were read (the snapshot's time for other replicas).
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// InstanceStats One replica's totals.
+type InstanceStats struct {
+	ActiveFlows  int64 `json:"active_flows"`
+	Bytes        int64 `json:"bytes"`
+	FlowOverflow int64 `json:"flow_overflow"`
+	FlowsExpired int64 `json:"flows_expired"`
+
+	// Instance The replica's instance name (PATRONUS_INSTANCE).
+	Instance string `json:"instance"`
+
+	// Local True for the replica that answered (its counters are exact at read time).
+	Local               bool  `json:"local"`
+	Packets             int64 `json:"packets"`
+	TrackedFlows        int64 `json:"tracked_flows"`
+	UnclassifiedBytes   int64 `json:"unclassified_bytes"`
+	UnclassifiedPackets int64 `json:"unclassified_packets"`
+	UnclassifiedReports int64 `json:"unclassified_reports"`
+
+	// UpdatedAt When the counters were read (the snapshot's time for other replicas).
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// LeftOutInstance A replica whose snapshot is not counted in cluster totals.
+type LeftOutInstance struct {
+	Instance string `json:"instance"`
+
+	// Reason `stale`: not heard from for three flush intervals; `reset_pending`: its snapshot was written before it applied the newest stats reset.
+	Reason LeftOutInstanceReason `json:"reason"`
+
+	// UpdatedAt When the replica last wrote its snapshot.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// LeftOutInstanceReason `stale`: not heard from for three flush intervals; `reset_pending`: its snapshot was written before it applied the newest stats reset.
+type LeftOutInstanceReason string
+
+// LiveScope Whether live counters are summed over the live replicas (`cluster`) or are this replica's (`local`).
+type LiveScope string
 
 // Name A name of 1 to 128 characters, without leading or trailing white space.
 //
@@ -801,10 +902,10 @@ type Policy struct {
 	// `path_id` (null) and the policy falls back to the routing decision.
 	Action PolicyAction `json:"action"`
 
-	// ActiveFlows Flows of the policy seen within the idle timeout. Read-only.
+	// ActiveFlows Flows of the policy seen within the idle timeout, summed over the live replicas. Read-only.
 	ActiveFlows int64 `json:"active_flows"`
 
-	// BytesMatched Bytes counted against the policy since start or the last reset. Read-only.
+	// BytesMatched Bytes counted against the policy since start or the last reset, summed over the live replicas. Read-only.
 	BytesMatched int64     `json:"bytes_matched"`
 	CreatedAt    time.Time `json:"created_at"`
 	Enabled      bool      `json:"enabled"`
@@ -822,7 +923,7 @@ type Policy struct {
 	// Example: branch-paris
 	Name Name `json:"name"`
 
-	// PacketsMatched Packets counted against the policy since start or the last reset. Read-only.
+	// PacketsMatched Packets counted against the policy since start or the last reset, summed over the live replicas (see PolicyStats). Read-only.
 	PacketsMatched int64 `json:"packets_matched"`
 
 	// Priority Lower wins; ties go to the lower id.
@@ -905,15 +1006,24 @@ type PolicyMatch struct {
 	SrcPorts *[]PortRange `json:"src_ports,omitempty"`
 }
 
-// PolicyStats Live counters of one policy, exact at read time.
+// PolicyStats Live counters of one policy, summed over `instances`.
 //
-// Example: {"active_flows":14,"bytes_matched":145600000,"last_seen":"2025-06-01T12:00:09Z","packets_matched":182000,"policy_id":7}
+// Example: {"active_flows":14,"bytes_matched":145600000,"instances":[{"active_flows":8,"bytes_matched":80000000,"instance":"edge-a:8080","last_seen":"2025-06-01T12:00:09Z","local":true,"packets_matched":100000,"updated_at":"2025-06-01T12:00:10Z"},{"active_flows":6,"bytes_matched":65600000,"instance":"edge-b:8080","last_seen":"2025-06-01T12:00:02Z","local":false,"packets_matched":82000,"updated_at":"2025-06-01T12:00:05Z"}],"last_seen":"2025-06-01T12:00:09Z","left_out":[],"packets_matched":182000,"policy_id":7,"scope":"cluster"}
 type PolicyStats struct {
-	ActiveFlows    int64      `json:"active_flows"`
-	BytesMatched   int64      `json:"bytes_matched"`
-	LastSeen       *time.Time `json:"last_seen"`
-	PacketsMatched int64      `json:"packets_matched"`
-	PolicyID       int64      `json:"policy_id"`
+	ActiveFlows  int64 `json:"active_flows"`
+	BytesMatched int64 `json:"bytes_matched"`
+
+	// Instances The counters of each replica summed, this one first.
+	Instances []InstancePolicyStats `json:"instances"`
+	LastSeen  *time.Time            `json:"last_seen"`
+
+	// LeftOut Replicas whose snapshot is not counted, and why.
+	LeftOut        []LeftOutInstance `json:"left_out"`
+	PacketsMatched int64             `json:"packets_matched"`
+	PolicyID       int64             `json:"policy_id"`
+
+	// Scope Whether live counters are summed over the live replicas (`cluster`) or are this replica's (`local`).
+	Scope LiveScope `json:"scope"`
 }
 
 // PolicyUpdate The fields to change; at least one. `match` and `action` replace the whole object.
@@ -1370,6 +1480,12 @@ type ListPolicyFlowsParams struct {
 	Sort *FlowSort `form:"sort,omitempty" json:"sort,omitempty"`
 }
 
+// GetPolicyStatsParams defines parameters for GetPolicyStats.
+type GetPolicyStatsParams struct {
+	// Scope `cluster` (the default) sums this replica's counters and the latest snapshots of the other live replicas; `local` answers this replica's counters only.
+	Scope *LiveScope `form:"scope,omitempty" json:"scope,omitempty"`
+}
+
 // GetPolicyStatsHistoryParams defines parameters for GetPolicyStatsHistory.
 type GetPolicyStatsHistoryParams struct {
 	// From Start of the range, inclusive: RFC 3339, `now`, or a negative duration relative
@@ -1434,6 +1550,12 @@ type ListSiteEndpointsParams struct {
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// GetStatsParams defines parameters for GetStats.
+type GetStatsParams struct {
+	// Scope `cluster` (the default) sums this replica's counters and the latest snapshots of the other live replicas; `local` answers this replica's counters only.
+	Scope *LiveScope `form:"scope,omitempty" json:"scope,omitempty"`
 }
 
 // GetStatsHistoryParams defines parameters for GetStatsHistory.
@@ -1573,7 +1695,7 @@ type ServerInterface interface {
 	ListPolicyFlows(c *gin.Context, policyID PolicyID, params ListPolicyFlowsParams)
 	// GetPolicyStats Live counters of a policy
 	// (GET /api/v1/policies/{policy_id}/stats)
-	GetPolicyStats(c *gin.Context, policyID PolicyID)
+	GetPolicyStats(c *gin.Context, policyID PolicyID, params GetPolicyStatsParams)
 	// GetPolicyStatsHistory Traffic history of a policy
 	// (GET /api/v1/policies/{policy_id}/stats/history)
 	GetPolicyStatsHistory(c *gin.Context, policyID PolicyID, params GetPolicyStatsHistoryParams)
@@ -1612,7 +1734,7 @@ type ServerInterface interface {
 	BatchDeleteSites(c *gin.Context)
 	// GetStats Global live counters
 	// (GET /api/v1/stats)
-	GetStats(c *gin.Context)
+	GetStats(c *gin.Context, params GetStatsParams)
 	// GetStatsHistory Traffic history of all policies
 	// (GET /api/v1/stats/history)
 	GetStatsHistory(c *gin.Context, params GetStatsHistoryParams)
@@ -2267,6 +2389,17 @@ func (siw *ServerInterfaceWrapper) GetPolicyStats(c *gin.Context) {
 		return
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetPolicyStatsParams
+
+	// ------------- Optional query parameter "scope" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "scope", c.Request.URL.Query(), &params.Scope, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter scope: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	for _, middleware := range siw.HandlerMiddlewares {
 		middleware(c)
 		if c.IsAborted() {
@@ -2274,7 +2407,7 @@ func (siw *ServerInterfaceWrapper) GetPolicyStats(c *gin.Context) {
 		}
 	}
 
-	siw.Handler.GetPolicyStats(c, policyID)
+	siw.Handler.GetPolicyStats(c, policyID, params)
 }
 
 // GetPolicyStatsHistory operation middleware
@@ -2694,6 +2827,20 @@ func (siw *ServerInterfaceWrapper) BatchDeleteSites(c *gin.Context) {
 // GetStats operation middleware
 func (siw *ServerInterfaceWrapper) GetStats(c *gin.Context) {
 
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetStatsParams
+
+	// ------------- Optional query parameter "scope" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "scope", c.Request.URL.Query(), &params.Scope, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter scope: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	for _, middleware := range siw.HandlerMiddlewares {
 		middleware(c)
 		if c.IsAborted() {
@@ -2701,7 +2848,7 @@ func (siw *ServerInterfaceWrapper) GetStats(c *gin.Context) {
 		}
 	}
 
-	siw.Handler.GetStats(c)
+	siw.Handler.GetStats(c, params)
 }
 
 // GetStatsHistory operation middleware
@@ -3066,314 +3213,330 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H0Lc9s2uuhfweicmdpZSqZk2Ynl2bnjJunWu0nqG7sn52zka0IkZKGmAC0BWVFz/N/v4PsAEqSop51k",
-	"O83uTGNJJJ7f+/m5EcvxRAomtGr0PjdGjCYsgz9fX9Fb82/CVJzxieZSNHqNqxEjimv2gyL3LFNcCkIV",
-	"oUTpTIpbwoTmek40vW2RSyYSwjUZ0PiOcEGi82HzLdXxKGo1ggb7RMeTlDV6jX7jsN9oBI2M/WvKM5Y0",
-	"ejqbsqCh4hEbU7OECdWaZWb6/9dvfAybJ9d/6Tf+sxE09HxiRlA64+K28fAQND58+NA8m+qRWUhMNavf",
-	"AS2eMDuAmRjZe//TS3L8/CjcD8iM6xGJWJbJ7K/9Bhf3NOXJjZZ3TPQbEZmNmCCUwGcyo4ooJjQZTDUR",
-	"UhMax2yiWVLe54+MZiwjGaPp+K99s6lMiqnqNwKyZJ6Vh7K49/9uvqTxqGbLH0ZMj1hG9IiRMdMZjxWJ",
-	"zaOECjVjGUvIXjTiOtonEp9KqKYDqhhJuPltzJWK9svbGXG9cn1MTMeN3kf7nBmhcR3Urvo9+9eUKd08",
-	"f7W49POEyCHRI65Iho+dwgLjlDOhf1BEzgSJ/DEiwocG7OBGKIEDJVKwgLBUMXLLBMuouRxylippABNO",
-	"nwxkwpkiVCQklbeqvNmw/ffwn4f/9/jd8/86+Ufnbffi6P2Ly/bV4YfjlWcwpp/eMHGrR41eu/PCnILI",
-	"Py+exUPQmNCMjpm2KPhymimZ1YNwJNgnfRPDExGeESOTjN1zOVVkQm9ZQKYiHlFxC3sl+CjRI6oJVwCn",
-	"UjDzZzcMy7tl879n579J/j/i76PB+J18898/juJx+vu5CBtBg5sl/GvKsnkjaAg6Nm/g4I0lez9qd9bt",
-	"PWi8FslEcqFXQQEjzD5VXvBh0h6GrEObR4PjuNlNnrPmi+FJ2KTtQSc+TLrsaHjsVj6helQs3I13w5OV",
-	"NzmU2ZjqRq8xncKTNeu/NyeyiHtcJHJGZjzRI7IXtUMVBSRqj+G/I/hvEu2fEqpJyqjSpK1a5BUb0mmq",
-	"4bnyTtvjJTfA7vFjseQEB3Ev+bB4HPg09WO7eXINZPVzGLx4+KjGo+S6nrz+lMnx4h4vNc20u6HMQFxA",
-	"uIjTqeL3rEcMWT08PDwJSCTkLAoMkaFEsFuq+T0jyTRDMpyxFL7pCy2JkDOyFzUPQzipJh5V83kSnZKp",
-	"4FoRFZBxQEYBSQIy2/fOzDzb6ovSsTXboyXnNjQ7qj82fMk7t+Nu6dz2hJz9b7Pu9GbX/4vfdB+a+Een",
-	"+OPK/dFb+GOv32/h3+3g5GH//+z9838//qV5vfDc/n799ZwPgcGuZNuRYewR2Yv6jf40DA9jy8fhA+s3",
-	"on3D0VMDihmjCZJbS3sJnUxSQyWlSOdkNuIpI1z3BVdEaZ6mSJqnWWZorx3X0t1ueNIi0bOIjM0KgdDO",
-	"3SPV23ISAdwXiiTFhTkporFEQtizIsLndtA+eeg3/rfff7bkuN7wMdeLh/WWfuLj6ZiI6XjAMgPXXLOx",
-	"IlqSjOlpJkooeRTWA1YKg9dClnklJyhc6MMOwpmZtdFrh2EI5NJ+zFfOhWa3LIOlX1A9Wk0pDZ0rLdQQ",
-	"4RoKaD5tTP240MfdxvrVyZTH8zXrg2dKK3xev0B48KmXeMk1W71Agy9l4ns8bMcdetRpvqBd1uwOXrDm",
-	"ifnYSQ6Hz+M2Cwftdj2bMWM9nsVcycX1vhZJhfKyT5bynhJFx4yYcZXB6cjQusijlIYat8jbqdJkwAgd",
-	"apa5h0r7FnK2hHpquYR24it/JNp5ZWTu1RABYnnpaLq1tw3PPS3APpih1EQKxUA0/JEmVuQ1n2IpNBPw",
-	"J1Bo1GsOJpkcpGz8l9+U2cjnYtlmi5ry1F0oyeVOAmSrR8YOKASxiyADpmeMCdIGGdlQKXMSRnZWjd7H",
-	"z40hZ2niEb4xU4remm1sNtjDtTlMpamIzUsHdMIP7tsHBnWUPUmmQFBbI48rTfVUNXpdQ0c116h90cRx",
-	"seL6R1pPVO/gwOlirYTdu1NTBwOaNN0rD/7V/WfGho1e4z8OCuX5AH9VBxf4Nl5Zla+k5tJZQv5++cs7",
-	"KwaN8y8NDJnvqjciM4I80ECep6BXFae6VdnHD0rPwtJeSjFMefxY8KFAJokB/IQMMiriUXNCM64ITY34",
-	"MCfsE1da1YMK4IsPKe4lTe+Y+BIQcVJARH4CG4JD7J5/Clg4gyMj3jnBlgOgM4WlJDeygMZGUikM8lgJ",
-	"y0JQxoYsYyJmBsCVnGYxA5NEwlKmWUJiKewL6fxJQegnmQ14kjDxSBgC7V5OmFUDBGOJgnOgyZgLksmU",
-	"nRb0l4yoexo0zmUAcrAht94Fig4LKDoXajoc8pgbkdcsdVNwGuan9xTwdOWO5wcFqzAAM2CpnMHB5Yf7",
-	"gyKWzcBTTwoO58Iwd5q+Nnj+SJDgdiy0zTSemAwc+YzhvDrVRrfnFvg0xAD5IqxiSHk6zdgpwbNQhGaM",
-	"pPL2liVkKhJrxXP6GE8CsOSokZyJJ73Nd1L/JKcieeRFAnfYBBNhG0OY8dvgdLcAiXfeUjaCBiF1E194",
-	"Gt6Q03Hkq1zApf/6/g3Zk1lgJHoyMPwBaTwo2VyQiCcq2ieJZGjeA877pEBxQeeppMmVlG9odsseCRsO",
-	"iAcymRt6Je9ZRtph98XR82MymCN2Py3/b3uU+70/vZaSpLCnDa9cS9nEF56KfNceByqivzOUy5/0Mi9Z",
-	"ds9j9qug95SndJCyR/NxRkZcaZnNifkvMKGpN3ztbYJ6z5k6eH5grkkd2CF2pOzeBdsNVpaw0e36rzwN",
-	"SidswkTCRDwvc2Qr7uwtHN5+5fSe9O5/FXSqRzLjv7Pk0RoAulgG6N5CGc26a0DzfXIZvl1c8VnZkefN",
-	"uek1e77Cp6He72TpKEBIl4LljpepuBNyJszXGbuXd+gm9G62zoW56nYXnq9xqm0LHZNMxkYpG6TsNbh0",
-	"n4A0VOmbdXbWa4YZm8hMq4+H161hKmetROkb802tXcEZE0IwJhwfHR0eNR6CxcGeX7d8Y2IxkJDWHIl+",
-	"X56Qk5Nl2qfOqJH3d4PdTqeA3f8yu0e4NULf5lB7n7/4ZLwH7uSey5Rqpgi4V+BFA6VGBlGgZ1qhBCC5",
-	"LGWcWl+5+ngd2RcYjUcEbuCJKZeaTsx1suQtSzi9ghN7FHC+xFebZqjC8OUNYl4OyK3URLNP+mCSUi6e",
-	"XjQ5KkDD2yQZm10SAIyNqVr+dhPebsJrTwor1oMcVY8JvXtTBRBj74TEMuHitsL3cgDCaIknBJJ8ozDS",
-	"2TTh+izGDRRhCXHGDK0MGtNJgn+gvQQuTzFDaOKU0axx7VvC82cq9uMAp3ktdJ0P+BfByCzjmgVkNpJk",
-	"TBNGuA6AWlGipuMxzeZEDsmADY3YBN8PNVr8PIildhfFMmisja7dkBPVBGsJ7AMUR1wGmIBw3+joVo1e",
-	"J0Cnjw0FafQO8Qvz10NuxPaNeY2g4cS0GzyvpNH7+Pz6IWgYCG+3X8CpAXlAmN9YUbMv3XGjaoK6aE6X",
-	"wxI6YeeoGR43w/ZVu9MLw14Y/tOc9SQzYKQ5msJpfrergNoHg4f84Ko39Y6OWcnaj8QObsx8B7dI9iI4",
-	"6yY8EYE6Fl2cXb3/5d2vlzdnr96ev7u5+uUfr99hyMwCqHgXRJOEm6lpeuHtCV0F5ZX9g4ukqSYs5kMe",
-	"O5gJCGvdtkiEcBMdRAA1kZHIpkwZTHQKIonlVGjlrUcOfmNozOTJ1v6IynUvd5m4x04JG0/0HM4KDhHc",
-	"qdTgQ8pILNOUwd2QPcA6Qy5ommKUkgoIoKTOvzV7YZmqP94KTG0AFu/tG+aMzQgIft6RGIhvwrd1nqPC",
-	"x/OxgZ47fBJhLHAAWl1Z+QwLsLiuuSJY5huO3p4y+INvuvTH2v0imXrI56FZRuGzF1O0bqB37JO28UkL",
-	"ZwALKY+2dFOls/fos6UEjmw1AudjK5EuS5fmlpGaLwBkzCUY5CxTb0ddqhDzI9Xx6JXFlJeAKIvn7BHQ",
-	"VcgS1iFLmdzu9Pou76E0su17ldt0Ik2xf7egyr7qrvjl+av3i+ThTJDzi/uuoU/nF/fHZJKxIf9EuCDm",
-	"eSMUoIiwF7XDFvz/4EUUkKgThu1eMnjR6x0cdqrxiO2w1cFn20auyrcc8yQru6K7J6VotG4NREAg5UtD",
-	"id4zBR7tkugINIolN0zoDMCjfRz6+oT9nbSPQ2KfIcNMjknHUjQDr9PYqFhI7ReY2sIMW19+vprPi9vL",
-	"585/G0iZMioWb98+WYwXLKyt9uLNNh3B8k8Ot29UPUMW75mVHoqT7IRBg91zoJkK9sY+TXA5naAx4voG",
-	"BMhGL2ydHD9/Dl+pRu/ERs0ocJAfmg9WkCloRcbM8lhyo5h5pW10RLeKbugtort8DWFlDS+OO223hqPS",
-	"Gl54a8jk1HCvxTWED9eLd2/PaEOSDkd9CdRvgaRXbtOOvPTC3tFxTfhwZE8w6hHQDzW6qu23pySyu4t6",
-	"xP5FEhZzZQ4PcNSSdO8i7HFcL0M93M5isMsnGmtiKD1XmsfKSBlSMESqHonsBUbkryTCi43IX0hkLy8i",
-	"e/Yvh5R9YRSQOdPEwLRgCZlOwOEi2D3LiGLZPUv2W+RnoxEbqRzvFgUQoriImVlNps2PfaGm2T2/ZzBY",
-	"pjCqbVFWvWc7YPPudMCD48XYISRNGRvLe5YYiWxM7xjJpBy3GsHWMzkc2XqNHkZV12gwixyQPfj3L/YC",
-	"9k9J6JQlI2UOeaY0SaW8m05KC0/kFK2+RXRd7Vow1M8uZSdqa5F+6xeFRbm1GA64+bBAQBbija1wPbJY",
-	"8YMCN7qCKAJr5MrYcKrQ7vgYycBGbzjQDBx0F5BgjzM/Hv+mfcis7qqOQL1CXfb8larTN1ShcCAs5+IK",
-	"4C0ILAExqpxUGuKNzAuMxqNTEulsKsAAHBFF56ovZjZhQskxIzOWMZKyoSZyapV2VA81TR0p0CM2NqpJ",
-	"Hc6XBMecoq+J9gOIPceHMSC0Kqvnw97ASh4jVi4uyg1QA+hrlgWD7ryk/CY2EE3qBNLi/cUDKq9tKYiV",
-	"VIAymL2Xs4JYgieWC0JJks1JNoXYHarJTE7ThAwYiKd/cBVigxNfqwK8yh1fL0csvqtRrFy8SDVpCT1l",
-	"sXnLWshPXeA5EyRCy2lEuCKR+bkStJpwmhIdT0i78xyUiHbvqHvY6ZFYCsFinf+BjiOgiHV46Ay0hWoq",
-	"7wzhpDytT2gqic/4ct25uHyXGvWIfDh71xzS2EhSEBgypDGYpehiUDLYkDIQ5hud8NDss33YaodGTgcT",
-	"Z3ID1+3Z0sKTXngEtjS0/WyePmOX0ug1mB6Ffgx5xlVzRkW7EeSxzhsbAa1FceU6Z1Q4G+GQW1ZdEa3c",
-	"MazmpecXZ/bBh/IJbWbuWbCWLSPf3mEtcKv8SiEGUGJ0B0tuGcjPaPathE4vjL+J3OBEhvxGNli3fxmb",
-	"HklxOavX8+HsHZrY6oxmRYi8lSuKEwzyy/XmKt1ead2rsO0lmv2Xml6HNFXsKUCrcv8uLv6Jb9Y/eZqm",
-	"vwxBs97oDq4Db1nSiDvLBDy3/VXn+hS2yZwifnPLpFvJr+gbWgctiz4y8HuCiRszML38PimAgI+58Edq",
-	"PznMfSkw2xTBFw/1ntVxu1+M/j7C1BXM2UXtJUqopr2IpFxY3ndp1PGseWkegsEqjNC8AEc3TTi6XsG0",
-	"tJMTbEsmZvlC93C176q4BsPG3cIWWFm+kY29Q1fzCSu8QxMM0+uVPDBkL4JZLdWMAoKfLeGM9gPw+/Ok",
-	"L4yKE7lTjNyLdrkRoamSJKYZ2A6i/Gv0MAUkgswz93Vf5E/aTDMzU5THYURkT0zTFBxDNE330ZsGxvwW",
-	"eH3MQg2sRmhjiSrWR+t+A123ZX+LICh2ZMQn+BHHQd1siferyqHNKSkubk9xt+YgLy9fk4gnvSgweK2Y",
-	"SIrSBm+o0k2Ayeb5q2i1Yl3rTtvG5eS+WENNzWogOqLeR2UDCnAGgLjrZUjrYiwqZkE8VjJmVCgvKR9t",
-	"NAlh5lWFShHY1PL8hcF0OISqAwbQ1AgUpowZkMXQE02tkOv5ghzcWknBga376HAJkdj/iGmG3uMFaDlv",
-	"kYOb3PdfZ5f8yZD018t0FYztmkERDIghksJygcIwATEKi1qhjVKqjvn3y1/e2ZygoTVymdFsLDAEYexF",
-	"y8KkDI7ZUg7CurTp6sQiL9uP1gOd51AoHq6GYNl8rs4LQ9MzGkMpg3VaEp5AMUMdIP6UylmdqqQzGt+x",
-	"hJjtw9wGgpyDePGwMax4e/0ZLIw3imGyy2ZYOrRLXoWlZlv/YCDipHTrGSZm7/rRej0stBgtaLjga2/X",
-	"/vqW3Y/ZyPay0lFTTyephVGAYvKj1CNiJSCGKRAuKRcyWumYp/Mq91f6hk9yR+BhyxxCHjbYOwqPQwAG",
-	"LWOZNnrt50FDZXH+SrsVto4a+B2+0Q3DMFzkzXaaLcSyYhGfV6R9Q9jiWjNOvv5VQ3WO1g7ktr7FNoqT",
-	"eeQ2qjYSXErgjtabyTs7b+/LwK/G3Wj1jo854p8ch2C29PG5JKu1e0cvrKzm8PeLQZaH8TXy4sk/PZzs",
-	"tTthaHS2IoC1Z+aB8ezmFmB1O/ULKGyN6uXNuHWUkLLwsm7eS/NcFTD8WF2FMIAbWQYAl3a2Guas5QRo",
-	"iyUmWQLyx2AeEPMwEwkXt77I4ShgQRPryF9Bif+WygFNl7gtr9BVYElYCi5Cy6ECwsCnSbHaBjGUvibq",
-	"757dwOobvW4ndPS51z4K7f8QWG/kPcsQau036iZ3yp2AZz2Hp4570TLQfHxDO6YiTqlSfMhZcmMn63Ts",
-	"C6Uf8/EO2wu/WeGk0Xvx/KHeEeomrR7YT3BT5rBBmLIyD09SBgckp3oH92TO+isiRJpishHJWGwAIwlI",
-	"sQkIgJa7TFe5kIVIQzazAImg4CQ7njkvnasm5iScAYvpVFmHp5F2YjqBRN+MGSE22XGNHojUX4NzeAzm",
-	"xS2oGWMT3wG+w+Se8LJ4I/bHJ76TCqzX73eEYnbC73kypWk6NzczZmOZzXeYsg6VPj9qkF2FvmXYueDl",
-	"wh9c5Ks2sEXyDInHOo0XhcwSKViy19pzXLKh6jVXUbEK9nXc5GdGUz2qCBPOE9SQd4u8ttZN9Bj/0M+Y",
-	"DHZR7yO6wiwUA5pG05xhlTFARYiS1SQylDJqNbajvEYgh7RGpQk+2URaA25uPOIiIxWnfQwt3p1mbIv6",
-	"u8f02ofWQO6KO7xkLnanfBU1YQGrBKUSRDypoLZC8LJrrNtdoR0sjfDcS6Q28PKvKU3283hPKLTZ7Zy0",
-	"IZ9m32l6WHVTTjX53cC0zFxgaAp27LKVouLrLLY7qQR7HpWCPTs1slt91NtZbjlpEy0rJo1iqSmjkNwi",
-	"M8OoeWr+no24ZkRNaFwpIFXJqVhdHtKvetq/3Gs96/cv9//Pf9bZATyXx8I+8HsnfAr2SUN1yFMCZlfr",
-	"fIRyb+brbQpBmgEwbRhN0gvLuqB6VGuzmQrBUoyIpSSVMU3zeB1MCzAyh15S7fHzKsd2O/Qc2+1O0IDR",
-	"b/wyjxv7u0vO7QHLUi6a6Hw26GIWWBn3hL4YPI+Pk+YR6w6bXXo4aL6IO0mzzcKh+81L+WpMJ6u93+0l",
-	"GS9P4LbeTH2rObwNXMjbeJbqznGDKQpuuzKRjerRJT65k2e7zm5uraOLJ1O7l3yl23mrzcI39FRXbPIL",
-	"6wK3CYkW1xZhqmPCh0O0AJdh7A9w9Zs5vH0gKPm8p5NlDu8NL3fZzT2FLxxI5zf3g5tVvC1izupERYgH",
-	"HzOqphkbM6HRjAt+C2eNV+i3NUucGmFAxTKrGjkGVCRQI/dmPJioRu+kGwaN37jhgDcQbNgytJxqJuI5",
-	"fvGi1Q0aduJF6un7XMd6irYSJ8PdpFKpm0msG72w1Q7yEpjAMGB1jd5JZzlptoO3a0hzdR+f62KRV8Uf",
-	"e3ve+l3/fLZ+uXSUm3IVONptzMHHL5aL9d61fF4Zwl2qj1q3l/xCtzdY4u1XYd0gghFiU67nJAdkaxFB",
-	"+EZxxl5BQPAebTlxpU7JiN+OWIZ1ubQN8lpZBHatNv9YflZUfvUAx4fAxYsJqgCOIODOrQxFG7E5S17O",
-	"xWSqtwzL2gjX/Kq6YbgWctahXw7XmwxWxseFsJfmjM4dwICNiacpVyyWIlFrshg2mr6C0Qs9AYRtCFDQ",
-	"7hlVWIfwlFg+iaHuvMiK9tzYf2ASUcGEx8L/MuC+XDAKgcifsNuMJhBvkMhZJUkVnqhVpb5hNNpW0aZb",
-	"y+Z10WIXfMJSLpZlgpmvc5hMWKopGaZTNTKbXCilFFQt1SXBI75jEFfMxTCdfkoGcMlQo/zG1mXpHVr3",
-	"jw1Vzx/tkaPwkLg6U7+W6kwVLyzKD20jP7RBOEG3EmZZLhE08EGby5BkcjKxiYj2qwm6r/yvZpkBYtHo",
-	"vTju1jix800XgOntXv0rrfVxVU+lNvWIUK3ZeOLsx/gs2YNqMBnT2dzGie3vYDX07+DzevND5QaW8MjN",
-	"hvFvaNeBqje4IGRgvpL9veTvwYgpoM9DMNvYynBQZc3lTmEW0lBm5FbKXdxBVXhassA8fCv3i5AZ5WB3",
-	"1pIMsEqGxkrZu60gB9/HxbU4MF8Yd2GrC5ezAO0l6KvC1iKQ1HIELFVQYxBzabOlIlRalV3FS4rBfC6r",
-	"L3bWCVQFvplYNbJs9G93rQ37xrp3zFdHTqZYYV3rOJWKCQPpeVVzG42wQTzDOO9PofQNpOYvZO67yApb",
-	"EAw6jmCMhZbwVxviILx4i6Jozb3kk6Y02qYz1FmrvbfTFx3Y5iTjMoPKZu1wpRWu86i6M3jppcIzax3f",
-	"pQ4Jq93g5D2jSVOKdL6rF6Y4mepifgSvuHNP01vKhdKllXkJ0JYi2b4hij1yabuYOHOgXEwd3NX+6Yfk",
-	"1cnP1gsHu7bnaA3rfOiSyOGQNjubrdhJjkrrwQ8bpmxpn1vAnEWlGH303wZCCvytruuNnBleyYU6JQZZ",
-	"ya10YmEKP/FkrfK9VL16SgXcNyjn2yng2F2xV0GoeidVHF7wphcQvKUF2idb22kcEG81opMJEwpLCugY",
-	"YvEttrRI5HGnyBZAzbMDMLvTcurTvogMS45ALVVEGH2F5LorjpO55gm8KHrv2WWwGkNfFDNAxsF+nslt",
-	"YXVI01RhSL+Flmo1i7rs7k1NTUvQ2fdQbxDU719LbWw/DLLuQpfE85duRWnGMrVweUQKLYvLOiX2esx/",
-	"FcEKxU6l8GWQoGGeqFUrcGW7JebtxII9PpF7A0qX4rGNL05kPSr2SIJU78vw6Io9reXQYQMMKmEv2FnO",
-	"dpFDcWyZpd0FNHz8vEziLCJwS5Gt60r+VccrYiD9kZYO08ZhFsJnjUBZfbZTL+2x9e39AkIVueX3qPks",
-	"pgNs2DuPQEifkul91cS8udGtiCxZTLZDN/sEWWQiZwGRacKUxioqrTzK9ptFo+C97GbS9iJXbGc/jaVG",
-	"sG3VimgWRIEn8d2hnvftvXceWdqBhTuK77FI27vvlMB5kjjjmmVcCoR6dCjDMy1yJggdKCZ0XxSP7cmM",
-	"UGFLQRodj6Rc6X2/JyCk7dUx2kJhXFMs5/zVez/rYpt7y/R7g4HlOide9mwB3F4eRiV18IK4H10Dwb1j",
-	"cvXyIiDt5+TXVxcBabVa+6f2dErtEN2Lq6XTDbM7tjkrl5rwBc7qYSlgLrHsvvFtHq7AF8Lf1sHyqw0d",
-	"m6df1FgPPD6yNrj9sWr5LmbSlYlk602Vi7rf1pa8LxGMuLv6s5xAfim3ConG2MML06lB+IpIxiYptQYB",
-	"LH6L69moJsBjxd0/unxbc4OODG13fdBxybbJtFKXHBoqffDrqwvgTOrUtsJEroaV7mPGEhJpGVWoTq2R",
-	"ciHP18p/j0wBrMhGT5CAVwhKtUhiq8HXxfi+/+klOekePSe29rxtWtUi0AybdD99AuA/gn/VjGXYvA19",
-	"jhX2bqvx12ZvzcA5XSRX+/3gsR3SaDqmotK0fXXTiUXzoe1CUSczM6GzOcjMdgCbjb3XDcOAdMMT2Ge3",
-	"09nfWH728slrJMWit8DnFa2CFnr8LjQiKMLpMt7MOwXWl80uWhYsKCl0zPK6HOVm+64raW0q+crOBysi",
-	"+xZ3/PPV1QXBB0gskzLbh7YayzHi6OTEw4duuCQ/QKc1p305MlKqV6LfHMEdx6a7FupPvcxkmVnZ2GEE",
-	"hMOZ6cons6L5x2KZh2qxQyY0H3Jb5XFhMUobeh8QJW1BBkViKmxzTiKFs9Lka9m428jm4FRnlXJn7MXE",
-	"ejBXR3reQ2y9TTCohECPWHy3FsfyAV7i4yuALIIunNb6aNUbqDzHFZF3vlkLHoTko8Ldv2miT+AWvnK7",
-	"L/PNbcHSsI6OWbEhU0W7qVMSOd9+5JXPO4fvXv1o9ucHTFifaQ2BppoOqFrL+av1/oCY2diCbV+tHGK+",
-	"hNrTk3X4G91zNmNZBAqD4emuc6gtY2N7EXBxz4TZf0Bcowus94vRaRjKKm6Z0srpxacEu0BE2MkEQAaV",
-	"Vw9WcPZG0PAalmKfjlLMT/7YAgl4jyboV9YCXVdNO/EAIubJmmDYjFFlC+vejgwPgcg9snfS2Sd0bDjs",
-	"IZlC4yfiSjx6EbGKpVim1fM519evXiJv+ktcGpLm7O0Q75BHW+4xmqUceuJRQYScISDjbPub28bcCdQX",
-	"nOQKfQkzKZZLFtYc8tw6IOwr7Y4NeYY2X7VhXEvCS6/AxIdHC2P9oPBeCmci1yA7Celgcsv40fX+h8W7",
-	"fZzitjBefvRFuKgHDoGDmzrkvuS6NkUrlbbzm+XMl6+aH87ebZ4ulKNF1bOZcZVzTIPtzNXK3LCmpVuY",
-	"GywgP71vLOutszTOvN07dAu0jaCxOtnj04FK+y0Vi2uHne7uZS+LfZcG7RwdPzJbZJe6lPmZLanvxYwu",
-	"kjN7q8K7cl/R6yt6u30przU5Q1aO8pdTrHM7F63BiaJzybausySb32RTUXKC2QfrgiceU7waDsx9rKg6",
-	"Rozi/5oy+zP0wlg4QrXB/rkURauOqmqZFwBcBWl1XWAMphQHVWM+WdFkY7FjVm2hAyduzEZSLXi0DQPc",
-	"k1lRVJrYUmUlNXODst1V/TJvDbMoRGZwjCBFKuhZZuOOoGiKIbTQZ3hjPddcU+WG6tbzqI4k7o6KYo9B",
-	"3rdm4RqWwdJOHugKHV1W6HUJUfWpZenVSlRYxhikStt+X5TEXM8rVYIfS2Lr3MfLjmoR43wT/BOU38yR",
-	"zh66JUDeAB83zeI9iruDQ9o5abZfhM+b3eExa54kR3ETvzVfhscgjVfr6XfyFX1sd4L2YdDuXlfq2x+W",
-	"KtbDWn2igN3PfWafx6eAGatT6VJwmIvctd32diitvbrJUHFTdQIp/GotX0WgPdy7E0u96ve1jHK90Lkh",
-	"bd6SLFtwWTsitpN4NB2/+HY0fOOs2Seir0WV7hx4fKJrDn4Lkpsr/HXUFE2/CHK2eyjgE54jHQ6t18QP",
-	"VdmMwBQr3A2vHv4dGzssJiwqpDK+U8oQHPMFFUXBBVdZ0XYW2MXPV3t9XlOWNUKORYyvjxc1re4Qotd2",
-	"uvA2vgy4nyKUBPTebx5IYlbxDZPPttZVv5ASWueAhCAGL25uSdDY0mCwzRRZlRcQWhTX8TcQ112UBPQ4",
-	"wpp2O8V02XpFNXC3c2BWXTCW3dX1smN9zxTT60TMTrnxohc3khvpXK3nnC3hFwbQnlg+wrD2OiK6XX/G",
-	"6kqr0/8sZ2QMEUP2wR+KiBloV/U7y+ROFQEfJydU1u0JCXWXfAUdWuv8ymcX59h+uaizhIUk4ozpHax7",
-	"UJvfRoNM1RoLubXR3WZ0SAVtZuDXhKaFvq3+GxblKe1i1wifrSq1WNfKSlebeWaV9QsGqVi4SltZCiI7",
-	"KeZfZX/+1tYsP6mtMMZmts14nvKHMB4QNZIzgf4IKWK2O9BvBs6uX3LPiDk3/7w7vD/5v+x959OH5+LH",
-	"9vjlkf6fF9O/h/RNV706Hv78DaH/y9xrvv16z4y5krzpA1UkOpvqkcz47yBm9MiPRm7NSH8ahocxjAR/",
-	"YvlFr6rbYWeblCCLMbiyEuYshbWnkDmRLH9zodNWuPxxo/Dl8n690qab7RinwsKni00OVxqwq9tzc6/Y",
-	"kp1nS1Ha5d9gQCwU5SxSC7Fv2A/KZdeZCZ6w+cF2jQx2L9JZChpdREQr0RUbJjSFaIwi99JGVWtJUqbL",
-	"WWBQKHb+WIfOkl4JK6+7ToKNYzbRtql1UcQWPvpVbRu9sCa82L27rHSvq5pM9miaOuEUEtp3Kbvgr2bZ",
-	"jNUcUJorI5gaIDN3R4+sofy16xXnh106h8qa6m7f9cKqhWQXtPXh7B1JubgjAzYyX3l2mVI1+kzSZECh",
-	"lMF4kkJks2bQoAOz3BXVLE05fIe93ErxJe6xRd6jWDzNuJ5fGjS2VAKYmeFwq2VzYhkSyi7RxS+XV8SF",
-	"H8IDKoImNNHF2dX7X979enlz9urt+bubq1/+8fpdFBCq+mJzRtrHsAGzSqOUwHPFjkZaTxoPDxhrJGvN",
-	"YRDa5qKdvBbiGNpjw39c+BOE7QkbTtAD25gKbHn2D2fv+iI3EAVo4AJzm2uC4/1YquwAFjBzWFDXYcKy",
-	"JsJoX7hcm6ItgPvGxmUFNs6l1Hod1r7Ycr0v+uI//oO8lLAr85X5pkmePfv75S/vnj0jA5mYpUwVI0rQ",
-	"O3YTU8Va5H0RK2t+dq19IjqZpBwtKge/KSmiviBkz+XqEJYqZs712bNu++jZM8yrzTstk7f8R7LXPoZ/",
-	"E2Y4B3R1SchQZmagCuDgtqP9U0KxEHWWx+6aCQ6fPWvhXgzkmO3hwp49620hlZG3XCkubgMyFXfCCNoy",
-	"Ixm7l3csMWtC8CW3TJtJw/azZxbIP3z40PQmZm6SqEWMIKnAWcrz7mFkImcs68E2XSDaHkSi7Qd+KNpe",
-	"AYDQrdqWAckQ7Oxt5zBhhsNgNDOKDULbKwLQAoxth7LEYDF3bhsLRGhnhQehGZYZDxR2zIiGve+3yJlT",
-	"TcBma4RRLF6HjZYIrp5L8YMilp6aA4PRzKGZmyKvaTwqnsTOXgr0HPcKjivgOw9nLVoa5ILT+9R0RLlp",
-	"3ogI+6SZgKRsgsXaAwjxg/hJ/8gMsk9YnCd7JzKGJdKMkcl0kPLYwhOEYqtnz+CXEszbUNi/AOxj8eqT",
-	"7tHzfYcolr9GNlIe0APFIpg1plk292unEZ4ASIxpajgTS4jBy4BQ7xts/JUt9OxqIgjDCYfPnp3CVhBD",
-	"gP/dc5nmZ2wXseeAHEyxgQ2kN5QzgF5tBk7c6Zrx7GP3NJ0yIqfgIciwQeOAJuT8whXsNgt8ef7qPVT2",
-	"NkqLgtLNtt8grCeRDI4b8ye40v4OOp1nzwKLWRh9//E6MgMBWaEYe4UVemy8PTUz5J3RgA5hc8DAZtvk",
-	"HdDUx/Z1S0vzw/ImaXh8IqcCPK9s/+v7N6Wz7j57ZihSMkWwwLZqwN6oINH5sPkWc31sKA8QEdsUDnp4",
-	"GKybZhkUSBWsNPQJDC2w07OgKQSETzP/oSO4a0LNsEVkbz6DF4lceglQ8CwHu7wgl7KmeOXaJLbMwCBh",
-	"26j1yEAHttZeHR2OxNWIM5a24nWifAONOwF9BzRp2mWYGyliys2nqaAeSYXOlEOZDXiSMPhdSN0cyqlI",
-	"ogAGi6UYpjyGkbSUTWATOJCaTrBDQXPMEk6bsI2ARO5s7XTutCKL++9zxFSGkWBEWJ7ZkDewLGU+mJN1",
-	"DQ/pHE0DBunkDG6/kiaxlzPEzgtyzxU3d3V2+fL83Ksqv39KQHibccXg9LjhQcJQT5bYpRoN31ApTe8Y",
-	"iVI+5joie65a41EYkHarZbRWy4cNoab/mjISoa5tBC/4Xs0Y8t/PoCMHxFPIH6JTEnmfARLq68WTC6oM",
-	"tQHJyYw3FQhchpMABy2Vnbe7+C9EEzhtbGpenLJFoSggsxGPR46dLgbrIY9Aap4qWeoeqzQQOQziI1G/",
-	"gYDq0BNgtd+IWuQS761o5VngMtQuuWOORoADzGA8urtJLIXT3lE6TXnMBAbIW6Pb2cTw22anFRqNIUu9",
-	"ZIvZbNai8HNLZrcH9l118Ob85et3l6/hnSItpRBgzy7O/WjQRrsV4pNywgSd8EavcdgKW4cNzzXshCuw",
-	"xpsvbuucCme5P4MbqcMvChCQIU+1bZnlElxynoQlD8hbj6P3BYo7eDC5AHCeQIKv0jDXa5wKVmrHwtoR",
-	"VSdXOnfLInRgGBKYRZ0O5RgOeLnMC8AzC0O++921DUeuuM6eASt8b191TY03XVrOA7lRwcmvv56/sqzC",
-	"qpmEY8R6oaJtGNCzcoO8vL1KB+hyd4kFVXDl3mw5HixHwRWhsZaZ2RqKiGYhlf3IiWpipkP9omGEZcut",
-	"6Yax3XoplJuiQw3pAkbp42OGotvh4eHJfrWXSGFADz0Des2yweRWWvZmztCVqx2woczYNgvtrF3oVGie",
-	"7rTQOqwoEPTgjWE5jQ0edPbfa+iqC6wUqFEnDMFjIIW2DcGrCib0U9ocS8HoDcp/TbETiqm91Cdu5lAx",
-	"XREW5HPqZRPaxw9Kz8KcXdxO3Uv5tg9+pIl9rwGvtNe/8itIRUadxRbhR5vMc27lHJtXCg5dSF0EOxlF",
-	"FQjPIpW35v7pLQRTwkE2roNGRdHyHJ4PQc5IQI0sQqvrbHJjee+yogofueXeoIRC72c6V2RkndktAotg",
-	"SUDA3hUbGQOMROXm3mVOQ4DI1PGZl+b5l+ZVTDX8QiAIM8BcLrp5ERKNaA2bsO55L9DpCeFwB6Dqhofr",
-	"X/rJCeNPAoZwVD4keFAIZ1kPhchLHoJ62eU11AVBOMP6wgBfI659U18ZAitwZAWWWnHlK0HRMkJWgM+3",
-	"h5hH3/9l+T6Mlr8FGCwjRgefDd972IEmuR7pydenS/82ZAkTLb8IUfo6zPGb0TGjpe9CxVZqPPm95CqN",
-	"raFoZTsXH5C7qTDGZwvAsAGN1x4a5U6Lg89ek6OVGIUx9Khw5+HEBn+chqhHRMspFpDkmuzZ4h2MZ85C",
-	"u3+au0b6wsYFQwPLvO0sjJJKLITOM1dJp+VKUOboeVpFT6iOYWPTIwiQ9MesoKszxtdhLO7ztd3hItZ2",
-	"6518+ZEY7LLr+JNgVxfPZPUb76T+SU7F07AVvCPfgeph5Os8nLsWK/Pk/GXixUaCwt+YXg4iT0fY8zmW",
-	"EHTff/wHhLSvDTd/Y3o3oPHiQMu0fI1a7IY1R4v5ZHGNo/2lNdDrIoJ+kjGwcFoPxUAm8zzexT5yx9jE",
-	"kknw3rTImSh81SSmQkhNDA2ENpsCrM2Y+eGo6BZkEVMCSjAPt/+jTOYbgLsfDeP6yBpMafeSwYteD9q6",
-	"zqhAs13Pi4F4CLZEFZu78FCO7bAh398MUW1y1B8dYb84a+i2N5jigs5TSZMrKd/QDKtSdttHm+wndxm9",
-	"ZQmnWFQ7aHQ7nU1enmQyZgrKpbwWmuv5k9AkhNfH8jJftrtnNjmt3vIPLYxY1rw0tOQ1PEyUzhgdWxe+",
-	"DfGHEiQRT3oR2aOlQAdr194P+iKC2cwjIBfeQzzefMLQIWUE5iihmvYiknLByEimicvvi2DuiFAFTt5W",
-	"H0qVqx6JgEbZgKMosJ8tBuWfc1lvz0xQeJRsXldkFucyEqIiIsBGR7jGRAEpS47mM4aS5fP1RQSREy0I",
-	"mzBPlFXBwDVdNb96jkLwwGYslkKwWGMwUF9Eb6jSTdg6+ArB5QKxFE5XhTPkGrz1LHGNkwcGQ1hi+/Gc",
-	"YpWYvhiyNCVaSjKkmYsr43Y8OH1clhtVKM1ogmrvCDLxMmZQiXCt+gIiNmAHcgwt4uDO9qIe8Bqa8nsW",
-	"7ROu0PmGy20fEVVvXKlhIpcAZghz6zxB54lT2MH/aEELAlrgeDMWM36PQnZhNO92nBY1crHvVo8qnXvJ",
-	"Vu713v4YNk+uP7eD9slDTe/tDazbmn3SiIFNxKkS82vwpEe6h32BWEN8QO4LQBTyud/gSb/R6x4GfVhA",
-	"v9HrN0pPNswvfIy/1CW2wBNmuH6j97nvUh3h8U1cT/C6w50+pvb3G/nsZshcgew3ep2gj+7HfqN3aP92",
-	"uZPmq4eHhyKgj9bkQC2RbeHG8RRPCRr35soIKYKAw8OHhpTRe6byVlkYBqxGU61IImfiz+kEQHRzDnTm",
-	"0C5nLvjFpqa33MNcy1YwBxnKhqDjmCct8gGifXKKjBXpihDKFRnLniALVIBqDBzY64ZdQ/vyBHGox5YH",
-	"HO1vTIrecKUv8mTfdR5pXG9u3ljIqDY00aZUP4mXt0hOrnHpLUtv/mN58/Lm2WuceXD03/XbjRDenGde",
-	"VsShOUL5OrVWqhqkxmw25Xp8gyhS13Vey/qm83t6Jm3TeWgO4MVKT9WUpuncYLt5CIKu96GTQI5ZPEHE",
-	"x2BDIb1fFOl2On1howdzvfm0hJl5+ZURT1lOdjCu1bzmQtrNaOFJqy+214rxgC7QYLuzRlzTfn/TgjeW",
-	"XkC9meaAZSkXeTe8up77jRP6YvA8Pk6aR6w7bHbp4aD5Iu4kzTYLh+63omorNs4PtkBpm7+5kfrdflJi",
-	"skyOyOuy2Pv+06jeJ+vfeGmjK/+cqjfCqqNuLqHDkCO/JMgGdLRWDwc6fPDZui429q3AWqiNL7VSdOE3",
-	"IZ7bBOI6nKvEaLtVX8lLzCJZmUBCuLiX6b0dj2asL2zVc8CVen9LRWne2ruSE8xNPCs5/n73qnwdrwqx",
-	"DsitAP+RzpR6iAi/GoP4LmBu7kDZAj529ZuYITf3mQjoWCCSA5nZtgHrfSW+90z1BVTuB0pj/SaoNLfI",
-	"Wd6IALXogjgql6W3QFOBhFqi6kj67j6Xx0qXuSiXsNuMJizZTqD7Nv6UVfjqfCl/YLz97kf5Yn6UnbjX",
-	"crHtwKvWV8vhbKRtJqe3EO6Si1sYbLUH/zSp4gnbPyXRfzdBKosw7Gw2YuCV1S4IqC8wWcfQCc/UBZSp",
-	"bOoiMqsUiSdzpjfPzLBM921e4+6L4rKbZglKQxqj9qvdl5D6pQtBXo3P+NhD8J19r2XfUD3EP/Ovx8+n",
-	"tUgEjdIKDWhhfcixXX0PbBOhSAS9BSKyFzbbYRgQ6HORQZ7YgGnNsn00WpmxRDwPyG/cfBsYxQkVogEV",
-	"CTR07fVF1A5D0iRjLvbsCzdjddANSDfct9/j+zdjFZBO/iXWB7kxY95MYv3sBbzRF/jrmH7aa4fNfKKb",
-	"8WCiAhLuB6Qd7kcBiVM6nmAK3cfQfBleO11NJFDnxO3TCBZ5PAiB3KPhVBlaEY0ZVdMMKgZFxGYIKtfb",
-	"GvJM8rJ1mP4IHU/ovA/SzoCRMWalUEGOzLLheKlBkrxmKJz9D4rEqYzvWuSDTROyc7h+LUFf6FHxdYUa",
-	"Qpp705LLfZueqMwOfa9RZPvWatkXee8aaACC/TZqetiQPWqbK5HcRpjK21uWBP62+0JpnqYECtqxRO23",
-	"yPkGEh2pEeh2sRdaOK8S3h0luzJINXon3TBo5BDa6LVbnaBRQHKj137R6gYND1SWF8Yb62mj1z4qmjfn",
-	"4N3oha32ViKk3eq5MLj/DQTJNczHwJFnJvHiVgHrvouY30VMl1QVyyx5HAetlzm9usr13lVn/is5WAMf",
-	"VlO/lW6rL7bxg7rpt2Xr/14OxaKn9zqXot3vnzMqAJ2ExZXnQOvVuH6Uq9AWtAHnPsGOL2CiaZEzEqH9",
-	"GtpERQQt1kQYTmwlAJ64oiBGFUJVB4rrGA1or9vpFFUToGxQlGRyko+k6R3oSILZWDboOw71TPrCTgMC",
-	"IVYI+CvRMkLJMi/wlZEJj+9QxrA2n+kEcoxFXETOBn1RMYiXo8a29yFiH/nHxNXmDYO9fm15mIB37qU+",
-	"wZhNkncGLhqvN9phqxO2wlZ40D5ulFqsf1zWBNd9bwspmh865k+Q+/Mu6u3neWnPxr3kk6a8Z1nutSya",
-	"CLfDzaUMOL1v5HvEm1tmXLbY8N3/+N3/uNz/6JB/M1q8UoY4+JwX1tzc5whvnILLsSRHgH4G/dWhUpah",
-	"tROj8JxrlStgEJaXa6bFt9BpkgsS/e11UfINImkP7EMYlvs3LFa8/yVoq3U3FrR1I4djgbLfXY5fy+W4",
-	"KwYs8Tv69+iqbZclZLKxa3IJ9IRflYN8d1BuY+HcDpp2tmrCNE+T24UV7ZAi2kgOKIrFhHs+6IsMzUfw",
-	"2mwExA9K0LbIy5xgZ4zcsYlensi+OzW1/shHS6q58JkX9HYi39GWEt83ck6uxNfcPflHxtsvbz36Lh5u",
-	"7tH8QuLhAUh2S41OBfP5ARqhx3fMCoMBVut1FePIYE4iJTMdbVFmBZHoJ1jB7nanipEnS1gWQGlZrCTa",
-	"IhG0HVGMiYikHFq6jxhWZ8xYzIRO52A8uGde+6S6iHyZ6VI4Pk3TX4ZLF+tXyr+ERgPXgdf1E+vIP3xR",
-	"e5iZelWRGS0neJvfRYuN0PHKnRfBYKEqUkIbqy8mYKxDZVCslqIylkyCfESagDtwW/kXd/fFmSpOs1IS",
-	"/kEVQvx3yN3M4uur9P+20OvMAityzKAPB/rtoeOd2aMRccGNbKk4Wiu0Kz1DPxkoD6AkTAQ5qxGZcZHI",
-	"WV9gQov5L+awQAlpHJPQOJNKQcosFTFTp4SNJ3pu30VB+3eWSdUiH/CrvjDf0ZTfCvTmQ21pwT8RNpHx",
-	"KCC22TzyTKgjrGmmXUVIu449rm1ycl9gvpxtDuAvVor9FjlzVYbDIAzDfGFmoxhERPa6YZhb093mJ9SW",
-	"h95vYXXtwdwFDJySl5f/ZWt0Y7rZX2N1H0FjhzPojdGD1tQH5tu+2ItlOh0LRSJDUQLbJiWAqwnwOm7g",
-	"OqKAUIKYRzI5wxPYxwinIdRK7QtXltvZoo7CQ1R/hKwYlbghAGLIb6cZS8zauC5io3Dnm/u/ygTONXfc",
-	"FtR/yuR4Ez/YldzkqdfQM3FRvDnDW8WbOSXynmUZT5hylxMtE15s6qAvvrhuI0Ckg0as7r3GJlskPD+W",
-	"4LsTh4abFrTKOdNrYKsv6iIYgnYnDIOTY3BEtLsLD7XhodD8f5fcZAuQ3/nPMv5j3tpAX7tk2T2P2a9F",
-	"lfaq0FXujLKEeTkg+rbsK+/f+RgrUq1z9Z8skyVT/Q+KIEbkvNDrJgO2Tqp0U0E6E8fgeOyu4UsB5jmr",
-	"zmHxdaXp3Cl6LWIPNe9qIKfQ0YlcWR8rGK6WmJlIqWRGlRovrZYITWC/kry50HV2Wc3EUq/VvOnrd5vO",
-	"FxBU32NjmgLISyb7zaRVW3XRQ1kbzXfgovmWy5e547+UEFjJ9o9UFt+4mgZ5mRvzQ6J0/kMPwiA9dC23",
-	"QedDiHl0JAR6LkBp/cDDcvOltZWaeVzNRJePHVi0ppjzTX6TXODy84xq2zWBTCen0LopIHQsMYixL2xR",
-	"A/O+EVynE7InM1ukwUpe2JZiOjGrwlRD+7DLJdnH9UrB+sIFI2EUrtIYPhd4xR7kNI+WAgoVEA0l0TMo",
-	"LD+Yk1QaAceGLPaFJVveTzxpkVcgJsKgZimCQUiwWZ9okVd5yKb5zcZz7h2GRJHBvC+soLvvOoG5REfc",
-	"MCUZS9k9FdqFeLnV5plFNiYksHfQFzx37BftIoxGguUpeO5DhBr13sXaKvuntpxQghkBfVGkBHBlK46O",
-	"GQr/eZYASs52yTCPLXxih3fScF/kqQJCkikYKKuwAnBySiimGyCtxxVtlUvwHpHMHf+6qhqXZtEAqnkz",
-	"tDFTsM2nK6JR4OnKAqobFNZYs/hb4M6yvPJwcMy6w0PabMedpNllR8PmC3oyaIZxO+mww2GXHg2WrNwj",
-	"JE+78gvrEgVkrpCkmYEIL8h6Oint53n9UosunrUL26jp5pfUMqpwuYTLO97wXaLfiFH/yGyhkVLWPJAS",
-	"j0vbs9+4whC+v4w7XwJD47YVJZcCg2EDIJIQ2ml40zbGzTdc6Uu75j9w4KvZwiZhr3C8f+KY1yp44tU/",
-	"MtoVuO9irOupaw6HNj4wSLaX++RLFQ+3jh29xF6wO/vjq1bWjBuZjArsycehB04q8X33QEB+el9wAXy6",
-	"CWVoNk8vNuv+NjGbcGLL0kHgRpfGa76+orfrMAWe+QPlIX6P7fxysZ0KkXMDolPrtweidfDZSoMbR3Sa",
-	"59ES5NXcqqvUb3VXPWJjsgdmIFCnmEj2nf4FsqJRt34oWq1yAW/qjApl686QPEkFVdJcuszL+6PKuaq+",
-	"PzpyMgauegYNOiNncbspIpY+YCnVJJvfZFPxV0MtItfeMm936Uq+Wl8I5FuzTzTWoN5STWZQAHXA3PJa",
-	"fYEFC/OugEFRM5YRoDbQmDCd+yUIf1AeredpatuSK7LXDU/6okhXWFpMp1LPFkLAFvsZmG/2NzalITBY",
-	"zrBSFcOW6vVHkmvt8BlLH2Lf4WWuBnsnJW0gj3uw8V5WARhImTIqNipdeD6EG/nygtQrWyB4uVHwAxwU",
-	"VWgtAfcVSbI5yaYiyA9wPweq77bCp4n/erpYY2DweecSbckg4XozMr26OdVVTnzzuGNHHQyqQ4vSzWMv",
-	"csnuC0L8KjnoTyD7fJsI5c2lgl3dV2bIr9N2wnLjCte0LXSfgGsaYHTPFv2BB3MCaX7L/E9+zfgq11wf",
-	"5FzPOLdiUl9KGQuIYrHEvBx0tW6O698mXnoVlXHR0n8SavM9rvrfKK76aVWzg7xZ/6pM/pfYsNIjg56C",
-	"VpRG90qNzwv9jIs4nSYuHRqcRUaXws4+DF19UD696PWzT5YrceaXPCa6L/Iao/XuAacauNaBZPMIKxSs",
-	"vdP54kK8N9dSi3/xzHer/0aIA5oPdlCBrn1oKQO4oMMhi/VXkmhW4GBRuHdVVkMV8xa9Clt6EF579YL/",
-	"wJ4Et41NvAn54X1Hns1dEHQB9L58DzpfEVjtzPDjXETRYmNNz40AQnDzOIe+GDMqoOb+/i5FT3E1T91o",
-	"7rAVttrtwxY0muPmmoY0NqfK9Cis1tGfUdEu96PD4hRb96L7Ns6NTZtG/imLUnwvcrWGTp0lSYkSaLko",
-	"Ke/Slg44dW9gFORXuQOjniA5Rwb6K6wroHC0VrwaNhJMWDnVRWyhh6IvPBdFQGiaYjAUWP16EIYn5oRj",
-	"kJzNQHCOBC92K4+ftc4EaBnStZkSzJyi+njtChdhn3M3Gk/IXsQT9bFzHe1XXRc9gr4LrtFAkoEtXi3x",
-	"TxDDf6Evl+1oboMPnQM5dxdg66wJy+PRbNvPzVwHPxZ35KIjdrdmWHeADV3iCcDPhkFdG0VQXW9lAPH2",
-	"9i2sIMX0310M32n3k9Nu6+JQhnDS1IUAY+myrZwbPt1emVh6JTVNFaQiAXHNbQiGNE1FXlUtcbGSW/g+",
-	"vnQGwN9SOaDpyoxTDdt7YgT7FgFQuNdd4unr4vQ2ytY0zEoxaMoK7msMPYXYgBHN4cG5GqBGn6F32BtW",
-	"y0lUANNg3heQ+bUf2DRHlpCU39muXixr2tFdXtaq3EhcU194yZFkMTcSALhtXoYBrJ2gyK3s5a5xWGsA",
-	"9ZP7AgsowwvOmAZR8bhZUJWKQstQxsWuDBpYkkzKsaH3AVjySDcM8yZnME3rK6ZF/gESIn9x/STfVc/b",
-	"1XjANGEfxkpBze2wPopBy8nSeObDTiNo2LRiKHX4DaObS3e0zI8L8P6nifv8kpmHHoPbNvtwgXxO+ISl",
-	"XLCl9PNnOSNjo51Y2gP5ZzZrJIAgKewFjWFSYzY2q5xRDsbZoSWkdvV9ATQCTf4wkC3lV5QQtm2WzSGi",
-	"Y8B8hDLpSm3XVcJu7MtXjChNtKxmhH2IYHPrPz4nN7vNi/k74MyB6XEsvchgXZWGasMIq8U48oC7ktjn",
-	"fj0tVxCCZuN5sqlfxzof7ncz2yPzUCu92zfVgCEP8U+UgfpV9Lcnyg51RqFCkN01L1TLOyaWqzZnWE9k",
-	"zwBdxu7lHUv2Cb5T7XN9yeIMCpPk6YgZ09NMAJiOWF9EF2dX73959+vlzdmrt+fvbq5++cfrd1GR1cfE",
-	"Pc+kgKb7Fs7R7LUpxL7hSl/hfv7QHijYwybuJ7yIP4np42mcT2cX5/bYPIyxQLM60nFdEgyM6rJgzMuu",
-	"W49BCwPQIIAblQbNp1Kk81O/U/8dYxPVF1wrcvnzWbNzdIw1hqGzn234QmNtlBrhWUCNXLvExbQUU3DV",
-	"sO3HGDatonCLxYubGUCVGbDqrNsC7r+Nu8ibOlluB7kzQmdufrc3q0ZyJlymcvyn6ZTyp01mEQUN2Y6E",
-	"LHDdg8/w77qUlvfAd21RA/NCD3mmkDMM2Sa3hu92w3beLk9IVwkMqdKIKoRQnixt2bQmi6IgFpuUD7fE",
-	"kConNXy3z3+xciHmfB8BltuKSjBkNQTJ2vaWq03YNsjwSfB+QgcaljWNHpRbQa3jr0XO7J+FebFUJKTv",
-	"61b0lnIBBkuW1wnJ7WBcEFdXGcVVsucKz5lFzLhQ+6d9MRUYeO0ZZJ1KB53ZfGWuRf4L62VAJLZa8KaC",
-	"K3JAE7eFPfP3+QWxgRgBdmMxm5JDNMYFRLBbqnNhPnBu07xOtdn3PsnYbyy2YZNY+Hpgd6FHpNvpODuu",
-	"+Z2LhH3CxgWcpUlf7EX2dD8eXrfMqbdcL5MIzbyZvSC7ERReoMXemM7JgJHb3/mkaUDCbIPBkC+R9TZf",
-	"i1gmsHvzULR/SqgzPR+Tt/xHkrDixS3CYM7FLVPaGqHWpXC9tDNA+Fq5zZ9VjsXcRoniasGB3T7Kk7hG",
-	"TnyxYk11d7Wl48yGzQAJQ06zrH7cjhKWvTTYLtbL7UE9t6Bh7tA1q+GTvFXNYavr9alx3Wn8vjMB1ARx",
-	"r7RbYeuogd/hG11oVuM63qlGr90JjWLkpq+fvROG7V4yeNFr93onpRV0u4f+Ao69+fOXeuUlHLUXlhB4",
-	"RTZ6zx82d3hb6PkRkxK+rrfbzr3asmGRGFilQcE/D6/804mQSM+q/M5n15bUbRBRlMgV/ZjPyOWM3t6y",
-	"jPx6jtaCjImEZeBDO5ATJuiEt+Z0nEYtcpamoM9QpZz9BjRSsOwYqbEvBlzQbE6mZgwSwdwHEdRy5ZrM",
-	"ZHaniBwOUy5Yi1xMBymPl9jFX8lN2ixDDcyRHqdlVNuoKuXPV2/fwJafFIt2vXoWT7Gpw8frUnzZxTlJ",
-	"ZDwdM6FRkjAr9gDhLdO0cZ1f9MFnuJyHFReOnwKi9DxlasQYVLziccENFycMkKkzw+Bc+S+or5VyJnRf",
-	"UKioqgjXLXIJ4yN4RHBBv9F7irNicdwSnfR+wyQDTDDFgnAjqfQPirw9f/uaaINjG0DNmTmAdTLATzzF",
-	"0iNuz3Bs5ZJUCjGjOeXNwVQkKWv9ppwIYNumWwGA2imX154a009vmLjVI8OiXoAPNP8MKYcGIBq9xv/7",
-	"eNb8J23+HjZPWjfN67/8Z+PRZWbzA16NI0GDj+ktO5iI2/KDuTcXcbuucJarRavWTbEhvtoHN116LXrD",
-	"nWCTrrGh68S8RYYyhYrXUM3TwcC3Z6NfSRdcRmTMUS1H/npqM2I01aPflxMaMF4q0glDAvHtGH2C7BL5",
-	"hiI/X11dtMjLEYvvwDmVpxnNc0SvQ/OfYe4v6W2yMyxzk9pdgFbH7/+tOcgbfs+EWewkkwP/Lu0W8TZd",
-	"V96lxT5xxwHcWEA4yCcBeCcD51dt5t5joyZiC3Mvvthc/0Umx0yP2FT1hUFxwj5NpOIAakhn1hB4vw/4",
-	"eslgklJeVpQa/0F+fv3mgkyozqSYqhvcyY2VsG4ghI1cleUuguwNap78B7n6n4vXa963rjao4LLisXar",
-	"c9hlfwmPty2q/XbZqUK9eXuSZM+lgYetsNXd/3cGUm8Hi/2hS4Dqi6Srs9bkNIsZiUoyrO9FASAF+QVl",
-	"lVsmDLCxBIymAdaJHsoM/mj1xUq4/GXCxNnF+eWExduRJbcPv/5LmYwSOzY5bIU5dT7NK562oAusWZC2",
-	"mbR2x2W4P2yFrcNa3l0ILR/zV42UM5QgRNne3PY97KC2NHhqwmI+tFsjVJH/OXv75t8Z7q7MIbrzLa2+",
-	"nulljCbz5TzPMjLIaChYGdkDvko1HVBlo4rOxTCdfnr1o19C1A9RGdD4DqtKWT+hGslMk4TRBJUnZKtM",
-	"gFmRQqQDjUdGRMZmEJ6Jb0h5aotXeaUi1hDa94wm3PCN3bisZ5mK4VDgsOwRALxDfWADUXdGouFwHslg",
-	"4Sdzee4znP7mXsJiCzXgCkGS/iVxVRzhNwfZPCzvCx4zBK81eo2E05ToeELanectwyravRfhi+MeiaUQ",
-	"LNb5HwanMzacKgbla93IBrzK9zT1wwSf5LbONEkZVRrKqJUvzUI3SvpwCFi8bDZ6yoYTK2hIvvAVElb5",
-	"9c+NAaMZy86mRv/7eG00OvtOlaI46S2AXlQ4jaEfiwzTF5itWuqE2GCRP3JVJdYigRNcFP9rBgaKuDjs",
-	"G1v1Ujld4vJV88PZuxZ5VcmCj6mKaQJVoMv5aXlimvJmwwSMxek+nL1rDmkMBnqXo2obNrn6KHaEIgOv",
-	"5iymQrBUlUrzevlyNkyPY511pcmYUQUx4+7ci2kugFkuTmEr+5bTPeyg4HrNq3oXjbrckC6Atua0614N",
-	"ikZ1gfsSg+CKiMNqGKR/1BgcujCXtUeu8MWhp5klt4xkclrZhbNW1pTYLrIRdCWEOA/3KgXu++DtIrmX",
-	"HniSl7d3t5tX9bVjuKLLdTiCJUCaToUB3xc+3nQDo5bjD/jSfLFkOAzFSeUtVAQABjTLypAKHve6ZkYX",
-	"5wSJhovlImfJGLI207l/0ujGranCDkJv85IJTV7fg9CrdMbo2KzFFoH0MQYeaTxcP/z/AAAA//8=",
+	"7L0Lc9s4si/+VVDcUxU7S8mULDuxXFv/8iSZHe8mGd/YszlnI18TIiGLYwrQEpAVT46/+7/QDZAgRUmU",
+	"bCczd7JbNbEkPvDobvTj191fvEhMpoIzrqTX/+KNGY1ZBn++uaDX+t+YyShLpioR3Ot7F2NGZKLYM0lu",
+	"WSYTwQmVhBKpMsGvCeMqUXdE0es2OWc8JokiQxrdkIST8HTUekdVNA7bnu+xz3QyTZnX9wbe/sDzfC9j",
+	"/5klGYu9vspmzPdkNGYTqocwpUqxTL/+/w68T0Hr6PKvA++/PN9Td1P9BKmyhF979/e+9/Hjx9bJTI31",
+	"QCKqWP0MaHGFngG8iZGdDz++IocvDoJdn8wTNSYhyzKR/W3gJfyWpkl8pcQN4wMvJPMx44QS+EzmVBLJ",
+	"uCLDmSJcKEKjiE0Vi8vz/IHRjGUkYzSd/G2gJ5UJPpMDzydL3rNyURbn/t+tVzQa10z545ipMcuIGjMy",
+	"YSpLIkkifSmhXM5ZxmKyE44TFe4SgVfFVNEhlYzEif5tkkgZ7panM07UyvExPpt4/U/mOv0E79KvHfUH",
+	"9p8Zk6p1+npx6KcxESOixokkGV52DAOM0oRx9UwSMeckdJ8RkmSkyQ52hBJYUCI48wlLJSPXjLOM6s0h",
+	"J6kUmjBh9clQxAmThPKYpOJalicbdP4R/Hv//xy+f/Gvo3923/XODj68PO9c7H88XLkGE/r5LePXauz1",
+	"O92XehV4/nlxLe59b0ozOmHKsOCrWSZFVk/CIWef1VUEV4S4RoxMM3abiJkkU3rNfDLj0Zjya5grwUuJ",
+	"GlNFEgl0KjjTf/aCoDxbdveP7PRXkfwP/8d4OHkv3v73D+Nokv52ygPP9xI9hP/MWHbn+R6nE30HPtxb",
+	"MveDTnfd3H3vDY+nIuFqFRUwwsxV5QHvx51RwLq0dTA8jFq9+AVrvRwdBS3aGXaj/bjHDkaHduRTqsbF",
+	"wO3zrpJ45U6ORDahyut7sxlcWTP+W70ii7yX8FjMyTyJ1ZjshJ1Ahj4JOxP47xj+G4e7x4QqkjIqFenI",
+	"NnnNRnSWKriuPNPOZMkOsFv8WAw5xofYm1xaPPRdmfqp0zq6BLH6JfBf3n+Sk3F8WS9ef8zEZHGO54pm",
+	"yu5QpinOJwmP0plMblmfaLG6v79/5JOQi3noayFDCWfXVCW3jMSzDMVwxlL4ZsCVIFzMyU7Y2g9gpVq4",
+	"VK0XcXhMZjxRkkifTHwy9knsk/mus2b62vaAl5at1RkvWbeRnlH9suFNzrod9krrtsPF/H9bdas3v/xf",
+	"/KZ338I/usUfF/aP/sIfO4NBG//u+Ef3u//fzr//99NfW5cL1+3u1m/P6QgO2JXHdqgP9pDshANvMAuC",
+	"/cic4/CBDbxwV5/oqSbFjNEYxa2RvYROp6mWkoKnd2Q+TlJGEjXgiSRSJWmKonmWZVr2mucaudsLjtok",
+	"fB6SiR4hCNo7e0l1t6xGAPuFKkmxYVaL8JZoCDtGRfjS8TtH9wPvfweD50uW620ySdTiYr2jn5PJbEL4",
+	"bDJkmabrRLGJJEqQjKlZxksseRDUE1YKD6+lLH1LLlASrva7SGf6rV6/EwQBiEvzMR95whW7ZpkZ+i07",
+	"j8S05rQPNeMploVkB45yfOsukTM9BzxJp2kS0WeSRGLG9WkDx56+OqVK77PkdCrHQknL1QIUiFTzq7lb",
+	"HpMwFRFNQ6NFLH+4ppb2Ev6TMAl3mf4rYyOv7/1lr1BN9/BXuVdMWy/CGVXj1ceFFval3dInUc0xoD81",
+	"PgISrg573totOhNpEt2tGR9cUxrhi/oBwoWPPcTzRLHVA9RCo3wCHY46UZcedFsvaY+1esOXrHWkP3bj",
+	"/dGLqMOCYadTf9bqZz38nL0Qi+N9w+PK8cM+m+PnmEg6YUQ/V2rBFmqBHzrHhT6S2uTdTCoyZISOFMvs",
+	"RaV5czFfQsJKLDlA8JY/0gFyoQ2P1RQBtklpaXq1uw3XPS7B3utHyangkoF+/AONjd6vP0WCK8bhTzim",
+	"0Ljbm2ZimLLJX3+VeiJfimHrKSqapHZDSa58E5DdfTKxRMGJGQQZMjVnjJMOSEwtqvVKaANCev1PX7xR",
+	"wtLYkf4TJiW91tNo9rD7S72YUlEe6Zv26DTZu+3sadaRZiWZBG11jVEiFVUz6fV7+jBRiUITlMb2KC+2",
+	"f6zUVPb39qxB2o7ZrV01uTekccvect9UTJ/h3bhl1cM11ZvOYvKP85/fG11wkn+paUh/V90RkRFUBDTl",
+	"OV6KqvVYNypz+V7pWhjaK8FHaRI9lHwoiEmiCT8mw4zyaNya0iyRhKZah7oj7HMilawnFeAXl1LsTYre",
+	"MP4UFHFUUES+Ag3JIbLXPwYtnMCSEWedYMo+yJnCXZR7msBsJangmnmMmmkoKGMjljEeMU3gUsyyiIFf",
+	"JmYpUywmkeDmBlRFHo2EfhTZMIljxh9IQ6A7iSkzthBnLJawDjSeJJxkImXHhfwlY2qvBrN7GYHsNTyt",
+	"t6Gi/YKKTrmcjUZJlGi9Xw+1KTmN8tV7DHq6sMvzTMIoNMEMWSrmqMLaxX0miTlm4KpHJYdTrfFymr7R",
+	"fP5AkkjMs9BB5T2yGDhwD4bT6qsa7Z4d4OMIAzwXYRQjmqSzjB0TXAtJaMZIKq6vWUxmPDauTGuUJrEP",
+	"7iw5FnP+qLv5XqgfxYzHD9xIOB2acCJMYwRv/DY83StI4r0zlEbUwIVq4Q2PczbkchzP1YTDpv/y4S3Z",
+	"EZmvNXoy1OcDynjwNCSchEksw10SC4Y+Tjh5H5UozuhdKmh8IcRbml2zB9KGJeKhiO+0vBK3LCOdoPfy",
+	"4MUhGd4hdz/u+d9xJPcH9/VKCJLCnBpuuRKihTc8lviuXQ40RH9jqJc/6maes+w2idgvnN7SJKXDlD34",
+	"HGdknEglsjui/wuH0Mx5fO1ugnmfMLn3Yk9vk9wzj9hSsjsbbCZYGUKj3XVveRyWjtmU8Zjx6K58Iht1",
+	"Z2dh8XYrq/eoe/8LpzM1FlnyG4sfbAFgnGmIMT7U0UzMCizfR9fhO8UWn5Sjmc47m26zEzB9HOn9XpSW",
+	"ApR0wVkefZrxGy7mXH+dsVtxg7FSZ2fr4rirdnfh+prI4qbUMc1EpI2yYcreQFz7EURDVb6ZiG+9ZZix",
+	"qciU/LR/2R6lYt6OpbrS39T6FawzIQBnwuHBwf6Bd+8vPuzFZdt1JhYP4sK4IzH4ncTk6GiZ9akyqvX9",
+	"7Wi32y1o91969ki3WulrTrW3+Y2PdvbAntwmAnzgBGJMcKOmUq2DSLAzjVIClFzWMo4NYEB+ugzNDYxG",
+	"YwI78MiSS86mejtZ/I7FCb24mz703HqFt7b0owrHl/MQfbNProUiin1We9OUJvzxVZODgjScSZKJniUB",
+	"wmgs1fK7W3B3C257VFoxYfSwukwY4pxJoBizJyQSccKvK+deTkAIGXlEIsknCk86mcWJOolwAgU2I8qY",
+	"lpW+N5vG+Af6S2DzJNOCJkoZzbxL1xOeX1PxH/v4mjdc1QXCf+aMzLNEMZ/Mx4JMaMxIonyQVpTI2WRC",
+	"szsiRmTIRlptgu9HCj1+DsVSM4tiGDRS2tb2xFS2wFsC8wDDEYcBLiCcN0b7pdfv+hj0MXgYr7+PX+i/",
+	"7nMntuvM83zPqmlXuF6x1//04vLe9zSFdzovYdVAPCDNNzbUzE03iTY1wVzUq5vAELpB96AVHLaCzkWn",
+	"2w+CfhD8W6/1NNNkpBJ0hdN8b1cRtUsG9/nCVXfqPZ2wkrcfhR3smP4OdpHshLDWLbgiBHMsPDu5+PDz",
+	"+1/Or05evzt9f3Xx8z/fvEfc0AKpOBtE4zjRr6bpmTMnDBWUR/bPhMctOWVRMkoiSzM+Ye3rNgmRbsK9",
+	"EKgm1BrZjEnNidZAxIikdMYjhr8ydGYm8cbxiMp2Lw+Z2MuOCZtM1R2sFSwixJSp5oeUkUikKYO9ITvA",
+	"dVpc0DRFqJb0CbCkyr810dX65a3QVAOy+GDu0Gusn4Dk5yyJpvgWfFsXOSpiPJ88jNzhlUhjviXQ6sjK",
+	"a1iQxWXNFsEw3yYY7SmTPwToS3+snS+Kqfv8PTTLKHx2gFXrHvSefVYGpLWwBjCQ8tOWTqq09o58NpLA",
+	"ii3PtzG2kugycunOHKT6CyAZvQmaOcvS20qXKsX8QFU0fm045RUwyuI6OwJ0FbMEdcxSFrdb3b7NfaiN",
+	"bHpfZTetSlPM3w6oMq+6LX51+vrDong44eT07Lan5dPp2e0hmWZslHwmCSf6eq0UoIqwE3aCNvx/72Xo",
+	"k7AbBJ1+PHzZ7+/td6ugzE7Q7uK1Ha1X5VOOkjgrh6J7RyVIXq+GIgBN+kpLog9MQkS7pDqCjGLxFeMq",
+	"A/LoHAauPWF+J53DgJhryCgTE9I1Ek3T6yzSJhZK+4VDbeENG29+Ppovi9PL353/NhQiZZQv7r65snie",
+	"vzC22o3X07QCy105nL429bRYvGVGeyhWshv4HrtNQGZKmBv7PMXhdH1vnKgrUCC9ftA+OnzxAr6SXv/I",
+	"QIckBMj39QejyBSyImN6eCy+kkzf0tE2oh1FL3AG0Vs+hqAyhpeH3Y4dw0FpDC+dMWRipk+vxTEE95eL",
+	"e2/WqKFIh6U+B+m3INIru2mevHTD3tNJHarKrGDYtxgpCFWbb49JaGYX9on5i8QsSqRePOBRI9KdjTDL",
+	"cbmM9XA6i2CXzzRSREv6RKokAoiW4AyZqk9Cs4Eh+RsJcWND8lcSms0LyY75yzLlgGsD5I4pommas5jM",
+	"phBw4eyWZUSy7JbFu23yk7aItVaOe4sKCJEJj5geTab0jwMuZ9ltcsvgYZlEaN+irnrLtuDm7eWAQ8eL",
+	"2CEUTRmbiFsWa41sQm8YyYSYtD1/4zdZHtl4jA5HVceoOYvskR34969mA3aPSWCNJa1ljpJMKpIKcTOb",
+	"lgYeixl6fQuIYe1YEO9ohrKVtDVMv/GN3LDcWg4H3rxfECALoGujXI8NVzyTEEaXgCIwTq6MjWYS/Y4P",
+	"0QwMesOSpm+pu6AEs5z58rg77VJmdVZ1Auo12rKnr2WdvSELgwNpOVdXgG9BYfGJNuWEVIA30jcwGo2P",
+	"SaiyGQcHcEgkvZMDPjdZI1JMGJmzjJGUjRQRM2O0o3moaGpFgRqziTZN6ni+pDjmEn0N2g8o9hQvRlRs",
+	"VVfPH3sFI3mIWrk4KPuAGkJfMyx46NZDyneigWpSp5AW9y8uUHlsS0msZAKUyeyDmBfCEiKxCSeUxNkd",
+	"yWaA3aGKzMUsjcmQgXr6BzchGqz4WhPgdR74ejVm0U2NYWXxItXMLYyURfou4yE/tuh7xkmIntOQJJKE",
+	"+ucKaDVOaEpUNCWd7gswIjr9g95+t08iwTmLVP4HBo5AItbxoXXQFqapuNGCkyZpfVZXSX3Gm+vWxSb9",
+	"1JhH5OPJ+9aIRlqTAmDIiEbglqKLoGTwIWWgzHvdYF/Ps7Pf7gRaTwcXZ3wF2+340oKjfnAAvjT0/TTP",
+	"ITJD8foeU+PAxZBniWzNKe94fo51buwENB7FleOcU259hKPEHNUV1couw+qz9PTsxFx4X16hZu6eBW/Z",
+	"MvHtLNbCaZVvKWAABaI7WHzNQH9Gt28FOr3w/CZ6g1UZ8h1pMG53M5ouSbE5q8fz8eQ9utjqnGYFRN7o",
+	"FcUK+vnmOu8q7V5p3Ku47RW6/Ze6Xkc0lewxSKuy/xYX/8g76648TdOfR2BZN9qDS98ZFuS4LFPw7PRX",
+	"retj+CZzifjNPZN2JL9gbGgdtSzGyCDuCS5uTEN1khwFBwE+Sbj7pM6j09xTkVlTBl9c1FtWd9r9rO33",
+	"MaauYOIyWi9hTBXthyRNuDn7zrU5nrXO9UXwsMpBqG+ApZvFCYZewbW0VRBsw0PMnAu9/dWxq2Ib9DFu",
+	"B7ZwlOUTaRwduribsiI6NEWYXr8UgSE7IbzVSM3QJ/jZCM5w14e4fxIPuDZxQruKob3RDDckNJWCRDQD",
+	"30GYf40RJp+EkHlmvx7w/EqTaabfFOY4jJDs8FmaQmCIpukuRtPAmd+GqI8eqKbVEH0sYcX7aMJvYOu2",
+	"zW8hgGLHWn2CH/E5aJstiX5VT2i9SjLh18c4W72Q5+dvSJjE/dDXfC0Zj4v6Dm+pVC2gydbp63C1YV0b",
+	"Ttsk5GS/WCNN9WgAHVEfozKAAnwDUNzlMqa1GIuKWxCXlUwY5dKpTIA+mpgwfatEowh8ann+wnA2GkHp",
+	"BU1ocgwGU8Y0ySL0RFGj5DqxIEu3RlOwZGs/Wl5CJnY/Ypqhc3lBWjZaZOkmj/3X+SV/1CL9zTJbBbFd",
+	"c6gEAhgiwc0pUDgmAKOwaBUalFL1mf84//m9yQkaGSeXfprBAgMIYydcBpPSPGbqWXAT0qarE4ucbD9a",
+	"T3ROQKG4uArBMvlc3Zdapmc0gnoO66wkXIHiDXWE+GMq5nWmkspodMNioqcP79YUZAPEi4uNsOLN7Wfw",
+	"MF5Jhskuzbh0ZIa8ikv1tP7JQMVJ6cZvmOq5qwfb9TDQ4mm+Z8HXzqzd8S3bHz2RzXWlg5aaTVNDo0DF",
+	"5AehxsRoQAxTIGxSLmS00kmS3lVPf6mukmkeCNxv60XIYYP9g+AwAGJQIhKp1++88D2ZRfktnXbQPvDw",
+	"O7yjFwRBsHg2m9dsoJYVg/iyIvcdYItr3Tj5+Fc9qnuw9kF26htMo1iZB06j6iPBofh2aZ03OWvnzH0Z",
+	"+dWEG43d8Sln/KPDANyWLj+XdLVO/+Cl0dUs/z4ZZTkcX6MvHv3b4cl+pxsE2mYrAKx9/R54npncAq1u",
+	"Zn6BhK0xvZw3bowSkoZe1r33XF9XJQwXqyuRBnAiywjg3Lyt5nBWYgqyxQiTLAb9Y3jnE30x43HCr12V",
+	"w0rAQibWib9CEv89FUOaLglbXmCowIgwqCRhTygfoFwsxmyP0EJKZVgD/btlVzAFr9/rBlZI9zsHgfkf",
+	"UuyVfhKSrvlGXuWRuSMIr+dvceLwj/xor++x+Jq1aP9l8DLQyycimlrjJafqrn28OcbzUWgJNuNRSqVM",
+	"RgmLr8yQul1zQ+nH/Hn7nYXfjIrk9V++WO5qRJbrBP8Gv0jKRupKzJTX/3RZN1gs3NE3c/pKg7+vjyXb",
+	"l1Zp7kcgdk2voI8atTGJU0a0NiFmaosIb649VbSwNMV8LZKxSPNW7JNiEoAhF9u8rkJzC2BNNjc8jdxk",
+	"leMks4FOW5XOKolDFtGZNDFjrTBGdAq50hnTdkC85RgdLqjfBhszGt4VuyDnjE1dDMEWL3cY+UttQrCV",
+	"OwDGN+VpjMTxsWYN2ikZGiaNzolT89IlkBOXfRYCaKZ+DpmPhWR5qR2LJjfbiDHW+fiu8ZDespH6eabs",
+	"yGpPsUJVXiRe8+Mjk6+0RYoalvVZECT1xDRGMzBObpN4RtP0TpP9hE1EdrfFIOvk1JcHPWRbo2SZ6Ksh",
+	"Iv2DRWYrzbgkz+B5KKhh0Qgqydklc61dxyUTqm5zVc5VZYqfF4oq2N1hsjpl6CdGUzWu6MI2kOmJm0VV",
+	"sTbK+ZDw5k+Yy3hWH+K8wCQqTblaAM2xUiCIQQB5KxLqUypse5udehdQxyu7hoJtcGUL5TygNHAHioRq",
+	"fO1DzsGNo/DbssYDIOnmojWEvWIPz5mFnpW3ogbVskrSlSjiUe2MFXaDGWPd7ArjdilAeScWStPLf2Y0",
+	"3s3hylAst9c96kA62K51VGDlXDFT5DdN0yKzuOYUwjBlJ1slVF9Md1rBKh+UsMrdGtPDnnpYdG2JCfIz",
+	"Z7Xl6UaEOoJzNattwyRXRkBvcX9hSnypzZa3k7HXoadzJ0/EOX1/fnHy/tWb+iyR9d42PktNVjwaLYuP",
+	"QJNmUbbNoOia8fqizoVe8LzksOukBIuUAbKVYuFJ0NDdYecQqJyNH7Cu5Qj/QrlkFI354AD9BoOCFHWr",
+	"sj2TMEiYJxZItLURd8sAzOaZM3a7/dyuqs61SlMLZ3OxqWsBAWUtdg2/oCL9NByyjTO6ahc91Gb5fXHm",
+	"N2SrrSCLFZ39/0EF/P91CfO70vbXCK6qrVsTE7PcsdLK1kqwKZe7VL65jF6TZ0lNUn0lLiwVTVnYh5eN",
+	"Gc1izH1C3s0YI6N0JseIbLylKWSQMMnU1RT9sGEfw8B23HMqIWdUMW5B/4mtx4xYbM7mULpXy3LMFS2F",
+	"j/V4bGzXvqTWi9uIcO3qQp3oeSYUKw334cRpFnY9JSwvhGzbHpR8zSARXXdz7o22nEV28grKoO5SyK8o",
+	"VTbeMZWPd90VNjfljFW3tvW5RSd5fLpDlKgEjguNOmUUSghoEspokuq/5+NEMSKnNKqU6a1krq/uROA2",
+	"2Bic77SfDwbnu//ff9UdTA6wbGEe+L118XP2WUEjgmMC4BYD8QSK0V9v0nNgrRp6RtW4NjI+45ylyHuU",
+	"wMbkWRGYfJ2xiabe2sYCX1bBhzuBAx/udM22X7kdBRqjiksQ4iHL0oS3EOKrOUEPsPLcI/py+CI6jFsH",
+	"rDdq9ej+sPUy6satDgtG9jensIY3m67GGHeW1BV4BHBwsyBZzeI1AOpugt+rW8cGryicQivLhVA1Pscr",
+	"t8IP16GTDAZlcWVq55KPdDNMsB54Qzxw5YRbGBeA0/QxVh1biAVl4mQ0QpxNmcb+AFvfDFbsEkEJWTyb",
+	"LoMVN9zcZTv3GIhjEJ3fHG2sR/GuyOyp82hC1u2EUTnL2IRxZRw3VI1zzJNEdKwe4kyrdzISWTVVZEh5",
+	"DO1YribDqfT6R73A937VmlV2BSldbS3LqWI8usMvXrZ7vmdevCxsikfBRM0wYmy16qtUSHk1jZTXD9od",
+	"P280AAcGjM7rH3XXxWSDTo1ors7jS13G56osT2fOG9/rrs/GN5eWsumpAku7Cejm8OVy77OzLV9WJsqW",
+	"WnHUzSXf0M1hIbj7VVrXjED+M6Npou5ITsgmaIr0jeqM2QKf4D6azlVSHpNxcq31Xqh+rEwqzcp+I5vZ",
+	"slucZ0V/DYdwXApc3Bi/SuBIAnbdylTU6Jgz4uWUTzEsu0HySyNecxu4BMFaylnHfjldN3lYmR8X3Hit",
+	"Ob2zBAOR0iRNE8kiwWO5Jle80esrHL3EaHRlt7Znodr7se1QgwnFSVF7ygEL/4FFRIUTHkr/y4j7fCF2",
+	"CSp/zK4zGoNLJRbzSikguKLWlPqGOT8b5fRtrJvX5eScJVOWJnyZF1x/ndNkzFJFje9GYUpEqWCtXwWz",
+	"lBSP6IZB9mbCR+nsczyETYZ2WFem+mV/3zjwTUJwfmmfHAT7xFbz/aVUzbe4YVF/6FhMlw0MYC2bFeAv",
+	"Gy+8ijMxnZpyL+Yr6zdyvjJOKa//8rBXAxXOJ10QpjN7+Z96P0l1VWoLPBCqFJtMLQoCryU7BuajsjuT",
+	"jbO7RXDb3YMvDaJg5R3YOphW3aFtH1TdwQUlA6tCmN9LkDDMSwH5PAK3jam/DbWsbYUKrPUwEhm5FmIb",
+	"xFiVnpYMME+SydE9ZE4TgEcoQYbMukS3H0FOvg/LHrBkvvDchakubM4CtZeor0pbi0RSeyJgQbg6t7gp",
+	"TlQq9atk2Um6pOTml7L5Yt46hd4rV1NjRpbDgZ3eQgy80zuwOsUK71rXmlSMa0rPe0cZzHcD1Pgkb4Uo",
+	"1RUUQFuoj2bx66bsMjS3RCS7EvBXB9DmDqq9KA16K5JpS2hr0zrqFqLSnZddmOY0S0QG9aM7wUovXPdB",
+	"1T1x00vlPddiY0t96FYiZf3VXvM2+cBo3LKt/h4KkyiP9QfA1dqYDb2mCZeqNHCnCpURWKaDpWRPO/Jt",
+	"HKQ5SX+pCcJu5z11gRx12reBmsGimGU2bvlkZAt9wRqWl27Z2mx0GOWMuJ54sbPnht69GjRI1aRGZOsT",
+	"ERDZkYwRB3m0+zCSKsRFdSJvxVwfzQmXx0TLBnItrBaawk9JvNbWX2rNPaa97/qv8+kUhG9pwikL+yCY",
+	"y0YOb1dKbmbgQBLNmE6njEusE6ciSLA27NUmoXMYhqarRZ7yjSV7jGJwPOCh1gBCsIIl4do8IrmpjM/J",
+	"bEe8pOhk5riBsMTegBdvgDTy3bw8lyHuEU1TiXnahlqqJQrrSnY19Wwt4X8XHdIgU9vdltqEbXjIug1d",
+	"kqRd2hWpGMvkwuYRwZUoNuuYmO3R/5UkKQXTXZXH9/QVtVYMjmy7aitbnfjOwZIHH0qb4pwzTy6VHSn2",
+	"QIFUHzpx5IpZreXUYWC3FTA49kw3/dFR+1vm2Lcw34VUsVzBLdIqS+mK6+q4V59XJJ65T1r6mA4+ZiEn",
+	"Uuuv1Wu79colW9+43idUkuvkFg2txRzvhl3hCSQZSZHeVj3azX18Bd56EauIUf0pHpGxmPtEpDGTasPc",
+	"nqfDaOO+bOdBd/Dcpme9wvqR2It4BcYbWeBRQoVoVn77YKEjlrY4wq3Ed45I05X+mMB6kihLFMsSwZHq",
+	"MX4N17TJCSd0KBlXA15ctiMyQrmp769NSpImUu263e6hFkvdQVvYp2sqoJ6+/uCm0m+yb5n6oDmwXLzS",
+	"KYlUELeTXF+pB3NG7I+2Nf7OIbl4deaTzgvyy+szn7Tb7d1jszqlRv/2xtXaacOU/U3WyuabP8Fa3S8l",
+	"zCWO5LclHJqp2oz0t10G9GrnyqoE55cLN77Mg1bLs5fX+1zqEpydwdnM3/UJyAvn4uHCiA8XZmpHPGw2",
+	"4q4zYquEVYdsPDhrwvMHJmW6wQLVZVXXeIzKBQ5MqrVFGN7/TpNUliA3XJJ/ihxcl+nqMnEfIcnld5zM",
+	"+4B9e1BRiw3zelelpz3E9N84LRSp5akCnCScYM9yLB8HdkkIBE+Ncw2b/eB4GtVAfKgl+Ec3/Wp20J7Q",
+	"m20fdJjWMhScd2CQiJFWYPZ+eX0GSps8JqFWrg1gETv7RYzFJFSiehbXhgsW6poZ0+iBJY8qZsMjFBwq",
+	"bIhaJjHd7+qSQj/8+Ioc9Q5eENNrzzTpbpM3oDr3Pn8G4j+Af+WcZdisHqP/Fc3XdB+srVYzB5hIUUzO",
+	"YPABE4Ltn8ezCeXlYNWaJpuLrnjTdbPOnGRcZXdgTpoHmOpzO70g8EkvOIJ59rrd3cZi3amfVyPR16WU",
+	"4aygtl9pztXGiwWwNUta4KpimFRRk75StGhcsN/phOV1SN32glqeyangktWWzlvZ6XEFxnZxxj9dXJwR",
+	"vIBEIi4DOaGN6HKOODg6cvihFyxJKFdpzWqfj7UB57Qk1Etwk3AoY2io/tipxCYyYzZajgBgqn5deWVW",
+	"NDtdLGtZbe7AuEpGielqsTAYqbS894kUpgClJBHlBLNAiODWgZmPpXF31ebkVOewtWvsoNMdmqsTPR8g",
+	"y8VkpFeSEcYsulnLY/kDXuHlK4gszBiN74xj3lj+UGlf66M3rscXLoT0tgJ407QyhG8HvnK6r/LJbXCk",
+	"Yd1gPWItpor22sfahkSUTei0CziF717/oOfnQpcMeqFGQFNFh1SuPfmr/Q1AmBmUz6a3VhYxH0Lt6ok6",
+	"/g1vEzZnWQgJlfpMx4arIjNle03vxYTfMq7n7xPb2BP7GyFOFEHl/JpJJa3L6Jhg18sQO7cCyaBfx6EV",
+	"fLvne/a1UD58klTQd/llCyLgA0ZnXpvgTF33sNghiCiJ18DSbZaiB8hgqRAXT3aOuruETvQJu09m0Oia",
+	"2JYWDjZdshTb0jjoj/p+XUv0TXeIS8GhNhQFyKMc97zDaJYmEHWlnHAxR0LGt+02dxsvy9PEBhuJxDDb",
+	"XPDlmoXxFL4wsTlzS6drkg+grXktoHIJ0PsCvN+4tPCsZxL3pQjMJwp0Jy4sTW6I5F4fmlvc24eVHVl4",
+	"npPJaYHbDjn4lm7qmPs8UbXJkqkwne7NyXz+uvXx5H3zxL2cLaoogSyR+YmpuZ3Z3iANe3jYgdmH+eTH",
+	"D96yXsJLXUqd/r4d4C3LUADsP0piXmm+peL4naDb277NRzHv0kO7B4cPzNvapg9HvmZL6pkzbYvkh70x",
+	"4W158/DNBb3evHT5muw9o0e5wynGuRl6QfNE0al106hynN1dZTNeig+bC+uASA9p1gULZj9WTB2tRiX/",
+	"mTHzM/T+XFhC2WD+ieBFa9KqaZk3PFhFaXVdbzWnFAtV4z5Z0VR0sUN4bak9q26g17AC9tAH4I7IiiZa",
+	"xJRmL5mZDdqUVe3LvBVuXZkXvYygRUro0W4QgFAkVgvaMIkxGtHIztXbVNmhuvE8qAOr3aOiuYWf9+ld",
+	"2IZltLQVOKMiR5c1tlkiVF1pWbq1gs/MGIPaWqa/OSVRou4qXZEeKmLrkBXLlmqR49zA1CO0G8mZziy6",
+	"EUDOAz41zac/iHrDfdo9anVeBi9avdEhax3FB1ELv9VfBoegjVf7B3bzEX3qdP3Ovt/pXVb6+e2XOvTB",
+	"WF2hADRI3MM+h26BG6tb6cq4n6vci7Lj04vLLVqJrW6qXOxUnUIKvxrPV5HyAvtu1VKn21/tQble6Wwo",
+	"mzcUy4Zc1j4R22c+WI6ffTsZ3jh//ZHka9GVLCceV+jqhd9A5OYGf500Rdcvkhy/Rh+b5idcRzoamaiJ",
+	"i+JqJmCKEW7HV/e/x0aWi6nDEqWMG5TSAodAibCi9IntJGE6KW4TOKzdPqcJ7RolxzDG1+eLmtb+SNFr",
+	"O3s6E19G3I+BsgK795tjrPQovmEa6Ma26hMZoXUBSIAaOJDSJXjKpTjJZoaszCvOLqrr+Buo6xZABD2d",
+	"sQD9VnBHU+C2hu62xizW4RTNrC6XLesHJplap2J2A1fhcvEluZPO9rbKjyX8QhPaI+tHeam1Jo2jm6gc",
+	"ZqTV1/8k5mQCYDpz4bNK+cDfWCa2Kt//MD2hMm5HSajb5AtxU5eldMLJydkpUfrXouIZlnSJMqa28O5B",
+	"L0IDFpnJNR5y46O7zuiIctrKIK7p+V4mXF/9NyyPVZrFtjimjWommdDKylCbvmaV9wseUvFwlaaylES2",
+	"Msy/yvzcqa0Zflxb64/Nkc6L5FukcZ/IsZhzC4eL2PZE34yctWgGbtRqztW/b/Zvj/4P+9D9/PEF/6Ez",
+	"eXWg/ufl7B8BfduTrw9HP31D6n+afc2nXx+Z0VuSN7mkkoQnMzUWWfIbqBl98oPWWzMymAXBfgRPgj+x",
+	"Xr9TX3G/u0m2nOEYHFmJc5bS2mPonCiWv7nSaVoi/NAI2V+er1Opt9mM8VXYSGPBfb3agV2dnn33iimZ",
+	"92yoStvUNMSKQxeHIk0X+6Q/kzZTVb/gEZs9bta4cft6yyUU6iIjGo2umDChKaAxijxmk3CgBEmZKidI",
+	"Qiniu4cGdJb0hly53XUabBSxKZwKXd8ryiTDR7dustcPaiDe9t5lrWBs3x6yQ9PUKqdQWmKbAijuaJa9",
+	"sZpPTXNjBLNmRGb36IE9eb52/5t8sUvrUBlT3e7b3t+1lGxBWx9P3pM04TdkyMb6K8cvU+q+lwkaDykU",
+	"FZlMUwA2KwYNSbHehKSKpWkC32Hv+hK+xF62ePZIFs2yRN2dazY2UgIOM33CrdbNiTmQUHcJz34+vyAW",
+	"fggXyBCa7oZ5nfuT1+9O319d/PzPN+9Dn1A54M0P0gHCBvQotVEC1xUzGis19e7vEWskat1hAG2zaCep",
+	"qEqkKqA9Bv5j4U8A2+MGTtAH35j0TS+1jyfvBzx3EPno4AJ3m2366/xYqrECHjC9WFAzYMqyFtLogNs0",
+	"tKINov3G4LJ8g3NBj5kLS6rmb8v2gA/4X/5CXgmYlf5Kf9Miz5//4/zn98+fk6GI9VBmmKVww64iKlmb",
+	"fCiwsvpn28o4hMri6FHZ+1UKHg44ITs2jY2wVDK9rs+f9zoHz59jyrlmRSEV6ZB3yQ9kp3MI/8ZMnxzQ",
+	"xTYmI5HpB1UIB6cd7h4Tip2Lshy7q1+w//x5G+eiKUdPDwf2/Hl/A62MvEukTPi1T2b8hmtFW2QkY7fi",
+	"hsV6TEi+5Jop/dKg8/y5IfKPHz+2nBcz+5KwTbQiKSFYmuTd0slUzFnWh2laINoOINF2fReKtlMQoF48",
+	"W5AnQ7Izu53ThH4cgtH0UwwIbacAoPmIbYcC4eAxt2EbQ0ToZ4ULoUK8fh4Y7FgsAOa+2yYn1jQBn61W",
+	"RrGMJDaWJjj6RPBnkhh5qhcMnqYXTe8UeUOjcXEldjKXYOfYW/C5HL5zeNawpWYuWL3PLSuUW/qOkLDP",
+	"inGoV0Cwu5cPED/AT7pLppl9yqK8DkIsIhgizRiZzoZpEhl6Aii2fP4cfinRvIHC/hVoH7sdHfUOXuxa",
+	"RjHna2iQ8sAeqBbBWyOaZXduFUOSxEASE5rqk4nFRPOlT6jzDTY6zxZ6lLeQhGGFg+fPj2EqyCFw/t0m",
+	"Is3X2AxixxI5uGJ9A6TXktOH3vSaTuzq6ueZy25pOmNEzCBCADkSPhnSmJye2Q5PeoCvTl9/gNr42miR",
+	"UERdilkGeilVgI3Uz8T8iUQqdwbd7vPnvuEsRN9/ugz1g0CsUMReYa0sg7en+g15J3iQQ6F+ceibbJu8",
+	"47v81LlsK6F/WN4UHpeP51IgyVuh/fLhbWmte8+fa4kUz5AssIULHG+Uk/B01HqHuT4GygNCxDTBh4ab",
+	"mutmWQalijkrPfoIHs2x/wOnKQDCZ5l70QHsNaH6sQWyN3+Dg0Qu3QQseJKTXV4aTxpXPIzNpCITAhq2",
+	"Qa2HmjpC/exwNTochatWZ4xsxe1E/YYzIkbAvkMat8ww9I4UmHL9acapI1Jj/dVIZMMkjhn8zoVqjcSM",
+	"x6EPD4sEH6VJBE9SQrTgmMAHydkUW9q1JixOaAum4ZPQrq15nV2t0PD+h5wxpT5IEBGWZzZoBtZ8Xs58",
+	"0CuL+HoyoXfoGtBMJ+aw+5U0iZ38QOy+JLeJTPRenZy/Oj11+jvsHmNnl3kiGaxeos8grqUni81QtYWv",
+	"pZSiN4yEaTJJVEh2bN3Ug8AnnXZbW63mHNaCmv5nxkiItnbom+/lnOH5+wVsZJ84Bvl9eExC5zNQQn3n",
+	"BnJGpZY2oDnp5804Epc+SeAELTWAMLP4F7IJrDbFQypfZcNCoU/m4yQa2+N0EayHZwRK81SCd0bZLBWp",
+	"QMghiI+EAw8J1bIn0OrAC9vkHPcNS+IkJV6Gsj43zMoICIBpjsdwN4kEt9Y7aqdpEjGOAHnjdDuZ6vO2",
+	"1W0H2mLIUifZYj6ftyn83BbZ9Z65V+69PX315v35G7inSEspFNiTs1MXDep12gFeKaaM02ni9b39dtDe",
+	"95zQsFWuwBuvv7iuCyqc5PGMRGsdbr0Mn4ySVJkW4TbBJT+TsBoIeeec6AOO6g4uTK4AnMaQ+y4VvOsN",
+	"vgpGap6FCerVIFd6Z4dF6FAfSOAWtTaUPXAgyqVvgDOzcOTb36/0DdaIoOv8GTDCD+ZWMOTu7/2mQ8vP",
+	"wESb4OSXX05fm6PCmJkkQcR6YaI1BPSsnGBSnp4T+jzsVfu8LJiCK+eWtxsyEHkaKZHpqaGKqAdSmY+Y",
+	"yhZmOtQPGp6wbLg1fWk2Gy+F0m10BM2c9IChmDSobvv7+0e71eaThQM9cBzoNcMGl1tp2M2CoStHa5o4",
+	"bTDQ7tqBzrhK0q0GWscVBYPuvdVHjtfgQuv/vYROU3CUgjTqBgFEDARXDHvhVg1MaMDbnEvB6Q3Gf00d",
+	"IIqpvdQVbnpRMV0RBuSe1MteaC7fK10L7+zhdOpuyqe99wONzX0e3NJZf8svoBVpc5bF+qaDJu85NXqO",
+	"ySuFgC6kLoKfjKIJhGuRimu9//QawJSwkN6l71UMLSfgee/nBwmYkQW0us4nNxG3NiuqiJGb0xuMUH14",
+	"S3onydgEs9sEBsFin4C/K9I6BjiJ4Ia2QQeF5ZOGgJCpO2de6etf6Vsx1fCJSBDeAO+y6OZFSoTSFzAS",
+	"DM87QKdHpMMtiKoX7K+/6UerjD8KGcJSuZTgUCGsZT0V4lly79frLm+gryXSGVb6BvoaJ8p19ZUpsEJH",
+	"RmGpVVe+EhUtE2QF+Xx7innw/p+X90Nb+RuQwTJhtPdFn3v3W8gkME/ohMVfXy79bsQSJlo+iVD6Oofj",
+	"N5Nj2krfRoqttHjyfclNGlNe1Oh2Fh+Qh6kQ47MBYRhA46XDRnnQYu+L025sJUchhh4N7hxOrPnHWohq",
+	"TJSYYW3VRJEdU7yDJZn10O4e56GRATe4YH01NmO8tZ7QVGBLgiSzlXTatjprzp7HVfaE6hgGmx4CQNJ9",
+	"ZoVdrTO+jmNxnm/MDBe5tlcf5MuXRHOXGcefhLt6uCar73gv1I9ixh/nWME9cgOoDke+yeHctVyZJ+cv",
+	"Uy8aKQp/Z2o5iTyeYM/fsUSgu/HjPyClfW26+TtT2xGNgwMty/I1ZrF9rF5azCeLagLtr4yDXhUI+mnG",
+	"wMNpIhRDEd/leBdzyQ1jUyMmIXrTJie8iFWTiHIuFNEyEBrecuwjDpkfVopuIBYxJaBE87D7P4j4rgG5",
+	"u2gYjCeBhyPo9OPhy36/E3i+N6cc3XZ9BwNx72/IKiZ34b6M7TCQ72/GqCY56o/OsE9+NPQ6DV5xRu9S",
+	"QeMLId7SDAu29joHTeaTh4zesTihWG/e93rdbpObp5mImIRyKW+4StTdo8gkpNeHnmWubnfLTHJavecf",
+	"momxrHWuZckbuJhIlTE6MSF8A/GHEiRhEvdDskNLQAfj1971BzyEt+lLQC+8BTze3ZRhQEorzGFMFe2H",
+	"JE04I2ORxja/L4R3h4RKCPK2B1DFX/ZJCDLKAI5C33w2HJR/znW9Hf2CIqJk8rpCPTibkRAWiACDjrAt",
+	"wnxS1hz1Z4SS5e8b8BCQE22ATegryqagb9sf61+dQCFEYDMWCc5ZpBAMNODhWypVC6YOsUIIuQCWwtqq",
+	"sIaJgmg9i20L86HmEBabzljHWCVmwEcsTYkSgoxoZnFliXkerD4Oyz6VS8VojGbvGDLxMqZZiSRKDjgg",
+	"NmAGYgLNGmHPdsI+nDU0TW5ZuEsSicE3HG7ngMh650rNIXIOZIY0ty4SdBpbgx3ij4a0ANACy5uxiCW3",
+	"qGQXTvNe11pRY4t9N3ZUad1LvnKnC/6noHV0+aXjd47ua7rgN/BuK/ZZIQe2kKdKh5+XxH3S2x9w5Bri",
+	"EvKAA6OQLwMviQdev7fvD2AAA68/8EpXevqXZIK/1CW2wBX6cQOv/2VgUx3h8iahJ7jd8s4AU/sHXv52",
+	"/cjcgBx4/a4/wPDjwOvvm79t7qT+6v7+vgD00ZocqCW6Lew4ruIxQefendRKCicQ8HCpIWX0lsm8aR3C",
+	"gOV4piSJxZz/OYMAyG42gM4s2+WHC37R1PWWR5hrjxXMQYayIRg4TuI2+Qhon1wiY0W6AkK5ImPZUWRB",
+	"ClCFwIGdXtDTsi9PEId6bDngaLexKHqbSHWWJ/uui0jjeHP3xkJGtZaJJqX6UaK8RXJyTUhvWXrzHyua",
+	"l7exXxPMg6X/bt82Yni9nnlZEcvmSOXrzFoha5gas9mk7bYPqkgIlfOvHLchgGfCjE2EYuXvd9RckDiB",
+	"Xp5clYDUMzmjaXqnuV1fBKDrXWiykXNWEiPjI9iQC+cXSXrd7oAb9GBuNx+XODMvvzJOUpaLHcS16tss",
+	"pF0/LThqD/jmVjEu0Bk6bLe2iBdW1Os3LXhj5AXUm2kNWZYmPO9LubgjXt87oi+HL6LDuHXAeqNWj+4P",
+	"Wy+jbtzqsGBkfyuqtkKv6MYmuF4Hk7/ZyPzuPKowWaZH5HVZzH7/aUzvo/V3vDLoyj+n6Y20aqWbTejQ",
+	"4sgtCdJAjtba4SCH976Y0EXj2AqMhRp8qdGii7gJccImgOuwoRJt7VZjJa8wi2RlAglJ+K1Ib83zaMYG",
+	"3FQ9B16pj7dUjOaNoyu5wGwSWcn593tU5etEVYgJQG5E+A8MptRTRPDVDojvCmbzAMoG9LFt3EQ/snnM",
+	"hEPHAh7vicy0DVgfK3GjZ3LAoXI/SBoTN0GjuU1O8kYEaEUXwlHaLL0FmQoi1AhVK9K3j7k8VLvMVbmY",
+	"XWc0ZvFmCt23iaes4lcbS/kD8+33OMqTxVG2Or2Wq217TrW+2hPOIG0zMbsGuEuubiHYagf+aVGZxGz3",
+	"mIT/3QKtLETY2XzMICqrLAhowDFZR8sJx9UFkqns6iIiqxSJJ3dMNc/MMIfuu7zG3ZPysn3NEpaGNEbl",
+	"VrsvMfUrC0Fezc942b3//fhee3xD9RB3zb/eeb6snR6NHAtoYXx4Ytv6HtgmQpIQeguEZCdodYLAJ9Dn",
+	"IoM8sSFTimW76LTSz+LRnU9+TfS3vjac0CAaUh5Dr+P+gIedICAtMkn4jrnhaiL3ej7pBbvme7z/aiJ9",
+	"0s2/xPogV/qZV9NIPX8Jdww4/jqhn3c6QSt/0dVkOJU+CXZ90gl2Q59EKZ1MMYXuU6C/DC6trcZjqHNi",
+	"56kVixwPQiD3aDSTWlaEE0blLIOKQSExGYLStn2HPJO8bB2mP0LHE3o3AG1nyMgEs1IoJwd62LC8VDNJ",
+	"XjMU1v6ZJFEqops2+WjShMw7bL8Wf8DVuPi6Ig0hzb1lxOWuSU+UeoZu1Cg0LZ2VGPC8dw00AMF+GzU9",
+	"bMgONc2VSO4jTMX1NfaZzKc94FIlaUqgoB2L5W6bnDbQ6EiNQreNv9DQeVXwbqnZlUnK6x/1At/LKdTr",
+	"d9pd3yso2et3XrZ7vueQyvLCeBM18/qdg6KveU7eXj9odzZSIc1UT7nm/W+gSK45fDQdOW4SB7cKXPdd",
+	"xfyuYtqkqkhk8cNO0Hqd06mrXB9dte6/UoDVd2k1dbtMtwd8kzioff2mx/rvK6BYtLtfF1I08/1zogIw",
+	"SFhseU60To3rB4UKTUEbCO4T7PgCLpo2OSEh+q+hTVRI0GNNuD6JjQaQxLYoiDaF0NSB4jraAtrpdbtF",
+	"1QQoGxTGmZjmT1L0BmwkzgyWDVryQz2TATevAYUQKwT8jSgRomaZF/jKyDSJblDHMD6f2RRyjHlUIGf9",
+	"Aa84xMuosc1jiHD/g3C1ecNgp19bDhNw1r3UJxizSfLOwLFUps++1wna3aAdtIO9zqHne3mtFRAM9U1w",
+	"7femkKL+oav/BL0/E0pEIvX6nRd5aU/vViTTlrhlWR61LJoId4LmWgas3jeKPeLOLXMuG274Hn/8Hn9c",
+	"Hn+0zN9MFq/UIfa+5IU1m8cc4Y5jCDmW9Aiwz6D9OlTK0rJ2qg2eUyVzAwxgebllWnwLnSYTTsK/vylK",
+	"vgGSds9chLDcv2Ox4t2nkK0m3FjI1kYBx4Jlv4ccv1bIcVsOWBJ3dPfRVtsua8ikcWhyCfUEX/UE+R6g",
+	"3MTDuRk1be3VhNc8Tm4XVrRDiWiQHFAUi3F7vT/gGbqP4Lb5GIQflKBtk1e5wM4YuWFTtTyRfXtpauKR",
+	"D9ZUc+UzL+htVb6DDTW+bxScXMmveXjyj8y3T+89+q4eNo9oPpF6uAea3VKnU3H4PING6NENM8qgj9V6",
+	"bcU4MrwjoRSZCjcos4JM9COMYHu/U8XJk8Us86G0LFYSbZMQ2o5IxnhI0gRauo8ZVmfMWMS4Su/AeXDL",
+	"nPZJdYh8kakSHJ+m6c+jpYN1K+WfQ6OBS9/p+ol15O+f1B+mX72qyIwSU9zN76pFI3a8sOtFECxUZUpo",
+	"Y/VkCsY6VgbDaikrv0pnUrGsNU9iprnVUKIP5tWCfRb2bWVDoL1n0ilVzqD4EmQ20hgCiz6ZpjNkK0wx",
+	"Bz3b3CufWS+55HQqx0JJ37oGpyxrJVwqyiNGhhmjN5CqtaFijsu+uQS5ZeeR0FL+6X3SOMSV6r2zxt/Z",
+	"saEb2/VT/G5Z0vo6ViTOQXMRBCNAGz89R623Q2zcHE3oglG2ng79rDnEhzo3ISTihmSe8FjMBxyzdPR/",
+	"MTEH6mLjMwmNMiElsVwnjwmbTNWduReth99YJmSbfMSvBlx/R9PkmiNEAQpm8+QzYVMRjX1iOuijIgDF",
+	"kRXNlC1zacaxkyiTcT3gmARoOh64gxV8t01ObOnkwA+CIB+Ynigio8hOLwjyEIGd/JSamte7bSwZXgi5",
+	"Y/Lq/F+m8Djm0P0tkrchdKs4gYYffei3vae/HfCdSKSzCZckBOFmer/4sDU+bscVbEfoE0qQ80gm5rgC",
+	"uwjbGkEB2AG3tcatg+0g2EebjouKpyzRAoCPkutZxmI9tkQVgC+cefOgXlk42o6Vm5L6j5mYNAnuXYgm",
+	"V72BRpCLOtsJ7iruzDERtyzLkphJuznhMo3M5EO6OpltoQJC2vcieet0a9kgi/uhAt+uOHQRNaRVTgRf",
+	"Q1sDXgfL8DvdIPCPDiG60uktXNSBiwL9/20Srg1Bfj9/lp0/+q4GRug5y26TiP1SlJ6vapLldi9LDi9L",
+	"RN/2+Mqbkj7ENVYbMf43y0Qp/vBMEuSI/Cx09E5w4FKpWhJytBJE/GPLEFcL0NcZGxUryktF76z12iZm",
+	"UfNWDWIGbarIhQkcgzduie+MlOqAVKXx0hKQ0Nm2rKs+mfhZaKW7rBBkqYFs3sn2u6PqCRTVD9htpyDy",
+	"UhyimbZqSkk6LGsginsWorhcv8zRDKUsx0oJg1Bm0ZUt1JDX7tE/xFLlP/QB2+mwa7m3ezICIKcVIdBI",
+	"AvoF+A6X6y+NA1i/xxaCtEnmvmFrions5FeRcBx+niZuWkGQ2fQY+lH5hE4EIjMH3FRq0PdrxXU2JTsi",
+	"M5UnjOaFvTZmUz0qzJ80F9sEmV0cr+BswC3CCqHF2o6NRKZt3ryChZjlEDCQUD5RUOc9g2r5wzuSCq3g",
+	"GBzmgBux5fyUxG3yGtREeKgeCmeAc9bj423yOseh6t8MSHVnPyCSDO8G3Ci6u7a9mc3exAlTkrGU3VKu",
+	"LG7NjjZPlzJAF9/swYAnOVqh6IGhLRKsuZHkgVEovO9srGkdcGxqJMWY5jDgRZ5DIk0Z1QlD5T9PfUDN",
+	"2QwZ3mOquZjHW214wPP8By7IDLyuVVoBOjkmFHMoUNbjiDZKkPiATGaXf12pkHM9aCDVvMPbhEmY5uNV",
+	"Bin4dGVV2AbVQtYM/hpOZ1EeeTA8ZL3RPm11om7c6rGDUeslPRq2gqgTd9n+qEcPhktG7giSxx35mYnz",
+	"AjNXRNJcU4SDHJ9NS/N5UT/UojVp7cAadRJ9SiujSpdLTnl7NnzX6Bsd1D8wUz2lVAoARIlzSpu1b1w2",
+	"Ce9fdjqfw4GWmP6aieCI8PVBSAJeVZ9NoO9uEFs5N2P+A6N59RSaYHlhef/EQN4qeeLWPxDCC6fvIoD3",
+	"2Ha8Qx8fOCQ7y4EGpTKOGwNiz7HB7dYgg6qXNUu0TkY5NhpMoLFPKvB+e4FPfvxQnAJ4dQtq6zTPmdbj",
+	"/jZAVFixZTkusKNLQahvLuj1Ok6Ba/5AyZXfAatPB1iVyJwNhE4tGAGE1t4Xow02hqnq69ET5BQSq2s/",
+	"YGxXNWYTsgNuIDCnGI93rf0FuqI2t54V/WMTDneqjHJpiumQPPMGTdJcu8x7FqDJuappAQZyMgb4AwZd",
+	"R0PrcbsqYFgfsT5snN1dZTP+Ny0tQtuzM+/haevYmlgIJJFDSBbMW6rIHKq6DpkdXnvAsQpj3urQLwrh",
+	"MgLSBrotpnduXcVn0pH1SZqaXuuS7PSCowEvcjCWVgiqFOkFXNtikwb9zW5jVxoSgzkZVppi2Ce+fkly",
+	"qx0+Yz1HbKa8LNRg9qRkDeRgDgNiMwbAUIiUUd6oHuPpCHbk6RWp16bq8XKn4EdYKCrRWwLhKxJndySb",
+	"cT9fwN2cqL77Ch8H1PZ4AGo44PN2LMqIQZKoZmJ6dceti1z45mBqKx00q0Pf1ea4jVyze0KKX6UH/Ql0",
+	"n28Du26uFWwbvtKP/Dq9NMxpXDk1TV/gRzg1NTHaa4umx8M7ArmLy+JPbiH86qm5Hrldf3BudEg9lTHm",
+	"E8kigclGGGptzuvfBgS+SspYCPifRNp8B4v/jsDij2ua7cVsynjM+MryBK+wC6cjBh0Draj37tRPvyvs",
+	"s4RH6Sy2Od4QLNK2FGJJGYb6oCZ80cBolyw34vQvOdB7wPPCqfXhAWsa2H6IpDnCChVrZ3WeXIl33rXU",
+	"419c893r34hxwPLBtjDQihA9ZUAXdDRikfpKGs0KHiyqEa9K1ahy3mJUYcMIwhunCPIfOJJgp9EkmpAv",
+	"3nfmaR6CoAuk9/SN9VxDYHUww8W58KJvyJpGIj5AcHOcw4BPGOXQSGB3m0quOJrH7p633w7anc5+G7rn",
+	"JXqbRjTSq8rUOKg2B5hT3ik32cOKGxs32Ps2wY2mnTD/lJU2vlfuWiOnTuK4JAmUWNSUt+m1Byd1f6gN",
+	"5Nd5AKNeINlABsYrTCigCLRWohoGCcaNnmoRWxihGHAnROETmqYIhgKvXx9gePyOJAiSMxkINpDgYLdy",
+	"/KwJJkAflJ7JlGB6FeWnS1uNCZu326clMdkJk1h+6l6Gu9XQRZ9g7CJR6CDJwBcvl8QniD5/odmYadNu",
+	"wIc2gJyHC7Af2JTleDTTy7RZ6OCHYo8sOmJ7b4YJBxjoUhID/TQEdTVCUF1u5ABx5vYtvCDF67+HGL7L",
+	"7keX3SbEIbXgpKmFAGM9to2CG67cXpkteyEUTSWkIoFwzX0IWjTNeF4qLrZYSZ9E9Qm22yTSgqBdzKR9",
+	"JvMUWt/ibM1hMkpncgxdWbNbmrbJib0H9Nkxo5lpIzoCRG3GWOUWCeouekjsS8g0Y1gUF1ossDmDlHnJ",
+	"lA+1ddlIETFTub/FBLb191dipjaJB/2eM3j/noohTVdm8Coglz8nBg2XZ5uUhjqoZKOEWa0vSAbNfgFB",
+	"gOhfgGeMac6SNtoDtR/1kYM9h5WYhgU/D+8GHJLvdn2Taco0Md+YbnEsa5mn29S4VempOKYBd/JTyWJ6",
+	"KvBLR98MDzCumiK9tZ+jE2CsPtTlHnAszA03WH8mJCZY+SMyp4A3lAcyI4PGqCQTyP3AupT0giBvngev",
+	"aX/FzNQ/QE7qz7ZP6fvqetvaIZip7dJYCVfeCeqBJEpMl0LK97ue75nMbiih+Q0B5qU9WhZKB3r/04i9",
+	"p0z+dHSMTRNAF8TnNJmyNOFsqfz8SczJRBuIRvZACqBRKHzAqWGPcTzQJ2yiRzmnCfjHR0aQmtEPOMgI",
+	"jLrAg0yJyKI0tWnfrRcRdQX9EcrvS7lZtxIzsSdPoiy/aFnZDnMRwabpj8sF36ZZNFV5kwhLnDkxPexI",
+	"L5KIV2UCGyRntR5Kjnksad721+NyZSpoYp/n+7r10fPH/abf9sBU4AEv5wKTDVKB/0RJwF/FhH6kBF3r",
+	"lysU2W1Tc5W4YXy5dXmCJV12NNFl7FbcsHiX4D3V/unnLMqgNkyeEZoxNcs4kOmYDXh4dnLx4ef3v5xf",
+	"nbx+d/r+6uLnf755HxaJlYzfJpngE4YNUfQr0VZrSrFvE6kucD5/6CAgzKFJBBA34k/ifXqc+N/J2alZ",
+	"NodjDNGsBpuuy0OCp9pEJH2z7QKl2UITNCjg2qRBD7bg6d2x06wIcH1ywBMlyflPJ63uwSHWroaOkaaR",
+	"EI2UNmq444TWeu2SKN9STsFRw7Qf4ls2hsI1FsVuZUBV+oHVeOkGdP9tInbOq+PlrpMbrXTmERCzs3Is",
+	"5twmi0d/mg48f9p8Il7IkM1EyMKpu/cF/l2XVfQBzl1TV0Lf0Mczk4s5oubJtT53e0Enb8PIhS3GhlJp",
+	"TCVSaBIvbQW2JpGlEBZNytIbYUil1Rq+h0ierGKLXt8HkOWmqhI8sooCM7695WYTtqPS5yQEoKGzEcta",
+	"2g7KvaAm9mpiApASZd2LpTotA9e2otc04eCwZHmpltwPlnBi63Wjukp2bO0/PYh5wuXu8YDPOGLfHYes",
+	"Nemg459rzLXJv7BkCYDh5UJAG6LBQxrbKezov0/PiMHC+NjlR09KjNAZ5xPOrqnKlXnfRq7z+ud63rsk",
+	"Y7+yyCBXsaD60MxCjUmv27V+XP17wmP2GRtiJCyNB3wnNKv7af+yrVe9bXvkhOjmzcwGmYmg8gKtGyf0",
+	"jgwZuf4tmbY0SehpMHjkKzx6W294JGKYvb4o3D0m1LqeD8m75AcSs+LGDZBIp/yaSWWcUOuy6F6ZNwCC",
+	"sNw+0hjH/M6EqnC0gCHoHOR5dGOrvhi1pjq72up9esL6ATHDk2ZZCb8tNSyzaTBdrMPch5J6vqf30DZB",
+	"SqZ5C6T9ds/pf2S7Hrn9jHwoy2Jv6bSD9oGH3+EdPWiCZDspSq/f6QbaMLKvr397Nwg6/Xj4st/p949K",
+	"I+j19t0BHDrvz2/ql4dw0FkYgu/UOem/uG+OOTDU8wPmhXxdwIF592rPhmFiOCo1C/55zso/nQqJ8qx6",
+	"3rnHtRF1DUBdsVjR5/uEnM/p9TXLyC+n6C3IGI9ZBjG0PTFlnE6T9h2dpGGbnKQp2DNUSuu/AYsUPDta",
+	"axzwYcJpdkdm+hkkhHfvhVBON1FkLrIbScRolCactcnZbJgm0RK/+GvRpH03lCEdq0laZrVGhUF/unj3",
+	"Fqb8qFy07dazaIbNQj5dliB+Z6ckFtFswrhCTUKP2CGEd0xR7zLf6L0vsDn3KzYcP/lEqruUyTFjUHQs",
+	"iYrTcPGFPh7qTB9wtgIblDhLE8bVgFMoaitJotrkHJ6P5BHCBv1Kbym+FesTl+Sk8xvmeWCOL9bkGwup",
+	"nkny7vTdG6I0jzWgmhO9AOt0gB+TFKu/2DnDspWrgknkjNYsaQ1nPE5Z+1dpVQDTjt8oANS8cnn5rwn9",
+	"/JbxazXWR9RLiIHmnyHrUxOE1/f+76eT1r9p67egddS+al3+9b+8B1f6zRd4NY/4XjKh12xvyq/LF+bR",
+	"XOTtutplthywXPeKhvxqLmw69Fr2hj3B5m8TLdeJvouMRApFx6GgqqWBb3+MfiVbcJmQ0Uu1nPnrpc2Y",
+	"0VSNf1suaMB5KUk3CAikGCD6BI9LPDck+eni4qxNXo1ZdAPBqTzT6y5n9Do2/wne/ZTRJvOGZWFSMwuw",
+	"6pLb3/UJ8ja5ZVwPdpqJobuXZoq4m7bb89J6qzhjH3bMJwnoJz5EJ30bV23l0WNtJmJrfAfirbf/LBMT",
+	"psZsJgdcszhhn6dCJkBqKGfWCHi3v/x6zWCa0qRsKHl/IT+9eXtGplRlgs/kFc7kymhYV4B6IxdlvYvg",
+	"8QZlZ/5CLv7n7M2a+02oDYrorLis0+7u99hfg8NN65q/W7aqUPLfrCTZsZn4QTto93Z/z0TqzGCx73iJ",
+	"UF2VdHXioJhlESNhSYd1oyhApKC/oK5yzbgmNoaoUh9LdY9EBn+0B3wlXf48Zfzk7PR8yqLNxJKdh1uC",
+	"pyxGiXk22W8HuXQ+zovOtqG7sB6QMsnMZsZlut9vB+392rO7UFo+5bdqLWckQIkyPd/NfdiZbyl4asqi",
+	"ZGSmRqgk/3Py7u3vme4u9CLa9S2Nvv7QyxiN75afeeYgA6xzcZSRHThXqaJDKg2q6JSP0tnn1z+4VVxd",
+	"iMqQRjdY2MvECeVYZIrEjMZoPOGxyji4FSkgHWg01ioy9uNwXHwjmqSmfphTrWONoP3AaJzoc2O7U9bx",
+	"TEWwKLBYZgmA3qFEs6aoG63RJLAe8XDhJ7159jOsfvMoYTGFGnIFkKS7SQBoN0v4zUk2h+U94TIDeM3r",
+	"e3FCU6KiKel0X7T1UdHpvwxeHvZJJDhnkcr/0DydsdFMMqggbJ+syau8TzMXJvgou3WiSMqoVFDJrrxp",
+	"hrpR04dFwPpx8/Fj9vxYIUPyga/QsMq3f/GGjGYsO5lp++/TpbbozD1ViWK1Nx8SKvA1Wn4sHpiuwmzM",
+	"UqvE+ovnYyKrwprHsIKL6n/Ng0EiLj72rSk8Kq0tcf669fHkfZu8rhQiiKiMaAyFuMspgnluoHTehjkw",
+	"i6/7ePK+NaIROOhtmrDpmWVL1JgnFEmQNWsx45ylslQd2UlZNDC9JLMd3yaMSsCM23UvXnMGh+XiK0xx",
+	"5XLGjXkohF7zwupFrzT7SAugrVntulv9ogGib79EEFyBOKzCIN2lRnDowruMP3JFLA4jzSy+ZiQTs8os",
+	"rLeypsp5kY2gKhDiHO5VAu675G2R3EsXPM47DNjdzQsrm2fYutd1PIJVWFrWhIHYF17esg9GK8d94Cv9",
+	"xZLHIRQnFddQlAEOoHlWplSIuNf1kzo7JSg0LJaLnMQTSJxN79yVxjBuTSF8UHpb54wr8uYWlF6pMkYn",
+	"eiymDqfLMXCJd395//8HAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -125,6 +125,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		History:    history,
 		Events:     broker,
 		Caches:     caches,
+		Instance:   c.Instance, LiveInterval: c.FlushInterval,
 	})
 	if err != nil {
 		return err
@@ -152,6 +153,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		loops.Go(func() { sqlHistory.RunRetention(loopCtx, c.HistoryRetention, time.Hour, log) })
 	}
 	loops.Go(func() { instanceLock.Keep(loopCtx, 10*time.Second, log) })
+	loops.Go(func() { srv.RunLiveSnapshots(loopCtx) })
 	log.Info("patronus serving", "listen", ln.Addr().String(), "version", buildVersion(),
 		"database", db.Dialect, "history", historyKind(c), "instance", c.Instance)
 
