@@ -326,3 +326,15 @@ func withLive(out apigen.Policy, ps apigen.PolicyStats) apigen.Policy {
 	out.PacketsMatched, out.BytesMatched, out.ActiveFlows, out.LastSeen = ps.PacketsMatched, ps.BytesMatched, ps.ActiveFlows, ps.LastSeen
 	return out
 }
+
+// liveOrLocal answers the cluster-wide numbers of read, or, when the other replicas' snapshots
+// cannot be read (the database is down), this replica's alone: the response's scope says
+// local, and live counters stay readable through a database outage.
+func liveOrLocal[T any](c context.Context, s *Server, scope apigen.LiveScope, read func(apigen.LiveScope) (T, error)) (T, error) {
+	out, err := read(scope)
+	if err == nil || scope == apigen.LiveScopeLocal {
+		return out, err
+	}
+	s.log.Warn("other replicas' live counters unreadable; answering this replica's", "err", err)
+	return read(apigen.LiveScopeLocal)
+}

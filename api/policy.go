@@ -64,7 +64,9 @@ func (s *Server) ListPolicies(c *gin.Context, params apigen.ListPoliciesParams) 
 	for i, p := range page.Items {
 		ids[i] = p.ID
 	}
-	live, err := s.clusterPolicyStats(c.Request.Context(), ids, apigen.LiveScopeCluster)
+	live, err := liveOrLocal(c.Request.Context(), s, apigen.LiveScopeCluster, func(scope apigen.LiveScope) (map[int64]apigen.PolicyStats, error) {
+		return s.clusterPolicyStats(c.Request.Context(), ids, scope)
+	})
 	if err != nil {
 		writeError(c, err)
 		return
@@ -124,7 +126,9 @@ func (s *Server) GetPolicy(c *gin.Context, policyID apigen.PolicyID) {
 		writeError(c, err)
 		return
 	}
-	live, err := s.clusterPolicyStats(c.Request.Context(), []int64{p.ID}, apigen.LiveScopeCluster)
+	live, err := liveOrLocal(c.Request.Context(), s, apigen.LiveScopeCluster, func(scope apigen.LiveScope) (map[int64]apigen.PolicyStats, error) {
+		return s.clusterPolicyStats(c.Request.Context(), []int64{p.ID}, scope)
+	})
 	if err != nil {
 		writeError(c, err)
 		return

@@ -298,4 +298,21 @@ func testReplicasShareCounts(t *testing.T, openHistory func(t *testing.T, db *st
 			t.Errorf("after r2 stopped: instances %+v, left out %+v", st.Instances, st.LeftOut)
 		}
 	})
+
+	t.Run("UnreadableSnapshotsFallBackToLocal", func(t *testing.T) {
+		if err := db.Gorm.Exec("ALTER TABLE live_totals RENAME TO live_totals_gone").Error; err != nil {
+			t.Fatal(err)
+		}
+		replicas[0].coll.Record(policies[0], collector.FlowKey{SrcIP: netip.MustParseAddr("10.0.0.1"), DstIP: netip.MustParseAddr("10.0.0.2"), Protocol: 17}, 7, 70)
+		var st apigen.GlobalStats
+		replicas[0].call(t, http.MethodGet, "/api/v1/stats", nil, &st)
+		if st.Scope != apigen.LiveScopeLocal || st.Packets != 7 || len(st.Instances) != 1 {
+			t.Errorf("with the snapshots unreadable: %+v, want r0's 7 packets, scope local", st)
+		}
+		var ps apigen.PolicyStats
+		replicas[0].call(t, http.MethodGet, fmt.Sprintf("/api/v1/policies/%d/stats", policies[0]), nil, &ps)
+		if ps.Scope != apigen.LiveScopeLocal || ps.PacketsMatched != 7 {
+			t.Errorf("policy stats with the snapshots unreadable: %+v", ps)
+		}
+	})
 }

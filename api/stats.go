@@ -27,7 +27,10 @@ func counterOut(n uint64) int64 {
 
 // GetStats answers the live totals, cluster-wide unless the local scope is asked for.
 func (s *Server) GetStats(c *gin.Context, params apigen.GetStatsParams) {
-	out, err := s.clusterTotals(c.Request.Context(), scopeParam(params.Scope))
+	ctx := c.Request.Context()
+	out, err := liveOrLocal(ctx, s, scopeParam(params.Scope), func(scope apigen.LiveScope) (apigen.GlobalStats, error) {
+		return s.clusterTotals(ctx, scope)
+	})
 	if err != nil {
 		writeError(c, err)
 		return
@@ -54,7 +57,10 @@ func (s *Server) GetPolicyStats(c *gin.Context, policyID apigen.PolicyID, params
 		writeError(c, err)
 		return
 	}
-	stats, err := s.clusterPolicyStats(c.Request.Context(), []int64{policyID}, scopeParam(params.Scope))
+	ctx := c.Request.Context()
+	stats, err := liveOrLocal(ctx, s, scopeParam(params.Scope), func(scope apigen.LiveScope) (map[int64]apigen.PolicyStats, error) {
+		return s.clusterPolicyStats(ctx, []int64{policyID}, scope)
+	})
 	if err != nil {
 		writeError(c, err)
 		return
