@@ -135,7 +135,7 @@ func (il *InstanceLock) Keep(ctx context.Context, interval time.Duration, log *s
 		case <-ticker.C:
 		}
 		il.mu.Lock()
-		if il.lock != nil && !il.lock.held(ctx) {
+		if il.lock != nil && !il.lock.held(ctx) && ctx.Err() == nil {
 			il.lock.release()
 			il.lock = nil
 			log.Warn("instance lock lost with its database connection; claiming it again", "instance", il.name)
