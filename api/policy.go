@@ -60,9 +60,20 @@ func (s *Server) ListPolicies(c *gin.Context, params apigen.ListPoliciesParams) 
 		writeError(c, err)
 		return
 	}
+	ids := make([]int64, len(page.Items))
+	for i, p := range page.Items {
+		ids[i] = p.ID
+	}
+	live, err := liveOrLocal(c.Request.Context(), s, apigen.LiveScopeCluster, func(scope apigen.LiveScope) (map[int64]apigen.PolicyStats, error) {
+		return s.clusterPolicyStats(c.Request.Context(), ids, scope)
+	})
+	if err != nil {
+		writeError(c, err)
+		return
+	}
 	out := apigen.PolicyList{Items: make([]apigen.Policy, len(page.Items)), NextCursor: nextCursorOf(page.NextCursor)}
 	for i, p := range page.Items {
-		out.Items[i] = policyOut(p, s.policyStats(p.ID))
+		out.Items[i] = withLive(policyOut(p, s.policyStats(p.ID)), live[p.ID])
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -115,7 +126,14 @@ func (s *Server) GetPolicy(c *gin.Context, policyID apigen.PolicyID) {
 		writeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, policyOut(p, s.policyStats(p.ID)))
+	live, err := liveOrLocal(c.Request.Context(), s, apigen.LiveScopeCluster, func(scope apigen.LiveScope) (map[int64]apigen.PolicyStats, error) {
+		return s.clusterPolicyStats(c.Request.Context(), []int64{p.ID}, scope)
+	})
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, withLive(policyOut(p, s.policyStats(p.ID)), live[p.ID]))
 }
 
 // UpdatePolicy changes the fields present in the body (match and action replace the whole

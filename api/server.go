@@ -77,6 +77,12 @@ type Config struct {
 	Caches *cache.Caches
 	// Exporters lists the flow exporters of the UDP listeners; nil lists none.
 	Exporters ExporterLister
+	// Instance is this replica's name. With it, on PostgreSQL, live counters are cluster-wide:
+	// RunLiveSnapshots writes this replica's, and the stats routes add the other replicas'.
+	Instance string
+	// LiveInterval is how often RunLiveSnapshots writes (the flush interval); a replica not
+	// heard from for three intervals is left out of cluster totals. 10 s when 0.
+	LiveInterval time.Duration
 }
 
 // PathInvalidator is told which paths changed or disappeared, so caches can drop what they
@@ -96,6 +102,7 @@ type Server struct {
 	registry *prometheus.Registry
 	checks   []Check
 	docs     gin.HandlerFunc
+	live     liveState
 }
 
 var _ apigen.ServerInterface = (*Server)(nil)

@@ -25,18 +25,17 @@ func counterOut(n uint64) int64 {
 	return int64(min(n, math.MaxInt64))
 }
 
-// GetStats answers the collector-wide live totals.
-func (s *Server) GetStats(c *gin.Context) {
-	var t collector.Totals
-	if s.cfg.Collector != nil {
-		t = s.cfg.Collector.Totals()
-	}
-	c.JSON(http.StatusOK, apigen.GlobalStats{
-		Packets: counterOut(t.Packets), Bytes: counterOut(t.Bytes), ActiveFlows: t.ActiveFlows,
-		UnclassifiedPackets: counterOut(t.UnclassifiedPackets), UnclassifiedBytes: counterOut(t.UnclassifiedBytes),
-		UnclassifiedReports: counterOut(t.UnclassifiedReports), TrackedFlows: t.TrackedFlows,
-		FlowOverflow: counterOut(t.FlowOverflow), FlowsExpired: counterOut(t.FlowsExpired),
+// GetStats answers the live totals, cluster-wide unless the local scope is asked for.
+func (s *Server) GetStats(c *gin.Context, params apigen.GetStatsParams) {
+	ctx := c.Request.Context()
+	out, err := liveOrLocal(ctx, s, scopeParam(params.Scope), func(scope apigen.LiveScope) (apigen.GlobalStats, error) {
+		return s.clusterTotals(ctx, scope)
 	})
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // knownPolicy checks that a policy exists: the collector's set first, which costs no query,
@@ -51,20 +50,22 @@ func (s *Server) knownPolicy(ctx context.Context, id int64) error {
 	return err
 }
 
-// GetPolicyStats answers the live counters of one policy.
-func (s *Server) GetPolicyStats(c *gin.Context, policyID apigen.PolicyID) {
+// GetPolicyStats answers the live counters of one policy, cluster-wide unless the local
+// scope is asked for, with each replica's share.
+func (s *Server) GetPolicyStats(c *gin.Context, policyID apigen.PolicyID, params apigen.GetPolicyStatsParams) {
 	if err := s.knownPolicy(c.Request.Context(), policyID); err != nil {
 		writeError(c, err)
 		return
 	}
-	st := s.policyStats(policyID)
-	out := apigen.PolicyStats{PolicyID: policyID, PacketsMatched: counterOut(st.PacketsMatched),
-		BytesMatched: counterOut(st.BytesMatched), ActiveFlows: st.ActiveFlows}
-	if !st.LastSeen.IsZero() {
-		last := st.LastSeen
-		out.LastSeen = &last
+	ctx := c.Request.Context()
+	stats, err := liveOrLocal(ctx, s, scopeParam(params.Scope), func(scope apigen.LiveScope) (map[int64]apigen.PolicyStats, error) {
+		return s.clusterPolicyStats(ctx, []int64{policyID}, scope)
+	})
+	if err != nil {
+		writeError(c, err)
+		return
 	}
-	c.JSON(http.StatusOK, out)
+	c.JSON(http.StatusOK, stats[policyID])
 }
 
 // ListPolicyFlows answers the top tracked flows of a policy.

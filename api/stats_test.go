@@ -2,6 +2,8 @@ package api
 
 import (
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -104,7 +106,7 @@ func TestResetStats(t *testing.T) {
 			t.Fatalf("reset = %+v", res)
 		}
 		// Flows stay tracked, with zero counts.
-		if st := a.stats(); st != (apigen.GlobalStats{ActiveFlows: 3, TrackedFlows: 4}) {
+		if st := a.stats(); !reflect.DeepEqual(st, apigen.GlobalStats{ActiveFlows: 3, TrackedFlows: 4}) {
 			t.Errorf("stats after the reset = %+v", st)
 		}
 		for _, id := range []int64{fx.policy.ID, https.ID} {
@@ -124,4 +126,19 @@ func TestResetStats(t *testing.T) {
 			t.Error("stats.reset of everything has no policy_id: null")
 		}
 	})
+}
+
+func TestStatsScope(t *testing.T) {
+	a := newTestAPI(t, storage.DialectSQLite)
+	for _, path := range []string{"/api/v1/stats?scope=everywhere", "/api/v1/policies/1/stats?scope=everywhere"} {
+		p := a.send(a.newRequest(http.MethodGet, path, a.viewer, nil), false).problem(t, http.StatusBadRequest)
+		if !slices.Equal(p.fields(), []string{"scope"}) {
+			t.Errorf("%s: fields %v, want [scope]", path, p.fields())
+		}
+	}
+	// Without other replicas (SQLite is one process) the answer is this replica's, and says so.
+	st := decodeAs[apigen.GlobalStats](t, a.do(http.MethodGet, "/api/v1/stats", a.viewer, nil), http.StatusOK)
+	if st.Scope != apigen.LiveScopeLocal || len(st.Instances) != 1 || !st.Instances[0].Local || len(st.LeftOut) != 0 {
+		t.Errorf("stats on one embedded replica = %+v", st)
+	}
 }

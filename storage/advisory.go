@@ -139,7 +139,7 @@ func (il *InstanceLock) Keep(ctx context.Context, interval time.Duration, log *s
 		// moment after Release.
 		tickCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		il.mu.Lock()
-		if il.lock != nil && !il.lock.held(tickCtx) {
+		if il.lock != nil && !il.lock.held(tickCtx) && ctx.Err() == nil {
 			il.lock.release()
 			il.lock = nil
 			log.Warn("instance lock lost with its database connection; claiming it again", "instance", il.name)

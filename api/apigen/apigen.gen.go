@@ -227,6 +227,42 @@ func (e HealthStatus) Valid() bool {
 	}
 }
 
+// Defines values for LeftOutInstanceReason.
+const (
+	LeftOutInstanceReasonResetPending LeftOutInstanceReason = "reset_pending"
+	LeftOutInstanceReasonStale        LeftOutInstanceReason = "stale"
+)
+
+// Valid indicates whether the value is a known member of the LeftOutInstanceReason enum.
+func (e LeftOutInstanceReason) Valid() bool {
+	switch e {
+	case LeftOutInstanceReasonResetPending:
+		return true
+	case LeftOutInstanceReasonStale:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for LiveScope.
+const (
+	LiveScopeCluster LiveScope = "cluster"
+	LiveScopeLocal   LiveScope = "local"
+)
+
+// Valid indicates whether the value is a known member of the LiveScope enum.
+func (e LiveScope) Valid() bool {
+	switch e {
+	case LiveScopeCluster:
+		return true
+	case LiveScopeLocal:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PathStatus.
 const (
 	PathStatusDegraded PathStatus = "degraded"
@@ -700,9 +736,9 @@ type FlowList struct {
 // FlowSort What top flows are ordered by, descending.
 type FlowSort string
 
-// GlobalStats Totals of the live counters, exact at read time.
+// GlobalStats Totals of the live counters, summed over `instances`.
 //
-// Example: {"active_flows":420,"bytes":1500000000,"flow_overflow":0,"flows_expired":9120,"packets":2000000,"tracked_flows":455,"unclassified_bytes":2200000,"unclassified_packets":3100,"unclassified_reports":87}
+// Example: {"active_flows":420,"bytes":1500000000,"flow_overflow":0,"flows_expired":9120,"instances":[{"active_flows":420,"bytes":1500000000,"flow_overflow":0,"flows_expired":9120,"instance":"edge-a:8080","local":true,"packets":2000000,"tracked_flows":455,"unclassified_bytes":2200000,"unclassified_packets":3100,"unclassified_reports":87,"updated_at":"2025-06-01T12:00:10Z"}],"left_out":[],"packets":2000000,"scope":"local","tracked_flows":455,"unclassified_bytes":2200000,"unclassified_packets":3100,"unclassified_reports":87}
 type GlobalStats struct {
 	// ActiveFlows Flows seen within the idle timeout.
 	ActiveFlows int64 `json:"active_flows"`
@@ -716,8 +752,17 @@ type GlobalStats struct {
 	// FlowsExpired Flows removed by the idle sweep since start.
 	FlowsExpired int64 `json:"flows_expired"`
 
+	// Instances The totals of each replica summed, this one first.
+	Instances []InstanceStats `json:"instances"`
+
+	// LeftOut Replicas whose snapshot is not counted, and why.
+	LeftOut []LeftOutInstance `json:"left_out"`
+
 	// Packets All packets recorded, classified or not.
 	Packets int64 `json:"packets"`
+
+	// Scope Whether live counters are summed over the live replicas (`cluster`) or are this replica's (`local`).
+	Scope LiveScope `json:"scope"`
 
 	// TrackedFlows Flows held individually in memory.
 	TrackedFlows        int64 `json:"tracked_flows"`
@@ -755,6 +800,62 @@ type HistorySeries struct {
 //
 // Example: 203.0.113.10
 type IPAddress = string
+
+// InstancePolicyStats One replica's counters of a policy.
+type InstancePolicyStats struct {
+	ActiveFlows  int64 `json:"active_flows"`
+	BytesMatched int64 `json:"bytes_matched"`
+
+	// Instance The replica's instance name (PATRONUS_INSTANCE).
+	Instance string     `json:"instance"`
+	LastSeen *time.Time `json:"last_seen"`
+
+	// Local True for the replica that answered (its counters are exact at read time).
+	Local          bool  `json:"local"`
+	PacketsMatched int64 `json:"packets_matched"`
+
+	// UpdatedAt When the counters were read (the snapshot's time for other replicas).
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// InstanceStats One replica's totals.
+type InstanceStats struct {
+	ActiveFlows  int64 `json:"active_flows"`
+	Bytes        int64 `json:"bytes"`
+	FlowOverflow int64 `json:"flow_overflow"`
+	FlowsExpired int64 `json:"flows_expired"`
+
+	// Instance The replica's instance name (PATRONUS_INSTANCE).
+	Instance string `json:"instance"`
+
+	// Local True for the replica that answered (its counters are exact at read time).
+	Local               bool  `json:"local"`
+	Packets             int64 `json:"packets"`
+	TrackedFlows        int64 `json:"tracked_flows"`
+	UnclassifiedBytes   int64 `json:"unclassified_bytes"`
+	UnclassifiedPackets int64 `json:"unclassified_packets"`
+	UnclassifiedReports int64 `json:"unclassified_reports"`
+
+	// UpdatedAt When the counters were read (the snapshot's time for other replicas).
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// LeftOutInstance A replica whose snapshot is not counted in cluster totals.
+type LeftOutInstance struct {
+	Instance string `json:"instance"`
+
+	// Reason `stale`: not heard from for three flush intervals; `reset_pending`: its snapshot was written before it applied the newest stats reset.
+	Reason LeftOutInstanceReason `json:"reason"`
+
+	// UpdatedAt When the replica last wrote its snapshot.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// LeftOutInstanceReason `stale`: not heard from for three flush intervals; `reset_pending`: its snapshot was written before it applied the newest stats reset.
+type LeftOutInstanceReason string
+
+// LiveScope Whether live counters are summed over the live replicas (`cluster`) or are this replica's (`local`).
+type LiveScope string
 
 // Name A name of 1 to 128 characters, without leading or trailing white space.
 //
@@ -884,10 +985,10 @@ type Policy struct {
 	// `path_id` (null) and the policy falls back to the routing decision.
 	Action PolicyAction `json:"action"`
 
-	// ActiveFlows Flows of the policy seen within the idle timeout. Read-only.
+	// ActiveFlows Flows of the policy seen within the idle timeout, summed over the live replicas. Read-only.
 	ActiveFlows int64 `json:"active_flows"`
 
-	// BytesMatched Bytes counted against the policy since start or the last reset. Read-only.
+	// BytesMatched Bytes counted against the policy since start or the last reset, summed over the live replicas. Read-only.
 	BytesMatched int64     `json:"bytes_matched"`
 	CreatedAt    time.Time `json:"created_at"`
 	Enabled      bool      `json:"enabled"`
@@ -905,7 +1006,7 @@ type Policy struct {
 	// Example: branch-paris
 	Name Name `json:"name"`
 
-	// PacketsMatched Packets counted against the policy since start or the last reset. Read-only.
+	// PacketsMatched Packets counted against the policy since start or the last reset, summed over the live replicas (see PolicyStats). Read-only.
 	PacketsMatched int64 `json:"packets_matched"`
 
 	// Priority Lower wins; ties go to the lower id.
@@ -988,15 +1089,24 @@ type PolicyMatch struct {
 	SrcPorts *[]PortRange `json:"src_ports,omitempty"`
 }
 
-// PolicyStats Live counters of one policy, exact at read time.
+// PolicyStats Live counters of one policy, summed over `instances`.
 //
-// Example: {"active_flows":14,"bytes_matched":145600000,"last_seen":"2025-06-01T12:00:09Z","packets_matched":182000,"policy_id":7}
+// Example: {"active_flows":14,"bytes_matched":145600000,"instances":[{"active_flows":8,"bytes_matched":80000000,"instance":"edge-a:8080","last_seen":"2025-06-01T12:00:09Z","local":true,"packets_matched":100000,"updated_at":"2025-06-01T12:00:10Z"},{"active_flows":6,"bytes_matched":65600000,"instance":"edge-b:8080","last_seen":"2025-06-01T12:00:02Z","local":false,"packets_matched":82000,"updated_at":"2025-06-01T12:00:05Z"}],"last_seen":"2025-06-01T12:00:09Z","left_out":[],"packets_matched":182000,"policy_id":7,"scope":"cluster"}
 type PolicyStats struct {
-	ActiveFlows    int64      `json:"active_flows"`
-	BytesMatched   int64      `json:"bytes_matched"`
-	LastSeen       *time.Time `json:"last_seen"`
-	PacketsMatched int64      `json:"packets_matched"`
-	PolicyID       int64      `json:"policy_id"`
+	ActiveFlows  int64 `json:"active_flows"`
+	BytesMatched int64 `json:"bytes_matched"`
+
+	// Instances The counters of each replica summed, this one first.
+	Instances []InstancePolicyStats `json:"instances"`
+	LastSeen  *time.Time            `json:"last_seen"`
+
+	// LeftOut Replicas whose snapshot is not counted, and why.
+	LeftOut        []LeftOutInstance `json:"left_out"`
+	PacketsMatched int64             `json:"packets_matched"`
+	PolicyID       int64             `json:"policy_id"`
+
+	// Scope Whether live counters are summed over the live replicas (`cluster`) or are this replica's (`local`).
+	Scope LiveScope `json:"scope"`
 }
 
 // PolicyUpdate The fields to change; at least one. `match` and `action` replace the whole object.
@@ -1495,6 +1605,12 @@ type ListPolicyFlowsParams struct {
 	Sort *FlowSort `form:"sort,omitempty" json:"sort,omitempty"`
 }
 
+// GetPolicyStatsParams defines parameters for GetPolicyStats.
+type GetPolicyStatsParams struct {
+	// Scope `cluster` (the default) sums this replica's counters and the latest snapshots of the other live replicas; `local` answers this replica's counters only.
+	Scope *LiveScope `form:"scope,omitempty" json:"scope,omitempty"`
+}
+
 // GetPolicyStatsHistoryParams defines parameters for GetPolicyStatsHistory.
 type GetPolicyStatsHistoryParams struct {
 	// From Start of the range, inclusive: RFC 3339, `now`, or a negative duration relative
@@ -1559,6 +1675,12 @@ type ListSiteEndpointsParams struct {
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// GetStatsParams defines parameters for GetStats.
+type GetStatsParams struct {
+	// Scope `cluster` (the default) sums this replica's counters and the latest snapshots of the other live replicas; `local` answers this replica's counters only.
+	Scope *LiveScope `form:"scope,omitempty" json:"scope,omitempty"`
 }
 
 // GetStatsHistoryParams defines parameters for GetStatsHistory.
@@ -1701,7 +1823,7 @@ type ServerInterface interface {
 	ListPolicyFlows(c *gin.Context, policyID PolicyID, params ListPolicyFlowsParams)
 	// GetPolicyStats Live counters of a policy
 	// (GET /api/v1/policies/{policy_id}/stats)
-	GetPolicyStats(c *gin.Context, policyID PolicyID)
+	GetPolicyStats(c *gin.Context, policyID PolicyID, params GetPolicyStatsParams)
 	// GetPolicyStatsHistory Traffic history of a policy
 	// (GET /api/v1/policies/{policy_id}/stats/history)
 	GetPolicyStatsHistory(c *gin.Context, policyID PolicyID, params GetPolicyStatsHistoryParams)
@@ -1740,7 +1862,7 @@ type ServerInterface interface {
 	BatchDeleteSites(c *gin.Context)
 	// GetStats Global live counters
 	// (GET /api/v1/stats)
-	GetStats(c *gin.Context)
+	GetStats(c *gin.Context, params GetStatsParams)
 	// GetStatsHistory Traffic history of all policies
 	// (GET /api/v1/stats/history)
 	GetStatsHistory(c *gin.Context, params GetStatsHistoryParams)
@@ -2408,6 +2530,17 @@ func (siw *ServerInterfaceWrapper) GetPolicyStats(c *gin.Context) {
 		return
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetPolicyStatsParams
+
+	// ------------- Optional query parameter "scope" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "scope", c.Request.URL.Query(), &params.Scope, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter scope: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	for _, middleware := range siw.HandlerMiddlewares {
 		middleware(c)
 		if c.IsAborted() {
@@ -2415,7 +2548,7 @@ func (siw *ServerInterfaceWrapper) GetPolicyStats(c *gin.Context) {
 		}
 	}
 
-	siw.Handler.GetPolicyStats(c, policyID)
+	siw.Handler.GetPolicyStats(c, policyID, params)
 }
 
 // GetPolicyStatsHistory operation middleware
@@ -2835,6 +2968,20 @@ func (siw *ServerInterfaceWrapper) BatchDeleteSites(c *gin.Context) {
 // GetStats operation middleware
 func (siw *ServerInterfaceWrapper) GetStats(c *gin.Context) {
 
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetStatsParams
+
+	// ------------- Optional query parameter "scope" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "scope", c.Request.URL.Query(), &params.Scope, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter scope: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	for _, middleware := range siw.HandlerMiddlewares {
 		middleware(c)
 		if c.IsAborted() {
@@ -2842,7 +2989,7 @@ func (siw *ServerInterfaceWrapper) GetStats(c *gin.Context) {
 		}
 	}
 
-	siw.Handler.GetStats(c)
+	siw.Handler.GetStats(c, params)
 }
 
 // GetStatsHistory operation middleware
@@ -3208,348 +3355,363 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Nc9u40T/+r2DUZyZ2SsmULDuxPJ3f+JJcz22S8xP7mrZRviZEQhZqClAJyIouj//332AXIEGKerWT",
-	"3M2lnblYEonXxWJfPrv7uRHL8UQKJrRq9D43RowmLIM/X13RG/NvwlSc8YnmUjR6jasRI4pr9kSRO5Yp",
-	"LgWhilCidCbFDWFCcz0nmt60yCUTCeGaDGh8S7gg0fmw+YbqeBS1GkGDfaLjScoavUa/cdhvNIJGxv47",
-	"5RlLGj2dTVnQUPGIjakZwoRqzTLT/f/rNz6EzZOPf+43/qcRNPR8YlpQOuPipnF/HzTeMZ3Nm2dDzbLF",
-	"wV+yWIpEES3JjJqRsaHMGMnMO1zclIZ1tGpAYy74eDpu9Nr5GLjQ7IZlMIj37983z6Z6ZFYjpprVLyMt",
-	"njDLCK0zsvfuxxfk+NlRuB+QGdcjErEsk9lf+g0u7mjKk2stb5noNyIyGzFBKIHPZEYVUUxoMphqIqQm",
-	"NI7ZRLOkvNg/MJqxjGSMpuO/9M3KZlJMVb8RkCX9rNyZxQ34Z/MFjUc1U34/YnrEMqJHjIyZznisSGwe",
-	"JVSoGctYQvaiEdfRPpH4VEI1HVDFSMLNb2OuVLRfns6I65XjY8Ls0gf7nGmh8TGoHfU79t8pU7p5/nJx",
-	"6OcJkUOiR1yRDB87hQHGKWdCP1FEzgSJ/DYiwoeG9mFHKIEFJVKwgLBUMXLDBMuo2RxylippTgesPhnI",
-	"hDNFqEhIKm9UebJh+2/hvw//9/jts3+c/L3zpntx9O75Zfvq8P3xyjUY00+vmbjRo0av3XluVkHknxfX",
-	"4j5oTGhGx0xbPvBimimZ1ZNwJNgnfR3DExGuESOTjN1xOVVkQm9YQKYiHlFxA3Ml+CjRI6oJV0CnUjDz",
-	"ZzcMy7Nl879l5/+R/F/ib6PB+K18/c8fRvE4/fVchI2gwc0Q/jtl2bwRNAQdmzew8caSuR+1O+vmHjRe",
-	"iWQiudCrqIARZp8qD/gwaQ9D1qHNo8Fx3Owmz1jz+fAkbNL2oBMfJl12NDx2I59QPSoG7tq75snKnRzK",
-	"bEx1o9eYTuHJmvHfmRVZPHtcJHJGZjzRI7IXtUMVBSRqj+G/I/hvEu2fEqpJyqjSpK1a5CUb0mmq4bny",
-	"TNvjJTvA7vBjMeQEG3Ev+bR4HPiM/UO7efIRePvnMHh+/0GNR8nHeh7/YybHNcxd00y7HcoMxQWEizid",
-	"Kn7HesSw1cPDw5OARELOosAwGUoEu6Ga3zGSTDNkwxlL4Zu+0JIIOSN7UfMwhJVq4lI1nyXRKZkKrhVR",
-	"ARkHZBSQJCCzfW/NzLOtvigtW7M9WrJuQzOj+mXDl7x1O+6W1m1PyNn/NetWb/bx//Cb7n0T/+gUf1y5",
-	"P3oLf+z1+y38ux2c3O//f3v//r8Pf25+XHhuf79+e86HcMuvlB0iI11EZC/qN/rTMDyMrTABH1i/Ee0b",
-	"sSI1pJgxmiC7tbyX0MkkNVxSinROZiOeMsJ1X3BFlOZpiqx5mmWG99p2Ld/thictEj2NyNiMEBjt3D1S",
-	"3S0nlsB+oVxUbJgTZRpLxJQ9K6d8bgftk/t+4//6/adLlus1H3O9uFhv6CcjYhAxHQ9YZuiaazYG2SVj",
-	"epqJsrQS1hNWCo3XUpZ5JWcoXOjDDtKZFWzCMAzWyTkXVI9Wc0rD50oDNUy4hgOaTxtzPy70cbexfnQy",
-	"5fF8zfjgmdIIn9UPEB587CFecs1WD9CclzLzPR624w496jSf0y5rdgfPWfPEfOwkh8NncZuFg3a7/pox",
-	"bT38irmSi+N9JZIK52WfLOc9JYqOGTHtKnOmI8PrIo9TGm7cIm+mysjjhBrJ3T1UmreQsyXcU8slvBNf",
-	"+T3xzisjc6+mCBDLS0vTrd1teO5xCfbeNKUmUigGouEPNLEir/kUS6GZgD+BQ6NeczDJ5CBl4z//R5mJ",
-	"fC6GbaaoKU/dhpJc7iTAtnpk7IhCEDsIMmB6xpggbZCRDZcyK2FkZ9XoffjcGHKWJh7jGzOl6I2ZxmaN",
-	"3X80i6k0FbF56YBO+MFd+8AcHWVXkikQ1NbI40pTPVWNXtfwUc01al80cbdYsf0jrSeqd3DgdLFWwu7c",
-	"qqmDAU2a7pV7f+v+J2PDRq/xp4NCgz/AX9XBBb6NW1a9V1Kz6Swhf7v8+a0Vg8b5l4aGzHfVHZEZwTvQ",
-	"UJ5nJagqTnWjso8flJ6Fob2QYpjy+KHkQ4FNEkP4CRlkVMSj5oRmXBGaGvFhTtgnrrSqJxU4Lz6luJc0",
-	"vWXiS1DESUER+QpsSA6xe/4xaOEMlox46wRTDoDPFOaa3NIDGhtJpTCHx0pYloIyNmQZEzEzBK7kNIsZ",
-	"mCQSljLNEhJLYV9I549KQj/KbMCThIkH0hBo93LCrBogGEsUrANNxlyQTKbstOC/ZETd06BxLiOQgw1v",
-	"612o6LCgonOhpsMhj7kRec1QNyWnYb56j0FPV255nigYhSGYAUvlDBYuX9wnithrBp56VHI4F+Zyp+kr",
-	"c84fSBLctoW2mcYjs4Ej/2I4r3a10e65AT4OM8B7EUYxpDydZuyU4FooQjNGUnlzwxIyFYm14jl9jCcB",
-	"WHLUSM7Eo+7mW6l/lFORPHAj4XbY5CTCNIbQ47c5092CJN56Q9mIGoTUTXzhce6GnI/jvcoFbPov716T",
-	"PZkFRqInA3M/II8HJZsLEvFERfskkQzNe3DzPipRXNB5KmlyJeVrmt2wB9KGI+KBTOaGX8k7lpF22H1+",
-	"9OyYDOZ4uh/3/m97nPud372WkqQwpw23XEvZxBcei33XLgcqor8ylMsfdTMvWXbHY/aLoHeUp3SQsgff",
-	"44yMuNIymxPzX7iEpl7ztbsJ6j1n6uDZgdkmdWCb2JGzextsJ1gZwka767/yOEc6YRMmEibieflGtuLO",
-	"nu91QSmwtJT7lbUkMusLQ7QqlbPAuW0UywzRGKkSrftgu0InycDwJ0X2CnGQcHHDwMwHy6wCIL2+gKNH",
-	"RixN9lsEvHrWNgCyqefmi4hCtx4a8DzKrPgCVxGm/2iNO2g7mr6S8g0Vc/u1eihBS0nGVMzhUmZJxW2o",
-	"yDCTY/RN0STJmFKn6NAkKdVsidSiM2rExd3YV8dTX67c4Nz2bcO5zIvN/MXH4WBcWa+cWw0ypgkjqxeR",
-	"UK3ZeKLVAqX1RS2poSaAfksSp1Ix1BViKQSLdW5N/g0Q4y/CzFVm/FeWPFjNRj/mAH3IqAhZnyiYlx5d",
-	"UW4XlHZW3jGvz015qeeQfxwR6a0sLQUwQMPvnHdzKm6FYXoyIxm7k7foi/doog4nsGp3F55/BOqYZDJm",
-	"Shl2/grAG49w/1aFCIsoqDe/ZGwiM60+HH5sDVM5ayVKX5tvao13zmIXgsXu+Ojo8KhxHyw29uxjy7fY",
-	"Fw0JaW3+CK7gCTk5WWbieRiX7BS0+w8ze6Rb5D+bUu1d/uKjCXiwJ3dcmttBwb2MLxoqNYK+AmOOlfyB",
-	"ksui/KkFpKgPHyP7AqPxiMAOPKpo+ItQ04nZTpa8YQmnV7BiDyLOF/hq0zRVWJe9RszLAbmRmmj2SR9M",
-	"UsrF48v/RwVpeJMkYzNLAoSxMVfL327C20147VFpxcI0ouoyoQt9qoBi7J6QWCZc3FSEy5yAEJL0iESS",
-	"TxRaOpsmXJ/FOIEC+xNnzPDKoDGdJPgHGiVh8xQzjCZOGc0aH313U/5MxUkTYDevhK4DWvwsGJllXLOA",
-	"zEYSZQ+uA+BWlKjpeEyzuRGILfQMvjcXfcmh87lB7SyKYdBYy6zRa8iJaoJJEuYB1hkcBthZcd6IJlGN",
-	"XidAz6rFWzV6h/iF+es+9xT5FvNG0HC60DWuV9LofXj28T5oGApvt5/DqgF7QJrf2BpiX7rlIrE2GbO6",
-	"HIbQCTtHzfC4Gbav2p1eGPbC8N9mrSeZISPN0d9E871dRdQ+GdznC1fdqbd0zEouNWR2KC2O7C6SvQjW",
-	"uglPRGDziC7Ort79/PaXy+uzl2/O315f/fz3V28Rl7ZAKt4G0SThpmuaXnhzQn9ceWR/5yJpqgmL+ZDH",
-	"jmYCwlo3LRIh3UQHEUWB9I6mU6bMSXRWGBLLqdDKG48c/Iehx4AnWzv9Ktu93C/pHjslRpSew1rBIgJm",
-	"gZrzkBoJOU1RQiZ7cOoMu6BpilBAFRA4kjr/1syFZap+eSs0tQFZvLNvmDU2LSD5eUtiKL4J39a5ZwtH",
-	"6ocGusfxSaSxwBFodWTlNSzI4mPNFsEwX3N0qZbJHwAgpT/WzhfZ1H3eD80yCp894N66ht6yT9qCABfW",
-	"AAZSbm3ppEpr7/Fnywkc22oEzpFdYl2WL83tRWq+AJIxm2AOZ5l7O+5SpZgfqI5HL+1JeQEHZXGdPQa6",
-	"6rCEdYelzG53en2X91Aa2fa9ym46kaaYvxtQZV51W/zi/OW7RfZwJsj5xV3X8Kfzi7tjMsnYkH8iXBDz",
-	"vBEKUETYi9phC/5/8DwKSNQJw3YvGTzv9Q4OO1XQbztsdfDZtpGr8inHPMnKeI/uSQny2a2hCEArvzCc",
-	"6B1TABspiY7Ao1hyzYTOgDzax6GvT9jfSfs4JPYZtMh0LEcz9DqNjYqF3H7hUlvoYevNz0fzeXF6ed/5",
-	"bwMpU0bF4u7bJ4v2goWx1W68maZjWP7K4fSNqmfY4h2z0kOxkp0waLA7DjxTwdzYpwkOpxM0RlxfgwDZ",
-	"6IWtk+Nnz+Ar1eidWGiaAhTKoflgBZmCV2TMDI8l14qZV9pGR3Sj6IbeILrLxxBWxvD8uNN2YzgqjeG5",
-	"N4ZMTs3ttTiG8P7j4t7bNdqQpcNSXwL3W2Dpld20LS/dsLd0XIPRj+wKRj2wHiqNeBD77SmJ7OyiHrF/",
-	"kYTFXJnFgzNqWbq3EXY5Pi47ejidRUTZJxprYjg9V5rHykgZUjA8VD0S2Q2MyF9IhBsbkT+TyG5eRPbs",
-	"X+5Q9oVRQOZME0PTgiVkOgGvpmB3LEObdbLfIj8ZjdhI5bi3KIAQxUXMzGgybX7sCzXN7vgdg8Yya3le",
-	"lFXv2A6neXc+4NHxIkAPWVPGxvKOJUYiG9NbRjIpx61GsHVP7oxsPUbvRFXHaE4WOSB78O+f7Qbsn5LQ",
-	"KUtGyhzyTGmSSnk7nZQGnsgpulYKCGvtWBBPa4eyE7e1h37rF4U9cmtPOJzN+wUGsgDqt8L1yJ6KJwqw",
-	"KgqgOtbIlbHhVKHd8SGSgYVIOdIMHHUXlGCXM18ef6d9yqzOqo5BvURd9vylqtM3VKFwIC3n4gqcWxBY",
-	"AmJUOak0gPrMC4zGo1MS6WwqwAAcEUXnqi9mNipJyTEjM5YxkrKhJnJqlXZUDzVNHSvQIzY2qkndmS8J",
-	"jjlHXwOpBYo9x4cRdV2V1fNmr2EkDxErFwflGqgh9DXDgkZ3HlK+ExuIJnUCafH+4gKVx7aUxEoqQJnM",
-	"3slZwSwB7sAFoSTJ5iSbAkCOajKT0zQhAwbi6e9chdhgxdeqAC9z7/KLEYtvaxQrB8qqSB2eS9lGNUZo",
-	"LI0IVyQaUp5GNuKOThVDl0Lua+axYX2pvPElEN93Xid7OGNsoYbKW8MkKU/rIwRLojK+XLcGLoCsRhUi",
-	"78/eNoc0NlITIK2GNAYTFF1E+YO9KAPBvdEJD1thq90+bLVDI5ODOTO5hq317GbhSS88ArsZ2nk2j0ez",
-	"Q2n0GkyPQj8oI+OqOaOi3Qjy4IGNDX7WerhynDMqnD1wyO21XBGj3DKsvjfPL87sg/flFdrMtLNgGVvG",
-	"qr3FWriZ8i0FUK1EAmXJDQNZGU28lViEhfY3kRGceJDvyAbj9jdj0yUpNmf1eN6fvUVzWp2BrIg5sTJE",
-	"sYJBvrleX6XdK4171Wl7gSb+pWbWIU0VewzSquy/CzR55J31V56m6c9D0KI32oOPgTcsaUSbZcKcm/6q",
-	"dX0MO2TOEb+5FdKN5Bf0A62jlkV/GPg4wZyNIc1ewKwUwMDHXPgttR+d5r4UmW16wBcX9Y7V3XY/G119",
-	"hLFgGASPmkqUUE17EUm5sHffJcDFmpfmIWischGaF2DppglHNyuYkXZyeG15idl7oXu42k9VbIO5xt3A",
-	"Fq6yfCIbe4Ku5hNWeIImiHvtlbwtZC+CXi3XjAKCny3jjPYD8PHzpC+MOhO5VYzci3a4EaGpkiSmGdgJ",
-	"ovxr9CYFJIJQTvd1X+RP2tBN01OUYy4isiemaQpOIJqm++g5A8N9Czw8ZqCGViO0p0QVS6N1tYFe27K/",
-	"RYAyHxnxCX7EdlAPW+Lpqt7QZpUUFzenOFuzkJeXr0jEk14UmHOtmEiKhCWvqdJNoMnm+ctotRJd6zrb",
-	"xr3kvljDTc1oAAlR74+y4AHsASju47JD6/AUFWEcl5WMGRXKy3KB9piEMPOqQgUI7Gd5QNBgOhxCGg9D",
-	"aGoEylHGDMkizERTK+R6fh9Ht1ZScGTrPrqzhIfY/4hxu97jBWk5z5Cjm9zPX6cHvPoE8ImsTl5HsY0w",
-	"eATILjVqoZbkwqIxbIqWGWiD1GiMMeNGZQQXAC8ZDheVRO8yWLxrmB3YE0V+eXlB7Gm3r1T8ISedVtjq",
-	"tNq1Lmiq6U1GxzXdvHQ/5eMOSMJimbAE0EBS72AaxAauHdBreZ+ILeIJIEPwrVMiLF5YjxjPzLBklii3",
-	"tDJLdjBlBQ2wGV4rhjFim51Fs9XXtv/FWfyYylk+Ojcyo9QhT0nBNGxd13AcLIx6h8GndOuxTzKpZSxT",
-	"X7sVTJspGQF8MuSfzImBzx/r3eqGYOvMIvYXkjANRjyyp9h/p8wQuUtUkJHpxIyM3EhzZgwz3T9FjFiS",
-	"yYnbeDmmXDxRRLPxBHwNO6yNMieAi5vrbGmSJfcIMY9gQglMHwE2cMOX3DbutQ3Pf7t/Stpog5gKeHkd",
-	"ybWX+WNr8RIuB0Y1lQyZjaTKzzfhyHoLJnBK4D6FgQlZvDaiivDyObU6oHke4ylQtFi8btzK14BjmAYS",
-	"vzs5OL/48fyfxS4RhLQKOWut3R6Lf73epiPDrohixQ2TAT8tPAA8ywdD9ox0AVBtrom1RO/DeQNLrmEs",
-	"eAp34Ro26HVxzP+w0bA2rAFoyrFNx23J3pE5CScgqdhJBqQdwmeYaUCO4IMyP4GXgw+R/dm2WttZ7Apd",
-	"Oj/+xRx8Pdzjhj538W+KCvurMvW6nfW4hk9Z1TNaK4xYIn8UZdNd5+v8o9ha3XB+NEreq3pL5XuL7J5B",
-	"sju4+82OgV5YuCUAobh43VuMcrXNv13+/NaG3Q+ti8u0Zg2cAMHci5aBpI3UbcNuhAW00dWx+15CDVp/",
-	"fXhwguLhKgDbpkzoPDdaXkZjyBa2zm6KK1D0ULv85laqEcZ0RuNbI1kZdkEFypTujl1cbIzc2956vqus",
-	"sI4wzbT+zua73uhm7vrBVn0rAbjWgoaLb1zCE5btj5nI9taTo6aeTlJLo0DF5AepR+7OYxhl7PLeQNIY",
-	"OubpvGoPUPqaT3IY0GHLLEIeNNA7Co9DXwRqPwsaKovzV9qtsHXUwO/wjW4YhuGitm672cJQUwzi84rM",
-	"ShC0sNaJ44lwy5vqHK1tyE19i2kUK/PAaVS9JjiUwC2t15O3dt7cl5FfDdjIXg4f8oN/chyC09I/zyXr",
-	"Tbt39Nxab9z5/WKU5Z34GgvSyb+9M9lrd8Lw/mPgJZzqmX6gPTu5BVrd7o4EDltjjPV63BojrCy9rOv3",
-	"0jxXJQw/UkchDay4nl0r9ZezlhOrpgMzyRKwSAzmRrNVMROJy/Nq9SLHAQueWMf+Ck7811QOaLoEtHSF",
-	"QAHLwkpaYEAYIJooJrQjhtPXYP7v2DWMvtHrdkLHn3vto9D+z0pm8o5lSLX2G3WdQ3JOAFeX01PHvWgv",
-	"0Lx9wzumIk6pUnzIWXJtO+t07AulH/P2DtsLv1nhpNF7/uy+HgblOq3ToxUxiw3ClJV5eJIyWCA53cUC",
-	"kV/9FREiTTGeP1fYA1JMYneDR2VDFjWcmSVIq4pYyY5nDqPjEvY6CWfA0MsNsqCRdmI6sSYQGo92s4CU",
-	"SaR+GxzcYTAvdkHNGJtUrVhbAxJy4WVxR+yPj7wnFVqvn+8IxeyE3/FkStN0bnZmzMa72WnqjtLnBzWy",
-	"q9C37HQuGnPgBxf3og1tkTw+8qGQsUUhs8QKlsy1dh2XTKi6zdWjWCX7utvkJ0ZTPaoIEw4b0pC3i3dt",
-	"LXDkIYiRn9A0eFGPGrnCGFRDmkbTnGEiXziKECOjSWQ4ZdRqbMd5jUAOmUOUJvhkE3kNgNxwiYukL9jt",
-	"Q3jx7jxj26O/e0SPfWgN5a7Yw0vmkLvlragBBa4SlEoU8aiC2grBy46xbnaFdrA0vmMvkdrQy3+nNNnP",
-	"oz0gl323c9KGaNp9p+mh10RONfkVzP2ZCwtJwbNdtlJU0E/FdCeVUI+jUqhHp0Z2q8e8n+WWkzbRsmLS",
-	"KIaaMgqhrTIzFzUHm/JsxDUjakLjSo7WSkTl6gzsfnWD/uVe62m/f7n///1PnR3AA0EszAO/d8KnYJ80",
-	"JGC3hmMLRwJjpfl6m1zray3JF1SPam02UyFYis4wSlIZ07SwXENQoJE59JKE6p9XQd3aoQd1a3eCBrR+",
-	"7WdS3xgBV4K7DViWctFEOJo5LmaAlXZP6PPBs/g4aR6x7rDZpYeD5vO4kzTbLBy637yA78Z0shoP114S",
-	"7/oIQLbN1LeaxdsAVLYN1qRuHTfoorhtV4axUz26xCd3wrrVedKtdXRxZWrnko90O/yaGfiG2LWKl35h",
-	"XACkINHi2CJMdJDw4RAtwGUa+x1s/WYQOJ8ISii46WQZBG7DzV22c4/hsADW+c2RcWYUbwrEeZ2oCNFg",
-	"Y0bVNGNjJjSaccFv4azxmPiraYY4NcKAimVWNXIMqEigDMX1eDBRjd5JNwwa/+HmBryGUIOW4eVUMxHP",
-	"8YvnrW7QsB0vck8fhTXWU7SVOBnuOpVKXU9i3eiFrXaQZ5mHCwNG1+iddJazZtt4u4Y1V+fxuS4SaVX0",
-	"kTfnrd/112frl0tLuemtAku7jTn4+Plysd7bls8rA7hKJQjq5pJv6PYGS9z9Kq2bg2CE2JTrOckJ2VpE",
-	"bGI7EGfsFgQE99FW7FHqlIz4zQjT3w2YtrDvlXUW1mrzD73PiuIKHuH4FLi4MUGVwJEE3LqVqWija86y",
-	"l3MxmeotgdobnTW/cEUYrqWcdccvp+tNGiufxwUgbHNG545gwMbE05S7pIWrYxg36r5yohfKbglbc6vg",
-	"3TOqMNX3KbH3JAa68SIniufG/h2ziMpJeCj9LyPuywWjEIj8CbvJaAIIxETOKikq4IlaVeob4tO3ij/Z",
-	"Wjavw49f8AlLuVgWB26+zmkyYammZJhO1YhYqF0pP2lQtVSXBI/4lkGkERfDdPopGcAmQxmga5uVrXdo",
-	"3T82UC1/tEeOwkPiUrn+UkrlWrywKD+0jfzQBuEE3UqYY2GJoIEP2kjGJJOTiU1DYL+aoPvK/2qWGSIW",
-	"jd7z426NEzufdEGY3uzVf9NaH1d1Vap78oMtnsQFmY14PFrcCBd3TGxg7lBm5EbKhOxR0v30iUhbCZAK",
-	"0u2c7AdEmm2bMJtR2pV7KrVBUykYePXs0sCd6zlVygsXOJh8XhMMk1UDegcWrUV+xDTnHpo5M7cUS8ie",
-	"kDa9Z0COPn0KYJgW7/wQUJlPXZ/XG1YqtLXk9t+sGZ/2dm2oSpsL4hNuldsg35OF6HC4eYZgkLLJgi25",
-	"YEw4Rlc7atnF11Q5KUsGOKMczOdakgFz9BAU/p9TxHbBACdSQkmxOWw/xA1IQRKubslUaJ4WrwPu3SaG",
-	"gCSKuzrMKmf7YaAfxwMW2l1YrYX9XWAFJQKukucindVel5jFaQnc3mxKKT+nVmU/+pI8eZ/Lup3tdQJV",
-	"Sa4nVscue0TaXWvgv7a+L/PVkRO4VpgeO07fZMIclryqkoVqbAD2GOf18ZS+hqxFC0mNHOzE5kqFiocI",
-	"QNES/moDSMQDoxT5/O4knzSlUcWdFdO6NLyZPu/ANCcZlxkkfW2HK02UnQel5MNNL+XkW4sKKFVoW40R",
-	"IO8YTZpSpPNdXVTFyixcdgAZcNcMvaFcKF0amZcbxjI1W7dQsQcObRf7b06Ui1kVdjUO+3jFOuXCuihh",
-	"1nYdrdeBD11+HVikzdZmqxspP0rryQ8LNm5pvFw4OYsWAwQwfBsKKc5vdVyv5cxct1yoU2IOK7mRTmZO",
-	"4SeerLVMLNU9H9M64Vvb8+kUdOy22EuuWN2T6hlegBr4KPetzPM+29pOHQMw2ohOJkwozLakYwhdtKel",
-	"RSLvdopsAYY8mBIDPexNfdoXkbmSI9DZFUQJtEiu2GM7mSvexouiW57RChNV9UXRAwRo7udJbiytDmma",
-	"KoyAtNRSTfRVl/hmUzvckuPsu+83iIH0t6U2FBIaWbehS8IfS7uiNGOZWtg8IoWWxWadErs9GN+E4ThO",
-	"3/JlkKBhnqjVuXBku+Ux2OkK9u6J3FVS2hTv2vjiTNbjYg9kSPWOHo+v2NVaTh0WfVHBBGFla1vFGsWx",
-	"ZW4Ih/b48HmZxFnAk0uw33XZkKvtFQBRv6WlzbSxmQVssREoq8926qU9tr68eECoIjf8DmuULsZKbFi7",
-	"mwDeUcn0rmp/39wiWcBuFnMTIAZhgldkAtVr0oQpjQnmWjkE+ZtBdXBfdrP3e7AeW1lcYxY2LJu7AuqD",
-	"R+BRHJuo531716bHlna4wh3H965IWzv8lMB6kjjjmmVcCqR69LbDMy1yJggdKCZ0XxSPQdSisFmyjY5H",
-	"Uq70vl+THLIc1F20hcK4Jo/g+ct3fkjKNvuW6XfmBJZTwHnJRgri9oJUKpkWLoj70cUF7x2TqxcXAWk/",
-	"I7+8vAhIq9XaP7WrUyrH7l5cLZ1uGPqyzVq5uI0vsFb3Swlzidn7dSmC3OY+RfrbOpJgtaFj89iUGuuB",
-	"d4+sRf4/VC1/9Lj59dbORd1va0vel0Bq7q7+LGeQX8rnRKIx1hDG7DMgfEUkY5OUWoMA1gXA8WyUQumh",
-	"4u7vXb6t2UHHhrbbPqj4asv0W6lLDg2XPvjl5QXcTOrUluLHWw2LAMWMJSTSMqpwnVoj5UIQtJX/Hhgf",
-	"WZGNHiE6sRCUag+JLZRTB4B+9+MLctI9ekZsWR5bNLdFXoF80P30CYj/CP6FinFQPBodspXr3RYqqg1t",
-	"m4Hnvog8h5p/1k2P5VhH0zEVleQwq+txLZoPl+RtMTIzEzqbg8xsG7Ch6nvdMAxINzyBeXY7nf2N5Wcv",
-	"2L5GUizKLn1eUaoUUgOV5lyt0VRgDTPezCuV11cUKao5LSgpdMzyNGZ+JSLDz9RECsVq4+xXFoVaAXtc",
-	"nPFPV1cXBB8gsUzK1z5UHFt+Io5OTrzz0A2XBE/otGa1L0dGSvWqF5kluOUCch5Yqj/1wrZlZmVjdyIA",
-	"K2i6K6/Mirpoi1mxqnmgmdB8yG0C7IXBKG34fUCUtPmrFImpIAjMJ1I4K00+lo0LsW1OTnVWKbfGHmDY",
-	"o7k61vMOAg9s9EUFHz5i8e3aM5Y38AIfX0FkkZEo59b6aNUb8xJUAr71zVrwIERmrcqzWx8FFbiBr5zu",
-	"i3xyW1xpmHbQjNiwqaLc7SmJHPAhIlKkc5ziOXz38geXb8eBGKzPtIZB2+K469a8mgoZmJkFXmz7amUR",
-	"8yGsXD3vwtoQPu1KwQWPRGXVghTLtvxjnVTpGMcB0Nmv9uJUuGvUr2NsGIfLwwYpQaCfFiyGrGNm0R1n",
-	"M5ZFoD0ZAQcL1cnMpkC0Nau4uGPCEENAXEE0rAuBOEYEPUPpYuWMBKcEq4VFWPEOzg9q8t7Bwd4bQcN1",
-	"C6lYx7yCDssfW+CH79Ae/9Ka4+uqriTe6Yh5sgY2nTGqbAGGm5G5UAHjSfZOOvuEjo24cUimUCCUuFTg",
-	"HnZasRTT+XsO+Po6J0uEb3+IS8GLzvkA+JEcl7vHaJZyhyQScob0gb3tb24odCuw2P0cpSxwrMykWC5m",
-	"WdvQM+uNsa+0OxYcD+VgawF/S4DIkCfMLi209UThvhSeVY7Zv4R0NLkl0ni9M2Zxbx+mxS60ly99ASz2",
-	"yCFwdFPH6S65rg3mS6WtEGzFlMuXzfdnbzcPLMuPRdXNm3GViw/mtDOXZ33DfOhuYK6xgPz4rrGsBuPS",
-	"iIR279ANME9QdvgogWOl+ZYSDbfDTnf3lOnFvEuNdo6OHxhXtEtO86VJ3WxuWGYUs1zysfYMlyo2enVF",
-	"b7ZPA7smuswKlf5w/MRt2/irzZkoKtxt60dMsvl1NhUlj6B9sA5J8pAiJ7Bg7mNF7zMyJf/vlNmfoWba",
-	"whKqDebPpShKulX17Dx59CpKq6sWaE5KsVA1tqQVxdgWK6vWpsRw4gamhKy4980FuCezovgIsWluSzr3",
-	"BuVdqsp2XkJwUaLOYBlBpFZQ29aCsCC9jmG0EU9UtLHSb7apskN143lQ5Tq3R0Wi8CCvb7iwDctoaSd3",
-	"fIWPLisSsISp+tyy9GoFIpcxBkH1ti4sJTHX80qFiYey2Dpf+rKlWjxxvj/iEVK354fOLrplQF4DHzaN",
-	"9z6Ku4ND2jlptp+Hz5rd4TFrniRHcRO/NV+GxyCNV+sudfIRfWh3gvZh0O5+rNRBOixVNoKx+kwBaJD4",
-	"l30O1gENplOpZnWYi9y1VZl3KMuyuhhlsVN1Ain8as2ARUgG7LsTS70qSbUX5Xqhc0PevCVbtuSytkUs",
-	"O/ZgPn7x7Xj4xvHVj8Rfi8yyOfH4TJcnW7Hc3PpRx03RDo4kZ6vMw3nCdaTDoXUh+bidzRhMMcLdztX9",
-	"b7EA2GJoq0Iu43voDMMxX1BRpOZwOThtVapdnJ612+cV71sj5NiD8fXPRU1JZKTotRXRvIkvI+7HwNWA",
-	"3vvNUTVmFN8wTHFrXfULKaF13lhAdHggwiUIuqXIuM0UWZWnmloU1/E3ENcdZARqYWL2w50AbjazVQ3d",
-	"7YxSq0Om2Vl9XLas75hiep2I2SkX6PZANLmRztUJya8l/MIQ2iPLR4jxr2Oi29Xxro602v1PckbGAJ+y",
-	"Dz4p4EOQDP9XlsmdQhYfJidUxu0JCXWbfAWV/Ouc7GcX5wTq/BcZuTDlSJwxvYN1D+o6WWjMVK2xkFsb",
-	"3U1Gh1TQZgZOXihu7dvqv2H6ptIsdoU7bZXTx7pWVnqEzDOrrF/QSMXCVZrKUhLZSTH/KvPzp7Zm+Elt",
-	"Ljo2QzovPFpI4wFRIzkT6I+QIma7E/1m5GxYM5xGI+Zc//v28O7kf9m7zqf3z8QP7fGLI/2v59O/hfR1",
-	"V708Hv70Dan/y+xrPv16z4zZkrxgGFUkOpvqkcz4ryBm9MgPRm7NSH8ahocxtAR/YqJOL//fYWeb+Ch7",
-	"YnBkpZOzlNYeQ+ZEtvzNhU6bC/WHjbDc5fl6SXA3mzF2hSlyF4thrzRgV6fn+l4xJdvPlqK0C0ZCdDCk",
-	"by3iLLF42RPlQg1NB49YJmO7khe7p3MtIWhrcAIo0RUTJjQFyEARiGoh5lqSlOlySBykFJ4/1KGzpKrG",
-	"yu2uk2DjmE3gVugEjSLdMXz08x83emEN1tq9uyzJc16kbI+maSkjxv4ugcneaJb1WA2IpbkygnESMnN7",
-	"9MBs2187s3W+2KV1qIypbvddHdVaSnYItvdnb0nKxS0ZsJH5yrPLlOoWZJImAwp5HcaTFGDemkEpFwz5",
-	"V1SzNOXwHdYBLuFL3GOLd49i8TTjen5pjrHlEnCZmRtutWxO7IWEskt08fPlFXFYTHhARVCuKLo4u3r3",
-	"89tfLq/PXr45f3t99fPfX72NAkJVX2x+kfYRNmBGaZQSeK6Y0UjrSeP+HoFXstYcBjg/B/1SmmqudAHt",
-	"sfAfhwUDDKOwcIIe2MZUYBP5vz972xe5gQgzz4CNKC+X5P1YSnMBFjCzWJDkYsKyJtJoX7jAo6KAhPvG",
-	"gtQCi3NBi5kPS6pG7KpWX/TFn/5EXkiYlfnKfNMkT5/+7fLnt0+fkoFMzFCmihEl6C27jqliLfKuAA6b",
-	"n10RqAhK6KFF5eA/SoqoLwjZc4FLhKVYpP/p02776OlTDDI2R1EqTdrkDf+B7LWP4d+EmZsD6v8kZCgz",
-	"01CFcHDa0f4poZiyPMuBzKaDw6dPWzgXQzlmejiwp097W0hl5A1XioubgNjaZoZOM3Ynb1lixoTkS26Y",
-	"Np2G7adPLZG/f/++6XXMXCdRixhBUoGzlOeVZ8lEzljWg2k6INoeINH2Ax+KtlcQoFk8lxMlQ7Kzu53T",
-	"hGkOwWimFQtC2ysAaAEC/SGBNVjMndvGEhHaWeFBKKRq2gOFHcPDYe77LXLmVBOw2RphFNMcYkkugqPn",
-	"UjxRxPJTs2DQmlk0s1PkFY1HxZNYFVaBnuNewXYFfOedWXsszeGC1fvUdEy5ad6ICPukmYAIdYJp/QOA",
-	"+AEo0V8ySOrD4jzyPZExDJFmjEymg5THlp4Al66ePoVfSjRv4Yl/BtrHNOcn3aNn++6g2Ps1sqBKOB4o",
-	"FmHSKpplcz/LHuEJkMSYpuZmYgkx5zIg1PsGS8RlC9XdmkjCsMLh06enMBU8IXD/3XGZ5mtsB7HniBxM",
-	"sYGNKjCcM4A6v1Aw066uac8+dkfTKSNyCh6CDIt7D2hCzi/ywpUyIy/OX74zQ4+l0JlMi2zqRE3jkVGW",
-	"3v7yGimWUHBiY8OQN94oOgqzJ2HFW1stFNIeaMI+caX9KXc6T59a9GeEsQsfPkamFeBDFMFamN/IRitQ",
-	"03xedA8YF1aiDmysUl5cT31of2xpaX5YXn8P11vkbIPnRRN+efe6tDndp08NC0umSEdYsQ/uQypIdD5s",
-	"vsFIKYv9Aa5j6w1CeRhzTKdZBrl3BSs1fQJNGz6jWSZoCqjYaeY/dATEQahp1oPPuh48HHfpJTizZzmd",
-	"wuMAubW2e+VqcrdMwz50NzLkFJm2o9XYeuTGRv6xzBi3EwUiKAcM531Ak6YdhtmRApFvPk0F9XgwlEEf",
-	"ymzAk4TB70Lq5lBORRIF0FgsxTDlMbSkpWzCvYINqekEi180xyzhtAnTCEjk1tZ251bLNmgaGVMxd0NU",
-	"UYucibnH6cZ07uJ/7MJasn3HdDZvng21uQtmI54yx+Mc1Lu6QTIjWkqioKgo3K1iTkoLAAtnjseJ7QYG",
-	"WepJS0Mx7tzmG4uFcf3GoC851ExYvvguZ1rKXLKIlstDYPLC8KUQGUNErpA4naPZxDAkOQNCr8TT7OXC",
-	"Quc5ueOKm1mfXb44P/dqM+yfYh7BGVcM5svN/SzMerPEDvU1V9pwcE1vGYlSPuY6Insu5+lRGJB2q2U0",
-	"eiujmEuM/nfKSIR2iMitr9k3GOhnsB8ExDNW3EenJPI+A9HXV10gF1QZTgxSpWlvKvAcwarfWAU1L95g",
-	"Z2ErzsJqU7zA81W23CIKbC5GvgzIiPcn3nSpAsuVduFMSsMFgABHEvUbeCYdJ4Jj2W9ELXKJ+1aUyC/Y",
-	"FiS5uWWOHYJz0FAqQgHMbeAsGyi5pzxmAiMprEHybGJkkWanFRptKku9qJzZbNai8HNLZjcH9l118Pr8",
-	"xau3l6/gnSJ+qRDuzy7OfaRso90K8Uk5YYJOeKPXOGyFrcOG5zZ3gid4KswXN3UOl7Pc18ONROZnjwjI",
-	"kKfaFp5zkVD5fY25McgbT9rpCxQFcWFylnGeQCS40tDXK+wKRmrbwiQjVQdgOnfDInRgLmswGTv90l2s",
-	"4AE0L4A8UTg53O/X5gWnYNF1th4Y4Tv7Kii59/fBpkPL73oOCUJ/+eX8pb0VrQpOOKL5C/V1Q7DTygny",
-	"8vQ8t/Bxt1qjZUFNXjk3m7cJ85ZwRWisZWamhuKzGUhlPnKimhgFUj9oaGHZcGtqymw3Xgp5ybCSNgwY",
-	"EkGDWHt4eHiyX63IUzgXQs+5UDNsMEeWhr2Zo3jlaPNa4BsPtLN2oJDJc6eB1p2K4oAevDZXTmODB51t",
-	"/CNU0oarFLhRJwzBmyKFZlggrKp8Q1WyzU8pOATAMFKTFYdiDDj1mZtZVIxrhQH5N/WyDu3jB6Vnoc8u",
-	"TqfupXzaBz/QxL7XgFfa61/5BQRAo+qzxLx0tEk/51akswHI4OyGGFewIVJUD3EtUnlj9p/eANAUFrLx",
-	"MWhUlFDPGXwf5BcJqNgF7LzOXjmWdy5irMAP2NsbFHTILUvnioyso79FYBAsCQjYAmMjY4ABDV5oWeRU",
-	"VL5pCDCZunvmhXn+hXnVFnP/MiQIPUBfDvm9SIlGi4BJWOiCBwJ7RDrcgai64eH6l350esejkCEslU8J",
-	"HhXCWtZTId4l90G97PIKEsggnYF9Ee2GI659M2iZAit0ZAWWWnHlK1HRMkZWkM+3p5gH7/9leT9oPNqG",
-	"DJYxo4PP5t6734EngXpCxyz5+nzpN8OWMAj1izClr3M5fjM+ZrT0XbjYSo0n35dcpbHJNq1s57ATuQsP",
-	"8U9bEIYFe370jlHu0Dn47JUKW3miML4AFe4cam3Oj9MQ9YhoOcVMo1yTPZeDnmfOer1/mruN+sJipqEM",
-	"bF68GVpJJSbd55lLudRyuUrz43laPZ6QRsXi9iMAj/ptVo6rc1TUnVic5ys7w8VT2613gOZLYk6XHccf",
-	"5HR1cU1Wv/FW6h/lVDzOtYJ75DuXvRP5Koe6157KPHHBMvFiI0Hhr0wvJ5HHY+x5H0sYuu9b/x1S2tem",
-	"m78yvRvReBjZMi9foxa7Zs3SYqxdXANCeGF9EbqILphkDCyc1hkzkMk8xwLZR24Zm1g2CQ6oFjkThR+f",
-	"xFQIqYnhgWgsx6o1EBXjuOgWbBHDJUo0D7v/g0zmG5C7jxRy1ZjNSWn3ksHzXg+KI8+oQLNdz8OH3Adb",
-	"HhUb13Ffxr1YOPw3O6g2cOz3fmC/+NXQbW/QxQWdp5ImV1K+phmmL+22jzaZT+4de8MSTjH7etDodjqb",
-	"vDzJZMwUpJJ5JTTX80fhSUivD73LfNnujtnAvXrLPxQCY1nz0vCSV/AwUTpjdGzhDTb8AdKzRDzpRWSP",
-	"lkAg1q69H/RFBL2ZR0AuvAOs4nzC0CFlBOYooZr2IpJywchIpomLfYyg74hQBf7sVh9y2qseiYBHWTBW",
-	"FNjP9gTln3NZb890UHiUbMxbZAbnojWiAi1hkSPWcLAfkLLkaD4jzC7vry8iQJW0AFJiniirgoErXWx+",
-	"9RyF4JPMWCyFYLFW1o8ZvaZKN2Hq4CsElwvgTJyuCmvINSAZWOLKjw/MCWGJLUR1ihl0+mLI0hQ8nEOa",
-	"Ocwdt+3B6uOwXKtCaUax9JgaQZRixsxRIlyrvgA0C8xAjqHQIuzZXtSDu4am/I5F+4QrdL7hcNtHRNUb",
-	"V2oukUsgM6S5dZ6g88Qp7OB/tKQFYB9Y3ozFjN+hkF0Yzbsdp0WNXFyA1aNK616ylXsV7D+EzZOPn9tB",
-	"++S+poL9BtZtzT5pPIFNPFOly6/Bkx7pHvYFnhriE3JfwEEhn/sNnvQbve5h0IcB9Bu9fqP0ZMP8wsf4",
-	"S13QDzxhmus3ep/7LgwUHt/E9QSvu7PTx7QH/Ubeu2kyVyD7jV4n6KP7sd/oHdq/XVyp+er+/r4AO9Ka",
-	"+LAlsi3sOK7iKUHj3lwZIUXY0mUeNaSM3jGVl2VDiLQaTbUiiZyJP6YTAI+bc6Azd+zyywW/2NT0xj7B",
-	"1Zktv1reAYZdYbUrCx54y/SPqZwdnF/8eP5PsldgZ9++uvrx9c/vr1+fX169ehvhhaHMs33hPXZZfijl",
-	"SjMBnRRliQJM5YIO6wISwkSRjb0vzgRxM7AIQPck+++Upsq/gZ+o/EeuCNU64wNI2QZFZaguxOwnCg7x",
-	"qY+hyrsxnFLzNC3A5CLBGSQO9OVuq74Q0zRtEcwHgRlHFXCNpGiPZoyomKY40Qh+5+LmOqOamZvHoU7C",
-	"IAzDvsg3DF68ZRONtzTGKhv+KXRqa5NxqHJ5I8HxC3fS/sZc/TVX+lVOHF9SyLadLDOdY8bifLlgN36f",
-	"RnTz1gaCsC3p6ld0LXMAs1IYWsO8DXIMwMZzbMwBcoxJ7enHDA3eSeRJi7wvUXmAyUsLgPmKfA6eKgty",
-	"ANUIHdrrhl0j/eTpM8royu3I9iJPhbAOk4LjzQ2cC/kmuMoTTjwKzqNI3VDj1F+W/OH35c83i7+JOx+W",
-	"/ruFa6MrHw68S/DhzjlS+TrDllQ1hxpjfRWhaJoHZSRKZUzTa89xAPC5KGNjqVn5+z09kyThQ8gyrUth",
-	"JlM1pWk6N6fdPAQhKftQdCY/WTzBg4+waiG9XxTpdjp9YaHSueXstHQy8+RUDpaa15gbMPOaC/gxrYUn",
-	"RkjY2i6GC3SBLpudbWILK9robZoOzPILyMbVHLAs5SIvnLq4I41e44Q+HzyLj5PmEesOm116OGg+jztJ",
-	"s83CofutSPANld43NsKZdbDR7RsZ4NqPykyWaRJ51iq7338Y49vJ+jdeWCj5H9P4hrTquJsLdzPsyE+Y",
-	"tAEfrbXEAR8++Gydlxt7V2Es1CLMrR5deE6J5zgFZJdzlvbForf0BcbYrQyvI1zcyfTOtkcz1he2QAac",
-	"lXqPa8VstrV/NWeYm/hW8/P73a/6dfyqxEIQtiL8B7pT6yki/GoXxHcBc3MX6hb0savn1DS5uddUQHEb",
-	"kRzIzFaYWe8t9f3nqi/A5AKcxnpO0WzWImd5zRq0oxXMUbkY5gWeCizUMlXH0nf3uj5UusxFuYTdZDRh",
-	"yXYC3bfxqK46r86b+js+t989qV/Mk7rT7bVcbDvwcpnWm70Ra5/J6Q0A3nJxC+GWe/BPkyqesP1TEv2z",
-	"CVJZhMDT2YgBLkM7GGBfYLie4ROeqQs4UyWQWGaVEhpkzvTmsVn20n2TZwD9omfZdbPkSEOQt/ZrgZQO",
-	"9QsXhLD6PONj98H363vt9Q25lfw1/3r3+bT2EEFNzUIDWhgf3tgu+xEW0VEkgsorEdkLm+0wDAhUAcog",
-	"UnTAtGbZPhqtTFsingfkP9x8GxjFCRWiARUJ1P7u9UXUDkPSJGMu9uwL12N10A1IN9y33+P712MVkE7+",
-	"JWZPujZtXk9i/fQ5vNEX+OuYftprh828o+vxYKICEu4HpB3uRwGJUzqeoHvpQ2i+DD86XU0kkAXKzdMI",
-	"FjkijED04XCqDK+IxoyqaQb51CJiY4QVeqwYRprlST0xABrqQdF5H6SdASNjjEujghyZYcPyUnNI8ozK",
-	"sPZPFIlTGd+2yHsbKGj7cPHeQV+A881+XeGGkASkadnlvg1QVmaGvt84siXOteyLvMwZlEfCakQ15c7I",
-	"HnUh4LmNMJU3NywJ/Gn3BfrkIN0nS9R+i5xvINGRGoFuF3uhpfMq491RsiuTVKN30g2DRk6hjV671Qka",
-	"BSU3eu3nrW7Q8EhledrQsZ42eu2jos5/Tt6NXthqbyVC2qmeC3P2v4EguebyMXTkmUk85Dqcuu8i5ncR",
-	"04VVxjJLHnaD1sucXtb5eu+qM/+VHKyBT6upX3W91Rfb+EFd99te678thyIg9zZyKdr5/jFxQegkLLY8",
-	"J1qvAsCDXIU23Rc49wnWwwITTYuckQjt11BELyJosSbC3MRWAuCJy4BkVCFUdSD1mNGA9rqdTpE3BZKq",
-	"RUkmJ3lLmt6CjiSYRbMaFoLZnvrCdgMCIeYI+QvRMkLJMk9/mJEJj29RxrA2n+kEsgyIuMDOB31RMYiX",
-	"caPb+xDh/Qch6/Pa8l41yxwm4K17qaQ8xpPlReQTpa9jnmSNXqMdtjphK2yFB+3jRtDIE0sBY6ivl+6+",
-	"t2lmzQ8d8yfI/RaM1ei1n+WJjxt3kk+a8o5ludeyqDffDjeXMmD1vpHvEXdumXHZnobv/sfv/sfl/kd3",
-	"+DfjxStliIPPedrhzX2O8MYpuBxLcgToZ8NUzhBFaHjtxCg851rlChgAc3PNtPgW6vByQaK/vioSYgKW",
-	"/sA+hMD8v2Iq9/0vwVutu7HgrRs5HIsj+93l+LVcjruegCV+R38fXS2CsoRMNnZNLqGe8KveIN8dlNtY",
-	"OLejpp2tmtDN40R3YvpO5IgWyQFp8QDGDs8HfZGh+Qhem42A+UGCbosc98Hey1NZ7M5NrT/ywZJqLnzm",
-	"5Q6cyHe0pcT3jZyTK89r7p78PZ/bL289+i4ebu7R/ELi4QFIdkuNTsXl80QRndH4lllhMMBc5i5nJMaj",
-	"yExHWyRawkP0I4xgd7tTxciTJSwLIPE2pk1ukQiKMinGRATBN8iJIVImj4Ex7PaOecXl6hD5MtMlOD5N",
-	"05+HSwfr1xG5hDIsHwOvJjJW2bj/ovYw0/WqNFNaTnA3v4sWGx3HK7deGJ+1cCihyN8XEzDWHWVQrJYe",
-	"ZUyaBhHJNAF34LbyL87ui1+q2M1KSfiJKoT475S7mcXXV+l/s9TrzAIrYsygShH67aEeqJmjEXHBjWy5",
-	"OFortEs+RT8ZKg8gKVQEUesRmXGRyFlfYECL+S/GsEC+fGyT0DiTSkHQPBUxU6eEjSd6bt9FQftXlknV",
-	"Iu/xq74w39GU3wgXLMrIL4J/Imwi41FAlLRqgLkzIZO4ppl2OWHtOPa4tukJ+gLj5WzpFH+wUuxXIz7z",
-	"gZmJ2lzte90wzK3pbvITanPh77ewlMBg7gADp+TF5T9sbCqGm/0lVncRlL05g8pBPah5cGC+7Yu9WKbT",
-	"sVAkMhwlsEWkAtiaALfjGrYjCgglePJIJmd5iGk37JIhZEvuCxc/62xRR+Ehqj9CVoxK3DAAMeQ304wl",
-	"ZmzcK7KAM9/c/1VmcK707bak/mMmx5v4wa7kJk9BJGuNeHOGu4o7c0rkHcsynjDlNidaJrzY0EFffHG1",
-	"mIBJB41Y3Xlln7ZIefBQhu9WHMoRW9IqZ01YQ1t9UYdgCNqdMAxOjsER0e4uPNSGh0Lz/12yE1iC/H7/",
-	"fOkQ5qty3agll5cjom97feXVjR9iRap1rv6bZbJkqn+iCJ6I/C70am2BrZMq3YTYfsB+2QQ4feFLAeY5",
-	"q85h+QWl6dwpei1iFzUv4SKnUO+OXFkfKxiulpiZSClpTpUbL82XCiWyv5K8uVCTe1nW1FIl6rwk9neb",
-	"zhcQVN9h2a6CyEsm+82kVZt31TuyFs134NB8y+XL3PFfCgisRPtHKouvXU6DPNGV+SFROv+hBzBI77hi",
-	"3J7LcsqHgHl0LASqrkBxjcA75eZLays1/bisqS4eO7DHmmLMN/mP5AKHn0dU27opZDo5hcJ2AaFjiSDG",
-	"vrBJDcz7RnCdTsiezGySBit5YWGa6cSMCkMN7cMulmQfxysF6wsHRkIUrtIInwu8ZA9ymqOlgEMFRENR",
-	"hAxKSwzmJJVGwLGQxb6wbMv7iSct8hLERGjUDEUwgASb8YkWeZlDNs1vFs+5dxgSRQbzvrCC7r6rk+gC",
-	"HXHClGQsZXdUaAfxcqPNI4ssJiSwe9AXPHfsFwVjjEaC6Sl47kOEKhXexto6G6c2oViCEQF9UYQEcGVz",
-	"Do8ZCv95lABKznbI0I9NfWSbd9JwX+ShAkKSKRgoq7QCdHJKKIYbIK/HEW0VS/AOD5lb/nVZNS7NoIFU",
-	"81KRY6Zgmo+XRKM4pytTKG+QWGPN4G/gdpblkYeDY9YdHtJmO+4kzS47Gjaf05NBM4zbSYcdDrv0aLBk",
-	"5B4jedyRX1iXKBzmCkuaGYrwQNbTSWk+z+qHWtQ4rh3YRiWJv6SWUaXLJbe8uxu+S/QbXdQ/MJtopBQ1",
-	"D6zEu6Xt2m+cYQjfX3Y7X8KFxm2hXi4FgmEDYJIA7TR30zbGzddc6Us75t8x8NVMYRPYKyzvHxjzWiVP",
-	"3PoHol3h9l3Eup66Spho4wODZHu5T76U83Rr7OglVsre2R9ftbJm3MhkVGABUg5VsFKJ77sHAvLju+IW",
-	"wKebkIZm8/BiM+5vg9mEFVsWDgI7uhSv+eqK3qw7KfDM7ygO8Tu288thOxUezg2YTq3fHpjWwWcrDW6M",
-	"6DTPoyXIy7lVV6vD6q56xMZkD8xAoE4xkew7/QtkRaNuPSkKUXMBb+qMCmXzzpA8SAVV0ly6zAt8oMq5",
-	"qsIHOnIyZvNkQpVOZ3G7LhBL7zGZcpLNr7Op+IvhFpGr5ZvX9nVJn60vBOKt2Scaa1BvqSYzSIE8YG54",
-	"rb7AhIV5XdCgyBrNCHAbKE2azv0UhE+Ux+t5mhJAcjFF9rrhSV8U4QpLk+lUMloDBGyxoon5Zn9jUxoS",
-	"g70ZVqpi76A8dP2S5Fo7fMbUh1iVfZmrwe5JSRvIcQ8W72UVgIGUKaNio9SF50PYkS8vSL20KcKXGwXf",
-	"w0JRhdYScF+RJJuTbCqCfAH3c6L6bit8HPzX42GN4YLPaxdpywYJ15ux6dXl6a5y5pvjjh13MEcdihRv",
-	"jr3IJbsvSPGr5KA/gOzzbRDKm0sFu7qvTJNfp/CMvY0rt6Ytov0It6YhRvdsUSF8MCcQ5rfM/+RXjaje",
-	"mutBzvUX51aX1JdSxgKiWCwxLgddrZuf9W+Dl17FZRxa+g/Cbb7jqn9DuOrHVc0OEjZhImFiZSS/TfHv",
-	"sUFPQStSo3upxueFfsZFnE4TFw4NziKjS2FtL4auPkifXlT72ifLlThXkEBZf6DT3+rdA041cMVDyeYI",
-	"KxSsvdX54kK819dSi3/xzHer/0YHBzQfrKEEdTvRUgZ0QYdDFuuvJNGsOINF4t5VUQ3Vk7foVdjSg/DK",
-	"yxf8O/YkuGls4k3IF+/74dncBUEXSO/LV6H0FYHVzgwf5yKKEhtram4EAMHNcQ59MWZUQM79/V2SnuJo",
-	"HrvU5GErbLXbhy0oNcnNNg1pbFaV6VFYzaM/o6JdrkiJySm2rkb5bZwbm5aN/UMmpfie5GoNnzpLkhIn",
-	"0HJRUt6lMCXc1L2BUZBf5g6MeobkHBnor7CugMLRWvFqWCSYsHKqQ2yhh6IvPBdFQGiaIhgKrH49gOGJ",
-	"OeEIkrMRCM6R4GG3cvysdSZAyZCujZRgZhXVh48ucRFhNB7lrfGE7EU8UR86H6P9quuiR9B3wTUaSDKw",
-	"xasl/gli7l+ozEeY0NncgQ+dAzl3F2DxvAnL8Wi28O9mroMfij1y6IjdrRnWHWChSzwB+tkQ1LURgurj",
-	"VgYQb27fwgpSdP/dxfCddz8677YuDmUYJ00dBBhTl23l3PD59srA0iupaaogFAmYa25DMKxpKvKsaonD",
-	"Sm7h+/jSEQB/TeWApisjTjVM7/dZRbDsdYC57oKnr8PpbRStaS4rxaAsM7ivEXoK2IARzenBuRogR5/h",
-	"d1gdWstJVBDTYN4XEPm1H9gwR5aQlN/aql4sa9rWXVzWqthIHFNfeMGRZDE2Egi4bV6GBqydoIit7OWu",
-	"cRhrAPmT+wITKMMLzpgGqHicLKhKRaJlSONiRwYlbEkm5djw+wAseaQbhnmRM+im9RXDIn8HAZE/u3qS",
-	"b6vr7XI8YJiwT2MlUHM7rEcxaDlZimc+7DSChg0rhlSH3xDdXNqjZX5coPc/DO7zS0YeehfcttGHC+xz",
-	"wics5YIt5Z8/yRkZG+3E8h6IP7NRIwGApLAaPMKkxmxsRjmjHIyzQ8tI7ej7AngEmvyhIZvKr0ghbAut",
-	"m0VEx4D5CGnSldquqoSd2JfPGFHqaFnOCPsQwfL2v/+b3Mw2T+bviDMnpodd6UUE66owVAsjrCbjyAF3",
-	"JbHP/XpaziBkCLIINvXzWOfN/Wp6e2AcqtGM/UBUskUc6h8oAvWr6G+PFB3qjEKFILtrXKiWt0wsV23O",
-	"MJ/IniG6jN3JW5bsE3ynWuf6ksUZJCbJwxEzpqeZADIdsb4oKtqfvXxz/vb66ue/v3obFVF9TNzxTIox",
-	"w8IVpks0e21Ksa+50lc4n9+1BwrmsIn7CTfiD2L6eBzn09nFuV02vwo8frEa6bguCAZadVEw5mVXrccc",
-	"C0PQIIAblQbNp1Kk81OvqAyAylRfcK3I5U9nzc7RMeYYhsp+tuALjbVRaoRnATVy7RIX09KTgqOGaT/E",
-	"sGkVhRtMXtzMgKpMg1Vn3RZ0/23cRV7XyXI7yK0ROnPzu91ZNZIz4SKV4z9MpZQ/bDCLKHjIdixk4dY9",
-	"+Az/rgtpeQf3rk1qYF7o4Z0p5Awh2+TG3LvdsJ2XyxPSZQJDrjSiCimUJ0tLNq2JoiiYxSbpwy0zpMpJ",
-	"Dd/t818sXYhZ3weQ5baiEjRZhSBZ295ytQnLBpl7EryfUIGGZU2jB+VWUOv4a5Ez+2dhXiwlCen7uhW9",
-	"oVyAwZLleUJyOxgXxOVVRnGV7LnEc2YQMy7U/mlfTAUCrz2DrFPpoDKbr8y1yD8wXwYgsdWCNxVckQOa",
-	"uCnsmb/PL4gFYgRYjcVMSg7RGBcQwW6ozoX5wLlN8zzVZt77JGP/YbGFTWLi64GdhR6Rbqfj7Ljmdy4S",
-	"9gkLF3CWJn2xF9nV/XD4sWVWveVqmURo5s3sBtmJnBIl0XIKZekg8RjmwANrYtQXAHwndCDvGDnpdA4P",
-	"n3XCw+PnR91nz46eh8/IHo5DH3dxmhbEDlX7xnROBozc/MonTUNlZmUYjPIF3ubNVyKWCSyoeSjaPyXU",
-	"WbOPyRv+A0lY8eJyZE1fvJxmdMBTruc9QkknDMmYUZv2A9bvifKN5wlLNUUlxhpM85J/UjQTrm77Qk2k",
-	"THFx1VzELCF7uQHJhnmRQtm5vPj559fXl/96++IvSmc81tEpiaWIp1lmNJ0BQv77Qo1Mp1IwbHXfHIM4",
-	"o2pkVv2WGzLzaxBiTphUKpbvGaGxoZuUJTcs6fWFM4xkLGb8Ljda+E9ZEnIhgUaACQgdapZBxCLmZjQX",
-	"CjPPssBLcKOMWKr52Dw0nijI7OijBuTUnEUzC+xDO38uF2SY8ptRfryhyJGVig1lSPzH1mREwmTJKWj9",
-	"kNHY3HkxFXhczAc94zFrkVKOT0NNJcuOJfRSikw3RbhQf2WZrE6+Rd6PeMoQ+LDga0hQ9GMESeImM21O",
-	"J5BHs0IAb87+ef3Dv65eXUan6GHhGhuVacKUJlMxc7UkCx5kDZQwbsuPzLQmVGdSTNU1dHttn7qGk3kN",
-	"7jqHsqinw4yl9BNLIhh6Jwz7AjPP2CScEAtjaNDlRBvKFFbL7BcXtW1en7+9evXuH2evox6hfWEJFwl2",
-	"TOMRF9aKABAP+4MV1PZhM9M8txJA0+5o6jl6YKVwkW1tciiiSfbMiSTDKTLhIeUpFzf7pz4hOvqBA1Mn",
-	"35yLG6a0NXWvCxR9YZkOgGTLxUStCU7MLRYdGRjAZNpHeajoyClJVnmqMrzaBJWGB5oGEoby7LIslTvq",
-	"cfZqgOliVu4eZI0MGuaUuJJYfJIXxDpsdb1qWK4Gll/dKoDMQ+6VditsHTXwO3yjCyWxXF1N1ei1O+F9",
-	"UHRf33snDNu9ZPC81+71Tkoj6HYP/QEce/3nL/XKQzhqLwwh8FL59J7dbw6rsdTzA4Y+fV1Mje17tf3U",
-	"igq0OA/fFdXfpqLa7WwQvHQl5Rsq5nY51bf2EyILrQryvh5iuesGUMlErig0f0YuZ/TmhmXkl3M0g2ZM",
-	"JCwDcMCBnDBBJ7w1p+M0apGzNAVDDVXKGaZBdgKTtVGH+2LABc3mZGraIBH0fRCBKMM1mcnsVhE5HKZc",
-	"sBa5mA5SHi9x+L2Um9SPh+S+Iz1Oy6d7o3S7P129eQ1TftSDu6v+yeIpVqv58LEEnL04J4mMp2MmNKpI",
-	"ZsQeIbxhmjY+5ht98Bk2537FhuOngCg9T5kaMQap/HhcXMCLHQaoWjBzp7q8hpA4MOVMGHkTUkUrwnWL",
-	"XEL7SB4RbNB/6B3FXlHjKbFm7zeMnsLIecx0OZJKP1HkzfmbV0Sbc7IB1ZyZBVgndvxoZFAwBNs5w7KV",
-	"c+0pPBnNKW8OpiJJWes/ykkdUPIylzmo7XJ5Ur0x/fSaiRs9MrficwB35J8hltoQRKPX+H8fzpr/ps1f",
-	"w+ZJ67r58c//03hw/ux8gVefkaDBx/SGHUzETfnBHKaCZ7suI6BLsq3WdbHhebUPbjr02uMNe4LVB8fm",
-	"KiHmrVzyhjTFjga+/c39lYxcy5iMWarlh7+e24wYTfXo1+WMBvRPBRaCmVP5nIaC94YiP11dXbTIixGL",
-	"b8HrnsdPzvODXnfMf4K+v6Qb3fawDP9hZwHmKn73m75BjA4vzGAnmRz4e2mniLvpyo0vzWKMMw5gxwLC",
-	"QT4JQOkPHGCkmcNiQL2msVFVi8AJs/0XmRwzPWJT1RfmiBP2aSIVB1JDPrOGwb/Jy6JvIhlMUsrLulnj",
-	"T+SnV68vSK7x40yurYSFyj65KstdBK83SOb0J3L1r4tXa963JhNITbXisXarc9hlfw6Pt60W8GbZqkIh",
-	"DbuSZM/ltwhbYau7/1smUm8Gi4XvS4Tqi6Srw3HlNIsZiUoyrG/vAyIF+QVllRsmDLGxBIxXASbAH8oM",
-	"/mj1xUq6/HnCxNnF+eWExduxJTcPP7FVmY0S2zY5bIU5dz7NUzm3oLy1GZC2KQLsjMt0f9gKW4e1d3ch",
-	"tHzIXzVSzlCCEKVHyjOPYGnIpajQCYv50E6NUEX+dfbm9W+Z7q7MIrr1LY2+/tLLGE3my+88e5FBqFZx",
-	"laHlPqGaDqiycMlzMUynn17+4OdG9rF3AxrfYro8C4BQI5lpkjCaoPKE1yoT4C+hAOGi8ciIyFjlxvNd",
-	"WCseelLyHDhrGO07RhNu7o3dblnPGBbDosBi2SUAeofE54aibo1Ew2E9ksHCT2bz3GdY/c3hD8UUasgV",
-	"0N/+JoFl0y7hNyfZ3I6wZJnNXZ6y8Z8fY7kBndvoNaaeNcJbdEM9DVw/bf7s5S/3SPkVV9Wq0csPSm5D",
-	"BQNgI2z/Lfz34f8ev332j5O/d950L47ePb9sXx2+P/Z6PAoPg4bmGtiWtZRUerLMaKT1RPUODtwt20rY",
-	"nVsadeC/sj3NXGAzdaRzpknKqNLgWypTkD1qPUKJHYfNexLh6kE0J7McggtCyUxm4IJwm1Va1Gjfg1Lj",
-	"xpIBUzxhoGm/H80Jxe+hZ5aQPSr6IneNUjJVLLMJJzOObjcjIuy77PL5hchj9kSRVN6AQwFdi25MfVH0",
-	"oawwH8EtCiUmMNVWLIVgMSbx0JiguDmdBDaclFz+72uItc2dD+Bo4IrsCUazdL4PTgdkRt7Re8d0Nm+e",
-	"DTXL1p08/9EHJm9acWPkBLJCni6//rkxYDRj2dnUaPsfPhr93b5TvT+crB5ASUXsxqzfonjkq0fWCOFU",
-	"lmBRGjKbVL6aRQIq8KKyV9Mw3H+Lzb62yZuV0xwvXzbfn71tkZeVZC4xVTFNkNxKYdZ5fLXyesM4wsXu",
-	"3p+9bQ5pDB4gl2rB1h10ab5sC0Ugec1aTIVgqSplmPfCvi3anGO5EKXJmFEFoU9u3YtuLkA0WuzCJqgv",
-	"Ry3aRgFBlBenKOpNuiZdHEjNate9GhT1VgP3JWK5C+B8Fc3vLzXGOCz0Za3PKyAl6N9lyQ0jmZxWZuFs",
-	"0zWVIgpcgK5EwuSo5ZJP2CdvF5C0dMGTvEqL2908Ob1tw9UOqDsjmMmq6RRWgHDg403XMOq0foMvzBdL",
-	"mkNEKXDUoUUKgI/Vex2AY3U1+S7OCTINB0kmZ8kYkg+kc3+lEY1UU0wEVJzmJROavLoDFUfpjNGxGYvN",
-	"ZeyfGHikcf/x/v8PAAD//w==",
+	"7L0Lc9u4tTj+VTC6dyZ2SsmULDuxPJ3/eJNs120evrG3aRv5mhAJWWgoQCUgK9pcf/f/4ByABCnqaWez",
+	"+9u0MxtLIvE4OOfgvM+XRizHEymY0KrR+9IYMZqwDP58dUVvzb8JU3HGJ5pL0eg1rkaMKK7ZE0XuWKa4",
+	"FIQqQonSmRS3hAnN9Zxoetsil0wkhGsyoPEnwgWJzofNN1THo6jVCBrsMx1PUtboNfqNw36jETQy9p8p",
+	"z1jS6OlsyoKGikdsTM0SJlRrlpnp/7ff+Bg2T67/1G/8dyNo6PnEjKB0xsVt4/4+aLxnOps3z4aaZYuL",
+	"v2SxFIkiWpIZNStjQ5kxkpl3uLgtLeto1YLGXPDxdNzotfM1cKHZLctgER8+fGieTfXIQCOmmtWDkRZP",
+	"GDDC6Izsvf/xBTl+dhTuB2TG9YhELMtk9ud+g4s7mvLkRstPTPQbEZmNmCCUwGcyo4ooJjQZTDURUhMa",
+	"x2yiWVIG9g+MZiwjGaPp+M99A9lMiqnqNwKyZJ6VJ7N4AP9ovqDxqGbLH0ZMj1hG9IiRMdMZjxWJzaOE",
+	"CjVjGUvIXjTiOtonEp9KqKYDqhhJuPltzJWK9svbGXG9cn1MmFP6aJ8zIzSug9pVv2f/mTKlm+cvF5d+",
+	"nhA5JHrEFcnwsVNYYJxyJvQTReRMkMgfIyJ8aHAfToQSACiRggWEpYqRWyZYRs3hkLNUSUMdAH0ykAln",
+	"ilCRkFTeqvJmw/Zfw38d/s/x22d/P/lb50334uj988v21eGH45UwGNPPr5m41aNGr915bqAg8s+LsLgP",
+	"GhOa0THTlg+8mGZKZvUoHAn2Wd/E8ESEMGJkkrE7LqeKTOgtC8hUxCMqbmGvBB8lekQ14QrwVApm/uyG",
+	"YXm3bP7X7Pzfkv9T/HU0GL+Vr//xwygep7+ci7ARNLhZwn+mLJs3goagY/MGDt5Ysvejdmfd3oPGK5FM",
+	"JBd6FRYwwuxT5QUfJu1hyDq0eTQ4jpvd5BlrPh+ehE3aHnTiw6TLjobHbuUTqkfFwt14NzxZeZJDmY2p",
+	"bvQa0yk8WbP+OwORRdrjIpEzMuOJHpG9qB2qKCBRewz/HcF/k2j/lFBNUkaVJm3VIi/ZkE5TDc+Vd9oe",
+	"LzkBdocfiyUnOIh7ycfF48Bn7B/bzZNr4O1fwuD5/Uc1HiXX9Tz+x0yOa5i7ppl2J5QZjAsIF3E6VfyO",
+	"9Yhhq4eHhycBiYScRYFhMpQIdks1v2MkmWbIhjOWwjd9oSURckb2ouZhCJBqIqiaz5LolEwF14qogIwD",
+	"MgpIEpDZvgcz82yrL0pga7ZHS+A2NDuqBxu+5MHtuFuC256Qs/9r1kFvdv1/+E33vol/dIo/rtwfvYU/",
+	"9vr9Fv7dDk7u9/+/vX/938c/Na8Xntvfrz+e8yHc8itlh8hIFxHZi/qN/jQMD2MrTMAH1m9E+0asSA0q",
+	"ZowmyG4t7yV0MkkNl5QinZPZiKeMcN0XXBGleZoia55mmeG9dlzLd7vhSYtETyMyNisERjt3j1RPy4kl",
+	"cF4oFxUH5kSZxhIxZc/KKV/aQfvkvt/4v37/6RJwveZjrheB9YZ+NiIGEdPxgGUGr7lmY5BdMqanmShL",
+	"K2E9YqUweC1mmVdyhsKFPuwgnlnBJgzDYJ2c85rfsctYTmpu+8gQnmZZRPbgKsdZ94mamj3gTTpJeUyf",
+	"KBLLqTC3DVx75umUanPOStCJGkmtHFVLECBSQ6/2bXVKolTGNI2sFLF8cIMtrSX0p2ATPpj+O2PDRq/x",
+	"XweFfHyAv6qDYtsGCBdUj1ZfF4bZl07L3EQ114D5tPEVwIU+7jbWHtGFTHk8X7M+eKa0wmf1C4QHH3uJ",
+	"l1yz1Qs0TKN8Ax0P23GHHnWaz2mXNbuD56x5Yj52ksPhs7jNwkG7XX/XmrEefs9eycX1vhJJ5fphn+31",
+	"c0oUHTNixlWGsUWG4UfedWGupBZ5M1VGKSHUqC/uodK+hZwtQWEtl1wg+Mrv6QK5MorHaowA3aQEmm7t",
+	"acNzj4uw92YoNZFCMZCPf6CJlfvNp1gKzQT8CdcUKncHk0wOUjb+07+V2ciXYtlmi5ry1B0oyYVvAry7",
+	"R8YOKQSxiyADpmeMCdIGjmlYtYGEUSBUo/fxS2PIWZp43H/MlKK3ZhubDXZ/bYCpNBWxeemATvjBXfvA",
+	"kI6ykGQKpNU1SonSVE9Vo9c1l4nmGlVQmrirvDj+kdYT1Ts4cAppK2F3DmrqYECTpnvlflM2fYFv45FV",
+	"L9fUHDpLyF8v3721suA4/9LgkPmueiIyIygIGMzzTCVV7bFuVfbxg9KzsLQXUgxTHj8UfSiwSWIQPyGD",
+	"jIp41JzQjCtCUyNDzQn7zJVW9agC9OJjintJ009MfA2MOCkwIofAhugQu+cfAxfOAGTEgxNsOQA+U9is",
+	"cnMXqK0klcIQjxUzLQZlbMgyJmJmEFzJaRYzsMskLGWaJSSWwr6AosijodCPMhvwJGHigTgEspOcMKsL",
+	"CcYSBXCgyZgLksmUnRb8l4yoexrU7mUIcrDhbb0LFh0WWHQu1HQ45DE3cr9Z6qboNMyh9xj4dOXA80TB",
+	"KgzCDFgqZyjCOuA+UcReM/DUo6LDuZF4BU1fGTp/IEpwOxYaqBqPzAaO/IvhvDrVRqfnFvg4zADvRVjF",
+	"kPJ0mrFTgrBQhGaMpPL2liVkKhJrynRKKU8CMGepkZyJRz3Nt1L/KKcieeBBwu2wCSXCNoYw47eh6W6B",
+	"Em+9pWyEDULqJr7wOHdDzsfxXuUCDv3n96/JnswCI9GTgbkfkMeDpYELEvFERfskkQxtnHDzPipSXNB5",
+	"KmlyJeVrmt2yB+KGQ+KBTOaGX8k7lpF22H1+9OyYDOZI3Y97/7c9zv3en15LSVLY04ZHrqVs4guPxb5r",
+	"wYGK6C8M5fJHPcxLlt3xmP0s6B3lKR2k7MH3OCMjrrTM5sT8Fy6hqTd87WmCes+ZOnh2YI5JHdghduTs",
+	"3gHbDVaWsNHp+q88DkknbMJEwkQ8L9/IVtzZ811PKAWWQLlfgSWRWV8YpFWpnAXOd6VYZpDGSJXo4gAD",
+	"HnqKBoY/KbJXiIOEi1sGtk4AswoA9foCSI+MWJrstwi4Nq1tAGRTz9cZEYW+TbRiephZcYiuQkz/0Rqf",
+	"2HY4fSXlGyrm9mv1UISWkoypmMOlzJKK71SRYSbHaPmjSZIxpU7RqwumxCVSi86oERd3Y18dT325cotz",
+	"x7cN5zIvNvMXH4eDcWVdkw4aZEwTRlYDkVCt2Xii1QKm9UUtqqEmgGZXEqdSMdQVYikEi3VuUv8NIOPP",
+	"wuxVZvwXljxYzUZn7gAd6agIWccwmJceXVFuF5h2Vj4xb85NeakXlfA4ItJbWQIFMEDD75yLdyo+CcP0",
+	"ZEYydic/YUCChxN1wRKrTnfh+UfAjkkmY6aUYeevIILlEe7fqhBhwyrqzS8Zm8hMq4+H161hKmetROkb",
+	"802t8c5Z7EKw2B0fHR0eNe6DxcGeXbd8i30xkJDW5o8RJjwhJyfLTDwP45KdAnf/bnaPeIv8Z1Osvctf",
+	"fDQBD87kjktwNMG9jC8aLDWCvgJjjpX8AZPLovypjcpRH68j+wKj8YjACTyqaPizUNOJOU6WvGEJp1fz",
+	"yUOFwxf4atMMVViXvUHMywG5lZpo9lkfTFLKxePL/0cFanibJGOzSwKIsTFXy99uwttNeO1RccXGqkRV",
+	"MGEcwVQBxtgzIbFMuLitCJc5AmFc1iMiSb5RGOlsmnB9FuMGigCoOGOGVwaN6STBP9AoCYenmGE0ccpo",
+	"1rj23U35MxUnTYDTvBK6LtrknWBklnHNAjIbSZQ9uA6AW1GipuMxzeZGILbxd/C9uehLDp0vDWp3USyD",
+	"xlpmjV5DTlQTTJKwD7DO4DLAzor7xpAa1eh1AvSs2qCzRu8QvzB/3eeeIt9i3ggaThe6QXgljd7HZ9f3",
+	"QcNgeLv9HKAG7AFxfmNriH3pExeJtckY6HJYQifsHDXD42bYvmp3emHYC8N/GVhPMoNGmqO/ieZnuwqp",
+	"fTS4zwFXPam3dMxKLjVkdigtjuwpkr0IYN2EJyKweUQXZ1fv3739+fLm7OWb87c3V+/+9uotBuctoIp3",
+	"QDRJuJmaphfentAfV17Z37hImmrCYj7kscOZgLDWbYtEiDfRQURRIL2j6ZQpQ4nOCoNuf+WtRw7+zdBj",
+	"wJOtnX6V417ul3SPnRIjSs8BVgBECNyghh5SIyGnKUrIZA+ozrALmqYYD6kCAiSp829tCEM9eCs4tQFa",
+	"vLdvGBibERD9PJAYjG/Ct3Xu2cKR+rGB7nF8EnEscAhaXVkZhgVaXNccESzzNUeXahn9IQqm9Mfa/SKb",
+	"us/noVlG4bMXvbhuoLfss7aRkAswgIWUR1u6qRLsPf5sOYFjW43AObJLrMvypbm9SM0XgDLmEAxxlrm3",
+	"4y5VjPmB6nj00lLKCyCURTh7DHQVsYR1xFJmtzu9vst7KI1s+17lNJ1IU+zfLaiyr7ojfnH+8v0iezgT",
+	"5Pzirmv40/nF3TGZZGzIPxMuiHneCAUoIuxF7bAF/z94HgUk6oRhu5cMnvd6B4edauRzO2x18Nm2kavy",
+	"Lcc8ycrxHt2TUtxrtwYjIGT7heFE75mCsJGS6Ag8iiU3TOgM0KN9HPr6hP2dtI9DYp9Bi0zHcjSDr9PY",
+	"qFjI7RcutYUZtj78fDVfFreXz53/NpAyZVQsnr59shgvWFhb7cGbbTqG5UMOt29UPcMW75iVHgpIdsKg",
+	"we448EwFe2OfJ7icTtAYcX0DAmSjF7ZOjp89g69Uo3di4/MURKEcmg9WkCl4RcbM8lhyo5h5pW10RLeK",
+	"bugtort8DWFlDc+PO223hqPSGp57a8jk1Nxei2sI768Xz97CaEOWDqC+BO63wNIrp2lHXnpgb+m4LnTR",
+	"QjDquUBEiAex356SyO4u6hH7F0lYzJUBHtCoZeneQVhwXC8jPdzOYkTZZxprYjg9V5rHEAcpBUOi6pHI",
+	"HmBE/kwiPNiI/IlE9vAismf/ckTZF0YBmTNNDE4LlpDpBLyagt2xDG3WyX6L/GQ0YiOV49miAEIUFzEz",
+	"q8m0+bEv1DS743cMBsus5XlRVr1jO1Dz7nzAw+PFAD1kTRkbyzuWGIlsTD8xkkk5bjWCrWdyNLL1Gj2K",
+	"qq7RUBY5IHvw75/sAeyfktApS0bKHPJMaZJK+Wk6KS08kVN0rRRxvLVrwaBiu5SduK0l+q1fFJbk1lI4",
+	"0Ob9AgNZyGywwvXIUsUTBbEqCkJ1rJErY8OpQrvjQyQDGyLlUDNw2F1gggVnDh7/pH3MrO6qjkG9RF32",
+	"/KWq0zdUoXAgLufiCtAtCCwBMaqcVBqC+swLjMajUxLpbCrAABwRReeqL2Y2NUvJMSMzljGSsqEmcmqV",
+	"dlQPNU0dK9AjNjaqSR3NlwTHnKOvCakFjD3HhzH0vCqr58PewEoeIlYuLsoNUIPoa5YFg+68pPwkNhBN",
+	"6gTS4v1FAJXXthTFSipAGc3ey1nBLCHcgQtCSZLNSTaFADmqyUxO04QMGIinv3MVYgOIr1UBXube5Rcj",
+	"Fn+qUaxcUFZF6vBcyja1M0JjaUS4ItGQ8jSyaYd0qhi6FHJfM48N60vlrS+B+L7zOtnDGWMLNVR+MkyS",
+	"8rQ+TbIkKuPLdTBwWXQ1qhD5cPa2OaSxkZog0mpIYzBB0cUof7AXZSC4NzrhYStstduHrXZoZHIwZyY3",
+	"cLSe3Sw86YVHYDdDO8/mSXl2KY1eg+lR6CdlZFw1Z1S0G0GePLCxwc9aD1euc0aFswcOub2WK2KUA8Pq",
+	"e/P84sw+eF+G0GamnQXL2DJW7QFr4WbKjxSCaiUiKEtuGcjKaOKt5CIsjL+JjODEg/xENli3fxibgqQ4",
+	"nNXr+XD2Fs1pdQayIufEyhAFBIP8cL25SqdXWvcqanuBJv6lZtYhTRV7DNSqnL9LNHnkk/UhT9P03RC0",
+	"6I3O4DrwlgVJY8uEObf9VXB9DDtkzhG/uRXSreRn9AOtw5ZFfxj4OMGcjXndXtawFMDAx1z4I7UfHee+",
+	"FpptSuCLQL1jdbfdO6OrjzAXDCsBoKYSJVTTXkRSLuzddwnhYs1L8xAMVrkIzQsAumnC0c0KZqSdHF5b",
+	"XmL2XugervZTFcdgrnG3sIWrLN/Ixp6gq/mEFZ6gCca99kreFrIXwayWa0YBwc+WcUb7Afj4edIXRp2J",
+	"HBQj96JdbkRoqiSJaQZ2gij/Gr1JAYkgldN93Rf5kzZ108wU5TEXEdkT0zQFJxBN0330nIHhvgUeHrNQ",
+	"g6sR2lOiiqXRutpAr23Z3yKIMh8Z8Ql+xHFQD1vi6are0AZKiovbU9ytAeTl5SsS8aQXBYauFRNJUbXl",
+	"NVW6CTjZPH8ZrVaia11n27iX3BdruKlZDURC1PujbPAAzgAYd72MaF08RUUYR7CSMaNCeaU+0B6TEGZe",
+	"VagAgf0sTwgaTIdDqGViEE2NQDnKmEFZDDPR1Aq5nt/H4a2VFBzauo+OlpCI/Y+Yt+s9XqCW8ww5vMn9",
+	"/HV6wKvPED6R1cnrKLYRBo8A2qVGLdSSXNhoDFunZgbaIDUaY8y4URnBBcBLhsNFJdG7DBbvGmYX9kSR",
+	"n19eEEvt9pWKP+Sk0wpbnVa71gVNNb3N6Lhmmpfup3zdAUlYLBOWQDSQ1DuYBnGAGxfotXxOjC3iCUSG",
+	"4FunRNh4YT1iPDPLklmiHGhlluxgygoaYDO8UQxzxDajRXPUN3b+xV38mMpZvjq3MqPUIU+BNP1Sar8N",
+	"o95h8Sndeu2TTGoZy9TXbgXTZktGAJ8M+WdDMfD5ut6tbhC2zixifyEJ02DEI3uK/WfKDJK7ag0ZmU7M",
+	"ysitNDRjmOn+KcaIJZmcuIOXY8rFE0U0G0/A17ADbJShAC5ub7KllabcI8Q8glU1sIYG2MANX3LHuNc2",
+	"PP/t/ilpow1iKuDldSjXXuaPrY2XcIVAqvV0yGwkVU7fhCPrLZjAKYH7FBYmZPHaiCrCy3RqdUDzPOZT",
+	"oGixeN04yNcExzANKH53cnB+8eP5P4pTIhjSKuSstfZ4bPzrzTYTGXZFFCtumAz4aeEB4Fm+GLJnpAsI",
+	"1eaaWEv0PtAbWHINY0Eq3IVr2KTXxTX/3WbD2rQGwCnHNh23JXtHhhJOQFKxmwxIO4TPsNOAHMEHZX4C",
+	"LwcfIvuzY7W2s9gVunRO/sUefD3c44Y+d/Fvigr7qzL1upP1uIaPWVUarRVGLJI/irLprvN1/lEcrW45",
+	"Pxol71W9pfKDjeyeQcU/uPvNiYFeWLglIEJx8bq3McrVMf96+e6tTbsfWheXGc0aOCEEcy9aFiRtpG6b",
+	"diNsQBtdnbvvFdSg9deHF05QPFwNwLYlEzrPjZaX0RhKpq2zmyIEihlqwW9upRphTGc0/mQkK8MuqECZ",
+	"0t2xi8DGzL3tree7ygrrENNs629svuuNbvauH2zVtxKAGy1ouPzGJTxh2fmYjWxvPTlq6ukktTgKWEx+",
+	"kHrk7jyGWcau7g0UjaFjns6r9gClb/gkDwM6bBkg5EkDvaPwOPRFoPazoKGyOH+l3QpbRw38Dt/ohmEY",
+	"LmrrdpotDDXFIr6sKC8FSQtrnTieCLd8qM7R2oHc1rfYRgGZB26j6jXBpQQOtN5MHuy8vS9Dv5pgI3s5",
+	"fMwJ/+Q4BKelT88l6027d/TcWm8c/X41zPIovsaCdPIvjyZ77U4Y3l8HXsGpnpkHxrObW8DV7e5I4LA1",
+	"xlhvxq1jhJXFl3XzXprnqojhZ+ooxIEV17Mbpf5y1nJi1XRgJlkCFonB3Gi2KmYiccVurV7kOGDBE+vY",
+	"X8GJ/5LKAU2XBC1dYaCAZWElLTCAQG6jWN+xjEQuoURFNYH/d+wGttDodTuhY9K99lFo/2fFMzMSoq79",
+	"Rt3kcTknEFyXz+JF4T3y0I1egyW3rEl7z8PnoQGfjGnqdI4cqztueHuN56swHGwq4pQqxYecJTd2SZ2O",
+	"faH0Yz7eYXvhNysiNXrPny13PiLJtcN/gackZUN9I6e60ft4XbdYrI3Xs3v6lRZ/Xx9J5iatM0UoYvAV",
+	"5FErNvIkZcRIE3K6ixEnl54qUliaYkmE3OYRkGITu9uMKji3qCTOLE1bbc4KxzxzYU6u8LMTEgcMAwVA",
+	"nDYCY0wn1opE49FuRqQyFdQfg4sYGcyLU1AzxiZVQ+CWk3uE/KW25o7jO2BmsRUgLccJMDkc9ZQMFZON",
+	"7olzO+mSgFOffBbtRFii0lo1XDVLl0tmjxEjrGaj+cZLes2G+t1Uu5XV3mKFqLyIvPbHR0Zf5eqAblg5",
+	"c4GR1CPTCNXAhN/xZErTdG7QfszGu9kR6/jUlwcNsqtSsoz11SCR+cHlZWlDuCTP331oSOOiElTis0v2",
+	"WgvHJRuqHnOVz1V5SpDXYi3I3SOyOmHoJ0ZTParIwi60qSE/LYqKtXFPDwl4+gkt2xf1QU9XmEJtMNcw",
+	"oBkW4wY2CClemkTmlopaje1uvSsolZtB5RB8sol8HmI08QSKmkU47UPuwa1j8HYljQckpNmH1iD2ijO8",
+	"ZC7wvHwUNTGtqzhdCSMeVc9YoTfYNdbtrlBul6Yn7SVSG3z5z5Qm+3myEvSj6HZO2pAMvu8MFej0k1NN",
+	"fgFvVeaymlIIzCgb2SrBe8V2J5VMpaNSplKnRvVwtx7WNV6igrwTrLYC9JBQj3GuJrVdiOTGMugd3i9U",
+	"iS+1BancZtxzaOncy9Nwz99eXp29ffGqPkd0vbVtraPEqjSLvG0KdY2t1RdlLvRa5F09fCMlaKQM8loo",
+	"1nYHCd1fdh4AnZPxA+Bajvlb6EgibMUauzjwmMCioAqUE9meKFgk7BNrkLvy4/vl9IvN82bdcQe5XlXd",
+	"axWnFu5m322xJkSwLMWuoRcUpL8OhexijK7qRQ/VWX5blPkNyWqnhIWKzP7/oAD+/zqH+U1J+2sYV1XX",
+	"rQtQstSxUss2QrDtSLGUv/mEXhMOQlWdHzxSmqYs6sFkI0YzG/aEtJsxRobpVI0w1+GOppA/yhTTNxO0",
+	"w0Y9DAxz655RBRUjNBPO4c+9cI0RI4LNoDuG4eVYKaIUUGbW46K93CS1VtyNENdBFxz8s0xqVlruw5HT",
+	"AnY9JizvNeI6i1UijjJWMjfn1mhHWWQvb1IC4i6F2IpS85A921xk34ewfSknrDrY1mcWn+X+6TbRsuI4",
+	"LiTqlFEoIGRQKKMcIndmI64ZURMaVzphVOrWrG725TfS61/utZ72+5f7/99/111MXqj5wj7we2fiF+yz",
+	"hl5fNjzHJn0Axpivt2nrtVYMvaB6VOsZnwrBUqQ9SuBgivggKL2SsbHB3treXV9WJRS1Qy+hqN2xx37j",
+	"N+3aOM+olFQ0YFnKRROTfgwlmAVWxj2hzwfP4uOkecS6w2aXHg6az+NO0myzcOh+88pqNaaT1VlH7SVV",
+	"hR4hXWgzJ1kN8DZI3dkmor8OjhtMURiFVhYLo3p0iU/ulFFUF69sY1AWIVO7l3yl22UJmYVvmCFUueEW",
+	"1gXh6uYaq64twnJyCR8OMc6mjGO/g6PfLNHIR4JSrtF0sizRaMPDXXZyjxEWBqzzm+cfmVW8KfJ66yya",
+	"UHNjzKiaZmzMhLaGG6pHecwTlldumiVOjXinYplVk0cHVCTQ8fBmPJioRu+kGwaNfxvJKruBhO6W4eVU",
+	"MxHP8YvnrW7QsBMvc5viVTDWU/QYO6n6JpVK3Uxi3eiFrXaQ9/KCCwNW1+iddNb5ZMN2DWuu7uNLXb2H",
+	"VTUevD1v/a4Pn61fLoFy01sFQLtN0M3x8+XWZ+9Yvqwsk1Hqdle3l/xAtw8LwdOv4rohBPKfKU25npMc",
+	"ka3T1JYPB3HGHkFA8Bxtc1ilTsmI346wyPiAaZtcu7Kl33a67A73WdHCzkMcHwMXDyaoIjiigINbGYs2",
+	"uuYsezkXE3TLbpEOuxGt+T0Sw3At5qwjvxyvNxmsTI8LZrzmjM4dwoCnlKcpd6XhV1eK2Wj6CkUvURp9",
+	"3m30WWiodOqaQGI5EV5UnvSChX/HLKJCCQ/F/2XIfbnguwSRP2G3GU3ApJLIWaUQIDxRq0p9wyzgrbL8",
+	"t5bN67J0L/iEpVwss4Kbr3OcTFiqqbXd2ISmUheIoBrMUhI84k8M6jlwMUynn5MBHDJ0nL2xta97h9aA",
+	"b8uB5I/2yFF4SFzDjJ9LDTOKFxblh7aL6XKOAaxktyL4y/kLb5JMTia22Jv9ytmNvK+sUarRe37crQkV",
+	"zjddIKa3e/WfejtJFSrVM/nB9unlgsxGPB4tHoSr7kRs+aOhzMitlAnZo6T7+bO1puoRFaTbOdkPiDTH",
+	"NmG2b4/rLFwag6ZSMLAHWdDAneuZEsuAC1wyct5+GlsC8dyS1yI/YjMpL2c0M7cUS8iekNaoH5Cjz58D",
+	"WKbNKn1I6o6PXV828O+VcWtnN2EV93YdqIqbC+ITHpU7ID/YDXNw4eYZgkHKtmSx6IKVt7CGlcOWHeBb",
+	"pZQlC5xRDlEeWpIBc/gQFFFMp5hBAwucSAndq+dw/JCdLQVJuPpEpkLztHgdsott+T0oVb9jTF2Vth+W",
+	"WuF4wMK4C9BaON8FVlBC4Cp6LuJZ7XWJtXKXJDWbQyl1QdCqbEFeUo38S1m3s7NOoPfjzcTq2GVfabu7",
+	"ECDQ7h45gWuF6bHj9E0mDLHkvWttQPwGIfXjvBW70jdQG3ahdKwL7rcdKaC5Pob5awl/tSEU3wv5L6qm",
+	"30k+aUqjijsr5oLLvv28A9ucZFxm0FqjHa40UXYeVPgcD71U+Xxt4HCpD/bKMOJgtUuhRd4zmjRdq/GH",
+	"xpBU7kIIOna3EL2lXChdWrhXoNPyPNtBX7Gvu/JdrMc5Sn+p8VDvZlr2o1zqVBMbhwdAsWC2Pgs+dDVQ",
+	"AYZl0C2DzVb3WU6I65EXGs5ua/qsCZWp2hsw7PcrIRDZU4wRLyxr/2EoVbCL6kZey5m53blQp8TwBnIr",
+	"nYiewk88WWsIWarqPqYxxDfu59spEN/hhFcx/0ExQFt5A3wuuZ32BxlGIzqZMKGwhK6OoR6NJa8WibzL",
+	"MLJd9fIKOZi9bwWD076IjAQQgYlAQep3i+R2BBwncx25edFJ2bORYfXhvihmgKo7+3nlUovcQ5qmCsva",
+	"WGypVm+uq2a6qdlvCf37oTMbFLbxj6W2vg0Msu5Al9S0KZ2K0oxlauHwiBRaFod1SuzxYNEKXoo08EWe",
+	"oGGeqFXxcGW7Fafb6cb3LpbcM1M6FO+e+epc2eNiD2RI9X4lj69YaC3HDhuTXImUN9fe3EiFY8M0Qfpb",
+	"5vVwMdALeXS5gFvknJZyOde1uKmOV2Tl+SMtHaaNwywkjBr5tfpsp164tFBYkBswVh+scwGhitzyOyZq",
+	"I/kQdDVGpSw3C2RU3DICGVhKpndVc//mBtAiGH0xkBNDHiZ4RSbQkjRNmNJbJj59vQB2PJfd3AtesDvA",
+	"G8YK7OmtDIBHEngUPyqqld/ek+qxpR2ucMfxvSsSxQx1SgCeJM64ZhmXArEenfvwTIucCUIHigndF8Vj",
+	"UIpG2NZHRqUkKVd6341LqJhD6bq6i7bQT9cUhz9/+d6vM7DNuWX6vaHAcl1vr4Jkgdxe5YFK+bwL4n50",
+	"xZ72jsnVi4uAtJ+Rn19eBKTVau2fWuj4W89fXC2dbljPYBtYuWT8rwCr+6WIucTK/roUpGcbWiD+7ZYe",
+	"vtq4sir7+/nCi89zj97y1O71Npe67G9vcS4ten129sK9eLyw4uOFnboVDzZbccdbsRPCqku2Fpw1sQtH",
+	"Np98AwDVpZzXWIzK1R9sHroLv7z/jWbwLAlr8VH+ayQo+0RXl6b8CBlAv+FM5wec24MqfmyZ9Lwqd+8h",
+	"qv/WObOILV/L+0siWLWNE0S9JAKEp9a4hn0QcT0blYx+qCb4e1f9ak7Q3dDbHd+ZIFwYHgrGO1BI5NAI",
+	"MAc/v7wAoU2dksgI1zaaE5sex4wlJNKyehfXugsWir5Z1eiB9aAqasMjVGMqdIhaIrGNgesyZt//+IKc",
+	"dI+eEduGmGA7yxZ5BaJz9/NnQP4j+Bc65I+ocqERFcnXNmauLeUzgxiaotKeTVCAgJkA3Jej6ZiKSjHc",
+	"1f3HF03xS+rUGnWSCZ3NQZ20A9jSfHvdMAxINzyBfXY7nf2N2bpXXLCGo6/Lt8NdQSnk0p6rPamLqN+M",
+	"N8FUxTDjpCa3p+hevaC/0zHLy7b7nZcNP1MTKRSrrSu4sgn2igDkxR3/dHV1QfABEsukHOUKHdaXU8TR",
+	"yYlHD91wSba9TmugfTkyCpzXrdmA4BMXUOPRYv2pV6ZOZlZtdBQBUbtmujJkVvSBX6wCXu17xYTmQ24b",
+	"fi0sRmnD7wOipK3XrUhMBcEUGSKFM2Dma9m48fzm6FRnsHUw9kL3PZyrYz3vIQXIputXMjVGLP60lsby",
+	"AV7g4yuQLMoYTebWMG81f/OSYRryk2/xhQch929VX6H6shmBW/jK7b7IN7fFlYZtFsyKDZtK8gZMp0aH",
+	"xBCkiEiRznGL5/Ddyx9cfWEXTmSjF2oYNNV0QNXam7/a+gmYmQ2B2vbVChDzJayEnndhbZjI4FrfB4+E",
+	"ZdUGnMuO/LpOqnSM4wDw7Bd7cSo8NeodLDAOV3ce0qBhnhYAQ9Yxs+iOsxnLIki9NQIONuaXmW35YHt0",
+	"c3HHhEGGgLgG8NgHEyOKMf1A3DKllbOfnRLsjh5hh3+gHzRyeYSDszeChpsWWs+MeSVOM39sgR++R1fV",
+	"S+upqusym3jUEfNkTQKDy2dtQAy50phBQfZOOvuEjo24cUimylA4ca3PvCwGxVJsX+iFwtT3dV0ifPtL",
+	"XBpG7PxyEMmVR8jvMZql3MX0CTlD/MDZ9je3oS/L6P0wmqOUBT7HmRTLxSxrNn1mHZX2lXbHpqkYBlMf",
+	"erskJQDqolvQwlhPFJ5LEaXAsdq5kA4nt4z5X++nXDzbhxWoWRjPy/l1If4eOgQOb+o43SXXtWm1qYxR",
+	"orBiyuXL5oezt5uneOZkUQ2ZyLjKxQdD7cz1lduw/5tbmBssID++L9JAK7m7S+1r7d6hW2BekP3wUVI4",
+	"S/stNVZqh53u7i3iin2XBu0cHT8ww2+XHm5Li9jbXjjMKGa55GPtGa41TvTqit5u3/ZmTZ6nFSr95fiF",
+	"6rcJ5TA0UXT039bFnmTzm2wqSs5y+2BdVNZDmroCwNzHit5nZEr+nymzP0OP+AUQqg32z6UoWthX9ey8",
+	"WdYqTCuNZVujGkopAFVjS1rRfN4JEjeuT099UUYnbqAJtRL5Yi7APZkVzVaJbetT0rk3aGdbVbZRWV5S",
+	"EMiAEURq81Tg6shBOWHDaCOeoGtmI6XfHFPlhOrW86BO/e6MisZoboc1x7AMl3aKVKnw0WVNEZcwVZ9b",
+	"ll6tBKtmjEEVtoCw1m2LUBJzPa901Hwoi60LM1kGqkWK8710j9CqLic6C3TLgLwBPm5aeeEo7g4Oaeek",
+	"2X4ePmt2h8eseZIcxU381nwZHoM0Xu0z3clX9LHdCdqHQbt7Xen7fFjq5Axr9ZkC4CDxL/s8jg00mE6l",
+	"e/dhLnIv8o6Pz653aEObkxUw1gXjen5SdQIp/GrNgEVyFJy7E0u9rtC1F+V6oXND3rwlW7bosnZEbLP+",
+	"YD5+8e14+MaVDh6JvxaddHLk8ZkuT7Ziubn1o46boh0cUU7cosHR0BPCkQ6H1oXkh7RtxmCKFe5GV/e/",
+	"xYbni0nmCrmM76EzDIdAMbmiSI7rOWK7cO/iRa09vvOknGCxnEAsYfz6dFFF/Ry513aA9za+DLkfI+QM",
+	"9N5vHnBmVvENE4a31lW/khJa542FuAsvvnZJcOnSoNHNFFmV1yZeFNfxNxDXXTTVWCptWxXsFPtpSyHX",
+	"4N3OAZx1QZt2V9fLwPqeKabXiZid0Be4/GCb3Ejn+qLm1xJ+YRDtkeWjvCjfBlxrI5HDrrQ6/U9yRsYQ",
+	"WWgffFIpNPkLy+ROycMPkxMq6/aEhLpDvpKf6lK2zgQ5uzgn2vxa1MbD4j9xxvQO1j3oY20jZ6ZqjYXc",
+	"2uhuMzqkgjYzcPI2gkYmfVv9NyykVtrFrkFdW1XXsq6VlR4h88wq6xcMUrFwlbayFEV2Usx/lf35W1uz",
+	"/KS2KiSbIZ4XHi3E8YCokZwJFxsYs92RfjN0NqwZqNGIOTf/+nR4d/I/7H3n84dn4of2+MWR/ufz6V9D",
+	"+rqrXh4Pf/qG2P91zjXffr1nxhxJ3iCdKhKdTfVIZvwXEDN65Acjt2akPw3DwxhGgj+xs4NXifOws03q",
+	"oKUYXFmJcpbi2mPInMiWv7nQaZtn/LBRmkN5v15N5812jFNhy5UF8/VqA3Z1e27uFVuy82wpSrs8PQyc",
+	"h34fRc4yNmt/olzarpngEduCbtfic/fK3KWQ3Jo4AZToig0TmkLIQJHUbbMvtCQp0+VsUShaPX+oQ2dJ",
+	"F9GVx10nwcYxm8Ct0AkaRUFt+OhX2G70wpp4d/fusqZBeVP2PZqmpdo0+7sk+XurWTZjNbmc5soIphDJ",
+	"zJ3RA7s3/dqdknJgl+BQWVPd6X84e/s3LpZgsotg+3D2lqRcfCIDNjJfeXaZUp/GTNJkQKHCyniSQpS3",
+	"ZtC6FotvKKpZmnL4DgofleNL3GOLd49i8TTjen5pyNhyCbjMzA23WjYn9kJC2SW6eHd5RVwsJjygImjP",
+	"HOUdEc5evjl/e3P17m+v3kYBoaovNr9I+xg2YFZplBJ4rtjRSOtJ4/4eA69krTkM4vxc6JfSVHOli9Ae",
+	"G/7jYsEghlHYcIIe2MZUYLvufTh72xe5gQhrQIGNKG8P7f1YKjgDFjADLCigMGFZE3G0L1xOXtEw031j",
+	"g9QCG+eCFjM/LKmazK5afdEX//Vf5IWEXZmvzDdN8vTpXy/fvX36lAxkYpYyxZSNT+wmpoq1yPsicNj8",
+	"7JpeR1CDHi0qB/9WUkR9Qciey+kjLFXMwPXp02776OlTzL83pCiVJm3yhv9A9trH8G/CzM0B/Y4TMpSZ",
+	"GaiCOLjtaP+UUOxxleWBzGaCw6dPW7gXgzlme7iwp097W0hl5A1XiovbgNhe7gZPM3YnP7HErAnRl9wy",
+	"bSYN20+fWiT/8OFD05uYuUmiFjGCpAJnKcfoAjz2Gct6sE0XiLYHkWj7gR+KtlcgoAGeq06UIdrZ085x",
+	"wgyHwWhmFBuEtlcEoAUY6A+l5MFi7tw2FonQzgoPQi8BMx4o7Fg5Afa+3yJnTjUBm60RRrHgKLYgJ7h6",
+	"LsUTRSw/NQCD0QzQzEmRVzQeFU/CdEyBnuNewXEFfOfRrCVLQ1wAvc9Nx5Sb5o2IsM+aCSjeQLAPXAAh",
+	"fhCU6IMMymuxOC8KkcgYlkgzRibTQcpji08Ql66ePoVfSjhvwxP/BLiPfbFOukfP9h2h2Ps1skGVQB4o",
+	"FmH5OJplc7/eJeEJoMSYpuZmYgkxdBkQ6n2DLfGzhW72TURhgHD49OkpbAUpBO6/Oy7THMZ2EXsOycEU",
+	"G9isAsM5AzJGQiAOumY8+9gdTaeMyCl4CCBhJCADmpDzC9cLzCzwxfnL92bpsRQ6k2nR14CoaTwyytLb",
+	"n18jxhIKTmwcGDovGEVHYR0zOc1AlqUa4ykx+4Qr7W+503n61EZ/Rpi78PE6MqMAH6IYrIWVxmy2AjXD",
+	"G/ACRIFxRWbWKLC5Sq08n/hj+7qlpfnByvAfD69b0KndPRLtI7xFzjZ43mXv5/evS4fTffrUsLBkiniE",
+	"3YHgPqSCROfD5hvMlLKxP8B1zOZt6hz0jplmGVTBFqw09AkMLbC1iKApRMVOM/+hI0AOQs2wXvism8GL",
+	"4y69BDR7luMpPA4ht9Z2D2uzidyE+KG7kUGnyIwdrY6tR25s5B/LjPE4USASjMgh0PuAJk27DHMiRUS+",
+	"+TQV1OPBiflqKLMBTxIGvwupm0M5FUkUwGCxFMOUxzCSlrIJ9woOpKYT7JbYHLOE0yZsIyCRg62dzkHL",
+	"DmgGGVMxd0tUUYucibnH6cZ07vJ/LGAt2r5nOps3z4ba3AWzEU+Z43Eu1Lt6QDIjWkqiUjnDTEoq5qQE",
+	"AACcIY8TOw0ssjSTlgZjHN3mB8sS+MUbDOaSQ82E5Yvvc6alzCWL0XJ5CoxhboYHllNkDBJhIgYAAswm",
+	"hiHJGSB6JZ9mLxcWOs/JHVfc7Prs8sX5udclZf8UK3rOuGKwX27uZ2HgzRK71NdcacPBNf3ESJTyMdcR",
+	"2XPVh4/CgLRbLaPRWxnFXGL0P1NGIrRDRA6+5txgoV/AfhAQz1hxH52SyPsMSF/f/4RcUGU4MUiVZryp",
+	"QDoCqN9aBTVvo2J38XfkCABtihd4DmXLLaLAVkXlywIZ8f7Emy5VYLnSLp1JabgAMMCRRP0G0qTjRECW",
+	"/UbUIpd4blg7iZfYFtR/+sQcOwTnoMFUDAUwt4GzbKDknvKYCcyksAbJs4mRRZqdVmi0qSz1snJms1mL",
+	"ws8tmd0e2HfVwevzF6/eXr6Cd4r8pUK4P7s49yNlG+1WiE/KCRN0whu9xmErbB02PLe5EzzBU2G+uK1z",
+	"uJzlvh5uJDK/sEpAhjzVttG+y4TK72ssG0PeeNJOX6AoiIDJWcZ5AkUSlIa5XuFUsFI7FlYyqDoA07lb",
+	"FqEDc1mDydjpl+5iBQ+geQHkicLJ4X6/MS84BYuus/XACt/bV0HJvb8PNl1aftdzKNX788/nL+2taFVw",
+	"wjGav1BfNwx2WrlBXt6e5xY+7la7JS2oySv3ljftsukDNNYyM1tD8dkspLIfOVFNzAKpXzSMsGy5Nd2d",
+	"tlsvhRp/dAgt0cyCoSQ7iLWHh4cn+9UWroVzIfScCzXLBnNkadmbOYpXrta2QttioZ21C4WaujsttI4q",
+	"CgI9eG2unMYGDzrb+DX0a4OrFLhRJwzBmyKFZthRuqp8QxvrzakUHAJgGKkpGEUxB5z6zM0AFfNaYUH+",
+	"Tb1sQvv4QelZmLOL26l7Kd/2wQ80se814JX2+ld+BgHQqPosMS8dbTLPuRXpbAIyOLshxxVsiBTVQ4RF",
+	"Km/N+dNbCDQFQDaug0ZFCfWcwfdBfpGAil2EndfZK8fyzmWMFfED9vYGBR2qPNO5IiPr6G8RWARLAgK2",
+	"wNjIGGBAgxdaNnIqKt80BJhM3T3zwjz/wryKOalfCQVhBpjLRX4vYiLUSIGVYOiCFwT2iHi4A1J1w8P1",
+	"L/3o9I5HQUMAlY8JHhYCLOuxEO+S+6BednkF3WERz8C+iHbDEde+GbSMgRU8sgJLrbjyK2HRMkZWoM+3",
+	"x5gHn/9l+TxoPNoGDZYxo4Mv5t6734EngXpCxyz59fnSb4YtYRLqV2FKv87l+M34mNHSd+FiKzWe/Fxy",
+	"lcbWobWynYudyF14GP+0BWLYYM9rj4xyh87BF69p30qKwvwCVLjzUGtDP05D1COi5RSL8HJN9lw3CJ45",
+	"6/X+ae426gsbM22expamd85KnEpsf8EzV3Kp5cr45uR5WiVPKKNi4/YjCB71x6yQq3NU1FEs7vOV3eEi",
+	"1XbrHaA5SAx12XX8QairizBZ/cZbqX+UU/E41wqeke9c9ijyVR7qXkuVeeGCZeLFRoLCX5hejiKPx9jz",
+	"OZYwdN+3/jvEtF8bb/7C9G5I48XIlnn5GrXYDWtAi7l2cU0Qwgvri9BFdsEkY2DhtM6YgUzmeSyQfeQT",
+	"YxPLJsEB1SJnovDjk5gKITUxPBCN5dg/CrJiHBfdgi1iukQJ5+H0f5DJfAN09yOF0GYPFo6w3UsGz3u9",
+	"dtgIGjMq0GzX8+JD7oMtScXmddyX415sOPw3I1SbOPZ7J9ivfjV02xtMcUHnqaTJlZSvaYaVfbvto032",
+	"k3vH3rCEU2xMEDS6nc4mL08yGTMFpWReCc31/FF4EuLrQ+8yX7a7YzZxr97yDy35WNa8NLzkFTxMlM4Y",
+	"HdvwBpv+AOVZIp70IrJHS0Eg1q69H/RFBLOZR0AuvINYxfmEoUPKCMxRQjXtRSTlgpGRTBOX+xjB3BGh",
+	"CvzZrT60e1A9EgGPssFYUWA/WwrKP+ey3p6ZoPAo2Zy3yCzOZWtERbSEjRyxhoP9gJQlR/MZw+zy+foi",
+	"gqiSFoSUmCfKqmDgmoibXz1HIfgkMxZLIVislfVjRq+p0k3YOvgKweUCcSZOVwUYcg2RDCzBzrmUDAyF",
+	"sMS2hDvFCjp9MWRpCh7OIc1czB234wH0cVluVKE0o9gEUI0gSzFjhpQI16ovIJoFdiDH0PIUzmwv6sFd",
+	"Q1N+x6J9whU633C57SOi6o0rNZfIJaAZ4tw6T9B54hR28D9a1IJgHwBvxmLG71DILozm3Y7TokYuL8Dq",
+	"USW4l2zlE6oNeTZ6jf/9GDZPrr+0g/bJ/X/XGMzXW7c1+6yRAptIU6XLr8GTHuke9gVSDfERuS+AUMiX",
+	"foMn/Uavexj0YQH9Rq/fKD3ZML/wMf5Sl/QDT5jh+o3el75LA4XHN3E9weuOdvpY9qDfyGc3Q+YKZL/R",
+	"6wR9dD/2G71D+7fLKzVf3d/fF8GOtCY/bIlsCyeOUDwlaNybKyOkCNtE0MOGlNE7pvIGiRgirUZTrUgi",
+	"Z+KP6QRAcnMOdObILr9c8ItNTW/sM1yd2fKr5T3EsCvsO2eDB94y/WMqZwfnFz+e/4PsFbGzb19d/fj6",
+	"3Yeb1+eXV6/eRnhhKPNsX3iPXZYfSrnSTMAkRYuvAEu5oMO6CAlhomhU0Bdngrgd2AhA9yT7z5Smyr+B",
+	"n6j8R64I1TrjAyjZBv2WqC7E7CcKiPjUj6HKpzGcUvM0LYLJRYI7SFzQl7ut+kJM07RFsB4EVhxVwDWS",
+	"YjyaMaJimuJGI/idi9ubjGpmbh4XdRIGYRj2RX5g8OInNtF4S2OusuGfQqe2SyCHfrO3Ehy/cCftb8zV",
+	"X3OlX+XI8TWFbDvJMtM5VizOwQWn8fs0opu3NhCEbXNlv7dymQMYSGFqDfMOyDEAm8+xMQfIY0xqqR8r",
+	"NHiUyJMW+VDC8gCLlxYB5ivqOXiqLMgBVGPo0F437BrpJy+fUY6u3A5tL/JSCOtiUnC9uYFzod4EV3nB",
+	"iUeJ8yhKN9Q49ZcVf/h9+fMN8Ddx5wPov1u4NrrygeBdgQ9H54jl6wxbUtUQNeb6KkLRNA/KSARNVm48",
+	"xwGEz0UZG0vNyt/v6ZkkCR9ClWldSjOZqilN07mhdvMQpKTsQz+mnLJ4goSPYdVCer8o0u10+sKGSueW",
+	"s9MSZebFqVxYat5+ccDMay7hx4wWnhghYWu7GALoAl02O9vEFiDa6G1aDszyC6jG1RywLOUib2G8eCKN",
+	"XuOEPh88i4+T5hHrDptdejhoPo87SbPNwqH7rSjw3WtMJ5sb4QwcbHb7Rga49qMyk2WaRF61yp73H8b4",
+	"drL+jRc2lPyPaXxDXHXczaW7GXbkF0zagI/WWuKADx98sc7Ljb2rsBZqI8ytHl14TonnOIXILucs7YtF",
+	"b+kLzLFbmV5HuLiT6Z0dj2asL2yDDKCVeo9rxWy2tX81Z5ib+FZz+v3uV/11/KrEhiBshfgPdKfWY0T4",
+	"q10Q3wXMzV2oW+DHrp5TM+TmXlMBzW1EciAz22FmvbfU95+rvgCTC3Aa6zlFs1mLnOU9a9COVjBH5XKY",
+	"F3gqsFDLVB1L393r+lDpMhflEnab0YQl2wl038ajuopenTf1d0y33z2pX82TutPttVxsO/BqmdabvTHW",
+	"PpPTWwh4y8UtDLfcg3+aVPGE7Z+S6B9NkMoiDDydjRjEZWgXBtgXmK5n+IRn6gLOVEkkllmlhQaZM715",
+	"bpa9dN/kFUC/Ki27aZaQNCR5a78XSImoX7gkhNX0jI/dB9+v77XXN9RW8mH+693nyzqv0tjTgBbWhze2",
+	"q36ETXQUiaDzSkT2wmY7DAMCXYAyyBQdMK1Zto9GKzOWiOcB+Tc33wZGcUKFaEBFAm3xe30RtcOQNMmY",
+	"iz37ws1YHXQD0g337ff4/s1YBaSTf4nVk27MmDeTWD99Dm/0Bf46pp/32mEzn+hmPJiogIT7AWmH+1FA",
+	"4pSOJ+he+hiaL8Nrp6uJBKpAuX0awSKPCCOQfTicKsMrojGjappBPbWI2BxhhR4rhplmeVFPTICGflB0",
+	"3gdpZ8DIGPPSqCBHZtkAXmqIJK+oDLB/okicyvhTi3ywiYJ2DpfvHfQFON/s1xVuCEVAmpZd7tsEZWV2",
+	"6PuNI9v9X8u+yNucQXsk7EZU0+6M7FGXAp7bCFN5e4stifNt9wX65KDcJ0vUfoucbyDRkRqBbhd7ocXz",
+	"KuPdUbIro1Sjd9INg0aOoY1eu9UJGgUmN3rt561u0PBQZXnZ0LGeNnrtI+hfXUbvRi9stbcSIe1Wz4Wh",
+	"/W8gSK65fAweeWYSL3IdqO67iPldxHRplbHMkofdoPUyp1d1vt676sx/JQdr4OMqFOFyBbdafbGNH9RN",
+	"v+21/ttyKELk3kYuRbvfP2ZcEDoJiyPPkdbrAPAgV6Et9wXOfYL9sMBE0yJnJEL7NTTRiwharIkwN7GV",
+	"AHjiKiAZVQhVHSg9ZjSgvW6nU9RNgaJqUZLJST6Spp9ARxLMRrMaFoLVnvrCTgMCIdYI+TPRMkLJMi9/",
+	"mJEJjz+hjGFtPtMJVBkQcRE7H/RFxSBejhvd3ocI7z8osj7vLe91s8zDBDy4l1rKYz5Z3kQ+Ufom5knW",
+	"6DXaYasTtsJWeNA+bgSNvLAUMIb6funue1tm1vzQMX+C3G+DsRq99rO88HHjTvJJU96xLPdaFv3m2+Hm",
+	"UgZA7xv5HvHklhmXLTV89z9+9z8u9z864t+MF6+UIQ6+5GWHN/c5whun4HIsyRGgnw1TOcMoQsNrJ0bh",
+	"OdcqV8AgMDfXTItvoQ8vFyT6y6uiICbE0h/YhzAw/y9Yyn3/a/BW624seOtGDseCZL+7HH8tl+OuFLDE",
+	"7+ifo+tFUJaQycauySXYE/6qN8h3B+U2Fs7tsGlnqyZM8zjZnVi+EzmijeSAsngQxg7PB32RofkIXpuN",
+	"gPlBgW4bOe4Hey8vZbE7N7X+yAdLqrnwmbc7cCLf0ZYS3zdyTq6k19w9+Xum269vPfouHm7u0fxK4uEB",
+	"SHZLjU7F5fNEEZ3R+BOzwmCAtcxdzUjMR5GZjrYotIRE9COsYHe7U8XIkyUsC6DwNpZNbpEImjIpxkQE",
+	"yTfIiSFTJs+BMez2jnnN5eoi8mWmS+H4NE3fDZcu1u8jcgltWK4Drycydtm4/6r2MDP1qjJTWk7wNL+L",
+	"FhuR45WDF+ZnLRAlNPn7agLGOlIGxWopKb9Ip0qzrDnjCTPUajExAPVqQT+Leq62KeDeE+U1cmBQfg1y",
+	"m2kCjsWATNIpkhUWmQA5276rnjgruRJ0okZSq8CZBicsa3KhNBUxI4OM0U+QrLmlYI5g356D3LHLWBou",
+	"//Vt0rjEleK9B+Pv5LihGdu3U/xmSdLZOlYkzkHrJQxGgCanZo9GbgffuL2a0ASjXUUt+tlQSACVriJI",
+	"xY/IjItEzvoCs3TMfzExB5oA4JiExplUijiqU6eEjSd6bt9F7eEXlknVIh/wq74w39GU3wqXAcvIz4J/",
+	"Jmwi41FAlLS6jREEoDy6ppl2hW7tOva4tjUX+gKTAG0/GH+xUuxX01jzhZmN2gL0e90wzF0EbvMTagv8",
+	"77ewP0LB5E7Ji8u/24RbzKH7c6zuIujlcwbtkHrQyOHAfNsXe7FMp2OhSATMzXbGCuBoAjyOGziOKCCU",
+	"IOWRTM7yvNlu2CVDKAHdFy4p2BnYjsJD1OmErFjKuGEAYshvpxlLzNq41zkCd765U6/MHF0/321R/cdM",
+	"jjdx7l3JTZ6C9Nwame0MTxVP5pTIO5ZlPGHKHU60TCKz+ZC+TOYaTAGTDhqxuvN6WW1Rx+GhDN9BHHos",
+	"W9Qql4JYg1t9UReWEbQ7YRicHIN3pd1deKgND4Xm/7uUXLAI+f3++dp52VflZlhLLi+HRN/2+spbNj/E",
+	"NFbrMf4Xy2TJ//BEEaSI/C705E4w4FKlm1CwAALabFWfvvClAPOc1VGxp4TSdO601xaxQM370sgpNPEj",
+	"V9ZxDNa4JbYzUqoEVOXGS4vAQt/vsqz61djPQqPxZaVgS+218z7f3w1VX0FQfY+9yAokL/khNpNWbTFZ",
+	"j2RtiOKBC1FcLl/m0QylLMdKCYNIZfGNK9SQV+8yPyRK5z/0ILbTI1dMRnSlW/kQAjkdC4FWMtAxJPCo",
+	"3HxpDcBmHlcK1iWZB5asKSayk39LLnD5eZq4bQZDppNT6NYXEDqWGJnZF7ZSg3nfCK7TCdmTma08YSUv",
+	"7LYznZhVYf6kfdglyOzjeqVgfeEirDC02OixscyMzptXsJDTPAQMOFRANHR6yKBfxmBOUmkEHBuH2ReW",
+	"bXk/8aRFXoKYCIOapQgGcc5mfaJFXuZxqOY3G6S6dxgSRQbzvrCC7r5r/uiyN3HDlGQsZXdUaBe35lab",
+	"p0vZQJfAnkFf8DxaoeiCYzQSrLnBc8cotN7wDtY2Dzm1VdISTHPoiyLPgStbSHnMUPjPUx9QcrZLhnls",
+	"PSc7vJOG+yLPfxCSTMHqWsUVwJNTQjGHAnk9rmirBIn3SGQO/OtKhVyaRQOq5v0vx0zBNh+vMkhBpyvr",
+	"Qm9QLWTN4m/hdpbllYeDY9YdHtJmO+4kzS47Gjaf05NBM4zbSYcdDrv0aLBk5R4jedyVX1g/LxBzhSXN",
+	"DEZ4kePTSWk/z+qXWjRurl3YRn2Wv6aWUcXLJbe8uxu+S/QbXdQ/MFs9pVQKAFiJd0tb2G9cNgnfX3Y7",
+	"X8KFxm33YS4FRvgGwCQhXtXcTSDvbuFbubRr/h1H85otbBLLC+D9AwfyVtETj/6BIbxw+y4G8J669p5o",
+	"4wODZHt5oEGpkOvWAbGX2P575yCDqpU140YmowK7qnJo7ZVKfN89EJAf3xe3AD7dhNo6m+dMm3V/m0BU",
+	"gNiyHBc40aVBqK+u6O06SoFnfkfJld8DVr9ewKpC4tyA6dQGIwDTOvhipcGNw1TN82gJ8gqJ1TUgsbqr",
+	"HrEx2QMzEKhTTCT7Tv8CWdGoW0+K7tpcwJs6o0LZYjokz7xBlTSXLvOuJahyrmpbgo6cjNnin9B61Fnc",
+	"boowrA9YITrJ5jfZVPzZcIvINSjOGxa7StbWFwJJ5OCSBfWWajKDus4D5pbX6guswpg3Ow2KUtiMALeB",
+	"fqvp3K+r+ER5vJ6nKYHwNKbIXjc86YsiB2NphaBKmW6Ia1ts02K+2d/YlIbIYG+GlarYe+h5XQ+SXGuH",
+	"z1jPEVvNL3M12DMpaQN5MIcNYrMKwEDKlFGxUT3G8yGcyNcXpF7auufLjYIfAFBUobUE3FckyeYkm4og",
+	"B+B+jlTfbYWPE9T2eAHUcMHnDZm0ZYOE683Y9Oqee1c5882DqR13MKQOnZc3j9vIJbuviPGr5KA/gOzz",
+	"bcKuN5cKdnVfmSF/nW469jau3Jq2M/gj3JoGGd2zRdvzwZxA7uIy/5PfCqN6a66P3K6/OLe6pL6WMhYQ",
+	"xWKJyUboat2c1r9NEPgqLuNCwP8g3OZ7sPhvKFj8cVWzg4RNmEiYWFmewPYt8Nigp6AV9d69+unzQj/j",
+	"Ik6nicvxBmeR0aUwlpShqw9qwhctzPbJciXOdVlQ1h/o9Ld694BTDVxHVLJ5hBUK1h50vroQ78211OJf",
+	"PPPd6r8R4YDmg42hoBkpWsoAL+hwyGL9K0k0K2iwqEa8KlWjSnmLXoUtPQivvCLIv2NPgtvGJt6EHHjf",
+	"iWdzFwRdQL2v31rTVwRWOzP8OBdR9A1Z00gkgBDcPM6hL8aMCmgksL9LJVdczWP3zzxsha12+7AF/TO5",
+	"OaYhjQ1UmR6F1eYAMyra5TabWHFj6xab38a5sWkv3D9kpY3vlbvW8KmzJClxAi0XJeVdum3CTd0bGAX5",
+	"Ze7AqGdIzpGB/grrCigcrRWvho0EE1ZOdRFb6KHoC89FERCaphgMBVa/HoThiTnhGCRnMxCcI8GL3crj",
+	"Z60zAfqgdG2mBDNQVB+vXTUmwmg8ykfjCdmLeKI+dq6j/arrokfQd8E1GkgysMWrJf4JYu5faDdImNDZ",
+	"3AUfOgdy7i7AjoATlsej2W7Gm7kOfijOyEVH7G7NsO4AG7rEE8CfDYO6Noqgut7KAOLt7VtYQYrpv7sY",
+	"vvPuR+fd1sWhDOOkqQsBxnpsWzk3fL69Mlv2SmqaKkhFAuaa2xAMa5qKvFRc4mIlAxLXJ9jukkgLjHYx",
+	"k/aJylNoAxdnay+TYTpVI+jLnN3RtEXO3Dsgz44YzWwj4SFE1GaMVV5RIO6ihcRNQiYZw6K40GKBzRik",
+	"zCumA6ity4aayKn2ulqCY9t8fyOneht/0G85g/cvqRzQdGUGrwZ0+WPGoCF4dklpqAuV3Chh1sgLikG7",
+	"b4ggwOhfCM8Y0ZwknbcHaj+aKwe7jms5iQp6Hsz7ApLv9gObacoMMn+y3eJY1rSju9S4VempuKa+8PJT",
+	"yWJ6KtBL27wMA1hTTZHe2sujE2CtAdTl7gsszA0vOHsmJCY4/iMzr4A3lAeyK4PWyCSTSP1AupR0wzBv",
+	"ngfTtH7FzNTfQU7qO9en9G0V3q52CGZq+zhWiitvh/WBJFpOloaUH3YaQcNmdkMJzW8YYF46o2WudMD3",
+	"Pwzb+5rJn56MsW0C6AL7nPAJS7lgS/nnT3JGxkZBtLwHUgCtQBFAnNpgCh074UIfs7FZ5YxysI8PLSO1",
+	"q+8L4BHodYGBbInIojS1beBvgIiygvkI5feV2q5bid3YV0+iLE+0rGyHfQgyqNjvs890pV081XmTCIec",
+	"OTI97EovkohXZQLbSM5qPZQ85rEkebtfT8uVqQxCFvm+fn30fLhfzGwPTAXui3IuMNkiFfgPlAT8q6jQ",
+	"j5Sg6+xyhSC7a2qulp+YWK5dnmFJlz2DdBm7k59Ysk/wnWr/9EsWZ1AbJs8IzZieZgLQdMT6Iro4u3r/",
+	"7u3PlzdnL9+cv725eve3V2+jIrGSiTueSTFm2BDFTIm62qYY+5orfYX7+V07AWEPm3gA8SD+INanx/H/",
+	"nV2cW7B5FGORZnWw6bo8JBjVJSKZl10XKEMWBqFBADcqDVqwpUjnp16zIojrU33BtSKXP501O0fHWLsa",
+	"OkbaRkI01kapEZ4R2si1S7x8SykFVw3bfoht2SoKt1gUu5kBVpkBq/7SLfD+23jsvKmT5aaTT0bozD0g",
+	"9mTVSM6ESxaP/zAdeP6w+USi4CHbsZCFW/fgC/y7LqvoPdy7tq6EeaGHd6aQM4yaJ7fm3u2G7bwNo5Cu",
+	"GBtypRFViKE8WdoKbE0iS8EsNilLb5khVU5q+O4i+WoVWwx8H4CW24pKMGQ1Csza9parTdiOytyT4ICG",
+	"zkYsaxo9KLeCWt+r9QlASpQzL5bqtPR93YreUi7AYMnyUi25HYwL4up1o7hK9lztP7OIGRdq/7QvpgJj",
+	"3z2DrFPpoOOfr8y1yN+xZAkEw6sFhzZ4gwc0cVvYM3+fXxAbCxNglx+zKTlEY1xABLulOhfmA+e5zuuf",
+	"m33vk4z9m8U2chULqg/sLvSIdDsdZ8c1v3ORsM/YEIOzNOmLvchC9+PhdctAveV65ERo5s3sAdmNnBIl",
+	"0XIK7Q6h9huWIQRrYtQXkHtA6EDeMXLS6RwePuuEh8fPj7rPnh09D5+RPVyHPu7iNm0eAXSDHNM5GTBy",
+	"+wufNA2WGcgwWOULvM2br0QsEwCoeSjaPyXUWbOPyRv+A0lY8eLy4Ka+eDnN6ICnXM97hJJOGJIxo7by",
+	"CsDvifKN5wlLNUUlxhpM81aSUjQTrj71hZpImSJw1VzELCF7uQHJ+tJIoexcXrx79/rm8p9vX/xZ6YzH",
+	"OjolsRTxNMuMpjPArIu+UCMzqRQMR903ZBBnVI0M1D9xg2Z+b0ssy5NKxfIzIzQ2eJOy5JYlvb5whpGM",
+	"xYzf5UYL/ymLQi4r0wgwAaFDzTJIGsXymOZCYeZZFng1hpQRSzUfm4fGEwXFNf3ADTk1tGh2gXNo51Ln",
+	"ggxTfjvKyRuaZ1mp2GCGxH9sr09ETJacgtYPlbLNnRdTgeRiPugZj1mLlMqsGmwqVwreX6xS6rYIF+ov",
+	"LJPVzbfIhxFPGcaeLPgaEhT9GEGUuM3MmNMJlDKtIMCbs3/c/PDPq1eX0Sl6WLjGQWWaMKXJVDg/qceD",
+	"rIES1m35kdnWhOpMiqm6gWlv7FM3QJk34OFzgS71eJixlH5mSQRL74RhX2DxH1sHFdKRDA66snRDmQK0",
+	"zHlxUTvmzfnbq1fv/372OuoR2hcWcRFhxzQecWGtCBBlY3+wgto+HGaal7cqnMO5owcghUC2Pe+hOSvZ",
+	"MxRJhlNkwkPKUy5u9099RHT4AwRTJ9+ci1umtDV1r8vVfWGZDsQpl5vUWhOcmFuHODIwiFRqH+XZuiOn",
+	"JFnlqcrwamuEGh5oBkgYyrPLCoXuqMfZqwG2i9Xee1C4M2gYKnGt1vgkb7R22Op6XdZcbzW/a1oAxZ/c",
+	"K+1W2Dpq4Hf4Rhdarbl+rarRa3fC+6CYvn72Thi2e8ngea/d652UVtDtHvoLOPbmz1/qlZdw1F5YQuBV",
+	"U+o9u988sslizw+YffbrhjXZuVfbT62oQAt6+K6o/jYV1W5ng/yxKynfUDG34FTf2k+ILLQqyPt6iOWu",
+	"G0SrJjJeYY8mlzN6e8sy8vM5mkEzJhKWQXDAgZwwQSe8NafjNGqRszQFQw1VyhmmQXYCk7VRh/tiwAXN",
+	"5mRqxiARzH0QgSjDNZnJ7JMicjhMuWAtcjEdpDxe4vB7KeMN/CRQX3mkx2mZujeqePzT1ZvXsOVHJdxd",
+	"9U8WT7EL0sfrUuzyxTlJZDwdM6FRRTIr9hDhDdO0cZ0f9MEXOJz7FQeOnwKi9DxlasQYVFPkcXEBL04Y",
+	"oGrBzJ3qSktC7caUM2HkTajWrQjXLXIJ4yN6RHBA/6Z3FGdFjafEmr3fMIENixdgsdGRVPqJIm/O37wi",
+	"2tDJBlhzZgCwTuz40cigYAi2ewawlcsdKqSM5pQ3B1ORpKz1b+WkDmilmssc1E65vK7hmH5+zcStHplb",
+	"8TkEd+SfIZ3dIESj1/jfj2fNf9HmL2HzpHXTvP7TfzceXMI8B/BqGgkafExv2cFE3JYfzMNUkLbrijK6",
+	"Oudq3RQb0qt9cNOl15I3nAl2tRybq4SYt3LJGypFOxz49jf3r2TkWsZkDKiWE389txkxmurRL8sZDeif",
+	"CiwEM6fyOQ0F7w1Ffrq6umiRFyMWfwKve57COs8JvY7Mf4K5v6Yb3c6wLP7D7gLMVfzuN32DGB1emMVO",
+	"Mjnwz9JuEU/TtbFfWkgadxzAiQWEg3wSgNIfuICRZh4WA+o1jY2qWuSumOO/yOSY6RGbqr4wJE7Y54lU",
+	"HFAN+cwaBv8mb7e/iWQwSSkv62aN/yI/vXp9QXKNH3dyYyUsVPbJVVnuIni9QT2t/yJX/7x4teZ9azKB",
+	"6mArHmu3Oodd9qfweNuGDW+WQRV6mVhIkj1XYiRsha3u/m8ZSb0djPMTrkVUXyRdnREtp1nMSFSSYX17",
+	"HyApyC8oq9wyYZCNYbh8gD0IhjKDP1p9sRIv302YOLs4v5yweDu25Pbh1xYrs1FixyaHrTDnzqd5Ne0W",
+	"tE03C9K2SoPdcRnvD1th67D27i6Elo/5q0bKGUoQovRIeeYRbDm6NCp0wmI+tFsjVJF/nr15/VvGuysD",
+	"RAff0urrL72M0WS+/M6zFxkkcRRXGVruE6rpgCobLnkuhun088sf/PLUfuzdgMafsGKhDYBQI5lpkjCa",
+	"oPKE1yoT4C+hEMJF45ERkbHRkOe7sFY89KTkZYjWMNr3jCbc3Bu73bKeMSwGoACwLAgA36H2vMGoT0ai",
+	"4QCPZLDwkzk89xmgv3n4Q7GFGnSF6G//kMCyaUH4zVE2tyMsAbO5y1M2/tNjgBuicxu9xtSzRnhAN9jT",
+	"QPhp82cvf7lHyq+4xmKNXk4ouQ0VDICNsP3X8F+H/3P89tnfT/7WedO9OHr//LJ9dfjh2JvxKDwMGppr",
+	"YFvWUlKZyTKjkdYT1Ts4cLdsK2F3DjTqwH9le5y5wGHqUOdMk5RRpcG3VMYgS2o9Qoldh02sihB6kFDL",
+	"LIfgglAykxm4INxhlYAa7Xuh1HiwZMAUTxho2h9Gc0Lxe5iZJWSPir7IXaOUTBXLbM3PjKPbzYgI+67A",
+	"f34h8pg9USSVt+BQQNeiW1NfFHMoK8xHcItClw+sdhZLIViMdVQ01ohuTieBzegll//zGtKdc+cDOBq4",
+	"InuC0Syd74PTAZmRR3rvmc7mzbOhZtk6yvMffWD9rBU3Ro4gK+Tp8utfGgNGM5adTY22//Ha6O/2ner9",
+	"4WT1APICcRoDv0XxyFePrBHCqSzBojRkDql8NYsEVOBFZa9mYLj/Fod9betnK6c5Xr5sfjh72yIvK/V0",
+	"YqpimiC6lTLd8xR35c2GqZyL0304e9sc0hg8QK7ahW396Cqt2RGKXP4aWEyFYKkqFfn3Mu9ttDnPXOPS",
+	"MaMKUp8c3ItpLkA0WpzC9ggoJ47aQSGCKO8PUrT8dEO6PJAaaNe9GhR9fAP3JcZyF4Hz1Wh+H9SY47Aw",
+	"l7U+rwgpQf8uS24ZyeS0sgtnm65p1lHEBehKJkwetVzyCfvo7RKSlgI8yRvluNPN+wPYMVz7hjoawWJi",
+	"TaewQggHPt50A6NO6w/4wnyxZDiMKAWOOrSRAuBj9V6HwLG6togX5wSZhgtJJmfJGOo/pHMf0hiNVNPP",
+	"BVSc5iUTmry6AxVH6YzRsVmLLSftUww80ri/vv//AwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

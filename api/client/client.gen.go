@@ -227,6 +227,42 @@ func (e HealthStatus) Valid() bool {
 	}
 }
 
+// Defines values for LeftOutInstanceReason.
+const (
+	LeftOutInstanceReasonResetPending LeftOutInstanceReason = "reset_pending"
+	LeftOutInstanceReasonStale        LeftOutInstanceReason = "stale"
+)
+
+// Valid indicates whether the value is a known member of the LeftOutInstanceReason enum.
+func (e LeftOutInstanceReason) Valid() bool {
+	switch e {
+	case LeftOutInstanceReasonResetPending:
+		return true
+	case LeftOutInstanceReasonStale:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for LiveScope.
+const (
+	LiveScopeCluster LiveScope = "cluster"
+	LiveScopeLocal   LiveScope = "local"
+)
+
+// Valid indicates whether the value is a known member of the LiveScope enum.
+func (e LiveScope) Valid() bool {
+	switch e {
+	case LiveScopeCluster:
+		return true
+	case LiveScopeLocal:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PathStatus.
 const (
 	PathStatusDegraded PathStatus = "degraded"
@@ -700,9 +736,9 @@ type FlowList struct {
 // FlowSort What top flows are ordered by, descending.
 type FlowSort string
 
-// GlobalStats Totals of the live counters, exact at read time.
+// GlobalStats Totals of the live counters, summed over `instances`.
 //
-// Example: {"active_flows":420,"bytes":1500000000,"flow_overflow":0,"flows_expired":9120,"packets":2000000,"tracked_flows":455,"unclassified_bytes":2200000,"unclassified_packets":3100,"unclassified_reports":87}
+// Example: {"active_flows":420,"bytes":1500000000,"flow_overflow":0,"flows_expired":9120,"instances":[{"active_flows":420,"bytes":1500000000,"flow_overflow":0,"flows_expired":9120,"instance":"edge-a:8080","local":true,"packets":2000000,"tracked_flows":455,"unclassified_bytes":2200000,"unclassified_packets":3100,"unclassified_reports":87,"updated_at":"2025-06-01T12:00:10Z"}],"left_out":[],"packets":2000000,"scope":"local","tracked_flows":455,"unclassified_bytes":2200000,"unclassified_packets":3100,"unclassified_reports":87}
 type GlobalStats struct {
 	// ActiveFlows Flows seen within the idle timeout.
 	ActiveFlows int64 `json:"active_flows"`
@@ -716,8 +752,17 @@ type GlobalStats struct {
 	// FlowsExpired Flows removed by the idle sweep since start.
 	FlowsExpired int64 `json:"flows_expired"`
 
+	// Instances The totals of each replica summed, this one first.
+	Instances []InstanceStats `json:"instances"`
+
+	// LeftOut Replicas whose snapshot is not counted, and why.
+	LeftOut []LeftOutInstance `json:"left_out"`
+
 	// Packets All packets recorded, classified or not.
 	Packets int64 `json:"packets"`
+
+	// Scope Whether live counters are summed over the live replicas (`cluster`) or are this replica's (`local`).
+	Scope LiveScope `json:"scope"`
 
 	// TrackedFlows Flows held individually in memory.
 	TrackedFlows        int64 `json:"tracked_flows"`
@@ -755,6 +800,62 @@ type HistorySeries struct {
 //
 // Example: 203.0.113.10
 type IPAddress = string
+
+// InstancePolicyStats One replica's counters of a policy.
+type InstancePolicyStats struct {
+	ActiveFlows  int64 `json:"active_flows"`
+	BytesMatched int64 `json:"bytes_matched"`
+
+	// Instance The replica's instance name (PATRONUS_INSTANCE).
+	Instance string     `json:"instance"`
+	LastSeen *time.Time `json:"last_seen"`
+
+	// Local True for the replica that answered (its counters are exact at read time).
+	Local          bool  `json:"local"`
+	PacketsMatched int64 `json:"packets_matched"`
+
+	// UpdatedAt When the counters were read (the snapshot's time for other replicas).
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// InstanceStats One replica's totals.
+type InstanceStats struct {
+	ActiveFlows  int64 `json:"active_flows"`
+	Bytes        int64 `json:"bytes"`
+	FlowOverflow int64 `json:"flow_overflow"`
+	FlowsExpired int64 `json:"flows_expired"`
+
+	// Instance The replica's instance name (PATRONUS_INSTANCE).
+	Instance string `json:"instance"`
+
+	// Local True for the replica that answered (its counters are exact at read time).
+	Local               bool  `json:"local"`
+	Packets             int64 `json:"packets"`
+	TrackedFlows        int64 `json:"tracked_flows"`
+	UnclassifiedBytes   int64 `json:"unclassified_bytes"`
+	UnclassifiedPackets int64 `json:"unclassified_packets"`
+	UnclassifiedReports int64 `json:"unclassified_reports"`
+
+	// UpdatedAt When the counters were read (the snapshot's time for other replicas).
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// LeftOutInstance A replica whose snapshot is not counted in cluster totals.
+type LeftOutInstance struct {
+	Instance string `json:"instance"`
+
+	// Reason `stale`: not heard from for three flush intervals; `reset_pending`: its snapshot was written before it applied the newest stats reset.
+	Reason LeftOutInstanceReason `json:"reason"`
+
+	// UpdatedAt When the replica last wrote its snapshot.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// LeftOutInstanceReason `stale`: not heard from for three flush intervals; `reset_pending`: its snapshot was written before it applied the newest stats reset.
+type LeftOutInstanceReason string
+
+// LiveScope Whether live counters are summed over the live replicas (`cluster`) or are this replica's (`local`).
+type LiveScope string
 
 // Name A name of 1 to 128 characters, without leading or trailing white space.
 //
@@ -884,10 +985,10 @@ type Policy struct {
 	// `path_id` (null) and the policy falls back to the routing decision.
 	Action PolicyAction `json:"action"`
 
-	// ActiveFlows Flows of the policy seen within the idle timeout. Read-only.
+	// ActiveFlows Flows of the policy seen within the idle timeout, summed over the live replicas. Read-only.
 	ActiveFlows int64 `json:"active_flows"`
 
-	// BytesMatched Bytes counted against the policy since start or the last reset. Read-only.
+	// BytesMatched Bytes counted against the policy since start or the last reset, summed over the live replicas. Read-only.
 	BytesMatched int64     `json:"bytes_matched"`
 	CreatedAt    time.Time `json:"created_at"`
 	Enabled      bool      `json:"enabled"`
@@ -905,7 +1006,7 @@ type Policy struct {
 	// Example: branch-paris
 	Name Name `json:"name"`
 
-	// PacketsMatched Packets counted against the policy since start or the last reset. Read-only.
+	// PacketsMatched Packets counted against the policy since start or the last reset, summed over the live replicas (see PolicyStats). Read-only.
 	PacketsMatched int64 `json:"packets_matched"`
 
 	// Priority Lower wins; ties go to the lower id.
@@ -988,15 +1089,24 @@ type PolicyMatch struct {
 	SrcPorts *[]PortRange `json:"src_ports,omitempty"`
 }
 
-// PolicyStats Live counters of one policy, exact at read time.
+// PolicyStats Live counters of one policy, summed over `instances`.
 //
-// Example: {"active_flows":14,"bytes_matched":145600000,"last_seen":"2025-06-01T12:00:09Z","packets_matched":182000,"policy_id":7}
+// Example: {"active_flows":14,"bytes_matched":145600000,"instances":[{"active_flows":8,"bytes_matched":80000000,"instance":"edge-a:8080","last_seen":"2025-06-01T12:00:09Z","local":true,"packets_matched":100000,"updated_at":"2025-06-01T12:00:10Z"},{"active_flows":6,"bytes_matched":65600000,"instance":"edge-b:8080","last_seen":"2025-06-01T12:00:02Z","local":false,"packets_matched":82000,"updated_at":"2025-06-01T12:00:05Z"}],"last_seen":"2025-06-01T12:00:09Z","left_out":[],"packets_matched":182000,"policy_id":7,"scope":"cluster"}
 type PolicyStats struct {
-	ActiveFlows    int64      `json:"active_flows"`
-	BytesMatched   int64      `json:"bytes_matched"`
-	LastSeen       *time.Time `json:"last_seen"`
-	PacketsMatched int64      `json:"packets_matched"`
-	PolicyID       int64      `json:"policy_id"`
+	ActiveFlows  int64 `json:"active_flows"`
+	BytesMatched int64 `json:"bytes_matched"`
+
+	// Instances The counters of each replica summed, this one first.
+	Instances []InstancePolicyStats `json:"instances"`
+	LastSeen  *time.Time            `json:"last_seen"`
+
+	// LeftOut Replicas whose snapshot is not counted, and why.
+	LeftOut        []LeftOutInstance `json:"left_out"`
+	PacketsMatched int64             `json:"packets_matched"`
+	PolicyID       int64             `json:"policy_id"`
+
+	// Scope Whether live counters are summed over the live replicas (`cluster`) or are this replica's (`local`).
+	Scope LiveScope `json:"scope"`
 }
 
 // PolicyUpdate The fields to change; at least one. `match` and `action` replace the whole object.
@@ -1495,6 +1605,12 @@ type ListPolicyFlowsParams struct {
 	Sort *FlowSort `form:"sort,omitempty" json:"sort,omitempty"`
 }
 
+// GetPolicyStatsParams defines parameters for GetPolicyStats.
+type GetPolicyStatsParams struct {
+	// Scope `cluster` (the default) sums this replica's counters and the latest snapshots of the other live replicas; `local` answers this replica's counters only.
+	Scope *LiveScope `form:"scope,omitempty" json:"scope,omitempty"`
+}
+
 // GetPolicyStatsHistoryParams defines parameters for GetPolicyStatsHistory.
 type GetPolicyStatsHistoryParams struct {
 	// From Start of the range, inclusive: RFC 3339, `now`, or a negative duration relative
@@ -1559,6 +1675,12 @@ type ListSiteEndpointsParams struct {
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// GetStatsParams defines parameters for GetStats.
+type GetStatsParams struct {
+	// Scope `cluster` (the default) sums this replica's counters and the latest snapshots of the other live replicas; `local` answers this replica's counters only.
+	Scope *LiveScope `form:"scope,omitempty" json:"scope,omitempty"`
 }
 
 // GetStatsHistoryParams defines parameters for GetStatsHistory.
@@ -1992,10 +2114,10 @@ type ClientInterface interface {
 
 	// GetPolicyStats Live counters of a policy
 	//
-	// Exact at read time. Minimum role viewer.
+	// Cluster-wide by default, as `GET /api/v1/stats`: this replica's counters, exact at read time, plus the other live replicas' latest snapshots, with a per-instance breakdown. Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/policies/{policy_id}/stats (the `GetPolicyStats` operationId).
-	GetPolicyStats(ctx context.Context, policyID PolicyID, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetPolicyStats(ctx context.Context, policyID PolicyID, params *GetPolicyStatsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetPolicyStatsHistory Traffic history of a policy
 	//
@@ -2172,10 +2294,10 @@ type ClientInterface interface {
 
 	// GetStats Global live counters
 	//
-	// Totals over all policies and unclassified traffic. Minimum role viewer.
+	// Totals over all policies and unclassified traffic, cluster-wide by default: this replica's counters, exact at read time, plus each other live replica's snapshot, written every flush interval. A replica not heard from for three flush intervals, or whose snapshot predates the newest reset, is left out and listed in `left_out`. Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/stats (the `GetStats` operationId).
-	GetStats(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+	GetStats(ctx context.Context, params *GetStatsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetStatsHistory Traffic history of all policies
 	//
@@ -2920,11 +3042,11 @@ func (c *Client) ListPolicyFlows(ctx context.Context, policyID PolicyID, params 
 
 // GetPolicyStats Live counters of a policy
 //
-// Exact at read time. Minimum role viewer.
+// Cluster-wide by default, as `GET /api/v1/stats`: this replica's counters, exact at read time, plus the other live replicas' latest snapshots, with a per-instance breakdown. Minimum role viewer.
 //
 // Corresponds with GET /api/v1/policies/{policy_id}/stats (the `GetPolicyStats` operationId).
-func (c *Client) GetPolicyStats(ctx context.Context, policyID PolicyID, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetPolicyStatsRequest(c.Server, policyID)
+func (c *Client) GetPolicyStats(ctx context.Context, policyID PolicyID, params *GetPolicyStatsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPolicyStatsRequest(c.Server, policyID, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3270,11 +3392,11 @@ func (c *Client) BatchDeleteSites(ctx context.Context, body BatchDeleteSitesJSON
 
 // GetStats Global live counters
 //
-// Totals over all policies and unclassified traffic. Minimum role viewer.
+// Totals over all policies and unclassified traffic, cluster-wide by default: this replica's counters, exact at read time, plus each other live replica's snapshot, written every flush interval. A replica not heard from for three flush intervals, or whose snapshot predates the newest reset, is left out and listed in `left_out`. Minimum role viewer.
 //
 // Corresponds with GET /api/v1/stats (the `GetStats` operationId).
-func (c *Client) GetStats(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewGetStatsRequest(c.Server)
+func (c *Client) GetStats(ctx context.Context, params *GetStatsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetStatsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -4617,7 +4739,7 @@ func NewListPolicyFlowsRequest(server string, policyID PolicyID, params *ListPol
 }
 
 // NewGetPolicyStatsRequest constructs an http.Request for the GetPolicyStats method
-func NewGetPolicyStatsRequest(server string, policyID PolicyID) (*http.Request, error) {
+func NewGetPolicyStatsRequest(server string, policyID PolicyID, params *GetPolicyStatsParams) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -4640,6 +4762,33 @@ func NewGetPolicyStatsRequest(server string, policyID PolicyID) (*http.Request, 
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Scope != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "scope", *params.Scope, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -5324,7 +5473,7 @@ func NewBatchDeleteSitesRequestWithBody(server string, contentType string, body 
 }
 
 // NewGetStatsRequest constructs an http.Request for the GetStats method
-func NewGetStatsRequest(server string) (*http.Request, error) {
+func NewGetStatsRequest(server string, params *GetStatsParams) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -5340,6 +5489,33 @@ func NewGetStatsRequest(server string) (*http.Request, error) {
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Scope != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "scope", *params.Scope, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -6221,12 +6397,12 @@ type ClientWithResponsesInterface interface {
 
 	// GetPolicyStatsWithResponse Live counters of a policy
 	//
-	// Exact at read time. Minimum role viewer.
+	// Cluster-wide by default, as `GET /api/v1/stats`: this replica's counters, exact at read time, plus the other live replicas' latest snapshots, with a per-instance breakdown. Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/policies/{policy_id}/stats (the `GetPolicyStats` operationId).
-	GetPolicyStatsWithResponse(ctx context.Context, policyID PolicyID, reqEditors ...RequestEditorFn) (*GetPolicyStatsResponse, error)
+	GetPolicyStatsWithResponse(ctx context.Context, policyID PolicyID, params *GetPolicyStatsParams, reqEditors ...RequestEditorFn) (*GetPolicyStatsResponse, error)
 
 	// GetPolicyStatsHistoryWithResponse Traffic history of a policy
 	//
@@ -6419,12 +6595,12 @@ type ClientWithResponsesInterface interface {
 
 	// GetStatsWithResponse Global live counters
 	//
-	// Totals over all policies and unclassified traffic. Minimum role viewer.
+	// Totals over all policies and unclassified traffic, cluster-wide by default: this replica's counters, exact at read time, plus each other live replica's snapshot, written every flush interval. A replica not heard from for three flush intervals, or whose snapshot predates the newest reset, is left out and listed in `left_out`. Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/v1/stats (the `GetStats` operationId).
-	GetStatsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetStatsResponse, error)
+	GetStatsWithResponse(ctx context.Context, params *GetStatsParams, reqEditors ...RequestEditorFn) (*GetStatsResponse, error)
 
 	// GetStatsHistoryWithResponse Traffic history of all policies
 	//
@@ -10856,6 +11032,11 @@ type GetStatsResponse200Headers struct {
 	XRequestID string
 }
 
+// GetStatsResponse400Headers the declared response headers of an HTTP 400 response for GetStats
+type GetStatsResponse400Headers struct {
+	XRequestID string
+}
+
 // GetStatsResponse401Headers the declared response headers of an HTTP 401 response for GetStats
 type GetStatsResponse401Headers struct {
 	WWWAuthenticate string
@@ -10872,12 +11053,16 @@ type GetStatsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *GlobalStats
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetStatsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetStatsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetStatsResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -10887,6 +11072,11 @@ type GetStatsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetStatsResponse) GetJSON200() *GlobalStats {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetStatsResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -12630,13 +12820,13 @@ func (c *ClientWithResponses) ListPolicyFlowsWithResponse(ctx context.Context, p
 
 // GetPolicyStatsWithResponse Live counters of a policy
 //
-// Exact at read time. Minimum role viewer.
+// Cluster-wide by default, as `GET /api/v1/stats`: this replica's counters, exact at read time, plus the other live replicas' latest snapshots, with a per-instance breakdown. Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/policies/{policy_id}/stats (the `GetPolicyStats` operationId).
-func (c *ClientWithResponses) GetPolicyStatsWithResponse(ctx context.Context, policyID PolicyID, reqEditors ...RequestEditorFn) (*GetPolicyStatsResponse, error) {
-	rsp, err := c.GetPolicyStats(ctx, policyID, reqEditors...)
+func (c *ClientWithResponses) GetPolicyStatsWithResponse(ctx context.Context, policyID PolicyID, params *GetPolicyStatsParams, reqEditors ...RequestEditorFn) (*GetPolicyStatsResponse, error) {
+	rsp, err := c.GetPolicyStats(ctx, policyID, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -12930,13 +13120,13 @@ func (c *ClientWithResponses) BatchDeleteSitesWithResponse(ctx context.Context, 
 
 // GetStatsWithResponse Global live counters
 //
-// Totals over all policies and unclassified traffic. Minimum role viewer.
+// Totals over all policies and unclassified traffic, cluster-wide by default: this replica's counters, exact at read time, plus each other live replica's snapshot, written every flush interval. A replica not heard from for three flush intervals, or whose snapshot predates the newest reset, is left out and listed in `left_out`. Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/v1/stats (the `GetStats` operationId).
-func (c *ClientWithResponses) GetStatsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetStatsResponse, error) {
-	rsp, err := c.GetStats(ctx, reqEditors...)
+func (c *ClientWithResponses) GetStatsWithResponse(ctx context.Context, params *GetStatsParams, reqEditors ...RequestEditorFn) (*GetStatsResponse, error) {
+	rsp, err := c.GetStats(ctx, params, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -17964,6 +18154,13 @@ func ParseGetStatsResponse(rsp *http.Response) (*GetStatsResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -17991,6 +18188,16 @@ func ParseGetStatsResponse(rsp *http.Response) (*GetStatsResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetStatsResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetStatsResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {

@@ -156,6 +156,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		Caches:     caches,
 		Ingest:     c.Ingest,
 		Auth:       c.authLimits(),
+		Instance:   c.Instance, LiveInterval: c.FlushInterval,
 
 		DatabaseReady: dbReady.Load,
 	})
@@ -213,6 +214,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		loops.Go(func() { sqlHistory.RunRetention(loopCtx, c.HistoryRetention, time.Hour, log) })
 	}
 	loops.Go(func() { instance.keep(loopCtx, log) })
+	loops.Go(func() { srv.RunLiveSnapshots(loopCtx) })
 	log.Info("patronus serving", "listen", ln.Addr().String(), "version", buildVersion(),
 		"database", db.Dialect, "history", historyKind(c), "instance", c.Instance, "spool", c.spoolDir(), "spool_sync", c.SpoolSync)
 
