@@ -303,3 +303,98 @@ func (o *syncedOutput) String() string {
 func policyPrefixOf(addr string) string {
 	return netip.PrefixFrom(netip.MustParseAddr(addr), 16).Masked().String()
 }
+
+// TestPmacctSFlowToHistory exports a generated capture as sFlow with pmacct's sfprobe
+// (Debian's pmacct: pmacctd reading the capture, sampling every packet, one raw-header
+// flow sample each) to a running Patronus: each policy's live counters and history equal
+// the capture's packets and IP bytes. pmacctd drops the samples still buffered when it
+// reaches the end of the capture, so the capture ends with packets of a flow no policy
+// matches, and only their count is left unchecked.
+func TestPmacctSFlowToHistory(t *testing.T) {
+	if _, err := exec.LookPath("pmacctd"); err != nil {
+		t.Fatal("pmacctd is not installed: .ci/with-services installs it (apt-get install pmacct)")
+	}
+	flows := []pcapFlow{
+		{src: "10.1.0.1", dst: "192.0.2.10", sport: 40001, dport: 443, tcp: true, count: 40, payload: 1000},
+		{src: "10.1.0.2", dst: "192.0.2.11", sport: 40002, dport: 53, count: 25, payload: 60},
+		{src: "10.2.0.1", dst: "192.0.2.12", sport: 40003, dport: 5060, count: 30, payload: 333},
+		{src: "10.2.0.2", dst: "192.0.2.12", sport: 40004, dport: 5061, tcp: true, count: 7, payload: 1400},
+	}
+	tail := pcapFlow{src: "172.16.0.1", dst: "192.0.2.13", sport: 40005, dport: 80, count: 200, payload: 10}
+	dir := t.TempDir()
+	capture := filepath.Join(dir, "flows.pcap")
+	ipLens := writeCapture(t, capture, append(append([]pcapFlow{}, flows...), tail), true)
+
+	sfAddr, addr := freeUDPAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--database-url", filepath.Join(dir, "patronus.db"),
+			"--admin-token", e2eAdminToken, "--flush-interval", "100ms", "--instance", "sflow-e2e",
+			"--listen", addr, "--sflow-listen", sfAddr}, io.Discard, io.Discard)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	}()
+	base := "http://" + addr
+	waitFor(t, base+"/healthz", done)
+	want := map[int64][2]int64{}
+	for i, cidr := range []string{"10.1.0.0/16", "10.2.0.0/16"} {
+		var p apigen.Policy
+		call(t, http.MethodPost, base+"/api/v1/policies", map[string]any{
+			"name": "sflow-" + cidr, "priority": 10 + i, "match": map[string]any{"src_cidr": cidr},
+			"action": map[string]any{"type": "drop"},
+		}, &p, http.StatusCreated)
+		for j, fl := range flows {
+			if policyPrefixOf(fl.src) == cidr {
+				tot := want[p.ID]
+				want[p.ID] = [2]int64{tot[0] + int64(fl.count), tot[1] + int64(fl.count*ipLens[j])}
+			}
+		}
+	}
+
+	conf := filepath.Join(dir, "pmacctd.conf")
+	err := os.WriteFile(conf, []byte("daemonize: false\npcap_savefile: "+capture+"\nplugins: sfprobe\n"+
+		"sfprobe_receiver: "+sfAddr+"\nsfprobe_agentip: 127.0.0.1\nsampling_rate: 1\n"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("pmacctd", "-f", conf)
+	out := &syncedOutput{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-exited: // it stops by itself at the end of the capture
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("pmacctd did not stop: %s", out.String())
+	}
+
+	deadline := time.Now().Add(20 * time.Second)
+	for got := historyTotals(t, base); !sameTotals(got, want); got = historyTotals(t, base) {
+		if time.Now().After(deadline) {
+			t.Fatalf("history totals %v, want the capture's %v (pmacctd: %s)", got, want, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for id, w := range want {
+		var st apigen.PolicyStats
+		call(t, http.MethodGet, fmt.Sprintf("%s/api/v1/policies/%d/stats", base, id), nil, &st, http.StatusOK)
+		if st.PacketsMatched != w[0] || st.BytesMatched != w[1] {
+			t.Errorf("policy %d live: %d packets %d bytes, want %d and %d", id, st.PacketsMatched, st.BytesMatched, w[0], w[1])
+		}
+	}
+	var ex apigen.ExporterList
+	call(t, http.MethodGet, base+"/api/v1/exporters", nil, &ex, http.StatusOK)
+	if len(ex.Items) != 1 || ex.Items[0].Protocol != apigen.ExporterProtocolSflow || ex.Items[0].Version != 5 ||
+		ex.Items[0].SamplingRate != 1 || ex.Items[0].DecodeErrors != 0 || ex.Items[0].FlowRecords < int64(totalPackets(flows)) {
+		t.Errorf("exporters %+v, want pmacct's sfprobe with at least %d flow records", ex.Items, totalPackets(flows))
+	}
+}
