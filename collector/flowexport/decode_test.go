@@ -197,6 +197,27 @@ func TestTemplates(t *testing.T) {
 			t.Errorf("restarts %d (want 1), unknown templates %d (want 1), sampling %d (want 1)", ex.Restarts, ex.UnknownTemplates, ex.SamplingRate)
 		}
 	})
+	t.Run("ExporterRestartIPFIX", func(t *testing.T) {
+		c := newTestCollector(t)
+		d := NewDecoder(c, DecoderConfig{})
+		b := NewBatch()
+		e := &Encoder{Version: 10, TemplateID: 300}
+		d.NetFlow(b, src, e.Template())
+		e.sequence = 100_000 // records exported so far
+		d.NetFlow(b, src, mustData(t, e, flow("10.1.0.1", "10.9.0.1", 1, 2, 1, 100)))
+		// Reordering is not a restart: a datagram from a little earlier still counts.
+		e.sequence = 99_990
+		d.NetFlow(b, src, mustData(t, e, flow("10.1.0.1", "10.9.0.1", 1, 2, 1, 100)))
+		// Restarted: the sequence starts again from zero and the old template is gone.
+		e.sequence = 0
+		d.NetFlow(b, src, mustData(t, e, flow("10.1.0.1", "10.9.0.1", 1, 2, 1, 100)))
+		d.NetFlow(b, src, e.Template())
+		d.NetFlow(b, src, mustData(t, e, flow("10.1.0.1", "10.9.0.1", 1, 2, 1, 100)))
+		ex := exporterOf(t, d, "192.0.2.1", IPFIX)
+		if p, _ := policyCounts(t, c, 1); p != 3 || ex.Restarts != 1 || ex.UnknownTemplates != 1 {
+			t.Errorf("policy packets %d (want 3), restarts %d (want 1), unknown templates %d (want 1)", p, ex.Restarts, ex.UnknownTemplates)
+		}
+	})
 	t.Run("Bounded", func(t *testing.T) {
 		c := newTestCollector(t)
 		d := NewDecoder(c, DecoderConfig{MaxTemplates: 4, MaxExporters: 3})
