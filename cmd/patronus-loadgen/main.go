@@ -8,6 +8,12 @@
 // Reports are spread over --flows flows, of which a --churn share is replaced by new flows as
 // the run goes on. With --policies N, the ids of up to N of the server's policies are put in
 // three reports out of four; the fourth is left for the server to classify.
+//
+// With --mode netflow it sends NetFlow v9 or IPFIX datagrams to a UDP listener instead
+// (PATRONUS_NETFLOW_LISTEN), template first, at --record-rate flow records per second:
+//
+//	patronus-loadgen --mode netflow --netflow-target 127.0.0.1:2055 --netflow-version 10 \
+//	    --record-rate 200000 --duration 30s
 package main
 
 import (
@@ -39,6 +45,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.mode == "netflow" {
+		sum, err := generateNetFlow(ctx, cfg, stderr)
+		if err != nil {
+			return err
+		}
+		sum.print(stdout)
+		if sum.Datagrams == 0 {
+			return fmt.Errorf("no datagram was sent (%d errors; first: %s)", sum.SendErrors, sum.FirstError)
+		}
+		return nil
+	}
 	sum, err := generate(ctx, cfg, stderr)
 	if err != nil {
 		return err
@@ -64,6 +81,12 @@ type config struct {
 	rate        float64
 	progress    time.Duration
 	seed        uint64
+
+	mode             string
+	netflowTarget    string
+	netflowVersion   int
+	recordRate       float64
+	templateInterval time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -82,8 +105,33 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.rate, "rate", 0, "batches per second in all, 0 for as fast as the server answers")
 	fs.DurationVar(&c.progress, "progress", time.Second, "interval of the progress line on stderr, 0 for none")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the generated traffic")
+	fs.StringVar(&c.mode, "mode", "http", "http: traffic batches to the REST API; netflow: NetFlow v9/IPFIX datagrams over UDP")
+	fs.StringVar(&c.netflowTarget, "netflow-target", "127.0.0.1:2055", "netflow mode: host:port of the server's PATRONUS_NETFLOW_LISTEN")
+	fs.IntVar(&c.netflowVersion, "netflow-version", 10, "netflow mode: 9 (NetFlow v9) or 10 (IPFIX)")
+	fs.Float64Var(&c.recordRate, "record-rate", 100_000, "netflow mode: flow records per second, 0 for as fast as the socket takes them")
+	fs.DurationVar(&c.templateInterval, "template-interval", 5*time.Second, "netflow mode: how often the template is sent again")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.mode == "netflow" {
+		switch {
+		case fs.NArg() > 0:
+			return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		case c.netflowVersion != 9 && c.netflowVersion != 10:
+			return c, fmt.Errorf("--netflow-version %d: must be 9 or 10", c.netflowVersion)
+		case c.recordRate < 0:
+			return c, fmt.Errorf("--record-rate %g: must not be negative", c.recordRate)
+		case c.templateInterval <= 0:
+			return c, fmt.Errorf("--template-interval %s: must be positive", c.templateInterval)
+		case c.duration <= 0:
+			return c, fmt.Errorf("--duration %s: must be positive", c.duration)
+		case c.flows < 1:
+			return c, fmt.Errorf("--flows %d: must be at least 1", c.flows)
+		}
+		return c, nil
+	}
+	if c.mode != "http" {
+		return c, fmt.Errorf("--mode %q: must be http or netflow", c.mode)
 	}
 	switch {
 	case fs.NArg() > 0:

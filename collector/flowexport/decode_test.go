@@ -1,6 +1,7 @@
 package flowexport
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"testing"
 	"time"
@@ -196,6 +197,27 @@ func TestTemplates(t *testing.T) {
 			t.Errorf("restarts %d (want 1), unknown templates %d (want 1), sampling %d (want 1)", ex.Restarts, ex.UnknownTemplates, ex.SamplingRate)
 		}
 	})
+	t.Run("ExporterRestartIPFIX", func(t *testing.T) {
+		c := newTestCollector(t)
+		d := NewDecoder(c, DecoderConfig{})
+		b := NewBatch()
+		e := &Encoder{Version: 10, TemplateID: 300}
+		d.NetFlow(b, src, e.Template())
+		e.sequence = 100_000 // records exported so far
+		d.NetFlow(b, src, mustData(t, e, flow("10.1.0.1", "10.9.0.1", 1, 2, 1, 100)))
+		// Reordering is not a restart: a datagram from a little earlier still counts.
+		e.sequence = 99_990
+		d.NetFlow(b, src, mustData(t, e, flow("10.1.0.1", "10.9.0.1", 1, 2, 1, 100)))
+		// Restarted: the sequence starts again from zero and the old template is gone.
+		e.sequence = 0
+		d.NetFlow(b, src, mustData(t, e, flow("10.1.0.1", "10.9.0.1", 1, 2, 1, 100)))
+		d.NetFlow(b, src, e.Template())
+		d.NetFlow(b, src, mustData(t, e, flow("10.1.0.1", "10.9.0.1", 1, 2, 1, 100)))
+		ex := exporterOf(t, d, "192.0.2.1", IPFIX)
+		if p, _ := policyCounts(t, c, 1); p != 3 || ex.Restarts != 1 || ex.UnknownTemplates != 1 {
+			t.Errorf("policy packets %d (want 3), restarts %d (want 1), unknown templates %d (want 1)", p, ex.Restarts, ex.UnknownTemplates)
+		}
+	})
 	t.Run("Bounded", func(t *testing.T) {
 		c := newTestCollector(t)
 		d := NewDecoder(c, DecoderConfig{MaxTemplates: 4, MaxExporters: 3})
@@ -306,5 +328,35 @@ func TestV9CountOfRecordsOnly(t *testing.T) {
 	}
 	if string(dg) != string(keep) {
 		t.Error("the caller's datagram was changed")
+	}
+}
+
+// TestDataRecordsInPlace: data records are read in place (Batch.addRecords), variable-length
+// and unknown fields skipped, a record cut short ending the set without a report.
+func TestDataRecordsInPlace(t *testing.T) {
+	c := newTestCollector(t)
+	d := NewDecoder(c, DecoderConfig{})
+	b := NewBatch()
+	src := netip.MustParseAddr("192.0.2.1")
+	e := &Encoder{Version: 10, TemplateID: 300, fields: []templateField{{fieldSrcIPv4, 4}, {82, 0xffff}, {10, 4},
+		{fieldDstIPv4, 4}, {fieldInPackets, 4}, {fieldInBytes, 8}, {fieldProtocol, 1}, {fieldSrcPort, 2}, {fieldDstPort, 2}}}
+	d.NetFlow(b, src, e.Template())
+	dg := mustData(t, e, flow("10.1.0.1", "10.9.0.1", 1, 2, 3, 300), flow("10.2.0.1", "10.9.0.1", 1, 2, 5, 500))
+	d.NetFlow(b, src, dg)
+	p1, b1 := policyCounts(t, c, 1)
+	p2, b2 := policyCounts(t, c, 2)
+	if p1 != 3 || b1 != 300 || p2 != 5 || b2 != 500 {
+		t.Errorf("policy 1 %d/%d (want 3/300), policy 2 %d/%d (want 5/500)", p1, b1, p2, b2)
+	}
+	// The same datagram with its last record cut short (set and header lengths kept honest).
+	cut := append([]byte{}, dg[:len(dg)-10]...)
+	binary.BigEndian.PutUint16(cut[2:], uint16(len(cut)))
+	binary.BigEndian.PutUint16(cut[18:], uint16(len(cut)-16))
+	d.NetFlow(b, src, cut)
+	if p, _ := policyCounts(t, c, 1); p != 6 {
+		t.Errorf("policy 1 after the cut datagram: %d packets, want 6", p)
+	}
+	if p, _ := policyCounts(t, c, 2); p != 5 {
+		t.Errorf("policy 2 after the cut datagram: %d packets, want 5 (its record was cut)", p)
 	}
 }

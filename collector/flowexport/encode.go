@@ -57,7 +57,11 @@ func (e *Encoder) layout() []templateField {
 func (e *Encoder) RecordSize() int {
 	n := 0
 	for _, f := range e.layout() {
-		n += int(f.length)
+		if f.length == 0xffff {
+			n += 5 // the variable-length value Data writes
+		} else {
+			n += int(f.length)
+		}
 	}
 	return n
 }
@@ -135,6 +139,12 @@ func (e *Encoder) Data(flows []EncodedFlow) ([]byte, error) {
 				set = appendUint(set, f.Packets, fl.length)
 			case fieldInBytes:
 				set = appendUint(set, f.Bytes, fl.length)
+			default: // a field this encoder has no value for: a variable-length name, or zeros
+				if fl.length == 0xffff {
+					set = append(set, 4, 'e', 't', 'h', '0')
+				} else {
+					set = append(set, make([]byte, fl.length)...)
+				}
 			}
 		}
 	}

@@ -28,8 +28,17 @@ type templateStore struct {
 }
 
 type storedTemplate struct {
-	template any
-	expires  int64 // unix nanoseconds
+	template any           // as goflow2 decoded it
+	data     *dataTemplate // for a data template: what GetTemplate hands out
+	expires  int64         // unix nanoseconds
+}
+
+// dataTemplate is what GetTemplate returns for a data template instead of goflow2's own
+// TemplateRecord: goflow2 does not know the type, so it hands the data set back undecoded
+// (a RawFlowSet, without error) and Batch.addRecords reads it in place.
+type dataTemplate struct {
+	fields  []netflow.Field
+	minSize int // at least 1: AddTemplate refuses empty templates
 }
 
 func newTemplateStore(max int, ttl time.Duration, now func() time.Time) *templateStore {
@@ -55,11 +64,16 @@ func (s *templateStore) AddTemplate(version uint16, domain uint32, id uint16, te
 			return fmt.Errorf("%w (%d)", errTooManyTemplates, s.max)
 		}
 	}
-	s.templates[key] = storedTemplate{template: template, expires: now + s.ttl.Nanoseconds()}
+	st := storedTemplate{template: template, expires: now + s.ttl.Nanoseconds()}
+	if t, ok := template.(netflow.TemplateRecord); ok {
+		st.data = &dataTemplate{fields: t.Fields, minSize: recordSize(template)}
+	}
+	s.templates[key] = st
 	return nil
 }
 
-// GetTemplate returns a template not yet expired, or netflow.ErrorTemplateNotFound.
+// GetTemplate returns a template not yet expired (a *dataTemplate for a data template),
+// or netflow.ErrorTemplateNotFound.
 func (s *templateStore) GetTemplate(version uint16, domain uint32, id uint16) (any, error) {
 	key := templateKey(version, domain, id)
 	s.mu.Lock()
@@ -71,6 +85,9 @@ func (s *templateStore) GetTemplate(version uint16, domain uint32, id uint16) (a
 	if s.now().UnixNano() >= t.expires {
 		delete(s.templates, key)
 		return nil, netflow.ErrorTemplateNotFound
+	}
+	if t.data != nil {
+		return t.data, nil
 	}
 	return t.template, nil
 }
