@@ -107,7 +107,7 @@ func TestDatabaseOutageAnswers503AndRecovers(t *testing.T) {
 			start := time.Now()
 			status, h, body := get(t, s.base+"/api/v1/sites", hostileAdminToken)
 			want503(t, "GET /api/v1/sites", status, h, body)
-			if took := time.Since(start); took > 6*time.Second {
+			if took := time.Since(start); took > 15*time.Second { // a hang is 25 s and more
 				t.Fatalf("the 503 took %s with a 1s statement deadline", took)
 			}
 			status, h, body = get(t, s.base+"/readyz", "")
