@@ -331,6 +331,24 @@ func (s *Spool) Append(ctx context.Context, deltas []Delta) error {
 	return s.appendRecord(ctx, func(b []byte) []byte { return encodeDeltas(b, deltas) }, s.cfg.Sync == SyncStrict)
 }
 
+// AppendAsync writes deltas that nobody is waiting on an acknowledgement for (flow exports
+// over UDP): it returns once they are written, and the sync loop fsyncs them soon after
+// without the caller waiting. A crash of the machine can lose what was not yet fsynced; a
+// crash of the process cannot.
+func (s *Spool) AppendAsync(deltas []Delta) error {
+	if len(deltas) == 0 {
+		return nil
+	}
+	if err := s.appendRecord(context.Background(), func(b []byte) []byte { return encodeDeltas(b, deltas) }, false); err != nil {
+		return err
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // appendRecord writes one record and, if wait, waits until it is fsynced.
 func (s *Spool) appendRecord(ctx context.Context, encode func([]byte) []byte, wait bool) error {
 	s.mu.Lock()

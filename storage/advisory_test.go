@@ -132,8 +132,14 @@ func terminateLockHolder(t *testing.T, db *storage.DB, kind, name string) {
 	if err != nil {
 		t.Fatalf("find the holder of %s %q: %v", kind, name, err)
 	}
-	if _, err := db.SQL().Exec("SELECT pg_terminate_backend($1)", pid); err != nil {
+	// pg_terminate_backend only signals the backend: wait (up to 5 s) until it is gone, so
+	// the test does not see the dying session's lock.
+	var gone bool
+	if err := db.SQL().QueryRow("SELECT pg_terminate_backend($1, 5000)", pid).Scan(&gone); err != nil {
 		t.Fatal(err)
+	}
+	if !gone {
+		t.Fatalf("backend %d holding %s %q did not end within 5 s", pid, kind, name)
 	}
 }
 
@@ -189,14 +195,25 @@ func TestRunSingleton(t *testing.T) {
 		if c.runs.Load() != 0 {
 			t.Fatal("third replica ran while b holds the lease")
 		}
-		// Cut b's lease session: b must stop running and c take over.
+		// Cut b's lease session: the job goes on under one holder (b claims the lease again at
+		// once, or c takes it), and never under two at once.
+		bBefore, cBefore := b.runs.Load(), c.runs.Load()
 		terminateLockHolder(t, c.db, "singleton", "test-job")
-		waitRuns(c, 2, "third replica after the holder's session ended")
-		time.Sleep(100 * time.Millisecond)
-		before := b.runs.Load()
+		deadline := time.Now().Add(10 * time.Second)
+		for b.runs.Load()+c.runs.Load() < bBefore+cBefore+4 {
+			if time.Now().After(deadline) {
+				t.Fatalf("after the holder's session ended: %d more runs, want 4", b.runs.Load()+c.runs.Load()-bBefore-cBefore)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := lockHolders(t, c.db, "singleton", "test-job"); n != 1 {
+			t.Fatalf("%d sessions hold the lease, want 1", n)
+		}
+		// Only the holder runs from now on.
+		bMid, cMid := b.runs.Load(), c.runs.Load()
 		time.Sleep(300 * time.Millisecond)
-		if after := b.runs.Load(); after != before {
-			t.Fatalf("b ran %d more times after losing its lease", after-before)
+		if b.runs.Load() > bMid && c.runs.Load() > cMid {
+			t.Fatalf("both ran after the lease changed hands: b %d, c %d more runs", b.runs.Load()-bMid, c.runs.Load()-cMid)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -237,7 +238,17 @@ func (c config) spoolDir() string {
 		return c.SpoolDir
 	}
 	if strings.HasPrefix(c.DatabaseURL, "postgres://") || strings.HasPrefix(c.DatabaseURL, "postgresql://") {
-		return "spool"
+		// Replicas share the database but not their spools: one directory per instance name,
+		// so replicas on one host (default names differ by port) never contend for one.
+		if c.Instance == "" {
+			return "spool"
+		}
+		return filepath.Join("spool", strings.Map(func(r rune) rune {
+			if r == '.' || r == '-' || r == '_' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9') {
+				return r
+			}
+			return '_'
+		}, c.Instance))
 	}
 	path := strings.TrimPrefix(strings.TrimPrefix(c.DatabaseURL, "sqlite:"), "file:")
 	if i := strings.IndexByte(path, '?'); i >= 0 {

@@ -134,7 +134,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	defer caches.Close()
 	registry.MustRegister(caches)
 
-	flows, exporters, err := openFlowListeners(c, coll, registry, log)
+	flows, exporters, err := openFlowListeners(c, spooledRecorder{coll: coll, spool: sp}, registry, log)
 	if err != nil {
 		return err
 	}
@@ -244,17 +244,29 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 
 // openFlowListeners opens the NetFlow/IPFIX and sFlow sockets when configured, so that a busy
 // port fails start-up; both nil when neither is.
-func openFlowListeners(c config, coll *collector.Collector, registry *prometheus.Registry, log *slog.Logger) (*flowexport.Listeners, api.ExporterLister, error) {
+func openFlowListeners(c config, rec flowexport.Recorder, registry *prometheus.Registry, log *slog.Logger) (*flowexport.Listeners, api.ExporterLister, error) {
 	if c.NetFlowListen == "" && c.SFlowListen == "" {
 		return nil, nil, nil
 	}
-	dec := flowexport.NewDecoder(coll, flowexport.DecoderConfig{})
+	dec := flowexport.NewDecoder(rec, flowexport.DecoderConfig{})
 	registry.MustRegister(dec)
 	l, err := flowexport.Listen(dec, flowexport.ListenConfig{NetFlowAddr: c.NetFlowListen, SFlowAddr: c.SFlowListen, Logger: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s/%s: %w", envName("netflow-listen"), envName("sflow-listen"), err)
 	}
 	return l, dec, nil
+}
+
+// spooledRecorder records flow-export batches as REST batches are: their per-policy deltas
+// go to the spool first, since history is flushed from it. Nobody waits on an answer to a
+// datagram, so the append does not wait for its fsync either.
+type spooledRecorder struct {
+	coll  *collector.Collector
+	spool *spool.Spool
+}
+
+func (r spooledRecorder) RecordBatch(reports []collector.Report) (collector.BatchResult, error) {
+	return r.coll.RecordBatchDurably(reports, r.spool.AppendAsync)
 }
 
 // cacheCleanupInterval is how often expired cache entries are removed: a quarter of the
