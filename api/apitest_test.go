@@ -199,6 +199,7 @@ func newTestAPI(t *testing.T, dialect string, opts ...apiOption) *testAPI {
 	if err != nil {
 		t.Fatalf("new server: %v", err)
 	}
+	t.Cleanup(srv.Close)
 	a.srv = srv
 	for _, o := range opts {
 		if o.server != nil {
@@ -502,7 +503,7 @@ func (a *testAPI) seed() fixture {
 }
 
 // snapshotTables are the tables a failed request must leave as they were.
-var snapshotTables = []string{"sites", "endpoints", "paths", "path_metrics", "policies", "audit_entries", "api_tokens"}
+var snapshotTables = []string{"sites", "endpoints", "paths", "path_metrics", "policies", "changes", "api_tokens"}
 
 // snapshot renders every row of the snapshot tables.
 func (a *testAPI) snapshot() map[string][]string {

@@ -128,3 +128,11 @@ func principalOf(c *gin.Context) Principal {
 	}
 	return Principal{}
 }
+
+// forgetHash drops the cached lookup of one token, by the hash of its secret (a revocation
+// applied from the change feed).
+func (a *authenticator) forgetHash(hash string) {
+	a.mu.Lock()
+	delete(a.cache, hash)
+	a.mu.Unlock()
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -37,8 +38,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Collector holds the live traffic counters; policy writes recompile its classifier.
 	Collector *collector.Collector
-	// Publish broadcasts a change event (site.deleted, policy.updated, ...); nil publishes to
-	// Events.
+	// Publish receives every change event (site.deleted, policy.updated, ...) the feed tailer
+	// applies instead of Events (tests record them); nil publishes to Events with the
+	// change's seq as id.
 	Publish func(eventType string, data any)
 	// History answers history queries; nil disables the history routes.
 	History storage.HistoryStore
@@ -56,6 +58,12 @@ type Config struct {
 	// published to it. nil makes a broker of the default size that nothing closes: pass one
 	// and close it before shutting the HTTP server down, so open streams end.
 	Events *events.Broker
+	// FeedPollInterval is how often the change-feed tailer reads the feed when nothing woke it;
+	// storage.DefaultFeedPollInterval when 0.
+	FeedPollInterval time.Duration
+	// FeedNoNotify turns the PostgreSQL LISTEN of the tailer off: other replicas' changes then
+	// arrive by the poll only.
+	FeedNoNotify bool
 	// Caches holds the path-metrics and routing-decision caches the metrics, routing and cache
 	// routes read and clear; nil serves those routes from the database alone. When Invalidator
 	// is nil it is set to Caches.
@@ -79,6 +87,13 @@ type Server struct {
 	registry *prometheus.Registry
 	checks   []Check
 	docs     gin.HandlerFunc
+
+	tailer   *storage.Tailer
+	stopFeed context.CancelFunc
+	feedDone chan struct{}
+
+	recheckMu   sync.Mutex
+	lastRecheck time.Time
 }
 
 var _ apigen.ServerInterface = (*Server)(nil)
@@ -96,10 +111,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Events == nil {
 		cfg.Events = events.NewBroker(events.DefaultBufferSize)
-	}
-	if cfg.Publish == nil {
-		broker := cfg.Events
-		cfg.Publish = func(eventType string, data any) { broker.Publish(eventType, data) }
 	}
 	ct, err := loadContract()
 	if err != nil {
@@ -150,8 +161,8 @@ func New(cfg Config) (*Server, error) {
 	})
 	apigen.RegisterHandlersWithOptions(r, s, apigen.GinServerOptions{ErrorHandler: parameterError})
 	s.router = r
-	if err := s.ReloadPolicies(context.Background()); err != nil {
-		return nil, fmt.Errorf("load policies into the collector: %w", err)
+	if err := s.startFeed(); err != nil {
+		return nil, fmt.Errorf("start tailing the change feed: %w", err)
 	}
 	return s, nil
 }
@@ -160,13 +171,6 @@ func New(cfg Config) (*Server, error) {
 // the spec runs first and names the field; this is the backstop.
 func parameterError(c *gin.Context, err error, status int) {
 	writeError(c, newError(errBadRequest, "%v", err))
-}
-
-// publish broadcasts an event if an event sink is configured.
-func (s *Server) publish(eventType string, data any) {
-	if s.cfg.Publish != nil {
-		s.cfg.Publish(eventType, data)
-	}
 }
 
 // invalidatePaths tells the caches that these paths changed or are gone.

@@ -109,28 +109,27 @@ func (s *Server) ListPolicyFlows(c *gin.Context, policyID apigen.PolicyID, param
 func (s *Server) ResetPolicyStats(c *gin.Context, policyID apigen.PolicyID) {
 	ctx := c.Request.Context()
 	before := s.policyStats(policyID)
-	var auditID int64
+	var auditID int64 // the change's seq
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		if _, err := tx.Policies().Get(ctx, policyID); err != nil {
 			return err
 		}
 		var err error
-		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionReset, apigen.AuditResourceKindStats, resourceKey(policyID),
+		auditID, err = s.record(ctx, tx, c, storage.KindStatsReset, resourceKey(policyID),
 			map[string]any{"policy_id": policyID, "before": map[string]any{
 				"packets_matched": counterOut(before.PacketsMatched), "bytes_matched": counterOut(before.BytesMatched),
-			}})
+			}},
+			storage.Effects{PolicyIDs: []int64{policyID}, Events: []storage.ChangeEvent{{Type: eventStatsReset,
+				Data: map[string]any{"policy_id": policyID, "policies_reset": 1}}}})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	// After the commit, so that no reset goes unaudited. A policy the collector has not
-	// loaded yet has nothing to zero.
-	if s.cfg.Collector != nil {
-		s.cfg.Collector.ResetPolicy(policyID)
-	}
-	s.publish(eventStatsReset, map[string]any{"policy_id": policyID, "policies_reset": 1, "audit_id": auditID})
+	// Every replica zeroes the counters when it applies the change, after the commit, so that
+	// no reset goes unaudited. A policy the collector has not loaded yet has nothing to zero.
+	s.applied(c, auditID)
 	c.JSON(http.StatusOK, apigen.StatsResetResult{
 		Success: true, Message: fmt.Sprintf("counters of policy %d reset", policyID), PoliciesReset: 1, AuditID: auditID,
 	})
@@ -140,32 +139,37 @@ func (s *Server) ResetPolicyStats(c *gin.Context, policyID apigen.PolicyID) {
 // entry holding the totals it had, and broadcasts stats.reset. History is not touched.
 func (s *Server) ResetStats(c *gin.Context) {
 	ctx := c.Request.Context()
-	var before collector.Totals
-	var policies int
-	if s.cfg.Collector != nil {
-		before = s.cfg.Collector.Totals()
-		policies = len(s.cfg.Collector.AllPolicyStats())
-	}
-	var auditID int64
+	before, policies := s.resetBefore()
+	var auditID int64 // the change's seq
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		var err error
-		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionReset, apigen.AuditResourceKindStats, "",
+		auditID, err = s.record(ctx, tx, c, storage.KindStatsReset, "",
 			map[string]any{"policies_reset": policies, "before": map[string]any{
 				"packets": counterOut(before.Packets), "bytes": counterOut(before.Bytes),
 				"unclassified_packets": counterOut(before.UnclassifiedPackets), "unclassified_bytes": counterOut(before.UnclassifiedBytes),
-			}})
+			}},
+			storage.Effects{Events: []storage.ChangeEvent{{Type: eventStatsReset,
+				Data: map[string]any{"policy_id": nil, "policies_reset": policies}}}})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	if s.cfg.Collector != nil {
-		s.cfg.Collector.ResetAll()
-	}
-	s.publish(eventStatsReset, map[string]any{"policy_id": nil, "policies_reset": policies, "audit_id": auditID})
+	s.applied(c, auditID) // every replica zeroes its counters when it applies the reset
 	c.JSON(http.StatusOK, apigen.StatsResetResult{
 		Success: true, Message: fmt.Sprintf("counters of all %d policies and of unclassified traffic reset", policies),
 		PoliciesReset: int64(policies), AuditID: auditID,
 	})
+}
+
+// resetBefore is what a reset of every counter records as "before": the totals it zeroes and
+// how many policies had counters. This is the one place that says whose counters those are;
+// for now this replica's alone (the cluster-wide total belongs here once replicas share
+// their live counters).
+func (s *Server) resetBefore() (collector.Totals, int) {
+	if s.cfg.Collector == nil {
+		return collector.Totals{}, 0
+	}
+	return s.cfg.Collector.Totals(), len(s.cfg.Collector.AllPolicyStats())
 }

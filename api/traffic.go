@@ -30,7 +30,7 @@ func (s *Server) IngestTraffic(c *gin.Context, params apigen.IngestTrafficParams
 		writeError(c, err)
 		return
 	}
-	res, err := s.cfg.Collector.RecordBatch(reports) // counts its own rejections
+	res, err := s.recordTraffic(c.Request.Context(), reports) // counts its own rejections
 	if err != nil {
 		writeError(c, trafficError(err))
 		return

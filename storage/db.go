@@ -35,6 +35,8 @@ var migrations embed.FS
 type DB struct {
 	Gorm    *gorm.DB
 	Dialect string
+	// url is what Open was given; the feed listener opens its own connection with it.
+	url string
 }
 
 // Open connects to the database named by rawURL: a postgres:// or postgresql:// URL selects
@@ -53,7 +55,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
 	}
-	db := &DB{Gorm: gdb, Dialect: dialect}
+	db := &DB{Gorm: gdb, Dialect: dialect, url: rawURL}
 	sqlDB, err := gdb.DB()
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)

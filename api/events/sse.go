@@ -68,9 +68,29 @@ func (b *Broker) Stream(ctx context.Context, w http.ResponseWriter, lastEventID 
 	fmt.Fprintf(bw, "retry: %d\n\n", retryMillis)
 
 	sent := sub.Start // the id the client will resume from
+	var skip uint64   // events up to this id were seen elsewhere (a client ahead of this replica)
 	write := func(ev Event) {
-		fmt.Fprintf(bw, "id: %d\nevent: %s\ndata: %s\n\n", ev.ID, ev.Type, ev.encoded)
+		if ev.ID <= skip && ev.Type != TypeReset {
+			return
+		}
+		if ev.more {
+			fmt.Fprintf(bw, "event: %s\ndata: %s\n\n", ev.Type, ev.encoded)
+		} else {
+			fmt.Fprintf(bw, "id: %d\nevent: %s\ndata: %s\n\n", ev.ID, ev.Type, ev.encoded)
+		}
 		sent = ev.ID
+	}
+	if sub.backfill {
+		evs, reset, err := b.backfill(ctx, lastEventID, sub.Start)
+		switch {
+		case err != nil:
+			return err
+		case reset:
+			sub.Replay = []Event{b.resetEvent(sub.Start, lastEventID)}
+		default:
+			sub.Replay = evs
+			skip = lastEventID
+		}
 	}
 	flush := func() error {
 		if err := bw.Flush(); err != nil {

@@ -39,6 +39,9 @@ type config struct {
 	HistoryRetention    time.Duration
 	ShutdownTimeout     time.Duration
 	EventBuffer         int
+	FeedPollInterval    time.Duration
+	FeedNotify          bool
+	FeedRetention       time.Duration
 	LogFormat           string
 	LogLevel            string
 }
@@ -64,6 +67,9 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.DurationVar(&c.HistoryRetention, "history-retention", 30*24*time.Hour, "how long SQL history (policy_stats) is kept")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "deadline for draining requests and the final history flush")
 	fs.IntVar(&c.EventBuffer, "event-buffer", events.DefaultBufferSize, "how many recent events GET /api/v1/events keeps for clients that reconnect with Last-Event-ID")
+	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", storage.DefaultFeedPollInterval, "how often each replica reads the change feed when no notification woke it")
+	fs.BoolVar(&c.FeedNotify, "feed-notify", true, "on PostgreSQL, wake the change-feed tailer with LISTEN/NOTIFY (false: poll only)")
+	fs.DurationVar(&c.FeedRetention, "feed-retention", storage.DefaultFeedRetention, "how long the change feed (and so the audit log) is kept")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -95,8 +101,10 @@ func (c config) validate() error {
 		"flush-interval": c.FlushInterval, "flow-idle-timeout": c.FlowIdleTimeout,
 		"metrics-cache-ttl": c.MetricsCacheTTL, "routing-cache-ttl": c.RoutingCacheTTL,
 		"history-retention": c.HistoryRetention, "shutdown-timeout": c.ShutdownTimeout,
+		"feed-poll-interval": c.FeedPollInterval, "feed-retention": c.FeedRetention,
 	}
-	for _, name := range []string{"flush-interval", "flow-idle-timeout", "metrics-cache-ttl", "routing-cache-ttl", "history-retention", "shutdown-timeout"} {
+	for _, name := range []string{"flush-interval", "flow-idle-timeout", "metrics-cache-ttl", "routing-cache-ttl", "history-retention", "shutdown-timeout",
+		"feed-poll-interval", "feed-retention"} {
 		if positive[name] <= 0 {
 			bad(name, "must be positive, got %s", positive[name])
 		}

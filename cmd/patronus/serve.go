@@ -107,10 +107,14 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		History:    history,
 		Events:     broker,
 		Caches:     caches,
+
+		FeedPollInterval: c.FeedPollInterval,
+		FeedNoNotify:     !c.FeedNotify,
 	})
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
 	warmed, err := srv.WarmMetricsCache(ctx, int(c.CacheMaxEntries))
 	if err != nil {
 		return err
@@ -135,6 +139,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	loops.Go(func() { coll.Run(loopCtx) })
 	loops.Go(func() { flusher.Run(loopCtx, c.ShutdownTimeout) })
 	loops.Go(func() { caches.RunCleanup(loopCtx, cacheCleanupInterval(c)) })
+	loops.Go(func() { storage.NewStore(db).Changes().RunRetention(loopCtx, c.FeedRetention, time.Hour, log) })
 	if sqlHistory, ok := history.(*storage.SQLHistory); ok {
 		loops.Go(func() { sqlHistory.RunRetention(loopCtx, c.HistoryRetention, time.Hour) })
 	}
