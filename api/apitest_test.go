@@ -180,7 +180,13 @@ func withConfig(f func(*Config)) apiOption { return apiOption{config: f} }
 // testAdminToken; everything stops when the test ends.
 func newTestAPI(t *testing.T, dialect string, opts ...apiOption) *testAPI {
 	t.Helper()
-	db := storagetest.Open(t, dialect)
+	return newTestAPIOn(t, storagetest.Open(t, dialect), opts...)
+}
+
+// newTestAPIOn is newTestAPI on a database opened already (a replica of another test server).
+func newTestAPIOn(t *testing.T, db *storage.DB, opts ...apiOption) *testAPI {
+	t.Helper()
+	dialect := db.Dialect
 	a := &testAPI{
 		t: t, dialect: dialect, db: db, store: storage.NewStore(db), rec: &recorder{}, logs: &syncBuffer{},
 		collector: collector.New(collector.Config{Logger: slog.New(slog.DiscardHandler)}),

@@ -193,8 +193,11 @@ func (t *Tailer) listen(ctx context.Context) {
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {
 			return pgx.Connect(ctx, t.cfg.DB.url)
 		},
-		LogError: func(_ context.Context, err error) {
+		LogError: func(ctx context.Context, err error) {
 			t.listening.Store(false)
+			if ctx.Err() != nil {
+				return // shutting down
+			}
 			t.cfg.Logger.Warn("feed listener", "err", err)
 		},
 		ReconnectDelay: time.Second,
