@@ -122,9 +122,7 @@ func (s *Server) applyChange(ctx context.Context, ch storage.Change) {
 			}
 		}
 	}
-	for _, ev := range changeEvents(ch) {
-		s.emit(ev)
-	}
+	s.emit(changeEvents(ch)...)
 }
 
 // policiesChanged recompiles the classifier and drops the routing decisions policies made.
@@ -150,13 +148,15 @@ func (s *Server) resetFromFeed(ctx context.Context, head int64) {
 	}, false))
 }
 
-// emit publishes an event to the configured sink (tests) or the broker.
-func (s *Server) emit(ev events.Event) {
+// emit publishes the events of one change to the configured sink (tests) or the broker.
+func (s *Server) emit(evs ...events.Event) {
 	if s.cfg.Publish != nil {
-		s.cfg.Publish(ev.Type, ev.Data)
+		for _, ev := range evs {
+			s.cfg.Publish(ev.Type, ev.Data)
+		}
 		return
 	}
-	s.cfg.Events.PublishAt(ev)
+	s.cfg.Events.PublishAt(evs...)
 }
 
 // changeEvents are the SSE events of a change, all with its seq as id: the events it carries,

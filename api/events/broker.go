@@ -134,13 +134,16 @@ func (b *Broker) Publish(typ string, data any) Event {
 	return ev
 }
 
-// PublishAt publishes an event with a given id (a change feed seq), which must not be below the
-// last one; more says another event with the same id follows.
-func (b *Broker) PublishAt(ev Event) {
+// PublishAt publishes events made by NewEvent with given ids (the events of one change feed
+// seq), which must not be below the last one, at once: no subscriber starts in the middle of
+// them.
+func (b *Broker) PublishAt(evs ...Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.lastID = max(b.lastID, ev.ID)
-	b.publishLocked(ev)
+	for _, ev := range evs {
+		b.lastID = max(b.lastID, ev.ID)
+		b.publishLocked(ev)
+	}
 }
 
 // SetLastID sets the id the next subscriber starts after (the feed's head at start-up).
