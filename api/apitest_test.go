@@ -180,7 +180,13 @@ func withConfig(f func(*Config)) apiOption { return apiOption{config: f} }
 // testAdminToken; everything stops when the test ends.
 func newTestAPI(t *testing.T, dialect string, opts ...apiOption) *testAPI {
 	t.Helper()
-	db := storagetest.Open(t, dialect)
+	return newTestAPIOn(t, storagetest.Open(t, dialect), opts...)
+}
+
+// newTestAPIOn is newTestAPI on a database opened already (a replica of another test server).
+func newTestAPIOn(t *testing.T, db *storage.DB, opts ...apiOption) *testAPI {
+	t.Helper()
+	dialect := db.Dialect
 	a := &testAPI{
 		t: t, dialect: dialect, db: db, store: storage.NewStore(db), rec: &recorder{}, logs: &syncBuffer{},
 		collector: collector.New(collector.Config{Logger: slog.New(slog.DiscardHandler)}),
@@ -202,6 +208,7 @@ func newTestAPI(t *testing.T, dialect string, opts ...apiOption) *testAPI {
 	if err != nil {
 		t.Fatalf("new server: %v", err)
 	}
+	t.Cleanup(srv.Close)
 	a.srv = srv
 	for _, o := range opts {
 		if o.server != nil {
@@ -505,7 +512,7 @@ func (a *testAPI) seed() fixture {
 }
 
 // snapshotTables are the tables a failed request must leave as they were.
-var snapshotTables = []string{"sites", "endpoints", "paths", "path_metrics", "policies", "audit_entries", "api_tokens"}
+var snapshotTables = []string{"sites", "endpoints", "paths", "path_metrics", "policies", "changes", "api_tokens"}
 
 // snapshot renders every row of the snapshot tables.
 func (a *testAPI) snapshot() map[string][]string {

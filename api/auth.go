@@ -224,3 +224,11 @@ func (e *tooManyFailures) Unwrap() error { return errTooManyRequests }
 
 // RetryAfter is when the address has an attempt again.
 func (e *tooManyFailures) RetryAfter() time.Duration { return e.wait }
+
+// forgetHash drops the cached lookup of one token, by the hash of its secret (a revocation
+// applied from the change feed).
+func (a *authenticator) forgetHash(hash string) {
+	a.mu.Lock()
+	delete(a.cache, hash)
+	a.mu.Unlock()
+}

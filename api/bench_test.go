@@ -74,6 +74,7 @@ func BenchmarkIngestTraffic(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(srv.Close)
 	handler := srv.Handler()
 
 	for _, bc := range []struct {

@@ -59,7 +59,7 @@ func (s *Server) clearCaches(c *gin.Context, resourceID string, names []string) 
 	ctx := c.Request.Context()
 	perCache := map[string]int{}
 	total := 0
-	var auditID int64
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		for _, name := range names {
 			n, ok := 0, true
@@ -73,15 +73,17 @@ func (s *Server) clearCaches(c *gin.Context, resourceID string, names []string) 
 			total += n
 		}
 		var err error
-		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionClear, apigen.AuditResourceKindCache, resourceID,
-			map[string]any{"cleared": perCache, "cleared_entries": total})
+		seq, err = s.record(ctx, tx, c, storage.KindCacheCleared, resourceID,
+			map[string]any{"cleared": perCache, "cleared_entries": total},
+			storage.Effects{Caches: names, Events: []storage.ChangeEvent{{Type: eventCacheCleared,
+				Data: map[string]any{"caches": names, "cleared_entries": total}}}})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	s.publish(eventCacheCleared, map[string]any{"caches": names, "cleared_entries": total, "audit_id": auditID})
+	s.applied(c, seq)
 	c.JSON(http.StatusOK, apigen.CacheClearResult{
 		Success: true, ClearedEntries: int64(total),
 		Message: fmt.Sprintf("cleared %d entries from %d %s", total, len(names), plural(len(names), "cache", "caches")),

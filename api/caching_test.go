@@ -446,6 +446,7 @@ func benchServer(b *testing.B) (*Server, *cache.Caches, int64) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(srv.Close)
 	ctx := context.Background()
 	store := storage.NewStore(db)
 	sites := []storage.Site{{Name: "bench-a"}, {Name: "bench-b"}}

@@ -54,6 +54,7 @@ func (s *Server) CreateEndpoint(c *gin.Context, siteID apigen.SiteID) {
 	if in.WANKind != nil {
 		e.WANKind = string(*in.WANKind)
 	}
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		if err := tx.Endpoints().Create(ctx, &e); err != nil {
 			return err
@@ -62,14 +63,14 @@ func (s *Server) CreateEndpoint(c *gin.Context, siteID apigen.SiteID) {
 		if e, err = tx.Endpoints().Get(ctx, e.ID); err != nil { // as stored, timestamps included
 			return err
 		}
-		_, err = auditWrite(ctx, tx, c, apigen.AuditActionCreate, apigen.AuditResourceKindEndpoint, e.ID,
-			map[string]any{"after": endpointSummary(e)})
+		seq, err = s.record(ctx, tx, c, storage.KindEndpointCreated, e.ID, map[string]any{"after": endpointSummary(e)}, storage.Effects{})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
+	s.applied(c, seq)
 	c.JSON(http.StatusCreated, endpointOut(e))
 }
 
@@ -92,6 +93,7 @@ func (s *Server) UpdateEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
 	}
 	ctx := c.Request.Context()
 	var e storage.Endpoint
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		before, err := tx.Endpoints().Get(ctx, endpointID.String())
 		if err != nil {
@@ -113,14 +115,14 @@ func (s *Server) UpdateEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
 		if err := tx.Endpoints().Update(ctx, &e); err != nil {
 			return err
 		}
-		_, err = auditWrite(ctx, tx, c, apigen.AuditActionUpdate, apigen.AuditResourceKindEndpoint, e.ID,
-			changeDetails(endpointSummary(before), endpointSummary(e)))
+		seq, err = s.record(ctx, tx, c, storage.KindEndpointUpdated, e.ID, changeDetails(endpointSummary(before), endpointSummary(e)), storage.Effects{})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
+	s.applied(c, seq)
 	c.JSON(http.StatusOK, endpointOut(e))
 }
 
@@ -131,7 +133,7 @@ func (s *Server) DeleteEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
 	ctx := c.Request.Context()
 	id := endpointID.String()
 	var pathIDs, policyIDs []int64
-	var auditID int64
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		before, err := tx.Endpoints().Get(ctx, id)
 		if err != nil {
@@ -146,15 +148,16 @@ func (s *Server) DeleteEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
 		if err := tx.Endpoints().Delete(ctx, id); err != nil {
 			return err
 		}
-		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionDelete, apigen.AuditResourceKindEndpoint, id,
-			map[string]any{"before": endpointSummary(before), "paths_deleted": pathIDs, "policies_updated": policyIDs})
+		seq, err = s.record(ctx, tx, c, storage.KindEndpointDeleted, id,
+			map[string]any{"before": endpointSummary(before), "paths_deleted": pathIDs, "policies_updated": policyIDs},
+			storage.Effects{PathIDs: pathIDs, PolicyIDs: policyIDs})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	s.pathsRemoved(c, pathIDs, policyIDs, auditID)
+	s.applied(c, seq)
 	c.Status(http.StatusNoContent)
 }
 
@@ -168,17 +171,4 @@ func pathsOfEndpoint(ctx context.Context, tx *storage.Store, endpointID string) 
 		return nil, fmt.Errorf("paths of endpoint %s: %w", endpointID, err)
 	}
 	return ids, nil
-}
-
-// pathsRemoved tells the rest of the process, once the deletion has committed, that these
-// paths are gone: caches drop them, each is broadcast as path.deleted, and policies that
-// preferred one are recompiled without it.
-func (s *Server) pathsRemoved(c *gin.Context, pathIDs, policyIDs []int64, auditID int64) {
-	s.invalidatePaths(pathIDs)
-	for _, id := range pathIDs {
-		s.publish(eventPathDeleted, map[string]any{"path_id": id, "audit_id": auditID})
-	}
-	if len(policyIDs) > 0 {
-		s.reloadPoliciesAfterWrite(c)
-	}
 }

@@ -20,9 +20,12 @@ import (
 // sseEvent is one message of the event stream: its id: and event: fields and its data: line
 // decoded.
 type sseEvent struct {
-	ID   uint64
-	Type string
-	Data struct {
+	ID uint64
+	// IDLine says the event had an id field; the events of one change share its seq and only
+	// the last of them sends it, so a client cut off mid-change resumes before all of them.
+	IDLine bool
+	Type   string
+	Data   struct {
 		ID   uint64         `json:"id"`
 		Type string         `json:"type"`
 		Data map[string]any `json:"data"`
@@ -84,6 +87,7 @@ func (s *sseStream) read() {
 		switch field {
 		case "id":
 			ev.ID, _ = strconv.ParseUint(value, 10, 64)
+			ev.IDLine = true
 		case "event":
 			ev.Type = value
 		case "data":
@@ -107,6 +111,9 @@ func (s *sseStream) next() sseEvent {
 	case ev, ok := <-s.C:
 		if !ok {
 			s.t.Fatal("the event stream ended")
+		}
+		if !ev.IDLine {
+			ev.ID = ev.Data.ID
 		}
 		if ev.ID != ev.Data.ID || ev.Type != ev.Data.Type {
 			s.t.Errorf("SSE fields id %d event %s, data %d %s", ev.ID, ev.Type, ev.Data.ID, ev.Data.Type)
@@ -149,16 +156,19 @@ func TestStreamEvents(t *testing.T) {
 	f := a.seedDeletion()
 	stream := a.openStream("")
 
-	// A subscriber sees site.deleted with the audit id of the deletion, then its paths.
+	// A subscriber sees site.deleted with the audit id of the deletion, then its paths, all
+	// with the deletion's feed seq as id, sent on the last of them only.
 	del := decodeAs[apigen.SiteDeletionResult](t, a.deleteSite(f.target.ID, "", "", a.admin), http.StatusOK)
 	ev := stream.next()
-	if ev.Type != "site.deleted" || ev.Data.Data["site_id"] != f.target.ID || ev.Data.Data["audit_id"] != float64(*del.AuditID) {
-		t.Fatalf("first event = %+v, want site.deleted of %s with audit id %d", ev, f.target.ID, *del.AuditID)
+	if ev.Type != "site.deleted" || ev.Data.Data["site_id"] != f.target.ID || ev.Data.Data["audit_id"] != float64(*del.AuditID) ||
+		ev.ID != uint64(*del.AuditID) || ev.IDLine {
+		t.Fatalf("first event = %+v, want site.deleted of %s with audit id %d as its id, no id line", ev, f.target.ID, *del.AuditID)
 	}
-	for _, pathID := range f.targetPaths {
+	for i, pathID := range f.targetPaths {
 		ev = stream.next()
-		if ev.Type != "path.deleted" || ev.Data.Data["path_id"] != float64(pathID) {
-			t.Errorf("event = %+v, want path.deleted of %d", ev, pathID)
+		if ev.Type != "path.deleted" || ev.Data.Data["path_id"] != float64(pathID) || ev.ID != uint64(*del.AuditID) ||
+			ev.IDLine != (i == len(f.targetPaths)-1) {
+			t.Errorf("event = %+v, want path.deleted of %d, id %d on the last one only", ev, pathID, *del.AuditID)
 		}
 	}
 	lastSeen := ev.ID
@@ -190,15 +200,37 @@ func TestStreamEvents(t *testing.T) {
 		t.Errorf("live event after the replay = %+v", ev)
 	}
 
-	// A client further behind than the buffer gets one reset, carrying the newest id.
-	behind := a.openStream("1")
-	if ev := behind.next(); ev.Type != "reset" || ev.ID != lastSeen+4 {
-		t.Errorf("first event for a client too far behind = %+v, want reset with id %d", ev, lastSeen+4)
+	// A client further behind than the buffer is replayed from the change feed.
+	behind := a.openStream("0")
+	var ids []uint64
+	for ev := behind.next(); ; ev = behind.next() {
+		if ev.Type == "reset" {
+			t.Fatalf("client behind the buffer got %+v, want a replay from the feed", ev)
+		}
+		if len(ids) == 0 || ids[len(ids)-1] != ev.ID {
+			ids = append(ids, ev.ID)
+		}
+		if ev.ID == lastSeen+4 {
+			break
+		}
+	}
+	if want := []uint64{lastSeen, lastSeen + 1, lastSeen + 2, lastSeen + 3, lastSeen + 4}; !slices.Equal(ids, want) {
+		t.Errorf("replayed from the feed: ids %v, want %v", ids, want)
 	}
 	metrics := string(a.do(http.MethodGet, "/metrics", a.viewer, nil).Body)
 	if !strings.Contains(metrics, "patronus_event_subscribers 2\n") {
 		t.Errorf("/metrics does not count 2 open streams:\n%s", grepLines(metrics, "patronus_event"))
 	}
+
+	// One behind the retained feed gets one reset, carrying the newest id.
+	if _, err := a.store.Changes().Prune(context.Background(), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	pruned := a.openStream("0")
+	if ev := pruned.next(); ev.Type != "reset" || ev.ID != lastSeen+4 {
+		t.Errorf("first event for a client behind the retained feed = %+v, want reset with id %d", ev, lastSeen+4)
+	}
+	pruned.close()
 
 	// Refused before streaming: a malformed Last-Event-ID, no token.
 	for _, last := range []string{"abc", "-1", "99999999999999999999"} {

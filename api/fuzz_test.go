@@ -109,6 +109,7 @@ func FuzzCreatePolicyBody(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	f.Cleanup(srv.Close)
 	ctx := context.Background()
 	_, operator, err := store.Tokens().Create(ctx, "fuzz-operator", storage.RoleOperator)
 	if err != nil {

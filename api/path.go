@@ -59,6 +59,7 @@ func (s *Server) CreatePath(c *gin.Context) {
 	if in.Status != nil {
 		p.Status = string(*in.Status)
 	}
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		var missing []FieldError
 		for _, end := range []struct{ field, id string }{
@@ -84,15 +85,15 @@ func (s *Server) CreatePath(c *gin.Context) {
 		if p, err = tx.Paths().Get(ctx, p.ID); err != nil { // as stored, timestamps included
 			return err
 		}
-		_, err = auditWrite(ctx, tx, c, apigen.AuditActionCreate, apigen.AuditResourceKindPath, resourceKey(p.ID),
-			map[string]any{"after": pathSummary(p)})
+		seq, err = s.record(ctx, tx, c, storage.KindPathCreated, resourceKey(p.ID), map[string]any{"after": pathSummary(p)},
+			storage.Effects{PathIDs: []int64{p.ID}})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	s.routesChanged() // the new path may beat the one a cached decision chose
+	s.applied(c, seq)
 	c.JSON(http.StatusCreated, pathOut(p))
 }
 
@@ -116,6 +117,7 @@ func (s *Server) UpdatePath(c *gin.Context, pathID apigen.PathID) {
 	}
 	ctx := c.Request.Context()
 	var p storage.Path
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		before, err := tx.Paths().Get(ctx, pathID)
 		if err != nil {
@@ -131,15 +133,15 @@ func (s *Server) UpdatePath(c *gin.Context, pathID apigen.PathID) {
 		if err := tx.Paths().Update(ctx, &p); err != nil {
 			return err
 		}
-		_, err = auditWrite(ctx, tx, c, apigen.AuditActionUpdate, apigen.AuditResourceKindPath, resourceKey(p.ID),
-			changeDetails(pathSummary(before), pathSummary(p)))
+		seq, err = s.record(ctx, tx, c, storage.KindPathUpdated, resourceKey(p.ID), changeDetails(pathSummary(before), pathSummary(p)),
+			storage.Effects{PathIDs: []int64{p.ID}})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	s.invalidatePaths([]int64{p.ID})
+	s.applied(c, seq)
 	c.JSON(http.StatusOK, pathOut(p))
 }
 
@@ -148,7 +150,7 @@ func (s *Server) UpdatePath(c *gin.Context, pathID apigen.PathID) {
 func (s *Server) DeletePath(c *gin.Context, pathID apigen.PathID) {
 	ctx := c.Request.Context()
 	var policyIDs []int64
-	var auditID int64
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		before, err := tx.Paths().Get(ctx, pathID)
 		if err != nil {
@@ -160,14 +162,15 @@ func (s *Server) DeletePath(c *gin.Context, pathID apigen.PathID) {
 		if err := tx.Paths().Delete(ctx, pathID); err != nil {
 			return err
 		}
-		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionDelete, apigen.AuditResourceKindPath, resourceKey(pathID),
-			map[string]any{"before": pathSummary(before), "policies_updated": policyIDs})
+		seq, err = s.record(ctx, tx, c, storage.KindPathDeleted, resourceKey(pathID),
+			map[string]any{"before": pathSummary(before), "policies_updated": policyIDs},
+			storage.Effects{PathIDs: []int64{pathID}, PolicyIDs: policyIDs})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	s.pathsRemoved(c, []int64{pathID}, policyIDs, auditID)
+	s.applied(c, seq)
 	c.Status(http.StatusNoContent)
 }

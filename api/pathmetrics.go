@@ -94,6 +94,7 @@ func (s *Server) ReplacePathMetrics(c *gin.Context, pathID apigen.PathID) {
 		defer s.cfg.Caches.LockPathWrites(pathID)()
 	}
 	ctx := c.Request.Context()
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		if _, err := tx.Paths().Get(ctx, pathID); err != nil {
 			return err
@@ -105,18 +106,17 @@ func (s *Server) ReplacePathMetrics(c *gin.Context, pathID apigen.PathID) {
 		if m, err = tx.Metrics().Get(ctx, pathID); err != nil { // as stored
 			return err
 		}
-		_, err = auditWrite(ctx, tx, c, apigen.AuditActionUpdate, apigen.AuditResourceKindPathMetrics, resourceKey(pathID),
-			map[string]any{"after": pathMetricsSummary(m)})
+		seq, err = s.record(ctx, tx, c, storage.KindPathMetricsReplaced, resourceKey(pathID),
+			map[string]any{"after": pathMetricsSummary(m)}, storage.Effects{PathIDs: []int64{pathID}})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
+	s.applied(c, seq) // every replica, this one included, drops the path's cached metrics and decisions
 	if s.cfg.Caches != nil {
 		s.cfg.Caches.StoreMetrics(m)
-	} else {
-		s.invalidatePaths([]int64{pathID})
 	}
 	s.writeMetricsHistory(c, m)
 	c.JSON(http.StatusOK, pathMetricsOut(m))

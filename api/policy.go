@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 
 	"github.com/gin-gonic/gin"
 
@@ -17,22 +16,6 @@ import (
 // eventPolicyUpdated is broadcast after every policy create, update and delete.
 const eventPolicyUpdated = "policy.updated"
 
-// policyReloadMu serialises reading the policies and handing them to the collector, so that
-// two writes finishing together cannot leave the older set compiled last.
-var policyReloadMu sync.Mutex
-
-// reloadPoliciesAfterWrite recompiles the classifier once a policy change has committed, and
-// drops the routing decisions the policy may have made. The change stands whatever happens
-// here, so a failure is logged, not answered.
-func (s *Server) reloadPoliciesAfterWrite(c *gin.Context) {
-	s.routesChanged()
-	policyReloadMu.Lock()
-	defer policyReloadMu.Unlock()
-	if err := s.ReloadPolicies(afterCommit(c)); err != nil {
-		loggerFrom(c).Error("reload policies into the collector", "err", err, "request_id", requestID(c))
-	}
-}
-
 // policyStats returns the live counters of a policy; zeros without a collector or before the
 // collector knows the policy.
 func (s *Server) policyStats(id int64) collector.PolicyStats {
@@ -43,9 +26,11 @@ func (s *Server) policyStats(id int64) collector.PolicyStats {
 	return st
 }
 
-// policyEvent is the payload of policy.updated.
-func policyEvent(id int64, action apigen.AuditAction, auditID int64) map[string]any {
-	return map[string]any{"policy_id": id, "action": string(action), "audit_id": auditID}
+// policyEffects is what replicas need of a policy write: its id and the policy.updated event
+// (the feed adds audit_id).
+func policyEffects(id int64, action apigen.AuditAction) storage.Effects {
+	return storage.Effects{PolicyIDs: []int64{id}, Events: []storage.ChangeEvent{{Type: eventPolicyUpdated,
+		Data: map[string]any{"policy_id": id, "action": string(action)}}}}
 }
 
 // ListPolicies answers one page of policies with their live counters.
@@ -94,7 +79,7 @@ func (s *Server) CreatePolicy(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	var auditID int64
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		if err := checkPreferredPath(ctx, tx, p.PathID); err != nil {
 			return err
@@ -106,16 +91,15 @@ func (s *Server) CreatePolicy(c *gin.Context) {
 		if p, err = tx.Policies().Get(ctx, p.ID); err != nil { // as stored, timestamps included
 			return err
 		}
-		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionCreate, apigen.AuditResourceKindPolicy, resourceKey(p.ID),
-			map[string]any{"after": policySummary(p)})
+		seq, err = s.record(ctx, tx, c, storage.KindPolicyCreated, resourceKey(p.ID), map[string]any{"after": policySummary(p)},
+			policyEffects(p.ID, apigen.AuditActionCreate))
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	s.reloadPoliciesAfterWrite(c)
-	s.publish(eventPolicyUpdated, policyEvent(p.ID, apigen.AuditActionCreate, auditID))
+	s.applied(c, seq)
 	c.JSON(http.StatusCreated, policyOut(p, s.policyStats(p.ID)))
 }
 
@@ -155,7 +139,7 @@ func (s *Server) UpdatePolicy(c *gin.Context, policyID apigen.PolicyID) {
 	}
 	ctx := c.Request.Context()
 	var p storage.Policy
-	var auditID int64
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		before, err := tx.Policies().Get(ctx, policyID)
 		if err != nil {
@@ -184,16 +168,15 @@ func (s *Server) UpdatePolicy(c *gin.Context, policyID apigen.PolicyID) {
 		if err := tx.Policies().Update(ctx, &p); err != nil {
 			return policyWriteError(err, p, newPath)
 		}
-		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionUpdate, apigen.AuditResourceKindPolicy, resourceKey(p.ID),
-			changeDetails(policySummary(before), policySummary(p)))
+		seq, err = s.record(ctx, tx, c, storage.KindPolicyUpdated, resourceKey(p.ID), changeDetails(policySummary(before), policySummary(p)),
+			policyEffects(p.ID, apigen.AuditActionUpdate))
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	s.reloadPoliciesAfterWrite(c)
-	s.publish(eventPolicyUpdated, policyEvent(p.ID, apigen.AuditActionUpdate, auditID))
+	s.applied(c, seq)
 	c.JSON(http.StatusOK, policyOut(p, s.policyStats(p.ID)))
 }
 
@@ -201,7 +184,7 @@ func (s *Server) UpdatePolicy(c *gin.Context, policyID apigen.PolicyID) {
 // flows. Broadcast as policy.updated.
 func (s *Server) DeletePolicy(c *gin.Context, policyID apigen.PolicyID) {
 	ctx := c.Request.Context()
-	var auditID int64
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		before, err := tx.Policies().Get(ctx, policyID)
 		if err != nil {
@@ -210,16 +193,15 @@ func (s *Server) DeletePolicy(c *gin.Context, policyID apigen.PolicyID) {
 		if err := tx.Policies().Delete(ctx, policyID); err != nil {
 			return err
 		}
-		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionDelete, apigen.AuditResourceKindPolicy, resourceKey(policyID),
-			map[string]any{"before": policySummary(before)})
+		seq, err = s.record(ctx, tx, c, storage.KindPolicyDeleted, resourceKey(policyID), map[string]any{"before": policySummary(before)},
+			policyEffects(policyID, apigen.AuditActionDelete))
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	s.reloadPoliciesAfterWrite(c)
-	s.publish(eventPolicyUpdated, policyEvent(policyID, apigen.AuditActionDelete, auditID))
+	s.applied(c, seq)
 	c.Status(http.StatusNoContent)
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -41,8 +42,9 @@ type Config struct {
 	// acknowledged: a 200 means they are on disk. nil acknowledges once the batch is counted
 	// in memory.
 	Spool TrafficSpool
-	// Publish broadcasts a change event (site.deleted, policy.updated, ...); nil publishes to
-	// Events.
+	// Publish receives every change event (site.deleted, policy.updated, ...) the feed tailer
+	// applies instead of Events (tests record them); nil publishes to Events with the
+	// change's seq as id.
 	Publish func(eventType string, data any)
 	// History answers history queries; nil disables the history routes.
 	History storage.HistoryStore
@@ -71,6 +73,12 @@ type Config struct {
 	// Ingest bounds the ingest requests and body bytes held at once; zero values take the
 	// defaults.
 	Ingest IngestLimits
+	// FeedPollInterval is how often the change-feed tailer reads the feed when nothing woke it;
+	// storage.DefaultFeedPollInterval when 0.
+	FeedPollInterval time.Duration
+	// FeedNoNotify turns the PostgreSQL LISTEN of the tailer off: other replicas' changes then
+	// arrive by the poll only.
+	FeedNoNotify bool
 	// Caches holds the path-metrics and routing-decision caches the metrics, routing and cache
 	// routes read and clear; nil serves those routes from the database alone. When Invalidator
 	// is nil it is set to Caches.
@@ -103,6 +111,14 @@ type Server struct {
 	checks   []Check
 	docs     gin.HandlerFunc
 	live     liveState
+
+	feedMu   sync.Mutex // guards starting and stopping the tailer
+	tailer   *storage.Tailer
+	stopFeed context.CancelFunc
+	feedDone chan struct{}
+
+	recheckMu   sync.Mutex
+	lastRecheck time.Time
 }
 
 var _ apigen.ServerInterface = (*Server)(nil)
@@ -120,10 +136,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Events == nil {
 		cfg.Events = events.NewBroker(events.DefaultBufferSize)
-	}
-	if cfg.Publish == nil {
-		broker := cfg.Events
-		cfg.Publish = func(eventType string, data any) { broker.Publish(eventType, data) }
 	}
 	ct, err := loadContract()
 	if err != nil {
@@ -184,9 +196,10 @@ func New(cfg Config) (*Server, error) {
 	})
 	apigen.RegisterHandlersWithOptions(r, s, apigen.GinServerOptions{ErrorHandler: parameterError})
 	s.router = r
+	// With the database not there yet, the caller calls StartFeed once it is.
 	if cfg.DatabaseReady == nil || cfg.DatabaseReady() {
-		if err := s.ReloadPolicies(context.Background()); err != nil {
-			return nil, fmt.Errorf("load policies into the collector: %w", err)
+		if err := s.StartFeed(); err != nil {
+			return nil, fmt.Errorf("start tailing the change feed: %w", err)
 		}
 	}
 	return s, nil
@@ -196,13 +209,6 @@ func New(cfg Config) (*Server, error) {
 // the spec runs first and names the field; this is the backstop.
 func parameterError(c *gin.Context, err error, status int) {
 	writeError(c, newError(errBadRequest, "%v", err))
-}
-
-// publish broadcasts an event if an event sink is configured.
-func (s *Server) publish(eventType string, data any) {
-	if s.cfg.Publish != nil {
-		s.cfg.Publish(eventType, data)
-	}
 }
 
 // invalidatePaths tells the caches that these paths changed or are gone.

@@ -36,9 +36,9 @@ func parseIfMatch(h *string) (*int64, error) {
 	return &v, nil
 }
 
-// siteEvent is the payload of site.created and site.updated.
-func siteEvent(site apigen.Site, auditID int64) map[string]any {
-	return map[string]any{"site_id": site.ID.String(), "site": site, "audit_id": auditID}
+// siteEvent is the payload of site.created and site.updated (the feed adds audit_id).
+func siteEvent(site apigen.Site) map[string]any {
+	return map[string]any{"site_id": site.ID.String(), "site": site}
 }
 
 // ListSites answers one page of sites.
@@ -69,7 +69,7 @@ func (s *Server) CreateSite(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	site := storage.Site{Name: in.Name, Location: deref(in.Location), Description: deref(in.Description)}
-	var auditID int64
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		if err := tx.Sites().Create(ctx, &site); err != nil {
 			return siteWriteError(err, site.Name)
@@ -79,16 +79,16 @@ func (s *Server) CreateSite(c *gin.Context) {
 		if site, err = tx.Sites().Get(ctx, site.ID); err != nil {
 			return err
 		}
-		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionCreate, apigen.AuditResourceKindSite, site.ID,
-			map[string]any{"after": siteSummary(site)})
+		seq, err = s.record(ctx, tx, c, storage.KindSiteCreated, site.ID, map[string]any{"after": siteSummary(site)},
+			storage.Effects{Events: []storage.ChangeEvent{{Type: eventSiteCreated, Data: siteEvent(siteOut(site))}}})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
+	s.applied(c, seq)
 	out := siteOut(site)
-	s.publish(eventSiteCreated, siteEvent(out, auditID))
 	setETag(c, site.Version)
 	c.JSON(http.StatusCreated, out)
 }
@@ -119,7 +119,7 @@ func (s *Server) UpdateSite(c *gin.Context, siteID apigen.SiteID, params apigen.
 	}
 	ctx := c.Request.Context()
 	var site storage.Site
-	var auditID int64
+	var seq int64
 	err = s.store.Tx(ctx, func(tx *storage.Store) error {
 		// The row lock makes the version check below authoritative: no writer can slip in
 		// between it and the update, so a conflict from Update can only be the name.
@@ -145,16 +145,16 @@ func (s *Server) UpdateSite(c *gin.Context, siteID apigen.SiteID, params apigen.
 		if err := tx.Sites().Update(ctx, &site, &before.Version); err != nil {
 			return siteWriteError(err, site.Name)
 		}
-		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionUpdate, apigen.AuditResourceKindSite, site.ID,
-			changeDetails(siteSummary(before), siteSummary(site)))
+		seq, err = s.record(ctx, tx, c, storage.KindSiteUpdated, site.ID, changeDetails(siteSummary(before), siteSummary(site)),
+			storage.Effects{Events: []storage.ChangeEvent{{Type: eventSiteUpdated, Data: siteEvent(siteOut(site))}}})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
+	s.applied(c, seq)
 	out := siteOut(site)
-	s.publish(eventSiteUpdated, siteEvent(out, auditID))
 	setETag(c, site.Version)
 	c.JSON(http.StatusOK, out)
 }

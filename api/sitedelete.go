@@ -13,9 +13,6 @@ import (
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
-// eventSiteDeleted is broadcast once per deleted site, before the path.deleted of its paths.
-const eventSiteDeleted = "site.deleted"
-
 // maxListedIDs is how many endpoint and path ids a deletion result lists per site (the
 // maxItems of DeletedIDs); the totals count them all.
 const maxListedIDs = 1000
@@ -89,11 +86,11 @@ func (s *Server) BatchDeleteSites(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-// deleteSites runs the deletion as the request's principal and, once it has committed, tells
-// the rest of the process: caches drop the removed paths, each site is broadcast as
-// site.deleted and each path as path.deleted (with its site's audit id), and the collector
-// recompiles the policies that lost their path. Ids are listed uncapped here so every path is
-// announced; the response caps them.
+// deleteSites runs the deletion as the request's principal; storage records one site.deleted
+// change per site in the deletion's transaction, and this waits until the local tailer has
+// applied them (as every replica does): caches drop the removed paths, each site is broadcast
+// as site.deleted and each path as path.deleted (with its site's audit id), and the collector
+// recompiles the policies that lost their path.
 func (s *Server) deleteSites(c *gin.Context, ids []string, opts storage.DeleteSitesOptions) (storage.SiteDeletion, error) {
 	opts.Actor = principalOf(c).Name
 	opts.IDCap = -1
@@ -101,20 +98,11 @@ func (s *Server) deleteSites(c *gin.Context, ids []string, opts storage.DeleteSi
 	if err != nil || res.DryRun {
 		return res, err
 	}
-	s.invalidatePaths(res.RemovedPathIDs)
+	var seq int64
 	for _, r := range res.Sites {
-		s.publish(eventSiteDeleted, map[string]any{
-			"site_id": r.Site.ID, "name": r.Site.Name, "audit_id": r.AuditID,
-			"deleted":          apigen.DeletionCounts{Endpoints: r.Deleted.Endpoints, Paths: r.Deleted.Paths, PathMetrics: r.Deleted.PathMetrics},
-			"policies_updated": r.PoliciesUpdated,
-		})
-		for _, id := range r.PathIDs {
-			s.publish(eventPathDeleted, map[string]any{"path_id": id, "site_id": r.Site.ID, "audit_id": r.AuditID})
-		}
+		seq = max(seq, r.AuditID)
 	}
-	if len(res.PoliciesUpdated) > 0 {
-		s.reloadPoliciesAfterWrite(c)
-	}
+	s.applied(c, seq)
 	return res, nil
 }
 

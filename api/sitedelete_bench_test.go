@@ -31,6 +31,7 @@ func BenchmarkDeleteSiteHTTP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(srv.Close)
 	hs := httptest.NewServer(srv.Handler())
 	b.Cleanup(hs.Close)
 	sub := broker.Subscribe(0, false)

@@ -9,7 +9,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/patronus-sdwan/patronus/api/apigen"
-	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
@@ -109,29 +108,39 @@ func (s *Server) ListPolicyFlows(c *gin.Context, policyID apigen.PolicyID, param
 // it had, and broadcasts stats.reset. History is not touched.
 func (s *Server) ResetPolicyStats(c *gin.Context, policyID apigen.PolicyID) {
 	ctx := c.Request.Context()
-	before := s.policyStats(policyID)
-	var auditID int64
-	err := s.store.Tx(ctx, func(tx *storage.Store) error {
+	// "before" is the cluster's total: this replica's counters and the other live replicas'
+	// latest snapshots (up to one flush interval old).
+	stats, err := s.clusterPolicyStats(ctx, []int64{policyID}, apigen.LiveScopeCluster)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	before := stats[policyID]
+	var auditID int64 // the change's seq
+	err = s.store.Tx(ctx, func(tx *storage.Store) error {
 		if _, err := tx.Policies().Get(ctx, policyID); err != nil {
 			return err
 		}
 		var err error
-		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionReset, apigen.AuditResourceKindStats, resourceKey(policyID),
+		auditID, err = s.record(ctx, tx, c, storage.KindStatsReset, resourceKey(policyID),
 			map[string]any{"policy_id": policyID, "before": map[string]any{
-				"packets_matched": counterOut(before.PacketsMatched), "bytes_matched": counterOut(before.BytesMatched),
-			}})
-		return err
+				"packets_matched": before.PacketsMatched, "bytes_matched": before.BytesMatched,
+			}},
+			storage.Effects{PolicyIDs: []int64{policyID}, Events: []storage.ChangeEvent{{Type: eventStatsReset,
+				Data: map[string]any{"policy_id": policyID, "policies_reset": 1}}}})
+		if err != nil {
+			return err
+		}
+		// Snapshots that predate this reset no longer count in cluster totals.
+		return tx.LiveStats().Reset(ctx, policyID, auditID)
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	// After the commit, so that no reset goes unaudited. A policy the collector has not
-	// loaded yet has nothing to zero.
-	if s.cfg.Collector != nil {
-		s.cfg.Collector.ResetPolicy(policyID)
-	}
-	s.publish(eventStatsReset, map[string]any{"policy_id": policyID, "policies_reset": 1, "audit_id": auditID})
+	// Every replica zeroes the counters when it applies the change, after the commit, so that
+	// no reset goes unaudited. A policy the collector has not loaded yet has nothing to zero.
+	s.applied(c, auditID)
 	c.JSON(http.StatusOK, apigen.StatsResetResult{
 		Success: true, Message: fmt.Sprintf("counters of policy %d reset", policyID), PoliciesReset: 1, AuditID: auditID,
 	})
@@ -141,32 +150,45 @@ func (s *Server) ResetPolicyStats(c *gin.Context, policyID apigen.PolicyID) {
 // entry holding the totals it had, and broadcasts stats.reset. History is not touched.
 func (s *Server) ResetStats(c *gin.Context) {
 	ctx := c.Request.Context()
-	var before collector.Totals
-	var policies int
-	if s.cfg.Collector != nil {
-		before = s.cfg.Collector.Totals()
-		policies = len(s.cfg.Collector.AllPolicyStats())
+	// "before" is the cluster's total: this replica's counters and the other live replicas'
+	// latest snapshots (up to one flush interval old).
+	before, err := s.clusterTotals(ctx, apigen.LiveScopeCluster)
+	if err != nil {
+		writeError(c, err)
+		return
 	}
-	var auditID int64
-	err := s.store.Tx(ctx, func(tx *storage.Store) error {
+	policies := s.localPolicyCount()
+	var auditID int64 // the change's seq
+	err = s.store.Tx(ctx, func(tx *storage.Store) error {
 		var err error
-		auditID, err = auditWrite(ctx, tx, c, apigen.AuditActionReset, apigen.AuditResourceKindStats, "",
+		auditID, err = s.record(ctx, tx, c, storage.KindStatsReset, "",
 			map[string]any{"policies_reset": policies, "before": map[string]any{
-				"packets": counterOut(before.Packets), "bytes": counterOut(before.Bytes),
-				"unclassified_packets": counterOut(before.UnclassifiedPackets), "unclassified_bytes": counterOut(before.UnclassifiedBytes),
-			}})
-		return err
+				"packets": before.Packets, "bytes": before.Bytes,
+				"unclassified_packets": before.UnclassifiedPackets, "unclassified_bytes": before.UnclassifiedBytes,
+			}},
+			storage.Effects{Events: []storage.ChangeEvent{{Type: eventStatsReset,
+				Data: map[string]any{"policy_id": nil, "policies_reset": policies}}}})
+		if err != nil {
+			return err
+		}
+		return tx.LiveStats().Reset(ctx, 0, auditID)
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	if s.cfg.Collector != nil {
-		s.cfg.Collector.ResetAll()
-	}
-	s.publish(eventStatsReset, map[string]any{"policy_id": nil, "policies_reset": policies, "audit_id": auditID})
+	s.applied(c, auditID) // every replica zeroes its counters when it applies the reset
 	c.JSON(http.StatusOK, apigen.StatsResetResult{
 		Success: true, Message: fmt.Sprintf("counters of all %d policies and of unclassified traffic reset", policies),
 		PoliciesReset: int64(policies), AuditID: auditID,
 	})
+}
+
+// localPolicyCount is how many policies have counters on this replica: what a reset of
+// every counter reports as reset.
+func (s *Server) localPolicyCount() int {
+	if s.cfg.Collector == nil {
+		return 0
+	}
+	return len(s.cfg.Collector.AllPolicyStats())
 }

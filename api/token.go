@@ -68,6 +68,7 @@ func (s *Server) CreateToken(c *gin.Context) {
 	ctx := c.Request.Context()
 	var tok storage.APIToken
 	var secret string
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		var err error
 		if tok, secret, err = tx.Tokens().Create(ctx, in.Name, string(in.Role)); err != nil {
@@ -76,14 +77,14 @@ func (s *Server) CreateToken(c *gin.Context) {
 		if tok, err = activeToken(ctx, tx, tok.ID); err != nil { // as stored, timestamps included
 			return err
 		}
-		_, err = auditWrite(ctx, tx, c, apigen.AuditActionCreate, apigen.AuditResourceKindToken, resourceKey(tok.ID),
-			map[string]any{"after": tokenSummary(tok)})
+		seq, err = s.record(ctx, tx, c, storage.KindTokenCreated, resourceKey(tok.ID), map[string]any{"after": tokenSummary(tok)}, storage.Effects{})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
+	s.applied(c, seq)
 	c.JSON(http.StatusCreated, apigen.TokenCreated{
 		ID: tok.ID, Name: tok.Name, Role: apigen.Role(tok.Role), Token: secret, CreatedAt: tok.CreatedAt,
 	})
@@ -93,6 +94,7 @@ func (s *Server) CreateToken(c *gin.Context) {
 // on, because the authenticator's cache is purged. 404 if no active token has this id.
 func (s *Server) DeleteToken(c *gin.Context, tokenID apigen.TokenID) {
 	ctx := c.Request.Context()
+	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		before, err := activeToken(ctx, tx, tokenID)
 		if err != nil {
@@ -102,15 +104,15 @@ func (s *Server) DeleteToken(c *gin.Context, tokenID apigen.TokenID) {
 			return err
 		}
 		// The spec's audit actions have no "revoke": revocation is the token's deletion.
-		_, err = auditWrite(ctx, tx, c, apigen.AuditActionDelete, apigen.AuditResourceKindToken, resourceKey(tokenID),
-			map[string]any{"before": tokenSummary(before), "revoked": true})
+		seq, err = s.record(ctx, tx, c, storage.KindTokenRevoked, resourceKey(tokenID),
+			map[string]any{"before": tokenSummary(before), "revoked": true}, storage.Effects{TokenHash: before.Hash})
 		return err
 	})
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	s.auth.forget()
+	s.applied(c, seq) // every replica forgets the token when it applies the revocation
 	c.Status(http.StatusNoContent)
 }
 

@@ -38,18 +38,7 @@ func (s *Server) IngestTraffic(c *gin.Context, params apigen.IngestTrafficParams
 		writeError(c, err)
 		return
 	}
-	var res collector.BatchResult
-	if s.cfg.Spool != nil {
-		ctx := c.Request.Context()
-		res, err = s.cfg.Collector.RecordBatchDurably(reports, func(deltas []spool.Delta) error {
-			if err := s.cfg.Spool.Append(ctx, deltas); err != nil {
-				return fmt.Errorf("%w: traffic spool: %w", errUnavailable, err)
-			}
-			return nil
-		})
-	} else {
-		res, err = s.cfg.Collector.RecordBatch(reports) // counts its own rejections
-	}
+	res, err := s.recordTraffic(c.Request.Context(), reports) // counts its own rejections
 	if err != nil {
 		writeError(c, trafficError(err))
 		return

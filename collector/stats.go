@@ -240,3 +240,6 @@ func (c *Collector) TakeDeltas(now time.Time) []storage.PolicyDelta {
 	slices.SortFunc(out, func(a, b storage.PolicyDelta) int { return cmp.Compare(a.PolicyID, b.PolicyID) })
 	return out
 }
+
+// KnowsPolicy says whether the classifier has the policy with this id.
+func (c *Collector) KnowsPolicy(id int64) bool { return c.policies.Load().known(id) }

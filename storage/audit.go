@@ -2,26 +2,36 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
-
-	"gorm.io/gorm"
 )
 
-// AuditStore appends and reads audit entries.
+// AuditStore reads the change feed as the audit log.
 type AuditStore struct {
-	db *gorm.DB
+	store *Store
 }
 
-// Record appends an entry, setting its id and, when zero, its time.
+// Record appends an entry as the change of the kind its resource kind and action name, setting
+// its id (the change's seq) and, when zero, its time.
 func (s *AuditStore) Record(ctx context.Context, e *AuditEntry) error {
-	if e.Time.IsZero() {
-		e.Time = s.db.NowFunc()
+	kind := ""
+	for k, action := range kindActions {
+		if action == e.Action && strings.HasPrefix(k, e.ResourceKind+".") {
+			kind = k
+			break
+		}
 	}
-	if e.Details == nil {
-		e.Details = map[string]any{}
+	if kind == "" {
+		return fmt.Errorf("%w: no change kind for %s of %s", ErrInvalid, e.Action, e.ResourceKind)
 	}
-	return translate(s.db.WithContext(ctx).Create(e).Error, "record audit entry")
+	c := Change{Time: e.Time, Kind: kind, Actor: e.Actor, ResourceID: e.ResourceID, Details: e.Details}
+	if err := s.store.Changes().Record(ctx, &c); err != nil {
+		return err
+	}
+	e.ID, e.Time, e.Details = c.Seq, c.Time, c.Details
+	return nil
 }
 
 // AuditFilter narrows an audit listing; zero fields do not filter.
@@ -36,7 +46,7 @@ type AuditFilter struct {
 
 // List returns one page of entries matching f, oldest first.
 func (s *AuditStore) List(ctx context.Context, f AuditFilter, p ListParams) (Page[AuditEntry], error) {
-	q := s.db.Model(&AuditEntry{})
+	q := s.store.db.Model(&AuditEntry{})
 	if f.ResourceKind != "" {
 		q = q.Where("resource_kind = ?", f.ResourceKind)
 	}
@@ -55,13 +65,13 @@ func (s *AuditStore) List(ctx context.Context, f AuditFilter, p ListParams) (Pag
 	if !f.Until.IsZero() {
 		q = q.Where("time < ?", f.Until.UTC())
 	}
-	page, err := listPage(ctx, q, p, func(x AuditEntry) string { return strconv.FormatInt(x.ID, 10) }, int64Arg)
+	page, err := listPageBy(ctx, q, "seq", p, func(x AuditEntry) string { return strconv.FormatInt(x.ID, 10) }, int64Arg)
 	return page, translate(err, "list audit entries")
 }
 
 // Get returns one audit entry.
 func (s *AuditStore) Get(ctx context.Context, id int64) (AuditEntry, error) {
 	var e AuditEntry
-	err := s.db.WithContext(ctx).Take(&e, "id = ?", id).Error
+	err := s.store.db.WithContext(ctx).Take(&e, "seq = ?", id).Error
 	return e, translate(err, "get audit entry "+strconv.FormatInt(id, 10))
 }

@@ -52,7 +52,7 @@ ORDER BY kcu.table_name, kcu.column_name`)
 		}
 		return fks, rows.Err()
 	}
-	for _, table := range []string{"sites", "endpoints", "paths", "path_metrics", "policies", "audit_entries", "api_tokens", "policy_stats"} {
+	for _, table := range []string{"sites", "endpoints", "paths", "path_metrics", "policies", "changes", "api_tokens", "policy_stats"} {
 		rows, err := db.SQL().QueryContext(ctx, `SELECT "table", "from", "to", on_delete FROM pragma_foreign_key_list(?)`, table)
 		if err != nil {
 			return nil, fmt.Errorf("read foreign keys of %s: %w", table, err)

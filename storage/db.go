@@ -37,6 +37,8 @@ var migrations embed.FS
 type DB struct {
 	Gorm    *gorm.DB
 	Dialect string
+	// url is what Open was given; the feed listener opens its own connection with it.
+	url string
 	timeout time.Duration
 	// migrations is the pool migrations run on: on PostgreSQL a second one without the
 	// statement_timeout, which a long migration must not meet; opened on first use.
@@ -82,7 +84,7 @@ func OpenWith(ctx context.Context, rawURL string, o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
 	}
-	db := &DB{Gorm: gdb, Dialect: dialect, timeout: o.Timeout}
+	db := &DB{Gorm: gdb, Dialect: dialect, timeout: o.Timeout, url: rawURL}
 	if dialect == DialectPostgres {
 		db.migrations.dsn = rawURL
 	}

@@ -96,9 +96,10 @@ type Policy struct {
 	UpdatedAt time.Time
 }
 
-// AuditEntry records one write: who did what to which resource.
+// AuditEntry is a change of the feed as the audit log shows it: who did what to which
+// resource. Its ID is the change's seq.
 type AuditEntry struct {
-	ID           int64 `gorm:"primaryKey"`
+	ID           int64 `gorm:"primaryKey;column:seq"`
 	Time         time.Time
 	Actor        string
 	Action       string
@@ -106,6 +107,9 @@ type AuditEntry struct {
 	ResourceID   string
 	Details      map[string]any `gorm:"serializer:json"`
 }
+
+// TableName is the change feed, which is the audit log.
+func (AuditEntry) TableName() string { return "changes" }
 
 // Roles of API tokens, in increasing power.
 const (

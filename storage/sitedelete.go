@@ -162,6 +162,7 @@ func (s *Store) DeleteSites(ctx context.Context, ids []string, opts DeleteSitesO
 		return SiteDeletion{}, fmt.Errorf("delete sites: %w", err)
 	}
 	var out SiteDeletion
+	var pending []int64
 	run := func(tx *gorm.DB) error {
 		lock := !opts.DryRun && s.Dialect == DialectPostgres
 		p, err := s.planRemoval(ctx, tx, ids, opts.IfMatch, lock)
@@ -172,7 +173,8 @@ func (s *Store) DeleteSites(ctx context.Context, ids []string, opts DeleteSitesO
 		if opts.DryRun {
 			return nil
 		}
-		return p.execute(tx, s.Dialect, &out, opts.Actor)
+		pending = pending[:0]
+		return p.execute(&Store{db: tx, Dialect: s.Dialect, hook: s.hook, pending: &pending}, &out, opts.Actor)
 	}
 	if opts.DryRun {
 		err = s.snapshotTx(ctx, run)
@@ -181,6 +183,9 @@ func (s *Store) DeleteSites(ctx context.Context, ids []string, opts DeleteSitesO
 	}
 	if err != nil {
 		return SiteDeletion{}, translate(err, "delete sites "+strings.Join(ids, ", "))
+	}
+	if len(pending) > 0 {
+		s.committed(slices.Max(pending))
 	}
 	return out, nil
 }
@@ -458,7 +463,8 @@ func (p *removalPlan) result(opts DeleteSitesOptions) SiteDeletion {
 
 // execute deletes the site rows, checks that the cascade removed exactly the planned rows and
 // records the audit entries.
-func (p *removalPlan) execute(tx *gorm.DB, dialect string, out *SiteDeletion, actor string) error {
+func (p *removalPlan) execute(st *Store, out *SiteDeletion, actor string) error {
+	tx, dialect := st.db, st.Dialect
 	before, err := readRemovals(tx, dialect)
 	if err != nil {
 		return err
@@ -479,16 +485,33 @@ func (p *removalPlan) execute(tx *gorm.DB, dialect string, out *SiteDeletion, ac
 	if removed != planned {
 		return fmt.Errorf("the database removed %+v where the deletion planned %+v; is a foreign key rule missing?", removed, planned)
 	}
-	audit := &AuditStore{db: tx}
 	for i := range out.Sites {
 		r := &out.Sites[i]
-		entry := AuditEntry{Actor: actor, Action: "delete", ResourceKind: "site", ResourceID: r.Site.ID, Details: p.auditDetails(i, r)}
-		if err := audit.Record(tx.Statement.Context, &entry); err != nil {
+		c := Change{Kind: KindSiteDeleted, Actor: actor, ResourceID: r.Site.ID, Details: p.auditDetails(i, r),
+			Effects: p.effects(i, r)}
+		if err := st.Changes().Record(tx.Statement.Context, &c); err != nil {
 			return err
 		}
-		r.AuditID = entry.ID
+		r.AuditID = c.Seq
 	}
 	return nil
+}
+
+// effects is what every replica needs to apply one site's removal: every removed path (not
+// capped, so caches drop them all), the policies that lost their path, and the site.deleted
+// event (path.deleted events follow from the path ids).
+func (p *removalPlan) effects(site int, r *SiteRemoval) Effects {
+	paths := []int64{}
+	for _, path := range p.paths {
+		if p.pathSite[path.ID] == site {
+			paths = append(paths, path.ID)
+		}
+	}
+	return Effects{PathIDs: paths, PolicyIDs: r.PoliciesUpdated, Events: []ChangeEvent{{Type: KindSiteDeleted, Data: map[string]any{
+		"site_id": r.Site.ID, "name": r.Site.Name,
+		"deleted":          map[string]any{"endpoints": r.Deleted.Endpoints, "paths": r.Deleted.Paths, "path_metrics": r.Deleted.PathMetrics},
+		"policies_updated": r.PoliciesUpdated,
+	}}}}
 }
 
 // removals are counters that grow by one for every row a statement removes (and, for

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 
 	"gorm.io/gorm"
 )
@@ -14,22 +15,57 @@ type Store struct {
 	db *gorm.DB
 	// Dialect is the database dialect the store runs on.
 	Dialect string
+	// hook is told the newest seq once a write that recorded changes has committed; shared by
+	// every Store derived from the one NewStore made.
+	hook *commitHook
+	// pending collects the seqs recorded inside Tx until it commits; nil outside a Tx.
+	pending *[]int64
 }
+
+type commitHook struct{ fn func(seq int64) }
 
 // NewStore returns the stores over db.
 func NewStore(db *DB) *Store {
-	return &Store{db: db.Gorm, Dialect: db.Dialect}
+	return &Store{db: db.Gorm, Dialect: db.Dialect, hook: &commitHook{}}
+}
+
+// OnCommit sets the function told the seq of the newest change once a write that recorded it
+// has committed (the in-process wake-up of the feed tailer). Set it before serving.
+func (s *Store) OnCommit(fn func(seq int64)) { s.hook.fn = fn }
+
+// recorded notes that a change with this seq was recorded: at once outside a transaction, at
+// commit inside one.
+func (s *Store) recorded(seq int64) {
+	if s.pending != nil {
+		*s.pending = append(*s.pending, seq)
+		return
+	}
+	s.committed(seq)
+}
+
+func (s *Store) committed(seq int64) {
+	if s.hook != nil && s.hook.fn != nil {
+		s.hook.fn(seq)
+	}
 }
 
 // Tx runs fn with a Store bound to one transaction: fn's writes commit together when it returns
 // nil and roll back otherwise. Losing to a concurrent transaction (a deadlock, a
 // serialization failure, a busy database) is ErrConflict.
 func (s *Store) Tx(ctx context.Context, fn func(tx *Store) error) error {
+	if s.pending != nil { // already inside a Tx: its commit announces the changes
+		return fn(s)
+	}
+	var pending []int64
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return fn(&Store{db: tx, Dialect: s.Dialect})
+		pending = pending[:0]
+		return fn(&Store{db: tx, Dialect: s.Dialect, hook: s.hook, pending: &pending})
 	})
 	if err != nil && !errors.Is(err, ErrConflict) && isContention(err) {
 		return &contentionError{what: "transaction", cause: err}
+	}
+	if err == nil && len(pending) > 0 {
+		s.committed(slices.Max(pending))
 	}
 	return err
 }
@@ -50,7 +86,7 @@ func (s *Store) Metrics() *MetricsStore { return &MetricsStore{db: s.db, dialect
 func (s *Store) Policies() *PolicyStore { return &PolicyStore{db: s.db} }
 
 // Audit returns the audit store.
-func (s *Store) Audit() *AuditStore { return &AuditStore{db: s.db} }
+func (s *Store) Audit() *AuditStore { return &AuditStore{store: s} }
 
 // Tokens returns the API token store.
 func (s *Store) Tokens() *TokenStore { return &TokenStore{db: s.db} }
@@ -95,6 +131,11 @@ func DecodeCursor(cursor string) (string, error) {
 // listPage reads one page of q ordered by id; keyOf returns an item's id as text and
 // afterArg turns a cursor's text back into the id's type.
 func listPage[T any](ctx context.Context, q *gorm.DB, p ListParams, keyOf func(T) string, afterArg func(string) (any, error)) (Page[T], error) {
+	return listPageBy(ctx, q, "id", p, keyOf, afterArg)
+}
+
+// listPageBy is listPage ordered by the key column col.
+func listPageBy[T any](ctx context.Context, q *gorm.DB, col string, p ListParams, keyOf func(T) string, afterArg func(string) (any, error)) (Page[T], error) {
 	limit := p.Limit
 	switch {
 	case limit == 0:
@@ -112,10 +153,10 @@ func listPage[T any](ctx context.Context, q *gorm.DB, p ListParams, keyOf func(T
 		if err != nil {
 			return Page[T]{}, fmt.Errorf("%w: malformed cursor", ErrInvalid)
 		}
-		q = q.Where("id > ?", after)
+		q = q.Where(col+" > ?", after)
 	}
 	var items []T
-	if err := q.Order("id").Limit(limit + 1).Find(&items).Error; err != nil {
+	if err := q.Order(col).Limit(limit + 1).Find(&items).Error; err != nil {
 		return Page[T]{}, err
 	}
 	page := Page[T]{Items: items}

@@ -625,15 +625,15 @@ type Event struct {
 	// `cleared_entries` for `cache.cleared`, nothing for `reset`.
 	Data map[string]interface{} `json:"data"`
 
-	// ID Increasing; also the SSE `id:`, to send back in `Last-Event-ID`.
+	// ID The change's sequence number, increasing in commit order; also the SSE `id:`, to send back in `Last-Event-ID`.
 	ID   int64     `json:"id"`
 	Time time.Time `json:"time"`
 
-	// Type `reset` means the client missed events that are no longer buffered and should reload its state.
+	// Type `reset` means the client missed events that are no longer kept and should reload its state.
 	Type EventType `json:"type"`
 }
 
-// EventType `reset` means the client missed events that are no longer buffered and should reload its state.
+// EventType `reset` means the client missed events that are no longer kept and should reload its state.
 type EventType string
 
 // Exporter A router exporting flows to Patronus, with what was received from it since start.
@@ -1896,14 +1896,19 @@ type ClientInterface interface {
 
 	// StreamEvents Stream change events
 	//
-	// A Server-Sent Events stream. Each message has `id:` (an increasing integer),
-	// `event:` (the event type) and one `data:` line holding the `Event` as JSON.
+	// A Server-Sent Events stream of the change feed. Each message has `event:` (the
+	// event type) and one `data:` line holding the `Event` as JSON; its id is the
+	// sequence number of the change (the audit entry's id), the same on every replica.
+	// The events of one change (a site deletion's `site.deleted` and its
+	// `path.deleted`s) share that id, and only the last of them carries the `id:` line,
+	// so a client cut off in the middle of them gets them all again.
 	// Types: `site.created`, `site.updated`, `site.deleted` (data carries `site_id`,
 	// `audit_id` and the deletion counts), `path.deleted`, `policy.updated`,
 	// `stats.reset`, `cache.cleared`, and `reset`. A client that reconnects with
-	// `Last-Event-ID` first gets every event it missed from a bounded buffer; if it
-	// fell too far behind it gets one `reset` event instead and should reload its
-	// state. A comment line (`: keepalive`) is sent every 15 s. Minimum role viewer.
+	// `Last-Event-ID`, to any replica and across restarts, first gets every event it
+	// missed, from a buffer or from the database; if it fell behind the retained feed
+	// it gets one `reset` event instead and should reload its state. A comment line
+	// (`: keepalive`) is sent every 15 s. Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
 	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2624,14 +2629,19 @@ func (c *Client) UpdateEndpoint(ctx context.Context, endpointID EndpointID, body
 
 // StreamEvents Stream change events
 //
-// A Server-Sent Events stream. Each message has `id:` (an increasing integer),
-// `event:` (the event type) and one `data:` line holding the `Event` as JSON.
+// A Server-Sent Events stream of the change feed. Each message has `event:` (the
+// event type) and one `data:` line holding the `Event` as JSON; its id is the
+// sequence number of the change (the audit entry's id), the same on every replica.
+// The events of one change (a site deletion's `site.deleted` and its
+// `path.deleted`s) share that id, and only the last of them carries the `id:` line,
+// so a client cut off in the middle of them gets them all again.
 // Types: `site.created`, `site.updated`, `site.deleted` (data carries `site_id`,
 // `audit_id` and the deletion counts), `path.deleted`, `policy.updated`,
 // `stats.reset`, `cache.cleared`, and `reset`. A client that reconnects with
-// `Last-Event-ID` first gets every event it missed from a bounded buffer; if it
-// fell too far behind it gets one `reset` event instead and should reload its
-// state. A comment line (`: keepalive`) is sent every 15 s. Minimum role viewer.
+// `Last-Event-ID`, to any replica and across restarts, first gets every event it
+// missed, from a buffer or from the database; if it fell behind the retained feed
+// it gets one `reset` event instead and should reload its state. A comment line
+// (`: keepalive`) is sent every 15 s. Minimum role viewer.
 //
 // Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
 func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -6159,14 +6169,19 @@ type ClientWithResponsesInterface interface {
 
 	// StreamEventsWithResponse Stream change events
 	//
-	// A Server-Sent Events stream. Each message has `id:` (an increasing integer),
-	// `event:` (the event type) and one `data:` line holding the `Event` as JSON.
+	// A Server-Sent Events stream of the change feed. Each message has `event:` (the
+	// event type) and one `data:` line holding the `Event` as JSON; its id is the
+	// sequence number of the change (the audit entry's id), the same on every replica.
+	// The events of one change (a site deletion's `site.deleted` and its
+	// `path.deleted`s) share that id, and only the last of them carries the `id:` line,
+	// so a client cut off in the middle of them gets them all again.
 	// Types: `site.created`, `site.updated`, `site.deleted` (data carries `site_id`,
 	// `audit_id` and the deletion counts), `path.deleted`, `policy.updated`,
 	// `stats.reset`, `cache.cleared`, and `reset`. A client that reconnects with
-	// `Last-Event-ID` first gets every event it missed from a bounded buffer; if it
-	// fell too far behind it gets one `reset` event instead and should reload its
-	// state. A comment line (`: keepalive`) is sent every 15 s. Minimum role viewer.
+	// `Last-Event-ID`, to any replica and across restarts, first gets every event it
+	// missed, from a buffer or from the database; if it fell behind the retained feed
+	// it gets one `reset` event instead and should reload its state. A comment line
+	// (`: keepalive`) is sent every 15 s. Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -12462,14 +12477,19 @@ func (c *ClientWithResponses) UpdateEndpointWithResponse(ctx context.Context, en
 
 // StreamEventsWithResponse Stream change events
 //
-// A Server-Sent Events stream. Each message has `id:` (an increasing integer),
-// `event:` (the event type) and one `data:` line holding the `Event` as JSON.
+// A Server-Sent Events stream of the change feed. Each message has `event:` (the
+// event type) and one `data:` line holding the `Event` as JSON; its id is the
+// sequence number of the change (the audit entry's id), the same on every replica.
+// The events of one change (a site deletion's `site.deleted` and its
+// `path.deleted`s) share that id, and only the last of them carries the `id:` line,
+// so a client cut off in the middle of them gets them all again.
 // Types: `site.created`, `site.updated`, `site.deleted` (data carries `site_id`,
 // `audit_id` and the deletion counts), `path.deleted`, `policy.updated`,
 // `stats.reset`, `cache.cleared`, and `reset`. A client that reconnects with
-// `Last-Event-ID` first gets every event it missed from a bounded buffer; if it
-// fell too far behind it gets one `reset` event instead and should reload its
-// state. A comment line (`: keepalive`) is sent every 15 s. Minimum role viewer.
+// `Last-Event-ID`, to any replica and across restarts, first gets every event it
+// missed, from a buffer or from the database; if it fell behind the retained feed
+// it gets one `reset` event instead and should reload its state. A comment line
+// (`: keepalive`) is sent every 15 s. Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //

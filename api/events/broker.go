@@ -5,6 +5,7 @@
 package events
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -42,7 +43,23 @@ type Event struct {
 	Data any       `json:"data,omitempty"`
 
 	encoded []byte // the JSON above, made once at publish time
+	// more says the next event has the same id (one change publishing several events): the
+	// stream sends the id line only on the last of them, so a client cut off in the middle
+	// resumes before the whole group.
+	more bool
 }
+
+// NewEvent makes an event with the given id for replay from outside the broker (the change
+// feed): more says the next event belongs to the same id.
+func NewEvent(id uint64, typ string, t time.Time, data any, more bool) Event {
+	ev := Event{ID: id, Type: lineBreaks.Replace(typ), Time: t.UTC(), Data: data, more: more}
+	ev.encoded = encode(ev)
+	return ev
+}
+
+// Backfill returns the events with ids in (after, upto], oldest first, from wherever they are
+// kept (the change feed); reset says they are no longer all kept (or after is unknown).
+type Backfill func(ctx context.Context, after, upto uint64) (evs []Event, reset bool, err error)
 
 // Broker fans published events out to subscribers. Its methods are safe for concurrent use.
 type Broker struct {
@@ -58,6 +75,8 @@ type Broker struct {
 	subs   map[*Subscription]struct{}
 	closed bool
 
+	backfill Backfill
+
 	dropped atomic.Uint64
 }
 
@@ -70,6 +89,10 @@ func WithClock(now func() time.Time) Option { return func(b *Broker) { b.now = n
 // WithSubscriberBuffer sets how many events a subscriber may have unread before it is cut
 // loose (see Subscription.C).
 func WithSubscriberBuffer(n int) Option { return func(b *Broker) { b.subBuffer = max(n, 1) } }
+
+// WithBackfill sets where Stream reads the events a reconnecting client missed that the ring
+// buffer no longer holds.
+func WithBackfill(f Backfill) Option { return func(b *Broker) { b.backfill = f } }
 
 // WithHeartbeat sets how often ServeSSE writes a keepalive comment on an idle stream.
 func WithHeartbeat(d time.Duration) Option { return func(b *Broker) { b.heartbeat = d } }
@@ -107,6 +130,30 @@ func (b *Broker) Publish(typ string, data any) Event {
 	b.lastID++
 	ev := Event{ID: b.lastID, Type: typ, Time: b.now().UTC(), Data: data}
 	ev.encoded = encode(ev)
+	b.publishLocked(ev)
+	return ev
+}
+
+// PublishAt publishes events made by NewEvent with given ids (the events of one change feed
+// seq), which must not be below the last one, at once: no subscriber starts in the middle of
+// them.
+func (b *Broker) PublishAt(evs ...Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, ev := range evs {
+		b.lastID = max(b.lastID, ev.ID)
+		b.publishLocked(ev)
+	}
+}
+
+// SetLastID sets the id the next subscriber starts after (the feed's head at start-up).
+func (b *Broker) SetLastID(id uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lastID = id
+}
+
+func (b *Broker) publishLocked(ev Event) {
 	b.ring[(b.start+b.count)%len(b.ring)] = ev
 	if b.count < len(b.ring) {
 		b.count++
@@ -122,7 +169,6 @@ func (b *Broker) Publish(typ string, data any) Event {
 			b.dropped.Add(1)
 		}
 	}
-	return ev
 }
 
 // lineBreaks removes line breaks from event types. It is built once: building a Replacer
@@ -158,6 +204,7 @@ type Subscription struct {
 	ch         chan Event
 	broker     *Broker
 	overflowed atomic.Bool
+	backfill   bool // the missed events are to be read with the broker's Backfill
 }
 
 // Overflowed says C was closed because the subscriber did not keep up.
@@ -187,18 +234,20 @@ func (b *Broker) Subscribe(lastEventID uint64, hasLast bool) *Subscription {
 	defer b.mu.Unlock()
 	s.Start = b.lastID
 	if hasLast && lastEventID != b.lastID {
-		oldest := b.lastID - uint64(b.count) + 1 // the id of the oldest buffered event
-		if lastEventID > b.lastID || lastEventID+1 < oldest {
+		oldest := b.lastID + 1 // the id of the oldest buffered event
+		if b.count > 0 {
+			oldest = b.ring[b.start].ID
+		}
+		if b.backfill != nil && (b.count == 0 || lastEventID < oldest || lastEventID > b.lastID) {
+			s.backfill = true // Stream asks the feed
+		} else if lastEventID > b.lastID || lastEventID+1 < oldest {
 			s.Reset = true
-			ev := Event{ID: b.lastID, Type: TypeReset, Time: b.now().UTC(), Data: map[string]any{
-				"reason":        "missed events are no longer buffered; reload state",
-				"last_event_id": lastEventID,
-			}}
-			ev.encoded = encode(ev)
-			s.Replay = []Event{ev}
+			s.Replay = []Event{b.resetEventLocked(b.lastID, lastEventID)}
 		} else {
-			for i := int(lastEventID + 1 - oldest); i < b.count; i++ {
-				s.Replay = append(s.Replay, b.ring[(b.start+i)%len(b.ring)])
+			for i := 0; i < b.count; i++ {
+				if ev := b.ring[(b.start+i)%len(b.ring)]; ev.ID > lastEventID {
+					s.Replay = append(s.Replay, ev)
+				}
 			}
 		}
 	}
@@ -208,6 +257,22 @@ func (b *Broker) Subscribe(lastEventID uint64, hasLast bool) *Subscription {
 		b.subs[s] = struct{}{}
 	}
 	return s
+}
+
+// resetEvent is the reset a subscriber gets for missed events no longer kept.
+func (b *Broker) resetEvent(id, lastEventID uint64) Event {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.resetEventLocked(id, lastEventID)
+}
+
+func (b *Broker) resetEventLocked(id, lastEventID uint64) Event {
+	ev := Event{ID: id, Type: TypeReset, Time: b.now().UTC(), Data: map[string]any{
+		"reason":        "missed events are no longer kept; reload state",
+		"last_event_id": lastEventID,
+	}}
+	ev.encoded = encode(ev)
+	return ev
 }
 
 // Close ends every subscription and makes later ones end after their replay; call it when
@@ -243,4 +308,12 @@ func (b *Broker) isClosed() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.closed
+}
+
+// SetBackfill sets where Stream reads the events a reconnecting client missed that the ring
+// buffer no longer holds (see WithBackfill).
+func (b *Broker) SetBackfill(f Backfill) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.backfill = f
 }

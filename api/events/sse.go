@@ -74,10 +74,38 @@ func (b *Broker) Stream(ctx context.Context, w http.ResponseWriter, lastEventID 
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "retry: %d\n\n", retryMillis)
 
-	sent := sub.Start // the id the client will resume from
+	sent := sub.Start // the id the client will resume from (the last one whose id line it got)
+	var skip uint64   // events up to this id were seen elsewhere (a client ahead of this replica)
 	write := func(ev Event) {
-		fmt.Fprintf(bw, "id: %d\nevent: %s\ndata: %s\n\n", ev.ID, ev.Type, ev.encoded)
-		sent = ev.ID
+		if ev.ID <= skip && ev.Type != TypeReset {
+			return
+		}
+		if ev.more {
+			fmt.Fprintf(bw, "event: %s\ndata: %s\n\n", ev.Type, ev.encoded)
+		} else {
+			fmt.Fprintf(bw, "id: %d\nevent: %s\ndata: %s\n\n", ev.ID, ev.Type, ev.encoded)
+			sent = ev.ID // the client resumes after whole changes only
+		}
+	}
+	// fill reads what the broker left to the backfill: the missed events, or a reset.
+	fill := func(sub *Subscription, last uint64) error {
+		if !sub.backfill {
+			return nil
+		}
+		evs, reset, err := b.backfill(ctx, last, sub.Start)
+		switch {
+		case err != nil:
+			return err
+		case reset:
+			sub.Replay = []Event{b.resetEvent(sub.Start, last)}
+		default:
+			sub.Replay = evs
+			skip = max(skip, last)
+		}
+		return nil
+	}
+	if err := fill(sub, lastEventID); err != nil {
+		return err
 	}
 	flush := func() error {
 		if err := bw.Flush(); err != nil {
@@ -107,6 +135,9 @@ func (b *Broker) Stream(ctx context.Context, w http.ResponseWriter, lastEventID 
 					return flush()
 				}
 				sub = b.Subscribe(sent, true)
+				if err := fill(sub, sent); err != nil {
+					return err
+				}
 				for _, ev := range sub.Replay {
 					write(ev)
 				}

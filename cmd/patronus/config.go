@@ -46,6 +46,9 @@ type config struct {
 	SpoolMaxBytes       int64
 	SpoolSync           string
 	SpoolSyncInterval   time.Duration
+	FeedPollInterval    time.Duration
+	FeedNotify          bool
+	FeedRetention       time.Duration
 	LogFormat           string
 	LogLevel            string
 	NetFlowListen       string
@@ -89,6 +92,9 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.Int64Var(&c.SpoolMaxBytes, "spool-max-bytes", spool.DefaultMaxBytes, "most bytes the spool keeps while history is down; past it the oldest are dropped and counted")
 	fs.StringVar(&c.SpoolSync, "spool-sync", spool.SyncStrict, "strict: a batch is acknowledged after its fsync (shared by concurrent batches); relaxed: acknowledged before, fsynced every spool-sync-interval")
 	fs.DurationVar(&c.SpoolSyncInterval, "spool-sync-interval", spool.DefaultSyncInterval, "how often the relaxed spool fsyncs")
+	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", storage.DefaultFeedPollInterval, "how often each replica reads the change feed when no notification woke it")
+	fs.BoolVar(&c.FeedNotify, "feed-notify", true, "on PostgreSQL, wake the change-feed tailer with LISTEN/NOTIFY (false: poll only)")
+	fs.DurationVar(&c.FeedRetention, "feed-retention", storage.DefaultFeedRetention, "how long the change feed (and so the audit log) is kept")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&c.HTTP.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "most time a client may take to send a request's headers")
@@ -137,8 +143,10 @@ func (c config) validate() error {
 		"flush-interval": c.FlushInterval, "flow-idle-timeout": c.FlowIdleTimeout,
 		"metrics-cache-ttl": c.MetricsCacheTTL, "routing-cache-ttl": c.RoutingCacheTTL,
 		"history-retention": c.HistoryRetention, "shutdown-timeout": c.ShutdownTimeout,
+		"feed-poll-interval": c.FeedPollInterval, "feed-retention": c.FeedRetention,
 	}
-	for _, name := range []string{"flush-interval", "flow-idle-timeout", "metrics-cache-ttl", "routing-cache-ttl", "history-retention", "shutdown-timeout"} {
+	for _, name := range []string{"flush-interval", "flow-idle-timeout", "metrics-cache-ttl", "routing-cache-ttl", "history-retention", "shutdown-timeout",
+		"feed-poll-interval", "feed-retention"} {
 		if positive[name] <= 0 {
 			bad(name, "must be positive, got %s", positive[name])
 		}

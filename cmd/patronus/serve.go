@@ -158,11 +158,14 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		Auth:       c.authLimits(),
 		Instance:   c.Instance, LiveInterval: c.FlushInterval,
 
-		DatabaseReady: dbReady.Load,
+		DatabaseReady:    dbReady.Load,
+		FeedPollInterval: c.FeedPollInterval,
+		FeedNoNotify:     !c.FeedNotify,
 	})
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
 	// fatal carries what must stop a running server: the instance name taken by another
 	// replica while this one waited for the database.
 	fatal := make(chan error, 1)
@@ -179,7 +182,8 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 				return err
 			}
 		}
-		if err := srv.ReloadPolicies(ctx); err != nil {
+		// The feed tailer loads the policies as it starts.
+		if err := srv.StartFeed(); err != nil {
 			return err
 		}
 		warmed, err := srv.WarmMetricsCache(ctx, int(c.CacheMaxEntries))
@@ -207,6 +211,19 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	if flows != nil {
 		loops.Go(func() { flows.Run(loopCtx) })
 	}
+	loops.Go(func() {
+		changes := storage.NewStore(db).Changes()
+		storage.RunSingleton(loopCtx, db, storage.SingletonJob{
+			Name: "feed-pruning", Interval: time.Hour, Logger: log,
+			Run: func(ctx context.Context) error {
+				n, err := changes.Prune(ctx, time.Now().Add(-c.FeedRetention))
+				if n > 0 {
+					log.Info("change feed pruned", "changes", n, "retention", c.FeedRetention.String())
+				}
+				return err
+			},
+		})
+	})
 	if !dbReady.Load() {
 		loops.Go(func() { waitForDatabase(loopCtx, db, log, &dbReady, connected) })
 	}

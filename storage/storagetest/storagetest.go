@@ -153,7 +153,7 @@ func RowCounts(t testing.TB, db *storage.DB) map[string]int64 {
 		"path_metrics":      "SELECT count(*) FROM path_metrics",
 		"policies":          "SELECT count(*) FROM policies",
 		"policies_pathed":   "SELECT count(*) FROM policies WHERE path_id IS NOT NULL",
-		"audit_entries":     "SELECT count(*) FROM audit_entries",
+		"audit_entries":     "SELECT count(*) FROM changes",
 		"policy_stats":      "SELECT count(*) FROM policy_stats",
 		"api_tokens":        "SELECT count(*) FROM api_tokens",
 		"sites_version_sum": "SELECT coalesce(sum(version), 0) FROM sites",
