@@ -38,7 +38,7 @@ type DB struct {
 	Gorm    *gorm.DB
 	Dialect string
 	// url is what Open was given; the feed listener opens its own connection with it.
-	url string
+	url     string
 	timeout time.Duration
 	// migrations is the pool migrations run on: on PostgreSQL a second one without the
 	// statement_timeout, which a long migration must not meet; opened on first use.
