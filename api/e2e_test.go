@@ -284,8 +284,8 @@ func TestPanickingProbeFailsReadiness(t *testing.T) {
 		c.Checks = append(c.Checks, Check{Name: "influxdb", Probe: func(context.Context) error { panic("probe blew up") }})
 	}))
 	for range 2 {
-		body := decodeAs[readinessBody](t, a.do(http.MethodGet, "/readyz", "", nil), http.StatusServiceUnavailable)
-		if body.Status != "unavailable" || body.Checks["influxdb"].Status != "fail" || body.Checks["database"].Status != "ok" {
+		body := a.do(http.MethodGet, "/readyz", "", nil).problem(t, http.StatusServiceUnavailable)
+		if body.Type != problemTypeBase+"unavailable" || body.Checks["influxdb"].Status != "fail" || body.Checks["database"].Status != "ok" {
 			t.Errorf("readiness %+v, want influxdb failed and the database ok", body)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,14 +61,21 @@ func (s *Server) GetReadiness(c *gin.Context) {
 		})
 	}
 	wg.Wait()
-	status := http.StatusOK
-	for _, r := range body.Checks {
+	var failing []string
+	for name, r := range body.Checks {
 		if r.Status != "ok" {
-			status = http.StatusServiceUnavailable
-			body.Status = "unavailable"
+			failing = append(failing, name)
 		}
 	}
-	c.JSON(status, body)
+	if len(failing) == 0 {
+		c.JSON(http.StatusOK, body)
+		return
+	}
+	// Not ready is an error like any other: a problem, with the checks beside it.
+	slices.Sort(failing)
+	p, _ := problemFor(newError(errUnavailable, "not ready, failing: %s", strings.Join(failing, ", ")))
+	p.Instance, p.RequestID, p.Checks = problemInstance(c), requestID(c), body.Checks
+	writeProblem(c, p)
 }
 
 // probe runs one check. It runs on a goroutine of its own, out of the recovery middleware's

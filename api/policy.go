@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"sync"
 
 	"github.com/gin-gonic/gin"
@@ -212,6 +213,18 @@ func checkPolicyMatch(m *apigen.PolicyMatch) []FieldError {
 		return nil
 	}
 	var fields []FieldError
+	// The spec's CIDR pattern checks the form; the address must also parse for its family.
+	for _, c := range []struct {
+		name string
+		cidr *string
+	}{{"match.src_cidr", m.SrcCIDR}, {"match.dst_cidr", m.DstCIDR}} {
+		if c.cidr == nil {
+			continue
+		}
+		if _, err := netip.ParsePrefix(*c.cidr); err != nil {
+			fields = append(fields, FieldError{Field: c.name, Message: "must be an IPv4 or IPv6 prefix in CIDR notation, like 10.0.0.0/8 or 2001:db8::/32"})
+		}
+	}
 	for _, list := range []struct {
 		name   string
 		ranges *[]apigen.PortRange

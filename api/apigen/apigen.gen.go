@@ -378,7 +378,7 @@ type AuditEntry struct {
 	Time         time.Time         `json:"time"`
 }
 
-// AuditList defines model for AuditList.
+// AuditList Example: {"items":[{"action":"delete","actor":"ops-admin","details":{"deleted":{"endpoints":2,"path_metrics":3,"paths":3},"name":"branch-paris","policies_updated":[7]},"id":118,"resource_id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","resource_kind":"site","time":"2025-06-01T12:00:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type AuditList struct {
 	Items []AuditEntry `json:"items"`
 
@@ -399,7 +399,8 @@ type BatchDeletionCounts struct {
 	Sites       int64 `json:"sites"`
 }
 
-// CIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`).
+// CIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`). The server
+// also checks that the address part is a valid address of the prefix's family.
 //
 // Example: 10.20.0.0/16
 type CIDR = string
@@ -471,6 +472,9 @@ type DependencyCheck struct {
 // DependencyCheckStatus defines model for DependencyCheck.Status.
 type DependencyCheckStatus string
 
+// DocsAsset The bytes of a documentation page file.
+type DocsAsset = openapi_types.File
+
 // Endpoint A WAN-facing interface of a site.
 //
 // Example: {"address":"203.0.113.10","created_at":"2025-06-01T09:05:00Z","id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","interface":"eth0","name":"paris-wan1","site_id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","updated_at":"2025-06-01T09:05:00Z","wan_kind":"fiber"}
@@ -513,7 +517,7 @@ type EndpointCreate struct {
 	WANKind *WANKind `json:"wan_kind,omitempty"`
 }
 
-// EndpointList defines model for EndpointList.
+// EndpointList Example: {"items":[{"address":"203.0.113.10","created_at":"2025-06-01T09:05:00Z","id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","interface":"eth0","name":"paris-wan1","site_id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","updated_at":"2025-06-01T09:05:00Z","wan_kind":"fiber"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type EndpointList struct {
 	Items []Endpoint `json:"items"`
 
@@ -605,10 +609,15 @@ type FlowKey struct {
 	SrcPort int32     `json:"src_port"`
 }
 
-// FlowList Example: {"items":[{"bytes":960000,"first_seen":"2025-06-01T11:58:00Z","flow":{"dst_ip":"10.20.3.4","dst_port":5060,"protocol":17,"src_ip":"10.1.0.5","src_port":40000},"last_seen":"2025-06-01T12:00:09Z","packets":1200}],"policy_id":7,"sort":"bytes"}
+// FlowList Example: {"items":[{"bytes":960000,"first_seen":"2025-06-01T11:58:00Z","flow":{"dst_ip":"10.20.3.4","dst_port":5060,"protocol":17,"src_ip":"10.1.0.5","src_port":40000},"last_seen":"2025-06-01T12:00:09Z","packets":1200}],"next_cursor":null,"policy_id":7,"sort":"bytes"}
 type FlowList struct {
-	Items    []Flow `json:"items"`
-	PolicyID int64  `json:"policy_id"`
+	Items []Flow `json:"items"`
+
+	// NextCursor Cursor of the next page; null on the last page.
+	//
+	// Example: eyJrIjoiYnJhbmNoLXBhcmlzIn0
+	NextCursor *NextCursor `json:"next_cursor"`
+	PolicyID   int64       `json:"policy_id"`
 
 	// Sort What top flows are ordered by, descending.
 	Sort FlowSort `json:"sort"`
@@ -714,7 +723,7 @@ type PathCreate struct {
 	Status           *PathStatus        `json:"status,omitempty"`
 }
 
-// PathList defines model for PathList.
+// PathList Example: {"items":[{"created_at":"2025-06-01T09:10:00Z","id":12,"local_endpoint_id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","name":"paris-berlin-fiber","remote_endpoint_id":"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d","status":"up","updated_at":"2025-06-01T09:10:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type PathList struct {
 	Items []Path `json:"items"`
 
@@ -876,7 +885,7 @@ type PolicyHistory struct {
 	To       time.Time      `json:"to"`
 }
 
-// PolicyList defines model for PolicyList.
+// PolicyList Example: {"items":[{"action":{"path_id":12,"type":"prefer_path"},"active_flows":14,"bytes_matched":145600000,"created_at":"2025-06-01T09:20:00Z","enabled":true,"id":7,"last_seen":"2025-06-01T12:00:09Z","match":{"dst_cidr":"10.20.0.0/16","dst_ports":[{"from":5060,"to":5061}],"protocol":17},"name":"voip-over-fiber","packets_matched":182000,"priority":10,"updated_at":"2025-06-01T09:20:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type PolicyList struct {
 	Items []Policy `json:"items"`
 
@@ -889,7 +898,9 @@ type PolicyList struct {
 // PolicyMatch What traffic the policy matches; every criterion given must match. An absent
 // criterion (or an empty port list) matches anything.
 type PolicyMatch struct {
-	// DstCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`).
+	// DstCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`). The server
+	// also checks that the address part is a valid address of the prefix's family.
+	//
 	//
 	// Example: 10.20.0.0/16
 	DstCIDR  *CIDR        `json:"dst_cidr,omitempty"`
@@ -898,7 +909,9 @@ type PolicyMatch struct {
 	// Protocol IP protocol number (6 TCP, 17 UDP, ...); absent matches any protocol.
 	Protocol *int32 `json:"protocol,omitempty"`
 
-	// SrcCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`).
+	// SrcCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`). The server
+	// also checks that the address part is a valid address of the prefix's family.
+	//
 	//
 	// Example: 10.20.0.0/16
 	SrcCIDR  *CIDR        `json:"src_cidr,omitempty"`
@@ -945,12 +958,15 @@ type PortRange struct {
 
 // Problem An RFC 9457 problem detail. Every 4xx and 5xx answer has one.
 type Problem struct {
+	// Checks One check per dependency; `influxdb` only when InfluxDB is the history backend.
+	Checks *ReadinessChecks `json:"checks,omitempty"`
+
 	// Detail What went wrong with this request, for humans.
 	//
 	// Example: the request body is invalid
 	Detail *string `json:"detail,omitempty"`
 
-	// Errors One entry per invalid field (400, 409 and 422).
+	// Errors One entry per invalid field (400, 409 and 422), at most 100.
 	Errors *[]FieldError `json:"errors,omitempty"`
 
 	// Instance The request path.
@@ -1106,7 +1122,7 @@ type SiteDependencies struct {
 	SiteID   openapi_types.UUID `json:"site_id"`
 }
 
-// SiteList defines model for SiteList.
+// SiteList Example: {"items":[{"created_at":"2025-06-01T09:00:00Z","description":"Paris branch office","id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","location":"Paris, FR","name":"branch-paris","updated_at":"2025-06-01T11:30:00Z","version":3}],"next_cursor":"eyJrIjoiMTIifQ"}
 type SiteList struct {
 	Items []Site `json:"items"`
 
@@ -1201,7 +1217,7 @@ type TokenCreated struct {
 	Token string `json:"token"`
 }
 
-// TokenList defines model for TokenList.
+// TokenList Example: {"items":[{"created_at":"2025-06-01T09:00:00Z","id":4,"last_used_at":"2025-06-01T12:00:00Z","name":"grafana-reader","role":"viewer"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type TokenList struct {
 	Items []Token `json:"items"`
 
@@ -1365,6 +1381,9 @@ type ListPoliciesParams struct {
 type ListPolicyFlowsParams struct {
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Sort Order, descending. `last_seen` lists the most recently active first.
 	Sort *FlowSort `form:"sort,omitempty" json:"sort,omitempty"`
@@ -2234,6 +2253,14 @@ func (siw *ServerInterfaceWrapper) ListPolicyFlows(c *gin.Context) {
 		return
 	}
 
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", c.Request.URL.Query(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter cursor: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	// ------------- Optional query parameter "sort" -------------
 
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "", Format: ""})
@@ -3066,314 +3093,326 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H0Lc9s2uuhfweicmdpZSqZk2Ynl2bnjJunWu0nqG7sn52zka0IkZKGmAC0BWVFz/N/v4PsAEqSop51k",
-	"O83uTGNJJJ7f+/m5EcvxRAomtGr0PjdGjCYsgz9fX9Fb82/CVJzxieZSNHqNqxEjimv2gyL3LFNcCkIV",
-	"oUTpTIpbwoTmek40vW2RSyYSwjUZ0PiOcEGi82HzLdXxKGo1ggb7RMeTlDV6jX7jsN9oBI2M/WvKM5Y0",
-	"ejqbsqCh4hEbU7OECdWaZWb6/9dvfAybJ9d/6Tf+sxE09HxiRlA64+K28fAQND58+NA8m+qRWUhMNavf",
-	"AS2eMDuAmRjZe//TS3L8/CjcD8iM6xGJWJbJ7K/9Bhf3NOXJjZZ3TPQbEZmNmCCUwGcyo4ooJjQZTDUR",
-	"UhMax2yiWVLe54+MZiwjGaPp+K99s6lMiqnqNwKyZJ6Vh7K49/9uvqTxqGbLH0ZMj1hG9IiRMdMZjxWJ",
-	"zaOECjVjGUvIXjTiOtonEp9KqKYDqhhJuPltzJWK9svbGXG9cn1MTMeN3kf7nBmhcR3Urvo9+9eUKd08",
-	"f7W49POEyCHRI65Iho+dwgLjlDOhf1BEzgSJ/DEiwocG7OBGKIEDJVKwgLBUMXLLBMuouRxylippABNO",
-	"nwxkwpkiVCQklbeqvNmw/ffwn4f/9/jd8/86+Ufnbffi6P2Ly/bV4YfjlWcwpp/eMHGrR41eu/PCnILI",
-	"Py+exUPQmNCMjpm2KPhymimZ1YNwJNgnfRPDExGeESOTjN1zOVVkQm9ZQKYiHlFxC3sl+CjRI6oJVwCn",
-	"UjDzZzcMy7tl879n579J/j/i76PB+J18898/juJx+vu5CBtBg5sl/GvKsnkjaAg6Nm/g4I0lez9qd9bt",
-	"PWi8FslEcqFXQQEjzD5VXvBh0h6GrEObR4PjuNlNnrPmi+FJ2KTtQSc+TLrsaHjsVj6helQs3I13w5OV",
-	"NzmU2ZjqRq8xncKTNeu/NyeyiHtcJHJGZjzRI7IXtUMVBSRqj+G/I/hvEu2fEqpJyqjSpK1a5BUb0mmq",
-	"4bnyTtvjJTfA7vFjseQEB3Ev+bB4HPg09WO7eXINZPVzGLx4+KjGo+S6nrz+lMnx4h4vNc20u6HMQFxA",
-	"uIjTqeL3rEcMWT08PDwJSCTkLAoMkaFEsFuq+T0jyTRDMpyxFL7pCy2JkDOyFzUPQzipJh5V83kSnZKp",
-	"4FoRFZBxQEYBSQIy2/fOzDzb6ovSsTXboyXnNjQ7qj82fMk7t+Nu6dz2hJz9b7Pu9GbX/4vfdB+a+Een",
-	"+OPK/dFb+GOv32/h3+3g5GH//+z9838//qV5vfDc/n799ZwPgcGuZNuRYewR2Yv6jf40DA9jy8fhA+s3",
-	"on3D0VMDihmjCZJbS3sJnUxSQyWlSOdkNuIpI1z3BVdEaZ6mSJqnWWZorx3X0t1ueNIi0bOIjM0KgdDO",
-	"3SPV23ISAdwXiiTFhTkporFEQtizIsLndtA+eeg3/rfff7bkuN7wMdeLh/WWfuLj6ZiI6XjAMgPXXLOx",
-	"IlqSjOlpJkooeRTWA1YKg9dClnklJyhc6MMOwpmZtdFrh2EI5NJ+zFfOhWa3LIOlX1A9Wk0pDZ0rLdQQ",
-	"4RoKaD5tTP240MfdxvrVyZTH8zXrg2dKK3xev0B48KmXeMk1W71Agy9l4ns8bMcdetRpvqBd1uwOXrDm",
-	"ifnYSQ6Hz+M2Cwftdj2bMWM9nsVcycX1vhZJhfKyT5bynhJFx4yYcZXB6cjQusijlIYat8jbqdJkwAgd",
-	"apa5h0r7FnK2hHpquYR24it/JNp5ZWTu1RABYnnpaLq1tw3PPS3APpih1EQKxUA0/JEmVuQ1n2IpNBPw",
-	"J1Bo1GsOJpkcpGz8l9+U2cjnYtlmi5ry1F0oyeVOAmSrR8YOKASxiyADpmeMCdIGGdlQKXMSRnZWjd7H",
-	"z40hZ2niEb4xU4remm1sNtjDtTlMpamIzUsHdMIP7tsHBnWUPUmmQFBbI48rTfVUNXpdQ0c116h90cRx",
-	"seL6R1pPVO/gwOlirYTdu1NTBwOaNN0rD/7V/WfGho1e4z8OCuX5AH9VBxf4Nl5Zla+k5tJZQv5++cs7",
-	"KwaN8y8NDJnvqjciM4I80ECep6BXFae6VdnHD0rPwtJeSjFMefxY8KFAJokB/IQMMiriUXNCM64ITY34",
-	"MCfsE1da1YMK4IsPKe4lTe+Y+BIQcVJARH4CG4JD7J5/Clg4gyMj3jnBlgOgM4WlJDeygMZGUikM8lgJ",
-	"y0JQxoYsYyJmBsCVnGYxA5NEwlKmWUJiKewL6fxJQegnmQ14kjDxSBgC7V5OmFUDBGOJgnOgyZgLksmU",
-	"nRb0l4yoexo0zmUAcrAht94Fig4LKDoXajoc8pgbkdcsdVNwGuan9xTwdOWO5wcFqzAAM2CpnMHB5Yf7",
-	"gyKWzcBTTwoO58Iwd5q+Nnj+SJDgdiy0zTSemAwc+YzhvDrVRrfnFvg0xAD5IqxiSHk6zdgpwbNQhGaM",
-	"pPL2liVkKhJrxXP6GE8CsOSokZyJJ73Nd1L/JKcieeRFAnfYBBNhG0OY8dvgdLcAiXfeUjaCBiF1E194",
-	"Gt6Q03Hkq1zApf/6/g3Zk1lgJHoyMPwBaTwo2VyQiCcq2ieJZGjeA877pEBxQeeppMmVlG9odsseCRsO",
-	"iAcymRt6Je9ZRtph98XR82MymCN2Py3/b3uU+70/vZaSpLCnDa9cS9nEF56KfNceByqivzOUy5/0Mi9Z",
-	"ds9j9qug95SndJCyR/NxRkZcaZnNifkvMKGpN3ztbYJ6z5k6eH5grkkd2CF2pOzeBdsNVpaw0e36rzwN",
-	"SidswkTCRDwvc2Qr7uwtHN5+5fSe9O5/FXSqRzLjv7Pk0RoAulgG6N5CGc26a0DzfXIZvl1c8VnZkefN",
-	"uek1e77Cp6He72TpKEBIl4LljpepuBNyJszXGbuXd+gm9G62zoW56nYXnq9xqm0LHZNMxkYpG6TsNbh0",
-	"n4A0VOmbdXbWa4YZm8hMq4+H161hKmetROkb802tXcEZE0IwJhwfHR0eNR6CxcGeX7d8Y2IxkJDWHIl+",
-	"X56Qk5Nl2qfOqJH3d4PdTqeA3f8yu0e4NULf5lB7n7/4ZLwH7uSey5Rqpgi4V+BFA6VGBlGgZ1qhBCC5",
-	"LGWcWl+5+ngd2RcYjUcEbuCJKZeaTsx1suQtSzi9ghN7FHC+xFebZqjC8OUNYl4OyK3URLNP+mCSUi6e",
-	"XjQ5KkDD2yQZm10SAIyNqVr+dhPebsJrTwor1oMcVY8JvXtTBRBj74TEMuHitsL3cgDCaIknBJJ8ozDS",
-	"2TTh+izGDRRhCXHGDK0MGtNJgn+gvQQuTzFDaOKU0axx7VvC82cq9uMAp3ktdJ0P+BfByCzjmgVkNpJk",
-	"TBNGuA6AWlGipuMxzeZEDsmADY3YBN8PNVr8PIildhfFMmisja7dkBPVBGsJ7AMUR1wGmIBw3+joVo1e",
-	"J0Cnjw0FafQO8Qvz10NuxPaNeY2g4cS0GzyvpNH7+Pz6IWgYCG+3X8CpAXlAmN9YUbMv3XGjaoK6aE6X",
-	"wxI6YeeoGR43w/ZVu9MLw14Y/tOc9SQzYKQ5msJpfrergNoHg4f84Ko39Y6OWcnaj8QObsx8B7dI9iI4",
-	"6yY8EYE6Fl2cXb3/5d2vlzdnr96ev7u5+uUfr99hyMwCqHgXRJOEm6lpeuHtCV0F5ZX9g4ukqSYs5kMe",
-	"O5gJCGvdtkiEcBMdRAA1kZHIpkwZTHQKIonlVGjlrUcOfmNozOTJ1v6IynUvd5m4x04JG0/0HM4KDhHc",
-	"qdTgQ8pILNOUwd2QPcA6Qy5ommKUkgoIoKTOvzV7YZmqP94KTG0AFu/tG+aMzQgIft6RGIhvwrd1nqPC",
-	"x/OxgZ47fBJhLHAAWl1Z+QwLsLiuuSJY5huO3p4y+INvuvTH2v0imXrI56FZRuGzF1O0bqB37JO28UkL",
-	"ZwALKY+2dFOls/fos6UEjmw1AudjK5EuS5fmlpGaLwBkzCUY5CxTb0ddqhDzI9Xx6JXFlJeAKIvn7BHQ",
-	"VcgS1iFLmdzu9Pou76E0su17ldt0Ik2xf7egyr7qrvjl+av3i+ThTJDzi/uuoU/nF/fHZJKxIf9EuCDm",
-	"eSMUoIiwF7XDFvz/4EUUkKgThu1eMnjR6x0cdqrxiO2w1cFn20auyrcc8yQru6K7J6VotG4NREAg5UtD",
-	"id4zBR7tkugINIolN0zoDMCjfRz6+oT9nbSPQ2KfIcNMjknHUjQDr9PYqFhI7ReY2sIMW19+vprPi9vL",
-	"585/G0iZMioWb98+WYwXLKyt9uLNNh3B8k8Ot29UPUMW75mVHoqT7IRBg91zoJkK9sY+TXA5naAx4voG",
-	"BMhGL2ydHD9/Dl+pRu/ERs0ocJAfmg9WkCloRcbM8lhyo5h5pW10RLeKbugtort8DWFlDS+OO223hqPS",
-	"Gl54a8jk1HCvxTWED9eLd2/PaEOSDkd9CdRvgaRXbtOOvPTC3tFxTfhwZE8w6hHQDzW6qu23pySyu4t6",
-	"xP5FEhZzZQ4PcNSSdO8i7HFcL0M93M5isMsnGmtiKD1XmsfKSBlSMESqHonsBUbkryTCi43IX0hkLy8i",
-	"e/Yvh5R9YRSQOdPEwLRgCZlOwOEi2D3LiGLZPUv2W+RnoxEbqRzvFgUQoriImVlNps2PfaGm2T2/ZzBY",
-	"pjCqbVFWvWc7YPPudMCD48XYISRNGRvLe5YYiWxM7xjJpBy3GsHWMzkc2XqNHkZV12gwixyQPfj3L/YC",
-	"9k9J6JQlI2UOeaY0SaW8m05KC0/kFK2+RXRd7Vow1M8uZSdqa5F+6xeFRbm1GA64+bBAQBbija1wPbJY",
-	"8YMCN7qCKAJr5MrYcKrQ7vgYycBGbzjQDBx0F5BgjzM/Hv+mfcis7qqOQL1CXfb8larTN1ShcCAs5+IK",
-	"4C0ILAExqpxUGuKNzAuMxqNTEulsKsAAHBFF56ovZjZhQskxIzOWMZKyoSZyapV2VA81TR0p0CM2NqpJ",
-	"Hc6XBMecoq+J9gOIPceHMSC0Kqvnw97ASh4jVi4uyg1QA+hrlgWD7ryk/CY2EE3qBNLi/cUDKq9tKYiV",
-	"VIAymL2Xs4JYgieWC0JJks1JNoXYHarJTE7ThAwYiKd/cBVigxNfqwK8yh1fL0csvqtRrFy8SDVpCT1l",
-	"sXnLWshPXeA5EyRCy2lEuCKR+bkStJpwmhIdT0i78xyUiHbvqHvY6ZFYCsFinf+BjiOgiHV46Ay0hWoq",
-	"7wzhpDytT2gqic/4ct25uHyXGvWIfDh71xzS2EhSEBgypDGYpehiUDLYkDIQ5hud8NDss33YaodGTgcT",
-	"Z3ID1+3Z0sKTXngEtjS0/WyePmOX0ug1mB6Ffgx5xlVzRkW7EeSxzhsbAa1FceU6Z1Q4G+GQW1ZdEa3c",
-	"MazmpecXZ/bBh/IJbWbuWbCWLSPf3mEtcKv8SiEGUGJ0B0tuGcjPaPathE4vjL+J3OBEhvxGNli3fxmb",
-	"HklxOavX8+HsHZrY6oxmRYi8lSuKEwzyy/XmKt1ead2rsO0lmv2Xml6HNFXsKUCrcv8uLv6Jb9Y/eZqm",
-	"vwxBs97oDq4Db1nSiDvLBDy3/VXn+hS2yZwifnPLpFvJr+gbWgctiz4y8HuCiRszML38PimAgI+58Edq",
-	"PznMfSkw2xTBFw/1ntVxu1+M/j7C1BXM2UXtJUqopr2IpFxY3ndp1PGseWkegsEqjNC8AEc3TTi6XsG0",
-	"tJMTbEsmZvlC93C176q4BsPG3cIWWFm+kY29Q1fzCSu8QxMM0+uVPDBkL4JZLdWMAoKfLeGM9gPw+/Ok",
-	"L4yKE7lTjNyLdrkRoamSJKYZ2A6i/Gv0MAUkgswz93Vf5E/aTDMzU5THYURkT0zTFBxDNE330ZsGxvwW",
-	"eH3MQg2sRmhjiSrWR+t+A123ZX+LICh2ZMQn+BHHQd1siferyqHNKSkubk9xt+YgLy9fk4gnvSgweK2Y",
-	"SIrSBm+o0k2Ayeb5q2i1Yl3rTtvG5eS+WENNzWogOqLeR2UDCnAGgLjrZUjrYiwqZkE8VjJmVCgvKR9t",
-	"NAlh5lWFShHY1PL8hcF0OISqAwbQ1AgUpowZkMXQE02tkOv5ghzcWknBga376HAJkdj/iGmG3uMFaDlv",
-	"kYOb3PdfZ5f8yZD018t0FYztmkERDIghksJygcIwATEKi1qhjVKqjvn3y1/e2ZygoTVymdFsLDAEYexF",
-	"y8KkDI7ZUg7CurTp6sQiL9uP1gOd51AoHq6GYNl8rs4LQ9MzGkMpg3VaEp5AMUMdIP6UylmdqqQzGt+x",
-	"hJjtw9wGgpyDePGwMax4e/0ZLIw3imGyy2ZYOrRLXoWlZlv/YCDipHTrGSZm7/rRej0stBgtaLjga2/X",
-	"/vqW3Y/ZyPay0lFTTyephVGAYvKj1CNiJSCGKRAuKRcyWumYp/Mq91f6hk9yR+BhyxxCHjbYOwqPQwAG",
-	"LWOZNnrt50FDZXH+SrsVto4a+B2+0Q3DMFzkzXaaLcSyYhGfV6R9Q9jiWjNOvv5VQ3WO1g7ktr7FNoqT",
-	"eeQ2qjYSXErgjtabyTs7b+/LwK/G3Wj1jo854p8ch2C29PG5JKu1e0cvrKzm8PeLQZaH8TXy4sk/PZzs",
-	"tTthaHS2IoC1Z+aB8ezmFmB1O/ULKGyN6uXNuHWUkLLwsm7eS/NcFTD8WF2FMIAbWQYAl3a2Guas5QRo",
-	"iyUmWQLyx2AeEPMwEwkXt77I4ShgQRPryF9Bif+WygFNl7gtr9BVYElYCi5Cy6ECwsCnSbHaBjGUvibq",
-	"757dwOobvW4ndPS51z4K7f8QWG/kPcsQau036iZ3yp2AZz2Hp4570TLQfHxDO6YiTqlSfMhZcmMn63Ts",
-	"C6Uf8/EO2wu/WeGk0Xvx/KHeEeomrR7YT3BT5rBBmLIyD09SBgckp3oH92TO+isiRJpishHJWGwAIwlI",
-	"sQkIgJa7TFe5kIVIQzazAImg4CQ7njkvnasm5iScAYvpVFmHp5F2YjqBRN+MGSE22XGNHojUX4NzeAzm",
-	"xS2oGWMT3wG+w+Se8LJ4I/bHJ76TCqzX73eEYnbC73kypWk6NzczZmOZzXeYsg6VPj9qkF2FvmXYueDl",
-	"wh9c5Ks2sEXyDInHOo0XhcwSKViy19pzXLKh6jVXUbEK9nXc5GdGUz2qCBPOE9SQd4u8ttZN9Bj/0M+Y",
-	"DHZR7yO6wiwUA5pG05xhlTFARYiS1SQylDJqNbajvEYgh7RGpQk+2URaA25uPOIiIxWnfQwt3p1mbIv6",
-	"u8f02ofWQO6KO7xkLnanfBU1YQGrBKUSRDypoLZC8LJrrNtdoR0sjfDcS6Q28PKvKU3283hPKLTZ7Zy0",
-	"IZ9m32l6WHVTTjX53cC0zFxgaAp27LKVouLrLLY7qQR7HpWCPTs1slt91NtZbjlpEy0rJo1iqSmjkNwi",
-	"M8OoeWr+no24ZkRNaFwpIFXJqVhdHtKvetq/3Gs96/cv9//Pf9bZATyXx8I+8HsnfAr2SUN1yFMCZlfr",
-	"fIRyb+brbQpBmgEwbRhN0gvLuqB6VGuzmQrBUoyIpSSVMU3zeB1MCzAyh15S7fHzKsd2O/Qc2+1O0IDR",
-	"b/wyjxv7u0vO7QHLUi6a6Hw26GIWWBn3hL4YPI+Pk+YR6w6bXXo4aL6IO0mzzcKh+81L+WpMJ6u93+0l",
-	"GS9P4LbeTH2rObwNXMjbeJbqznGDKQpuuzKRjerRJT65k2e7zm5uraOLJ1O7l3yl23mrzcI39FRXbPIL",
-	"6wK3CYkW1xZhqmPCh0O0AJdh7A9w9Zs5vH0gKPm8p5NlDu8NL3fZzT2FLxxI5zf3g5tVvC1izupERYgH",
-	"HzOqphkbM6HRjAt+C2eNV+i3NUucGmFAxTKrGjkGVCRQI/dmPJioRu+kGwaN37jhgDcQbNgytJxqJuI5",
-	"fvGi1Q0aduJF6un7XMd6irYSJ8PdpFKpm0msG72w1Q7yEpjAMGB1jd5JZzlptoO3a0hzdR+f62KRV8Uf",
-	"e3ve+l3/fLZ+uXSUm3IVONptzMHHL5aL9d61fF4Zwl2qj1q3l/xCtzdY4u1XYd0gghFiU67nJAdkaxFB",
-	"+EZxxl5BQPAebTlxpU7JiN+OWIZ1ubQN8lpZBHatNv9YflZUfvUAx4fAxYsJqgCOIODOrQxFG7E5S17O",
-	"xWSqtwzL2gjX/Kq6YbgWctahXw7XmwxWxseFsJfmjM4dwICNiacpVyyWIlFrshg2mr6C0Qs9AYRtCFDQ",
-	"7hlVWIfwlFg+iaHuvMiK9tzYf2ASUcGEx8L/MuC+XDAKgcifsNuMJhBvkMhZJUkVnqhVpb5hNNpW0aZb",
-	"y+Z10WIXfMJSLpZlgpmvc5hMWKopGaZTNTKbXCilFFQt1SXBI75jEFfMxTCdfkoGcMlQo/zG1mXpHVr3",
-	"jw1Vzx/tkaPwkLg6U7+W6kwVLyzKD20jP7RBOEG3EmZZLhE08EGby5BkcjKxiYj2qwm6r/yvZpkBYtHo",
-	"vTju1jix800XgOntXv0rrfVxVU+lNvWIUK3ZeOLsx/gs2YNqMBnT2dzGie3vYDX07+DzevND5QaW8MjN",
-	"hvFvaNeBqje4IGRgvpL9veTvwYgpoM9DMNvYynBQZc3lTmEW0lBm5FbKXdxBVXhassA8fCv3i5AZ5WB3",
-	"1pIMsEqGxkrZu60gB9/HxbU4MF8Yd2GrC5ezAO0l6KvC1iKQ1HIELFVQYxBzabOlIlRalV3FS4rBfC6r",
-	"L3bWCVQFvplYNbJs9G93rQ37xrp3zFdHTqZYYV3rOJWKCQPpeVVzG42wQTzDOO9PofQNpOYvZO67yApb",
-	"EAw6jmCMhZbwVxviILx4i6Jozb3kk6Y02qYz1FmrvbfTFx3Y5iTjMoPKZu1wpRWu86i6M3jppcIzax3f",
-	"pQ4Jq93g5D2jSVOKdL6rF6Y4mepifgSvuHNP01vKhdKllXkJ0JYi2b4hij1yabuYOHOgXEwd3NX+6Yfk",
-	"1cnP1gsHu7bnaA3rfOiSyOGQNjubrdhJjkrrwQ8bpmxpn1vAnEWlGH303wZCCvytruuNnBleyYU6JQZZ",
-	"ya10YmEKP/FkrfK9VL16SgXcNyjn2yng2F2xV0GoeidVHF7wphcQvKUF2idb22kcEG81opMJEwpLCugY",
-	"YvEttrRI5HGnyBZAzbMDMLvTcurTvogMS45ALVVEGH2F5LorjpO55gm8KHrv2WWwGkNfFDNAxsF+nslt",
-	"YXVI01RhSL+Flmo1i7rs7k1NTUvQ2fdQbxDU719LbWw/DLLuQpfE85duRWnGMrVweUQKLYvLOiX2esx/",
-	"FcEKxU6l8GWQoGGeqFUrcGW7JebtxII9PpF7A0qX4rGNL05kPSr2SIJU78vw6Io9reXQYQMMKmEv2FnO",
-	"dpFDcWyZpd0FNHz8vEziLCJwS5Gt60r+VccrYiD9kZYO08ZhFsJnjUBZfbZTL+2x9e39AkIVueX3qPks",
-	"pgNs2DuPQEifkul91cS8udGtiCxZTLZDN/sEWWQiZwGRacKUxioqrTzK9ptFo+C97GbS9iJXbGc/jaVG",
-	"sG3VimgWRIEn8d2hnvftvXceWdqBhTuK77FI27vvlMB5kjjjmmVcCoR6dCjDMy1yJggdKCZ0XxSP7cmM",
-	"UGFLQRodj6Rc6X2/JyCk7dUx2kJhXFMs5/zVez/rYpt7y/R7g4HlOide9mwB3F4eRiV18IK4H10Dwb1j",
-	"cvXyIiDt5+TXVxcBabVa+6f2dErtEN2Lq6XTDbM7tjkrl5rwBc7qYSlgLrHsvvFtHq7AF8Lf1sHyqw0d",
-	"m6df1FgPPD6yNrj9sWr5LmbSlYlk602Vi7rf1pa8LxGMuLv6s5xAfim3ConG2MML06lB+IpIxiYptQYB",
-	"LH6L69moJsBjxd0/unxbc4OODG13fdBxybbJtFKXHBoqffDrqwvgTOrUtsJEroaV7mPGEhJpGVWoTq2R",
-	"ciHP18p/j0wBrMhGT5CAVwhKtUhiq8HXxfi+/+klOekePSe29rxtWtUi0AybdD99AuA/gn/VjGXYvA19",
-	"jhX2bqvx12ZvzcA5XSRX+/3gsR3SaDqmotK0fXXTiUXzoe1CUSczM6GzOcjMdgCbjb3XDcOAdMMT2Ge3",
-	"09nfWH728slrJMWit8DnFa2CFnr8LjQiKMLpMt7MOwXWl80uWhYsKCl0zPK6HOVm+64raW0q+crOBysi",
-	"+xZ3/PPV1QXBB0gskzLbh7YayzHi6OTEw4duuCQ/QKc1p305MlKqV6LfHMEdx6a7FupPvcxkmVnZ2GEE",
-	"hMOZ6cons6L5x2KZh2qxQyY0H3Jb5XFhMUobeh8QJW1BBkViKmxzTiKFs9Lka9m428jm4FRnlXJn7MXE",
-	"ejBXR3reQ2y9TTCohECPWHy3FsfyAV7i4yuALIIunNb6aNUbqDzHFZF3vlkLHoTko8Ldv2miT+AWvnK7",
-	"L/PNbcHSsI6OWbEhU0W7qVMSOd9+5JXPO4fvXv1o9ucHTFifaQ2BppoOqFrL+av1/oCY2diCbV+tHGK+",
-	"hNrTk3X4G91zNmNZBAqD4emuc6gtY2N7EXBxz4TZf0Bcowus94vRaRjKKm6Z0srpxacEu0BE2MkEQAaV",
-	"Vw9WcPZG0PAalmKfjlLMT/7YAgl4jyboV9YCXVdNO/EAIubJmmDYjFFlC+vejgwPgcg9snfS2Sd0bDjs",
-	"IZlC4yfiSjx6EbGKpVim1fM519evXiJv+ktcGpLm7O0Q75BHW+4xmqUceuJRQYScISDjbPub28bcCdQX",
-	"nOQKfQkzKZZLFtYc8tw6IOwr7Y4NeYY2X7VhXEvCS6/AxIdHC2P9oPBeCmci1yA7Celgcsv40fX+h8W7",
-	"fZzitjBefvRFuKgHDoGDmzrkvuS6NkUrlbbzm+XMl6+aH87ebZ4ulKNF1bOZcZVzTIPtzNXK3LCmpVuY",
-	"GywgP71vLOutszTOvN07dAu0jaCxOtnj04FK+y0Vi2uHne7uZS+LfZcG7RwdPzJbZJe6lPmZLanvxYwu",
-	"kjN7q8K7cl/R6yt6u30przU5Q1aO8pdTrHM7F63BiaJzybausySb32RTUXKC2QfrgiceU7waDsx9rKg6",
-	"Rozi/5oy+zP0wlg4QrXB/rkURauOqmqZFwBcBWl1XWAMphQHVWM+WdFkY7FjVm2hAyduzEZSLXi0DQPc",
-	"k1lRVJrYUmUlNXODst1V/TJvDbMoRGZwjCBFKuhZZuOOoGiKIbTQZ3hjPddcU+WG6tbzqI4k7o6KYo9B",
-	"3rdm4RqWwdJOHugKHV1W6HUJUfWpZenVSlRYxhikStt+X5TEXM8rVYIfS2Lr3MfLjmoR43wT/BOU38yR",
-	"zh66JUDeAB83zeI9iruDQ9o5abZfhM+b3eExa54kR3ETvzVfhscgjVfr6XfyFX1sd4L2YdDuXlfq2x+W",
-	"KtbDWn2igN3PfWafx6eAGatT6VJwmIvctd32diitvbrJUHFTdQIp/GotX0WgPdy7E0u96ve1jHK90Lkh",
-	"bd6SLFtwWTsitpN4NB2/+HY0fOOs2Seir0WV7hx4fKJrDn4Lkpsr/HXUFE2/CHK2eyjgE54jHQ6t18QP",
-	"VdmMwBQr3A2vHv4dGzssJiwqpDK+U8oQHPMFFUXBBVdZ0XYW2MXPV3t9XlOWNUKORYyvjxc1re4Qotd2",
-	"uvA2vgy4nyKUBPTebx5IYlbxDZPPttZVv5ASWueAhCAGL25uSdDY0mCwzRRZlRcQWhTX8TcQ112UBPQ4",
-	"wpp2O8V02XpFNXC3c2BWXTCW3dX1smN9zxTT60TMTrnxohc3khvpXK3nnC3hFwbQnlg+wrD2OiK6XX/G",
-	"6kqr0/8sZ2QMEUP2wR+KiBloV/U7y+ROFQEfJydU1u0JCXWXfAUdWuv8ymcX59h+uaizhIUk4ozpHax7",
-	"UJvfRoNM1RoLubXR3WZ0SAVtZuDXhKaFvq3+GxblKe1i1wifrSq1WNfKSlebeWaV9QsGqVi4SltZCiI7",
-	"KeZfZX/+1tYsP6mtMMZmts14nvKHMB4QNZIzgf4IKWK2O9BvBs6uX3LPiDk3/7w7vD/5v+x959OH5+LH",
-	"9vjlkf6fF9O/h/RNV706Hv78DaH/y9xrvv16z4y5krzpA1UkOpvqkcz47yBm9MiPRm7NSH8ahocxjAR/",
-	"YvlFr6rbYWeblCCLMbiyEuYshbWnkDmRLH9zodNWuPxxo/Dl8n690qab7RinwsKni00OVxqwq9tzc6/Y",
-	"kp1nS1Ha5d9gQCwU5SxSC7Fv2A/KZdeZCZ6w+cF2jQx2L9JZChpdREQr0RUbJjSFaIwi99JGVWtJUqbL",
-	"WWBQKHb+WIfOkl4JK6+7ToKNYzbRtql1UcQWPvpVbRu9sCa82L27rHSvq5pM9miaOuEUEtp3Kbvgr2bZ",
-	"jNUcUJorI5gaIDN3R4+sofy16xXnh106h8qa6m7f9cKqhWQXtPXh7B1JubgjAzYyX3l2mVI1+kzSZECh",
-	"lMF4kkJks2bQoAOz3BXVLE05fIe93ErxJe6xRd6jWDzNuJ5fGjS2VAKYmeFwq2VzYhkSyi7RxS+XV8SF",
-	"H8IDKoImNNHF2dX7X979enlz9urt+bubq1/+8fpdFBCq+mJzRtrHsAGzSqOUwHPFjkZaTxoPDxhrJGvN",
-	"YRDa5qKdvBbiGNpjw39c+BOE7QkbTtAD25gKbHn2D2fv+iI3EAVo4AJzm2uC4/1YquwAFjBzWFDXYcKy",
-	"JsJoX7hcm6ItgPvGxmUFNs6l1Hod1r7Ycr0v+uI//oO8lLAr85X5pkmePfv75S/vnj0jA5mYpUwVI0rQ",
-	"O3YTU8Va5H0RK2t+dq19IjqZpBwtKge/KSmiviBkz+XqEJYqZs712bNu++jZM8yrzTstk7f8R7LXPoZ/",
-	"E2Y4B3R1SchQZmagCuDgtqP9U0KxEHWWx+6aCQ6fPWvhXgzkmO3hwp49620hlZG3XCkubgMyFXfCCNoy",
-	"Ixm7l3csMWtC8CW3TJtJw/azZxbIP3z40PQmZm6SqEWMIKnAWcrz7mFkImcs68E2XSDaHkSi7Qd+KNpe",
-	"AYDQrdqWAckQ7Oxt5zBhhsNgNDOKDULbKwLQAoxth7LEYDF3bhsLRGhnhQehGZYZDxR2zIiGve+3yJlT",
-	"TcBma4RRLF6HjZYIrp5L8YMilp6aA4PRzKGZmyKvaTwqnsTOXgr0HPcKjivgOw9nLVoa5ILT+9R0RLlp",
-	"3ogI+6SZgKRsgsXaAwjxg/hJ/8gMsk9YnCd7JzKGJdKMkcl0kPLYwhOEYqtnz+CXEszbUNi/AOxj8eqT",
-	"7tHzfYcolr9GNlIe0APFIpg1plk292unEZ4ASIxpajgTS4jBy4BQ7xts/JUt9OxqIgjDCYfPnp3CVhBD",
-	"gP/dc5nmZ2wXseeAHEyxgQ2kN5QzgF5tBk7c6Zrx7GP3NJ0yIqfgIciwQeOAJuT8whXsNgt8ef7qPVT2",
-	"NkqLgtLNtt8grCeRDI4b8ye40v4OOp1nzwKLWRh9//E6MgMBWaEYe4UVemy8PTUz5J3RgA5hc8DAZtvk",
-	"HdDUx/Z1S0vzw/ImaXh8IqcCPK9s/+v7N6Wz7j57ZihSMkWwwLZqwN6oINH5sPkWc31sKA8QEdsUDnp4",
-	"GKybZhkUSBWsNPQJDC2w07OgKQSETzP/oSO4a0LNsEVkbz6DF4lceglQ8CwHu7wgl7KmeOXaJLbMwCBh",
-	"26j1yEAHttZeHR2OxNWIM5a24nWifAONOwF9BzRp2mWYGyliys2nqaAeSYXOlEOZDXiSMPhdSN0cyqlI",
-	"ogAGi6UYpjyGkbSUTWATOJCaTrBDQXPMEk6bsI2ARO5s7XTutCKL++9zxFSGkWBEWJ7ZkDewLGU+mJN1",
-	"DQ/pHE0DBunkDG6/kiaxlzPEzgtyzxU3d3V2+fL83Ksqv39KQHibccXg9LjhQcJQT5bYpRoN31ApTe8Y",
-	"iVI+5joie65a41EYkHarZbRWy4cNoab/mjISoa5tBC/4Xs0Y8t/PoCMHxFPIH6JTEnmfARLq68WTC6oM",
-	"tQHJyYw3FQhchpMABy2Vnbe7+C9EEzhtbGpenLJFoSggsxGPR46dLgbrIY9Aap4qWeoeqzQQOQziI1G/",
-	"gYDq0BNgtd+IWuQS761o5VngMtQuuWOORoADzGA8urtJLIXT3lE6TXnMBAbIW6Pb2cTw22anFRqNIUu9",
-	"ZIvZbNai8HNLZrcH9l118Ob85et3l6/hnSItpRBgzy7O/WjQRrsV4pNywgSd8EavcdgKW4cNzzXshCuw",
-	"xpsvbuucCme5P4MbqcMvChCQIU+1bZnlElxynoQlD8hbj6P3BYo7eDC5AHCeQIKv0jDXa5wKVmrHwtoR",
-	"VSdXOnfLInRgGBKYRZ0O5RgOeLnMC8AzC0O++921DUeuuM6eASt8b191TY03XVrOA7lRwcmvv56/sqzC",
-	"qpmEY8R6oaJtGNCzcoO8vL1KB+hyd4kFVXDl3mw5HixHwRWhsZaZ2RqKiGYhlf3IiWpipkP9omGEZcut",
-	"6Yax3XoplJuiQw3pAkbp42OGotvh4eHJfrWXSGFADz0Des2yweRWWvZmztCVqx2woczYNgvtrF3oVGie",
-	"7rTQOqwoEPTgjWE5jQ0edPbfa+iqC6wUqFEnDMFjIIW2DcGrCib0U9ocS8HoDcp/TbETiqm91Cdu5lAx",
-	"XREW5HPqZRPaxw9Kz8KcXdxO3Uv5tg9+pIl9rwGvtNe/8itIRUadxRbhR5vMc27lHJtXCg5dSF0EOxlF",
-	"FQjPIpW35v7pLQRTwkE2roNGRdHyHJ4PQc5IQI0sQqvrbHJjee+yogofueXeoIRC72c6V2RkndktAotg",
-	"SUDA3hUbGQOMROXm3mVOQ4DI1PGZl+b5l+ZVTDX8QiAIM8BcLrp5ERKNaA2bsO55L9DpCeFwB6Dqhofr",
-	"X/rJCeNPAoZwVD4keFAIZ1kPhchLHoJ62eU11AVBOMP6wgBfI659U18ZAitwZAWWWnHlK0HRMkJWgM+3",
-	"h5hH3/9l+T6Mlr8FGCwjRgefDd972IEmuR7pydenS/82ZAkTLb8IUfo6zPGb0TGjpe9CxVZqPPm95CqN",
-	"raFoZTsXH5C7qTDGZwvAsAGN1x4a5U6Lg89ek6OVGIUx9Khw5+HEBn+chqhHRMspFpDkmuzZ4h2MZ85C",
-	"u3+au0b6wsYFQwPLvO0sjJJKLITOM1dJp+VKUOboeVpFT6iOYWPTIwiQ9MesoKszxtdhLO7ztd3hItZ2",
-	"6518+ZEY7LLr+JNgVxfPZPUb76T+SU7F07AVvCPfgeph5Os8nLsWK/Pk/GXixUaCwt+YXg4iT0fY8zmW",
-	"EHTff/wHhLSvDTd/Y3o3oPHiQMu0fI1a7IY1R4v5ZHGNo/2lNdDrIoJ+kjGwcFoPxUAm8zzexT5yx9jE",
-	"kknw3rTImSh81SSmQkhNDA2ENpsCrM2Y+eGo6BZkEVMCSjAPt/+jTOYbgLsfDeP6yBpMafeSwYteD9q6",
-	"zqhAs13Pi4F4CLZEFZu78FCO7bAh398MUW1y1B8dYb84a+i2N5jigs5TSZMrKd/QDKtSdttHm+wndxm9",
-	"ZQmnWFQ7aHQ7nU1enmQyZgrKpbwWmuv5k9AkhNfH8jJftrtnNjmt3vIPLYxY1rw0tOQ1PEyUzhgdWxe+",
-	"DfGHEiQRT3oR2aOlQAdr194P+iKC2cwjIBfeQzzefMLQIWUE5iihmvYiknLByEimicvvi2DuiFAFTt5W",
-	"H0qVqx6JgEbZgKMosJ8tBuWfc1lvz0xQeJRsXldkFucyEqIiIsBGR7jGRAEpS47mM4aS5fP1RQSREy0I",
-	"mzBPlFXBwDVdNb96jkLwwGYslkKwWGMwUF9Eb6jSTdg6+ArB5QKxFE5XhTPkGrz1LHGNkwcGQ1hi+/Gc",
-	"YpWYvhiyNCVaSjKkmYsr43Y8OH1clhtVKM1ogmrvCDLxMmZQiXCt+gIiNmAHcgwt4uDO9qIe8Bqa8nsW",
-	"7ROu0PmGy20fEVVvXKlhIpcAZghz6zxB54lT2MH/aEELAlrgeDMWM36PQnZhNO92nBY1crHvVo8qnXvJ",
-	"Vu713v4YNk+uP7eD9slDTe/tDazbmn3SiIFNxKkS82vwpEe6h32BWEN8QO4LQBTyud/gSb/R6x4GfVhA",
-	"v9HrN0pPNswvfIy/1CW2wBNmuH6j97nvUh3h8U1cT/C6w50+pvb3G/nsZshcgew3ep2gj+7HfqN3aP92",
-	"uZPmq4eHhyKgj9bkQC2RbeHG8RRPCRr35soIKYKAw8OHhpTRe6byVlkYBqxGU61IImfiz+kEQHRzDnTm",
-	"0C5nLvjFpqa33MNcy1YwBxnKhqDjmCct8gGifXKKjBXpihDKFRnLniALVIBqDBzY64ZdQ/vyBHGox5YH",
-	"HO1vTIrecKUv8mTfdR5pXG9u3ljIqDY00aZUP4mXt0hOrnHpLUtv/mN58/Lm2WuceXD03/XbjRDenGde",
-	"VsShOUL5OrVWqhqkxmw25Xp8gyhS13Vey/qm83t6Jm3TeWgO4MVKT9WUpuncYLt5CIKu96GTQI5ZPEHE",
-	"x2BDIb1fFOl2On1howdzvfm0hJl5+ZURT1lOdjCu1bzmQtrNaOFJqy+214rxgC7QYLuzRlzTfn/TgjeW",
-	"XkC9meaAZSkXeTe8up77jRP6YvA8Pk6aR6w7bHbp4aD5Iu4kzTYLh+63omorNs4PtkBpm7+5kfrdflJi",
-	"skyOyOuy2Pv+06jeJ+vfeGmjK/+cqjfCqqNuLqHDkCO/JMgGdLRWDwc6fPDZui429q3AWqiNL7VSdOE3",
-	"IZ7bBOI6nKvEaLtVX8lLzCJZmUBCuLiX6b0dj2asL2zVc8CVen9LRWne2ruSE8xNPCs5/n73qnwdrwqx",
-	"DsitAP+RzpR6iAi/GoP4LmBu7kDZAj529ZuYITf3mQjoWCCSA5nZtgHrfSW+90z1BVTuB0pj/SaoNLfI",
-	"Wd6IALXogjgql6W3QFOBhFqi6kj67j6Xx0qXuSiXsNuMJizZTqD7Nv6UVfjqfCl/YLz97kf5Yn6UnbjX",
-	"crHtwKvWV8vhbKRtJqe3EO6Si1sYbLUH/zSp4gnbPyXRfzdBKosw7Gw2YuCV1S4IqC8wWcfQCc/UBZSp",
-	"bOoiMqsUiSdzpjfPzLBM921e4+6L4rKbZglKQxqj9qvdl5D6pQtBXo3P+NhD8J19r2XfUD3EP/Ovx8+n",
-	"tUgEjdIKDWhhfcixXX0PbBOhSAS9BSKyFzbbYRgQ6HORQZ7YgGnNsn00WpmxRDwPyG/cfBsYxQkVogEV",
-	"CTR07fVF1A5D0iRjLvbsCzdjddANSDfct9/j+zdjFZBO/iXWB7kxY95MYv3sBbzRF/jrmH7aa4fNfKKb",
-	"8WCiAhLuB6Qd7kcBiVM6nmAK3cfQfBleO11NJFDnxO3TCBZ5PAiB3KPhVBlaEY0ZVdMMKgZFxGYIKtfb",
-	"GvJM8rJ1mP4IHU/ovA/SzoCRMWalUEGOzLLheKlBkrxmKJz9D4rEqYzvWuSDTROyc7h+LUFf6FHxdYUa",
-	"Qpp705LLfZueqMwOfa9RZPvWatkXee8aaACC/TZqetiQPWqbK5HcRpjK21uWBP62+0JpnqYECtqxRO23",
-	"yPkGEh2pEeh2sRdaOK8S3h0luzJINXon3TBo5BDa6LVbnaBRQHKj137R6gYND1SWF8Yb62mj1z4qmjfn",
-	"4N3oha32ViKk3eq5MLj/DQTJNczHwJFnJvHiVgHrvouY30VMl1QVyyx5HAetlzm9usr13lVn/is5WAMf",
-	"VlO/lW6rL7bxg7rpt2Xr/14OxaKn9zqXot3vnzMqAJ2ExZXnQOvVuH6Uq9AWtAHnPsGOL2CiaZEzEqH9",
-	"GtpERQQt1kQYTmwlAJ64oiBGFUJVB4rrGA1or9vpFFUToGxQlGRyko+k6R3oSILZWDboOw71TPrCTgMC",
-	"IVYI+CvRMkLJMi/wlZEJj+9QxrA2n+kEcoxFXETOBn1RMYiXo8a29yFiH/nHxNXmDYO9fm15mIB37qU+",
-	"wZhNkncGLhqvN9phqxO2wlZ40D5ulFqsf1zWBNd9bwspmh865k+Q+/Mu6u3neWnPxr3kk6a8Z1nutSya",
-	"CLfDzaUMOL1v5HvEm1tmXLbY8N3/+N3/uNz/6JB/M1q8UoY4+JwX1tzc5whvnILLsSRHgH4G/dWhUpah",
-	"tROj8JxrlStgEJaXa6bFt9BpkgsS/e11UfINImkP7EMYlvs3LFa8/yVoq3U3FrR1I4djgbLfXY5fy+W4",
-	"KwYs8Tv69+iqbZclZLKxa3IJ9IRflYN8d1BuY+HcDpp2tmrCNE+T24UV7ZAi2kgOKIrFhHs+6IsMzUfw",
-	"2mwExA9K0LbIy5xgZ4zcsYlensi+OzW1/shHS6q58JkX9HYi39GWEt83ck6uxNfcPflHxtsvbz36Lh5u",
-	"7tH8QuLhAUh2S41OBfP5ARqhx3fMCoMBVut1FePIYE4iJTMdbVFmBZHoJ1jB7nanipEnS1gWQGlZrCTa",
-	"IhG0HVGMiYikHFq6jxhWZ8xYzIRO52A8uGde+6S6iHyZ6VI4Pk3TX4ZLF+tXyr+ERgPXgdf1E+vIP3xR",
-	"e5iZelWRGS0neJvfRYuN0PHKnRfBYKEqUkIbqy8mYKxDZVCslqIylkyCfESagDtwW/kXd/fFmSpOs1IS",
-	"/kEVQvx3yN3M4uur9P+20OvMAityzKAPB/rtoeOd2aMRccGNbKk4Wiu0Kz1DPxkoD6AkTAQ5qxGZcZHI",
-	"WV9gQov5L+awQAlpHJPQOJNKQcosFTFTp4SNJ3pu30VB+3eWSdUiH/CrvjDf0ZTfCvTmQ21pwT8RNpHx",
-	"KCC22TzyTKgjrGmmXUVIu449rm1ycl9gvpxtDuAvVor9FjlzVYbDIAzDfGFmoxhERPa6YZhb093mJ9SW",
-	"h95vYXXtwdwFDJySl5f/ZWt0Y7rZX2N1H0FjhzPojdGD1tQH5tu+2ItlOh0LRSJDUQLbJiWAqwnwOm7g",
-	"OqKAUIKYRzI5wxPYxwinIdRK7QtXltvZoo7CQ1R/hKwYlbghAGLIb6cZS8zauC5io3Dnm/u/ygTONXfc",
-	"FtR/yuR4Ez/YldzkqdfQM3FRvDnDW8WbOSXynmUZT5hylxMtE15s6qAvvrhuI0Ckg0as7r3GJlskPD+W",
-	"4LsTh4abFrTKOdNrYKsv6iIYgnYnDIOTY3BEtLsLD7XhodD8f5fcZAuQ3/nPMv5j3tpAX7tk2T2P2a9F",
-	"lfaq0FXujLKEeTkg+rbsK+/f+RgrUq1z9Z8skyVT/Q+KIEbkvNDrJgO2Tqp0U0E6E8fgeOyu4UsB5jmr",
-	"zmHxdaXp3Cl6LWIPNe9qIKfQ0YlcWR8rGK6WmJlIqWRGlRovrZYITWC/kry50HV2Wc3EUq/VvOnrd5vO",
-	"FxBU32NjmgLISyb7zaRVW3XRQ1kbzXfgovmWy5e547+UEFjJ9o9UFt+4mgZ5mRvzQ6J0/kMPwiA9dC23",
-	"QedDiHl0JAR6LkBp/cDDcvOltZWaeVzNRJePHVi0ppjzTX6TXODy84xq2zWBTCen0LopIHQsMYixL2xR",
-	"A/O+EVynE7InM1ukwUpe2JZiOjGrwlRD+7DLJdnH9UrB+sIFI2EUrtIYPhd4xR7kNI+WAgoVEA0l0TMo",
-	"LD+Yk1QaAceGLPaFJVveTzxpkVcgJsKgZimCQUiwWZ9okVd5yKb5zcZz7h2GRJHBvC+soLvvOoG5REfc",
-	"MCUZS9k9FdqFeLnV5plFNiYksHfQFzx37BftIoxGguUpeO5DhBr13sXaKvuntpxQghkBfVGkBHBlK46O",
-	"GQr/eZYASs52yTCPLXxih3fScF/kqQJCkikYKKuwAnBySiimGyCtxxVtlUvwHpHMHf+6qhqXZtEAqnkz",
-	"tDFTsM2nK6JR4OnKAqobFNZYs/hb4M6yvPJwcMy6w0PabMedpNllR8PmC3oyaIZxO+mww2GXHg2WrNwj",
-	"JE+78gvrEgVkrpCkmYEIL8h6Oint53n9UosunrUL26jp5pfUMqpwuYTLO97wXaLfiFH/yGyhkVLWPJAS",
-	"j0vbs9+4whC+v4w7XwJD47YVJZcCg2EDIJIQ2ml40zbGzTdc6Uu75j9w4KvZwiZhr3C8f+KY1yp44tU/",
-	"MtoVuO9irOupaw6HNj4wSLaX++RLFQ+3jh29xF6wO/vjq1bWjBuZjArsycehB04q8X33QEB+el9wAXy6",
-	"CWVoNk8vNuv+NjGbcGLL0kHgRpfGa76+orfrMAWe+QPlIX6P7fxysZ0KkXMDolPrtweidfDZSoMbR3Sa",
-	"59ES5NXcqqvUb3VXPWJjsgdmIFCnmEj2nf4FsqJRt34oWq1yAW/qjApl686QPEkFVdJcuszL+6PKuaq+",
-	"PzpyMgauegYNOiNncbspIpY+YCnVJJvfZFPxV0MtItfeMm936Uq+Wl8I5FuzTzTWoN5STWZQAHXA3PJa",
-	"fYEFC/OugEFRM5YRoDbQmDCd+yUIf1AeredpatuSK7LXDU/6okhXWFpMp1LPFkLAFvsZmG/2NzalITBY",
-	"zrBSFcOW6vVHkmvt8BlLH2Lf4WWuBnsnJW0gj3uw8V5WARhImTIqNipdeD6EG/nygtQrWyB4uVHwAxwU",
-	"VWgtAfcVSbI5yaYiyA9wPweq77bCp4n/erpYY2DweecSbckg4XozMr26OdVVTnzzuGNHHQyqQ4vSzWMv",
-	"csnuC0L8KjnoTyD7fJsI5c2lgl3dV2bIr9N2wnLjCte0LXSfgGsaYHTPFv2BB3MCaX7L/E9+zfgq11wf",
-	"5FzPOLdiUl9KGQuIYrHEvBx0tW6O698mXnoVlXHR0n8SavM9rvrfKK76aVWzg7xZ/6pM/pfYsNIjg56C",
-	"VpRG90qNzwv9jIs4nSYuHRqcRUaXws4+DF19UD696PWzT5YrceaXPCa6L/Iao/XuAacauNaBZPMIKxSs",
-	"vdP54kK8N9dSi3/xzHer/0aIA5oPdlCBrn1oKQO4oMMhi/VXkmhW4GBRuHdVVkMV8xa9Clt6EF579YL/",
-	"wJ4Et41NvAn54X1Hns1dEHQB9L58DzpfEVjtzPDjXETRYmNNz40AQnDzOIe+GDMqoOb+/i5FT3E1T91o",
-	"7rAVttrtwxY0muPmmoY0NqfK9Cis1tGfUdEu96PD4hRb96L7Ns6NTZtG/imLUnwvcrWGTp0lSYkSaLko",
-	"Ke/Slg44dW9gFORXuQOjniA5Rwb6K6wroHC0VrwaNhJMWDnVRWyhh6IvPBdFQGiaYjAUWP16EIYn5oRj",
-	"kJzNQHCOBC92K4+ftc4EaBnStZkSzJyi+njtChdhn3M3Gk/IXsQT9bFzHe1XXRc9gr4LrtFAkoEtXi3x",
-	"TxDDf6Evl+1oboMPnQM5dxdg66wJy+PRbNvPzVwHPxZ35KIjdrdmWHeADV3iCcDPhkFdG0VQXW9lAPH2",
-	"9i2sIMX0310M32n3k9Nu6+JQhnDS1IUAY+myrZwbPt1emVh6JTVNFaQiAXHNbQiGNE1FXlUtcbGSW/g+",
-	"vnQGwN9SOaDpyoxTDdt7YgT7FgFQuNdd4unr4vQ2ytY0zEoxaMoK7msMPYXYgBHN4cG5GqBGn6F32BtW",
-	"y0lUANNg3heQ+bUf2DRHlpCU39muXixr2tFdXtaq3EhcU194yZFkMTcSALhtXoYBrJ2gyK3s5a5xWGsA",
-	"9ZP7AgsowwvOmAZR8bhZUJWKQstQxsWuDBpYkkzKsaH3AVjySDcM8yZnME3rK6ZF/gESIn9x/STfVc/b",
-	"1XjANGEfxkpBze2wPopBy8nSeObDTiNo2LRiKHX4DaObS3e0zI8L8P6nifv8kpmHHoPbNvtwgXxO+ISl",
-	"XLCl9PNnOSNjo51Y2gP5ZzZrJIAgKewFjWFSYzY2q5xRDsbZoSWkdvV9ATQCTf4wkC3lV5QQtm2WzSGi",
-	"Y8B8hDLpSm3XVcJu7MtXjChNtKxmhH2IYHPrPz4nN7vNi/k74MyB6XEsvchgXZWGasMIq8U48oC7ktjn",
-	"fj0tVxCCZuN5sqlfxzof7ncz2yPzUCu92zfVgCEP8U+UgfpV9Lcnyg51RqFCkN01L1TLOyaWqzZnWE9k",
-	"zwBdxu7lHUv2Cb5T7XN9yeIMCpPk6YgZ09NMAJiOWF9EF2dX73959+vlzdmrt+fvbq5++cfrd1GR1cfE",
-	"Pc+kgKb7Fs7R7LUpxL7hSl/hfv7QHijYwybuJ7yIP4np42mcT2cX5/bYPIyxQLM60nFdEgyM6rJgzMuu",
-	"W49BCwPQIIAblQbNp1Kk81O/U/8dYxPVF1wrcvnzWbNzdIw1hqGzn234QmNtlBrhWUCNXLvExbQUU3DV",
-	"sO3HGDatonCLxYubGUCVGbDqrNsC7r+Nu8ibOlluB7kzQmdufrc3q0ZyJlymcvyn6ZTyp01mEQUN2Y6E",
-	"LHDdg8/w77qUlvfAd21RA/NCD3mmkDMM2Sa3hu92w3beLk9IVwkMqdKIKoRQnixt2bQmi6IgFpuUD7fE",
-	"kConNXy3z3+xciHmfB8BltuKSjBkNQTJ2vaWq03YNsjwSfB+QgcaljWNHpRbQa3jr0XO7J+FebFUJKTv",
-	"61b0lnIBBkuW1wnJ7WBcEFdXGcVVsucKz5lFzLhQ+6d9MRUYeO0ZZJ1KB53ZfGWuRf4L62VAJLZa8KaC",
-	"K3JAE7eFPfP3+QWxgRgBdmMxm5JDNMYFRLBbqnNhPnBu07xOtdn3PsnYbyy2YZNY+Hpgd6FHpNvpODuu",
-	"+Z2LhH3CxgWcpUlf7EX2dD8eXrfMqbdcL5MIzbyZvSC7ERReoMXemM7JgJHb3/mkaUDCbIPBkC+R9TZf",
-	"i1gmsHvzULR/SqgzPR+Tt/xHkrDixS3CYM7FLVPaGqHWpXC9tDNA+Fq5zZ9VjsXcRoniasGB3T7Kk7hG",
-	"TnyxYk11d7Wl48yGzQAJQ06zrH7cjhKWvTTYLtbL7UE9t6Bh7tA1q+GTvFXNYavr9alx3Wn8vjMB1ARx",
-	"r7RbYeuogd/hG11oVuM63qlGr90JjWLkpq+fvROG7V4yeNFr93onpRV0u4f+Ao69+fOXeuUlHLUXlhB4",
-	"RTZ6zx82d3hb6PkRkxK+rrfbzr3asmGRGFilQcE/D6/804mQSM+q/M5n15bUbRBRlMgV/ZjPyOWM3t6y",
-	"jPx6jtaCjImEZeBDO5ATJuiEt+Z0nEYtcpamoM9QpZz9BjRSsOwYqbEvBlzQbE6mZgwSwdwHEdRy5ZrM",
-	"ZHaniBwOUy5Yi1xMBymPl9jFX8lN2ixDDcyRHqdlVNuoKuXPV2/fwJafFIt2vXoWT7Gpw8frUnzZxTlJ",
-	"ZDwdM6FRkjAr9gDhLdO0cZ1f9MFnuJyHFReOnwKi9DxlasQYVLziccENFycMkKkzw+Bc+S+or5VyJnRf",
-	"UKioqgjXLXIJ4yN4RHBBv9F7irNicdwSnfR+wyQDTDDFgnAjqfQPirw9f/uaaINjG0DNmTmAdTLATzzF",
-	"0iNuz3Bs5ZJUCjGjOeXNwVQkKWv9ppwIYNumWwGA2imX154a009vmLjVI8OiXoAPNP8MKYcGIBq9xv/7",
-	"eNb8J23+HjZPWjfN67/8Z+PRZWbzA16NI0GDj+ktO5iI2/KDuTcXcbuucJarRavWTbEhvtoHN116LXrD",
-	"nWCTrrGh68S8RYYyhYrXUM3TwcC3Z6NfSRdcRmTMUS1H/npqM2I01aPflxMaMF4q0glDAvHtGH2C7BL5",
-	"hiI/X11dtMjLEYvvwDmVpxnNc0SvQ/OfYe4v6W2yMyxzk9pdgFbH7/+tOcgbfs+EWewkkwP/Lu0W8TZd",
-	"V96lxT5xxwHcWEA4yCcBeCcD51dt5t5joyZiC3Mvvthc/0Umx0yP2FT1hUFxwj5NpOIAakhn1hB4vw/4",
-	"eslgklJeVpQa/0F+fv3mgkyozqSYqhvcyY2VsG4ghI1cleUuguwNap78B7n6n4vXa963rjao4LLisXar",
-	"c9hlfwmPty2q/XbZqUK9eXuSZM+lgYetsNXd/3cGUm8Hi/2hS4Dqi6Srs9bkNIsZiUoyrO9FASAF+QVl",
-	"lVsmDLCxBIymAdaJHsoM/mj1xUq4/GXCxNnF+eWExduRJbcPv/5LmYwSOzY5bIU5dT7NK562oAusWZC2",
-	"mbR2x2W4P2yFrcNa3l0ILR/zV42UM5QgRNne3PY97KC2NHhqwmI+tFsjVJH/OXv75t8Z7q7MIbrzLa2+",
-	"nulljCbz5TzPMjLIaChYGdkDvko1HVBlo4rOxTCdfnr1o19C1A9RGdD4DqtKWT+hGslMk4TRBJUnZKtM",
-	"gFmRQqQDjUdGRMZmEJ6Jb0h5aotXeaUi1hDa94wm3PCN3bisZ5mK4VDgsOwRALxDfWADUXdGouFwHslg",
-	"4Sdzee4znP7mXsJiCzXgCkGS/iVxVRzhNwfZPCzvCx4zBK81eo2E05ToeELanectwyravRfhi+MeiaUQ",
-	"LNb5HwanMzacKgbla93IBrzK9zT1wwSf5LbONEkZVRrKqJUvzUI3SvpwCFi8bDZ6yoYTK2hIvvAVElb5",
-	"9c+NAaMZy86mRv/7eG00OvtOlaI46S2AXlQ4jaEfiwzTF5itWuqE2GCRP3JVJdYigRNcFP9rBgaKuDjs",
-	"G1v1Ujld4vJV88PZuxZ5VcmCj6mKaQJVoMv5aXlimvJmwwSMxek+nL1rDmkMBnqXo2obNrn6KHaEIgOv",
-	"5iymQrBUlUrzevlyNkyPY511pcmYUQUx4+7ci2kugFkuTmEr+5bTPeyg4HrNq3oXjbrckC6Atua0614N",
-	"ikZ1gfsSg+CKiMNqGKR/1BgcujCXtUeu8MWhp5klt4xkclrZhbNW1pTYLrIRdCWEOA/3KgXu++DtIrmX",
-	"HniSl7d3t5tX9bVjuKLLdTiCJUCaToUB3xc+3nQDo5bjD/jSfLFkOAzFSeUtVAQABjTLypAKHve6ZkYX",
-	"5wSJhovlImfJGLI207l/0ujGranCDkJv85IJTV7fg9CrdMbo2KzFFoH0MQYeaTxcP/z/AAAA//8=",
+	"7H0Lc9s4kv9XQfGuauwsJVOy7MRybf3Lk2R2vJtkfLFnc7eRz4RIyMKEArQEZEWT9Xf/F7oBEqQoWfJj",
+	"snOT3aqJJZF4Nhr9+HX3lyCRk6kUTGgV9L8EY0ZTlsOfry/otfk3ZSrJ+VRzKYJ+cDFmRHHNvlPkhuWK",
+	"S0GoIpQonUtxTZjQXC+Iptdtcs5ESrgmQ5p8IlyQ+HTUekt1Mo7bQRiwz3QyzVjQDwbB/iAIwiBn/5zx",
+	"nKVBX+czFgYqGbMJNUOYUq1Zbrr/30HwMWodXf5pEPxnEAZ6MTUtKJ1zcR3c3obBhw8fWiczPTYDSahm",
+	"zTOg5RNmBtATIzvvf3hJDp8fRLshmXM9JjHLc5n/eRBwcUMznl5p+YmJQRCT+ZgJQgl8JnOqiGJCk+FM",
+	"EyE1oUnCppql1Xl+z2jOcpIzmk3+PDCTyqWYqUEQkhX9rF2U5bn/d+slTcYNU/4wZnrMcqLHjEyYznmi",
+	"SGIeJVSoOctZSnbiMdfxLpH4VEo1HVLFSMrNbxOuVLxbnc6Y67XjY2I2Cfof7XOmheAybBz1e/bPGVO6",
+	"dfpqeeinKZEjosdckRwfO4YBJhlnQn+niJwLEvttxISPDNnBjlACC0qkYCFhmWLkmgmWU7M55CRT0hAm",
+	"rD4ZypQzRahISSavVXWyUeev0T/2/+vw3fO/H/2t+7Z3dvD+xXnnYv/D4do1mNDPb5i41uOg3+m+MKsg",
+	"is/La3EbBlOa0wnT9gi+nOVK5s0kHAv2WV8l8ESMa8TINGc3XM4UmdJrFpKZSMZUXMNcCT5K9JhqwhXQ",
+	"qRTM/NmLoups2eKv+ekvkv+P+Ot4OHkn3/z39+Nkkv16KqIgDLgZwj9nLF8EYSDoxLyBjQcr5n7Q6d41",
+	"9zB4LdKp5EKvowJGmH2qOuD9tDOKWJe2DoaHSauXPmetF6OjqEU7w26yn/bYwejQjXxK9bgcuGvviqdr",
+	"d3Ik8wnVQT+YzeDJhvHfmBVZPntcpHJO5jzVY7ITdyIVhyTuTOC/Y/hvGu8eE6pJxqjSpKPa5BUb0Vmm",
+	"4bnqTDuTFTvAbvBjOeQUG3Ev+bR4GPo89WOndXQJbPVLFL64/agm4/Symb3+kMvJ8hzPNc2126HcUFxI",
+	"uEiymeI3rE8MW93f3z8KSSzkPA4Nk6FEsGuq+Q0j6SxHNpyzDL4ZCC2JkHOyE7f2I1ipFi5V63kaH5OZ",
+	"4FoRFZJJSMYhSUMy3/XWzDzbHojKsrU64xXrNjIzal42fMlbt8NeZd12hJz/q9W0evPLf+E3vdsW/tEt",
+	"/7hwf/SX/tgZDNr4dyc8ut39fzv/+NfHP7Uul57b3W3entMRXLBrr+3YXOwx2YkHwWAWRfuJvcfhAxsE",
+	"8a650TNDijmjKbJby3sJnU4zwyWlyBZkPuYZI1wPBFdEaZ5lyJpneW54r23X8t1edNQm8bOYTMwIgdEu",
+	"3CP13XISAewXiiTlhjkpIlghIexYEeFLJ+wc3Q6Cfw0Gz1Ys1xs+4Xp5sd7Sz3wymxAxmwxZbuiaazZR",
+	"REuSMz3LReVIHkTNhJVB442UZV4pGAoXer+LdGZ6DfqdKIqAXdqPxci50Oya5TD0M6rH6zml4XOVgRom",
+	"3MABzaeNuR8X+rAX3D06mfFkccf44JnKCJ83DxAefOwhnnPN1g/QnJcq8z0cdZIuPei2XtAea/WGL1jr",
+	"yHzspvuj50mHRcNOp/maMW09/Iq5kMvjfS3SGudlny3nPSaKThgx7SpzpmPD62KPUxpu3CZvZ0qTISN0",
+	"pFnuHqrMW8j5Cu6p5Qreia/8nnjnhZG511MEiOWVpek17jY897gEe2uaUlMpFAPR8HuaWpHXfEqk0EzA",
+	"n8ChUa/Zm+ZymLHJn35RZiJfymGbKWrKM7ehpJA7CbCtPpk4ohDEDoIMmZ4zJkgHZGTDpcxKGNlZBf2P",
+	"X4IRZ1nqMb4JU4pem2ls1tjtpVlMpalIzEt7dMr3bjp75ugou5JMgaB2hzyuNNUzFfR7ho9qrlH7oqm7",
+	"xcrtH2s9Vf29PaeLtVN241ZN7Q1p2nKv3Ppb9585GwX94D/2SuV5D39Ve2f4Nm5Z/V7JzKazlPz1/Kd3",
+	"VgyaFF8aGjLf1XdE5gTvQEN5noJeV5yaRmUf36s8C0N7KcUo48lDyYcCmySG8FMyzKlIxq0pzbkiNDPi",
+	"w4Kwz1xp1UwqcF58SnEvafqJiaegiKOSIooV2JAcEvf8Y9DCCSwZ8dYJphwCnyktJYWRBTQ2kklhDo+V",
+	"sCwF5WzEciYSZghcyVmeMDBJpCxjmqUkkcK+kC0elYR+kPmQpykTD6Qh0O7llFk1QDCWKlgHmk64ILnM",
+	"2HHJf8mYuqdB41xFIHsb3tb3oaL9kopOhZqNRjzhRuQ1Q92UnEbF6j0GPV245flOwSgMwQxZJuewcMXi",
+	"fqeIvWbgqUclh1NhLneavTbn/IEkwW1baJsJHpkNHPgXw2m9q412zw3wcZgB3oswihHl2SxnxwTXQhGa",
+	"M5LJ62uWkplIrRXP6WM8DcGSo8ZyLh51N99J/YOcifSBGwm3wyYnEaYxgh6/zpnulSTxzhvKRtQgpG7h",
+	"C49zNxR8HO9VLmDTf37/huzIPDQSPRma+wF5PCjZXJCYpyreJalkaN6Dm/dRieKMLjJJ0wsp39D8mj2Q",
+	"NhwRD2W6MPxK3rCcdKLei4Pnh2S4wNP9uPd/x+Pc7/3utZQkgzltuOVayha+8Fjsu3E5UBH9laFc/qib",
+	"ec7yG56wnwW9oTyjw4w9+B5nZMyVlvmCmP/CJTTzmm/cTVDvOVN7z/fMNqk928Q9Obu3wXaCtSFstLv+",
+	"K49zpFM2ZSJlIllUb2Qr7uwsLd5ubfUede9/FnSmxzLnv7L0wRoAuliG6N5CGc26a0DzfXQZvlNu8UnV",
+	"kef1uek2e77Cx+He72RlKUBIl4IVjpeZ+CTkXJivc3YjP6Gb0NvZJhfmut1der7BqbYtdUxzmRilbJix",
+	"1+DSfQTWUOdv1tnZrBnmbCpzrT7uX7ZHmZy3U6WvzDeNdgVnTIjAmHB4cLB/ENyGy409v2z7xsSyISGt",
+	"ORL9vjwlR0ertE+dUyPv3492u92Sdv9uZo90a4S+zan2pnjx0e4e2JMbLjOqmSLgXoEXDZUaGUSBnmmF",
+	"EqDkqpRxbH3l6uNlbF9gNBkT2IFH5lxqNjXbydK3LOX0AlbsQcT5El9tmaZKw5fXiHk5JNdSE80+671p",
+	"Rrl4fNHkoCQNb5JkYmZJgDA25mrF2y14uwWvPSqtWA9yXF8m9O7NFFCM3ROSyJSL69q9VxAQoiUekUiK",
+	"iUJLJ7OU65MEJ1DCEpKcGV4ZBrNpin+gvQQ2TzHDaJKM0Ty49C3hxTM1+3GI3bwWuskH/JNgZJ5zzUIy",
+	"H0syoSkjXIfArShRs8mE5gsiR2TIRkZsgu9HGi1+HsVSO4tyGDTRRtcO5FS1wFoC8wDFEYcBJiCcNzq6",
+	"VdDvhuj0sVCQoL+PX5i/bgsjtm/MC8LAiWlXuF5p0P/4/PI2DAyFdzovYNWAPSDNb6yo2Zc+caNqgrpo",
+	"VpfDELpR96AVHbaizkWn24+ifhT9w6z1NDdkpDmawmmxt+uI2ieD22Lh6jv1jk5YxdqPzA52zHwHu0h2",
+	"YljrFjwRgzoWn51cvP/p3c/nVyev3p6+u7r46W+v3yFkZolUvA2iacpN1zQ78+aEroLqyP7GRdpSU5bw",
+	"EU8czYSEta/bJEa6ifdioJrYSGQzpsxJdAoiSeRMaOWNRw5/YWjM5OnW/ojadq92mbjHjgmbTPUC1goW",
+	"Edyp1JyHjJFEZhmDvSE7cOoMu6BZhiglFRI4krr41syF5ap5eWs0tQFZvLdvmDU2LSD5eUtiKL4F3zZ5",
+	"jkofz8cAPXf4JNJY6Ai0PrLqGpZkcdmwRTDMNxy9PR5HAMc0CE7feIPhDZdh4OGiPCjT24tTPvqvZeZh",
+	"F9D7405qQSZ/W+wSzXMKnys9r2/oHfusLbpriYJgINXWVpJEhXK9282uldvYIHQeysrm2p1bWDHEfAEH",
+	"zqyyYW3Vu8+tf/28fU91Mn5l+cxLYDMAyaiss0di61hN1MRqqgR5r9fv8x7Kctu+V9tNJxCW83cDqs2r",
+	"aYtfnr56v8xcTwQ5PbvpGe5+enZzSKY5G/HPhAtinjciFQpYO3EnasP/917EIYm7UdTpp8MX/f7efjfe",
+	"bRMABbH8huUDQTMlSTJmySeFVx76X9KcKUWmNAfV1an67vsSdTjin79TZEQnPFvU0TydqN3FYXQOq5iA",
+	"3lEFFnhURQjs7HQPPkatg8t/dT9GrR568v/VcX78fwF44P/Bx93BoL37Zf92izf2dvY/Rq3u5b8+drru",
+	"OwAenLR+oK1Rv335rF/9uLfTMc2+gBY7tnG/yQZgQRh8brHPU5YAVwzoZlsXkox/YqTcPvNCZfuAOsxR",
+	"fWluy/dMAeqicjXAPcrSKyZ0Doewcxj5Oq/9nXQOI2KfIaNcTkjX3rqGK8yShCkrkSzxzqUetj5ixWi+",
+	"LLOVou/it6GUGaNi+YzZJ8v2wqWxNR4vM82GS9VO392qN8zeYuVKdqMwYDccrlwFc2OfpzicbhiMub4C",
+	"JSfoR+2jw+fP4SsV9I8ssksBiGPffLAXasmRc/YLUMuVYuaVzm1YjqIXeYPorR5DVBvDi8Nux43hoDKG",
+	"F94YcjnTSLO1MUS3l8t7b9dow4sTlvoc7pili7O2m7bllRv2jk4aIO6xXcG4T8CGoRFOYb89JrGdXdwn",
+	"9i+SsoQrs3igZdmL09sIuxyXDVeeN51lQNZnmmhi7lOuNE+AS0rB8FD1SWw3MCZ/JjFubEz+RGK7eTHZ",
+	"sX+5QzkQRkleME0MTQuWktkUnIKC3bAcGXi62yY/co3oddxbFJKJ4iJhZjS5Nj8OhJrlN/yGQWO5Ql69",
+	"rE/dsHuc5vvzAY+Ol/FtyJpyNpE3LDVaw4R+YiSXcmI2btue3BnZeozeiaqP0Zwsskd24N8/2Q3YPSaR",
+	"U+jNLTniudIkk/LTbFoZeCpn6JkoEaCNY0E4qh3KvbitPfRbvyjskbvzhMPZvF1iIEuYeKsAju2p+E4B",
+	"1EMB0sUaYnM2mim0jT9E/rIII0eaoaPukhLschbL4++0T5n1WTUxqFeoU52+Uk06sSqVYqTlQiiEcwti",
+	"YUioJhOpNGDizAuMJuNjEut8JsBJERNFF2og5jaoR8kJI3OWM5KxkSZyZg1LaMLQNHOsQI/ZxKjPTWe+",
+	"Ip4XHP0ORCpQ7Ck+jKDlukZUNHsFI3mI8L48KNdAA6HfMSxo9N5DKnZiA9GkSewv319eoOrYVpJYRdGq",
+	"ktl7OS+ZJaAFuCCUpPmC5DPAl1FN5nKWpWTIwIDyO1fUNljxOxWtV4Vz9qVRgRrUV4dpqgfWoTcXFCfr",
+	"xTl2wRFMkBit+7FRnmLzcw1YnXKaEZ1MSaf7HGT9Tv+gt9/tk0QKwRJd/IHOTeCITefQORFKA4D8ZBgn",
+	"5Vlz0F1FfMaXG9dFJupEKaabI0oAo2F4FCWpTGYTJqzqOaXX5sJDp3Wxm0MuKPj1l8bvYr8alF3y4eRd",
+	"a0QTI7EBSGpEE4Z9LgH0wZ6ag9IQdKN9s56d/XYnMvoAmPvTKxiIZzuKjvrRAdiO0Fy1eSiZHUrQD5ge",
+	"R348Rc5Va05FJwgL3P/GRi9rQVs7zjkVziY24lYkqIlwbhnW39mnZyf2wdvqCm1m+lyyHK+6JrzFWroV",
+	"iy0FPKxEpBNLrxnI6egCqYURLLW/iXziRJNiRzYYt78Zmy5JuTnrx/Ph5B2am5sMyGW4iJVfyhUMi831",
+	"+qrsXmXcTafanbaX6AJb6YYY0UyxxyCt2v67GJFH3ll/5WmW/TQCDX6jPbgMvWFJI1atEiTd9Net63o7",
+	"/R+TQz2xYb64QL66Wd6N5Gd0K991uJYvVYBMgHcMg7e90GAp4L6bcOG31Hn0I/pUp3JTfri8qDesSTj4",
+	"STC7SKEN90elMk6ppv2YZFxYUeEczNytc/MQNFaTG8wLsHSzlCNqAyx+9/KRbXmi7DXa21/v2iq3wUg9",
+	"bmBLx6aYyMaO5YvFlJWO5SkifPsV5y3ZiaFXy6LikOBnywri3RAgQzwdCKN5xm4VY/eiHW5M0M1AczDp",
+	"xMXX6JwOSQxBq+7rgSietEGqpqe4gHDFZEfMsgx8yjTLdtERD56sNjiMzUANrcZo+oprRmHruQcTRNv+",
+	"FgOefmykTfgR20GVeYXjvC7QmFVSXFwf42zNQp6fvyYxT/txaM61YiIts6K8oUq3gCZbp6/i9faORk/8",
+	"Nt5q98Ud3NSMBoBVze5ti0XCHoDiLlcdWgfPqllrcVnJhFGhvHweaDpLCTOvWkcUmDqL0KfhbDSChCWG",
+	"0NQY9NicGZJF1JqmVifwHKGObu1t58jWfXRnCQ+x/xEjlL3HS9JyrlJHNwVsqMlc/INh6a9XqZAIC51D",
+	"/hyAH0phb4HSXgTwpmVl3QIc623+9fyndzaccGRtj6Y1G0YA+K2deBXC0pwxmwVGWDQMXR+T6AUK02ai",
+	"8/w85cN19KYNBe2+MDw9pwlkQblLecUVKHtoIsQfMjlv0ix1TpNPLCVm+tC3oSCHLVlebIxI2N6sAYbf",
+	"K8UwTm6zUzqyQ153Ss20/sZAxMno1j1Mzdz1g80tMNCytTBwcRverP3xrdofM5HtZaWDlp5NM0ujQMXk",
+	"e6nHzkHNMHrKxfNDMDy6qGu3v9JXfFq4qvfbZhEKxHH/IDqMgBi0TGQW9DvPw0DlSfFKpx21DwL8Dt/o",
+	"RVEULd/NtpstxLJyEF/WZIwAxPOd1rVi/Oua6h7c2ZCb+hbTKFfmgdOom65wKKFbWq8nb+28ua8iv7Uq",
+	"mz34R4cRWJP981yR1Tr9gxdWVnPn98koyzvxDfLi0T+8M9nvdKNoSQEzklPo5dbom66hCzvfB2pkwHQf",
+	"TxurDHVrsKKytHfXgM/Nc3Ui80MGFNLTpspg0Wbzta/lFLiWZVN5CpLNcBES8zATKRfXvjDjeGvJbZsY",
+	"a8nj/5LJIc1W+Kkv0DdkmWMGPmF794WEgRObYgogYu6QBijyDbuC0Qf9XjdynL/fOYjs//AYXMkbluN5",
+	"sN+oq8ILewRQioJSu+5FezUX7RuuNBNJRpXiI87SK9tZt2tfqPxYtLffWfrNij1B/8Xz22bPt+u0vmA/",
+	"wE6ZxQYxzUpTPM0YLJCc6Xv4owuhoiacZJm1rucsMYSRhqScBERlyPt0V9uQJfgzm1uCRFJwMiPPnVvW",
+	"pTh0stOQJXSmrIfbyFEJnUL2gZwZ8Ti95xg9EmneBufhGi7KXVBzxqY+4uEenXti0fKO2B8feU9qtN48",
+	"3zEK8Cm/4emMZtnC7MyETWS+uEeXTUfpy4Maua84uep0Lrk18QcHx9eGtkgRtvVQlMCy+FphBSvm2riO",
+	"KyZU3+b6UayTfdNt8iOjmR7XxBTn+gvkp+Uru9Ev+BCH4I8YoXrW7Ky7wNA4Q5pGh51j6kM4igDd1yQ2",
+	"nDJuB9txXiPqQ6y10gSfbCGvAVwDLnEZJo/dPoQX359nbHv07x9oYB+6g3LX7OE5c2Ct6lY04EDWiU0V",
+	"imiQ9+4vtq0Rw+wYm2ZX6h2GrMTCuoHKnqc3vQZ9uPrE4fITl+EKGPZOKrWhvn/OaLpbIHshl3Cve9SB",
+	"kMFdp5FiYmE50+RXc0Jk7iDAGdjbq9aUmoPIB04fVIDT3S1hxw6/vXYsFoTsD6IKQ4ZBfW7JayZaDqLG",
+	"9J5gmk/bZhPMdjSjNU8K01KHaFmz+ZRrlDEKgYMyN/IGz8zf8zHXjKgpTWrJ+WoxKetT7/oZpQfnO+1n",
+	"g8H57v/7zyZDiaeFLM0Dv3cytNEGAPpwTMAubZ3ZkErTfL1Nkl3TAKZkQJv90rDOqB43GrVmQrAMkdyU",
+	"ZDKhWYEzw5ArIzrpFZl0v6xzQ3Yizw3Z6YYBtH7lp9Dd2DtZcUUOWZ5x0UJXoTn1ZoC1do/oi+Hz5DBt",
+	"HbDeqNWj+8PWi6SbtjosGrnfvHDaYDZd76vsrIgmfAQYxGY6acPibQBJ2Mb11rSOG3RRCg1rg4SpHp/j",
+	"k/dCSjQ5Fqz5eHllGudSjHQ79IMZ+IbIh5rTYmlc4Fci8fLYYgwjT/lohCbyKo39DrZ+MwCFTwQVDMVs",
+	"ugpAseHmrtq5tYa6PxrvemJQBVwxXx1QYUbxtsSUNmkGEO8xYVTNcjZhQqM/ABxgzq2DcW4tM8SZkdZU",
+	"IvO6TWtIRQp52q8mw6kK+ke9KAx+4UZSuAIwcdvQDdVMJAv84kW7Fwa24+Wd8p33Ez1D05gT2a8yqdTV",
+	"NNFBP2p3wiINMxAnjC7oH3VXk4FtvNNwhdXn8aUp1mBdfIE3563f9ddn65crS7np7QtLu41f4fDFai3O",
+	"25Yva0M0Kjm6m+ZSbOj21mrc/Tqtm4NgtIyM6wUpCNkawJC+UeyzWxAS3Edb0kKpYzLm12OWY25IbcGV",
+	"axOR32m8eei9X2Yf9wjHp8DljQnrBI4k4NatSkUbiQOWvZyK6UxvCYfc6Kz5md2j6E7Kuev4FXS9SWPV",
+	"87iEn2rN6cIRDJgUeZZxxRIpUnVHlNJG3ddO9FJdGmGL0pS8e04V5sI9JlaewFAWXmbm8PAQv2MWUTsJ",
+	"D6X/VcR9vmQDBPEiZdc5TQG4ksp5LdQfnmhUOb8irHErlPfWOkwT7PCMT1nGxapIT/N1QZMpyzQlo2ym",
+	"xmaSS+n8wrpjoiJ4JJ8YoGW5GGWzz+kQNhnqZFzZ3GD9fevts6EoxaN9chDtE5fr8OdKrsPyhWX5oWPk",
+	"hw4IJ+hFxCjqFYIGPmhjldJcTqc20Nh+NUVvpf/VPDdELIL+i8NeAxqimHRJmN7s1T+zRpdmfVUaQwsJ",
+	"1ZpNps5dgM+SHchIljOdLyzgcPceRmJ/D77cbaap7cCKO3KzZvwdum9D9R1cEjIwHtH+XnHvIfQO+PMI",
+	"zFs2Oylk+nSxkRhlOJI5uZbyPt6/Oj2tGGCBAyzcYGROObgZtCRDzNSksVrD/UZQkO/DAFKOzJfaXZrq",
+	"0uYsUXuF+uq0tUwkjTcCJnxpMBy6sPhKIkStqsiAFQnJvlTVF9vrFDLTX02tGln18XR61mVxZb155qsD",
+	"J1Os0eS7TqViwlB6UVnDYlg2AMZMihpJSl8lPM2Xk5Q4iI5NSglVrxCsoyX81THKtw/cKZMj3Ug+bUmj",
+	"bTqjgHXSeDN90YVpTnMuc8iu2YnWavzdB+U+w02vJD+7E+dQqdKzHvVA3jOatqTIFvd1upUrUx/M9wCC",
+	"cGgEek25ULoyMi/BgeVItnaVYg8c2n1MwQVRLocG39dO7GM7m+Rn63SFWdt1tA4IPnJJImCRNlubra6T",
+	"4ijdTX5YtGtLO+bSyVlWihGS8XUopDy/9XG9kXNzV3Khjok5rORaOrEwg594eqfyvVK9ekwF3De8F9Mp",
+	"6dhtsZfFrr4n9TO8BJ4oKXhLS73PtrbTOABeN6bTKRMKU4boBII67Glpk9i7nWKbhLsIM8HobXtTHw9E",
+	"bK7kGNRSRYTRV0ihu2I7uSvgw8vCK55dBrOtDETZA4Su7BaZGiytjmiWKYwNsdRSz1bTlL1hU1PTiuPs",
+	"AxI2iA7xt6UxSAQauWtDVwSGVHZFacZytbR5RAoty806JnZ7zH8VwSz5TqXwZZAwME80qhU4svsFxN7r",
+	"CvbuicJrUtkU79p4cibrcbEHMqRmn4/HV+xqraYOiyep+XiwuqmtZIri2CpLu8OvfPyySuIsodwViPRd",
+	"aWfr7ZWQV7+llc10Cp9NFXRtBMr6s91maY/dXWI2JFSRa36Dms9yXMmG9VsJIDiVzG7qJubNjW4lkGg5",
+	"ahPhCFO8IlM5D4nMUqY0ZklqFxDrrwY+wn25n0nbAyrZ6rIaUwlh6cQ14CU8Ahvlef2mcv1GKtdTO1lR",
+	"If/6blbv/riHrOWuZk+WsYV+jwkQPklyrlnOpUD2hAgJeKZNTgShQ8WEHojysR2ZEyps3mhDGSTjSu/6",
+	"BYQhULdJIirJ7I6sZaev3vtxVtvsW67fG1ZZTTjlxcuXXMiLvKoFC58R96OrNrxzSC5enoWk85z8/Oos",
+	"JO12e/fYrk6ldrJ7cb0asWE81zZr5YKRnmCtblcS5goT/BvfOOUyLSL9bR3Esp49bh5w1cBzvAv/zqCT",
+	"h9pP7mPPXhs6erdNeVlJ39rk+hQg4fvrqasZ5FP5v0g8wYKfmEABLvmY5GyaUWu5wUz5OJ6NsoA8VC/5",
+	"vSsiDTvo2NB22wflGW1NbSsey5Hh0ns/vzqDm0kd27rZeKthWZyEsZTEWsY1rtMo2ixF9ltB/YFBvzUh",
+	"9hFCbkuJtvGQ2NIxTUnL3//wkhz1Dp4TW6jGVrhsk9cgH/Q+fwbiP4B/1ZzlWOkVncM1kC4kKr+LrN4D",
+	"fJwp9RIfL0pvrAjHnAP8oMzDAHVpLdYAiy6OZxMqqk6QO0pbLRuIba2rJq2ICZ0vQCuyDdjEDTu9KApJ",
+	"LzqCBep1u7uVNKEbq0teHop6lsxlqaWsbvRlTbFCSJlRWY96KaQSdJrzVlGruLlwR1k0aUlFpRNWpPfx",
+	"C/4YJol10RszUqytvbQG/7o84x8vLs4IPkASmVZlCSjstfqYHRwdeYesF60IBtJZw2qfj43o6xUJMkvw",
+	"iWPZf3uUjr0EBzK3Arc7ZgCGNN1VV2ZN+bHlbDH1VLZMaD7iNofv0mCUNpdISJS0eV0USaiw5cGJFM5G",
+	"V4xl43pnm5NTk03SrbGHHPdoromfFSxkOU7q3jxoFZHFUAfc2p6tzgR5Rbki8pNv1IQHIdKwBHtsGtUX",
+	"uoGvne7LYnJb3JOYjsuM2LCwsuDlMYkdsiP2kqOewnevvjfz8+Ey1mO+zPVTqumQqjvFiXo2V2BmFlmy",
+	"7au1RSyG0Lh6sun8xjeczVkegxZiBAVXu9xmw7LVkLi4YcLMPySunA5mc0dsIgKZxTVTWjll+5hgHaoY",
+	"a6kByaBG7NEK9h6EgVcyHasBVRBfxWNLLOA9OiBeWf9DU62E1COIhKd3QKFzRpVNm349NncI4DbJzlF3",
+	"l9CJuX33yQxKTxKXwNfDQyuWYRJuz/zVXJ1ghRDrD3ElINF5WwDtUmBtdxjNMw5VeakgQs6RkLG33c0t",
+	"o24FmtMJc4WepLkUq6UOa2N5bt1P9pVO1wLeodBoI4hvBbgYa8Hg0kJb3yncl9KVzDUIZEI6mtwSPXy3",
+	"92l5bx+mDS61Vyx9CRb2yCF0dNN0uM+5bgxkzKStPWtv5vNXrQ8n7zYPqiuORd2vnXNV3JjmtDOX/3PD",
+	"PJ1uYK6xkPzwPlhVwWtllEGnv+8GeMNyZAD7jxI0V5lvJedkJ+r27p9suJx3pdHuweEDY6rukw24WLMV",
+	"aQKZUXCKy97aBVzWwPj1Bb3ePiPgHZF1Vo7yh1OOczsHvTkTZfWvbR2nab64ymei4gK1DzZBZx5SmgAW",
+	"zH2sqTpGjOL/nDH7M1Q6WlpCtcH8uRRlIabaVMs8ousoramSmjkp5UI12GTWlFBarsvXmNXEiRvzsVRL",
+	"eAZzAe7IvCwZQGzGw4rWuUFRhrp+WZRXWxYic1hGkCIVVE21qDPIkGQYbcxTFW+s9pptqu1Q03geVG/K",
+	"7VGZMzYsar8tbcMqWroX/qDGR1el117BVH1uWXm1hgnMGYNMBrbiKCUJ14tabvaHstgm8MCqpVo+cb5d",
+	"/xGy+BaHzi66ZUBeAx83jRc9SHrDfdo9anVeRM9bvdEhax2lB0kLvzVfRocgjderpXSLEX3sdMPOftjp",
+	"Xdaql+xX6pHAWH2mADRI/Mu+QCeBiatbq0GzX4jcjTU975EufH0JuXKnmgRS+NVaxcowC9h3J5Z6tU0a",
+	"L8q7hc4NefOWbNmSy50tYrGgB/Pxs6/HwzeOLX8k/lrWRiiIx2e6ZuG3YLmFwt/ETdEsjCRn65fDecJ1",
+	"pKORdcX4QKXNGEw5wvudq9t/x7I9y+GqmGKm4ukyDMd8QUWZlsQlaLX1XO7jPGzcPq/k1h1Cjj0Yv/25",
+	"aCgXixR9Zx0jb+KriPu+yRJ+lzrpE+N0QP//6igdM4qvGIK5tc7+RMp4k3cXECIeenQFdHIlJHIzhV4V",
+	"WdOW1Rb8DdQWB0EBFx0m8rwXstEmaWugu3vDE5sgiXZWl6uW9T1TTN8laner5YU9UE5hrHSp84vrGb8w",
+	"hPbIciIGdzRdJttVIa6PtN79j3JOJgDHsg9+V8KRoCjjryyX90qD+jB5qTZuT1hq2uQLqPbe5LQ/OTsl",
+	"UAu+zMqG6VSSnOl7WDmh1ImF2szUHZ4Cey9c53REBW3l4N+F0ry+z+IrpvCqzOK+8Kmt8jpZF9Nal6N5",
+	"Zp0VEBqpWfoqU1lJIvcyUPwm8/Ondsfw08Z8hGyOdF4GviKNh0SN5VygX0aKhN2f6DcjZ8Oa4TQace/q",
+	"H5/2b47+i73vfv7wXHzfmbw80P/zYvbXiL7pqVeHox+/IvU/zb4W02/2UJktKWroUEXik5key5z/CmJG",
+	"n3xv5PecDGZRtJ9AS/An5pz1ckDud7cJjLMnBkdWOTkrae3BsvdTcMonlpHxGvnqQrJNQ/z9Rlj26ny9",
+	"/NObzRi7wuzUy6WH1zoe6tNzfa+Zku1nS9HfRc0hOhoyJ5cBwVhl8zvlYmJNB49Y+2a7Ojb3z6RcQRAv",
+	"Mw4rgZYTJjQDFE0ZMW0h9lqSjOlq7CZk81481BG3olTO2u1ukriThE3hFuuGQZlpHD76qceDftSANXfv",
+	"rsqv7lLbkx2aZU6YhjQU90mW4o9mVY/1yG1aKE8YJyJzt0cPTHT/WyeVLxa7sg61MTXtviuF2EjJDmz3",
+	"4eQdybj4RIZsbL7y7GmVkiG5pOmQQgKSyTQDmLtmUJ8JA6UU1SzLOHyHlU8ruCD32PJdqVgyy7lenJtj",
+	"bLkEXL7mRl6vSxB7/6GsFZ/9dH5BHGwUHlAx1CCLz04u3v/07ufzq5NXb0/fXV389LfX7+KQUDUQm1/8",
+	"A4R7mFEaJQqeK2c01noa3N4iRkw2mjEBkuhQakpTzZUuIVkWtuVgawC3FBYG0gebpgptDY0PJ+8GojDs",
+	"hWiYBDOpq4Hm/VjJxwKWS7NYkI1lyvIW0uhAuMCrsnaL+8bi6UKLT0JLpw8nq4eWq/ZADMR//Ad5KWFW",
+	"5ivzTYs8e/bX85/ePXtGhjI1Q5kpRpSgn9hVQhVrk/cl/tn87Cq7xXQ6zThagPZ+UVLEA0HIjgvcIixT",
+	"zKzrs2e9zsGzZxgNXwCbyVv+PdnpHMK/KTM3BxT1SslI5qahGuHgtOPdY0KxWkBe4LFNB/vPnrVxLoZy",
+	"zPRwYM+e9beQIslbrhQX1yGZiU/CKAYyJzm7kZ9YasaE5EuumTadRp1nzyyRf/jwoeV1zFwncZsYwVeB",
+	"k5sXxSPJVM5Z3odpOgDhDiAId0MfQrhTEqBZPJe8J0eys7td0IRpDkGEphULHtwpgYMhBjpA0nXwdDh3",
+	"myUitI/Dg1AL0bQHBgbMYwBz322TE6dKga3dyKCYchLr7BEcPZfiO0UsPzULBq2ZRTM7RV7TZFw+iYUd",
+	"Fehl7hVsV8B33pm1x9IcLli9zy3HlFvmjZiwz5oJSKVAsKJGCNBMwL36S2YO+5QlRYqGVCYwRJozMp0N",
+	"M55YegJEvXr2DH6p0LyFMP8JaB9rAhz1Dp7vuoNi79fYhk3A8UCxCHpNaJ4v/IyHhKdAEhOamZuJpcSc",
+	"y5BQ7xus+5gvlWxsIQnDCkfPnh3DVPCEwP13w2VWrLEdxI4jcjAdhzY4wnDOEEp1Gjpxq2vas4/d0GzG",
+	"iJyBZyfH+rxDmpLTs6L0gMzJy9NX76FgglFeFCSmt+VmYTypZLDcGEzDlfZn0O0+exbak4URFR8vY9MQ",
+	"sBWK/gnMq2VjKKjpoSiMCXwIa8OGNvSqKICpPnYu21qaH1bXyMTlEwUX4EX5kZ/fv6msde/ZM8OR0hmS",
+	"BVbVhOuNChKfjlpvMfDLujKAidiaoFBoyZy6WZ5DWmPBKk0fQdOGbWiWC5oBkH+W+w8dwF4TapotEdlF",
+	"Dx6CvPISHMGTguyKNHrKug6Uq5LbNg2DhG2jDWJDHbFpO16P6kfmasQZy1txO1G+gbrNcHyHNG3ZYZgd",
+	"KWMBzKeZoB5LhcLEI5kPeZoy+F1I3RrJmUjjEBpLpBhlPIGWJkyPZdoyj9Ask3N8XUvZgssDm1ezKRaX",
+	"aU1YyinUubBtuUW343DLGJt1w7aL+x3x2WY3QaWwN1J08OwZ0mHjUNBzKkh8Yr6KbXTL7rFPdfUzzgse",
+	"Gj175o4D12ZIdt2/U2bkGNkTO5nGD+YxBwUjsQnZmbI8YUK3mEhkytJdw2kwMOnn96ekiL6wfPB9waSU",
+	"uVQR1VhE5xS1nCvRO2ZorvYvXaBZxzAgOYeTUAv12SmEg+4LcsMVN3R7cv7y9NSrH7J7TECQnXPFgJK4",
+	"uY+FuUlYaof6hittOLamnxiJMz7hOiY7Lt/sQRSSTrttNHgrk5hLi/5zxkiMdgcjhML3as5QFvkC9oKQ",
+	"eMaJ2/iYxN5nWO/myiDkjCrDeUGKNO3NBB40c6uCNFEpMGJn8XdkGbDaFC/sYpUtOzGENObJ2IkWy4BT",
+	"vC/xZsuUrBRSVxoYPgJRSTwI8NA6VgXndhDEbXKO+1ZWtS75GmRf+sQcvwTnpeF+CNkgiRTOkoGSesYT",
+	"JjDIw1q1TqZG9mh125HRnvLMCxiaz+dtCj+3ZX69Z99Ve29OX75+d/4a3ilDq0ph/uTs1PceB512hE/K",
+	"KRN0yoN+sN+O2vuBB29wgiZ4UswX100OoZPCF8WNBOanNQnJiGfa1nh0QVrF2cWkLeStJ90MBIp+uDCF",
+	"MHSaQuS70tDXa+wKRmrbQiNj3UGZLdywCB2ayxlM2k6fdJcveCjNC8BbStOi+x2L+VuFit5l24ERvrev",
+	"uvr+mw6tkAd4SnYo+fnn01f22rQqN+EYdVGqqxviENZOkFen57mtD3v1OkJLavHaudmEYphQhytCEy1z",
+	"MzUUl81AavORU9XCaJ3mQUMLq4bbUPdou/FSSJhHRxpCXsxlwScMxdj9/f2j3Xq5qtKOHXl27IZhg/mx",
+	"MuzNHNlrRztkI5mzbQbavXOgM6F5dq+BNp2K8oDuvTFXTrDBg84WfgkF5uEqBW7UjSLw9kihGdbiqyvb",
+	"UABw81MKDgswhDSka6IY80595mYWFYUSGJB/U6/q0D6+V3kW+uzhdJpeKqa99z1N7XsBvNK5+5WfQUI0",
+	"qj1LzUsHm/RzakU7GyoNzngIvwWbIUXBDtcik9dm/+k1AIJhIYPLMKgpnZ4L5jYsLhJQqcvwgCb75ETe",
+	"uMi+Et9gb29QyM3lrehCkbEFIrQJDIKlIQHbX2JkDDCYwQtti3CLqzcNASbTdM+8NM+/NK9iuOwTkSD0",
+	"AH05hP4yJRo1AyZhoRUeWO93R4e9aP/ul35wusyjUC6srk88HuHC8jcTLl4/t2GzuPMacuwgaWJSdSDJ",
+	"Mde+pbRKtDXSszJOo4TzGxHeKt5XUtwfk9mdV7eQJuNtKGcVy9v7Ym7X23twPlCC6ISlvz33+7dhfhiS",
+	"/I31bc/6pGD3Ynxr9apiXwrFyeaatRKkQ5AUjkFEgW1BGBbyeukdo8JNtPfFqzS39kRhtAmq9QXw3pwf",
+	"p4fqMdFyhol2uSY7NgUO47mzie8eF86ogbAIeqjrXFRjh1YyiQUjeO4SWbVdqt7ieB7XjyfkkbFRHDFA",
+	"aP02a8fVuT+aTizO87Wd4fKp7TW7VYslMafLjuMPcrp6uCbr33gn9Q9yJh7nWsE98l3W3ol8XQQ+NJ7K",
+	"Io3FKolkI9niL0yvJpHHY+xFHysYuu+x/x1S2m9NN39h+n5E4yGFq7z8DuXbNWuWFiMvkwZow0vrEtFl",
+	"jMU0Z2BHtT6hoUwXBcLIPvKJsallk+Ava5MTUaIDSEKFkJoYHghlmwXYtDFGynHRLdgiBo1UaB52/3uZ",
+	"LjYgdx9/5MqrB7VS4HMq0DjY91Ant+GWR8VGt9xW0TQ2KOCrHVQbi/R7P7BPfjX0Oht0cUYXmaTphZRv",
+	"aI5JYXudg03mU7jj3rKUUyw+EAa9bneTl6e5TJiCxEKvheZ68Sg8Cen1oXeZL9vdMBvG2exfgFJvLG+d",
+	"G17yGh4mSueMTixowgaBQLKemKf9mOzQCrTEWs93w4GIoTfzCMiFN4CAXEwZur2MwBynVNN+TDIuGBnL",
+	"LHWRsDH0HROqwK3eHkBJB9UnMfAoC/GKQ/vZnqDicyHr7ZgOSr+VjYCMzeBczEpcYjAsHsUVcAtJVXI0",
+	"nxG8V/Q3EDFgVdoAVDFPVFXB0BXxNr967kjweecskUKwRCP8aiDiN1TpFkwdPJLg2AH0itNVYQ25BnwE",
+	"S10h/qE5ISy1dcuOMZ/SQIxYlhEtJRnR3CH5uG0PVh+H5VoVSjOaoto7hpjVnJmjRLhWAwEYGZiBnEAp",
+	"TdiznbgPdw3N+A2LdwlH/64dbueAqDbBjI7WUWuxH1wNBKyBxQ1bsvpOFSRhyMpSwe6x82nOec4ILYgQ",
+	"IEsDMRBxHA8ET/uktz8QSHXEJ4SBgFbJl0HA00HQ7+2HA7CrD4L+IKg8GZhf+AR/aQLEwxOmuUHQ/9Ju",
+	"t29vbf8D0SQdNlyX53Cg8HTd5Vk7TZ1pAvy59hABWAoIKWcJ4zeoTpROiF7X6YtjB9a3GmOFwiq+hynV",
+	"hhEF/eB/P0ato8svnbBzdPufDQ6Iu70Fmn3WyGtayD1q17xZvsfKpbF9cDsEP+yvr8hRztojji0EDjN3",
+	"8/jnlrxmopXTecutWZkGqEFmh/3FNTsmaOdcKCN8CQLuIn/vM0ZvmCpKJSKgXI1nWpFUzsUf1apo1s7B",
+	"D5g7ZMWliV9salIs/PON1yVmIYDEQeh252mbfADcWHHTYE7KEoy7JmeBJ6DDmacaYRc7vahneHqRIqJA",
+	"/AB0bbfZ5L3CrX9WhPvf5c/H8RZmm6WcCobX26QKj+IjL9MTNDhEVyU4+H35Qs3ib+IKhaX/prdvdODN",
+	"ehaJhdwxRyq/S12XquFQYxynIhQNjiBixZlMaHblmUMBehTnbCI1q36/o+eSpBwqyApdgeTP1Ixm2cKc",
+	"dvMQwPd3oUBJcbJ4igcfYatCer8o0ut2B8IC7wp7wHHlZBYJmMY8YyVGEBDS5jUXHGFai47aA7G9to8L",
+	"dIaG6Htr+ksrGvQ3TXll+QWk8mgNWZ5xUZTmWd6RoB8c0RfD58lh2jpgvVGrR/eHrRdJN211WDRyv5V5",
+	"m6FC+cY3vVkHG7m8kVmh86jMZJVJocjMZPf7D2NSOLr7jZcWp/vHNCkgrTru5kKDDDvykwJtwEcb7QvA",
+	"h/e+WJfMxj4jxAZbdK6V80t/EPHcQYCKcS4go8XXfUAvMR5pbSgS4eJGZje2PZqzgbA1EeCsNPuRasaA",
+	"rb1GBcPcxGNUnN9v3qLfxltErGN1K8J/oJOomSKi3+yC+CZgbu4Y2oI+7usPMk1u7gsSULNEpHsyt4VD",
+	"7vYB+V5BNRBQuwM4jfUHodLcJidFKRLUokvmqFy85xJPBRZqmapj6ff3JT1UuixEuZRd5zTdxnRjuv46",
+	"fqJ159X5iH7H5/abf+jJ/EP3ur1Wi217Xr7OxhvO4pRzObsGGE8hbiGIbAf+aVHFU7Z7TOL/boFUFiOc",
+	"bj5m4G3WDtw0EBjqZPiEZ+qqBrdhlKbMa2UiyILpzeNa7KX7tshy+aRn2XWz4khDQKz2611UDvVLB+Be",
+	"f57xsdvw2/V95/UNeWj8Nf/t7vNZ4yGC+oulBrQ0PryxXaYYLBSjSAzVRWKyE7U6URQSqHSD4ZlDpjXL",
+	"d9FoZdoSySIkv3DzbWgUJ1SIhlSkUNC7PxBxJ4pIi0y42LEvXE3UXi8kvWjXfo/vX01USLrFl5hp5sq0",
+	"eTVN9LMX8MZA4K8T+nmnE7WKjq4mw6kKSbQbkk60G4ckyehkigGIHyPzZXTpdDWRQsYcN08jWBQ4FwKR",
+	"W6OZMrwinjCqZjlkr4qJja+EFKTmcYjSKRI2YvAo1DyiiwFIO0NGJhjTQwU5MMOG5aXmkBRZg2Htv1Mk",
+	"yWTyqU0+2CAr24er2BQOhB6XX9e4ISRMaFl2uWuDO5WZoe/Xim3dci0HoqheBSWAsOJOQxUrskNteTVS",
+	"2AgzeX3N0tCf9kAozbOMQCpHlqrdNjndQKIjDQLdfeyFls7rjPeekl2VpIL+US8Kg4JCg36n3Q2DkpKD",
+	"fudFuxcGHqmsdvlN9Czodw7K4v0FeQf9qN3ZSoS0Uz0V5ux/BUHyjsvH0JFnJvHwuHDqvomY30RMF5KW",
+	"yDx92A3aLHN6mdWbvavO/FdxsIY+rWZ+he72xgAM8IO67re91v+9HIqAR9rIpWjn+8dEBaCTsNzygmi9",
+	"LPcPchXa1Ejg3CdY8wlMNG1yQmK0X0OhuJigxZoIcxNbCYCnLr2MUYVQ1YE0TUYD2ul1u2XOCUhAFae5",
+	"nBYtafoJdCTBLEbPsBDMjDMQthsQCDG/wp+JljFKlkWquJxMefIJZQxr85lNIUJbJCUiOByImkG8iobb",
+	"3ocI7z8IL1zUIfcqNhYwAW/dK+XHMUqmKDieKn2V8DQP+kEnanejdtSO9jqHQRgUWXuAMTTX1nbf25Sc",
+	"5oeu+RPk/lxqmcgs6HeeF0ltgxvJpy15w/LCa1nWJu9Em0sZsHpfyfeIO7fKuGxPwzf/4zf/42r/ozv8",
+	"m/HitTLE3pciRevmPkd44xhcjhU5AvSzUSbnCnKuGV47NQrPqVaFAgawvEIzLb+FWrNckPgvr8vkgYAQ",
+	"3rMPIdz4L5hLefcpeKt1N5a8dSOHY3lkv7kcfyuX431PwAq/o7+PLs98VUImG7smV1BP9JveIN8clNtY",
+	"OLejpntbNaGbx4lZw9yIyBEtkgNSijHhng8HIkfzEeL/x8D8IJlxm7wsGHbOyCc21asD9O/PTa0/8sGS",
+	"aiF8Fqnhnch3sKXE95Wck2vPa+Ge/D2f26e3Hn0TDzf3aD6ReLgHkt1Ko1N5+XyniM5p8olZYTDEvM8u",
+	"3x4ZLkisZK4B4m/tLNQwYs2N2v+DEyAHwtzBfUKxOAKge69z86MPvjOvK8hSSadTzCdBhhKT7QrGjfpf",
+	"MK2B2NS+tYBRPL2Jazl3Wp6yPITMyZgot01iKDaiGBMxybjSeD1Aws2cJUzobAEWjRvmVTNrChOQua7E",
+	"CNAs+2m0clp+IYhzqKNxGXrFiLFMwu2TGulM1+uSAGk5RRL7Ju9sxCMu3HoRRDDVOQVUlXsyqecu/gLa",
+	"3kr+gimtIPiTppZVbCeU4+ye/KbHbtaK59+pUrP4RrmbmaF9O8O/LfU6W8WawDcoM4NgAihAaeZo5G7w",
+	"bVsujjegdnl+6GdD5SHk34khQDgmcy5SOR8IjLIx/8XAGsiQjm0SmuRSKeISS6tjwiZTvbDvovT/K8ul",
+	"apMP+NVAmO9oxq8FQgwgdbrgnwmbymQcEiWtbmIuckgNrWmuXZJPO44drm0k+EBgEJ+tfeEPVordNjlx",
+	"iaOjMIqiYmBmoohsIju9KCpM/G7yU2qzn++2MXn8cOFQDMfk5fnfbQp6jIH7c6JuYqhbcgKlX/pQMX/P",
+	"fDsQO4nMZhOhSGw4SmirAIWwNSFuxxVsRxwSapN9k1zOcQV2EXY1gvS3A+HyfzsD2UG0jzqZkDVLFzcM",
+	"QIz49SxnqRkb1yVgC2e+uVOuyuBcrdVtSf2HXE42kVwu5CZPvYYSpsvizQnuKu7MMZE3LM95ypTbnHiV",
+	"8GLjGX3xxRXTASYdBom68er2bBFz/VCG71Yc6t9a0qrosMEdtDUQTbCKsNONovDoELwjnd7SQx14KDL/",
+	"L2vp0IZyqc03kSXIb/fPqvvHvLWBEnnO8huesJ/LWgN1oata+GfF5eWI6OteX0U53YeYtho9vv9guaz4",
+	"D75TBE9EcRd6xZLAAEuVbilQ8zgi9rF4jC8FmOesjon59JWmC6d9told1KJoh5xBwTJyYR2/YE1bYfsi",
+	"lfwkdW68MjUl1GT+jeTNpSLQqxJUVkofFzWYvxmankBQfY91l0oir/gRNpNWbYpL78haiOGegxiuli8L",
+	"NEIlSrGWgiBWeXLlEi0UOYXMD6nSxQ99wGZ6xxWDCV1CST4CIKZjIVBGA6olhN4pN19aA67pxyWodEHi",
+	"oT3W1FY5+UVygcMvwrxtIQwymx5DZbKQ0IlEZOVA2EwL5n0juM6mZEfmNnOElbyw0shsakaF8Y/2YRfg",
+	"sovjlYINhENIITRYacT0hV4GCjkrIFzAoUKiIct9DrUChguSSSPgWBzlQFi25f3E0zZ5BWIiNGqGIhjg",
+	"lM34RJu8KnCk5jcLMt3Zj4giw8VAWEF31xW6c9GXOGFKcpaxGyq0w5250RbhThaoEto9GAheoA3KCiBG",
+	"I8GcGbxwbELZAW9jbeGEY5u7KcUwhYEo4xS4suldJwyF/yJ0ASVnO2Tox2Zjsc07aXggivgFIckMrKZ1",
+	"WgE6OSYUYyCQ1+OItgpweI+HzC3/Xak+zs2ggVSLWn8TpmCaj5fZozyna7PVbpDt447BX8PtLKsjj4aH",
+	"rDfap61O0k1bPXYwar2gR8NWlHTSLtsf9ejBcMXIPUbyuCM/s35aOMw1ljQ3FOEhv2fTynyeNw+1LFLb",
+	"OLCNaso+pZZRp8sVt7y7G75J9Btd1N8XpbV8bwKwEu+Wtmu/cdojfH/V7XwOFxq3lVa5FIjQbfaDbJyN",
+	"/9yO+XeMxjVT2ASLC8v7Bwbi1skTt/6BEFy4fZcBuMeu9iHa+MAg2VkNFKikl9wa0HqOpY7vDRKoW1lz",
+	"bmQyKrDkJIeyRpnE990DIfnhfXkL4NMtyI2zecyzGffXAZLCiq2KUYEdXQkifX1Br+86KfDM7yg48hvg",
+	"9OkApwoP5wZMpxFMAExr74uVBjeGmZrn0RLkJQJrKotgdVc9ZhOyA2YgUKeYSHed/gWyolG3visrCXMB",
+	"b+qcCmWT4ZAicgZV0kK6LGopoMq5rpgCOnJyBq56BvVnY2dxuyphVB8wb22aL67ymfiz4Raxq95aVHN1",
+	"+XWtLwSCwNlnmmhQb6kmc8g2O2RueO2BwCyKRaHHsEzQywhwG6g1mS38vIjfKY/X8yyzVfcV2elFRwNR",
+	"xlCszPBTSx4MuLTl4hHmm92NTWlIDPZmWKuKvYeCwM1LUmjt8BnzMWJZ7VWuBrsnFW2gwD1YEJpVAIZS",
+	"ZoyKjfIpno5gR55ekHplszGvNgp+gIWiCq0l4L4iab4g+UyExQLuFkT1zVb4OKC0xwNAwwVflInRlg0S",
+	"rjdj0+uLh10UzLcAQzvuYI46VJ3dHHtRSHZPSPHr5KA/gOzzdWDTm0sF93VfmSZ/mxof9jau3Zq2KvIj",
+	"3JqGGN2zZcnn4YJA7OEq/5OfoL9+a96NvG6+OLe6pJ5KGQuJYonEYCF0tW5+1r8OiHsdl3EQ7j8It/kG",
+	"9v43Ans/rmq2l7IpEykTa9MLvMSCoh4b9BS0Ml+7l/98UepnXCTZLHUx2uAsMroUllFi6OqDnO5lYaVd",
+	"slqJM78UmOiBKBKfNrsHnGrg6jSSzRFWKFh7q/PkQrzX10qLf/nMN6v/RgcHNB8sVwMlEtFSBnRBRyOW",
+	"6N9IollzBr0CHl/WC+j+yVv2KmzpQXjtJTH+HXsS3DQ28SYUi/ft8GzugqBLpPf0Bf98RWC9M8PHuYiy",
+	"7scdhUBCgOAWOIeBmDAqoBDA7n0yseJoHruq3347anc6+22o6sfNNo1oYlaV6XFUT+4/p6JTLf6HGTO2",
+	"Lvz3dZwbm1bo/ENmyviWeesOPnWSphVOoOWypHyfGoBwU/eHRkF+VTgwmhmSc2Sgv8K6AkpHa82rYZFg",
+	"wsqpDrGFHoqB8FwUIaFZhmAosPr1AYYnFoQjSM5GIDhHgofdKvCz1pkAdUx6NlKCmVVUHy9dNiUsKu9a",
+	"4ynZiXmqPnYv492666JP0HfBNRpIcrDFqxX+CWLuXyheZsvHW/ChcyAX7gKs5zVlBR7N1ljdzHXwfblH",
+	"Dh1xf2uGdQdY6BJPgX42BHVthKC63MoA4s3ta1hByu6/uRi+8e5H593WxaEM46SZgwBjPrWtnBs+314b",
+	"WHohNc0UhCIBcy1sCIY1zUSR6i11WMktfB9PHQHwl0wOabY24lTD9P6YmClcnvtA8JugfRsFeJr7TTEo",
+	"mgseb0SrApxgTAsSct4JyDVoWCTW7tVyGpf0N1wMBASL7YY2MpKlJOOfbHUylrds6y6Ua104JY5pILx4",
+	"SrIcTgk03zEvQwPWtFCGY/YLbzqMNYQ80FCQVpADeMHZ3wBIj5MF7apMGI3laHFkUIiT5FJOzBURgvGP",
+	"9KKoKNYG3bR/w0jK30EM5U+uLua7+nq7tBAYWezTWAUH3YmagQ9aTldCoPe7QRjYSGRI2fgVAdGVPVrl",
+	"+gV6/8OwvacMVvTuxG0DFpfY55RPWcYFW8k/f5RzMjEKjeU9ELJmA01CwFVhrW5EVk3YxIxyTjnYc0eW",
+	"kdrRDwTwCPQSQEM2JWGZCtkWhzaLiL4E8xHSvSu1XXUMO7GnTzJR6WhVmgn7EMHi43/QesZUF3UMHD0X",
+	"9PcwKaCMk10X7GrBivWUHwWsryJcul+Pq8mToH58EdLqp/AumvvV9PbAaNdaOf5N9WyIdvwW5/rVFctH",
+	"Clt11qpSXL5vwKqWn5hYrXOdYKKTHUOnObuRn1i6S/CdelXwc5bkkDGliJPMmZ7lAih7zAYiPju5eP/T",
+	"u5/Pr05evT19d3Xx099ev4vLcEMmbnguxYRhmQ/TJdrjNiXyN1zpC5zP79o1BnPYxC+GG/Ht6GzhFTs5",
+	"O7XL5p0YSzTrIZh3RedAqy48x7zsahuZY2EIGsR8ozihXVeKbHHsleABtJsaCK4VOf/xpNU9OMSMzFAH",
+	"0ZbHoYk2qpPwTLNGel7h+1p5UnDUMO2HWFytOnKNqZ5bOVCVabDuRdyC7r+OH8vrOl1toPlkRNvCL2B3",
+	"Vo3lXLgQ6uQPU1fmDxtlI0oesh0LWbp1977Av3fF2ryHe9dmWzAv9PHOFHKOWHJybe7dXtQpigsK6VKU",
+	"IVcaU4UUytOVBa7uCO8omcUmydYtM6TKSQ3fHAdPlsfErO8DyHJbUQmarGOjrAVxtaaFRZbMPQluWajX",
+	"w/IWJoy1tgzrkWyTE/tnacSsZC8Z+OoYvaZcgFmUFQlMCmsbF8RloUZxley4jHhmEHMu1O7xQMwEIsI9",
+	"s6/TAqGOna//tcnfMZEHQMTVkpsXfKRDmrop7Ji/T8+IRYiEWLvGTEqO0OQXEsGuqS6E+dD5c4us3mbe",
+	"uyRnv7DE4jkxTfjQzkKPSa/bddZi8zsXKfuMZR44y9KB2Int6n7cv2ybVW+7yi8xGpNzu0F2Iii8QEHC",
+	"CV2QISPXv/Jpy5CEmQaDJl/i1dt6LRKZwuzNQ/HuMaHOwH1I3vLvScrKF7fA55yKa6a0NXXdFVv20vYA",
+	"uLpqUUSrT4uFha/iaMGz3jkoosvGTnyxYk19do057cyETQMpw5tmVWK7e0pYdtNgupjItw+J5sLA7KEr",
+	"7cOnRWGf/XbPq+rjavn4VXpCSFbiXum0o/ZBgN/hGz0o7ePqA6qg3+lGRjFy3Tf33o2iTj8dvuh3+v2j",
+	"ygh6vX1/AIde/8VL/eoQDjpLQwi97B/957ebe+It9XyP0RK/rRve9r3eGGIPMVyV5gj+ce7KP5wIifys",
+	"ft/517VldRtAnVK5pnr1CTmf0+trlpOfT9FakDORshw8dXtyygSd8vaCTrK4TU6yDPQZqpSz34BGCpYd",
+	"IzUOxJALmi/IzLRBYuh7L4Yks1yTucw/KSJHo4wL1iZns2HGkxXW91dyk6LUkJxzrCdZ9ahtlC7zx4u3",
+	"b2DKX/sU3ZdaWDLDqhkfLytYubNTkspkNmFCo/BhJunRzlumaXBZ0MbeF9jP2zU0gp9CovQiY2rMGGTv",
+	"4kl5gS53GKIcwMyd6FKZQa6wjDOhB4JCdlhFuG6Tc2gfKSqGPf2F3lDsFRP9Vlir9xsGTGCwLCa3G0ul",
+	"v1Pk7enb10SbY7kBoZ2YBbhLbPiBZ5hGxc0Zlq2aXkvhYWrNeGs4E2nG2r8oJzXYuvRWZqC2y9V5tCb0",
+	"8xsmrvXY3GovwDlbfIbwSUMQQT/4348nrX/Q1q9R66h91br8038GD06ZWyzw5jdYuYyGsPiEXrO9qbi+",
+	"bwM266560PvLjGHLBh66EI18B3Yea61NzIVDzGaRkcwgRzjkP3WU9vXv999ISV3FysxSrWYxzTxtzGim",
+	"x7+uZmdgVVWkG0UEIgIQfIP3OF5oivx4cXHWJi/HLPkEjrYiMGtRsJMmZvIj9P2UnjPbwyovsZ0FqJv8",
+	"5v/a1faG3zBh5jfN5dDffrsqSACuHvPKjKq4SCFsckg4yFohOGdD51ZuFf52o/Ji8XoPxG0o5iyXE6bH",
+	"bKYGwnALwj5PpeJAnYizuePm8SvA3y3lTDPKq0pf8B/kx9dvzsiU6lyKmbrCmVxZafEKcILkoipDErx3",
+	"IbHMf5CL/zl7fcf71m0IaXLWPNZpd/d77E/R4baZy9+uWlVI6m9Xkuy4WPuoHbV7u//H6Nqb9HIx8Qpt",
+	"+xL5+mhCOcsTRuKKCO87kYCuQRZDueuaCUOfLAWbcYj5u0cyhz/aA7GWlH+aMnFydno+Zcl2zM/Nw8/L",
+	"U2XWxLZN9ttRcQeQHZeJdpdQRf7n5O0bIBdDFwXGDXWRBmmoGV42ZQkf2XG5Rv+P0dmFWTS3npUJN1+l",
+	"OaPpYvVNaq9HiCwpL0izN4ykVNMhVRaqdSpG2ezzq+/9VK4+iGdIk0+Y3cu6RdVY5pqkjKaoK+JlzQRY",
+	"USlgQWgyNuI9FuXwLJojyjObRMxL2XEHL37PaMrN1XK/u9szxCWwKLBYdgmAviFPs9HNP5l95bAe6XDp",
+	"J7N57jOs/uZO0XIKDRQOyFN/k7gql/D3SOUFPHLFzhgJIWOTPz3GDgGYMOgHKacZ0cmUdLrP2+Yi6vRf",
+	"RC8O+ySRQrBEF38YDpKz0UwxyEDsWjaUGeDeaPNnP0C0DE0XoSPbPil6NoPAOj9BvziLhYkY7JtB1Plr",
+	"9I/9/zp89/zvR3/rvu2dHbx/cd652P9w6HV8EO2HgeYahAYLGCUzDzFasMix1lPV39tzd307ZTduKdWe",
+	"/8rmhTrx7SaiPNEkY1RpyNpXpU27Gsckxt3CROS2JASAP8ePWehkDc8sjtUaobP6+pdgyGjO8pOZ0dU/",
+	"XhrtGy/dJrMCpn2AXHSIYhLOA0R2SiDUm9Pzi9fv4t1jMlOMLOQsNwuWyYW5Db9T5Of3cFfN8szuYn9v",
+	"r0KlESCR7NDrY3BydQjEiLM1i7wsl/jaj7VkOI0kXJ4ZV/VrVaSg4S7rcg0Nw0W03Owbm/RVOcXw/FXr",
+	"w8m7NnlVSwKRUJXQFJKgV8Mzi7hM5fWG8UfL3X04edca0QTcQC5E29Yrc+mBbAtlAGrDWsyEYFm1zqUX",
+	"LmrxoxzLDChNJowqiH9w6152c2YG3tCFTWxdjXayjYKDv0hqX9apc006MHjDaje9GpZ1GkP3JaIzSyhs",
+	"HZ/rLzUCnZf6slbvNR5fxDOw9JqRXM5qs3A28YYM82Vkja7B4QtQYSUIxSdvF5WwcsHTorqD290iqbVt",
+	"w+UcbzojmAGn5ZRL8LDi4y3XMOqffoMvzRcrmkPAVyavISEG3PvzvEqpgOtoquV1dkqQdznEIDlJJxC0",
+	"nC38lUawQEMRAmBzrXMjor++Ad1C6ZzRiRmLzYHqnxh4JLi9vP3/AQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

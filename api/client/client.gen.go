@@ -378,7 +378,7 @@ type AuditEntry struct {
 	Time         time.Time         `json:"time"`
 }
 
-// AuditList defines model for AuditList.
+// AuditList Example: {"items":[{"action":"delete","actor":"ops-admin","details":{"deleted":{"endpoints":2,"path_metrics":3,"paths":3},"name":"branch-paris","policies_updated":[7]},"id":118,"resource_id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","resource_kind":"site","time":"2025-06-01T12:00:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type AuditList struct {
 	Items []AuditEntry `json:"items"`
 
@@ -399,7 +399,8 @@ type BatchDeletionCounts struct {
 	Sites       int64 `json:"sites"`
 }
 
-// CIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`).
+// CIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`). The server
+// also checks that the address part is a valid address of the prefix's family.
 //
 // Example: 10.20.0.0/16
 type CIDR = string
@@ -471,6 +472,9 @@ type DependencyCheck struct {
 // DependencyCheckStatus defines model for DependencyCheck.Status.
 type DependencyCheckStatus string
 
+// DocsAsset The bytes of a documentation page file.
+type DocsAsset = openapi_types.File
+
 // Endpoint A WAN-facing interface of a site.
 //
 // Example: {"address":"203.0.113.10","created_at":"2025-06-01T09:05:00Z","id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","interface":"eth0","name":"paris-wan1","site_id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","updated_at":"2025-06-01T09:05:00Z","wan_kind":"fiber"}
@@ -513,7 +517,7 @@ type EndpointCreate struct {
 	WANKind *WANKind `json:"wan_kind,omitempty"`
 }
 
-// EndpointList defines model for EndpointList.
+// EndpointList Example: {"items":[{"address":"203.0.113.10","created_at":"2025-06-01T09:05:00Z","id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","interface":"eth0","name":"paris-wan1","site_id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","updated_at":"2025-06-01T09:05:00Z","wan_kind":"fiber"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type EndpointList struct {
 	Items []Endpoint `json:"items"`
 
@@ -605,10 +609,15 @@ type FlowKey struct {
 	SrcPort int32     `json:"src_port"`
 }
 
-// FlowList Example: {"items":[{"bytes":960000,"first_seen":"2025-06-01T11:58:00Z","flow":{"dst_ip":"10.20.3.4","dst_port":5060,"protocol":17,"src_ip":"10.1.0.5","src_port":40000},"last_seen":"2025-06-01T12:00:09Z","packets":1200}],"policy_id":7,"sort":"bytes"}
+// FlowList Example: {"items":[{"bytes":960000,"first_seen":"2025-06-01T11:58:00Z","flow":{"dst_ip":"10.20.3.4","dst_port":5060,"protocol":17,"src_ip":"10.1.0.5","src_port":40000},"last_seen":"2025-06-01T12:00:09Z","packets":1200}],"next_cursor":null,"policy_id":7,"sort":"bytes"}
 type FlowList struct {
-	Items    []Flow `json:"items"`
-	PolicyID int64  `json:"policy_id"`
+	Items []Flow `json:"items"`
+
+	// NextCursor Cursor of the next page; null on the last page.
+	//
+	// Example: eyJrIjoiYnJhbmNoLXBhcmlzIn0
+	NextCursor *NextCursor `json:"next_cursor"`
+	PolicyID   int64       `json:"policy_id"`
 
 	// Sort What top flows are ordered by, descending.
 	Sort FlowSort `json:"sort"`
@@ -714,7 +723,7 @@ type PathCreate struct {
 	Status           *PathStatus        `json:"status,omitempty"`
 }
 
-// PathList defines model for PathList.
+// PathList Example: {"items":[{"created_at":"2025-06-01T09:10:00Z","id":12,"local_endpoint_id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","name":"paris-berlin-fiber","remote_endpoint_id":"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d","status":"up","updated_at":"2025-06-01T09:10:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type PathList struct {
 	Items []Path `json:"items"`
 
@@ -876,7 +885,7 @@ type PolicyHistory struct {
 	To       time.Time      `json:"to"`
 }
 
-// PolicyList defines model for PolicyList.
+// PolicyList Example: {"items":[{"action":{"path_id":12,"type":"prefer_path"},"active_flows":14,"bytes_matched":145600000,"created_at":"2025-06-01T09:20:00Z","enabled":true,"id":7,"last_seen":"2025-06-01T12:00:09Z","match":{"dst_cidr":"10.20.0.0/16","dst_ports":[{"from":5060,"to":5061}],"protocol":17},"name":"voip-over-fiber","packets_matched":182000,"priority":10,"updated_at":"2025-06-01T09:20:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type PolicyList struct {
 	Items []Policy `json:"items"`
 
@@ -889,7 +898,9 @@ type PolicyList struct {
 // PolicyMatch What traffic the policy matches; every criterion given must match. An absent
 // criterion (or an empty port list) matches anything.
 type PolicyMatch struct {
-	// DstCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`).
+	// DstCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`). The server
+	// also checks that the address part is a valid address of the prefix's family.
+	//
 	//
 	// Example: 10.20.0.0/16
 	DstCIDR  *CIDR        `json:"dst_cidr,omitempty"`
@@ -898,7 +909,9 @@ type PolicyMatch struct {
 	// Protocol IP protocol number (6 TCP, 17 UDP, ...); absent matches any protocol.
 	Protocol *int32 `json:"protocol,omitempty"`
 
-	// SrcCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`).
+	// SrcCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`). The server
+	// also checks that the address part is a valid address of the prefix's family.
+	//
 	//
 	// Example: 10.20.0.0/16
 	SrcCIDR  *CIDR        `json:"src_cidr,omitempty"`
@@ -945,12 +958,15 @@ type PortRange struct {
 
 // Problem An RFC 9457 problem detail. Every 4xx and 5xx answer has one.
 type Problem struct {
+	// Checks One check per dependency; `influxdb` only when InfluxDB is the history backend.
+	Checks *ReadinessChecks `json:"checks,omitempty"`
+
 	// Detail What went wrong with this request, for humans.
 	//
 	// Example: the request body is invalid
 	Detail *string `json:"detail,omitempty"`
 
-	// Errors One entry per invalid field (400, 409 and 422).
+	// Errors One entry per invalid field (400, 409 and 422), at most 100.
 	Errors *[]FieldError `json:"errors,omitempty"`
 
 	// Instance The request path.
@@ -1106,7 +1122,7 @@ type SiteDependencies struct {
 	SiteID   openapi_types.UUID `json:"site_id"`
 }
 
-// SiteList defines model for SiteList.
+// SiteList Example: {"items":[{"created_at":"2025-06-01T09:00:00Z","description":"Paris branch office","id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","location":"Paris, FR","name":"branch-paris","updated_at":"2025-06-01T11:30:00Z","version":3}],"next_cursor":"eyJrIjoiMTIifQ"}
 type SiteList struct {
 	Items []Site `json:"items"`
 
@@ -1201,7 +1217,7 @@ type TokenCreated struct {
 	Token string `json:"token"`
 }
 
-// TokenList defines model for TokenList.
+// TokenList Example: {"items":[{"created_at":"2025-06-01T09:00:00Z","id":4,"last_used_at":"2025-06-01T12:00:00Z","name":"grafana-reader","role":"viewer"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type TokenList struct {
 	Items []Token `json:"items"`
 
@@ -1365,6 +1381,9 @@ type ListPoliciesParams struct {
 type ListPolicyFlowsParams struct {
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Sort Order, descending. `last_seen` lists the most recently active first.
 	Sort *FlowSort `form:"sort,omitempty" json:"sort,omitempty"`
@@ -1656,7 +1675,16 @@ type ClientInterface interface {
 	// `stats.reset`, `cache.cleared`, and `reset`. A client that reconnects with
 	// `Last-Event-ID` first gets every event it missed from a bounded buffer; if it
 	// fell too far behind it gets one `reset` event instead and should reload its
-	// state. A comment line (`: keepalive`) is sent every 15 s. Minimum role viewer.
+	// state. A comment line (`: keepalive`) is sent every 15 s. The response schema is
+	// that of one message's `data:` (an `Event`); on the wire a message reads
+	//
+	// ```
+	// id: 43
+	// event: site.deleted
+	// data: {"id":43,"type":"site.deleted","time":"2025-06-01T12:00:00Z","data":{...}}
+	// ```
+	//
+	// Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
 	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1848,7 +1876,9 @@ type ClientInterface interface {
 
 	// ListPolicyFlows Top flows of a policy
 	//
-	// The policy's tracked flows, largest first by `sort`. Minimum role viewer.
+	// The policy's tracked flows, largest first by `sort`, one page at a time. Flows are
+	// live: a flow that grows between two pages may appear on both or neither. Minimum
+	// role viewer.
 	//
 	// Corresponds with GET /api/v1/policies/{policy_id}/flows (the `ListPolicyFlows` operationId).
 	ListPolicyFlows(ctx context.Context, policyID PolicyID, params *ListPolicyFlowsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2342,7 +2372,16 @@ func (c *Client) UpdateEndpoint(ctx context.Context, endpointID EndpointID, body
 // `stats.reset`, `cache.cleared`, and `reset`. A client that reconnects with
 // `Last-Event-ID` first gets every event it missed from a bounded buffer; if it
 // fell too far behind it gets one `reset` event instead and should reload its
-// state. A comment line (`: keepalive`) is sent every 15 s. Minimum role viewer.
+// state. A comment line (`: keepalive`) is sent every 15 s. The response schema is
+// that of one message's `data:` (an `Event`); on the wire a message reads
+//
+// ```
+// id: 43
+// event: site.deleted
+// data: {"id":43,"type":"site.deleted","time":"2025-06-01T12:00:00Z","data":{...}}
+// ```
+//
+// Minimum role viewer.
 //
 // Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
 func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2714,7 +2753,9 @@ func (c *Client) UpdatePolicy(ctx context.Context, policyID PolicyID, body Updat
 
 // ListPolicyFlows Top flows of a policy
 //
-// The policy's tracked flows, largest first by `sort`. Minimum role viewer.
+// The policy's tracked flows, largest first by `sort`, one page at a time. Flows are
+// live: a flow that grows between two pages may appear on both or neither. Minimum
+// role viewer.
 //
 // Corresponds with GET /api/v1/policies/{policy_id}/flows (the `ListPolicyFlows` operationId).
 func (c *Client) ListPolicyFlows(ctx context.Context, policyID PolicyID, params *ListPolicyFlowsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4344,6 +4385,18 @@ func NewListPolicyFlowsRequest(server string, policyID PolicyID, params *ListPol
 
 		}
 
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Sort != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "", Format: ""}); err != nil {
@@ -5744,7 +5797,16 @@ type ClientWithResponsesInterface interface {
 	// `stats.reset`, `cache.cleared`, and `reset`. A client that reconnects with
 	// `Last-Event-ID` first gets every event it missed from a bounded buffer; if it
 	// fell too far behind it gets one `reset` event instead and should reload its
-	// state. A comment line (`: keepalive`) is sent every 15 s. Minimum role viewer.
+	// state. A comment line (`: keepalive`) is sent every 15 s. The response schema is
+	// that of one message's `data:` (an `Event`); on the wire a message reads
+	//
+	// ```
+	// id: 43
+	// event: site.deleted
+	// data: {"id":43,"type":"site.deleted","time":"2025-06-01T12:00:00Z","data":{...}}
+	// ```
+	//
+	// Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5952,7 +6014,9 @@ type ClientWithResponsesInterface interface {
 
 	// ListPolicyFlowsWithResponse Top flows of a policy
 	//
-	// The policy's tracked flows, largest first by `sort`. Minimum role viewer.
+	// The policy's tracked flows, largest first by `sort`, one page at a time. Flows are
+	// live: a flow that grows between two pages may appear on both or neither. Minimum
+	// role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6430,6 +6494,11 @@ type ClearCachesResponse200Headers struct {
 	XRequestID string
 }
 
+// ClearCachesResponse400Headers the declared response headers of an HTTP 400 response for ClearCaches
+type ClearCachesResponse400Headers struct {
+	XRequestID string
+}
+
 // ClearCachesResponse401Headers the declared response headers of an HTTP 401 response for ClearCaches
 type ClearCachesResponse401Headers struct {
 	WWWAuthenticate string
@@ -6451,6 +6520,8 @@ type ClearCachesResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *CacheClearResult
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -6459,6 +6530,8 @@ type ClearCachesResponse struct {
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ClearCachesResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ClearCachesResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ClearCachesResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -6470,6 +6543,11 @@ type ClearCachesResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ClearCachesResponse) GetJSON200() *CacheClearResult {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ClearCachesResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -6521,6 +6599,11 @@ type ListCachesResponse200Headers struct {
 	XRequestID string
 }
 
+// ListCachesResponse400Headers the declared response headers of an HTTP 400 response for ListCaches
+type ListCachesResponse400Headers struct {
+	XRequestID string
+}
+
 // ListCachesResponse401Headers the declared response headers of an HTTP 401 response for ListCaches
 type ListCachesResponse401Headers struct {
 	WWWAuthenticate string
@@ -6537,12 +6620,16 @@ type ListCachesResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *CacheList
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListCachesResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListCachesResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListCachesResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -6552,6 +6639,11 @@ type ListCachesResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListCachesResponse) GetJSON200() *CacheList {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListCachesResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -10473,6 +10565,11 @@ type GetStatsResponse200Headers struct {
 	XRequestID string
 }
 
+// GetStatsResponse400Headers the declared response headers of an HTTP 400 response for GetStats
+type GetStatsResponse400Headers struct {
+	XRequestID string
+}
+
 // GetStatsResponse401Headers the declared response headers of an HTTP 401 response for GetStats
 type GetStatsResponse401Headers struct {
 	WWWAuthenticate string
@@ -10489,12 +10586,16 @@ type GetStatsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *GlobalStats
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetStatsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetStatsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetStatsResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -10504,6 +10605,11 @@ type GetStatsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetStatsResponse) GetJSON200() *GlobalStats {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetStatsResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -10655,6 +10761,11 @@ type GetPipelineStatsResponse200Headers struct {
 	XRequestID string
 }
 
+// GetPipelineStatsResponse400Headers the declared response headers of an HTTP 400 response for GetPipelineStats
+type GetPipelineStatsResponse400Headers struct {
+	XRequestID string
+}
+
 // GetPipelineStatsResponse401Headers the declared response headers of an HTTP 401 response for GetPipelineStats
 type GetPipelineStatsResponse401Headers struct {
 	WWWAuthenticate string
@@ -10671,12 +10782,16 @@ type GetPipelineStatsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *PipelineStats
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetPipelineStatsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetPipelineStatsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetPipelineStatsResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -10686,6 +10801,11 @@ type GetPipelineStatsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetPipelineStatsResponse) GetJSON200() *PipelineStats {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetPipelineStatsResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -10732,6 +10852,11 @@ type ResetStatsResponse200Headers struct {
 	XRequestID string
 }
 
+// ResetStatsResponse400Headers the declared response headers of an HTTP 400 response for ResetStats
+type ResetStatsResponse400Headers struct {
+	XRequestID string
+}
+
 // ResetStatsResponse401Headers the declared response headers of an HTTP 401 response for ResetStats
 type ResetStatsResponse401Headers struct {
 	WWWAuthenticate string
@@ -10753,6 +10878,8 @@ type ResetStatsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *StatsResetResult
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -10761,6 +10888,8 @@ type ResetStatsResponse struct {
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ResetStatsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ResetStatsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ResetStatsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -10772,6 +10901,11 @@ type ResetStatsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ResetStatsResponse) GetJSON200() *StatsResetResult {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ResetStatsResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -11334,6 +11468,11 @@ type GetDocsResponse200Headers struct {
 	XRequestID string
 }
 
+// GetDocsResponse400Headers the declared response headers of an HTTP 400 response for GetDocs
+type GetDocsResponse400Headers struct {
+	XRequestID string
+}
+
 // GetDocsResponse500Headers the declared response headers of an HTTP 500 response for GetDocs
 type GetDocsResponse500Headers struct {
 	XRequestID string
@@ -11342,12 +11481,21 @@ type GetDocsResponse500Headers struct {
 type GetDocsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetDocsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetDocsResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetDocsResponse500Headers
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetDocsResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -11472,6 +11620,11 @@ type GetHealthResponse200Headers struct {
 	XRequestID string
 }
 
+// GetHealthResponse400Headers the declared response headers of an HTTP 400 response for GetHealth
+type GetHealthResponse400Headers struct {
+	XRequestID string
+}
+
 // GetHealthResponse500Headers the declared response headers of an HTTP 500 response for GetHealth
 type GetHealthResponse500Headers struct {
 	XRequestID string
@@ -11482,10 +11635,14 @@ type GetHealthResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetHealthResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetHealthResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetHealthResponse500Headers
 }
@@ -11493,6 +11650,11 @@ type GetHealthResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetHealthResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetHealthResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -11534,6 +11696,11 @@ type GetMetricsResponse200Headers struct {
 	XRequestID string
 }
 
+// GetMetricsResponse400Headers the declared response headers of an HTTP 400 response for GetMetrics
+type GetMetricsResponse400Headers struct {
+	XRequestID string
+}
+
 // GetMetricsResponse500Headers the declared response headers of an HTTP 500 response for GetMetrics
 type GetMetricsResponse500Headers struct {
 	XRequestID string
@@ -11542,12 +11709,21 @@ type GetMetricsResponse500Headers struct {
 type GetMetricsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetMetricsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetMetricsResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetMetricsResponse500Headers
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetMetricsResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -11589,6 +11765,11 @@ type GetOpenAPISpecResponse200Headers struct {
 	XRequestID string
 }
 
+// GetOpenAPISpecResponse400Headers the declared response headers of an HTTP 400 response for GetOpenAPISpec
+type GetOpenAPISpecResponse400Headers struct {
+	XRequestID string
+}
+
 // GetOpenAPISpecResponse500Headers the declared response headers of an HTTP 500 response for GetOpenAPISpec
 type GetOpenAPISpecResponse500Headers struct {
 	XRequestID string
@@ -11598,24 +11779,27 @@ type GetOpenAPISpecResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
-	YAML200 *struct {
-		// Openapi Example: 3.0.3
-		Openapi string `json:"openapi"`
-	}
+	YAML200 *openapi_types.File
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetOpenAPISpecResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetOpenAPISpecResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetOpenAPISpecResponse500Headers
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
-func (r GetOpenAPISpecResponse) GetYAML200() *struct {
-	// Openapi Example: 3.0.3
-	Openapi string `json:"openapi"`
-} {
+func (r GetOpenAPISpecResponse) GetYAML200() *openapi_types.File {
 	return r.YAML200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetOpenAPISpecResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -11657,6 +11841,11 @@ type GetReadinessResponse200Headers struct {
 	XRequestID string
 }
 
+// GetReadinessResponse400Headers the declared response headers of an HTTP 400 response for GetReadiness
+type GetReadinessResponse400Headers struct {
+	XRequestID string
+}
+
 // GetReadinessResponse500Headers the declared response headers of an HTTP 500 response for GetReadiness
 type GetReadinessResponse500Headers struct {
 	XRequestID string
@@ -11672,12 +11861,16 @@ type GetReadinessResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Readiness
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
-	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Readiness
+	// ApplicationProblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationProblemJSON503 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetReadinessResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetReadinessResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetReadinessResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -11689,14 +11882,19 @@ func (r GetReadinessResponse) GetJSON200() *Readiness {
 	return r.JSON200
 }
 
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetReadinessResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
+}
+
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetReadinessResponse) GetApplicationProblemJSON500() *InternalError {
 	return r.ApplicationProblemJSON500
 }
 
-// GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetReadinessResponse) GetJSON503() *Readiness {
-	return r.JSON503
+// GetApplicationProblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetReadinessResponse) GetApplicationProblemJSON503() *Problem {
+	return r.ApplicationProblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -11864,7 +12062,16 @@ func (c *ClientWithResponses) UpdateEndpointWithResponse(ctx context.Context, en
 // `stats.reset`, `cache.cleared`, and `reset`. A client that reconnects with
 // `Last-Event-ID` first gets every event it missed from a bounded buffer; if it
 // fell too far behind it gets one `reset` event instead and should reload its
-// state. A comment line (`: keepalive`) is sent every 15 s. Minimum role viewer.
+// state. A comment line (`: keepalive`) is sent every 15 s. The response schema is
+// that of one message's `data:` (an `Event`); on the wire a message reads
+//
+// ```
+// id: 43
+// event: site.deleted
+// data: {"id":43,"type":"site.deleted","time":"2025-06-01T12:00:00Z","data":{...}}
+// ```
+//
+// Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -12180,7 +12387,9 @@ func (c *ClientWithResponses) UpdatePolicyWithResponse(ctx context.Context, poli
 
 // ListPolicyFlowsWithResponse Top flows of a policy
 //
-// The policy's tracked flows, largest first by `sort`. Minimum role viewer.
+// The policy's tracked flows, largest first by `sort`, one page at a time. Flows are
+// live: a flow that grows between two pages may appear on both or neither. Minimum
+// role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -12883,6 +13092,13 @@ func ParseClearCachesResponse(rsp *http.Response) (*ClearCachesResponse, error) 
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -12917,6 +13133,16 @@ func ParseClearCachesResponse(rsp *http.Response) (*ClearCachesResponse, error) 
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ClearCachesResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ClearCachesResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -12980,6 +13206,13 @@ func ParseListCachesResponse(rsp *http.Response) (*ListCachesResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13007,6 +13240,16 @@ func ParseListCachesResponse(rsp *http.Response) (*ListCachesResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ListCachesResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListCachesResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -17388,6 +17631,13 @@ func ParseGetStatsResponse(rsp *http.Response) (*GetStatsResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -17415,6 +17665,16 @@ func ParseGetStatsResponse(rsp *http.Response) (*GetStatsResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetStatsResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetStatsResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -17582,6 +17842,13 @@ func ParseGetPipelineStatsResponse(rsp *http.Response) (*GetPipelineStatsRespons
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -17609,6 +17876,16 @@ func ParseGetPipelineStatsResponse(rsp *http.Response) (*GetPipelineStatsRespons
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetPipelineStatsResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetPipelineStatsResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -17662,6 +17939,13 @@ func ParseResetStatsResponse(rsp *http.Response) (*ResetStatsResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -17696,6 +17980,16 @@ func ParseResetStatsResponse(rsp *http.Response) (*ResetStatsResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ResetStatsResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ResetStatsResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -18323,6 +18617,13 @@ func ParseGetDocsResponse(rsp *http.Response) (*GetDocsResponse, error) {
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -18343,6 +18644,16 @@ func ParseGetDocsResponse(rsp *http.Response) (*GetDocsResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetDocsResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetDocsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -18462,6 +18773,13 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -18482,6 +18800,16 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetHealthResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetHealthResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -18511,6 +18839,13 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -18531,6 +18866,16 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetMetricsResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetMetricsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -18561,14 +18906,18 @@ func ParseGetOpenAPISpecResponse(rsp *http.Response) (*GetOpenAPISpecResponse, e
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "yaml") && rsp.StatusCode == 200:
-		var dest struct {
-			// Openapi Example: 3.0.3
-			Openapi string `json:"openapi"`
-		}
+		var dest openapi_types.File
 		if err := yaml.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.YAML200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
@@ -18590,6 +18939,16 @@ func ParseGetOpenAPISpecResponse(rsp *http.Response) (*GetOpenAPISpecResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetOpenAPISpecResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetOpenAPISpecResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -18626,6 +18985,13 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -18634,11 +19000,11 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 		response.ApplicationProblemJSON500 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Readiness
+		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.JSON503 = &dest
+		response.ApplicationProblemJSON503 = &dest
 
 	}
 
@@ -18653,6 +19019,16 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetReadinessResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetReadinessResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {

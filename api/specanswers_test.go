@@ -1,0 +1,202 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/patronus-sdwan/patronus/api/apigen"
+	"github.com/patronus-sdwan/patronus/collector"
+	"github.com/patronus-sdwan/patronus/storage"
+)
+
+// rawDo sends a request without following redirects and without checking it against the spec.
+func (a *testAPI) rawDo(req *http.Request) apiResponse {
+	a.t.Helper()
+	c := *a.client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := c.Do(req)
+	if err != nil {
+		a.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return apiResponse{Status: resp.StatusCode, Header: resp.Header, Body: body}
+}
+
+// TestUnknownQueryParametersAreRefused checks that a query parameter an operation does not take
+// is a 400 naming it, public operations included, as unknown body fields are refused.
+func TestUnknownQueryParametersAreRefused(t *testing.T) {
+	a := newTestAPI(t, storage.DialectSQLite)
+	fx := a.seed()
+	for _, tc := range []struct {
+		path, token string
+		fields      []string
+	}{
+		{"/api/v1/sites?limti=1", a.viewer, []string{"limti"}},
+		{"/api/v1/sites?limit=1&b=1&a=2", a.viewer, []string{"a", "b"}},
+		{"/api/v1/stats/history?format=csv", a.viewer, []string{"format"}},
+		{"/api/v1/policies/" + strconv.FormatInt(fx.policy.ID, 10) + "/flows?sort=bytes&order=asc", a.viewer, []string{"order"}},
+		{"/healthz?verbose=1", "", []string{"verbose"}},
+		{"/readyz?x", "", []string{"x"}},
+		{"/openapi.yaml?format=json", "", []string{"format"}},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			defer func(parent *testing.T) { a.t = parent }(a.t)
+			a.t = t
+			p := a.send(a.newRequest(http.MethodGet, tc.path, tc.token, nil), false).problem(t, http.StatusBadRequest)
+			if !slices.Equal(p.fields(), tc.fields) {
+				t.Errorf("fields = %q, want %q", p.fields(), tc.fields)
+			}
+			for _, e := range p.Errors {
+				if !strings.HasPrefix(e.Message, "unknown query parameter") {
+					t.Errorf("message %q does not say the parameter is unknown", e.Message)
+				}
+			}
+		})
+	}
+	// Known parameters still pass, and a public operation without any still answers.
+	a.do(http.MethodGet, "/api/v1/sites?limit=1", a.viewer, nil).problemless(t, http.StatusOK)
+	a.do(http.MethodGet, "/healthz", "", nil).problemless(t, http.StatusOK)
+}
+
+// problemless fails the test unless the response has the status and is not a problem.
+func (r apiResponse) problemless(t testing.TB, status int) {
+	t.Helper()
+	if r.Status != status || r.Header.Get("Content-Type") == problemContentType {
+		t.Fatalf("got %s, want %d", r, status)
+	}
+}
+
+// TestProblemInstanceIsAURIReference checks that a problem's instance is the path as sent,
+// percent-encoded, not the decoded path with its spaces.
+func TestProblemInstanceIsAURIReference(t *testing.T) {
+	a := newTestAPI(t, storage.DialectSQLite)
+	for _, path := range []string{"/docs/a%20b.js", "/api/v1/n%C3%B6pe"} {
+		r := a.rawDo(a.newRequest(http.MethodGet, path, a.viewer, nil))
+		var p Problem
+		if err := json.Unmarshal(r.Body, &p); err != nil || r.Header.Get("Content-Type") != problemContentType {
+			t.Fatalf("GET %s = %s, want a problem", path, r)
+		}
+		if p.Instance != path {
+			t.Errorf("GET %s: instance = %q, want %q", path, p.Instance, path)
+		}
+	}
+}
+
+// TestTrailingSlashRedirectCarriesRequestID checks that gin's trailing-slash redirect, which it
+// answers before any middleware, still carries X-Request-ID (the client's when it sent one).
+func TestTrailingSlashRedirectCarriesRequestID(t *testing.T) {
+	a := newTestAPI(t, storage.DialectSQLite)
+	req := a.newRequest(http.MethodGet, "/api/v1/sites/", a.viewer, nil)
+	r := a.rawDo(req)
+	if r.Status != http.StatusMovedPermanently || r.Header.Get("Location") != "/api/v1/sites" {
+		t.Fatalf("GET /api/v1/sites/ = %s, want 301 to /api/v1/sites", r)
+	}
+	if !validRequestID(r.Header.Get(headerRequestID)) {
+		t.Errorf("redirect has X-Request-ID %q", r.Header.Get(headerRequestID))
+	}
+	req = a.newRequest(http.MethodGet, "/api/v1/sites/", a.viewer, nil)
+	req.Header.Set(headerRequestID, "mine-1")
+	if got := a.rawDo(req).Header.Values(headerRequestID); !slices.Equal(got, []string{"mine-1"}) {
+		t.Errorf("redirect X-Request-ID = %q, want the client's mine-1 once", got)
+	}
+	// Answers past the redirect keep one request id, the same as in the problem body.
+	p := a.do(http.MethodGet, "/api/v1/sites/6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11", a.viewer, nil).problem(t, http.StatusNotFound)
+	if p.RequestID == "" {
+		t.Error("no request id in the problem")
+	}
+}
+
+// TestPolicyFlowsPageWithCursor pages through a policy's top flows two at a time: every flow
+// once, largest first, and a forged cursor is a 400.
+func TestPolicyFlowsPageWithCursor(t *testing.T) {
+	a := newTestAPI(t, storage.DialectSQLite)
+	fx := a.seed()
+	var reports []collector.Report
+	for i := range 5 {
+		reports = append(reports, collector.Report{PolicyID: &fx.policy.ID,
+			Flow: flowOf("10.1.0.9", "198.51.100.7", uint16(1000+i), 80, 6), Packets: 1, Bytes: uint64(100 * (i + 1))})
+	}
+	decodeAs[apigen.TrafficResult](t, a.ingest(reports), http.StatusOK)
+	var got []int64
+	query := "?limit=2"
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatal("the cursor does not end")
+		}
+		page := a.flowsOf(fx.policy.ID, query)
+		for _, f := range page.Items {
+			got = append(got, f.Bytes)
+		}
+		if page.NextCursor == nil {
+			break
+		}
+		query = "?limit=2&cursor=" + *page.NextCursor
+	}
+	if want := []int64{500, 400, 300, 200, 100}; !slices.Equal(got, want) {
+		t.Errorf("bytes over the pages = %v, want %v", got, want)
+	}
+	for _, cursor := range []string{"bm9wZQ", "MA", storage.EncodeCursor("-1"), storage.EncodeCursor("100001")} {
+		p := a.do(http.MethodGet, fmt.Sprintf("/api/v1/policies/%d/flows?cursor=%s", fx.policy.ID, cursor), a.viewer, nil).problem(t, http.StatusBadRequest)
+		if !slices.Equal(p.fields(), []string{"cursor"}) {
+			t.Errorf("cursor %q: fields %q, want cursor", cursor, p.fields())
+		}
+	}
+}
+
+// TestEndpointAddressForms checks the standard ipv4/ipv6 formats as the server applies them: an
+// IPv6 zone or a prefix is refused with a message in words, plain addresses of both families
+// are stored.
+func TestEndpointAddressForms(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, a *testAPI) {
+		fx := a.seed()
+		path := "/api/v1/sites/" + fx.site.ID + "/endpoints"
+		for i, addr := range []string{"fe80::1%eth0", "fe80::1%25eth0", "192.0.2.1/32", "01.2.3.4", " 192.0.2.1"} {
+			req := a.newRequest(http.MethodPost, path, a.operator, map[string]any{"name": fmt.Sprintf("bad%d", i), "address": addr})
+			p := a.send(req, false).problem(t, http.StatusUnprocessableEntity)
+			if !slices.Equal(p.fields(), []string{"address"}) || !strings.Contains(p.Errors[0].Message, "IPv4 or IPv6 address") {
+				t.Errorf("address %q: %+v, want address named with what it must be", addr, p.Errors)
+			}
+		}
+		for i, addr := range []string{"192.0.2.1", "2001:db8::10", "::ffff:192.0.2.1"} {
+			e := decodeAs[apigen.Endpoint](t, a.do(http.MethodPost, path, a.operator, map[string]any{"name": fmt.Sprintf("good%d", i), "address": addr}), http.StatusCreated)
+			if e.Address != addr {
+				t.Errorf("stored address %q, want %q", e.Address, addr)
+			}
+		}
+	})
+}
+
+// TestProblemKindsAreDocumented checks that every problem type the server answers with is in the
+// spec's list of kinds.
+func TestProblemKindsAreDocumented(t *testing.T) {
+	desc := loadSpec(t).Info.Description
+	slugs := []string{"method-not-allowed", "internal"}
+	for _, k := range errorTable {
+		slugs = append(slugs, k.slug)
+	}
+	for _, slug := range slugs {
+		if !strings.Contains(desc, "`"+slug+"`") {
+			t.Errorf("problem kind %q is not documented in info.description", slug)
+		}
+	}
+}
+
+// TestListSchemasHaveExamples checks that every list answer of the spec shows an example page.
+func TestListSchemasHaveExamples(t *testing.T) {
+	for name, ref := range loadSpec(t).Components.Schemas {
+		s := ref.Value
+		if items := s.Properties["items"]; items != nil && items.Value.Type.Is("array") && s.Example == nil {
+			t.Errorf("list schema %s has no example", name)
+		}
+	}
+}
