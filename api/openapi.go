@@ -302,6 +302,14 @@ func walkSchema(err error, reason string, fields *[]FieldError) {
 	if errors.As(err, &se) {
 		ptr := se.JSONPointer()
 		msg := schemaMessage(se)
+		// A discriminated union names its tag: action.type, not action.
+		if se.Schema != nil && se.SchemaField == "discriminator" && se.Schema.Discriminator != nil {
+			d := se.Schema.Discriminator
+			if len(ptr) == 0 || ptr[len(ptr)-1] != d.PropertyName {
+				ptr = append(append([]string{}, ptr...), d.PropertyName)
+			}
+			msg = "must be one of " + strings.Join(slices.Sorted(maps.Keys(d.Mapping)), ", ")
+		}
 		// Unknown and missing properties are reported on their parent object; name the property.
 		if m := propertyReason.FindStringSubmatch(se.Reason); m != nil {
 			if len(ptr) == 0 || ptr[len(ptr)-1] != m[1] {

@@ -157,7 +157,11 @@ func (s *Server) UpdatePolicy(c *gin.Context, policyID apigen.PolicyID) {
 		if in.Match != nil {
 			applyPolicyMatch(&p, in.Match)
 		}
-		newPath := in.Action != nil && in.Action.PathID != nil
+		var newPath bool
+		if in.Action != nil {
+			_, pathID := policyActionFields(*in.Action)
+			newPath = pathID != nil
+		}
 		if in.Action != nil {
 			applyPolicyAction(&p, *in.Action)
 			if err := checkPreferredPath(ctx, tx, p.PathID); err != nil {
@@ -244,10 +248,11 @@ func checkPolicyMatch(m *apigen.PolicyMatch) []FieldError {
 
 // checkPolicyAction checks that prefer_path names a path and drop does not.
 func checkPolicyAction(a apigen.PolicyAction) []FieldError {
+	typ, pathID := policyActionFields(a)
 	switch {
-	case a.Type == apigen.PolicyActionTypePreferPath && a.PathID == nil:
+	case typ == storage.ActionPreferPath && pathID == nil:
 		return []FieldError{{Field: "action.path_id", Message: "is required for prefer_path"}}
-	case a.Type == apigen.PolicyActionTypeDrop && a.PathID != nil:
+	case typ == storage.ActionDrop && pathID != nil:
 		return []FieldError{{Field: "action.path_id", Message: "must be absent for drop"}}
 	}
 	return nil

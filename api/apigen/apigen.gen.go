@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -113,6 +115,21 @@ func (e DependencyCheckStatus) Valid() bool {
 	case DependencyCheckStatusFail:
 		return true
 	case DependencyCheckStatusOk:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DropActionType.
+const (
+	DropActionTypeDrop DropActionType = "drop"
+)
+
+// Valid indicates whether the value is a known member of the DropActionType enum.
+func (e DropActionType) Valid() bool {
+	switch e {
+	case DropActionTypeDrop:
 		return true
 	default:
 		return false
@@ -230,18 +247,15 @@ func (e PipelineStatsBackend) Valid() bool {
 	}
 }
 
-// Defines values for PolicyActionType.
+// Defines values for PreferPathActionType.
 const (
-	PolicyActionTypeDrop       PolicyActionType = "drop"
-	PolicyActionTypePreferPath PolicyActionType = "prefer_path"
+	PreferPathActionTypePreferPath PreferPathActionType = "prefer_path"
 )
 
-// Valid indicates whether the value is a known member of the PolicyActionType enum.
-func (e PolicyActionType) Valid() bool {
+// Valid indicates whether the value is a known member of the PreferPathActionType enum.
+func (e PreferPathActionType) Valid() bool {
 	switch e {
-	case PolicyActionTypeDrop:
-		return true
-	case PolicyActionTypePreferPath:
+	case PreferPathActionTypePreferPath:
 		return true
 	default:
 		return false
@@ -474,6 +488,16 @@ type DependencyCheckStatus string
 
 // DocsAsset The bytes of a documentation page file.
 type DocsAsset = openapi_types.File
+
+// DropAction Drop matching traffic.
+//
+// Example: {"type":"drop"}
+type DropAction struct {
+	Type DropActionType `json:"type"`
+}
+
+// DropActionType defines model for DropAction.Type.
+type DropActionType string
 
 // Endpoint A WAN-facing interface of a site.
 //
@@ -805,9 +829,8 @@ type PipelineStatsBackend string
 //
 // Example: {"action":{"path_id":12,"type":"prefer_path"},"active_flows":14,"bytes_matched":145600000,"created_at":"2025-06-01T09:20:00Z","enabled":true,"id":7,"last_seen":"2025-06-01T12:00:09Z","match":{"dst_cidr":"10.20.0.0/16","dst_ports":[{"from":5060,"to":5061}],"protocol":17},"name":"voip-over-fiber","packets_matched":182000,"priority":10,"updated_at":"2025-06-01T09:20:00Z"}
 type Policy struct {
-	// Action What happens to matching traffic. `prefer_path` needs `path_id` when written;
-	// `drop` takes none. When the preferred path is deleted the server clears
-	// `path_id` (null) and the policy falls back to the routing decision.
+	// Action What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+	// onto `path_id`, `drop` drops it.
 	Action PolicyAction `json:"action"`
 
 	// ActiveFlows Flows of the policy seen within the idle timeout. Read-only.
@@ -839,24 +862,16 @@ type Policy struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// PolicyAction What happens to matching traffic. `prefer_path` needs `path_id` when written;
-// `drop` takes none. When the preferred path is deleted the server clears
-// `path_id` (null) and the policy falls back to the routing decision.
+// PolicyAction What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+// onto `path_id`, `drop` drops it.
 type PolicyAction struct {
-	PathID *int64 `json:"path_id,omitempty"`
-
-	// Type `prefer_path` steers matching traffic onto `path_id`; `drop` drops it.
-	Type PolicyActionType `json:"type"`
+	union json.RawMessage
 }
-
-// PolicyActionType `prefer_path` steers matching traffic onto `path_id`; `drop` drops it.
-type PolicyActionType string
 
 // PolicyCreate defines model for PolicyCreate.
 type PolicyCreate struct {
-	// Action What happens to matching traffic. `prefer_path` needs `path_id` when written;
-	// `drop` takes none. When the preferred path is deleted the server clears
-	// `path_id` (null) and the policy falls back to the routing decision.
+	// Action What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+	// onto `path_id`, `drop` drops it.
 	Action  PolicyAction `json:"action"`
 	Enabled *bool        `json:"enabled,omitempty"`
 
@@ -931,9 +946,8 @@ type PolicyStats struct {
 
 // PolicyUpdate The fields to change; at least one. `match` and `action` replace the whole object.
 type PolicyUpdate struct {
-	// Action What happens to matching traffic. `prefer_path` needs `path_id` when written;
-	// `drop` takes none. When the preferred path is deleted the server clears
-	// `path_id` (null) and the policy falls back to the routing decision.
+	// Action What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+	// onto `path_id`, `drop` drops it.
 	Action  *PolicyAction `json:"action,omitempty"`
 	Enabled *bool         `json:"enabled,omitempty"`
 
@@ -955,6 +969,19 @@ type PortRange struct {
 	From int32 `json:"from"`
 	To   int32 `json:"to"`
 }
+
+// PreferPathAction Steer matching traffic onto a path. A write must name an existing path. When the
+// preferred path is deleted the server sets `path_id` to null and the policy falls
+// back to the routing decision.
+//
+// Example: {"path_id":12,"type":"prefer_path"}
+type PreferPathAction struct {
+	PathID *int64               `json:"path_id"`
+	Type   PreferPathActionType `json:"type"`
+}
+
+// PreferPathActionType defines model for PreferPathAction.Type.
+type PreferPathActionType string
 
 // Problem An RFC 9457 problem detail. Every 4xx and 5xx answer has one.
 type Problem struct {
@@ -1524,6 +1551,107 @@ type CreateTokenJSONRequestBody = TokenCreate
 
 // IngestTrafficJSONRequestBody defines body for IngestTraffic for application/json ContentType.
 type IngestTrafficJSONRequestBody = TrafficBatch
+
+// AsPreferPathAction returns the union data inside the PolicyAction as a PreferPathAction
+func (t PolicyAction) AsPreferPathAction() (PreferPathAction, error) {
+	var body PreferPathAction
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPreferPathAction overwrites any union data inside the PolicyAction as the provided PreferPathAction
+func (t *PolicyAction) FromPreferPathAction(v PreferPathAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"prefer_path"}`))
+	t.union = b
+	return err
+}
+
+// MergePreferPathAction performs a merge with any union data inside the PolicyAction, using the provided PreferPathAction
+func (t *PolicyAction) MergePreferPathAction(v PreferPathAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"prefer_path"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsDropAction returns the union data inside the PolicyAction as a DropAction
+func (t PolicyAction) AsDropAction() (DropAction, error) {
+	var body DropAction
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromDropAction overwrites any union data inside the PolicyAction as the provided DropAction
+func (t *PolicyAction) FromDropAction(v DropAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"drop"}`))
+	t.union = b
+	return err
+}
+
+// MergeDropAction performs a merge with any union data inside the PolicyAction, using the provided DropAction
+func (t *PolicyAction) MergeDropAction(v DropAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"drop"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t PolicyAction) Discriminator() (string, error) {
+	var discriminator struct {
+		Discriminator string `json:"type"`
+	}
+	err := json.Unmarshal(t.union, &discriminator)
+	return discriminator.Discriminator, err
+}
+
+func (t PolicyAction) ValueByDiscriminator() (interface{}, error) {
+	discriminator, err := t.Discriminator()
+	if err != nil {
+		return nil, err
+	}
+	switch discriminator {
+	case "drop":
+		return t.AsDropAction()
+	case "prefer_path":
+		return t.AsPreferPathAction()
+	default:
+		return nil, errors.New("unknown discriminator value: " + discriminator)
+	}
+}
+
+func (t PolicyAction) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *PolicyAction) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
@@ -3093,326 +3221,331 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H0Lc9s4kv9XQfGuauwsJVOy7MRybf3Lk2R2vJtkfLFnc7eRz4RIyMKEArQEZEWT9Xf/F7oBEqQoWfJj",
-	"snOT3aqJJZF4Nhr9+HX3lyCRk6kUTGgV9L8EY0ZTlsOfry/otfk3ZSrJ+VRzKYJ+cDFmRHHNvlPkhuWK",
-	"S0GoIpQonUtxTZjQXC+Iptdtcs5ESrgmQ5p8IlyQ+HTUekt1Mo7bQRiwz3QyzVjQDwbB/iAIwiBn/5zx",
-	"nKVBX+czFgYqGbMJNUOYUq1Zbrr/30HwMWodXf5pEPxnEAZ6MTUtKJ1zcR3c3obBhw8fWiczPTYDSahm",
-	"zTOg5RNmBtATIzvvf3hJDp8fRLshmXM9JjHLc5n/eRBwcUMznl5p+YmJQRCT+ZgJQgl8JnOqiGJCk+FM",
-	"EyE1oUnCppql1Xl+z2jOcpIzmk3+PDCTyqWYqUEQkhX9rF2U5bn/d+slTcYNU/4wZnrMcqLHjEyYznmi",
-	"SGIeJVSoOctZSnbiMdfxLpH4VEo1HVLFSMrNbxOuVLxbnc6Y67XjY2I2Cfof7XOmheAybBz1e/bPGVO6",
-	"dfpqeeinKZEjosdckRwfO4YBJhlnQn+niJwLEvttxISPDNnBjlACC0qkYCFhmWLkmgmWU7M55CRT0hAm",
-	"rD4ZypQzRahISSavVXWyUeev0T/2/+vw3fO/H/2t+7Z3dvD+xXnnYv/D4do1mNDPb5i41uOg3+m+MKsg",
-	"is/La3EbBlOa0wnT9gi+nOVK5s0kHAv2WV8l8ESMa8TINGc3XM4UmdJrFpKZSMZUXMNcCT5K9JhqwhXQ",
-	"qRTM/NmLoups2eKv+ekvkv+P+Ot4OHkn3/z39+Nkkv16KqIgDLgZwj9nLF8EYSDoxLyBjQcr5n7Q6d41",
-	"9zB4LdKp5EKvowJGmH2qOuD9tDOKWJe2DoaHSauXPmetF6OjqEU7w26yn/bYwejQjXxK9bgcuGvviqdr",
-	"d3Ik8wnVQT+YzeDJhvHfmBVZPntcpHJO5jzVY7ITdyIVhyTuTOC/Y/hvGu8eE6pJxqjSpKPa5BUb0Vmm",
-	"4bnqTDuTFTvAbvBjOeQUG3Ev+bR4GPo89WOndXQJbPVLFL64/agm4/Symb3+kMvJ8hzPNc2126HcUFxI",
-	"uEiymeI3rE8MW93f3z8KSSzkPA4Nk6FEsGuq+Q0j6SxHNpyzDL4ZCC2JkHOyE7f2I1ipFi5V63kaH5OZ",
-	"4FoRFZJJSMYhSUMy3/XWzDzbHojKsrU64xXrNjIzal42fMlbt8NeZd12hJz/q9W0evPLf+E3vdsW/tEt",
-	"/7hwf/SX/tgZDNr4dyc8ut39fzv/+NfHP7Uul57b3W3entMRXLBrr+3YXOwx2YkHwWAWRfuJvcfhAxsE",
-	"8a650TNDijmjKbJby3sJnU4zwyWlyBZkPuYZI1wPBFdEaZ5lyJpneW54r23X8t1edNQm8bOYTMwIgdEu",
-	"3CP13XISAewXiiTlhjkpIlghIexYEeFLJ+wc3Q6Cfw0Gz1Ys1xs+4Xp5sd7Sz3wymxAxmwxZbuiaazZR",
-	"REuSMz3LReVIHkTNhJVB442UZV4pGAoXer+LdGZ6DfqdKIqAXdqPxci50Oya5TD0M6rH6zml4XOVgRom",
-	"3MABzaeNuR8X+rAX3D06mfFkccf44JnKCJ83DxAefOwhnnPN1g/QnJcq8z0cdZIuPei2XtAea/WGL1jr",
-	"yHzspvuj50mHRcNOp/maMW09/Iq5kMvjfS3SGudlny3nPSaKThgx7SpzpmPD62KPUxpu3CZvZ0qTISN0",
-	"pFnuHqrMW8j5Cu6p5Qreia/8nnjnhZG511MEiOWVpek17jY897gEe2uaUlMpFAPR8HuaWpHXfEqk0EzA",
-	"n8ChUa/Zm+ZymLHJn35RZiJfymGbKWrKM7ehpJA7CbCtPpk4ohDEDoIMmZ4zJkgHZGTDpcxKGNlZBf2P",
-	"X4IRZ1nqMb4JU4pem2ls1tjtpVlMpalIzEt7dMr3bjp75ugou5JMgaB2hzyuNNUzFfR7ho9qrlH7oqm7",
-	"xcrtH2s9Vf29PaeLtVN241ZN7Q1p2nKv3Ppb9585GwX94D/2SuV5D39Ve2f4Nm5Z/V7JzKazlPz1/Kd3",
-	"VgyaFF8aGjLf1XdE5gTvQEN5noJeV5yaRmUf36s8C0N7KcUo48lDyYcCmySG8FMyzKlIxq0pzbkiNDPi",
-	"w4Kwz1xp1UwqcF58SnEvafqJiaegiKOSIooV2JAcEvf8Y9DCCSwZ8dYJphwCnyktJYWRBTQ2kklhDo+V",
-	"sCwF5WzEciYSZghcyVmeMDBJpCxjmqUkkcK+kC0elYR+kPmQpykTD6Qh0O7llFk1QDCWKlgHmk64ILnM",
-	"2HHJf8mYuqdB41xFIHsb3tb3oaL9kopOhZqNRjzhRuQ1Q92UnEbF6j0GPV245flOwSgMwQxZJuewcMXi",
-	"fqeIvWbgqUclh1NhLneavTbn/IEkwW1baJsJHpkNHPgXw2m9q412zw3wcZgB3oswihHl2SxnxwTXQhGa",
-	"M5LJ62uWkplIrRXP6WM8DcGSo8ZyLh51N99J/YOcifSBGwm3wyYnEaYxgh6/zpnulSTxzhvKRtQgpG7h",
-	"C49zNxR8HO9VLmDTf37/huzIPDQSPRma+wF5PCjZXJCYpyreJalkaN6Dm/dRieKMLjJJ0wsp39D8mj2Q",
-	"NhwRD2W6MPxK3rCcdKLei4Pnh2S4wNP9uPd/x+Pc7/3utZQkgzltuOVayha+8Fjsu3E5UBH9laFc/qib",
-	"ec7yG56wnwW9oTyjw4w9+B5nZMyVlvmCmP/CJTTzmm/cTVDvOVN7z/fMNqk928Q9Obu3wXaCtSFstLv+",
-	"K49zpFM2ZSJlIllUb2Qr7uwsLd5ubfUede9/FnSmxzLnv7L0wRoAuliG6N5CGc26a0DzfXQZvlNu8UnV",
-	"kef1uek2e77Cx+He72RlKUBIl4IVjpeZ+CTkXJivc3YjP6Gb0NvZJhfmut1der7BqbYtdUxzmRilbJix",
-	"1+DSfQTWUOdv1tnZrBnmbCpzrT7uX7ZHmZy3U6WvzDeNdgVnTIjAmHB4cLB/ENyGy409v2z7xsSyISGt",
-	"ORL9vjwlR0ertE+dUyPv3492u92Sdv9uZo90a4S+zan2pnjx0e4e2JMbLjOqmSLgXoEXDZUaGUSBnmmF",
-	"EqDkqpRxbH3l6uNlbF9gNBkT2IFH5lxqNjXbydK3LOX0AlbsQcT5El9tmaZKw5fXiHk5JNdSE80+671p",
-	"Rrl4fNHkoCQNb5JkYmZJgDA25mrF2y14uwWvPSqtWA9yXF8m9O7NFFCM3ROSyJSL69q9VxAQoiUekUiK",
-	"iUJLJ7OU65MEJ1DCEpKcGV4ZBrNpin+gvQQ2TzHDaJKM0Ty49C3hxTM1+3GI3bwWuskH/JNgZJ5zzUIy",
-	"H0syoSkjXIfArShRs8mE5gsiR2TIRkZsgu9HGi1+HsVSO4tyGDTRRtcO5FS1wFoC8wDFEYcBJiCcNzq6",
-	"VdDvhuj0sVCQoL+PX5i/bgsjtm/MC8LAiWlXuF5p0P/4/PI2DAyFdzovYNWAPSDNb6yo2Zc+caNqgrpo",
-	"VpfDELpR96AVHbaizkWn24+ifhT9w6z1NDdkpDmawmmxt+uI2ieD22Lh6jv1jk5YxdqPzA52zHwHu0h2",
-	"YljrFjwRgzoWn51cvP/p3c/nVyev3p6+u7r46W+v3yFkZolUvA2iacpN1zQ78+aEroLqyP7GRdpSU5bw",
-	"EU8czYSEta/bJEa6ifdioJrYSGQzpsxJdAoiSeRMaOWNRw5/YWjM5OnW/ojadq92mbjHjgmbTPUC1goW",
-	"Edyp1JyHjJFEZhmDvSE7cOoMu6BZhiglFRI4krr41syF5ap5eWs0tQFZvLdvmDU2LSD5eUtiKL4F3zZ5",
-	"jkofz8cAPXf4JNJY6Ai0PrLqGpZkcdmwRTDMNxy9PR5HAMc0CE7feIPhDZdh4OGiPCjT24tTPvqvZeZh",
-	"F9D7405qQSZ/W+wSzXMKnys9r2/oHfusLbpriYJgINXWVpJEhXK9282uldvYIHQeysrm2p1bWDHEfAEH",
-	"zqyyYW3Vu8+tf/28fU91Mn5l+cxLYDMAyaiss0di61hN1MRqqgR5r9fv8x7Kctu+V9tNJxCW83cDqs2r",
-	"aYtfnr56v8xcTwQ5PbvpGe5+enZzSKY5G/HPhAtinjciFQpYO3EnasP/917EIYm7UdTpp8MX/f7efjfe",
-	"bRMABbH8huUDQTMlSTJmySeFVx76X9KcKUWmNAfV1an67vsSdTjin79TZEQnPFvU0TydqN3FYXQOq5iA",
-	"3lEFFnhURQjs7HQPPkatg8t/dT9GrR568v/VcX78fwF44P/Bx93BoL37Zf92izf2dvY/Rq3u5b8+drru",
-	"OwAenLR+oK1Rv335rF/9uLfTMc2+gBY7tnG/yQZgQRh8brHPU5YAVwzoZlsXkox/YqTcPvNCZfuAOsxR",
-	"fWluy/dMAeqicjXAPcrSKyZ0Doewcxj5Oq/9nXQOI2KfIaNcTkjX3rqGK8yShCkrkSzxzqUetj5ixWi+",
-	"LLOVou/it6GUGaNi+YzZJ8v2wqWxNR4vM82GS9VO392qN8zeYuVKdqMwYDccrlwFc2OfpzicbhiMub4C",
-	"JSfoR+2jw+fP4SsV9I8ssksBiGPffLAXasmRc/YLUMuVYuaVzm1YjqIXeYPorR5DVBvDi8Nux43hoDKG",
-	"F94YcjnTSLO1MUS3l8t7b9dow4sTlvoc7pili7O2m7bllRv2jk4aIO6xXcG4T8CGoRFOYb89JrGdXdwn",
-	"9i+SsoQrs3igZdmL09sIuxyXDVeeN51lQNZnmmhi7lOuNE+AS0rB8FD1SWw3MCZ/JjFubEz+RGK7eTHZ",
-	"sX+5QzkQRkleME0MTQuWktkUnIKC3bAcGXi62yY/co3oddxbFJKJ4iJhZjS5Nj8OhJrlN/yGQWO5Ql69",
-	"rE/dsHuc5vvzAY+Ol/FtyJpyNpE3LDVaw4R+YiSXcmI2btue3BnZeozeiaqP0Zwsskd24N8/2Q3YPSaR",
-	"U+jNLTniudIkk/LTbFoZeCpn6JkoEaCNY0E4qh3KvbitPfRbvyjskbvzhMPZvF1iIEuYeKsAju2p+E4B",
-	"1EMB0sUaYnM2mim0jT9E/rIII0eaoaPukhLschbL4++0T5n1WTUxqFeoU52+Uk06sSqVYqTlQiiEcwti",
-	"YUioJhOpNGDizAuMJuNjEut8JsBJERNFF2og5jaoR8kJI3OWM5KxkSZyZg1LaMLQNHOsQI/ZxKjPTWe+",
-	"Ip4XHP0ORCpQ7Ck+jKDlukZUNHsFI3mI8L48KNdAA6HfMSxo9N5DKnZiA9GkSewv319eoOrYVpJYRdGq",
-	"ktl7OS+ZJaAFuCCUpPmC5DPAl1FN5nKWpWTIwIDyO1fUNljxOxWtV4Vz9qVRgRrUV4dpqgfWoTcXFCfr",
-	"xTl2wRFMkBit+7FRnmLzcw1YnXKaEZ1MSaf7HGT9Tv+gt9/tk0QKwRJd/IHOTeCITefQORFKA4D8ZBgn",
-	"5Vlz0F1FfMaXG9dFJupEKaabI0oAo2F4FCWpTGYTJqzqOaXX5sJDp3Wxm0MuKPj1l8bvYr8alF3y4eRd",
-	"a0QTI7EBSGpEE4Z9LgH0wZ6ag9IQdKN9s56d/XYnMvoAmPvTKxiIZzuKjvrRAdiO0Fy1eSiZHUrQD5ge",
-	"R348Rc5Va05FJwgL3P/GRi9rQVs7zjkVziY24lYkqIlwbhnW39mnZyf2wdvqCm1m+lyyHK+6JrzFWroV",
-	"iy0FPKxEpBNLrxnI6egCqYURLLW/iXziRJNiRzYYt78Zmy5JuTnrx/Ph5B2am5sMyGW4iJVfyhUMi831",
-	"+qrsXmXcTafanbaX6AJb6YYY0UyxxyCt2v67GJFH3ll/5WmW/TQCDX6jPbgMvWFJI1atEiTd9Net63o7",
-	"/R+TQz2xYb64QL66Wd6N5Gd0K991uJYvVYBMgHcMg7e90GAp4L6bcOG31Hn0I/pUp3JTfri8qDesSTj4",
-	"STC7SKEN90elMk6ppv2YZFxYUeEczNytc/MQNFaTG8wLsHSzlCNqAyx+9/KRbXmi7DXa21/v2iq3wUg9",
-	"bmBLx6aYyMaO5YvFlJWO5SkifPsV5y3ZiaFXy6LikOBnywri3RAgQzwdCKN5xm4VY/eiHW5M0M1AczDp",
-	"xMXX6JwOSQxBq+7rgSietEGqpqe4gHDFZEfMsgx8yjTLdtERD56sNjiMzUANrcZo+oprRmHruQcTRNv+",
-	"FgOefmykTfgR20GVeYXjvC7QmFVSXFwf42zNQp6fvyYxT/txaM61YiIts6K8oUq3gCZbp6/i9faORk/8",
-	"Nt5q98Ud3NSMBoBVze5ti0XCHoDiLlcdWgfPqllrcVnJhFGhvHweaDpLCTOvWkcUmDqL0KfhbDSChCWG",
-	"0NQY9NicGZJF1JqmVifwHKGObu1t58jWfXRnCQ+x/xEjlL3HS9JyrlJHNwVsqMlc/INh6a9XqZAIC51D",
-	"/hyAH0phb4HSXgTwpmVl3QIc623+9fyndzaccGRtj6Y1G0YA+K2deBXC0pwxmwVGWDQMXR+T6AUK02ai",
-	"8/w85cN19KYNBe2+MDw9pwlkQblLecUVKHtoIsQfMjlv0ix1TpNPLCVm+tC3oSCHLVlebIxI2N6sAYbf",
-	"K8UwTm6zUzqyQ153Ss20/sZAxMno1j1Mzdz1g80tMNCytTBwcRverP3xrdofM5HtZaWDlp5NM0ujQMXk",
-	"e6nHzkHNMHrKxfNDMDy6qGu3v9JXfFq4qvfbZhEKxHH/IDqMgBi0TGQW9DvPw0DlSfFKpx21DwL8Dt/o",
-	"RVEULd/NtpstxLJyEF/WZIwAxPOd1rVi/Oua6h7c2ZCb+hbTKFfmgdOom65wKKFbWq8nb+28ua8iv7Uq",
-	"mz34R4cRWJP981yR1Tr9gxdWVnPn98koyzvxDfLi0T+8M9nvdKNoSQEzklPo5dbom66hCzvfB2pkwHQf",
-	"TxurDHVrsKKytHfXgM/Nc3Ui80MGFNLTpspg0Wbzta/lFLiWZVN5CpLNcBES8zATKRfXvjDjeGvJbZsY",
-	"a8nj/5LJIc1W+Kkv0DdkmWMGPmF794WEgRObYgogYu6QBijyDbuC0Qf9XjdynL/fOYjs//AYXMkbluN5",
-	"sN+oq8ILewRQioJSu+5FezUX7RuuNBNJRpXiI87SK9tZt2tfqPxYtLffWfrNij1B/8Xz22bPt+u0vmA/",
-	"wE6ZxQYxzUpTPM0YLJCc6Xv4owuhoiacZJm1rucsMYSRhqScBERlyPt0V9uQJfgzm1uCRFJwMiPPnVvW",
-	"pTh0stOQJXSmrIfbyFEJnUL2gZwZ8Ti95xg9EmneBufhGi7KXVBzxqY+4uEenXti0fKO2B8feU9qtN48",
-	"3zEK8Cm/4emMZtnC7MyETWS+uEeXTUfpy4Maua84uep0Lrk18QcHx9eGtkgRtvVQlMCy+FphBSvm2riO",
-	"KyZU3+b6UayTfdNt8iOjmR7XxBTn+gvkp+Uru9Ev+BCH4I8YoXrW7Ky7wNA4Q5pGh51j6kM4igDd1yQ2",
-	"nDJuB9txXiPqQ6y10gSfbCGvAVwDLnEZJo/dPoQX359nbHv07x9oYB+6g3LX7OE5c2Ct6lY04EDWiU0V",
-	"imiQ9+4vtq0Rw+wYm2ZX6h2GrMTCuoHKnqc3vQZ9uPrE4fITl+EKGPZOKrWhvn/OaLpbIHshl3Cve9SB",
-	"kMFdp5FiYmE50+RXc0Jk7iDAGdjbq9aUmoPIB04fVIDT3S1hxw6/vXYsFoTsD6IKQ4ZBfW7JayZaDqLG",
-	"9J5gmk/bZhPMdjSjNU8K01KHaFmz+ZRrlDEKgYMyN/IGz8zf8zHXjKgpTWrJ+WoxKetT7/oZpQfnO+1n",
-	"g8H57v/7zyZDiaeFLM0Dv3cytNEGAPpwTMAubZ3ZkErTfL1Nkl3TAKZkQJv90rDOqB43GrVmQrAMkdyU",
-	"ZDKhWYEzw5ArIzrpFZl0v6xzQ3Yizw3Z6YYBtH7lp9Dd2DtZcUUOWZ5x0UJXoTn1ZoC1do/oi+Hz5DBt",
-	"HbDeqNWj+8PWi6SbtjosGrnfvHDaYDZd76vsrIgmfAQYxGY6acPibQBJ2Mb11rSOG3RRCg1rg4SpHp/j",
-	"k/dCSjQ5Fqz5eHllGudSjHQ79IMZ+IbIh5rTYmlc4Fci8fLYYgwjT/lohCbyKo39DrZ+MwCFTwQVDMVs",
-	"ugpAseHmrtq5tYa6PxrvemJQBVwxXx1QYUbxtsSUNmkGEO8xYVTNcjZhQqM/ABxgzq2DcW4tM8SZkdZU",
-	"IvO6TWtIRQp52q8mw6kK+ke9KAx+4UZSuAIwcdvQDdVMJAv84kW7Fwa24+Wd8p33Ez1D05gT2a8yqdTV",
-	"NNFBP2p3wiINMxAnjC7oH3VXk4FtvNNwhdXn8aUp1mBdfIE3563f9ddn65crS7np7QtLu41f4fDFai3O",
-	"25Yva0M0Kjm6m+ZSbOj21mrc/Tqtm4NgtIyM6wUpCNkawJC+UeyzWxAS3Edb0kKpYzLm12OWY25IbcGV",
-	"axOR32m8eei9X2Yf9wjHp8DljQnrBI4k4NatSkUbiQOWvZyK6UxvCYfc6Kz5md2j6E7Kuev4FXS9SWPV",
-	"87iEn2rN6cIRDJgUeZZxxRIpUnVHlNJG3ddO9FJdGmGL0pS8e04V5sI9JlaewFAWXmbm8PAQv2MWUTsJ",
-	"D6X/VcR9vmQDBPEiZdc5TQG4ksp5LdQfnmhUOb8irHErlPfWOkwT7PCMT1nGxapIT/N1QZMpyzQlo2ym",
-	"xmaSS+n8wrpjoiJ4JJ8YoGW5GGWzz+kQNhnqZFzZ3GD9fevts6EoxaN9chDtE5fr8OdKrsPyhWX5oWPk",
-	"hw4IJ+hFxCjqFYIGPmhjldJcTqc20Nh+NUVvpf/VPDdELIL+i8NeAxqimHRJmN7s1T+zRpdmfVUaQwsJ",
-	"1ZpNps5dgM+SHchIljOdLyzgcPceRmJ/D77cbaap7cCKO3KzZvwdum9D9R1cEjIwHtH+XnHvIfQO+PMI",
-	"zFs2Oylk+nSxkRhlOJI5uZbyPt6/Oj2tGGCBAyzcYGROObgZtCRDzNSksVrD/UZQkO/DAFKOzJfaXZrq",
-	"0uYsUXuF+uq0tUwkjTcCJnxpMBy6sPhKIkStqsiAFQnJvlTVF9vrFDLTX02tGln18XR61mVxZb155qsD",
-	"J1Os0eS7TqViwlB6UVnDYlg2AMZMihpJSl8lPM2Xk5Q4iI5NSglVrxCsoyX81THKtw/cKZMj3Ug+bUmj",
-	"bTqjgHXSeDN90YVpTnMuc8iu2YnWavzdB+U+w02vJD+7E+dQqdKzHvVA3jOatqTIFvd1upUrUx/M9wCC",
-	"cGgEek25ULoyMi/BgeVItnaVYg8c2n1MwQVRLocG39dO7GM7m+Rn63SFWdt1tA4IPnJJImCRNlubra6T",
-	"4ijdTX5YtGtLO+bSyVlWihGS8XUopDy/9XG9kXNzV3Khjok5rORaOrEwg594eqfyvVK9ekwF3De8F9Mp",
-	"6dhtsZfFrr4n9TO8BJ4oKXhLS73PtrbTOABeN6bTKRMKU4boBII67Glpk9i7nWKbhLsIM8HobXtTHw9E",
-	"bK7kGNRSRYTRV0ihu2I7uSvgw8vCK55dBrOtDETZA4Su7BaZGiytjmiWKYwNsdRSz1bTlL1hU1PTiuPs",
-	"AxI2iA7xt6UxSAQauWtDVwSGVHZFacZytbR5RAoty806JnZ7zH8VwSz5TqXwZZAwME80qhU4svsFxN7r",
-	"CvbuicJrUtkU79p4cibrcbEHMqRmn4/HV+xqraYOiyep+XiwuqmtZIri2CpLu8OvfPyySuIsodwViPRd",
-	"aWfr7ZWQV7+llc10Cp9NFXRtBMr6s91maY/dXWI2JFSRa36Dms9yXMmG9VsJIDiVzG7qJubNjW4lkGg5",
-	"ahPhCFO8IlM5D4nMUqY0ZklqFxDrrwY+wn25n0nbAyrZ6rIaUwlh6cQ14CU8Ahvlef2mcv1GKtdTO1lR",
-	"If/6blbv/riHrOWuZk+WsYV+jwkQPklyrlnOpUD2hAgJeKZNTgShQ8WEHojysR2ZEyps3mhDGSTjSu/6",
-	"BYQhULdJIirJ7I6sZaev3vtxVtvsW67fG1ZZTTjlxcuXXMiLvKoFC58R96OrNrxzSC5enoWk85z8/Oos",
-	"JO12e/fYrk6ldrJ7cb0asWE81zZr5YKRnmCtblcS5goT/BvfOOUyLSL9bR3Esp49bh5w1cBzvAv/zqCT",
-	"h9pP7mPPXhs6erdNeVlJ39rk+hQg4fvrqasZ5FP5v0g8wYKfmEABLvmY5GyaUWu5wUz5OJ6NsoA8VC/5",
-	"vSsiDTvo2NB22wflGW1NbSsey5Hh0ns/vzqDm0kd27rZeKthWZyEsZTEWsY1rtMo2ixF9ltB/YFBvzUh",
-	"9hFCbkuJtvGQ2NIxTUnL3//wkhz1Dp4TW6jGVrhsk9cgH/Q+fwbiP4B/1ZzlWOkVncM1kC4kKr+LrN4D",
-	"fJwp9RIfL0pvrAjHnAP8oMzDAHVpLdYAiy6OZxMqqk6QO0pbLRuIba2rJq2ICZ0vQCuyDdjEDTu9KApJ",
-	"LzqCBep1u7uVNKEbq0teHop6lsxlqaWsbvRlTbFCSJlRWY96KaQSdJrzVlGruLlwR1k0aUlFpRNWpPfx",
-	"C/4YJol10RszUqytvbQG/7o84x8vLs4IPkASmVZlCSjstfqYHRwdeYesF60IBtJZw2qfj43o6xUJMkvw",
-	"iWPZf3uUjr0EBzK3Arc7ZgCGNN1VV2ZN+bHlbDH1VLZMaD7iNofv0mCUNpdISJS0eV0USaiw5cGJFM5G",
-	"V4xl43pnm5NTk03SrbGHHPdoromfFSxkOU7q3jxoFZHFUAfc2p6tzgR5Rbki8pNv1IQHIdKwBHtsGtUX",
-	"uoGvne7LYnJb3JOYjsuM2LCwsuDlMYkdsiP2kqOewnevvjfz8+Ey1mO+zPVTqumQqjvFiXo2V2BmFlmy",
-	"7au1RSyG0Lh6sun8xjeczVkegxZiBAVXu9xmw7LVkLi4YcLMPySunA5mc0dsIgKZxTVTWjll+5hgHaoY",
-	"a6kByaBG7NEK9h6EgVcyHasBVRBfxWNLLOA9OiBeWf9DU62E1COIhKd3QKFzRpVNm349NncI4DbJzlF3",
-	"l9CJuX33yQxKTxKXwNfDQyuWYRJuz/zVXJ1ghRDrD3ElINF5WwDtUmBtdxjNMw5VeakgQs6RkLG33c0t",
-	"o24FmtMJc4WepLkUq6UOa2N5bt1P9pVO1wLeodBoI4hvBbgYa8Hg0kJb3yncl9KVzDUIZEI6mtwSPXy3",
-	"92l5bx+mDS61Vyx9CRb2yCF0dNN0uM+5bgxkzKStPWtv5vNXrQ8n7zYPqiuORd2vnXNV3JjmtDOX/3PD",
-	"PJ1uYK6xkPzwPlhVwWtllEGnv+8GeMNyZAD7jxI0V5lvJedkJ+r27p9suJx3pdHuweEDY6rukw24WLMV",
-	"aQKZUXCKy97aBVzWwPj1Bb3ePiPgHZF1Vo7yh1OOczsHvTkTZfWvbR2nab64ymei4gK1DzZBZx5SmgAW",
-	"zH2sqTpGjOL/nDH7M1Q6WlpCtcH8uRRlIabaVMs8ousoramSmjkp5UI12GTWlFBarsvXmNXEiRvzsVRL",
-	"eAZzAe7IvCwZQGzGw4rWuUFRhrp+WZRXWxYic1hGkCIVVE21qDPIkGQYbcxTFW+s9pptqu1Q03geVG/K",
-	"7VGZMzYsar8tbcMqWroX/qDGR1el117BVH1uWXm1hgnMGYNMBrbiKCUJ14tabvaHstgm8MCqpVo+cb5d",
-	"/xGy+BaHzi66ZUBeAx83jRc9SHrDfdo9anVeRM9bvdEhax2lB0kLvzVfRocgjderpXSLEX3sdMPOftjp",
-	"Xdaql+xX6pHAWH2mADRI/Mu+QCeBiatbq0GzX4jcjTU975EufH0JuXKnmgRS+NVaxcowC9h3J5Z6tU0a",
-	"L8q7hc4NefOWbNmSy50tYrGgB/Pxs6/HwzeOLX8k/lrWRiiIx2e6ZuG3YLmFwt/ETdEsjCRn65fDecJ1",
-	"pKORdcX4QKXNGEw5wvudq9t/x7I9y+GqmGKm4ukyDMd8QUWZlsQlaLX1XO7jPGzcPq/k1h1Cjj0Yv/25",
-	"aCgXixR9Zx0jb+KriPu+yRJ+lzrpE+N0QP//6igdM4qvGIK5tc7+RMp4k3cXECIeenQFdHIlJHIzhV4V",
-	"WdOW1Rb8DdQWB0EBFx0m8rwXstEmaWugu3vDE5sgiXZWl6uW9T1TTN8laner5YU9UE5hrHSp84vrGb8w",
-	"hPbIciIGdzRdJttVIa6PtN79j3JOJgDHsg9+V8KRoCjjryyX90qD+jB5qTZuT1hq2uQLqPbe5LQ/OTsl",
-	"UAu+zMqG6VSSnOl7WDmh1ImF2szUHZ4Cey9c53REBW3l4N+F0ry+z+IrpvCqzOK+8Kmt8jpZF9Nal6N5",
-	"Zp0VEBqpWfoqU1lJIvcyUPwm8/Ondsfw08Z8hGyOdF4GviKNh0SN5VygX0aKhN2f6DcjZ8Oa4TQace/q",
-	"H5/2b47+i73vfv7wXHzfmbw80P/zYvbXiL7pqVeHox+/IvU/zb4W02/2UJktKWroUEXik5key5z/CmJG",
-	"n3xv5PecDGZRtJ9AS/An5pz1ckDud7cJjLMnBkdWOTkrae3BsvdTcMonlpHxGvnqQrJNQ/z9Rlj26ny9",
-	"/NObzRi7wuzUy6WH1zoe6tNzfa+Zku1nS9HfRc0hOhoyJ5cBwVhl8zvlYmJNB49Y+2a7Ojb3z6RcQRAv",
-	"Mw4rgZYTJjQDFE0ZMW0h9lqSjOlq7CZk81481BG3olTO2u1ukriThE3hFuuGQZlpHD76qceDftSANXfv",
-	"rsqv7lLbkx2aZU6YhjQU90mW4o9mVY/1yG1aKE8YJyJzt0cPTHT/WyeVLxa7sg61MTXtviuF2EjJDmz3",
-	"4eQdybj4RIZsbL7y7GmVkiG5pOmQQgKSyTQDmLtmUJ8JA6UU1SzLOHyHlU8ruCD32PJdqVgyy7lenJtj",
-	"bLkEXL7mRl6vSxB7/6GsFZ/9dH5BHGwUHlAx1CCLz04u3v/07ufzq5NXb0/fXV389LfX7+KQUDUQm1/8",
-	"A4R7mFEaJQqeK2c01noa3N4iRkw2mjEBkuhQakpTzZUuIVkWtuVgawC3FBYG0gebpgptDY0PJ+8GojDs",
-	"hWiYBDOpq4Hm/VjJxwKWS7NYkI1lyvIW0uhAuMCrsnaL+8bi6UKLT0JLpw8nq4eWq/ZADMR//Ad5KWFW",
-	"5ivzTYs8e/bX85/ePXtGhjI1Q5kpRpSgn9hVQhVrk/cl/tn87Cq7xXQ6zThagPZ+UVLEA0HIjgvcIixT",
-	"zKzrs2e9zsGzZxgNXwCbyVv+PdnpHMK/KTM3BxT1SslI5qahGuHgtOPdY0KxWkBe4LFNB/vPnrVxLoZy",
-	"zPRwYM+e9beQIslbrhQX1yGZiU/CKAYyJzm7kZ9YasaE5EuumTadRp1nzyyRf/jwoeV1zFwncZsYwVeB",
-	"k5sXxSPJVM5Z3odpOgDhDiAId0MfQrhTEqBZPJe8J0eys7td0IRpDkGEphULHtwpgYMhBjpA0nXwdDh3",
-	"myUitI/Dg1AL0bQHBgbMYwBz322TE6dKga3dyKCYchLr7BEcPZfiO0UsPzULBq2ZRTM7RV7TZFw+iYUd",
-	"Fehl7hVsV8B33pm1x9IcLli9zy3HlFvmjZiwz5oJSKVAsKJGCNBMwL36S2YO+5QlRYqGVCYwRJozMp0N",
-	"M55YegJEvXr2DH6p0LyFMP8JaB9rAhz1Dp7vuoNi79fYhk3A8UCxCHpNaJ4v/IyHhKdAEhOamZuJpcSc",
-	"y5BQ7xus+5gvlWxsIQnDCkfPnh3DVPCEwP13w2VWrLEdxI4jcjAdhzY4wnDOEEp1Gjpxq2vas4/d0GzG",
-	"iJyBZyfH+rxDmpLTs6L0gMzJy9NX76FgglFeFCSmt+VmYTypZLDcGEzDlfZn0O0+exbak4URFR8vY9MQ",
-	"sBWK/gnMq2VjKKjpoSiMCXwIa8OGNvSqKICpPnYu21qaH1bXyMTlEwUX4EX5kZ/fv6msde/ZM8OR0hmS",
-	"BVbVhOuNChKfjlpvMfDLujKAidiaoFBoyZy6WZ5DWmPBKk0fQdOGbWiWC5oBkH+W+w8dwF4TapotEdlF",
-	"Dx6CvPISHMGTguyKNHrKug6Uq5LbNg2DhG2jDWJDHbFpO16P6kfmasQZy1txO1G+gbrNcHyHNG3ZYZgd",
-	"KWMBzKeZoB5LhcLEI5kPeZoy+F1I3RrJmUjjEBpLpBhlPIGWJkyPZdoyj9Ask3N8XUvZgssDm1ezKRaX",
-	"aU1YyinUubBtuUW343DLGJt1w7aL+x3x2WY3QaWwN1J08OwZ0mHjUNBzKkh8Yr6KbXTL7rFPdfUzzgse",
-	"Gj175o4D12ZIdt2/U2bkGNkTO5nGD+YxBwUjsQnZmbI8YUK3mEhkytJdw2kwMOnn96ekiL6wfPB9waSU",
-	"uVQR1VhE5xS1nCvRO2ZorvYvXaBZxzAgOYeTUAv12SmEg+4LcsMVN3R7cv7y9NSrH7J7TECQnXPFgJK4",
-	"uY+FuUlYaof6hittOLamnxiJMz7hOiY7Lt/sQRSSTrttNHgrk5hLi/5zxkiMdgcjhML3as5QFvkC9oKQ",
-	"eMaJ2/iYxN5nWO/myiDkjCrDeUGKNO3NBB40c6uCNFEpMGJn8XdkGbDaFC/sYpUtOzGENObJ2IkWy4BT",
-	"vC/xZsuUrBRSVxoYPgJRSTwI8NA6VgXndhDEbXKO+1ZWtS75GmRf+sQcvwTnpeF+CNkgiRTOkoGSesYT",
-	"JjDIw1q1TqZG9mh125HRnvLMCxiaz+dtCj+3ZX69Z99Ve29OX75+d/4a3ilDq0ph/uTs1PceB512hE/K",
-	"KRN0yoN+sN+O2vuBB29wgiZ4UswX100OoZPCF8WNBOanNQnJiGfa1nh0QVrF2cWkLeStJ90MBIp+uDCF",
-	"MHSaQuS70tDXa+wKRmrbQiNj3UGZLdywCB2ayxlM2k6fdJcveCjNC8BbStOi+x2L+VuFit5l24ERvrev",
-	"uvr+mw6tkAd4SnYo+fnn01f22rQqN+EYdVGqqxviENZOkFen57mtD3v1OkJLavHaudmEYphQhytCEy1z",
-	"MzUUl81AavORU9XCaJ3mQUMLq4bbUPdou/FSSJhHRxpCXsxlwScMxdj9/f2j3Xq5qtKOHXl27IZhg/mx",
-	"MuzNHNlrRztkI5mzbQbavXOgM6F5dq+BNp2K8oDuvTFXTrDBg84WfgkF5uEqBW7UjSLw9kihGdbiqyvb",
-	"UABw81MKDgswhDSka6IY80595mYWFYUSGJB/U6/q0D6+V3kW+uzhdJpeKqa99z1N7XsBvNK5+5WfQUI0",
-	"qj1LzUsHm/RzakU7GyoNzngIvwWbIUXBDtcik9dm/+k1AIJhIYPLMKgpnZ4L5jYsLhJQqcvwgCb75ETe",
-	"uMi+Et9gb29QyM3lrehCkbEFIrQJDIKlIQHbX2JkDDCYwQtti3CLqzcNASbTdM+8NM+/NK9iuOwTkSD0",
-	"AH05hP4yJRo1AyZhoRUeWO93R4e9aP/ul35wusyjUC6srk88HuHC8jcTLl4/t2GzuPMacuwgaWJSdSDJ",
-	"Mde+pbRKtDXSszJOo4TzGxHeKt5XUtwfk9mdV7eQJuNtKGcVy9v7Ym7X23twPlCC6ISlvz33+7dhfhiS",
-	"/I31bc/6pGD3Ynxr9apiXwrFyeaatRKkQ5AUjkFEgW1BGBbyeukdo8JNtPfFqzS39kRhtAmq9QXw3pwf",
-	"p4fqMdFyhol2uSY7NgUO47mzie8eF86ogbAIeqjrXFRjh1YyiQUjeO4SWbVdqt7ieB7XjyfkkbFRHDFA",
-	"aP02a8fVuT+aTizO87Wd4fKp7TW7VYslMafLjuMPcrp6uCbr33gn9Q9yJh7nWsE98l3W3ol8XQQ+NJ7K",
-	"Io3FKolkI9niL0yvJpHHY+xFHysYuu+x/x1S2m9NN39h+n5E4yGFq7z8DuXbNWuWFiMvkwZow0vrEtFl",
-	"jMU0Z2BHtT6hoUwXBcLIPvKJsallk+Ava5MTUaIDSEKFkJoYHghlmwXYtDFGynHRLdgiBo1UaB52/3uZ",
-	"LjYgdx9/5MqrB7VS4HMq0DjY91Ant+GWR8VGt9xW0TQ2KOCrHVQbi/R7P7BPfjX0Oht0cUYXmaTphZRv",
-	"aI5JYXudg03mU7jj3rKUUyw+EAa9bneTl6e5TJiCxEKvheZ68Sg8Cen1oXeZL9vdMBvG2exfgFJvLG+d",
-	"G17yGh4mSueMTixowgaBQLKemKf9mOzQCrTEWs93w4GIoTfzCMiFN4CAXEwZur2MwBynVNN+TDIuGBnL",
-	"LHWRsDH0HROqwK3eHkBJB9UnMfAoC/GKQ/vZnqDicyHr7ZgOSr+VjYCMzeBczEpcYjAsHsUVcAtJVXI0",
-	"nxG8V/Q3EDFgVdoAVDFPVFXB0BXxNr967kjweecskUKwRCP8aiDiN1TpFkwdPJLg2AH0itNVYQ25BnwE",
-	"S10h/qE5ISy1dcuOMZ/SQIxYlhEtJRnR3CH5uG0PVh+H5VoVSjOaoto7hpjVnJmjRLhWAwEYGZiBnEAp",
-	"TdiznbgPdw3N+A2LdwlH/64dbueAqDbBjI7WUWuxH1wNBKyBxQ1bsvpOFSRhyMpSwe6x82nOec4ILYgQ",
-	"IEsDMRBxHA8ET/uktz8QSHXEJ4SBgFbJl0HA00HQ7+2HA7CrD4L+IKg8GZhf+AR/aQLEwxOmuUHQ/9Ju",
-	"t29vbf8D0SQdNlyX53Cg8HTd5Vk7TZ1pAvy59hABWAoIKWcJ4zeoTpROiF7X6YtjB9a3GmOFwiq+hynV",
-	"hhEF/eB/P0ato8svnbBzdPufDQ6Iu70Fmn3WyGtayD1q17xZvsfKpbF9cDsEP+yvr8hRztojji0EDjN3",
-	"8/jnlrxmopXTecutWZkGqEFmh/3FNTsmaOdcKCN8CQLuIn/vM0ZvmCpKJSKgXI1nWpFUzsUf1apo1s7B",
-	"D5g7ZMWliV9salIs/PON1yVmIYDEQeh252mbfADcWHHTYE7KEoy7JmeBJ6DDmacaYRc7vahneHqRIqJA",
-	"/AB0bbfZ5L3CrX9WhPvf5c/H8RZmm6WcCobX26QKj+IjL9MTNDhEVyU4+H35Qs3ib+IKhaX/prdvdODN",
-	"ehaJhdwxRyq/S12XquFQYxynIhQNjiBixZlMaHblmUMBehTnbCI1q36/o+eSpBwqyApdgeTP1Ixm2cKc",
-	"dvMQwPd3oUBJcbJ4igcfYatCer8o0ut2B8IC7wp7wHHlZBYJmMY8YyVGEBDS5jUXHGFai47aA7G9to8L",
-	"dIaG6Htr+ksrGvQ3TXll+QWk8mgNWZ5xUZTmWd6RoB8c0RfD58lh2jpgvVGrR/eHrRdJN211WDRyv5V5",
-	"m6FC+cY3vVkHG7m8kVmh86jMZJVJocjMZPf7D2NSOLr7jZcWp/vHNCkgrTru5kKDDDvykwJtwEcb7QvA",
-	"h/e+WJfMxj4jxAZbdK6V80t/EPHcQYCKcS4go8XXfUAvMR5pbSgS4eJGZje2PZqzgbA1EeCsNPuRasaA",
-	"rb1GBcPcxGNUnN9v3qLfxltErGN1K8J/oJOomSKi3+yC+CZgbu4Y2oI+7usPMk1u7gsSULNEpHsyt4VD",
-	"7vYB+V5BNRBQuwM4jfUHodLcJidFKRLUokvmqFy85xJPBRZqmapj6ff3JT1UuixEuZRd5zTdxnRjuv46",
-	"fqJ159X5iH7H5/abf+jJ/EP3ur1Wi217Xr7OxhvO4pRzObsGGE8hbiGIbAf+aVHFU7Z7TOL/boFUFiOc",
-	"bj5m4G3WDtw0EBjqZPiEZ+qqBrdhlKbMa2UiyILpzeNa7KX7tshy+aRn2XWz4khDQKz2611UDvVLB+Be",
-	"f57xsdvw2/V95/UNeWj8Nf/t7vNZ4yGC+oulBrQ0PryxXaYYLBSjSAzVRWKyE7U6URQSqHSD4ZlDpjXL",
-	"d9FoZdoSySIkv3DzbWgUJ1SIhlSkUNC7PxBxJ4pIi0y42LEvXE3UXi8kvWjXfo/vX01USLrFl5hp5sq0",
-	"eTVN9LMX8MZA4K8T+nmnE7WKjq4mw6kKSbQbkk60G4ckyehkigGIHyPzZXTpdDWRQsYcN08jWBQ4FwKR",
-	"W6OZMrwinjCqZjlkr4qJja+EFKTmcYjSKRI2YvAo1DyiiwFIO0NGJhjTQwU5MMOG5aXmkBRZg2Htv1Mk",
-	"yWTyqU0+2CAr24er2BQOhB6XX9e4ISRMaFl2uWuDO5WZoe/Xim3dci0HoqheBSWAsOJOQxUrskNteTVS",
-	"2AgzeX3N0tCf9kAozbOMQCpHlqrdNjndQKIjDQLdfeyFls7rjPeekl2VpIL+US8Kg4JCg36n3Q2DkpKD",
-	"fudFuxcGHqmsdvlN9Czodw7K4v0FeQf9qN3ZSoS0Uz0V5ux/BUHyjsvH0JFnJvHwuHDqvomY30RMF5KW",
-	"yDx92A3aLHN6mdWbvavO/FdxsIY+rWZ+he72xgAM8IO67re91v+9HIqAR9rIpWjn+8dEBaCTsNzygmi9",
-	"LPcPchXa1Ejg3CdY8wlMNG1yQmK0X0OhuJigxZoIcxNbCYCnLr2MUYVQ1YE0TUYD2ul1u2XOCUhAFae5",
-	"nBYtafoJdCTBLEbPsBDMjDMQthsQCDG/wp+JljFKlkWquJxMefIJZQxr85lNIUJbJCUiOByImkG8iobb",
-	"3ocI7z8IL1zUIfcqNhYwAW/dK+XHMUqmKDieKn2V8DQP+kEnanejdtSO9jqHQRgUWXuAMTTX1nbf25Sc",
-	"5oeu+RPk/lxqmcgs6HeeF0ltgxvJpy15w/LCa1nWJu9Em0sZsHpfyfeIO7fKuGxPwzf/4zf/42r/ozv8",
-	"m/HitTLE3pciRevmPkd44xhcjhU5AvSzUSbnCnKuGV47NQrPqVaFAgawvEIzLb+FWrNckPgvr8vkgYAQ",
-	"3rMPIdz4L5hLefcpeKt1N5a8dSOHY3lkv7kcfyuX431PwAq/o7+PLs98VUImG7smV1BP9JveIN8clNtY",
-	"OLejpntbNaGbx4lZw9yIyBEtkgNSijHhng8HIkfzEeL/x8D8IJlxm7wsGHbOyCc21asD9O/PTa0/8sGS",
-	"aiF8Fqnhnch3sKXE95Wck2vPa+Ge/D2f26e3Hn0TDzf3aD6ReLgHkt1Ko1N5+XyniM5p8olZYTDEvM8u",
-	"3x4ZLkisZK4B4m/tLNQwYs2N2v+DEyAHwtzBfUKxOAKge69z86MPvjOvK8hSSadTzCdBhhKT7QrGjfpf",
-	"MK2B2NS+tYBRPL2Jazl3Wp6yPITMyZgot01iKDaiGBMxybjSeD1Aws2cJUzobAEWjRvmVTNrChOQua7E",
-	"CNAs+2m0clp+IYhzqKNxGXrFiLFMwu2TGulM1+uSAGk5RRL7Ju9sxCMu3HoRRDDVOQVUlXsyqecu/gLa",
-	"3kr+gimtIPiTppZVbCeU4+ye/KbHbtaK59+pUrP4RrmbmaF9O8O/LfU6W8WawDcoM4NgAihAaeZo5G7w",
-	"bVsujjegdnl+6GdD5SHk34khQDgmcy5SOR8IjLIx/8XAGsiQjm0SmuRSKeISS6tjwiZTvbDvovT/K8ul",
-	"apMP+NVAmO9oxq8FQgwgdbrgnwmbymQcEiWtbmIuckgNrWmuXZJPO44drm0k+EBgEJ+tfeEPVordNjlx",
-	"iaOjMIqiYmBmoohsIju9KCpM/G7yU2qzn++2MXn8cOFQDMfk5fnfbQp6jIH7c6JuYqhbcgKlX/pQMX/P",
-	"fDsQO4nMZhOhSGw4SmirAIWwNSFuxxVsRxwSapN9k1zOcQV2EXY1gvS3A+HyfzsD2UG0jzqZkDVLFzcM",
-	"QIz49SxnqRkb1yVgC2e+uVOuyuBcrdVtSf2HXE42kVwu5CZPvYYSpsvizQnuKu7MMZE3LM95ypTbnHiV",
-	"8GLjGX3xxRXTASYdBom68er2bBFz/VCG71Yc6t9a0qrosMEdtDUQTbCKsNONovDoELwjnd7SQx14KDL/",
-	"L2vp0IZyqc03kSXIb/fPqvvHvLWBEnnO8huesJ/LWgN1oata+GfF5eWI6OteX0U53YeYtho9vv9guaz4",
-	"D75TBE9EcRd6xZLAAEuVbilQ8zgi9rF4jC8FmOesjon59JWmC6d9told1KJoh5xBwTJyYR2/YE1bYfsi",
-	"lfwkdW68MjUl1GT+jeTNpSLQqxJUVkofFzWYvxmankBQfY91l0oir/gRNpNWbYpL78haiOGegxiuli8L",
-	"NEIlSrGWgiBWeXLlEi0UOYXMD6nSxQ99wGZ6xxWDCV1CST4CIKZjIVBGA6olhN4pN19aA67pxyWodEHi",
-	"oT3W1FY5+UVygcMvwrxtIQwymx5DZbKQ0IlEZOVA2EwL5n0juM6mZEfmNnOElbyw0shsakaF8Y/2YRfg",
-	"sovjlYINhENIITRYacT0hV4GCjkrIFzAoUKiIct9DrUChguSSSPgWBzlQFi25f3E0zZ5BWIiNGqGIhjg",
-	"lM34RJu8KnCk5jcLMt3Zj4giw8VAWEF31xW6c9GXOGFKcpaxGyq0w5250RbhThaoEto9GAheoA3KCiBG",
-	"I8GcGbxwbELZAW9jbeGEY5u7KcUwhYEo4xS4suldJwyF/yJ0ASVnO2Tox2Zjsc07aXggivgFIckMrKZ1",
-	"WgE6OSYUYyCQ1+OItgpweI+HzC3/Xak+zs2ggVSLWn8TpmCaj5fZozyna7PVbpDt447BX8PtLKsjj4aH",
-	"rDfap61O0k1bPXYwar2gR8NWlHTSLtsf9ejBcMXIPUbyuCM/s35aOMw1ljQ3FOEhv2fTynyeNw+1LFLb",
-	"OLCNaso+pZZRp8sVt7y7G75J9Btd1N8XpbV8bwKwEu+Wtmu/cdojfH/V7XwOFxq3lVa5FIjQbfaDbJyN",
-	"/9yO+XeMxjVT2ASLC8v7Bwbi1skTt/6BEFy4fZcBuMeu9iHa+MAg2VkNFKikl9wa0HqOpY7vDRKoW1lz",
-	"bmQyKrDkJIeyRpnE990DIfnhfXkL4NMtyI2zecyzGffXAZLCiq2KUYEdXQkifX1Br+86KfDM7yg48hvg",
-	"9OkApwoP5wZMpxFMAExr74uVBjeGmZrn0RLkJQJrKotgdVc9ZhOyA2YgUKeYSHed/gWyolG3visrCXMB",
-	"b+qcCmWT4ZAicgZV0kK6LGopoMq5rpgCOnJyBq56BvVnY2dxuyphVB8wb22aL67ymfiz4Raxq95aVHN1",
-	"+XWtLwSCwNlnmmhQb6kmc8g2O2RueO2BwCyKRaHHsEzQywhwG6g1mS38vIjfKY/X8yyzVfcV2elFRwNR",
-	"xlCszPBTSx4MuLTl4hHmm92NTWlIDPZmWKuKvYeCwM1LUmjt8BnzMWJZ7VWuBrsnFW2gwD1YEJpVAIZS",
-	"ZoyKjfIpno5gR55ekHplszGvNgp+gIWiCq0l4L4iab4g+UyExQLuFkT1zVb4OKC0xwNAwwVflInRlg0S",
-	"rjdj0+uLh10UzLcAQzvuYI46VJ3dHHtRSHZPSPHr5KA/gOzzdWDTm0sF93VfmSZ/mxof9jau3Zq2KvIj",
-	"3JqGGN2zZcnn4YJA7OEq/5OfoL9+a96NvG6+OLe6pJ5KGQuJYonEYCF0tW5+1r8OiHsdl3EQ7j8It/kG",
-	"9v43Ans/rmq2l7IpEykTa9MLvMSCoh4b9BS0Ml+7l/98UepnXCTZLHUx2uAsMroUllFi6OqDnO5lYaVd",
-	"slqJM78UmOiBKBKfNrsHnGrg6jSSzRFWKFh7q/PkQrzX10qLf/nMN6v/RgcHNB8sVwMlEtFSBnRBRyOW",
-	"6N9IollzBr0CHl/WC+j+yVv2KmzpQXjtJTH+HXsS3DQ28SYUi/ft8GzugqBLpPf0Bf98RWC9M8PHuYiy",
-	"7scdhUBCgOAWOIeBmDAqoBDA7n0yseJoHruq3347anc6+22o6sfNNo1oYlaV6XFUT+4/p6JTLf6HGTO2",
-	"Lvz3dZwbm1bo/ENmyviWeesOPnWSphVOoOWypHyfGoBwU/eHRkF+VTgwmhmSc2Sgv8K6AkpHa82rYZFg",
-	"wsqpDrGFHoqB8FwUIaFZhmAosPr1AYYnFoQjSM5GIDhHgofdKvCz1pkAdUx6NlKCmVVUHy9dNiUsKu9a",
-	"4ynZiXmqPnYv492666JP0HfBNRpIcrDFqxX+CWLuXyheZsvHW/ChcyAX7gKs5zVlBR7N1ljdzHXwfblH",
-	"Dh1xf2uGdQdY6BJPgX42BHVthKC63MoA4s3ta1hByu6/uRi+8e5H593WxaEM46SZgwBjPrWtnBs+314b",
-	"WHohNc0UhCIBcy1sCIY1zUSR6i11WMktfB9PHQHwl0wOabY24lTD9P6YmClcnvtA8JugfRsFeJr7TTEo",
-	"mgseb0SrApxgTAsSct4JyDVoWCTW7tVyGpf0N1wMBASL7YY2MpKlJOOfbHUylrds6y6Ua104JY5pILx4",
-	"SrIcTgk03zEvQwPWtFCGY/YLbzqMNYQ80FCQVpADeMHZ3wBIj5MF7apMGI3laHFkUIiT5FJOzBURgvGP",
-	"9KKoKNYG3bR/w0jK30EM5U+uLua7+nq7tBAYWezTWAUH3YmagQ9aTldCoPe7QRjYSGRI2fgVAdGVPVrl",
-	"+gV6/8OwvacMVvTuxG0DFpfY55RPWcYFW8k/f5RzMjEKjeU9ELJmA01CwFVhrW5EVk3YxIxyTjnYc0eW",
-	"kdrRDwTwCPQSQEM2JWGZCtkWhzaLiL4E8xHSvSu1XXUMO7GnTzJR6WhVmgn7EMHi43/QesZUF3UMHD0X",
-	"9PcwKaCMk10X7GrBivWUHwWsryJcul+Pq8mToH58EdLqp/AumvvV9PbAaNdaOf5N9WyIdvwW5/rVFctH",
-	"Clt11qpSXL5vwKqWn5hYrXOdYKKTHUOnObuRn1i6S/CdelXwc5bkkDGliJPMmZ7lAih7zAYiPju5eP/T",
-	"u5/Pr05evT19d3Xx099ev4vLcEMmbnguxYRhmQ/TJdrjNiXyN1zpC5zP79o1BnPYxC+GG/Ht6GzhFTs5",
-	"O7XL5p0YSzTrIZh3RedAqy48x7zsahuZY2EIGsR8ozihXVeKbHHsleABtJsaCK4VOf/xpNU9OMSMzFAH",
-	"0ZbHoYk2qpPwTLNGel7h+1p5UnDUMO2HWFytOnKNqZ5bOVCVabDuRdyC7r+OH8vrOl1toPlkRNvCL2B3",
-	"Vo3lXLgQ6uQPU1fmDxtlI0oesh0LWbp1977Av3fF2ryHe9dmWzAv9PHOFHKOWHJybe7dXtQpigsK6VKU",
-	"IVcaU4UUytOVBa7uCO8omcUmydYtM6TKSQ3fHAdPlsfErO8DyHJbUQmarGOjrAVxtaaFRZbMPQluWajX",
-	"w/IWJoy1tgzrkWyTE/tnacSsZC8Z+OoYvaZcgFmUFQlMCmsbF8RloUZxley4jHhmEHMu1O7xQMwEIsI9",
-	"s6/TAqGOna//tcnfMZEHQMTVkpsXfKRDmrop7Ji/T8+IRYiEWLvGTEqO0OQXEsGuqS6E+dD5c4us3mbe",
-	"uyRnv7DE4jkxTfjQzkKPSa/bddZi8zsXKfuMZR44y9KB2Int6n7cv2ybVW+7yi8xGpNzu0F2Iii8QEHC",
-	"CV2QISPXv/Jpy5CEmQaDJl/i1dt6LRKZwuzNQ/HuMaHOwH1I3vLvScrKF7fA55yKa6a0NXXdFVv20vYA",
-	"uLpqUUSrT4uFha/iaMGz3jkoosvGTnyxYk19do057cyETQMpw5tmVWK7e0pYdtNgupjItw+J5sLA7KEr",
-	"7cOnRWGf/XbPq+rjavn4VXpCSFbiXum0o/ZBgN/hGz0o7ePqA6qg3+lGRjFy3Tf33o2iTj8dvuh3+v2j",
-	"ygh6vX1/AIde/8VL/eoQDjpLQwi97B/957ebe+It9XyP0RK/rRve9r3eGGIPMVyV5gj+ce7KP5wIifys",
-	"ft/517VldRtAnVK5pnr1CTmf0+trlpOfT9FakDORshw8dXtyygSd8vaCTrK4TU6yDPQZqpSz34BGCpYd",
-	"IzUOxJALmi/IzLRBYuh7L4Yks1yTucw/KSJHo4wL1iZns2HGkxXW91dyk6LUkJxzrCdZ9ahtlC7zx4u3",
-	"b2DKX/sU3ZdaWDLDqhkfLytYubNTkspkNmFCo/BhJunRzlumaXBZ0MbeF9jP2zU0gp9CovQiY2rMGGTv",
-	"4kl5gS53GKIcwMyd6FKZQa6wjDOhB4JCdlhFuG6Tc2gfKSqGPf2F3lDsFRP9Vlir9xsGTGCwLCa3G0ul",
-	"v1Pk7enb10SbY7kBoZ2YBbhLbPiBZ5hGxc0Zlq2aXkvhYWrNeGs4E2nG2r8oJzXYuvRWZqC2y9V5tCb0",
-	"8xsmrvXY3GovwDlbfIbwSUMQQT/4348nrX/Q1q9R66h91br8038GD06ZWyzw5jdYuYyGsPiEXrO9qbi+",
-	"bwM266560PvLjGHLBh66EI18B3Yea61NzIVDzGaRkcwgRzjkP3WU9vXv999ISV3FysxSrWYxzTxtzGim",
-	"x7+uZmdgVVWkG0UEIgIQfIP3OF5oivx4cXHWJi/HLPkEjrYiMGtRsJMmZvIj9P2UnjPbwyovsZ0FqJv8",
-	"5v/a1faG3zBh5jfN5dDffrsqSACuHvPKjKq4SCFsckg4yFohOGdD51ZuFf52o/Ji8XoPxG0o5iyXE6bH",
-	"bKYGwnALwj5PpeJAnYizuePm8SvA3y3lTDPKq0pf8B/kx9dvzsiU6lyKmbrCmVxZafEKcILkoipDErx3",
-	"IbHMf5CL/zl7fcf71m0IaXLWPNZpd/d77E/R4baZy9+uWlVI6m9Xkuy4WPuoHbV7u//H6Nqb9HIx8Qpt",
-	"+xL5+mhCOcsTRuKKCO87kYCuQRZDueuaCUOfLAWbcYj5u0cyhz/aA7GWlH+aMnFydno+Zcl2zM/Nw8/L",
-	"U2XWxLZN9ttRcQeQHZeJdpdQRf7n5O0bIBdDFwXGDXWRBmmoGV42ZQkf2XG5Rv+P0dmFWTS3npUJN1+l",
-	"OaPpYvVNaq9HiCwpL0izN4ykVNMhVRaqdSpG2ezzq+/9VK4+iGdIk0+Y3cu6RdVY5pqkjKaoK+JlzQRY",
-	"USlgQWgyNuI9FuXwLJojyjObRMxL2XEHL37PaMrN1XK/u9szxCWwKLBYdgmAviFPs9HNP5l95bAe6XDp",
-	"J7N57jOs/uZO0XIKDRQOyFN/k7gql/D3SOUFPHLFzhgJIWOTPz3GDgGYMOgHKacZ0cmUdLrP2+Yi6vRf",
-	"RC8O+ySRQrBEF38YDpKz0UwxyEDsWjaUGeDeaPNnP0C0DE0XoSPbPil6NoPAOj9BvziLhYkY7JtB1Plr",
-	"9I/9/zp89/zvR3/rvu2dHbx/cd652P9w6HV8EO2HgeYahAYLGCUzDzFasMix1lPV39tzd307ZTduKdWe",
-	"/8rmhTrx7SaiPNEkY1RpyNpXpU27Gsckxt3CROS2JASAP8ePWehkDc8sjtUaobP6+pdgyGjO8pOZ0dU/",
-	"XhrtGy/dJrMCpn2AXHSIYhLOA0R2SiDUm9Pzi9fv4t1jMlOMLOQsNwuWyYW5Db9T5Of3cFfN8szuYn9v",
-	"r0KlESCR7NDrY3BydQjEiLM1i7wsl/jaj7VkOI0kXJ4ZV/VrVaSg4S7rcg0Nw0W03Owbm/RVOcXw/FXr",
-	"w8m7NnlVSwKRUJXQFJKgV8Mzi7hM5fWG8UfL3X04edca0QTcQC5E29Yrc+mBbAtlAGrDWsyEYFm1zqUX",
-	"LmrxoxzLDChNJowqiH9w6152c2YG3tCFTWxdjXayjYKDv0hqX9apc006MHjDaje9GpZ1GkP3JaIzSyhs",
-	"HZ/rLzUCnZf6slbvNR5fxDOw9JqRXM5qs3A28YYM82Vkja7B4QtQYSUIxSdvF5WwcsHTorqD290iqbVt",
-	"w+UcbzojmAGn5ZRL8LDi4y3XMOqffoMvzRcrmkPAVyavISEG3PvzvEqpgOtoquV1dkqQdznEIDlJJxC0",
-	"nC38lUawQEMRAmBzrXMjor++Ad1C6ZzRiRmLzYHqnxh4JLi9vP3/AQAA//8=",
+	"7H0Lc9s4kv9XQemuauwsJVOy7MRybf3Lk2R2vJtkfLFnc7eRz4RIyMKEArQEZEWT9Xf/F7oBEqQomfJj",
+	"snOT3aqJJZF4Nhr9+HX3l1YspzMpmNCqNfjSmjCasAz+fH1Br82/CVNxxmeaS9EatC4mjCiu2XeK3LBM",
+	"cSkIVYQSpTMprgkTmusl0fS6Q86ZSAjXZETjT4QLEp2O22+pjidRpxW02Gc6naWsNWgNW/vDVitoZeyf",
+	"c56xpDXQ2ZwFLRVP2JSaIcyo1iwz3f/vsPUxbB9d/mnY+s9W0NLLmWlB6YyL69btbdD68OFD+2SuJ2Yg",
+	"MdWsfga0eMLMAHpiZOf9Dy/J4fODcDcgC64nJGJZJrM/D1tc3NCUJ1dafmJi2IrIYsIEoQQ+kwVVRDGh",
+	"yWiuiZCa0DhmM82S8jy/ZzRjGckYTad/HppJZVLM1bAVkDX9bFyU1bn/d/sljSc1U/4wYXrCMqInjEyZ",
+	"znisSGweJVSoBctYQnaiCdfRLpH4VEI1HVHFSMLNb1OuVLRbns6E643jY2I+bQ0+2udMC63LoHbU79k/",
+	"50zp9umr1aGfJkSOiZ5wRTJ87BgGGKecCf2dInIhSOS3ERE+NmQHO0IJLCiRggWEpYqRayZYRs3mkJNU",
+	"SUOYsPpkJBPOFKEiIam8VuXJht2/hv/Y/6/Dd8//fvS33tv+2cH7F+fdi/0PhxvXYEo/v2HiWk9ag27v",
+	"hVkFkX9eXYvboDWjGZ0ybY/gy3mmZFZPwpFgn/VVDE9EuEaMzDJ2w+VckRm9ZgGZi3hCxTXMleCjRE+o",
+	"JlwBnUrBzJ/9MCzPli3/mp3+Ivn/iL9ORtN38s1/fz+Jp+mvpyJsBS1uhvDPOcuWraAl6NS8gY231sz9",
+	"oNu7a+5B67VIZpILvYkKGGH2qfKA95PuOGQ92j4YHcbtfvKctV+Mj8I27Y568X7SZwfjQzfyGdWTYuCu",
+	"vSuebNzJscymVLcGrfkcnqwZ/41ZkdWzx0UiF2TBEz0hO1E3VFFAou4U/juB/ybR7jGhmqSMKk26qkNe",
+	"sTGdpxqeK8+0O12zA+wGPxZDTrAR95JPi4eBz1M/dttHl8BWv4TBi9uPajpJLlfZa9D63GafZyzWZoFa",
+	"lMyk4prfMLKYyJQRMZ+OWIack5K5MGcwINOATAxXSQKS8k+MdEMVkO7UfNWdwML9kMnp6rqda5ppt+uZ",
+	"oeKAcBGnc8Vv2IAYVr2/v38UkEjIRRSY9igR7JrCiJJ5hqw9Yyl8MxRaEiEXZCdq74ew+m1c/vbzJDqG",
+	"4So33sCMdrHr7YN5tjMUpa1odydr9mJsZlS/FfiStxeH/dJe7Ai5+Fe7bkcWl//Cb/q3bfyjV/xx4f4Y",
+	"rPyxMxx28O9ucHS7+/92/vGvj39qX648t7t795aLfN2J5lPm9vpXw0h2emHvsN3ttcPuRffFIAwHYfiP",
+	"3cAsut0deMVtCLH7AURhtiQg7S5QSvt5Qnbq9gOo5XQMMsRGySQysktEdqJhazgPw/3YiirwgQ1b0a4R",
+	"WlJz2jJGE7xR7PVC6GyWmotAinRJFhOeMsL1UHBFlOZpirfPPMvM9WLbtVdLPzzqkOhZRKZmhHCXLN0j",
+	"VeJxQg+QD0pdBf04Qam1RgjasVLQl27QPbodtv41HD5rsHvkn3OpWZILbrD0MBDYoGewvm/4lOvV1X1L",
+	"P/PpfOoOuTRXLJsqs4sZ0/NMlNjUQVh/MFJovPZkmFdyJsuF3u/hOTG9tgbdMAzhCrEf86lyodk1y2Do",
+	"Z1RPNt8ehveXBmoupppbwXxqfCNwoQ/7rbtHJ1MeL+8YHzxTGuHz+gHCg489xHOu2eYBmgNWvpAOx924",
+	"Rw967Re0z9r90QvWPjIfe8n++HncZeGo262/ek1bD792L+TqeF+LpHJzsM/25jgmik4ZMe0qwwQiw6sj",
+	"j9Ob26RD3s6VJiNG6FizzD1UmreQizXcX8s1vB9f+cb77837L4xatJlAQXMq7VS/lvjgucc9P7emKTWT",
+	"QjGQ3r+nidVKzKdYCs0E/Ak3DKqee7NMjlI2/dMvykzkSzFsM0VNeeroi+SqAQEuOiBTR6OC2EGQEdML",
+	"xgTpghpjmKZZCaPeqNbg45fWmLM08fjwlClFr800mjV2e2kWU2kqYvPSHp3xvZvunjnJyq4kUyBL36Ey",
+	"KU31XLUGfcPWNdeoINPE3cIFNU60nqnB3p5TlzsJu3GrpvZGNGm7V279rfvPjI1bg9Z/7BX2jT38Ve2d",
+	"4du4ZdVrLjWbzhLy1/Of3lnaneZfGhoy31V3RGYE73BDeZ4Nparb1o3KPr5XehaG9lKKccrjh5IPBa5N",
+	"DOEnZJRREU/aM5pxRWhqxJ8lYZ+50qqeVOC8+JTiXtL0ExNPQRFHBUXkK9CQHGL3/GPQwgksGfHWCaYc",
+	"AJ8pjFm5OAVKNUmlMIfHSoiWgjI2ZhkTMTMEruQ8ixlYjRKWMiORxVLYF9Llo5LQDzIb8SRh4oE0BAYY",
+	"OWNWqxKMJQrWgSZTLkgmU3Zc8F8yoe5pMAqsI5C9hsLDfahov6CiU6Hm4zGPuRHZzVCbktM4X73HoKcL",
+	"tzzfKRiFIZgRS+UCFi5f3O8UsdcMPPWo5HAqjKxB09fmnD+QJLhtC81nrUdmAwf+xXBa7arR7rkBPg4z",
+	"wHsRRjGmPJ1n7JjgWihCM0ZSeX3NEjIXiTW0On2SJwEY29RELsSj7uY7qX+Qc5E8cCPhdmhyEmEaY+jx",
+	"65zpfkES77yhNKIGIXUbX3icuyHn43ivcgGb/vP7N2RHZoFRMMjI3A/I48FIwAWJeKKiXZJIhhZYuHkf",
+	"lSjO6DKVNLmQ8g3NrtkDacMR8UgmS8Ov5A3LSDfsvzh4fkhGSzzdj3v/dz3O/d7vXktJUphTwy3XUrbx",
+	"hcdi37XLgXrxrwzl8kfdzHOW3fCY/SzoDeUpHaXswfc4IxOutMyWxPwXLqG513ztboK1gTO193zPbJPa",
+	"s03ck7N7G2wnWBlCo931X3mcI52wGRMJE/GyfCNbcWdnZfF2K6v3qHv/s6BzPZEZ/5UlD9YA0As2Qg8k",
+	"ymjWowaa76PL8N1ii0/Kvlavz6bb7LlzH4d7v5OlpQAhXQqW+8bm4pOQC2G+ztiN/ISeXG9n67zMm3Z3",
+	"5fkav+e21DHLZGyUslHKXoPX/RFYQ5W/WX90vWaYsZnMtPq4f9kZp3LRSZS+Mt/U2hWcMSEEY8LhwcH+",
+	"Qes2WG3s+WXHt20WDQlpraNoeOIJOTpap33qjBp5/3602+sVtPt3M3ukWyP0Nafam/zFR7t7YE9uuEyp",
+	"ZoqAhQxeNFRqZBAFeqYVSoCSy1LGsYUzqI+XkX2B0XhCYAcemXOp+cxsJ0vesoTTC1ixBxHnS3y1bZoq",
+	"DF9eI+blgFxLTTT7rPdmKeXi8UWTg4I0vEmSqZklAcJozNXyt9vwdhtee1RasU7+qLpM6CydK6AYuyck",
+	"lgkX15V7LycgBLQ8IpHkE4WWTuYJ1ycxTqBAjsQZM7wyaM1nCf6B9hLYPMUMo4lTRrPWpW+Yz5+p+AoC",
+	"7Oa10HVu+p8EI4uMaxaQxUSSKU0Y4ToAbkWJmk+nNFsSOSYjNjZiE3w/1mjx8yiW2lkUw6CxNrp2S85U",
+	"G6wlMA9QHHEYYALCeSMWQbUGvQB9UBat0xrs4xfmr9vciO0b81pBy4lpV7heSWvw8fnlbdAyFN7tvoBV",
+	"A/aANN9YUbMvfeJG1QR10awuhyH0wt5BOzwEw3/PGv7NWs8yQ0aaoymc5nu7iah9MrjNF666U+/olJWs",
+	"/cjsYMfMd7CLZCeCtW7DExGoY9HZycX7n979fH518urt6buri5/+9vodoppWSMXbIJok3HRN0zNvTugq",
+	"KI/sb1wkbTVjMR/z2NFMQFjnukMipJtoLwKqiYxENmcKkBFWQSSxnAutvPHI0S8MjZk82dofUdnu9S4T",
+	"99gxYdOZXsJawSKCd5dadEcs05TB3pAdOHWGXdA0RSCZCggcSZ1/a+bCMlW/vBWaakAW7+0bZo1NC0h+",
+	"3pIYim/Dt3VewsLH87GFjkR8EmkscARaHVl5DQuyuKzZIhjmG47eHo8jgJ8cBKdvvMHwhsug5UHXPLTZ",
+	"24tTPv6vVeZhF9D7405qQSZ/m+8SzTIKn0s9b27oHfusLQBvhYJgIOXW1pJEiXK9282uldvYVuA8lKXN",
+	"tTu3tGKI+QIOnFllw9rKd59b/+p5+57qePLK8pmXwGYAUlJaZ4/ENrGasI7VlAnyXq/f5z2U5bZ9r7Kb",
+	"TiAs5u8GVJlX3Ra/PH31fpW5nghyenbTN9z99OzmkMwyNuafCRfEPG9EKhSwdqJu2IH/772IAhL1wrA7",
+	"SEYvBoO9/V602yEAamLZDcuGgqZKknjC4k8Krzz0vyQZU4rMaAaqq1P13fcFMHTMP3+nyJhOebqsopG6",
+	"YaeHw+geliEK/aMScvOoDFjY2ekdfAzbB5f/6n0M230EFvyr62AF/wIsw/+Dj7vDYWf3y/7tFm/s7ex/",
+	"DNu9y3997Pbcd4CDOGn/QNvjQefy2aD8cW+na5p9AS12beN+k41wDk22Lkczuu0zL5S2D6jDHNWX5rZ8",
+	"zxSAQEpXA9yjLLliQmdwCLuHoa/z2t9J9zAk9hkyzuSU9Oyta7jCPI6ZshLJCu9c6WHrI5aP5ssqW8n7",
+	"zn8bSZkyKlbPmH2yaC9YGVvt8TLTrLlU7fTdrXrD7C1WrGQvDFrshsOVq2Bu7PMMh9MLWhOur0DJaQ3C",
+	"ztHh8+fwlWoNjizQTAGIY998sBdqwZEz9gtQy5Vi5pXubVCMoh96g+ivH0NYGcOLw17XjeGgNIYX3hgy",
+	"OddIs5UxhLeXq3tv16jhxQlLfQ53zMrFWdlN2/LaDXtHpzVRCJFdwWhAwIahEU5hvz0mkZ1dNCD2L5Kw",
+	"mCuzeKBl2YvT2wi7HJc1V543nVV82Gcaa2LuU640j4FLSsHwUA1IZDcwIn8mEW5sRP5EIrt5Edmxf7lD",
+	"ORRGSV4yTQxNC5aQ+QycgoLdsAwZeLLbIT9yjQEGuLcoJBPFRczMaDJtfhwKNc9u+A2DxjKFvHpVn7ph",
+	"9zjN9+cDHh2vwu2QNWVsKm9YYrSGKf3ESCbl1Gzctj25M7L1GL0TVR2jOVlkj+zAv3+yG7B7TEKn0Jtb",
+	"cswzpUkq5af5rDTwRM7RM1EAUmvHguhYO5R7cVt76Ld+Udgjd+cJh7N5u8JAVsIWrAI4safiOwVQDwVI",
+	"F2uIzdh4rtA2/hD5yyKMHGkGjroLSrDLmS+Pv9M+ZVZnVcegXqFOdfpK1enEqlCKkZZzoRDOLYiFAaGa",
+	"TKXSgIkzLzAaT45JpLO5ACdFRBRdqqFY2LgrJaeMLFjGSMrGmsi5NSyhCUPT1LECPWFToz7XnfmSeJ5z",
+	"9DsAskCxp/gwYqirGlHe7BWM5CHC++qgXAM1hH7HsKDRew8p34kGokmd2F+8v7pA5bGtJbGSolUms/dy",
+	"UTBLQAtwQShJsiXJ5oAvo5os5DxNyIiBAeV3rqg1WPE7Fa1XuXP2pVGBatRXh2mqxj6iNxcUJ+vFOXbB",
+	"HUyQCK37kVGeIvNzBeedcJoSHc9It/ccZP3u4KC/3xuQWArBYp3/gc5N4Ih159A5EQoDgPxkGCflaX1c",
+	"ZEl8xpdr10XG6kQppusjYgCjYXgUJYmM51MmrOo5o9fmwkOndb6bIy4o+PVXxv8qk7PCRF9vFB3TVK1Y",
+	"Rc2LGBEDDgZ0zVWs5ra3JJOzVfuPtu4jt27w1J1LBr/WLZiLM6zR2smHk3ftMY3NQAHtNaYxw8VbCXyA",
+	"NchA+2n1wn1DGN39Tjc0ig34LZIrWFHPCBYeDcIDMIKh3a152KIdSmvQYnoS+nEqGVftBRXdVpDHUzS2",
+	"3llT4MZxLqhwxr0xt7JNRRZ1y7BZ+Dg9O7EP3pZXqJkNd8UEvu6+8xZr5XrPtxSAvRIhWyy5ZqBwoC+n",
+	"Ep6x0n4TQcvJWPmONBi3vxlNl6TYnM3j+XDyDu3mdZbwIgzHCmLFCgb55np9lXavNO5Np+0l+vLuYh0P",
+	"J63K/rvYm0feWX/laZr+NAZTRKM9uAy8YUkjH66TiN30N63rZofDH5NDPbGHIb9Avrp/wY3kZ/SPb3cv",
+	"X4DCy9IE3HyYKMALQ5cC7rspF35L3Uc/ok91Kpvyw9VFvWF1wsFPgtlFCmxqCdSOo4RqOohIyoUVFc7B",
+	"Xt8+Nw9BYxW5wbwASzdPOMJPwHR5L2fflifKXqP9/c0+umIbjNTjBrZybPKJNPaQXyxnrPCQzxCqPCh5",
+	"oclOBL1aFhUFBD9bVhDtBoB94slQGBU6cqsYuRftcCOC/hKagW0qyr9GL3tAIggGdl8PRf6kDf41PUU5",
+	"Fi0iO2KepuAcp2m6i4gCcMl1wPNtBmpoNUIbXlSxblsIAthSOva3CAIDQCyGH7Ed1P3XIACqAo1ZJcXF",
+	"9THO1izk+flrEvFkEAXmXCsmkiIDzxuqdBtosn36KtpsuKmFFGzjdg9yyX0jNzWjAYRYvZ/egqqwB6C4",
+	"y3WH1uHMKmZnXFYyZVQoL3cM2gATwsyr1qMGNts8hms0H48hOY4hNDUBhTxjhmQRfqep1Qk8j66jW3vb",
+	"ObJ1H91ZwkPsf8TIb+/xgrScz9fRTY5/qrN7/2BY+ut1ujDiWxeQqwlwlFLYW6AwfAFOa9XqYJGa1Tb/",
+	"ev7TOxsXObZGVNOajYcAINpOtA4qas6YzTgkLKyHbg6u9AKwaT3ReQ6r4uEqDNXGtPZeGJ6e0Rgy7tyl",
+	"UuIKFD3UEeIPqVzUaZY6o/EnlhAzfejbUJADyawuNoZWbG+fAQv2lWIY8NfslI7tkDedUjOtvzEQcVK6",
+	"dQ8zM3f9YLsRDLRoLWi5ABRv1v741u2Pmcj2stJBW89nqaVRoGLyvdQT52lnGAbm8iRAkgH0tVduf6Wv",
+	"+Cz3ue93zCLk0OnBQXgYAjFoGcu0Neg+D1oqi/NXup2wc9DC7/CNfhiG4erdbLvZQiwrBvFlQyYOgG7f",
+	"aSbMx7+pqd7BnQ25qW8xjWJlHjiNqg0OhxK4pfV68tbOm/s68tuostmDf3QYglncP88lWa07OHhhZTV3",
+	"fp+MsrwTXyMvHv3DO5ODbi8MVxQwIzkFXs6SgekaurDzfaBGBkz38bSx0lC3Rl0qS3t3DfjcPFclMj/2",
+	"QSE9NVUG8zbrr30tZ8C1LJvKEpBsRsuAmIeZSLi49oUZx1sLblvHWAse/5dUjmi6xuF+gU4uyxxTcG7b",
+	"uy8gDLzxFHMxQaKQGkz1DbuC0bcG/V7oOP+gexDa/+ExuJI3LMPzYL9RV7k7+QgwITml9tyL9mrO2zdc",
+	"aS7ilCrFx5wlV7azXs++UPoxb2+/u/KbFXtagxfPb+td+K7T6oL9ADtlFhvENCtN8SRlsEByru/hWM+F",
+	"iopwkqbWTZCx2BBGEpBiEhBeIu/TXWVDVnDcbGEJEknByYw8c/5ll07TyU4jFtO5sq56I0fFdAZpFDJm",
+	"xOPknmP0SKR+G5yrbrQsdkEtGJv50I17dO6JRas7Yn985D2p0Hr9fCcowCf8hidzmqZLszNTNpXZ8h5d",
+	"1h2lLw9q5L7i5LrTueKfxR9cXIE2tEXy+LOHwh1WxdcSK1gz19p1XDOh6jZXj2KV7Otukx8ZTfWkIqY4",
+	"H2ZLflq9smsdnA/xbP6IobZn9c66C3QkGtI0OuwC02zCUYQYBE0iwymjTms7zmtEfQgaV5rgk23kNQDQ",
+	"wCUu4v2x24fw4vvzjG2P/v0jJuxDd1Duhj08Zw51Vt6KGkDLJrGpRBE18t79xbYNYpgdY93sCr3DkJVY",
+	"WjdQ0fPspl+jD5efOFx94jJYgyffSaQ21PfPOU12c4gy5K3u9466EPu46zRSTGIt5xpztMnMYZlTsLeX",
+	"rSkVB5GPAD8oIcB7W+KnHRB941gsmtofRBlPDYP63JbXTLQd1o7pPcE0n3XMJpjtqIednuSmpS7RsmLz",
+	"KdYoZRQiIGVm5A2emr8XE64ZUTMaV5IeVoJrNqd59rOXD893Os+Gw/Pd/3cnEN3s5cbRwbhAd/KUl5Xp",
+	"4/dO9DZKBEA/jgmYs60PHFKhmq+3yQNtGsCUFGjqX1EJzqie1NrC5kKwFJHslKQypmmOs8OQMyNx6TXJ",
+	"nr9s8l52Q8972e0FLWj9ys/y3NipWfJgjliWctFGD6NhFmaAlXaP6IvR8/gwaR+w/rjdp/uj9ou4l7S7",
+	"LBy737xw4tZ8ttnF2V0TTfkI6IlmqmzN4jVAMmzjsatbxwZdFLLGxiBpqifn+OS9ABZ1/ghrdV5dmdq5",
+	"5CPdDjRhBt4QMFHxdayMC9xRJFodW4Rh9Akfj9GyXqax38HWN8Nd+ERQgl7MZ+twFw03d93ObbTv/dF4",
+	"1xNjMeCK+eo4DDOKtwWmtk6hgHiXKaNqnrEpExrdCOA3c94gjPNrmyHOjZCnYplVTWEjKhIoJXA1Hc1U",
+	"a3DUD4PWL9wIGFcApu4YuqGaiXiJX7zo9IOW7Xh1p3yf/1TP0aLmJP2rVCp1NYt1axB2ukGeFRuIE0bX",
+	"Ghz11pOBbbxbc4VV5/GlLtZiU3yFN+et3/XXZ+uXS0vZ9PaFpd3GHXH4Yr3y523Ll40hKqWU6XVzyTd0",
+	"eyM37n6V1s1BMMpJyvWS5IRs7WZI3yj22S0ICO6jrbqi1DGZ8OsJyzA3praYzI154e+0+Tz03i+SwXuE",
+	"41Pg6sYEVQJHEnDrVqaiRuKAZS+nYjbXW6IoG501P9F+GN5JOXcdv5yumzRWPo8rsKv2gi4dwYAlkqcp",
+	"VyyWIlF3RGk16r5yoldKJwlbN6ng3QuqMBfwMbHyBIby8CIziQej+B2ziMpJeCj9ryPu8xXTIYgXCbvO",
+	"aAJ4l0QuKqkO4IlalfMroiG3AodvrcPUoRXP+IylXKyLdDVf5zSZsFRTMk7namImuZLOMKj6M0qCR/yJ",
+	"AciWi3E6/5yMYJOhzsmVzY022LdOQhuKkz86IAfhPnG5Hn8u5XosXliVH7pGfuiCcILOR4wiXyNo4IM2",
+	"VivJ5GxmA63tVzN0cvpfLTJDxKI1eHHYrwFR5JMuCNObvfpnWusJra5KbWgloVqz6cx5GfBZsgMZ2TKm",
+	"s6XFKe7ew7bs78GXu800lR1Yc0c2a8bfofs2VN3BFSED4zHt7yWvICL2gD+Pwbxls7NCplMXG4pRlmOZ",
+	"kWsp7+M0rNLTmgHm8MHce0YWlIN3QksywkxVGqtV3G8EOfk+DFflyHyl3ZWprmzOCrWXqK9KW6tEUnsj",
+	"YMKbGsOhSwtQSgSpVRlQsCYh25ey+mJ7nUFm/quZVSPLrqFu33o6rqwT0Hx14GSKDZp8z6lUTBhKzyuL",
+	"WOhLAzzNNK9xpfRVzJNsNUmLQ/bYpJxQRA0xPlrCX12jfPt4nyI51I3ks7Y02qYzCljfjjfTFz2Y5izj",
+	"MoPsot1wo8bfe1DuN9z0UvK3O+ERpaJJm8ES5D2jSVuKdHlfX12xMtXBfA/YCQdioNeUC6VLI/MSPFiO",
+	"ZGuPKfbAod3HFJwT5Wpo9H3txD4ktE5+tr5amLVdR+uA4GOXJAMWqdnabHWd5EfpbvLDomtb2jFXTs6q",
+	"UoxIjq9DIcX5rY7rjVxAuUahjok5rORaOrEwhZ94cqfyvVa9ekwF3De859Mp6NhtsZfFr7on1TO8grko",
+	"KHhLS73PtuqBdxM6mzGhMCtKOQo6IFqmCaGQvGu0JJFpPxqQyLuWIqI0Y5mCIoRSaFkEqAQkMvdwBKKQ",
+	"eQBDRxJuxjDlgtr8mVM6mzlBJZOzdQTtRXgHpYtxbQ5a84hRUAq2bVn/8p2tsmWT2krBmpjqVxvc/II3",
+	"Ysh/hLtxv1DTe91SHivNHQslNuRx1ifnQ95Bf+CZrXeLeEfPrtb6E2GRGhU3CNaotfVoUWJZZ4x2yJCP",
+	"X9YJZQVIugQ+viszbbW9Akzqt7S2mW7u1ijDmY3MVX22Vy8QsbsLBQeEKnLNb1A5WI3YaFgxlwA2Usn0",
+	"pmqFbW6XKiA6q/GQ6LGf4S2SQK2/NGFKYyKlTg5e/mqwHtyX+1l9PQiQreerMdsQFnvcAAvCI9AoFew3",
+	"reQ30kqe2g+JOuvX90R698d2BlAMErCCuiea2lrGxwQIn8QZ1yzjUiB7QhABPNMhJ4LQkWJCD0Xx2I7M",
+	"CBU2tbShDJJypXf9GskQAluX8qogszsSm52+eu9HMG2zb5l+b1hlOSeVF4lecCEvpqkShntG3I+uPvLO",
+	"Ibl4eRaQ7nPy86uzgHQ6nd1juzql8tDuxc2SdsNIqW3WyoX5PMFa3a4lzDVW6je+/cYlY0T62zo8ZDN7",
+	"bB7KVMNzvAv/znCOh5oY7mPy3RiUebfZdVWP3doq+RTw2/urcusZ5FO5iEg0xZqgmJoALvmIZGyWUmvc",
+	"wGT6OJ5G+TUeqpf83hWRmh10bGi77YMKjrYKuBWP5dhw6b2fX53BzaSObaVvvNWwck7MWEIiLaMK16kV",
+	"bVZi5q2g/sBw2ooQ+wjBrIVEW3tIqor4dit9rhnLVowdBIwXiHnqkBNbpwNXmk6h8jTUKQIDPzzjfO9D",
+	"gQJx5iow86JyrgcsUUx72Tugxvg8TfNEm1aeGdM0VUMBKTGstauabbiSHb2RjF6Ja2gIrFnDlP2tryS/",
+	"87ttlgOvgPnUbzUWEqpLYf/+h5fkqH/wnNiyRbbeaYe8BlGw//kzLO4B/KsWLMO6v+gqr0CWIW39XRzk",
+	"PaDcmVIv8fG8EMsa09oCwBhFMguoUmyRF1iCczKfUlF2Cd1R6GzVXG4rn9UpwEzobAkKsG3AZr/Y6Ydh",
+	"QPrhESxQv9fbLSWNbawZe8k8qjlTVwXUotbVlw2lK+FoldajWhirgOBmvJ1Xrq4v41KU0FqxRsCZtjmS",
+	"/PJP5j7EKvm1aT02VuLagAZenfGPFxdnBB8gsUzKYiOUeVvPUQ+OjryT2g/XRFTptGa1zydGy/FKRpkl",
+	"+MQFpFixR+nYyxIhM6tbuWMG0FDTXXllNhSjW025U01szITmY24zOq8MRmnDhQKipE2Oo0hMhS0WT6Qg",
+	"vIwHaV79rjk51fMuXGMPR+/RXB0/y1nIarDZvXnQOiKLoCp8hHlkrXoMWWa5IvKTH0wPD0K4ZgF9aRoa",
+	"GbiBb5zuy3xyW1zUmNPMjNiwsKL86TGJHM4l8lLlnsJ3r7438/PBQxY/sMr1E6rpiKo7Jcdqbl9gZhZn",
+	"s+2rlUXMh1C7erLu/EY3nC1YFoHCaWRCV8nephSztbG4uGHCzD8grrgS5vZHpCbCusU1U1o5EeiYYFWy",
+	"CCvrAcmg8cOjFey9FbS8AvpYG6qEf8sfW2EB71GceWWlmbrKGYlHEDFP7gCGZ4wqm0T/emLuEECxkp2j",
+	"3i6hU3P77pM5FCIlLp2zhw5XLMWU7J4UVV+rYo2+4g9xLTzTyW6A/cmRxzuMZimHGs1UECEXSMjY225z",
+	"I7hbgfrk0lyhWLqQYr3UYcXP5wQlOPtKt2fh/1B2thbSuAZqjZWBcGmhre8U7kvhWOcaBDIhHU1uiaW+",
+	"Wzpd3duHKf4r7eVLX0CnPXIIHN3UHe5zrmujQVNpKxHbm/n8VfvDybvmIYb5sah6+TOu8hvTnHbmkqg2",
+	"THbqBuYaC8gP71vr6rmtjbnoDvbdAG9Yhgxg/1FCCEvzLSXu7Ia9/v0zNhfzLjXaOzh8YITZfVIq52u2",
+	"JtciMwpOftlbE5BLvRi9vqDX26dVvCPO0MpR/nCKcW4HVzBnoqgFt62PPMmWV9lclLzd9sE6INFDClXA",
+	"grmPFVXHiFH8n3Nmf4a6VytLqBrMn0tRlOWqTLVIxrqJ0urq6pmTUixUjfltQ0Gt1SqNtalhnLixmEjF",
+	"SMU4Yi7AHZkVBSSITRtZ0joblOio6pd5sb1VITKDZQQpUkENXYvBgzRThtFGPFFRY7XXbFNlh+rG86Dq",
+	"Y26PisS7QV4JcGUb1tHSvaAmFT66Lkf5Gqbqc8vSqxWEZMYYpIOw9WcpibleVhLcP5TF1uFE1i3V6onz",
+	"XTiPkAo5P3R20S0D8hr42DR69iDuj/Zp76jdfRE+b/fHh6x9lBzEbfzWfBkegjRerZ3Ty0f0sdsLuvtB",
+	"t39ZqWWzX6pOA2P1mQLQIPEv+9zUCSauXqUi0X4uctdWeL1HzvXNBQWLnaoTSOFXaxUrgk5g351Y6lW6",
+	"qb0o7xY6G/LmLdmyJZc7W8TSUQ/m42dfj4c3jrR/JP5aFJjIicdnumbht2C5ucJfx03RLIwkZ6vZw3nC",
+	"daTjsfW6+Zi0ZgymGOH9ztXtv2MRp9XgXczTU3JqGoZjvqCiSNListzaojj38RPXbp9XgO0OIccejN/+",
+	"XNQUD0aKvrOqlTfxdcR939QRv0ud9IkhWaD/f3VAlhnFVwxI3VpnfyJlvM6RD2AgDyi8BiW7Fv3aTKFX",
+	"eeq5VbUFfwO1xaGNwEWH2VDvBWK1me5q6O7eSNQ69Kmd1eW6ZX3PFNN3idq9crFpD3+VGytd/YH8esYv",
+	"DKE9spyIoS51l8l2NamrI612/6NckCkg7+yD3xXIMyjR+SvL5L1yyT5MXqqM2xOW6jb5Amr/1zntT85O",
+	"iTa/FqntMLlMnDF9Dysn1IuxqKq5usNTYO+F64yOqaDtDPy7UKjZ91l8xYRmpVncFym3VZYr62La6HI0",
+	"z2yyAkIjFUtfaSprSeReBorfZH7+1O4YflKb1JEtkM6LMGCk8YCoiVwI9MtIEbP7E30zcjasGU6jEfeu",
+	"/vFp/+bov9j73ucPz8X33enLA/0/L+Z/Dembvnp1OP7xK1L/0+xrPv16D5XZkrwQEVUkOpnricz4ryBm",
+	"DMj3Rn7PyHAehvsxtAR/YuJeL5Hmfm+bMEF7YnBkpZOzltYeLHs/Bad8YhkZr5GvLiTbXM7fNwpbKM/X",
+	"S+LdbMbYFab4Xi1EvdHxUJ2e63vDlGw/W4r+DjCJQHhIP12ER2Op0u+UixA2HTxiAaHtigHdPx11CSy+",
+	"yjisBFpMmNAUUDRF/LiNptCSpEz7QFCbEn35UEfcmnpDG7e7TuKOYzaDW6wXtIp07fDRz9/eGoQ1YQXu",
+	"3XVJ6l19ALJD09QJ05CU4z6pY/zRrOuxGsdOc+UJQ4Jk5vbogdUCfuvM/Plil9ahMqa63Xf1JGsp2YHt",
+	"Ppy8IykXn8iITcxXnj2tVHclkzQZUUjHMp2lENGgGRS5wpg4RTVLUw7fYfnYEi7IPbZ6VyoWzzOul+fm",
+	"GFsuAZevuZE36xLE3n8oa0VnP51fEAcbhQdUBIXcorOTi/c/vfv5/Ork1dvTd1cXP/3t9bsoIFQNRfOL",
+	"f4hwDzNKo0TBc8WMJlrPWre3iBGTtWZMgCQ6lJrSVHOlC0iWhW052BrALYWFgQzApqkCW4jkw8m7ocgN",
+	"ewEaJsFM6grJeT+WstOA5dIsFuSmmbGsjTQ6FA4OXxTAcd9YPF1g8Ulo6fThZFWguuoMxVD8x3+QlxJm",
+	"Zb4y37TJs2d/Pf/p3bNnZCQTM5S5YkQJ+oldxVSxDnlf4J/Nz648XkRns5SjBWjvFyVFNBSE7LgYPcJS",
+	"xcy6PnvW7x48e7YLo8qBzeQt/57sdA/h34SZmwMqoyVkLDPTUIVwcNrR7jGhWHIhy/HYpoP9Z886OBdD",
+	"OWZ6OLBnzwZbSJHkLVeKi+uAzMUnYRQDmZGM3chPLDFjQvIl10ybTsPus2eWyD98+ND2Omauk6hDjOCr",
+	"wMnN8wqcZCYXLBvANB2AcAcQhLuBDyHcKQjQLJ5LZZQh2dndzmnCNIcgQtOKBQ/uFMDBAGNaIDc8eDqc",
+	"u80SEdrH4UEoKGnaAwMDhkXA3Hc75MSpUmBrNzIoJuDEYoUER8+l+E4Ry0/NgkFrZtHMTpHXNJ4UT2J1",
+	"TAV6mXsF2xXwnXdm7bHESA9Cos9tx5Tb5o2IsM+aCQjMIFiWJABoJuBe/SUzh33G4jziI5ExDJFmjMzm",
+	"o5THlp4AUa+ePYNfSjRvIcx/AtrHwgpH/YPnu+6g2Ps1smETcDxQLIJeY5plSz//I+EJkMSUpuZmYgkx",
+	"5zIg1PsGi2dmK3Uv20jCsMLhs2fHMBU8IXD/3XCZ5mtsB7HjiBxMx4ENjjCcM4B6p4ZO3Oqa9uxjNzSd",
+	"MyLn4NnJsMjxiCbk9Cyv3yAz8vL01XuoOmGUFwVp+m3NXhhPIhksN8ZNcaX9GfR6z54F9mRhRMXHy8g0",
+	"BGyFon8Cs4zZGApqesiriwIfwgK7gY2yy6uIqo/dy46W5of1hUZx+UTOBXhew+Xn929Ka91/9sxwpGSO",
+	"ZIGlSeF6o4JEp+P2W4zxs64MYCK2sCpUqzKnbp5lkORZsFLTR9C0YRuaZYKmAOSfZ/5DB7DXhJpmC0R2",
+	"3oOHIC+9BEfwJCe7PKmgsq4D5UoNd0zDIGHbaANMOmPajjaj+pG5GnHG8lbcTpRvoPg1HN8RTdp2GGZH",
+	"ilgA82kuqMdSIYXNWGYjniQMfhdSt8dyLpIogMZiKcYpj6GlKdMTmbTNIzRN5QJf11K24fLA5tV8hhV6",
+	"2lOWcArFQmxbbtHtONwyRmbdsO38fkd8ttlNUCnsjRQePHuGdFg7FPScChKdmK8iG92ye+xTXfWM85yH",
+	"hs+euePAtRmSXffvlBk5RvZETqbxg3nMQcGge0J2ZiyLmdBtJmKZsGTXcBoMTPr5/SnJoy8sH3yfMyll",
+	"LlVENebROXlB7FL0jhmaK6BMl2jWMQxILuAkVEJ9dnLhoPeC3HDFDd2enL88PfWKsOweExBkF1wxoCRu",
+	"7mNhbhKW2KG+4Uobjq3pJ0ailE+5jsiOy757EAak2+kYDd7KJObSov+cMxKh3cEIofC9WjCURb6AvSAg",
+	"nnHiNjomkfcZ1ru+Tgo5o8pwXpAiTXtzgQfN3KogTZTKrdhZ/B1ZBqw2xQs7X2XLTgwhTXg8caLFKuAU",
+	"70u82VIlS9XolQaGj0BUEg1beGgdq4JzO2xFHXKO+1aUBi/4GiSq+sQcvwTnpeF+CNkgsRTOkoGSespj",
+	"JjDIw1q1TmZG9mj3OqHRnrLUCxhaLBYdCj93ZHa9Z99Ve29OX75+d/4a3ilCqwph/uTs1Pcet7qdEJ+U",
+	"MybojLcGrf1O2NlvefAGJ2iCJ8V8cV3nEDrJfVHcSGB+BpuAjHmqbaFMF6SVn13Mz0PeetLNUKDohwuT",
+	"C0OnCSQ5UBr6eo1dwUhtW2hkrDoo06UbFqEjczmDSdvpk+7yBQ+leQF4S2FadL9fmRecQkXvsu3ACN/b",
+	"V0Gpvb0Nmg4tlwd4QnYo+fnn01f22rQqN+EYdVGoqw1xCBsnyMvT89zWh/1qMaYVtXjj3GwiVMydxBWh",
+	"sZaZmRqKy2YglfnImWpjtE79oKGFdcOtKR613XgppA+kYw0hL+ay4FOGYuz+/v7RbrXmV2HHDj07ds2w",
+	"wfxYGnYzR/bG0Y7YWGZsm4H27hzoXGie3mugdaeiOKB7b8yV02rwoLOFX0KVfrhKgRv1whC8PVJohgUN",
+	"q8o2VFFsfkrBYQGGkJrMXBTTG1CfuZlFRaEEBuTf1Os6tI/vlZ6FPvs4nbqX8mnvfU8T+14LXune/crP",
+	"ICEa1Z4l5qWDJv2cWtHOhkqDMx7Cb8FmSFGww7VI5bXZf3oNgGBYyNZl0KoonZ4L5jbILxJQqYvwgDr7",
+	"5FTeuMi+At9gb29QyM3lrehSkYkFInQIDIIlAQHbX2xkDDCYwQsdi3CLyjcNASZTd8+8NM+/NK9iuOwT",
+	"kSD0AH05hP4qJRo1AyZhoRUeWO93R4f9cP/ul35wusyjUC6srk88HuHC8tcTLl4/t0G9uPMa0ikhaWKK",
+	"eSDJCde+pbRMtBXSszJOrYTzGxHeOt5XUNwfk9mdl7eQxpNtKGcdy9v7Ym7X23twPlCC6JQlvz33+7dh",
+	"fhiS/I31bc/6pGD3Ynwb9ap8X3LFCZLp5BKkQ5DkjkFEgW1BGBbyeukdo9xNtPfFq7u38URhtAmq9Tnw",
+	"3pwfp4fqCdFyjjmWuCY7NgUO45mzie8e586oPIcSFMfOS9pDK6nE8hk8cznLOi6LUn48j6vHE/LI2CiO",
+	"CCC0fpuV4+rcH3UnFuf52s5w9dT2692q+ZKY02XH8Qc5XX1ck81vvJP6BzkXj3Ot4B75LmvvRL7OAx9q",
+	"T2WexmKdRNJItvgL0+tJ5PEYe97HGobue+x/h5T2W9PNX5i+H9F4SOEyL79D+XbNmqXFyMu4Btrw0rpE",
+	"dBFjMcsY2FGtT2gkk2WOMLKPfGJsZtkk+Ms65EQU6AASUyGkJoYHQhFrATZtjJFyXHQLtohBIyWah93/",
+	"XibLBuTu449cjfpWpZ76ggo0Dg481MltsOVRsdEtt2U0jQ0K+GoH1cYi/d4P7JNfDf1ugy7O6DKVNLmQ",
+	"8g3NMP9vv3vQZD65O+4tSzi9sOUg+r1ek5dnmYyZgsRCr4XmevkoPAnp9aF3mS/b3TAbxlnvX4DCdyxr",
+	"nxte8hoeJkpnjE4taMIGgUCynogng4js0BK0xFrPd4OhiKA38wjIhTeAgFzOGLq9jMAcJVTTQURSLhiZ",
+	"yDRxkbAR9B0RqsCt3hkKsx9qQCLgURbiFQX2sz1B+edc1tsxHRR+KxsBGZnBuZiVqMBgWDyKK2cXkLLk",
+	"aD4jeC/vbygiwKp0AKhiniirgoEraW5+9dyR4PPOWCyFYLFG+NVQRG+o0m2YOngkwbED6BWnq8Iacg34",
+	"CJZgfVpKRuaEsMRWcTvGfEpDMWZpSrSUZEwzh+Tjtj1YfRyWa1UozWiCau8EYlYzZo4S4VoNBWBkYAZy",
+	"CoVFYc92ogHcNTTlNyzaJRz9u3a43QOiOgQzOlpHrcV+cDUUsAYWN2zJ6juVk4QhK0sFu8fOp7ngGSM0",
+	"J0KALA3FUERRNBQ8GZD+/lAg1RGfEIYCWiVfhi2eDFuD/n4wBLv6sDUYtkpPtswvfIq/1AHi4QnT3LA1",
+	"+NLpdG5vbf9DUScd1lyX53Cg8HTd5Vk7TZxpAvy59hABWAoIKWMx4zeoThROiH7P6YsTB9a3GmOJwkq+",
+	"hxnVhhG1Bq3//Ri2jy6/dIPu0e1/rjggDK9hn2eQ+8pmKE1YzKc0JdwBFGGYAUn5J0b6PaNf3nm9avZZ",
+	"I3tqI8OpSAZmxR8r/cb28fAQL7G/uV5LsVAePW0ho5i5m8c/t+U1E+2MLtpuzYrMQTViPpAErtkxQdPo",
+	"Uhl5TRDwMPnkkjJ6w1Rea9ImI57MtSKJXIg/qiHSrJ1DLDB3LvN7Fr9oaoXMXfq1NywmLoBcQ+ip50mH",
+	"fACoWX45YRrLAr+7Ic2BJ9MDm6AakRo7/bBvroE8q0QOEgK02269lXwNEuAszxBwFwQAx5tbelbSMJjr",
+	"weZheBS3epHRoMaHui4nwu/LfWoWv4n3FJb+m6rf6MCb9cxzEbljjlR+l4YvVc2hxtBPZRPGo1QWpTKm",
+	"6ZVnQQW0UpSxqdSs/P2OXkiScCjBK3QJxT9Xc5qmS3PazUOA+N+F8jX5yeIJHnxEugrp/aJIv9cbCovV",
+	"y00Ix6WTmedsmvCUFbBCAFWb11w8hWktPOoMxfYGAlygM7Rd39s4sLKirUHTLFmWX0D2j/aIZSkXeeGm",
+	"1R1pDVpH9MXoeXyYtA9Yf9zu0/1R+0XcS9pdFo7db0WqZyjx3vimN+tgg50bWSK6j8pM1lkh8mROdr//",
+	"MFaIo7vfeGmhvX9MKwTSquNuLprIsCM/j1ADPlprkgA+vPfFenEau5kQTmwBvVbOL1xIxPMgAZDGeY2M",
+	"4l91G73EEKaN0UuEixuZ3tj2aMaGwpZRgLNS73qq2A+2djTlDLOJkyk/v98cTL+Ng4lYX+xWhP9Av1I9",
+	"RYS/2QXxTcBs7kvagj7u60IyTTZ3H9nSRcmezGytkbvdRr4jUQ0FlPsATmNdSKg0d8hJXr0EteiCOSoX",
+	"IrrCU4GFWqbqWPr93U8PlS5zUS5h1xlNtjHdmK6/jmtp03l1bqXf8bn95lJ6MpfSvW6v9WLbnpfis/aG",
+	"s9DmTM6vAfmTi1uIO9uBf9pU8YTtHpPov9sglUWIwFtMGDiotcNDDQVGRxk+4Zm6yvFwGNgps0plCbJk",
+	"unkojL103+aJMZ/0LLtu1hxpiKHVfomM0qF+6TDfm88zPnYbfLu+77y+IXWNv+a/3X0+rz1EUJ2z0IBW",
+	"xoc3tksug7VlFImgIElEdsJ2NwwDAsVxMKJzxLRm2S4arUxbIl4G5Bduvg2M4oQK0YiKBMq9D4Yi6oYh",
+	"aZMpFzv2haup2usHpB/u2u/x/aupCkgv/xKT01yZNq9msX72At4YCvx1Sj/vdMN23tHVdDRTAQl3A9IN",
+	"d6OAxCmdzjBm8WNovgwvna4mEkiy4+ZpBIscGkMg2Gs8V4ZXRFNG1TyDhFcRsSGZyhVXhMCePMcjxptC",
+	"mSS6HIK0M2JkimFAVJADM2xYXmoOSZ5oGNb+O0XiVMafOuSDjcuyfbgiT8FQ6EnxdYUbQo6FtmWXuzYe",
+	"VJkZ+n6tyFa113Io8oJXUDUIi/TUFL4iO9RWZCO5jTCV19csCfxpD4XSPE0JZH9kidrtkNMGEh2pEeju",
+	"Yy+0dF5lvPeU7Mok1Roc9cOglVNoa9Dt9IJWQcmtQfdFpx+0PFJZ7/Kb6nlr0D2Amstl8m4Nwk53KxHS",
+	"TvVUmLP/FQTJOy4fQ0eemcSD8MKp+yZifhMxXRRbLLPkYTdovczpJWOv964681/JwRr4tJr69ds7jTEb",
+	"4Ad13W97rf97ORQBwtTIpWjn+8dEBaCTsNjynGi9xPgPchXabErg3CdYJgpMNB1yQiKvdnJE0GJNhLmJ",
+	"varR6NYzqlC5GjXZ6fd6RZoKyFkVJZmc5S1p+gl0JMEsrM+wEEymMxS2GxAIMSXDn4mWEUqWeXa5jMx4",
+	"/AllDGvzmc8gqFvEBYg4GIqKQbwMoNvehwjvPwhinJcJb1AqOy9Oj4E1eTn6ROmrmCdZa9Dqhp1e2Ak7",
+	"4V73sBW08kQ/wBjqK6+7720WT/NDz/wJcn8mtYxl2hp0n+d5cFs3ks/a8oZludeyqFzfDZtLGbB6X8n3",
+	"iDu3zrhsT8M3/+M3/+N6/6M7/M148UYZYu9LntW1uc8R3jgGl2NJjgD9bJzKhYI0bYbXzozCc6pVroAB",
+	"LC/XTItvoTwtFyT6y+si3yCAivfsQ4hQ/gumX959Ct5q3Y0Fb23kcCyO7DeX42/lcrzvCVjjd/T30aWm",
+	"L0vIpLFrcg31hL/pDfLNQbmNhXM7arq3VRO6eZwwN0yniBzRIjkgCxkT7vlgKDI0H2HIwASYH+Q/7pCX",
+	"OcPOGPnEZnp9TP/9uan1Rz5YUs2FzzybvBP5DraU+L6Sc3Ljec3dk7/nc/v01qNv4mFzj+YTiYd7INmt",
+	"NToVl893iuiMxp+YFQYDTBXtUvSR0ZJESmYaIP7WzkINI9bcqP0/OAFyKMwdPCAU6ykAuvc6Mz/64Dvz",
+	"uoLElnQ2wxQUZCQxP69g3Kj/OdMaiqb2rSWM4ulNXKvp1rKEZQEkW8bcuh0SQX0SxZiISMqVxusBcnRm",
+	"LGZCp0uwaNwwrwBaXZiAzHQpRoCm6U/jtdPya0ecQ+mNy8CrX4yVFW6f1Ehnut6UN0jLGZLYN3mnEY+4",
+	"cOtFEMFU5RRQiO7JpJ67+Atoe2v5C2bBgnhRmlhWsZ1QjrN78pseu9konn+nCs3iG+U2M0P7doZ/W+p1",
+	"tooNgW9QmQbBBFCz0szRyN3g27ZcHG9A7VID0c+GygNI2RNBTHFEFlwkcjEUGGVj/ouBNZBUHdskNM6k",
+	"UsTlolbHhE1nemnfRen/V5ZJ1SEf8KuhMN/RlF8LhBhAtnXBPxM2k/EkIEpa3cRc5JBNWtNMu7ygdhw7",
+	"XNvg8aHAID5bLsMfrBS7HXLick2HQRiG+cDMRBHZRHb6YZib+N3kZ9QmTN/tYL750dKhGI7Jy/O/26z1",
+	"GAP351jdRFDq5ASqxQygyP6e+XYodmKZzqdCkchwlMAWDgpgawLcjivYjigg1OYHJ5lc4ArsIuxqDBlz",
+	"h8KlDHcGsoNwH3UyISuWLm4YgBjz63nGEjM2rgvAFs68uVOuzOBcedZtSf2HTE6bSC4XsslTr6Hq6ap4",
+	"c4K7ijtzTOQNyzKeMOU2J1onvNh4Rl98cfV3gEkHrVjdeKV+8kDHp3ciuhWHkrmWtEo6bOsO2hqKOlhF",
+	"0O2FYXB0CN6Rbn/loS48FJr/F+V3aE2F1fqbyBLkt/tn3f1j3mqgRJ6z7IbH7OeiPEFV6CrXClpzeTki",
+	"+rrXV16B9yGmrVqP7z9YJkv+g+8UwROR34VefSUwwFKl2wrUPI6Ifaw340sB5jmrY2IKfqXp0mmfHWIX",
+	"Na/zIedQ44xcWMcvWNPW2L5IKaVJlRuvzWYJZZx/I3lzpW70upyWpWrJednmb4amJxBU32OppoLIS36E",
+	"ZtKqzYrpHVkLMdxzEMP18mWORihFKVZSEEQqi69cooU8DZH5IVE6/2EA2EzvuGIwoctByccAxHQsBCpv",
+	"QIGFwDvl5ktrwDX9uJyWLkg8sMea2sIov0gucPh5mLetnUHms2MoZhYQOpWIrBwKm2nBvG8E1/mM7MjM",
+	"Zo6wkhcWJ5nPzKgw/tE+7AJcdnG8UrChcAgphAYrjZi+wMtAIec5hAs4VEA0JMbPoLzAaElSaQQci6Mc",
+	"Csu2vJ940iGvQEyERs1QBAOcshmf6JBXOY7U/GZBpjv7IVFktBwKK+juutp4LvoSJ0xJxlJ2Q4V2uDM3",
+	"2jzcyQJVArsHQ8FztEFRNMRoJJgzg+eOTahU4G2srbVwbNM9JRimMBRFnAJXNiPslKHwn4cuoORshwz9",
+	"2GwstnknDQ9FHr8gJJmD1bRKK0Anx4RiDATyehzRVgEO7/GQueW/K9XHuRk0kGpeHnDKFEzz8TJ7FOd0",
+	"Y4LbBtk+7hj8NdzOsjzycHTI+uN92u7GvaTdZwfj9gt6NGqHcTfpsf1xnx6M1ozcYySPO/Iz66eFw1xh",
+	"SQtDER7yez4rzed5/VCLura1A2tUhvYptYwqXa655d3d8E2ib3RRf59X4/K9CcBKvFvarn3jtEf4/rrb",
+	"+RwuNG6Ls3IpEKFb7wdpnMD/3I75d4zGNVNogsWF5f0DA3Gr5Ilb/0AILty+qwDcY1cuEW18YJDsrgcK",
+	"lDJSbg1oPcfqyPcGCVStrBk3MhkVWKWSQyWkVOL77oGA/PC+uAXw6Tbkxmke82zG/XWApLBi62JUYEfX",
+	"gkhfX9Dru04KPPM7Co78Bjh9OsCpwsPZgOnUggmAae19sdJgY5ipeR4tQV4isLpKClZ31RM2JTtgBgJ1",
+	"iolk1+lfICsadeu7ovgwF/CmzqhQNhkOySNnUCXNpcu8/AKqnJvqL6AjJ2PgqmdQsjZyFrerAkb1AVPd",
+	"JtnyKpuLPxtuEbmCr3kBWJeS1/pCIAicfaaxBvWWarKABLUj5obXGQrMopjXhgyKnL6MALeB8pTp0s+L",
+	"+J3yeD1PU1uoX5Gdfng0FEUMxdoMP5V8w4BLW603Yb7ZbWxKQ2KwN8NGVew91BCuX5Jca4fPmI8RK3Gv",
+	"czXYPSlpAznuwYLQrAIwkjJlVDTKp3g6hh15ekHqlU3gvN4o+AEWiiq0loD7iiTZkmRzEeQLuJsT1Tdb",
+	"4eOA0h4PAA0XfF5ZRls2SLhuxqY31xu7yJlvDoZ23MEcdShU2xx7kUt2T0jxm+SgP4Ds83Vg082lgvu6",
+	"r0yTv01ZEHsbV25NW0j5EW5NQ4zu2aJK9GhJIPZwnf/Jz+lfvTXvRl7XX5xbXVJPpYwFRLFYYrAQulqb",
+	"n/WvA+LexGUchPsPwm2+gb3/jcDej6ua7SVsxkTCxMb0Ai+xBqnHBj0FrcjX7uU/Xxb6GRdxOk9cjDY4",
+	"i4wuhZWXGLr6IKd7UYtpl6xX4swvOSZ6KPLEp/XuAacauNKOpDnCCgVrb3WeXIj3+lpr8S+e+Wb1b3Rw",
+	"QPPBCjdQVREtZUAXdDxmsf6NJJoNZ9Ar4PFls4Dun7xVr8KWHoTXXhLj37EnwU2jiTchX7xvh6e5C4Ku",
+	"kN7T1wj0FYHNzgwf5yKKuh93FAIJAIKb4xyGYsqogEIAu/fJxIqjeexCgPudsNPt7negECA32zSmsVlV",
+	"pidhNbn/gopuuV4gZszYulbg13FuNC3q+YfMlPEt89YdfOokSUqcQMtVSfk+ZQPhph6MjIL8Kndg1DMk",
+	"58hAf4V1BRSO1opXwyLBhJVTHWILPRRD4bkoAkLTFMFQYPUbAAxPLAlHkJyNQHCOBA+7leNnrTMB6pj0",
+	"baQEM6uoPl66bEpYh961xhOyE/FEfexdRrtV18WAoO+CazSQZGCLV2v8E8Tcv1C8zFact+BD50DO3QVY",
+	"z2vGcjyaLcvazHXwfbFHDh1xf2uGdQdY6BJPgH4agroaIagutzKAeHP7GlaQovtvLoZvvPvRebd1cSjD",
+	"OGnqIMCYT20r54bPtzcGll5ITVMFoUjAXHMbgmFNc5GnekscVnIL38dTRwD8JZUjmm6MONUwvT8mZgqX",
+	"5z4Q/DpoX6MAT3O/KQZ1dsHjjWhVgBNMaE5CzjsBuQYNi8Ryv1rOooL+RsuhgGCx3cBGRrIEi4mCkY1l",
+	"bdu6C+XaFE6JYxoKL56SrIZTAs13zcvQgDUtFOGYg9ybDmMNIA801LAV5ABecPY3ANLjZEG7KhJGYwVb",
+	"HBkU4iSZlFNzRQRg/CP9MMyLtUE3nd8wkvJ3EEP5k6uL+a663i4tBEYW+zRWwkF3w3rgg5aztRDo/V4r",
+	"aNlIZEjZ+BUB0aU9Wuf6BXr/w7C9pwxW9O7EbQMWV9jnjM9YygVbyz9/lAsyNQqN5T0QsmYDTQLAVWF5",
+	"b0RWTdnUjHJBOdhzx5aR2tEPBfAI9BJAQzYlYZEK2daTNouIvgTzEdK9K7VddQw7sadPMlHqaF2aCfsQ",
+	"wXrlf9B6xlTndQwcPef09zApoIiT3RTsasGK1ZQfOayvJFy6X4/LyZOg5Hwe0uqn8M6b+9X09sBo10oF",
+	"/6Z6NkQ7fotz/eqK5SOFrTprVSEu3zdgVctPTKzXuU4w0cmOodOM3chPLNkl+E61Kvg5izPImJLHSWZM",
+	"zzMBlD1hQxGdnVy8/+ndz+dXJ6/enr67uvjpb6/fRUW4IRM3PJNiyrDMh+kS7XFNifwNV/oC5/O7do3B",
+	"HJr4xXAjvh2dLbxiJ2endtm8E2OJZjME867oHGjVheeYl11tI3MsDEGDmG8UJ7TrSpEuj70SPIB2U0PB",
+	"tSLnP560eweHmJEZ6iDa8jg01kZ1Ep5p1kjPa3xfa08Kjhqm/RCLq1VHrjHVczsDqjINVr2IW9D91/Fj",
+	"eV0n6w00n4xom/sF7M6qiVwIF0Id/2Hqyvxho2xEwUO2YyErt+7eF/j3rlib93Dv2mwL5oUB3plCLhBL",
+	"Tq7NvdsPu3lxQSFdijLkShOqkEJ5srbA1R3hHQWzaJJs3TJDqpzU8M1x8GR5TMz6PoAstxWVoMkqNspa",
+	"ENdrWlhkydyT4JaFej0sa2PCWGvLsB7JDjmxfxZGzFL2kqGvjtFrygWYRVmewCS3tnFBXBZqFFfJjsuI",
+	"Zwax4ELtHg/FXCAi3DP7Oi0Q6tj5+l+H/B0TeQBEXK24ecFHOqKJm8KO+fv0jFiESIC1a8yk5BhNfgER",
+	"7JrqXJgPnD83z+pt5r1LMvYLiy2eE9OEj+ws9IT0ez1nLTa/c5Gwz1jmgbM0GYqdyK7ux/3Ljln1jqv8",
+	"EqExObMbZCeCwgsUJJzSJRkxcv0rn7UNSZhpMGjyJV697dcilgnM3jwU7R4T6gzch+Qt/54krHhxC3zO",
+	"qbhmSltT112xZS9tD4CrKxdFtPq0WFr4Ko4WPOvdgzy6bOLEFyvWVGdXm9POTNg0kDC8adYltrunhGU3",
+	"DaaLiXwHkGguaJk9dKV9+Cwv7LPf6XtVfVwtH79KTwDJStwr3U7YOWjhd/hGH0r7uPqAqjXo9kKjGLnu",
+	"63vvhWF3kIxeDLqDwVFpBP3+vj+AQ6///KVBeQgH3ZUhBF72j8Hz2+aeeEs932O0xG/rhrd9bzaG2EMM",
+	"V6U5gn+cu/IPJ0IiP6ved/51bVldA6hTIjdUrz4h5wt6fc0y8vMpWgsyJhKWgaduT86YoDPeWdJpGnXI",
+	"SZqCPkOVcvYb0EjBsmOkxqEYcUGzJZmbNkgEfe9FkGSWa7KQ2SdF5HiccsE65Gw+Snm8xvr+SjYpSg3J",
+	"OSd6mpaPWqN0mT9evH0DU/7ap+i+1MLiOVbN+HhZwsqdnZJExvMpExqFDzNJj3beMk1blzlt7H2B/bzd",
+	"QCP4KSBKL1OmJoxB9i4eFxfoaocBygHM3IkulRnkCks5E3ooKGSHVYTrDjmH9pGiItjTX+gNxV4x0W+J",
+	"tXq/YcAEBsticruJVPo7Rd6evn1NtDmWDQjtxCzAXWLDDzzFNCpuzrBs5fRaCg9Te87bo7lIUtb5RTmp",
+	"wdaltzIDtV2uz6M1pZ/fMHGtJ+ZWewHO2fwzhE8agmgNWv/78aT9D9r+NWwfda7al3/6z5WcW4ZHsM8z",
+	"FmvTT4uSsT+VFAplq4Ak/Jpr86+E/1I1ySEzhthjmd2nPEC+Wc1vw2JLDJHyKb1mezNxfd8GbAZf9aD3",
+	"V5nMlg08dCFqeRhQEdZtm5rLi5iNJ2OZQr5xyKXqtvrrywq/kcK7ji2apVrPrur544TRVE9+Xc8awUKr",
+	"SC8MCUQXIJAHZQK8HBX58eLirENeTlj8CZx2eZDXMmdNdYzpR+j7Kb1wtod1Hmc7C1Bd+c3/tWvyDb9h",
+	"wsxvlsmRv/12VZAAXG3ntdlZcZEC2OSAcJDbAnD0Bs5F3c5994aZYiF8DxBuKOYsk1OmJ2yuhsJwC8I+",
+	"z6TiQJ2I2bnjFvOryd8tMc1SyssKZOs/yI+v35yRGdWZFHN1hTO5spLnFWAOyUVZHiV4h0OSmv8gF/9z",
+	"9vqO960LElLubHis2+nt99mfwsNts6C/XbeqUCDAriTZcXH7YSfs9Hf/j9G1N+nVwuQl2val+82RiXKe",
+	"xYxEJXXAd0gBXYNchzLcNROGPlkC9ucAc4GPZQZ/dIZiIyn/NGPi5Oz0fMbi7Zifm4ef46fMrIltm+x3",
+	"wvwOIDsuq+0uoYr8z8nbN0Auhi5yvBzqNTXZTOuhajMW87Edl2v0/xidXZhFc+tZmnD9VZoxmizX36T2",
+	"eoQoleKCNHvDSEI1HVFlYV+nYpzOP7/63k8L6wOCRjT+hJnCrItVTWSmScJognonXtZMgEWWAq6ExhOj",
+	"KmCBD886OqY8tQnJvPQfd/Di94wm3Fwt97u7PaNeDIsCi2WXAOgbcj4bPf+T2VcO65GMVn4ym+c+w+o3",
+	"d7AWU6ihcECx+pvEVbGEv0cqz6GWa3bGSAgpm/7pMXYIgImtQSvhNCU6npFu73nHXETdwYvwxeGAxFII",
+	"Fuv8D8NBMjaeKwbZjF3LhjJbuDfa/DloIfKGJsvAke2A5D2bQWDNoNYgP4u5uRlspa2w+9fwH/v/dfju",
+	"+d+P/tZ72z87eP/ivHux/+HQ6/gg3A9ammsQGiz4lMw99GnOIidaz9Rgb8/d9Z2E3bilVHv+K82LfuLb",
+	"dUR5oknKqNKQAbBMm3Y1jkmEu4VJzW15CQCSTh6zaMoGnpkfqw1CZ/n1L60RoxnLTuZG7/94abRvvHTr",
+	"TBSYQgLy2iEiSjhvEtkpQFVvTs8vXr+Ldo/JXDGylPPMLFgql+Y2/E6Rn9/DXTXPUruLg729EpWGgGqy",
+	"Q6+OwcnVARAjztYs8qpc4ms/1iriNJJgdWZcVa9VkYCGu6rL1TQMF9Fqs29sAlnlFMPzV+0PJ+865FUl",
+	"oURMVUwTSKheDvXMYzyV1xvGMq129+HkXXtMY3ApuXBvW/vMpRqyLRTBrDVrMReCpeWamV7oqcWicixZ",
+	"oDSZMqoglsKte9HNmRl4TRc2SXY5cso2CmCBPEF+UfPONemA5TWrXfdqUNR8DNyXiPQsYLVVrK+/1Aia",
+	"XunLWtA3eI8RG8GSa0YyOa/MwtnXa7LVF1E6ugKtzwGKpYAWn7xdhMPaBU/yShFud/ME2bYNl7+87oxg",
+	"Np22Uy7BW4uPt13DqH/6Db40X6xpDsFjqbyG5Bpw7y+yMqUCRqSuLtjZKUHe5dCH5CSZQgB0uvRXGoEH",
+	"NQUNgM21z42I/voGdAulM0anZiw2n6p/YuCR1u3l7f8PAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -113,6 +114,21 @@ func (e DependencyCheckStatus) Valid() bool {
 	case DependencyCheckStatusFail:
 		return true
 	case DependencyCheckStatusOk:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DropActionType.
+const (
+	DropActionTypeDrop DropActionType = "drop"
+)
+
+// Valid indicates whether the value is a known member of the DropActionType enum.
+func (e DropActionType) Valid() bool {
+	switch e {
+	case DropActionTypeDrop:
 		return true
 	default:
 		return false
@@ -230,18 +246,15 @@ func (e PipelineStatsBackend) Valid() bool {
 	}
 }
 
-// Defines values for PolicyActionType.
+// Defines values for PreferPathActionType.
 const (
-	PolicyActionTypeDrop       PolicyActionType = "drop"
-	PolicyActionTypePreferPath PolicyActionType = "prefer_path"
+	PreferPathActionTypePreferPath PreferPathActionType = "prefer_path"
 )
 
-// Valid indicates whether the value is a known member of the PolicyActionType enum.
-func (e PolicyActionType) Valid() bool {
+// Valid indicates whether the value is a known member of the PreferPathActionType enum.
+func (e PreferPathActionType) Valid() bool {
 	switch e {
-	case PolicyActionTypeDrop:
-		return true
-	case PolicyActionTypePreferPath:
+	case PreferPathActionTypePreferPath:
 		return true
 	default:
 		return false
@@ -474,6 +487,16 @@ type DependencyCheckStatus string
 
 // DocsAsset The bytes of a documentation page file.
 type DocsAsset = openapi_types.File
+
+// DropAction Drop matching traffic.
+//
+// Example: {"type":"drop"}
+type DropAction struct {
+	Type DropActionType `json:"type"`
+}
+
+// DropActionType defines model for DropAction.Type.
+type DropActionType string
 
 // Endpoint A WAN-facing interface of a site.
 //
@@ -805,9 +828,8 @@ type PipelineStatsBackend string
 //
 // Example: {"action":{"path_id":12,"type":"prefer_path"},"active_flows":14,"bytes_matched":145600000,"created_at":"2025-06-01T09:20:00Z","enabled":true,"id":7,"last_seen":"2025-06-01T12:00:09Z","match":{"dst_cidr":"10.20.0.0/16","dst_ports":[{"from":5060,"to":5061}],"protocol":17},"name":"voip-over-fiber","packets_matched":182000,"priority":10,"updated_at":"2025-06-01T09:20:00Z"}
 type Policy struct {
-	// Action What happens to matching traffic. `prefer_path` needs `path_id` when written;
-	// `drop` takes none. When the preferred path is deleted the server clears
-	// `path_id` (null) and the policy falls back to the routing decision.
+	// Action What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+	// onto `path_id`, `drop` drops it.
 	Action PolicyAction `json:"action"`
 
 	// ActiveFlows Flows of the policy seen within the idle timeout. Read-only.
@@ -839,24 +861,16 @@ type Policy struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// PolicyAction What happens to matching traffic. `prefer_path` needs `path_id` when written;
-// `drop` takes none. When the preferred path is deleted the server clears
-// `path_id` (null) and the policy falls back to the routing decision.
+// PolicyAction What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+// onto `path_id`, `drop` drops it.
 type PolicyAction struct {
-	PathID *int64 `json:"path_id,omitempty"`
-
-	// Type `prefer_path` steers matching traffic onto `path_id`; `drop` drops it.
-	Type PolicyActionType `json:"type"`
+	union json.RawMessage
 }
-
-// PolicyActionType `prefer_path` steers matching traffic onto `path_id`; `drop` drops it.
-type PolicyActionType string
 
 // PolicyCreate defines model for PolicyCreate.
 type PolicyCreate struct {
-	// Action What happens to matching traffic. `prefer_path` needs `path_id` when written;
-	// `drop` takes none. When the preferred path is deleted the server clears
-	// `path_id` (null) and the policy falls back to the routing decision.
+	// Action What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+	// onto `path_id`, `drop` drops it.
 	Action  PolicyAction `json:"action"`
 	Enabled *bool        `json:"enabled,omitempty"`
 
@@ -931,9 +945,8 @@ type PolicyStats struct {
 
 // PolicyUpdate The fields to change; at least one. `match` and `action` replace the whole object.
 type PolicyUpdate struct {
-	// Action What happens to matching traffic. `prefer_path` needs `path_id` when written;
-	// `drop` takes none. When the preferred path is deleted the server clears
-	// `path_id` (null) and the policy falls back to the routing decision.
+	// Action What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+	// onto `path_id`, `drop` drops it.
 	Action  *PolicyAction `json:"action,omitempty"`
 	Enabled *bool         `json:"enabled,omitempty"`
 
@@ -955,6 +968,19 @@ type PortRange struct {
 	From int32 `json:"from"`
 	To   int32 `json:"to"`
 }
+
+// PreferPathAction Steer matching traffic onto a path. A write must name an existing path. When the
+// preferred path is deleted the server sets `path_id` to null and the policy falls
+// back to the routing decision.
+//
+// Example: {"path_id":12,"type":"prefer_path"}
+type PreferPathAction struct {
+	PathID *int64               `json:"path_id"`
+	Type   PreferPathActionType `json:"type"`
+}
+
+// PreferPathActionType defines model for PreferPathAction.Type.
+type PreferPathActionType string
 
 // Problem An RFC 9457 problem detail. Every 4xx and 5xx answer has one.
 type Problem struct {
@@ -1524,6 +1550,107 @@ type CreateTokenJSONRequestBody = TokenCreate
 
 // IngestTrafficJSONRequestBody defines body for IngestTraffic for application/json ContentType.
 type IngestTrafficJSONRequestBody = TrafficBatch
+
+// AsPreferPathAction returns the union data inside the PolicyAction as a PreferPathAction
+func (t PolicyAction) AsPreferPathAction() (PreferPathAction, error) {
+	var body PreferPathAction
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPreferPathAction overwrites any union data inside the PolicyAction as the provided PreferPathAction
+func (t *PolicyAction) FromPreferPathAction(v PreferPathAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"prefer_path"}`))
+	t.union = b
+	return err
+}
+
+// MergePreferPathAction performs a merge with any union data inside the PolicyAction, using the provided PreferPathAction
+func (t *PolicyAction) MergePreferPathAction(v PreferPathAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"prefer_path"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsDropAction returns the union data inside the PolicyAction as a DropAction
+func (t PolicyAction) AsDropAction() (DropAction, error) {
+	var body DropAction
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromDropAction overwrites any union data inside the PolicyAction as the provided DropAction
+func (t *PolicyAction) FromDropAction(v DropAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"drop"}`))
+	t.union = b
+	return err
+}
+
+// MergeDropAction performs a merge with any union data inside the PolicyAction, using the provided DropAction
+func (t *PolicyAction) MergeDropAction(v DropAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"drop"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t PolicyAction) Discriminator() (string, error) {
+	var discriminator struct {
+		Discriminator string `json:"type"`
+	}
+	err := json.Unmarshal(t.union, &discriminator)
+	return discriminator.Discriminator, err
+}
+
+func (t PolicyAction) ValueByDiscriminator() (interface{}, error) {
+	discriminator, err := t.Discriminator()
+	if err != nil {
+		return nil, err
+	}
+	switch discriminator {
+	case "drop":
+		return t.AsDropAction()
+	case "prefer_path":
+		return t.AsPreferPathAction()
+	default:
+		return nil, errors.New("unknown discriminator value: " + discriminator)
+	}
+}
+
+func (t PolicyAction) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *PolicyAction) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
