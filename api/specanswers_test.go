@@ -200,3 +200,31 @@ func TestListSchemasHaveExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestTrafficReportsEveryError sends the issue's batch: a port out of range, a negative count, an
+// unknown policy and a flow from IPv4 to IPv6 in one batch are named all at once, and nothing is
+// counted.
+func TestTrafficReportsEveryError(t *testing.T) {
+	a := newTestAPI(t, storage.DialectSQLite)
+	fx := a.seed()
+	before := a.stats()
+	body := fmt.Sprintf(`{"reports":[`+
+		`{"flow":{"src_ip":"10.0.0.1","dst_ip":"10.0.0.2","src_port":1,"dst_port":70000,"protocol":6},"packets":-1,"bytes":1},`+
+		`{"policy_id":999999,"flow":{"src_ip":"10.0.0.1","dst_ip":"10.0.0.2","src_port":1,"dst_port":2,"protocol":6},"packets":1,"bytes":1},`+
+		`{"policy_id":%d,"flow":{"src_ip":"10.0.0.1","dst_ip":"2001:db8::1","src_port":1,"dst_port":2,"protocol":6},"packets":1,"bytes":1}]}`, fx.policy.ID)
+	p := a.send(a.newRequest(http.MethodPost, "/api/v1/traffic", a.operator, []byte(body)), false).problem(t, http.StatusUnprocessableEntity)
+	want := []string{"reports[0].flow.dst_port", "reports[0].packets", "reports[1].policy_id", "reports[2].flow.dst_ip"}
+	if !slices.Equal(p.fields(), want) {
+		t.Errorf("fields = %q, want %q", p.fields(), want)
+	}
+	checkPlainWords(t, p)
+	if after := a.stats(); after != before {
+		t.Errorf("a refused batch changed the counters: %+v -> %+v", before, after)
+	}
+	// A mixed-family flow alone is refused too: no policy could match it.
+	one := `{"reports":[{"flow":{"src_ip":"2001:db8::1","dst_ip":"10.0.0.2","src_port":1,"dst_port":2,"protocol":6},"packets":1,"bytes":1}]}`
+	p = a.send(a.newRequest(http.MethodPost, "/api/v1/traffic", a.operator, []byte(one)), false).problem(t, http.StatusUnprocessableEntity)
+	if !slices.Equal(p.fields(), []string{"reports[0].flow.dst_ip"}) || !strings.Contains(p.Errors[0].Message, "address family") {
+		t.Errorf("mixed family: %+v", p.Errors)
+	}
+}

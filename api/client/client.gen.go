@@ -2269,8 +2269,10 @@ type ClientInterface interface {
 	// classified against the enabled policies in priority order (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
-	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+	// `policy_id`, source and destination of different address families) rejects the
+	// whole batch with 422 naming the index and field of every bad value (the first
+	// 100; `reports[3].flow.dst_port`) and records nothing. Malformed JSON stops the
+	// reading: the values before it are named too. The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type.
@@ -2284,8 +2286,10 @@ type ClientInterface interface {
 	// classified against the enabled policies in priority order (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
-	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+	// `policy_id`, source and destination of different address families) rejects the
+	// whole batch with 422 naming the index and field of every bad value (the first
+	// 100; `reports[3].flow.dst_port`) and records nothing. Malformed JSON stops the
+	// reading: the values before it are named too. The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type.
@@ -3406,8 +3410,10 @@ func (c *Client) DeleteToken(ctx context.Context, tokenID TokenID, reqEditors ..
 // classified against the enabled policies in priority order (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
-// `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+// `policy_id`, source and destination of different address families) rejects the
+// whole batch with 422 naming the index and field of every bad value (the first
+// 100; `reports[3].flow.dst_port`) and records nothing. Malformed JSON stops the
+// reading: the values before it are named too. The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 //
 // Takes any type of body and a specified content type.
@@ -3431,8 +3437,10 @@ func (c *Client) IngestTrafficWithBody(ctx context.Context, params *IngestTraffi
 // classified against the enabled policies in priority order (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
-// `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+// `policy_id`, source and destination of different address families) rejects the
+// whole batch with 422 naming the index and field of every bad value (the first
+// 100; `reports[3].flow.dst_port`) and records nothing. Malformed JSON stops the
+// reading: the values before it are named too. The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 //
 // Takes a body of the `application/json` content type.
@@ -6439,8 +6447,10 @@ type ClientWithResponsesInterface interface {
 	// classified against the enabled policies in priority order (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
-	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+	// `policy_id`, source and destination of different address families) rejects the
+	// whole batch with 422 naming the index and field of every bad value (the first
+	// 100; `reports[3].flow.dst_port`) and records nothing. Malformed JSON stops the
+	// reading: the values before it are named too. The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -6454,8 +6464,10 @@ type ClientWithResponsesInterface interface {
 	// classified against the enabled policies in priority order (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
-	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+	// `policy_id`, source and destination of different address families) rejects the
+	// whole batch with 422 naming the index and field of every bad value (the first
+	// 100; `reports[3].flow.dst_port`) and records nothing. Malformed JSON stops the
+	// reading: the values before it are named too. The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
@@ -12968,8 +12980,10 @@ func (c *ClientWithResponses) DeleteTokenWithResponse(ctx context.Context, token
 // classified against the enabled policies in priority order (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
-// `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+// `policy_id`, source and destination of different address families) rejects the
+// whole batch with 422 naming the index and field of every bad value (the first
+// 100; `reports[3].flow.dst_port`) and records nothing. Malformed JSON stops the
+// reading: the values before it are named too. The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -12989,8 +13003,10 @@ func (c *ClientWithResponses) IngestTrafficWithBodyWithResponse(ctx context.Cont
 // classified against the enabled policies in priority order (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
-// `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing. The body may be gzip-compressed
+// `policy_id`, source and destination of different address families) rejects the
+// whole batch with 422 naming the index and field of every bad value (the first
+// 100; `reports[3].flow.dst_port`) and records nothing. Malformed JSON stops the
+// reading: the values before it are named too. The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
