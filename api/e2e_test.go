@@ -229,14 +229,14 @@ func TestEndToEndThroughGeneratedClient(t *testing.T) {
 			}
 		}
 		var gotIDs []int64
-		for _, e := range auditOf(client.ListAuditEntriesParams{Actor: ptr("e2e-operator"), Since: &since, Until: &until}) {
+		for _, e := range auditOf(client.ListAuditEntriesParams{Actor: ptr("e2e-operator"), Since: ptr(since.Format(time.RFC3339Nano)), Until: ptr(until.Format(time.RFC3339Nano))}) {
 			gotIDs = append(gotIDs, e.ID)
 		}
 		if len(wantIDs) == 0 || !slices.Equal(gotIDs, wantIDs) {
 			t.Errorf("audit from %s until %s: %v, want %v", since, until, gotIDs, wantIDs)
 		}
 		future := time.Now().Add(time.Hour)
-		if got := auditOf(client.ListAuditEntriesParams{Since: &future}); len(got) != 0 {
+		if got := auditOf(client.ListAuditEntriesParams{Since: ptr(future.Format(time.RFC3339Nano))}); len(got) != 0 {
 			t.Errorf("audit since an hour ahead: %q", summary(got))
 		}
 

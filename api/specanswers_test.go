@@ -228,3 +228,33 @@ func TestTrafficReportsEveryError(t *testing.T) {
 		t.Errorf("mixed family: %+v", p.Errors)
 	}
 }
+
+// TestAuditTimesTakeHistoryForms checks that the audit log's since and until take the forms
+// history's from and to take: RFC 3339, now, and times relative to now.
+func TestAuditTimesTakeHistoryForms(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, a *testAPI) {
+		decodeAs[apigen.Site](t, a.do(http.MethodPost, "/api/v1/sites", a.operator, map[string]any{"name": a.name("audited")}), http.StatusCreated)
+		count := func(query string) int {
+			return len(decodeAs[apigen.AuditList](t, a.do(http.MethodGet, "/api/v1/audit?resource_kind=site&"+query, a.viewer, nil), http.StatusOK).Items)
+		}
+		if n := count("since=-5m"); n == 0 {
+			t.Error("since=-5m finds nothing, want the site just created")
+		}
+		if n := count("since=-5m&until=now"); n == 0 {
+			t.Error("since=-5m&until=now finds nothing")
+		}
+		if n := count("until=-1h"); n != 0 {
+			t.Errorf("until=-1h finds %d entries, want none", n)
+		}
+		if n := count("since=2000-01-01T00:00:00Z"); n == 0 {
+			t.Error("an RFC 3339 since finds nothing")
+		}
+		for _, bad := range []string{"-5min", "2026-12-01T18:00:00", "yesterday"} {
+			p := a.send(a.newRequest(http.MethodGet, "/api/v1/audit?since="+bad, a.viewer, nil), false).problem(t, http.StatusBadRequest)
+			if !slices.Equal(p.fields(), []string{"since"}) || !strings.Contains(p.Errors[0].Message, "relative to now") {
+				t.Errorf("since=%s: %+v", bad, p.Errors)
+			}
+			checkPlainWords(t, p)
+		}
+	})
+}

@@ -1363,11 +1363,11 @@ type ListAuditEntriesParams struct {
 	// Actor Only entries written by this actor (a token name).
 	Actor *string `form:"actor,omitempty" json:"actor,omitempty"`
 
-	// Since Only entries at or after this time (RFC 3339).
-	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
+	// Since Only entries at or after this time; the same forms as history's `from` (RFC 3339, `now`, or relative like `-5m`).
+	Since *string `form:"since,omitempty" json:"since,omitempty"`
 
-	// Until Only entries before this time (RFC 3339).
-	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
+	// Until Only entries before this time; the same forms as history's `from` (RFC 3339, `now`, or relative like `-5m`).
+	Until *string `form:"until,omitempty" json:"until,omitempty"`
 
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
@@ -3633,7 +3633,7 @@ func NewListAuditEntriesRequest(server string, params *ListAuditEntriesParams) (
 
 		if params.Since != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3645,7 +3645,7 @@ func NewListAuditEntriesRequest(server string, params *ListAuditEntriesParams) (
 
 		if params.Until != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "until", *params.Until, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "until", *params.Until, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
