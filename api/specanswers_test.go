@@ -258,3 +258,44 @@ func TestAuditTimesTakeHistoryForms(t *testing.T) {
 		}
 	})
 }
+
+// TestRoutingFollowsPathDirection builds the case: paths from site A to site B and
+// paths from B to A. A decision from B to A chooses only among the paths whose local endpoint
+// is at B, and its reason counts only those.
+func TestRoutingFollowsPathDirection(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, a *testAPI) {
+		fx := a.seed() // fx.path runs from fx.site (A) to fx.site2 (B)
+		ctx := t.Context()
+		forward := []int64{fx.path.ID}
+		var backward []int64
+		for i, addr := range []string{"198.51.100.1", "198.51.100.2"} {
+			e := storage.Endpoint{SiteID: fx.site2.ID, Name: a.name(fmt.Sprintf("back%d", i)), Address: addr, WANKind: "fiber"}
+			if err := a.store.Endpoints().Create(ctx, &e); err != nil {
+				t.Fatal(err)
+			}
+			p := storage.Path{Name: a.name("back"), LocalEndpointID: e.ID, RemoteEndpointID: fx.endpoint.ID, Status: storage.PathUp}
+			if err := a.store.Paths().Create(ctx, &p); err != nil {
+				t.Fatal(err)
+			}
+			backward = append(backward, p.ID)
+		}
+		// The forward path scores best of all: a direction-blind choice would take it both ways.
+		a.putMetrics(fx.path.ID, metricsBody(1, 0))
+		a.putMetrics(backward[0], metricsBody(50, 1))
+		a.putMetrics(backward[1], metricsBody(20, 0))
+		decide := func(src, dst string) apigen.RoutingDecision {
+			q := fmt.Sprintf("/api/v1/routing/decision?src_site_id=%s&dst_site_id=%s", src, dst)
+			return decodeAs[apigen.RoutingDecision](t, a.do(http.MethodGet, q, a.viewer, nil), http.StatusOK)
+		}
+		if d := decide(fx.site2.ID, fx.site.ID); d.SelectedPathID != backward[1] || !strings.Contains(d.Reason, "among 2 up paths") {
+			t.Errorf("B to A chose path %d (%q), want %d among the 2 paths from B", d.SelectedPathID, d.Reason, backward[1])
+		}
+		if d := decide(fx.site.ID, fx.site2.ID); d.SelectedPathID != forward[0] || !strings.Contains(d.Reason, "among 1 up paths") {
+			t.Errorf("A to B chose path %d (%q), want %d, the only path from A", d.SelectedPathID, d.Reason, forward[0])
+		}
+		// With the only A->B path down, A to B has no usable path although B->A paths are up.
+		decodeAs[apigen.Path](t, a.do(http.MethodPatch, fmt.Sprintf("/api/v1/paths/%d", fx.path.ID), a.operator, map[string]any{"status": "down"}), http.StatusOK)
+		q := fmt.Sprintf("/api/v1/routing/decision?src_site_id=%s&dst_site_id=%s", fx.site.ID, fx.site2.ID)
+		a.do(http.MethodGet, q, a.viewer, nil).problem(t, http.StatusNotFound)
+	})
+}

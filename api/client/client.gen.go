@@ -2042,9 +2042,12 @@ type ClientInterface interface {
 
 	// GetRoutingDecision Best path between two sites
 	//
-	// Picks the path between an endpoint of `src_site_id` and one of `dst_site_id`:
+	// Picks a path from `src_site_id` to `dst_site_id`. A path runs from its local
+	// endpoint to its remote endpoint, so only paths whose local endpoint is at
+	// `src_site_id` and remote endpoint at `dst_site_id` are candidates (a path the other
+	// way serves the reverse decision):
 	// the policy's preferred path if a `policy_id` is given, the policy is enabled and
-	// prefers a path, and that path joins the two sites and is up; else, among the
+	// prefers a path, and that path runs from src to dst and is up; else, among the
 	// paths that are up (or, only when none is up, those that are degraded), the one
 	// with the highest score, paths without metrics last, ties broken by lower latency
 	// and then by lower id. Down paths are never chosen. Decisions are cached (30 s by
@@ -2963,9 +2966,12 @@ func (c *Client) ResetPolicyStats(ctx context.Context, policyID PolicyID, reqEdi
 
 // GetRoutingDecision Best path between two sites
 //
-// Picks the path between an endpoint of `src_site_id` and one of `dst_site_id`:
+// Picks a path from `src_site_id` to `dst_site_id`. A path runs from its local
+// endpoint to its remote endpoint, so only paths whose local endpoint is at
+// `src_site_id` and remote endpoint at `dst_site_id` are candidates (a path the other
+// way serves the reverse decision):
 // the policy's preferred path if a `policy_id` is given, the policy is enabled and
-// prefers a path, and that path joins the two sites and is up; else, among the
+// prefers a path, and that path runs from src to dst and is up; else, among the
 // paths that are up (or, only when none is up, those that are degraded), the one
 // with the highest score, paths without metrics last, ties broken by lower latency
 // and then by lower id. Down paths are never chosen. Decisions are cached (30 s by
@@ -6196,9 +6202,12 @@ type ClientWithResponsesInterface interface {
 
 	// GetRoutingDecisionWithResponse Best path between two sites
 	//
-	// Picks the path between an endpoint of `src_site_id` and one of `dst_site_id`:
+	// Picks a path from `src_site_id` to `dst_site_id`. A path runs from its local
+	// endpoint to its remote endpoint, so only paths whose local endpoint is at
+	// `src_site_id` and remote endpoint at `dst_site_id` are candidates (a path the other
+	// way serves the reverse decision):
 	// the policy's preferred path if a `policy_id` is given, the policy is enabled and
-	// prefers a path, and that path joins the two sites and is up; else, among the
+	// prefers a path, and that path runs from src to dst and is up; else, among the
 	// paths that are up (or, only when none is up, those that are degraded), the one
 	// with the highest score, paths without metrics last, ties broken by lower latency
 	// and then by lower id. Down paths are never chosen. Decisions are cached (30 s by
@@ -12597,9 +12606,12 @@ func (c *ClientWithResponses) ResetPolicyStatsWithResponse(ctx context.Context, 
 
 // GetRoutingDecisionWithResponse Best path between two sites
 //
-// Picks the path between an endpoint of `src_site_id` and one of `dst_site_id`:
+// Picks a path from `src_site_id` to `dst_site_id`. A path runs from its local
+// endpoint to its remote endpoint, so only paths whose local endpoint is at
+// `src_site_id` and remote endpoint at `dst_site_id` are candidates (a path the other
+// way serves the reverse decision):
 // the policy's preferred path if a `policy_id` is given, the policy is enabled and
-// prefers a path, and that path joins the two sites and is up; else, among the
+// prefers a path, and that path runs from src to dst and is up; else, among the
 // paths that are up (or, only when none is up, those that are degraded), the one
 // with the highest score, paths without metrics last, ties broken by lower latency
 // and then by lower id. Down paths are never chosen. Decisions are cached (30 s by
