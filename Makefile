@@ -6,14 +6,23 @@ export GOPROXY := $(shell go env GOPROXY | sed 's/,direct//')
 GO_PACKAGES := ./...
 GENERATED := api/apigen api/client
 
-.PHONY: test check generate generate-check fmt-check vet staticcheck unit run build bench fuzz services
+.PHONY: test check spec spec-clients spec-lint generate generate-check fmt-check vet staticcheck unit run build bench fuzz services
 
 ## test: every check and every test, against the real PostgreSQL and InfluxDB (started by .ci/with-services)
-test: check
+test: check spec
 	./.ci/with-services ./.ci/go-test $(GO_PACKAGES)
 
 ## check: generated code current, gofmt, go vet, staticcheck
 check: generate-check fmt-check vet staticcheck
+
+## spec: openapi.yaml against tools from outside this project: a second strict client generator and a linter
+spec: spec-clients spec-lint
+
+spec-clients:
+	./.ci/ogen/run
+
+spec-lint:
+	./.ci/spec-lint/run
 
 generate:
 	go generate ./...

@@ -43,7 +43,7 @@ const testAdminToken = "test-admin-token-0123456789abcdef0123456789"
 
 // testSpec is openapi.yaml loaded once for validating requests and responses in tests.
 var testSpec = sync.OnceValues(func() (*openapi3.T, error) {
-	registerFormats.Do(defineFormats) // the uuid, ip and cidr formats, as the server checks them
+	registerFormats.Do(defineFormats) // the uuid, ipv4 and ipv6 formats, as the server checks them
 	doc, err := openapi3.NewLoader().LoadFromData(patronus.OpenAPI)
 	if err != nil {
 		return nil, fmt.Errorf("load openapi.yaml: %w", err)

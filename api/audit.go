@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -21,11 +22,25 @@ func (s *Server) ListAuditEntries(c *gin.Context, params apigen.ListAuditEntries
 	if params.ResourceKind != nil {
 		f.ResourceKind = string(*params.ResourceKind)
 	}
-	if params.Since != nil {
-		f.Since = *params.Since
+	// The same time forms as history's from and to: RFC 3339, now, or relative like -5m.
+	var fields []FieldError
+	for _, t := range []struct {
+		name  string
+		value *string
+		into  *time.Time
+	}{{"since", params.Since, &f.Since}, {"until", params.Until, &f.Until}} {
+		if t.value == nil {
+			continue
+		}
+		at, err := parseHistoryTime(*t.value, s.now().UTC())
+		if err != nil {
+			fields = append(fields, FieldError{Field: t.name, Message: err.Error()})
+		}
+		*t.into = at
 	}
-	if params.Until != nil {
-		f.Until = *params.Until
+	if len(fields) > 0 {
+		writeError(c, fieldErrors(errBadRequest, fields))
+		return
 	}
 	page, err := s.store.Audit().List(c.Request.Context(), f, lp)
 	if err != nil {

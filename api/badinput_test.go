@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -246,6 +247,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 					if tc.field != "" && !slices.Contains(p.fields(), tc.field) {
 						t.Errorf("problem names %q, want %q: %+v", p.fields(), tc.field, p)
 					}
+					checkPlainWords(t, p)
 					if d := diffSnapshots(before, a.snapshot()); d != "" {
 						t.Errorf("a refused request changed data:\n%s", d)
 					}
@@ -253,4 +255,48 @@ func TestBadInputChangesNothing(t *testing.T) {
 			}
 		}
 	})
+}
+
+// machineWords matches what a message for people must not contain: regular expressions
+// (anchors, classes, repetitions, groups, or the words) and Go type names (int64, []T, map[K]V,
+// pkg.Type, struct).
+var machineWords = regexp.MustCompile(`\^|\$\)|\$"|\$$|\\[dwsS.]|\[[^\]]*-[^\]]*\]|\{[0-9]+,[0-9]*\}|\(\?|regular expression|` +
+	`\b(u?int(8|16|32|64)?|float(32|64)|complex(64|128)|uintptr|rune|struct|interface \{)\b|\[\][A-Za-z*]|map\[|\b[a-z][a-z0-9]*\.[A-Z][A-Za-z0-9]*\b`)
+
+// checkPlainWords fails the test when the problem's detail or a field message is not written
+// for people: a regular expression or a Go type name in it.
+func checkPlainWords(t testing.TB, p Problem) {
+	t.Helper()
+	texts := []string{p.Detail}
+	for _, e := range p.Errors {
+		texts = append(texts, e.Message)
+	}
+	for _, text := range texts {
+		if m := machineWords.FindString(text); m != "" {
+			t.Errorf("message %q is not in words (it has %q)", text, m)
+		}
+	}
+}
+
+func TestPlainWordsCatchesMachineText(t *testing.T) {
+	for _, text := range []string{
+		`string doesn't match the regular expression "^(now|-[1-9][0-9]{0,8}[smhdw])$"`,
+		"must be of type int64", "cannot unmarshal string into []apigen.PortRange", "json: cannot unmarshal into Go struct field",
+		"value of type map[string]interface {}", "a storage.Site",
+	} {
+		rec := &errorRecorder{TB: t}
+		checkPlainWords(rec, Problem{Errors: []FieldError{{Field: "x", Message: text}}})
+		if len(rec.errs) == 0 {
+			t.Errorf("%q passed as words", text)
+		}
+	}
+	for _, text := range []string{"must be between 0 and 65535", "must be an integer between 1 and 1000",
+		"must be an RFC 3339 time with a zone, like 2026-12-01T18:00:00Z", "must be one of drop, prefer_path",
+		"site 6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11 not found", `a site named "branch-paris" already exists`} {
+		rec := &errorRecorder{TB: t}
+		checkPlainWords(rec, Problem{Detail: text})
+		if len(rec.errs) != 0 {
+			t.Errorf("%q refused: %v", text, rec.errs)
+		}
+	}
 }

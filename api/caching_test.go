@@ -265,10 +265,15 @@ func requireDecision(t *testing.T, d apigen.RoutingDecision, pathID int64, cache
 	}
 }
 
-// secondPath stores another up path between the fixture's endpoints.
+// secondPath stores another up path from the fixture's first site to its second, from a second
+// endpoint of the first site.
 func (a *testAPI) secondPath(fx fixture) storage.Path {
 	a.t.Helper()
-	p := storage.Path{Name: a.name("path"), LocalEndpointID: fx.endpoint2.ID, RemoteEndpointID: fx.endpoint.ID, Status: storage.PathUp}
+	e := storage.Endpoint{SiteID: fx.site.ID, Name: a.name("wan"), Interface: "eth2", Address: "203.0.113.11", WANKind: "lte"}
+	if err := a.store.Endpoints().Create(context.Background(), &e); err != nil {
+		a.t.Fatal(err)
+	}
+	p := storage.Path{Name: a.name("path"), LocalEndpointID: e.ID, RemoteEndpointID: fx.endpoint2.ID, Status: storage.PathUp}
 	if err := a.store.Paths().Create(context.Background(), &p); err != nil {
 		a.t.Fatal(err)
 	}

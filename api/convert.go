@@ -100,12 +100,35 @@ func applyPolicyMatch(p *storage.Policy, m *apigen.PolicyMatch) {
 	p.DstPorts = portRangesIn(in.DstPorts)
 }
 
+// policyActionFields reads the type and preferred path of an action, the discriminated union
+// of prefer_path and drop.
+func policyActionFields(a apigen.PolicyAction) (string, *int64) {
+	typ, _ := a.Discriminator()
+	if typ != storage.ActionPreferPath {
+		return typ, nil
+	}
+	pp, _ := a.AsPreferPathAction()
+	return typ, pp.PathID
+}
+
+// policyActionOut renders a stored action; a prefer_path whose path was deleted has path_id null.
+func policyActionOut(actionType string, pathID *int64) apigen.PolicyAction {
+	var a apigen.PolicyAction
+	if actionType == storage.ActionDrop {
+		_ = a.FromDropAction(apigen.DropAction{Type: apigen.DropActionTypeDrop})
+		return a
+	}
+	_ = a.FromPreferPathAction(apigen.PreferPathAction{Type: apigen.PreferPathActionTypePreferPath, PathID: pathID})
+	return a
+}
+
 // applyPolicyAction replaces the policy's action with a.
 func applyPolicyAction(p *storage.Policy, a apigen.PolicyAction) {
-	p.ActionType = string(a.Type)
+	typ, pathID := policyActionFields(a)
+	p.ActionType = typ
 	p.PathID = nil
-	if a.PathID != nil {
-		id := *a.PathID
+	if pathID != nil {
+		id := *pathID
 		p.PathID = &id
 	}
 }
@@ -115,7 +138,7 @@ func policyOut(p storage.Policy, st collector.PolicyStats) apigen.Policy {
 	out := apigen.Policy{
 		ID: p.ID, Name: p.Name, Priority: int32(p.Priority), Enabled: p.Enabled,
 		Match:          policyMatchOut(p),
-		Action:         apigen.PolicyAction{Type: apigen.PolicyActionType(p.ActionType), PathID: p.PathID},
+		Action:         policyActionOut(p.ActionType, p.PathID),
 		PacketsMatched: counterOut(st.PacketsMatched), BytesMatched: counterOut(st.BytesMatched),
 		ActiveFlows: st.ActiveFlows, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
 	}

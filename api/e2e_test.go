@@ -147,10 +147,11 @@ func TestEndToEndThroughGeneratedClient(t *testing.T) {
 		rPol, err := op.CreatePolicyWithResponse(ctx, client.PolicyCreate{
 			Name: "voip", Priority: 10,
 			Match:  &client.PolicyMatch{Protocol: ptr[int32](17), DstCIDR: ptr("10.20.0.0/16"), DstPorts: &[]client.PortRange{{From: 5060, To: 5061}}},
-			Action: client.PolicyAction{Type: client.PolicyActionTypePreferPath, PathID: &path.ID},
+			Action: preferPathAction(t, path.ID),
 		})
 		policy := must(t, rPol, err, http.StatusCreated).JSON201
-		if !policy.Enabled || *policy.Action.PathID != path.ID || (*policy.Match.DstPorts)[0].To != 5061 {
+		preferred, err := policy.Action.AsPreferPathAction()
+		if err != nil || !policy.Enabled || preferred.PathID == nil || *preferred.PathID != path.ID || (*policy.Match.DstPorts)[0].To != 5061 {
 			t.Errorf("created policy %+v", policy)
 		}
 
@@ -228,14 +229,14 @@ func TestEndToEndThroughGeneratedClient(t *testing.T) {
 			}
 		}
 		var gotIDs []int64
-		for _, e := range auditOf(client.ListAuditEntriesParams{Actor: ptr("e2e-operator"), Since: &since, Until: &until}) {
+		for _, e := range auditOf(client.ListAuditEntriesParams{Actor: ptr("e2e-operator"), Since: ptr(since.Format(time.RFC3339Nano)), Until: ptr(until.Format(time.RFC3339Nano))}) {
 			gotIDs = append(gotIDs, e.ID)
 		}
 		if len(wantIDs) == 0 || !slices.Equal(gotIDs, wantIDs) {
 			t.Errorf("audit from %s until %s: %v, want %v", since, until, gotIDs, wantIDs)
 		}
 		future := time.Now().Add(time.Hour)
-		if got := auditOf(client.ListAuditEntriesParams{Since: &future}); len(got) != 0 {
+		if got := auditOf(client.ListAuditEntriesParams{Since: ptr(future.Format(time.RFC3339Nano))}); len(got) != 0 {
 			t.Errorf("audit since an hour ahead: %q", summary(got))
 		}
 
@@ -296,4 +297,14 @@ func TestPanickingProbeFailsReadiness(t *testing.T) {
 	if !strings.Contains(a.logs.String(), "panic in readiness probe") {
 		t.Errorf("the probe's panic is not logged:\n%s", a.logs.String())
 	}
+}
+
+// preferPathAction is the client's prefer_path action for a path.
+func preferPathAction(t *testing.T, pathID int64) client.PolicyAction {
+	t.Helper()
+	var a client.PolicyAction
+	if err := a.FromPreferPathAction(client.PreferPathAction{Type: client.PreferPathActionTypePreferPath, PathID: &pathID}); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

@@ -36,6 +36,8 @@ type Problem struct {
 	Instance  string       `json:"instance,omitempty"`
 	RequestID string       `json:"request_id"`
 	Errors    []FieldError `json:"errors,omitempty"`
+	// Checks is each dependency's state, in the readiness problem only.
+	Checks map[string]checkResult `json:"checks,omitempty"`
 }
 
 // Error kinds raised by the API layer itself, beside storage's sentinels.
@@ -140,6 +142,9 @@ func fieldErrors(kind error, fields []FieldError) error {
 	return &apiError{kind: kind, detail: "the request has invalid fields", fields: fields}
 }
 
+// maxFieldErrors bounds errors[] of one answer, so a huge bad batch gets a bounded answer.
+const maxFieldErrors = 100
+
 // problemFor builds the problem body of err. Errors not in the table are internal: their text
 // is logged, never shown.
 func problemFor(err error) (Problem, bool) {
@@ -161,6 +166,10 @@ func problemAndRetry(err error) (Problem, time.Duration, bool) {
 			if errors.As(err, &ae) {
 				p.Detail = ae.detail
 				p.Errors = ae.fields
+				if len(p.Errors) > maxFieldErrors {
+					p.Detail += fmt.Sprintf(" (the first %d of %d errors)", maxFieldErrors, len(p.Errors))
+					p.Errors = p.Errors[:maxFieldErrors]
+				}
 			} else {
 				p.Detail = publicDetail(err)
 			}
@@ -187,7 +196,7 @@ func writeError(c *gin.Context, err error) {
 	if retry > 0 {
 		c.Header("Retry-After", strconv.Itoa(int(max(time.Second, retry.Round(time.Second))/time.Second)))
 	}
-	p.Instance = c.Request.URL.Path
+	p.Instance = problemInstance(c)
 	p.RequestID = requestID(c)
 	if !known {
 		loggerFrom(c).Error("internal error", "err", err, "request_id", p.RequestID, "path", c.Request.URL.Path)
@@ -206,6 +215,12 @@ func writeError(c *gin.Context, err error) {
 	if unread {
 		afterUnread(c)
 	}
+}
+
+// problemInstance is the request path as the client sent it, percent-encoded: a valid URI
+// reference, unlike the decoded path (/docs/a b.js).
+func problemInstance(c *gin.Context) string {
+	return c.Request.URL.EscapedPath()
 }
 
 func writeProblem(c *gin.Context, p Problem) {

@@ -236,16 +236,9 @@ func (s *Server) backfill(ctx context.Context, after, upto uint64) ([]events.Eve
 	return out, false, nil
 }
 
-// recordTraffic records a batch. Before one naming a policy the classifier does not know is
-// refused, the feed is read once (rate-limited), so that a policy just created on another
-// replica is never refused.
+// recordTraffic records a checked batch (see checkReports): through the spool when there is
+// one, so that it is on disk before it is acknowledged.
 func (s *Server) recordTraffic(ctx context.Context, reports []collector.Report) (collector.BatchResult, error) {
-	for _, r := range reports {
-		if r.PolicyID != nil && !s.cfg.Collector.KnowsPolicy(*r.PolicyID) {
-			s.recheckFeed(ctx, time.Now())
-			break
-		}
-	}
 	if s.cfg.Spool == nil {
 		return s.cfg.Collector.RecordBatch(reports)
 	}
@@ -255,6 +248,19 @@ func (s *Server) recordTraffic(ctx context.Context, reports []collector.Report) 
 		}
 		return nil
 	})
+}
+
+// checkReports names the reports whose policy id this replica does not know. Before it refuses
+// any, it reads the feed once more (rate-limited), so a policy just created through another
+// replica is never refused.
+func (s *Server) checkReports(ctx context.Context, reports []collector.Report) collector.ValidationErrors {
+	arrived := time.Now()
+	errs := s.cfg.Collector.CheckBatch(reports)
+	if len(errs) == 0 {
+		return nil
+	}
+	s.recheckFeed(ctx, arrived)
+	return s.cfg.Collector.CheckBatch(reports)
 }
 
 // recheckFeed makes sure a read of the feed that started after arrived has completed. Callers

@@ -86,7 +86,7 @@ func (s *Server) GetReadiness(c *gin.Context) {
 	c.Status(http.StatusServiceUnavailable)
 	out, err := json.Marshal(readinessProblem{
 		Problem: Problem{Type: problemTypeBase + "unavailable", Title: "Service unavailable", Status: http.StatusServiceUnavailable,
-			Detail: strings.Join(failed, ", "), Instance: c.Request.URL.Path, RequestID: requestID(c)},
+			Detail: strings.Join(failed, ", "), Instance: problemInstance(c), RequestID: requestID(c)},
 		Checks: body.Checks,
 	})
 	if err == nil {

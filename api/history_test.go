@@ -327,6 +327,8 @@ func TestHistoryBadParameters(t *testing.T) {
 		{"TooManyPoints", "every", []string{"from", "-1d", "every", "1s"}, "86400", false},
 		{"JustTooManyPoints", "every", []string{"from", "2025-06-01T00:00:00Z", "to", "2025-06-01T02:46:41Z", "every", "1s"}, "limit of 10000", false},
 		{"BadFormat", "format", []string{"format", "xml"}, "", true},
+		{"FromWithoutZone", "from", []string{"from", "2026-12-01T18:00:00"}, "RFC 3339 time with a zone", true},
+		{"FromUnitSpelledOut", "from", []string{"from", "-5min"}, "relative to now like -30m", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -338,6 +340,7 @@ func TestHistoryBadParameters(t *testing.T) {
 			if !strings.Contains(p.Errors[0].Message, tc.detail) {
 				t.Errorf("message %q does not say %q", p.Errors[0].Message, tc.detail)
 			}
+			checkPlainWords(t, p)
 		})
 	}
 

@@ -236,7 +236,7 @@ func TestDeletingAnEndpointRemovesItsPaths(t *testing.T) {
 		decodeAs[apigen.Path](t, a.do(http.MethodGet, "/api/v1/paths/"+strconv.FormatInt(other.path.ID, 10), a.viewer, nil), http.StatusOK)
 
 		pol := decodeAs[apigen.Policy](t, a.do(http.MethodGet, "/api/v1/policies/"+strconv.FormatInt(fx.policy.ID, 10), a.viewer, nil), http.StatusOK)
-		if pol.Action.Type != apigen.PolicyActionTypePreferPath || pol.Action.PathID != nil {
+		if typ, pathID := policyActionFields(pol.Action); typ != storage.ActionPreferPath || pathID != nil {
 			t.Errorf("policy action after its path went: %+v, want prefer_path without path_id", pol.Action)
 		}
 		wantPaths := []int64{fx.path.ID, back.ID}
@@ -339,7 +339,7 @@ func TestPolicyCountersAndClassifier(t *testing.T) {
 			t.Errorf("match after replacing: %+v", upd.Match)
 		}
 		upd = decodeAs[apigen.Policy](t, a.do(http.MethodPatch, path, a.operator, map[string]any{"action": map[string]any{"type": "drop"}}), http.StatusOK)
-		if upd.Action.Type != apigen.PolicyActionTypeDrop || upd.Action.PathID != nil {
+		if typ, pathID := policyActionFields(upd.Action); typ != storage.ActionDrop || pathID != nil {
 			t.Errorf("action after PATCH drop: %+v", upd.Action)
 		}
 

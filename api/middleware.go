@@ -37,15 +37,20 @@ func requestIDMiddleware(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		id := c.GetHeader(headerRequestID)
 		if !validRequestID(id) {
-			var b [12]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
+			id = newRequestID()
 		}
 		c.Set(ctxRequestID, id)
 		c.Set(ctxLogger, log.With("request_id", id))
 		c.Header(headerRequestID, id)
 		c.Next()
 	}
+}
+
+// newRequestID makes a random request id.
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func validRequestID(id string) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 
 	"github.com/gin-gonic/gin"
 
@@ -158,7 +159,11 @@ func (s *Server) UpdatePolicy(c *gin.Context, policyID apigen.PolicyID) {
 		if in.Match != nil {
 			applyPolicyMatch(&p, in.Match)
 		}
-		newPath := in.Action != nil && in.Action.PathID != nil
+		var newPath bool
+		if in.Action != nil {
+			_, pathID := policyActionFields(*in.Action)
+			newPath = pathID != nil
+		}
 		if in.Action != nil {
 			applyPolicyAction(&p, *in.Action)
 			if err := checkPreferredPath(ctx, tx, p.PathID); err != nil {
@@ -212,6 +217,18 @@ func checkPolicyMatch(m *apigen.PolicyMatch) []FieldError {
 		return nil
 	}
 	var fields []FieldError
+	// The spec's CIDR pattern checks the form; the address must also parse for its family.
+	for _, c := range []struct {
+		name string
+		cidr *string
+	}{{"match.src_cidr", m.SrcCIDR}, {"match.dst_cidr", m.DstCIDR}} {
+		if c.cidr == nil {
+			continue
+		}
+		if _, err := netip.ParsePrefix(*c.cidr); err != nil {
+			fields = append(fields, FieldError{Field: c.name, Message: "must be an IPv4 or IPv6 prefix in CIDR notation, like 10.0.0.0/8 or 2001:db8::/32"})
+		}
+	}
 	for _, list := range []struct {
 		name   string
 		ranges *[]apigen.PortRange
@@ -231,10 +248,11 @@ func checkPolicyMatch(m *apigen.PolicyMatch) []FieldError {
 
 // checkPolicyAction checks that prefer_path names a path and drop does not.
 func checkPolicyAction(a apigen.PolicyAction) []FieldError {
+	typ, pathID := policyActionFields(a)
 	switch {
-	case a.Type == apigen.PolicyActionTypePreferPath && a.PathID == nil:
+	case typ == storage.ActionPreferPath && pathID == nil:
 		return []FieldError{{Field: "action.path_id", Message: "is required for prefer_path"}}
-	case a.Type == apigen.PolicyActionTypeDrop && a.PathID != nil:
+	case typ == storage.ActionDrop && pathID != nil:
 		return []FieldError{{Field: "action.path_id", Message: "must be absent for drop"}}
 	}
 	return nil

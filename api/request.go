@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -45,7 +46,7 @@ func jsonDecodeError(err error) error {
 		if field == "" {
 			field = "body"
 		}
-		return fieldError(field, "must be of type %s", typeErr.Type)
+		return fieldError(field, "must be %s", jsonKindWords(typeErr.Type))
 	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return fieldErrors(errBadRequest, []FieldError{{Field: "body", Message: "malformed JSON: " + err.Error()}})
 	}
@@ -120,4 +121,25 @@ func deref[T any](p *T) T {
 // client has gone.
 func afterCommit(c *gin.Context) context.Context {
 	return context.WithoutCancel(c.Request.Context())
+}
+
+// jsonKindWords names the JSON value a Go type decodes from, never the Go type itself.
+func jsonKindWords(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a JSON array"
+	}
+	return "a JSON object"
 }

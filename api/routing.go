@@ -52,7 +52,7 @@ type routeCandidate struct {
 // decideRoute picks the path for traffic from src to dst:
 //
 //  1. the policy's preferred path, if a policy is given, is enabled, prefers a path, and that
-//     path joins the two sites and is up;
+//     path runs from src to dst and is up;
 //  2. else, among the paths that are up (or, when none is up, those that are degraded), the
 //     one with the highest score, paths without metrics last, ties broken by lower latency
 //     and then by lower id.
@@ -74,7 +74,8 @@ func (s *Server) decideRoute(ctx context.Context, src, dst string, policyID *int
 		}
 		policy = &p
 	}
-	paths, err := s.store.Paths().BetweenSites(ctx, src, dst)
+	// A path runs from its local endpoint to its remote one: only those from src to dst count.
+	paths, err := s.store.Paths().FromSiteToSite(ctx, src, dst)
 	if err != nil {
 		return d, err
 	}
@@ -93,7 +94,7 @@ func (s *Server) decideRoute(ctx context.Context, src, dst string, policyID *int
 	}
 	d, ok := chooseRoute(candidates, policy)
 	if !ok {
-		return d, newError(storage.ErrNotFound, "no usable path joins site %s and site %s (%d paths, none up or degraded)",
+		return d, newError(storage.ErrNotFound, "no usable path runs from site %s to site %s (%d paths, none up or degraded)",
 			src, dst, len(paths))
 	}
 	d.PathIDs = ids
@@ -114,7 +115,7 @@ func chooseRoute(candidates []routeCandidate, policy *storage.Policy) (d cache.R
 			i := slices.IndexFunc(candidates, func(rc routeCandidate) bool { return rc.path.ID == *policy.PathID })
 			switch {
 			case i < 0:
-				policyNote = fmt.Sprintf("policy %d prefers path %d, which does not join these sites; ", policy.ID, *policy.PathID)
+				policyNote = fmt.Sprintf("policy %d prefers path %d, which does not run from this source to this destination; ", policy.ID, *policy.PathID)
 			case candidates[i].path.Status != storage.PathUp:
 				policyNote = fmt.Sprintf("policy %d prefers path %d but it is %s; ", policy.ID, *policy.PathID, candidates[i].path.Status)
 			default:

@@ -192,7 +192,7 @@ func New(cfg Config) (*Server, error) {
 	r.NoMethod(func(c *gin.Context) {
 		writeProblem(c, Problem{Type: problemTypeBase + "method-not-allowed", Title: "Method not allowed",
 			Status: http.StatusMethodNotAllowed, Detail: fmt.Sprintf("%s is not allowed on %s", c.Request.Method, c.Request.URL.Path),
-			Instance: c.Request.URL.Path, RequestID: requestID(c)})
+			Instance: problemInstance(c), RequestID: requestID(c)})
 	})
 	apigen.RegisterHandlersWithOptions(r, s, apigen.GinServerOptions{ErrorHandler: parameterError})
 	s.router = r
@@ -231,5 +231,15 @@ func (s *Server) ReloadPolicies(ctx context.Context) error {
 	return s.cfg.Collector.SetPolicies(policies)
 }
 
-// Handler returns the server's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.router }
+// Handler returns the server's HTTP handler. gin answers a trailing-slash redirect before any
+// middleware runs, so the request id is assigned here, in front of gin: every response carries
+// X-Request-ID, redirects included.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !validRequestID(r.Header.Get(headerRequestID)) {
+			r.Header.Set(headerRequestID, newRequestID())
+		}
+		w.Header().Set(headerRequestID, r.Header.Get(headerRequestID))
+		s.router.ServeHTTP(w, r)
+	})
+}

@@ -152,7 +152,9 @@ func TestDeleteSite(t *testing.T) {
 		a.do(http.MethodGet, fmt.Sprintf("/api/v1/paths/%d", f.otherPath), a.viewer, nil).problemUnless(t, http.StatusOK)
 		kept := decodeAs[apigen.Policy](t, a.do(http.MethodGet, fmt.Sprintf("/api/v1/policies/%d", f.keptPolicy), a.viewer, nil), http.StatusOK)
 		cleared := decodeAs[apigen.Policy](t, a.do(http.MethodGet, fmt.Sprintf("/api/v1/policies/%d", f.clearedPolicy), a.viewer, nil), http.StatusOK)
-		if kept.Action.PathID == nil || *kept.Action.PathID != f.otherPath || cleared.Action.PathID != nil {
+		_, keptPath := policyActionFields(kept.Action)
+		_, clearedPath := policyActionFields(cleared.Action)
+		if keptPath == nil || *keptPath != f.otherPath || clearedPath != nil {
 			t.Errorf("policies after the delete: kept %+v, cleared %+v", kept.Action, cleared.Action)
 		}
 		for _, p := range f.targetPaths {

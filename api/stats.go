@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -85,13 +86,29 @@ func (s *Server) ListPolicyFlows(c *gin.Context, policyID apigen.PolicyID, param
 		writeError(c, fieldErrors(errBadRequest, []FieldError{{Field: "sort", Message: "must be bytes, packets or last_seen"}}))
 		return
 	}
+	// The cursor of a live top list is the offset of the next page in it.
+	offset := 0
+	if params.Cursor != nil {
+		key, err := storage.DecodeCursor(*params.Cursor)
+		n, convErr := strconv.Atoi(key)
+		if err != nil || convErr != nil || !int64Key(key) || n > maxFlowOffset {
+			writeError(c, fieldErrors(errBadRequest, []FieldError{{Field: "cursor", Message: "is not a cursor this API returned"}}))
+			return
+		}
+		offset = n
+	}
 	if err := s.knownPolicy(c.Request.Context(), policyID); err != nil {
 		writeError(c, err)
 		return
 	}
 	out := apigen.FlowList{PolicyID: policyID, Sort: sort, Items: []apigen.Flow{}}
 	if s.cfg.Collector != nil {
-		for _, f := range s.cfg.Collector.TopFlows(policyID, limit, string(sort)) {
+		top := s.cfg.Collector.TopFlows(policyID, offset+limit+1, string(sort))
+		if len(top) > offset+limit {
+			out.NextCursor = nextCursorOf(storage.EncodeCursor(strconv.Itoa(offset + limit)))
+			top = top[:offset+limit]
+		}
+		for _, f := range top[min(offset, len(top)):] {
 			out.Items = append(out.Items, apigen.Flow{
 				Flow: apigen.FlowKey{
 					SrcIP: f.Flow.SrcIP.String(), DstIP: f.Flow.DstIP.String(),
@@ -103,6 +120,9 @@ func (s *Server) ListPolicyFlows(c *gin.Context, policyID apigen.PolicyID, param
 	}
 	c.JSON(http.StatusOK, out)
 }
+
+// maxFlowOffset bounds how deep the flow list pages: each page ranks every flow above it.
+const maxFlowOffset = 100_000
 
 // ResetPolicyStats zeroes one policy's live counters, with an audit entry holding the counts
 // it had, and broadcasts stats.reset. History is not touched.

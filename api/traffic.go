@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"compress/flate"
 	"compress/gzip"
 	"context"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/gin-gonic/gin"
@@ -32,7 +34,9 @@ func (s *Server) IngestTraffic(c *gin.Context, params apigen.IngestTrafficParams
 		writeError(c, errors.New("ingest traffic: no collector is configured"))
 		return
 	}
-	reports, err := readTraffic(c, params)
+	reports, err := readTraffic(c, params, func(r []collector.Report) collector.ValidationErrors {
+		return s.checkReports(c.Request.Context(), r)
+	})
 	if err != nil {
 		s.cfg.Collector.ObserveRejected()
 		writeError(c, err)
@@ -51,7 +55,7 @@ func (s *Server) IngestTraffic(c *gin.Context, params apigen.IngestTrafficParams
 }
 
 // readTraffic reads and decodes the batch of an ingest request, decompressing it if needed.
-func readTraffic(c *gin.Context, params apigen.IngestTrafficParams) ([]collector.Report, error) {
+func readTraffic(c *gin.Context, params apigen.IngestTrafficParams, check func([]collector.Report) collector.ValidationErrors) ([]collector.Report, error) {
 	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
 		return nil, fieldErrors(errUnsupportedMedia, []FieldError{{Field: "Content-Type", Message: "must be application/json"}})
 	}
@@ -69,6 +73,22 @@ func readTraffic(c *gin.Context, params apigen.IngestTrafficParams) ([]collector
 	if errors.Is(err, errBusy) {
 		return nil, err
 	}
+	var decodeErrs collector.ValidationErrors
+	if errors.As(err, &decodeErrs) || (err == nil && reports != nil) {
+		// Every value was read: add what the decoder cannot see (policy ids, both addresses of
+		// a flow), so the client learns every problem at once.
+		errs := append(decodeErrs, familyErrors(reports)...)
+		if check != nil {
+			errs = append(errs, check(reports)...)
+		}
+		slices.SortStableFunc(errs, func(a, b *collector.ValidationError) int { return cmp.Compare(a.Index, b.Index) })
+		if len(errs) > collector.MaxValidationErrors {
+			errs = errs[:collector.MaxValidationErrors]
+		}
+		if len(errs) > 0 {
+			err = errs
+		}
+	}
 	if err != nil {
 		return nil, trafficError(err)
 	}
@@ -81,9 +101,41 @@ func readTraffic(c *gin.Context, params apigen.IngestTrafficParams) ([]collector
 // trafficError turns an error of DecodeBatch or RecordBatch into an API error: malformed JSON
 // is a 400, too many reports a 413, anything else about the content a 422 naming the report
 // and field; errors reading the body are sorted by bodyReadError.
+// familyErrors names the flows whose source and destination are of different address families:
+// the spec's FlowKey allows none, and no policy could match one.
+func familyErrors(reports []collector.Report) collector.ValidationErrors {
+	var errs collector.ValidationErrors
+	for i := range reports {
+		f := &reports[i].Flow
+		if f.SrcIP.IsValid() && f.DstIP.IsValid() && f.SrcIP.Is4() != f.DstIP.Is4() {
+			errs = append(errs, &collector.ValidationError{Index: i, Field: fmt.Sprintf("reports[%d].flow.dst_ip", i),
+				Message: "must be of the same address family as src_ip (both IPv4 or both IPv6)"})
+			if len(errs) >= collector.MaxValidationErrors {
+				break
+			}
+		}
+	}
+	return errs
+}
+
 func trafficError(err error) error {
 	if errors.Is(err, errUnavailable) {
 		return err // the spool could not take the batch: nothing was recorded
+	}
+	var many collector.ValidationErrors
+	if errors.As(err, &many) {
+		kind := errValidation
+		fields := make([]FieldError, 0, len(many))
+		for _, ve := range many {
+			switch ve.Kind {
+			case collector.MalformedJSON:
+				kind = errBadRequest
+			case collector.TooManyReports:
+				return trafficError(ve)
+			}
+			fields = append(fields, FieldError{Field: cmp.Or(ve.Field, "body"), Message: ve.Message})
+		}
+		return fieldErrors(kind, fields)
 	}
 	var ve *collector.ValidationError
 	if !errors.As(err, &ve) {

@@ -238,6 +238,29 @@ type BatchResult struct {
 	Unclassified int
 }
 
+// CheckBatch returns every problem of the reports that needs the collector to see, an unknown
+// policy id, at most MaxValidationErrors of them; nil when there is none.
+func (c *Collector) CheckBatch(reports []Report) ValidationErrors {
+	return checkPolicies(c.policies.Load(), reports)
+}
+
+// checkPolicies returns the reports' unknown policy ids against set, at most
+// MaxValidationErrors of them.
+func checkPolicies(set *policySet, reports []Report) ValidationErrors {
+	var errs ValidationErrors
+	for i := range reports {
+		if len(errs) >= MaxValidationErrors {
+			break
+		}
+		r := &reports[i]
+		if r.PolicyID != nil && !set.known(*r.PolicyID) {
+			errs = append(errs, &ValidationError{Index: i, Field: fieldPath(i, "policy_id"),
+				Message: fmt.Sprintf("unknown policy %d", *r.PolicyID)})
+		}
+	}
+	return errs
+}
+
 // RecordBatch validates every report first and records nothing if one is invalid (an
 // unknown policy id or a missing address), returning a *ValidationError that names it.
 // Otherwise it records all of them, classifying the reports without a policy id.
@@ -355,13 +378,12 @@ func batchDeltas(reports []Report, ids []int64) []spool.Delta {
 // validateBatch checks what DecodeBatch cannot: policy ids against the policies, and that
 // reports built in code carry both addresses.
 func (c *Collector) validateBatch(set *policySet, reports []Report) error {
+	if errs := checkPolicies(set, reports); len(errs) > 0 {
+		c.rejected.Add(1)
+		return errs
+	}
 	for i := range reports {
 		r := &reports[i]
-		if r.PolicyID != nil && !set.known(*r.PolicyID) {
-			c.rejected.Add(1)
-			return &ValidationError{Index: i, Field: fieldPath(i, "policy_id"),
-				Message: fmt.Sprintf("unknown policy %d", *r.PolicyID)}
-		}
 		if !r.Flow.SrcIP.IsValid() {
 			c.rejected.Add(1)
 			return &ValidationError{Index: i, Field: fieldPath(i, "flow.src_ip"), Message: "is required"}

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -40,8 +41,22 @@ func DecodeBatch(r io.Reader, maxReports int) ([]Report, error) {
 	}
 	d := decoder{data: bp.Bytes(), max: maxReports}
 	reports, err := d.batch()
-	if err != nil {
+	switch {
+	case err != nil && len(d.errs) == 0:
 		return nil, err
+	case err != nil:
+		var more ValidationErrors
+		if !errors.As(err, &more) {
+			var ve *ValidationError
+			if errors.As(err, &ve) {
+				more = ValidationErrors{ve}
+			}
+		}
+		return nil, append(d.errs, more...)
+	case len(d.errs) > 0:
+		// Every value was read: the reports go back too, so the caller can check what the
+		// decoder cannot (policy ids) and report all problems at once.
+		return reports, d.errs
 	}
 	return reports, nil
 }
@@ -58,6 +73,21 @@ type decoder struct {
 	pos     int
 	max     int
 	scratch []byte // unescaped strings
+	// errs holds the problems with values that were read whole, so decoding goes on past
+	// them and the client learns every one at once.
+	errs ValidationErrors
+}
+
+// note records a problem with a value that was read whole and lets decoding go on; past
+// MaxValidationErrors it stops the decoding.
+func (d *decoder) note(ve *ValidationError) error {
+	d.errs = append(d.errs, ve)
+	if len(d.errs) >= MaxValidationErrors {
+		errs := d.errs
+		d.errs = nil
+		return errs
+	}
+	return nil
 }
 
 func (d *decoder) batch() ([]Report, error) {
@@ -220,6 +250,18 @@ func required(i int, seen uint, need []member) error {
 	return nil
 }
 
+// required notes every member of need an object that was read whole lacks.
+func (d *decoder) required(i int, seen uint, need []member) error {
+	for _, m := range need {
+		if seen&m.bit == 0 {
+			if err := d.note(&ValidationError{Index: i, Field: fieldPath(i, m.path), Message: "is required"}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 var (
 	reportRequired = []member{reportMembers[1], reportMembers[2], reportMembers[3]}
 	flowRequired   = flowMembers // openapi.yaml's FlowKey requires all five; ICMP sends ports 0
@@ -241,12 +283,13 @@ func (d *decoder) report(i int, r *Report, ids *[]int64) (hasID bool, err error)
 			if d.pos < len(d.data) && d.data[d.pos] == 'n' {
 				return d.null(i, path)
 			}
+			noted := len(d.errs)
 			v, err := d.uint(i, path, math.MaxInt64)
-			if err != nil {
+			if err != nil || len(d.errs) > noted {
 				return err
 			}
 			if v == 0 {
-				return &ValidationError{Index: i, Field: fieldPath(i, path), Message: "must be a positive integer"}
+				return d.note(&ValidationError{Index: i, Field: fieldPath(i, path), Message: "must be a positive integer"})
 			}
 			*ids = append(*ids, int64(v))
 			hasID = true
@@ -262,7 +305,7 @@ func (d *decoder) report(i int, r *Report, ids *[]int64) (hasID bool, err error)
 	if err != nil {
 		return false, err
 	}
-	return hasID, required(i, seen, reportRequired)
+	return hasID, d.required(i, seen, reportRequired)
 }
 
 func (d *decoder) flow(i int, f *FlowKey) error {
@@ -296,7 +339,7 @@ func (d *decoder) flow(i int, f *FlowKey) error {
 	if err != nil {
 		return err
 	}
-	return required(i, seen, flowRequired)
+	return d.required(i, seen, flowRequired)
 }
 
 func (d *decoder) addr(i int, field string) (netip.Addr, error) {
@@ -310,8 +353,8 @@ func (d *decoder) addr(i int, field string) (netip.Addr, error) {
 	// ParseAddr keeps no reference to its argument, so viewing the bytes is safe.
 	a, err := netip.ParseAddr(unsafe.String(unsafe.SliceData(s), len(s)))
 	if err != nil || a.Zone() != "" {
-		return netip.Addr{}, &ValidationError{Index: i, Field: fieldPath(i, field),
-			Message: fmt.Sprintf("%s is not an IP address", truncateQuote(s))}
+		return netip.Addr{}, d.note(&ValidationError{Index: i, Field: fieldPath(i, field),
+			Message: fmt.Sprintf("%s is not an IP address without zone", truncateQuote(s))})
 	}
 	return a.Unmap(), nil
 }
@@ -324,7 +367,7 @@ func (d *decoder) uint(i int, field string, max uint64) (uint64, error) {
 			if err := d.number(i, field); err != nil {
 				return 0, err
 			}
-			return 0, &ValidationError{Index: i, Field: fieldPath(i, field), Message: "must not be negative"}
+			return 0, d.note(&ValidationError{Index: i, Field: fieldPath(i, field), Message: "must not be negative"})
 		}
 		return 0, d.typeErr(i, field, "an integer")
 	}
@@ -351,11 +394,11 @@ func (d *decoder) uint(i int, field string, max uint64) (uint64, error) {
 			if err := d.number(i, field); err != nil {
 				return 0, err
 			}
-			return 0, &ValidationError{Index: i, Field: fieldPath(i, field), Message: "must be an integer"}
+			return 0, d.note(&ValidationError{Index: i, Field: fieldPath(i, field), Message: "must be an integer"})
 		}
 	}
 	if overflow || v > max {
-		return 0, &ValidationError{Index: i, Field: fieldPath(i, field), Message: fmt.Sprintf("must be at most %d", max)}
+		return 0, d.note(&ValidationError{Index: i, Field: fieldPath(i, field), Message: fmt.Sprintf("must be at most %d", max)})
 	}
 	return v, nil
 }

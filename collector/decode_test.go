@@ -121,7 +121,8 @@ func TestDecodeBatchErrors(t *testing.T) {
 				t.Fatalf("error = {Index:%d Field:%q Message:%q}, want index %d field %q message containing %q",
 					ve.Index, ve.Field, ve.Message, tc.index, tc.field, tc.message)
 			}
-			if got != nil {
+			// Reports come back only beside problems with whole values, for the caller to add its own.
+			if got != nil && ve.Kind != InvalidValue {
 				t.Errorf("reports returned with an error: %v", got)
 			}
 			wantKind := InvalidValue
@@ -150,5 +151,35 @@ func TestDecodeBatchReaderChunks(t *testing.T) {
 	_, err = DecodeBatch(io.MultiReader(strings.NewReader(body[:10]), strings.NewReader(body[10:])), 1)
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDecodeBatchReportsEveryValueError checks that the decoder goes on past a bad value, so
+// one answer names every bad value of a batch, and that it stops at MaxValidationErrors.
+func TestDecodeBatchReportsEveryValueError(t *testing.T) {
+	body := `{"reports":[` +
+		`{"flow":{"src_ip":"10.0.0.1","dst_ip":"10.0.0.2","src_port":1,"dst_port":70000,"protocol":6},"packets":-1,"bytes":1},` +
+		`{"policy_id":0,"flow":{"src_ip":"fe80::1%eth0","dst_ip":"10.0.0.2","src_port":1,"dst_port":2,"protocol":6},"packets":1}]}`
+	got, err := DecodeBatch(strings.NewReader(body), 10)
+	var errs ValidationErrors
+	if !errors.As(err, &errs) {
+		t.Fatalf("DecodeBatch = %v, want ValidationErrors", err)
+	}
+	var fields []string
+	for _, e := range errs {
+		fields = append(fields, e.Field)
+	}
+	want := []string{"reports[0].flow.dst_port", "reports[0].packets", "reports[1].policy_id", "reports[1].flow.src_ip", "reports[1].bytes"}
+	if strings.Join(fields, " ") != strings.Join(want, " ") {
+		t.Errorf("fields = %q, want %q", fields, want)
+	}
+	if len(got) != 2 {
+		t.Errorf("got %d reports beside the value errors, want both", len(got))
+	}
+
+	many := `{"reports":[` + strings.TrimSuffix(strings.Repeat(`{"flow":{"src_ip":"10.0.0.1","dst_ip":"10.0.0.2","src_port":1,"dst_port":2,"protocol":6},"packets":-1,"bytes":-1},`, 200), ",") + `]}`
+	_, err = DecodeBatch(strings.NewReader(many), 1000)
+	if !errors.As(err, &errs) || len(errs) != MaxValidationErrors {
+		t.Errorf("a batch with 400 bad values gave %d errors, want %d", len(errs), MaxValidationErrors)
 	}
 }

@@ -1,6 +1,9 @@
 package collector
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // ValidationError says which part of a traffic batch is invalid, so that the API can answer
 // with a problem naming the report and field. A batch with one is rejected whole.
@@ -35,6 +38,31 @@ func (e *ValidationError) Error() string {
 		return e.Message
 	}
 	return e.Field + ": " + e.Message
+}
+
+// ValidationErrors is every problem found in one batch, in the order of the body, at most
+// MaxValidationErrors of them.
+type ValidationErrors []*ValidationError
+
+// MaxValidationErrors bounds how many problems of one batch are collected.
+const MaxValidationErrors = 100
+
+// Error joins the problems.
+func (es ValidationErrors) Error() string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Unwrap lets errors.As find the problems.
+func (es ValidationErrors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
 }
 
 // fieldPath is the JSON path of a field of report i, like "reports[3].flow.src_ip".

@@ -34,8 +34,21 @@ func FuzzDecodeBatch(f *testing.F) {
 			if ve.Message == "" || (ve.Index >= 0 && !strings.HasPrefix(ve.Field, "reports[")) {
 				t.Fatalf("unhelpful error %+v", ve)
 			}
-			if reports != nil {
+			var all ValidationErrors
+			if errors.As(err, &all) {
+				for _, e := range all {
+					if e.Kind != InvalidValue && reports != nil {
+						t.Fatal("reports returned beside malformed JSON")
+					}
+				}
+				if len(all) > MaxValidationErrors {
+					t.Fatalf("%d errors, over the bound", len(all))
+				}
+			} else if reports != nil {
 				t.Fatal("reports returned with an error")
+			}
+			if len(reports) > limit {
+				t.Fatalf("%d reports, over the limit", len(reports))
 			}
 			return
 		}

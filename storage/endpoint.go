@@ -18,8 +18,8 @@ func validateEndpoint(e *Endpoint) error {
 	if strings.TrimSpace(e.Name) == "" {
 		return fmt.Errorf("%w: name is required", ErrInvalid)
 	}
-	if _, err := netip.ParseAddr(e.Address); err != nil {
-		return fmt.Errorf("%w: address %q is not an IP address", ErrInvalid, e.Address)
+	if a, err := netip.ParseAddr(e.Address); err != nil || a.Zone() != "" {
+		return fmt.Errorf("%w: address %q is not an IP address without zone", ErrInvalid, e.Address)
 	}
 	return nil
 }

@@ -86,6 +86,20 @@ func (s *PathStore) BetweenSites(ctx context.Context, a, b string) ([]Path, erro
 	return paths, translate(err, "paths between sites")
 }
 
+// FromSiteToSite returns the paths that run from site src to site dst: local endpoint at src,
+// remote endpoint at dst. A path runs from its local endpoint to its remote one.
+func (s *PathStore) FromSiteToSite(ctx context.Context, src, dst string) ([]Path, error) {
+	var paths []Path
+	if !validUUID(src) || !validUUID(dst) {
+		return paths, nil
+	}
+	ends := func(site string) *gorm.DB { return s.db.Model(&Endpoint{}).Select("id").Where("site_id = ?", site) }
+	err := s.db.WithContext(ctx).
+		Where("local_endpoint_id IN (?) AND remote_endpoint_id IN (?)", ends(src), ends(dst)).
+		Order("id").Find(&paths).Error
+	return paths, translate(err, "paths from site to site")
+}
+
 // Update saves the path's name, status and endpoints.
 func (s *PathStore) Update(ctx context.Context, p *Path) error {
 	if err := validatePath(p); err != nil {

@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -128,6 +130,21 @@ func (e DependencyCheckStatus) Valid() bool {
 	case DependencyCheckStatusFail:
 		return true
 	case DependencyCheckStatusOk:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DropActionType.
+const (
+	DropActionTypeDrop DropActionType = "drop"
+)
+
+// Valid indicates whether the value is a known member of the DropActionType enum.
+func (e DropActionType) Valid() bool {
+	switch e {
+	case DropActionTypeDrop:
 		return true
 	default:
 		return false
@@ -302,18 +319,15 @@ func (e PipelineStatsBackend) Valid() bool {
 	}
 }
 
-// Defines values for PolicyActionType.
+// Defines values for PreferPathActionType.
 const (
-	PolicyActionTypeDrop       PolicyActionType = "drop"
-	PolicyActionTypePreferPath PolicyActionType = "prefer_path"
+	PreferPathActionTypePreferPath PreferPathActionType = "prefer_path"
 )
 
-// Valid indicates whether the value is a known member of the PolicyActionType enum.
-func (e PolicyActionType) Valid() bool {
+// Valid indicates whether the value is a known member of the PreferPathActionType enum.
+func (e PreferPathActionType) Valid() bool {
 	switch e {
-	case PolicyActionTypeDrop:
-		return true
-	case PolicyActionTypePreferPath:
+	case PreferPathActionTypePreferPath:
 		return true
 	default:
 		return false
@@ -450,7 +464,7 @@ type AuditEntry struct {
 	Time         time.Time         `json:"time"`
 }
 
-// AuditList defines model for AuditList.
+// AuditList Example: {"items":[{"action":"delete","actor":"ops-admin","details":{"deleted":{"endpoints":2,"path_metrics":3,"paths":3},"name":"branch-paris","policies_updated":[7]},"id":118,"resource_id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","resource_kind":"site","time":"2025-06-01T12:00:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type AuditList struct {
 	Items []AuditEntry `json:"items"`
 
@@ -471,7 +485,8 @@ type BatchDeletionCounts struct {
 	Sites       int64 `json:"sites"`
 }
 
-// CIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`).
+// CIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`). The server
+// also checks that the address part is a valid address of the prefix's family.
 //
 // Example: 10.20.0.0/16
 type CIDR = string
@@ -544,6 +559,19 @@ type DependencyCheckError string
 // DependencyCheckStatus defines model for DependencyCheck.Status.
 type DependencyCheckStatus string
 
+// DocsAsset The bytes of a documentation page file.
+type DocsAsset = openapi_types.File
+
+// DropAction Drop matching traffic.
+//
+// Example: {"type":"drop"}
+type DropAction struct {
+	Type DropActionType `json:"type"`
+}
+
+// DropActionType defines model for DropAction.Type.
+type DropActionType string
+
 // Endpoint A WAN-facing interface of a site.
 //
 // Example: {"address":"203.0.113.10","created_at":"2025-06-01T09:05:00Z","id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","interface":"eth0","name":"paris-wan1","site_id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","updated_at":"2025-06-01T09:05:00Z","wan_kind":"fiber"}
@@ -586,7 +614,7 @@ type EndpointCreate struct {
 	WANKind *WANKind `json:"wan_kind,omitempty"`
 }
 
-// EndpointList defines model for EndpointList.
+// EndpointList Example: {"items":[{"address":"203.0.113.10","created_at":"2025-06-01T09:05:00Z","id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","interface":"eth0","name":"paris-wan1","site_id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","updated_at":"2025-06-01T09:05:00Z","wan_kind":"fiber"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type EndpointList struct {
 	Items []Endpoint `json:"items"`
 
@@ -724,10 +752,15 @@ type FlowKey struct {
 	SrcPort int32     `json:"src_port"`
 }
 
-// FlowList Example: {"items":[{"bytes":960000,"first_seen":"2025-06-01T11:58:00Z","flow":{"dst_ip":"10.20.3.4","dst_port":5060,"protocol":17,"src_ip":"10.1.0.5","src_port":40000},"last_seen":"2025-06-01T12:00:09Z","packets":1200}],"policy_id":7,"sort":"bytes"}
+// FlowList Example: {"items":[{"bytes":960000,"first_seen":"2025-06-01T11:58:00Z","flow":{"dst_ip":"10.20.3.4","dst_port":5060,"protocol":17,"src_ip":"10.1.0.5","src_port":40000},"last_seen":"2025-06-01T12:00:09Z","packets":1200}],"next_cursor":null,"policy_id":7,"sort":"bytes"}
 type FlowList struct {
-	Items    []Flow `json:"items"`
-	PolicyID int64  `json:"policy_id"`
+	Items []Flow `json:"items"`
+
+	// NextCursor Cursor of the next page; null on the last page.
+	//
+	// Example: eyJrIjoiYnJhbmNoLXBhcmlzIn0
+	NextCursor *NextCursor `json:"next_cursor"`
+	PolicyID   int64       `json:"policy_id"`
 
 	// Sort What top flows are ordered by, descending.
 	Sort FlowSort `json:"sort"`
@@ -898,7 +931,7 @@ type PathCreate struct {
 	Status           *PathStatus        `json:"status,omitempty"`
 }
 
-// PathList defines model for PathList.
+// PathList Example: {"items":[{"created_at":"2025-06-01T09:10:00Z","id":12,"local_endpoint_id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","name":"paris-berlin-fiber","remote_endpoint_id":"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d","status":"up","updated_at":"2025-06-01T09:10:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type PathList struct {
 	Items []Path `json:"items"`
 
@@ -980,9 +1013,8 @@ type PipelineStatsBackend string
 //
 // Example: {"action":{"path_id":12,"type":"prefer_path"},"active_flows":14,"bytes_matched":145600000,"created_at":"2025-06-01T09:20:00Z","enabled":true,"id":7,"last_seen":"2025-06-01T12:00:09Z","match":{"dst_cidr":"10.20.0.0/16","dst_ports":[{"from":5060,"to":5061}],"protocol":17},"name":"voip-over-fiber","packets_matched":182000,"priority":10,"updated_at":"2025-06-01T09:20:00Z"}
 type Policy struct {
-	// Action What happens to matching traffic. `prefer_path` needs `path_id` when written;
-	// `drop` takes none. When the preferred path is deleted the server clears
-	// `path_id` (null) and the policy falls back to the routing decision.
+	// Action What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+	// onto `path_id`, `drop` drops it.
 	Action PolicyAction `json:"action"`
 
 	// ActiveFlows Flows of the policy seen within the idle timeout, summed over the live replicas. Read-only.
@@ -1014,24 +1046,16 @@ type Policy struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// PolicyAction What happens to matching traffic. `prefer_path` needs `path_id` when written;
-// `drop` takes none. When the preferred path is deleted the server clears
-// `path_id` (null) and the policy falls back to the routing decision.
+// PolicyAction What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+// onto `path_id`, `drop` drops it.
 type PolicyAction struct {
-	PathID *int64 `json:"path_id,omitempty"`
-
-	// Type `prefer_path` steers matching traffic onto `path_id`; `drop` drops it.
-	Type PolicyActionType `json:"type"`
+	union json.RawMessage
 }
-
-// PolicyActionType `prefer_path` steers matching traffic onto `path_id`; `drop` drops it.
-type PolicyActionType string
 
 // PolicyCreate defines model for PolicyCreate.
 type PolicyCreate struct {
-	// Action What happens to matching traffic. `prefer_path` needs `path_id` when written;
-	// `drop` takes none. When the preferred path is deleted the server clears
-	// `path_id` (null) and the policy falls back to the routing decision.
+	// Action What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+	// onto `path_id`, `drop` drops it.
 	Action  PolicyAction `json:"action"`
 	Enabled *bool        `json:"enabled,omitempty"`
 
@@ -1060,7 +1084,7 @@ type PolicyHistory struct {
 	To       time.Time      `json:"to"`
 }
 
-// PolicyList defines model for PolicyList.
+// PolicyList Example: {"items":[{"action":{"path_id":12,"type":"prefer_path"},"active_flows":14,"bytes_matched":145600000,"created_at":"2025-06-01T09:20:00Z","enabled":true,"id":7,"last_seen":"2025-06-01T12:00:09Z","match":{"dst_cidr":"10.20.0.0/16","dst_ports":[{"from":5060,"to":5061}],"protocol":17},"name":"voip-over-fiber","packets_matched":182000,"priority":10,"updated_at":"2025-06-01T09:20:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type PolicyList struct {
 	Items []Policy `json:"items"`
 
@@ -1073,7 +1097,9 @@ type PolicyList struct {
 // PolicyMatch What traffic the policy matches; every criterion given must match. An absent
 // criterion (or an empty port list) matches anything.
 type PolicyMatch struct {
-	// DstCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`).
+	// DstCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`). The server
+	// also checks that the address part is a valid address of the prefix's family.
+	//
 	//
 	// Example: 10.20.0.0/16
 	DstCIDR  *CIDR        `json:"dst_cidr,omitempty"`
@@ -1082,7 +1108,9 @@ type PolicyMatch struct {
 	// Protocol IP protocol number (6 TCP, 17 UDP, ...); absent matches any protocol.
 	Protocol *int32 `json:"protocol,omitempty"`
 
-	// SrcCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`).
+	// SrcCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`). The server
+	// also checks that the address part is a valid address of the prefix's family.
+	//
 	//
 	// Example: 10.20.0.0/16
 	SrcCIDR  *CIDR        `json:"src_cidr,omitempty"`
@@ -1111,9 +1139,8 @@ type PolicyStats struct {
 
 // PolicyUpdate The fields to change; at least one. `match` and `action` replace the whole object.
 type PolicyUpdate struct {
-	// Action What happens to matching traffic. `prefer_path` needs `path_id` when written;
-	// `drop` takes none. When the preferred path is deleted the server clears
-	// `path_id` (null) and the policy falls back to the routing decision.
+	// Action What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+	// onto `path_id`, `drop` drops it.
 	Action  *PolicyAction `json:"action,omitempty"`
 	Enabled *bool         `json:"enabled,omitempty"`
 
@@ -1136,14 +1163,30 @@ type PortRange struct {
 	To   int32 `json:"to"`
 }
 
+// PreferPathAction Steer matching traffic onto a path. A write must name an existing path. When the
+// preferred path is deleted the server sets `path_id` to null and the policy falls
+// back to the routing decision.
+//
+// Example: {"path_id":12,"type":"prefer_path"}
+type PreferPathAction struct {
+	PathID *int64               `json:"path_id"`
+	Type   PreferPathActionType `json:"type"`
+}
+
+// PreferPathActionType defines model for PreferPathAction.Type.
+type PreferPathActionType string
+
 // Problem An RFC 9457 problem detail. Every 4xx and 5xx answer has one.
 type Problem struct {
+	// Checks One check per dependency; `influxdb` only when InfluxDB is the history backend.
+	Checks *ReadinessChecks `json:"checks,omitempty"`
+
 	// Detail What went wrong with this request, for humans.
 	//
 	// Example: the request body is invalid
 	Detail *string `json:"detail,omitempty"`
 
-	// Errors One entry per invalid field (400, 409 and 422).
+	// Errors One entry per invalid field (400, 409 and 422), at most 100.
 	Errors *[]FieldError `json:"errors,omitempty"`
 
 	// Instance The request path.
@@ -1200,7 +1243,7 @@ type ReadinessProblem struct {
 	// Example: the request body is invalid
 	Detail *string `json:"detail,omitempty"`
 
-	// Errors One entry per invalid field (400, 409 and 422).
+	// Errors One entry per invalid field (400, 409 and 422), at most 100.
 	Errors *[]FieldError `json:"errors,omitempty"`
 
 	// Instance The request path.
@@ -1338,7 +1381,7 @@ type SiteDependencies struct {
 	SiteID   openapi_types.UUID `json:"site_id"`
 }
 
-// SiteList defines model for SiteList.
+// SiteList Example: {"items":[{"created_at":"2025-06-01T09:00:00Z","description":"Paris branch office","id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","location":"Paris, FR","name":"branch-paris","updated_at":"2025-06-01T11:30:00Z","version":3}],"next_cursor":"eyJrIjoiMTIifQ"}
 type SiteList struct {
 	Items []Site `json:"items"`
 
@@ -1433,7 +1476,7 @@ type TokenCreated struct {
 	Token string `json:"token"`
 }
 
-// TokenList defines model for TokenList.
+// TokenList Example: {"items":[{"created_at":"2025-06-01T09:00:00Z","id":4,"last_used_at":"2025-06-01T12:00:00Z","name":"grafana-reader","role":"viewer"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type TokenList struct {
 	Items []Token `json:"items"`
 
@@ -1556,11 +1599,11 @@ type ListAuditEntriesParams struct {
 	// Actor Only entries written by this actor (a token name).
 	Actor *string `form:"actor,omitempty" json:"actor,omitempty"`
 
-	// Since Only entries at or after this time (RFC 3339).
-	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
+	// Since Only entries at or after this time; the same forms as history's `from` (RFC 3339, `now`, or relative like `-5m`).
+	Since *string `form:"since,omitempty" json:"since,omitempty"`
 
-	// Until Only entries before this time (RFC 3339).
-	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
+	// Until Only entries before this time; the same forms as history's `from` (RFC 3339, `now`, or relative like `-5m`).
+	Until *string `form:"until,omitempty" json:"until,omitempty"`
 
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
@@ -1600,6 +1643,9 @@ type ListPoliciesParams struct {
 type ListPolicyFlowsParams struct {
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Sort Order, descending. `last_seen` lists the most recently active first.
 	Sort *FlowSort `form:"sort,omitempty" json:"sort,omitempty"`
@@ -1752,6 +1798,107 @@ type CreateTokenJSONRequestBody = TokenCreate
 
 // IngestTrafficJSONRequestBody defines body for IngestTraffic for application/json ContentType.
 type IngestTrafficJSONRequestBody = TrafficBatch
+
+// AsPreferPathAction returns the union data inside the PolicyAction as a PreferPathAction
+func (t PolicyAction) AsPreferPathAction() (PreferPathAction, error) {
+	var body PreferPathAction
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPreferPathAction overwrites any union data inside the PolicyAction as the provided PreferPathAction
+func (t *PolicyAction) FromPreferPathAction(v PreferPathAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"prefer_path"}`))
+	t.union = b
+	return err
+}
+
+// MergePreferPathAction performs a merge with any union data inside the PolicyAction, using the provided PreferPathAction
+func (t *PolicyAction) MergePreferPathAction(v PreferPathAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"prefer_path"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsDropAction returns the union data inside the PolicyAction as a DropAction
+func (t PolicyAction) AsDropAction() (DropAction, error) {
+	var body DropAction
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromDropAction overwrites any union data inside the PolicyAction as the provided DropAction
+func (t *PolicyAction) FromDropAction(v DropAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"drop"}`))
+	t.union = b
+	return err
+}
+
+// MergeDropAction performs a merge with any union data inside the PolicyAction, using the provided DropAction
+func (t *PolicyAction) MergeDropAction(v DropAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"drop"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t PolicyAction) Discriminator() (string, error) {
+	var discriminator struct {
+		Discriminator string `json:"type"`
+	}
+	err := json.Unmarshal(t.union, &discriminator)
+	return discriminator.Discriminator, err
+}
+
+func (t PolicyAction) ValueByDiscriminator() (interface{}, error) {
+	discriminator, err := t.Discriminator()
+	if err != nil {
+		return nil, err
+	}
+	switch discriminator {
+	case "drop":
+		return t.AsDropAction()
+	case "prefer_path":
+		return t.AsPreferPathAction()
+	default:
+		return nil, errors.New("unknown discriminator value: " + discriminator)
+	}
+}
+
+func (t PolicyAction) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *PolicyAction) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
@@ -1948,7 +2095,7 @@ func (siw *ServerInterfaceWrapper) ListAuditEntries(c *gin.Context) {
 
 	// ------------- Optional query parameter "since" -------------
 
-	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", c.Request.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", c.Request.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
 	if err != nil {
 		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter since: %w", err), http.StatusBadRequest)
 		return
@@ -1956,7 +2103,7 @@ func (siw *ServerInterfaceWrapper) ListAuditEntries(c *gin.Context) {
 
 	// ------------- Optional query parameter "until" -------------
 
-	err = runtime.BindQueryParameterWithOptions("form", true, false, "until", c.Request.URL.Query(), &params.Until, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "until", c.Request.URL.Query(), &params.Until, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
 	if err != nil {
 		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter until: %w", err), http.StatusBadRequest)
 		return
@@ -2494,6 +2641,14 @@ func (siw *ServerInterfaceWrapper) ListPolicyFlows(c *gin.Context) {
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", c.Request.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
 	if err != nil {
 		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter limit: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", c.Request.URL.Query(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter cursor: %w", err), http.StatusBadRequest)
 		return
 	}
 
@@ -3355,366 +3510,388 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L0Lc9u4tTj+VTC6dyZ2SsmULDuxPJ3/eJNs120evrG3aRvlmhAJWagpQCUgK9pcf/f/4ByABCnqaWez",
-	"+9u0MxtLIvE4OOfgvM+XRizHEymY0KrR+9IYMZqwDP58dUVvzL8JU3HGJ5pL0eg1rkaMKK7ZE0XuWKa4",
-	"FIQqQonSmRQ3hAnN9ZxoetMil0wkhGsyoPEt4YJE58PmG6rjUdRqBA32mY4nKWv0Gv3GYb/RCBoZ+8+U",
-	"Zyxp9HQ2ZUFDxSM2pmYJE6o1y8z0/9tvfAybJ5/+1G/8dyNo6PnEjKB0xsVN4/4+aLxnOps3z4aaZYuL",
-	"v2SxFIkiWpIZNStjQ5kxkpl3uLgpLeto1YLGXPDxdNzotfM1cKHZDctgER8+fGieTfXIQCOmmtWDkRZP",
-	"GDDC6Izsvf/xBTl+dhTuB2TG9YhELMtk9ud+g4s7mvLkWstbJvqNiMxGTBBK4DOZUUUUE5oMppoIqQmN",
-	"YzbRLCkD+wdGM5aRjNF0/Oe+gWwmxVT1GwFZMs/Kk1k8gH80X9B4VLPlDyOmRywjesTImOmMx4rE5lFC",
-	"hZqxjCVkLxpxHe0TiU8lVNMBVYwk3Pw25kpF++XtjLheuT4mzCl9tM+ZERqfgtpVv2f/mTKlm+cvF5d+",
-	"nhA5JHrEFcnwsVNYYJxyJvQTReRMkMgfIyJ8aHAfToQSACiRggWEpYqRGyZYRs3hkLNUSUMdAH0ykAln",
-	"ilCRkFTeqPJmw/Zfw38d/s/x22d/P/lb50334uj988v21eGH45UwGNPPr5m40aNGr915bqAg8s+LsLgP",
-	"GhOa0THTlg+8mGZKZvUoHAn2WV/H8ESEMGJkkrE7LqeKTOgNC8hUxCMqbmCvBB8lekQ14QrwVApm/uyG",
-	"YXm3bP7X7Pzfkv9T/HU0GL+Vr//xwygep7+ci7ARNLhZwn+mLJs3goagY/MGDt5Ysvejdmfd3oPGK5FM",
-	"JBd6FRYwwuxT5QUfJu1hyDq0eTQ4jpvd5BlrPh+ehE3aHnTiw6TLjobHbuUTqkfFwt141zxZeZJDmY2p",
-	"bvQa0yk8WbP+OwORRdrjIpEzMuOJHpG9qB2qKCBRewz/HcF/k2j/lFBNUkaVJm3VIi/ZkE5TDc+Vd9oe",
-	"LzkBdocfiyUnOIh7ycfF48Bn7B/bzZNPwNu/hMHz+49qPEo+1fP4HzM5rmHummbanVBmMC4gXMTpVPE7",
-	"1iOGrR4eHp4EJBJyFgWGyVAi2A3V/I6RZJohG85YCt/0hZZEyBnZi5qHIUCqiaBqPkuiUzIVXCuiAjIO",
-	"yCggSUBm+x7MzLOtviiBrdkeLYHb0OyoHmz4kge3424JbntCzv6vWQe92af/w2+69038o1P8ceX+6C38",
-	"sdfvt/DvdnByv///7f3r/z7+qflp4bn9/frjOR/CLb9SdoiMdBGRvajf6E/D8DC2wgR8YP1GtG/EitSg",
-	"YsZoguzW8l5CJ5PUcEkp0jmZjXjKCNd9wRVRmqcpsuZplhnea8e1fLcbnrRI9DQiY7NCYLRz90j1tJxY",
-	"AueFclFxYE6UaSwRU/asnPKlHbRP7vuN/+v3ny4B12s+5noRWG/oZyNiEDEdD1hm8JprNgbZJWN6momy",
-	"tBLWI1YKg9dilnklZyhc6MMO4pkVbMIwDNbJOa/5HbuM5aTmto8M4WmWRWQPrnKcdZ+oqdkD3qSTlMf0",
-	"iSKxnApz28C1Z55OqTbnrASdqJHUylG1BAEiNfRq31anJEplTNPIShHLBzfY0lpCfwo24YPpvzM2bPQa",
-	"/3VQyMcH+Ks6KLZtgHBB9Wj1dWGYfem0zE1Ucw2YTxtfAVzo425j7RFdyJTH8zXrg2dKK3xWv0B48LGX",
-	"eMk1W71AwzTKN9DxsB136FGn+Zx2WbM7eM6aJ+ZjJzkcPovbLBy02/V3rRnr4ffslVxc7yuRVK4f9tle",
-	"P6dE0TEjZlxlGFtkGH7kXRfmSmqRN1NllBJCjfriHirtW8jZEhTWcskFgq/8ni6QK6N4rMYI0E1KoOnW",
-	"njY897gIe2+GUhMpFAP5+AeaWLnffIql0EzAn3BNoXJ3MMnkIGXjP/1bmY18KZZttqgpT92Bklz4JsC7",
-	"e2TskEIQuwgyYHrGmCBt4JiGVRtIGAVCNXofvzSGnKWJx/3HTCl6Y7ax2WD3nwwwlaYiNi8d0Ak/uGsf",
-	"GNJRFpJMgbS6RilRmuqpavS65jLRXKMKShN3lRfHP9J6onoHB04hbSXszkFNHQxo0nSv3G/Kpi/wbTyy",
-	"6uWamkNnCfnr5bu3VhYc518aHDLfVU9EZgQFAYN5nqmkqj3Wrco+flB6Fpb2QophyuOHog8FNkkM4idk",
-	"kFERj5oTmnFFaGpkqDlhn7nSqh5VgF58THEvaXrLxNfAiJMCI3IIbIgOsXv+MXDhDEBGPDjBlgPgM4XN",
-	"Kjd3gdpKUikM8Vgx02JQxoYsYyJmBsGVnGYxA7tMwlKmWUJiKewLKIo8Ggr9KLMBTxImHohDIDvJCbO6",
-	"kGAsUQAHmoy5IJlM2WnBf8mIuqdB7V6GIAcb3ta7YNFhgUXnQk2HQx5zI/ebpW6KTsMceo+BT1cOPE8U",
-	"rMIgzIClcoYirAPuE0XsNQNPPSo6nBuJV9D0laHzB6IEt2OhgarxyGzgyL8YzqtTbXR6boGPwwzwXoRV",
-	"DClPpxk7JQgLRWjGSCpvblhCpiKxpkynlPIkAHOWGsmZeNTTfCv1j3IqkgceJNwOm1AibGMIM34bmu4W",
-	"KPHWW8pG2CCkbuILj3M35Hwc71Uu4NB/fv+a7MksMBI9GZj7AXk8WBq4IBFPVLRPEsnQxgk376MixQWd",
-	"p5ImV1K+ptkNeyBuOCQeyGRu+JW8Yxlph93nR8+OyWCO1P2493/b49zv/em1lCSFPW145FrKJr7wWOy7",
-	"FhyoiP7CUC5/1MO8ZNkdj9nPgt5RntJByh58jzMy4krLbE7Mf+ESmnrD154mqPecqYNnB+aY1IEdYkfO",
-	"7h2w3WBlCRudrv/K45B0wiZMJEzE8/KNbMWdPd/1hFJgCZT7FVgSmfWFQVqVylngfFeKZQZpjFSJLg4w",
-	"4KGnaGD4kyJ7hThIuLhhYOsEMKsAUK8vgPTIiKXJfouAa9PaBkA29XydEVHo20QrpoeZFYfoKsT0H63x",
-	"iW2H01dSvqFibr9WD0VoKcmYijlcyiyp+E4VGWZyjJY/miQZU+oUvbpgSlwiteiMGnFxN/bV8dSXK7c4",
-	"d3zbcC7zYjN/8XE4GFfWNemgQcY0YWQ1EAnVmo0nWi1gWl/UohpqAmh2JXEqFUNdIZZCsFjnJvXfADL+",
-	"LMxeZcZ/YcmD1Wx05g7QkY6KkHUMg3np0RXldoFpZ+UT8+bclJd6UQmPIyK9lSVQAAM0/M65eKfiVhim",
-	"JzOSsTt5iwEJHk7UBUusOt2F5x8BOyaZjJlShp2/ggiWR7h/q0KEDauoN79kbCIzrT4efmoNUzlrJUpf",
-	"m29qjXfOYheCxe746OjwqHEfLA727FPLt9gXAwlpbf4YYcITcnKyzMTzMC7ZKXD372b3iLfIfzbF2rv8",
-	"xUcT8OBM7rgERxPcy/iiwVIj6Csw5ljJHzC5LMqf2qgc9fFTZF9gNB4ROIFHFQ1/Fmo6McfJkjcs4fRq",
-	"PnmocPgCX22aoQrrsjeIeTkgN1ITzT7rg0lKuXh8+f+oQA1vk2RsdkkAMTbmavnbTXi7Ca89Kq7YWJWo",
-	"CiaMI5gqwBh7JiSWCRc3FeEyRyCMy3pEJMk3CiOdTROuz2LcQBEAFWfM8MqgMZ0k+AcaJeHwFDOMJk4Z",
-	"zRqffHdT/kzFSRPgNK+Eros2eScYmWVcs4DMRhJlD64D4FaUqOl4TLO5EYht/B18by76kkPnS4PaXRTL",
-	"oLGWWaPXkBPVBJMk7AOsM7gMsLPivjGkRjV6nQA9qzborNE7xC/MX/e5p8i3mDeChtOFrhFeSaP38dmn",
-	"+6BhMLzdfg5QA/aAOL+xNcS+dMtFYm0yBrocltAJO0fN8LgZtq/anV4Y9sLwXwbWk8ygkebob6L52a5C",
-	"ah8N7nPAVU/qLR2zkksNmR1KiyN7imQvAlg34YkIbB7RxdnV+3dvf768Pnv55vzt9dW7v716i8F5C6ji",
-	"HRBNEm6mpumFtyf0x5VX9jcukqaasJgPeexwJiCsddMiEeJNdBBRFEjvaDplylCis8Kg219565GDfzP0",
-	"GPBka6df5biX+yXdY6fEiNJzgBUAEQI3qKGH1EjIaYoSMtkDqjPsgqYpxkOqgABJ6vxbG8JQD94KTm2A",
-	"Fu/tGwbGZgREPw8kBuOb8G2de7ZwpH5soHscn0QcCxyCVldWhmGBFp9qjgiW+ZqjS7WM/hAFU/pj7X6R",
-	"Td3n89Aso/DZi15cN9Bb9lnbSMgFGMBCyqMt3VQJ9h5/tpzAsa1G4BzZJdZl+dLcXqTmC0AZcwiGOMvc",
-	"23GXKsb8QHU8emkp5QUQyiKcPQa6iljCOmIps9udXt/lPZRGtn2vcppOpCn27xZU2VfdEb84f/l+kT2c",
-	"CXJ+cdc1/On84u6YTDI25J8JF8Q8b4QCFBH2onbYgv8fPI8CEnXCsN1LBs97vYPDTjXyuR22Ovhs28hV",
-	"+ZZjnmTleI/uSSnutVuDERCy/cJwovdMQdhISXQEHsWSayZ0BujRPg59fcL+TtrHIbHPoEWmYzmawddp",
-	"bFQs5PYLl9rCDFsffr6aL4vby+fOfxtImTIqFk/fPlmMFyysrfbgzTYdw/Ihh9s3qp5hi3fMSg8FJDth",
-	"0GB3HHimgr2xzxNcTidojLi+BgGy0QtbJ8fPnsFXqtE7sfF5CqJQDs0HK8gUvCJjZnksuVbMvNI2OqJb",
-	"RTf0FtFdvoawsobnx522W8NRaQ3PvTVkcmpur8U1hPefFs/ewmhDlg6gvgTut8DSK6dpR156YG/puC50",
-	"0UIw6rlARIgHsd+eksjuLuoR+xdJWMyVAR7QqGXp3kFYcHxaRnq4ncWIss801sRweq40jyEOUgqGRNUj",
-	"kT3AiPyZRHiwEfkTiezhRWTP/uWIsi+MAjJnmhicFiwh0wl4NQW7YxnarJP9FvnJaMRGKsezRQGEKC5i",
-	"ZlaTafNjX6hpdsfvGAyWWcvzoqx6x3ag5t35gIfHiwF6yJoyNpZ3LDES2ZjeMpJJOW41gq1ncjSy9Ro9",
-	"iqqu0VAWOSB78O+f7AHsn5LQKUtGyhzyTGmSSnk7nZQWnsgpulaKON7atWBQsV3KTtzWEv3WLwpLcmsp",
-	"HGjzfoGBLGQ2WOF6ZKniiYJYFQWhOtbIlbHhVKHd8SGSgQ2RcqgZOOwuMMGCMwePf9I+ZlZ3VcegXqIu",
-	"e/5S1ekbqlA4EJdzcQXoFgSWgBhVTioNQX3mBUbj0SmJdDYVYACOiKJz1Rczm5ql5JiRGcsYSdlQEzm1",
-	"Sjuqh5qmjhXoERsb1aSO5kuCY87R14TUAsae48MYel6V1fNhr2ElDxErFxflBqhB9DXLgkF3XlJ+EhuI",
-	"JnUCafH+IoDKa1uKYiUVoIxm7+WsYJYQ7sAFoSTJ5iSbQoAc1WQmp2lCBgzE09+5CrEBxNeqAC9z7/KL",
-	"EYtvaxQrF5RVkTo8l7JN7YzQWBoRrkg0pDyNbNohnSqGLoXc18xjw/pSeeNLIL7vvE72cMbYQg2Vt4ZJ",
-	"Up7Wp0mWRGV8uQ4GLouuRhUiH87eNoc0NlITRFoNaQwmKLoY5Q/2ogwE90YnPGyFrXb7sNUOjUwO5szk",
-	"Go7Ws5uFJ73wCOxmaOfZPCnPLqXRazA9Cv2kjIyr5oyKdiPIkwc2NvhZ6+HKdc6ocPbAIbfXckWMcmBY",
-	"fW+eX5zZB+/LENrMtLNgGVvGqj1gLdxM+ZFCUK1EBGXJDQNZGU28lVyEhfE3kRGceJCfyAbr9g9jU5AU",
-	"h7N6PR/O3qI5rc5AVuScWBmigGCQH643V+n0SuteRW0v0MS/1Mw6pKlij4FalfN3iSaPfLI+5GmavhuC",
-	"Fr3RGXwKvGVB0tgyYc5tfxVcH8MOmXPEb26FdCv5Gf1A67Bl0R8GPk4wZ2Net5c1LAUw8DEX/kjtR8e5",
-	"r4VmmxL4IlDvWN1t987o6iPMBcNKAKipRAnVtBeRlAt7911CuFjz0jwEg1UuQvMCgG6acHSzghlpJ4fX",
-	"lpeYvRe6h6v9VMUxmGvcLWzhKss3srEn6Go+YYUnaIJxr72St4XsRTCr5ZpRQPCzZZzRfgA+fp70hVFn",
-	"IgfFyL1olxsRmipJYpqBnSDKv0ZvUkAiSOV0X/dF/qRN3TQzRXnMRUT2xDRNwQlE03QfPWdguG+Bh8cs",
-	"1OBqhPaUqGJptK420Gtb9rcIosxHRnyCH3Ec1MOWeLoWSRhx8okiiv1nyoS5rcEgAAnzGaMKpTMSy/GY",
-	"ayKzhGWnCBsD9svLVyTiSS8KDBdQTCRFjZfXVOkmYHDz/GW0WuWudbRt44xyX6zhvWY1EDdR772yoQY4",
-	"A+Dnp2Uk7qIvKqI7HgIZMyqUVxgErTcJYeZVheoSWNvy9KFbNgFbGlEjUKMyZpAbA1I0teKw5yFyGG5l",
-	"Cofg7qOjOiR3/yNm+HqPF0jofEgOw/KIgDqN4dVnCLTI6iR7FPAIg0cAQVOjQGpJLmzchq1oMwO9kRrd",
-	"MmbcKJfgLOAlE+OiOuldG4sozezCnijy88sLYvmCfaXiOTnptMJWp9WudVZTTW8yOq6Z5qX7KV93QBIW",
-	"y4QlEDck9Q5GRBzg2oWELZ8To5B4AjEk+NYpETayWI8Yz8yyZJYoB1pDtskOSwLr4rVimE22GR2ao762",
-	"8y/u4sdUzvLVuZUZ9Q/5CST0l4oA2IDrHRaf0q3XPsmklrFMfT1YMG22ZET1yZB/NhQDnz/VO+ANwtYZ",
-	"UOwvJGEazH1kr8JxIXpoYlZGbqShGcNI908xmizJ5MQdvBxTLp4ootl4Al6JHWCjDAVwcXOdLa1J5R4h",
-	"5hGsv4HVNsBabviSO8a9tuH3b/dPSRutFVMBL69DufYyz+31stsKEpcqlXfIbCRVTt+EI9stmMApgZsX",
-	"FiZk8dqIKsLLdGq1RfM8Zl6gELJ41TjI14TRMA0ofndycH7x4/k/ilMiGPwq5Ky19nhspOz1NhMZdkUU",
-	"K26XDPhp4SvgWb4YsmfkEAjq5ppYm/U+0BvYfA1jQSrchWvY9NjFNf/d5s3aBAjAKcc2Hbcle0eGEk5A",
-	"prGbDEg7hM+w04AcwQdlfgJ/CB8i+7Njtbaz7RVad07+xR58jd3jhj538W+KCvurMvW6k/W4ho9ZVRqt",
-	"FUQskj+KWuqu83WeVBytbjk/GnXwVb1N84ONAZ9BbUC4+82JgQZZODAglnHxurfRzNUx/3r57q1N0B9a",
-	"Z5gZzZpCIVhzL1oWTm3kc5ugI2zoG12d5e+V3qD114cXeFA8XA3VtsUVOs+N7J3RGIqrrbOwIgSKGWrB",
-	"b26lGmFMZzS+NZKVYRdUoEzp7thFYGOO3/Z29l1lhXWIabb1Nzbf9UY3e9cPtv9bCcCNFjRcJuQSnrDs",
-	"fMxGtrezHDX1dJJaHAUsJj9IPXJ3HsN8ZFchB8rL0DFP51XLgdLXfJIHDB22DBDy9ILeUXgc+iJQ+1nQ",
-	"UFmcv9Juha2jBn6Hb3TDMAwX9Xo7zRYmnWIRX1YUooL0hrXuHk+EWz5U52jtQG7rW2yjgMwDt1H1r+BS",
-	"AgdabyYPdt7el6FfTViSvRw+5oR/chyCe9On55Kdp907em7tPI5+vxpmeRRfY2s6+ZdHk712JwzvPwVe",
-	"aaqemQfGs5tbwNXt7kjgsDVmW2/GraOJlcWXdfNemueqiOHn9CjEgRXXsxul/nLWcmLVdGAmWQJ1WAdz",
-	"o9mqmInElcW1epHjgAVPrGN/BSf+SyoHNF0S3nSFIQWWhZW0wABCvo1ifccyErnUExXVpAjcsWvYQqPX",
-	"7YSOSffaR6H9nxXPzEiIuvYbdZ1H8JxAGF4+ixev98hDN3oNltywJu09D5+HBnwypqnTOXKs7rjh7TWe",
-	"r8JwsKmIU6oUH3KWXNsldTr2hdKP+XiH7YXfrIjU6D1/ttxNiSTXDv8FPpWUDfW1nOpG7+OnusViFb2e",
-	"3dOvtPj7+pgzN2mdKUIRg68gj1qxkScpI0aakNNdjDi59FSRwtIUiyfkNo+AFJvY3WZUwblFJXFmadpq",
-	"c1Y45pkLiHIlop2QOGAYUgDitBEYYzqxViQaj3YzIpWpoP4YXGzJYF6cgpoxNqkaArec3CPkL7XVeRzf",
-	"ATOLrRVpOU6AaeSop2SomGx0T5zbSZeEpvrks2gnwmKW1qrh6l66rDN7jBiLNRvNN17SazbU76baraz2",
-	"FitE5UXktT8+MvoqVzF0wxqbC4ykHplGqAYm/I4nU5qmc4P2YzbezY5Yx6e+PGiQXZWSZayvBonMDy6D",
-	"SxvCJXmm70ODHxeVoBKfXbLXWjgu2VD1mKt8rspTgrxqa0HuHpHVCUM/MZrqUUUWdkFQDXm7KCrWRkg9",
-	"JDTqJ7RsX9SHR11hsrXBXMOAZli2G9ggJINpEplbKmo1trv1rqCobgY1RvDJJvJ5iObEEyiqG+G0D7kH",
-	"t47W25U0HpC6Zh9ag9grzvCSuRD18lHURL+u4nQljHhUPWOF3mDXWLe7Qrldmsi0l0ht8OU/U5rs52lN",
-	"0Lmi2zlpQ9r4vjNUoNNPTjX5BbxVmct/SiGEo2xkq4T5FdudVHKajko5TZ0a1cPdelgBeYkK8k6w2lrR",
-	"Q0I9xrma1HYhkmvLoHd4v1AlvtSWrnKbcc+hpXMvT9g9f3t5dfb2xav6bNL11ra1jhKr0izytilUQLZW",
-	"X5S50GuR9//wjZSgkTLIgKFYBR4kdH/Zeah0TsYPgGs5OnChd4mwtW3s4sBjAouCelFOZHuiYJGwT6xW",
-	"7gqV75cTNTbPsHXHHeR6VXWvVZxauJt9t8WaYMKyFLuGXlCQ/joUsosxuqoXPVRn+W1R5jckq51SGyoy",
-	"+/+DAvj/6xzmNyXtr2FcVV23LkDJUsdKLRvi3rB3xVL+5hN6TTgIVXV+8EhpmrKoB5ONGM1s2BPSbsYY",
-	"GaZTNcKsiDuaQqYpU0xfT9AOG/UwMMyte0YV1JbQTDiHP/fCNUaMCDaDPhqGl2NNiVJAmVmPi/Zyk9Ra",
-	"cTdCXAddcPDPMqlZabkPR04L2PWYsLwrietBVok4yljJ3Jxbox1lkb28nQmIuxRiK0ptRvZsG5J9H8L2",
-	"pZyw6mBbn4N8lvun20TLiuO4kKhTRqHUkEGhjHKI3JmNuGZETWhc6ZlRqXCzui2Y33Kvf7nXetrvX+7/",
-	"f/9ddzF5QekL+8DvnYlfsM8auoLZ8BybHgIYY77epgHYWjH0gupRrWd8KgRLkfYogYMp4oOgSEvGxgZ7",
-	"a7t8fVmVetQOvdSjdsce+7Xf3mvjjKRS+tGAZSkXTUwPMpRgFlgZ94Q+HzyLj5PmEesOm116OGg+jztJ",
-	"s83CofvNK8DVmE5W5ye1l9QfeoTEos2cZDXA2yDJZ5vY/zo4bjBFYRRaWVaM6tElPrlT7lFdrLKNQVmE",
-	"TO1e8pVul09kFr5hLlHlhltYFwS2m2usurYIC88lfDjEOJsyjv0Ojn6zlCQfCUpZSdPJspSkDQ932ck9",
-	"RlgYsM5vnqlkVvGmyACus2hCdY4xo2qasTET2hpuqB7lMU9YiLlpljg14p2KZVZNMx1QkUBvxOvxYKIa",
-	"vZNuGDT+bSSr7BpSv1uGl1PNRDzHL563ukHDTrzMbYpXwVhP0WPspOrrVCp1PYl1oxe22kHe9QsuDFhd",
-	"o3fSWeeTDds1rLm6jy91lSFWVYPw9rz1uz58tn65BMpNbxUA7TZBN8fPl1ufvWP5srKgRqkvXt1e8gPd",
-	"PiwET7+K64YQyH+mNOV6TnJEtk5TW2gcxBl7BAHBc7RtZJU6JSN+M8Jy5AOmbRruyuZ/2+myO9xnRbM7",
-	"D3F8DFw8mKCK4IgCDm5lLNromrPs5VxM0C27ReLsRrTmd1MMw7WYs478crzeZLAyPS6Y8ZozOncIA55S",
-	"nqbcFZFfXVNmo+krFL1EafR5t9FnofXSqWsXiYVHeFGj0gsW/h2ziAolPBT/lyH35YLvEkT+hN1kNAGT",
-	"SiJnlZKB8EStKvUN84W3qgewtWxel897wScs5WKZFdx8neNkwlJNre3GJjSV+kUE1WCWkuAR3zKo/MDF",
-	"MJ1+TgZwyNCb9tpWye4dWgO+LRySP9ojR+Ehca01fi611iheWJQf2i6myzkGsObdiuAv5y+8TjI5mdiy",
-	"cPYrZzfyvrJGqUbv+XG3JlQ433SBmN7u1X/q7SRVqFTP5Afb0ZcLMhvxeLR4EK4OFLGFkoYyIzdSJmSP",
-	"ku7nz9aaqkdUkG7nZD8g0hzbhNkOP64HcWkMmkrBwB5kQQN3rmdKLAMucGnLeaNqbB7Ec0tei/yIbae8",
-	"fNHM3FIsIXtCWqN+QI4+fw5gmTaj9CGpOz52fdnAv1fGrZ3dhFXc23WgKm4uiE94VO6A/GC3wdTon3Dz",
-	"DMEgZZu3WHTBGl1Y7cphyw7wrVLKkgXOKIcoDy3JgDl8CIooplPMoIEFTqSEPtdzOH7IzJaCJFzdkqnQ",
-	"PC1eh+xiW6gPitrvGFNXpe2HpVY4HrAw7gK0Fs53gRWUELiKnot4VntdYlXdJUnN5lBK/RK0KluQl9Qt",
-	"/1LW7eysE+gSeT2xOnbZV9ruLgQItLtHTuBaYXrsOH2TCUMseZdbGxC/QUj9OG/arvQ1VJFdKDLrgvtt",
-	"7wpow49h/lrCX20IxfdC/ov66neST5rSqOLOirngsm8/78A2JxmXGTThaIcrTZSdB5VIx0Mv1UhfGzhc",
-	"6pi9Mow4WO1SaJH3jCZN15T8oTEklbsQgo7dLURvKBdKlxbulfK0PM/22lfs6658F+txjtJfajzUu5mW",
-	"/SiXOtXExuEBUCyYrc+CD121VIBhGXTLYLPVfZYT4nrkhda025o+a0JlqvYGDPv9SghE9hRjxAvL2n8Y",
-	"ShXsorqR13Jmbncu1CkxvIHcSCeip/ATT9YaQpaquo9pDPGN+/l2CsR3OOHV1n9QDNBW3gCfS26n/UGG",
-	"0YhOJkwoLLarY6hcY8mrRSLvMoxs/728lg5m71vB4LQvIiMBRGAiUJD63SK5HQHHyVzvbl70XPZsZFin",
-	"uC+KGaA+z35e49Qi95CmqcKSNhZbqnWe6+qebmr2W0L/fujMBkVt/GOprW0Dg6w70CX1bEqnojRjmVo4",
-	"PCKFlsVhnRJ7PFi0gpciDXyRJ2iYJ2pVPFzZbmXsdrrxvYsl98yUDsW7Z746V/a42AMZUr1fyeMrFlrL",
-	"scPGJFci5c21NzdS4dgwTZD+lnk9XAz0Qh5dLuAWOaelXM51zXCq4xVZef5IS4dp4zALCaNGfq0+26kX",
-	"Li0UFuQGjNUH61xAqCI3/I6J2kg+BF2NUSnLzQIZFTeMQAaWkuld1dy/uQG0CEZfDOTEkIcJXpEJNC9N",
-	"E6b0lolPXy+AHc9lN/eCF+wO8IaxAnt6KwPgkQQexY+KauW396R6bGmHK9xxfO+KRDFDnRKAJ4kzrlnG",
-	"pUCsR+c+PNMiZ4LQgWJC90XxGJSiEbZJklEpScqV3nfjEirmUOSu7qIt9NM1ZeTPX7736wxsc26Zfm8o",
-	"sFwB3Ks1WSC3V3mgUgr3grgfXbGnvWNy9eIiIO1n5OeXFwFptVr7pxY6/tbzF1dLpxvWM9gGVi4Z/yvA",
-	"6n4pYi6xsr8uBenZ1heIf7ulh682rqzK/n6+8OLz3KO3PLV7vc2lLvvbW5xLi16fnb1wLx4vrPh4Yadu",
-	"xYPNVtzxVuyEsOqSrQVnTezCkc0n3wBAdSnnNRajcvUHm4fuwi/vf6MZPEvCWnyU/xoJyj7R1aUpP0IG",
-	"0G840/kB5/agih9bJj2vyt17iOq/dc4sYsvX8v6SCFZt4wRRL4kA4ak1rmHHRFzPRsWlH6oJ/t5Vv5oT",
-	"dDf0dsd3JggXhoeC8Q4UEjk0AszBzy8vQGhTpyQywrWN5sT2yDFjCYm0rN7Fte6ChaJvVjV6YD2oitrw",
-	"CNWYCh2ilkhsC+G6jNn3P74gJ92jZ8Q2LCbY+LJFXoHo3P38GZD/CP6FXvojqlxoREXytS2ca0v5zCCG",
-	"pqi0ZxMUIGAmAPflaDqmolIMd3Wn8kVT/JI6tUadZEJnc1An7QC2NN9eNwwD0g1PYJ/dTmd/Y7buFRes",
-	"4ejr8u1wV1AKubTnavfqIuo3400wVTHMOKnJ7Sn6XC/o73TM8gLvfo9mw8/URArFausKrmyXvSIAeXHH",
-	"P11dXRB8gMQyKUe5Qi/25RRxdHLi0UM3XJJtr9MaaF+OjALn9XU2ILjlAmo8Wqw/9crUycyqjY4iIGrX",
-	"TFeGzIqO8YsVwKsdspjQfMhta7CFxSht+H1AlLS1uhWJqSCYIkOkcAbMfC0bt6jfHJ3qDLYOxl7ovodz",
-	"daznPaQA2XT9SqbGiMW3a2ksH+AFPr4CyaKM0WRuDfNW8zcvGaYhb32LLzwIuX+rOhDVl80I3MJXbvdF",
-	"vrktrjRsyGBWbNhUkrdqOjU6JIYgRUSKdI5bPIfvXv7g6gu7cCIbvVDDoKmmA6rW3vzVJlHAzGwI1Lav",
-	"VoCYL2El9LwLa8NEBtckP3gkLKu26lx25J/qpErHOA4Az36xF6fCU6PewQLjcHXnIQ0a5mkBMGQdM4vu",
-	"OJuxLILUWyPgYAt/mdnmELabNxd3TBhkCIhrFY8dMzGiGNMPxA1TWjn72SnBPuoRSSRTSD9o5PIIB2dv",
-	"BA03LTSpGfNKnGb+2AI/fI+uqpfWU1XXjzbxqCPmyZoEBpfP2oAYcqUxg4LsnXT2CR0bceOQTJWhcOKa",
-	"pHlZDIql2OjQC4Wp7wC7RPj2l7g0jNj55SCSK4+Q32M0S7mL6RNyhviBs+1vbkNfltH7YTRHKQt8jjMp",
-	"lotZ1mz6zDoq7Svtjk1TMQymPvR2SUoA1EW3oIWxnig8lyJKgWO1cyEdTm4Z87/eT7l4tg8rULMwnpfz",
-	"60L8PXQIHN7UcbpLrmvTalMZo0RhxZTLl80PZ283T/HMyaIaMpFxlYsPhtqZ60C3Yac4tzA3WEB+fF+k",
-	"gVZyd5fa19q9Q7fAvCD74aOkcJb2W2rB1A473d2byRX7Lg3aOTp+YIbfLt3elhaxP8e+OMwoZrnkY+0Z",
-	"ri1O9OqK3mzf8mZNnqcVKv3l+IXqtwnlMDRR9P7f1sWeZPPrbCpKznL7YF1U1kPavwLA3MeK3mdkSv6f",
-	"KbM/Qzf5BRCqDfbPpSia3Vf17Lyt1ipMK41lm6gaSikAVWNLWtGm3gkS165PT31RRiduoAm1EvliLsA9",
-	"mRVtWYlt61PSuTdofFtVtlFZXlIQyIARRGrzVODqyEE5YcNoI56ga2Yjpd8cU+WE6tbzoJ7+7oyKFmpu",
-	"hzXHsAyXdopUqfDRZe0TlzBVn1uWXq0Eq2aMQRW2gLDWTYtQEnM9r/TefCiLrQszWQaqRYrzvXSP0NQu",
-	"JzoLdMuAvAE+blp54SjuDg5p56TZfh4+a3aHx6x5khzFTfzWfBkegzRe7UjdyVf0sd0J2odBu/up0iH6",
-	"sNTzGdbqMwXAQeJf9nkcG2gwnUqf78Nc5F7kHR+ffdqhYW1OVsBYF4zr+UnVCaTwqzUDFslRcO5OLPX6",
-	"R9delOuFzg1585Zs2aLL2hGxIfuD+fjFt+PhG1c6eCT+WnTSyZHHZ7o82Yrl5taPOm6KdnBEOXGDBkdD",
-	"TwhHOhxaF5If0rYZgylWuBtd3f8WW6MvJpkr5DK+h84wHALF5IoiOa7niO3XvYsXtfb4zpNygsVyArGE",
-	"8evTRRX1c+Re2yve2/gy5H6MkDPQe795wJlZxTdMGN5aV/1KSmidNxbiLrz42iXBpUuDRjdTZFVem3hR",
-	"XMffQFx30VRjqbRtVbBT7KcthVyDdzsHcNYFbdpdfVoG1vdMMb1OxOyEvsDlB9vkRjrXFzW/lvALg2iP",
-	"LB/lRfk24FobiRx2pdXpf5IzMobIQvvgk0qhyV9YJndKHn6YnFBZtyck1B3ylbytS9k6E+Ts4pxo82tR",
-	"Gw+L/8QZ0ztY96DjtY2cmao1FnJro7vJ6JAK2szAydsIGpn0bfXfsJBaaRe7BnVtVV3LulZWeoTMM6us",
-	"XzBIxcJV2spSFNlJMf9V9udvbc3yk9qqkGyGeF54tBDHA6JGciZcbGDMdkf6zdDZsGagRiPmXP/r9vDu",
-	"5H/Y+87nD8/ED+3xiyP9z+fTv4b0dVe9PB7+9A2x/+uca779es+MOZK8OTpVJDqb6pHM+C8gZvTID0Zu",
-	"zUh/GoaHMYwEf2JnB68S52Fnm9RBSzG4shLlLMW1x5A5kS1/c6HTNs/4YaM0h/J+vZrOm+0Yp8KWKwvm",
-	"69UG7Or23NwrtmTn2VKUdnl6GDgP/T6KnGVs1v5EubRdM8EjtgXdrsXn7pW5SyG5NXECKNEVGyY0hZCB",
-	"IqnbZl9oSVKmy9miULR6/lCHzpIuoiuPu06CjWM2gVuhEzSKgtrw0a+w3eiFNfHu7t1lTYPypux7NE1L",
-	"tWn2d0ny91azbMZqcjnNlRFMIZKZO6MHdm/6tTsl5cAuwaGyprrT/3D29m9cLMFkF8H24ewtSbm4JQM2",
-	"Ml95dplSn8ZM0mRAocLKeJJClLdm0LoWi28oqlmacvgOCh+V40vcY4t3j2LxNON6fmnI2HIJuMzMDbda",
-	"Nif2QkLZJbp4d3lFXCwmPKAiaM8c5R0Rzl6+OX97ffXub6/eRgGhqi82v0j7GDZgVmmUEniu2NFI60nj",
-	"/h4Dr2StOQzi/Fzol9JUc6WL0B4b/uNiwSCGUdhwgh7YxlRgu+59OHvbF7mBCGtAgY0obw/t/VgqOAMW",
-	"MAMsKKAwYVkTcbQvXE5e0TDTfWOD1AIb54IWMz8sqZrMrlp90Rf/9V/khYRdma/MN03y9OlfL9+9ffqU",
-	"DGRiljLFlI1bdh1TxVrkfRE4bH52Ta8jqEGPFpWDfyspor4gZM/l9BGWKmbg+vRpt3309Cnm3xtSlEqT",
-	"NnnDfyB77WP4N2Hm5oB+xwkZyswMVEEc3Ha0f0oo9rjK8kBmM8Hh06ct3IvBHLM9XNjTp70tpDLyhivF",
-	"xU1AbC93g6cZu5O3LDFrQvQlN0ybScP206cWyT98+ND0JmZukqhFjCCpwFnKMboAj33Gsh5s0wWi7UEk",
-	"2n7gh6LtFQhogOeqE2WIdva0c5www2EwmhnFBqHtFQFoAQb6Qyl5sJg7t41FIrSzwoPQS8CMBwo7Vk6A",
-	"ve+3yJlTTcBma4RRLDiKLcgJrp5L8UQRy08NwGA0AzRzUuQVjUfFkzAdU6DnuFdwXAHfeTRrydIQF0Dv",
-	"c9Mx5aZ5IyLss2YCijcQ7AMXQIgfBCX6IIPyWizOi0IkMoYl0oyRyXSQ8tjiE8Slq6dP4ZcSztvwxD8B",
-	"7mNfrJPu0bN9Ryj2fo1sUCWQB4pFWD6OZtncr3dJeAIoMaapuZlYQgxdBoR632BL/Gyhm30TURggHD59",
-	"egpbQQqB+++OyzSHsV3EnkNyMMUGNqvAcM6AjJEQiIOuGc8+dkfTKSNyCh4CSBgJyIAm5PzC9QIzC3xx",
-	"/vK9WXoshc5kWvQ1IGoaj4yy9Pbn14ixhIITGweGzgtG0VFYx0xOM5BlqcZ4Ssw+4Ur7W+50nj610Z8R",
-	"5i58/BSZUYAPUQzWwkpjNluBmuENeAGiwLgiM2sU2FylVp5P/LH9qaWl+cHK8B8PP7WgU7t7JNpHeIuc",
-	"bfC8y97P71+XDqf79KlhYckU8Qi7A8F9SAWJzofNN5gpZWN/gOuYzdvUOegdM80yqIItWGnoExhaYGsR",
-	"QVOIip1m/kNHgByEmmG98Fk3gxfHXXoJaPYsx1N4HEJure0e1mYTuQnxQ3cjg06RGTtaHVuP3NjIP5YZ",
-	"43GiQCQYkUOg9wFNmnYZ5kSKiHzzaSqox4MT89VQZgOeJAx+F1I3h3IqkiiAwWIphimPYSQtZRPuFRxI",
-	"TSfYLbE5ZgmnTdhGQCIHWzudg5Yd0AwypmLulqiiFjkTc4/Tjenc5f9YwFq0fc90Nm+eDbW5C2YjnjLH",
-	"41yod/WAZEa0lESlcoaZlFTMSQkAADhDHid2GlhkaSYtDcY4us0PliXwizcYzCWHmgnLF9/nTEuZSxaj",
-	"5fIUGMPcDA8sp8gYJMJEDAAEmE0MQ5IzQPRKPs1eLix0npM7rrjZ9dnli/Nzr0vK/ilW9JxxxWC/3NzP",
-	"wsCbJXapr7nShoNrestIlPIx1xHZc9WHj8KAtFsto9FbGcVcYvQ/U0YitENEDr7m3GChX8B+EBDPWHEf",
-	"nZLI+wxIX9//hFxQZTgxSJVmvKlAOgKo31gFNW+jYnfxd+QIAG2KF3gOZcstosBWReXLAhnx/sSbLlVg",
-	"udIunUlpuAAwwJFE/QbSpONEQJb9RtQil3huWDuJl9gW1H+6ZY4dgnPQYCqGApjbwFk2UHJPecwEZlJY",
-	"g+TZxMgizU4rNNpUlnpZObPZrEXh55bMbg7su+rg9fmLV28vX8E7Rf5SIdyfXZz7kbKNdivEJ+WECTrh",
-	"jV7jsBW2Dhue29wJnuCpMF/c1DlcznJfDzcSmV9YJSBDnmrbaN9lQuX3NZaNIW88aacvUBREwOQs4zyB",
-	"IglKw1yvcCpYqR0LKxlUHYDp3C2L0IG5rMFk7PRLd7GCB9C8APJE4eRwv1+bF5yCRdfZemCF7+2roOTe",
-	"3webLi2/6zmU6v355/OX9la0KjjhGM1fqK8bBjut3CAvb89zCx93q92SFtTklXvLm3bZ9AEaa5mZraH4",
-	"bBZS2Y+cqCZmgdQvGkZYttya7k7brZdCjT86hJZoZsFQkh3E2sPDw5P9agvXwrkQes6FmmWDObK07M0c",
-	"xStXa1uhbbHQztqFQk3dnRZaRxUFgR68NldOY4MHnW38E/Rrg6sUuFEnDMGbIoVm2FG6qnxDG+vNqRQc",
-	"AmAYqSkYRTEHnPrMzQAV81phQf5NvWxC+/hB6VmYs4vbqXsp3/bBDzSx7zXglfb6V34GAdCo+iwxLx1t",
-	"Ms+5FelsAjI4uyHHFWyIFNVDhEUqb8z50xsINAVANj4FjYoS6jmD74P8IgEVuwg7r7NXjuWdyxgr4gfs",
-	"7Q0KOlR5pnNFRtbR3yKwCJYEBGyBsZExwIAGL7Rs5FRUvmkIMJm6e+aFef6FeRVzUr8SCsIMMJeL/F7E",
-	"RKiRAivB0AUvCOwR8XAHpOqGh+tf+tHpHY+ChgAqHxM8LARY1mMh3iX3Qb3s8gq6wyKegX0R7YYjrn0z",
-	"aBkDK3hkBZZaceVXwqJljKxAn2+PMQ8+/8vyedB4tA0aLGNGB1/MvXe/A08C9YSOWfLr86XfDFvCJNSv",
-	"wpR+ncvxm/Exo6XvwsVWajz5ueQqja1Da2U7FzuRu/Aw/mkLxLDBnp88MsodOgdfvKZ9KykK8wtQ4c5D",
-	"rQ39OA1Rj4iWUyzCyzXZc90geOas1/unuduoL2zMtHkaW5reOStxKrH9Bc9cyaWWK+Obk+dplTyhjIqN",
-	"248geNQfs0KuzlFRR7G4z1d2h4tU2613gOYgMdRl1/EHoa4uwmT1G2+l/lFOxeNcK3hGvnPZo8hXeah7",
-	"LVXmhQuWiRcbCQp/YXo5ijweY8/nWMLQfd/67xDTfm28+QvTuyGNFyNb5uVr1GI3rAEt5trFNUEIL6wv",
-	"QhfZBZOMgYXTOmMGMpnnsUD2kVvGJpZNggOqRc5E4ccnMRVCamJ4IBrLsX8UZMU4LroFW8R0iRLOw+n/",
-	"IJP5BujuRwqhzR4sHGG7lwye93rtsBE0ZlSg2a7nxYfcB1uSis3ruC/Hvdhw+G9GqDZx7PdOsF/9aui2",
-	"N5jigs5TSZMrKV/TDCv7dttHm+wn9469YQmn2JggaHQ7nU1enmQyZgpKybwSmuv5o/AkxNeH3mW+bHfH",
-	"bOJeveUfWvKxrHlpeMkreJgonTE6dhqS9bgMmeEQEPFgMyKgYksEE/Qisgd+PvgEznd0QhkhOUqopr2I",
-	"pFwwMpJp4vIdI5gvIlSBD/sUnGg8sVFMfaEMhoqYuYrU5QXt6XKWyhPz7n5QlG7LfUa2JG2rL+CWxE3a",
-	"SFM3GC3HkjxRJALmmAuRtkVzVbhU+0SNaGZ9+9xWg4WqXLm3DNc9zv1csHeeWJAEfaEkoc6jGENEwtDx",
-	"+jFPkpTlQ9wwCAVkY0LTFMMRzbbmE6Z6dsU2bi0K7GfLbPLP+Y72zLkUzjebHhgFfRG5xJaoCCyxgLE2",
-	"lv2AlOFgPmNEYj5fX0QQgNOC6BvzRFlrDly/dfOr51MFSGYslkKwWCvr8o1eU6WbgDHN85dRgNdYfrjo",
-	"2owzqZTrG6cCdGEh0KzuD/jJdV+MuVJGsYdexNQ115O2OTFs2XqsT22BoiFLUxfJiPEumnLBEiCNvuB2",
-	"IkB53JSbTijNKHZbVCNIB82Y4VkYxqIpXMIklmNoLWuQoi/2oh5c6jTldyzaN0QB9z3uo31EVL0Vq+a2",
-	"vgR6RuJe53I7TxyZAepaeoaoKjicjMWM36E2U3gnuh2nro5cAoZVWEunVnJKTKg2fLDRa/zvx7B58ulL",
-	"O2if3P93jWdivRtBs88aWV0TmVdJymjwpEe6h5Y7YbyjQ9y+AO5EvvQbPOk3et3DoA8L6Dd6/UbpyYb5",
-	"hY/xl7rsKnjCDNdv9L70Xb4tPL6Jjw9ed5TXx/oS/UY+uxky19T7jV4n6KOft9/oHdq/XQKv+er+/r6I",
-	"KqU1iXhLlAg4cYSi4cgGP+fKSIPCdmv0sCFl9I6pvBMlxqKr0VQrksiZ+GN6W5Dc3M3CHNnltzh+samN",
-	"k30GGSVbfoe/h2QBhQ3+bJTGW6Z/TOXs4Pzix/N/kL0iSPntq6sfX7/7cP36/PLq1dsIb2llnjUsJ3/s",
-	"svxQypVmAiYpeqkFWDMHIwOK2Bsmio4QfXEmiNuBDbV0T7L/TGmqfFHnicp/5IpQrTM+gNp40NiK6kKf",
-	"eaKAiE/9YLV8GsMpNU/TImpfJLiDxEXXubuuL8Q0TVsEC29gaVcFXCMpxjO3u4ppihuN4Hcubq4zqpm5",
-	"t1x4TxiEYdgX+YHBi7dsolFUwaRwwz+FTm07Rg6NfW8keNjhstrfmKu/5kq/ypHja2ozdpJlPgosDZ2D",
-	"C07j9+mtMG9toHHYLtZ+E+syBzCQwhwm5h2QYwA2cWZjDpAH89RSP5bC8CiRJy3yoYTlQSGPTtYVzvBs",
-	"BiAHUI2C8V437Bo5KK9TUg5j3Q5tL/KaE+uCf3C9uSV5obAHV3llj0cJqClqZNRETyyrsvH7CpwwwN8k",
-	"bgJA/92UuNGVDwTvKqk4OkcsX2dBlKqGqDGpWhGKPhBQSSLoZnPteWggTjHK2FhqVv5+T88kSfgQynnr",
-	"Uj7PVE1pms4NtZuHIPdnHxpf5ZTFEyR8jF8X0vtFkW6n0xc2Jj03UZ6WKDOvAubif/M+lwNmXnOZVWa0",
-	"8MQICVsbIBFAF+gb29n4uADRRm/TumuWX0DZs+aAZSkXea/oxRNp9Bon9PngWXycNI9Yd9js0sNB83nc",
-	"SZptFg7db0Ul9V5jOtnc2mngYMsIbGTpbD8qM1mmSeTlwex5/2GsnCfr33hhY/b/mFZOxFXH3VxeoWFH",
-	"fmWqDfhorckT+PDBF+sl3tiNDWuxVj7noy5c1MTzUEMInfNK98WiW/oFJjOuzGMkXNzJ9M6ORzPWF7YT",
-	"CdBKvWu7YnTb2pGdM8xNnNg5/X53YP86DmxiYz22QvwH+q3rMSL81S6I7wLm5r7qLfBjVxe1GXJz97SA",
-	"LkIiOZCZbeWz3i3tByqovgCTC3Aa66JGs1mLnOXNgdCOVjBH5ZLFF3gqsFDLVB1L3929/VDpMhflEnaT",
-	"0YQl2wl038Z1vYpendv6d0y3313WX81lvdPttVxsO/CKxtabvTGpIZPTmxG6Sq24hXGte/BPkyqesP1T",
-	"Ev2jCVJZhBG+sxGDABjt4i37AvMiDZ/wTF3AmSoZ2zKr9Cohc6Y3T4Kzl+6bvNTqV6VlN80SkoZseu03",
-	"XSkR9QuX7bGanvGx++D79b32+oYiVj7Mf737fFmLWxp7GtDC+vDGdmWmsFuRIhG0uInIXthsh2FAoN1S",
-	"Bim5A6Y1y/bRaGXGEvE8IP/m5tvAKE6oEA2oSGY80aNeX0TtMCRNMuZiz75wPVYH3YB0w337Pb5/PVYB",
-	"6eRfYpmqazPm9STWT5/DG32Bv47p57122Mwnuh4PJiog4X5A2uF+FJA4peMJupc+hubL8JPT1UQC5bbc",
-	"Po1gkYfeEUjzHE6V4RXRmFE1zaBwXURsMrZCjxXDlL68eipmmkPjLTrvg7QzYGSMCYBUkCOzbAAvNUSS",
-	"l64G2D9RJE5lfNsiH2xGpp3DhSkEfQHON/t1hRtCtZWmZZf7NhNcmR36fuOIoAVPy77I+8lBHyps+1TT",
-	"V47sUZdrn9sIU3lzg72f8233BfrkoK4qS9R+i5xvINGRGoFuF3uhxfMq491RsiujVKN30g2DRo6hjV67",
-	"1QkaBSY3eu3nrW7Q8FBleX3WsZ42eu0jaBReRu9GL2y1txIh7VbPhaH9byBIrrl8DB55ZhIvRQCo7ruI",
-	"+V3EdPmrscySh92g9TKnV96/3rvqzH8lB2vg4ypUO3OVzVp9sY0f1E2/7bX+23IoQtzfRi5Fu98/ZlwQ",
-	"OgmLI8+R1mu18CBXoa2rBs59go3HwETTImckQvs1dCuMCFqsiTA3sZUAeOJKTRlVCFUdqPFmNKC9bqdT",
-	"FKiB6nVRkslJPpKmt6AjCWZjhA0LwbJafWGnAYEQi7H8mWgZoWSZ15nMyITHt8oP8Z1OoJyDiIskhaAv",
-	"KgbxctTp9j5EeP9BKQx5E3+vbWgeJuDBvdS7HxP38m79idLXMU+yRq/RDludsBW2woP2cSNo5BW8gDHU",
-	"N6Z339t6vuaHjvkT5H4bjNXotZ/lFaYbd5JPmvKOZbnXsmjs3w43lzIAet/I94gnt8y4bKnhu//xu/9x",
-	"uf/REf9mvHilDHHwJa/vvLnPEd7AxIeSHAH62TCVM4wiNLx2YhSec61yBQwCc3PNtPgWGh5zQaK/vCoq",
-	"j0Ik/oF9CMP6/4I18/e/Bm+17saCt27kcCxI9rvL8ddyOe5KAUv8jv45uqYPZQmZbOyaXII94a96g3x3",
-	"UG5j4dwOm3a2asI0j5NGi3VSkSPaSA6oPwhh7PB80BcZmo/gtdkImB9UQreR436w9/KaIbtzU+uPfLCk",
-	"mgufeV8JJ/IdbSnxfSPn5Ep6zd2Tv2e6/frWo+/i4eYeza8kHh6AZLfU6FRcPk8U0RmNb5kVBgMsGu+K",
-	"c2I+isx0tEVFKySiH2EFu9udKkaeLGFZABXOsT51i0TQ/UoxJiJIvkFODJkyeQ6MYbd3zOviVxeRLzNd",
-	"CsenafpuuHSxfsOWS+h38ynwmk9jO5P7r2oPM1Ovquel5QRP87tosRE5Xjl4YX7WAlFCN8WvJmCsI2VQ",
-	"rJaS8ot0qjTLmjOeMEOtFhMDUK8W9LOo54rIAu49UV7HDAZ17iAzmibgWAzIJJ0iWWE1D5Cz7bvqibOS",
-	"K0EnaiS1CpxpcMKyJhdKUxEzMsgYvYVkzS0FcwT79hzkjl3G0nD5r2+TxiWuFO89GH8nxw3N2L6d4jdL",
-	"ks7WsSJxDnpcYTACdJM1e2S2goO7mtAEo13pMvrZUEgAJcUiSMWPyIyLRM76ArN0zH8xMQe6LeCYrjKB",
-	"ozp1Sth4ouf2XdQefmGZVC3yAb/qC/MdTfmNcBmwjPws+GfCJjIeBURJq9sYQQDq0GuaaVdR2K5jj2tb",
-	"saEvMAnQNt7xFyvFfjWNNV+Y2ait9L/XDcPcReA2P6G2k8J+CxtRFEzulLy4/LtNuMUcuj/H6i6Cpkln",
-	"0HeqBx0zDsy3fbEXy3Q6FopEwNxsC7IAjibA47iG44gCQglSHsnkLM+b7YZdMoRa233hkoKdge0oPESd",
-	"TsiKpYwbBiCG/GaascSsjXstOnDnmzv1yszRNU7eFtV/zOR4E+feldzkKUjPrZHZzvBU8WROibxjWcYT",
-	"ptzhRMskMpsP6ctkrpMXMOmgEas7r2nYFnUcHsrwHcShmbVFrXIpiDW41Rd1YRlBuxOGwckxeFfa3YWH",
-	"2vBQaP6/S8kFi5Df75+vnZd9Ve46tuTyckj0ba+vvDf2Q0xjtR7jf7FMlvwPTxRBisjvQk/uBAMuVboJ",
-	"BQsgoM3WBOoLXwowz1kdFZt3KE3nTnttEQvUvAGQnEK3RHJlHcdgjVtiOyOlOkJVbry02i40WC/Lql+N",
-	"/Sx0dF9Wc7fUxzxvqP7dUPUVBNX32PStQPKSH2IzadVW7fVI1oYoHrgQxeXyZR7NUMpyrJQwiFQWX7tC",
-	"DXnJNPNDonT+Qw9iOz1yxWREVyOXDyGQ07EQ6NkDrVkCj8rNl9YAbOZxNXddknlgyZpiIjv5t+QCl5+n",
-	"iduuO2Q6OYW2iAGhY4mRmX1hKzWY943gOp2QPZnZyhNW8sK2RtOJWRXmT9qHXYKMrd4mBesLF2GFocVG",
-	"j41lZnTevIKFnOYhYMChAqKhpUYGjUkGc5JKI+DYOMy+sGzL+4knLfISxEQY1CxFMIhzNusTLfIyj0M1",
-	"v9kg1b3DkCgymPeFFXT3XZdNl72JG6YkYym7o0K7uDW32jxdyga6BPYM+oLn0QpFuyGjkWDNDZ47RqHH",
-	"iXewtkvLqa2xlmCaQ18UeQ5c2YrVY1aUOLPV8I3kbJcM89h6TnZ4Jw33RZ7/ICSZgtW1iiuAJ6eEYg4F",
-	"8npc0VYJEu+RyBz415UKuTSLBlTNG42OmYJtPl5lkIJOVxbg3qBayJrF38DtLMsrDwfHrDs8pM123Ema",
-	"XXY0bD6nJ4NmGLeTDjscdunRYMnKPUbyuCu/sH5eIOYKS5oZjPAix6eT0n6e1S+16JBdu7CNGlp/TS2j",
-	"ipdLbnl3N3yX6De6qH9gtnpKqRQAsBLvlraw37hsEr6/7Ha+hAuN2zbPXAqM8A2ASUK8qrmbQN7dwrdy",
-	"adf8O47mNVvYJJYXwPsHDuStoice/QNDeOH2XQzgPXV9VNHGBwbJ9vJAg1IZ2K0DYi+xz/rOQQZVK2vG",
-	"jUxGBbav5dBDLZX4vnsgID++L24BfLoJtXU2z5k26/42gagAsWU5LnCiS4NQX13Rm3WUAs/8jpIrvwes",
-	"fr2AVYXEuQHTqQ1GAKZ18MVKgxuHqZrn0RLkFRKr6/RidVcoUL0HZiBQp5hI9p3+BbKiUbeeFG3MuYA3",
-	"dUaFssV0SJ55gyppLl3m7WFQ5VzVHwYdORmzxT+hx6uzuF0XYVgfsL50ks2vs6n4s+EWkesEnXeGdnWw",
-	"rS8EksjBJQvqLdVkBnWdB8wtr9UXWIUx7yobFIW0GQFuA41t07lfV/GJ8ng9T1MC4WlMkb1ueNIXRQ7G",
-	"0gpBlSLfENe22A/HfLO/sSkNkcHeDCtVsffQXLweJLnWDp+xniP29F/marBnUtIG8mAOG8RmFYCBlCmj",
-	"YqN6jOdDOJGvL0i9tFXTlxsFPwCgqEJrCbivSJLNSTYVQQ7A/RypvtsKHyeo7fECqOGCzztfacsGCdeb",
-	"senVzQ2vcuabB1M77mBIHVpcbx63kUt2XxHjV8lBfwDZ59uEXW8uFezqvjJD/jpti+xtXLk1bQv2R7g1",
-	"DTK6Z4v+8oM5gdzFZf4nv5FG9dZcH7ldf3FudUl9LWUsIIrFEpON0NW6Oa1/myDwVVzGhYD/QbjN92Dx",
-	"31Cw+OOqZgcJmzCRMLGyPIHtW+CxQU9BK+q9e/XT54V+xkWcThOX4w3OIqNLYSwpQ1cf1IQvesXtk+VK",
-	"nOuyYJs35YVT690DTjVwrWfJ5hFWKFh70PnqQrw311KLf/HMd6v/RoQDmg+2lYKur2gpA7ygwyGL9a8k",
-	"0aygwaIa8apUjSrlLXoVtvQgvPKKIP+OPQluG5t4E3LgfSeezV0QdAH1vn4PU18RWO3M8ONcRNE3ZE0j",
-	"kQBCcPM4h74YMyqgkcD+LpVccTWP3aj0sBW22u3DFjQq5eaYhjQ2UGV6FFabA8yoaJf7mWLFja17mX4b",
-	"58amTYf/kJU2vlfuWsOnzpKkxAm0XJSUd2lrCjd1b2AU5Je5A6OeITlHBvorrCugcLRWvBo2EkxYOdVF",
-	"bKGHoi88F0UALTghGAqsfj0IwxNz28HUZSA4R4IXu5XHz1pnAvRB6dpMCWagqD5+ctWYCKPxKB+NJ2Qv",
-	"4on62PkU7VddFz2Cvguu0UCSgS1eLfFPEHP/ev1TXfChcyDn7gLsCDhheTyabRu9mevgh+KMXHTE7tYM",
-	"6w6woUs8AfzZMKhrowiqT1sZQLy9fQsrSDH9dxfDd9796LzbujiUYZw0dSHAWI9tK+eGz7dXZsteSU1T",
-	"BalIwFxzG4JhTVORl4pLXKxkQOL6BNtdEmmB0S5m0j5ReQpt4OJs7WUyTKdqREAAvKNpi5zl3YiNPDti",
-	"NEsw1nYIEbUZY5VXFIi7aCFxk5BJxrAoLrRYYDMGKfOK6QBq67KhJnKqva6W4Ng231/Lqd7GH/RbzuD9",
-	"SyoHNF2ZwasBXf6YMWgInl1SGupCJTdKmDXygmLQLBwiCDD6F8IzRjQnSeftybCvug0lj7ScRAU9D+Z9",
-	"Acl3+4HNNGUGmW9ttziWNe3oLjVuVXoqrqkvvPxUspieCvTSNi/DANZUU6S39vLoBFhrAHW5+wILc8ML",
-	"zp4JiQmO/8jMK+AN5YHsyqA1MskkUj+QLiXdMMyb58E0rV8xM/V3kJP6zvUpfVuFt6sdgpnaPo6V4srb",
-	"YX0giZaTpSHlh51G0LCZ3VBC8xsGmJfOaJkrHfD9D8P2vmbypydjbJsAusA+J3zCUi7YUv75k5yRsVEQ",
-	"Le+BFEArUAQQpzaYQsdOuNDHbGxWOaMc7ONDy0jt6vsCeAR6XWAgWyKyKE1tG/gbIKKsYD5C+X2ltutW",
-	"Yjf21ZMoyxMtK9thH4IMKvb77DNdaRdPdd4kwiFnjkwPu9KLJOJVmcA2krNaDyWPeSxJ3u7X03JlKoOQ",
-	"Rb6vXx89H+4XM9sDU4H7opwLTLZIBf4DJQH/Kir0IyXoOrtcIcjumpqr5S0Ty7XLMyzpsmeQLmN38pYl",
-	"+wTfqfZPv2RxBrVh8ozQjOlpJgBNR6wvoouzq/fv3v58eX328s352+urd3979TYqEiuZuOOZFGOGDVHM",
-	"lKirbYqxr7nSV7if37UTEPawiQcQD+IPYn16HP/f2cW5BZtHMRZpVgebrstDglFdIpJ52XWBMmRhEBoE",
-	"cKPSoAVbinR+6jUrgrg+1RdcK3L501mzc3SMtauhY6RtJERjbZQa4RmhjVy7xMu3lFJw1bDth9iWraJw",
-	"g0WxmxlglRmw6i/dAu+/jcfOmzpZbjq5NUJn7gGxJ6tGciZcsnj8h+nA84fNJxIFD9mOhSzcugdf4N91",
-	"WUXv4d61dSXMCz28M4WcYdQ8uTH3bjds520YhXTF2JArjahCDOXJ0lZgaxJZCmaxSVl6ywypclLDdxfJ",
-	"V6vYYuD7ALTcVlSCIatRYNa2t1xtwnZU5p4EBzR0NmJZ0+hBuRXU+l6tTwBSopx5sVSnpe/rVvSGcgEG",
-	"S5aXasntYFwQV68bxVWy52r/mUXMuFD7p30xFRj77hlknUoHHf98Za5F/o4lSyAYXi04tMEbPKCJ28Ke",
-	"+fv8gthYmAC7/JhNySEa4wIi2A3VuTAfOM91Xv/c7HufZOzfLLaRq1hQfWB3oUek2+k4O675nYuEfcaG",
-	"GJylSV/sRRa6Hw8/tQzUW65HToRm3swekN3IKVESLafQ7hBqv2EZQrAmRn0BuQeEDuQdIyedzuHhs054",
-	"ePz8qPvs2dHz8BnZw3Xo4y5u0+YRQDfIMZ2TASM3v/BJ02CZgQyDVb7A27z5SsQyAYCah6L9U0KdNfuY",
-	"vOE/kIQVLy4PbuqLl9OMDnjK9bxHKOmEIRkzaiuvAPyeKN94nrBUU1RirME0byUpRTPh6rYv1ETKFIGr",
-	"5iJmCdnLDUjWl0YKZefy4t2719eX/3z74s9KZzzW0SmJpYinWWY0nQFmXfSFGplJpWA46r4hgzijamSg",
-	"fssNmvm9LbEsTyoVy8+M0NjgTcqSG5b0+sIZRjIWM36XGy38pywKuaxMI8AEhA41yyBpFMtjmguFmWdZ",
-	"4NUYUkYs1XxsHhpPFBTX9AM35NTQotkFzqGdS50LMkz5zSgnb2ieZaVigxkS/7G9PhExWXIKWj9UyjZ3",
-	"XkwFkov5oGc8Zi1SKrNqsKlcKXh/sUqp2yJcqL+wTFY33yIfRjxlGHuy4GtIUPRjBFHiJjNjTidQyrSC",
-	"AG/O/nH9wz+vXl1Gp+hh4RoHlWnClCZT4fykHg+yBkpYt+VHZlsTqjMppuoapr22T10DZV6Dh88FutTj",
-	"YcZS+pklESy9E4Z9gcV/bB1USEcyOOjK0g1lCtAy58VF7ZjX52+vXr3/+9nrqEdoX1jERYQd03jEhbUi",
-	"QJSN/cEKavtwmGle3qpwDueOHoAUAtn2vIfmrGTPUCQZTpEJDylPubjZP/UR0eEPEEydfHMubpjS1tS9",
-	"Llf3hWU6EKdcblJrTXBibh3iyMAgUql9lGfrjpySZJWnKsOrrRFqeKAZIGEozy4rFLqjHmevBtguVnvv",
-	"QeHOoGGoxLVa45O80dphq+t1WXO91fyuaQEUf3KvtFth66iB3+EbXWi15vq1qkav3Qnvg2L6+tk7Ydju",
-	"JYPnvXavd1JaQbd76C/g2Js/f6lXXsJRe2EJgVdNqffsfvPIJos9P2D22a8b1mTnXm0/taICLejhu6L6",
-	"21RUu50N8seupHxDxdyCU31rPyGy0Kog7+shlrtuEK2ayHiFPZpczujNDcvIz+doBs2YSFgGwQEHcsIE",
-	"nfDWnI7TqEXO0hQMNVQpZ5gG2QlM1kYd7osBFzSbk6kZg0Qw90EEogzXZCazW0XkcJhywVrkYjpIebzE",
-	"4fdSxhv4SaC+8kiP0zJ1b1Tx+KerN69hy49KuLvqnyyeYhekj59KscsX5ySR8XTMhEYVyazYQ4Q3TNPG",
-	"p/ygD77A4dyvOHD8FBCl5ylTI8agmiKPiwt4ccIAVQtm7lRXWhJqN6acCSNvQrVuRbhukUsYH9EjggP6",
-	"N72jOCtqPCXW7P2GCWxYvACLjY6k0k8UeXP+5hXRhk42wJozA4B1YsePRgYFQ7DdM4CtXO5QIWU0p7w5",
-	"mIokZa1/Kyd1QCvVXOagdsrldQ3H9PNrJm70yNyKzyG4I/8M6ewGIRq9xv9+PGv+izZ/CZsnrevmpz/9",
-	"d+PBJcxzAK+mkaDBx/SGHUzETfnBPEwFabuuKKOrc67WTbEhvdoHN116LXnDmWBXy7G5Soh5K5e8oVK0",
-	"w4Fvf3P/SkauZUzGgGo58ddzmxGjqR79spzRgP6pwEIwcyqf01Dw3lDkp6urixZ5MWLxLXjd8xTWeU7o",
-	"dWT+E8z9Nd3odoZl8R92F2Cu4ne/6RvE6PDCLHaSyYF/lnaLeJqujf3SQtK44wBOLCAc5JMAlP7ABYw0",
-	"87AYUK9pbFTVInfFHP9FJsdMj9hU9YUhccI+T6TigGrIZ9Yw+Dd5u/1NJINJSnlZN2v8F/np1esLkmv8",
-	"uJNrK2Ghsk+uynIXwesN6mn9F7n658WrNe9bkwlUB1vxWLvVOeyyP4XH2zZseLMMqtDLxEKS7LkSI2Er",
-	"bHX3f8tI6u1gnJ9wLaL6IunqjGg5zWJGopIM69v7AElBfkFZ5YYJg2wMw+UD7EEwlBn80eqLlXj5bsLE",
-	"2cX55YTF27Eltw+/tliZjRI7NjlshTl3Ps2rabegbbpZkLZVGuyOy3h/2Apbh7V3dyG0fMxfNVLOUIIQ",
-	"pUfKM49gy9GlUaETFvOh3Rqhivzz7M3r3zLeXRkgOviWVl9/6WWMJvPld569yCCJo7jK0HKfUE0HVNlw",
-	"yXMxTKefX/7gl6f2Y+8GNL7FioU2AEKNZKZJwmiCyhNeq0yAv4RCCBeNR0ZExkZDnu/CWvHQk5KXIVrD",
-	"aN8zmnBzb+x2y3rGsBiAAsCyIAB8h9rzBqNujUTDAR7JYOEnc3juM0B/8/CHYgs16ArR3/4hgWXTgvCb",
-	"o2xuR1gCZnOXp2z8p8cAN0TnNnqNqWeN8IBusKeB8NPmz17+co+UX3GNxRq9nFByGyoYABth+6/hvw7/",
-	"5/jts7+f/K3zpntx9P75Zfvq8MOxN+NReBg0NNfAtqylpDKTZUYjrSeqd3DgbtlWwu4caNSB/8r2OHOB",
-	"w9ShzpkmKaNKg2+pjEGW1HqEErsOm1gVIfQgoZZZDsEFoWQmM3BBuMMqATXa90Kp8WDJgCmeMNC0P4zm",
-	"hOL3MDNLyB4VfZG7RimZKpbZmp8ZR7ebERH2XYH//ELkMXuiSCpvwKGArkW3pr4o5lBWmI/gFoUuH1jt",
-	"LJZCsBjrqGisEd2cTgKb0Usu/+c1pDvnzgdwNHBF9gSjWTrfB6cDMiOP9N4znc2bZ0PNsnWU5z/6wPpZ",
-	"K26MHEFWyNPl1780BoxmLDubGm3/4yejv9t3qveHk9UDyAvEaQz8FsUjXz2yRginsgSL0pA5pPLVLBJQ",
-	"gReVvZqB4f5bHPa1rZ+tnOZ4+bL54exti7ys1NOJqYppguhWynTPU9yVNxumci5O9+HsbXNIY/AAuWoX",
-	"tvWjq7RmRyhy+WtgMRWCpapU5N/LvLfR5jxzjUvHjCpIfXJwL6a5ANFocQrbI6CcOGoHhQiivD9I0fLT",
-	"DenyQGqgXfdqUPTxDdyXGMtdBM5Xo/l9UGOOw8Jc1vq8IqQE/bssuWEkk9PKLpxtuqZZRxEXoCuZMHnU",
-	"cskn7KO3S0haCvAkb5TjTjfvD2DHcO0b6mgEi4k1ncIKIRz4eNMNjDqtP+AL88WS4TCiFDjq0EYKgI/V",
-	"ex0Cx+raIl6cE2QaLiSZnCVjqP+Qzn1IYzRSTT8XUHGal0xo8uoOVBylM0bHZi22nLRPMfBI4/7T/f8f",
-	"AAD//w==",
+	"7L0Nc9u40Tj+VTB6fjORUkqmZNmx5ek840tyPbdJzo19TdvIfxMiIQsNBegIyIou9Xf/D3YBEpSoN79c",
+	"7p5LO3OxJBIvi93Fvu+XWizHEymY0KrW+1IbMZqwDP58fUlvzL8JU3HGJ5pLUevVLkeMKK7ZM0VuWaa4",
+	"FIQqQonSmRQ3hAnN9ZxoetMiF0wkhGsyoPEnwgWJzobNt1THo6hVC2rsMx1PUlbr1fq1/X6tFtQy9vOU",
+	"Zyyp9XQ2ZUFNxSM2pmYJE6o1y8z0/1+/9jFsHl/9qV/7f7WgpucTM4LSGRc3tbu7oPae6WzePB1qli0v",
+	"/oLFUiSKaElm1KyMDWXGSGbe4eKmtKyDdQsac8HH03Gt187XwIVmNyyDRXz48KF5OtUjA42YalYNRlo8",
+	"YcAIozNSf//9S3L44iBsBGTG9YhELMtk9ud+jYtbmvLkWstPTPRrEZmNmCCUwGcyo4ooJjQZTDURUhMa",
+	"x2yiWVIG9neMZiwjGaPp+M99A9lMiqnq1wKyYp61J7N8AP9svqTxqGLLH0ZMj1hG9IiRMdMZjxWJzaOE",
+	"CjVjGUtIPRpxHTWIxKcSqumAKkYSbn4bc6WiRnk7I67Xro8Jc0of7XNmhNpVULnq9+znKVO6efZqeeln",
+	"CZFDokdckQwfO4EFxilnQj9TRM4EifwxIsKHBvfhRCgBgBIpWEBYqhi5YYJl1BwOOU2VNNQB0CcDmXCm",
+	"CBUJSeWNKm82bP81/Pf+3w/fvfjH8d86b7vnB++PLtqX+x8O18JgTD+/YeJGj2q9dufIQEHkn5dhcRfU",
+	"JjSjY6YtH3g5zZTMqlE4Euyzvo7hiQhhxMgkY7dcThWZ0BsWkKmIR1TcwF4JPkr0iGrCFeCpFMz82Q3D",
+	"8m7Z/K/Z2X8k/5f462gwfiff/PO7UTxOfzkTYS2ocbOEn6csm9eCmqBj8wYOXlux94N2Z9Peg9prkUwk",
+	"F3odFjDC7FPlBe8n7WHIOrR5MDiMm93kBWseDY/DJm0POvF+0mUHw0O38gnVo2Lhbrxrnqw9yaHMxlTX",
+	"erXpFJ6sWP+tgcgy7XGRyBmZ8USPSD1qhyoKSNQew39H8N8kapwQqknKqNKkrVrkFRvSaarhufJO2+MV",
+	"J8Bu8WOx5AQHcS/5uHgY+Iz9Y7t5fAW8/UsYHN19VONRcrXM44Pa5yb7PGGxNgCqUTKRimt+y8hsJFNG",
+	"xHQ8YBlyTkqmwtBgQMYBGRmukgQk5Z8YaYcqIO2x+ao9AsB9n8lxxYWhaabdqWcGiwPCRZxOFb9lPWJY",
+	"9f7+/nFAIiFnUWDGo0SwGworSqYZsvaMpfBNX2hJhJyRetTcDwH6TQR/80USncBylVtvYFY7a3jnYJ5t",
+	"9UXpKJrt0YqzGJodVR8FvuSdxWG3dBZ1IWf/bVadyOzqv/hN966Jf3SKPy7dH72lP+r9fgv/bgfHd43/",
+	"rf/7vx//1Lxaeq7R2HzkIoc70XzM3Fn/YhhJvRN2DpvtTjNsX7aPemHYC8N/NwIDdHs68Io7EGLPA5DC",
+	"HElAmm3AlOaLhNSrzgOw5WwIgsxa8SgyAlRE6lG/1p+G4X5s5SX4wPq1qGEkp9RQW8ZogjeKvV4InUxS",
+	"cxFIkc7JbMRTRrjuC66I0jxN8faZZpm5Xuy49mrphsctEj2PyNisEO6SuXtkEXmc5AXog6JfgT9OWqut",
+	"kMTqVhT70g7ax3f92n/7/edbnB75eSo1S3LpEUAPC4EDeg7wfcPHXC9D9y39bMQuR+TSXLFsDPJcxvQ0",
+	"E2UJLqwmjBQGr6QM80rOZLnQ+x2kEyvshWEYbJL93vBbdhHLSYUEFBnGoVkWkTqINzhrg6ip2QNKF5OU",
+	"x/SZIrGcCnMDgyhgnk6pNoihBJ2okdTKcSUJQlVqkNm+rU5IlMqYppGVrFYPbtCrtYJ/KNiED6b/l7Fh",
+	"rVf7n71CZ9jDX9VesW0DhHOqR+uvUHMBlk7L3M4VV6P5tPW1yIU+7NY2HtG5THk837A+eKa0whfVC4QH",
+	"H3uJF1yz9Qs0XKZ8Kx8O23GHHnSaR7TLmt3BEWsem4+dZH/4Im6zcNBuV8sfZqyHyx6Xcnm9r0WycH2y",
+	"z/b6PCGKjhkx4yrDCSNzYUXedWeu1BZ5O1VGUSPUqHTuodK+hZytQGEtV1yA+Mq3C/DeF+Cl0Q3XIyio",
+	"j6WT6lYiHzz3uPRzZ4ZSEykUAxXmO5pY1cx8iqXQTMCfcM2i/r03yeQgZeM//UeZjXwplm22qClPHX6R",
+	"XD8icJX0yNjhqCB2EWTA9IwxQdrAwM3NYSBhdDxV6338UhtylibeZTRmStEbs43tBru7MsBUmorYvLRH",
+	"J3zvtr1nKFlZSDIFCsUGvVFpqqeq1uuau01zjVYCmjhRpMDGkdYT1dvbczaDVsJuHdTU3oAmTffK3ba3",
+	"xjm+jUe2eNen5tBZQv568eM7i7vj/EuDQ+a7xRORGUFBxmCeZ81aVPCrVmUf3ys9C0t7KcUw5fFD0YcC",
+	"1yYG8RMyyKiIR80JzbgiNDUy4Jywz1xpVY0qQC8+priXNP3ExFNgxHGBETkEtkSH2D3/GLhwCiAjHpxg",
+	"ywHwmcKsmMuUYFkgqRSGeKyYbDEoY0OWMREzg+BKTrOYgeksYSkzYmkshX0BJaNHQ6HvZTbgScLEA3EI",
+	"RDk5YVa1FIwlCuBAkzEXJJMpOyn4LxlR9zRYRlYhyN6WwsN9sGi/wKIzoabDIY+50VvMUrdFp2EOvcfA",
+	"p0sHnmcKVmEQZsBSOUOJ2gH3mSL2moGnHhUdzowALmj62tD5A1GC27HQhlh7ZDZw4F8MZ4tTbXV6boGP",
+	"wwzwXoRVDClPpxk7IQgLRWjGSCpvblhCpiKx1manVPMkAIujGsmZeNTTfCf193IqkgceJNwO21AibGMI",
+	"M34dmu4WKPHOW8pW2CCkbuILj3M35Hwc71Uu4NB/ev+G1GUWGAWDDMz9gDweLCVckIgnKmqQRDI0Q8PN",
+	"+6hIcU7nqaTJpZRvaHbDHogbDokHMpkbfiVvWUbaYffo4MUhGcyRuh/3/m97nPu9P72WkqSwpy2PXEvZ",
+	"xBcei31XggP14l8YyuWPepgXLLvlMftJ0FvKUzpI2YPvcUZGXGmZzYn5L1xCU2/4ytMEawNnau/Fnjkm",
+	"tWeHuCdn9w7YbnBhCVudrv/K45B0wiZMJEzE8/KNbMWduu8dRCmwBMrGAiyJzPrCIK1KrRoMmMIygzRG",
+	"qkQvFNgT0Zk3MPxJkXohDhIubhjYagHMKgDU6wsgPTJiadJoEfA+W1MFyKaeOzoiCt3PaIX1MHPBZ70O",
+	"Mf1HK9yWu+H0pZRvqZjbr9VDEVpKMqZiDpcySxbc24oMMzlGQyRNkowpdYKOd7BsrpBadEaNuHg/9tXx",
+	"1JdLtzh3fLtwLvNiM3/xcTgYV9Z77KBBxjRhZD0QCdWajSdaLWFaX1SiGmoCaAUmcSoVQ10hlkKwWOcu",
+	"gd8AMv4kzF5lxn9hyYPVbPS3DzDWARUh67sH89KjK8rtAtNOyyfmzbktL/UCRx5HRHonS6AABmj4nfPC",
+	"T8UnYZiezEjGbuUnjBnxcKIqnmXd6S49/wjYMclkzJQy7Pw1BBk9wv27KETYyJdq80vGJjLT6uP+VWuY",
+	"ylkrUfrafFNpvHMWuxAsdocHB/sHtbtgebAXVy3fgVAMJKR1QaB1lyfk+HiViedhXLJT4O4/zO4Rb5H/",
+	"bIu1t/mLjybgwZnccgl+L7iX8UWDpUbQV2DMsZI/YHJZlD+xgVPq41VkX2A0HhE4gUcVDX8Sajoxx8mS",
+	"tyzh9HI+eahw+BJfbZqhCuuyN4h5OSA3UhPNPuu9SUq5eHz5/6BADW+TZGx2SQAxtuZq+dtNeLsJrz0q",
+	"rthwomgRTBiWMVWAMfZMSCwTLm4WhMscgTB07hGRJN8ojHQ6Tbg+jXEDRYxanDHDK4PadJLgH2iUhMNT",
+	"zDCaOGU0q1353q/8mQWHXIDTvBa6KiDoR8HILOOaBWQ2kih7cB0At6JETcdjms2NQGxDJOF7c9GXHDpf",
+	"atTuolgGjbXMar2anKgmmCRhH2CdwWWAnRX3jVFPqtbrBOjotXGBtd4+fmH+uss9Rb7FvBbUnC50jfBK",
+	"ar2PL67ugprB8Hb7CKAG7AFxfmtriH3pExeJtckY6HJYQifsHDTDQ/Cudax3zcB6khk00hz9TTQ/23VI",
+	"7aPBXQ64xZN6R8es5FJDZofS4sieIqlHAOsmPBGBzSM6P718/+O7ny6uT1+9PXt3ffnj316/w/jJJVTx",
+	"DogmCTdT0/Tc2xP648or+xsXSVNNWMyHPHY4ExDWummRCPEm2osoCqS3NJ0yBTFY1gqDUQjKW48c/Ieh",
+	"x4AnOzv9Fo57tV/SPXZCjCg9B1gBECGOhNo4slimKUrIpA5UZ9gFTVMMWVUBAZLU+bc2oqIavAs4tQVa",
+	"vLdvGBibERD9PJAYjG/Ct1Wu+MKR+rGG3np8EnEscAi6uLIyDAu0uKo4IljmG44uVY8jQEQOCE7feIPh",
+	"DVdBzQuS9eJa316e8eHfl5mHBaD3x0ZsQSZ/l58SzTIKn0szrx/oHfusbajvEgbBQsqjrUSJEuZ6t5uF",
+	"lTvYWuDCAEqHa09ubsUQ8wUQnIGyYW3lu8/Bf5HevqM6Hr2yfOYlsBkIXivB2UOxdawmrGI1ZYS81+v3",
+	"eQ9luV3fWzhNJxAW+3cLWthX1RG/PHv1fpm5ngpydn7bNdz97Pz2kEwyNuSfCRfEPG9EKhSw6lE7bMH/",
+	"946igESdMGz3ksFRr7e334kaLXKZm+X6gqZKknjE4k8Krzx0cqKxZEIzUF2dqu++L0LQh/zzM0WGdMzT",
+	"+WLcYztsdXAZ7cNyHFD3uBQjflyOCqrXOwcfw+bB1X87H8NmF6N3/tt2sTv/hYCh/4WPjX6/1fiyf7fD",
+	"G3v1/Y9hs3P134/tjvsOgo1Om9/T5rDXunreK3/cq7fNsEcwYtsO7g+5VTDRNkeXx0274zMvlI4PsMOQ",
+	"6ktzW75nCiKtSlcD3KMsuWZCZ0CE7cPQ13nt76R9GBL7DFoNO/bWNVxhGsdMWYlkiXcuzbAzieWr+bLM",
+	"VvK5898GUqaMimUas08W4wVLa6skL7PNikvVbt/dqrfM3mIFJDthUGO3HK5cBXtjnye4nE5QG3F9DUpO",
+	"rRe2jg9fvICvVK13bENaFURK7ZsP9kItOHLG/gPYcq2YeaV9FxSr6IbeIrqr1xAurOHosNN2azgoreHI",
+	"W0MmpxpxdmEN4d3V8tlbGG15cQKoL+COWbo4F07TjrzywN7RcVW0r4Vg1HOxuxCzZL89IZHdXdQj9i+S",
+	"sJgrAzzQsuzF6R2EBcdVxZXnbWc5CPMzjTUx9ylXmsfAJaVgSFQ9EtkDjMifSYQHG5E/kcgeXkTq9i9H",
+	"lH1hlOQ508TgtGAJmU7A8y7YLcuQgSeNFvmBa4xfxrNFIZkoLmJmVpNp82NfqGl2y28ZDJZZ78iyPnXL",
+	"7kHN9+cDHh4vx7Qia8rYWN6yxGgNY/qJkUzKsTm4XWdyNLLzGj2KWlyjoSyyR+rw75/sATROSOgUenNL",
+	"DnmmNEml/DSdlBaeyCm6/4rQ98q1YBy+Xcq9uK0l+p1fFJbkNlI40ObdEgNZSpCyCuDIUsUzBfFUCsLJ",
+	"rCE2Y8OpQtv4Q+QvG8bnUDNw2F1gggVnDh7/pH3MXNxVFYN6hTrV2StVpROrQilGXM6FQqBbEAsDQjUZ",
+	"S6Uh8NS8wGg8OiGRzqYCnBQRUXSu+mJmMzyVHDMyYxkjKRtqIqfWsIQmDE1Txwr0iI2N+lxF8yXxPOfo",
+	"G6LQAWPP8GHM1ljUiPJhr2ElDxHelxflBqhA9A3LgkHvvaT8JLYQTarE/uL9ZQCV17YSxUqKVhnN3stZ",
+	"wSwhJIcLQkmSzUk2hSBOqslMTtOEDBgYUH7nitoWEN+oaL3KIyBeGhWoQn11gYMLUocX9mAzxCM06EdG",
+	"X4qGlKeRzV6mU8XQ7ZXHQ/DYsL5U3vgSiB/fUSV7OIdBoezLT4ZJUp5WZ1uXRGV8uRIGMlanSjFdnWeH",
+	"kRdyaHBJxtMxE1bNnNAbc7lhxGZ+cgMuKATKLK3/VSYnhTm+2gA6pKlasoCaFzHPDpwJ6IZbsJDb2ZJM",
+	"TpZtPdq6ihzc4KmNIINfqwDmspcrNHTy4fRdc0hjs1AInxzSmCHwljKJAAYZaDq1TrjfClvt9n6rHRol",
+	"BnwUyTVA1DN4hce98AAMXmhj2z4Z2i6l1qsxPQr9xK+Mq+aMinYtyBOUtrbUWbPf2nXOqHCGvCG3csyC",
+	"3OnAsF7QODs/tQ/elSG0nb12ydy96m7zgLV0ledHCpHyEimaJTcMlAv02yzkOy2Nv41Q5eSp/ES2WLd/",
+	"GNuCpDic9ev5cPoObeRVVu8ir80KXQUEg/xwvblKp1da9zpqe4l+u02s4+GotXD+LpntkU/WhzxN0x+H",
+	"YHbY6gyuAm9ZkJi6Svp1218H1/XOhT8mh3pib0J+gXx1X4JbyU/oC9/tXr4E5ZalWOoHy494xS2kgPtu",
+	"zIU/UvvRSfSpqHJbfrgM1FtWJRz8KJgFUmAL1qAmHCVU015EUi6sqHABtvnmhXkIBluQG8wLALppwjHU",
+	"BMyU93Ls7UhR9hrt7q/3xxXHYKQet7Alssk3srU3/HI+YYU3fIKx/72Sx5nUI5jVsqgoIPjZsoKoEUCc",
+	"E0/6wqjLkYNi5F60y40I+kZoBnaoKP8aPeoBiSC73n3dF/mTNpvezBTlcWcRqYtpmoIjnKZpA6MHwP3W",
+	"Ai+3WajB1QjtddGCJduGG4DdpGV/iyDTBsRi+BHHQT1/hbd/mYQRJ58potjPUyZiV90FarBkjCoUZkks",
+	"x2OuicwSlp0gbAzYLy5ek4gnvSgwXEAxkRSlyN5QpZuAwc2zV9F6k05lsMEuDvkgl/PX8l6zGogdq/bg",
+	"23ArnAHw82oVibsItAXVEA+BjBkVyqtfhdbBhDDzqvW1gTU3T6H8xCZgqyVqBGp6xgxyY1CeplZ78Py8",
+	"DsPtvegQ3H10VIfk7n/Eogve4wUSOk+ww7A8KqpKI339GYLNsipFCOVhwuARQNBUzuCiOLexa7bw2gzs",
+	"ElSRjMWM37IEnVG8ZMJeNld418YySjO7sGeK/PTqnFi+YF9ZKLJ03GmFrU6rXRmwQzW9yei4YppX7qd8",
+	"3QFJWCwTlkDspNT3MFLjANcuLHb1nBiJyROIo8O3Toiw2RV6xHhmliWzRDnQGrJN7rEksF5fK4YZtdvR",
+	"oTnqazv/8i6+T+UsX51bmdGWkZ9AjZVSXRabdHKPxad057VPMqllLFPfXiCYNlsyYupkyD8bioHPV9VB",
+	"SAZhqwx09heSMA3mZFJf4LgQQTmByhE30tCMYaSNE4yoTTI5cQcvx5SLZ4poNp6A1+sesFGGAri4uc5W",
+	"lk50jxDzCNZQwopJ4I0xfMkdY71t+P27xglpozVsKuDlTSjXXhV/cb3qtoLkzYUCcWQ2kqqIWuDIdgsm",
+	"cELg5oWFCVm8NqKK8DKdWuXaPI/ZZyiELF81DvIVoYRMA4rfHu+dnX9/9s/ilAgmAAg5a208HpstcL3L",
+	"RIZdEcWK2yUDflr4oniWL4bUjRwCiS1cE+sTaQC9gU/BMBakwvtwDVsiYHnN/7C1A2wSGOCUY5uO25L6",
+	"gaGEY5Bp7CYD0g7hM+w0IAfwQZmfwN/Gh8j+7Fit3WzHhZEiJ/9iD76Bw+OGPnfxb4oF9rfI1KtO1uMa",
+	"PmYt0milIGKR3GnxD1JL3XW+yVOPo1Ut53ujDr6utpl/sHkwMyhhC3e/OTHQIAsHGcRzL1/3NqNjccy/",
+	"Xvz4zhYpGVpnqxnNmtohYL0erUopMfK5TVIUNvyXrq904lVDotXXhxfYUjy8mK5iC8x0jozsndEYaoBu",
+	"MkcjBIoZKsFvbqUKYUxnNP5kJCvDLqhAmdLdscvAxjzn3f0495UVNiGm2dbf2Py+N7rZu36wf8lKAG60",
+	"oOaywVfwhFXnYzayu53loKmnk9TiKGAx+U7qkbvzGNZkcEXLoOIXxuQtWA6UvuaTPDZvv2WAkKdY9Q7C",
+	"w9AXgdovgprK4vyVditsHdTwO3yjG4ZhuKzX22l2MOkUi/iypjYgpHhtdCd6ItzqoToHGwdyW99hGwVk",
+	"HriNRf8dLiVwoPVm8mDn7X0V+q0191rCPz4MwX3u03PJztPuHRxZO4+j3yfDLI/iK2xNx//2aLLX7oTh",
+	"kvHWyHKBV0CwZ6aGKex+H2jNBab7eJbc0lJ3zs5QFvc2LfjCPLeIZH6OpEJ82taQnI9Zfe1rObEGAGBT",
+	"WQKFyAdzozOrmInE1YW3GpfjrQW3rWKsBY//SyoHNF0RmHeJwTCWOZb0ywASaozKfssyErnEPhVVJGDd",
+	"smvYQq3X7YSO/ffaB6H9nxX8zEhIFPYbdZ3Hnh1DAGk+ixdp+shD13o1ltywJu0dhUehAZ+Maeq0mZxe",
+	"Om54KyDkqzC8cSrilCrFh5wl13ZJnY59ofRjPt5+e+k3K3zVekcvVntjkJjbNpEjZUN9Lae61vt4VbVY",
+	"LJnas3v6lRZ/Vx0t6SatMnIoYvAVJF0rkPIkZVAZUk7vYx7K5bIF+S5NbZSGs6YEpNjE/a1RCzi3rH7O",
+	"LE1bPdGK3TxzoXyuR4ITPwcMg2FAUDeiaEwn1j5F49H9zFNlKqg+BhcVNZgXp6BmjE0WTYw7Tu4R8pfK",
+	"2meO74ABxxYGthwnwCIdqAFlqPJsdd2c2UlXBFX75LNsgcLKxdZe4oocu5xee4wYRTgbzbde0hs21D9O",
+	"tVtZ1aI8IXwZee2Pj4y+ypWH3rKg8hIjqUamESqYCb/lyZSm6dyg/ZiN72ehrOJTXx40yH3VnVWsrwKJ",
+	"zA8uP1YbwiV5HYWHhu0uq1clPrtir5VwXLGhxWNe5HOLPCXIS3QX5O4RWZUw9AOjqR4tSNkufK8mPy1L",
+	"nJWxfQ8J6vsBbebn1XFqlxhDZzDXMKAZ9q0ANgiptppE5paKWrXdbr1LqKCeQQUnfLKJfB7ikPEEitpx",
+	"OO1D7sGd40zvSxoPSAy2D21A7DVneMFcckX5KCrittdxuhJGVHHoe2sda7QIu8aq3RVqs0ErMbcRUMXM",
+	"k9tuhTmn/MTh8hNXwYq0yXoitcG+n6c0aeSZeNAIqts5bkOJj4YzqKBzUk411vuWmUvZSyHUpGwMXIiN",
+	"8hMdD0qJjp0d0wSdR2PtWmzSoL+IctogLOpzU94w0XQpJUzvCab5pGUOAY7DMjes2r9Ck/pRsMr+BkNC",
+	"Pf6/nmPch9av7T1zj/cLjehLZX1Dtxn3HJqC63lVh7N3F5en716+ri45sNkcudGTZDWzZRY9har91iyO",
+	"oiO6dfI+Xr4VFxRrBiloFFudgKLhLzvPVci50QPgWo42XepBJmwBNLs4cCnBoqCooJM8nymsk2/2iR02",
+	"XHONRjlTavsyDO64g1w9XNzrIk4tiRi+X2dDcGpZGN9AL6gPPA2F3Mdav6jePVT1+m1R5lckq3vlFi2o",
+	"Hv8H9Yj/6xzmN6W0bGBciyp7VQSXpY61xgIIDMR+Syv5m0/oFfEyVFUFCkRK05RFPZhsxGhm48KQdjPG",
+	"yDCdqhFm2dzSFFK9mWL6eoLm5KiHkXNu3TOqoACRZsJFRHAvnmXEiGAz6P1keDkWHipF3Jn1uHA4N0ml",
+	"MXorxHXQhQiIWSY1Ky334chpAbsZE1Z30nK9RBdCsjJWsprnRnVHWaSet+ACOZtC8EmpNVbdts5q+BC2",
+	"L+WEVQXb6iIAp7kDv020XPCsF6J8yijUozMolFEOoU2zEdeMqAmNF/o8LZQ6Wt/e02+d27+ot573+xeN",
+	"/91YFsSoHGtXB+sCK5/nIlraPn7vHBzCDDqhN8yGPdksJUA08/Uu/T83Sq/nVI8qIw6mQrAUSZYSOM8i",
+	"7goKgGVsbJC+ssnnl3X5Je3Qyy9pdyy2XPvdPbdOOynlmAxYlnLRxBwQQ0BmgQvjHtOjwYv4MGkesO6w",
+	"2aX7g+ZR3EmabRYO3W9eccfadLI+CaW9orbdI+S3becwrADeFrlmu+RUVMFxiykKk9jakpVUjy7wyXul",
+	"wFXFgNvYnmXIVO4lX+luaW1m4VumtC1cjEvrgoQBc/stri3CoqYJHw4xfqmMY7+Do98uM85HglJy3HSy",
+	"KjNuy8NddXJroyj+aLzribPl4Ir56plyZhVviwoHVXZvqD40ZlRNMzZmQlu7GNWjPOYOq641zRKnRnpW",
+	"scwWs8IHVCTQQvp6PJioWu+4Gwa1/xjBNbuG0hYtgzdUMxHP8YujVjeo2YlXOdcR7cZ6inEFTmm5TqVS",
+	"15NY13phqx3kjUABOWF1td5xZ5PnPmxXXGGL+/hSVflmXbUbb887v+vDZ+eXS6Dc9vYF0O4S9HV4tNpH",
+	"4R3Ll7UFg0qtcqv2kh/o7qFEePqLuG4Igfw8pSnXc5IjsnWt22YfIPbZIwgInqPttq/UCRnxmxG2BBkw",
+	"bbPm1/YD3s1UcI97v+h/6yGOj4HLBxMsIjiigINbGYu2EgcsezkTE3Te75DnvhWt+Q2Ww3Aj5mwivxyv",
+	"txmsTI9LVtLmjM4dwoA/nacpd41c1tfM2mr6BYpeoZP7vHtGFbY/PHEdpLGwEi/qRHvB6r9jFrFACQ/F",
+	"/1XIfbHk4QbxImE3GU3AYpXI2ULhWXiiUuX8ivnqO5Xv2FmHqconP+cTlnKxyslgvs5xMmGpptY0ZhPq",
+	"Sj2bgsWQp5LgEX9iUAaBi2E6/ZwM4JChv/217VTR27f+EVsYKX+0Rw7CfeLaW/1Uam9VvLAsP7Rd5J/z",
+	"u2BNzzUhgs6rfJ1kcjKxZS/tV84s531lbX613tFhtyJUPd90gZje7tXP1WaoRagsnsl3+LthZbMRj0fL",
+	"B+Hq3BFbCG4oM3IjZULqlHQ/f7bGaj2ignQ7x42ASHNsE2a77J1YDlQag6ZSMDC3WdDAnetZasuAC1za",
+	"vHbYgw38eG4obZHvsfWjl6+cmVuKJaQupPWZBOTg8+cAlmkzmh+SOuZj15ct3Kdl3Lq3F3YR9+470CJu",
+	"LolPeFTugPyQyMHU6Olw8wzBcGcbqFl0wRqEWM3PYcs94LtIKSsWOKMcYoG0JAPm8CEoYt1OMIMLFjiR",
+	"MjV/zeH4oTKAFCTh6hOZCs3T4nXIbreFSKGxzD0jLxdp+2GpPY4HLI27BK2l811iBSUEXkTPZTyrvC6x",
+	"NvuKpHpzKKWeRVqVDfQreod8Ket2dtYJdGq+nlgdu+yKbneX4i/a3QMncK0xc3ScvsmEIZa807zNvtgi",
+	"pQMmdHklMU+y5XriLrnE9o/K5NilmWgJf7XvrsopJ0Ufg1vJJ01pVHFnMVmKiGgfdWCbk4zLDBphtcO1",
+	"5pDOg9qU4KGX+pRsDC93ZdgRG9YFmwfrPTYt8p7RpClFOr9vOJ4fSrJwF0JouruF6A3lQunSwr1SxZbn",
+	"gbMCPG1PuvL7WNlzlP5SEQBwPxO8H0RUpZrYaE0AigWz9e3woasGDTAsg24VbHa6z3JC3Iy80B5+VxNx",
+	"RSTSor0Bg8OfCIFIXTFGvKi3xsNQqmAXixt5I2fmdudCnRDDG8iNdCJ6Cj/xZKMhZKWq+5jGEN8Jkm+n",
+	"QHyHE15/mweFWO3kNfG5ZHWq2YhOJkworBderhkaEC3ThFBoazGYk8iMH/VI5N2CEVGasUwRrvtCCi2L",
+	"ck4Bicy1H9lSHFxjoaWEmzWMuaC2s9SYTiZOtMrkZBUFePVQg9I9vLI7m3nEKIvFLWFvmjm6xWuu3ZsU",
+	"bBu3yfKA61/wVgydAfA07leY8V6Xosd7cydPiW95rPjJGZdH6A+k2WoXlUd6FlqrKcIGdy+4pMzNMDeC",
+	"09jwFRCQVjkGXDD5UkJiLgMWacGldNtNPdsWxyvSG/2RVg7Tzl1M5QReI+ItPtuplr8sFJaYBSY9gAEr",
+	"IFSRG37LRGUsIYKuwu6S5ZpzRsUNI5DKpmR6u2gR395GWET1L4eSYvTEBG+RBHpsp4lR33fLIHu6TAA8",
+	"l/tZ4L2sAYA3jBXY01ubSYAksFWTtG9K0K+kBD21TxhV5K/vFfbuj92M0ZgWbyV7T5ZF0KsTAohP4oxr",
+	"lnEpkD1hQAc80yKngtCBYkL3RfEYlHUStumiwQyScqUbblxCxRwKRlY1gyjQbEPLj7NX7/2aHbucW6bf",
+	"G1ZZ7tbg1W0tuJBXxWOhCvc5cT+6wmn1Q3L58jwg7Rfkp1fnAWm1Wo0TCx1/6/mL6yXtLWuD7AIrV9ji",
+	"CWB1txIxV3gM3pTiOW2bIsS/+xVEWM8j19U7OFp68Sj3Tq4uZrCZdVbVO/AW5woBbK5HsCTAHC6t+HBp",
+	"p27Fg+1W3PFW7KTlxSVbRrwhDuPAVlDYAkBVRRYqGH+5bIqtvOAide9+o8leK0J0fJR/ipR8n+iqEvMf",
+	"IVnsN5zb/4Bze1DFmx3T/Ndlqz7EjLFzljhiy1N5skkEq7axoSj/RoDw1BoKsQMzrmerQu0PVdl/7zp6",
+	"xQm6G3q34zsVhAvDQ8EQCZqjHBoBZu+nV+cgtKkTEhlh3kbwGgpmn2PGEhJpuXgXV0r9SwUUrQ77wNpq",
+	"C/rdI1Q2K5S9SiJZtFHtBukLzVi2ZAckYNfD0MwWObXN3RHSdMxAfv7MFbra4BkXItQXqCtmDNu2GfZq",
+	"C2v78W9QgzW3GxoaBWu9685mRf0hTVPVF1At3RqCF1tULrTU3Up9XagSsGX834qrxz/6hS5K/rTbNVMq",
+	"ohGrj1oOUjau7Hv8/vuX5Lh78MLI7+Yhgv3MW+Q1aEndz58BuAfwr5qxDGr72oiehcwK6HW8iYO8h2Qc",
+	"ptRLfDzv3r/C6jyDmLGisqnNd4IAsQDc9aPpmIqF4uNeFBkWK4U2YdBrudL1tKIu+I+CQdPQOdiG7AC2",
+	"FGq9G4YB6YbHAKBup9ModRrcWg7wKrsuNtpblgg2pfbijoG0SvDYoxO+d9vec82zi0yBjDcB3Rgmt1Wk",
+	"EcKYlWWjL4CmbbONfzbf46PNs1fmPlQTKRSrrPEatv8a/nv/74fvXvzj+G+dt93zg/dHF+3L/Q+H65MW",
+	"lnf8w+XlOcEHSCyTcsR3t9NZp4seHB97lNoNV9Qn0WkFtC9GMtMg3dJs7kyVn7iAeruWlE68kqEys2YH",
+	"R2YQwW6mK0PmHwbBsAtcHvawshvDYjdMJjQfctsGdGkxShsuFBAlbd8ERWIqCGbjESlswe5iLSOtJ6q3",
+	"tzexbQVaCbvds8Opvdt8pTugUzXvQhh76T4ezlXxs5yFLJduuTcPWoVkUcZoMredCK3lyLxkGIr85CdZ",
+	"woOQZryu22B1oaHALXztdl/mm9vhosbmOGbFhoUleVvGExK5cLyISJHOcYtn8N2r71ytdxdaZyN5lrl+",
+	"QjUdULVRclxsCAnMzIYD7vrqAhDzJayFnncLbpn8ZF+4Cx4Jyxbbcq868qsqrcQxjj3As1/sbazw1Kh3",
+	"sMA4XA8QqLgA87QAGLKKmUW3nM1YFkGWvxGQzV6plplt1DPD5sJc3DJhkCFAOYsz2x0bo+sxFUfcMKWV",
+	"kwdPSESTMRcRSSRTSD9oJPUIB2evBTU3LfRXG/OFmOX8sSV++B5lu1dWtKvqPZ941BHzZEMyj0udr0E+",
+	"hdKYTUTqx50GoWMjiuyTqTIUTlxDVC+jR7EUmxp7ImV1t/cVypu/xJUh9U6QhajGPFukzmiWchffKuQM",
+	"8QNna2zvLFtVPODDaI4SGMjoMylWi2BWFn9BUJy1r7Q7NmXLMJjqMPQV6THQo8KCFsZ6pvBciogdjp0n",
+	"hHQ4uWP+y2ZRfflsH1bSa2k8r7yAS3fx0CFweFPF6S64rszgT2WMEoUVUy5eNT+cvts+LTwni8XwoYyr",
+	"XHww1M5ca8ItWwi6hbnBAvL9+yL9cqFMwEr7bLu37xaYN8fYf5S079J+S+3w2mGne/8+qMW+S4N2Dg4f",
+	"mBV8n0alKxuKnGGPMma0vVzysfYw16Isen1Jb3ZvP7YhN9wKlf5y/KYhu4Q1GZqAlAHsI79jLE2Sza+z",
+	"qShFxdgHqyIUH9LqHQDmPi7ofUam5D9Pmf3Z8KZlEKot9s+leM8UbGNRpPFaHK7DtNJYtmG6oZQCUBW2",
+	"yKJzR0VQBgoS165nWnUZWyduoAl+wVJkLsC6zIoW7MS2WCup4Fs0uV9UtlFZXlF7zIARRGrzVOAqb0IB",
+	"dsNoI56ga28rG4A5poUTqloPRrdv0STfPVkAvzijop2l22HFMazCpXuFpC3w0VWdf1cwVZ9bll5dCNzO",
+	"GINKkwFhrZsWoSTmer7QNvqhLLYqnmwVqJYpzvfyPkKD0ZzoLNAtA/IG+LhtxYODuDvYp53jZvsofNHs",
+	"Dg9Z8zg5iJv4rfkyPARp3I19DSWp8iWaudqdoL0ftLtX9iv3yH5Q09lUxEjesFafKQAOEv+yz+2+oMF0",
+	"8kI2qGHs5yL3Mu/4+OLqHp2Mc7ICxrrknMlPqkoghV+tibBIFIRzd2IpaGfZnGRTUXlRbhY6t+TNO7Jl",
+	"iy4bR2TJ2Sv1cD5+/vV4+NbVUR6JvxZdzXLk8ZkuT3Ziubn1o4qboo0cUU7coMHR0BPCkQ6H1gXpx65u",
+	"x2CKFd6PrpajRYt571Ff2l/lvV5X1QUXsARwycNrGA6BupVFYS3X/4ljs9j7eOErj+8sKScbrSYQSxi/",
+	"Pl0son6O3MWBOggvHJS38VXIfd9yP79LnfSJQzdB///qgZtmFV+xiMDOOvsTKeNVUQ0Qv+QlFKyIpl8Z",
+	"Jb+dQq/yqvbLagv+BmqLi0oEfyU2ublXsLstol+Bd/eOWK+KUre7uloF1vdMMb1J1O6EvuDpB63lxkrX",
+	"qzu/nvELg2iPLCfmdVC34N5biV52pYvT/yBnZAwRuvbBZwu1fX9hmbxXQYGHyUsL6/aEpapDvpSfqtI4",
+	"TwU5PT8j2vxalCPFgmBxxvQ9rJzmCLs2Am2qNngK7L1wk9EhFbSZgbO7FtQy6fssvmIRytIu7hscuVNl",
+	"QutiWusZM8+sswLCIAuWvtJWVqLIvQwUv8r+/K1tWH5SWYiXzRDPC88e4nhA1EjOhIuxjdn9kX47dDas",
+	"GajRiHvX//60f3v8d/a+8/nDC/Fde/zyQP/raPrXkL7pqleHwx++IvY/zbnm26/2UJkjMRKMAjVCkeh0",
+	"qkcy47+AmNEj3xn5PSP9aRjuxzAS/Ik9gbzix/udXdKJLcXgykqUsxLXHix7PwWnfGIZGa+Rry4k2zZR",
+	"322V3lTer1f2f7sd41TYXGzJ7bDe8bC4PTf3mi3ZeXYU/V30KCbMQGerou5CJqeaZc+UKz1gJnjE1tq7",
+	"tcm+f/OGUih+RXwHSqDFhglNIdSjKExhs660JCnTflSs7Wswf6gjbkUn7rXHXSVxxzGbwC3WCWpFzwX4",
+	"6DdhqPXCijwX9+6q9niulyGp0zQt1ddq3KdQibeaVTMuFsigufKEqYMyc2f0wD6Fv3ZPwBzYJTgsrKnq",
+	"9D+cvvsbFysw2UUefjh9R1IuPpEBG5mvPHtaqSNxJmkyoFAlajxJIbtDM2j/jrmzimqWphy+g+Jt5bgg",
+	"99jyXalYPM24nl8YMrZcAi5fcyOv1yWIvf9Q1orOf7y4JC6GFh5QUWDOPcqb5py+env27vryx7+9fhcF",
+	"hKq+2P7i72O4h1mlUaLguWJHI60ntbs7DJiTlWZMiM90IXtKU82VLkKybNiWi+GD2FNhw0B6YNNUge0v",
+	"++H0XV/khj2sYwe2PTJgesZYcYQqKBfNAsulARYUgZmwrIk42hcuN6BoDe2+scGFgY1PQkunH062GLWv",
+	"Wn3RF//zP+SlhF2Zr8w3TfL8+V8vfnz3/DkZyMQsZYqpWp/YdUwVa5H3RTC4+RlSEgaMRNCmBC1Ae/9R",
+	"UkR9QUjd5fISlipm4Pr8ebd98Px5A1aVR3mTt/w7Um8fwr8JMzdHxpRiCRnKzAy0gDi47ahxQih2c8zy",
+	"4HQzwf7z5y3ci8Ecsz1c2PPnvR2kSPKWK8XFTUCm4pMwioHMSMZu5SeWmDUh+pIbps2kYfv5c4vkHz58",
+	"aHoTMzdJ1CJG8FXg5OYYFYLHPmNZD7bpAgjrEEHYCPwQwnqBgAZ4rsJahmhnTzvHCTMcBhGaUWzwYL0I",
+	"HAwwwQf6eYCnw7nbLBKhfRwehHYzZjwwMGCOCOy90SKnTpUCW7uRQbFospE8qCC4ei7FM0UsPzUAg9EM",
+	"0MxJkdc0HhVPwnRMgV7mXsFxBXzn0awlS0x7IST63HRMuWneiAj7rJmALBWCHU8DCM2EYFIfZFAikMV5",
+	"+ksiY1gizRiZTAcpjy0+QXqBev4cfinhvA0r/RPgPvZsPO4evGg4QrH3a2SDYYE8UCzCEpg0y+Z+zV7C",
+	"E0CJMU3NzcQSYugyINT7BshcZuTnKUTE04yOmRF4mojCAOHw+fMT2ApSCNx/t1ymOYztIuoOycF0HNhM",
+	"EcM5AzJGQiAOumY8+9gtTaeMyCl4diBRLCADmpCz87w1pMzIy7NX783SYyl0JtOi9Q1R03hklLt3P71B",
+	"jCUUgg9wYGjOYxQehbUY5TQDWZZqjIPFrDOutL/lTuf5cxu1G2E+yseryIwCfIiiQwOrJdoMFGqGN+AF",
+	"iALjisysUWBzFFt5HYGP7auWluYHK8N/3L9qGXEvfyRqILxFzjZ43k/2p/dvSofTff7csLBkiniEDeTg",
+	"PqSCRGfD5lvMkLS+D+A6ZvM2ZRbai02zDCr5C1Ya+hiGFth9StAUopmnmf/QASAHoWZYL+zZzeDF35de",
+	"Apo9zfEUHodQaetrgLXZAg6E+CHXWM3KjB2tz4lAbmzkH8uM8ThRIBKMyCHQ+4AmTbsMcyJFJoX5NBXU",
+	"48FQG2soswFPEga/C6mbQzkVSRTAYLEUw5THMNKY6ZFMmuYRmqZyhq9rKZtw2+DwajrBbsHNMUs4hcal",
+	"diwHdLsOB0Y3yJiKuVu4igwwccJcSiiwGxQTwnOGefD8OalXrw/9r4JEp+aryCYMNU58VFzkFMXA4fPn",
+	"jka4bpFTMfdY8pjOXdaaxQBLX++ZzubN06E2l9ZsxFPmmLHLJVjEJJkRLSVRqZxhqjcVc1I6KThhQ8fH",
+	"dhoAaWkmLc2mHIPJMZAl8Is3GMwlh1Ao+NTh4TNlDwlTwCIn7/lZX4YngJJYn7AsZkI3mYhlwpKG4WOY",
+	"vvbT+zOS5+jYC+J9zr2VkTYw3DPP4TJc3lwG5RwvszTMJAJAg73LcGY5A4pfSAir51JT54jccsUNVE8v",
+	"Xp6deR3FGidYnnnGFQN4ciOoCHOeLLFLfcOVNleZpp8YiVI+5joidVdK/iAMSLvVaodhaIU1c5vTn6eM",
+	"RGiQidz5GbyAhX4BQ0pAPKvNXXRCIu8zALu66Rc5p8pcSSBem/GmAhkKnOqN1dTz3mF2F/9A1gjQpijJ",
+	"5FC2bNPQBpS45qsicVGQwCs/VRJPnjotAG5CjNAlUb+GzMmxZOBP/VrUIhd4brB8w/A9/g2V/j4xdy+A",
+	"V9dQAsaymGvRmXhQhUl5zASmAllz3+nECGXNTis0amWWemlls9msReHnlsxu9uy7au/N2cvX7y5ewztF",
+	"Al6h5Zyen/lu9Vq7FeKTcsIEnfBar7bfClv7NS/uw0ng4GIyX9xUecpOcycdN6KpXwIsIEOeauhiOpi7",
+	"VL6cHWGBM/LWE/v6AmViBEzOks4SqBKjNMz1GqeCldqx0Pq66LlN525ZhA6M1AK2fqdoOwkDXLfmBWCX",
+	"hc3V/X5tXnCaJt1k9IIVvrevgrZ/dxdsu7Rc6OFQd/2nn85eWfHA2iIIx3SUQo/fMkBj7QZ5eXueP/+w",
+	"u9hZcMlesHZveYNLm/9CYy0zszXUI8xCFvYjJ6qJaUzVi4YRVi23ohPibuulULCVDqF9qFmw5mNWzkgd",
+	"K8MrrA7+TLm6CKAD7O/vH4OwMUM7R8ZSqo1iDx3Ro+bBOGostmovfASh5yOo2DmYdtcdlNf0sS7k7L/N",
+	"j+3m8dXHsHl89SUMju4+qvEomV39F7/p3jXxj07xx6X7o7f0R73fb+Hf7eD4rvG/9X//9+OfmldLzzUa",
+	"G7tMUsyfN8DC/iUoy2A3+Xon7Bw22x1whBxZiDQCIqC8YGYUBvNKDlktIV8LANzcD8cBabZBTWq+SIya",
+	"A0pPQMYBGQXEaDqNjUhgu7H+uuff2Xj+ULr+2/k/0vlX8fDiOtl7YwSk2hYPOpfWFXTiBcEP7s5OGILT",
+	"VgrNBHp2Fmxm5rsd7hTwO4I9s6IQJ8WSLdS/ig2ioVYAC/LlylUT2sf3Ss/CnF3cTtVL+bb3vqOJfa8G",
+	"r7Q3v/IT6G0y47+wxLx0sM08Z1bhsuUfIKYGSgqA6Z+iZoWwSKVBP01vIK4fAFm7MvhYsh15ntS7IBd7",
+	"wDJWZPlUuRnG8tYl6BZhSlbWBLsaNJigc0VGNp6oRWARLAkImPBjIxGD3RteaNlA1agsFxG4Equkopfm",
+	"+ZfmVSwB8EQoCDPAXC7RZhkToaQZrAQjpLyY298dHnbD/c0vfe8sDI+CuQBdH3k8xAXwVyMuCkt3QbVw",
+	"/vozjV0EHXgS0EMw4tp3eJSRdgH1rEReKY//Soi3ivcVGPfHZHYX5SOk8WgXzFnF8va+GInj7h6cD1R2",
+	"OmbJr8/9fjPMDysLfGN9u7M+I/7dh/GttQLk55Kr+VAgLJeqXSBY7t/HYM4dEMNGrl95ZJR7e/e+eC2P",
+	"11IUJo2hESrPnzH046wmekS0nGLdOK5J3bW74plzbTVOcp9yXhfOPI297W+dCymV2N+LZ64OY8tVhsvJ",
+	"82SRPKE2lk3GiiAS3h9zgVydF7OKYnGfr+0Ol6m2Wx0dkYPEUJddxx+EuroIk/VvvJP6ezkVj3Ot4Bn5",
+	"kSceRb7O85cqqTKvRrNKItlKtvgL06tR5PEYez7HCobuB978DjHt18abvzB9P6TxAv7LvHyD8u2GNaDF",
+	"BOq4IkLppXVU6iJVapIxsPpbT+1AJvM8UNA+8omxiWWT4J1ukVNRBPmQmAohNTE8EB1U2CATUh0dF92B",
+	"LWLuVwnn4fS/k8l8C3T3wwjRTwa2pbDdSwZHvV47rAW1GRVoyu55wWN3wY6kYpPU7spBcTa356sRqk0p",
+	"/L0T7JNfDd32FlOc03kqaXIp5RuaYbn/bvtgm/3kTvK3LOH00nZ/6nY627w8yWTMFNQHey001/NH4UmI",
+	"rw+9y3zZ7pbZbOxqbxj0HGZZ88LwktfwMFE6Y3TsNCTrhRwywyEgHMqmd0EZrggm6EWkDr51+ASROeiY",
+	"NUJylFBNexFJuWBkJNPEJbFHMF9EqIIAlxNwLPPEurz7QhkMFTFzbSrKC6rrcsrdM/NuIyis37kf1dap",
+	"b/UF3JK4SRuG7gaj5UCzZ4pEwBxzIRILmi0Jl6pB1IhmNvCH2xLxUGox9yDjuse57xf2zhMLkqAvlCTU",
+	"edljCFcaOl4/5kmSsnyIGwZxwmxMaJpirLLZ1nzCVM+u2Aa1RoH9bJlN/jnfUd2cS+GQtjnfUdAXkcvS",
+	"i4qoMwsYa5ZpBKQMB/MZw5Xz+foigui8FoTmmSfKWjOCKsJfvTgDgGTGYikEi7WyYRbRG6p0EzCmefYq",
+	"CvAayw8X3f1xJpVyjXFVgG5dBJrV/QE/ue6LMVfKKPbDTI4Jdd2DZYZfwJZtlMiJrTo3ZGnqwpwxJENT",
+	"LlgCpNEX3E4EKI+bctMJpRnFdtJqBDn+GTM8C2PcNIVLmMRyDL3zDVL0RT3qwaVOU37LooYhCrjvcR/t",
+	"A6JaBMsB2/gNGyvHVV8ABC2CW2I1CG3psE6FI73GiQt1mPGMEZqTNoR49kVfRFHUFzzpke6+pW4MJnYH",
+	"3xcwKvnSr/GkX+t194M++FP6tV6/VnqyZn7hY/ylKoEInjDD9Wu9L61W6+7Ozt8XVWJ4hVxyAZwL2dgm",
+	"h/tZ4hgKEKnlXBBcCmiYsZjxW9TbCg9Yt+MU85FLbrKqeQk/S44vz9PlfFLt47uNjidXAHJMU8MVMaAb",
+	"lhmgA6nbMYr8RjlGs88a74EmcvYFEcxA/LHKFe1ePwTyy/bX98ErAOXh0w7CoNm7efxzU94w0czorOlg",
+	"VlRaq9CnACUQZuZyMqQ6V0YwFrYzt4cuKaO3TOVdx20l+9FUK5LImfijWnxBkrCXLHN0mQs0+MW25l72",
+	"GcS1bLU48x6SqhQ2c7ac7R3T36dytnd2/v3ZP0m9SOZ49/ry+zc/frh+c3Zx+fpdhAKLMs8a7ps/dlF+",
+	"KOVKMwGTFH1zA6wJh4FDRegfE0XHrL44FcTtwIakuyfZz1OaKl/qe6byH7kiVOuMD6D2K3Q6oLpQ7Z4p",
+	"4MelSMp8GnNpaJ6mRXaTSHAHiYtCdtd+X4hpmrYIFpbC0uUKeERSjGcEHRXTFDcawe9c3FxnVDNzheeV",
+	"8YMwDPsiPzB48RObaJTasNiHYbBCp7b1NldkKLMbCQE4cG83qj07K2KtXufI8ZSKnZ1klYcH+ynk4ILT",
+	"eGTK/5XI2Ly1hfJltAces5+8cuhlDmAghbmezDsgxwBsguHWHCCP9aukfiz15FEiT1rkQwnLg0I0n2wq",
+	"DOWZT0BQoBp1hHo37BqRMK/DVQ733w1tz/OaSptiA3G9uVF9qXAVV3nlqkeJtytqQBW0sbGK1O8rUsUA",
+	"f5tAFQD9N6vqVlc+ELyrFOboHLF8kzFVqgqixmIZyvYbQu0sgm5/156zCsKYo4yNpWbl7+t6JknChxAK",
+	"r0t5j1M1pWk6N9RuHoIcyQY0Bs0piydI+JjnI6T3iyLdTqcvbF5Cbq09KVFmXuXSpR/kfY8GzLzmMlDN",
+	"aOGxERJ2tsUigM7RTXhvO+wSRGu9beuKWn4B9dKaA5alXOQtcZdPpNarHdOjwYv4MGkesO6w2aX7g+ZR",
+	"3EmabRYO3W9Fp5BebTrZXtY3cLDlYbYy+rYflZmsMvjm5S/tef9hDL7Hm994aXOb/pgGX8RVx91c/rVh",
+	"R37lxS34aKX1F/jw3hfrMN/ao49JRjbTx2r6hbeeeM56iFl0Dvq+WPbQv8Sk77X53oSLW5ne2vFoxvrC",
+	"duECWqn28i/YH3f26ecMcxt/fk6/33z5v44vn9iwl50Q/4Eu/GqMCH+1C+KbgLm9234H/Livt94Mub2n",
+	"3na+TPZkZlvVbfbQ+zEbqi/A5AKcxnrr0WzWIqd58zu0oxXMUbmiGks8FVioZaqOpd/f0/9Q6TIX5RJ2",
+	"k9FkF+OtmfrrePHX0avz4P+O6fab9/7JvPf3ur1Wi217XlH0arM3ZpFkcnozQq+xFbcwxLcO/zSp4glr",
+	"nJDon02QyiIMdp6NGMQCaRd62heYNm34hGfqKuf+Y2ULmS304iJzprfPkbWX7tu8lPiT0rKbZgVJQ9UR",
+	"7TcVKxH1S5des56e8bG74Nv1vfH6hmJ/Psx/vft8WklE0Ny90ICW1oc3tivHh934FImghVtE6mGzHYYB",
+	"gXaCWL1iwLRmWQONVmYsEc8D8h9uvg2M4oQK0YCKZMYTPer1RdQOQ9IkYy7q9oXrsdrrBqQbNuz3+P71",
+	"WAWkk3+J5fyuzZjXk1g/P4I3+gJ/HdPP9XbYzCe6Hg8mKiBhIyDtsBEFJE7peILupY+h+TK8crqaSKAs",
+	"odunESzyKEQCWeDDqTK8IhozqqYZlAiNiK3VoFxvbsiDzKtiYyEKaCxJ532QdgaMjDGRlQpyYJYN4KWG",
+	"SPLWDAD7Z4rEqYw/tcgHm7Bt53ARG0FfgPPNfr3ADaEqVdOyy4YtFKHMDn3PdkTQgqdlX+T9UqHPIrY1",
+	"rOibSurUlfrIbYSpvLlhSeBvuy/QJwf1slmiGi1ytoVERyoEuvvYCy2eLzLee0p2ZZSq9Y67YVDLMbTW",
+	"a7c6Qa3A5FqvfdTqBjUPVVY7/cd6Wuu1D8LQVavM0bvWC1vtnURIu9UzYWj/KwiSGy4fg0eemcTLlgCq",
+	"+yZifhMxXcJwLLPkYTdotczpta+p9q4681/JwRr4uApVIV0FyNbWUVvgB3XT73qt/7YcihACuZVL0e73",
+	"jxkXhE7C4shzpPVaCT3IVWjrT2KlBmysCSaaFjklEdqvoRtvRNBiTYS5ia0EwBNXks+oQqjqQC1MowHV",
+	"u51OUb8KqnxGSSYn+UiafgIdSTAbLm1YCJYf7As7DQiEWKvpz0TLCCXLvB5vRiY8/qT8aOfpBKq9iLjI",
+	"1wj6YsEgXg7A3d2HCO8/KJsjdl12vLbYeZiAB3dziEwY3pjnMI5zI5vS1zFPslqv1g5bnbAVtsK99mEt",
+	"qOWVDoExYMecg/AwxDY0B+Fh2/AB/N7WPTc/dMyfIPfbYKxar/0i7xxQu5V80pS3LMu9lpOMy8xw7F47",
+	"3F7KAOh9Jd8jntwq47Klhm/+x2/+x9X+R0f82/HitTLE3pe8Dv72Pkd4A3NASnIE6GfDVM4witDw2olR",
+	"eM50XtcIA3NzzbT4Fhr6c0Giv7wuKjRDUsKefQgzHP6CDSsaT8Fbrbux4K1bORwLkv3mcvy1XI73pYAV",
+	"fkf/HF0zn7KETLZ2Ta7AnvBXvUG+OSh3sXDuhk33tmrCNI+TUYz1pJEj2kgOKE8KYezwfNAXGZqPMGlo",
+	"BMwPOkbYyHE/2Ht1+ZT7c1Prj3ywpJoLn3n/HSfyHewo8X0l5+Raes3dk79nun1669E38XB7j+YTiYd7",
+	"INmtNDoVl88zRXRG40/MCoMBNtdwtXsxH0VmGkL8rZ2FaluAsUW+dwJkX5g7uEcoZiVAdO9NZn70g+/M",
+	"6wpLi08mWO2HDCR2NBCMG/U/Z1p9sa19aw6reHoT13LB0CxhWQDtKbC5QItE0NFNMSYiyAjC6wHSd/LE",
+	"HHMH3DKvZWxVmoDMdClHgKbpj8OV2/K7bV1As7Irw8DAV1Tr2V5Ud09qpDNTryvRpuUEUeybvLMVj7h0",
+	"8MKksSVOAa17n0zq2cRfQNtbyV9eplOlWdac8YQZFmIxMQCdb0lpjHqu8DXg3jPltTtiULoQMtdpAkwn",
+	"IJN0imSF1VZA+LfvqmfOdK8EnaiR1Mp1SYC+Sq4BABlkjH6CDNIdtQUE++685pZdxNJcPU9vKMclrtU5",
+	"PBh/I8ctbeu+8eQ3S5LOALMmmw8aFGKEBLQuN3tktsKGu5rwWteutBz9bCgkgJJvEZRKiMiMi0TO+gJT",
+	"h7D+tZYkglY5OKarHOGoTp0QNp7ouX0XVZpfWCZVi3zAr/rCfEdTfiNcWi4jPwn+mbCJjEcBUdIqXEY6",
+	"gd4Zmmbalet2dbi5thU1+gIzE23XNH+xUjQWc2vzhZmN2u4n9W4Y5n4Lt/kJtW1wGi3sIlQwuRPy8uIf",
+	"NgsYE/v+HKvbCDrenULTwB60O9oz3/ZFPZbpdCwUiYC52f6RARxNgMdxDccRBYTaBi8kk7M8mbcbdskQ",
+	"+gP0hctUdla/g3AfFU0hF8x33DAAMeQ304wlZm3c66+EO9/e01hmjq5L/66o/n0mx9uIY5dym6cgZ7hC",
+	"ZjvFU8WTOSHylmUZT5hyhxOtkshskqYvk7k2jMCkg1qsbr2Oj3n25tMzfAdxw7EcapUU89oG3OqLqliR",
+	"oN0Jw+D4EFw+7e7SQ214KDT/L7ow0opG+9U3kUXIb/fPUyeLX5ZbRq64vBwSfd3rCyr8oKfz/va6Sjf2",
+	"v1kmS06RZ4ogReR3oSd3glWZKt2EKgoQZWdrNvWFLwWY56zijA2HlKZzp1K3iAVq3r1NTqHVLbm03mww",
+	"Ea4w6JFSnadFbryyGvJ783hZVn0y9gMTwIQbaiI7iEFJeNjQN+vZEwmq77FjZ4HkJefIdtKqrarskayN",
+	"m9xzcZOr5UsIsSillassvnaVIkBETJTOv4AmbebZbCoUvgC0J2OaeqUitISvMfE5T+8BcVAWZRyw/gu8",
+	"W0opp7ovysuAKNzyYEbeLS0NxNOYisSGkNbtrnLVsy9m0Lwtu2WundwtyxTLo0sbPQiZ9RgO5ni6Ksx8",
+	"CPGxjglCpzRoiBV4fMp8ae3qZtmuqrMDcmAZE9WLcFRZbOCW2JBgrsh0cgJteQNCxxIjXvvCVsAwA5gN",
+	"TyekLjNb0cMKj9hNbjoxy8K8VPuwSzyyBQKlYH3hItcwZNuo4rHMjNqeVwaR0zy0DphsQDS03MmgH9Rg",
+	"TlJpZDQb39oXlvN6P/GkRV6BpAuDmqUIBvHjZn2iRV7l8b14iBD8W98PiSKDeV9YWb3hujy7rFjcMCUZ",
+	"S9ktFdrFA7rV5mloNoAosIfQFzyPAim6vBmlCmuZ8NzhjO1ripO1zbFObBm/BNNH+qLIH+HKFkUfs6KK",
+	"nu3RYIR/u2SYx9bJssM7gb4v8rwSIckUrNmILP+RXKi85Io6IRRzU/C6whXtlHjyHvmEA/+mEiwXZtEQ",
+	"x543uh4zRN/Hq7hS0P3aGu9bVGHZsPgbEDBkeeXh4JB1h/u02Y47SbPLDobNI3o8aIZxO+mw/WGXHgxW",
+	"rNxjRo+78nPrPwdiXuBJM4MRXkT+dFLaz4vqpeY8rLqwzVKD/XZFg/2nVJQW8XKFoOIY9zelZCtZ47u8",
+	"d6rv5QFW4gkaFvZbl6PC91cJGIbqFOEC2S2XAiOnq/1TW/ewubBr/h1HSZstbBMjDeD9AwdIL6InHv0D",
+	"Q6Ph9l0OjD5xfbzRTAk21fbqAI5SpeGdA43NRh4SvLFoKM64kcmowPbpHPpOGtnafyAg378vbgF8ugk1",
+	"i7bPRTfr/joBvgCxVblDcKIrg3tfX9KbTZQCz/yOkla/BQI/XSCwQuLcgulUBnkA09r7YqXBrcN/zfNo",
+	"zPIKtFU1E8IW+1gDvQ6WLFCnmEgaTv8CWdGoW8+cOhSYa9i8qTMqlC1SRPKMJtRJc+ky70CEKue6FkTo",
+	"i8qYLaoKrbWd0fC6CG/7gCXMk2x+nU3Fnw23iIziAjuKbXieK7Vu3TmQnA9eZVBvqSYzKB0+YG55rb7A",
+	"6pZ5M++gqNXOCHAb6Ceezv16lc+Ux+t5mhII+2OK1LvhcV8UuS0rKy8t1JGHeMHllkvmm8bW1kBEBnsz",
+	"rFXF3jPIqKkESa61w2eskzkHMK/yltgzKWkDeTyKDQ60CsBAypRRsVWdy7MhnMjTC1KvbGH+1XbNDwAo",
+	"qtBaAh44kmRzkk1FkAOwkSPVN3Pn4wQLPl5gOlzweXM1bdkg4Xo7Nr2+5eZlznzzIHXHHQypG8kg2j70",
+	"JJfsnhDj18lBfwDZ5+uEs28vFdzXA2eG/HU6Y9nbeOHWnNpQ14ffmgYZ3bNcGKlcMUUGcwI5oatcaH6v",
+	"lsVbc3NEfPXFudMl9VTKWEAUiyUmcaG3eHta/zrB9eu4jAut/4Nwm29B+L+hIPzHVc32EjZhImFibdkH",
+	"2w/CY4OeglbU0ffq0s8L/YyLOJ0mLncenEVGl8JwWIauPqi1X7QjbJDVSpzrXmH7g+UFaavdA041cN2N",
+	"yfZBYihYe9B5ciHem2ulxb945pvVfyvCAc0HO5dBY2G0lAFe0OGQxfpXkmjW0KDXWunLegHdp7xlr8KO",
+	"HoTXXnHp37EnwW1jG29CDrxvxLO9C4Iuod7Tt8n1FYH1zgy/BYoo+rFsaNASQBRxHufQF2NGBTRoaNyn",
+	"Qi6u5rF74e63wla7vd+CXrjcHNOQxgaqTI/CxaYLMyra5Za5WMlk53a5X8e5sW1f6z9kBZNvFdE28KnT",
+	"JClxAi2XJeX7dM6Fm7o3MAryq9yBUc2QnCMD/RXWFVA4Whe8GjYSTFg51UVsoYeiLzwXRQBdXiEYCqx+",
+	"PYjDE3PbJNclUThHghe7lYcAW2cC9Jfp2mQPZqCoPl65KleE0XiUj8YTUo94oj52rqLGouuiR9B3wTUa",
+	"SDKwxasV/gli7l+vRa9rCewcyLm7ADstTlgej2Y7k2/nOviuOCMXHXF/a4Z1B9jQJZ4A/mwZ1LVVBNXV",
+	"TgYQb29fwwpSTP/NxfCNdz8677YuDmUYJ00x4MXVudvJueHz7bUJv5dS01RBNhUw19yGYFjTVOQl+BIX",
+	"KxmQuDpH+D65wMBol5OBn6k8Czhwcbb2MhmmUzUiIADe0rRFTvOG10aeHTGaJRhrO4SI2oyxhVcUiLto",
+	"IXGTkEnGMFIcWlewGYOsf8V0ADWL2VATOdVet1BwbJvvr+VU7+IP+i0nIf8llQOark1C1oAuf8wYNATP",
+	"fbIyqkIlt8r5NfKCYtCPHiIIMPoXwjNGNCdJ5+3JsHW/DSWPtJxEBT0P5n0B+YONwCbLsgTbZoPRkmVN",
+	"O7rL7luXYYtr6gsvxZYsZ9gCvbTNyzCANdUUGbq9PDoB1hpAvXPo1i7IAbzg7JmQmOD4j8y8wujYqx1X",
+	"Bi2nSSaR+oF0KemGYd6UEKZp/YrJtb+DtNofXf/Xd4vwduVPMNncx7FSXHk7rA4k0XKyMqR8v1MLajY5",
+	"HUqTfsUA89IZrXKlA77/YdjeU+avejLGrjmsS+xzwics5YKt5J8/yBkZGwXR8h7IYrQCRQBxaoMpdEKF",
+	"C33MxmaVM8rBPj60jNSuvi+AR6DXBQaypTeLkt+QE0VAnURZwXyEtgZK7dYFxm7syfNAyxOtqjxiH4IM",
+	"KvZH7dxPdd6vw+Fzjn8PkwKK1Ol1+c82+HOxCkweJlkS1t2vJ+UiYQaHiyxnv1R9PtwvZrYHJkD3RTkD",
+	"muyQAP0t9fmrK+qPlMnsrH+FuHzfHGYtPzGxWoc9xdo3dYOnGbuVn1jSIPjOYvf7CxZnUEQnzzvNmJ5m",
+	"AjB7xPoiOj+9fP/ju58urk9fvT17d335499ev4uK9E0mbnkmxZhhfrKZEjXCbZH8DVf6Evfzu3Y1wh62",
+	"8TPiQXwjnR28jKfnZxZsHsVYpFkf0rop2wlGdelO5mXXw8uQhUFoEPON4oR2cinS+YnXagqiB1VfcK3I",
+	"xQ+nzc7BIVYeh36ftg0UjbVRnYRn6jbS8wpf4kpKwVXDth9iwbbqyA2WNG9mgFVmwEWv7A54/3X8gt7U",
+	"yWoDzScj2uZ+FnuyaiRnwqWkx3+Y/kl/2KwlUfCQ3VjI0q279wX+3ZS79B7uXaR/eKGHd6aQM4zNJzfm",
+	"3u2G7byJppCuah1ypRFViKE8WdnIbUO6TMEstmkqYJkhVU5q+OaIebLSNga+D0DLXUUlGHIx1sxaEFdr",
+	"WthMzNyT4OaGvlQsa2JhZGvLsB5e63mAxCtnxCyVg+n76hi9oVyAWZTlFWFyaxsXxFVbR3GV1F2RRLOI",
+	"GReqcdIXU4ER9p7Z12mB0K/R1/9a5B9YGAVC7tWS2xx8zgOauC3Uzd9n58RG3ATYo8lsSg7R5BcQwW6o",
+	"zoX5wPnH8+r1Zt8BUXKaxZidkzClubAxeUOScLC0CO1mIUM65ilnqkEy9h8WuzBWrKI/sJvXI9LtdJyR",
+	"2QCQi4R9xi4onKXQCxNVDbMJSGkg9bzSZF+0w/CERPbYPu5ftcxxtlzrpKhhKwrhyVsInRAl0fALXTCh",
+	"+l5EZNYXEVhDIzsPHchbRo47nf39F51w//DooPvixcFR+AJXAMUzEH6NFnlL06HMxizBwpNKSyNJYfUh",
+	"msC5mA8wsnJ1MTmW6zFCTEK0lCivQa/RMZ2TASM3v/BJ01CBgSlL+qIevURpo/laxBIHNg9FjRNCnU3/",
+	"kLzl35GEFS+uDvHqi1fTjA54yvW8RyjphCEZM2rrz8BBPVO+CyFhqaaoZFmzcd6oVIpmwtWnvlATKVM8",
+	"RTUXMUtIPTejWY8iKZSxi/Mff3xzffGvdy//rHTGYx2dkFiKeJoBRg0w96Qv1MhMKgXDURuGTOOMKihU",
+	"/okbMvA7p2JxolQqlh89obHB65QlNyzp9YWz9WQsZvw2t8P4T1lcdbmpRsAKCB1qlkHqLNY5NRceM8+y",
+	"wKu0pIzYrPnYPDSeKCiL5YevyKnhFWYXOId2gQVckGHKb0Y5+4HWbFZqN5gh8R/bSRbxmyUnYMiAkucG",
+	"tWIqkJzNBz3jMWuRUr1cg03lks+N5XKzbotw4f/CMrm4+Rb5MOIpQ/Je8rgkKJoygiiBxeenEyg4toAA",
+	"b0//ef3dvy5fX0Qn6GfiGgeVqeE2ZCqct9jjkdZMC+u2/NJsa0J1JsVUXcO01/apa6Dva/BzunCfajzM",
+	"WEo/sySCpXfCsC+wBJIlXOBABgddfcGhTAFa5ry4qBzz+uzd5ev3/zh9E/UI7QuLuIiwYxqPuLBWDog1",
+	"sj9YQbIBh5nmRb4KF3nu7gJIIZBjCj2GofUvqRuKJMMpXhJDylMubhonPiI6/AGCqZK/zsQNU9oa/Ddl",
+	"LL+0TMfeDH4LZGtVFHMbFoAMDOK12gd5zvLIKXFWuVtkeJXFXg0PNAMkDOXtVRVf76ln2hsGtotl+3tQ",
+	"gTWoGSpxjfz4JG/jt9/qej38XOc+vydfACWw3CvtVtg6qOF3+EYXGvm5bsCq1mt3wrugmL569k4YtnvJ",
+	"4KjX7vWOSyvodvf9BRx68+cv9cpLOGgvLSHwakr1XtxtH99lsec7zMH7dYO77NzrTcJWJqEFPXxTpH+b",
+	"inS3s0UW3aWUb6mYW3Cqr+0tRRa6qGj4epLlrlvE7CYyXmMvJxczenPDMvLTGZppMyYSlkGIxJ6cMEEn",
+	"vDWn4zRqkdM0BUMSVcoZzkF2ApO6Udf7YsAFzeZkasYgEcy9B6qAuZ5nMvukiBwOUy5Yi5xPBymPV7g9",
+	"X8l4C9cPFMoe6XFapu6tSlf/cPn2DWz5axPufVVqFk+xLdfHq1LQ9/kZSWQ8HTOhUeMym/Rw5y3TtHaV",
+	"48beFzjPuzU4gp8CovQ8ZWrEGJSh5HFxZy9PGKA2wsw17GpyQtHLlDNhRFSo1K4I1y1yAeMjRkVwpv+h",
+	"txRnxaL7JW7u/YaZf1j1ARWokVT6mSJvz96+JtqQ1haIdmoAsElS+d6IrWDbtnsGsJXrRCokpuaUNwdT",
+	"kaSs9R/lBBXo7ZuLKdROubog5Jh+fsPEjR6Zi/QIomLyz1AHwCBErVf7/z6eNv9Nm7+EzePWdfPqT/9v",
+	"qXik4RHs84TF2sxTo2TobyVlGkMzE37DtfkXGq4kVI3y2E+D7LHM7tN/KD+s7S/g4kgMkvIxvWF7E3Fz",
+	"3wFsNX31oPeXmcyOAzwUEJU8DLAIG8OOzX1JzMHn6gXUNXdH/fXFk1/J0riKLRpQrWZX1fxxxGiqR7+s",
+	"Zo2gZCswg8ycXuvUMFdU+ofLy/MWeTli8SeIlsizlec5a6piTD/A3E8Z/mBnWBXqY3cBNkN++3/tmnzD",
+	"b5kw+5tkcuAfv4UKIoDNQFpdKR2BFMAhB4SD3BaAMSRwsUHNPGgKzA40Nip8kdlkMOY8k2OmR2yq+sJw",
+	"C8I+T6TigJ0YLLnhFntr17mdxDRJKS/rrLX/IT+8fnNOcksI7uTaSp5oBCGXZXmU4B0O1db+h1z+6/z1",
+	"hvetKQlqx615rN3q7HfZn8LDXTuSvF0FVWjWYyFJ6q4ATdgKW93G/zG89jY9zpGiErd96X59ij0a8qOS",
+	"OuCbTgGvQa5DGe6GCYOfDPMvAuzLMZQZ/NHqi7Wo/OOEidPzs4sJi3djfm4ffrG6MrMmdmyy3wrzO4DU",
+	"XXn2BqGK/Ov07RtAF4MXeaAy6jUVZbmrY4QnLOZDuy436P8xPLs0QHPwLG24+irNGE3mq29Sez1CFlBx",
+	"QaLvJKGaDqiy8bZnYphOP7/6zq9v7kdiDmj8CUte2tgWNZKZJgmjCeqdeFkzAa4wCgF9NB4ZVQGbbXn+",
+	"JWsARSdZXsdqAy9+Dy4cpu4ZuujZEWMACgDLggDwG5oXGD3/kzlXDvBIBks/mcNznwH620e2FFuowHBI",
+	"H/APCYzCFoS/RyzPrTYrTsZICCkb/+kxTggiwmu92tSz/XjnZBCuhiDX5s9e/nKPlF9x/fhqvZy2cos1",
+	"mFtrYfuv4b/3/3747sU/jv/Weds9P3h/dNG+3P9w6M14EO4HNc01CAHWLrUwk2V5I60nqre35+7uVsJu",
+	"HWjUnv/K7mh2jsNUYdupJimjSoMnr4x0ljp7hBK7DpvMFyH0IImbWabCBaFkJjNw+LjDKgE1anjh+3iw",
+	"ZMAUTxgYKT6M5oTi9zAzS0idir7IHeWUTBXLbJ3ZjKOT09wkDddUIr8zecyeKZLKG3DfoCPXrakvijmU",
+	"1SoiuGihtQxW2IulECzG2j0a65I3p5PAZpGTi7+/gRT73NUDbh2uSF0wmqXzBrh4kH951Pqe6WzePB1q",
+	"lm0iVv/RB9ZsW3PJ5AiyRkovv/6lNmA0Y9npVI/MaHdmPJBSqmw6l56HGWJ3RR6RUC+8cm/OLi5fv4sa",
+	"J+aAyVxOM4OIqZwb8eGZIj+9h8t9mqWWTHp7e+3Oi5aRL9u9o/AohPhbu/TFNThFJLC+fzO5OcZlQc5X",
+	"F60ZyalwwfLODK6U5RCRgElgWfmtGBhu7uVh39jS8cpp0hevmh9O37XIq4VSUjFVMU0Q60tFHvLqDsqb",
+	"DbOYl6f7cPquOaQxuP1coRfbuNUVGbQjFGUsKmAxFYKl5S7mXtEJmzXBM9d2eMyogqw/B/dimnOz8Iop",
+	"bHuMcs60HRTC2vLWOEXDXjekS4GqgHbVq0HRhTtwX2JOQpEAspiV4oMa03uW5rIuhzVxTujUZ8kNI5mc",
+	"LuzCOSQq+tQUwSB6IQksD6UvBQL46O1y8VYCPMl7RLnTzVtj2DFc55IqGsE6ek2njUP4Dz7edAOjwu4P",
+	"+NJ8sWI4DHMGxu5CkcCx7r0O0YxVTU3PzwjyLhcnT06TMZQ+Sec+pDFErqKVEbC55oXRaV7fgjKmdMbo",
+	"2KzFVlL3KQYeqd1d3f3/AQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

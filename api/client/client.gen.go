@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -128,6 +129,21 @@ func (e DependencyCheckStatus) Valid() bool {
 	case DependencyCheckStatusFail:
 		return true
 	case DependencyCheckStatusOk:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DropActionType.
+const (
+	DropActionTypeDrop DropActionType = "drop"
+)
+
+// Valid indicates whether the value is a known member of the DropActionType enum.
+func (e DropActionType) Valid() bool {
+	switch e {
+	case DropActionTypeDrop:
 		return true
 	default:
 		return false
@@ -302,18 +318,15 @@ func (e PipelineStatsBackend) Valid() bool {
 	}
 }
 
-// Defines values for PolicyActionType.
+// Defines values for PreferPathActionType.
 const (
-	PolicyActionTypeDrop       PolicyActionType = "drop"
-	PolicyActionTypePreferPath PolicyActionType = "prefer_path"
+	PreferPathActionTypePreferPath PreferPathActionType = "prefer_path"
 )
 
-// Valid indicates whether the value is a known member of the PolicyActionType enum.
-func (e PolicyActionType) Valid() bool {
+// Valid indicates whether the value is a known member of the PreferPathActionType enum.
+func (e PreferPathActionType) Valid() bool {
 	switch e {
-	case PolicyActionTypeDrop:
-		return true
-	case PolicyActionTypePreferPath:
+	case PreferPathActionTypePreferPath:
 		return true
 	default:
 		return false
@@ -450,7 +463,7 @@ type AuditEntry struct {
 	Time         time.Time         `json:"time"`
 }
 
-// AuditList defines model for AuditList.
+// AuditList Example: {"items":[{"action":"delete","actor":"ops-admin","details":{"deleted":{"endpoints":2,"path_metrics":3,"paths":3},"name":"branch-paris","policies_updated":[7]},"id":118,"resource_id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","resource_kind":"site","time":"2025-06-01T12:00:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type AuditList struct {
 	Items []AuditEntry `json:"items"`
 
@@ -471,7 +484,8 @@ type BatchDeletionCounts struct {
 	Sites       int64 `json:"sites"`
 }
 
-// CIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`).
+// CIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`). The server
+// also checks that the address part is a valid address of the prefix's family.
 //
 // Example: 10.20.0.0/16
 type CIDR = string
@@ -544,6 +558,19 @@ type DependencyCheckError string
 // DependencyCheckStatus defines model for DependencyCheck.Status.
 type DependencyCheckStatus string
 
+// DocsAsset The bytes of a documentation page file.
+type DocsAsset = openapi_types.File
+
+// DropAction Drop matching traffic.
+//
+// Example: {"type":"drop"}
+type DropAction struct {
+	Type DropActionType `json:"type"`
+}
+
+// DropActionType defines model for DropAction.Type.
+type DropActionType string
+
 // Endpoint A WAN-facing interface of a site.
 //
 // Example: {"address":"203.0.113.10","created_at":"2025-06-01T09:05:00Z","id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","interface":"eth0","name":"paris-wan1","site_id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","updated_at":"2025-06-01T09:05:00Z","wan_kind":"fiber"}
@@ -586,7 +613,7 @@ type EndpointCreate struct {
 	WANKind *WANKind `json:"wan_kind,omitempty"`
 }
 
-// EndpointList defines model for EndpointList.
+// EndpointList Example: {"items":[{"address":"203.0.113.10","created_at":"2025-06-01T09:05:00Z","id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","interface":"eth0","name":"paris-wan1","site_id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","updated_at":"2025-06-01T09:05:00Z","wan_kind":"fiber"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type EndpointList struct {
 	Items []Endpoint `json:"items"`
 
@@ -724,10 +751,15 @@ type FlowKey struct {
 	SrcPort int32     `json:"src_port"`
 }
 
-// FlowList Example: {"items":[{"bytes":960000,"first_seen":"2025-06-01T11:58:00Z","flow":{"dst_ip":"10.20.3.4","dst_port":5060,"protocol":17,"src_ip":"10.1.0.5","src_port":40000},"last_seen":"2025-06-01T12:00:09Z","packets":1200}],"policy_id":7,"sort":"bytes"}
+// FlowList Example: {"items":[{"bytes":960000,"first_seen":"2025-06-01T11:58:00Z","flow":{"dst_ip":"10.20.3.4","dst_port":5060,"protocol":17,"src_ip":"10.1.0.5","src_port":40000},"last_seen":"2025-06-01T12:00:09Z","packets":1200}],"next_cursor":null,"policy_id":7,"sort":"bytes"}
 type FlowList struct {
-	Items    []Flow `json:"items"`
-	PolicyID int64  `json:"policy_id"`
+	Items []Flow `json:"items"`
+
+	// NextCursor Cursor of the next page; null on the last page.
+	//
+	// Example: eyJrIjoiYnJhbmNoLXBhcmlzIn0
+	NextCursor *NextCursor `json:"next_cursor"`
+	PolicyID   int64       `json:"policy_id"`
 
 	// Sort What top flows are ordered by, descending.
 	Sort FlowSort `json:"sort"`
@@ -898,7 +930,7 @@ type PathCreate struct {
 	Status           *PathStatus        `json:"status,omitempty"`
 }
 
-// PathList defines model for PathList.
+// PathList Example: {"items":[{"created_at":"2025-06-01T09:10:00Z","id":12,"local_endpoint_id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","name":"paris-berlin-fiber","remote_endpoint_id":"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d","status":"up","updated_at":"2025-06-01T09:10:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type PathList struct {
 	Items []Path `json:"items"`
 
@@ -980,9 +1012,8 @@ type PipelineStatsBackend string
 //
 // Example: {"action":{"path_id":12,"type":"prefer_path"},"active_flows":14,"bytes_matched":145600000,"created_at":"2025-06-01T09:20:00Z","enabled":true,"id":7,"last_seen":"2025-06-01T12:00:09Z","match":{"dst_cidr":"10.20.0.0/16","dst_ports":[{"from":5060,"to":5061}],"protocol":17},"name":"voip-over-fiber","packets_matched":182000,"priority":10,"updated_at":"2025-06-01T09:20:00Z"}
 type Policy struct {
-	// Action What happens to matching traffic. `prefer_path` needs `path_id` when written;
-	// `drop` takes none. When the preferred path is deleted the server clears
-	// `path_id` (null) and the policy falls back to the routing decision.
+	// Action What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+	// onto `path_id`, `drop` drops it.
 	Action PolicyAction `json:"action"`
 
 	// ActiveFlows Flows of the policy seen within the idle timeout, summed over the live replicas. Read-only.
@@ -1014,24 +1045,16 @@ type Policy struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// PolicyAction What happens to matching traffic. `prefer_path` needs `path_id` when written;
-// `drop` takes none. When the preferred path is deleted the server clears
-// `path_id` (null) and the policy falls back to the routing decision.
+// PolicyAction What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+// onto `path_id`, `drop` drops it.
 type PolicyAction struct {
-	PathID *int64 `json:"path_id,omitempty"`
-
-	// Type `prefer_path` steers matching traffic onto `path_id`; `drop` drops it.
-	Type PolicyActionType `json:"type"`
+	union json.RawMessage
 }
-
-// PolicyActionType `prefer_path` steers matching traffic onto `path_id`; `drop` drops it.
-type PolicyActionType string
 
 // PolicyCreate defines model for PolicyCreate.
 type PolicyCreate struct {
-	// Action What happens to matching traffic. `prefer_path` needs `path_id` when written;
-	// `drop` takes none. When the preferred path is deleted the server clears
-	// `path_id` (null) and the policy falls back to the routing decision.
+	// Action What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+	// onto `path_id`, `drop` drops it.
 	Action  PolicyAction `json:"action"`
 	Enabled *bool        `json:"enabled,omitempty"`
 
@@ -1060,7 +1083,7 @@ type PolicyHistory struct {
 	To       time.Time      `json:"to"`
 }
 
-// PolicyList defines model for PolicyList.
+// PolicyList Example: {"items":[{"action":{"path_id":12,"type":"prefer_path"},"active_flows":14,"bytes_matched":145600000,"created_at":"2025-06-01T09:20:00Z","enabled":true,"id":7,"last_seen":"2025-06-01T12:00:09Z","match":{"dst_cidr":"10.20.0.0/16","dst_ports":[{"from":5060,"to":5061}],"protocol":17},"name":"voip-over-fiber","packets_matched":182000,"priority":10,"updated_at":"2025-06-01T09:20:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type PolicyList struct {
 	Items []Policy `json:"items"`
 
@@ -1073,7 +1096,9 @@ type PolicyList struct {
 // PolicyMatch What traffic the policy matches; every criterion given must match. An absent
 // criterion (or an empty port list) matches anything.
 type PolicyMatch struct {
-	// DstCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`).
+	// DstCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`). The server
+	// also checks that the address part is a valid address of the prefix's family.
+	//
 	//
 	// Example: 10.20.0.0/16
 	DstCIDR  *CIDR        `json:"dst_cidr,omitempty"`
@@ -1082,7 +1107,9 @@ type PolicyMatch struct {
 	// Protocol IP protocol number (6 TCP, 17 UDP, ...); absent matches any protocol.
 	Protocol *int32 `json:"protocol,omitempty"`
 
-	// SrcCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`).
+	// SrcCIDR An IPv4 or IPv6 prefix in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`). The server
+	// also checks that the address part is a valid address of the prefix's family.
+	//
 	//
 	// Example: 10.20.0.0/16
 	SrcCIDR  *CIDR        `json:"src_cidr,omitempty"`
@@ -1111,9 +1138,8 @@ type PolicyStats struct {
 
 // PolicyUpdate The fields to change; at least one. `match` and `action` replace the whole object.
 type PolicyUpdate struct {
-	// Action What happens to matching traffic. `prefer_path` needs `path_id` when written;
-	// `drop` takes none. When the preferred path is deleted the server clears
-	// `path_id` (null) and the policy falls back to the routing decision.
+	// Action What happens to matching traffic, told apart by `type`: `prefer_path` steers it
+	// onto `path_id`, `drop` drops it.
 	Action  *PolicyAction `json:"action,omitempty"`
 	Enabled *bool         `json:"enabled,omitempty"`
 
@@ -1136,14 +1162,30 @@ type PortRange struct {
 	To   int32 `json:"to"`
 }
 
+// PreferPathAction Steer matching traffic onto a path. A write must name an existing path. When the
+// preferred path is deleted the server sets `path_id` to null and the policy falls
+// back to the routing decision.
+//
+// Example: {"path_id":12,"type":"prefer_path"}
+type PreferPathAction struct {
+	PathID *int64               `json:"path_id"`
+	Type   PreferPathActionType `json:"type"`
+}
+
+// PreferPathActionType defines model for PreferPathAction.Type.
+type PreferPathActionType string
+
 // Problem An RFC 9457 problem detail. Every 4xx and 5xx answer has one.
 type Problem struct {
+	// Checks One check per dependency; `influxdb` only when InfluxDB is the history backend.
+	Checks *ReadinessChecks `json:"checks,omitempty"`
+
 	// Detail What went wrong with this request, for humans.
 	//
 	// Example: the request body is invalid
 	Detail *string `json:"detail,omitempty"`
 
-	// Errors One entry per invalid field (400, 409 and 422).
+	// Errors One entry per invalid field (400, 409 and 422), at most 100.
 	Errors *[]FieldError `json:"errors,omitempty"`
 
 	// Instance The request path.
@@ -1200,7 +1242,7 @@ type ReadinessProblem struct {
 	// Example: the request body is invalid
 	Detail *string `json:"detail,omitempty"`
 
-	// Errors One entry per invalid field (400, 409 and 422).
+	// Errors One entry per invalid field (400, 409 and 422), at most 100.
 	Errors *[]FieldError `json:"errors,omitempty"`
 
 	// Instance The request path.
@@ -1338,7 +1380,7 @@ type SiteDependencies struct {
 	SiteID   openapi_types.UUID `json:"site_id"`
 }
 
-// SiteList defines model for SiteList.
+// SiteList Example: {"items":[{"created_at":"2025-06-01T09:00:00Z","description":"Paris branch office","id":"6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11","location":"Paris, FR","name":"branch-paris","updated_at":"2025-06-01T11:30:00Z","version":3}],"next_cursor":"eyJrIjoiMTIifQ"}
 type SiteList struct {
 	Items []Site `json:"items"`
 
@@ -1433,7 +1475,7 @@ type TokenCreated struct {
 	Token string `json:"token"`
 }
 
-// TokenList defines model for TokenList.
+// TokenList Example: {"items":[{"created_at":"2025-06-01T09:00:00Z","id":4,"last_used_at":"2025-06-01T12:00:00Z","name":"grafana-reader","role":"viewer"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type TokenList struct {
 	Items []Token `json:"items"`
 
@@ -1556,11 +1598,11 @@ type ListAuditEntriesParams struct {
 	// Actor Only entries written by this actor (a token name).
 	Actor *string `form:"actor,omitempty" json:"actor,omitempty"`
 
-	// Since Only entries at or after this time (RFC 3339).
-	Since *time.Time `form:"since,omitempty" json:"since,omitempty"`
+	// Since Only entries at or after this time; the same forms as history's `from` (RFC 3339, `now`, or relative like `-5m`).
+	Since *string `form:"since,omitempty" json:"since,omitempty"`
 
-	// Until Only entries before this time (RFC 3339).
-	Until *time.Time `form:"until,omitempty" json:"until,omitempty"`
+	// Until Only entries before this time; the same forms as history's `from` (RFC 3339, `now`, or relative like `-5m`).
+	Until *string `form:"until,omitempty" json:"until,omitempty"`
 
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
@@ -1600,6 +1642,9 @@ type ListPoliciesParams struct {
 type ListPolicyFlowsParams struct {
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Sort Order, descending. `last_seen` lists the most recently active first.
 	Sort *FlowSort `form:"sort,omitempty" json:"sort,omitempty"`
@@ -1752,6 +1797,107 @@ type CreateTokenJSONRequestBody = TokenCreate
 
 // IngestTrafficJSONRequestBody defines body for IngestTraffic for application/json ContentType.
 type IngestTrafficJSONRequestBody = TrafficBatch
+
+// AsPreferPathAction returns the union data inside the PolicyAction as a PreferPathAction
+func (t PolicyAction) AsPreferPathAction() (PreferPathAction, error) {
+	var body PreferPathAction
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPreferPathAction overwrites any union data inside the PolicyAction as the provided PreferPathAction
+func (t *PolicyAction) FromPreferPathAction(v PreferPathAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"prefer_path"}`))
+	t.union = b
+	return err
+}
+
+// MergePreferPathAction performs a merge with any union data inside the PolicyAction, using the provided PreferPathAction
+func (t *PolicyAction) MergePreferPathAction(v PreferPathAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"prefer_path"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsDropAction returns the union data inside the PolicyAction as a DropAction
+func (t PolicyAction) AsDropAction() (DropAction, error) {
+	var body DropAction
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromDropAction overwrites any union data inside the PolicyAction as the provided DropAction
+func (t *PolicyAction) FromDropAction(v DropAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"drop"}`))
+	t.union = b
+	return err
+}
+
+// MergeDropAction performs a merge with any union data inside the PolicyAction, using the provided DropAction
+func (t *PolicyAction) MergeDropAction(v DropAction) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"type":"drop"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t PolicyAction) Discriminator() (string, error) {
+	var discriminator struct {
+		Discriminator string `json:"type"`
+	}
+	err := json.Unmarshal(t.union, &discriminator)
+	return discriminator.Discriminator, err
+}
+
+func (t PolicyAction) ValueByDiscriminator() (interface{}, error) {
+	discriminator, err := t.Discriminator()
+	if err != nil {
+		return nil, err
+	}
+	switch discriminator {
+	case "drop":
+		return t.AsDropAction()
+	case "prefer_path":
+		return t.AsPreferPathAction()
+	default:
+		return nil, errors.New("unknown discriminator value: " + discriminator)
+	}
+}
+
+func (t PolicyAction) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *PolicyAction) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -1908,7 +2054,16 @@ type ClientInterface interface {
 	// `Last-Event-ID`, to any replica and across restarts, first gets every event it
 	// missed, from a buffer or from the database; if it fell behind the retained feed
 	// it gets one `reset` event instead and should reload its state. A comment line
-	// (`: keepalive`) is sent every 15 s. Minimum role viewer.
+	// (`: keepalive`) is sent every 15 s. The response schema is
+	// that of one message's `data:` (an `Event`); on the wire a message reads
+	//
+	// ```
+	// id: 43
+	// event: site.deleted
+	// data: {"id":43,"type":"site.deleted","time":"2025-06-01T12:00:00Z","data":{...}}
+	// ```
+	//
+	// Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
 	StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2112,7 +2267,9 @@ type ClientInterface interface {
 
 	// ListPolicyFlows Top flows of a policy
 	//
-	// The policy's tracked flows, largest first by `sort`. Minimum role viewer.
+	// The policy's tracked flows, largest first by `sort`, one page at a time. Flows are
+	// live: a flow that grows between two pages may appear on both or neither. Minimum
+	// role viewer.
 	//
 	// Corresponds with GET /api/v1/policies/{policy_id}/flows (the `ListPolicyFlows` operationId).
 	ListPolicyFlows(ctx context.Context, policyID PolicyID, params *ListPolicyFlowsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2149,9 +2306,12 @@ type ClientInterface interface {
 
 	// GetRoutingDecision Best path between two sites
 	//
-	// Picks the path between an endpoint of `src_site_id` and one of `dst_site_id`:
+	// Picks a path from `src_site_id` to `dst_site_id`. A path runs from its local
+	// endpoint to its remote endpoint, so only paths whose local endpoint is at
+	// `src_site_id` and remote endpoint at `dst_site_id` are candidates (a path the other
+	// way serves the reverse decision):
 	// the policy's preferred path if a `policy_id` is given, the policy is enabled and
-	// prefers a path, and that path joins the two sites and is up; else, among the
+	// prefers a path, and that path runs from src to dst and is up; else, among the
 	// paths that are up (or, only when none is up, those that are degraded), the one
 	// with the highest score, paths without metrics last, ties broken by lower latency
 	// and then by lower id. Down paths are never chosen. Decisions are cached (30 s by
@@ -2376,9 +2536,11 @@ type ClientInterface interface {
 	// classified against the enabled policies in priority order (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
-	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
-	// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
+	// `policy_id`, source and destination of different address families) rejects the
+	// whole batch with 422 naming the index and field of every bad value (the first
+	// 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
+	// `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
+	// the reading: the values before it are named too. The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 	//
 	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
@@ -2406,9 +2568,11 @@ type ClientInterface interface {
 	// classified against the enabled policies in priority order (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
-	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
-	// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
+	// `policy_id`, source and destination of different address families) rejects the
+	// whole batch with 422 naming the index and field of every bad value (the first
+	// 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
+	// `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
+	// the reading: the values before it are named too. The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 	//
 	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
@@ -2641,7 +2805,16 @@ func (c *Client) UpdateEndpoint(ctx context.Context, endpointID EndpointID, body
 // `Last-Event-ID`, to any replica and across restarts, first gets every event it
 // missed, from a buffer or from the database; if it fell behind the retained feed
 // it gets one `reset` event instead and should reload its state. A comment line
-// (`: keepalive`) is sent every 15 s. Minimum role viewer.
+// (`: keepalive`) is sent every 15 s. The response schema is
+// that of one message's `data:` (an `Event`); on the wire a message reads
+//
+// ```
+// id: 43
+// event: site.deleted
+// data: {"id":43,"type":"site.deleted","time":"2025-06-01T12:00:00Z","data":{...}}
+// ```
+//
+// Minimum role viewer.
 //
 // Corresponds with GET /api/v1/events (the `StreamEvents` operationId).
 func (c *Client) StreamEvents(ctx context.Context, params *StreamEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3035,7 +3208,9 @@ func (c *Client) UpdatePolicy(ctx context.Context, policyID PolicyID, body Updat
 
 // ListPolicyFlows Top flows of a policy
 //
-// The policy's tracked flows, largest first by `sort`. Minimum role viewer.
+// The policy's tracked flows, largest first by `sort`, one page at a time. Flows are
+// live: a flow that grows between two pages may appear on both or neither. Minimum
+// role viewer.
 //
 // Corresponds with GET /api/v1/policies/{policy_id}/flows (the `ListPolicyFlows` operationId).
 func (c *Client) ListPolicyFlows(ctx context.Context, policyID PolicyID, params *ListPolicyFlowsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3112,9 +3287,12 @@ func (c *Client) ResetPolicyStats(ctx context.Context, policyID PolicyID, reqEdi
 
 // GetRoutingDecision Best path between two sites
 //
-// Picks the path between an endpoint of `src_site_id` and one of `dst_site_id`:
+// Picks a path from `src_site_id` to `dst_site_id`. A path runs from its local
+// endpoint to its remote endpoint, so only paths whose local endpoint is at
+// `src_site_id` and remote endpoint at `dst_site_id` are candidates (a path the other
+// way serves the reverse decision):
 // the policy's preferred path if a `policy_id` is given, the policy is enabled and
-// prefers a path, and that path joins the two sites and is up; else, among the
+// prefers a path, and that path runs from src to dst and is up; else, among the
 // paths that are up (or, only when none is up, those that are degraded), the one
 // with the highest score, paths without metrics last, ties broken by lower latency
 // and then by lower id. Down paths are never chosen. Decisions are cached (30 s by
@@ -3559,9 +3737,11 @@ func (c *Client) DeleteToken(ctx context.Context, tokenID TokenID, reqEditors ..
 // classified against the enabled policies in priority order (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
-// `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
-// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
+// `policy_id`, source and destination of different address families) rejects the
+// whole batch with 422 naming the index and field of every bad value (the first
+// 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
+// `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
+// the reading: the values before it are named too. The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 //
 // Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
@@ -3599,9 +3779,11 @@ func (c *Client) IngestTrafficWithBody(ctx context.Context, params *IngestTraffi
 // classified against the enabled policies in priority order (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
-// `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
-// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
+// `policy_id`, source and destination of different address families) rejects the
+// whole batch with 422 naming the index and field of every bad value (the first
+// 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
+// `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
+// the reading: the values before it are named too. The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 //
 // Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
@@ -3808,7 +3990,7 @@ func NewListAuditEntriesRequest(server string, params *ListAuditEntriesParams) (
 
 		if params.Since != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "since", *params.Since, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3820,7 +4002,7 @@ func NewListAuditEntriesRequest(server string, params *ListAuditEntriesParams) (
 
 		if params.Until != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "until", *params.Until, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "until", *params.Until, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -4713,6 +4895,18 @@ func NewListPolicyFlowsRequest(server string, policyID PolicyID, params *ListPol
 		if params.Limit != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -6181,7 +6375,16 @@ type ClientWithResponsesInterface interface {
 	// `Last-Event-ID`, to any replica and across restarts, first gets every event it
 	// missed, from a buffer or from the database; if it fell behind the retained feed
 	// it gets one `reset` event instead and should reload its state. A comment line
-	// (`: keepalive`) is sent every 15 s. Minimum role viewer.
+	// (`: keepalive`) is sent every 15 s. The response schema is
+	// that of one message's `data:` (an `Event`); on the wire a message reads
+	//
+	// ```
+	// id: 43
+	// event: site.deleted
+	// data: {"id":43,"type":"site.deleted","time":"2025-06-01T12:00:00Z","data":{...}}
+	// ```
+	//
+	// Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6403,7 +6606,9 @@ type ClientWithResponsesInterface interface {
 
 	// ListPolicyFlowsWithResponse Top flows of a policy
 	//
-	// The policy's tracked flows, largest first by `sort`. Minimum role viewer.
+	// The policy's tracked flows, largest first by `sort`, one page at a time. Flows are
+	// live: a flow that grows between two pages may appear on both or neither. Minimum
+	// role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6448,9 +6653,12 @@ type ClientWithResponsesInterface interface {
 
 	// GetRoutingDecisionWithResponse Best path between two sites
 	//
-	// Picks the path between an endpoint of `src_site_id` and one of `dst_site_id`:
+	// Picks a path from `src_site_id` to `dst_site_id`. A path runs from its local
+	// endpoint to its remote endpoint, so only paths whose local endpoint is at
+	// `src_site_id` and remote endpoint at `dst_site_id` are candidates (a path the other
+	// way serves the reverse decision):
 	// the policy's preferred path if a `policy_id` is given, the policy is enabled and
-	// prefers a path, and that path joins the two sites and is up; else, among the
+	// prefers a path, and that path runs from src to dst and is up; else, among the
 	// paths that are up (or, only when none is up, those that are degraded), the one
 	// with the highest score, paths without metrics last, ties broken by lower latency
 	// and then by lower id. Down paths are never chosen. Decisions are cached (30 s by
@@ -6699,9 +6907,11 @@ type ClientWithResponsesInterface interface {
 	// classified against the enabled policies in priority order (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
-	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
-	// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
+	// `policy_id`, source and destination of different address families) rejects the
+	// whole batch with 422 naming the index and field of every bad value (the first
+	// 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
+	// `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
+	// the reading: the values before it are named too. The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 	//
 	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
@@ -6729,9 +6939,11 @@ type ClientWithResponsesInterface interface {
 	// classified against the enabled policies in priority order (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
-	// `policy_id`) rejects the whole batch with 422 naming the index and field
-	// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
-	// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
+	// `policy_id`, source and destination of different address families) rejects the
+	// whole batch with 422 naming the index and field of every bad value (the first
+	// 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
+	// `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
+	// the reading: the values before it are named too. The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 	//
 	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
@@ -6911,6 +7123,11 @@ type ClearCachesResponse200Headers struct {
 	XRequestID string
 }
 
+// ClearCachesResponse400Headers the declared response headers of an HTTP 400 response for ClearCaches
+type ClearCachesResponse400Headers struct {
+	XRequestID string
+}
+
 // ClearCachesResponse401Headers the declared response headers of an HTTP 401 response for ClearCaches
 type ClearCachesResponse401Headers struct {
 	WWWAuthenticate string
@@ -6932,6 +7149,8 @@ type ClearCachesResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *CacheClearResult
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -6940,6 +7159,8 @@ type ClearCachesResponse struct {
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ClearCachesResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ClearCachesResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ClearCachesResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -6951,6 +7172,11 @@ type ClearCachesResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ClearCachesResponse) GetJSON200() *CacheClearResult {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ClearCachesResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -7002,6 +7228,11 @@ type ListCachesResponse200Headers struct {
 	XRequestID string
 }
 
+// ListCachesResponse400Headers the declared response headers of an HTTP 400 response for ListCaches
+type ListCachesResponse400Headers struct {
+	XRequestID string
+}
+
 // ListCachesResponse401Headers the declared response headers of an HTTP 401 response for ListCaches
 type ListCachesResponse401Headers struct {
 	WWWAuthenticate string
@@ -7018,12 +7249,16 @@ type ListCachesResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *CacheList
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListCachesResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListCachesResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListCachesResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -7033,6 +7268,11 @@ type ListCachesResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListCachesResponse) GetJSON200() *CacheList {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListCachesResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -11244,6 +11484,11 @@ type GetPipelineStatsResponse200Headers struct {
 	XRequestID string
 }
 
+// GetPipelineStatsResponse400Headers the declared response headers of an HTTP 400 response for GetPipelineStats
+type GetPipelineStatsResponse400Headers struct {
+	XRequestID string
+}
+
 // GetPipelineStatsResponse401Headers the declared response headers of an HTTP 401 response for GetPipelineStats
 type GetPipelineStatsResponse401Headers struct {
 	WWWAuthenticate string
@@ -11260,12 +11505,16 @@ type GetPipelineStatsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *PipelineStats
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetPipelineStatsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetPipelineStatsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetPipelineStatsResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -11275,6 +11524,11 @@ type GetPipelineStatsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetPipelineStatsResponse) GetJSON200() *PipelineStats {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetPipelineStatsResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -11321,6 +11575,11 @@ type ResetStatsResponse200Headers struct {
 	XRequestID string
 }
 
+// ResetStatsResponse400Headers the declared response headers of an HTTP 400 response for ResetStats
+type ResetStatsResponse400Headers struct {
+	XRequestID string
+}
+
 // ResetStatsResponse401Headers the declared response headers of an HTTP 401 response for ResetStats
 type ResetStatsResponse401Headers struct {
 	WWWAuthenticate string
@@ -11342,6 +11601,8 @@ type ResetStatsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *StatsResetResult
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON403 the response for an HTTP 403 `application/problem+json` response
@@ -11350,6 +11611,8 @@ type ResetStatsResponse struct {
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ResetStatsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ResetStatsResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ResetStatsResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -11361,6 +11624,11 @@ type ResetStatsResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ResetStatsResponse) GetJSON200() *StatsResetResult {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ResetStatsResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -11953,6 +12221,11 @@ type GetDocsResponse200Headers struct {
 	XRequestID string
 }
 
+// GetDocsResponse400Headers the declared response headers of an HTTP 400 response for GetDocs
+type GetDocsResponse400Headers struct {
+	XRequestID string
+}
+
 // GetDocsResponse500Headers the declared response headers of an HTTP 500 response for GetDocs
 type GetDocsResponse500Headers struct {
 	XRequestID string
@@ -11961,12 +12234,21 @@ type GetDocsResponse500Headers struct {
 type GetDocsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetDocsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetDocsResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetDocsResponse500Headers
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetDocsResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -12091,6 +12373,11 @@ type GetHealthResponse200Headers struct {
 	XRequestID string
 }
 
+// GetHealthResponse400Headers the declared response headers of an HTTP 400 response for GetHealth
+type GetHealthResponse400Headers struct {
+	XRequestID string
+}
+
 // GetHealthResponse500Headers the declared response headers of an HTTP 500 response for GetHealth
 type GetHealthResponse500Headers struct {
 	XRequestID string
@@ -12101,10 +12388,14 @@ type GetHealthResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetHealthResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetHealthResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetHealthResponse500Headers
 }
@@ -12112,6 +12403,11 @@ type GetHealthResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetHealthResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetHealthResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -12153,6 +12449,11 @@ type GetMetricsResponse200Headers struct {
 	XRequestID string
 }
 
+// GetMetricsResponse400Headers the declared response headers of an HTTP 400 response for GetMetrics
+type GetMetricsResponse400Headers struct {
+	XRequestID string
+}
+
 // GetMetricsResponse500Headers the declared response headers of an HTTP 500 response for GetMetrics
 type GetMetricsResponse500Headers struct {
 	XRequestID string
@@ -12161,12 +12462,21 @@ type GetMetricsResponse500Headers struct {
 type GetMetricsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetMetricsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetMetricsResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetMetricsResponse500Headers
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetMetricsResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -12208,6 +12518,11 @@ type GetOpenAPISpecResponse200Headers struct {
 	XRequestID string
 }
 
+// GetOpenAPISpecResponse400Headers the declared response headers of an HTTP 400 response for GetOpenAPISpec
+type GetOpenAPISpecResponse400Headers struct {
+	XRequestID string
+}
+
 // GetOpenAPISpecResponse500Headers the declared response headers of an HTTP 500 response for GetOpenAPISpec
 type GetOpenAPISpecResponse500Headers struct {
 	XRequestID string
@@ -12217,24 +12532,27 @@ type GetOpenAPISpecResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
-	YAML200 *struct {
-		// Openapi Example: 3.0.3
-		Openapi string `json:"openapi"`
-	}
+	YAML200 *openapi_types.File
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetOpenAPISpecResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetOpenAPISpecResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetOpenAPISpecResponse500Headers
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
-func (r GetOpenAPISpecResponse) GetYAML200() *struct {
-	// Openapi Example: 3.0.3
-	Openapi string `json:"openapi"`
-} {
+func (r GetOpenAPISpecResponse) GetYAML200() *openapi_types.File {
 	return r.YAML200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetOpenAPISpecResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -12276,6 +12594,11 @@ type GetReadinessResponse200Headers struct {
 	XRequestID string
 }
 
+// GetReadinessResponse400Headers the declared response headers of an HTTP 400 response for GetReadiness
+type GetReadinessResponse400Headers struct {
+	XRequestID string
+}
+
 // GetReadinessResponse500Headers the declared response headers of an HTTP 500 response for GetReadiness
 type GetReadinessResponse500Headers struct {
 	XRequestID string
@@ -12292,12 +12615,16 @@ type GetReadinessResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Readiness
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationProblemJSON500 *InternalError
 	// ApplicationProblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationProblemJSON503 *ReadinessProblem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetReadinessResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetReadinessResponse400Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
 	Headers500 *GetReadinessResponse500Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -12307,6 +12634,11 @@ type GetReadinessResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetReadinessResponse) GetJSON200() *Readiness {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetReadinessResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -12489,7 +12821,16 @@ func (c *ClientWithResponses) UpdateEndpointWithResponse(ctx context.Context, en
 // `Last-Event-ID`, to any replica and across restarts, first gets every event it
 // missed, from a buffer or from the database; if it fell behind the retained feed
 // it gets one `reset` event instead and should reload its state. A comment line
-// (`: keepalive`) is sent every 15 s. Minimum role viewer.
+// (`: keepalive`) is sent every 15 s. The response schema is
+// that of one message's `data:` (an `Event`); on the wire a message reads
+//
+// ```
+// id: 43
+// event: site.deleted
+// data: {"id":43,"type":"site.deleted","time":"2025-06-01T12:00:00Z","data":{...}}
+// ```
+//
+// Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -12825,7 +13166,9 @@ func (c *ClientWithResponses) UpdatePolicyWithResponse(ctx context.Context, poli
 
 // ListPolicyFlowsWithResponse Top flows of a policy
 //
-// The policy's tracked flows, largest first by `sort`. Minimum role viewer.
+// The policy's tracked flows, largest first by `sort`, one page at a time. Flows are
+// live: a flow that grows between two pages may appear on both or neither. Minimum
+// role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -12894,9 +13237,12 @@ func (c *ClientWithResponses) ResetPolicyStatsWithResponse(ctx context.Context, 
 
 // GetRoutingDecisionWithResponse Best path between two sites
 //
-// Picks the path between an endpoint of `src_site_id` and one of `dst_site_id`:
+// Picks a path from `src_site_id` to `dst_site_id`. A path runs from its local
+// endpoint to its remote endpoint, so only paths whose local endpoint is at
+// `src_site_id` and remote endpoint at `dst_site_id` are candidates (a path the other
+// way serves the reverse decision):
 // the policy's preferred path if a `policy_id` is given, the policy is enabled and
-// prefers a path, and that path joins the two sites and is up; else, among the
+// prefers a path, and that path runs from src to dst and is up; else, among the
 // paths that are up (or, only when none is up, those that are degraded), the one
 // with the highest score, paths without metrics last, ties broken by lower latency
 // and then by lower id. Down paths are never chosen. Decisions are cached (30 s by
@@ -13277,9 +13623,11 @@ func (c *ClientWithResponses) DeleteTokenWithResponse(ctx context.Context, token
 // classified against the enabled policies in priority order (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
-// `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
-// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
+// `policy_id`, source and destination of different address families) rejects the
+// whole batch with 422 naming the index and field of every bad value (the first
+// 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
+// `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
+// the reading: the values before it are named too. The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 //
 // Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
@@ -13313,9 +13661,11 @@ func (c *ClientWithResponses) IngestTrafficWithBodyWithResponse(ctx context.Cont
 // classified against the enabled policies in priority order (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
-// `policy_id`) rejects the whole batch with 422 naming the index and field
-// (`reports[3].flow.dst_port`) and records nothing; so does a `packets` or `bytes`
-// value above 9223372036854775807 (the int64 range). The body may be gzip-compressed
+// `policy_id`, source and destination of different address families) rejects the
+// whole batch with 422 naming the index and field of every bad value (the first
+// 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
+// `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
+// the reading: the values before it are named too. The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 //
 // Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
@@ -13558,6 +13908,13 @@ func ParseClearCachesResponse(rsp *http.Response) (*ClearCachesResponse, error) 
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13592,6 +13949,16 @@ func ParseClearCachesResponse(rsp *http.Response) (*ClearCachesResponse, error) 
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ClearCachesResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ClearCachesResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -13655,6 +14022,13 @@ func ParseListCachesResponse(rsp *http.Response) (*ListCachesResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -13682,6 +14056,16 @@ func ParseListCachesResponse(rsp *http.Response) (*ListCachesResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ListCachesResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListCachesResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -18392,6 +18776,13 @@ func ParseGetPipelineStatsResponse(rsp *http.Response) (*GetPipelineStatsRespons
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -18419,6 +18810,16 @@ func ParseGetPipelineStatsResponse(rsp *http.Response) (*GetPipelineStatsRespons
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetPipelineStatsResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers GetPipelineStatsResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -18472,6 +18873,13 @@ func ParseResetStatsResponse(rsp *http.Response) (*ResetStatsResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -18506,6 +18914,16 @@ func ParseResetStatsResponse(rsp *http.Response) (*ResetStatsResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ResetStatsResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ResetStatsResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
@@ -19181,6 +19599,13 @@ func ParseGetDocsResponse(rsp *http.Response) (*GetDocsResponse, error) {
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -19201,6 +19626,16 @@ func ParseGetDocsResponse(rsp *http.Response) (*GetDocsResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetDocsResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetDocsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -19320,6 +19755,13 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -19340,6 +19782,16 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetHealthResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetHealthResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -19369,6 +19821,13 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -19389,6 +19848,16 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetMetricsResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetMetricsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -19419,14 +19888,18 @@ func ParseGetOpenAPISpecResponse(rsp *http.Response) (*GetOpenAPISpecResponse, e
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "yaml") && rsp.StatusCode == 200:
-		var dest struct {
-			// Openapi Example: 3.0.3
-			Openapi string `json:"openapi"`
-		}
+		var dest openapi_types.File
 		if err := yaml.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.YAML200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
@@ -19448,6 +19921,16 @@ func ParseGetOpenAPISpecResponse(rsp *http.Response) (*GetOpenAPISpecResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetOpenAPISpecResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetOpenAPISpecResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -19484,6 +19967,13 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -19511,6 +20001,16 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetReadinessResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 500:
 		var headers GetReadinessResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {

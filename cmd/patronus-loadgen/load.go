@@ -26,10 +26,12 @@ import (
 // server answered; Packets and Bytes are those of the accepted batches, so they equal what
 // the server counted if nothing else sent traffic.
 type summary struct {
-	Elapsed      time.Duration
-	Batches      int64 // accepted
-	Errors       int64 // batches that failed or were refused
-	FirstError   string
+	Elapsed    time.Duration
+	Batches    int64 // accepted
+	Errors     int64 // batches that failed or were refused
+	FirstError string
+	// Refused is the first batch the server refused for its token, which stopped the run.
+	Refused      *authError
 	Accepted     int64
 	Classified   int64
 	Unclassified int64
@@ -107,8 +109,11 @@ func generate(ctx context.Context, cfg config, progress io.Writer) (*summary, er
 
 	// A batch is started only while the run lasts; batches in flight at the end are waited
 	// for, not cancelled, so that what the server counted and what is summed here agree.
-	runCtx, cancel := context.WithTimeout(ctx, cfg.duration)
+	timed, cancel := context.WithTimeout(ctx, cfg.duration)
 	defer cancel()
+	// A refused token stops every worker at once: each further batch would be refused too.
+	runCtx, stop := context.WithCancelCause(timed)
+	defer stop(nil)
 	var tokens <-chan time.Time
 	if cfg.rate > 0 {
 		t := time.NewTicker(time.Duration(float64(time.Second) / cfg.rate))
@@ -121,7 +126,7 @@ func generate(ctx context.Context, cfg config, progress io.Writer) (*summary, er
 	var wg sync.WaitGroup
 	for w := range cfg.concurrency {
 		wk := newWorker(cfg, w, policyIDs, client, base+"/api/v1/traffic")
-		wg.Go(func() { results[w] = wk.run(runCtx, tokens, &live) })
+		wg.Go(func() { results[w] = wk.run(runCtx, stop, tokens, &live) })
 	}
 	done := make(chan struct{})
 	var progressDone sync.WaitGroup
@@ -148,6 +153,10 @@ func generate(ctx context.Context, cfg config, progress io.Writer) (*summary, er
 	close(done)
 	progressDone.Wait() // no progress line after the summary
 	sum := &summary{Elapsed: time.Since(start), cfg: cfg}
+	var refused *authError
+	if errors.As(context.Cause(runCtx), &refused) {
+		sum.Refused = refused
+	}
 	for _, r := range results {
 		sum.Batches += r.Batches
 		sum.Errors += r.Errors
@@ -231,7 +240,7 @@ func newWorker(cfg config, index int, policies []int64, client *http.Client, end
 	return w
 }
 
-func (w *worker) run(ctx context.Context, tokens <-chan time.Time, live *counters) *summary {
+func (w *worker) run(ctx context.Context, stop context.CancelCauseFunc, tokens <-chan time.Time, live *counters) *summary {
 	sum := &summary{}
 	for {
 		if tokens != nil {
@@ -266,6 +275,11 @@ func (w *worker) run(ctx context.Context, tokens <-chan time.Time, live *counter
 			live.errors.Add(1)
 			if sum.FirstError == "" {
 				sum.FirstError = err.Error()
+			}
+			var refused *authError
+			if errors.As(err, &refused) {
+				stop(refused)
+				return sum
 			}
 			continue
 		}
@@ -356,6 +370,9 @@ func (w *worker) send(body []byte) (trafficResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("%w: %w", errNoAnswer, err)
 	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return res, &authError{status: resp.Status, body: string(bytes.TrimSpace(raw))}
+	}
 	if resp.StatusCode != http.StatusOK {
 		return res, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(raw))
 	}
@@ -363,4 +380,18 @@ func (w *worker) send(body []byte) (trafficResult, error) {
 		return res, fmt.Errorf("decode the result: %w", err)
 	}
 	return res, nil
+}
+
+// authError is a batch the server refused for its token: 401 (unknown or revoked) or 403 (a
+// role below operator). Retrying cannot help, so the run stops at the first one.
+type authError struct {
+	status, body string
+}
+
+func (e *authError) Error() string {
+	hint := "the token is unknown or revoked; create one with `patronus token create --name NAME --role operator`"
+	if strings.HasPrefix(e.status, "403") {
+		hint = "the token's role cannot ingest traffic; use an operator or admin token"
+	}
+	return fmt.Sprintf("%s: %s (%s)", e.status, hint, e.body)
 }

@@ -61,6 +61,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	sum.print(stdout)
+	if sum.Refused != nil {
+		return fmt.Errorf("stopped at the first refused batch: %w", sum.Refused)
+	}
 	if sum.Batches == 0 {
 		return fmt.Errorf("no batch was accepted (%d errors; first: %s)", sum.Errors, sum.FirstError)
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/patronus-sdwan/patronus/api"
@@ -144,6 +145,29 @@ func TestFlags(t *testing.T) {
 		err := run(context.Background(), []string{"--url", base, "--token", "not-a-token", "--duration", "50ms", "--progress", "0"}, &stdout, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(stdout.String(), "0 accepted") {
 			t.Errorf("with a bad token: %v\n%s", err, stdout.String())
+		}
+	})
+	t.Run("StopsAtFirstRefusal", func(t *testing.T) {
+		// A viewer token is refused with 403 on every batch: the run stops at once instead of
+		// sending thousands (5,493 in 3 s before), and says what to do.
+		for _, tc := range []struct {
+			status int
+			words  string
+		}{{http.StatusForbidden, "operator or admin token"}, {http.StatusUnauthorized, "unknown or revoked"}} {
+			var sent atomic.Int64
+			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				sent.Add(1)
+				w.WriteHeader(tc.status)
+			}))
+			var stdout bytes.Buffer
+			err := run(context.Background(), []string{"--url", hs.URL, "--token", "t", "--concurrency", "2", "--duration", "2s", "--progress", "0"}, &stdout, &bytes.Buffer{})
+			hs.Close()
+			if err == nil || !strings.Contains(err.Error(), "first refused batch") || !strings.Contains(err.Error(), tc.words) {
+				t.Errorf("%d: error %v, want the first refusal named with %q", tc.status, err, tc.words)
+			}
+			if n := sent.Load(); n > 2 {
+				t.Errorf("%d: %d batches sent, want at most one per worker", tc.status, n)
+			}
 		}
 	})
 }
