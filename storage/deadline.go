@@ -57,8 +57,9 @@ func withDeadlines(gdb *gorm.DB, sqlDB *sql.DB, timeout time.Duration) error {
 				})
 			} else {
 				// Row and Rows hand the rows to the caller, who reads them under this
-				// context after the callbacks: it ends with its timer.
-				time.AfterFunc(timeout, cancel)
+				// context after the callbacks: it ends with its timer (released a little
+				// later, so that the error is always the deadline, not a cancellation).
+				time.AfterFunc(timeout+time.Second, cancel)
 			}
 		}
 	}
@@ -106,7 +107,7 @@ func (p *deadlinePool) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.T
 	if d, ok := ctx.Deadline(); !ok || time.Until(d) > p.timeout {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.timeout)
-		time.AfterFunc(p.timeout, cancel)
+		time.AfterFunc(p.timeout+time.Second, cancel) // after the deadline, which must be the error
 	}
 	return p.DB.BeginTx(ctx, opts)
 }
