@@ -45,7 +45,7 @@ func TestControlCharactersAreRefusedNamingTheField(t *testing.T) {
 			t.Fatalf("a plain name: %s", r)
 		}
 		after := a.snapshot()
-		for _, table := range []string{"sites", "audit_entries"} { // the plain name's site and its audit entry
+		for _, table := range []string{"sites", "changes"} { // the plain name's site and its change record
 			delete(after, table)
 			delete(before, table)
 		}

@@ -704,7 +704,7 @@ type Exporter struct {
 // ExporterProtocol defines model for Exporter.Protocol.
 type ExporterProtocol string
 
-// ExporterList defines model for ExporterList.
+// ExporterList Example: {"items":[{"address":"192.0.2.1","datagrams":3000,"decode_errors":0,"first_seen":"2025-06-01T12:00:00Z","flow_records":84000,"last_seen":"2025-06-01T12:05:00Z","protocol":"ipfix","restarts":0,"sampling_rate":1,"site_id":"0190a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d","templates":2,"unknown_templates":2,"version":10}]}
 type ExporterList struct {
 	Items []Exporter `json:"items"`
 }
@@ -7886,6 +7886,11 @@ type ListExportersResponse200Headers struct {
 	XRequestID string
 }
 
+// ListExportersResponse400Headers the declared response headers of an HTTP 400 response for ListExporters
+type ListExportersResponse400Headers struct {
+	XRequestID string
+}
+
 // ListExportersResponse401Headers the declared response headers of an HTTP 401 response for ListExporters
 type ListExportersResponse401Headers struct {
 	WWWAuthenticate string
@@ -7908,6 +7913,8 @@ type ListExportersResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *ExporterList
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
 	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
@@ -7916,6 +7923,8 @@ type ListExportersResponse struct {
 	ApplicationProblemJSON503 *ServiceUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListExportersResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListExportersResponse400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListExportersResponse401Headers
 	// Headers500 the parsed response headers for an HTTP 500 response
@@ -7927,6 +7936,11 @@ type ListExportersResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r ListExportersResponse) GetJSON200() *ExporterList {
 	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListExportersResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
 }
 
 // GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -14746,6 +14760,13 @@ func ParseListExportersResponse(rsp *http.Response) (*ListExportersResponse, err
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -14780,6 +14801,16 @@ func ParseListExportersResponse(rsp *http.Response) (*ListExportersResponse, err
 			headers.XRequestID = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ListExportersResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
 	case rsp.StatusCode == 401:
 		var headers ListExportersResponse401Headers
 		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
