@@ -20,12 +20,16 @@ type Check struct {
 	Name string
 	// Probe returns nil when the dependency can serve requests.
 	Probe func(ctx context.Context) error
+	// Detail, when set, returns one word shown beside the status (for InfluxDB, the read
+	// path: "influxql", "flux-aggregatewindow"); it must not hold addresses or secrets.
+	Detail func() string
 }
 
 // checkResult is one dependency's state in the /readyz body.
 type checkResult struct {
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // readinessBody is the /readyz response.
@@ -52,6 +56,9 @@ func (s *Server) GetReadiness(c *gin.Context) {
 			res := checkResult{Status: "ok"}
 			if err := s.probe(ctx, c, chk); err != nil {
 				res = checkResult{Status: "fail", Error: err.Error()}
+			}
+			if chk.Detail != nil {
+				res.Detail = chk.Detail()
 			}
 			mu.Lock()
 			body.Checks[chk.Name] = res

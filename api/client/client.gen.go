@@ -461,6 +461,15 @@ type DeletionCounts struct {
 
 // DependencyCheck defines model for DependencyCheck.
 type DependencyCheck struct {
+	// Detail One word about the dependency. For `influxdb`, the history read path chosen
+	// from the server's version at start-up: `influxql` (1.x: InfluxQL on /query),
+	// `flux-aggregatewindow` (2.x: Flux with aggregateWindow), `flux-points` (Flux,
+	// windowed by Patronus) or `unknown` (the version was not read yet).
+	//
+	//
+	// Example: influxql
+	Detail *string `json:"detail,omitempty"`
+
 	// Error Why the check failed; only when `status` is `fail`.
 	//
 	// Example: dial tcp 127.0.0.1:5432: connect: connection refused

@@ -69,10 +69,18 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	var checks []api.Check
 	if c.InfluxURL != "" {
 		// An unreachable InfluxDB is not fatal: deltas wait in memory and /readyz says why.
-		checks = append(checks, api.Check{Name: "influxdb", Probe: history.Ping})
+		check := api.Check{Name: "influxdb", Probe: history.Ping}
+		influx, _ := history.(*storage.InfluxHistory)
+		if influx != nil {
+			check.Detail = influx.ReadPath
+		}
+		checks = append(checks, check)
 		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if err := history.Ping(pingCtx); err != nil {
 			log.Warn("InfluxDB not reachable at start-up; history is buffered until it is", "err", err)
+		}
+		if influx != nil {
+			log.Info("history read path", "path", influx.Detect(pingCtx))
 		}
 		cancel()
 	}
