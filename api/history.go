@@ -172,10 +172,56 @@ func historyQueryError(c *gin.Context, err error) error {
 	return newError(errUnavailable, "the history store is unavailable")
 }
 
-func historyPointsOut(points []storage.HistoryPoint) []apigen.HistoryPoint {
-	out := make([]apigen.HistoryPoint, len(points))
-	for i, p := range points {
-		out[i] = apigen.HistoryPoint{Time: p.Time.UTC(), Packets: p.Packets, Bytes: p.Bytes, ActiveFlows: p.ActiveFlows}
+// rateInterval returns the flush interval peak rates and percentiles of r are computed
+// over, or 0 when they are left out: no whole-second flush interval configured, or more
+// intervals than one query may read.
+func (s *Server) rateInterval(r historyRange) time.Duration {
+	iv := s.cfg.HistoryInterval
+	if iv < time.Second || iv%time.Second != 0 || storage.IntervalCount(r.from, r.to, iv) > storage.MaxHistoryIntervals {
+		return 0
+	}
+	return iv
+}
+
+// intervalText formats a flush interval for the answer's interval field.
+func intervalText(iv time.Duration) *string {
+	if iv == 0 {
+		return nil
+	}
+	t := strconv.FormatInt(int64(iv/time.Second), 10) + "s"
+	return &t
+}
+
+// ratedSeries is one series of an answer with its rates and summary.
+type ratedSeries struct {
+	points  []storage.HistoryPoint
+	rates   []storage.PointRates
+	summary storage.HistorySummary
+}
+
+// rate computes the rates of points over r; intervals are the series' per-interval bytes.
+func rate(r historyRange, iv time.Duration, points []storage.HistoryPoint, intervals []storage.IntervalBytes) ratedSeries {
+	rates, sum := storage.HistoryRates(points, intervals, r.from, r.to, r.every, iv)
+	return ratedSeries{points: points, rates: rates, summary: sum}
+}
+
+func (rs ratedSeries) pointsOut(withPeak bool) []apigen.HistoryPoint {
+	out := make([]apigen.HistoryPoint, len(rs.points))
+	for i, p := range rs.points {
+		out[i] = apigen.HistoryPoint{Time: p.Time.UTC(), Packets: p.Packets, Bytes: p.Bytes, ActiveFlows: p.ActiveFlows,
+			Pps: rs.rates[i].PPS, Bps: rs.rates[i].BPS}
+		if withPeak {
+			out[i].PeakBps = &rs.rates[i].PeakBPS
+		}
+	}
+	return out
+}
+
+func (rs ratedSeries) summaryOut(withPeak bool) apigen.HistorySummary {
+	sum := rs.summary
+	out := apigen.HistorySummary{TotalPackets: sum.TotalPackets, TotalBytes: sum.TotalBytes, AvgBps: sum.AvgBPS}
+	if withPeak {
+		out.MaxBps, out.P95Bps, out.LastBps, out.Intervals = &sum.MaxBPS, &sum.P95BPS, &sum.LastBPS, &sum.Intervals
 	}
 	return out
 }
@@ -207,12 +253,23 @@ func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID,
 		writeError(c, historyQueryError(c, err))
 		return
 	}
+	iv := s.rateInterval(r)
+	var intervals map[int64][]storage.IntervalBytes
+	if iv > 0 {
+		if intervals, err = history.QueryIntervals(ctx, []int64{policyID}, r.from, r.to, iv); err != nil {
+			writeError(c, historyQueryError(c, err))
+			return
+		}
+	}
+	rs := rate(r, iv, points, intervals[policyID])
 	if asCSV {
-		writeHistoryCSV(c, policyID, points)
+		writeHistoryCSV(c, policyID, rs, iv > 0)
 		return
 	}
+	summary := rs.summaryOut(iv > 0)
 	c.JSON(http.StatusOK, apigen.PolicyHistory{
-		PolicyID: policyID, From: r.from, To: r.to, Every: r.everyText, Points: historyPointsOut(points),
+		PolicyID: policyID, From: r.from, To: r.to, Every: r.everyText, Interval: intervalText(iv),
+		Points: rs.pointsOut(iv > 0), Summary: summary,
 	})
 }
 
@@ -235,19 +292,28 @@ func wantsCSV(c *gin.Context, format *apigen.GetPolicyStatsHistoryParamsFormat) 
 	return c.NegotiateFormat(gin.MIMEJSON, "text/csv") == "text/csv", nil
 }
 
-// writeHistoryCSV writes points as CSV with a header row, times in RFC 3339 UTC.
-func writeHistoryCSV(c *gin.Context, policyID int64, points []storage.HistoryPoint) {
+// writeHistoryCSV writes a series as CSV with a header row, times in RFC 3339 UTC; peak_bps
+// is empty when it is not known.
+func writeHistoryCSV(c *gin.Context, policyID int64, rs ratedSeries, withPeak bool) {
 	c.Header("Content-Type", csvContentType)
 	c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="policy-%d-history.csv"`, policyID))
 	c.Status(http.StatusOK)
 	w := csv.NewWriter(c.Writer)
-	_ = w.Write([]string{"time", "packets", "bytes", "active_flows"})
-	for _, p := range points {
+	_ = w.Write([]string{"time", "packets", "bytes", "active_flows", "pps", "bps", "peak_bps"})
+	for i, p := range rs.points {
+		peak := ""
+		if withPeak {
+			peak = formatRate(rs.rates[i].PeakBPS)
+		}
 		_ = w.Write([]string{p.Time.UTC().Format(time.RFC3339), strconv.FormatInt(p.Packets, 10),
-			strconv.FormatInt(p.Bytes, 10), strconv.FormatInt(p.ActiveFlows, 10)})
+			strconv.FormatInt(p.Bytes, 10), strconv.FormatInt(p.ActiveFlows, 10),
+			formatRate(rs.rates[i].PPS), formatRate(rs.rates[i].BPS), peak})
 	}
 	w.Flush()
 }
+
+// formatRate writes a rate in the shortest form that reads back exactly.
+func formatRate(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 // GetStatsHistory answers the traffic history of every policy with traffic in the range, or
 // of the top N by bytes, most bytes first.
@@ -274,7 +340,8 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 		writeError(c, err)
 		return
 	}
-	series, err := history.QueryTop(c.Request.Context(), r.from, r.to, r.every, top)
+	ctx := c.Request.Context()
+	series, err := history.QueryTop(ctx, r.from, r.to, r.every, top)
 	if err != nil {
 		writeError(c, historyQueryError(c, err))
 		return
@@ -285,9 +352,23 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 			maxSeries, maxHistoryPoints, r.windows)}}))
 		return
 	}
-	out := apigen.StatsHistory{From: r.from, To: r.to, Every: r.everyText, Series: make([]apigen.HistorySeries, len(series))}
+	iv := s.rateInterval(r)
+	var intervals map[int64][]storage.IntervalBytes
+	if iv > 0 && len(series) > 0 {
+		ids := make([]int64, len(series))
+		for i, ps := range series {
+			ids[i] = ps.PolicyID
+		}
+		if intervals, err = history.QueryIntervals(ctx, ids, r.from, r.to, iv); err != nil {
+			writeError(c, historyQueryError(c, err))
+			return
+		}
+	}
+	out := apigen.StatsHistory{From: r.from, To: r.to, Every: r.everyText, Interval: intervalText(iv), Series: make([]apigen.HistorySeries, len(series))}
 	for i, ps := range series {
-		out.Series[i] = apigen.HistorySeries{PolicyID: ps.PolicyID, Points: historyPointsOut(ps.Points)}
+		rs := rate(r, iv, ps.Points, intervals[ps.PolicyID])
+		summary := rs.summaryOut(iv > 0)
+		out.Series[i] = apigen.HistorySeries{PolicyID: ps.PolicyID, Points: rs.pointsOut(iv > 0), Summary: &summary}
 	}
 	c.JSON(http.StatusOK, out)
 }

@@ -175,6 +175,49 @@ func (h *InfluxHistory) QueryTop(ctx context.Context, from, to time.Time, every 
 	return set.ordered(), nil
 }
 
+// QueryIntervals returns per-interval bytes as HistoryStore documents: InfluxQL on 1.x,
+// Flux aggregateWindow over the policy's group otherwise.
+func (h *InfluxHistory) QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
+	if err := validateIntervals(from, to, interval); err != nil {
+		return nil, err
+	}
+	gen := h.generation(ctx)
+	if h.plan(gen) == InfluxWindowingInfluxQL {
+		out, err := h.influxQLIntervals(ctx, ids, from, to, interval)
+		if err != nil {
+			return nil, fmt.Errorf("query history intervals: %w", err)
+		}
+		return out, nil
+	}
+	// Windows aligned to the epoch start at floor(from); aggregateWindow clips the first
+	// to from, so its _start is mapped back with floorTime.
+	flux := h.selectFlux(gen, from, to, ids, ` and r._field == "bytes"`) + fmt.Sprintf(`
+  |> group(columns: ["policy_id"])
+  |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxDuration(interval))
+	res, err := h.query.Query(ctx, flux)
+	if err != nil {
+		return nil, fmt.Errorf("query history intervals: %w", err)
+	}
+	defer res.Close()
+	out := make(map[int64][]IntervalBytes)
+	for res.Next() {
+		rec := res.Record()
+		id, err := recordPolicyID(rec.ValueByKey("policy_id"))
+		if err != nil {
+			return nil, err
+		}
+		v, ok := rec.Value().(int64)
+		if !ok {
+			continue
+		}
+		out[id] = append(out[id], IntervalBytes{Time: floorTime(rec.Time(), interval), Bytes: v})
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("query history intervals: %w", err)
+	}
+	return out, nil
+}
+
 // selectFlux is the start of every history query: the policy_traffic points of the given
 // policies (all for none) in [from, to). InfluxDB 1.8 also returns points at exactly stop
 // from range(), and its window() then counts them in the first window, so unless the server

@@ -215,3 +215,33 @@ func (h *InfluxHistory) influxQLTotals(ctx context.Context, from, to time.Time) 
 	}
 	return totals, nil
 }
+
+// influxQLIntervals returns the per-interval bytes of the given policies (all for none).
+func (h *InfluxHistory) influxQLIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
+	statement := fmt.Sprintf(`SELECT SUM("bytes") FROM %s WHERE %s GROUP BY time(%ds), "policy_id" fill(none)`,
+		h.influxQL.from(MeasurementPolicyTraffic), influxQLWhere(from, to, ids), int64(interval/time.Second))
+	series, err := h.influxQL.run(ctx, statement)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64][]IntervalBytes, len(series))
+	for _, s := range series {
+		id, err := recordPolicyID(s.Tags["policy_id"])
+		if err != nil {
+			return nil, err
+		}
+		rows := make([]IntervalBytes, 0, len(s.Values))
+		for _, row := range s.Values {
+			if len(row) != 2 {
+				return nil, fmt.Errorf("influxql answer row with %d columns, want 2", len(row))
+			}
+			at, err := row[0].Int64()
+			if err != nil {
+				return nil, fmt.Errorf("influxql answer time %q: %w", row[0], err)
+			}
+			rows = append(rows, IntervalBytes{Time: time.Unix(0, at).UTC(), Bytes: numberOrZero(row[1])})
+		}
+		out[id] = append(out[id], rows...)
+	}
+	return out, nil
+}

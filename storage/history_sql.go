@@ -237,6 +237,43 @@ func (s *SQLHistory) readWindows(ctx context.Context, set *seriesSet, query stri
 	return rows.Err()
 }
 
+// QueryIntervals returns per-interval bytes as HistoryStore documents, grouped in SQL.
+func (s *SQLHistory) QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
+	if err := validateIntervals(from, to, interval); err != nil {
+		return nil, err
+	}
+	secs := int64(interval / time.Second)
+	args := []any{from.UTC(), to.UTC()}
+	filter := ""
+	if len(ids) > 0 {
+		marks := make([]string, len(ids))
+		for i, id := range ids {
+			marks[i] = s.placeholder(3 + i)
+			args = append(args, id)
+		}
+		filter = " AND policy_id IN (" + strings.Join(marks, ",") + ")"
+	}
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT policy_id, %s AS w, CAST(SUM(bytes) AS BIGINT)
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s
+GROUP BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), filter), args...)
+	if err != nil {
+		return nil, fmt.Errorf("query history intervals: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[int64][]IntervalBytes)
+	for rows.Next() {
+		var id, w, bytes int64
+		if err := rows.Scan(&id, &w, &bytes); err != nil {
+			return nil, fmt.Errorf("query history intervals: %w", err)
+		}
+		out[id] = append(out[id], IntervalBytes{Time: time.Unix(w*secs, 0).UTC(), Bytes: bytes})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query history intervals: %w", err)
+	}
+	return out, nil
+}
+
 // pruneChunk is the most rows one pruning statement deletes, so a large backlog is removed in
 // short transactions that let writers in between.
 const pruneChunk = 10_000

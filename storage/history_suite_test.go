@@ -366,6 +366,8 @@ func testHistoryStore(t *testing.T, open openHistory) {
 		}
 	})
 
+	t.Run("Rates", func(t *testing.T) { testHistoryRates(t, open) })
+
 	t.Run("Ping", func(t *testing.T) {
 		if err := open(t).Ping(ctx); err != nil {
 			t.Fatal(err)

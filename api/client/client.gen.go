@@ -665,16 +665,69 @@ type HealthStatus string
 // HistoryPoint Traffic in one window starting at `time`.
 type HistoryPoint struct {
 	// ActiveFlows The largest active-flow count reported in the window.
-	ActiveFlows int64     `json:"active_flows"`
-	Bytes       int64     `json:"bytes"`
-	Packets     int64     `json:"packets"`
-	Time        time.Time `json:"time"`
+	ActiveFlows int64 `json:"active_flows"`
+
+	// Bps Bits per second, averaged like `pps`: bytes × 8 / seconds.
+	Bps     float64 `json:"bps"`
+	Bytes   int64   `json:"bytes"`
+	Packets int64   `json:"packets"`
+
+	// PeakBps Bits per second of the busiest flush interval that starts in the window: the
+	// interval's bytes summed over every instance, × 8, divided by the flush interval
+	// (see `interval`). Absent when the flush interval is not known to the server or
+	// not a whole number of seconds, or the range spans more than 1,000,000 intervals.
+	PeakBps *float64 `json:"peak_bps,omitempty"`
+
+	// Pps Packets per second: the window's packets divided by the seconds of the window
+	// inside the range (the first and last windows may be clipped to `from`/`to`).
+	Pps  float64   `json:"pps"`
+	Time time.Time `json:"time"`
 }
 
 // HistorySeries defines model for HistorySeries.
 type HistorySeries struct {
 	Points   []HistoryPoint `json:"points"`
 	PolicyID int64          `json:"policy_id"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+	// sketch. These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary *HistorySummary `json:"summary,omitempty"`
+}
+
+// HistorySummary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+// samples by nearest rank, the billing definition: sort the N samples ascending and
+// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+// sketch. These three are absent when `peak_bps` is.
+//
+// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+type HistorySummary struct {
+	// AvgBps total_bytes × 8 / the seconds from `from` to `to`.
+	AvgBps float64 `json:"avg_bps"`
+
+	// Intervals Number of per-interval samples (N above).
+	Intervals *int64 `json:"intervals,omitempty"`
+
+	// LastBps The rate of the latest interval with traffic; 0 when none had any.
+	LastBps *float64 `json:"last_bps,omitempty"`
+
+	// MaxBps The highest per-interval rate.
+	MaxBps *float64 `json:"max_bps,omitempty"`
+
+	// P95Bps 95th percentile of the per-interval rates (nearest rank, exact).
+	P95Bps       *float64 `json:"p95_bps,omitempty"`
+	TotalBytes   int64    `json:"total_bytes"`
+	TotalPackets int64    `json:"total_packets"`
 }
 
 // IPAddress An IPv4 (dotted quad) or IPv6 (RFC 4291 text) address, without zone or prefix length.
@@ -871,7 +924,7 @@ type PolicyCreate struct {
 	Priority int32 `json:"priority"`
 }
 
-// PolicyHistory Example: {"every":"1m","from":"2025-06-01T12:00:00Z","points":[{"active_flows":14,"bytes":960000,"packets":1200,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bytes":0,"packets":0,"time":"2025-06-01T12:01:00Z"}],"policy_id":7,"to":"2025-06-01T12:02:00Z"}
+// PolicyHistory Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","points":[{"active_flows":14,"bps":128000,"bytes":960000,"packets":1200,"peak_bps":512000,"pps":20,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"policy_id":7,"summary":{"avg_bps":64000,"intervals":12,"last_bps":512000,"max_bps":512000,"p95_bps":512000,"total_bytes":960000,"total_packets":1200},"to":"2025-06-01T12:02:00Z"}
 type PolicyHistory struct {
 	// Every Window width, as given.
 	Every string `json:"every"`
@@ -879,10 +932,25 @@ type PolicyHistory struct {
 	// From Start of the range as resolved by the server.
 	From time.Time `json:"from"`
 
+	// Interval The flush interval behind `peak_bps` and the summary's percentiles, e.g. `10s`; absent when `peak_bps` is.
+	Interval *string `json:"interval,omitempty"`
+
 	// Points One point per window, oldest first.
 	Points   []HistoryPoint `json:"points"`
 	PolicyID int64          `json:"policy_id"`
-	To       time.Time      `json:"to"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+	// sketch. These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary HistorySummary `json:"summary"`
+	To      time.Time      `json:"to"`
 }
 
 // PolicyList defines model for PolicyList.
@@ -1140,6 +1208,9 @@ type SiteUpdate struct {
 type StatsHistory struct {
 	Every string    `json:"every"`
 	From  time.Time `json:"from"`
+
+	// Interval The flush interval behind `peak_bps` and the summaries' percentiles; absent when `peak_bps` is.
+	Interval *string `json:"interval,omitempty"`
 
 	// Series One series per policy, most bytes first.
 	Series []HistorySeries `json:"series"`
@@ -1876,7 +1947,9 @@ type ClientInterface interface {
 	// are aligned to the Unix epoch, so the first may start before `from` (it counts
 	// only traffic from `from` on). At most 10,000 windows per answer (400 naming
 	// `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
-	// (columns `time,packets,bytes,active_flows`, a header row first). 404 for an
+	// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`, a header row first;
+	// `peak_bps` empty when unknown). Every point carries its rates and the answer a
+	// `summary` of the range (see HistorySummary for the definitions). 404 for an
 	// unknown policy; 503 when no history store is configured or it does not answer.
 	// Minimum role viewer.
 	//
@@ -2762,7 +2835,9 @@ func (c *Client) GetPolicyStats(ctx context.Context, policyID PolicyID, reqEdito
 // are aligned to the Unix epoch, so the first may start before `from` (it counts
 // only traffic from `from` on). At most 10,000 windows per answer (400 naming
 // `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
-// (columns `time,packets,bytes,active_flows`, a header row first). 404 for an
+// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`, a header row first;
+// `peak_bps` empty when unknown). Every point carries its rates and the answer a
+// `summary` of the range (see HistorySummary for the definitions). 404 for an
 // unknown policy; 503 when no history store is configured or it does not answer.
 // Minimum role viewer.
 //
@@ -5984,7 +6059,9 @@ type ClientWithResponsesInterface interface {
 	// are aligned to the Unix epoch, so the first may start before `from` (it counts
 	// only traffic from `from` on). At most 10,000 windows per answer (400 naming
 	// `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
-	// (columns `time,packets,bytes,active_flows`, a header row first). 404 for an
+	// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`, a header row first;
+	// `peak_bps` empty when unknown). Every point carries its rates and the answer a
+	// `summary` of the range (see HistorySummary for the definitions). 404 for an
 	// unknown policy; 503 when no history store is configured or it does not answer.
 	// Minimum role viewer.
 	//
@@ -12224,7 +12301,9 @@ func (c *ClientWithResponses) GetPolicyStatsWithResponse(ctx context.Context, po
 // are aligned to the Unix epoch, so the first may start before `from` (it counts
 // only traffic from `from` on). At most 10,000 windows per answer (400 naming
 // `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
-// (columns `time,packets,bytes,active_flows`, a header row first). 404 for an
+// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`, a header row first;
+// `peak_bps` empty when unknown). Every point carries its rates and the answer a
+// `summary` of the range (see HistorySummary for the definitions). 404 for an
 // unknown policy; 503 when no history store is configured or it does not answer.
 // Minimum role viewer.
 //

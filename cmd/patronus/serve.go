@@ -104,17 +104,18 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 
 	broker := events.NewBroker(c.EventBuffer)
 	srv, err := api.New(api.Config{
-		DB:         db,
-		Checks:     checks,
-		AdminToken: c.AdminToken,
-		Version:    buildVersion(),
-		Logger:     log,
-		Registry:   registry,
-		Collector:  coll,
-		Pipeline:   flusher,
-		History:    history,
-		Events:     broker,
-		Caches:     caches,
+		DB:              db,
+		Checks:          checks,
+		AdminToken:      c.AdminToken,
+		Version:         buildVersion(),
+		Logger:          log,
+		Registry:        registry,
+		Collector:       coll,
+		Pipeline:        flusher,
+		History:         history,
+		HistoryInterval: c.FlushInterval,
+		Events:          broker,
+		Caches:          caches,
 	})
 	if err != nil {
 		return err
