@@ -217,6 +217,18 @@ func (rs ratedSeries) pointsOut(withPeak bool) []apigen.HistoryPoint {
 	return out
 }
 
+// previous returns the period of equal length just before r, with the same windows.
+func (r historyRange) previous() historyRange {
+	d := r.to.Sub(r.from)
+	p := r
+	p.from, p.to = r.from.Add(-d), r.from
+	return p
+}
+
+func (rs ratedSeries) previousOut(r historyRange, withPeak bool) *apigen.HistoryPrevious {
+	return &apigen.HistoryPrevious{From: r.from, To: r.to, Points: rs.pointsOut(withPeak), Summary: rs.summaryOut(withPeak)}
+}
+
 func (rs ratedSeries) summaryOut(withPeak bool) apigen.HistorySummary {
 	sum := rs.summary
 	out := apigen.HistorySummary{TotalPackets: sum.TotalPackets, TotalBytes: sum.TotalBytes, AvgBps: sum.AvgBPS}
@@ -267,10 +279,23 @@ func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID,
 		return
 	}
 	summary := rs.summaryOut(iv > 0)
-	c.JSON(http.StatusOK, apigen.PolicyHistory{
+	out := apigen.PolicyHistory{
 		PolicyID: policyID, From: r.from, To: r.to, Every: r.everyText, Interval: intervalText(iv),
 		Points: rs.pointsOut(iv > 0), Summary: summary,
-	})
+	}
+	if params.Compare != nil {
+		prev := r.previous()
+		points, err := history.QueryPolicy(ctx, policyID, prev.from, prev.to, prev.every)
+		if err == nil && iv > 0 {
+			intervals, err = history.QueryIntervals(ctx, []int64{policyID}, prev.from, prev.to, iv)
+		}
+		if err != nil {
+			writeError(c, historyQueryError(c, err))
+			return
+		}
+		out.Previous = rate(prev, iv, points, intervals[policyID]).previousOut(prev, iv > 0)
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // wantsCSV says whether the answer is CSV: format wins, then Accept (JSON unless the client
@@ -335,13 +360,31 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 		}
 		top = int(*params.Top)
 	}
+	rank := apigen.GetStatsHistoryParamsRankBytes
+	if params.Rank != nil {
+		rank = *params.Rank
+	}
+	iv := s.rateInterval(r)
+	var fields []FieldError
+	if params.Other != nil && *params.Other && params.Top == nil {
+		fields = append(fields, FieldError{Field: "other", Message: "needs top: without it every policy is listed and there is no other"})
+	}
+	if rank != apigen.GetStatsHistoryParamsRankBytes && (params.Top == nil || iv == 0) {
+		fields = append(fields, FieldError{Field: "rank", Message: fmt.Sprintf(
+			"%s needs top and per-interval rates (a flush interval of whole seconds, at most %d intervals in the range)", rank, storage.MaxHistoryIntervals)})
+	}
+	if len(fields) > 0 {
+		writeError(c, fieldErrors(errBadRequest, fields))
+		return
+	}
 	history, err := s.historyStore()
 	if err != nil {
 		writeError(c, err)
 		return
 	}
+	q := statsQuery{history: history, r: r, iv: iv, top: top, rank: rank, other: params.Other != nil && *params.Other}
 	ctx := c.Request.Context()
-	series, err := history.QueryTop(ctx, r.from, r.to, r.every, top)
+	series, err := q.run(ctx)
 	if err != nil {
 		writeError(c, historyQueryError(c, err))
 		return
@@ -352,23 +395,26 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 			maxSeries, maxHistoryPoints, r.windows)}}))
 		return
 	}
-	iv := s.rateInterval(r)
-	var intervals map[int64][]storage.IntervalBytes
-	if iv > 0 && len(series) > 0 {
-		ids := make([]int64, len(series))
-		for i, ps := range series {
-			ids[i] = ps.PolicyID
-		}
-		if intervals, err = history.QueryIntervals(ctx, ids, r.from, r.to, iv); err != nil {
+	var previous []statsSeries
+	if params.Compare != nil {
+		// The same policies (and other) over the preceding period.
+		pq := q
+		pq.r = r.previous()
+		if previous, err = pq.runFor(ctx, series); err != nil {
 			writeError(c, historyQueryError(c, err))
 			return
 		}
 	}
 	out := apigen.StatsHistory{From: r.from, To: r.to, Every: r.everyText, Interval: intervalText(iv), Series: make([]apigen.HistorySeries, len(series))}
-	for i, ps := range series {
-		rs := rate(r, iv, ps.Points, intervals[ps.PolicyID])
-		summary := rs.summaryOut(iv > 0)
-		out.Series[i] = apigen.HistorySeries{PolicyID: ps.PolicyID, Points: rs.pointsOut(iv > 0), Summary: &summary}
+	for i, ss := range series {
+		summary := ss.summaryOut(iv > 0)
+		out.Series[i] = apigen.HistorySeries{PolicyID: ss.policyID, Points: ss.pointsOut(iv > 0), Summary: &summary}
+		if ss.other {
+			out.Series[i].Other = &ss.other
+		}
+		if previous != nil {
+			out.Series[i].Previous = previous[i].previousOut(r.previous(), iv > 0)
+		}
 	}
 	c.JSON(http.StatusOK, out)
 }

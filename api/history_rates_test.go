@@ -73,11 +73,96 @@ func TestPolicyHistoryRates(t *testing.T) {
 			t.Errorf("csv %q, want its 11:01 row %q", lines, wantSecond)
 		}
 
+		// compare=previous: the four minutes before, with their own rates.
+		a.write(storage.PolicyDelta{PolicyID: fx.policy.ID, Instance: "a", Time: at("10:57:13"), Packets: 30, Bytes: 3000})
+		h = decodeAs[apigen.PolicyHistory](t, a.do(http.MethodGet, path+"&compare=previous", a.viewer, nil), http.StatusOK)
+		if p := h.Previous; p == nil || len(p.Points) != 4 || !p.Points[1].Time.Equal(at("10:57:00")) || p.Points[1].Bytes != 3000 ||
+			!closeTo(&p.Points[1].Bps, 400) || !closeTo(p.Points[1].PeakBps, 2400) || !closeTo(p.Summary.MaxBps, 2400) || h.Summary.TotalBytes != 38500 {
+			t.Errorf("previous %+v (summary %+v)", h.Previous, h.Summary)
+		}
+
 		// The all-policies history carries the same rates and a summary per series.
 		all := decodeAs[apigen.StatsHistory](t, a.do(http.MethodGet, "/api/v1/stats/history"+queryOf(
 			"from", "2025-06-01T11:00:00Z", "to", "2025-06-01T11:04:00Z", "every", "1m"), a.viewer, nil), http.StatusOK)
 		if len(all.Series) != 1 || all.Series[0].Summary == nil || !closeTo(all.Series[0].Summary.P95Bps, 6000) || !closeTo(all.Series[0].Points[1].PeakBps, 12000) {
 			t.Errorf("all-policies history %+v", all)
+		}
+	}, withConfig(func(c *Config) { c.HistoryInterval = 10 * time.Second }))
+}
+
+// TestStatsHistoryTopOtherCompare checks top with other, rank and compare=previous on
+// every backend: policy A is writeRatedTraffic (38500 bytes in 11:00-11:02, 2000 more at
+// 10:56:03), B sends 500 bytes in each of those 12 intervals, C 100 bytes at 11:00:03.
+func TestStatsHistoryTopOtherCompare(t *testing.T) {
+	forEachHistoryBackend(t, func(t *testing.T, a historyAPI) {
+		pa, pb, pc := a.seed().policy.ID, a.seed().policy.ID, a.seed().policy.ID
+		a.writeRatedTraffic(pa)
+		var deltas []storage.PolicyDelta
+		for k := range 12 {
+			deltas = append(deltas, storage.PolicyDelta{PolicyID: pb, Instance: "a", Time: at("11:00:03").Add(time.Duration(k) * 10 * time.Second), Packets: 5, Bytes: 500})
+		}
+		deltas = append(deltas,
+			storage.PolicyDelta{PolicyID: pc, Instance: "b", Time: at("11:00:03"), Packets: 1, Bytes: 100},
+			storage.PolicyDelta{PolicyID: pa, Instance: "a", Time: at("10:56:03"), Packets: 20, Bytes: 2000})
+		a.write(deltas...)
+		get := func(query ...string) apigen.StatsHistory {
+			t.Helper()
+			query = append([]string{"from", "2025-06-01T11:00:00Z", "to", "2025-06-01T11:04:00Z", "every", "1m"}, query...)
+			return decodeAs[apigen.StatsHistory](t, a.do(http.MethodGet, "/api/v1/stats/history"+queryOf(query...), a.viewer, nil), http.StatusOK)
+		}
+
+		h := get("top", "1", "other", "true", "compare", "previous")
+		if len(h.Series) != 2 || h.Series[0].PolicyID != pa || h.Series[1].PolicyID != 0 || h.Series[1].Other == nil || !*h.Series[1].Other {
+			t.Fatalf("series %+v, want A then other", h.Series)
+		}
+		other := h.Series[1]
+		wantBytes := []int64{6*500 + 100, 6 * 500, 0, 0}
+		for i, w := range wantBytes {
+			if other.Points[i].Bytes != w {
+				t.Errorf("other window %d: %d bytes, want %d", i, other.Points[i].Bytes, w)
+			}
+		}
+		// The stack sums to the total of every policy, window by window.
+		all := get()
+		for i := range wantBytes {
+			var stacked, total int64
+			for _, s := range h.Series {
+				stacked += s.Points[i].Bytes
+			}
+			for _, s := range all.Series {
+				total += s.Points[i].Bytes
+			}
+			if stacked != total {
+				t.Errorf("window %d: top+other %d bytes, all policies %d", i, stacked, total)
+			}
+		}
+		// other's intervals: 600 bytes (480 bps) once, then 500 (400 bps) 11 times, 12 empty:
+		// p95 is rank 23 of 24, the 11th non-zero ascending, 400.
+		if s := other.Summary; s == nil || !closeTo(s.MaxBps, 480) || !closeTo(s.P95Bps, 400) || s.TotalBytes != 6100 || !closeTo(other.Points[0].PeakBps, 480) {
+			t.Errorf("other summary %+v", other.Summary)
+		}
+		// compare=previous: 10:56-11:00, the same windows four minutes earlier.
+		prev := h.Series[0].Previous
+		if prev == nil || !prev.From.Equal(at("10:56:00")) || !prev.To.Equal(at("11:00:00")) || len(prev.Points) != 4 ||
+			!prev.Points[0].Time.Equal(at("10:56:00")) || prev.Points[0].Bytes != 2000 || prev.Summary.TotalBytes != 2000 {
+			t.Errorf("previous of A %+v", prev)
+		}
+		if p := h.Series[1].Previous; p == nil || p.Summary.TotalBytes != 0 {
+			t.Errorf("previous of other %+v, want zeros", p)
+		}
+
+		// rank=p95: A 6000, B 400, C 0 (one busy interval of 24); rank=max picks A first too.
+		h = get("top", "2", "rank", "p95", "other", "true")
+		if len(h.Series) != 3 || h.Series[0].PolicyID != pa || h.Series[1].PolicyID != pb || h.Series[2].Summary.TotalBytes != 100 {
+			t.Errorf("rank=p95 series %+v, want A, B, other with C's 100 bytes", h.Series)
+		}
+		if h = get("top", "1", "rank", "max"); len(h.Series) != 1 || h.Series[0].PolicyID != pa {
+			t.Errorf("rank=max series %+v, want A", h.Series)
+		}
+
+		r := a.do(http.MethodGet, "/api/v1/stats/history?other=true", a.viewer, nil)
+		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "other") {
+			t.Errorf("other without top: %d %s", r.Status, r.Body)
 		}
 	}, withConfig(func(c *Config) { c.HistoryInterval = 10 * time.Second }))
 }

@@ -36,6 +36,10 @@ type HistoryStore interface {
 	// flush interval, one sample per flush, the base of peak rates and percentiles. Points
 	// count from from on, like the windows of QueryPolicy.
 	QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error)
+	// QueryTotal returns the windows of all policies together over [from, to): packets and
+	// bytes summed over every policy and instance, ActiveFlows left 0; and, when interval is
+	// not 0, the per-interval bytes of all policies together, as QueryIntervals.
+	QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error)
 	// Ping checks that the store answers and accepts this client's credentials.
 	Ping(ctx context.Context) error
 	// Close releases what the store holds open.

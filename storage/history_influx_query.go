@@ -218,6 +218,70 @@ func (h *InfluxHistory) QueryIntervals(ctx context.Context, ids []int64, from, t
 	return out, nil
 }
 
+// QueryTotal returns all policies together as HistoryStore documents.
+func (h *InfluxHistory) QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+	grid, err := newWindowGrid(from, to, every)
+	if err != nil {
+		return nil, nil, err
+	}
+	if interval != 0 {
+		if err := validateIntervals(from, to, interval); err != nil {
+			return nil, nil, err
+		}
+	}
+	gen := h.generation(ctx)
+	if h.plan(gen) == InfluxWindowingInfluxQL {
+		points, intervals, err := h.influxQLTotal(ctx, grid, from, to, interval)
+		if err != nil {
+			return nil, nil, fmt.Errorf("query history total: %w", err)
+		}
+		return points, intervals, nil
+	}
+	points := grid.points()
+	flux := h.selectFlux(gen, from, to, nil, ` and (r._field == "packets" or r._field == "bytes")`) + fmt.Sprintf(`
+  |> group(columns: ["_field"])
+  |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxDuration(every))
+	err = h.eachFluxValue(ctx, flux, func(field string, at time.Time, v int64) {
+		if i := grid.index(at); i >= 0 {
+			if field == "packets" {
+				points[i].Packets += v
+			} else {
+				points[i].Bytes += v
+			}
+		}
+	})
+	if err != nil || interval == 0 {
+		return points, nil, err
+	}
+	var intervals []IntervalBytes
+	flux = h.selectFlux(gen, from, to, nil, ` and r._field == "bytes"`) + fmt.Sprintf(`
+  |> group()
+  |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxDuration(interval))
+	err = h.eachFluxValue(ctx, flux, func(_ string, at time.Time, v int64) {
+		intervals = append(intervals, IntervalBytes{Time: floorTime(at, interval), Bytes: v})
+	})
+	return points, intervals, err
+}
+
+// eachFluxValue runs flux and calls fn with each row's field, time and integer value.
+func (h *InfluxHistory) eachFluxValue(ctx context.Context, flux string, fn func(field string, at time.Time, v int64)) error {
+	res, err := h.query.Query(ctx, flux)
+	if err != nil {
+		return fmt.Errorf("query history total: %w", err)
+	}
+	defer res.Close()
+	for res.Next() {
+		rec := res.Record()
+		if v, ok := rec.Value().(int64); ok {
+			fn(rec.Field(), rec.Time(), v)
+		}
+	}
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("query history total: %w", err)
+	}
+	return nil
+}
+
 // selectFlux is the start of every history query: the policy_traffic points of the given
 // policies (all for none) in [from, to). InfluxDB 1.8 also returns points at exactly stop
 // from range(), and its window() then counts them in the first window, so unless the server

@@ -245,3 +245,51 @@ func (h *InfluxHistory) influxQLIntervals(ctx context.Context, ids []int64, from
 	}
 	return out, nil
 }
+
+// influxQLTotal returns the windows and intervals of all policies together.
+func (h *InfluxHistory) influxQLTotal(ctx context.Context, grid windowGrid, from, to time.Time, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+	where := influxQLWhere(from, to, nil)
+	series, err := h.influxQL.run(ctx, fmt.Sprintf(`SELECT SUM("packets"), SUM("bytes") FROM %s WHERE %s GROUP BY time(%ds) fill(none)`,
+		h.influxQL.from(MeasurementPolicyTraffic), where, int64(grid.every/time.Second)))
+	if err != nil {
+		return nil, nil, err
+	}
+	points := grid.points()
+	for _, s := range series {
+		for _, row := range s.Values {
+			if len(row) != 3 {
+				return nil, nil, fmt.Errorf("influxql answer row with %d columns, want 3", len(row))
+			}
+			at, err := row[0].Int64()
+			if err != nil {
+				return nil, nil, fmt.Errorf("influxql answer time %q: %w", row[0], err)
+			}
+			if i := grid.index(time.Unix(0, at)); i >= 0 {
+				points[i].Packets += numberOrZero(row[1])
+				points[i].Bytes += numberOrZero(row[2])
+			}
+		}
+	}
+	if interval == 0 {
+		return points, nil, nil
+	}
+	series, err = h.influxQL.run(ctx, fmt.Sprintf(`SELECT SUM("bytes") FROM %s WHERE %s GROUP BY time(%ds) fill(none)`,
+		h.influxQL.from(MeasurementPolicyTraffic), where, int64(interval/time.Second)))
+	if err != nil {
+		return nil, nil, err
+	}
+	var intervals []IntervalBytes
+	for _, s := range series {
+		for _, row := range s.Values {
+			if len(row) != 2 {
+				return nil, nil, fmt.Errorf("influxql answer row with %d columns, want 2", len(row))
+			}
+			at, err := row[0].Int64()
+			if err != nil {
+				return nil, nil, fmt.Errorf("influxql answer time %q: %w", row[0], err)
+			}
+			intervals = append(intervals, IntervalBytes{Time: time.Unix(0, at).UTC(), Bytes: numberOrZero(row[1])})
+		}
+	}
+	return points, intervals, nil
+}

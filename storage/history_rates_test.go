@@ -77,6 +77,23 @@ func testHistoryRates(t *testing.T, open openHistory) {
 		t.Errorf("summary %+v, want %+v", sum, wantSum)
 	}
 
+	// All policies together: policy 2 adds 99999 bytes and 1 packet per interval.
+	total, totalIntervals, err := h.QueryTotal(context.Background(), base, base.Add(4*time.Minute), time.Minute, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPoints(t, total, []storage.HistoryPoint{point(0, 171, 16500+6*99999, 0), point(time.Minute, 226, 22000+6*99999, 0), point(2*time.Minute, 0, 0, 0), point(3*time.Minute, 0, 0, 0)})
+	perInterval := []int64{1000, 3000, 0, 4000, 7500, 1000, 1000, 1000, 0, 3000, 15000, 2000}
+	if len(totalIntervals) != len(perInterval) {
+		t.Fatalf("total intervals %v, want %d", totalIntervals, len(perInterval))
+	}
+	for _, iv := range totalIntervals {
+		k := int(iv.Time.Sub(base) / (10 * time.Second))
+		if k < 0 || k >= len(perInterval) || iv.Bytes != perInterval[k]+99999 {
+			t.Errorf("total interval %+v, want %d bytes", iv, perInterval[max(0, min(k, len(perInterval)-1))]+99999)
+		}
+	}
+
 	// A range starting inside a window: the clipped first window is averaged over its 30 s
 	// in range, and only intervals from from on count (k3..5: 4000+7500+1000 bytes).
 	from = base.Add(30 * time.Second)

@@ -274,6 +274,64 @@ GROUP BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), 
 	return out, nil
 }
 
+// QueryTotal returns all policies together as HistoryStore documents, summed in SQL.
+func (s *SQLHistory) QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+	grid, err := newWindowGrid(from, to, every)
+	if err != nil {
+		return nil, nil, err
+	}
+	if interval != 0 {
+		if err := validateIntervals(from, to, interval); err != nil {
+			return nil, nil, err
+		}
+	}
+	points := grid.points()
+	secs := int64(every / time.Second)
+	query := fmt.Sprintf(`SELECT %s AS w, CAST(SUM(packets) AS BIGINT), CAST(SUM(bytes) AS BIGINT)
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s GROUP BY w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2))
+	err = s.eachRow(ctx, query, []any{from.UTC(), to.UTC()}, func(w int64, vals ...int64) {
+		if i := grid.index(time.Unix(w*secs, 0)); i >= 0 {
+			points[i].Packets += vals[0]
+			points[i].Bytes += vals[1]
+		}
+	}, 2)
+	if err != nil || interval == 0 {
+		return points, nil, err
+	}
+	ivSecs := int64(interval / time.Second)
+	var intervals []IntervalBytes
+	query = fmt.Sprintf(`SELECT %s AS w, CAST(SUM(bytes) AS BIGINT)
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s GROUP BY w`, s.windowExpr(ivSecs), s.placeholder(1), s.placeholder(2))
+	err = s.eachRow(ctx, query, []any{from.UTC(), to.UTC()}, func(w int64, vals ...int64) {
+		intervals = append(intervals, IntervalBytes{Time: time.Unix(w*ivSecs, 0).UTC(), Bytes: vals[0]})
+	}, 1)
+	return points, intervals, err
+}
+
+// eachRow runs query and calls fn with each row's first column and its n integer columns.
+func (s *SQLHistory) eachRow(ctx context.Context, query string, args []any, fn func(w int64, vals ...int64), n int) error {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("query history total: %w", err)
+	}
+	defer rows.Close()
+	vals := make([]int64, n+1)
+	dest := make([]any, n+1)
+	for i := range dest {
+		dest[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("query history total: %w", err)
+		}
+		fn(vals[0], vals[1:]...)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("query history total: %w", err)
+	}
+	return nil
+}
+
 // pruneChunk is the most rows one pruning statement deletes, so a large backlog is removed in
 // short transactions that let writers in between.
 const pruneChunk = 10_000

@@ -317,6 +317,36 @@ func (e WANKind) Valid() bool {
 	}
 }
 
+// Defines values for HistoryCompare.
+const (
+	HistoryComparePrevious HistoryCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the HistoryCompare enum.
+func (e HistoryCompare) Valid() bool {
+	switch e {
+	case HistoryComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetPolicyStatsHistoryParamsCompare.
+const (
+	GetPolicyStatsHistoryParamsComparePrevious GetPolicyStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetPolicyStatsHistoryParamsCompare enum.
+func (e GetPolicyStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetPolicyStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GetPolicyStatsHistoryParamsFormat.
 const (
 	GetPolicyStatsHistoryParamsFormatCSV  GetPolicyStatsHistoryParamsFormat = "csv"
@@ -329,6 +359,42 @@ func (e GetPolicyStatsHistoryParamsFormat) Valid() bool {
 	case GetPolicyStatsHistoryParamsFormatCSV:
 		return true
 	case GetPolicyStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetStatsHistoryParamsRank.
+const (
+	GetStatsHistoryParamsRankBytes GetStatsHistoryParamsRank = "bytes"
+	GetStatsHistoryParamsRankMax   GetStatsHistoryParamsRank = "max"
+	GetStatsHistoryParamsRankP95   GetStatsHistoryParamsRank = "p95"
+)
+
+// Valid indicates whether the value is a known member of the GetStatsHistoryParamsRank enum.
+func (e GetStatsHistoryParamsRank) Valid() bool {
+	switch e {
+	case GetStatsHistoryParamsRankBytes:
+		return true
+	case GetStatsHistoryParamsRankMax:
+		return true
+	case GetStatsHistoryParamsRankP95:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetStatsHistoryParamsCompare.
+const (
+	GetStatsHistoryParamsComparePrevious GetStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetStatsHistoryParamsCompare enum.
+func (e GetStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetStatsHistoryParamsComparePrevious:
 		return true
 	default:
 		return false
@@ -684,10 +750,38 @@ type HistoryPoint struct {
 	Time time.Time `json:"time"`
 }
 
+// HistoryPrevious The preceding period of equal length (`compare=previous`).
+type HistoryPrevious struct {
+	From time.Time `json:"from"`
+
+	// Points One point per window of the preceding period, oldest first.
+	Points []HistoryPoint `json:"points"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+	// sketch. These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary HistorySummary `json:"summary"`
+	To      time.Time      `json:"to"`
+}
+
 // HistorySeries defines model for HistorySeries.
 type HistorySeries struct {
-	Points   []HistoryPoint `json:"points"`
-	PolicyID int64          `json:"policy_id"`
+	// Other `true` for the series of every policy outside the top (`other=true`).
+	Other  *bool          `json:"other,omitempty"`
+	Points []HistoryPoint `json:"points"`
+
+	// PolicyID The policy; 0 for the `other` series.
+	PolicyID int64 `json:"policy_id"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
 
 	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
 	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
@@ -938,6 +1032,9 @@ type PolicyHistory struct {
 	// Points One point per window, oldest first.
 	Points   []HistoryPoint `json:"points"`
 	PolicyID int64          `json:"policy_id"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
 
 	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
 	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
@@ -1339,6 +1436,9 @@ type Every = string
 // From defines model for From.
 type From = string
 
+// HistoryCompare defines model for HistoryCompare.
+type HistoryCompare string
+
 // IfMatch defines model for IfMatch.
 type IfMatch = string
 
@@ -1462,9 +1562,16 @@ type GetPolicyStatsHistoryParams struct {
 	// Every Window width (`10s`, `1m`, `1h`, `1d`); at least 1s. Default `1m`.
 	Every *Every `form:"every,omitempty" json:"every,omitempty"`
 
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetPolicyStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
 	// Format Answer format; overrides `Accept`.
 	Format *GetPolicyStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
 }
+
+// GetPolicyStatsHistoryParamsCompare defines parameters for GetPolicyStatsHistory.
+type GetPolicyStatsHistoryParamsCompare string
 
 // GetPolicyStatsHistoryParamsFormat defines parameters for GetPolicyStatsHistory.
 type GetPolicyStatsHistoryParamsFormat string
@@ -1530,7 +1637,28 @@ type GetStatsHistoryParams struct {
 
 	// Top Only the N policies with the most bytes in the range.
 	Top *int32 `form:"top,omitempty" json:"top,omitempty"`
+
+	// Rank What `top` ranks by over the range: `bytes` (the default, total bytes), `p95`
+	// (the summary's `p95_bps`) or `max` (`max_bps`); ties by policy id. `p95` and
+	// `max` need the server's flush interval and read every policy's per-interval
+	// rates, so they cost more than `bytes`.
+	Rank *GetStatsHistoryParamsRank `form:"rank,omitempty" json:"rank,omitempty"`
+
+	// Other With `top`: add one series marked `"other": true` (policy_id 0) holding the
+	// traffic of every policy not in the top, so the series stack to the total of all
+	// policies. Its `active_flows` are 0 (flows are not summed across policies).
+	Other *bool `form:"other,omitempty" json:"other,omitempty"`
+
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
 }
+
+// GetStatsHistoryParamsRank defines parameters for GetStatsHistory.
+type GetStatsHistoryParamsRank string
+
+// GetStatsHistoryParamsCompare defines parameters for GetStatsHistory.
+type GetStatsHistoryParamsCompare string
 
 // ListTokensParams defines parameters for ListTokens.
 type ListTokensParams struct {
@@ -2399,6 +2527,14 @@ func (siw *ServerInterfaceWrapper) GetPolicyStatsHistory(c *gin.Context) {
 		return
 	}
 
+	// ------------- Optional query parameter "compare" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "compare", c.Request.URL.Query(), &params.Compare, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter compare: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	// ------------- Optional query parameter "format" -------------
 
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", c.Request.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
@@ -2825,6 +2961,30 @@ func (siw *ServerInterfaceWrapper) GetStatsHistory(c *gin.Context) {
 		return
 	}
 
+	// ------------- Optional query parameter "rank" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "rank", c.Request.URL.Query(), &params.Rank, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter rank: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "other" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "other", c.Request.URL.Query(), &params.Other, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter other: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "compare" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "compare", c.Request.URL.Query(), &params.Compare, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter compare: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	for _, middleware := range siw.HandlerMiddlewares {
 		middleware(c)
 		if c.IsAborted() {
@@ -3146,332 +3306,341 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Lcts4sjf+KiidUxU7S8mULDu2XFtfeZLMjneTjE/s2ZyzUT4TIiELawrQEpAVTY6f4/9A/xf7Ct0A",
-	"CVLU1c5kpya7VRNLInFtNPry6+4vjViOJ1IwoVWj96UxYjRhGfz5+premn8TpuKMTzSXotFrXI8YUVyz",
-	"Z4rcs0xxKQhVhBKlMyluCROa6znR9LZFrphICNdkQOM7wgWJLobNt1THo6jVCBrsMx1PUtboNfqNw36j",
-	"ETQy9q8pz1jS6OlsyoKGikdsTM0QJlRrlpnu/2+/8TFsnn76U7/xn42goecT04LSGRe3jYeHoPHhw4fm",
-	"+VSPzEBiqln9DGjxhJkB9MTI3vsfX5LjF0fhfkBmXI9IxLJMZn/uN7i4pylPbrS8Y6LfiMhsxAShBD6T",
-	"GVVEMaHJYKqJkJrQOGYTzZLyPH9gNGMZyRhNx3/um0llUkxVvxGQJf2sXJTFuf938yWNRzVT/jBiesQy",
-	"okeMjJnOeKxIbB4lVKgZy1hC9qIR19E+kfhUQjUdUMVIws1vY65UtF+ezojrleNjYjpu9D7a50wLjU9B",
-	"7ajfs39NmdLNi1eLQ79IiBwSPeKKZPjYGQwwTjkT+pkiciZI5LcRET40ZAc7QgksKJGCBYSlipFbJlhG",
-	"zeaQ81RJQ5iw+mQgE84UoSIhqbxV5cmG7b+G/zj8r+N3L/5++rfO2+7l0fuTq/b14YfjlWswpp/fMHGr",
-	"R41eu3NiVkHknxfX4iFoTGhGx0zbI/hymimZ1ZNwJNhnfRPDExGuESOTjN1zOVVkQm9ZQKYiHlFxC3Ml",
-	"+CjRI6oJV0CnUjDzZzcMy7Nl879mF/+U/H/EX0eD8Tv55r9/GMXj9NcLETaCBjdD+NeUZfNG0BB0bN7A",
-	"xhtL5n7U7qybe9B4LZKJ5EKvogJGmH2qPODDpD0MWYc2jwbHcbObvGDNk+Fp2KTtQSc+TLrsaHjsRj6h",
-	"elQM3LV3w5OVOzmU2ZjqRq8xncKTNeO/NyuyePa4SOSMzHiiR2QvaocqCkjUHsN/R/DfJNo/I1STlFGl",
-	"SVu1yCs2pNNUw3PlmbbHS3aA3ePHYsgJNuJe8mnxOPB56sd28/QTsNUvYXDy8FGNR8mnevb6YybHi3O8",
-	"0jTTbocyQ3EB4SJOp4rfsx4xbPXw8PA0IJGQsygwTIYSwW6p5veMJNMM2XDGUvimL7QkQs7IXtQ8DGGl",
-	"mrhUzRdJdEamgmtFVEDGARkFJAnIbN9bM/Nsqy9Ky9Zsj5as29DMqH7Z8CVv3Y67pXXbE3L2v8261Zt9",
-	"+l/8pvvQxD86xR/X7o/ewh97/X4L/24Hpw/7/2fvH//78U/NTwvP7e/Xb8/FEC7Yldd2ZC72iOxF/UZ/",
-	"GoaHsb3H4QPrN6J9c6OnhhQzRhNkt5b3EjqZpIZLSpHOyWzEU0a47guuiNI8TZE1T7PM8F7bruW73fC0",
-	"RaLnERmbEQKjnbtHqrvlJALYLxRJig1zUkRjiYSwZ0WEL+2gffrQb/xvv/98yXK94WOuFxfrLf3Mx9Mx",
-	"EdPxgGWGrrlmY0W0JBnT00yUjuRRWE9YKTReS1nmlZyhcKEPO0hnptdGrx2GIbBL+zEfORea3bIMhn5J",
-	"9Wg1pzR8rjRQw4RrOKD5tDH340IfdxvrRydTHs/XjA+eKY3wRf0A4cGnHuIV12z1AM15KTPf42E77tCj",
-	"TvOEdlmzOzhhzVPzsZMcDl/EbRYO2u36a8a09fgr5loujve1SCqcl322nPeMKDpmxLSrzJmODK+LPE5p",
-	"uHGLvJ0qTQaM0KFmmXuoNG8hZ0u4p5ZLeCe+8nvinddG5l5NESCWl5amW7vb8NzTEuyDaUpNpFAMRMMf",
-	"aGJFXvMplkIzAX8Ch0a95mCSyUHKxn/6pzIT+VIM20xRU566DSW53EmAbfXI2BGFIHYQZMD0jDFB2iAj",
-	"Gy5lVsLIzqrR+/ilMeQsTTzGN2ZK0Vszjc0ae/hkFlNpKmLz0gGd8IP79oE5OsquJFMgqK2Rx5Wmeqoa",
-	"va7ho5pr1L5o4m6xYvtHWk9U7+DA6WKthN27VVMHA5o03SsP/tb9Z8aGjV7jPw4K5fkAf1UHl/g2bln1",
-	"XknNprOE/PXq53dWDBrnXxoaMt9Vd0RmBO9AQ3megl5VnOpGZR8/KD0LQ3spxTDl8WPJhwKbJIbwEzLI",
-	"qIhHzQnNuCI0NeLDnLDPXGlVTypwXnxKcS9pesfE16CI04Ii8hXYkBxi9/xT0MI5LBnx1gmmHACfKSwl",
-	"uZEFNDaSSmEOj5WwLAVlbMgyJmJmCFzJaRYzMEkkLGWaJSSWwr6Qzp+UhH6U2YAnCROPpCHQ7uWEWTVA",
-	"MJYoWAeajLkgmUzZWcF/yYi6p0HjXEYgBxve1rtQ0WFBRRdCTYdDHnMj8pqhbkpOw3z1noKert3yPFMw",
-	"CkMwA5bKGSxcvrjPFLHXDDz1pORwIczlTtPX5pw/kiS4bQttM40nZgNH/sVwUe1qo91zA3waZoD3Ioxi",
-	"SHk6zdgZwbVQhGaMpPL2liVkKhJrxXP6GE8CsOSokZyJJ93Nd1L/KKcieeRGwu2wyUmEaQyhx29zprsF",
-	"SbzzhrIRNQipm/jC09wNOR/He5UL2PRf3r8hezILjERPBuZ+QB4PSjYXJOKJivZJIhma9+DmfVKiuKTz",
-	"VNLkWso3NLtlj6QNR8QDmcwNv5L3LCPtsHty9OKYDOZ4up/2/m97nPu9372WkqQwpw23XEvZxBeein3X",
-	"Lgcqor8ylMufdDOvWHbPY/aLoPeUp3SQskff44yMuNIymxPzX7iEpl7ztbsJ6j1n6uDFgdkmdWCb2JGz",
-	"extsJ1gZwka767/yNEc6YRMmEibieflGtuLO3sLi7VdW70n3/hdBp3okM/4rSx6tAaCLZYDuLZTRrLsG",
-	"NN8nl+HbxRaflx15Xp+bbrPnK3wa7v1OlpYChHQpWO54mYo7IWfCfJ2xe3mHbkJvZ+tcmKt2d+H5Gqfa",
-	"ttQxyWRslLJByl6DS/cJWEOVv1lnZ71mmLGJzLT6ePipNUzlrJUofWO+qbUrOGNCCMaE46Ojw6PGQ7DY",
-	"2ItPLd+YWDQkpDVHot+XJ+T0dJn2qTNq5P3daLfTKWj372b2SLdG6Nucau/zF5/s7oE9uecypZopAu4V",
-	"eNFQqZFBFOiZVigBSi5LGWfWV64+forsC4zGIwI78MScS00nZjtZ8pYlnF7Dij2KOF/iq03TVGH48hox",
-	"LwfkVmqi2Wd9MEkpF08vmhwVpOFNkozNLAkQxsZcLX+7CW834bUnpRXrQY6qy4TevakCirF7QmKZcHFb",
-	"ufdyAkK0xBMSST5RaOl8mnB9HuMEClhCnDHDK4PGdJLgH2gvgc1TzDCaOGU0a3zyLeH5MxX7cYDdvBa6",
-	"zgf8s2BklnHNAjIbSTKmCSNcB8CtKFHT8ZhmcyKHZMCGRmyC74caLX4exVI7i2IYNNZG127IiWqCtQTm",
-	"AYojDgNMQDhvdHSrRq8ToNPHQkEavUP8wvz1kBuxfWNeI2g4Me0G1ytp9D6++PQQNAyFt9snsGrAHpDm",
-	"N1bU7Et33KiaoC6a1eUwhE7YOWqGx82wfd3u9MKwF4b/MGs9yQwZaY6mcJrv7Sqi9sngIV+46k69o2NW",
-	"svYjs4MdM9/BLpK9CNa6CU9EoI5Fl+fX739+98vVzfmrtxfvbq5//tvrdwiZWSAVb4NoknDTNU0vvTmh",
-	"q6A8sr9xkTTVhMV8yGNHMwFhrdsWiZBuooMIqCYyEtmUKXMSnYJIYjkVWnnjkYN/MjRm8mRrf0Rlu5e7",
-	"TNxjZ4SNJ3oOawWLCO5Uas5Dykgs05TB3pA9OHWGXdA0RZSSCggcSZ1/a+bCMlW/vBWa2oAs3ts3zBqb",
-	"FpD8vCUxFN+Eb+s8R4WP52MDPXf4JNJY4Ai0OrLyGhZk8almi2CYbzh6e8rkD77p0h9r54ts6iHvh2YZ",
-	"hc8epmhdQ+/YZ23xSQtrAAMpt7Z0UqW19/iz5QSObTUC52MrsS7Ll+b2IjVfAMmYTTCHs8y9HXepUswP",
-	"VMejV/akvISDsrjOHgNddVjCusNSZrc7vb7LeyiNbPteZTedSFPM3w2oMq+6LX558er9Ins4F+Ti8r5r",
-	"+NPF5f0xmWRsyD8TLoh53ggFKCLsRe2wBf8/OIkCEnXCsN1LBie93sFhp4pHbIetDj7bNnJVPuWYJ1nZ",
-	"Fd09LaHRujUUAUDKl4YTvWcKPNol0RF4FEtumNAZkEf7OPT1Cfs7aR+HxD5Dhpkck47laIZep7FRsZDb",
-	"L1xqCz1svfn5aL4sTi/vO/9tIGXKqFjcfftk0V6wMLbajTfTdAzLXzmcvlH1DFu8Z1Z6KFayEwYNds+B",
-	"ZyqYG/s8weF0gsaI6xsQIBu9sHV6/OIFfKUavVOLmlHgID80H6wgU/CKjJnhseRGMfNK2+iIbhTd0BtE",
-	"d/kYwsoYTo47bTeGo9IYTrwxZHJqbq/FMYQPnxb33q7RhiwdlvoKuN8CS6/spm156Ya9o+Ma+HBkVzDq",
-	"EdAPNbqq7bdnJLKzi3rE/kUSFnNlFg/OqGXp3kbY5fi07OjhdBbBLp9prInh9FxpHisjZUjB8FD1SGQ3",
-	"MCJ/JhFubET+RCK7eRHZs3+5Q9kXRgGZM00MTQuWkOkEHC6C3bOMKJbds2S/RX4yGrGRynFvUQAhiouY",
-	"mdFk2vzYF2qa3fN7Bo1lClFti7LqPdvhNO/OBzw6XsQOIWvK2Fjes8RIZGN6x0gm5bjVCLbuyZ2Rrcfo",
-	"najqGM3JIgdkD/79k92A/TMSOmXJSJlDnilNUinvppPSwBM5Ratvga6rHQtC/exQduK29tBv/aKwR27t",
-	"CYez+bDAQBbwxla4HtlT8UyBG10BisAauTI2nCq0Oz5GMrDoDUeagaPughLscubL4++0T5nVWdUxqFeo",
-	"y168UnX6hioUDqTlXFyBcwsCS0CMKieVBryReYHReHRGIp1NBRiAI6LoXPXFzAZMKDlmZMYyRlI21ERO",
-	"rdKO6qGmqWMFesTGRjWpO/MlwTHn6GvQfkCxF/gwAkKrsnre7A2M5DFi5eKgXAM1hL5mWNDozkPKd2ID",
-	"0aROIC3eX1yg8tiWklhJBSiT2Xs5K5gleGK5IJQk2ZxkU8DuUE1mcpomZMBAPP2dqxAbrPhaFeBV7vh6",
-	"OWLx3aJi5eywtVYzmSWEDuRUY1hS3laL/CgzEnExTKefk0GEwCnnQMsYtXi6eCQVE30B0jc4U82dnvnh",
-	"axqv8OZ00nMN/iuNyF679blHLuDzf70hUpADQObtB30RmS+b9PY2Y7dUsxnEeERkr2Ne+TGdfkY/Qv4A",
-	"BoHsBwRfxEWMyJ55NOgLfJ8lZDAnl9akC6FYkXUWRegfdEOeUbScwjTnTO9XAfRuFnV8hTl4TjVGDB2T",
-	"sdkk65A4czh/JkiEhuqIcEUi83MFI5xwmhIdT0i78wJ0tnbvqHvY6ZFYCsFinf+Bfjq4gOqG5+zhhSVA",
-	"3pl7ypDIp3XWF/tyHRm68KIabZR8OH/XHNLYCK6AwxnSGKyAdBEDDia7DHSnRic8NPNsH7baoVGLwKKc",
-	"3MDp8kyX4WkvPALTJZraNo9WskNp9BpMj0Ifsp9x1ZxR0W4EObR8Y5urNeCuHOeMCmeSHXIrGVUkWbcM",
-	"q0WXi8tz++BDeYU2s64tGCeX3ZbeYi0IB/mWAuRSIpiGJbcM1BW0sleQ6gvtbyKmOQkt35ENxu1vxqZL",
-	"UmzO6vF8OH+HFs06G2URkWDFuGIFg3xzvb5Ku1ca96rT9hK9LEst3UOaKvYUpFXZfxeG8MQ76688TdOf",
-	"h2DI2GgPPgXesKSRLpfJ0276q9b1KUzBOUf85oZgN5Jf0BW3jloWXZLgZgaPAga8euGUUgADH3Pht9R+",
-	"cpr7WmS26QFfXNR7VnfbGakKFymwIdKoLEYJ1bQXkZQLe/ddgaTUvDIPQWOVi9C8AEs3TTh6usGSt5PP",
-	"cctLzN4L3cPVrsJiG8w17ga2cJXlE9nYGXc9n7DCGTdBVGSv5PAiexH0arlmFBD8bBlntB8AzIInfWE0",
-	"ysitYuRetMONCE2VJDHNwFQT5V+jQy8gEQT6ua/7In/SBvaZnqIc9hKRPTFNU/DD0TTdR+cl+E5a4GQz",
-	"AzW0GqFJK6oYe623E0wLLftbBBjkkRGf4EdsB2XSJc7G6g1tVklxcXuGszULeXX1mkQ86RnRXhpSTYpM",
-	"Em+o0k2gyebFq2i1HaPWe7mNh899sYabmtEAGKXeJWjxG9gDUNynZYfWQVoqVlhcVjJmVCgvBwKaxBLC",
-	"zKsKdVAwYebhIoPpcAhJHgyhqRHopxkzJItIH02tkOu53hzdWknBka376M4SHmL/I0Z1eo8XpOWcc45u",
-	"cqhFnRn4R8PSXy/TVRBKN4OcI6BqSWFvgcIOBJCQRSXcgsKqbf716ud3NgRraG2KpjULvQbMy160DJVm",
-	"zpjNnCEsgoCujuPygitpPdF5/pvi4SrizYbPdU4MT89oDJkj1mlJuAJFD3WE+GMqZ3Wqks5ofMcSYqYP",
-	"fRsKcv74xcVGFPf25gow6N4ohrFFm53SoR3yqlNqpvU3BiJOSrfuYWLmrh9tRoGBFq0FDYd192btj2/Z",
-	"/piJbC8rHTX1dJJaGgUqJj9IPSJWAmIYceJioCGAmI55Oq/e/krf8Enudz1smUXIUZq9o/A4BGLQMpZp",
-	"o9d+ETRUFuevtFth66iB3+Eb3TAMw8W72XazhVhWDOLLiih7QImutZrl41/VVOdobUNu6ltMo1iZR06j",
-	"aiPBoQRuab2evLXz5r6M/Gq8u1bv+Jgf/NPjEKzE/nkuyWrt3tGJldXc+f1qlOWd+Bp58fQf3pnstTth",
-	"aHS2Ai/cM/1Ae3ZyC7S6nfoFHLZG9fJ63BqUpSy9rOv3yjxXJQwfGq2QBnAiywjgyvZWczlrOQHeYplJ",
-	"loD8MZgHxDzMRMLFrS9yOA5Y8MQ69ldw4r+kckDTJV7ia/TMWBaWgkfW3lABYeBCptZ4ajh9Dcjynt3A",
-	"6Bu9bid0/LnXPgrt/5BYb+Q9y5Bq7TfqJveBngKQIaenjnvRXqB5+4Z3TEWcUqX4kLPkxnbW6dgXSj/m",
-	"7R22F36zwkmjd/Liod7v7DqtLtiPsFNmsUGYsjIPT1IGCySnegdvcH71V0SINMXYLpKx2BBGEpBiEoA3",
-	"l7t0V9mQBWAnm1mCRFJwkh3PnFPUJW9zEs6AxXSqrH/ZSDsxnYDlPWNGiE12HKNHIvXb4PxLg3mxC2rG",
-	"2MTHG+zQuSe8LO6I/fGJ96RC6/XzHaGYnfB7nkxpms7NzozZWGbzHbqsO0pfHtXIrkLfstO54FTEHxzQ",
-	"WBvaInlAymN99ItCZokVLJlr7ToumVB1m6tHsUr2dbfJT4ymelQRJpwnqCHvFu/aWjfRY/xDP6Hr8LLe",
-	"R3SNQT+GNI2miQ47PIoAStYkMpwyajW247xGIIcoUqUJPtlEXgOoAlziIgAYu92FF09q+v7BqG4TgDnF",
-	"UiQBofcso7csISm/YySaTFTUs7z6////yAk5sE+qJRCbVbCaXY/i7qdvwujdzSYTd4LCYKq42YdhOlUj",
-	"dATe0xTPJey0Ku8D2Pv6wj34TNm1UtPx2HDNe5YRyMpHXKBQAOsYEOB1BYsvd9gXe4oxErnP0X6LnA/A",
-	"VAuO2MU3XDAOxhVq6fm5icwQ4+aQ9kVOM7uXueECskcRNaFCkTECq6gg7cAIIWEY5r1ZXNuW+z+p24hL",
-	"e+sUe9Hz1veZyq+lyoLZobuNw8fNTihu4zRwMnsFNgzSelKl7cOKjOmcDMCGNpkg9A0zXx1EWkb7O83x",
-	"EWED9qG13NosIx7nFTzsijmoYJkV1aCQVikKJY741IoKxq9sOIQr+/QqjcVObtWyFH0uMmE8HUA2LfIe",
-	"oiCN5jIos4oWicb0s+EqUUCiyekR/AnEFYHCgh8z1heQzqeI4Z+wrAmntpmf2sz00rMsgk1kPGrSlN8K",
-	"sK4tsKC+MG2ldKI8AucKriMFdybZM4NFHgT90jTNWU/OwkGmtA2f9UWIngBRdGY0AMDb4JW33/ImyrHz",
-	"0yM9MjOKmdA8tcYiqVhf4EjMKIhgNDPsNKPiDtE5A56mCA4ecgEmqx4xiib8+I64d6lTENEDYRYSQwcF",
-	"A72NijsSM57uha3TIzOtd/stcgEGYVTu9nBJ7apwRe7YRO9johTaF+qO6XjUItcjBuJ9xhjsNfWYbORu",
-	"DzPnCrrmS4Pe3+LN0u6cHLYOrSfQ8MZGr9O1uis+cAyIcKQZtCoYrRDXs9E7RpXQ6KtOWD08OSq+K9S9",
-	"k6NFnc6NokrPXnv+rjuuCVAoZHbA9rSMdrjQvSkv6Fr5HWOoPicst7977wgdyHsEyG15qRcrW3eIzYnK",
-	"1X5EqpfI2tH0GQlxm4WhqRFNCBXzHdYg39e6wYz47Qiw8v4aZNbVsu3t6Qim2lHtSWSLfSqyVz6PcFL2",
-	"dxhKiVi3x3eWyfpxdvRyY+WhBfnxqLsRCkPr0tikvURqI3r/a0qT/TxSCVLEdzunbYgE33dG8yDnmr8a",
-	"ipKZC2lKARJQdvhUYGPFCkwqYUpHpTClTo0ZrD5e4zx3QrXNAS97h4qhpowClzXyX0Y5sObZiGsQAuNK",
-	"6tNKNPDqxOZ+vv7+1V7reb9/tf9//rPOpeKhRxbmgd87mhbss4a85mcEPNgWxwVCnfl6mxTmpgFMeIPe",
-	"/YVhXVI9qnV/TYVgKbJQSlIZ0zRHmmNAa8bGUi/JU/5lFUawHXoYwXYnaEDrN36C8o2hgyWc4IBlKRdN",
-	"xPGZE2QGWGn3lJ4MXsTHSfOIdYfNLj0cNE/iTtJss3DofvOSFTSmk9VAwvaSWO0nQABuJmDWLN4GaLxt",
-	"QDp167hBF4XhYmUKBqpHV/jkTiDBOgiCdTQvrkztXPKRbgf8MwPfEPRXgTcsjMvK1YtjizBJR8KHQ3Sm",
-	"l2nsd7D1m2EHfSIowQenk2XYwQ03d9nOPQWsEFjnN4cUmlG8LaIl6qxuIB+OGVXTjI2N5A8ecYCAOGAD",
-	"GlGaZohTIwyoWGZVf9GAigSqO9yMQUQ77YZB45/c3IA3ECbTMrycaibiOX5x0uoGDdvxIvf04WtjPUW3",
-	"kzMN3KRSqZtJrBu9sNUO8uTtcGHA6Bq9085y1mwbb9ew5uo8vmwrGXpz3vpdf322frm0lJveKrC023jW",
-	"j0+W2ye9bfmyMviwlNm/VtJ3G7q9SQV3f9HGpkdGiE25npOckHNDGhgJQZyxWxAQ3EdbCEepM9RkMswo",
-	"qy1efmX5grWOkcfeZ0XNAo9wfApc3JigSuBIAm7dylS00TVn2cuFmEz1lgj3jc6aXw8iDNdSzrrjl9P1",
-	"Jo2Vz+MCgrg5o3NHMOCu42nKVzsHtuq+cqIXqlkJW8qq4N0zqjCD9hmx9yQGafIin4+HCPwds4jKSXgs",
-	"/S8j7qsF/xqI/Am7zWgC0M1EzirpVeCJWlXqGwL7twrc2Vo2rwPeX/IJS7lYlsPAfJ3TZMJSTa251zpu",
-	"SklAg6rTvyR4xHcMQrRcFCRsMlTXubEZBXuH1mZmo/7yR3vkKDwkLkPqL6UMqcULi/JD28gPbRBOEKGD",
-	"+UGWCBr4oI3CTTI5mdgUGvarCRp6/a9mmSFi0eidHHdr8ID5pAvC9Gav/pXWwoWqq1IbNE+o1mw8ca54",
-	"fJbsQR7DjOlsbiH3O9st88jLteaHyg4suSM3a8bfoV0bqu7ggpCBkfb29xJ0BsHnwJ+HYLaxOY0hP7CL",
-	"+sf4+aHMyK2UuyBrqvS0ZIA5Ej6HmJAZ5eDC15IMML+bxhovu40gJ9/HmTYdmS+0uzDVhc1ZoPYS9VVp",
-	"a5FIam8ETLJVYxBzCV9K6VO1KqPulqQx/FJWX2yvE6hncTOxamQZP9HuWtfojUXKmK+OnEyxwrrWcSoV",
-	"E4bS83o8Fti5ATR0nFdWU/oGkkot5JxyIFWbyhZq5SFcVUv4qw2QUg+6WqRbvJd80pRG23SGOmvY9mZ6",
-	"Yt1HGZcZ5ORthyutcJ1HZUzETS+lTFyLISzV9lqNKCTvGU2aUqTzXcGFxcosIDzA9+WQfvSWcqF0aWRe",
-	"6h7LkWzFO8UeObRdTJw5US4mvdjV/ulHN9TJzxbQBLO262gN63zo0h/BIm22NltdJ/lRWk9+WOpvS/vc",
-	"wslZBjz5NhRSnN/quN7ImbkruVBnxBxWciudWJjCTzxZq3wvVa+eUgH3Dcr5dAo6dlvs5b6s7kn1DC9A",
-	"XQoK3tIC7bOt7TQOgK6P6GTChMJkWDqGsEZ7Wlok8m6nyKbuzwMt0adsb+qzvojMlRyBWqrA1dwiue6K",
-	"7WSu7BcvyjV5dhnMI9YXRQ8QvLmf5yCytDqkaaowOtJSSzUPW11eok1NTUuOs+/V3SA+0t+W2jBJaGTd",
-	"hi4JjSztitKMZWph84gUWhabdUbs9pj/KoK1NZxK4csgQcM8UatW4Mh2y3Gw0xXs3RO5N6C0Kd618dWZ",
-	"rMfFHsmQ6n0ZHl+xq7WcOizEq4IgxprItv4ximPLLO0OLQFCnSrwZEWiypIIasE/MLNKqFMphMiHoR45",
-	"9M8E4kHWZbmu9hvabose/c5KPblOlvbRxj4W45sKiFyOLjJqeFjC+4BzOgfiuGnlYJijKsrJfVGCjrjl",
-	"qiBCIO4K5eXqoDv1wixbX3c7IFSRW36Pit1i4OiGRa0JBH8omd5XLeib2xQLOqtzSlVwfwM24iLxwWiO",
-	"8duNeqY88I9y2cDboYrOVsDZGks1/Pp0EYhumKBkkshZQGSaAFKaZ2hP/b3iSZHQdnNBeNhTW0NcY1JD",
-	"LJCbJ0pzQ1vOvJ7E64oa+rf3u3oXyg7Cl7urPeHG1gs/s0DZOOOaZVwKPNAIBYBnWuRcWKrvi+KxPcS3",
-	"Yvp5o52TlCu979chh9wVdSJSoeqvSdB58eq9H3q8zb5l+r1hLuXcil4KmeJ8eMHIlfwZl8T96AD+e8fk",
-	"+uVlQNovyC+vLgPSarX2c57gl2B3L67WKzYMcd5mrVx87ldYq4elhLnEJv/Gt1a5pMJIf1tHjK42UW0e",
-	"g1xj9/Hu6rURno81qOxi4F6ZTWG9kXlRa9/aBrvrDbIqsGB3xXU5g/xaDjESjbFuMOYUArE5IhmbpNSa",
-	"cjDQAcezUWKsxyoqv3fNpGYHHRvabvugyqstzW8FSjk0XPrgl1eXcDOpM4fLh1sNq2vFjCU5SN/jOrXm",
-	"5YVkN1a0fWQejIqU9ARZKAqRqfaQ2ApUdejs9z++JKfdoxfE1ruyhXJb5DXIB93Pn4H4j+BfNWMZFoxG",
-	"b/FmmWdBFJmB9FxkGIIq1RZDgCVYR9MxFWXnxppCd/XJWJeI3UzobA5it23ApiTa64ZhQLrhKcyz2+ns",
-	"byyCe0mVaiTFop7ZlxXlSSHhU2nO1eJnBRAy4828Onl9qZ6iTNqC/kXHLE9O55f4MvxMTaRQrDaf0spq",
-	"ayswmYsz/un6+pLgAySWSfnah1J+y0/E0empdx66Yf2xwnJvCzMfGSnVKwtmluCOY6SqpfozLz2PdHGm",
-	"7kQAkNF0V16ZFQUHF3OdVROsGx1zyG1m+YXBKG34fUCUtFnJFImpIBg1QKRw9rV8LBtXONycnOrsiW6N",
-	"PTSzR3N1rOc9REXY0JAKeH3E4ru1Zyxv4CU+voLIIqj8b+3GVr2B9MtcEXnnGyThQYjAL4Aam0a7B27g",
-	"K6f7Mp/cFlcaJpM0IzZsqsjOfeZl5vZySGMy7Vc/uDhCB3Wx3u4aBk01HVC19uav5hgHZmZRIdu+WlnE",
-	"fAi1qyfrzm90z9mMZREoDOZOx6KHMrO5HG39My7umTDzD4grroc1RhBXiCBkccuUVkXgGlaei7B6IpAM",
-	"Kq8erWDvjaDhuoWcsmNeQWvljy2wgPfoPHhlfQd1FXwSjyBinqyBMWeMKlvMA2PiAHNJ9k47+4SOzQ17",
-	"SKZQbJa4tPIellmxFEtDeGiB+po5S+RNf4hLwYTOUwJIlRwnu8dolnKI4aWCCDlDQsbe9jc3+7kVqM+6",
-	"zhV6gWZSLJcsrDnkhXUd2VfaHQtWh9LCtQC8JcDga7Be4tJCW88U7kvhBuYaZCchHU1uifxd7zla3NvH",
-	"KW4L7eVLXwB9PXIIHN3UHe4rrmuD61Jpq03bm/nqVfPD+bvNA73yY1H1SWdc5TemOe3MJYzfMLG7G5hr",
-	"LCA/vm8sq+e5NEKg3Tt0A7T1BjBF7+MDuUrzLWVMboed7u6534t5lxrtHB0/Ms5nl+Ts+ZotSXLLjC6S",
-	"X/ZWhXc5b6PX1/R2+3y2a6K9rBzlD6cY53bOdXMmimqJ2zo9k2x+k01FyX1pH6yDvTymYA4smPtYUXWM",
-	"GMX/NWX2Z6i/t7CEaoP5cymK8oBV1TLPgr2K0uoqT5qTUixUjflkRWG/xSq9tdm+nLgxG0m1gEUwF+Ce",
-	"zIpCNsTm6y2pmRuUCqrql3k5ykUhMoNlxEwbUCfZIsYgc6BhtBFPVLSxnmu2qbJDdeN5VBVEt0dFxvMg",
-	"r5W5sA3LaGkn7ECFjy6rdrCEqfrcsvRqBc+XMQZB7tarSEnM9bxSKuOxLLbO8b9sqRZPnG+Cf4Ic9Pmh",
-	"s4tuGZDXwMdN46+P4u7gkHZOm+2T8EWzOzxmzdPkKG7it+bL8Bik8WoNr04+oo/tTtA+DNrdT5WaWoel",
-	"KlkwVp8pAA0S/7LPkUVgxupUKqMd5iJ3bYXvHerLrC5sWuxUnUAKv1rLVxEiAfvuxFKv4lbtRble6NyQ",
-	"N2/Jli25rG0RS9g9mo9ffjsevnG88xPx16JUTU48PtM1C78Fy80V/jpuiqZfJDlxizY2c55wHelwaL0m",
-	"PshoMwZTjHC3c/Xw71hMbjHUVNnKZ55TyjAc8wUVRaoMl16cV9LhbOHnq90+rxDkGiHHHozf/lzUlNdG",
-	"il5bXc+b+DLifgooCei93xxIYkbxDcMGt9ZVv5ISWueABBCDh3hcgodbinP7Bkg1ztQzH6q2LTxN5SkN",
-	"F3UH/A10BwfZgCKvmABtJ4yazaBYcwh2xovVYcTsrD4t2+P3TDG9Tt7tlCvPeyCW3GLoqq/kdyR+Yaj+",
-	"iYU1jI6o4+jbFaivjrTa/U9yRsYAX7IPPivgO1Cv91eWyZ1ydD9OaKmM25NY6jb5Wt7VBeicC3J+eUG0",
-	"+bVI14X5SOKM6R1MjVAty0JTpmqNud4aDG8zOqSCNjNwskLVdt9x8A1zO5VmsSvcaKuEP9bPs9LvZ55Z",
-	"ZYqDRirmttJUlpLITlaC32R+/tTWDD+pTVTHZkjnReQo0nhA1AiyGY8gx2nMdif6zcjZsGY4jUbmuvnH",
-	"3eH96X+x953PH16IH9rjl0f6f06mfw3pm656dTz86RtS/9fZ13z69W4isyV5GTaqSHQ+1SOZ8V8ppnH9",
-	"wQjRGelPw/AwhpbgT0yI7iUHPOxsE1lmTwyOrHRyltLaUwjAyJa/uQRsc87/sBGWujxfr9jAZjPGrrAU",
-	"wWKV95XW9Or0XN8rpmT72VKud2FciM6FNPlFhCpW8n2mXJCm6eAJy5FtV1rsEUnrfQTr4kG0El0xYUJT",
-	"gIYUIbxWrtaSpEyXgwmhdMP8sd6lJdXLVm53nQQbx2wCt0InaBRlJeCjX2ei0QtrsM7u3WXFNFwdE7JH",
-	"0zRP8G/WaJfsHf5olvVYDSWmuTKCcQoyc3v0yKomv3UFkXyxS+tQGVPd7rvqtLWU7BBkH87fkZSLO6dB",
-	"ekaiUn2oTNJkQCEjxniSAsxaMyiZh8kSFNUsTTl8h9WVS2AX99ji3aNYPM24nl+ZY2y5BFxm5oZbLZsT",
-	"eyGh7BJd/nx1TRwWEh5QEVRXiC7Pr9///O6Xq5vzV28v3t1c//y31++igFDVF5tfpH3EMJhRGqUEnitm",
-	"NNJ60nh4QOCTrLXNAc7OQa+UpporXeCMLBbJYbEAQygstqEHhjoV2IJJH87f9UVurcLc7mCwystSej+W",
-	"EoSAOc4sFqQHmbCsiTTaFy7wpyjU5b6xILHAgm7QfOdjpKqxzqrVF33xH/9BXkqYlfnKfNMkz5//9ern",
-	"d8+fk4FMzFCmihEl6B27ialiLfK+AO6an12xzYhOJilH887BP5UUUV8QsucChwhLFaSZf/682z56/hzD",
-	"s81RlEqTNnnLfyB77WP4N2Hm5oA6iwkZysw0VCEcnHa0f0YolobJciCx6eDw+fMWzsVQjpkeDuz5894W",
-	"Uhl5y5Xi4jYgU4FlQ2RGMnYv71hixoTkS26ZNp2G7efPLZF/+PCh6XXMXCdRixhBUoHnluf1fMlEzljW",
-	"g2k6VNwewOL2Ax8Xt1cQoFk8l00mQ7Kzu53ThGkOkXGmFYuI2yvQcAEC7SG7NZjvnQ/JEhEafeFBKE9r",
-	"2gOFHa1WMPf9Fjl3qgkYkI0wijkQsfQpwdFzKZ4pYvmpWTBozSya2Snymsaj4kmstatAz3GvYLsCvvPO",
-	"rD2WWGOGkOhz0zHlpnkjIuyzZgJi+wmWTwoAbwhgTn/JzGGfsDg3yCUyhiHSjJHJdJDy2NIT4MLV8+fw",
-	"S4nmLS73T0D7mAP9tHv0Yt8dFHu/Rha2D8cDxSLoNaZZNvdT8BGeAEmMaWpuJpYQcy4DQr1vsBRvtlBF",
-	"t4kkDCscPn9+BlPBEwL33z2Xab7GdhB7jsjBLhxYVL/hnAFUTzZ04lbXtGcfu6fplBE5BXdFhiXTBzQh",
-	"F5cu77sZ4MuLV+8hQbxRWhRkALcVwGE8iWSw3BjMwZX2Z9DpPH8e2JOFoQAfP0WmIWArFIFgthgGgv+p",
-	"6SGvVQx8CMt1Bzb0J69JrD62P7W0ND8sL1uMyydyLsDzWlO/vH9TWuvu8+eGIyVTJAssdAzXGxUkuhg2",
-	"32LgkcUVAROxZZqhqp45ddMsgzy7gpWaPoWmbQkSQVNAp08z/6Ej2GtCTbMFzDjvwYNFl16CI3iek12e",
-	"101Zv4ByhctbpmGQsC2EPjLUAQVPotVQdWSuRpyxvBW3E+UbKKUPx3dAk6YdhtmRAuBuPk0F9Vgq1Iof",
-	"ymzAk4TB70Lq5lBORRIF0FgsxTDlMbSkpWzCNYENqekEa4Y1xyzhtAnTCGw1KUFT251brcie/ff5wVTm",
-	"IkF4Wh5mkZeUL4VhmJV1JcjpHE0D5tDJGex+JWZjL78QOyfknitu9ur86uXFhVecYP+MgPA24wrrvXBz",
-	"BwnDPVlih2o0fMOloC5MlPIx1xHZc0k/j8KAtFsto7Xae9gwavqvKSMR6tpG8ILv1Yzh/fsFdOSAeAr5",
-	"Q3RGIu8zUEJ92QFySZXhNiA5mfamAokLikrdWiUsr15gZ/F3PCaw2hQvqXyV7RGKAjIb8XjkrtNF5CDe",
-	"EcjNUwXWGe1CZpQGJoeIQhL1G0io7ngCrfYbUYtc4b4VxfWLswwpcO6Y4xHgjTMnHn3vJJbCae8onaY8",
-	"ZgLR+tbodj4x922z0wqNxpClXuTHbDZrUfi5JbPbA/uuOnhz8fL1u6vX8E4RI1MIsOeXFz40tdFuhfik",
-	"nDBBJ7zRaxy2wtZhw/NTO+EKrPHmi9s6p8J57s/gRurwkxwEZMhTbYvYumib/E7C1BLkrXej9wWKO7gw",
-	"uQBwkUC0sdLQ12vsCkZq28KMI1UnVzp3wyJ0AMWZRlzlOpS7cMDLZV6AO7Mw5Lvfb8wLTomg6+wZMML3",
-	"9lVQ5B4egk2Hlt+B3Kjg5JdfLl6Ros7ULWSy2i/j2zdEF62cIC9Pz/PDHnerRUoWVMGVc7NZnTDtB1eE",
-	"xlpmZmooIpqBVOYjJ6qJYRf1g4YWlg23pqjKduOlkLWMDjXELhilj48Zim6Hh4en+9WSNIUBPfST4iwO",
-	"G0xupWFv5gxdOdoBG2LFwY0H2lk70KnQPN1poHWnojigB2/MldPY4EFn//0UNNxVCtyoE4bgMZBCMyw2",
-	"WlUwocLp5qcUjN6g/Nckb6EYZ0x95mYWFWMnYUD+Tb2sQ/v4QelZ6LOL06l7KZ/2wQ80se814JX2+ld+",
-	"AanIqLMsMS8dbdLPhZVzbJCrnxoGYt3gbsS1SOWt2X96C8hOWMjGp6BRUbQ8h+dDkF8koEYWOO86m9xY",
-	"3rsQrcJHbm9vUELN5a3oXJGRdWa3CAyCJQEBe1dsZAwwEsELLQtViso3DQEmU3fPvDTPvzSvYtzjVyJB",
-	"6AH6clDrRUo0ojVMwrrnPdTVE9LhDkTVDQ/Xv/SjE8afhAxhqXxK8KgQ1rKeCvEueQjqZZfXkKQE6QzT",
-	"VAN9jbj2TX1lCqzQkRVYasWV34iKljGygny+PcU8ev+vyvthtPwtyGAZMzr4Yu69hx14EqgndMyS354v",
-	"/duwJYz6/CpM6be5HL8ZHzNa+i5cbKXGk+9LrtLYVJxWtnP4gNxNhRifLQjDois/eccod1ocfPFqZa08",
-	"UQjoR4U7xzab8+M0RD0iWk4xDynXZM9mEmE8cxba/bPcNdIXFqQMtW+hkuC9s4SmEvPp88yl9Wm5TKb5",
-	"8TyrHk9I1WGB8hEAJP02K8fVGePrTizO87Wd4eKp7dY7+fIlMafLjuMPcrq6uCar33gn9Y9yKp7mWsE9",
-	"8h2o3ol8nWPLa09lnilgmXixkaDwF6aXk8jTMfa8jyUM3fcf/w4p7bemm78wvRvReDjQMi9foxa7Zs3S",
-	"YnBbXONof2kN9LqA808yBhZO66EYyGSe413sI3eMTSybBO9Ni5yLwldNYiqE1MTwQKjWKsDajGEojotu",
-	"wRYxPqFE87D7P8hkvgG5+2gYV47YnJR2Lxmc9HpQHXhGBZrteh4G4iHY8qjYQIqHMrbDQr6/2UG1kVq/",
-	"9wP71a+GbnuDLi7pPJU0uZbyDc0wRWa3fbTJfHKX0VuWcIq52YNGt9PZ5OVJJmOmIHfLa6G5nj8JT0J6",
-	"fexd5st298xGytVb/qESFsuaV4aXvIaHidIZo2PrwrcQf8iHEvGkF5E9WgI6WLv2ftAXEfRmHgG58B7w",
-	"ePMJQ4eUEZijhGrai0jKBSMjmSYu2DCCviNCFTh5W33IeK96JAIeZQFHUWA/2xOUf85lvT3TQeFRskFm",
-	"kRmci0goQnQcOsLVtwpIWXI0nxFKlvfXFxEgJ1oAmzBPlFXBwNXuNb96jkLwwGYslkKwWCMYqC+iN1Tp",
-	"JkwdfIXgcgEshdNVYQ25Bm89S1z97YE5ISyxZZ3OMGVNXwxZmhItJRnSzOHKuG0PVh+H5VoVSjOaoNo7",
-	"grDAjJmjRLhWfQGIDZiBHEOlQdizvagHdw1N+T2L9glX6HzD4baPiKo3rtRcIldAZkhz6zxBF4lT2MH/",
-	"aEkLAC2wvBmLGb9HIbswmnc7TosaOey71aNK616ylXsl3D+GzdNPX9pB+/ShpoT7BtZtzT5rPIFNPFOl",
-	"y6/Bkx7pHvYFnhriE3JfwEEhX/oNnvQbve5h0IcB9Bu9fqP0ZMP8wsf4S11gCzxhmus3el/6Lu4SHt/E",
-	"9QSvu7PTxzwD/Ubeu2kyVyD7jV4n6KP7sd/oHdq/XSCn+erh4aEA9NGaGKglsi3sOK7iGUHj3lwZIUUQ",
-	"cHj41JAyes9UXnENYcBqNNWKJHIm/phOADxuzoHO3LHLLxf8YlPTW+5hrr1WMCAacpig45gnLfIB0D45",
-	"R8b0eAWEckX4tCfIAhegGoEDe92wa3hfHq0OyeFywNH+xqzoDVf6Mo88XueRxvHm5o2F8G7DE21895N4",
-	"eYtI6RqX3rJY69+XNy+vwb7GmQdL/12/3ejAm/XMc5y4Y45Uvk6tlarmUGM0m3Kl4kEUiRbq7gN4Jlos",
-	"vW+EwpkkCYdClEKXgNRTNaVpOjen3TwEoOt9KGuQnyye4MFHsKGQ3i+KdDudvrDowVxvPiudzDwXzIin",
-	"LGc7iGs1rzlIu2ktPG31xfZaMS7QJRpsd9aIF1a00ds0+47lF5D8pjlgWcpFXlRxcUcavcYpPRm8iI+T",
-	"5hHrDptdejhonsSdpNlm4dD9VqSQhULHG6vgZh1s/OZG6nf7SZnJMjkiTxJj9/sPo3qfrn/jpUVX/jFV",
-	"b6RVx91cQIdhR35+kg34aK0eDnz44It1XWzsW4GxUIsvtVJ04TchntsEcB3OVWK03aqv5CVGkawMICFc",
-	"3Mv03rZHM9YXNgU7nJV6f0tFad7au5IzzE08K/n5/e5V+W28KsQ6ILci/Ec6U+opIvzNLojvAubmDpQt",
-	"6GNXv4lpcnOfiYDyCSI5kJmtYbDeV+J7z1RfQBkB4DTWb4JKc4uc51URUIsumKNyUXoLPBVYqGWqjqXv",
-	"7nN5rHSZi3IJu81owpLtBLpv409ZdV6dL+V3fG6/+1G+mh9lp9trudh24KUOrL3hLNI2k9NbgLvk4haC",
-	"rfbgnyZVPGH7ZyT67yZIZRHCzmYjBl5Z7UBAfYHBOoZPeKYu4ExlUxeRWSVjPZkzvXlkhr103+YJ977q",
-	"WXbdLDnSEMao/dT7pUP90kGQV59nfOwh+H59r72+IXuIv+a/3X0+rT1EULWt0IAWxoc3tsvvgTUrFImg",
-	"0EFE9sJmOwwDAkU3MogTGzCtWbaPRivTlojnAfknN98GRnFChWhARQKFc3t9EbXDkDTJmIs9+8LNWB10",
-	"A9IN9+33+P7NWAWkk3+J+UFuTJs3k1g/P4E3+gJ/HdPPe+2wmXd0Mx5MVEDC/YC0w/0oIHFKxxMMofsY",
-	"mi/DT05XEwnkOXHzNIJFjgchEHs0nCrDK6Ixo2qaQcagiNgIQeVKpEOcSZ62DsMfofwKnfdB2hkwMsao",
-	"FCrIkRk2LC81hyRPYApr/0yROJXxXYt8sGFCtg9XPCboCz0qvq5wQwhzb1p2uW/DE5WZoe81imwdXi37",
-	"Ii+kA+kTsfhHTUEdskdtpSeS2whTeXvLksCfdl8ozdOUQEI7lqj9FrnYQKIjNQLdLvZCS+dVxrujZFcm",
-	"qUbvtBsGjZxCG712C6pXO0pu9NonrW7Q8EhleWK8sZ42eu2josp3Tt6NXthqbyVC2qleCHP2v4Egueby",
-	"MXTkmUk83Cqcuu8i5ncR0wVVxTJLHneD1sucXpLneu+qM/+VHKyBT6upX9e31Rfb+EFd99te6/9eDsWi",
-	"wPg6l6Kd7x8TFYBOwmLLc6L1Em4/ylVoE9qAc59g+Rkw0bTIOYnQfg01qyKCFmsizE1sJQCeuKQgRhVC",
-	"VQeS6xgNaK/b6RRZEyBtUJRkcpK3pOkd6EiCWSwbFEGHfCZ9YbsBgRAzBPyZaBmhZJkn+MrIhMd3KGNY",
-	"m890AjHGIi6Qs0FfVAziZdTY9j5ELGr/GFxtXr3YKx6XwwS8dS8VLcZokrxMcVEFvtEOW52wFbbCg/Zx",
-	"o1Tv/eOyirzue5tI0fzQMX+C3J+XdG+/yFN7Nu4lnzTlPctyr2VR0bgdbi5lwOp9I98j7twy47I9Dd/9",
-	"j9/9j8v9j+7wb8aLV8oQB1/yxJqb+xzhjTNwOZbkCNDPoNg7ZMoyvHZiFJ4LrXIFDGB5uWZafAtlL7kg",
-	"0V9eFynfAEl7YB9CWO5fMFnx/tfgrdbdWPDWjRyOxZH97nL8rVyOu56AJX5Hfx9dtu2yhEw2dk0uoZ7w",
-	"N71Bvjsot7FwbkdNO1s1oZunie3CjHbIES2SA5JiMeGeD/oiQ/MRvDYbAfODFLQt8jJn2Bkjd2yilwey",
-	"785NrT/y0ZJqLnzmCb2dyHe0pcT3jZyTK89r7p78PZ/br289+i4ebu7R/Eri4QFIdkuNTsXl8wyqssd3",
-	"zAqDAWbrdRnjyGBOIiUzHW2RZgUP0Y8wgt3tThUjT5awLIDUsphJtEUiKDuiGBMRSTnUlx8xzM6YsZgJ",
-	"nc7BeHDPvPJJdYh8mekSHJ+m6c/DpYP1M+VfQaGBT4FXghTzyD98VXuY6XpVkhktJ7ib30WLjY7jtVsv",
-	"gmCh6qGEMlZfTcBYd5RBsVp6lDFlEsQj0gTcgdvKvzi7r36pYjcrJeFnqhDiv1PuZhZfX6X/t6VeZxZY",
-	"EWMGdTjQbw8V78wcjYgLbmTLxdFaoV3qGfrZUHkAKWEiiFmNyIyLRM76AgNazH8xhgVSSGObhMaZVApC",
-	"ZqmImTojbDzRc/suCtq/skyqFvmAX/WF+Y6m/FagNx9ySwv+mbCJjEcBsZXv8c6EPMKaZtplhLTj2OPa",
-	"Bif3BcbL2eIA/mCl2G+Rc5dlOAzCMMwHZiaKICKy1w3D3JruJj+hNj30fguzaw/mDjBwRl5e/d3m6MZw",
-	"sz/H6j6Cwg7nUBujB3WyD8y3fbEXy3Q6FopEhqMEtkxKAFsT4HbcoLwwmahgMFFBXvwwIJTgUSSZnOGS",
-	"nBnlJK+OaFd7xPKM3fst8hpzDdkEFxjxbVT7DH0PNsjbzp72RWQPQZSjH8Cgv6cYI67+IT5BhjZ2NGFD",
-	"LiDVr9pHDNYQsrn2hUsc7qxlR+Ehjk/IitmLGxYlhvx2mrHErB7XBXoLR7e5h67Mgl0tzG0P44+ZHG/i",
-	"qbuWmzwF+1AjgJ3jyiPtnBF5z7KMJ0w58omWiVc2uNEXsFw9FLhGgkas7r3SK1uEZD/2SnIrDvVJLfGX",
-	"o7q3pf6+qANdBO1OGAanx+A7aXeDThi0Oyfmw5H5JVx4qw1vhcX/d4mytoT7/SZddpOatzbQPK9Yds9j",
-	"9kuRb74qPpZrvCy5hh2xfduLOK9E+hh7WK2b+B8skyWnwzNF8OTkt7pXFwestlTppoLALI4wf6wT4ssz",
-	"5jmrmGIaeaXp3KmsLcfp8/oMcgq1qci19RaDCW6JwYyUkn9UufbSvI9QzvY3kpwX6ucuy/5Yqhqbl6/9",
-	"bp36CiL3eyyxUxB5yfmwmdxt80d6R9biEg8cLnG5pJxDGEqhjZW8BZHK4huXnSFP2GN+SJTOf+gBoNM7",
-	"ruXq8nwI6E3HQqB6BBQJCLxTbr60Vl/Tj8v+6CLLA3usKUavk39KLnD4eWy4rf9AppMzKEIVEDqWCMfs",
-	"C5uewbxvRPDphOzJzKabsBIaFtiYTsyoMGjSPuyiYvZxvFKwvnCwKsQTK41AwMBLWyGnOe4LOFRANCR3",
-	"zyBF/mBOUmkEIQu+7AvLtryfeNIir0CchEbNUAQDcLMZn2iRVzn41Pxmkal7hyFRZDDvCyuy77uaZi5k",
-	"EydMScZSdk+FdmA1N9o8RsqiWwK7B33Bc4hCUfjC6FaYaIPn3lDItu9trK0XcGYTIyUY29AXRXADVzZ3",
-	"6pihGpPHO6CEbYcM/Vgx3DbvpOa+yIMehCRTMLVWaQXo5IxQDJxAXo8j2ioq4j0eMrf86/KDXJlBA6nm",
-	"Zd3GTME0ny4dSHFOV6aC3SBFyJrB38LtLMsjDwfHrDs8pM123EmaXXY0bJ7Q00EzjNtJhx0Ou/RosGTk",
-	"HiN52pFfWucuHOYKS5oZivDg4tNJaT4v6oda1COtHdhG5UO/pjZSpcslt7y7G75L9Btd1D8wmzKlFP8P",
-	"rMS7pe3ab5wrCd9fdjtfwYXGbVFNLgXCegNgkgBSNXfTNmbaN1zpKzvm3zGE10xhEwAvLO8fGL1bJU/c",
-	"+kfiduH2XUTtnrkyd2itBNNqezm6oJS7cWsU7BVWtd0ZWVC1F2fcyGRUYHVBDtV8UonvuwcC8uP74hbA",
-	"p5uQUGfzQGkz7m+DPoUVWxbYAju6FHn6+prerjsp8MzvKKLyO0r166FUFR7ODZhOLQIBmNbBFysNboxN",
-	"Nc+jJcjLHlZXc8DqrnrExmQPzECgTjGR7Dv9C2RFo249K4rGcgFv6owKZTPokDzcBlXSXLrMCxWgyrmq",
-	"UgG6pDIGoAMGpUYjZ3G7KbBXHzApbJLNb7Kp+LPhFpEr1JkX7qz4NSBynH2msQb1lmoyg1SuA+aG1+oL",
-	"TL2Y1zcMiuy3jAC3gRKL6dxPpvhMebyep6ktsK7IXjc87Ysi8GJpWqBKZl4Asy1WZjDf7G9sSkNisDfD",
-	"SlUMi8PXL0mutcNnTOKIFZSXuSTsnpS0gRzBYZFrVgEYSJkyKjZKwngxhB35+oLUK5vqeLlR8AMsFFVo",
-	"LQE3F0myOcmmIsgXcD8nqu+2wqdBsj0dahou+LwGi7ZskHC9GZteXWbrOme+OYLacQdz1KHY6uYoklyy",
-	"+4oUv0oO+gPIPt8Ga725VLCr+8o0+dsU0LC3ceXWtMWAn+DWNMToni0qHQ/mBAIWl/mf/Oz31VtzPVy7",
-	"/uLc6pL6WspYQBSLJUYYoat187P+bZDfq7iMw33/QbjNd4T4vxFC/GlVs4OETZhImFiZk+Allt702KCn",
-	"oBVJ3r2k6fNCP+MiTqeJC+wGZ5HRpbBGEUNXHySCL6oW7ZPlSpz5JUd390WeLbXePeBUA1cEkWyOxELB",
-	"2ludry7Ee30ttfgXz3y3+m90cEDzwVowUH8QLWVAF3Q4ZLH+jSSaFWewSEG8Kj6jevIWvQpbehBee5mP",
-	"f8eeBDeNTbwJ+eJ9PzybuyDoAul9/Wp6viKw2pnh41xEUSxkTfWQAKC6Oc6hL8aMCqgesL9L+lYczVOX",
-	"zDtsha12+7AFJfO42aYhjc2qMj0KqxUBZlS0y5X1MM3G1lX1vo1zY9Pyl3/I9Brf03Wt4VPnSVLiBFou",
-	"Ssq7FNiDm7o3MAryq9yBUc+QnCMD/RXWFVA4WiteDYsEE1ZOdYgt9FD0heeiCAhNUwRDgdWvBzA8MScc",
-	"QXI2UsE5EjzsVo6ftc4EKH7StTEfzKyi+vjJpWDCiu2uNZ6QvYgn6mPnU7RfdV30CPouuEYDSQa2eLXE",
-	"P0HM/QsVxmxtdgs+dA7k3F2ARcAmLMej2QKmm7kOfij2yKEjdrdmWHeAhS7xBOhnQ1DXRgiqT1sZQLy5",
-	"fQsrSNH9dxfDd9795LzbujiUYZw0dRBgTMK2lXPD59srQ2SvpaapgpAlYK65DcGwpqnI88MlDiu5he/j",
-	"a0cA/CWVA5qujJ3VML0nPmDfAgCFc90FT1+H09so7tRcVopBsCG4rxF6CtiAEc3pwbkabIihxTFHWk6i",
-	"gpgG876ACLH9wAZssoSk/M7WJ2NZ07bu4rJWRXnimPrCC/Mki1GeQMBt8zI0YO0ERZRoL3eNw1gDyATd",
-	"F5gKGl5wxjRAxeNkQVUqUkZDQho7MijFSTIpx4bfB2DJI90wzMu1QTet3zB88ncQOPmzq4z5rrreLlsF",
-	"Bjz7NFYCNbfDehSDlpOleObDTiNo2ABpSNr4DdHNpT1a5scFev/D4D6/ZuShd8FtG324wD4nfMJSLthS",
-	"/vmTnJGx0U4s74H4Mxs1EgBICqtaI0xqzMZmlDPKwTjr4rLt6PsCeASa/KEhm5SwSIZsC0abRUTHgPkI",
-	"Cd+V2q4+hp3Y1899UepoWfYL+xDBMt2//5vczDYvS+CIMyemx13pRQTrqjBUCyOsphXJAXclsc/9elbO",
-	"hQRl0/NgUz8jd97cr6a3R8ahVqrQb6oBQxziHygC9TfR354oOtQZhQpBdte4UC3vmFiu2pxjZpQ9Q3QZ",
-	"u5d3LNkn+E61YvcVizNIsZKHI2ZMTzMBZDpifRFdnl+///ndL1c356/eXry7uf75b6/fRUVUHxP3PJNi",
-	"zLAEh+kSzV6bUuwbrvQ1zud37YGCOWzifsKN+IOYPp7G+XR+eWGXzTsxlmhWIx3XBcFAqy4Kxrzs6g6Z",
-	"Y2EIGgRwo9Kg+VSKdH7mlccBUJnqC64VufrpvNk5OsZsyVCj0JauobE2So3wLKBGrl3iYlp6UnDUMO3H",
-	"GDatonCLaZibGVCVabDqrNuC7r+Nu8jrOlluB7kzQmdufrc7q0ZyJlykcvyHqfnyhw1mEQUP2Y6FLNy6",
-	"B1/g33UhLe/h3rVJDcwLPbwzhZwhZJvcmnu3G7bzwn9CupxmyJVGVCGF8mRp8ak1URQFs9gkEbplhlQ5",
-	"qeG7ff6rpQsx6/sIstxWVIImqxAka9tbrjZhASRzT4L3E2rpsKxp9KDcCmodfy1ybv8szIulJCF9X7ei",
-	"t5QLMFiyPE9IbgfjgrgM0Siukj2XQs8MYsaF2j/ri6lA4LVnkHUqHdSY85W5Fvk75ssAJLZa8KaCK3JA",
-	"EzeFPfP3xSWxQIwA68qYSckhGuMCItgt1bkwHzi3aZ5x28x7n2Tsnyy2sElM4T2ws9Aj0u10nB3X/M5F",
-	"wj5jCQbO0qQv9iK7uh8PP7XMqrdcVZYIzbyZ3SA7ERReoFjgmM7JgJHbX/mkaUjCTINBky/x6m2+FrFM",
-	"YPbmoWj/jFBnej4mb/kPJGHFi1vAYC7ELVPaGqHWhXC9tD0AfK1csNAqx2JuUaI4WnBgt4/yIK6RE1+s",
-	"WFOdXW2KOTNh00DC8KZZlmduRwnLbhpMFzP/9iDNW9Awe+jK7vBJXnTnsNX1Ku64Ojt+BZ0AcoK4V9qt",
-	"sHXUwO/wjS6U3XG1+1Sj1+6ERjFy3df33gnDdi8ZnPTavd5paQTd7qE/gGOv//ylXnkIR+2FIQReko3e",
-	"i4fNHd6Wen7AoITf1ttt+15t2bCHGK5KcwT/OHflH06ERH5Wve/869qyug0QRYlcUVn6nFzN6O0ty8gv",
-	"F2gtyJhIWAY+tAM5YYJOeGtOx2nUIudpCvoMVcrZb0AjBcuOkRr7YsAFzeZkatogEfR9EEFWWq7JTGZ3",
-	"isjhMOWCtcjldJDyeIld/JXcpGA05Moc6XFaPmobZaX86frtG5jyk56iXbeexVMsT/HxUwlfdnlBEhlP",
-	"x0xolCTMiD1CeMs0bXzKN/rgC2zOw4oNx08BUXqeMjViDDJe8bi4DRc7DPBSZ+aCc+m/IL9WypnQfUEh",
-	"86oiXLfIFbSP5BHBBv2T3lPsFdP8lvik9xsGGWCAKSaEG0mlnyny9uLta6LNGduAas7NAqyTAX7kKaYe",
-	"cXOGZSunpFJ4MppT3hxMRZKy1j+VEwFsAXgrAFDb5fLcU2P6+Q0Tt3pkrqgT8IHmnyHk0BBEo9f4vx/P",
-	"m/+gzV/D5mnrpvnpT//ZeHQ62nyBV5+RoMHH9JYdTMRt+cHcm4tnuy5xlstZq9Z1seF5tQ9uOvTa4w17",
-	"guXGxoavE/MWGcoUcndDNk9HA9/+Gv2NdMFlTMYs1fLDX89tRoymevTrckYDxktFOmFIAN+O6BO8LvHe",
-	"UOSn6+vLFnk5YvEdOKfyMKN5ftDrjvlP0PfX9DbZHpa5Se0sQKvj9//WN8gbfs+EGewkkwN/L+0UcTdd",
-	"feGlyT5xxgHsWEA4yCcBeCcD51dt5t5joyZiMXYPX2y2/zKTY6ZHbKr6whxxwj5PpIJM6Dah9xoG71c0",
-	"Xy8ZTFLKy4pS4z/IT6/fXJIJ1ZkUU3WDM7mxEtYNQNjIdVnuIni9Qc6T/yDX/3P5es371tUGGVxWPNZu",
-	"dQ677E/h8bZJtd8uW1XInG9Xkuy5MPCwFba6+//OROrNYLHSdYlQfZF0ddSanGYxI1FJhvW9KECkIL+g",
-	"rHLLhCE2loDRNMA80UOZwR+tvlhJlz9PmDi/vLiasHg7tuTm4ed/KbNRYtsmh60w585necbTFtSzNQPS",
-	"NpLWzrhM94etsHVYe3cXQsvH/FUj5QwlCFG2yrh9D2vBLQVPTVjMh3ZqhCryP+dv3/w70921WUS3vqXR",
-	"1196GaPJfPmdZy8yiGgorjKyB/cq1XRAlUUVXYhhOv386gc/hagPURnQ+A6zSlk/oRrJTJOE0QSVJ7xW",
-	"mQCzIgWkA41HRkTGohGeiW9IeWqTV3mpItYw2veMJtzcG7vdsp5lKoZFgcWySwD0DvmBDUXdGYmGw3ok",
-	"g4WfzOa5z7D6m3sJiynUkCtW+fA2iatiCb85yeawvK+4zABea/QaCacp0fGEtDsvWuaqaPdOwpPjHoml",
-	"ECzW+R/mTGdsOFUM0te6lg15lfdp6sMEn2S3zjVJGVUa0qiVN81SN0r6sAiYvGw2esqCEyt4SD7wFRJW",
-	"+fUvjQGjGcvOp0b/+/jJaHT2nSpHcdJbAFW1sBvDPxYvTF9gtmqpE2KDxfuRqyqzFgms4KL4X9MwcMTF",
-	"Zt/YrJfK6RJXr5ofzt+1yKtKFHxMVUwTyAJdjk/LA9OU1xsGYCx29+H8XXNIYzDQuxhVW3rK5UexLRQR",
-	"eDVrMRWCpaqUmteLl7MwPY551pUmY0YVYMbduhfdXMJludiFzexbDvewjYLrNc/qXZQcc006AG3Nate9",
-	"GhQl9wL3JYLgCsRhFQbpLzWCQxf6svbIFb449DSz5JaRTE4rs3DWypoU20U0gq5AiHO4Vwm475O3Q3Iv",
-	"XfAkT2/vdjfP6mvbcEmX684IpgBpOhUGfF/4eNM1jFqO3+BL88WS5hCKk8pbyAgAF9AsK1MqeNzrih5d",
-	"XhBkGg7LRc6TMURtpnN/pdGNW5OFHYTe5hUTmry+B6FX6YzRsRmLTQLpnxh4pPHw6eH/BQAA//8=",
+	"7L1tc9s4sj/6VVDaUxU5S8mULDuxXFv/8iSZHe8mGZ/YszlnoxwTIiELYwrQEpAdTY7f39f3zf1A95vc",
+	"T3IL3QAJUtSjnWSnJrtVE0si8dho9MOvuz83YjmZSsGEVo3+58aY0YRl8OerS3pt/k2YijM+1VyKRr9x",
+	"OWZEcc2eKHLLMsWlIFQRSpTOpLgmTGiu50TT6za5YCIhXJMhjW8IFyQ6G7XeUB2Po3YjaLBPdDJNWaPf",
+	"GDQOBo1G0MjYv2Y8Y0mjr7MZCxoqHrMJNUOYUq1ZZrr/n0HjQ9g6/vjnQeM/GkFDz6emBaUzLq4b9/dB",
+	"4/37963TmR6bgcRUs/oZ0OIJMwPoiZHmux9fkKNnh+FeQO64HpOIZZnM/jJocHFLU55caXnDxKARkbsx",
+	"E4QS+EzuqCKKCU2GM02E1ITGMZtqlpTn+QOjGctIxmg6+cvATCqTYqYGjYAs6WfloizO/b9aL2g8rpny",
+	"+zHTY5YRPWZkwnTGY0Vi8yihQt2xjCWkGY25jvaIxKcSqumQKkYSbn6bcKWivfJ0xlyvHB8Ts0mj/8E+",
+	"Z1pofAxqR/2O/WvGlG6dvVwc+llC5IjoMVckw8dOYIBxypnQTxSRd4JEfhsR4SNDdrAjlMCCEilYQFiq",
+	"GLlmgmXUbA45TZU0hAmrT4Yy4UwRKhKSymtVnmzY+Vv4z4P/PHr77B/Hf+++6Z0fvnt+0bk8eH+0cg0m",
+	"9NNrJq71uNHvdJ+bVRD558W1uA8aU5rRCdP2CL6YZUpm9SQcCfZJX8XwRIRrxMg0Y7dczhSZ0msWkJmI",
+	"x1Rcw1wJPkr0mGrCFdCpFMz82QvD8mzZ/G/Z2a+S/7f423g4eStf/9cP43iS/nYmwkbQ4GYI/5qxbN4I",
+	"GoJOzBvYeGPJ3A873XVzDxqvRDKVXOhVVMAIs0+VB3yQdEYh69LW4fAobvWSZ6z1fHQctmhn2I0Pkh47",
+	"HB25kU+pHhcDd+1d8WTlTo5kNqG60W/MZvBkzfhvzYosnj0uEnlH7niix6QZdUIVBSTqTOC/Y/hvEu2d",
+	"EKpJyqjSpKPa5CUb0Vmq4bnyTDuTJTvAbvFjMeQEG3Ev+bR4FPg89UOndfwR2OrnMHh+/0FNxsnHevb6",
+	"YyYni3O80DTTbocyQ3EB4SJOZ4rfsj4xbPXg4OA4IJGQd1FgmAwlgl1TzW8ZSWYZsuGMpfDNQGhJhLwj",
+	"zah1EMJKtXCpWs+S6ITMBNeKqIBMAjIOSBKQuz1vzcyz7YEoLVurM16ybiMzo/plw5e8dTvqldatKeTd",
+	"/7bqVu/u4//iN737Fv7RLf64dH/0F/5oDgZt/LsTHN/v/Z/mP//3w59bHxee29ur356fuNIym7+QkynN",
+	"ai6CyDGIiNAkUcT7rCVhNB4TxTLOVB+2UtEJI3dAwCpnMSzjEo4j+9eMpgORwuKQX2dKkyEbyYyRyCxq",
+	"RJpqzEeaJWQ4J5GWEfn//q//2/7mblg9ZjwDHq5mkwnN5rhxtSzGTqrujnHTqL9hzkYgdqwUZiIj7kSk",
+	"GQ0ag1kYHsRWuoEPbNCI9oyck5oDmjGa4CVkbyRCp9PU3B1SpHNyN+YpI1wPBFdEaZ6meGHNsszcSLZd",
+	"exv1wuM2iZ5GZGJGCNfP3D1SpWEnJ8HioKBWrI6TrRpL5KamFZw+d4LO8f2g8b+DwdMlRPSaT7heXKw3",
+	"9BOfzCZEzCZDlhkC4JpNlCGcjOlZJkqM6jCs38UUGq89b+aVnM1yoQ+6ePpMr41+JwxDuETsx3zkXGh2",
+	"zTIY+jnV49X3h+H+pYGaq6nmXjCfNr4TuNBHvcb60cmUx/M144NnSiN8Vj9AePCxh3jBNVs9QHNeylfS",
+	"0agTd+lht/Wc9lirN3zOWsfmYzc5GD2LOywcdjr1l69p6+EX76VcHO8rkVTuI/bJ3kcnyNZMu8qcaWRI",
+	"3v1h7qg2eYP8jNCRZpl7qDRvIe+WsCotl9wo+Mrv6Ua5NJrIaooAZaW0NL3a3YbnHpdg701TaiqFYiAw",
+	"/0ATqwiYT7EUmgn4Ezg0anv700wOUzb586/KTORzMWwzRU156jaU5NI4AbbVJxNHFILYQZAh03eMCdIB",
+	"zcFwKbMSRqNQjf6Hz40RZ2niMb4JU4pem2ls1tj9R7OYSlMRm5f26ZTv33b2zdFRdiWZAvF1jZaiNNUz",
+	"1ej3DB/VXKNOShN3ixXbP9Z6qvr7+05DbSfs1q2a2h/SpOVeufe37j8yNmr0G3/aL0wK+/ir2j/Ht3HL",
+	"qvdKajadJeRvFz+/tcLhJP/S0JD5rrojMiN4BxrK88wWVXWyblT28f3SszC0F1KMUh4/lHwosEliCD8h",
+	"w4yKeNya0owrQlMjPswJ+8SVVvWkAufFpxT3kqY3THwJijguKCJfgQ3JIXbPPwYtnMKSEW+dYMoB8JnC",
+	"fpSbnkCPJakU5vBYCctSUMZGLGMiZobAlZxlMQNDTcJSZmTSWAr7Qjp/VBL6UWZDniRMPJCGwOYhp8wq",
+	"R4KxRME60GTCBclkyk4K/kvG1D0NevgyAtnf8LbehYoOCio6E2o2GvGYG5HXDHVTchrlq/cY9HTplueJ",
+	"glEYghmyVN7BwuWL+0QRe83AU49KDmfCXO40fWXO+QNJgtu20GLVeGQ2cOhfDGfVrjbaPTfAx2EGeC/C",
+	"KEaUp7OMnRBcC0Voxkgqr69ZQmYisbZNp4/xJAD7lhrLO/Gou/lW6h/lTCQP3Ei4HTY5iTCNEfT4bc50",
+	"ryCJt95QNqIGIXULX3icuyHn43ivcgGb/su716Qps8BI9GRo7gfk8aBkc0EinqhojySSodETbt5HJYpz",
+	"Ok8lTS6lfE2za/ZA2nBEPJTJ3PArecsy0gl7zw+fHZHhHE/3497/HY9zv/O711KSFOa04ZZrKVv4wmOx",
+	"79rlQEX0N4Zy+aNu5gXLbnnMfhH0lvKUDlP24HuckTHa5Yj5L1xCM6/52t0E9Z4ztf9s32yT2rdN7MjZ",
+	"vQ22E6wMYaPd9V95nCOdsCkTCRPxvHwjW3GnubB4e5XVe9S9/0XQmR7LjP/GkgdrAOh4GqLTD2U068QC",
+	"zffRZfhOscWnZfem1+em2+x5UB+He7+VpaUAIV0KlrujZuJGyDthvs7YrbxB56m3s3WO3VW7u/B8jatx",
+	"W+qYZjI2StkwZa/A0f0IrKHK36wLuF4zzNhUZlp9OPjYHqXyrp0ofWW+qbUrOGNCCMaEo8PDg8PGfbDY",
+	"2LOPbd+YWDQkpDVHoq2eJ+T4eJn2qTNq5P3daLfbLWj3H2b2SLdG6Nucam/zFx/t7oE9ueUypZopAk4n",
+	"eNFQqZFBFOiZVigBSi5LGScWQaA+fIzsC+BjgR14ZM6lZlOznSx5wxJOL2HFHkScL/DVlmmqMHx5jZiX",
+	"A3ItNdHsk96fppSLxxdNDgvS8CZJJmaWBAhjY66Wv92Ct1vw2qPSivWrR9VlQp/nTAHF2D0hsUy4uK7c",
+	"ezkBIYbkEYkknyi0dDpLuD6NcQKFIy3OmOGVQWM2TfAPtJfA5ilmGE2cMpo1PvqW8PyZiv04wG5eCV3n",
+	"Gf9ZMHKXcc0CcjeWZEITRrgOgFtR5w8kcuS8ivD9SKPFz6NYamdRDIPG2ujaDTlVLbCWwDxAccRhgAkI",
+	"543uf9XodwN0+liATKN/gF+Yv+5zI7ZvzGsEDSemXeF6JY3+h2cf74OGofBO5zmsGrAHpPmNFTX70g03",
+	"qiaoi2Z1OQyhG3YPW+FRK+xcdrr9MOyH4T/NWk8zQ0aaoymc5nu7iqh9MrjPF666U2/phJWs/cjsYMfM",
+	"d7CLpBnBWrfgiQjUsej89PLdz29/ubg6ffnm7O3V5c9/f/UWgUQLpOJtEE0Sbrqm6bk3J3QVlEf2dy6S",
+	"lpqymI947GgmIKx93SYR0k20HwHVREYimzFlTqJTEEksZ0Irbzxy+CtDYyZPtvZHVLZ7ucvEPXZC2GSq",
+	"57BWsIjgTqXmPKSMxDJNGewNacKpM+yCpilit1RA4Ejq/FszF5ap+uWt0NQGZPHOvmHW2LSA5OctiaH4",
+	"Fnxb5zkqfDwfGui5wyeRxgJHoNWRldewIIuPNVsEw3zN0dtTJn/wTZf+WDtfZFP3eT80yyh89pBW6xp6",
+	"yz5pi9paWAMYSLm1pZMqrb3Hny0ncGyrETgfW4l1Wb40txep+QJIxmyCOZxl7u24S5VifqA6Hr+0J+UF",
+	"HJTFdfYY6KrDEtYdljK73en1Xd5DaWTb9yq76USaYv5uQJV51W3xi7OX7xbZw6kgZ+e3PcOfzs5vj8g0",
+	"YyP+iXBBzPNGKEARoRl1wjb8f/95FJCoG4adfjJ83u/vH3SrKM1O2O7isx0jV+VTjnmSlV3RveMSRq9X",
+	"QxEAL31hONE7psCjXRIdgUex5IoJnQF5dI5CX5+wv5POUUjsM2SUyQnpWo5m6HUWGxULuf3CpbbQw9ab",
+	"n4/m8+L08r7z34ZSpoyKxd23TxbtBQtjq914M03HsPyVw+kbVc+wxVtmpYdiJbth0GC3HHimgrmxT1Mc",
+	"TjdojLm+AgGy0Q/bx0fPnsFXqtE/tqgZBQ7yA/PBCjIFr8iYGR5LrhQzr3SMjuhG0Qu9QfSWjyGsjOH5",
+	"UbfjxnBYGsNzbwyZnJnba3EM4f3Hxb23a7QhS4elvgDut8DSK7tpW166YW/ppA5LZ1cw6hPQDzW6qu23",
+	"JySys4v6xP5FEhZzZRYPzqhl6d5G2OX4uOzo4XQWwS6faKyJ4fRcaR4DVE8KhoeqTyK7gRH5C4lwYyPy",
+	"ZxLZzYtI0/7lDuVAGAVkzjQxNC1YQmZTcLgIdssyolh2y5K9NvnJaMRGKse9RQGEKC5iZkaTafPjQKhZ",
+	"dstvGTSWKUS1Lcqqt2yH07w7H/DoeBE7hKwpYxN5yxIjkU3oDSOZlJN2I9i6J3dGth6jd6KqYzQni+yT",
+	"Jvz7Z7sBeyckdMqSkTJHPFOapFLezKalgSdyhlbfAl1XOxaE+tmh7MRt7aHf+kVhj9zaEw5n836BgSyg",
+	"sK1wPban4okCN7oCFIE1cmVsNFNod3yIZGDRG440A0fdBSXY5cyXx99pnzKrs6pjUC9Rlz17qer0DVUo",
+	"HEjLubgC5xYEloAYVU4qDXgjAPbSeHxCIp3NBBiAI6LoXA3EnQ0jUXLCyB3LGEnZSBM5s0o7qoeapo4V",
+	"6DGbGNWk7syXBMeco69B+wHFnuHDCAityup5s1cwkoeIlYuDcg3UEPqaYUGjOw8p34kNRJM6gbR4f3GB",
+	"ymNbSmIlFaBMZu/kXcEswRPLBaEkyeYkmwF2h2pyJ2dpQoYMxNPfuQqxwYqvVQFe5o6vF2MW3ywqVs4O",
+	"W2s1k1lC6FDONAZr5W21yY8yIxEXo3T2KRlGCJxyDrSMUYuni8dSMTEQIH2DM9Xc6Zkf1KfxCm/Npn3X",
+	"4L/SiDQ77U99cgaf//M1kYLsAzJvLxiIyHzZotfXGbummmHgQESaXfPKj+nsE/oR8gcwNGYvIPgiLmJE",
+	"mubRYCDwfQwfOLcmXQhQi6yzKEL/oBvyHUXLKUxzzvReFUDvZlHHV5iD51Qj59AxGZtNsg6JE4fzZ4JE",
+	"aKiOCFckMj9XMMIJpynR8ZR0us9AZ+v0D3sH3T6JpRAs1vkf6KeDC6hueM4eXlgC5I25pwyJfFxnfbEv",
+	"15GhC7qq0UbJ+9O3rRGNjeAKOJwRjcEKSBcx4GCyy0B3anTDAzPPzkG7Exq1CCzKyRWcLs90GR73w0Mw",
+	"XaKpbfMYLjuURr/B9Dj0IfsZV607KjqNIIeWb2xztQbcleO8o8KZZEfcSkYVSdYtw2rR5ez81D54X16h",
+	"zaxrC8bJZbelt1gLwkG+pQC5lAimYck1A3UFrewVpPpC+5uIaU5Cy3dkg3H7m7HpkhSbs3o870/fokWz",
+	"zkZZRCRYMa5YwSDfXK+v0u6Vxr3qtL1AL8tSS/eIpoo9BmlV9t+FITzyzvorT9P05xEYMjbag4+BNyxp",
+	"pMtl8rSb/qp1fQxTcM4Rv7kh2I3kF3TFraOWRZckuJnBo4BhwF6QqRTAwCdc+C11Hp3mvhSZbXrAFxf1",
+	"ltXddkaqwkUKbOA4KotRQjXtRyTlwt59FyAptS7MQ9BY5SI0L8DSzRKOnm6w5O3kc9zyErP3Qu9gtauw",
+	"2AZzjbuBLVxl+UQ2dsZdzqescMZNERXZLzm8SDOCXi3XjAKCny3jjPYCgFnwZCCMRhm5VYzci3a4EaGp",
+	"kiSmGZhqovxrdOgFJIJAP/f1QORP2sA+01OUw14i0hSzNAU/HE3TPXRegu+kDU42M1BDqxGatKKKsdd6",
+	"O8G00La/RYBBHhvxCX7EdlAmXeJsrN7QZpUUF9cnOFuzkBcXr0jEk74R7aUh1aTIr/GaKt0CmmydvYxW",
+	"2zFqvZfbePjcF2u4qRkNgFHqXYIWv4E9AMV9XHZoHaSlYoXFZSUTRoXyMkOgSSwhzLyqUAcFE2YeLjKc",
+	"jUaQ+sIQmhqDfpoxQ7KI9NHUCrme683RrZUUHNm6j+4s4SH2P2JUp/d4QVrOOefoJoda1JmBfzQs/dUy",
+	"XQWhdHeQiQVULSnsLVDYgQASsqiEW1BYtc2/Xfz81oZgjaxN0bRmodeAeWlGy1Bp5ozZfCLCIgjo6jgu",
+	"L7iS1hOd578pHq4i3mz4XPe54ekZjSGfxjotCVeg6KGOEH9M5V2dqqQzGt+whJjpQ9+Ggpw/fnGxEcW9",
+	"vbkCDLpXimFs0WandGSHvOqUmmn9nYGIk9Kte5iauesHm1FgoEVrQcNh3b1Z++Nbtj9mItvLSoctPZum",
+	"lkaBiskPUo+JlYAYRpy4GGgIIKYTns6rt7/SV3ya+10P2mYRcpRm/zA8CoEYtIxl2uh3ngUNlcX5K512",
+	"2D5s4Hf4Ri8Mw3DxbrbdbCGWFYP4vCLKHlCia61m+fhXNdU9XNuQm/oW0yhW5oHTqNpIcCiBW1qvJ2/t",
+	"vLkvI78a767VOz7kB//4KAQrsX+eS7Jap3/43Mpq7vx+McryTnyNvHj8T+9M9jvdMDQ6W4EX7pt+oD07",
+	"uQVa3U79Ag5bo3p5PW4NylKWXtb1e2GeqxKGD41WSAM4kWUEcGF7q7mctZwCb7HMJEtA/hjOA2IeZiLh",
+	"4toXORwHLHhiHfsrOPFfUzmk6RIv8SV6ZiwLS8Eja2+ogDBwIVNrPDWcvgZkecuuYPSNfq8bOv7c7xyG",
+	"9n9IrFfylmVItfYbdZX7QI8ByJDTU9e9aC/QvH3DO2YiTqlSfMRZcmU763btC6Uf8/YOOgu/WeGk0X/+",
+	"7L7e7+w6rS7Yj7BTZrFBmLIyD09SBgskZ3oHb3B+9VdEiDTF2C6SsdgQRhKQYhKAN5e7dFfZkAVgJ7uz",
+	"BImk4CQ7njmnqEtp5yScIYvpTFn/spF2YjoFy3vGjBCb7DhGj0Tqt8H5l4bzYhfUHWNTH2+wQ+ee8LK4",
+	"I/bHR96TCq3Xz3eMYnbCb3kyo2k6NzszYROZzXfosu4ofX5QI7sKfctO54JTEX9wQGNtaIvkASkP9dEv",
+	"CpklVrBkrrXruGRC1W2uHsUq2dfdJj8xmupxRZhwnqCGvFm8a2vdRA/xD9mEYuf1PqJLDPoxpGk0TXTY",
+	"4VEEULImkeGUUbuxHec1AjlEkSpN8MkW8hpAFeASFwHA2O0uvHha0/cPRnWbAswpliIJCL1lGb1mCUn5",
+	"DSPRdKqivuXV/+//Q56TffukWgKxWQWr2fUo7n76pozeXG0ycScoDGeKm30YpTM1RkfgLU3xXMJOq/I+",
+	"gL1vINyDT5RdKzWbTAzXvGUZgVyFxAUKBbCOAQFeV7D4cocD0VSMkch9jvba5HQIplpwxC6+4YJxMK5Q",
+	"S8/PTWSGGDeHtC9ymtm9zA0XkD2KqCkVikwQWEUF6QRGCAnDMO/N4tq23P9p3Uac21un2Iu+t75PVH4t",
+	"VRbMDt1tHD5udkJxG6eBk2kW2DBIdkqVzpP8TeicDMGGNp0i9A0zX+1HWkZ7O83xAWED9qG13NosIx7n",
+	"VTzM5QisZTfTjMUM4rEqCQ6JzW/YjGwCwr/kORNrsCwjmx9zQ8tJDntZ9EbAb0ADlq0WKV5LAw2ITBM4",
+	"oGZH27l6skbfKTH2Gn3LhtJs2MyFfdo0JHfcbJuIE3Kn5XgaN4wV+3rBHAS0vBXoTVw0GOtsxtBebxkC",
+	"ZG4cWaZkxV450/mpMVpbM4Lm/gIv+wE2OQzL381H2YGSxltDsPDzCQnzqeAQIzulXWRh74RsMnL3+O7k",
+	"skLXtqu5auOLPheXB/k6MLw2eQfxu0bnHpYvuTaJJvSTuQ+jgETT40P4E9hiBKo2fszYQEAiqiL7xJRl",
+	"LbhvWvl9k5le+paO2FTG4xZN+bUAu/DC5TkQpq2UTpXHmrkCQUqBtEeaZrB4e0K/NE3zSzMXPkAbsg2f",
+	"DASSg00pB50Z3RWQYiis7bW9iXLs/PhQj82MYiY0T62ZUyo2EDgSMwoiGM0Mn8mouEFc2ZCnKcLaR1yA",
+	"sbVPlMwQlPaWuHepM22g78wsJAa9CgYWBypuSMx42gzbx4dmWm/32uQMXBlolmjiktpV4YrcsKnewxQ/",
+	"dCDUDdPxuE0uxwwU04wx2GvqiQeRk3vMnCu4sM8NenuNMlGn+/ygfWB92OZWb/S7PWt1wQeOIJYBaQbt",
+	"YWHQsOvZ6B+hMUNqmjo16+D5YfFdYah4frhojXCjqNKz156/6+6+BxCfTblrLmwtox1EUW/KC1aCXDoy",
+	"VJ8Tltvf5ltCh/IWoZ1bspxiZesOsTlRucEKYyxKZO1o2nBB2GZhaGpME0LFfIc1yPe1bjBjfj2GKA9/",
+	"DTLrJNxW7nMEU+2o9iSyxT4VaZbPI5yUvR2GUiLW7ZHJZbJ+mAeo3Fh5aEF+POpuhMJFsDSqrplIbZTG",
+	"f81ospfH2EHJh173uAM5DPacuyfIueZvhqJk5oLxUBgsuyorgMdiBaaVALvDUoBdt0YgrI80Os3dpx1z",
+	"wMt+zWKoKaPAZY04kFEOrPluzDWoL3ElaW8ljn11oQK//sbgotl+Ohhc7P2f/6gTaT3c08I88HtH04J9",
+	"0lCn4IQA9sIiEEEdMV9vU5LANICpmhCXsjCsc6rHtY7bmRAsRRZKSSpjmuYxEhiKnbGJ1EvqDnxehW7t",
+	"hB66tdMNGtD6lV9wYGPQawnhOmRZykULEajmBJkBVto9ps+Hz+KjpHXIeqNWjx4MW8/jbtLqsHDkfvPS",
+	"bDRm09UQ2M6SLAOPgF3dzIdTs3gb4Ei3gZfVreMGXRQmt5XJQ6geX+CTO8Fb68AzFiKxuDK1c8lHuh1k",
+	"1Qx8Q7hqRc9aGJeVqxfHFmF6mYSPRggDKdPY72DrN0O9+kRQAr7OpstQrxtu7rKdewxALLDObw6GNaN4",
+	"U8T51NmLQT6cMKpmGZsYyR+wHABecpAcNP+1zBBnRhhQscyqns4hFQlUa7magIh23AuDxq/c3IBXEODV",
+	"NrycaibiOX7xvN0LGrbjRe7pAy8neoYOU2fUukqlUlfTWDf6YbsT5GUH4MKA0TX6x93lrNk23qlhzdV5",
+	"fN5WMvTmvPW7/vps/XJpKTe9VWBpt8GEHD1fbln3tuXzyrDZUk2KWknfbej2qAXc/UXrsB4bITblek5y",
+	"Qs5NwGDeBnHGbkFAcB9tYSulTlCTyTAXsraRHisLb6x16T30PiuqbXiE41Pg4sYEVQJHEnDrVqaija45",
+	"y17OxHSmt4zN2Ois+ZVMwnAt5aw7fjldb9JY+TwuWJtbd3TuCAYczTxN+Wq31lbdV070QnU6YUvTFbz7",
+	"jirM/X5C7D2JtlheZKLysKy/YxZROQkPpf9lxH2x4BkGkT9h1xlNAHScyLtKYiB4olaV+oYhKVuFnG0t",
+	"m9eFjJzzKUu5WJZ9w3yd02TCUk2tude6HEvpa4MqXKUkeMQ3DIILXfwubDLUhbqyuTD7B9ZmZuNV80f7",
+	"5DA8IC637y+l3L7FC4vyQ8fIDx0QThBbhpltlgga+KCNH08yOZ3a5C/2qykaev2v7jJDxKLRf37Uq0Gy",
+	"5pMuCNObvfpXWgt0q65KbboHQrVmk6kDkeCzpAkZODOms7kNFtnZbpnHDK81P1R2YMkduVkz/g7t2lB1",
+	"BxeEDMwRYX8vgb4wbAL48wjMNtaPBpmtXb4KzPwwkhm5lnIXTFiVnpYMMI/hyMFR5I5yAJ9oSYaYmVBj",
+	"daLdRpCT78NMm47MF9pdmOrC5ixQe4n6qrS1SCS1NwKmh6sxiLlURaXEv1qV8aJLEnB+LqsvttcpVGK5",
+	"mlo1soz86fSsU//KYrzMV4dOplhhXes6lYoJQ+l5JSkLSd4A1DzJawIqfQXp0BaypTl4tU3CDL59BFpr",
+	"CX91AAztga6LRKG3kk9b0mibzlBnDdveTJ9b91HGZQbZpDvhSitc90G5PnHTS8k+16JfS1XpVmNhyTtG",
+	"k5YU6XxXWGyxMgvYJPB9OYwqvaZcKF0amZd0ynIkW6tRsQcObRcTZ06Un2twArvZP/24nDr52ULxYNZ2",
+	"Ha1hnY9c4i5YpM3WZqvrJD9K68kPi1RuaZ9bODnLIFPfhkKK81sd12t5hwAedULMYSXX0omFKfzEk7XK",
+	"91L16jEVcN+gnE+noGO3xV7W1uqeVM/wAkiroOAtLdA+29pO44CgizGdTplQmMZNxxCQa09LGwrgutsp",
+	"skUn8hBh9Cnbm/pkICJzJUeglipwNbdJrrtiO5krWMeLQmOeXQYz4A1E0QOEHe/l2bMsrY5omiqM67XU",
+	"Us0gWJdRa1NT05Lj7Ht1N4js9belNsAXGlm3oUuCeku7ojRjmVrYPCKFlsVmnRC7Pea/imBVGK8+cC6D",
+	"BA3zRK1agSPbLTvHTlewd0/k3oDSpnjXxhdnsh4XeyBDqvdleHzFrtZy6rAQrwr2HWuc23rmKI4ts7Q7",
+	"tAQIdarAkxUpVksiqAX/wMwqQXql4DcfQH3o0D9TiGRal5+92m9ouy169Dsr9eQ6WdpHB/tYjMwrIHI5",
+	"usio4WEJ7wPO6RyI46aVg2EOqygn90UJOuKWq4IIgYhBlJerg+7WC7NsfR39gFBFrvktKnaLIc8bFqkn",
+	"ELakZHpbtaBvblMs6KzOKVXB/Q3ZmIvEB6M5xm836onywD/K5bHvhCo6WQFneyi0+AtBiB8Ssvn1oagP",
+	"QC77sFUfxYyUvCGaGfneozhsUbn/9i5b7y7aQW5z17wnF9ki+ScWYxtnXLOMS4G8AFEE8EybnAp7YAai",
+	"eKyJ0FisuWAUe5Jypff84vuQsKVOuiqsBGuy0p69fOfH22+zb5l+Z/hSOaGolzepOFpeBH4lacw5cT+6",
+	"qJbmEbl8cR6QzjPyy8vzgLTb7b2cnXhTz19crZJsGNe/zVq5oPQvsFb3SwlziTn/tW/ocpm0kf62DpNe",
+	"bd3aPPC+xmTkXfNrw5ofaovZxTa+MoXIevv0osK/tfl218tnVUzC7jrvcgb5pXxpJJpgsWxMpAUSd0Qy",
+	"Nk2ptQJhjASOZ6NscA/VcX7vSk3NDjo2tN32QWnjOJ0pw2xQFpUjw6X3f3l5DjeTOnGQfrjVsKRczFiS",
+	"4/s9rlNrmV4bmrZb8peKlPQIqVcKkan2kNiya3XA7nc/viDHvcNnxBZ5s9Wh2+QVyAe9T5+A+A/hX3XH",
+	"MqySjo7mzdItgyhyB4J3kVYLSrNb+AHWHR7PJlSU/SJrqjvWZyBeIrEzobM5SOy2AZuHq9kLw4D0wmOY",
+	"Z6/b3dtYevcyidVIikURv88ravJClrPSnKsV/woMZcZbeUn++vpURW3ABdWNTliekdGva2f4mZpKoVht",
+	"ErGVJQZXwDkXZ/zT5eU5wQdILJPytQ/1K5efiMPjY+889ML6Y4U1DhdmPjZSqlcLzyzBDcfwbEv1J15O",
+	"KumCq92JAAyk6a68MiuqbC4m+KtWFTDq6YjbcgoLg1Ha8PuAKGlT8SkSU0Ew4IBI4Uxz+Vg2Luu5OTnV",
+	"mSLdGntAaI/m6ljPOwiosFElFdz7mMU3a89Y3sALfHwFkUVGopxbk7NVbyDnOFdE3vi2THgQ0k4UGI9N",
+	"UzwEbuArp/sin9wWVxpmUDUjNmyqSEl/4qWj9xKnYwb5lz+4EESHkrGO8hoGTTUdUrX25q8m1gdmZgEl",
+	"275aWcR8CLWrJ+vOb3TL2R3LIlAYzJ2OlT5lZhOY2qJ/XNwyYeYfEFdREgvrICQR8cvimimtipg3LLcY",
+	"YclQIBlUXj1awd4bQcN1C4mUJ7wC9MofW2AB79Dv8NK6HerKViUeQcQ8WYOAzhhVtoINhtMBXJM0j7t7",
+	"hE7MDXtAZlBhmbhaCh4MWrEU66F4QIP6QlFL5E1/iEtxiM7JAiCXHGLbZDRLOYT/UkGEvENCxt72NrcY",
+	"uhWoLzXAFTqQ7qRYLllYc8gz63Wyr3S6FucO9bRrsXtLMMWXYPjEpYW2nijcl8KDzDXITkI6mtwSNLze",
+	"6bS4tw9T3Bbay5e+wAh75BA4uqk73Bdc18blpdKWWLc388XL1vvTt5vHiOXHourOzrjKb0xz2pmrkrBh",
+	"NQM3MNdYQH5811hWxHZpcEGnf+AGaItsYF7qh8eAleZbShPeCbu93QseFPMuNdo9PHpgiNAuFQnyNVuS",
+	"2ZkZXSS/7K0K7xI9R68u6fX2SZzXBIpZOcofTjHO7fzy5kwUJUK39Zcm2fwqm4mS59M+WIeYeUiVKFgw",
+	"97Gi6hgxiv9rxuzPUHRyYQnVBvPnUhQ1MauqZZ76fRWl1ZVbNSelWKga88mKapaLpalrU9w5ceNuLNUC",
+	"jMFcgE2ZFdWbiE1SXVIzN6iPtZBehtemQTRCZAbLiEk6oDi4BZtBukzDaCOeqGhjPddsU2WHatPdPKT0",
+	"p9ujIs1/kBeIXdiGZbS0E+ygwkeXlfhYwlR9bll6tQIFzBiD+HjrkKQk5npeqQ/zUBZbhxlYtlSLJ843",
+	"wT9C4YX80NlFtwzIa+DDpqHbh3FveEC7x63O8/BZqzc6Yq3j5DBu4bfmy/AIpPFq4bpuPqIPnW7QOQg6",
+	"vY+VQnIHpdJwMFafKQANEv+yz0FJYMbqVsoBHuQid21Z+x2KKq2u5lvsVJ1ACr9ay1cRXQH77sRSr8xc",
+	"7UW5XujckDdvyZYtuaxtEes2PpiPn387Hr5xqPQj8deiPlNOPD7TNQu/BcvNFf46boqmXyQ5cY02NnOe",
+	"cB3paGS9Jj4+aTMGU4xwt3N1/+9YQXExSlXZcn+eU8owHPMFFUWWDZdTn1cy6Wzh56vdPq/66Rohxx6M",
+	"r38uamrKI0WvLSnpTXwZcT8GlAT03m8OJDGj+IYRh1vrql9ICa1zQAKIwQNLLoHSLYXIfQOQG2fqiY9y",
+	"2xbZpvJ8j4u6g83maHQHB9mAysaYO20neJtNL1lzCB4l06XDiNlZfVy2x++YYnqdvNsNfenPB7HkFkNX",
+	"cii/I/ELQ/WPLKxhYEUdR68pn7yJ/GNHWu3+J3lHJgBfsg8+KeA7UKT6N5bJnRLTP0xoqYzbk1jqNvlS",
+	"3tTF9pwKcnp+RrT5tcj0halM4ozpHUyNUCLOQlNmao253hoMrzM6ooK2MnCyNoJGJn3HwTdMC1Waxa5w",
+	"o61yBVk/z0q/n3lmlSkOGqmY20pTWUoiO1kJvsr8/KmtGX5Sm+OO3SGdF0GnSOMBUWNI4T2G9Kgx253o",
+	"NyNnw5rhNBqZ6+qfNwe3x//J3nU/vX8mfuhMXhzq/34++1tIX/fUy6PRT9+Q+r/MvubTr3cTmS3Jaw9S",
+	"RaLTmR7LjP9GMQPsD0aIzshgFoYHMbQEf2IVAC+v4EF3m6A0e2JwZKWTs5TWHkMARrb8zSVgW2jhh42w",
+	"1OX5ehU2NpsxdoX1NxZs6aut6dXpub5XTMn2s6Vc7yLAEJ0LtSGK4FYsX/1EufhO08Ej1uDbrp7eAyo1",
+	"bJL/25swoSlAQ4roXytXa0lSpstxiFCvZP5Q79KSkn0rt7tOgo1jNoVboRs0iloq8NEvrtLohzVYZ/fu",
+	"sgoyrngPadI0zatamDXaJfGHP5plPVajkGmujGCcgszcHj2wlM/XLpuTL3ZpHSpjqtt9V5K5lpIdguz9",
+	"6VuScnHjNEjPSFQqipZJmgwpJNOYTFOAWWsGdSIxz4KimqUph++wCEAJ7OIeW7x7FItnGdfzC3OMLZeA",
+	"y8zccKtlc2IvJJRdovOfLy6Jw0LCAyqCkiLR+enlu5/f/nJxdfryzdnbq8uf//7qbRQQqgZi84t0gBgG",
+	"M0qjlMBzxYzGWk8b9/cIfJK1tjnA2TnoldJUc6ULnJHFIjksFmAIhcU29MFQpwJbJez96duByK1VmBYe",
+	"DFZ5LVbvx1JuETDHmcWCzCJTlrWQRgfCBf4U1encNxYkFljQDZrvfIxUNUxatQdiIP70J/JCwqzMV+ab",
+	"Fnn69G8XP799+pQMZWKGMlOMKEFv2FVMFWuTdwVw1/zsKsxGdDpNOZp39n9VUkQDQUjTBQ4RlirIUP/0",
+	"aa9z+PQpRnaboyiVJh3yhv9Amp0j+Ddh5uaA4qIJGcnMNFQhHJx2tHdCKNZDynIgseng4OnTNs7FUI6Z",
+	"Hg7s6dP+FlIZecOV4uI6IDOBtXJkRjJ2K29YYsaE5EuumTadhp2nTy2Rv3//vuV1zFwnUZsYQVKB55bn",
+	"RazJVN6xrA/TdKi4JsDi9gIfF9csCNAsnktEkyHZ2d3OacI0h8g404pFxDULNFyAQHtIjA3me+dDskSE",
+	"Rl94EGoym/ZAYUerFcx9r01OnWoCBmQjjGL6RKz3S3D0XIonilh+ahYMWjOLZnaKvKLxuHgSC0wr0HPc",
+	"K9iugO+8M2uPJRZWIiT61HJMuWXeiAj7pJmAtAAEa4YFgDcEMKe/ZOawT1mcG+QSGcMQacbIdDZMeWzp",
+	"CXDh6ulT+KVE8xaX+2egfUyfftw7fLbnDoq9XyML24fjgWIR9BrTLJv72fsIT4AkJjQ1NxNLiDmXAaHe",
+	"N1h/OlsoHd1CEoYVDp8+PYGp4AmB+++WyzRfYzuIpiNysAsHFtVvOGcAJcMNnbjVNe3Zx25pOmNEzsBd",
+	"AQEbARnShJydu5TxZoAvzl6+g9zyRmlRkDzclr2H8SSSwXJjMAdX2p9Bt/v0aWBPFoYCfPgYmYaArVAE",
+	"gtk6Ggj+p6aHvEA38CGsUR/Y0J+8ELf60PnY1tL8sLxWNy6fyLkAzwus/fLudWmte0+fGo6UzJAssLo3",
+	"XG9UkOhs1HqDgUcWVwRMxNYmh1KS5tTNsgxS9ApWavoYmrbVSwRNAZ0+y/yHDmGvCTXNFjDjvAcPFl16",
+	"CY7gaU52eUo4Zf0CylXrb5uGsSQUQugjQx1QKyVaDVVH5mrEGctbcTtRvhGMyBEc3yFNWnYYZkcKgLv5",
+	"NBPUY6mJ+WoksyFPEga/C6lbIzkTSRRAY7EUo5TH0JKWsgXXBDakZlMslNeasITTFkwjsCXUBE1td261",
+	"Inv23+UHU5mLBOFpeZiFOcDmnJfDMMzKurr7dI6mAXPo5B3sfiVmo5lfiN3n5JYrbvbq9OLF2ZlX12Dv",
+	"hIDwdscVlorh5g4ShnuyxA7VaPiGS0FJmSjlE64j0nT5Qg/DgHTabaO12nvYMGr6rxkjEeraRvCC79Ud",
+	"w/v3M+jIAfEU8vvohETeZ6CE+ooF5Jwqw21AcjLtzQQSF1RSu7ZKWF74wM7iH3hMYLUpXlL5KtsjFAXk",
+	"bszjsbtOF5GDeEcgN08VWGe0C5lRGpgcIgpJNGggobrjCbQ6aERtcoH7hplneOksQ/acG+Z4BHjjzIlH",
+	"3zuJpXDaO0qnKY+ZQLS+NbqdTs192+q2Q6MxZKkX+XF3d9em8HNbZtf79l21//rsxau3F6/gnSJGphBg",
+	"T8/PfGhqo9MO8Uk5ZYJOeaPfOGiH7YOG56d2whVY480X13VOhdPcn8GN1OHnRwjIiKfaVm520Tb5nYRZ",
+	"Kcgb70YfCBR3cGFyAeAsgWhjpaGvV9gVjNS2hclKqk6udO6GRegQ6jqNucp1KHfhgJfLvAB3ZmHId79f",
+	"mRecEkHX2TNghO/sq6DI3d8Hmw4tvwO5UcHJL7+cvSRFiaprSIK1V8a3b4guWjlBXp6e54c96lXrmyyo",
+	"givnZhNCYcYQrgiNtczM1FBENAOpzEdOVQvDLuoHDS0sG25NPZbtxksh4RkdaYhdMEofnzAU3Q4ODo73",
+	"qtVsCgN66OfTWRw2mNxKw97MGbpytEM2wjKbGw+0u3agM6F5utNA605FcUD3X5srp7HBg87++zFouKsU",
+	"uFE3DMFjIIVmWGG3qmBCWd/NTykYvUH5r8n7QjHOmPrMzSwqxk7CgPybelmH9vH90rPQZw+nU/dSPu39",
+	"H2hi32vAK531r/wCUpFRZ1liXjrcpJ8zK+fYIFc/NQzEusHdiGuRymuz//QakJ2wkI2PQaOiaHkOz/sg",
+	"v0hAjSxw3nU2uYm8dSFahY/c3t6ghJrLW9G5ImPrzG4TGARLAgL2rtjIGGAkghfaFqoUlW8aAkym7p55",
+	"YZ5/YV7FuMcvRILQA/TloNaLlGhEa5iEdc97qKtHpMMdiKoXHqx/6UcnjD8KGcJS+ZTgUSGsZT0V4l1y",
+	"H9TLLq8gSQnSGWa4Bvoac+2b+soUWKEjK7DUiitfiYqWMbKCfL49xTx4/y/K+2G0/C3IYBkz2v9s7r37",
+	"HXgSqCd0wpKvz5f+bdgSRn1+Eab0dS7Hb8bHjJa+CxdbqfHk+5KrNDaLp5XtHD4gd1MhxmcLwrDoyo/e",
+	"McqdFvufvTJbK08UAvpR4c6xzeb8OA1Rj4mWM0xhyjVp2kwijGfOQrt3krtGBsKClKFsLhQhvHWW0FRi",
+	"Kn6eubQ+bZcENT+eJ9XjCak6LFA+AoCk32bluDpjfN2JxXm+sjNcPLW9eidfviTmdNlx/EFOVw/XZPUb",
+	"b6X+Uc7E41wruEe+A9U7ka9ybHntqcwzBSwTLzYSFP7K9HISeTzGnvexhKH7/uPfIaV9bbr5K9O7EY2H",
+	"Ay3z8jVqsWvWLC0Gt8U1jvYX1kCvCzj/NGNg4bQeiqFM5jnexT5yw9jUsknw3rTJqSh81SSmQkhNDA+E",
+	"Qq8CrM0YhuK46BZsEeMTSjQPu/+DTOYbkLuPhnGVjM1J6fST4fN+HwoL31GBZru+h4G4D7Y8KjaQ4r6M",
+	"7bCQ7292UG2k1u/9wH7xq6HX2aCLczpPJU0upXxNM0yR2escbjKf3GX0hiWcYlr3oNHrdjd5eZrJmCnI",
+	"3fJKaK7nj8KTkF4fepf5st0ts5Fy9ZZ/KKLFstaF4SWv4GGidMboxLrwLcQf8qFEPOlHpElLQAdr194L",
+	"BiKC3swjIBfeAh5vPmXokDICc5RQTfsRSblgZCzTxAUbRtB3RKgCJ297AMnyVZ9EwKMs4CgK7Gd7gvLP",
+	"uazXNB0UHiUbZBaZwbmIhCJEx6EjXGmsgJQlR/MZoWR5fwMRAXKiDbAJ80RZFQxc2V/zq+coBA9sxmIp",
+	"BIs1goEGInpNlW7B1MFXCC4XwFI4XRXWkGvw1rPEle4emhPCElsR6gRT1gzEiKUp0VKSEc0crozb9mD1",
+	"cViuVaE0owmqvWMIC8yYOUqEazUQgNiAGcgJFCmEPWtGfbhraMpvWbRHuELnGw63c0hUvXGl5hK5ADJD",
+	"mlvnCTpLnMIO/kdLWgBogeXNWMz4LQrZhdG813Va1Nhh360eVVr3kq3cq/7+IWwdf/zcCTrH9zXV3zew",
+	"bmv2SeMJbOGZKl1+DZ70Se9gIPDUEJ+QBwIOCvk8aPBk0Oj3DoIBDGDQ6A8apScb5hc+wV/qAlvgCdPc",
+	"oNH/PHBxl/D4Jq4neN2dnQHmGRg08t5Nk7kCOWj0u8EA3Y+DRv/A/u0COc1X9/f3BaCP1sRALZFtYcdx",
+	"FU8IGvfmyggpgoDDw6eGlNFbpvJibQgDVuOZViSRd+KP6QTA4+Yc6Mwdu/xywS82Nb3lHubaawUDoiGH",
+	"CTqOedIm7wHtk3NkTI9XQChXhE97gixwAaoRONDshT3D+/JodUgOlwOO9jZmRa+50ud55PE6jzSONzdv",
+	"LIR3G55o47sfxctbRErXuPSWxVr/vrx5efn2Nc48WPrv+u1GB96sZ57jxB1zpPJ1aq1UNYcao9mUqzIP",
+	"oki0ULIfwDPRYtV+IxTeSZJwqGEpdAlIPVMzmqZzc9rNQwC63oOyBvnJ4gkefAQbCun9okiv2x0Iix7M",
+	"9eaT0snMc8GMecpytoO4VvOag7Sb1sLj9kBsrxXjAp2jwXZnjXhhRRv9TbPvWH4ByW9aQ5alXOT1GBd3",
+	"pNFvHNPnw2fxUdI6ZL1Rq0cPhq3ncTdpdVg4cr8VKWShRvLGKrhZBxu/uZH63XlUZrJMjsiTxNj9/sOo",
+	"3sfr33hh0ZV/TNUbadVxNxfQYdiRn59kAz5aq4cDH97/bF0XG/tWYCzU4kutFF34TYjnNgFch3OVGG23",
+	"6it5gVEkKwNICBe3Mr217dGMDYRNwQ5npd7fUlGat/au5AxzE89Kfn6/e1W+jleFWAfkVoT/QGdKPUWE",
+	"X+2C+C5gbu5A2YI+dvWbmCY395kIKJ8gkn2Z2RoG630lvvdMDQSUEQBOY/0mqDS3yWleFQG16II5Khel",
+	"t8BTgYVapupY+u4+l4dKl7kol7DrjCYs2U6g+zb+lFXn1flSfsfn9rsf5Yv5UXa6vZaLbfte6sDaG84i",
+	"bTM5uwa4Sy5uIdiqCf+0qOIJ2zsh0X+1QCqLEHZ2N2bgldUOBDQQGKxj+IRn6gLOVDZ1EZlVMtaTOdOb",
+	"R2bYS/dNnnDvi55l182SIw1hjNpPvV861C8cBHn1ecbH7oPv1/fa6xuyh/hr/vXu81ntIYKqbYUGtDA+",
+	"vLFdfg+sWaFIBIUOItIMW50wDAgU3cggTmzItGbZHhqtTFsingfkV26+DYzihArRkIoEau72ByLqhCFp",
+	"kQkXTfvC1UTt9wLSC/fs9/j+1UQFpJt/iflBrkybV9NYP30ObwwE/jqhn5qdsJV3dDUZTlVAwr2AdMK9",
+	"KCBxSidTDKH7EJovw49OVxMJ5Dlx8zSCRY4HIRB7NJopwyuiCaNqlkHGoIjYCEHlqqtDnEmetg7DH6H8",
+	"Cp0PQNoZMjLBqBQqyKEZNiwvNYckT2AKa/9EkTiV8U2bvLdhQrYPVzwmGAg9Lr6ucEMIc29ZdrlnwxOV",
+	"maHvNYpsCV8tByIvpAPpE7H4R01BHdKkttITyW2Eqby+ZkngT3sglOZpSiChHUvUXpucbSDRkRqBbhd7",
+	"oaXzKuPdUbIrk1Sjf9wLg0ZOoY1+pw2Frx0lN/qd5+1e0PBIZXlivImeNfqdw6JAeE7ejX7Y7mwlQtqp",
+	"nglz9r+BILnm8jF05JlJPNwqnLrvIuZ3EdMFVcUySx52g9bLnF6S53rvqjP/lRysgU+rqV/Xtz0Q2/hB",
+	"XffbXuv/Xg7FosD4Opeine8fExWATsJiy3Oi9RJuP8hVaBPagHOfYPkZMNG0ySmJ0H4NNasighZrIsxN",
+	"bCUAnrikIEYVQlUHkusYDajZ63aLrAmQNihKMjnNW9L0BnQkwSyWDYqgQz6TgbDdgECIGQL+QrSMULLM",
+	"E3xlZMrjG5QxrM1nNoUYYxEXyNlgICoG8TJqbHsfIha1fwiuNq9e7BWPy2EC3rqXihZjNEleprioAt/o",
+	"hO1u2A7b4X7nqFGq9/5hWUVe971NpGh+6Jo/Qe7PS7p3nuWpPRu3kk9b8pZludeyqGjcCTeXMmD1vpHv",
+	"EXdumXHZnobv/sfv/sfl/kd3+DfjxStliP3PeWLNzX2O8MYJuBxLcgToZ1DsHTJlGV47NQrPmVa5Agaw",
+	"vFwzLb6FspdckOivr4qUb4Ck3bcPISz3r5iseO9L8Fbrbix460YOx+LIfnc5fi2X464nYInf0d9Hl227",
+	"LCGTjV2TS6gn/Ko3yHcH5TYWzu2oaWerJnTzOLFdmNEOOaJFckBSLCbc88FAZGg+gtfuxsD8IAVtm7zI",
+	"GXbGyA2b6uWB7LtzU+uPfLCkmgufeUJvJ/IdbinxfSPn5Mrzmrsnf8/n9stbj76Lh5t7NL+QeLgPkt1S",
+	"o1Nx+TyBquzxDbPCYIDZel3GODKck0jJTEdbpFnBQ/QjjGB3u1PFyJMlLAsgtSxmEm2TCMqOKMZERFIO",
+	"9eXHDLMzZixmQqdzMB7cMq98Uh0iX2a6BMenafrzaOlg/Uz5F1Bo4GPglSDFPPL3X9QeZrpelWRGyynu",
+	"5nfRYqPjeOnWiyBYqHoooYzVFxMw1h1lUKyWHmVMmQTxiDQBd+C28i/O7otfqtjNSkn4iSqE+O+Uu5nF",
+	"11fp/22p15kFVsSYQR0O9NtDxTszRyPighvZcnG0VmiXeoZ+MlQeQEqYCGJWI3LHRSLvBgIDWsx/MYYF",
+	"Ukhjm4TGmVQKQmapiJk6IWwy1XP7Lgrav7FMqjZ5j18NhPmOpvxaoDcfcksL/omwqYzHAbGV7/HOhDzC",
+	"mmbaZYS042hybYOTBwLj5WxxAH+wUuy1yanLMhwGYRjmAzMTRRARafbCMLemu8lPqU0PvdfG7NrDuQMM",
+	"nJAXF/+wObox3OwvsbqNoLDDKdTG6EOd7H3z7UA0Y5nOJkKRyHCUwJZJCWBrAtyOK5QXplMVDKcqyIsf",
+	"BoQSPIokk3e4JCdGOcmrI9rVHrM8Y/dem7zCXEM2wQVGfBvVPkPfgw3ytrOnAxHZQxDl6Acw6DcVY8TV",
+	"P8QnyMjGjiZsxAWk+lV7iMEaQTbXgXCJw5217DA8wPEJWTF7ccOixIhfzzKWmNXjukBv4eg299CVWbCr",
+	"hbntYfwxk5NNPHWXcpOnYB82edAO94WcTGnGakS2U9wrpLYTIm9ZlvGEKUdw0TKBzIZD+iKZq6ACF0/Q",
+	"iNWtV6xliyDuh15ibo+goqk9LuU48G3Py0DUwTSCTjcMg+Mj8LZ0ekE3DDrd5+bDofklXHirA2+Fxf93",
+	"icu2pP797l1295q3NtBVL1h2y2P2S5GhvipwlqvCLLm4HbF926s7r136EAtarWP5nyyTJTfFE0Xw5ORy",
+	"gFdJB+y8VOmWglAujoEBWFnEl4DMc1aVxcTzStO5U3Lb7m7IKzrIGVSzIpfWvwxGuyUmNlJKF1Ll80sz",
+	"RUIB3K8kay9U3F2WL7JUZzYvePvdnvUFhPR3WJSnIPKSu2IzSd1mnPSOrEUy7jsk43LZOgc9lIIhK5kO",
+	"IpXFVy6fQ57ix/yQKJ3/0AcIqHdcy/Xo+Qjwno6FQL0JKCsQeKfcfGntxKYfly/SxaIH9lhTjHcnv0ou",
+	"cPh5NLmtGEFm0xMoWxUQOpEI4BwIm9DBvG+E9tmUNGVmE1RYmQ5LcsymZlQYZmkfdnE0ezheKdhAOCAW",
+	"IpCVRuhg4CW6kLMcKQYcKiAa0sFnkFR/OCepNIKQhWsOhGVb3k88aZOXIIBCo2YoggEc2oxPtMnLHK5q",
+	"frNY1uZBSBQZzgfCCvl7rgqaC/LECVOSsZTdUqEdvM2NNo+qsniYwO7BQPAc1FCUyjDaGKbm4Ln/FPLz",
+	"extrKwyc2FRKCUZDDEQRDsGVzbY6Yaj45BESKJPbIUM/VnC3zTs5eyDyMAkhyQyMs1VaATo5IRRDLZDX",
+	"44i2iqN4h4fMLf+6jCIXZtBAqnkhuAlTMM3HSyBSnNOVyWM3SCqyZvDXcDvL8sjD4RHrjQ5oqxN3k1aP",
+	"HY5az+nxsBXGnaTLDkY9ejhcMnKPkTzuyM+tOxgOc4Ul3RmK8ADms2lpPs/qh1pUMK0d2EYFR7+kNlKl",
+	"yyW3vLsbvkv0G13UPzCbZKWUMQBYiXdL27XfOLsSvr/sdr6AC43bMpxcCgQCB8AkAdZq7qZtDLuvudIX",
+	"dsy/Y9CvmcImkF9Y3j8w3rdKnrj1D0T6wu27iPM9cYXx0L4JxtjOcjxCKdvj1rjZC6yDuzMWoWphzriR",
+	"yajAeoQc6v+kEt93DwTkx3fFLYBPtyAFz+ah1Wbc3wavCiu2LBQGdnQpVvXVJb1ed1Lgmd9RDOZ3XOuX",
+	"w7UqPJwbMJ1azAIwrf3PVhrcGM1qnkdLkJdvrK5KgdVd9ZhNSBPMQKBOMZHsOf0LZEWjbj0pysxyAW/q",
+	"jAplc+6QPEAHVdJcusxLG6DKuaq2ATqxMgYwBQbFSSNncbsq0FrvMY1sks2vspn4i+EWkSvtmZf6rHhC",
+	"INacfaKxBvWWanIHyV+HzA2vPRCYrDGviBgU+XIZAW4DRRnTuZ9+8YnyeD1PU1uSXZFmLzweiCJUY2ki",
+	"oUouX4C/LdZyMN/sbWxKQ2KwN8NKVQzLydcvSa61w2dM+4g1l5e5JOyelLSBHPNhsW5WARhKmTIqNkrb",
+	"eDaCHfnygtRLmxx5uVHwPSwUVWgtAccYSbI5yWYiyBdwLyeq77bCx8G+PR7OGi74vGqLtmyQcL0Zm15d",
+	"mOsyZ7455tpxB3PUoTzr5riTXLL7ghS/Sg76A8g+3wadvblUsKv7yjT5dUpu2Nu4cmva8sGPcGsaYnTP",
+	"FrWRh3MCIY7L/E9+vvzqrbke4F1/cW51SX0pZSwgisUSY5LQ1br5Wf82WPFVXMYhxf8g3OY7pvzfCFP+",
+	"uKrZfsKmTCRMrMxi8AKLdXps0FPQirTwXpr1eaGfcRGns8SFgoOzyOhSWNWIoasPUscXdY72yHIlzvyS",
+	"48EHIs+vWu8ecKqBK5tINsduoWDtrc4XF+K9vpZa/Itnvlv9Nzo4oPlg9RioWIiWMqALOhqxWH8liWbF",
+	"GSySFq+K6KievEWvwpYehFderuTfsSfBTWMTb0K+eN8Pz+YuCLpAel++/p6vCKx2Zvg4F1GUF1lTbyQA",
+	"cG+OcxiICaMC6g3s7ZLwFUfz2EX2Dtphu9M5aEORPW62aURjs6pMj8NqDYE7KjrlWnyYmGPrOnzfxrmx",
+	"acHMP2RCju8JvtbwqdMkKXECLRcl5V1K8sFN3R8aBfll7sCoZ0jOkYH+CusKKBytFa+GRYIJK6c6xBZ6",
+	"KAbCc1EEhKYpgqHA6tcHGJ6YE44gORvb4BwJHnYrx89aZwKUS+nZKBFmVlF9+OiSNmGNd9caT0gz4on6",
+	"0P0Y7VVdF32Cvguu0UCSgS1eLfFPEHP/Qk0yW83dgg+dAzl3F2DZsCnL8Wi25OlmroMfij1y6IjdrRnW",
+	"HWChSzwB+tkQ1LURgurjVgYQb27fwgpSdP/dxfCddz8677YuDmUYJ00dBBjTtm3l3PD59sqg2kupaaog",
+	"ZAmYa25DMKxpJvKMconDSm7h+/jSEQB/TeWQpiujbTVM75EP2LcAQOFcd8HT1+H0NopUNZeVYhCeCO5r",
+	"hJ4CNmBMc3pwrgYblGhxzJGW06ggpuF8ICBCbC+wIZ4sISm/sRXNWNayrbu4rFVxoTimgfACQ8liXCgQ",
+	"cMe8DA1YO0ERV9rPXeMw1gByRw8EJo+GF5wxDVDxOFlQlYok05DCxo4MineSTMqJ4fcBWPJILwzzAm/Q",
+	"TfsrBlz+W4Za1tSlNKv4trreLr8Fhkj7NFYCNXfCehSDltOleOaDbiNo2JBqSPO4Bt28MGq43ZHCMypu",
+	"0JV1aysgwBj7JIKB25LSFj8RIDsi7iRE0+PDaCDgEXvSnyj4FqKH9yBkeUI/RaRp/sEvT2zIxTwPRUja",
+	"2BKGmOALgrGknPB8lM7UGKpeZ7c0xdzsjCYOU5SHubCs5R4aCAhJdjHfcxKbHSnI384Rya9uF8zq1Aa3",
+	"YuqQoDE9PsS9qItxXVx3kNbNuvcJTTBsxzKoCc1uWEKiQQMs54OGE8ybOb6dhHt+6W5QLICByVFpEeC4",
+	"WYLTcppHvNuelKbxTZ6THvZTjszVWdjfMbVg5AfDRgCKCkmzyENouimH6bv395avKMyuLtx1GyxONZ75",
+	"45eO0itiieuBCrCyfxhg85cMrfUkuG3DaxfkgymfspQLtlRA+EnekYlRv+3lCgGWNiwqABrHQu+IA5yw",
+	"iRnlHeXgfXCpCuzoBwIuQfRpQUM2T2eRH9zWUDeLiJ4v8xFqICi1XckYO7Evnw6m1NGyhDD2IYKV63//",
+	"oqqZbV6pwxFnTkwPk1mLEO1VcdaVO62UCBagLb5e4349KacHMwRZRFP7Serz5n4zvT0w0HogypHWZItA",
+	"6z9QiPVXMVA8Uvizs3oWmtqugc9a3jCxXHc/xWRBTUN0GbuVNyzZI/hOtYj9BYszyDqUx9tmTM8yAWRq",
+	"hKHo/PTy3c9vf7m4On355uzt1eXPf3/1NirCVpm45ZkUE4ZVaUyXaNfdlGJfc6UvcT6/axcrzGET/ypu",
+	"xB/Etvc43tXT8zO7bN6JsUSzGsq7LsoLWnVhXuZlV4rLHAtD0CDwG50d/QNSpPMTT4EC1KQaCK4Vufjp",
+	"tNU9PEIpH8p22mpONNZGaxeeiR+0gXof6tKTgqOGaT/Ecm81hmvMTN7KgKpMg1Vv9BZ0/238oV7XyXJD",
+	"340ROnP/kt1ZNZZ3woXix3+YMkh/2GgtUfCQ7VjIwq27/xn+XRez9Q7uXZu1w7zQxztTyDuMSSDX5t7t",
+	"hZ28FqaQLs0fcqUxVUihPFlaj21NmFDBLDapDWCZIVVOavjugPpi+XDM+j6ALLcVlaDJKsbOGrqWq01Y",
+	"E8zck+Deh/JSLGsZPSg381vPdpuc2j8L+3kpC87A163oNeUCLPIsT4STG3q5IC5pOoqrpOmySppB3HGh",
+	"9k4GYiYwssDzODiVDsou+spcm/wDE8JAqIFagAuAr31IEzeFpvn77JxYpFGApZbMpOQILbkBEeya6lyY",
+	"DxwuIE9Cb+a9RzL2K4stLhiz2g/tLPSY9Lpd56gwv3ORsE9YlYSzNBmIZmRX98PBx7ZZ9bYrVBTtWUst",
+	"bpCdCAovUD9zQudkyMj1b3zaMiRhpsGgyRd49bZeiVgmMHvzULR3QqjzrRyRN/wHkrDixS1wXmfimilt",
+	"jVDrYhRf2B4An1mu4WmVYzG3MGgcLSA0Ood5lOLYiS9WrKnOrtbMbCZsGkgY3jTLEinuKGHZTYPpokW7",
+	"D3kMg4bZQ1eJik/zOlQH7Z5XhMqVnvKLSgWQ9Ma90mmH7cMGfodv9KASlStnqRr9Tjc0ipHrvr73bhh2",
+	"+snweb/T7x+XRtDrHfgDOPL6z1/ql4dw2FkYQuBlkek/u98c0WGp5weMuvm6cA7b92rLhj3EcFWaI/jH",
+	"uSv/cCIk8rPqfedf15bVbQCZS+SKYuun5OKOXl+zjPxyhtaCjImEZeAk3pdTJuiUt+d0kkZtcpqmoM9Q",
+	"pZz9BjRSsOwYqXEghlzQbE5mpg0SQd/7EbituCZ3MrtRRI5GKResTc5nw5THS+ziL+UmNdQhGexYT9Ly",
+	"Udso7epPl29ew5Qf9RTtuvUsnmHFlg8fSwDK8zOSyHg2YUKjJGFG7BHCG6Zp42O+0fufYXPuV2w4fgqI",
+	"0vOUqTFjkNKNx8VtuNhhgJc6Mxecy28HCeRSzoQeCAqphRXhuk0uoH0kjwg26Fd6S7FXzHxd4pPebxhF",
+	"gxHUmPFwLJV+osibszeviDZnbAOqOTULsE4G+JGnmFvHzRmWrZxzTeHJaM14azgTScravyonAkDZx1wA",
+	"oLbL5cnVJvTTayau9dhcUc/ByZ9/hphaQxCNfuN/Ppy2/klbv4Wt4/ZV6+Of/6Px4HzL+QKvPiNBg0/o",
+	"NdufiuvygzlcAc92XWY4l5RZretiw/NqH9x06LXHG/YEK/BNDF8n5i0ykik4vSFdraOBb3+NfiVdcBmT",
+	"MUu1/PDXc5sxo6ke/7ac0YDxUpFuGBII4EB4FV6XeG8o8tPl5XmbvBiz+AacU3kc3Tw/6HXH/Cfo+0t6",
+	"m2wPy9ykdhag1fHbf+sb5DW/ZcIMdprJob+Xdoq4m67k9tJstjjjAHYsIBzkkwC8k4Hzq7Zy77FREyHt",
+	"pw+gN9t/nskJ02M2UwNhjjhhn6ZSQXEAm7F+DYP3i/yvlwymKeVlRanxJ/LTq9fnZEp1JsVMXeFMrqyE",
+	"dYUgmsuy3EXweoOkPn8il/99/mrN+9bVBimKVjzWaXcPeuzP4dG2WePfLFtVKCZhV5I0XZ6DsB22e3v/",
+	"zkTqzWCx+HuJUH2RdHVYppxlMSNRSYb1vShApCC/oKxyzYQhNpaA0TTAROgjmcEf7YFYSZc/T5k4PT+7",
+	"mLJ4O7bk5uEnOCqzUWLbJgftMOfOJ3lK3zaUeDYD0jZU3M64TPcH7bB9UHt3F0LLh/xVI+WMJAhRtvC+",
+	"fQ/LIy4FT01ZzEd2aoQq8t+nb17/O9PdpVlEt76l0ddfehmjyXz5nWcvMgjZKa4yi7ukmg6psqiiMzFK",
+	"Z59e/uDnyPUhKkMa32DaNOsnVGOZaZIwmqDyhNcqE2BWpIB0oPHYiMhYR8Uz8Y0oT212Ni8XyhpG+47R",
+	"hJt7Y7db1rNMxbAosFh2CYDeIQG2oagbI9FwWI9kuPCT2Tz3GVZ/cy9hMYUacsXCN94mcVUs4Tcn2RyW",
+	"9wWXGcBrjX4j4TQlOp6STvdZ21wVnf7z8PlRn8RSCBbr/A9zpjM2mikG+Zldy4a8yvs082GCj7Jbp5qk",
+	"jCoNMNvyplnqRkkfFgGz892NH7Oiygoekg98hYRVfv1zY8hoxrLTmdH/Pnw0Gp19p8pRnPQWAEAauzH8",
+	"Y/HC9AVmq5Y6ITZYvB+5qjJrkcAKLor/NQ0DR1xs9rVN66qcLnHxsvX+9G2bvKykeYipimkCac7LAZh5",
+	"5KXyesMIoxoI9unb1ojGYKB3Qdi2GptLAGRbKEJMa9ZiJgRLVSn3tBcQamF6HAsJKE0mjCoIinDrXnRz",
+	"DpflYhc2dXU5nsk2Cq7XPG19UYXPNekAtDWrXfdqUFShDNyXCIIrEIdVGKS/1AgOXejL2iNX+OLQ08yS",
+	"a0YyOavMwlkra3LIF+E2ugIhzuFepcgUn7wdknvpgid5/Qa3u3naatuGyyped0Ywx03LqTDg+8LHW65h",
+	"1HL8Bl+YL5Y0h1CcVF4XMP+7rEyp4HGvq+p1fkaQaTgsFzlNJhCWnM79lUY3bk2ZARB6WxdMaPLqFoRe",
+	"pTNGJ2YsNsupf2Lgkcb9x/v/PwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

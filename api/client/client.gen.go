@@ -317,6 +317,36 @@ func (e WANKind) Valid() bool {
 	}
 }
 
+// Defines values for HistoryCompare.
+const (
+	HistoryComparePrevious HistoryCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the HistoryCompare enum.
+func (e HistoryCompare) Valid() bool {
+	switch e {
+	case HistoryComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetPolicyStatsHistoryParamsCompare.
+const (
+	GetPolicyStatsHistoryParamsComparePrevious GetPolicyStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetPolicyStatsHistoryParamsCompare enum.
+func (e GetPolicyStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetPolicyStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GetPolicyStatsHistoryParamsFormat.
 const (
 	GetPolicyStatsHistoryParamsFormatCSV  GetPolicyStatsHistoryParamsFormat = "csv"
@@ -329,6 +359,42 @@ func (e GetPolicyStatsHistoryParamsFormat) Valid() bool {
 	case GetPolicyStatsHistoryParamsFormatCSV:
 		return true
 	case GetPolicyStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetStatsHistoryParamsRank.
+const (
+	GetStatsHistoryParamsRankBytes GetStatsHistoryParamsRank = "bytes"
+	GetStatsHistoryParamsRankMax   GetStatsHistoryParamsRank = "max"
+	GetStatsHistoryParamsRankP95   GetStatsHistoryParamsRank = "p95"
+)
+
+// Valid indicates whether the value is a known member of the GetStatsHistoryParamsRank enum.
+func (e GetStatsHistoryParamsRank) Valid() bool {
+	switch e {
+	case GetStatsHistoryParamsRankBytes:
+		return true
+	case GetStatsHistoryParamsRankMax:
+		return true
+	case GetStatsHistoryParamsRankP95:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetStatsHistoryParamsCompare.
+const (
+	GetStatsHistoryParamsComparePrevious GetStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetStatsHistoryParamsCompare enum.
+func (e GetStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetStatsHistoryParamsComparePrevious:
 		return true
 	default:
 		return false
@@ -684,10 +750,38 @@ type HistoryPoint struct {
 	Time time.Time `json:"time"`
 }
 
+// HistoryPrevious The preceding period of equal length (`compare=previous`).
+type HistoryPrevious struct {
+	From time.Time `json:"from"`
+
+	// Points One point per window of the preceding period, oldest first.
+	Points []HistoryPoint `json:"points"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+	// sketch. These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary HistorySummary `json:"summary"`
+	To      time.Time      `json:"to"`
+}
+
 // HistorySeries defines model for HistorySeries.
 type HistorySeries struct {
-	Points   []HistoryPoint `json:"points"`
-	PolicyID int64          `json:"policy_id"`
+	// Other `true` for the series of every policy outside the top (`other=true`).
+	Other  *bool          `json:"other,omitempty"`
+	Points []HistoryPoint `json:"points"`
+
+	// PolicyID The policy; 0 for the `other` series.
+	PolicyID int64 `json:"policy_id"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
 
 	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
 	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
@@ -938,6 +1032,9 @@ type PolicyHistory struct {
 	// Points One point per window, oldest first.
 	Points   []HistoryPoint `json:"points"`
 	PolicyID int64          `json:"policy_id"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
 
 	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
 	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
@@ -1339,6 +1436,9 @@ type Every = string
 // From defines model for From.
 type From = string
 
+// HistoryCompare defines model for HistoryCompare.
+type HistoryCompare string
+
 // IfMatch defines model for IfMatch.
 type IfMatch = string
 
@@ -1462,9 +1562,16 @@ type GetPolicyStatsHistoryParams struct {
 	// Every Window width (`10s`, `1m`, `1h`, `1d`); at least 1s. Default `1m`.
 	Every *Every `form:"every,omitempty" json:"every,omitempty"`
 
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetPolicyStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
 	// Format Answer format; overrides `Accept`.
 	Format *GetPolicyStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
 }
+
+// GetPolicyStatsHistoryParamsCompare defines parameters for GetPolicyStatsHistory.
+type GetPolicyStatsHistoryParamsCompare string
 
 // GetPolicyStatsHistoryParamsFormat defines parameters for GetPolicyStatsHistory.
 type GetPolicyStatsHistoryParamsFormat string
@@ -1530,7 +1637,28 @@ type GetStatsHistoryParams struct {
 
 	// Top Only the N policies with the most bytes in the range.
 	Top *int32 `form:"top,omitempty" json:"top,omitempty"`
+
+	// Rank What `top` ranks by over the range: `bytes` (the default, total bytes), `p95`
+	// (the summary's `p95_bps`) or `max` (`max_bps`); ties by policy id. `p95` and
+	// `max` need the server's flush interval and read every policy's per-interval
+	// rates, so they cost more than `bytes`.
+	Rank *GetStatsHistoryParamsRank `form:"rank,omitempty" json:"rank,omitempty"`
+
+	// Other With `top`: add one series marked `"other": true` (policy_id 0) holding the
+	// traffic of every policy not in the top, so the series stack to the total of all
+	// policies. Its `active_flows` are 0 (flows are not summed across policies).
+	Other *bool `form:"other,omitempty" json:"other,omitempty"`
+
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
 }
+
+// GetStatsHistoryParamsRank defines parameters for GetStatsHistory.
+type GetStatsHistoryParamsRank string
+
+// GetStatsHistoryParamsCompare defines parameters for GetStatsHistory.
+type GetStatsHistoryParamsCompare string
 
 // ListTokensParams defines parameters for ListTokens.
 type ListTokensParams struct {
@@ -4559,6 +4687,18 @@ func NewGetPolicyStatsHistoryRequest(server string, policyID PolicyID, params *G
 
 		}
 
+		if params.Compare != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "compare", *params.Compare, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Format != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "format", *params.Format, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
@@ -5255,6 +5395,42 @@ func NewGetStatsHistoryRequest(server string, params *GetStatsHistoryParams) (*h
 		if params.Top != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "top", *params.Top, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Rank != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "rank", *params.Rank, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Other != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "other", *params.Other, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Compare != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "compare", *params.Compare, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
