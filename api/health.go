@@ -23,12 +23,16 @@ type Check struct {
 	Name string
 	// Probe returns nil when the dependency can serve requests.
 	Probe func(ctx context.Context) error
+	// Detail, when set, returns one word shown beside the status (for InfluxDB, the read
+	// path: "influxql", "flux-aggregatewindow"); it must not hold addresses or secrets.
+	Detail func() string
 }
 
 // checkResult is one dependency's state in the /readyz body.
 type checkResult struct {
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // readinessBody is the /readyz response.
@@ -64,6 +68,9 @@ func (s *Server) GetReadiness(c *gin.Context) {
 			if err := s.probe(ctx, c, chk); err != nil {
 				res = checkResult{Status: "fail", Error: "unavailable"}
 				readinessLog.Do(func() { loggerFrom(c).Warn("readiness check failed", "check", chk.Name, "err", err) })
+			}
+			if chk.Detail != nil {
+				res.Detail = chk.Detail()
 			}
 			mu.Lock()
 			body.Checks[chk.Name] = res

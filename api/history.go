@@ -172,10 +172,68 @@ func historyQueryError(c *gin.Context, err error) error {
 	return newError(errUnavailable, "the history store is unavailable")
 }
 
-func historyPointsOut(points []storage.HistoryPoint) []apigen.HistoryPoint {
-	out := make([]apigen.HistoryPoint, len(points))
-	for i, p := range points {
-		out[i] = apigen.HistoryPoint{Time: p.Time.UTC(), Packets: p.Packets, Bytes: p.Bytes, ActiveFlows: p.ActiveFlows}
+// rateInterval returns the flush interval peak rates and percentiles of r are computed
+// over, or 0 when they are left out: no whole-second flush interval configured, or more
+// intervals than one query may read.
+func (s *Server) rateInterval(r historyRange) time.Duration {
+	iv := s.cfg.HistoryInterval
+	if iv < time.Second || iv%time.Second != 0 || storage.IntervalCount(r.from, r.to, iv) > storage.MaxHistoryIntervals {
+		return 0
+	}
+	return iv
+}
+
+// intervalText formats a flush interval for the answer's interval field.
+func intervalText(iv time.Duration) *string {
+	if iv == 0 {
+		return nil
+	}
+	t := strconv.FormatInt(int64(iv/time.Second), 10) + "s"
+	return &t
+}
+
+// ratedSeries is one series of an answer with its rates and summary.
+type ratedSeries struct {
+	points  []storage.HistoryPoint
+	rates   []storage.PointRates
+	summary storage.HistorySummary
+}
+
+// rateSeries computes the rates of points over r; intervals are the series' per-interval bytes.
+func rateSeries(r historyRange, iv time.Duration, points []storage.HistoryPoint, intervals []storage.IntervalBytes) ratedSeries {
+	rates, sum := storage.HistoryRates(points, intervals, r.from, r.to, r.every, iv)
+	return ratedSeries{points: points, rates: rates, summary: sum}
+}
+
+func (rs ratedSeries) pointsOut(withPeak bool) []apigen.HistoryPoint {
+	out := make([]apigen.HistoryPoint, len(rs.points))
+	for i, p := range rs.points {
+		out[i] = apigen.HistoryPoint{Time: p.Time.UTC(), Packets: p.Packets, Bytes: p.Bytes, ActiveFlows: p.ActiveFlows,
+			Pps: rs.rates[i].PPS, Bps: rs.rates[i].BPS}
+		if withPeak {
+			out[i].PeakBps = &rs.rates[i].PeakBPS
+		}
+	}
+	return out
+}
+
+// previous returns the period of equal length just before r, with the same windows.
+func (r historyRange) previous() historyRange {
+	d := r.to.Sub(r.from)
+	p := r
+	p.from, p.to = r.from.Add(-d), r.from
+	return p
+}
+
+func (rs ratedSeries) previousOut(r historyRange, withPeak bool) *apigen.HistoryPrevious {
+	return &apigen.HistoryPrevious{From: r.from, To: r.to, Points: rs.pointsOut(withPeak), Summary: rs.summaryOut(withPeak)}
+}
+
+func (rs ratedSeries) summaryOut(withPeak bool) apigen.HistorySummary {
+	sum := rs.summary
+	out := apigen.HistorySummary{TotalPackets: sum.TotalPackets, TotalBytes: sum.TotalBytes, AvgBps: sum.AvgBPS}
+	if withPeak {
+		out.MaxBps, out.P95Bps, out.LastBps, out.Intervals = &sum.MaxBPS, &sum.P95BPS, &sum.LastBPS, &sum.Intervals
 	}
 	return out
 }
@@ -207,13 +265,37 @@ func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID,
 		writeError(c, historyQueryError(c, err))
 		return
 	}
+	iv := s.rateInterval(r)
+	var intervals map[int64][]storage.IntervalBytes
+	if iv > 0 {
+		if intervals, err = history.QueryIntervals(ctx, []int64{policyID}, r.from, r.to, iv); err != nil {
+			writeError(c, historyQueryError(c, err))
+			return
+		}
+	}
+	rs := rateSeries(r, iv, points, intervals[policyID])
 	if asCSV {
-		writeHistoryCSV(c, policyID, points)
+		writeHistoryCSV(c, policyID, rs, iv > 0)
 		return
 	}
-	c.JSON(http.StatusOK, apigen.PolicyHistory{
-		PolicyID: policyID, From: r.from, To: r.to, Every: r.everyText, Points: historyPointsOut(points),
-	})
+	summary := rs.summaryOut(iv > 0)
+	out := apigen.PolicyHistory{
+		PolicyID: policyID, From: r.from, To: r.to, Every: r.everyText, Interval: intervalText(iv),
+		Points: rs.pointsOut(iv > 0), Summary: summary,
+	}
+	if params.Compare != nil {
+		prev := r.previous()
+		points, err := history.QueryPolicy(ctx, policyID, prev.from, prev.to, prev.every)
+		if err == nil && iv > 0 {
+			intervals, err = history.QueryIntervals(ctx, []int64{policyID}, prev.from, prev.to, iv)
+		}
+		if err != nil {
+			writeError(c, historyQueryError(c, err))
+			return
+		}
+		out.Previous = rateSeries(prev, iv, points, intervals[policyID]).previousOut(prev, iv > 0)
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // wantsCSV says whether the answer is CSV: format wins, then Accept (JSON unless the client
@@ -235,19 +317,28 @@ func wantsCSV(c *gin.Context, format *apigen.GetPolicyStatsHistoryParamsFormat) 
 	return c.NegotiateFormat(gin.MIMEJSON, "text/csv") == "text/csv", nil
 }
 
-// writeHistoryCSV writes points as CSV with a header row, times in RFC 3339 UTC.
-func writeHistoryCSV(c *gin.Context, policyID int64, points []storage.HistoryPoint) {
+// writeHistoryCSV writes a series as CSV with a header row, times in RFC 3339 UTC; peak_bps
+// is empty when it is not known.
+func writeHistoryCSV(c *gin.Context, policyID int64, rs ratedSeries, withPeak bool) {
 	c.Header("Content-Type", csvContentType)
 	c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="policy-%d-history.csv"`, policyID))
 	c.Status(http.StatusOK)
 	w := csv.NewWriter(c.Writer)
-	_ = w.Write([]string{"time", "packets", "bytes", "active_flows"})
-	for _, p := range points {
+	_ = w.Write([]string{"time", "packets", "bytes", "active_flows", "pps", "bps", "peak_bps"})
+	for i, p := range rs.points {
+		peak := ""
+		if withPeak {
+			peak = formatRate(rs.rates[i].PeakBPS)
+		}
 		_ = w.Write([]string{p.Time.UTC().Format(time.RFC3339), strconv.FormatInt(p.Packets, 10),
-			strconv.FormatInt(p.Bytes, 10), strconv.FormatInt(p.ActiveFlows, 10)})
+			strconv.FormatInt(p.Bytes, 10), strconv.FormatInt(p.ActiveFlows, 10),
+			formatRate(rs.rates[i].PPS), formatRate(rs.rates[i].BPS), peak})
 	}
 	w.Flush()
 }
+
+// formatRate writes a rate in the shortest form that reads back exactly.
+func formatRate(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 // GetStatsHistory answers the traffic history of every policy with traffic in the range, or
 // of the top N by bytes, most bytes first.
@@ -269,12 +360,31 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 		}
 		top = int(*params.Top)
 	}
+	rank := apigen.GetStatsHistoryParamsRankBytes
+	if params.Rank != nil {
+		rank = *params.Rank
+	}
+	iv := s.rateInterval(r)
+	var fields []FieldError
+	if params.Other != nil && *params.Other && params.Top == nil {
+		fields = append(fields, FieldError{Field: "other", Message: "needs top: without it every policy is listed and there is no other"})
+	}
+	if rank != apigen.GetStatsHistoryParamsRankBytes && (params.Top == nil || iv == 0) {
+		fields = append(fields, FieldError{Field: "rank", Message: fmt.Sprintf(
+			"%s needs top and per-interval rates (a flush interval of whole seconds, at most %d intervals in the range)", rank, storage.MaxHistoryIntervals)})
+	}
+	if len(fields) > 0 {
+		writeError(c, fieldErrors(errBadRequest, fields))
+		return
+	}
 	history, err := s.historyStore()
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	series, err := history.QueryTop(c.Request.Context(), r.from, r.to, r.every, top)
+	q := statsQuery{history: history, r: r, iv: iv, top: top, rank: rank, other: params.Other != nil && *params.Other}
+	ctx := c.Request.Context()
+	series, err := q.run(ctx)
 	if err != nil {
 		writeError(c, historyQueryError(c, err))
 		return
@@ -285,9 +395,26 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 			maxSeries, maxHistoryPoints, r.windows)}}))
 		return
 	}
-	out := apigen.StatsHistory{From: r.from, To: r.to, Every: r.everyText, Series: make([]apigen.HistorySeries, len(series))}
-	for i, ps := range series {
-		out.Series[i] = apigen.HistorySeries{PolicyID: ps.PolicyID, Points: historyPointsOut(ps.Points)}
+	var previous []statsSeries
+	if params.Compare != nil {
+		// The same policies (and other) over the preceding period.
+		pq := q
+		pq.r = r.previous()
+		if previous, err = pq.runFor(ctx, series); err != nil {
+			writeError(c, historyQueryError(c, err))
+			return
+		}
+	}
+	out := apigen.StatsHistory{From: r.from, To: r.to, Every: r.everyText, Interval: intervalText(iv), Series: make([]apigen.HistorySeries, len(series))}
+	for i, ss := range series {
+		summary := ss.summaryOut(iv > 0)
+		out.Series[i] = apigen.HistorySeries{PolicyID: ss.policyID, Points: ss.pointsOut(iv > 0), Summary: &summary}
+		if ss.other {
+			out.Series[i].Other = &ss.other
+		}
+		if previous != nil {
+			out.Series[i].Previous = previous[i].previousOut(r.previous(), iv > 0)
+		}
 	}
 	c.JSON(http.StatusOK, out)
 }

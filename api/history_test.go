@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -214,13 +215,16 @@ func TestPolicyHistory(t *testing.T) {
 		})
 
 		t.Run("CSV", func(t *testing.T) {
-			wantCSV := "time,packets,bytes,active_flows\n" +
-				"2025-06-01T11:00:00Z,38,3800,9\n" +
-				"2025-06-01T11:10:00Z,0,0,0\n" +
-				"2025-06-01T11:20:00Z,0,0,0\n" +
-				"2025-06-01T11:30:00Z,5,500,1\n" +
-				"2025-06-01T11:40:00Z,0,0,0\n" +
-				"2025-06-01T11:50:00Z,3,300,6\n"
+			// pps and bps are averages over the 600 s windows; peak_bps is empty: this server
+			// has no flush interval configured.
+			rate := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+			wantCSV := "time,packets,bytes,active_flows,pps,bps,peak_bps\n" +
+				"2025-06-01T11:00:00Z,38,3800,9," + rate(38.0/600) + "," + rate(3800*8.0/600) + ",\n" +
+				"2025-06-01T11:10:00Z,0,0,0,0,0,\n" +
+				"2025-06-01T11:20:00Z,0,0,0,0,0,\n" +
+				"2025-06-01T11:30:00Z,5,500,1," + rate(5.0/600) + "," + rate(500*8.0/600) + ",\n" +
+				"2025-06-01T11:40:00Z,0,0,0,0,0,\n" +
+				"2025-06-01T11:50:00Z,3,300,6," + rate(3.0/600) + "," + rate(300*8.0/600) + ",\n"
 			path := historyPath(fx.policy.ID, "from", "2025-06-01T11:00:00Z", "to", "2025-06-01T12:00:00Z", "every", "10m")
 			byFormat := a.do(http.MethodGet, path+"&format=csv", a.viewer, nil)
 			req := a.newRequest(http.MethodGet, path, a.viewer, nil)

@@ -48,6 +48,9 @@ type Config struct {
 	Publish func(eventType string, data any)
 	// History answers history queries; nil disables the history routes.
 	History storage.HistoryStore
+	// HistoryInterval is the flush interval of the history points, the sample of peak_bps
+	// and the summary's percentiles; 0 (or not whole seconds) leaves those out.
+	HistoryInterval time.Duration
 	// Pipeline reports the state of the history flush; nil when nothing is flushed.
 	Pipeline interface {
 		Stats() collector.PipelineStats

@@ -31,6 +31,15 @@ type HistoryStore interface {
 	// QueryTop returns the windows of every policy with points in [from, to), or with top > 0
 	// of the top policies by bytes in the range, ordered by bytes (most first), then policy id.
 	QueryTop(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]PolicySeries, error)
+	// QueryIntervals returns, per policy (the given ones, all for none), the bytes of each
+	// epoch-aligned interval of [from, to) with traffic, summed over instances: with the
+	// flush interval, one sample per flush, the base of peak rates and percentiles. Points
+	// count from from on, like the windows of QueryPolicy.
+	QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error)
+	// QueryTotal returns the windows of all policies together over [from, to): packets and
+	// bytes summed over every policy and instance, ActiveFlows left 0; and, when interval is
+	// not 0, the per-interval bytes of all policies together, as QueryIntervals.
+	QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error)
 	// Ping checks that the store answers and accepts this client's credentials.
 	Ping(ctx context.Context) error
 	// Close releases what the store holds open.

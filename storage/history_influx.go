@@ -32,13 +32,14 @@ type InfluxConfig struct {
 	Bucket string
 	// Timeout bounds each HTTP request; whole seconds, rounded up; 0 means DefaultInfluxTimeout.
 	Timeout time.Duration
-	// Windowing says where history windows are computed: InfluxWindowingAuto (the default),
-	// InfluxWindowingServer or InfluxWindowingClient. The results are the same.
+	// Windowing says how history windows are computed: InfluxWindowingAuto (the default),
+	// InfluxWindowingInfluxQL (1.x only), InfluxWindowingServer or InfluxWindowingClient.
+	// The results are the same.
 	Windowing string
 }
 
 // InfluxHistory is the HistoryStore on InfluxDB: points of the policy_traffic measurement,
-// read back with Flux. It only uses the blocking write API: batching and retries belong to
+// read back with InfluxQL on 1.x and Flux on 2.x. It only uses the blocking write API: batching and retries belong to
 // the caller, which gets every failure back as a *WriteError.
 type InfluxHistory struct {
 	client    influxdb2.Client
@@ -46,6 +47,8 @@ type InfluxHistory struct {
 	query     api.QueryAPI
 	bucket    string
 	windowing string
+	influxQL  *influxQL
+	baseURL   string
 
 	genMu sync.Mutex
 	gen   serverGeneration
@@ -62,9 +65,10 @@ func NewInfluxHistory(cfg InfluxConfig) (*InfluxHistory, error) {
 		return nil, fmt.Errorf("%w: influxdb history needs an org (any name on 1.8)", ErrInvalid)
 	}
 	switch cfg.Windowing {
-	case InfluxWindowingAuto, InfluxWindowingServer, InfluxWindowingClient:
+	case InfluxWindowingAuto, InfluxWindowingInfluxQL, InfluxWindowingServer, InfluxWindowingClient:
 	default:
-		return nil, fmt.Errorf("%w: influxdb windowing %q is not %q, %q or empty", ErrInvalid, cfg.Windowing, InfluxWindowingServer, InfluxWindowingClient)
+		return nil, fmt.Errorf("%w: influxdb windowing %q is not %q, %q, %q or empty", ErrInvalid, cfg.Windowing,
+			InfluxWindowingInfluxQL, InfluxWindowingServer, InfluxWindowingClient)
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
@@ -83,6 +87,8 @@ func NewInfluxHistory(cfg InfluxConfig) (*InfluxHistory, error) {
 		query:     client.QueryAPI(cfg.Org),
 		bucket:    cfg.Bucket,
 		windowing: cfg.Windowing,
+		influxQL:  newInfluxQL(cfg, time.Duration(seconds)*time.Second),
+		baseURL:   strings.TrimRight(cfg.URL, "/"),
 	}, nil
 }
 
@@ -177,11 +183,13 @@ func retryAfter(header string, now time.Time) time.Duration {
 }
 
 // Ping checks that the server answers (/ping) and that the token may read the bucket: ping
-// alone does not look at credentials, so a one-row query follows it.
+// alone does not look at credentials, so a one-row query follows it. The first Ping that
+// reaches the server also settles its version (see Detect).
 func (h *InfluxHistory) Ping(ctx context.Context) error {
 	if _, err := h.client.Ping(ctx); err != nil {
 		return fmt.Errorf("ping influxdb: %w", err)
 	}
+	h.generation(ctx) // the first answer decides the read path
 	flux := fmt.Sprintf(`from(bucket: %s)
   |> range(start: -1m)
   |> filter(fn: (r) => r._measurement == %s)

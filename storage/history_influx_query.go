@@ -2,21 +2,23 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
-
-	influxhttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 )
 
 // Where InfluxHistory computes history windows (InfluxConfig.Windowing).
 const (
-	// InfluxWindowingAuto picks by server: InfluxWindowingClient on InfluxDB 1.x,
-	// InfluxWindowingServer on 2.x.
+	// InfluxWindowingAuto picks by server: InfluxWindowingInfluxQL on InfluxDB 1.x,
+	// InfluxWindowingServer on 2.x (and while the version is not known yet).
 	InfluxWindowingAuto = ""
+	// InfluxWindowingInfluxQL windows on a 1.x server with InfluxQL (SUM and MAX with
+	// GROUP BY time on the /query endpoint), which its storage engine answers from its
+	// index and blocks without Flux's per-row costs.
+	InfluxWindowingInfluxQL = "influxql"
 	// InfluxWindowingServer windows on the server with Flux aggregateWindow (sum for packets
 	// and bytes, max for active_flows per series), in the shape InfluxDB 2.x pushes down to
 	// its storage engine.
@@ -37,35 +39,95 @@ const (
 	generationV2
 )
 
-// generation returns the server's major version, asking the server once: /ready exists on
-// 2.x and answers 404 on 1.x. An unreachable server stays unknown and is asked again later.
+// generation returns the server's major version, asking the server once: /ping answers on
+// both generations with the version in its X-Influxdb-Version header ("1.8.10", "v2.7.1").
+// A server built from source says "unknown" there; then /ready decides, which 2.x has and
+// 1.x answers with 404. An unreachable server stays unknown and is asked again later.
 func (h *InfluxHistory) generation(ctx context.Context) serverGeneration {
 	h.genMu.Lock()
 	defer h.genMu.Unlock()
 	if h.gen != generationUnknown {
 		return h.gen
 	}
-	_, err := h.client.Ready(ctx)
-	var herr *influxhttp.Error
-	switch {
-	case err == nil:
+	status, header, err := h.get(ctx, "/ping")
+	if err != nil || status >= 300 {
+		return h.gen
+	}
+	if h.gen = generationOf(header.Get("X-Influxdb-Version")); h.gen != generationUnknown {
+		return h.gen
+	}
+	switch status, _, err := h.get(ctx, "/ready"); {
+	case err != nil:
+	case status == http.StatusOK:
 		h.gen = generationV2
-	case errors.As(err, &herr) && herr.StatusCode == http.StatusNotFound:
+	case status == http.StatusNotFound:
 		h.gen = generationV1
 	}
 	return h.gen
 }
 
-// clientWindowing says whether this query windows here rather than on the server.
-func (h *InfluxHistory) clientWindowing(gen serverGeneration) bool {
-	switch h.windowing {
-	case InfluxWindowingClient:
-		return true
-	case InfluxWindowingServer:
-		return false
-	default:
-		return gen != generationV2
+// get sends a GET for path on the server and returns the answer's status and header.
+func (h *InfluxHistory) get(ctx context.Context, path string) (int, http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.baseURL+path, nil)
+	if err != nil {
+		return 0, nil, err
 	}
+	resp, err := h.influxQL.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	_ = resp.Body.Close()
+	return resp.StatusCode, resp.Header, nil
+}
+
+// generationOf reads the major version from a version header; unknown when there is none.
+func generationOf(version string) serverGeneration {
+	switch v := strings.TrimPrefix(strings.TrimSpace(version), "v"); {
+	case strings.HasPrefix(v, "1."):
+		return generationV1
+	case v != "" && v[0] >= '2' && v[0] <= '9':
+		return generationV2
+	}
+	return generationUnknown
+}
+
+// Detect asks the server for its version, once (later calls answer from memory), and
+// returns the read path queries take: see ReadPath.
+func (h *InfluxHistory) Detect(ctx context.Context) string {
+	h.generation(ctx)
+	return h.ReadPath()
+}
+
+// ReadPath names the way history is read, in one word: "influxql" (InfluxDB 1.x),
+// "flux-aggregatewindow" (2.x, or a forced server plan), "flux-points" (points windowed
+// here), or "unknown" while the server's version has not been read.
+func (h *InfluxHistory) ReadPath() string {
+	h.genMu.Lock()
+	gen := h.gen
+	h.genMu.Unlock()
+	if gen == generationUnknown && h.windowing == InfluxWindowingAuto {
+		return "unknown"
+	}
+	switch h.plan(gen) {
+	case InfluxWindowingInfluxQL:
+		return "influxql"
+	case InfluxWindowingClient:
+		return "flux-points"
+	default:
+		return "flux-aggregatewindow"
+	}
+}
+
+// plan returns the windowing a query takes against a server of generation gen.
+func (h *InfluxHistory) plan(gen serverGeneration) string {
+	if h.windowing != InfluxWindowingAuto {
+		return h.windowing
+	}
+	if gen == generationV1 {
+		return InfluxWindowingInfluxQL
+	}
+	return InfluxWindowingServer
 }
 
 // QueryPolicy returns one policy's windows over [from, to) with the semantics HistoryStore
@@ -113,6 +175,113 @@ func (h *InfluxHistory) QueryTop(ctx context.Context, from, to time.Time, every 
 	return set.ordered(), nil
 }
 
+// QueryIntervals returns per-interval bytes as HistoryStore documents: InfluxQL on 1.x,
+// Flux aggregateWindow over the policy's group otherwise.
+func (h *InfluxHistory) QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
+	if err := validateIntervals(from, to, interval); err != nil {
+		return nil, err
+	}
+	gen := h.generation(ctx)
+	if h.plan(gen) == InfluxWindowingInfluxQL {
+		out, err := h.influxQLIntervals(ctx, ids, from, to, interval)
+		if err != nil {
+			return nil, fmt.Errorf("query history intervals: %w", err)
+		}
+		return out, nil
+	}
+	// Windows aligned to the epoch start at floor(from); aggregateWindow clips the first
+	// to from, so its _start is mapped back with floorTime.
+	flux := h.selectFlux(gen, from, to, ids, ` and r._field == "bytes"`) + fmt.Sprintf(`
+  |> group(columns: ["policy_id"])
+  |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxDuration(interval))
+	res, err := h.query.Query(ctx, flux)
+	if err != nil {
+		return nil, fmt.Errorf("query history intervals: %w", err)
+	}
+	defer res.Close()
+	out := make(map[int64][]IntervalBytes)
+	for res.Next() {
+		rec := res.Record()
+		id, err := recordPolicyID(rec.ValueByKey("policy_id"))
+		if err != nil {
+			return nil, err
+		}
+		v, ok := rec.Value().(int64)
+		if !ok {
+			continue
+		}
+		out[id] = append(out[id], IntervalBytes{Time: floorTime(rec.Time(), interval), Bytes: v})
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("query history intervals: %w", err)
+	}
+	return out, nil
+}
+
+// QueryTotal returns all policies together as HistoryStore documents.
+func (h *InfluxHistory) QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+	grid, err := newWindowGrid(from, to, every)
+	if err != nil {
+		return nil, nil, err
+	}
+	if interval != 0 {
+		if err := validateIntervals(from, to, interval); err != nil {
+			return nil, nil, err
+		}
+	}
+	gen := h.generation(ctx)
+	if h.plan(gen) == InfluxWindowingInfluxQL {
+		points, intervals, err := h.influxQLTotal(ctx, grid, from, to, interval)
+		if err != nil {
+			return nil, nil, fmt.Errorf("query history total: %w", err)
+		}
+		return points, intervals, nil
+	}
+	points := grid.points()
+	flux := h.selectFlux(gen, from, to, nil, ` and (r._field == "packets" or r._field == "bytes")`) + fmt.Sprintf(`
+  |> group(columns: ["_field"])
+  |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxDuration(every))
+	err = h.eachFluxValue(ctx, flux, func(field string, at time.Time, v int64) {
+		if i := grid.index(at); i >= 0 {
+			if field == "packets" {
+				points[i].Packets += v
+			} else {
+				points[i].Bytes += v
+			}
+		}
+	})
+	if err != nil || interval == 0 {
+		return points, nil, err
+	}
+	var intervals []IntervalBytes
+	flux = h.selectFlux(gen, from, to, nil, ` and r._field == "bytes"`) + fmt.Sprintf(`
+  |> group()
+  |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxDuration(interval))
+	err = h.eachFluxValue(ctx, flux, func(_ string, at time.Time, v int64) {
+		intervals = append(intervals, IntervalBytes{Time: floorTime(at, interval), Bytes: v})
+	})
+	return points, intervals, err
+}
+
+// eachFluxValue runs flux and calls fn with each row's field, time and integer value.
+func (h *InfluxHistory) eachFluxValue(ctx context.Context, flux string, fn func(field string, at time.Time, v int64)) error {
+	res, err := h.query.Query(ctx, flux)
+	if err != nil {
+		return fmt.Errorf("query history total: %w", err)
+	}
+	defer res.Close()
+	for res.Next() {
+		rec := res.Record()
+		if v, ok := rec.Value().(int64); ok {
+			fn(rec.Field(), rec.Time(), v)
+		}
+	}
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("query history total: %w", err)
+	}
+	return nil
+}
+
 // selectFlux is the start of every history query: the policy_traffic points of the given
 // policies (all for none) in [from, to). InfluxDB 1.8 also returns points at exactly stop
 // from range(), and its window() then counts them in the first window, so unless the server
@@ -133,10 +302,14 @@ func (h *InfluxHistory) selectFlux(gen serverGeneration, from, to time.Time, ids
 // server or here.
 func (h *InfluxHistory) readWindows(ctx context.Context, set *seriesSet, from, to time.Time, ids []int64) error {
 	gen := h.generation(ctx)
-	if h.clientWindowing(gen) {
+	switch h.plan(gen) {
+	case InfluxWindowingInfluxQL:
+		return h.readInfluxQLWindows(ctx, set, from, to, ids)
+	case InfluxWindowingClient:
 		return h.readPoints(ctx, set, h.pointsFlux(gen, from, to, ids), to)
+	default:
+		return h.readAggregates(ctx, set, h.windowsFlux(gen, from, to, set.grid.every, ids))
 	}
-	return h.readAggregates(ctx, set, h.windowsFlux(gen, from, to, set.grid.every, ids))
 }
 
 // windowsFlux builds the server-windowed query: per series (policy, instance, field), the
@@ -237,7 +410,11 @@ func (h *InfluxHistory) readPoints(ctx context.Context, set *seriesSet, flux str
 
 // totals returns each policy's bytes over [from, to).
 func (h *InfluxHistory) totals(ctx context.Context, from, to time.Time) ([]policyTotal, error) {
-	flux := h.selectFlux(h.generation(ctx), from, to, nil, ` and r._field == "bytes"`) + `
+	gen := h.generation(ctx)
+	if h.plan(gen) == InfluxWindowingInfluxQL {
+		return h.influxQLTotals(ctx, from, to)
+	}
+	flux := h.selectFlux(gen, from, to, nil, ` and r._field == "bytes"`) + `
   |> group(columns: ["policy_id"])
   |> sum()`
 	res, err := h.query.Query(ctx, flux)

@@ -226,14 +226,50 @@ func TestInfluxPing(t *testing.T) {
 	})
 }
 
-// TestInfluxAutoWindowing checks the default plan on the real server: 1.8 has no /ready, so
-// the store windows on the client, with the same results as the suite's forced plans.
+// TestInfluxAutoWindowing checks the default plan on the real server: 1.8 (built from source,
+// its /ping says version "unknown") has no /ready, so the store reads with InfluxQL, with the same results as the
+// suite's forced plans.
 func TestInfluxAutoWindowing(t *testing.T) {
 	h := openInflux(t, storage.InfluxWindowingAuto)
+	if got := h.ReadPath(); got != "unknown" {
+		t.Errorf("ReadPath before Detect = %q, want unknown", got)
+	}
+	if got := h.Detect(context.Background()); got != "influxql" {
+		t.Fatalf("Detect = %q, want influxql", got)
+	}
 	write(t, h, delta(1, "a", 0, 1, 10, 3), delta(1, "b", 30*time.Second, 2, 20, 4), delta(1, "a", 3*time.Minute, 4, 40, 1))
 	wantPoints(t, queryPolicy(t, h, 1, 0, 3*time.Minute, time.Minute), []storage.HistoryPoint{
 		point(0, 3, 30, 7), point(time.Minute, 0, 0, 0), point(2*time.Minute, 0, 0, 0),
 	})
+}
+
+// TestInfluxDetectVersion reads the version header of servers that cannot run here: a 2.x
+// server gets Flux with aggregateWindow, a release 1.x InfluxQL; one that does not say and
+// has a /ready (this fake has one) is 2.x.
+func TestInfluxDetectVersion(t *testing.T) {
+	for version, want := range map[string]string{"v2.7.1": "flux-aggregatewindow", "2.0.0": "flux-aggregatewindow", "1.11.8": "influxql", "unknown": "flux-aggregatewindow"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/ready" && version == "unknown" {
+				_, _ = w.Write([]byte(`{"status":"ready"}`))
+				return
+			}
+			if r.URL.Path != "/ping" {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("X-Influxdb-Version", version)
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		h := newInflux(t, storage.InfluxConfig{URL: srv.URL, Org: "o", Bucket: "b"})
+		if got := h.Detect(context.Background()); got != want {
+			t.Errorf("version %q: Detect = %q, want %q", version, got, want)
+		}
+		srv.Close()
+	}
+	h := newInflux(t, storage.InfluxConfig{URL: closedURL(t), Org: "o", Bucket: "b"})
+	if got := h.Detect(context.Background()); got != "unknown" {
+		t.Errorf("unreachable server: Detect = %q, want unknown", got)
+	}
 }
 
 // TestInfluxQuotesBucket writes through a bucket name full of Flux syntax: the query must
@@ -246,11 +282,16 @@ func TestInfluxQuotesBucket(t *testing.T) {
 		`x\") |> yield() //`,
 		"x\n|> yield()",
 		`x$\"`,
+		`x"; DROP DATABASE "patronus`,
+		`x'..policy_traffic --`,
+		`x\"."autogen"."policy_traffic" WHERE 1=1 --`,
 	} {
-		h := newInflux(t, storage.InfluxConfig{URL: storagetest.InfluxURL(t), Token: influxToken, Org: "patronus", Bucket: bucket})
-		_, err := h.QueryPolicy(ctx, 1, base, base.Add(time.Minute), time.Minute)
-		if err == nil || !strings.Contains(err.Error(), "no database") {
-			t.Errorf("bucket %q: err = %v, want the server's \"no database\"", bucket, err)
+		for _, windowing := range []string{storage.InfluxWindowingInfluxQL, storage.InfluxWindowingServer} {
+			h := newInflux(t, storage.InfluxConfig{URL: storagetest.InfluxURL(t), Token: influxToken, Org: "patronus", Bucket: bucket, Windowing: windowing})
+			_, err := h.QueryPolicy(ctx, 1, base, base.Add(time.Minute), time.Minute)
+			if err == nil || !strings.Contains(err.Error(), "database") || !strings.Contains(err.Error(), "not found") && !strings.Contains(err.Error(), "no database") {
+				t.Errorf("%s, bucket %q: err = %v, want the server's database not found", windowing, bucket, err)
+			}
 		}
 	}
 }

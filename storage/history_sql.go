@@ -238,6 +238,101 @@ func (s *SQLHistory) readWindows(ctx context.Context, set *seriesSet, query stri
 	return rows.Err()
 }
 
+// QueryIntervals returns per-interval bytes as HistoryStore documents, grouped in SQL.
+func (s *SQLHistory) QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
+	if err := validateIntervals(from, to, interval); err != nil {
+		return nil, err
+	}
+	secs := int64(interval / time.Second)
+	args := []any{from.UTC(), to.UTC()}
+	filter := ""
+	if len(ids) > 0 {
+		marks := make([]string, len(ids))
+		for i, id := range ids {
+			marks[i] = s.placeholder(3 + i)
+			args = append(args, id)
+		}
+		filter = " AND policy_id IN (" + strings.Join(marks, ",") + ")"
+	}
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT policy_id, %s AS w, CAST(SUM(bytes) AS BIGINT)
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s
+GROUP BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), filter), args...)
+	if err != nil {
+		return nil, fmt.Errorf("query history intervals: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[int64][]IntervalBytes)
+	for rows.Next() {
+		var id, w, bytes int64
+		if err := rows.Scan(&id, &w, &bytes); err != nil {
+			return nil, fmt.Errorf("query history intervals: %w", err)
+		}
+		out[id] = append(out[id], IntervalBytes{Time: time.Unix(w*secs, 0).UTC(), Bytes: bytes})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query history intervals: %w", err)
+	}
+	return out, nil
+}
+
+// QueryTotal returns all policies together as HistoryStore documents, summed in SQL.
+func (s *SQLHistory) QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+	grid, err := newWindowGrid(from, to, every)
+	if err != nil {
+		return nil, nil, err
+	}
+	if interval != 0 {
+		if err := validateIntervals(from, to, interval); err != nil {
+			return nil, nil, err
+		}
+	}
+	points := grid.points()
+	secs := int64(every / time.Second)
+	query := fmt.Sprintf(`SELECT %s AS w, CAST(SUM(packets) AS BIGINT), CAST(SUM(bytes) AS BIGINT)
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s GROUP BY w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2))
+	err = s.eachRow(ctx, query, []any{from.UTC(), to.UTC()}, func(w int64, vals ...int64) {
+		if i := grid.index(time.Unix(w*secs, 0)); i >= 0 {
+			points[i].Packets += vals[0]
+			points[i].Bytes += vals[1]
+		}
+	}, 2)
+	if err != nil || interval == 0 {
+		return points, nil, err
+	}
+	ivSecs := int64(interval / time.Second)
+	var intervals []IntervalBytes
+	query = fmt.Sprintf(`SELECT %s AS w, CAST(SUM(bytes) AS BIGINT)
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s GROUP BY w`, s.windowExpr(ivSecs), s.placeholder(1), s.placeholder(2))
+	err = s.eachRow(ctx, query, []any{from.UTC(), to.UTC()}, func(w int64, vals ...int64) {
+		intervals = append(intervals, IntervalBytes{Time: time.Unix(w*ivSecs, 0).UTC(), Bytes: vals[0]})
+	}, 1)
+	return points, intervals, err
+}
+
+// eachRow runs query and calls fn with each row's first column and its n integer columns.
+func (s *SQLHistory) eachRow(ctx context.Context, query string, args []any, fn func(w int64, vals ...int64), n int) error {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("query history total: %w", err)
+	}
+	defer rows.Close()
+	vals := make([]int64, n+1)
+	dest := make([]any, n+1)
+	for i := range dest {
+		dest[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("query history total: %w", err)
+		}
+		fn(vals[0], vals[1:]...)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("query history total: %w", err)
+	}
+	return nil
+}
+
 // pruneChunk is the most rows one pruning statement deletes, so a large backlog is removed in
 // short transactions that let writers in between.
 const pruneChunk = 10_000

@@ -21,9 +21,10 @@ type openHistory func(t *testing.T) storage.HistoryStore
 // TestHistoryStores runs the shared history suite on every implementation, each on its real
 // backend.
 func TestHistoryStores(t *testing.T) {
-	// Windowing on the server is what InfluxDB 2.x gets by default; 1.8, the server here, gets
-	// client windowing by default. Both run on the real 1.8.
-	for _, windowing := range []string{storage.InfluxWindowingClient, storage.InfluxWindowingServer} {
+	// InfluxQL is what InfluxDB 1.x, the server here, gets by default; windowing on the
+	// server with Flux is what 2.x gets, and the Flux points path was the 1.x default before.
+	// All three run on the real 1.8.
+	for _, windowing := range []string{storage.InfluxWindowingInfluxQL, storage.InfluxWindowingClient, storage.InfluxWindowingServer} {
 		t.Run("influxdb-"+windowing, func(t *testing.T) {
 			testHistoryStore(t, func(t *testing.T) storage.HistoryStore { return openInflux(t, windowing) })
 		})
@@ -364,6 +365,8 @@ func testHistoryStore(t *testing.T, open openHistory) {
 			t.Errorf("empty batch: %v", err)
 		}
 	})
+
+	t.Run("Rates", func(t *testing.T) { testHistoryRates(t, open) })
 
 	t.Run("Ping", func(t *testing.T) {
 		if err := open(t).Ping(ctx); err != nil {

@@ -403,6 +403,36 @@ func (e WANKind) Valid() bool {
 	}
 }
 
+// Defines values for HistoryCompare.
+const (
+	HistoryComparePrevious HistoryCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the HistoryCompare enum.
+func (e HistoryCompare) Valid() bool {
+	switch e {
+	case HistoryComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetPolicyStatsHistoryParamsCompare.
+const (
+	GetPolicyStatsHistoryParamsComparePrevious GetPolicyStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetPolicyStatsHistoryParamsCompare enum.
+func (e GetPolicyStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetPolicyStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GetPolicyStatsHistoryParamsFormat.
 const (
 	GetPolicyStatsHistoryParamsFormatCSV  GetPolicyStatsHistoryParamsFormat = "csv"
@@ -415,6 +445,42 @@ func (e GetPolicyStatsHistoryParamsFormat) Valid() bool {
 	case GetPolicyStatsHistoryParamsFormatCSV:
 		return true
 	case GetPolicyStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetStatsHistoryParamsRank.
+const (
+	GetStatsHistoryParamsRankBytes GetStatsHistoryParamsRank = "bytes"
+	GetStatsHistoryParamsRankMax   GetStatsHistoryParamsRank = "max"
+	GetStatsHistoryParamsRankP95   GetStatsHistoryParamsRank = "p95"
+)
+
+// Valid indicates whether the value is a known member of the GetStatsHistoryParamsRank enum.
+func (e GetStatsHistoryParamsRank) Valid() bool {
+	switch e {
+	case GetStatsHistoryParamsRankBytes:
+		return true
+	case GetStatsHistoryParamsRankMax:
+		return true
+	case GetStatsHistoryParamsRankP95:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetStatsHistoryParamsCompare.
+const (
+	GetStatsHistoryParamsComparePrevious GetStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetStatsHistoryParamsCompare enum.
+func (e GetStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetStatsHistoryParamsComparePrevious:
 		return true
 	default:
 		return false
@@ -548,6 +614,15 @@ type DeletionCounts struct {
 
 // DependencyCheck defines model for DependencyCheck.
 type DependencyCheck struct {
+	// Detail One word about the dependency. For `influxdb`, the history read path chosen
+	// from the server's version at start-up: `influxql` (1.x: InfluxQL on /query),
+	// `flux-aggregatewindow` (2.x: Flux with aggregateWindow), `flux-points` (Flux,
+	// windowed by Patronus) or `unknown` (the version was not read yet).
+	//
+	//
+	// Example: influxql
+	Detail *string `json:"detail,omitempty"`
+
 	// Error `unavailable` when `status` is `fail`; the cause is in the service's log.
 	Error  *DependencyCheckError `json:"error,omitempty"`
 	Status DependencyCheckStatus `json:"status"`
@@ -817,16 +892,97 @@ type HealthStatus string
 // HistoryPoint Traffic in one window starting at `time`.
 type HistoryPoint struct {
 	// ActiveFlows The largest active-flow count reported in the window.
-	ActiveFlows int64     `json:"active_flows"`
-	Bytes       int64     `json:"bytes"`
-	Packets     int64     `json:"packets"`
-	Time        time.Time `json:"time"`
+	ActiveFlows int64 `json:"active_flows"`
+
+	// Bps Bits per second, averaged like `pps`: bytes × 8 / seconds.
+	Bps     float64 `json:"bps"`
+	Bytes   int64   `json:"bytes"`
+	Packets int64   `json:"packets"`
+
+	// PeakBps Bits per second of the busiest flush interval that starts in the window: the
+	// interval's bytes summed over every instance, × 8, divided by the flush interval
+	// (see `interval`). Absent when the flush interval is not known to the server or
+	// not a whole number of seconds, or the range spans more than 1,000,000 intervals.
+	PeakBps *float64 `json:"peak_bps,omitempty"`
+
+	// Pps Packets per second: the window's packets divided by the seconds of the window
+	// inside the range (the first and last windows may be clipped to `from`/`to`).
+	Pps  float64   `json:"pps"`
+	Time time.Time `json:"time"`
+}
+
+// HistoryPrevious The preceding period of equal length (`compare=previous`).
+type HistoryPrevious struct {
+	From time.Time `json:"from"`
+
+	// Points One point per window of the preceding period, oldest first.
+	Points []HistoryPoint `json:"points"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+	// sketch. These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary HistorySummary `json:"summary"`
+	To      time.Time      `json:"to"`
 }
 
 // HistorySeries defines model for HistorySeries.
 type HistorySeries struct {
-	Points   []HistoryPoint `json:"points"`
-	PolicyID int64          `json:"policy_id"`
+	// Other `true` for the series of every policy outside the top (`other=true`).
+	Other  *bool          `json:"other,omitempty"`
+	Points []HistoryPoint `json:"points"`
+
+	// PolicyID The policy; 0 for the `other` series.
+	PolicyID int64 `json:"policy_id"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+	// sketch. These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary *HistorySummary `json:"summary,omitempty"`
+}
+
+// HistorySummary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+// samples by nearest rank, the billing definition: sort the N samples ascending and
+// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+// sketch. These three are absent when `peak_bps` is.
+//
+// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+type HistorySummary struct {
+	// AvgBps total_bytes × 8 / the seconds from `from` to `to`.
+	AvgBps float64 `json:"avg_bps"`
+
+	// Intervals Number of per-interval samples (N above).
+	Intervals *int64 `json:"intervals,omitempty"`
+
+	// LastBps The rate of the latest interval with traffic; 0 when none had any.
+	LastBps *float64 `json:"last_bps,omitempty"`
+
+	// MaxBps The highest per-interval rate.
+	MaxBps *float64 `json:"max_bps,omitempty"`
+
+	// P95Bps 95th percentile of the per-interval rates (nearest rank, exact).
+	P95Bps       *float64 `json:"p95_bps,omitempty"`
+	TotalBytes   int64    `json:"total_bytes"`
+	TotalPackets int64    `json:"total_packets"`
 }
 
 // IPAddress An IPv4 (dotted quad) or IPv6 (RFC 4291 text) address, without zone or prefix length.
@@ -1070,7 +1226,7 @@ type PolicyCreate struct {
 	Priority int32 `json:"priority"`
 }
 
-// PolicyHistory Example: {"every":"1m","from":"2025-06-01T12:00:00Z","points":[{"active_flows":14,"bytes":960000,"packets":1200,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bytes":0,"packets":0,"time":"2025-06-01T12:01:00Z"}],"policy_id":7,"to":"2025-06-01T12:02:00Z"}
+// PolicyHistory Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","points":[{"active_flows":14,"bps":128000,"bytes":960000,"packets":1200,"peak_bps":512000,"pps":20,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"policy_id":7,"summary":{"avg_bps":64000,"intervals":12,"last_bps":512000,"max_bps":512000,"p95_bps":512000,"total_bytes":960000,"total_packets":1200},"to":"2025-06-01T12:02:00Z"}
 type PolicyHistory struct {
 	// Every Window width, as given.
 	Every string `json:"every"`
@@ -1078,10 +1234,28 @@ type PolicyHistory struct {
 	// From Start of the range as resolved by the server.
 	From time.Time `json:"from"`
 
+	// Interval The flush interval behind `peak_bps` and the summary's percentiles, e.g. `10s`; absent when `peak_bps` is.
+	Interval *string `json:"interval,omitempty"`
+
 	// Points One point per window, oldest first.
 	Points   []HistoryPoint `json:"points"`
 	PolicyID int64          `json:"policy_id"`
-	To       time.Time      `json:"to"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+	// sketch. These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary HistorySummary `json:"summary"`
+	To      time.Time      `json:"to"`
 }
 
 // PolicyList Example: {"items":[{"action":{"path_id":12,"type":"prefer_path"},"active_flows":14,"bytes_matched":145600000,"created_at":"2025-06-01T09:20:00Z","enabled":true,"id":7,"last_seen":"2025-06-01T12:00:09Z","match":{"dst_cidr":"10.20.0.0/16","dst_ports":[{"from":5060,"to":5061}],"protocol":17},"name":"voip-over-fiber","packets_matched":182000,"priority":10,"updated_at":"2025-06-01T09:20:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
@@ -1407,6 +1581,9 @@ type StatsHistory struct {
 	Every string    `json:"every"`
 	From  time.Time `json:"from"`
 
+	// Interval The flush interval behind `peak_bps` and the summaries' percentiles; absent when `peak_bps` is.
+	Interval *string `json:"interval,omitempty"`
+
 	// Series One series per policy, most bytes first.
 	Series []HistorySeries `json:"series"`
 	To     time.Time       `json:"to"`
@@ -1533,6 +1710,9 @@ type Every = string
 
 // From defines model for From.
 type From = string
+
+// HistoryCompare defines model for HistoryCompare.
+type HistoryCompare string
 
 // IfMatch defines model for IfMatch.
 type IfMatch = string
@@ -1669,9 +1849,16 @@ type GetPolicyStatsHistoryParams struct {
 	// Every Window width (`10s`, `1m`, `1h`, `1d`); at least 1s. Default `1m`.
 	Every *Every `form:"every,omitempty" json:"every,omitempty"`
 
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetPolicyStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
 	// Format Answer format; overrides `Accept`.
 	Format *GetPolicyStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
 }
+
+// GetPolicyStatsHistoryParamsCompare defines parameters for GetPolicyStatsHistory.
+type GetPolicyStatsHistoryParamsCompare string
 
 // GetPolicyStatsHistoryParamsFormat defines parameters for GetPolicyStatsHistory.
 type GetPolicyStatsHistoryParamsFormat string
@@ -1743,7 +1930,28 @@ type GetStatsHistoryParams struct {
 
 	// Top Only the N policies with the most bytes in the range.
 	Top *int32 `form:"top,omitempty" json:"top,omitempty"`
+
+	// Rank What `top` ranks by over the range: `bytes` (the default, total bytes), `p95`
+	// (the summary's `p95_bps`) or `max` (`max_bps`); ties by policy id. `p95` and
+	// `max` need the server's flush interval and read every policy's per-interval
+	// rates, so they cost more than `bytes`.
+	Rank *GetStatsHistoryParamsRank `form:"rank,omitempty" json:"rank,omitempty"`
+
+	// Other With `top`: add one series marked `"other": true` (policy_id 0) holding the
+	// traffic of every policy not in the top, so the series stack to the total of all
+	// policies. Its `active_flows` are 0 (flows are not summed across policies).
+	Other *bool `form:"other,omitempty" json:"other,omitempty"`
+
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
 }
+
+// GetStatsHistoryParamsRank defines parameters for GetStatsHistory.
+type GetStatsHistoryParamsRank string
+
+// GetStatsHistoryParamsCompare defines parameters for GetStatsHistory.
+type GetStatsHistoryParamsCompare string
 
 // ListTokensParams defines parameters for ListTokens.
 type ListTokensParams struct {
@@ -2748,6 +2956,14 @@ func (siw *ServerInterfaceWrapper) GetPolicyStatsHistory(c *gin.Context) {
 		return
 	}
 
+	// ------------- Optional query parameter "compare" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "compare", c.Request.URL.Query(), &params.Compare, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter compare: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	// ------------- Optional query parameter "format" -------------
 
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", c.Request.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
@@ -3188,6 +3404,30 @@ func (siw *ServerInterfaceWrapper) GetStatsHistory(c *gin.Context) {
 		return
 	}
 
+	// ------------- Optional query parameter "rank" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "rank", c.Request.URL.Query(), &params.Rank, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter rank: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "other" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "other", c.Request.URL.Query(), &params.Other, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter other: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "compare" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "compare", c.Request.URL.Query(), &params.Compare, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter compare: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	for _, middleware := range siw.HandlerMiddlewares {
 		middleware(c)
 		if c.IsAborted() {
@@ -3510,389 +3750,417 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L0Nc9u40Tj+VTB6fjORUkqmZNmx5ek840tyPbdJzo19TdvIfxMiIQsNBegIyIou9Xf/D3YBEpSoN79c",
-	"7p5LO3OxJBIvi93Fvu+XWizHEymY0KrW+1IbMZqwDP58fUlvzL8JU3HGJ5pLUevVLkeMKK7ZM0VuWaa4",
-	"FIQqQonSmRQ3hAnN9ZxoetMiF0wkhGsyoPEnwgWJzobNt1THo6hVC2rsMx1PUlbr1fq1/X6tFtQy9vOU",
-	"Zyyp9XQ2ZUFNxSM2pmYJE6o1y8z0/1+/9jFsHl/9qV/7f7WgpucTM4LSGRc3tbu7oPae6WzePB1qli0v",
-	"/oLFUiSKaElm1KyMDWXGSGbe4eKmtKyDdQsac8HH03Gt187XwIVmNyyDRXz48KF5OtUjA42YalYNRlo8",
-	"YcAIozNSf//9S3L44iBsBGTG9YhELMtk9ud+jYtbmvLkWstPTPRrEZmNmCCUwGcyo4ooJjQZTDURUhMa",
-	"x2yiWVIG9neMZiwjGaPp+M99A9lMiqnq1wKyYp61J7N8AP9svqTxqGLLH0ZMj1hG9IiRMdMZjxWJzaOE",
-	"CjVjGUtIPRpxHTWIxKcSqumAKkYSbn4bc6WiRnk7I67Xro8Jc0of7XNmhNpVULnq9+znKVO6efZqeeln",
-	"CZFDokdckQwfO4EFxilnQj9TRM4EifwxIsKHBvfhRCgBgBIpWEBYqhi5YYJl1BwOOU2VNNQB0CcDmXCm",
-	"CBUJSeWNKm82bP81/Pf+3w/fvfjH8d86b7vnB++PLtqX+x8O18JgTD+/YeJGj2q9dufIQEHkn5dhcRfU",
-	"JjSjY6YtH3g5zZTMqlE4Euyzvo7hiQhhxMgkY7dcThWZ0BsWkKmIR1TcwF4JPkr0iGrCFeCpFMz82Q3D",
-	"8m7Z/K/Z2X8k/5f462gwfiff/PO7UTxOfzkTYS2ocbOEn6csm9eCmqBj8wYOXlux94N2Z9Peg9prkUwk",
-	"F3odFjDC7FPlBe8n7WHIOrR5MDiMm93kBWseDY/DJm0POvF+0mUHw0O38gnVo2Lhbrxrnqw9yaHMxlTX",
-	"erXpFJ6sWP+tgcgy7XGRyBmZ8USPSD1qhyoKSNQew39H8N8kapwQqknKqNKkrVrkFRvSaarhufJO2+MV",
-	"J8Bu8WOx5AQHcS/5uHgY+Iz9Y7t5fAW8/UsYHN19VONRcrXM44Pa5yb7PGGxNgCqUTKRimt+y8hsJFNG",
-	"xHQ8YBlyTkqmwtBgQMYBGRmukgQk5Z8YaYcqIO2x+ao9AsB9n8lxxYWhaabdqWcGiwPCRZxOFb9lPWJY",
-	"9f7+/nFAIiFnUWDGo0SwGworSqYZsvaMpfBNX2hJhJyRetTcDwH6TQR/80USncBylVtvYFY7a3jnYJ5t",
-	"9UXpKJrt0YqzGJodVR8FvuSdxWG3dBZ1IWf/bVadyOzqv/hN966Jf3SKPy7dH72lP+r9fgv/bgfHd43/",
-	"rf/7vx//1Lxaeq7R2HzkIoc70XzM3Fn/YhhJvRN2DpvtTjNsX7aPemHYC8N/NwIDdHs68Io7EGLPA5DC",
-	"HElAmm3AlOaLhNSrzgOw5WwIgsxa8SgyAlRE6lG/1p+G4X5s5SX4wPq1qGEkp9RQW8ZogjeKvV4InUxS",
-	"cxFIkc7JbMRTRrjuC66I0jxN8faZZpm5Xuy49mrphsctEj2PyNisEO6SuXtkEXmc5AXog6JfgT9OWqut",
-	"kMTqVhT70g7ax3f92n/7/edbnB75eSo1S3LpEUAPC4EDeg7wfcPHXC9D9y39bMQuR+TSXLFsDPJcxvQ0",
-	"E2UJLqwmjBQGr6QM80rOZLnQ+x2kEyvshWEYbJL93vBbdhHLSYUEFBnGoVkWkTqINzhrg6ip2QNKF5OU",
-	"x/SZIrGcCnMDgyhgnk6pNoihBJ2okdTKcSUJQlVqkNm+rU5IlMqYppGVrFYPbtCrtYJ/KNiED6b/l7Fh",
-	"rVf7n71CZ9jDX9VesW0DhHOqR+uvUHMBlk7L3M4VV6P5tPW1yIU+7NY2HtG5THk837A+eKa0whfVC4QH",
-	"H3uJF1yz9Qs0XKZ8Kx8O23GHHnSaR7TLmt3BEWsem4+dZH/4Im6zcNBuV8sfZqyHyx6Xcnm9r0WycH2y",
-	"z/b6PCGKjhkx4yrDCSNzYUXedWeu1BZ5O1VGUSPUqHTuodK+hZytQGEtV1yA+Mq3C/DeF+Cl0Q3XIyio",
-	"j6WT6lYiHzz3uPRzZ4ZSEykUAxXmO5pY1cx8iqXQTMCfcM2i/r03yeQgZeM//UeZjXwplm22qClPHX6R",
-	"XD8icJX0yNjhqCB2EWTA9IwxQdrAwM3NYSBhdDxV6338UhtylibeZTRmStEbs43tBru7MsBUmorYvLRH",
-	"J3zvtr1nKFlZSDIFCsUGvVFpqqeq1uuau01zjVYCmjhRpMDGkdYT1dvbczaDVsJuHdTU3oAmTffK3ba3",
-	"xjm+jUe2eNen5tBZQv568eM7i7vj/EuDQ+a7xRORGUFBxmCeZ81aVPCrVmUf3ys9C0t7KcUw5fFD0YcC",
-	"1yYG8RMyyKiIR80JzbgiNDUy4Jywz1xpVY0qQC8+priXNP3ExFNgxHGBETkEtkSH2D3/GLhwCiAjHpxg",
-	"ywHwmcKsmMuUYFkgqRSGeKyYbDEoY0OWMREzg+BKTrOYgeksYSkzYmkshX0BJaNHQ6HvZTbgScLEA3EI",
-	"RDk5YVa1FIwlCuBAkzEXJJMpOyn4LxlR9zRYRlYhyN6WwsN9sGi/wKIzoabDIY+50VvMUrdFp2EOvcfA",
-	"p0sHnmcKVmEQZsBSOUOJ2gH3mSL2moGnHhUdzowALmj62tD5A1GC27HQhlh7ZDZw4F8MZ4tTbXV6boGP",
-	"wwzwXoRVDClPpxk7IQgLRWjGSCpvblhCpiKx1manVPMkAIujGsmZeNTTfCf193IqkgceJNwO21AibGMI",
-	"M34dmu4WKPHOW8pW2CCkbuILj3M35Hwc71Uu4NB/ev+G1GUWGAWDDMz9gDweLCVckIgnKmqQRDI0Q8PN",
-	"+6hIcU7nqaTJpZRvaHbDHogbDokHMpkbfiVvWUbaYffo4MUhGcyRuh/3/m97nPu9P72WkqSwpy2PXEvZ",
-	"xBcei31XggP14l8YyuWPepgXLLvlMftJ0FvKUzpI2YPvcUZGXGmZzYn5L1xCU2/4ytMEawNnau/Fnjkm",
-	"tWeHuCdn9w7YbnBhCVudrv/K45B0wiZMJEzE8/KNbMWduu8dRCmwBMrGAiyJzPrCIK1KrRoMmMIygzRG",
-	"qkQvFNgT0Zk3MPxJkXohDhIubhjYagHMKgDU6wsgPTJiadJoEfA+W1MFyKaeOzoiCt3PaIX1MHPBZ70O",
-	"Mf1HK9yWu+H0pZRvqZjbr9VDEVpKMqZiDpcySxbc24oMMzlGQyRNkowpdYKOd7BsrpBadEaNuHg/9tXx",
-	"1JdLtzh3fLtwLvNiM3/xcTgYV9Z77KBBxjRhZD0QCdWajSdaLWFaX1SiGmoCaAUmcSoVQ10hlkKwWOcu",
-	"gd8AMv4kzF5lxn9hyYPVbPS3DzDWARUh67sH89KjK8rtAtNOyyfmzbktL/UCRx5HRHonS6AABmj4nfPC",
-	"T8UnYZiezEjGbuUnjBnxcKIqnmXd6S49/wjYMclkzJQy7Pw1BBk9wv27KETYyJdq80vGJjLT6uP+VWuY",
-	"ylkrUfrafFNpvHMWuxAsdocHB/sHtbtgebAXVy3fgVAMJKR1QaB1lyfk+HiViedhXLJT4O4/zO4Rb5H/",
-	"bIu1t/mLjybgwZnccgl+L7iX8UWDpUbQV2DMsZI/YHJZlD+xgVPq41VkX2A0HhE4gUcVDX8Sajoxx8mS",
-	"tyzh9HI+eahw+BJfbZqhCuuyN4h5OSA3UhPNPuu9SUq5eHz5/6BADW+TZGx2SQAxtuZq+dtNeLsJrz0q",
-	"rthwomgRTBiWMVWAMfZMSCwTLm4WhMscgTB07hGRJN8ojHQ6Tbg+jXEDRYxanDHDK4PadJLgH2iUhMNT",
-	"zDCaOGU0q1353q/8mQWHXIDTvBa6KiDoR8HILOOaBWQ2kih7cB0At6JETcdjms2NQGxDJOF7c9GXHDpf",
-	"atTuolgGjbXMar2anKgmmCRhH2CdwWWAnRX3jVFPqtbrBOjotXGBtd4+fmH+uss9Rb7FvBbUnC50jfBK",
-	"ar2PL67ugprB8Hb7CKAG7AFxfmtriH3pExeJtckY6HJYQifsHDTDQ/Cudax3zcB6khk00hz9TTQ/23VI",
-	"7aPBXQ64xZN6R8es5FJDZofS4sieIqlHAOsmPBGBzSM6P718/+O7ny6uT1+9PXt3ffnj316/w/jJJVTx",
-	"DogmCTdT0/Tc2xP648or+xsXSVNNWMyHPHY4ExDWummRCPEm2osoCqS3NJ0yBTFY1gqDUQjKW48c/Ieh",
-	"x4AnOzv9Fo57tV/SPXZCjCg9B1gBECGOhNo4slimKUrIpA5UZ9gFTVMMWVUBAZLU+bc2oqIavAs4tQVa",
-	"vLdvGBibERD9PJAYjG/Ct1Wu+MKR+rGG3np8EnEscAi6uLIyDAu0uKo4IljmG44uVY8jQEQOCE7feIPh",
-	"DVdBzQuS9eJa316e8eHfl5mHBaD3x0ZsQSZ/l58SzTIKn0szrx/oHfusbajvEgbBQsqjrUSJEuZ6t5uF",
-	"lTvYWuDCAEqHa09ubsUQ8wUQnIGyYW3lu8/Bf5HevqM6Hr2yfOYlsBkIXivB2UOxdawmrGI1ZYS81+v3",
-	"eQ9luV3fWzhNJxAW+3cLWthX1RG/PHv1fpm5ngpydn7bNdz97Pz2kEwyNuSfCRfEPG9EKhSw6lE7bMH/",
-	"946igESdMGz3ksFRr7e334kaLXKZm+X6gqZKknjE4k8Krzx0cqKxZEIzUF2dqu++L0LQh/zzM0WGdMzT",
-	"+WLcYztsdXAZ7cNyHFD3uBQjflyOCqrXOwcfw+bB1X87H8NmF6N3/tt2sTv/hYCh/4WPjX6/1fiyf7fD",
-	"G3v1/Y9hs3P134/tjvsOgo1Om9/T5rDXunreK3/cq7fNsEcwYtsO7g+5VTDRNkeXx0274zMvlI4PsMOQ",
-	"6ktzW75nCiKtSlcD3KMsuWZCZ0CE7cPQ13nt76R9GBL7DFoNO/bWNVxhGsdMWYlkiXcuzbAzieWr+bLM",
-	"VvK5898GUqaMimUas08W4wVLa6skL7PNikvVbt/dqrfM3mIFJDthUGO3HK5cBXtjnye4nE5QG3F9DUpO",
-	"rRe2jg9fvICvVK13bENaFURK7ZsP9kItOHLG/gPYcq2YeaV9FxSr6IbeIrqr1xAurOHosNN2azgoreHI",
-	"W0MmpxpxdmEN4d3V8tlbGG15cQKoL+COWbo4F07TjrzywN7RcVW0r4Vg1HOxuxCzZL89IZHdXdQj9i+S",
-	"sJgrAzzQsuzF6R2EBcdVxZXnbWc5CPMzjTUx9ylXmsfAJaVgSFQ9EtkDjMifSYQHG5E/kcgeXkTq9i9H",
-	"lH1hlOQ508TgtGAJmU7A8y7YLcuQgSeNFvmBa4xfxrNFIZkoLmJmVpNp82NfqGl2y28ZDJZZ78iyPnXL",
-	"7kHN9+cDHh4vx7Qia8rYWN6yxGgNY/qJkUzKsTm4XWdyNLLzGj2KWlyjoSyyR+rw75/sATROSOgUenNL",
-	"DnmmNEml/DSdlBaeyCm6/4rQ98q1YBy+Xcq9uK0l+p1fFJbkNlI40ObdEgNZSpCyCuDIUsUzBfFUCsLJ",
-	"rCE2Y8OpQtv4Q+QvG8bnUDNw2F1gggVnDh7/pH3MXNxVFYN6hTrV2StVpROrQilGXM6FQqBbEAsDQjUZ",
-	"S6Uh8NS8wGg8OiGRzqYCnBQRUXSu+mJmMzyVHDMyYxkjKRtqIqfWsIQmDE1Txwr0iI2N+lxF8yXxPOfo",
-	"G6LQAWPP8GHM1ljUiPJhr2ElDxHelxflBqhA9A3LgkHvvaT8JLYQTarE/uL9ZQCV17YSxUqKVhnN3stZ",
-	"wSwhJIcLQkmSzUk2hSBOqslMTtOEDBgYUH7nitoWEN+oaL3KIyBeGhWoQn11gYMLUocX9mAzxCM06EdG",
-	"X4qGlKeRzV6mU8XQ7ZXHQ/DYsL5U3vgSiB/fUSV7OIdBoezLT4ZJUp5WZ1uXRGV8uRIGMlanSjFdnWeH",
-	"kRdyaHBJxtMxE1bNnNAbc7lhxGZ+cgMuKATKLK3/VSYnhTm+2gA6pKlasoCaFzHPDpwJ6IZbsJDb2ZJM",
-	"TpZtPdq6ihzc4KmNIINfqwDmspcrNHTy4fRdc0hjs1AInxzSmCHwljKJAAYZaDq1TrjfClvt9n6rHRol",
-	"BnwUyTVA1DN4hce98AAMXmhj2z4Z2i6l1qsxPQr9xK+Mq+aMinYtyBOUtrbUWbPf2nXOqHCGvCG3csyC",
-	"3OnAsF7QODs/tQ/elSG0nb12ydy96m7zgLV0ledHCpHyEimaJTcMlAv02yzkOy2Nv41Q5eSp/ES2WLd/",
-	"GNuCpDic9ev5cPoObeRVVu8ir80KXQUEg/xwvblKp1da9zpqe4l+u02s4+GotXD+LpntkU/WhzxN0x+H",
-	"YHbY6gyuAm9ZkJi6Svp1218H1/XOhT8mh3pib0J+gXx1X4JbyU/oC9/tXr4E5ZalWOoHy494xS2kgPtu",
-	"zIU/UvvRSfSpqHJbfrgM1FtWJRz8KJgFUmAL1qAmHCVU015EUi6sqHABtvnmhXkIBluQG8wLALppwjHU",
-	"BMyU93Ls7UhR9hrt7q/3xxXHYKQet7Alssk3srU3/HI+YYU3fIKx/72Sx5nUI5jVsqgoIPjZsoKoEUCc",
-	"E0/6wqjLkYNi5F60y40I+kZoBnaoKP8aPeoBiSC73n3dF/mTNpvezBTlcWcRqYtpmoIjnKZpA6MHwP3W",
-	"Ai+3WajB1QjtddGCJduGG4DdpGV/iyDTBsRi+BHHQT1/hbd/mYQRJ58potjPUyZiV90FarBkjCoUZkks",
-	"x2OuicwSlp0gbAzYLy5ek4gnvSgwXEAxkRSlyN5QpZuAwc2zV9F6k05lsMEuDvkgl/PX8l6zGogdq/bg",
-	"23ArnAHw82oVibsItAXVEA+BjBkVyqtfhdbBhDDzqvW1gTU3T6H8xCZgqyVqBGp6xgxyY1CeplZ78Py8",
-	"DsPtvegQ3H10VIfk7n/Eogve4wUSOk+ww7A8KqpKI339GYLNsipFCOVhwuARQNBUzuCiOLexa7bw2gzs",
-	"ElSRjMWM37IEnVG8ZMJeNld418YySjO7sGeK/PTqnFi+YF9ZKLJ03GmFrU6rXRmwQzW9yei4YppX7qd8",
-	"3QFJWCwTlkDspNT3MFLjANcuLHb1nBiJyROIo8O3Toiw2RV6xHhmliWzRDnQGrJN7rEksF5fK4YZtdvR",
-	"oTnqazv/8i6+T+UsX51bmdGWkZ9AjZVSXRabdHKPxad057VPMqllLFPfXiCYNlsyYupkyD8bioHPV9VB",
-	"SAZhqwx09heSMA3mZFJf4LgQQTmByhE30tCMYaSNE4yoTTI5cQcvx5SLZ4poNp6A1+sesFGGAri4uc5W",
-	"lk50jxDzCNZQwopJ4I0xfMkdY71t+P27xglpozVsKuDlTSjXXhV/cb3qtoLkzYUCcWQ2kqqIWuDIdgsm",
-	"cELg5oWFCVm8NqKK8DKdWuXaPI/ZZyiELF81DvIVoYRMA4rfHu+dnX9/9s/ilAgmAAg5a208HpstcL3L",
-	"RIZdEcWK2yUDflr4oniWL4bUjRwCiS1cE+sTaQC9gU/BMBakwvtwDVsiYHnN/7C1A2wSGOCUY5uO25L6",
-	"gaGEY5Bp7CYD0g7hM+w0IAfwQZmfwN/Gh8j+7Fit3WzHhZEiJ/9iD76Bw+OGPnfxb4oF9rfI1KtO1uMa",
-	"PmYt0milIGKRfEst3r/tvMttH7wlC7dPWGb+qwT9MrM/6sJQHuNdfM9p3QWjzblqwTvDJf7U9lWVsH0c",
-	"0v242zxgh8PmC3o0aB7HYdJss85wn3YHB/FhUgKl0YIqKKrjYWq7KtphR73eyUObQh1wtKrz/N7o06+r",
-	"nQ4fbCLRDGoAg/BkUB5U8MLDCAHxy/KSTYlZHPOvFz++s1VehtZbbUazvgqI+K9Hq3JyjIJjszyFjZ+m",
-	"60vFeOWkaPX960UGFQ8v5vvYCj2dI6O8ZDSGIqqb7PkIgWKGSvCba71CmtUZjT8Z0dTwWypQKHdCyjKw",
-	"MVF8d0fYfYWtTYhptvU3Nr+vSGT2rh/soLMilBstqLl0+hVMddX5mI3sbqg6aOrpJLU4ClhMvpN65IQG",
-	"hkUtXNU3KJmGQY0Lphelr/kkD27cbxkg5DlqvYPwMPRZW/tFUFNZnL/SboWtgxp+h28YfhkuG0bsNDvY",
-	"xIpFfFlTXBFy5Db6Yz0ZePVQnYONA7mt77CNAjIP3MaiAxSXEjjQejN5sPP2vgr91t60lvCPD0O4Blfe",
-	"n+3ewZF3fz4pZq25i8NeePxvjyZ77U4YLlm/jTAceBUYe2ZqmMLu94HXJjDdxzOFl5a6c3qLsri3acEX",
-	"5rlFJPOTTBXi07aW+HzM6mtfy4m1oACbyhKo5D6YB8Q8zETiCutbldXx1oLbVjHWgsf/JZUDmq6IbLzE",
-	"aCLLHEsKegAZSSzByiCRy4xUUUUG2y27hi3Uet1O6Nh/r30Q2v9ZWdKMhERhv1HXefDeMUTg5rN4obqP",
-	"PHStV2PJDWvS3lF4FBrwyZimTh3M6aXjhrcCQr4KwxunIk6pUnzIWXJtl9Tp2BdKP+bj7beXfrPCV613",
-	"9GK1OwuJuW0zYVI21Ndyqmu9j1dVi8Wasz27p19p8XfV4aZu0iorkSIGX0HStQIpT1IGpTXl9D72tVwu",
-	"W5Dv0tSGuThzVECKTdzfnLeAc8v6+8zStFW0rdjNMxcL6ZpMOPFzwDCaCAR1I4rGdGINfDQe3c++V6aC",
-	"6mNwYWWDeXEKasbYZNFGu+PkHiF/qSwe5/gOWMBsZWXLcQKscoIaUIYqz1bXzZmddEVUuk8+yyY8LP1s",
-	"DU6uSrRLirbHiGGYs9F86yW9YUP941S7lVUtyhPCl5HX/vjI6Ktcfe0tK1IvMZJqZBqhgpnwW55MaZrO",
-	"DdqP2fh+Jt4qPvXlQYPcV91ZxfoqkMj84BKMtSFckheieGjc87J6VeKzK/ZaCccVG1o85kU+t8hTgrzG",
-	"eUHuHpFVCUM/MJrq0YKU7eIfa/LTssRZGRz5kKjIH9DpcF4d6HeJQYgGcw0DmmHjD2CDkKusSWRuqahV",
-	"2+3Wu4QS9BmUwMInm8jnIZAbT6AovofTPuQe3DlQ976k8YDMavvQBsRec4YXzGWnlI+iIvB9HacrYUQV",
-	"h7631rFGi7BrrNpdoTYbtBJzG0JWzDy57VaYc8pPHC4/cRWsyDutJ1Ib7Pt5SpNGnsoInbS6neM21Ehp",
-	"OIMKenflVGPBdJm5nMcUYnXKxsCF4DI/U/SglCna2THP0rmE1q7FZl36iyjnXcKiPjflDRNNl5PD9J5g",
-	"mk9a5hDgOCxzw7YHKzSpHwWrbBAxJNTj/+s5xn1o/dreM/d4v9CIvlQWiHSbcc+hKbiel8U4e3dxefru",
-	"5evqmg2bzZEbXXFWM1tm0VNoe2DN4ig6ol8sb4TmW3FBsWaQw0exVwwoGv6y82SPnBs9AK7lcN2lJm7C",
-	"VpCziwOfHCwKqjI6yfOZwkYDZp/YosR1J2mUU822r2PhjjvI1cPFvS7i1JKI4TvGNkT3loXxDfSC+sDT",
-	"UMh9rPWL6t1DVa/fFmV+RbK6V3LWgurxf1CP+L/OYX5TSssGxrWosleFwFnqWGssgMhKbFi1kr/5hF4R",
-	"cERVVaRFpDRNWdSDyUaMZjawDmk3Y4wM06kaYZrSLU0hV54ppq8naE6Oehh66NY9owoqOGkmXEgJ9wKC",
-	"RowINoPmWYaXY+WmUsiiWY+LJ3STVBqjt0JcB10IIZllUrPSch+OnBawmzFhdSsy14x1IaYtYyWreW5U",
-	"d5RF6nkPM5CzKUTvlHqL1W3vsYYPYftSTlhVsK2uonCaO/DbRMsFz3ohyqeMQkE/g0IZ5RAbNhtxzYia",
-	"0HihUdZCraj1/VH93sP9i3rreb9/0fjfjXVVjMqxdnWwLrDyeS6ipe3j987BIcygE3rDbNyYTfMCRDNf",
-	"79JAdaP0ek71qDLiYCoES5FkKYHzLALXoIJaxsYG6Su7pH5Zl6DTDr0EnXbHYsu13x5167ydUpLOgGUp",
-	"F01MojEEZBa4MO4xPRq8iA+T5gHrDptduj9oHsWdpNlm4dD95lXHrE0n67N42iuKAz5CguB2DsMK4G2R",
-	"rLdLUkoVHLeYojCJra35SfXoAp+8Vw5hVRC9je1ZhkzlXvKV7pYXaBa+ZU7gwsW4tC7IuDC33+LaIqwK",
-	"m/DhEOOXyjj2Ozj67VILfSQoZRdOJ6tSC7c83FUntzaK4o/Gu5443RCumK+eamhW8bYoEVFl94byTWNG",
-	"1TRjYya0tYtRPcpj7rBsXdMscWqkZxXLbDGtfkBFAj24r8eDiar1jrthUPuPEVyza6gN0jJ4QzUT8Ry/",
-	"OGp1g5qdeJVzHdFurKcYV+CUlutUKnU9iXWtF7baQd5JFZATVlfrHXc2ee7DdsUVtriPL1Wlg9aVC/L2",
-	"vPO7Pnx2frkEym1vXwDtLkFfh0erfRTesXxZW3Gp1Gu4ai/5ge4eSoSnv4jrhhDIz1Oacj0nOSJb17rt",
-	"lgJinz2CgOA5Ag2YbZ2QEb8ZYU+VAdO27MDahsq7mQruce8XDYQ9xPExcPlggkUERxRwcCtj0VbigGUv",
-	"Z2KCzvsdCgVsRWt+h+ow3Ig5m8gvx+ttBivT45KVtDmjc4cw4E/nacpdJ5z1Rce2mn6Bolfo5D7vnlGF",
-	"/SNPXAturEzFi0LbXrD675hFLFDCQ/F/FXJfLHm4QbxI2E1GE7BYJXK2ULkXnqhUOb9iwv9O9U921mGq",
-	"EvLP+YSlXKxyMpivc5xMWKqpNY3ZjMRS06tgMeSpJHjEnxjUkeBimE4/JwM4ZB2PmLq2rT56+9Y/YitL",
-	"5Y/2yEG4T1x/sJ9K/cGKF5blh7aL/HN+FyyKuiZE0HmVr5NMTia2bqj9ypnlvK+sza/WOzrsVoSq55su",
-	"ENPbvfq52gy1CJXFM/kOfzesbDbi8Wj5IFyhQGIr6Q1lRm6kTEidku7nz9ZYrUdUkG7nuBEQaY5twmyb",
-	"whPLgUpj0FQKBuY2Cxq4cz1LbRlwgas7oB32YAdEnhtKW+R77J3pJXxn5pZiCakLaX0mATn4/DmAZdqU",
-	"8Ifk3vnY9WUL92kZt+7thV3EvfsOtIibS+ITHpU7ID8kcjA1ejrcPEMw3NkOdBZdsIgjlkN02HIP+C5S",
-	"yooFziiHWCAtyYA5fAiKWLcTzOCCBU6kTM1fczh+KK0gBUm4+kSmQvO0eB3KA9hKrtCZ556Rl4u0/bDU",
-	"HscDlsZdgtbS+S6xghICL6LnMp5VXpdY3H5FVQJzKKWmT1qVDfQrmq98Ket2dtYJtLq+nlgdu+yKbneX",
-	"4i/a3QMncK0xc3ScvsmEIZa8Vb/NvtgipQMmdHklMU+y5YLsLrnENuDK5NilmWgJf7XvrsopJ0UjiFvJ",
-	"J01pVHFnMVmKiGgfdWCbk4zLDDqJtcO15pDOg/q84KGXGr1sDC93dewRG9YFmwfrPTYt8p7RpClFOr9v",
-	"OJ4fSrJwF0JouruF6A3lQunSwr1az5bngbMCPG1PuvL7WNlzlP5SEQBwPxO8H0RUpZrYaE0AigWz9e3w",
-	"oSunDTAsg24VbHa6z3JC3Iy80F9/VxNxRSTSor0Bg8OfCIFIXTFGvKi3xsNQqmAXixt5I2fmdudCnRDD",
-	"G8iNdCJ6Cj/xZKMhZKWq+5jGEN8Jkm+nQHyHE16DoAeFWO3kNfG5ZHWq2YhOJkwoLLheLroaEC3ThFDo",
-	"CzKYk8iMH/VI5N2CEVGasUwRrvtCCi2LelgBicy1H9laJlxjpaqEmzWMuaC2NdeYTiZOtMrkZBUFeAVl",
-	"g9I9vLK9nXnEKIvFLWFvmjm6xWuuX54UbBu3yfKA61/wVgzFBvA07lfZ8l6Xosd7cydPiW95rPjJGZdH",
-	"6A+k2WoXlUd6FlqrKcIGdy+4pMzNMDeC09jwFRCQVjkGXDD5UkJiLgMWacGldNtNTe8WxyvSG/2RVg7T",
-	"zl1M5QReI+ItPtuplr8sFJaYBSY9gAErIFSRG37LRGUsIYKuwu6S5ZpzRsUNI5DKpmR6u2gR395GWET1",
-	"L4eSYvTEBG+RBJqUp4lR33fLIHu6TAA8l/tZ4L2sAYA3jBXY01ubSYAksFWXuW9K0K+kBD21TxhV5K/v",
-	"Ffbuj92M0ZgWbyV7T5ZF0KsTAohP4oxrlnEpkD1hQAc80yKngtCBYkL3RfEY1MUStmulwQyScqUbblxC",
-	"xRwqblZ10yjQbEPPlLNX7/2aHbucW6bfG1ZZbnfhFb4tuJBXxWOhjPk5cT+6ynP1Q3L58jwg7Rfkp1fn",
-	"AWm1Wo0TCx1/6/mL6yXtLWuD7AIrV9jiCWB1txIxV3gM3pTiOW2fJ8S/+xVEWM8j19U7OFp68Sj3Tq4u",
-	"ZrCZdVbVO/AW5woBbK5HsCTAHC6t+HBpp27Fg+1W3PFW7KTlxSVbRrwhDuPAVlDYAkBVRRYqGH+5bIqt",
-	"vOAide9+o8leK0J0fJR/ipR8n+iqEvMfIVnsN5zb/4Bze1DFmx3T/Ndlqz7EjLFzljhiy1N5skkEq7ax",
-	"oSj/RoDw1BoKsYU1rmerSvcPVdl/7zp6xQm6G3q34zsVhAvDQ8EQCZqjHBoBZu+nV+cgtKkTEhlh3kbw",
-	"Ggpmn2PGEhJpuXgXV0r9SwUUrQ77wNpqC/rdI1Q2K5S9SiJZtFHtBukLzVi2ZAckYNfD0MwWObXd8RHS",
-	"dMxAfv7MFbra4BkXItQXqCtmDPveGfZqK5P78W9QxDa3GxoaBWu9a29nRf0hTVPVF1Bu3hqCF3t8LvQk",
-	"3kp9XagSsGX834qrxz/6hTZU/rTbdaMqohGrj1oOUjaubBz9/vuX5Lh78MLI7+Yhgg3hW+Q1aEndz58B",
-	"uAfwr5qxDIoj24iehcwKaBa9iYO8h2QcptRLfPzO9aBfYXWeQcxYUdnU5jtBgFgA7vrRdEzFQvV2L4oM",
-	"i5VCnzVoVl3pelpRWP1HwaDr6hxsQ3YAWwq13g3DgHTDYwBQt9NplFo1bi0HeJVdFzsVLksEm1J7ccdA",
-	"WiV47NEJ37tt77nu40WmQMabgG4Mk9sq0ghhzMq62xdA07ZbyT+b7/HR5tkrcx+qiRSKVdZ4Ddt/Df+9",
-	"//fDdy/+cfy3ztvu+cH7o4v25f6Hw/VJC8s7/uHy8pzgAySWSTniu9vprNNFD46PPUrthivqk+i0AtoX",
-	"I5lpkG5pNnemyk9cQL1dS0onXslQmVmzgyMziGA305Uh8w+DYNhGLw97WNnOYrGdKBOaD7nto7q0GKUN",
-	"FwqIkrbxhCIxFQSz8YgUtuJ5sZaR1hPV29ub2L4MrYTd7tnh1N5tvtId0KmadyGMvXQfD+eq+FnOQpZL",
-	"t9ybB61CsihjNJnbVo7WcmReMgxFfvKTLOFBSDNe166xutBQ4Ba+drsv883tcFFjdyGzYsPCkryv5QmJ",
-	"XDheRKRI57jFM/ju1XeuWL4LrbORPMtcP6GaDqjaKDkudtQEZmbDAXd9dQGI+RLWQs+7BbdMfrIv3AWP",
-	"hGWLfc1XHflVlVbiGMce4Nkv9jZWeGrUO1hgHK6JClRcgHlaAAxZxcyiW85mLIsgy98IyGavVMvMdjqa",
-	"YXdmLm6ZMMgQoJzFmW0vjtH1mIojbpjSysmDJySiyZiLiCSSKaQfNJJ6hIOz14KamxYa1I35Qsxy/tgS",
-	"P3yPst0rK9pVNe9PPOqIebIhmcelztcgn0JpzCYi9eNOg9CxEUX2yVQZCieuo6yX0aNYil2hPZGyul3+",
-	"CuXNX+LKkHonyEJUY54tUmc0S7mLbxVyhviBszW2d5atKh7wYTRHCQxk9JkUq0UwK4u/ICjO2lfaHZuy",
-	"ZRhMdRj6ivQYaPJhQQtjPVN4LkXEDsfWHUI6nNwx/2WzqL58tg8r6bU0nldewKW7eOgQOLyp4nQXXFdm",
-	"8KcyRonCiikXr5ofTt9tnxaek8Vi+FDGVS4+GGpnrrfjlj0Y3cLcYAH5/n2RfrlQJmClfbbd23cLzHs2",
-	"7D9K2ndpv6V+gu2w071/I9li36VBOweHD8wKvk+n15UdWc6wyRsz2l4u+Vh7mOvxFr2+pDe792/bkBtu",
-	"hUp/OX7XlV3CmgxNQMoANuLfMZYmyebX2VSUomLsg1URig/plQ8Acx8X9D4jU/Kfp8z+bHjTMgjVFvvn",
-	"UrxnCraxKNJ4PSLXYVppLNtx3lBKAagKW2TRuaMiKAMFiWvXdK66jK0TN9AEv2ApMhdgXWZFD3tie9SV",
-	"VPAlBF1lhymUbVSWV9QeM2AEkdo8FbjKm1CA3TDaiCfo2tvKBmCOaeGEqtaD0e1VUF68VuyTBfCLMyr6",
-	"gbodVhzDKly6V0jaAh9d1Tp5BVP1uWXp1YXA7YwxqDQZENa6aRFKYq7nC323H8piq+LJVoFqmeJ8L+8j",
-	"dGjNic4C3TIgb4CP21Y8OIi7g33aOW62j8IXze7wkDWPk4O4id+aL8NDkMbd2NdQkipfopmr3Qna+0G7",
-	"e2W/co/sBzWdTUWM5A1r9ZkC4CDxL/vc7gsaTCcvZIMaxn4uci/zjo8vru7RCjonK2CsS86Z/KSqBFL4",
-	"1ZoIi0RBOHcnloJ2ls1JNhWVF+VmoXNL3rwjW7bosnFElpy9Ug/n4+dfj4dvXR3lkfhr0RYuRx6f6fJk",
-	"J5abWz+quCnayBHlxA0aHA09IRzpcGhdkH7s6nYMpljh/ehqOVq0mPce9aX9Vd7rdVVdcAFLAJc8vIbh",
-	"EKhbWRTWcv2fOHbbvY8XvvL4zpJystFqArGE8evTxSLq58hdHKiD8MJBeRtfhdz3Lffzu9RJnzh0E/T/",
-	"rx64aVbxFYsI7KyzP5EyXhXVAPFLXkLBimj6lVHy2yn0Kq9qv6y24G+gtrioRPBXYpObewW72yL6FXh3",
-	"74j1qih1u6urVWB9zxTTm0TtTugLnn7QWm6sdM3O8+sZv4A2o48rJ+Z1ULfg3luJXnali9P/IGdkDBG6",
-	"9sFnC7V9f2GZvFdBgYfJSwvr9oSlqkO+lJ+q0jhPBTk9PyPa/FqUI8WCYHHG9D2snOYIuzYCbao2eArs",
-	"vXCT0SEVtJmBs7sW1DLp+yy+YhHK0i7uGxy5U2VC62Ja6xkzz6yzAsIgC5a+0lZWosi9DBS/yv78rW1Y",
-	"flJZiJfNEM8Lzx7ieEDUSM6Ei7GN2f2Rfjt0NqwZqNGIe9f//rR/e/x39r7z+cML8V17/PJA/+to+teQ",
-	"vumqV4fDH74i9j/Nuebbr/ZQmSMxEowCNUKR6HSqRzLjv4CY0SPfGfk9I/1pGO7HMBL8iT2BvOLH+51d",
-	"0oktxeDKSpSzEtceLHs/Bad8YhkZr5GvLiTbNlHfbZXeVN6vV/Z/ux3jVNhcbMntsN7xsLg9N/eaLdl5",
-	"dhT9XfQoJsxAZ6ui7kImp5plz5QrPWAmeMTW2ru1yb5/84ZSKH5FfAdKoMWGCU0h1KMoTGGzrrQkKdN+",
-	"VKztazB/qCNuRSfutcddJXHHMZvALdYJakXPBdts3/8irMhzce+uao/nehmSOk3TUn2txn0KlXirWTXj",
-	"YoEMmitPmDooM3dGD+xT+Gv3BMyBXYLDwpqqTv/D6bu/cbECk13k4YfTdyTl4hMZsJH5yrOnlToSZ5Im",
-	"AwpVosaTFLI7NIP275g7q6hmacrhOyjeVo4Lco8t35WKxdOM6/mFIWPLJeDyNTfyel2C2PsPZa3o/MeL",
-	"S+JiaOEBFQXm3KO8ac7pq7dn764vf/zb63dRQKjqi+0v/j6Ge5hVGiUKnit2NNJ6Uru7w4A5WWnGhPhM",
-	"F7KnNNVc6SIky4ZtuRg+iD0VNgykBzZNFdj+sh9O3/VFbtjDOnZg2yMDpmeMFUeognLRLLBcGmBBEZgJ",
-	"y5qIo33hcgOK1tDuGxtcGNj4JLR0+uFki1H7qtUXffE//0NeStiV+cp80yTPn//14sd3z5+TgUzMUqaY",
-	"qvWJXcdUsRZ5XwSDm58hJWHASARtStACtPcfJUXUF4TUXS4vYaliBq7Pn3fbB8+fN2BVeZQ3ecu/I/X2",
-	"IfybMHNzZEwplpChzMxAC4iD244aJ4RiN8csD043E+w/f97CvRjMMdvDhT1/3ttBiiRvuVJc3ARkKj4J",
-	"oxjIjGTsVn5iiVkToi+5YdpMGrafP7dI/uHDh6Y3MXOTRC1iBF8FTm6OUSF47DOW9WCbLoCwDhGEjcAP",
-	"IawXCGiA5yqsZYh29rRznDDDYRChGcUGD9aLwMEAE3ygnwd4Opy7zSIR2sfhQWg3Y8YDAwPmiMDeGy1y",
-	"6lQpsLUbGRSLJhvJgwqCq+dSPFPE8lMDMBjNAM2cFHlN41HxJEzHFOhl7hUcV8B3Hs1assS0F0Kiz03H",
-	"lJvmjYiwz5oJyFIh2PE0gNBMCCb1QQYlAlmcp78kMoYl0oyRyXSQ8tjiE6QXqOfP4ZcSztuw0j8B7mPP",
-	"xuPuwYuGIxR7v0Y2GBbIA8UiLIFJs2zu1+wlPAGUGNPU3EwsIYYuA0K9b4DMZUZ+nkJEPM3omBmBp4ko",
-	"DBAOnz8/ga0ghcD9d8tlmsPYLqLukBxMx4HNFDGcMyBjJATioGvGs4/d0nTKiJyCZwcSxQIyoAk5O89b",
-	"Q8qMvDx79d4sPZZCZzItWt8QNY1HRrl799MbxFhCIfgAB4bmPEbhUViLUU4zkGWpxjhYzDrjSvtb7nSe",
-	"P7dRuxHmo3y8iswowIcoOjSwWqLNQKFmeANegCgwrsjMGgU2R7GV1xH42L5qaWl+sDL8x/2rlhH38kei",
-	"BsJb5GyD5/1kf3r/pnQ43efPDQtLpohH2EAO7kMqSHQ2bL7FDEnr+wCuYzZvU2ahvdg0y6CSv2CloY9h",
-	"aIHdpwRNIZp5mvkPHQByEGqG9cKe3Qxe/H3pJaDZ0xxP4XEIlba+BlibLeBAiB9yjdWszNjR+pwI5MZG",
-	"/rHMGI8TBSLBiBwCvQ9o0rTLMCdSZFKYT1NBPR4MtbGGMhvwJGHwu5C6OZRTkUQBDBZLMUx5DCONmR7J",
-	"pGkeoWkqZ/i6lrIJtw0Or6YT7BbcHLOEU2hcasdyQLfrcGB0g4ypmLuFq8gAEyfMpYQCu0ExITxnmAfP",
-	"n5N69frQ/ypIdGq+imzCUOPER8VFTlEMHD5/7miE6xY5FXOPJY/p3GWtWQyw9PWe6WzePB1qc2nNRjxl",
-	"jhm7XIJFTJIZ0VISlcoZpnpTMSelk4ITNnR8bKcBkJZm0tJsyjGYHANZAr94g8FccgiFgk8dHj5T9pAw",
-	"BSxy8p6f9WV4AiiJ9QnLYiZ0k4lYJixpGD6G6Ws/vT8jeY6OvSDe59xbGWkDwz3zHC7D5c1lUM7xMkvD",
-	"TCIANNi7DGeWM6D4hYSwei41dY7ILVfcQPX04uXZmddRrHGC5ZlnXDGAJzeCijDnyRK71DdcaXOVafqJ",
-	"kSjlY64jUnel5A/CgLRbrXYYhlZYM7c5/XnKSIQGmcidn8ELWOgXMKQExLPa3EUnJPI+A7Crm36Rc6rM",
-	"lQTitRlvKpChwKneWE097x1md/EPZI0AbYqSTA5lyzYNbUCJa74qEhcFCbzyUyXx5KnTAuAmxAhdEvVr",
-	"yJwcSwb+1K9FLXKB5wbLNwzf499Q6e8Tc/cCeHUNJWAsi7kWnYkHVZiUx0xgKpA1951OjFDW7LRCo1Zm",
-	"qZdWNpvNWhR+bsnsZs++q/benL18/e7iNbxTJOAVWs7p+ZnvVq+1WyE+KSdM0Amv9Wr7rbC1X/PiPpwE",
-	"Di4m88VNlafsNHfScSOa+iXAAjLkqYYupoO5S+XL2REWOCNvPbGvL1AmRsDkLOksgSoxSsNcr3EqWKkd",
-	"C62vi57bdO6WRejASC1g63eKtpMwwHVrXgB2Wdhc3e/X5gWnadJNRi9Y4Xv7Kmj7d3fBtkvLhR4Oddd/",
-	"+unslRUPrC2CcExHKfT4LQM01m6Ql7fn+fMPu4udBZfsBWv3lje4tPkvNNYyM1tDPcIsZGE/cqKamMZU",
-	"vWgYYdVyKzoh7rZeCgVb6RDah5oFaz5m5YzUsTK8wurgz5SriwA6wP7+/jEIGzO0c2Qspdoo9tARPWoe",
-	"jKPGYqv2wkcQej6Cip2DaXfdQXlNH+tCzv7b/NhuHl99DJvHV1/C4OjuoxqPktnVf/Gb7l0T/+gUf1y6",
-	"P3pLf9T7/Rb+3Q6O7xr/W//3fz/+qXm19FyjsbHLJMX8eQMs7F+Csgx2k693ws5hs90BR8iRhUgjIALK",
-	"C2ZGYTCv5JDVEvK1AMDN/XAckGYb1KTmi8SoOaD0BGQckFFAjKbT2IgEthvrr3v+nY3nD6Xrv53/I51/",
-	"FQ8vrpO9N0ZAqm3xoHNpXUEnXhD84O7shCE4baXQTKBnZ8FmZr7b4U4BvyPYMysKcVIs2UL9q9ggGmoF",
-	"sCBfrlw1oX18r/QszNnF7VS9lG977zua2Pdq8Ep78ys/gd4mM/4LS8xLB9vMc2YVLlv+AWJqoKQAmP4p",
-	"alYIi1Qa9NP0BuL6AZC1K4OPJduR50m9C3KxByxjRZZPlZthLG9dgm4RpmRlTbCrQYMJOldkZOOJWgQW",
-	"wZKAgAk/NhIx2L3hhZYNVI3KchGBK7FKKnppnn9pXsUSAE+EgjADzOUSbZYxEUqawUowQsqLuf3d4WE3",
-	"3N/80vfOwvAomAvQ9ZHHQ1wAfzXiorB0F1QL568/09hF0IEnAT0EI659h0cZaRdQz0rklfL4r4R4q3hf",
-	"gXF/TGZ3UT5CGo92wZxVLG/vi5E47u7B+UBlp2OW/Prc7zfD/LCywDfWtzvrM+LffRjfWitAfi65mg8F",
-	"wnKp2gWC5f59DObcATFs5PqVR0a5t3fvi9fyeC1FYdIYGqHy/BlDP85qokdEyynWjeOa1F27K54511bj",
-	"JPcp53XhzNPY2/7WuZBSif29eObqMLZcZbicPE8WyRNqY9lkrAgi4f0xF8jVeTGrKBb3+drucJlqu9XR",
-	"ETlIDHXZdfxBqKuLMFn/xjupv5dT8TjXCp6RH3niUeTrPH+pkirzajSrJJKtZIu/ML0aRR6PsedzrGDo",
-	"fuDN7xDTfm28+QvT90MaL+C/zMs3KN9uWANaTKCOKyKUXlpHpS5SpSYZA6u/9dQOZDLPAwXtI58Ym1g2",
-	"Cd7pFjkVRZAPiakQUhPDA9FBhQ0yIdXRcdEd2CLmfpVwHk7/O5nMt0B3P4wQ/WRgWwrbvWRw1Ou1w1pQ",
-	"m1GBpuyeFzx2F+xIKjZJ7a4cFGdze74aodqUwt87wT751dBtbzHFOZ2nkiaXUr6hGZb777YPttlP7iR/",
-	"yxJOL233p26ns83Lk0zGTEF9sNdCcz1/FJ6E+PrQu8yX7W6Zzcau9oZBz2GWNS8ML3kNDxOlM0bHTkOy",
-	"XsghMxwCwqFseheU4Ypggl5E6uBbh08QmYOOWSMkRwnVtBeRlAtGRjJNXBJ7BPNFhCoIcDkBxzJPrMu7",
-	"L5TBUBEz16aivKC6LqfcPTPvNoLC+p37UW2d+lZfwC2Jm7Rh6G4wWg40e6ZIBMwxFyKxoNmScKkaRI1o",
-	"ZgN/uC0RD6UWcw8yrnuc+35h7zyxIAn6QklCnZc9hnCloeP1Y54kKcuHuGEQJ8zGhKYpxiqbbc0nTPXs",
-	"im1QaxTYz5bZ5J/zHdXNuRQOaZvzHQV9EbksvaiIOrOAsWaZRkDKcDCfMVw5n68vIojOa0FonnmirDUj",
-	"qCL81YszAEhmLJZCsFgrG2YRvaFKNwFjmmevogCvsfxw0d0fZ1Ip1xhXBejWRaBZ3R/wk+u+GHOljGI/",
-	"zOSYUNc9WGb4BWzZRomc2KpzQ5amLswZQzI05YIlQBp9we1EgPK4KTedUJpRbCetRpDjnzHDszDGTVO4",
-	"hEksx9A73yBFX9SjHlzqNOW3LGoYooD7HvfRPiCqRbAcsI3fsLFyXPUFQNAiuCVWg9CWDutUONJrnLhQ",
-	"hxnPGKE5aUOIZ1/0RRRFfcGTHunuW+rGYGJ38H0Bo5Iv/RpP+rVedz/ogz+lX+v1a6Una+YXPsZfqhKI",
-	"4AkzXL/W+9Jqte7u7Px9USWGV8glF8C5kI1tcrifJY6hAJFazgXBpYCGGYsZv0W9rfCAdTtOMR+55Car",
-	"mpfws+T48jxdzifVPr7b6HhyBSDHNDVcEQO6YZkBOpC6HaPIb5RjNPus8R5oImdfEMEMxB+rXNHu9UMg",
-	"v2x/fR+8AlAePu0gDJq9m8c/N+UNE82MzpoOZkWltQp9ClACYWYuJ0Oqc2UEY2E7c3vokjJ6y1TeddxW",
-	"sh9NtSKJnIk/qsUXJAl7yTJHl7lAg19sa+5ln0Fcy1aLM+8hqUphM2fL2d4x/X0qZ3tn59+f/ZPUi2SO",
-	"d68vv3/z44frN2cXl6/fRSiwKPOs4b75Yxflh1KuNBMwSdE3N8CacBg4VIT+MVF0zOqLU0HcDmxIunuS",
-	"/TylqfKlvmcq/5ErQrXO+ABqv0KnA6oL1e6ZAn5ciqTMpzGXhuZpWmQ3iQR3kLgoZHft94WYpmmLYGEp",
-	"LF2ugEckxXhG0FExTXGjEfzOxc11RjUzV3heGT8Iw7Av8gODFz+xiUapDYt9GAYrdGpbb3NFhjK7kRCA",
-	"A/d2o9qzsyLW6nWOHE+p2NlJVnl4sJ9CDi44jT8M5Zu3ttDXjMLBY/aTV0G9zDQMcDE9lHln6niGzUnc",
-	"mmnk4YGVDAOrQ3nEy5MW+VAijKCQ5iebakl5FheQLahGtaLeDbtGisxLd5UzBHbD9PO8DNOmcEJcb26H",
-	"X6p1xVVe7OpRQvSKslEFOW0sPPX7Cm4xwN8mtgVA/80Qu5WUAATvios5Okcs32R/laqCqLG+hrItilCh",
-	"i6BB4LXn34LI5yhjY6lZ+fu6nkmS8CFEz+tSquRUTWmazg21m4cgrbIBvURzyuIJEj6mBgnp/aJIt9Pp",
-	"C5vKkBt4T0qUmRfGdBkLeaukATOvuaRVM1p4bOSKnc23CKBz9Cze23S7BNFab9tSpJZfQIm15oBlKRd5",
-	"F93lE6n1asf0aPAiPkyaB6w7bHbp/qB5FHeSZpuFQ/db0VykV5tOtlcPDBxsRZmt7MTtR2Umq2zEecVM",
-	"e95/GBvx8eY3Xtp0qD+mjRhx1XE3l7Jt2JFfrHELPlppMAY+vPfF+ti3DgLAvCSbHGSNA4WDn3j+fQhz",
-	"dD79vlh26r/EPPG1KeKEi1uZ3trxaMb6wjbuAlqpDgxYMFnuHAaQM8xtQgBy+v3m/v913P/ERsrshPgP",
-	"9PpXY0T4q10Q3wTM7T39O+DHfR38Zsjtnfu2WWayJzPb3W6zU98P81B9AVYa4DTWwY+WthY5zfvloemt",
-	"YI7K1eFY4qnAQi1TdSz9/sEBD5Uuc1EuYTcZTXax95qpv47jfx29Oqf/75huvzn8n8zhf6/ba7XYtufV",
-	"Ua+2lGPiSSanNyN0NFtxC6OC6/BPkyqesMYJif7ZBKkswvjo2YhB+JB20ap9gZnWhk94pq5yuQAshiGz",
-	"hfZdZM709mm19tJ9m1cff1JadtOsIGkoVKL9PmQlon7pMnLW0zM+dhd8u743Xt9QH9CH+a93n08riQj6",
-	"wRca0NL68MZ2FfywgZ8iEXR9i0g9bLbDMCDQgRALXgyY1ixroNHKjCXieUD+w823gVGcUCEaUJHMeKJH",
-	"vb6I2mFImmTMRd2+cD1We92AdMOG/R7fvx6rgHTyL7EC4LUZ83oS6+dH8EZf4K9j+rneDpv5RNfjwUQF",
-	"JGwEpB02ooDEKR1P0CP1MTRfhldOVxMJVDJ0+zSCRR64SCBxfDhVhldEY0bVNIOqohGx5R2Ua+cNqZN5",
-	"IW2sXQG9KOm8D9LOgJEx5r5SQQ7MsgG81BBJ3s0BYP9MkTiV8acW+WBzvO0cLsgj6Avw19mvF7ghFLJq",
-	"WnbZsLUllNmh7wyPCFrwtOyLvMUqtGbETogVrVZJnbrqILmNMJU3NywJ/G33BbrxoMQ2S1SjRc62kOhI",
-	"hUB3H3uhxfNFxntPya6MUrXecTcMajmG1nrtVieoFZhc67WPWt2g5qHK6jiBsZ7Weu2DMHQFLnP0rvXC",
-	"VnsnEdJu9UwY2v8KguSGy8fgkWcm8RIsgOq+iZjfREyXYxzLLHnYDVotc3odb6q9q878V3KwBj6uQiFJ",
-	"VzSytXWgF/hB3fS7Xuu/LYciRE1u5VK0+/1jhhKhk7A48hxpve5DD3IV2pKVWNwBe3GCiaZFTkmE9mto",
-	"4BsRtFgTYW5iKwHwxFXxM6oQqjpQPtNoQPVup1OUvILCoFGSyUk+kqafQEcSzEZYGxaCFQv7wk4DAiGW",
-	"d/oz0TJCyTIv4ZuRCY8/KT9AejqBAjEiLlI8gr5YMIiXY3Z39yHC+w9KAIldYx6vk3YeJuDB3RwiE4Y3",
-	"5mmP49zIpvR1zJOs1qu1w1YnbIWtcK99WAtqeXFEYAzYZOcgPAyxc81BeNg2fAC/t6XSzQ8d8yfI/TZ+",
-	"q9Zrv8ibDdRuJZ805S3Lcq/lJOMyMxy71w63lzIAel/J94gnt8q4bKnhm//xm/9xtf/REf92vHitDLH3",
-	"JS+dv73PEd7AtJGSHAH62TCVMww8NLx2YhSeM52XQsJY3lwzLb41+mSdCxL95XVR1BnyGPbsQ5gU8Rfs",
-	"cdF4Ct5q3Y0Fb93K4ViQ7DeX46/lcrwvBazwO/rn6Pr/lCVksrVrcgX2hL/qDfLNQbmLhXM3bLq3VROm",
-	"eZwkZCxBjRzRRnJARVOIfIfng77I0HyEeUYjYH7QZMIGm/vx4asrrtyfm1p/5IMl1Vz4zFv2OJHvYEeJ",
-	"7ys5J9fSa+6e/D3T7dNbj76Jh9t7NJ9IPNwDyW6l0am4fJ4pojMaf2JWGAywH4cr94spLDLTEOJv7SxU",
-	"25qNLfK9EyD7wtzBPUIxKwGie28y86MffGdeV1iNfDLBAkFkILEJgmDcqP850+qLbe1bc1jF05u4lmuM",
-	"ZgnLAuhogf0IWiSCJnCKMRFBEhFeD5Dxk+fymDvglnldZqvSBGSmSzkCNE1/HK7clt+g6wL6m10ZBga+",
-	"olrPtq+6e1IjnZl6XVU3LSeIYt/kna14xKWDF+aZLXEK6Pb7ZFLPJv4C2t5K/vIynSrNsuaMJ8ywEIuJ",
-	"Aeh8S0pj1HO1sgH3nimvQxKDaoeQ7E4TYDoBmaRTJCss0ALCv31XPXOmeyXoRI2kVq6xArRicj0DyCBj",
-	"9BMkne6oLSDYd+c1t+wilubqeXpDOS5xrc7hwfgbOW5pW/eNJ79ZknQGmDXZfNDTECMkoNu52SOzRTnc",
-	"1YTXunbV6OhnQyEBVImLoLpCRGZcJHLWF5g6hCWztSQRdNfBMV2xCUd16oSw8UTP7buo0vzCMqla5AN+",
-	"1RfmO5ryG+EyeRn5SfDPhE1kPAqIklbhMtIJtNvQNNOuwrcr3c21LcLRF5iZaBut+YuVorGYjpsvzGzU",
-	"Nkypd8Mw91u4zU+o7ZzTaGHjoYLJnZCXF/+wicOY2PfnWN1G0CTvFPoM9qBD0p75ti/qsUynY6FIBMzN",
-	"tpwM4GgCPI5rOI4oINT2hCGZnOX5v92wS4bQUqAvXHKzs/odhPuoaAq5YL7jhgGIIb+ZZiwxa+NeSybc",
-	"+faexjJzdI39d0X17zM53kYcu5TbPAVpxhUy2ymeKp7MCZG3LMt4wpQ7nGiVRGaTNH2ZzHVuBCYd1GJ1",
-	"6zWJzLM3n57hO4gbjuVQq6SY1zbgVl9UxYoE7U4YBseH4PJpd5ceasNDofl/0biRVvTmr76JLEJ+u3+e",
-	"Oln8stxlcsXl5ZDo615fUBQIPZ33t9dVurH/zTJZcoo8UwQpIr8LPbkTrMpU6SYUXoAoO1vmqS98KcA8",
-	"ZxVn7FGkNJ07lbpFLFDzhm9yCt1xyaX1ZoOJcIVBj5RKQy1y45UFlN+bx8uy6pOxH5gAJtxQRtlBDKrI",
-	"w4a+Wc+eSFB9j00+CyQvOUe2k1ZtIWaPZG3c5J6Lm1wtX0KIRSmtXGXxtasUASJionT+BfR1M89mU6Hw",
-	"BaA9GdPUKxWhJXyNic95eg+Ig7Io44AlY+DdUko51X1RXgZE4ZYHM/JuaWkgnsZUJDaEtG53lauefTGD",
-	"fm/ZLXMd6G5ZplgeXdroQcisx3Awx9MVbuZDiI91TBCaq0EPrcDjU+ZLa1c3y3aFoB2QA8uYqF6Eo8pi",
-	"A7fEhgRzRaaTE+jkGxA6lhjx2he2AoYZwGx4OiF1mdmKHlZ4xAZ004lZFual2odd4pGtKSgF6wsXuYYh",
-	"20YVj2Vm1Pa8Moic5qF1wGQDoqFLTwYtpAZzkkojo9n41r6wnNf7iSct8gokXRjULEUwiB836xMt8iqP",
-	"78VDhODf+n5IFBnM+8LK6g3XGNplxeKGKclYym6p0C4e0K02T0OzAUSBPYS+4HkUSNEYzihVWMuE5w5n",
-	"7HhTnKztp3ViK/8lmD7SF0X+CFe2jvqYFYX3bFsHI/zbJcM8trSWHd4J9H2R55UISaZgzUZk+Y/kQuUl",
-	"V9QJoZibgtcVrminxJP3yCcc+DeVYLkwi4Y49rw39pgh+j5exZWC7teWhd+iCsuGxd+AgCHLKw8Hh6w7",
-	"3KfNdtxJml12MGwe0eNBM4zbSYftD7v0YLBi5R4zetyVn1v/ORDzAk+aGYzwIvKnk9J+XlQvNedh1YVt",
-	"lnrytyt68j+lorSIlysEFce4vyklW8ka3+XtVn0vD7AST9CwsN+6HBW+v0rAMFSnCBfIbrkUGDld7Z/a",
-	"uu3NhV3z7zhK2mxhmxhpAO8fOEB6ET3x6B8YGg2373Jg9Ilr/Y1mSrCptlcHcJSKE+8caGw28pDgjUVD",
-	"ccaNTEYFdlzn0KrSyNb+AwH5/n1xC+DTTahZtH0uuln31wnwBYityh2CE10Z3Pv6kt5sohR45neUtPot",
-	"EPjpAoEVEucWTKcyyAOY1t4XKw1uHf5rnkdjllegrar/EHblx7LpdbBkgTrFRNJw+hfIikbdeubUocBc",
-	"w+ZNnVGhbJEikmc0oU6aS5d50yJUOdd1LUJfVMZsHVboxu2MhtdFeNsHrHqeZPPrbCr+bLhFZBQX2FFs",
-	"w/NcdXbrzoHkfPAqg3pLNZlBtfEBc8tr9QVWt8z7fwdFeXdGgNtAC/J07terfKY8Xs/TlEDYH1Ok3g2P",
-	"+6LIbVlZeWmh9DzECy53aTLfNLa2BiIy2JthrSr2nkFGTSVIcq0dPmOdzDmAeZW3xJ5JSRvI41FscKBV",
-	"AAZSpoyKrepcng3hRJ5ekHpla/mvtmt+AEBRhdYS8MCRJJuTbCqCHICNHKm+mTsfJ1jw8QLT4YLP+7Fp",
-	"ywYJ19ux6fVdOi9z5psHqTvuYEjdSAbR9qEnuWT3hBi/Tg76A8g+XyecfXup4L4eODPkr9NMy97GC7fm",
-	"1Ia6PvzWNMjonuXCSOWKKTKYE8gJXeVC89u7LN6amyPiqy/OnS6pp1LGAqJYLDGJC73F29P61wmuX8dl",
-	"XGj9H4TbfAvC/w0F4T+uaraXsAkTCRNryz7YFhIeG/QUtKKOvleXfl7oZ1zE6TRxufPgLDK6FIbDMnT1",
-	"Qa39ooNhg6xW4lzDC9tSLC9IW+0ecKqBa4hMtg8SQ8Hag86TC/HeXCst/sUz36z+WxEOaD7Y7Ax6EaOl",
-	"DPCCDocs1r+SRLOGBr1uTF/WC+g+5S17FXb0ILz2ikv/jj0JbhvbeBNy4H0jnu1dEHQJ9Z6+s66vCKx3",
-	"ZvgtUETRj2VDg5YAoojzOIe+GDMqoEFD4z4VcnE1j90+d78Vttrt/Ra0z+XmmIY0NlBlehQuNl2YUdEu",
-	"d9nFSiY7d9j9Os6NbVth/yErmHyriLaBT50mSYkTaLksKd+n2S7c1L2BUZBf5Q6MaobkHBnor7CugMLR",
-	"uuDVsJFgwsqpLmILPRR94bkoAmgMC8FQYPXrQRyemNu+ui6JwjkSvNitPATYOhOgv0zXJnswA0X18cpV",
-	"uSKMxqN8NJ6QesQT9bFzFTUWXRc9gr4LrtFAkoEtXq3wTxBz/3pdfV0XYedAzt0F2JxxwvJ4NNvMfDvX",
-	"wXfFGbnoiPtbM6w7wIYu8QTwZ8ugrq0iqK52MoB4e/saVpBi+m8uhm+8+9F5t3VxKMM4aYoBL67O3U7O",
-	"DZ9vr034vZSapgqyqYC55jYEw5qmIi/Bl7hYyYDE1TnC98kFBka7nAz8TOVZwIGLs7WXyTCdqhEBAfCW",
-	"pi1ymvfINvLsiNEswVjbIUTUZowtvKJA3EULiZuETDKGkeLQuoLNGGT9K6YDqFnMhprIqfYajIJj23x/",
-	"Lad6F3/QbzkJ+S+pHNB0bRKyBnT5Y8agIXjuk5VRFSq5Vc6vkRcUgxb2EEGA0b8QnjGiOUk6b0+G3f5t",
-	"KHmk5SQq6Hkw7wvIH2wENlmWJdhpG4yWLGva0V1237oMW1xTX3gptmQ5wxbopW1ehgGsqabI0O3l0Qmw",
-	"1gDqnUODd0EO4AVnz4TEBMd/ZOYVRsf27rgy6FJNMonUD6RLSTcM86aEME3rV0yu/R2k1f7o+r++W4S3",
-	"K3+CyeY+jpXiytthdSCJlpOVIeX7nVpQs8npUJr0KwaYl85olSsd8P1bs+NHyF/1ZIxdc1iX2OeET1jK",
-	"BVvJP3+QMzI2CqLlPZDFaAWKAOLUBlPohAoX+piNzSpnlIN9fGgZqV19XwCPQK8LDGRLbxYlvyEnioA6",
-	"ibKC+QhtDZTarQuM3diT54GWJ1pVecQ+BBlU7I/a7J/qvF+Hw+cc/x4mBRSp0+vyn23w52IVmDxMsiSs",
-	"u19PykXCDA4XWc5+qfp8uF/MbA9MgO6LcgY02SEB+lvq81dX1B8pk9lZ/wpx+b45zFp+YmK1DnuKtW/q",
-	"Bk8zdis/saRB8J3F7vcXLM6giE6ed5oxPc0EYPaI9UV0fnr5/sd3P11cn756e/bu+vLHv71+FxXpm0zc",
-	"8kyKMcP8ZDMlaoTbIvkbrvQl7ud37WqEPWzjZ8SD+EY6O3gZT8/PLNg8irFIsz6kdVO2E4zq0p3My66H",
-	"lyELg9Ag5hvFCe3kUqTzE6/VFEQPqr7gWpGLH06bnYNDrDwO/T5tGygaa6M6Cc/UbaTnFb7ElZSCq4Zt",
-	"P8SCbdWRGyxp3swAq8yAi17ZHfD+6/gFvamT1QaaT0a0zf0s9mTVSM6ES0mP/zD9k/6wWUui4CG7sZCl",
-	"W3fvC/y7KXfpPdy7SP/wQg/vTCFnGJtPbsy92w3beRNNIV3VOuRKI6oQQ3myspHbhnSZglls01TAMkOq",
-	"nNTwzRHzZKVtDHwfgJa7ikow5GKsmbUgrta0sJmYuSfBzQ19qVjWxMLI1pZhPbzW8wCJV86IWSoH0/fV",
-	"MXpDuQCzKMsrwuTWNi6Iq7aO4iqpuyKJZhEzLlTjpC+mAiPsPbOv0wKhX6Ov/7XIP7AwCoTcqyW3Ofic",
-	"BzRxW6ibv8/OiY24CbBHk9mUHKLJLyCC3VCdC/OB84/n1evNvgOi5DSLMTsnYUpzYWPyhiThYGkR2s1C",
-	"hnTMU85Ug2TsPyx2YaxYRX9gN69HpNvpOCOzASAXCfuMXVA4S6EXJqoaZhOQ0kDqeaXJvmiH4QmJ7LF9",
-	"3L9qmeNsudZJUcNWFMKTtxA6IUqi4Re6YEL1vYjIrC8isIZGdh46kLeMHHc6+/svOuH+4dFB98WLg6Pw",
-	"Ba4Aimcg/Bot8pamQ5mNWYKFJ5WWRpLC6kM0gXMxH2Bk5epicizXY4SYhGgpUV6DXqNjOicDRm5+4ZOm",
-	"oQIDU5b0RT16idJG87WIJQ5sHooaJ4Q6m/4hecu/IwkrXlwd4tUXr6YZHfCU63mPUNIJQzJm1NafgYN6",
-	"pnwXQsJSTVHJsmbjvFGpFM2Eq099oSZSpniKai5ilpB6bkazHkVSKGMX5z/++Ob64l/vXv5Z6YzHOjoh",
-	"sRTxNAOMGmDuSV+okZlUCoajNgyZxhlVUKj8Ezdk4HdOxeJEqVQsP3pCY4PXKUtuWNLrC2fryVjM+G1u",
-	"h/GfsrjqclONgBUQOtQsg9RZrHNqLjxmnmWBV2lJGbFZ87F5aDxRUBbLD1+RU8MrzC5wDu0CC7ggw5Tf",
-	"jHL2A63ZrNRuMEPiP7aTLOI3S07AkAElzw1qxVQgOZsPesZj1iKlerkGm8olnxvL5WbdFuHC/4VlcnHz",
-	"LfJhxFOG5L3kcUlQNGUEUQKLz08nUHBsAQHenv7z+rt/Xb6+iE7Qz8Q1DipTw23IVDhvsccjrZkW1m35",
-	"pdnWhOpMiqm6hmmv7VPXQN/X4Od04T7VeJixlH5mSQRL74RhX2AJJEu4wIEMDrr6gkOZArTMeXFROeb1",
-	"2bvL1+//cfom6hHaFxZxEWHHNB5xYa0cEGtkf7CCZAMOM82LfBUu8tzdBZBCIMcUegxD619SNxRJhlO8",
-	"JIaUp1zcNE58RHT4AwRTJX+diRumtDX4b8pYfmmZjr0Z/BbI1qoo5jYsABkYxGu1D/Kc5ZFT4qxyt8jw",
-	"Kou9Gh5oBkgYyturKr7eU8+0NwxsF8v296ACa1AzVOIa+fFJ3sZvv9X1evi5zn1+T74ASmC5V9qtsHVQ",
-	"w+/wjS408nPdgFWt1+6Ed0ExffXsnTBs95LBUa/d6x2XVtDt7vsLOPTmz1/qlZdw0F5aQuDVlOq9uNs+",
-	"vstiz3eYg/frBnfZudebhK1MQgt6+KZI/zYV6W5niyy6SynfUjG34FRf21uKLHRR0fD1JMtdt4jZTWS8",
-	"xl5OLmb05oZl5KczNNNmTCQsgxCJPTlhgk54a07HadQip2kKhiSqlDOcg+wEJnWjrvfFgAuazcnUjEEi",
-	"mHsPVAFzPc9k9kkRORymXLAWOZ8OUh6vcHu+kvEWrh8olD3S47RM3VuVrv7h8u0b2PLXJtz7qtQsnmJb",
-	"ro9XpaDv8zOSyHg6ZkKjxmU26eHOW6Zp7SrHjb0vcJ53a3AEPwVE6XnK1IgxKEPJ4+LOXp4wQG2EmWvY",
-	"1eSEopcpZ8KIqFCpXRGuW+QCxkeMiuBM/0NvKc6KRfdL3Nz7DTP/sOoDKlAjqfQzRd6evX1NtCGtLRDt",
-	"1ABgk6TyvRFbwbZt9wxgK9eJVEhMzSlvDqYiSVnrP8oJKtDbNxdTqJ1ydUHIMf38hokbPTIX6RFExeSf",
-	"oQ6AQYhar/b/fTxt/ps2fwmbx63r5tWf/t9S8UjDI9jnCYu1madGydDfSso0hmYm/IZr8y80XEmoGuWx",
-	"nwbZY5ndp/9QfljbX8DFkRgk5WN6w/Ym4ua+A9hq+upB7y8zmR0HeCggKnkYYBE2hh2b+5KYg8/VC6hr",
-	"7o7664snv5KlcRVbNKBaza6q+eOI0VSPflnNGkHJVmAGmTm91qlhrqj0D5eX5y3ycsTiTxAtkWcrz3PW",
-	"VMWYfoC5nzL8wc6wKtTH7gJshvz2/9o1+YbfMmH2N8nkwD9+CxVEAJuBtLpSOgIpgEMOCAe5LQBjSOBi",
-	"g5p50BSYHWhsVPgis8lgzHkmx0yP2FT1heEWhH2eSMUBOzFYcsMt9tauczuJaZJSXtZZa/9Dfnj95pzk",
-	"lhDcybWVPNEIQi7L8ijBOxyqrf0PufzX+esN71tTEtSOW/NYu9XZ77I/hYe7diR5uwqq0KzHQpLUXQGa",
-	"sBW2uo3/Y3jtbXqcI0UlbvvS/foUezTkRyV1wDedAl6DXIcy3A0TBj8Z5l8E2JdjKDP4o9UXa1H5xwkT",
-	"p+dnFxMW78b83D78YnVlZk3s2GS/FeZ3AKm78uwNQhX51+nbN4AuBi/yQGXUayrKclfHCE9YzId2XW7Q",
-	"/2N4dmmA5uBZ2nD1VZoxmsxX36T2eoQsoOKCRN9JQjUdUGXjbc/EMJ1+fvWdX9/cj8Qc0PgTlry0sS1q",
-	"JDNNEkYT1DvxsmYCXGEUAvpoPDKqAjbb8vxL1gCKTrK8jtUGXvweXDhM3TN00bMjxgAUAJYFAeA3NC8w",
-	"ev4nc64c4JEMln4yh+c+A/S3j2wptlCB4ZA+4B8SGIUtCH+PWJ5bbVacjJEQUjb+02OcEESE13q1qWf7",
-	"8c7JIFwNQa7Nn7385R4pv+L68dV6OW3lFmswt9bC9l/Df+///fDdi38c/63ztnt+8P7oon25/+HQm/Eg",
-	"3A9qmmsQAqxdamEmy/JGWk9Ub2/P3d2thN060Kg9/5Xd0ewch6nCtlNNUkaVBk9eGeksdfYIJXYdNpkv",
-	"QuhBEjezTIULQslMZuDwcYdVAmrU8ML38WDJgCmeMDBSfBjNCcXvYWaWkDoVfZE7yimZKpbZOrMZRyen",
-	"uUkarqlEfmfymD1TJJU34L5BR65bU18UcyirVURw0UJrGaywF0shWIy1ezTWJW9OJ4HNIicXf38DKfa5",
-	"qwfcOlyRumA0S+cNcPEg//Ko9T3T2bx5OtQs20Ss/qMPrNm25pLJEWSNlF5+/UttwGjGstOpHpnR7sx4",
-	"IKVU2XQuPQ8zxO6KPCKhXnjl3pxdXL5+FzVOzAGTuZxmBhFTOTfiwzNFfnoPl/s0Sy2Z9Pb22p0XLSNf",
-	"tntH4VEI8bd26YtrcIpIYH3/ZnJzjMuCnK8uWjOSU+GC5Z0ZXCnLISIBk8Cy8lsxMNzcy8O+saXjldOk",
-	"L141P5y+a5FXC6WkYqpimiDWl4o85NUdlDcbZjEvT/fh9F1zSGNw+7lCL7ZxqysyaEcoylhUwGIqBEvL",
-	"Xcy9ohM2a4Jnru3wmFEFWX8O7sU052bhFVPY9hjlnGk7KIS15a1xioa9bkiXAlUB7apXg6ILd+C+xJyE",
-	"IgFkMSvFBzWm9yzNZV0Oa+Kc0KnPkhtGMjld2IVzSFT0qSmCQfRCElgeSl8KBPDR2+XirQR4kveIcqeb",
-	"t8awY7jOJVU0gnX0mk4bh/AffLzpBkaF3R/wpflixXAY5gyM3YUigWPdex2iGauamp6fEeRdLk6enCZj",
-	"KH2Szn1IY4hcRSsjYHPNC6PTvL4FZUzpjNGxWYutpO5TDDxSu7u6+/8DAAD//w==",
+	"7L3vcts4sjj6KiidUxUpS8mULDu2XFunPEnmjHeTjE/s2exu5J8JkZCFNQVoCMiyJuvv9/P9ch/ovsl9",
+	"klvoBkhQomTJfyYzZ7JbNbEkEn8a3Y3+319qsRxPpGBCq1rvS23EaMIy+PPtOb0y/yZMxRmfaC5FrVc7",
+	"HzGiuGYvFLlhmeJSEKoIJUpnUlwRJjTXc6LpVYucMZEQrsmAxteECxKdDJvvqY5HUasW1NgtHU9SVuvV",
+	"+rXdfq0W1DL285RnLKn1dDZlQU3FIzamZgkTqjXLzPT/p1/7HDYPL/7Ur/1nLajp+cSMoHTGxVXt7i6o",
+	"fWQ6mzePh5ply4s/Y7EUiSJakhk1K2NDmTGSmXe4uCota2/dgsZc8PF0XOu18zVwodkVy2ARnz59ah5P",
+	"9chAI6aaVYORFk8YMMLojNQ/fv+a7L/aCxsBmXE9IhHLMpn9uV/j4oamPLnU8pqJfi0isxEThBL4TGZU",
+	"EcWEJoOpJkJqQuOYTTRLysD+jtGMZSRjNB3/uW8gm0kxVf1aQFbMs/Zklg/g783XNB5VbPnTiOkRy4ge",
+	"MTJmOuOxIrF5lFChZixjCalHI66jBpH4VEI1HVDFSMLNb2OuVNQob2fE9dr1MWFO6bN9zoxQuwgqV/2R",
+	"/TxlSjdP3iwv/SQhckj0iCuS4WNHsMA45UzoF4rImSCRP0ZE+NDgPpwIJQBQIgULCEsVI1dMsIyawyHH",
+	"qZKGOgD6ZCATzhShIiGpvFLlzYbtv4T/3P2f/Q+v/nb418777unex4Oz9vnup/21MBjT23dMXOlRrdfu",
+	"HBgoiPzzMizugtqEZnTMtOUDr6eZklk1CkeC3erLGJ6IEEaMTDJ2w+VUkQm9YgGZinhExRXsleCjRI+o",
+	"JlwBnkrBzJ/dMCzvls3/kp38S/J/iL+MBuMP8t3fvxvF4/SXExHWgho3S/h5yrJ5LagJOjZv4OC1FXvf",
+	"a3fu23tQeyuSieRCr8MCRph9qrzg3aQ9DFmHNvcG+3Gzm7xizYPhYdik7UEn3k26bG+471Y+oXpULNyN",
+	"d8mTtSc5lNmY6lqvNp3CkxXrvzEQWaY9LhI5IzOe6BGpR+1QRQGJ2mP47wj+m0SNI0I1SRlVmrRVi7xh",
+	"QzpNNTxX3ml7vOIE2A1+LJac4CDuJR8X9wOfsX9uNw8vgLd/CYODu89qPEoulnl8ULttstsJi7UBUI2S",
+	"iVRc8xtGZiOZMiKm4wHLkHNSMhWGBgMyDsjIcJUkICm/ZqQdqoC0x+ar9ggA930mxxUXhqaZdqeeGSwO",
+	"CBdxOlX8hvWIYdW7u7uHAYmEnEWBGY8Swa4orCiZZsjaM5bCN32hJRFyRupRczcE6DcR/M1XSXQEy1Vu",
+	"vYFZ7azhnYN5ttUXpaNotkcrzmJodlR9FPiSdxb73dJZ1IWc/btZdSKzi3/jN927Jv7RKf44d3/0lv6o",
+	"9/st/LsdHN41/qv+z39//lPzYum5RuP+Ixc53InmY+bO+hfDSOqdsLPfbHeaYfu8fdALw14Y/rMRGKDb",
+	"04FX3IEQex6AFOZIAtJsA6Y0XyWkXnUegC0/cKVlNn8txxOaVdx1keOBEaFJooj3WUvCaDwiimWcqR5g",
+	"lqKwDUOjKueiLOMSOA77eUrTvkjhrMi/pioXXCJzxhGpqxEfapaQwZxEWkbk//u//m/7mxMi9IjxDK4p",
+	"NR2PaTZHPKrkonZTVdeo20b1JXoyBPFurdAYGbEyIvWoX+tPw3A3tlIkfGD9WtQw8mRqeFDGaIL3rL10",
+	"CZ1MUnM9SpHOyWzEU0a47guuiNI8TfFOnmaZuXTtuPbC7YaHLRK9jMjYrBBu2Ll7ZJGknDwKwEGBuICO",
+	"k2FrK+TTuhVQv7SD9uFdv/bvfv/lBjhNfp5Kc4JOpgaEhIUA2r4E+L7jY66Xofue3hph1LE+aQQPNgYp",
+	"N2N6momyXBtWH3sKg1fyC/NKfvVwoXc7yD2sCByGYXCfRPyO37CzWE6qaMWwU82yiNRB6MNZGwZRlZO5",
+	"JimP6QtFYjkVRi4BAck8nVJtEEMJOlEjqXPqkSBqpobE7dvqiESpjGkaWXlz9eAGvVorqEPBJnww/WfG",
+	"hrVe7T92Ck1qB39VO8W2DRBOqR6tFyyMWFA6LSOzVAgM5tPGwgIXer9bu/eITmXK4/k964NnSit8Vb1A",
+	"ePCpl3jGNVu/QMNlyrLK/rAdd+hep3lAu6zZHRyw5qH52El2h6/iNgsH7Xa1VGbGerxEdi6X1/tWJAtC",
+	"Bbu1QsURXgZmXGU4IbJxTwgwgkaLvMdbgFCj6LqHSvsWcrYChbVcIRbgK9/EggeLBedGY16PoKBUl06q",
+	"W4l88NzT0s+dGUpNpFAMFLvvaGIVVvMplkIzAX/CNYtWiZ1JJgcpG//pX8ps5EuxbLNFTXnq8IvkWiOB",
+	"q6RHxg5HBbGLIAOmZ4wJ0gYGbm4OAwmj+apa7/OX2pCzNPEuozFTil6ZbWw22N2FAabSVMTmpR064Ts3",
+	"7R1DycpCkilQs+7RppWmeqpqva652zTXaDuhiRNFCmwcaT1RvZ0dZ0lpJezGQU3tDGjSdK/cbXprnOLb",
+	"eGSLd31qDp0l5C9nP36wuDvOvzQ4ZL5bPBGZERRkDOZ5Nr5Fs0fVquzjO6VnYWmvpRimPH4s+lDg2sQg",
+	"fkIGGRXxqDmhGVeEpkYGnBN2y5VW1agC9OJjintJ02smngMjDguMyCGwITrE7vmnwIVjABnx4ARbDoDP",
+	"FMbWXKYEewtJpTDEY8Vki0EZG7KMiZgZBFdymsUMDIoJS5kRS2Mp7AsoGT0ZCn0vswFPEiYeiUMgyskJ",
+	"swq3YCxRAAeajLkgmUzZUcF/yYi6p8FetApBdjYUHh6CRbsFFp0INR0OecyN3mKWuik6DXPoPQU+nTvw",
+	"vFCwCoMwA5bKGUrUDrgvFLHXDDz1pOhwYgRwQdO3hs4fiRLcjoWW1doTs4E9/2I4WZxqo9NzC3waZoD3",
+	"IqxiSHk6zdgRQVgoQjNGUnl1xRIyFYm1wTulmicB2GHVSM7Ek57mB6m/l1ORPPIg4XbYhBJhG0OY8evQ",
+	"dLdAiQ/eUjbCBiF1E194mrsh5+N4r3IBh/7Tx3ekLrPAKBhkYO4H5PFgKeGCRDxRUYMkkqFxHm7eJ0WK",
+	"UzpPJU3OpXxHsyv2SNxwSDyQydzwK3nDMtIOuwd7r/bJYI7U/bT3f9vj3B/96bWUJIU9bXjkWsomvvBU",
+	"7LsSHKgX/8JQLn/Swzxj2Q2P2U+C3lCe0kHKHn2PMzJC4yox/4VLaOoNX3maYG3gTO282jHHpHbsEA/k",
+	"7N4B2w0uLGGj0/VfeRqSTtiEiYSJeF6+ka24U/d9pigFlkDZWIAlkVlfGKRVqVWDAVNYZpDGSJXomwN7",
+	"Iro4B4Y/KVIvxEHCxRUDWy2AWQWAen0BpEdGLE0aLQI+eWuqANnUc9JHRKFTHq2wHmYuePLXIab/aIUz",
+	"dzucPpfyPRVz+7V6LEJLScZUzOFSZsmC01+RYSbHaIikSZIxpY4wHAEsmyukFp1RIy4+jH11PPXl3C3O",
+	"Hd82nMu82MxffBoOxpX1qTtokDFNGFkPREK1ZuOJVkuY1heVqIaaAFqBSZxKxVBXiKUQLNa5S+A3gIw/",
+	"CbNXmfFfWPJoNRujEAYYAYKKkI1oAPPSkyvK7QLTjssn5s25KS/1wmmeRkT6IEugAAZo+J2LTZiKa2GY",
+	"nsxIxm7kNUbSeDhRFeWz7nSXnn8C7JhkMmZKGXb+FkKvnuD+XRQibDxQtfklYxOZafV596I1TOWslSh9",
+	"ab6pNN45i10IFrv9vb3dvdpdsDzYq4uW70AoBhLSuiDQussTcni4ysTzOC7ZKXD3b2b3iLfIfzbF2pv8",
+	"xScT8OBMbrgEvxfcy/iiwVIj6Csw5ljJHzC5LMof2XAy9fkisi+ANxpO4ElFw5+Emk7McbLkPUs4PZ9P",
+	"HiscvsZXm2aowrrsDWJeDsiV1ESzW70zSSkXTy//7xWo4W2SjM0uCSDGxlwtf7sJbzfhtSfFFRtkFS2C",
+	"CYNVpgowxp4JiWXCxdWCcJkjEAYUPiGS5BuFkY6nCdfHMW6gCDmIM2Z4ZVCbThL8A42ScHiKGUYTp4xm",
+	"tQvf+5U/s+CQC3Cat0JXhUn9KBiZZVyzgMxGEmUPrgPgVtRFThiB2MZfwPfmoi85dL7UqN1FsQwaa5nV",
+	"ejU5UU0wScI+wDqDywA7K+4bY8FUrdcJ0NFroyVrvV38wvx1l3uKfIt5Lag5XegS4ZXUep9fXdwFNYPh",
+	"7fYBQA3YA+L8xtYQ+9I1F4m1yRjoclhCJ+zsNcN98K51rHfNwHqSGTTSHP1NND/bdUjto8FdDrjFk/pA",
+	"x6zkUkNmh9LiyJ4iqUcA6yY8EYHNIzo9Pv/444efzi6P37w/+XB5/uNf337AqNIlVPEOiCYJN1PT9NTb",
+	"E/rjyiv7KxdJU01YzIc8djgTENa6apEI8SbaiSgKpDc0nTIFkWnWCoNRCMpbjxz8i6HHgCdbO/0Wjnu1",
+	"X9I9dkSMKD0HWAEQIY6E2ui6WKYpSsikDlRn2AVNUwzkVQEBktT5tzaiohq8Czi1AVp8tG8YGJsREP08",
+	"kBiMb8K3Va74wpH6uYbeenwScSxwCLq4sjIMC7S4qDgiWOY7ji5VjyNARA4ITt94g+ENF0HNCx32on3f",
+	"n5/w4f8sMw8LQO+Pe7EFmfxdfko0yyh8Ls28fqAP7FbbAOglDIKFlEdbiRIlzPVuNwsrd7C1wIUBlA7X",
+	"ntzciiHmCyA4A2XD2sp3n4P/Ir19R3U8emP5zGtgMxC8VoKzh2LrWE1YxWrKCPmg1x/yHspy2763cJpO",
+	"ICz27xa0sK+qI3598ubjMnM9FuTk9KZruPvJ6c0+mWRsyG8JF8Q8b0QqFLDqUTtswf93DqKARJ0wbPeS",
+	"wUGvt7PbiRotcp6b5fqCpkqSeMTia4VXHjo50VgyoRmork7Vd98XgflDfvtCkSEd83S+GPfYDlsdXEZ7",
+	"vxwH1D0sRc4flqOC6vXO3uewuXfx787nsNnF6J1/t13szr8hYOi/4GOj3281vuzebfHGTn33c9jsXPz7",
+	"c7vjvoNgo+Pm97Q57LUuXvbKH3fqbTPsAYzYtoP7Q24UTLTJ0eXR5O74zAul4wPsMKT62tyWH5mCSKvS",
+	"1QD3KEsumdAZEGF7P/R1Xvs7ae+HxD6DVsOOvXUNV5jGMVNWIlninUszbE1i+Wq+LLOVfO78t4GUKaNi",
+	"mcbsk8V4wdLaKsnLbLPiUrXbd7fqDbO3WAHJThjU2A2HK1fB3tjtBJfTCWojri9Byan1wtbh/qtX8JWq",
+	"9Q5tSKuCSKld88FeqAVHzti/AFsuFTOvtO+CYhXd0FtEd/UawoU1HOx32m4Ne6U1HHhryORUI84urCG8",
+	"u1g+ewujDS9OAPUZ3DFLF+fCadqRVx7YBzquiva1EIx6LnYXYpbst0cksruLesT+RRIWc2WAB1qWvTi9",
+	"g7DguKi48rztLAdh3tJYE3OfcqV5DFxSCoZE1SORPcCI/JlEeLAR+ROJ7OFFpG7/ckTZF0ZJnjNNDE4L",
+	"lpDpBDzvgt2wDBl40miRH7jG+GU8WxSSieIiZmY1mTY/9oWaZjf8hsFgmfWOLOtTN+wB1PxwPuDh8XJM",
+	"K7KmjI3lDUuM1jCm14xkUo7NwW07k6ORrdfoUdTiGg1lkR1Sh3//ZA+gcURCp9CbW3LIM6VJKuX1dFJa",
+	"eCKn6P4rQt8r14Jx+HYpD+K2lui3flFYkruXwoE275YYyFLamFUAR5YqXiiIp1IQTmYNsRkbThXaxh8j",
+	"f9kwPoeagcPuAhMsOHPw+CftY+birqoY1BvUqU7eqCqdWBVKMeJyLhQC3YJYGBCqyVgqDYGnkKZD49ER",
+	"iXQ2FeCkiIiic9UXM5v3quSYkRnLGEnZUBM5tYYlNGFomjpWoEdsbNTnKpoviec5R78nCh0w9gQfxmyN",
+	"RY0oH/YSVvIY4X15UW6ACkS/Z1kw6IOXlJ/EBqJJldhfvL8MoPLaVqJYSdEqo9lHOSuYJYTkcEEoSbI5",
+	"yaYQxEk1mclpmpABAwPK71xR2wDi9ypab/IIiNdGBVpWX52voNKyK7OE0IGcotJURFO0yPcyIxEXw3R6",
+	"mwyicuxExqgNrI5HUjHRF9Zn75QyvxSCxiu8OZ303IA/pxGpt1u3PXICn//nHZGC7ECIdiPoi8h82aRX",
+	"Vxm7opphGmBE6h3zyvfp9NZmMrgHMJe3ERB8EYEYkbp5NOgLfB+TAU+t2wEy6iPr0LR5Vm7JM4rWfdjm",
+	"nOnGolrodlHFV5iL01wQ8rwoE1umIEL/SWTU02hIeRrZFHo6VQy9jDlIeWxumlRe+QKfH05TJeo5/0xh",
+	"W5HX5k4y6HBxnzXQvlyJcjJWx0oxXZ3WiIEucmhIV8bTMRNWq5/QKyNLYIBsTigDLijEJS2t/00mJ4X3",
+	"o9rePKSpWjI4mxcxrRF8N+j1XHBI2NmSTE6WTWvaeuYc3OCpe0EGv1YBzKXQVxhEyKfjD80hjc1CIVp1",
+	"SGOGwFtK3AIYZKBY1jrhbitstdu7rXZodEZwCSWXAFHPvhge9sI9sC+iSXPzjHy7lFqvxvQo9PPsMq6a",
+	"MyratSDPB9vYMGqtrGvXOaPC2U2H3IqNC2K+A8N6ue7k9Ng+eFeG0Gbm8SXvwipRwgPWkuSUHykkJkik",
+	"aJZcMdDl0E22kF62NP4mMqwTX/MT2WDd/mFsCpLicNav59PxB3RJVDkZijRCK+MWEAzyw/XmKp1ead3r",
+	"qO01uknvYx2PR62F83e5g098sj7kaZr+OAQrz0ZncBF4y4I84FXKhtv+Oriu9+X8MTnUMztv8gvkq7tu",
+	"3Ep+wtCD7e7lc7AlsBTrTWENHK/CihRw34258EdqPzmJPhdVbsoPl4F6w6qEAyOhI5ACWzUJDQ9RQjXt",
+	"RSTlwooKZyB1N8/MQzDYgtxgXgDQTROOkT1gFX6QH3VLirLXaHd3vfuzOAYj9biFLZFNvpGNgw/O5xNW",
+	"BB9MMNWiV3Lwk3oEs1oWFQUEP1tWEDUCCCvjSV9QkZDIQTFyL9rlRgRdUTQDs1+Uf40BDAGJoJiB+7ov",
+	"8idt8QIzU5SH+UWkLqZpCnEHNE0bGKwB3s4WBBWYhRpcjdA8Gi04Dmx0B5ipWva3CBKbQCyGH3Ec1G9W",
+	"BFcskzDi5AtFFPt5ykTsSgxBIaCMUYXCLInleMw1kVnCsiOEjQH72dlbEvGkZ5RKaRA7KerhvaNKNwGD",
+	"mydvovUWtMrYjm3iH4Jczl/Le81qIFSvOmDCRrfhDICfF6tI3AX8LaiGeAhkzKhQXhE1NMYmhJlXrWsT",
+	"jOd5xuo1m4BpnKgRWEUyZpAbYyA1tdqD51Z3GG7vRYfg7qOjOiR3/yPWuPAeL5DQOd4dhuVBaFUa6dtb",
+	"iO3LqhQhlIcJg0cAQVM5g4vC6ey2cM8MzEBUkYzFjN+wBH1/vOQxWLYOedfGMkozu7AXivz05pRYvmBf",
+	"Waj0ddhpha1Oq10ZH0U1vcrouGKaN+6nfN0BSVgsE5ZAqKrUD/AJ4ACXLgp59ZwY+MoTMGzgW0dE2GQW",
+	"LIWUsVhmiXKgNWSbPGBJ4Cy4VAwTmDejQ3PUl3b+5V18n8pZvjq3MqMtIz+BkjalMjjWTvWAxad067VP",
+	"MqllLFPfXiCYNlsyYupkyG8NxcDni+qYL4OwVfZQ+wtJmAbrPakvcFwIWJ1AoY4raWjGMNLGEQYwJ5mc",
+	"uIOXY8rFC0U0G0/AyfgA2ChDAVxcXWYr63e6R4h5BEtWYYEqcH4ZvuSOsd42/P5D44i00Ro2FfDyfSjX",
+	"XhXucrnqtoJc2YUqhWQ2kqoIEuHIdgsmcETg5oWFCVm8NqKK8DKdWuXaPI/JfiiELF81DvIVkZtMA4rf",
+	"HO6cnH5/8vfilAjmWwg5a917PNaWebnNRIZdEcWK2yUDflq4/niWL4bUjRwCeURcE+uCagC9gQvHMBak",
+	"wodwDWt7XV7z36xR1ubcAU45tum4LanvGUo4BJnGbjIg7RA+w04DsgcflPkJ3Jt8iOzPjtXazlRfGCly",
+	"8i/24Bs4PG7ocxf/plhgf4tMvepkPa7hY9YijVYKIhbJN9Ti/dvOu9x2wTm1cPuEZea/StAvM/uDLgzl",
+	"Md7F95zWXTDanKsWvDNc4k9tX1UJ24ch3Y27zT22P2y+ogeD5mEcJs026wx3aXewF+8nJVAaLaiCojoe",
+	"prargku21OudPHRfZAmOVnWe3xt9+m210+GTzduaQSFqEJ4MyoMKXjh0If9gWV6yGUiLY/7l7McPtqjO",
+	"0AYHmNGsrwISLOrRqhQoo+DYpFphw9Xp+so8XvUuWn3/eoFYxcOL6VW2IFLnwCgvGY2hku999nyEQDFD",
+	"JfjNtV4hzeqMxtdGNDX8lgoUyp2QsgxszMvf3u/4UGHrPsQ02/ormz9UJDJ714/2h1oRyo0W1Fz1ghVM",
+	"ddX5mI1sb6jaa+rpJLU4ClhMvpN65IQGhjVEXJE9qFCHMaQLphelL/kkjyXdbRkg5CmBvb1wP/RZW/tV",
+	"UFNZnL/SboWtvRp+h28YfhkuG0bsNFvYxIpFfFlTyxJSEu91f3sy8OqhOnv3DuS2vsU2Csg8chuLDlBc",
+	"SuBA683kwc7b+yr0W3vTWsI/3A/hGlx5f7Z7ewfe/fmsmLXmLg574eE/PZrstTthuGT9NsJw4BW87Jmp",
+	"YQq730dem8B0n84UXlrq1tlEyuLefQs+M88tIpmf06sQnza1xOdjVl/7Wk6sBQXYVJZAO4HBPCDmYSYS",
+	"193BqqyOtxbctoqxFjz+v1M5oOmKQNJzDN6yzLGkoAeQAMYSLMQSuURUFVUkDN6wS9hCrdfthI7999p7",
+	"of2flSXNSEgU9ht1mcdKHkLAcz6LFxn9xEPXejWWXLEm7R2EB6EBn4xp6tTBnF46bngrIOSrMLxxKuKU",
+	"KsWHnCWXdkmdjn2h9GM+3m576TcrfNV6B69Wu7OQmNs28ShlQ30pp7rW+3xRtVgs8duze/qVFn9XHd3r",
+	"Jq2yEili8BUkXSuQ8iRlUMlUTh9iX8vlsgX5Lk1tmIszRwWk2MTDzXkLOLesv88sTVtF24rdPHOhp67T",
+	"iRM/BwyjiUBQN6JoTCfWwEfj0cPse2UqqD4GF8U3mBenoGaMTRZttFtO7hHyl8pafY7vgAXMFrK2HCfA",
+	"ojKoAWWo8mx03ZzYSVckAfjks2zCw0rb1uDkinK7HHR7jBj1OhvNN17SOzbUP061W1nVojwhfBl57Y9P",
+	"jL7KlTPfsAD4EiOpRqYRKpgJv+HJlKbp3KD9mI0fZuKt4lNfHjXIQ9WdVayvAonMDy6fWxvCJXndj8eG",
+	"mS+rVyU+u2KvlXBcsaHFY17kc4s8JchLyhfk7hFZlTD0A6OpHi1I2S7+sSavlyXOyuDIx0RF2gYYp9WB",
+	"fucYhGgw1zAgDElFNgip4ZpE5paKWrXtbr1zqPifQcUxfLKJfB7i5vEEilqHOO1D7sFJxdzfca3IBBJ5",
+	"YikMF7thGb1iCeYARpOJinr2nvx//x9yQHbyymbVSSTrEkceSqkPJ84Jo9eXm2zcybmDqeLmHIbpVI0w",
+	"mvOGpki21pNTOoceFuRyD75QFla+gAztg4ijgwDgGBBghcX1Wp6wL+qKMSNa4+eo0SLHAwggAYfG8hvu",
+	"OkJvg3Wr2ap3MsMsLlruJiSH7ixzix7U7SdqQoUiY/QfUEHagREAwzDMZ7OZW1ue/6TqIE7tNVacRc+D",
+	"7wuV33MLALNLdweHj5uTUNxWy8DN1IvsJ+g/RpXOm9KM6ZwMwFc/maB/C3sO7ERaRo0H7fERxRvsQ/cy",
+	"cwNGJOd1PMz1tKlkN5OMxQyq4iw05CG2H089sg1z/pz3+KnI1hja9lIbmhTzxI7lGCn0zU2gxxWw1SK5",
+	"u7TQgMg0AQLdSvwrMfYKQcsWNNlwmDP7tBlIPvCwbR8r6FqRZ4y4Zaw51zPmkhzLR4EhocuBKUZ3xSgi",
+	"yxA4BvYjU7Iqh5zqnGq0nJB6BMP9GV72y5zkiUb+aT7JCZTMNxUICz8fkTDfCi4xslt6wH048Shkk5W7",
+	"xx+OLmsMRxaa6w6+mHMZPMjXgeG1yEdwO9OMkUH5kmuRaExvzX0YBSSaHO7Bn8AWI7AU4ceM9QXU3C8K",
+	"7U5Y1oT7ppnfN5mZpWfxiE1kPGrSlF8JcJgsXZ59YcZK6UR5rNlqchg0QOpmsTbxxMxL0zS/NHPhAzRR",
+	"O/BRXyA62O4ZMNmM6xHkQqGw1mh5G7UxAod7emR2FDOheWrt/1Kxvg1fMKsggtEMSsBScY2ZUwOeppi4",
+	"PeQCvBA9omSGaVcfiHuXOsscRvQZQGLpMcGMiGjGIzHjaT1sHe6ZbX1otMgJqJMMcrfrCFILFa4gRKyB",
+	"1cxpX6hrpuMRlM8Ao0DGGJw19cSDyMk9Zs8LmU9favTmCmWidudgt7VrI2vNrV7rdbrWaIgP7EO2PuIM",
+	"GorDoGbhWevtoxXMKOxOC9s92Cu+K4xEB3vLliC3ikV89sbzT93d9xAoZlvEmQtby+gBoqi35SULTS4d",
+	"GazPEcudb/0DoQN5g8mLDwlNqtw0lLmmRZSLrSJQQmuH04YL2rAWwciIJoSK+QNgkJ9r1WJG/GoEdQx8",
+	"GGQ2IHFbuc8hzOJElZTIludUpF6mR6CUxgOWUkLW7XNvy2j9ONdoebDy0oKcPKpuhMJ3ZuhIzG0eSbGY",
+	"yU23QgArP7G//MRFsKLWTz2R2qigP09p0sjLx0BP527nsA11KRvOqxrkPBiaVMnM1ZlB0bIcEbCQYeJX",
+	"59krVefpbFnbxsWFrV2LrXTjL6Jc6wYWdduUV0w0HS4xvSOY5pOWOQQ4DntJYau5Fe4UI+RWNeUbEuoZ",
+	"gdabDR5i+L60xqYHvF+4RSq5Vb4Z9xzGg9TzUoQnH87Ojz+8fltdJ+/+mIR74/Gse2bZTjNluZjo7McY",
+	"HJe35PZDOeD6xLuX2oxhs4JVci8S7CPgWs7ZW2onLmzVbrs4CMyDRYEm68zPLxQ2dzP7xLaQriPkAlvc",
+	"vHagO+4g9xEt7nURp5ZUUz867p4Uv7JF/h56QafA81DIQ0J2Fn08j/W//LYo8yuS1YMKYiz4H/4XOhP+",
+	"t3OY35Tn4h7Gtei3q8qDsdSx1mMI6VXYJHglf/MJvSLrgKqqcOtIaZqyqAeTjRjNbHYN0q7RF8sKOtQn",
+	"Y4rpywlqrlEP84/cumdUQdVczYSLK+deVsCIEcFm0LDY8HKsllvKWzLrcUlFbpLKiJSNENdBF025mdSs",
+	"tNzHI6cF7P2YsLr98ydbHmkhsSVjJc9AHlnjKIvU877RIGdTMMGX+jnXbb/nhg9h+1JOWFWwra5cd5xH",
+	"8baNOl0Ory1E+ZRRsGkYFMooB0PIbMQ1OAvihebEC/V5PaG+3TkoSfXtUs3Nfv+s3nrZ7581/uveWpZG",
+	"5Vi7OlgXWOu8OLGl7eP3TvEUZtAJvWI2ecTWegBEM1+Xt+nyw/8h/jIajD/Id3//bhSP019ORLiJ9HpK",
+	"9agy7HgqBEuRZCmB8yyyV6BqdcbGBundlwtRV2uy9Nuhl6Xf7lhsuXQDXW6TvF/K1B+wLOWiiZn0hoDM",
+	"AhfGPaQHg1fxftLcY91hs0t3B82DuJM02ywcut+8jgS16WR9Kn97RUH2J6gSslnUYAXwNqjYsU1mehUc",
+	"N5ii8Iuv7bNA9egMn3xQIZGqTFob4L8Mmcq95CvdrjiIWfiGhUEWLsaldVnj9/LaIuzEkfDhEJMYyjj2",
+	"Ozj6zeqL+EhQKjEynayqL7Lh4a46ubWh1H803vXMNUfgivnq9UbMKt4XZfmqgl/A2D1mVE0zNmZCW7sY",
+	"1aM88QZjGZpmiVMjPatYZou1tQZUJDOe6NHlGOzNh90wqP3LCK7ZJdRjbBm8oZqJeI5fHLS6Qc1OvCrC",
+	"FtFurKcYXOyUlstUKnU5iXWtF7batuCGQ05YXa132LkvfDdsV1xhi/v4sq2Z29vz1u/68Nn65RIoN719",
+	"AbTbZH7sH6wOE/KO5cvaKrdYiHqd28Id6Pb5BHj6y6EuekR+ntKU6znJETmPZ4FYHRD77BEEBM8RA1ek",
+	"Ukfolsmwh7W2tcdWw23VHleaCh5w7zsolRDHx8DlgwkWERxRwMGtjEUbiQOWvZyICUbwblEtbCNa8wBq",
+	"o+EfRX45Xm8yWJkel6ykzRmdO4SBoFqepnx9jN5W0y9Q9Aqd3OfdM6qwZ/8RsfIEBpbwormRl7H6O2YR",
+	"C5TwWPxfhdxnS2GuIF4k7CqjCVisEjlb6JYCT1SqnF+x6tdWRRC31mGqqnKd8glLuVjlZDBf5ziZsFRT",
+	"axqz8ZOlRsPBYt5DSfCIrxkUk3PlduGQdTxi6tK2V+ztWv+ILS+bP9oje+EucT2Zfyr1ZC5eWJYf2i79",
+	"x/ldsBHFmjwhF2d0mWRyMrG9GuxXziznfWVtfrXewX63Il8133SBmN7u1c/VZqhFqCwF5uLvhpXNRjwe",
+	"LR+EK85ObPXyoczIlZQJqVPSvb21xmqIXO12DhsBkebYJsy2hj+yHKg0Bk0hPidjxIIG7lzPUlsGXOCK",
+	"j+k8cBi6zvPcUNoi31OeTjPmVX3KzC3FElIX0vpMArJ3exvAMm1dqMcU4PCx68sG7tMybj3YC7uIew8d",
+	"aBE3l8QnPCp3QH5e1GBq9HS4eYZguLPhjhZdsHA+lqB32PKQiMEFSlmxwBnlkBCgJRkwhw9BkfByZKN5",
+	"zAInUqbmrznGcKVKEilIwtU1mQrN0+J1qBFmu2dAN9QHpl8t0vbjglgcD1gadwlaS+e7xApKCLyInst4",
+	"VnldYkOxFaXJIIzYb7SrVdlAv6Lh5ZeybmdnnWRsyLLLidWxy67odncp/qLd3XMC1xozR8fpm0wYYkkc",
+	"tdgU7A3yumFCl1we8yRbboLlMsxt02OI4sZccy3hr/bdRTnvvGi+dyP5pCmNKu4sJksREe0DGyiYcZlB",
+	"9+Z2uNYc0nlUb0089FJzzXtzTF2kGWLDuozTYL3HpkU+Mpo0pUjnD81N9UNJFu5CCIJ0txC9olwoXVq4",
+	"11/H8jxwVoCn7VlX/hAre47SXyoCAB5mgveDiKpUE5uyBUCxYLa+HT50LYwAhmXQrYLNVvdZToj3I+97",
+	"eHRLE3FFJFJ1as0zIRCBHCUv6q3xOJQq2MXiRt7JGWaGqCNieAO5kk5ET+EnntxrCFmp6j6lMcR3guTb",
+	"KRDf4YTXlPVRIVZbeU18Llldb2JEJxMmFDa5KndeCIiWaUIo9GIczElkxo96JPJuwYgozVimCNd9IYWW",
+	"RVHcgETm2o9sQUOuMSg94WYNYy6obYc8ppOJE60yOVlFAV5XiaB0D69sKW4eMcpicUvYm2aObvGa61Eu",
+	"BdvEbbI84PoXvBVDxTE8jYeVt3/Qpejx3tzJU+JbHit+dsblEfojabbaReWRnoXWaoqw6TULLinIwTCC",
+	"09jwFRCQVjkGXBgNiFmqyOVZLlMCQqFNvICdLVQOKlXk8ZNX91zmxQQqetzXoXxx3tBOW8zoT1aayU2y",
+	"co527rhaqA1UpCflmR37WBfQy7UAv12eBOG2lSci7C1mmLgvSmH7DlwL0fhQxggl2MVFd6rFS3vIS7wQ",
+	"MxDBPhcQqsgVv2GiMlTSJUAumZWy3DCAqU5QrkPJ9GbR4L+5CbTAsyof2kLO1YCNuEj8RCDXlM0e1Avl",
+	"JV4o18m9HaroaE0q0WPTOp8pffMxtZ9+/TTAR2SN+imDfgYpYvKGmaTI9zZq5/5N8/2VNN/nDgRAu8jX",
+	"DwXwhIbtPBBYEM2qc54Cg6BXRzYRNc64ZhmXApk2RvHAMy1yLCxn64visTrmj7LxRM+JwQyScqUbblxC",
+	"xRx6LVS1rSzQ7J7mpCdvPvrVGrc5t0x/NBdIua+k1/Kk4IFe/caFBlanxP3oSj/U98n569OAtF+Rn96c",
+	"BqTVajVyvu9tPX9xvXq1YVXIbWDlSho+A6zuViLmCjfRu1IQr22ojPj3sFJ463nkukp3B0svHuQu6dVl",
+	"7O5nnVWV7rzFuRJw91eiWxI+95dWvL+0U7fiwWYr7ngrdirS4pItI74n+GbP1s7bAEBV5fUqGH9ZKLY1",
+	"91x49t1vNMNvRVyWj/LPUYzNJ7qqkmxPkCH4G67q9ohze1St0y0LvK0rWvEY29XW9cEQW54rfIFEsGob",
+	"EIzybwQIT611GGts4Ho26nH2WDvN790wU3GC7obe7viOBeHC8FCwPoM+LYdGgNn56c0pCG3qyJWEAIHP",
+	"UDC7jRlL8voQ3l1cKfXfW9roYVW1FzS9J6hpXah9lUSyaJjcDtJnmrFsyfhLwJiL8bgtcgw+aWYhTccM",
+	"5OdbrtC/Cs+4uLC+QF0xY7bZNFfE9qTygx6hfUluLDY0Ci4aZ7Kwov6QpqnqC2g0Zq3/zqubsJgrLsVS",
+	"rZMN1NfyuW8a9Lni6vGPfqEBsT/tZn2IixDU6qOWg5RVmJ+OBfn4/Wty2N17ZeR38xDBDuIt8ha0pO7t",
+	"LQB3D/5VM5ZBWxwbxrWQTjNi8fW9195HyMBiSr3Gx6GvVXXTctDkZmBgKnpa2CQ3iAoMIEZjNB1TsdC3",
+	"ywsdxDYV0GH7hqbVyRCrWmr9KBhhQmdzsEzZAWwTjHo3DAPSDQ8BQN1OpxGYi2IslSbtMNxYDvB6epTU",
+	"EYgpXJQI7svnxh0DaZXgsUMnfOemvaO4baqQp4dkvAnoxjCjsSJ3FMasrLd1BjRt+1T+vfkRH22evDH3",
+	"oZpIoVhld4+w/Zfwn7v/s//h1d8O/9p53z3d+3hw1j7f/bS/PlNlecc/nJ+fEnyAxDIph/l3O511uuje",
+	"4aFHqd2wmi1znVZA+2wkM+0spM6Ae82xPKQlpSOvWYR0xR0dmUHagpmuDJm/GQTDBup5rMvKRoYLynvC",
+	"hOZDzlT1YpQ2XCggStqWg4rEVBBMwSRS2F5XxVpGWk9Ub2dnYjvytRJ2s2OHUzs3+Uq3QKdq3oUw9nK8",
+	"PJyr4mc5C1kubvdgHrQKyaKM0WRum/hby5F5CUqSXfuZtfAg5Java9RfXWI2cAtfu93X+ea2uKixr6xZ",
+	"sWFhCZswkTARz49I5GIwIyJFOsctnsB3b75zJdBcPKUN31rm+gnVdEDVvZLjm3xm2AYyMxsDuu2rC0DM",
+	"l7AWet4tuGHGm33hLngiLFtY9sojvwgqC3Ei49gBPPvF3sYKT416BwuMw7XPhDIbME8LgCGrmFl0w9mM",
+	"ZRGUdjACstkr1TKzPW5BioP7kwmDDAHKWZxhA0bbOhjzr8QVU1oVBcgimoy5iEgimUL6QSOpRzg4ey2o",
+	"uWmhNfmYLwSq548t8cOPKNu9saLdgq8CGpYmHnXEPLkng8vVS6i52maQbkLqh50GoWMjiuySqTIUTrBX",
+	"cimNS7EUokgvPZFyOfeYOo1+WXnzl7gyj8IJshDKmqcI1RnNUu6CmoWcIX7gbI3NXYirKkZ8Gs1RAgMZ",
+	"fSbFahHMyuKvCIqz9pV2x+bpGQZTnXuwIicK2jta0MJYLxSeSxGmxbFpo5AOJ7dMerpfVF8+2y3NKov8",
+	"f3E8r6aEy3Hy0CFweFPF6c64rizbkMoYJQorppy9aX46/rB5LYCcLBZjxjKucvHBUDtzXf037L7vFuYG",
+	"C8j3H4uc24XaECvts+3erltg3q1v90ly/Uv7LXWSb4ed7v3FAValXhf7Lg3a2dt/ZCr49lFpa3pxnmB7",
+	"b2a0vVzysfYw1907entOr7bv3H1PQQArVPrL8fttbhPLZmgC8kTegC1hywCqJJtfZlNRCoWyD1aFpZY9",
+	"UPeiwYKqN+bCfVzQ+4xMyX+eMvuz4U3LIFQb7J9L8ZEp2MaiSOP6f9+DaaWxXkOne6CUAlAVtsiiZ2NF",
+	"SAgKEpeu3Xh1AxMnbqAJfsFSZC7AuszIDNqiD1iD2O7kJRV8CUFX2WG8Wt+8sh8QFpwzYMSKyVyzwNX6",
+	"h9ZbhtFGPEHX3kY2AHNMCydUWXscUhqqoLx4rdgnC+AXZxTUil7vzhywdAyrcOlBcYgLfLQoHbFQ8qea",
+	"qfrcsvTqQrR+xhiUF7URSpTEXIM35glZbFUQ4SpQLVOc7+WdJhxtKu32QeBTnysngf1nQSwYu5IIu/iF",
+	"wgsuJzoLdMuAvAE+b1rmYi/uDnZp57DZPghfNbvDfdY8TPbiJn5rvgz3QRp3Y19CSF2+RDNXuxO0d4N2",
+	"98J+5R7ZDWo6m4oYyRvW6jMFwEHiX/a53Rc0mE5evQg1jN1c5F7mHZ9fXfh9gDcUQ3KyAsa65JzJT6pK",
+	"IIVfrYmwyA6Fc3diKWhn2ZxkU1F5Ud4vdG7Im7dkyxZd7h2RJSdv1OP5+OnX4+Ebl8R5Iv5aNATPkcdn",
+	"ujzZiuXm1o8qboo2ckQ5cYUGR0NPCEc6HFoXpB+wvBmDKVb4MLpajqEt5n1AXx9/lQ96XVVX2cC6zyUP",
+	"r2E4BIqVFtXUXOdfvlDWfAsvfOXxnSTlDLPVBGIJ49eni0XUz5G7OFAH4YWD8ja+CrkfWuPpd6mTPnPo",
+	"Juj/Xz1w06ziK1aO2FpnfyZlvCqqAeKXvCySFTkGK3MHvkL0P2fqhR/+v23Iv8qbEC3rULbFkNGhXIgk",
+	"OE+xoceD4v5tz6MKIniS9ksueN7u6mLVGX9kiun75P5O6EvBfgRdbjmF3EpfVsAvDNY/sdCaV+Ld4CrZ",
+	"SA60K12c/gc5I2MIF7YPvlioLv0Ly+SDSlo8TnhbWLcnuVUd8rm8rkokPhbk+PSEaPNrURAXS9LFGdMP",
+	"MLmaI3SNdqbqHreFvaSuMjqkgjYz8LzXglomfQfKVyyDWtrFQyM1t6qNaf1da9105pl1JkkYZMHsWNrK",
+	"ShR5kLXkV9mfv7V7lp9UloJmM8Tzws2IOB4QNYK+khjwG7OHI/1m6GxYM1CjkT0v/3m9e3P4P+xj5/bT",
+	"K/Fde/x6T//jYPqXkL7rqjf7wx++IvY/z7nm2692l5kjMeKUAp1Gkeh4qkcy479QbEv2nVEmMtKfhuFu",
+	"DCPBn9ia1iu/vdvZJqHdUgyurEQ5K3Ht0YrAc3DKZxbY8Rr56hK77Vb83Ua5VuX9eo0nNtsxToU9rpd8",
+	"IOu9IIvbc3Ov2ZKdZ0s9xIWyYvYONFguKn9kcqpZ9kK54hdmguWgmMe0i7k3XjCVs7+y+SPbHW/SRNPb",
+	"MKEpxJ0UpVGsHqAlSZn2Q3RtZ435Y72CtufGYt+PtcddJXHHMZvALdYJakXXD/jotwGp9cKKpBv37qou",
+	"7a6lPqnTNC1VeHtI1z9/NatmXCzRQnPlCfMYZebO6JHt8n/t1vQ5sEtwWFhT1el/Ov7wVy5WYLILg/x0",
+	"/IGkXFw7jdcz7vmxSINM0mRAoU7ZeJJCqok2d5lL5FVUszTl8B120i0FKbnHlu9KxeJpxvX8zJCx5RJw",
+	"+Zobeb0uQez9h7JWdPrj2TlxAb3wgIqgL3eUt206fvP+5MPl+Y9/ffshCghVfbH5xd/H2BOzSqNEwXPF",
+	"jkZaT2p3dxi9JyttqhAs6uIHlaaaK13Eh9kYMhdQCIGwwsak9MDAqqBmIs/MmfVFbmXESopgaCQDpmeM",
+	"FUeognLZNjCjGmBBGaIJy5qIo33hEhWc1hnkqQs20jGwwVJodvVj2xZTCFSrL/riP/6DvJawK/OV+aZJ",
+	"Xr78y9mPH16+JAOZmKVMMW/sml3GVLEW+VhEppufIT9iwEgEjXLQHLXzLyVF1BeE1F1iMWGpgjavL192",
+	"23svXzZgVXnIOXnPvyP19j78mzBzc2RMKZaQoczMQAuIg9uOGkeEkpRmVyzLI+XNBLsvX7ZwLwZzzPZw",
+	"YS9f9raQIsl7rhQXVwGZCmw4LzOSsRt5zRKzJkRfcsW0mTRsv3xpkfzTp09Nb2LmJolaxAi+CjzuHENU",
+	"8NhnLOvBNl00Yx3CGRuBH89YLxDQAM/V+MsQ7exp5zhhhsOIRjOKjWSsF1GMAWYbQUcZcLs4359FIjTW",
+	"w4PQ8MiMBwYGtLLB3hstcuxUKTD8GxkUy3YbyYMKgqvnUrxQxPJTAzAYzQDNnBR5S+NR8SRMxxToZe4V",
+	"HFfAdx7NWrLEHBxCotumY8pN80ZE2K1mAlJmyA+MpnoUQJwoRLb6IIMilSzODYiJjGGJNGNkMh2kPLb4",
+	"BLkO6uVL+KWE8zbG9U+A+9g19LC796rhCMXer5GNzAXyQLEIi7DSLJv7VaMJTwAlxjQ1NxNLiKHLgFDv",
+	"GyBzmZGfpxCeTzM6ZkbgaSIKA4TDly+PYCtIIXD/3XCZ5jC2i6g7JAc7dmDTVgznDMgYCYE46Jrx7GM3",
+	"NJ0yIqfgZoKstYAMaEJOTvPmpDIjr0/efDRLj6XQmUyL5ktETeORUe4+/PQOMZZQiITAgaE9lFF4FFYD",
+	"ldMMZFmqMSgXU+C40v6WO52XL20IcYTJMZ8vIjMK8CGK3hXbvRrTYagZ3oAXIAqMKzKzRoFNmGzlRQ0+",
+	"ty9aWpofrAz/efeiZcS9/JGogfAWOdvgDknJTx/flQ6n+/KlYWHJFPEIWxjCfUgFiU6GzfeYrmkdMcB1",
+	"zOZt/i40uJtmGfSSEKw09CEMbXuGC5pCaPU08x/aA+Qg1AzrxWC7GbxkgNJLQLPHOZ7C4xC3bR0fsDZb",
+	"TYIQP/4b66mZsaP1CRrIjY38Y5kxHicKRIIROQR6H9CkaZdhTqRI6zCfpoJ6PBiqsw1lNuBJwuB3IXVz",
+	"KKciiQIYLJZimPIYRhozPZJJ0zxC01TO8HUtZRNuGxxeTSfmvFnSHLOEU2ida8dyQLfrcGB0g4ypmLuF",
+	"q8gAEyfMpYQCu0ExITxnmHsvX5J69frQGSxIdGy+imz2UuPIR8VFTlEMHL586WiE6xY5FnOPJY/p3KXQ",
+	"WQyw9PWR6WzePB5qc2nNRjxljhm7xIZFTJIZ0VISlcoZ5p1TMSelk4ITNnR8aKcBkJZm0tJsyjGYHANZ",
+	"Ar94g8Fccgilqo8dHr5Q9pAwHy1vme+noBmeAEpi3XqQmkzEMmFJw/AxzKX76eMJyROG7AXxMefeykgb",
+	"GHuaJ5QZLm8ug3LCmVkapjUBoMHeZTiznAHFL2Sn1XOpqXNAbrjiBqrHZ69PTryedo0jLBA+4wqb8nMj",
+	"qAhzniyxS33HlTZXGTTvj1I+5joiddfMYC8MSLvVaodhaIU1c5vTn6eMRGiQidz5GbyAhX4BQ0pAPKvN",
+	"XXREIu8zALu67Rw5pcpcSSBem/GmAhkKnOqV1dTz7nV2F39D1gjQpijJ5FC2bNPQBhRZ56vCglGQwCs/",
+	"VRJPnjotAG5CDBcmUb+GzMmxZOBP/VrUImd4brB8w/A9/g21Jq+ZuxfAxWwoAQNrzLXoTDyowqQ8ZgLz",
+	"kqy573hihLJmpxUatTJLvRy32WzWovBzS2ZXO/ZdtfPu5PXbD2dv4Z0iG7DQco5PT3wff63dCvFJOWGC",
+	"TnitV9ttha3dmheE4iRwcDGZL66qPGXHuZOOG9HUr4YWkCFPNfTRHcxdXmHOjrAGHXnviX19gTIxAiZn",
+	"SScJlKxRGuZ6i1PBSu1YaH1d9Nymc7csQgdGagFbv1O0nYQBrlvzArDLwubqfr80LzhNk95n9IIVfrSv",
+	"grZ/dxdsurRc6OFQ+f+nn07eWPHA2iIIx9yYQo/fMFpk7QZ5eXtecMF+d7G35ZK9YO3e8harNhmHxlpm",
+	"ZmuoR5iFLOxHTlQTc6qqFw0jrFpuRS/O7dZLoWQwHUIDW7NgzcesnB47VoZXWB38hXJFGkAH2N3dPQRh",
+	"Y4Z2joylVBvFHnryR829cbSwXd9HEPoFOJd3DqbddQfltR2tCzn7d/Nzu3l48TlsHl58CYODu89qPEpm",
+	"F//Gb7p3TfyjU/xx7v7oLf1R7/db+Hc7OLxr/Ff9n//+/KfmxdJzjca9fU4pJvMbYGEHHZRlyC/m6qp3",
+	"ws5+s90BR8iBhUgjIAIqLWZGYTCv5JDVEpLHAMDN3XAckGYb1KTmq8SoOaD0BGQckFFAjKbTuBcJbD/g",
+	"X/f8O/eePzRP+Hb+T3T+VTy8uE523hkBqbbBg86ldQG9oEHwg7uzE4bgtJVCM4GenQWbmfluizsF/I5g",
+	"z6yoSUqxfgz1r2KDaKgVwIJ8uXLVhPbxndKzMGcXt1P1Ur7tne9oYt+rwSvt+1/5CfQ2mfFfWGJe2ttk",
+	"nhOrcNlaFH7ZUsiiBnpFWKTSoJ+mV5BkAICsXRh8LNmOPE/qXZCLPWAZK1KOqtwMY3njsoWLMCUra4Jd",
+	"DVqc0LkiIxtP1CKwCJYEBEz4sZGIwe4NL7Rs1GxUlosIXIlVUtFr8/xr8yrWI3gmFIQZYC6X9bOMiVBf",
+	"DVaCEVJeAPDvDg+74e79L33vLAxPgrkAXR95PMQF8FcjLgpLd0G1cP72lsYugg48CeghGHHtOzzKSLuA",
+	"elYir5THfyXEW8X7Coz7YzK7s/IR0ni0DeasYnk7X4zEcfcAzgcqOx2z5Nfnfr8Z5odlDr6xvu1ZnxH/",
+	"HsL41loB8nPJ1XyoVpZL1S4QLPfvYzDnFohhw+gvPDLKvb07X7ym22spCjPY0AiVJ/MY+nFWEz0iWk6x",
+	"iB3XpO4arvHMubYaR7lPOS9SZ56mJANytS6kVGKHOZ65opAtV6YuJ8+jRfKEQl02MyyCSHh/zAVydV7M",
+	"KorFfb61O1ym2m51dEQOEkNddh1/EOrqIkzWv/FB6u/lVDzNtYJn5EeeeBT5Nk+mqqTKvDTOKolkI9ni",
+	"v5lejSJPx9jzOVYwdD/w5neIab823vw30w9DGi/gv8zL71G+3bAGtJjNHVdEKL22jkpd5G1NMgZWf+up",
+	"HchkngcK2keuGZtYNgne6RY5FkWQD4mpEFITwwPRQYUtWiHv0nHRLdgiJqKVcB5O/zuZzDdAdz+MEP1k",
+	"YFsK271kcNDrtcNaUJtRgabsnhc8dhdsSSo2Y+6uHBRnc3u+GqHa/MbfO8E++9XQbW8wxSmdp5Im51K+",
+	"oxn2Hui29zbZT+4kf88STs9t/7Fup7PJy5NMxkxBsbK3QnM9fxKehPj62LvMl+1umE0Nr/aGQddrljXP",
+	"DC95Cw8TpTNGx05Dsl7IITMcAsKhbHoX1ASLYIJeROrgW4dPEJmDjlkjJEcJ1bQXkZQLRkYyTVxGfQTz",
+	"RYQqCHA5AscyT6zLuy+UwVARM9czo7ygui6n3L0w7zaCwvqd+1Ft0fxWX8AtiZu0YehuMFoONHuhSATM",
+	"MRcisbraknCpGkSNaGYDf7itVw91H3MPMq57nPt+Ye88sSAJ+kJJQp2XPYZwpaHj9WOeJCnLh7hiECfM",
+	"xoSmKcYqm23NJ0z17IptUGsU2M+W2eSf8x3VzbkUDmmbgB4FfRG5LL0ibdUBxpplGgEpw8F8xnDlfL6+",
+	"iCA6rwWheeaJstaMoIrwVy/OACCZsVgKwWKtbJhF9I4q3QSMaZ68iQK8xvLDRXd/nEmlXGtmFaBbF4Fm",
+	"dX/AT677YsyVMor9MJNjQl3/apnhF7BlGyVyZEvgDVmaJ/ZiSIamXLAESKMvuJ0IUB435aYTSjOKDc3V",
+	"CAoOZMzwLIxx0xQuYRLL8dg8bpCiL+pRDy51mvIbFjUMUcB9j/to7xHVIlib2MZv2Fg5rvoCIGgR3BKr",
+	"QWhLh3UqHOk1jlyow4xnjNCctCHEsy/6IoqivuBJj3R3LXVjMLE7+L6AUcmXfo0n/Vqvuxv0wZ/Sr/X6",
+	"tdKTNfMLH+MvVQlE8IQZrl/rfWm1Wnd3dv6+qBLDK+SSM+BcyMbuc7ifJI6hAJFazgXBpYCGGYsZv0G9",
+	"rfCAdTtOMR+55Carmpfws+T48jxdzifVPry71/HkqlGOaWq4IgZ0wzIDdCB1O0aRv1eO0exW4z3QRM6+",
+	"IIIZiD9V7aTti5lAftnu+oaKBaA8fNpCGDR7N4/fNuUVE82MzpoOZkXZtwp9ClACYWYuJ0Oqc2UEY2F7",
+	"w3vokjJ6w1Te996W1R9NtSKJnIk/qsUXJAl7yTJHl7lAg19sau5ltyCuZavFmY+QVKWwnbjlbB+Y/j6V",
+	"s52T0+9P/k7qRTLHh7fn37/78dPlu5Oz87cfIhRYlHnWcN/8sbPyQylXmgmYpOjcHGCBOgwcKkL/mCja",
+	"d/XFsSBuBzYk3T3Jfp7SVPlS3wuV/8gVoVpnfACFaKHtAtWFavdCAT8uRVLm05hLQ/M0LbKbRII7SFwU",
+	"srv2+0JM07RFsMoV1lFXwCOSYjwj6KiYprjRCH7n4uoyo5qZKzwv0x+EYdgX+YHBi9dsolFqw8ojhsEK",
+	"ndrm71yRocyuJATgwL3dqPbsrIi1epsjx3MqdnaSVR4ebO6QgwtO4w9D+eatDfQ1o3DwmP3klXMvMw0D",
+	"XEwPZd6ZOp5hcxI3Zhp5eGAlw8BSVR7x8qRFPpUIIyik+cl9ha08iwvIFlSjWlHvhl0jReZ1xMoZAtth",
+	"+mleE+q+cEJcb26HXyq8xVVeeetJQvSKGlYFOd1bBev3FdxigL9JbAuA/pshdiMpAQjeVTpzdI5Yfp/9",
+	"VaoKosb6Gsr2S0KFLoJuhZeefwsin6OMjaVm5e/reiZJwocQPa9LqZJTNaVpOjfUbh6CtMoGNDbNKYsn",
+	"SPiYGiSk94si3U6nL2wqQ27gPSpRZl6l02Us5H2bBsy85pJWzWjhoZErtjbfIoBO0bP4YNPtEkRrvU3r",
+	"olp+AfXemgOWpVzkLX2XT6TWqx3Sg8GreD9p7rHusNmlu4PmQdxJmm0WDt1vRaeTXm062Vw9MHCwFWU2",
+	"shO3n5SZrLIR5+U77Xn/YWzEh/e/8dqmQ/0xbcSIq467uZRtw478ypEb8NFKgzHw4Z0v1se+cRAA5iXZ",
+	"5CBrHCgc/MTz70OYo/Pp98WyU/815omvTREnXNzI9MaORzPWF7aLGNBKdWDAgsly6zCAnGFuEgKQ0+83",
+	"9/+v4/4nNlJmK8R/pNe/GiPCX+2C+CZgbu7p3wI/HurgN0Nu7ty3nTuTHZnZVnv3O/X9MA/VF2ClAU5j",
+	"HfxoaWuR47x5H5reCuaoXB2OJZ4KLNQyVcfSHx4c8FjpMhflEnaV0WQbe6+Z+us4/tfRq3P6/47p9pvD",
+	"/9kc/g+6vVaLbTteUfdqSzkmnmRyejVCR7MVtzAquA7/NKniCWsckejvTZDKIoyPno0YhA9pF63aF5hp",
+	"bfiEZ+oqlwvAYhgyW+glRuZMb55Way/d93kp9GelZTfNCpKGQiXab4pWIurXLiNnPT3jY3fBt+v73usb",
+	"6gP6MP/17vNpJRFBc/pCA1paH97YroIfdhNUJIIWdBGph812GAYE2iFiwYsB05plDTRambFEPA/Iv7j5",
+	"NjCKEypEAyqSGU/0qNcXUTsMSZOMuajbFy7HaqcbkG7YsN/j+5djFZBO/iVWALw0Y15OYv3yAN7oC/x1",
+	"TG/r7bCZT3Q5HkxUQMJGQNphIwpInNLxBD1Sn0PzZXjhdDWRQCVDt08jWOSBiwQSx4dTZXhFNGZUTTOo",
+	"KhoRW95Bud7ikDqZF9LG2hXQGJPO+yDtDBgZY+4rFWTPLBvASw2R5K0lAPYvFIlTGV+3yCeb423ncEEe",
+	"QV+Av85+vcANoZBV07LLhq0tocwOfWd4RNCCp2Vf5P1eoaA7tmWs6PtK6tRVB8lthKm8umJJ4G+7L9CN",
+	"ByW2WaIaLXKygURHKgS6h9gLLZ4vMt4HSnZllKr1DrthUMsxtNZrtzpBrcDkWq990OoGNQ9VVscJjPW0",
+	"1mvvhaErcJmjd60XttpbiZB2qyfC0P5XECTvuXwMHnlmEi/BAqjum4j5TcR0OcaxzJLH3aDVMqfXfqfa",
+	"u+rMfyUHa+DjKhSSdEUjWxsHeoEf1E2/7bX+23IoQtTkRi5Fu98/ZigROgmLI8+R1muF9ChXoS1ZicUd",
+	"sDEomGha5JhEaL+GbsIRQYs1EeYmthIAT1wVP6MKoaoD5TONBlTvdjpFySsoDBolmZzkI2l6DTqSYDbC",
+	"2rAQrFjYF3YaEAixvNOfiZYRSpZ5Cd+MTHh8rfwA6ekECsSIuEjxCPpiwSBejtnd3ocI7z8qASR2XYK8",
+	"tt55mIAHd3OITBjemKc9jnMjm9KXMU+yWq/WDludsBW2wp32fi2o5cURgTFgx5+9cD/EzjV74X7b8AH8",
+	"3pZKNz90zJ8g99v4rVqv/SpvNlC7kXzSlDcsy72Wk4zLzHDsXjvcXMoA6H0l3yOe3CrjsqWGb/7Hb/7H",
+	"1f5HR/yb8eK1MsTOl7x0/uY+R3gD00ZKcgToZ8NUzjDw0PDaiVF4TnReCgljeXPNtPjW6JN1Lkj032+L",
+	"os6Qx7BjH8KkiP/GHheN5+Ct1t1Y8NaNHI4FyX5zOf5aLseHUsAKv6N/jq7/T1lCJhu7JldgT/ir3iDf",
+	"HJTbWDi3w6YHWzVhmqdJQsYS1MgRbSQHVDSFyHd4PuiLDM1HmGc0AuYHTSZssLkfH7664srDuan1Rz5a",
+	"Us2Fz7xljxP59raU+L6Sc3Itvebuyd8z3T6/9eibeLi5R/OZxMMdkOxWGp2Ky+eFIjqj8TWzwmCA/Thc",
+	"uV9MYZGZhhB/a2eh2tZsbJHvnQDZF+YO7hGKWQkQ3XuVmR/94DvzusJq5JMJFggiA4lNEATjRv3PmVZf",
+	"bGrfmsMqnt/EtVxjNEtYFkBHC+xH0CIRNIFTjIkIkojweoCMnzyXx9wBN8zrMluVJiAzXcoRoGn643Dl",
+	"tvwGXWfQ3+zCMDDwFdV6tn3V3bMa6czU66q6aTlBFPsm72zEI84dvDDPbIlTQLffZ5N67uMvoO2t5C+v",
+	"06nSLGvOeMIMC7GYGIDOt6Q0Rj1XKxtw74XyOiQxqHYIye40AaYTkEk6RbLCAi0g/Nt31QtnuleCTtRI",
+	"auUaK0ArJtczgAwyRq8h6XRLbQHBvj2vuWFnsTRXz/MbynGJa3UOD8bfyHFD27pvPPnNkqQzwKzJ5oOe",
+	"hhghAd3OzR6ZLcrhria81rWrRkdvDYUEUCUuguoKEZlxkchZX2DqEJbM1pJE0F0Hx3TFJhzVqSPCxhM9",
+	"t++iSvMLy6RqkU/4VV+Y72jKr4TL5GXkJ8FvCZvIeBQQJa3CZaQTaLehaaZdhW9XuptrW4SjLzAz0TZa",
+	"8xcrRWMxHTdfmNmobZhS74Zh7rdwm59Q2zmn0cLGQwWTOyKvz/5mE4cxse/PsbqJoEneMfQZ7EGHpB3z",
+	"bV/UY5lOx0KRCJibbTkZwNEEeByXKJlNJioYTFSQN74PCLVNYkgmZwiSI6MG5p3xLbRHLM97brQIJuC6",
+	"mldY2YRrRTL08tjKHXb3tC8iSwRRHmeC5WAUY8T1vscnyNCm9idsyAV0xFANjHYbQtODvnDp184uuRfu",
+	"4vqEXDAwcsOixJBfTTOWGOhxr2kUrm5zX2iZfdtVb83Fv8/keBOB8Vxu8hScwyYP2uW+luMJzViFHHqM",
+	"Z4XYdkTkDcsynjDlEC5aJWXaxFNfznTdKOHiCWqxuvEaX+YZqc9/ibkzMlzYkUvJ2FDbll76oiogJmh3",
+	"wjA43Ae/VrsbdMKg3TkwH/bML+HSW214Kyz+XzSthK0tgqryFrao/u3ufe5E+fNyh80VF7dDtq97dUNB",
+	"JPTyPtxWWenC/yfLZMkh9EIRpJxcDvBkbrCoU6WbUHQCIgztrdAXvgRknrNGA+zPpDSdO3NCy90NebM7",
+	"OYXOwOTcevLBPLrCmElKZbEW+fzK4tEfzeNlOf3Z2BRMABPeU0LaQQwq6MOGvlkOn0lI/4gNTgskLzmG",
+	"NpPUbRFqj2RtzOiOixldLVtDeEkppV5l8aWrkgHicaJ0/gX0tDPPZlOh8AWgPRnT1CuToSXKZ5D0nac2",
+	"gSgsixIWWC4H3i2l01NtRDh/GRCBXB7MyPqlpYFoHlOR2PDZut1Vrnb3xQx63WU3zHXfu2GZYnlkbaMH",
+	"4cIew8H8Vle0mg8hNtgxQWgsB/3DAo9PmS+tT8Es2xXBdkAOLGOiehGOKosN3BIbDs0VmU6OoItxQOhY",
+	"YrRvX9jqH2YAs+HphNRlZquZWLEUm+9NJ2ZZmJNrH3ZJV7aeohSsL1zUHoarK41xpoFXFUVO87BCYLIB",
+	"0dChKIP2WYM5SaWR5Wxsb19Yzuv9xJMWeQMyNAxqliIYxM6b9YkWeZPHNuMhQuBzfTckigzmfWH1lIZr",
+	"iu0ygnHDlGQsZTdUaBcL6Vabp+DZ4KnAHkJf8DwCpmiKZxRKrOPCc2c7dvspTtb2EjuyVQ8TTJ3piyJ3",
+	"hitbQ37MiqKDtqWFUSvskmEeq3vY4Z2q0Bd5To2QZAqWfESWf0kuVF5uRh0Rink5eF3hirZKuvmIfMKB",
+	"/77yM2dm0RDDn/cFHzNE36erNlPQ/dqS+BtUoLln8VcgYMjyysPBPusOd2mzHXeSZpftDZsH9HDQDON2",
+	"0mG7wy7dG6xYuceMnnblpzZ2AIh5gSfNDEZ42QjTSWk/r6qXmvOw6qI+XOj9bg262BlM8nvY2R6Az6xQ",
+	"LeLlCkHFMe5vSslGssZ3eatZ38MFrMQTNCzsNy7Fhe+vEjAM1SnCBbJbLgVGjVf75jZu+XNm1/w7jhA3",
+	"W9gkPhzA+wcODl9ETzz6R4aFw+27HBR+5Nqeo4kW7Mnt1cErpcLMWwdZm408JnBl0UiecSOTUYHd5jm0",
+	"6TSytf9AQL7/WNwC+HQT6jVtnodv1v11gpsBYqvypuBEVwY2vz2nV/dRCjzzO0rY/RYE/XxB0AqJcwOm",
+	"UxngAkxr54uVBjcOfTbPozHLK05X1XvJXJ6ueHwdLFmgTjGRNJz+BbKiUbdeOHUoMNeweVNnVChboInk",
+	"2Vyok+bSZd6wCVXOdR2b0A+XMVuDFjqRO6PhZRHa9wkrvifZ/DKbij8bbhEZxQV2FNvQxAVnDhQmAI86",
+	"qLdUkxlUWh8wt7xWX2Blz7z3eVCUtmcEuA20X0/nfq3OF8rj9TxNCYQ8MkXq3fCwL4q8npVVpxbK7kOs",
+	"5HKHKvNNY2NrICKDvRnWqmIfGWQTVYIk19rhM9YInQOYV3lV7JmUtIE8FscGRloFYCBlyqjYqMbnyRBO",
+	"5PkFqTe2j8Fqu+YnABRVaC0B3x5JsjnJpiLIAdjIkeqbufNpAiWfLigfLvi8F522bJBwvRmbXt+h9Dxn",
+	"vnmAvuMOhtSNZBBtHnaTS3bPiPHr5KA/gOzzdUL5N5cKHuqBM0P+Oo3E7G28cGtObZjv429Ng4zuWS6M",
+	"VK6YIoM5gXzYVS40v7XN4q15fzZA9cW51SX1XMpYQBSLJSawobd4c1r/OokF67iMSyv4g3CbbwkIv6EE",
+	"hKdVzXYSNmEiYWJtyQvbPsNjg56CVvQQ8Gryzwv9jIs4nSaubgA4i4wuhaHADF190Geg6N7YIKuVONfs",
+	"w7ZTy4vxVrsHnGrgmkGTzcPPULD2oPPsQrw310qLf/HMN6v/RoQDmg82eoM+zGgpA7ygwyGL9a8k0ayh",
+	"Qa8T1Zf1ArpPectehS09CG+9wtq/Y0+C28Ym3oQceN+IZ3MXBF1CvefvKuwrAuudGX77F1H0ormnOU0A",
+	"8cl5nENfjBkV0Jyi8ZDqwLiap24dvNsKW+32bgtaB3NzTEMaG6gyPQoXG07MqGiXOwxjFZetuwt/HefG",
+	"pm3A/5DVW75Vg7uHTx0nSYkTaLksKT+k0TDc1L2BUZDf5A6MaobkHBnor7CugMLRuuDVsJFgwsqpLmIL",
+	"PRR94bkoAmiKC8FQYPXrQRyemNuewi49wzkSvNitPATYOhOgt07XJrowA0X1+cJV+CKMxqN8NJ6QesQT",
+	"9blzETUWXRc9gr4LrtFAkoEtXq3wTxBz/3odjV0HZedAzt0F2JhywvJ4NNvIfTPXwXfFGbnoiIdbM6w7",
+	"wIYu8QTwZ8Ogro0iqC62MoB4e/saVpBi+m8uhm+8+8l5t3VxKMM4aYoBL67G31bODZ9vr012Ppeapgqy",
+	"roC55jYEw5qmIi8/mLhYyYDE1fnRD8mDBka7nAj9QuUZ0IGLs7WXyTCdqhEBAfCGpi1ynPcHN/LsiNEs",
+	"wVhbzObLGFt4RYG4ixYSNwmZZAwjxaFtB5sxqHigmA6gXjMbaiKn2muuCo5t8/2lnOpt/EG/5QTs/07l",
+	"gKZrE7A1oMsfMwYNwfOQrIyqUMmN8p2NvKAYJLlCBAFG/0J4xojmJOm8PTa11YaSR1pOooKeB/O+gDzD",
+	"RmAThVmCXcbBaMmyph3dZfetyy7GNfWFl15MlrOLgV7a5mUYwJpqiuzkXh6dAGsNoNY7NLcXZA9ecPZM",
+	"SExw/EdmXlF4bG2PK4MO3SSTSP1AupR0wzBvyAjTtH7FtN3fZMJuRR9ZaKO9CG9X+gUT7X0cK8WVt8Pq",
+	"QBItJytDync7taBmE/OhLOs9AeZLqwYBCzE8o+IavYk3tmMJrLFHIlh4hB2p8yIewMGIo4RocrgX9QU8",
+	"Yin9hYJvIQe9AYnvY3obkbr5B788slkv8zwbJGnhSJjmgy8IxpJyg4LyRWQzmWjiwrryVCMo9YEP9QUk",
+	"trvKAXMSmxMp0N/uEdGv6hQMdCpTpLGqTlCbHO7hWVRlSi/DHRQmA/ceoQkoL45BjWl2zRIS9WuYYlVz",
+	"ulE9TzEgYYOMZJpwl8HkGJgcloAA5GYRTstJXjfBzqQ0ja/zHhJwnnJopJfCBYKlQCM/pRqzwkJSL+qG",
+	"mmnKxR7c+43VEIXdVSVNbxMOtZgVf/HcuZ5FRnp1rAhA9lsn8ydI0PaE6G2TtJfkgwmfsJQLtlJA+EHO",
+	"yJiKubtcIU3XSswB4PhgCm2OQWIds7FZ5YxycAC5ghd29X0BlyC6FWEgW1e3qOcPSX8E7CUoDJuP0LNE",
+	"qe1aPNmNPXuic3miVWWF7EOQIsj+mNKtAVDejMfhc45/jxNzi9oA6xL8F67BUq1nCEjytVH361G5AqDB",
+	"4SKN3+9DkQ/3i5ntkRn+fVFO8SdbZPh/y+3/6paoJ0rVd+btQh98aJK+ltdMrDbSHGNhq7rB04zdyGuW",
+	"NAi+U+680iJnLM6gQlaeWJ0xPc0EYLYRuaLT4/OPP3746ezy+M37kw+X5z/+9e2HqMhPZuKGZ1KMGSbg",
+	"mynR5LEpkr/jSp/jfn7XvnTYwyaOdDyIb6SzhRv9+PTEgs2jGIs062O270vng1FdPp952TXoM2RhEBrU",
+	"Cq5cVokU6fzIU9MgPFb1BdeKnP1w3Ozs7aMuAc18bY83GmuZmZEKXw7oHNXO8pWUgquGbT/GRWP1kivs",
+	"V9DMAKvMgIthB1vg/ddxfHtTJ6stkNdGtM0difZk1UjOhKu5EP9hmqP9YdPyRMFDtmMhS7fuzhf4977k",
+	"vI9w7yprc7hmood3ppAzTD4hV+be7YbtvEOukK4kJXKlEVWIoTxZ2aXxnnywglls0jHEMkOqnNTwzdP4",
+	"bLWbDHwfgZbbikow5GIwpTWnrda0sFOguSchjgOazrGsiVXPrS3DhjBY1xpkFjorfaneUd9Xx+gV5QLs",
+	"/iwveZSbk7kgrpUCiquk7iqgmkXMuFCNo76YCkwh8fwaTguEZqy+/tcif8PKP5BTopbiQiCoYkATt4W6",
+	"+fvklNiQsgAbsJlNySHaiwMi2BXVuTAfuACQvDWF2XdAlJxmMaafJUxpLmzQ6ZAkHCwtQrtZyJCOecqZ",
+	"apCM/YvFLk4bW2QM7Ob1iHQ7HedFMQDkImG32OKIszQprKNmE5CzgzZtAGJftMPwiET22D7vXrTMcbZc",
+	"X7SoYQ3NePIWQkdESfRsQItbKEMZEZn1hbOa4zx0IG8YOex0dndfdcLd/YO97qtXewfhK1wBVIdB+DVa",
+	"5D1NhzIbswSryiotjSSF5bVoAudiPsDIyhW95ViPyggxCdFSorwGjYTHdE4GjFz9widNQwUGpizpi3r0",
+	"GqWN5lsRSxzYPBQ1jgh1Tqt98p5/RxJWvLg6hrEv3kwzOuAp1/MeoaQThmTMqC2wBAdl7fKuPhNLNUUl",
+	"y5qpcyO/FM2Eq+u+UBMp0cg/VHMRs4TUczOa9UaQQhk7O/3xx3eXZ//48PrPSmc81tERiaWIpxlg1ACT",
+	"q/pCjcykUjActWHINM6ogi4E1zxNy22RsfpWKhXLj57Q2OB1ypIrlvT6wtl6MhYzfpPbYfynLK665Gsj",
+	"YAWEDjXLIDccixibC4+ZZ1nglRJTRmzWfGweGk/QkeHHZ8mp4RVmFziHdpEzXJBhyq9GOfuBvotWajeY",
+	"IfEf2yYa8ZslR2DIgH4GBrViKpCczQc94zFrkVIxbINN5XrujeVa0m6LcOH/wjK5uPkW+TTiKUPyXnIp",
+	"JiiaMoIogZ0lphOoqLeAAO+P/3753T/O355FR+hI5RoHlanhNmQqXDiExyOtmRbWbfml2daE6kyKqbqE",
+	"aS/tU5dA35fgNnHxbNV4mLGU3rIkgqV3wrAvsMaXJVzgQAYHXQHNoUwBWua8uKgc8/Lkw/nbj387fhf1",
+	"CO0Li7iIsGMaj7iwVg4IprM/WEGyAYeZ5lXsihiQ3J8LkEIgxxQaiENfb1I3FEmGU7wkhpSnXFw1jnxE",
+	"dPgDBFMlf52IK6a0Nfjfl5L/2jIdezP4/c2tVVHMbdwLMjAISGzv5Un5I6fEWeVukeFVuvQMDzQDJAzl",
+	"7VWljx+oZ9obBraL3sMeVB4OaoZKXJdOPsl7dO62ul6DTteW02+4GUCNN/dKuxW29mr4Hb7RhS6drtW3",
+	"qvXanfAuKKavnr0Thu1eMjjotXu9w9IKut1dfwH73vz5S73yEvbaS0sIvKJpvVd3mwcwWuz5DpNMf93o",
+	"RTv3epOwlUloQQ/fFOnfpiLd7WyQJnou5Xsq5hac6mt7S5GFLioavp5kuesGQemJjNfYy8nZjF5dsYz8",
+	"dIJm2oyJhGUQA7QjJ0zQCW/N6TiNWuQ4TcGQRJVyhnOQncCkbtT1vhhwQbM5mZoxSARz74AqYK7nmcyu",
+	"FZHDYcoFa5HT6SDl8Qq35xsZb+D6gYrxIz1Oy9S9UW32H87fv4Mtf23CfahKzeIp9tz7fFHKajg9IYmM",
+	"p2MmNGpcZpMe7rxnmtYuctzY+QLnebcGR/BTQJSep0yNGIM6qzwu7uzlCQPURpi5hl3RWajqmnImjIgK",
+	"LQsU4bpFzmB8xKgIzvRf9IbirNhRo8TNvd8wtRXLmqACNZJKv1Dk/cn7t0Qb0toA0Y4NAO6TVL43YivY",
+	"tu2eAWzlQqgKiak55c3BVCQpa/1LOUEFGnfnYgq1U66ueDqmt++YuNIjc5EeQNhX/hkKXRiEqPVq/+fz",
+	"cfOftPlL2DxsXTYv/vSfS9VRDY9gtxMWazNPjZKhv5WUaYw9TvgV1+Zf6KaUUDXKg5sNsscye0hzsfyw",
+	"Nr+AiyMxSMrH9IrtTMTVQwewbSXUo95fZjJbDvBYQFTyMMAi7Po8NvclMQefqxdQuN8d9dcXT34lS+Mq",
+	"tmhAtZpdVfPHEaOpHv2ymjWCkq3ADDJzeq1Tw1zV9B/Oz09b5PWIxdcQLZGn489z1lTFmH6AuZ8z/MHO",
+	"sCrUx+4CbIb85n/bNfmO3zBh9jfJ5MA/fgsVRACbYre6FQACKYBDDggHuS0AY0jgYoOaedAUmB1obFT4",
+	"InXPYMxpJsdMj9hU9YXhFoTdTqSCzkq23c89t9h7u87NJKZJSnlZZ639B/nh7btTkltCcCeXVvJEIwg5",
+	"L8ujBO9wKCf4H+T8H6dv73nfmpKgOOKax9qtzm6X/Snc37blzvtVUIVOXBaSpO4qLIWtsNVt/C/Da2/T",
+	"4xwpKnHbl+7X15BAQ35UUgd80yngNch1KMNdMWHwk2GCUYCNZ4Yygz9afbEWlX+cMHF8enI2YfF2zM/t",
+	"w6/GWGbWxI5NdlthfgeQuus/0CBUkX8cv38H6GLwIo/ER72mou58dYzwhMV8aNflBv1fhmfnBmgOnqUN",
+	"V1+lGaPJfPVNaq9HSHMrLkibkUA1HVBl421PxDCd3r75zi/g70diDmh8jTVdbWyLGslMk4TRBPVOvKyZ",
+	"AFcYhYA+Go+MqoB96jz/kjWAopMsL9R2Dy/+CC4cph4YuujZEWMACgDLggDwG7pzGD3/2pwrB3gkg6Wf",
+	"zOG5zwD9zSNbii1UYDg2FvQOCYzCFoS/RyzPrTYrTsZICCkb/+kpTggiwmu92tSz/XjnZBCuhiDX5s9e",
+	"/nKPlF9xzTZrvZy2cos1mFtrYfsv4T93/2f/w6u/Hf618757uvfx4Kx9vvtp35txL9wNapprEAKsXWph",
+	"JsvyRlpPVG9nx93drYTdONCoHf+V7dHsFIepwrZjTVJGlQZPXhnpLHX2CCV2HTZb9f8n7Vpa44aB8F8R",
+	"uWQX1nn00pCeTJNDYFnSbEouKaxiTxKDVy6S3WLK/veieciyrWwPvRp7JOs9+ma+b0ethywFwItKZZRW",
+	"vxuLgI901qhRd8sofJ86Vr2Aq0rAS4qn915peo4lQ6kW2jybAJRr1TmwTKRsKwI5/U6yFNWUsGdWBZw6",
+	"VTdvCN8QkCt1ejZDGY69ih1utKidRBSSRWMMFERO1RLxftb9XDFNgtp+WyOHRIB6ENapnFoY0Lbulwjx",
+	"0PoVzdYHaG2f5a8t2H9N1vjV/yQlPLLJhAFy5JQ+/vzPyQtoCzbv2ndv7eDt4SkldafzGCHMGLtrQkTC",
+	"YkDl1nfbx9vNbvnFd7Dqm876gVg3vT8+nDr1/QE3987WPE2uz88vP30+8+fLy+uri6sLjL/lqk/rII7I",
+	"irF/X7jvxvlBLnYX+RpJXLjV/M/8WBmfQ0yJVwJz5zdhGHfuudk1ayM48aS3N9lTvjlTNxOutEK7Qpc0",
+	"6kcsJoG+xEWlUZp+Ioku32SvukDYT5iMWJVZWDTZwsDTkmiLzhio3UjAJWJV4ayJyoqm+B60w7RWafeh",
+	"mHtf8UQRrP8yJgVgoxjWFrSfBjVuMSkpUInWTn26GiT2V/KQchKGBJBpVkrc1JTeMyuLIYcjcU4E6kP5",
+	"Bso23eQvBJBICDENwSDtJAkshNKPAgHi4S25eB82eBlE0KR3g/YL2xBpntQcIaLITLxxDP+h1zMxTA57",
+	"bPCrf/CBOQpzxoVdQpEQWI8+x2jGlLrv/Z2itUvi5FVe7pHbp+7jlqYQuYRWFy5z2db7NLe/0BlzrQW9",
+	"93VhqYB4xuArJ4cfh78BAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

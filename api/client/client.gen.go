@@ -402,6 +402,36 @@ func (e WANKind) Valid() bool {
 	}
 }
 
+// Defines values for HistoryCompare.
+const (
+	HistoryComparePrevious HistoryCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the HistoryCompare enum.
+func (e HistoryCompare) Valid() bool {
+	switch e {
+	case HistoryComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetPolicyStatsHistoryParamsCompare.
+const (
+	GetPolicyStatsHistoryParamsComparePrevious GetPolicyStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetPolicyStatsHistoryParamsCompare enum.
+func (e GetPolicyStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetPolicyStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GetPolicyStatsHistoryParamsFormat.
 const (
 	GetPolicyStatsHistoryParamsFormatCSV  GetPolicyStatsHistoryParamsFormat = "csv"
@@ -414,6 +444,42 @@ func (e GetPolicyStatsHistoryParamsFormat) Valid() bool {
 	case GetPolicyStatsHistoryParamsFormatCSV:
 		return true
 	case GetPolicyStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetStatsHistoryParamsRank.
+const (
+	GetStatsHistoryParamsRankBytes GetStatsHistoryParamsRank = "bytes"
+	GetStatsHistoryParamsRankMax   GetStatsHistoryParamsRank = "max"
+	GetStatsHistoryParamsRankP95   GetStatsHistoryParamsRank = "p95"
+)
+
+// Valid indicates whether the value is a known member of the GetStatsHistoryParamsRank enum.
+func (e GetStatsHistoryParamsRank) Valid() bool {
+	switch e {
+	case GetStatsHistoryParamsRankBytes:
+		return true
+	case GetStatsHistoryParamsRankMax:
+		return true
+	case GetStatsHistoryParamsRankP95:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetStatsHistoryParamsCompare.
+const (
+	GetStatsHistoryParamsComparePrevious GetStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetStatsHistoryParamsCompare enum.
+func (e GetStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetStatsHistoryParamsComparePrevious:
 		return true
 	default:
 		return false
@@ -547,6 +613,15 @@ type DeletionCounts struct {
 
 // DependencyCheck defines model for DependencyCheck.
 type DependencyCheck struct {
+	// Detail One word about the dependency. For `influxdb`, the history read path chosen
+	// from the server's version at start-up: `influxql` (1.x: InfluxQL on /query),
+	// `flux-aggregatewindow` (2.x: Flux with aggregateWindow), `flux-points` (Flux,
+	// windowed by Patronus) or `unknown` (the version was not read yet).
+	//
+	//
+	// Example: influxql
+	Detail *string `json:"detail,omitempty"`
+
 	// Error `unavailable` when `status` is `fail`; the cause is in the service's log.
 	Error  *DependencyCheckError `json:"error,omitempty"`
 	Status DependencyCheckStatus `json:"status"`
@@ -816,16 +891,97 @@ type HealthStatus string
 // HistoryPoint Traffic in one window starting at `time`.
 type HistoryPoint struct {
 	// ActiveFlows The largest active-flow count reported in the window.
-	ActiveFlows int64     `json:"active_flows"`
-	Bytes       int64     `json:"bytes"`
-	Packets     int64     `json:"packets"`
-	Time        time.Time `json:"time"`
+	ActiveFlows int64 `json:"active_flows"`
+
+	// Bps Bits per second, averaged like `pps`: bytes × 8 / seconds.
+	Bps     float64 `json:"bps"`
+	Bytes   int64   `json:"bytes"`
+	Packets int64   `json:"packets"`
+
+	// PeakBps Bits per second of the busiest flush interval that starts in the window: the
+	// interval's bytes summed over every instance, × 8, divided by the flush interval
+	// (see `interval`). Absent when the flush interval is not known to the server or
+	// not a whole number of seconds, or the range spans more than 1,000,000 intervals.
+	PeakBps *float64 `json:"peak_bps,omitempty"`
+
+	// Pps Packets per second: the window's packets divided by the seconds of the window
+	// inside the range (the first and last windows may be clipped to `from`/`to`).
+	Pps  float64   `json:"pps"`
+	Time time.Time `json:"time"`
+}
+
+// HistoryPrevious The preceding period of equal length (`compare=previous`).
+type HistoryPrevious struct {
+	From time.Time `json:"from"`
+
+	// Points One point per window of the preceding period, oldest first.
+	Points []HistoryPoint `json:"points"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+	// sketch. These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary HistorySummary `json:"summary"`
+	To      time.Time      `json:"to"`
 }
 
 // HistorySeries defines model for HistorySeries.
 type HistorySeries struct {
-	Points   []HistoryPoint `json:"points"`
-	PolicyID int64          `json:"policy_id"`
+	// Other `true` for the series of every policy outside the top (`other=true`).
+	Other  *bool          `json:"other,omitempty"`
+	Points []HistoryPoint `json:"points"`
+
+	// PolicyID The policy; 0 for the `other` series.
+	PolicyID int64 `json:"policy_id"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+	// sketch. These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary *HistorySummary `json:"summary,omitempty"`
+}
+
+// HistorySummary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+// samples by nearest rank, the billing definition: sort the N samples ascending and
+// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+// sketch. These three are absent when `peak_bps` is.
+//
+// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+type HistorySummary struct {
+	// AvgBps total_bytes × 8 / the seconds from `from` to `to`.
+	AvgBps float64 `json:"avg_bps"`
+
+	// Intervals Number of per-interval samples (N above).
+	Intervals *int64 `json:"intervals,omitempty"`
+
+	// LastBps The rate of the latest interval with traffic; 0 when none had any.
+	LastBps *float64 `json:"last_bps,omitempty"`
+
+	// MaxBps The highest per-interval rate.
+	MaxBps *float64 `json:"max_bps,omitempty"`
+
+	// P95Bps 95th percentile of the per-interval rates (nearest rank, exact).
+	P95Bps       *float64 `json:"p95_bps,omitempty"`
+	TotalBytes   int64    `json:"total_bytes"`
+	TotalPackets int64    `json:"total_packets"`
 }
 
 // IPAddress An IPv4 (dotted quad) or IPv6 (RFC 4291 text) address, without zone or prefix length.
@@ -1069,7 +1225,7 @@ type PolicyCreate struct {
 	Priority int32 `json:"priority"`
 }
 
-// PolicyHistory Example: {"every":"1m","from":"2025-06-01T12:00:00Z","points":[{"active_flows":14,"bytes":960000,"packets":1200,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bytes":0,"packets":0,"time":"2025-06-01T12:01:00Z"}],"policy_id":7,"to":"2025-06-01T12:02:00Z"}
+// PolicyHistory Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","points":[{"active_flows":14,"bps":128000,"bytes":960000,"packets":1200,"peak_bps":512000,"pps":20,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"policy_id":7,"summary":{"avg_bps":64000,"intervals":12,"last_bps":512000,"max_bps":512000,"p95_bps":512000,"total_bytes":960000,"total_packets":1200},"to":"2025-06-01T12:02:00Z"}
 type PolicyHistory struct {
 	// Every Window width, as given.
 	Every string `json:"every"`
@@ -1077,10 +1233,28 @@ type PolicyHistory struct {
 	// From Start of the range as resolved by the server.
 	From time.Time `json:"from"`
 
+	// Interval The flush interval behind `peak_bps` and the summary's percentiles, e.g. `10s`; absent when `peak_bps` is.
+	Interval *string `json:"interval,omitempty"`
+
 	// Points One point per window, oldest first.
 	Points   []HistoryPoint `json:"points"`
 	PolicyID int64          `json:"policy_id"`
-	To       time.Time      `json:"to"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+	// sketch. These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary HistorySummary `json:"summary"`
+	To      time.Time      `json:"to"`
 }
 
 // PolicyList Example: {"items":[{"action":{"path_id":12,"type":"prefer_path"},"active_flows":14,"bytes_matched":145600000,"created_at":"2025-06-01T09:20:00Z","enabled":true,"id":7,"last_seen":"2025-06-01T12:00:09Z","match":{"dst_cidr":"10.20.0.0/16","dst_ports":[{"from":5060,"to":5061}],"protocol":17},"name":"voip-over-fiber","packets_matched":182000,"priority":10,"updated_at":"2025-06-01T09:20:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
@@ -1406,6 +1580,9 @@ type StatsHistory struct {
 	Every string    `json:"every"`
 	From  time.Time `json:"from"`
 
+	// Interval The flush interval behind `peak_bps` and the summaries' percentiles; absent when `peak_bps` is.
+	Interval *string `json:"interval,omitempty"`
+
 	// Series One series per policy, most bytes first.
 	Series []HistorySeries `json:"series"`
 	To     time.Time       `json:"to"`
@@ -1532,6 +1709,9 @@ type Every = string
 
 // From defines model for From.
 type From = string
+
+// HistoryCompare defines model for HistoryCompare.
+type HistoryCompare string
 
 // IfMatch defines model for IfMatch.
 type IfMatch = string
@@ -1668,9 +1848,16 @@ type GetPolicyStatsHistoryParams struct {
 	// Every Window width (`10s`, `1m`, `1h`, `1d`); at least 1s. Default `1m`.
 	Every *Every `form:"every,omitempty" json:"every,omitempty"`
 
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetPolicyStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
 	// Format Answer format; overrides `Accept`.
 	Format *GetPolicyStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
 }
+
+// GetPolicyStatsHistoryParamsCompare defines parameters for GetPolicyStatsHistory.
+type GetPolicyStatsHistoryParamsCompare string
 
 // GetPolicyStatsHistoryParamsFormat defines parameters for GetPolicyStatsHistory.
 type GetPolicyStatsHistoryParamsFormat string
@@ -1742,7 +1929,28 @@ type GetStatsHistoryParams struct {
 
 	// Top Only the N policies with the most bytes in the range.
 	Top *int32 `form:"top,omitempty" json:"top,omitempty"`
+
+	// Rank What `top` ranks by over the range: `bytes` (the default, total bytes), `p95`
+	// (the summary's `p95_bps`) or `max` (`max_bps`); ties by policy id. `p95` and
+	// `max` need the server's flush interval and read every policy's per-interval
+	// rates, so they cost more than `bytes`.
+	Rank *GetStatsHistoryParamsRank `form:"rank,omitempty" json:"rank,omitempty"`
+
+	// Other With `top`: add one series marked `"other": true` (policy_id 0) holding the
+	// traffic of every policy not in the top, so the series stack to the total of all
+	// policies. Its `active_flows` are 0 (flows are not summed across policies).
+	Other *bool `form:"other,omitempty" json:"other,omitempty"`
+
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
 }
+
+// GetStatsHistoryParamsRank defines parameters for GetStatsHistory.
+type GetStatsHistoryParamsRank string
+
+// GetStatsHistoryParamsCompare defines parameters for GetStatsHistory.
+type GetStatsHistoryParamsCompare string
 
 // ListTokensParams defines parameters for ListTokens.
 type ListTokensParams struct {
@@ -2288,7 +2496,9 @@ type ClientInterface interface {
 	// are aligned to the Unix epoch, so the first may start before `from` (it counts
 	// only traffic from `from` on). At most 10,000 windows per answer (400 naming
 	// `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
-	// (columns `time,packets,bytes,active_flows`, a header row first). 404 for an
+	// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`, a header row first;
+	// `peak_bps` empty when unknown). Every point carries its rates and the answer a
+	// `summary` of the range (see HistorySummary for the definitions). 404 for an
 	// unknown policy; 503 when no history store is configured or it does not answer.
 	// Minimum role viewer.
 	//
@@ -3249,7 +3459,9 @@ func (c *Client) GetPolicyStats(ctx context.Context, policyID PolicyID, params *
 // are aligned to the Unix epoch, so the first may start before `from` (it counts
 // only traffic from `from` on). At most 10,000 windows per answer (400 naming
 // `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
-// (columns `time,packets,bytes,active_flows`, a header row first). 404 for an
+// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`, a header row first;
+// `peak_bps` empty when unknown). Every point carries its rates and the answer a
+// `summary` of the range (see HistorySummary for the definitions). 404 for an
 // unknown policy; 503 when no history store is configured or it does not answer.
 // Minimum role viewer.
 //
@@ -5074,6 +5286,18 @@ func NewGetPolicyStatsHistoryRequest(server string, policyID PolicyID, params *G
 
 		}
 
+		if params.Compare != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "compare", *params.Compare, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Format != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "format", *params.Format, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
@@ -5797,6 +6021,42 @@ func NewGetStatsHistoryRequest(server string, params *GetStatsHistoryParams) (*h
 		if params.Top != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "top", *params.Top, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Rank != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "rank", *params.Rank, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Other != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "other", *params.Other, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Compare != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "compare", *params.Compare, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -6631,7 +6891,9 @@ type ClientWithResponsesInterface interface {
 	// are aligned to the Unix epoch, so the first may start before `from` (it counts
 	// only traffic from `from` on). At most 10,000 windows per answer (400 naming
 	// `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
-	// (columns `time,packets,bytes,active_flows`, a header row first). 404 for an
+	// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`, a header row first;
+	// `peak_bps` empty when unknown). Every point carries its rates and the answer a
+	// `summary` of the range (see HistorySummary for the definitions). 404 for an
 	// unknown policy; 503 when no history store is configured or it does not answer.
 	// Minimum role viewer.
 	//
@@ -13217,7 +13479,9 @@ func (c *ClientWithResponses) GetPolicyStatsWithResponse(ctx context.Context, po
 // are aligned to the Unix epoch, so the first may start before `from` (it counts
 // only traffic from `from` on). At most 10,000 windows per answer (400 naming
 // `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
-// (columns `time,packets,bytes,active_flows`, a header row first). 404 for an
+// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`, a header row first;
+// `peak_bps` empty when unknown). Every point carries its rates and the answer a
+// `summary` of the range (see HistorySummary for the definitions). 404 for an
 // unknown policy; 503 when no history store is configured or it does not answer.
 // Minimum role viewer.
 //

@@ -100,10 +100,18 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	var checks []api.Check
 	if c.InfluxURL != "" {
 		// An unreachable InfluxDB is not fatal: deltas wait in memory and /readyz says why.
-		checks = append(checks, api.Check{Name: "influxdb", Probe: history.Ping})
+		check := api.Check{Name: "influxdb", Probe: history.Ping}
+		influx, _ := history.(*storage.InfluxHistory)
+		if influx != nil {
+			check.Detail = influx.ReadPath
+		}
+		checks = append(checks, check)
 		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if err := history.Ping(pingCtx); err != nil {
 			log.Warn("InfluxDB not reachable at start-up; history is buffered until it is", "err", err)
+		}
+		if influx != nil {
+			log.Info("history read path", "path", influx.Detect(pingCtx))
 		}
 		cancel()
 	}
@@ -141,22 +149,23 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 
 	broker := events.NewBroker(c.EventBuffer)
 	srv, err := api.New(api.Config{
-		Exporters:  exporters,
-		DB:         db,
-		Checks:     checks,
-		AdminToken: c.AdminToken,
-		Version:    buildVersion(),
-		Logger:     log,
-		Registry:   registry,
-		Collector:  coll,
-		Spool:      sp,
-		Pipeline:   flusher,
-		History:    history,
-		Events:     broker,
-		Caches:     caches,
-		Ingest:     c.Ingest,
-		Auth:       c.authLimits(),
-		Instance:   c.Instance, LiveInterval: c.FlushInterval,
+		Exporters:       exporters,
+		DB:              db,
+		Checks:          checks,
+		AdminToken:      c.AdminToken,
+		Version:         buildVersion(),
+		Logger:          log,
+		Registry:        registry,
+		Collector:       coll,
+		Spool:           sp,
+		Pipeline:        flusher,
+		History:         history,
+		HistoryInterval: c.FlushInterval,
+		Events:          broker,
+		Caches:          caches,
+		Ingest:          c.Ingest,
+		Auth:            c.authLimits(),
+		Instance:        c.Instance, LiveInterval: c.FlushInterval,
 
 		DatabaseReady:    dbReady.Load,
 		FeedPollInterval: c.FeedPollInterval,

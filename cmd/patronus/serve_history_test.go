@@ -125,6 +125,14 @@ func TestServeTrafficReachesHistoryExactly(t *testing.T) {
 				}
 			}
 			base, stop := start()
+			if b.backend == apigen.PipelineStatsBackendInfluxdb {
+				// The server's version picks the read path once, shown in /readyz.
+				var ready apigen.Readiness
+				call(t, http.MethodGet, base+"/readyz", nil, &ready, http.StatusOK)
+				if ready.Checks.Influxdb == nil || ready.Checks.Influxdb.Detail == nil || *ready.Checks.Influxdb.Detail != "influxql" {
+					t.Errorf("readyz influxdb check %+v, want detail influxql", ready.Checks.Influxdb)
+				}
+			}
 			var ids []int64
 			for i := range 3 {
 				var p apigen.Policy

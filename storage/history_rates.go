@@ -1,0 +1,139 @@
+package storage
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// MaxHistoryIntervals is the most flush intervals one QueryIntervals may span (about 116
+// days of 10 s flushes): the per-interval rates behind peak_bps and the 95th percentile are
+// read one row per interval with traffic, so this bounds the rows of one query.
+const MaxHistoryIntervals = 1_000_000
+
+// IntervalBytes is the traffic of one flush interval of one policy, summed over instances.
+type IntervalBytes struct {
+	// Time is the start of the interval, aligned to the Unix epoch.
+	Time  time.Time
+	Bytes int64
+}
+
+// IntervalCount returns how many epoch-aligned intervals overlap [from, to), the samples of
+// the 95th percentile, or 0 when interval is not a whole number of seconds or the range is
+// empty.
+func IntervalCount(from, to time.Time, interval time.Duration) int64 {
+	return HistoryWindowCount(from, to, interval)
+}
+
+// validateIntervals checks a QueryIntervals request.
+func validateIntervals(from, to time.Time, interval time.Duration) error {
+	n := IntervalCount(from, to, interval)
+	switch {
+	case n == 0:
+		return fmt.Errorf("%w: history interval %s over %s..%s: need a whole number of seconds and from before to", ErrInvalid,
+			interval, from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
+	case n > MaxHistoryIntervals:
+		return fmt.Errorf("%w: history range %s..%s spans %d intervals of %s, more than %d", ErrInvalid,
+			from.Format(time.RFC3339), to.Format(time.RFC3339), n, interval, MaxHistoryIntervals)
+	}
+	return nil
+}
+
+// PointRates are the rates of one window, in bits or packets per second.
+type PointRates struct {
+	// PPS and BPS are the window's packets and bits divided by the seconds of the window
+	// that lie inside the query range (the first and last windows may be clipped).
+	PPS, BPS float64
+	// PeakBPS is the highest rate of one flush interval starting in the window (bits of
+	// the interval, summed over instances, divided by the interval); 0 without traffic.
+	PeakBPS float64
+}
+
+// HistorySummary describes a whole query range.
+type HistorySummary struct {
+	TotalPackets, TotalBytes int64
+	// AvgBPS is TotalBytes*8 divided by the seconds of the range.
+	AvgBPS float64
+	// MaxBPS is the highest per-interval rate; P95BPS the 95th percentile of the
+	// per-interval rates, nearest rank over every interval of the range, those without
+	// traffic as 0 (exact: every interval is a sample); LastBPS the rate of the latest
+	// interval with traffic, 0 when there is none.
+	MaxBPS, P95BPS, LastBPS float64
+	// Intervals is the number of per-interval samples behind MaxBPS and P95BPS.
+	Intervals int64
+}
+
+// HistoryRates computes per-window rates and the summary of one series over [from, to):
+// points are its windows of every (as QueryPolicy returns them), intervals its per-interval
+// bytes (as QueryIntervals returns them, any order), interval the flush interval. With no
+// intervals (interval 0), PeakBPS, MaxBPS, P95BPS and LastBPS stay 0.
+func HistoryRates(points []HistoryPoint, intervals []IntervalBytes, from, to time.Time, every, interval time.Duration) ([]PointRates, HistorySummary) {
+	rates := make([]PointRates, len(points))
+	var sum HistorySummary
+	for i, p := range points {
+		start, end := p.Time, p.Time.Add(every)
+		if start.Before(from) {
+			start = from
+		}
+		if end.After(to) {
+			end = to
+		}
+		if secs := end.Sub(start).Seconds(); secs > 0 {
+			rates[i].PPS = float64(p.Packets) / secs
+			rates[i].BPS = float64(p.Bytes) * 8 / secs
+		}
+		sum.TotalPackets += p.Packets
+		sum.TotalBytes += p.Bytes
+	}
+	if secs := to.Sub(from).Seconds(); secs > 0 {
+		sum.AvgBPS = float64(sum.TotalBytes) * 8 / secs
+	}
+	if interval <= 0 {
+		return rates, sum
+	}
+	sum.Intervals = IntervalCount(from, to, interval)
+	ivSecs := interval.Seconds()
+	samples := make([]float64, 0, len(intervals))
+	var last time.Time
+	for _, iv := range intervals {
+		if iv.Bytes <= 0 {
+			continue
+		}
+		rate := float64(iv.Bytes) * 8 / ivSecs
+		samples = append(samples, rate)
+		if iv.Time.After(last) || last.IsZero() {
+			last, sum.LastBPS = iv.Time, rate
+		}
+		if len(points) > 0 {
+			if w := int(floorTime(iv.Time, every).Sub(points[0].Time) / every); w >= 0 && w < len(points) && rate > rates[w].PeakBPS {
+				rates[w].PeakBPS = rate
+			}
+		}
+	}
+	sum.MaxBPS, sum.P95BPS = maxAndP95(samples, sum.Intervals)
+	return rates, sum
+}
+
+// maxAndP95 returns the largest sample and the 95th percentile by nearest rank over n
+// samples, of which those not given are 0: the value at rank ceil(0.95*n) in ascending
+// order.
+func maxAndP95(nonzero []float64, n int64) (maxRate, p95 float64) {
+	if len(nonzero) == 0 || n <= 0 {
+		return 0, 0
+	}
+	slices.Sort(nonzero)
+	maxRate = nonzero[len(nonzero)-1]
+	rank := (95*n + 99) / 100 // ceil(0.95 n), 1-based
+	zeros := n - int64(len(nonzero))
+	if zeros < 0 {
+		zeros = 0 // more samples than intervals: cannot happen with aligned intervals
+	}
+	if rank <= zeros {
+		return maxRate, 0
+	}
+	i := rank - zeros - 1
+	if i >= int64(len(nonzero)) {
+		i = int64(len(nonzero)) - 1
+	}
+	return maxRate, nonzero[i]
+}
