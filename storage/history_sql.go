@@ -39,6 +39,8 @@ const sqlWriteChunk = 500
 // instance and time is replaced, so a retried batch does not double count. Within one batch
 // the last delta for a key wins, as on InfluxDB.
 func (s *SQLHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) error {
+	ctx, cancel := s.deadline(ctx, 4)
+	defer cancel()
 	if len(deltas) == 0 {
 		return nil
 	}
@@ -149,6 +151,8 @@ ORDER BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), 
 // QueryPolicy returns one policy's windows over [from, to) with the semantics HistoryStore
 // documents.
 func (s *SQLHistory) QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error) {
+	ctx, cancel := s.deadline(ctx, 1)
+	defer cancel()
 	grid, err := newWindowGrid(from, to, every)
 	if err != nil {
 		return nil, err
@@ -167,6 +171,8 @@ func (s *SQLHistory) QueryPolicy(ctx context.Context, policyID int64, from, to t
 // QueryTop returns the windows of every policy with rows in [from, to), or of the top
 // policies by bytes, ordered as HistoryStore documents.
 func (s *SQLHistory) QueryTop(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]PolicySeries, error) {
+	ctx, cancel := s.deadline(ctx, 1)
+	defer cancel()
 	grid, err := newWindowGrid(from, to, every)
 	if err != nil {
 		return nil, err
@@ -240,6 +246,8 @@ func (s *SQLHistory) readWindows(ctx context.Context, set *seriesSet, query stri
 
 // QueryIntervals returns per-interval bytes as HistoryStore documents, grouped in SQL.
 func (s *SQLHistory) QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
+	ctx, cancel := s.deadline(ctx, 1)
+	defer cancel()
 	if err := validateIntervals(from, to, interval); err != nil {
 		return nil, err
 	}
@@ -277,6 +285,8 @@ GROUP BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), 
 
 // QueryTotal returns all policies together as HistoryStore documents, summed in SQL.
 func (s *SQLHistory) QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+	ctx, cancel := s.deadline(ctx, 1)
+	defer cancel()
 	grid, err := newWindowGrid(from, to, every)
 	if err != nil {
 		return nil, nil, err
@@ -343,7 +353,9 @@ func (s *SQLHistory) Prune(ctx context.Context, before time.Time) (int64, error)
   SELECT id FROM policy_stats WHERE timestamp < %s LIMIT %d)`, s.placeholder(1), pruneChunk)
 	var total int64
 	for {
-		res, err := s.db.ExecContext(ctx, query, before.UTC())
+		stmtCtx, cancel := s.deadline(ctx, 1)
+		res, err := s.db.ExecContext(stmtCtx, query, before.UTC())
+		cancel()
 		if err != nil {
 			return total, fmt.Errorf("prune history before %s: %w", before.Format(time.RFC3339), err)
 		}
@@ -393,6 +405,8 @@ func (s *SQLHistory) RunRetention(ctx context.Context, retention, interval time.
 
 // Ping checks that the database answers and has the policy_stats table.
 func (s *SQLHistory) Ping(ctx context.Context) error {
+	ctx, cancel := s.deadline(ctx, 1)
+	defer cancel()
 	rows, err := s.db.QueryContext(ctx, "SELECT 1 FROM policy_stats LIMIT 1")
 	if err != nil {
 		return fmt.Errorf("ping sql history: %w", err)
@@ -408,3 +422,10 @@ func (s *SQLHistory) Ping(ctx context.Context) error {
 
 // Close does nothing: the database belongs to the caller.
 func (s *SQLHistory) Close() {}
+
+// deadline bounds one call of the store by the database's statement deadline (n times it for a
+// transaction), as the GORM stores' callbacks bound theirs: this store uses database/sql
+// directly, outside those callbacks, and a database gone silent must not hang history.
+func (s *SQLHistory) deadline(ctx context.Context, n int) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, time.Duration(n)*s.owner.statementTimeout())
+}
