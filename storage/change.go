@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -190,25 +189,3 @@ func (cs *ChangeStore) Prune(ctx context.Context, before time.Time) (int64, erro
 // DefaultFeedRetention is how long changes (and so audit entries) are kept: 90 days, as
 // NetBox keeps its change log.
 const DefaultFeedRetention = 90 * 24 * time.Hour
-
-// RunRetention prunes changes older than retention now and then every interval until ctx
-// ends. It is a plain loop: the caller decides which replica runs it.
-func (cs *ChangeStore) RunRetention(ctx context.Context, retention, interval time.Duration, log *slog.Logger) {
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		before := time.Now().Add(-retention)
-		n, err := cs.Prune(ctx, before)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			log.Error("change feed retention", "err", err)
-		case n > 0:
-			log.Info("change feed retention", "deleted", n, "before", before.UTC().Format(time.RFC3339))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-	}
-}
