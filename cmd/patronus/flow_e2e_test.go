@@ -204,22 +204,8 @@ func TestSoftflowdToHistory(t *testing.T) {
 func softflowdCase(t *testing.T, version int, flows []pcapFlow, rate int) {
 	capture := filepath.Join(t.TempDir(), "flows.pcap")
 	ipLens := writeCapture(t, capture, flows, rate > 1)
-	nfAddr, addr := freeUDPAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--database-url", filepath.Join(t.TempDir(), "patronus.db"),
-			"--admin-token", e2eAdminToken, "--flush-interval", "100ms", "--instance", "flow-e2e",
-			"--listen", addr, "--netflow-listen", nfAddr}, io.Discard, io.Discard)
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve returned %v", err)
-		}
-	}()
-	base := "http://" + addr
-	waitFor(t, base+"/healthz", done)
+	nfAddr := freeUDPAddr(t)
+	base := serveFlows(t, "flow-e2e", "--netflow-listen", nfAddr)
 	ids := map[string]int64{}
 	for i, cidr := range []string{"10.1.0.0/16", "10.2.0.0/16"} {
 		var p apigen.Policy
@@ -325,22 +311,8 @@ func TestPmacctSFlowToHistory(t *testing.T) {
 	capture := filepath.Join(dir, "flows.pcap")
 	ipLens := writeCapture(t, capture, append(append([]pcapFlow{}, flows...), tail), true)
 
-	sfAddr, addr := freeUDPAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--database-url", filepath.Join(dir, "patronus.db"),
-			"--admin-token", e2eAdminToken, "--flush-interval", "100ms", "--instance", "sflow-e2e",
-			"--listen", addr, "--sflow-listen", sfAddr}, io.Discard, io.Discard)
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve returned %v", err)
-		}
-	}()
-	base := "http://" + addr
-	waitFor(t, base+"/healthz", done)
+	sfAddr := freeUDPAddr(t)
+	base := serveFlows(t, "sflow-e2e", "--sflow-listen", sfAddr)
 	want := map[int64][2]int64{}
 	for i, cidr := range []string{"10.1.0.0/16", "10.2.0.0/16"} {
 		var p apigen.Policy
@@ -397,4 +369,27 @@ func TestPmacctSFlowToHistory(t *testing.T) {
 		ex.Items[0].SamplingRate != 1 || ex.Items[0].DecodeErrors != 0 || ex.Items[0].FlowRecords < int64(totalPackets(flows)) {
 		t.Errorf("exporters %+v, want pmacct's sfprobe with at least %d flow records", ex.Items, totalPackets(flows))
 	}
+}
+
+// serveFlows runs serve in-process on a SQLite database of its own, with a 100 ms flush
+// interval and the flow listener flag given, until the test ends; it returns the API's base URL.
+func serveFlows(t *testing.T, instance, listenFlag, listenAddr string) string {
+	t.Helper()
+	addr, dbPath := freeAddr(t), filepath.Join(t.TempDir(), "patronus.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--database-url", dbPath,
+			"--admin-token", e2eAdminToken, "--flush-interval", "100ms", "--instance", instance,
+			"--listen", addr, listenFlag, listenAddr}, io.Discard, io.Discard)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	})
+	base := "http://" + addr
+	waitFor(t, base+"/healthz", done)
+	return base
 }
