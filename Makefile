@@ -6,10 +6,10 @@ export GOPROXY := $(shell go env GOPROXY | sed 's/,direct//')
 GO_PACKAGES := ./...
 GENERATED := api/apigen api/client
 
-.PHONY: test check spec spec-clients spec-lint generate generate-check fmt-check vet staticcheck unit run build bench fuzz services
+.PHONY: test check spec spec-clients spec-lint readme-tour generate generate-check fmt-check vet staticcheck unit run build bench fuzz services
 
 ## test: every check and every test, against the real PostgreSQL and InfluxDB (started by .ci/with-services)
-test: check spec
+test: check spec readme-tour
 	./.ci/with-services ./.ci/go-test $(GO_PACKAGES)
 
 ## check: generated code current, gofmt, go vet, staticcheck
@@ -23,6 +23,10 @@ spec-clients:
 
 spec-lint:
 	./.ci/spec-lint/run
+
+## readme-tour: the README's five-minute tour, run as written against a fresh service built from the tree
+readme-tour:
+	./.ci/readme-tour
 
 generate:
 	go generate ./...
