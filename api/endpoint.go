@@ -132,25 +132,31 @@ func (s *Server) UpdateEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
 func (s *Server) DeleteEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
 	ctx := c.Request.Context()
 	id := endpointID.String()
-	var pathIDs, policyIDs []int64
 	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		before, err := tx.Endpoints().Get(ctx, id)
 		if err != nil {
 			return err
 		}
-		if pathIDs, err = pathsOfEndpoint(ctx, tx, id); err != nil {
+		pathIDs, err := pathsOfEndpoint(ctx, tx, id)
+		if err != nil {
 			return err
 		}
-		if policyIDs, err = tx.Policies().ByPaths(ctx, pathIDs); err != nil {
+		prefs, err := tx.Policies().Preferring(ctx, pathIDs)
+		if err != nil {
 			return err
 		}
 		if err := tx.Endpoints().Delete(ctx, id); err != nil {
 			return err
 		}
+		policyEvents, err := tx.Policies().PathsCleared(ctx, prefs)
+		if err != nil {
+			return err
+		}
+		policyIDs := policyIDsOf(prefs)
 		seq, err = s.record(ctx, tx, c, storage.KindEndpointDeleted, id,
 			map[string]any{"before": endpointSummary(before), "paths_deleted": pathIDs, "policies_updated": policyIDs},
-			storage.Effects{PathIDs: pathIDs, PolicyIDs: policyIDs})
+			storage.Effects{PathIDs: pathIDs, PolicyIDs: policyIDs, Events: policyEvents})
 		return err
 	})
 	if err != nil {

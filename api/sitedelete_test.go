@@ -176,10 +176,10 @@ func TestDeleteSite(t *testing.T) {
 			t.Errorf("audit snapshot = %v", snapshot)
 		}
 
-		// Announced once it committed: site.deleted with the audit id, then each path; the
-		// caches drop the paths.
+		// Announced once it committed: site.deleted with the audit id, the policy that lost
+		// its path, then each path; the caches drop the paths.
 		events := a.rec.takeEvents()
-		wantTypes := []string{"site.deleted", "path.deleted", "path.deleted", "path.deleted"}
+		wantTypes := []string{"site.deleted", "policy.updated", "path.deleted", "path.deleted", "path.deleted"}
 		if !slices.Equal(eventTypes(events), wantTypes) {
 			t.Fatalf("events = %v, want %v", eventTypes(events), wantTypes)
 		}
@@ -187,7 +187,10 @@ func TestDeleteSite(t *testing.T) {
 		if events[0].Data["site_id"] != id || events[0].Data["audit_id"] != float64(*got.AuditID) || !reflect.DeepEqual(events[0].Data["deleted"], wantDeleted) {
 			t.Errorf("site.deleted data = %v, want site %s audit %d", events[0].Data, id, *got.AuditID)
 		}
-		for i, e := range events[1:] {
+		if e := events[1]; e.Data["policy_id"] != float64(f.clearedPolicy) || e.Data["cleared_path_id"] != float64(f.targetPaths[0]) {
+			t.Errorf("policy.updated data = %v, want policy %d clearing path %d", e.Data, f.clearedPolicy, f.targetPaths[0])
+		}
+		for i, e := range events[2:] {
 			if e.Data["path_id"] != float64(f.targetPaths[i]) || e.Data["audit_id"] != float64(*got.AuditID) {
 				t.Errorf("path.deleted data = %v, want path %d", e.Data, f.targetPaths[i])
 			}

@@ -723,7 +723,9 @@ type EndpointUpdate struct {
 type Event struct {
 	// Data Type-specific payload: the resource (`site.created`, `site.updated`), its id
 	// and `audit_id` (`site.deleted` also carries `deleted` counts, `path.deleted`
-	// carries `path_id`), `policy_id` (null for all) for `stats.reset`, `name` and
+	// carries `path_id`, `policy.updated` carries `policy_id` and `action` (`create`,
+	// `update`, `delete`), plus `cleared_path_id` when a deletion cleared the
+	// policy's preferred path), `policy_id` (null for all) for `stats.reset`, `name` and
 	// `cleared_entries` for `cache.cleared`, nothing for `reset`.
 	Data map[string]interface{} `json:"data"`
 
@@ -1196,7 +1198,7 @@ type Policy struct {
 	// PacketsMatched Packets counted against the policy since start or the last reset, summed over the live replicas (see PolicyStats). Read-only.
 	PacketsMatched int64 `json:"packets_matched"`
 
-	// Priority Lower wins; ties go to the lower id.
+	// Priority Lower wins; policies may share a priority, and among them the lower id wins (a stable order, whatever was created or changed last).
 	Priority  int32     `json:"priority"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -1336,9 +1338,12 @@ type PortRange struct {
 	To   int32 `json:"to"`
 }
 
-// PreferPathAction Steer matching traffic onto a path. A write must name an existing path. When the
-// preferred path is deleted the server sets `path_id` to null and the policy falls
-// back to the routing decision.
+// PreferPathAction Steer matching traffic onto a path. `path_id` names an existing path (a write
+// naming one that does not exist is a 422), or is null: no preferred path, and the
+// routing decision (`getRoutingDecision`) chooses as if the policy had none. When the
+// preferred path is deleted (the path, one of its endpoints, or a site) the server
+// sets `path_id` to null, moves the policy's `updated_at` and sends a
+// `policy.updated` event; such an action can be written back as read.
 //
 // Example: {"path_id":12,"type":"prefer_path"}
 type PreferPathAction struct {
@@ -2215,8 +2220,9 @@ type ClientInterface interface {
 	// DeleteEndpoint Delete an endpoint
 	//
 	// Deletes the endpoint and every path touching it (with their metrics); policies
-	// preferring a removed path lose their `action.path_id`. Audited; broadcast as
-	// `path.deleted` per removed path. Minimum role operator.
+	// preferring a removed path get `action.path_id` null and a new `updated_at`.
+	// Audited; broadcast as `policy.updated` per such policy, then `path.deleted` per
+	// removed path. Minimum role operator.
 	//
 	// Corresponds with DELETE /api/v1/endpoints/{endpoint_id} (the `DeleteEndpoint` operationId).
 	DeleteEndpoint(ctx context.Context, endpointID EndpointID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2253,8 +2259,9 @@ type ClientInterface interface {
 	// A Server-Sent Events stream of the change feed. Each message has `event:` (the
 	// event type) and one `data:` line holding the `Event` as JSON; its id is the
 	// sequence number of the change (the audit entry's id), the same on every replica.
-	// The events of one change (a site deletion's `site.deleted` and its
-	// `path.deleted`s) share that id, and only the last of them carries the `id:` line,
+	// The events of one change (a site deletion's `site.deleted`, the `policy.updated`s
+	// of the policies it cleared and its `path.deleted`s) share that id, and only the
+	// last of them carries the `id:` line,
 	// so a client cut off in the middle of them gets them all again.
 	// Types: `site.created`, `site.updated`, `site.deleted` (data carries `site_id`,
 	// `audit_id` and the deletion counts), `path.deleted`, `policy.updated`,
@@ -2322,9 +2329,10 @@ type ClientInterface interface {
 
 	// DeletePath Delete a path
 	//
-	// Deletes the path and its metrics; policies preferring it lose their
-	// `action.path_id`. Cached metrics and routing decisions involving it are
-	// invalidated. Audited; broadcast as `path.deleted`. Minimum role operator.
+	// Deletes the path and its metrics; policies preferring it get `action.path_id`
+	// null and a new `updated_at`. Cached metrics and routing decisions involving it are
+	// invalidated. Audited; broadcast as `policy.updated` per such policy, then
+	// `path.deleted`. Minimum role operator.
 	//
 	// Corresponds with DELETE /api/v1/paths/{path_id} (the `DeletePath` operationId).
 	DeletePath(ctx context.Context, pathID PathID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2413,9 +2421,11 @@ type ClientInterface interface {
 
 	// CreatePolicyWithBody Create a policy
 	//
-	// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-	// an existing path (422 otherwise); a `drop` action takes none. Each port range
-	// needs `from <= to`. The classifier picks the change up at once. Audited,
+	// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+	// existing path (422 otherwise) or is null (no preferred path: the routing decision
+	// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+	// policies may share a priority: among them the lower id wins, in classification
+	// and everywhere else. The classifier picks the change up at once. Audited,
 	// broadcast as `policy.updated`. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type.
@@ -2425,9 +2435,11 @@ type ClientInterface interface {
 
 	// CreatePolicy Create a policy
 	//
-	// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-	// an existing path (422 otherwise); a `drop` action takes none. Each port range
-	// needs `from <= to`. The classifier picks the change up at once. Audited,
+	// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+	// existing path (422 otherwise) or is null (no preferred path: the routing decision
+	// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+	// policies may share a priority: among them the lower id wins, in classification
+	// and everywhere else. The classifier picks the change up at once. Audited,
 	// broadcast as `policy.updated`. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type.
@@ -2565,10 +2577,11 @@ type ClientInterface interface {
 	//
 	// Deletes the site, its endpoints, every path touching one of them (whichever end)
 	// and those paths' metrics, in one transaction. Policies that preferred a removed
-	// path lose their `action.path_id` and are listed in `policies_updated`. With
-	// `dry_run=true` nothing changes and the answer says exactly what would be removed.
-	// With `If-Match`, the delete applies only if the site's version still matches (409
-	// otherwise). Audited; broadcast as `site.deleted` (and `path.deleted` per path).
+	// path get `action.path_id` null and a new `updated_at`, and are listed in
+	// `policies_updated`. With `dry_run=true` nothing changes and the answer says exactly
+	// what would be removed. With `If-Match`, the delete applies only if the site's
+	// version still matches (409 otherwise). Audited; broadcast as `site.deleted`, then
+	// `policy.updated` per policy whose path was cleared, then `path.deleted` per path.
 	// Minimum role admin.
 	//
 	// Corresponds with DELETE /api/v1/sites/{site_id} (the `DeleteSite` operationId).
@@ -2743,7 +2756,8 @@ type ClientInterface interface {
 	// IngestTrafficWithBody Ingest traffic reports
 	//
 	// Records a batch of per-flow traffic reports. A report without `policy_id` is
-	// classified against the enabled policies in priority order (first match wins);
+	// classified against the enabled policies in priority order, lower first, and
+	// among policies of one priority in id order, lower first (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`, source and destination of different address families) rejects the
@@ -2775,7 +2789,8 @@ type ClientInterface interface {
 	// IngestTraffic Ingest traffic reports
 	//
 	// Records a batch of per-flow traffic reports. A report without `policy_id` is
-	// classified against the enabled policies in priority order (first match wins);
+	// classified against the enabled policies in priority order, lower first, and
+	// among policies of one priority in id order, lower first (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`, source and destination of different address families) rejects the
@@ -2928,8 +2943,9 @@ func (c *Client) ClearCache(ctx context.Context, name CacheName, reqEditors ...R
 // DeleteEndpoint Delete an endpoint
 //
 // Deletes the endpoint and every path touching it (with their metrics); policies
-// preferring a removed path lose their `action.path_id`. Audited; broadcast as
-// `path.deleted` per removed path. Minimum role operator.
+// preferring a removed path get `action.path_id` null and a new `updated_at`.
+// Audited; broadcast as `policy.updated` per such policy, then `path.deleted` per
+// removed path. Minimum role operator.
 //
 // Corresponds with DELETE /api/v1/endpoints/{endpoint_id} (the `DeleteEndpoint` operationId).
 func (c *Client) DeleteEndpoint(ctx context.Context, endpointID EndpointID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3006,8 +3022,9 @@ func (c *Client) UpdateEndpoint(ctx context.Context, endpointID EndpointID, body
 // A Server-Sent Events stream of the change feed. Each message has `event:` (the
 // event type) and one `data:` line holding the `Event` as JSON; its id is the
 // sequence number of the change (the audit entry's id), the same on every replica.
-// The events of one change (a site deletion's `site.deleted` and its
-// `path.deleted`s) share that id, and only the last of them carries the `id:` line,
+// The events of one change (a site deletion's `site.deleted`, the `policy.updated`s
+// of the policies it cleared and its `path.deleted`s) share that id, and only the
+// last of them carries the `id:` line,
 // so a client cut off in the middle of them gets them all again.
 // Types: `site.created`, `site.updated`, `site.deleted` (data carries `site_id`,
 // `audit_id` and the deletion counts), `path.deleted`, `policy.updated`,
@@ -3125,9 +3142,10 @@ func (c *Client) CreatePath(ctx context.Context, body CreatePathJSONRequestBody,
 
 // DeletePath Delete a path
 //
-// Deletes the path and its metrics; policies preferring it lose their
-// `action.path_id`. Cached metrics and routing decisions involving it are
-// invalidated. Audited; broadcast as `path.deleted`. Minimum role operator.
+// Deletes the path and its metrics; policies preferring it get `action.path_id`
+// null and a new `updated_at`. Cached metrics and routing decisions involving it are
+// invalidated. Audited; broadcast as `policy.updated` per such policy, then
+// `path.deleted`. Minimum role operator.
 //
 // Corresponds with DELETE /api/v1/paths/{path_id} (the `DeletePath` operationId).
 func (c *Client) DeletePath(ctx context.Context, pathID PathID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3296,9 +3314,11 @@ func (c *Client) ListPolicies(ctx context.Context, params *ListPoliciesParams, r
 
 // CreatePolicyWithBody Create a policy
 //
-// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-// an existing path (422 otherwise); a `drop` action takes none. Each port range
-// needs `from <= to`. The classifier picks the change up at once. Audited,
+// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+// existing path (422 otherwise) or is null (no preferred path: the routing decision
+// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+// policies may share a priority: among them the lower id wins, in classification
+// and everywhere else. The classifier picks the change up at once. Audited,
 // broadcast as `policy.updated`. Minimum role operator.
 //
 // Takes any type of body and a specified content type.
@@ -3318,9 +3338,11 @@ func (c *Client) CreatePolicyWithBody(ctx context.Context, contentType string, b
 
 // CreatePolicy Create a policy
 //
-// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-// an existing path (422 otherwise); a `drop` action takes none. Each port range
-// needs `from <= to`. The classifier picks the change up at once. Audited,
+// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+// existing path (422 otherwise) or is null (no preferred path: the routing decision
+// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+// policies may share a priority: among them the lower id wins, in classification
+// and everywhere else. The classifier picks the change up at once. Audited,
 // broadcast as `policy.updated`. Minimum role operator.
 //
 // Takes a body of the `application/json` content type.
@@ -3588,10 +3610,11 @@ func (c *Client) CreateSite(ctx context.Context, body CreateSiteJSONRequestBody,
 //
 // Deletes the site, its endpoints, every path touching one of them (whichever end)
 // and those paths' metrics, in one transaction. Policies that preferred a removed
-// path lose their `action.path_id` and are listed in `policies_updated`. With
-// `dry_run=true` nothing changes and the answer says exactly what would be removed.
-// With `If-Match`, the delete applies only if the site's version still matches (409
-// otherwise). Audited; broadcast as `site.deleted` (and `path.deleted` per path).
+// path get `action.path_id` null and a new `updated_at`, and are listed in
+// `policies_updated`. With `dry_run=true` nothing changes and the answer says exactly
+// what would be removed. With `If-Match`, the delete applies only if the site's
+// version still matches (409 otherwise). Audited; broadcast as `site.deleted`, then
+// `policy.updated` per policy whose path was cleared, then `path.deleted` per path.
 // Minimum role admin.
 //
 // Corresponds with DELETE /api/v1/sites/{site_id} (the `DeleteSite` operationId).
@@ -3946,7 +3969,8 @@ func (c *Client) DeleteToken(ctx context.Context, tokenID TokenID, reqEditors ..
 // IngestTrafficWithBody Ingest traffic reports
 //
 // Records a batch of per-flow traffic reports. A report without `policy_id` is
-// classified against the enabled policies in priority order (first match wins);
+// classified against the enabled policies in priority order, lower first, and
+// among policies of one priority in id order, lower first (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`, source and destination of different address families) rejects the
@@ -3988,7 +4012,8 @@ func (c *Client) IngestTrafficWithBody(ctx context.Context, params *IngestTraffi
 // IngestTraffic Ingest traffic reports
 //
 // Records a batch of per-flow traffic reports. A report without `policy_id` is
-// classified against the enabled policies in priority order (first match wins);
+// classified against the enabled policies in priority order, lower first, and
+// among policies of one priority in id order, lower first (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`, source and destination of different address families) rejects the
@@ -6584,8 +6609,9 @@ type ClientWithResponsesInterface interface {
 	// DeleteEndpointWithResponse Delete an endpoint
 	//
 	// Deletes the endpoint and every path touching it (with their metrics); policies
-	// preferring a removed path lose their `action.path_id`. Audited; broadcast as
-	// `path.deleted` per removed path. Minimum role operator.
+	// preferring a removed path get `action.path_id` null and a new `updated_at`.
+	// Audited; broadcast as `policy.updated` per such policy, then `path.deleted` per
+	// removed path. Minimum role operator.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6626,8 +6652,9 @@ type ClientWithResponsesInterface interface {
 	// A Server-Sent Events stream of the change feed. Each message has `event:` (the
 	// event type) and one `data:` line holding the `Event` as JSON; its id is the
 	// sequence number of the change (the audit entry's id), the same on every replica.
-	// The events of one change (a site deletion's `site.deleted` and its
-	// `path.deleted`s) share that id, and only the last of them carries the `id:` line,
+	// The events of one change (a site deletion's `site.deleted`, the `policy.updated`s
+	// of the policies it cleared and its `path.deleted`s) share that id, and only the
+	// last of them carries the `id:` line,
 	// so a client cut off in the middle of them gets them all again.
 	// Types: `site.created`, `site.updated`, `site.deleted` (data carries `site_id`,
 	// `audit_id` and the deletion counts), `path.deleted`, `policy.updated`,
@@ -6701,9 +6728,10 @@ type ClientWithResponsesInterface interface {
 
 	// DeletePathWithResponse Delete a path
 	//
-	// Deletes the path and its metrics; policies preferring it lose their
-	// `action.path_id`. Cached metrics and routing decisions involving it are
-	// invalidated. Audited; broadcast as `path.deleted`. Minimum role operator.
+	// Deletes the path and its metrics; policies preferring it get `action.path_id`
+	// null and a new `updated_at`. Cached metrics and routing decisions involving it are
+	// invalidated. Audited; broadcast as `policy.updated` per such policy, then
+	// `path.deleted`. Minimum role operator.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6800,9 +6828,11 @@ type ClientWithResponsesInterface interface {
 
 	// CreatePolicyWithBodyWithResponse Create a policy
 	//
-	// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-	// an existing path (422 otherwise); a `drop` action takes none. Each port range
-	// needs `from <= to`. The classifier picks the change up at once. Audited,
+	// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+	// existing path (422 otherwise) or is null (no preferred path: the routing decision
+	// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+	// policies may share a priority: among them the lower id wins, in classification
+	// and everywhere else. The classifier picks the change up at once. Audited,
 	// broadcast as `policy.updated`. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -6812,9 +6842,11 @@ type ClientWithResponsesInterface interface {
 
 	// CreatePolicyWithResponse Create a policy
 	//
-	// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-	// an existing path (422 otherwise); a `drop` action takes none. Each port range
-	// needs `from <= to`. The classifier picks the change up at once. Audited,
+	// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+	// existing path (422 otherwise) or is null (no preferred path: the routing decision
+	// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+	// policies may share a priority: among them the lower id wins, in classification
+	// and everywhere else. The classifier picks the change up at once. Audited,
 	// broadcast as `policy.updated`. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
@@ -6968,10 +7000,11 @@ type ClientWithResponsesInterface interface {
 	//
 	// Deletes the site, its endpoints, every path touching one of them (whichever end)
 	// and those paths' metrics, in one transaction. Policies that preferred a removed
-	// path lose their `action.path_id` and are listed in `policies_updated`. With
-	// `dry_run=true` nothing changes and the answer says exactly what would be removed.
-	// With `If-Match`, the delete applies only if the site's version still matches (409
-	// otherwise). Audited; broadcast as `site.deleted` (and `path.deleted` per path).
+	// path get `action.path_id` null and a new `updated_at`, and are listed in
+	// `policies_updated`. With `dry_run=true` nothing changes and the answer says exactly
+	// what would be removed. With `If-Match`, the delete applies only if the site's
+	// version still matches (409 otherwise). Audited; broadcast as `site.deleted`, then
+	// `policy.updated` per policy whose path was cleared, then `path.deleted` per path.
 	// Minimum role admin.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -7166,7 +7199,8 @@ type ClientWithResponsesInterface interface {
 	// IngestTrafficWithBodyWithResponse Ingest traffic reports
 	//
 	// Records a batch of per-flow traffic reports. A report without `policy_id` is
-	// classified against the enabled policies in priority order (first match wins);
+	// classified against the enabled policies in priority order, lower first, and
+	// among policies of one priority in id order, lower first (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`, source and destination of different address families) rejects the
@@ -7198,7 +7232,8 @@ type ClientWithResponsesInterface interface {
 	// IngestTrafficWithResponse Ingest traffic reports
 	//
 	// Records a batch of per-flow traffic reports. A report without `policy_id` is
-	// classified against the enabled policies in priority order (first match wins);
+	// classified against the enabled policies in priority order, lower first, and
+	// among policies of one priority in id order, lower first (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`, source and destination of different address families) rejects the
@@ -13022,8 +13057,9 @@ func (c *ClientWithResponses) ClearCacheWithResponse(ctx context.Context, name C
 // DeleteEndpointWithResponse Delete an endpoint
 //
 // Deletes the endpoint and every path touching it (with their metrics); policies
-// preferring a removed path lose their `action.path_id`. Audited; broadcast as
-// `path.deleted` per removed path. Minimum role operator.
+// preferring a removed path get `action.path_id` null and a new `updated_at`.
+// Audited; broadcast as `policy.updated` per such policy, then `path.deleted` per
+// removed path. Minimum role operator.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13088,8 +13124,9 @@ func (c *ClientWithResponses) UpdateEndpointWithResponse(ctx context.Context, en
 // A Server-Sent Events stream of the change feed. Each message has `event:` (the
 // event type) and one `data:` line holding the `Event` as JSON; its id is the
 // sequence number of the change (the audit entry's id), the same on every replica.
-// The events of one change (a site deletion's `site.deleted` and its
-// `path.deleted`s) share that id, and only the last of them carries the `id:` line,
+// The events of one change (a site deletion's `site.deleted`, the `policy.updated`s
+// of the policies it cleared and its `path.deleted`s) share that id, and only the
+// last of them carries the `id:` line,
 // so a client cut off in the middle of them gets them all again.
 // Types: `site.created`, `site.updated`, `site.deleted` (data carries `site_id`,
 // `audit_id` and the deletion counts), `path.deleted`, `policy.updated`,
@@ -13193,9 +13230,10 @@ func (c *ClientWithResponses) CreatePathWithResponse(ctx context.Context, body C
 
 // DeletePathWithResponse Delete a path
 //
-// Deletes the path and its metrics; policies preferring it lose their
-// `action.path_id`. Cached metrics and routing decisions involving it are
-// invalidated. Audited; broadcast as `path.deleted`. Minimum role operator.
+// Deletes the path and its metrics; policies preferring it get `action.path_id`
+// null and a new `updated_at`. Cached metrics and routing decisions involving it are
+// invalidated. Audited; broadcast as `policy.updated` per such policy, then
+// `path.deleted`. Minimum role operator.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13340,9 +13378,11 @@ func (c *ClientWithResponses) ListPoliciesWithResponse(ctx context.Context, para
 
 // CreatePolicyWithBodyWithResponse Create a policy
 //
-// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-// an existing path (422 otherwise); a `drop` action takes none. Each port range
-// needs `from <= to`. The classifier picks the change up at once. Audited,
+// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+// existing path (422 otherwise) or is null (no preferred path: the routing decision
+// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+// policies may share a priority: among them the lower id wins, in classification
+// and everywhere else. The classifier picks the change up at once. Audited,
 // broadcast as `policy.updated`. Minimum role operator.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -13358,9 +13398,11 @@ func (c *ClientWithResponses) CreatePolicyWithBodyWithResponse(ctx context.Conte
 
 // CreatePolicyWithResponse Create a policy
 //
-// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-// an existing path (422 otherwise); a `drop` action takes none. Each port range
-// needs `from <= to`. The classifier picks the change up at once. Audited,
+// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+// existing path (422 otherwise) or is null (no preferred path: the routing decision
+// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+// policies may share a priority: among them the lower id wins, in classification
+// and everywhere else. The classifier picks the change up at once. Audited,
 // broadcast as `policy.updated`. Minimum role operator.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
@@ -13592,10 +13634,11 @@ func (c *ClientWithResponses) CreateSiteWithResponse(ctx context.Context, body C
 //
 // Deletes the site, its endpoints, every path touching one of them (whichever end)
 // and those paths' metrics, in one transaction. Policies that preferred a removed
-// path lose their `action.path_id` and are listed in `policies_updated`. With
-// `dry_run=true` nothing changes and the answer says exactly what would be removed.
-// With `If-Match`, the delete applies only if the site's version still matches (409
-// otherwise). Audited; broadcast as `site.deleted` (and `path.deleted` per path).
+// path get `action.path_id` null and a new `updated_at`, and are listed in
+// `policies_updated`. With `dry_run=true` nothing changes and the answer says exactly
+// what would be removed. With `If-Match`, the delete applies only if the site's
+// version still matches (409 otherwise). Audited; broadcast as `site.deleted`, then
+// `policy.updated` per policy whose path was cleared, then `path.deleted` per path.
 // Minimum role admin.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -13898,7 +13941,8 @@ func (c *ClientWithResponses) DeleteTokenWithResponse(ctx context.Context, token
 // IngestTrafficWithBodyWithResponse Ingest traffic reports
 //
 // Records a batch of per-flow traffic reports. A report without `policy_id` is
-// classified against the enabled policies in priority order (first match wins);
+// classified against the enabled policies in priority order, lower first, and
+// among policies of one priority in id order, lower first (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`, source and destination of different address families) rejects the
@@ -13936,7 +13980,8 @@ func (c *ClientWithResponses) IngestTrafficWithBodyWithResponse(ctx context.Cont
 // IngestTrafficWithResponse Ingest traffic reports
 //
 // Records a batch of per-flow traffic reports. A report without `policy_id` is
-// classified against the enabled policies in priority order (first match wins);
+// classified against the enabled policies in priority order, lower first, and
+// among policies of one priority in id order, lower first (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`, source and destination of different address families) rejects the
