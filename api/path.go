@@ -40,7 +40,8 @@ func (s *Server) ListPaths(c *gin.Context, params apigen.ListPathsParams) {
 }
 
 // CreatePath stores a path between two existing endpoints, with its audit entry. An endpoint
-// id that names nothing is a 422 on its field; one deleted while the path is created is a 409.
+// id that names nothing is a 422 on its field; one deleted while the path is created is a 409,
+// and so is a second path from the same local to the same remote endpoint (naming the first).
 func (s *Server) CreatePath(c *gin.Context) {
 	var in apigen.PathCreate
 	if err := decodeBodyStrict(c, &in); err != nil {
@@ -90,7 +91,7 @@ func (s *Server) CreatePath(c *gin.Context) {
 		return err
 	})
 	if err != nil {
-		writeError(c, err)
+		writeError(c, s.pathEndsTaken(ctx, err, in.LocalEndpointID.String(), in.RemoteEndpointID.String()))
 		return
 	}
 	s.applied(c, seq)

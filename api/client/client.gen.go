@@ -2237,7 +2237,8 @@ type ClientInterface interface {
 	// UpdateEndpointWithBody Update an endpoint
 	//
 	// Changes the fields present in the body; absent fields keep their value. An
-	// endpoint cannot move to another site. Audited. Minimum role operator.
+	// endpoint cannot move to another site. An `address` another endpoint has is a 409
+	// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2247,7 +2248,8 @@ type ClientInterface interface {
 	// UpdateEndpoint Update an endpoint
 	//
 	// Changes the fields present in the body; absent fields keep their value. An
-	// endpoint cannot move to another site. Audited. Minimum role operator.
+	// endpoint cannot move to another site. An `address` another endpoint has is a 409
+	// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2308,7 +2310,9 @@ type ClientInterface interface {
 	// Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 	// endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 	// naming the field; an endpoint deleted while the path is being created is 409.
-	// Audited. Minimum role operator.
+	// There is at most one path per direction between two endpoints: a second one from
+	// the same local to the same remote endpoint is a 409 naming the existing path's id
+	// and name (the opposite direction is another path). Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2320,7 +2324,9 @@ type ClientInterface interface {
 	// Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 	// endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 	// naming the field; an endpoint deleted while the path is being created is 409.
-	// Audited. Minimum role operator.
+	// There is at most one path per direction between two endpoints: a second one from
+	// the same local to the same remote endpoint is a 409 naming the existing path's id
+	// and name (the opposite direction is another path). Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2637,7 +2643,10 @@ type ClientInterface interface {
 	// CreateEndpointWithBody Add an endpoint to a site
 	//
 	// Creates an endpoint on the site (404 if the site does not exist, or is deleted
-	// meanwhile). Audited. Minimum role operator.
+	// meanwhile). Addresses are unique across all sites and compared as addresses
+	// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+	// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+	// that endpoint's id and name. Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2647,7 +2656,10 @@ type ClientInterface interface {
 	// CreateEndpoint Add an endpoint to a site
 	//
 	// Creates an endpoint on the site (404 if the site does not exist, or is deleted
-	// meanwhile). Audited. Minimum role operator.
+	// meanwhile). Addresses are unique across all sites and compared as addresses
+	// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+	// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+	// that endpoint's id and name. Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2728,7 +2740,9 @@ type ClientInterface interface {
 	// CreateTokenWithBody Create an API token
 	//
 	// Creates a token with a role. The secret is in this answer only; the server keeps
-	// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+	// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+	// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+	// token's name may be reused). Audited. Minimum role admin.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2738,7 +2752,9 @@ type ClientInterface interface {
 	// CreateToken Create an API token
 	//
 	// Creates a token with a role. The secret is in this answer only; the server keeps
-	// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+	// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+	// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+	// token's name may be reused). Audited. Minimum role admin.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2980,7 +2996,8 @@ func (c *Client) GetEndpoint(ctx context.Context, endpointID EndpointID, reqEdit
 // UpdateEndpointWithBody Update an endpoint
 //
 // Changes the fields present in the body; absent fields keep their value. An
-// endpoint cannot move to another site. Audited. Minimum role operator.
+// endpoint cannot move to another site. An `address` another endpoint has is a 409
+// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3000,7 +3017,8 @@ func (c *Client) UpdateEndpointWithBody(ctx context.Context, endpointID Endpoint
 // UpdateEndpoint Update an endpoint
 //
 // Changes the fields present in the body; absent fields keep their value. An
-// endpoint cannot move to another site. Audited. Minimum role operator.
+// endpoint cannot move to another site. An `address` another endpoint has is a 409
+// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3101,7 +3119,9 @@ func (c *Client) ListPaths(ctx context.Context, params *ListPathsParams, reqEdit
 // Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 // endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 // naming the field; an endpoint deleted while the path is being created is 409.
-// Audited. Minimum role operator.
+// There is at most one path per direction between two endpoints: a second one from
+// the same local to the same remote endpoint is a 409 naming the existing path's id
+// and name (the opposite direction is another path). Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3123,7 +3143,9 @@ func (c *Client) CreatePathWithBody(ctx context.Context, contentType string, bod
 // Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 // endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 // naming the field; an endpoint deleted while the path is being created is 409.
-// Audited. Minimum role operator.
+// There is at most one path per direction between two endpoints: a second one from
+// the same local to the same remote endpoint is a 409 naming the existing path's id
+// and name (the opposite direction is another path). Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3730,7 +3752,10 @@ func (c *Client) ListSiteEndpoints(ctx context.Context, siteID SiteID, params *L
 // CreateEndpointWithBody Add an endpoint to a site
 //
 // Creates an endpoint on the site (404 if the site does not exist, or is deleted
-// meanwhile). Audited. Minimum role operator.
+// meanwhile). Addresses are unique across all sites and compared as addresses
+// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+// that endpoint's id and name. Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3750,7 +3775,10 @@ func (c *Client) CreateEndpointWithBody(ctx context.Context, siteID SiteID, cont
 // CreateEndpoint Add an endpoint to a site
 //
 // Creates an endpoint on the site (404 if the site does not exist, or is deleted
-// meanwhile). Audited. Minimum role operator.
+// meanwhile). Addresses are unique across all sites and compared as addresses
+// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+// that endpoint's id and name. Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3911,7 +3939,9 @@ func (c *Client) ListTokens(ctx context.Context, params *ListTokensParams, reqEd
 // CreateTokenWithBody Create an API token
 //
 // Creates a token with a role. The secret is in this answer only; the server keeps
-// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+// token's name may be reused). Audited. Minimum role admin.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3931,7 +3961,9 @@ func (c *Client) CreateTokenWithBody(ctx context.Context, contentType string, bo
 // CreateToken Create an API token
 //
 // Creates a token with a role. The secret is in this answer only; the server keeps
-// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+// token's name may be reused). Audited. Minimum role admin.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -6630,7 +6662,8 @@ type ClientWithResponsesInterface interface {
 	// UpdateEndpointWithBodyWithResponse Update an endpoint
 	//
 	// Changes the fields present in the body; absent fields keep their value. An
-	// endpoint cannot move to another site. Audited. Minimum role operator.
+	// endpoint cannot move to another site. An `address` another endpoint has is a 409
+	// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6640,7 +6673,8 @@ type ClientWithResponsesInterface interface {
 	// UpdateEndpointWithResponse Update an endpoint
 	//
 	// Changes the fields present in the body; absent fields keep their value. An
-	// endpoint cannot move to another site. Audited. Minimum role operator.
+	// endpoint cannot move to another site. An `address` another endpoint has is a 409
+	// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6707,7 +6741,9 @@ type ClientWithResponsesInterface interface {
 	// Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 	// endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 	// naming the field; an endpoint deleted while the path is being created is 409.
-	// Audited. Minimum role operator.
+	// There is at most one path per direction between two endpoints: a second one from
+	// the same local to the same remote endpoint is a 409 naming the existing path's id
+	// and name (the opposite direction is another path). Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6719,7 +6755,9 @@ type ClientWithResponsesInterface interface {
 	// Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 	// endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 	// naming the field; an endpoint deleted while the path is being created is 409.
-	// Audited. Minimum role operator.
+	// There is at most one path per direction between two endpoints: a second one from
+	// the same local to the same remote endpoint is a 409 naming the existing path's id
+	// and name (the opposite direction is another path). Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7068,7 +7106,10 @@ type ClientWithResponsesInterface interface {
 	// CreateEndpointWithBodyWithResponse Add an endpoint to a site
 	//
 	// Creates an endpoint on the site (404 if the site does not exist, or is deleted
-	// meanwhile). Audited. Minimum role operator.
+	// meanwhile). Addresses are unique across all sites and compared as addresses
+	// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+	// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+	// that endpoint's id and name. Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7078,7 +7119,10 @@ type ClientWithResponsesInterface interface {
 	// CreateEndpointWithResponse Add an endpoint to a site
 	//
 	// Creates an endpoint on the site (404 if the site does not exist, or is deleted
-	// meanwhile). Audited. Minimum role operator.
+	// meanwhile). Addresses are unique across all sites and compared as addresses
+	// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+	// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+	// that endpoint's id and name. Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7169,7 +7213,9 @@ type ClientWithResponsesInterface interface {
 	// CreateTokenWithBodyWithResponse Create an API token
 	//
 	// Creates a token with a role. The secret is in this answer only; the server keeps
-	// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+	// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+	// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+	// token's name may be reused). Audited. Minimum role admin.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7179,7 +7225,9 @@ type ClientWithResponsesInterface interface {
 	// CreateTokenWithResponse Create an API token
 	//
 	// Creates a token with a role. The secret is in this answer only; the server keeps
-	// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+	// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+	// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+	// token's name may be reused). Audited. Minimum role admin.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7959,6 +8007,11 @@ type UpdateEndpointResponse404Headers struct {
 	XRequestID string
 }
 
+// UpdateEndpointResponse409Headers the declared response headers of an HTTP 409 response for UpdateEndpoint
+type UpdateEndpointResponse409Headers struct {
+	XRequestID string
+}
+
 // UpdateEndpointResponse413Headers the declared response headers of an HTTP 413 response for UpdateEndpoint
 type UpdateEndpointResponse413Headers struct {
 	XRequestID string
@@ -7992,6 +8045,8 @@ type UpdateEndpointResponse struct {
 	ApplicationProblemJSON403 *Forbidden
 	// ApplicationProblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationProblemJSON404 *NotFound
+	// ApplicationProblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationProblemJSON409 *Conflict
 	// ApplicationProblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationProblemJSON413 *PayloadTooLarge
 	// ApplicationProblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -8010,6 +8065,8 @@ type UpdateEndpointResponse struct {
 	Headers403 *UpdateEndpointResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *UpdateEndpointResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *UpdateEndpointResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *UpdateEndpointResponse413Headers
 	// Headers415 the parsed response headers for an HTTP 415 response
@@ -8043,6 +8100,11 @@ func (r UpdateEndpointResponse) GetApplicationProblemJSON403() *Forbidden {
 // GetApplicationProblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r UpdateEndpointResponse) GetApplicationProblemJSON404() *NotFound {
 	return r.ApplicationProblemJSON404
+}
+
+// GetApplicationProblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UpdateEndpointResponse) GetApplicationProblemJSON409() *Conflict {
+	return r.ApplicationProblemJSON409
 }
 
 // GetApplicationProblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -11297,6 +11359,11 @@ type CreateEndpointResponse404Headers struct {
 	XRequestID string
 }
 
+// CreateEndpointResponse409Headers the declared response headers of an HTTP 409 response for CreateEndpoint
+type CreateEndpointResponse409Headers struct {
+	XRequestID string
+}
+
 // CreateEndpointResponse413Headers the declared response headers of an HTTP 413 response for CreateEndpoint
 type CreateEndpointResponse413Headers struct {
 	XRequestID string
@@ -11330,6 +11397,8 @@ type CreateEndpointResponse struct {
 	ApplicationProblemJSON403 *Forbidden
 	// ApplicationProblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationProblemJSON404 *NotFound
+	// ApplicationProblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationProblemJSON409 *Conflict
 	// ApplicationProblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationProblemJSON413 *PayloadTooLarge
 	// ApplicationProblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -11348,6 +11417,8 @@ type CreateEndpointResponse struct {
 	Headers403 *CreateEndpointResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *CreateEndpointResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateEndpointResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateEndpointResponse413Headers
 	// Headers415 the parsed response headers for an HTTP 415 response
@@ -11381,6 +11452,11 @@ func (r CreateEndpointResponse) GetApplicationProblemJSON403() *Forbidden {
 // GetApplicationProblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r CreateEndpointResponse) GetApplicationProblemJSON404() *NotFound {
 	return r.ApplicationProblemJSON404
+}
+
+// GetApplicationProblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateEndpointResponse) GetApplicationProblemJSON409() *Conflict {
+	return r.ApplicationProblemJSON409
 }
 
 // GetApplicationProblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -12112,6 +12188,11 @@ type CreateTokenResponse403Headers struct {
 	XRequestID string
 }
 
+// CreateTokenResponse409Headers the declared response headers of an HTTP 409 response for CreateToken
+type CreateTokenResponse409Headers struct {
+	XRequestID string
+}
+
 // CreateTokenResponse413Headers the declared response headers of an HTTP 413 response for CreateToken
 type CreateTokenResponse413Headers struct {
 	XRequestID string
@@ -12143,6 +12224,8 @@ type CreateTokenResponse struct {
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationProblemJSON403 *Forbidden
+	// ApplicationProblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationProblemJSON409 *Conflict
 	// ApplicationProblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationProblemJSON413 *PayloadTooLarge
 	// ApplicationProblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -12159,6 +12242,8 @@ type CreateTokenResponse struct {
 	Headers401 *CreateTokenResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *CreateTokenResponse403Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateTokenResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateTokenResponse413Headers
 	// Headers415 the parsed response headers for an HTTP 415 response
@@ -12187,6 +12272,11 @@ func (r CreateTokenResponse) GetApplicationProblemJSON401() *Unauthorized {
 // GetApplicationProblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r CreateTokenResponse) GetApplicationProblemJSON403() *Forbidden {
 	return r.ApplicationProblemJSON403
+}
+
+// GetApplicationProblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateTokenResponse) GetApplicationProblemJSON409() *Conflict {
+	return r.ApplicationProblemJSON409
 }
 
 // GetApplicationProblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -13090,7 +13180,8 @@ func (c *ClientWithResponses) GetEndpointWithResponse(ctx context.Context, endpo
 // UpdateEndpointWithBodyWithResponse Update an endpoint
 //
 // Changes the fields present in the body; absent fields keep their value. An
-// endpoint cannot move to another site. Audited. Minimum role operator.
+// endpoint cannot move to another site. An `address` another endpoint has is a 409
+// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13106,7 +13197,8 @@ func (c *ClientWithResponses) UpdateEndpointWithBodyWithResponse(ctx context.Con
 // UpdateEndpointWithResponse Update an endpoint
 //
 // Changes the fields present in the body; absent fields keep their value. An
-// endpoint cannot move to another site. Audited. Minimum role operator.
+// endpoint cannot move to another site. An `address` another endpoint has is a 409
+// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13197,7 +13289,9 @@ func (c *ClientWithResponses) ListPathsWithResponse(ctx context.Context, params 
 // Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 // endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 // naming the field; an endpoint deleted while the path is being created is 409.
-// Audited. Minimum role operator.
+// There is at most one path per direction between two endpoints: a second one from
+// the same local to the same remote endpoint is a 409 naming the existing path's id
+// and name (the opposite direction is another path). Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13215,7 +13309,9 @@ func (c *ClientWithResponses) CreatePathWithBodyWithResponse(ctx context.Context
 // Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 // endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 // naming the field; an endpoint deleted while the path is being created is 409.
-// Audited. Minimum role operator.
+// There is at most one path per direction between two endpoints: a second one from
+// the same local to the same remote endpoint is a 409 naming the existing path's id
+// and name (the opposite direction is another path). Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13738,7 +13834,10 @@ func (c *ClientWithResponses) ListSiteEndpointsWithResponse(ctx context.Context,
 // CreateEndpointWithBodyWithResponse Add an endpoint to a site
 //
 // Creates an endpoint on the site (404 if the site does not exist, or is deleted
-// meanwhile). Audited. Minimum role operator.
+// meanwhile). Addresses are unique across all sites and compared as addresses
+// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+// that endpoint's id and name. Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13754,7 +13853,10 @@ func (c *ClientWithResponses) CreateEndpointWithBodyWithResponse(ctx context.Con
 // CreateEndpointWithResponse Add an endpoint to a site
 //
 // Creates an endpoint on the site (404 if the site does not exist, or is deleted
-// meanwhile). Audited. Minimum role operator.
+// meanwhile). Addresses are unique across all sites and compared as addresses
+// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+// that endpoint's id and name. Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13893,7 +13995,9 @@ func (c *ClientWithResponses) ListTokensWithResponse(ctx context.Context, params
 // CreateTokenWithBodyWithResponse Create an API token
 //
 // Creates a token with a role. The secret is in this answer only; the server keeps
-// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+// token's name may be reused). Audited. Minimum role admin.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13909,7 +14013,9 @@ func (c *ClientWithResponses) CreateTokenWithBodyWithResponse(ctx context.Contex
 // CreateTokenWithResponse Create an API token
 //
 // Creates a token with a role. The secret is in this answer only; the server keeps
-// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+// token's name may be reused). Audited. Minimum role admin.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14825,6 +14931,13 @@ func ParseUpdateEndpointResponse(rsp *http.Response) (*UpdateEndpointResponse, e
 		}
 		response.ApplicationProblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest PayloadTooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -14913,6 +15026,16 @@ func ParseUpdateEndpointResponse(rsp *http.Response) (*UpdateEndpointResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers UpdateEndpointResponse409Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers UpdateEndpointResponse413Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -18562,6 +18685,13 @@ func ParseCreateEndpointResponse(rsp *http.Response) (*CreateEndpointResponse, e
 		}
 		response.ApplicationProblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest PayloadTooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -18650,6 +18780,16 @@ func ParseCreateEndpointResponse(rsp *http.Response) (*CreateEndpointResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateEndpointResponse409Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateEndpointResponse413Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -19462,6 +19602,13 @@ func ParseCreateTokenResponse(rsp *http.Response) (*CreateTokenResponse, error) 
 		}
 		response.ApplicationProblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest PayloadTooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -19540,6 +19687,16 @@ func ParseCreateTokenResponse(rsp *http.Response) (*CreateTokenResponse, error) 
 			headers.XRequestID = value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateTokenResponse409Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateTokenResponse413Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
