@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -220,7 +221,12 @@ func newTestAPIOn(t *testing.T, db *storage.DB, opts ...apiOption) *testAPI {
 		secret *string
 		role   string
 	}{{&a.viewer, storage.RoleViewer}, {&a.operator, storage.RoleOperator}, {&a.admin, storage.RoleAdmin}} {
+		// Replicas share a database, and live token names are unique: the first server's tokens
+		// are test-<role>, the next ones' test-<role>-2 and so on.
 		_, secret, err := a.store.Tokens().Create(ctx, "test-"+tok.role, tok.role)
+		for n := 2; errors.Is(err, storage.ErrConflict) && n < 100; n++ {
+			_, secret, err = a.store.Tokens().Create(ctx, fmt.Sprintf("test-%s-%d", tok.role, n), tok.role)
+		}
 		if err != nil {
 			t.Fatalf("create %s token: %v", tok.role, err)
 		}
@@ -264,6 +270,18 @@ func forEachDialect(t *testing.T, fn func(t *testing.T, a *testAPI), opts ...api
 // name returns a name no other call on this server returns.
 func (a *testAPI) name(prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, a.seq.Add(1))
+}
+
+// address returns an IPv4 address no other call on this server returns: endpoint addresses
+// are unique.
+func (a *testAPI) address() string {
+	n := a.seq.Add(1)
+	return fmt.Sprintf("203.%d.%d.%d", 1+n>>16&255, n>>8&255, n&255)
+}
+
+// address6 is address for IPv6.
+func (a *testAPI) address6() string {
+	return fmt.Sprintf("2001:db8::%x", a.seq.Add(1))
 }
 
 // apiResponse is a response read whole.
@@ -481,8 +499,8 @@ func (a *testAPI) seed() fixture {
 			a.t.Fatalf("seed site: %v", err)
 		}
 	}
-	fx.endpoint = storage.Endpoint{SiteID: fx.site.ID, Name: a.name("wan"), Interface: "eth0", Address: "203.0.113.10", WANKind: "fiber"}
-	fx.endpoint2 = storage.Endpoint{SiteID: fx.site2.ID, Name: a.name("wan"), Interface: "eth1", Address: "2001:db8::10", WANKind: "mpls"}
+	fx.endpoint = storage.Endpoint{SiteID: fx.site.ID, Name: a.name("wan"), Interface: "eth0", Address: a.address(), WANKind: "fiber"}
+	fx.endpoint2 = storage.Endpoint{SiteID: fx.site2.ID, Name: a.name("wan"), Interface: "eth1", Address: a.address6(), WANKind: "mpls"}
 	for _, e := range []*storage.Endpoint{&fx.endpoint, &fx.endpoint2} {
 		if err := a.store.Endpoints().Create(ctx, e); err != nil {
 			a.t.Fatalf("seed endpoint: %v", err)

@@ -269,7 +269,7 @@ func requireDecision(t *testing.T, d apigen.RoutingDecision, pathID int64, cache
 // endpoint of the first site.
 func (a *testAPI) secondPath(fx fixture) storage.Path {
 	a.t.Helper()
-	e := storage.Endpoint{SiteID: fx.site.ID, Name: a.name("wan"), Interface: "eth2", Address: "203.0.113.11", WANKind: "lte"}
+	e := storage.Endpoint{SiteID: fx.site.ID, Name: a.name("wan"), Interface: "eth2", Address: a.address(), WANKind: "lte"}
 	if err := a.store.Endpoints().Create(context.Background(), &e); err != nil {
 		a.t.Fatal(err)
 	}

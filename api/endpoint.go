@@ -39,7 +39,7 @@ func (s *Server) ListSiteEndpoints(c *gin.Context, siteID apigen.SiteID, params 
 }
 
 // CreateEndpoint adds an endpoint to a site, with its audit entry; 404 if the site does not
-// exist or is deleted meanwhile.
+// exist or is deleted meanwhile, 409 naming the endpoint that already has the address.
 func (s *Server) CreateEndpoint(c *gin.Context, siteID apigen.SiteID) {
 	var in apigen.EndpointCreate
 	if err := decodeBodyStrict(c, &in); err != nil {
@@ -67,7 +67,7 @@ func (s *Server) CreateEndpoint(c *gin.Context, siteID apigen.SiteID) {
 		return err
 	})
 	if err != nil {
-		writeError(c, err)
+		writeError(c, s.addressTaken(ctx, err, in.Address))
 		return
 	}
 	s.applied(c, seq)
@@ -84,7 +84,8 @@ func (s *Server) GetEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
 	c.JSON(http.StatusOK, endpointOut(e))
 }
 
-// UpdateEndpoint changes the fields present in the body, with its audit entry.
+// UpdateEndpoint changes the fields present in the body, with its audit entry; 409 naming the
+// endpoint that already has a new address.
 func (s *Server) UpdateEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
 	var in apigen.EndpointUpdate
 	if err := decodeBodyStrict(c, &in); err != nil {
@@ -119,6 +120,9 @@ func (s *Server) UpdateEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
 		return err
 	})
 	if err != nil {
+		if in.Address != nil {
+			err = s.addressTaken(ctx, err, *in.Address)
+		}
 		writeError(c, err)
 		return
 	}
@@ -132,25 +136,31 @@ func (s *Server) UpdateEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
 func (s *Server) DeleteEndpoint(c *gin.Context, endpointID apigen.EndpointID) {
 	ctx := c.Request.Context()
 	id := endpointID.String()
-	var pathIDs, policyIDs []int64
 	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		before, err := tx.Endpoints().Get(ctx, id)
 		if err != nil {
 			return err
 		}
-		if pathIDs, err = pathsOfEndpoint(ctx, tx, id); err != nil {
+		pathIDs, err := pathsOfEndpoint(ctx, tx, id)
+		if err != nil {
 			return err
 		}
-		if policyIDs, err = tx.Policies().ByPaths(ctx, pathIDs); err != nil {
+		prefs, err := tx.Policies().Preferring(ctx, pathIDs)
+		if err != nil {
 			return err
 		}
 		if err := tx.Endpoints().Delete(ctx, id); err != nil {
 			return err
 		}
+		policyEvents, err := tx.Policies().PathsCleared(ctx, prefs)
+		if err != nil {
+			return err
+		}
+		policyIDs := policyIDsOf(prefs)
 		seq, err = s.record(ctx, tx, c, storage.KindEndpointDeleted, id,
 			map[string]any{"before": endpointSummary(before), "paths_deleted": pathIDs, "policies_updated": policyIDs},
-			storage.Effects{PathIDs: pathIDs, PolicyIDs: policyIDs})
+			storage.Effects{PathIDs: pathIDs, PolicyIDs: policyIDs, Events: policyEvents})
 		return err
 	})
 	if err != nil {

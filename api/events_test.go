@@ -164,6 +164,9 @@ func TestStreamEvents(t *testing.T) {
 		ev.ID != uint64(*del.AuditID) || ev.IDLine {
 		t.Fatalf("first event = %+v, want site.deleted of %s with audit id %d as its id, no id line", ev, f.target.ID, *del.AuditID)
 	}
+	if ev = stream.next(); ev.Type != "policy.updated" || ev.Data.Data["policy_id"] != float64(f.clearedPolicy) || ev.ID != uint64(*del.AuditID) || ev.IDLine {
+		t.Errorf("second event = %+v, want policy.updated of %d with id %d, no id line", ev, f.clearedPolicy, *del.AuditID)
+	}
 	for i, pathID := range f.targetPaths {
 		ev = stream.next()
 		if ev.Type != "path.deleted" || ev.Data.Data["path_id"] != float64(pathID) || ev.ID != uint64(*del.AuditID) ||

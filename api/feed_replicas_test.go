@@ -162,6 +162,9 @@ func TestReplicasApplyTheFeed(t *testing.T) {
 	if ev := stream.next(); ev.Type != "site.deleted" || ev.ID != uint64(*del.AuditID) || ev.Data.Data["site_id"] != fx.site.ID {
 		t.Errorf("C's client got %+v, want site.deleted %d of %s", ev, *del.AuditID, fx.site.ID)
 	}
+	if ev := stream.next(); ev.Type != "policy.updated" || ev.Data.Data["policy_id"] != float64(fx.policy.ID) {
+		t.Errorf("C's client got %+v, want policy.updated of %d, whose path went", ev, fx.policy.ID)
+	}
 	if ev := stream.next(); ev.Type != "path.deleted" || ev.Data.Data["path_id"] != float64(fx.path.ID) {
 		t.Errorf("C's client got %+v, want path.deleted of %d", ev, fx.path.ID)
 	}

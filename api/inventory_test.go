@@ -244,7 +244,11 @@ func TestDeletingAnEndpointRemovesItsPaths(t *testing.T) {
 			t.Errorf("invalidated %v, want %v", inv, wantPaths)
 		}
 		var deleted []int64
-		for _, e := range a.rec.takeEvents() {
+		evs := a.rec.takeEvents()
+		if len(evs) == 0 || evs[0].Type != "policy.updated" || evs[0].Data["policy_id"] != float64(fx.policy.ID) {
+			t.Fatalf("events = %+v, want policy.updated of %d first", evs, fx.policy.ID)
+		}
+		for _, e := range evs[1:] {
 			if e.Type != "path.deleted" || e.Data["audit_id"] == nil {
 				t.Errorf("event %+v, want path.deleted with audit_id", e)
 			}
@@ -286,8 +290,9 @@ func TestDeletingAPath(t *testing.T) {
 		a.do(http.MethodDelete, "/api/v1/paths/"+id, a.operator, nil)
 		a.do(http.MethodDelete, "/api/v1/paths/"+id, a.operator, nil).problem(t, http.StatusNotFound)
 		events := a.rec.takeEvents()
-		if len(events) != 1 || events[0].Type != "path.deleted" || events[0].Data["path_id"] != float64(fx.path.ID) {
-			t.Errorf("events = %+v, want one path.deleted", events)
+		if len(events) != 2 || events[0].Type != "policy.updated" || events[0].Data["policy_id"] != float64(fx.policy.ID) ||
+			events[1].Type != "path.deleted" || events[1].Data["path_id"] != float64(fx.path.ID) {
+			t.Errorf("events = %+v, want policy.updated of the policy preferring it, then path.deleted", events)
 		}
 		if inv := a.rec.takeInvalidated(); !slices.Equal(inv, []int64{fx.path.ID}) {
 			t.Errorf("invalidated %v", inv)

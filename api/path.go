@@ -40,7 +40,8 @@ func (s *Server) ListPaths(c *gin.Context, params apigen.ListPathsParams) {
 }
 
 // CreatePath stores a path between two existing endpoints, with its audit entry. An endpoint
-// id that names nothing is a 422 on its field; one deleted while the path is created is a 409.
+// id that names nothing is a 422 on its field; one deleted while the path is created is a 409,
+// and so is a second path from the same local to the same remote endpoint (naming the first).
 func (s *Server) CreatePath(c *gin.Context) {
 	var in apigen.PathCreate
 	if err := decodeBodyStrict(c, &in); err != nil {
@@ -90,7 +91,7 @@ func (s *Server) CreatePath(c *gin.Context) {
 		return err
 	})
 	if err != nil {
-		writeError(c, err)
+		writeError(c, s.pathEndsTaken(ctx, err, in.LocalEndpointID.String(), in.RemoteEndpointID.String()))
 		return
 	}
 	s.applied(c, seq)
@@ -146,25 +147,30 @@ func (s *Server) UpdatePath(c *gin.Context, pathID apigen.PathID) {
 }
 
 // DeletePath removes a path and its metrics, with its audit entry; policies preferring it lose
-// their path. Broadcast as path.deleted.
+// their path (updated_at moves, one policy.updated each). Broadcast as path.deleted.
 func (s *Server) DeletePath(c *gin.Context, pathID apigen.PathID) {
 	ctx := c.Request.Context()
-	var policyIDs []int64
 	var seq int64
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
 		before, err := tx.Paths().Get(ctx, pathID)
 		if err != nil {
 			return err
 		}
-		if policyIDs, err = tx.Policies().ByPaths(ctx, []int64{pathID}); err != nil {
+		prefs, err := tx.Policies().Preferring(ctx, []int64{pathID})
+		if err != nil {
 			return err
 		}
 		if err := tx.Paths().Delete(ctx, pathID); err != nil {
 			return err
 		}
+		policyEvents, err := tx.Policies().PathsCleared(ctx, prefs)
+		if err != nil {
+			return err
+		}
+		policyIDs := policyIDsOf(prefs)
 		seq, err = s.record(ctx, tx, c, storage.KindPathDeleted, resourceKey(pathID),
 			map[string]any{"before": pathSummary(before), "policies_updated": policyIDs},
-			storage.Effects{PathIDs: []int64{pathID}, PolicyIDs: policyIDs})
+			storage.Effects{PathIDs: []int64{pathID}, PolicyIDs: policyIDs, Events: policyEvents})
 		return err
 	})
 	if err != nil {
@@ -173,4 +179,13 @@ func (s *Server) DeletePath(c *gin.Context, pathID apigen.PathID) {
 	}
 	s.applied(c, seq)
 	c.Status(http.StatusNoContent)
+}
+
+// policyIDsOf lists the policies of prefs, in their order.
+func policyIDsOf(prefs []storage.PathPreference) []int64 {
+	ids := make([]int64, len(prefs))
+	for i, p := range prefs {
+		ids[i] = p.PolicyID
+	}
+	return ids
 }

@@ -246,13 +246,12 @@ func checkPolicyMatch(m *apigen.PolicyMatch) []FieldError {
 	return fields
 }
 
-// checkPolicyAction checks that prefer_path names a path and drop does not.
+// checkPolicyAction checks that drop names no path. A prefer_path whose path_id is null
+// prefers no path (the routing decision chooses): what a policy reads as once its path is
+// deleted, so it can be written back as read.
 func checkPolicyAction(a apigen.PolicyAction) []FieldError {
 	typ, pathID := policyActionFields(a)
-	switch {
-	case typ == storage.ActionPreferPath && pathID == nil:
-		return []FieldError{{Field: "action.path_id", Message: "is required for prefer_path"}}
-	case typ == storage.ActionDrop && pathID != nil:
+	if typ == storage.ActionDrop && pathID != nil {
 		return []FieldError{{Field: "action.path_id", Message: "must be absent for drop"}}
 	}
 	return nil

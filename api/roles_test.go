@@ -57,7 +57,7 @@ func (o contractOperation) streams() bool {
 func fixtureIDs(fx fixture) map[string]any {
 	return map[string]any{
 		"site_id": fx.site.ID, "src_site_id": fx.site.ID, "dst_site_id": fx.site2.ID,
-		"endpoint_id": fx.endpoint.ID, "local_endpoint_id": fx.endpoint.ID, "remote_endpoint_id": fx.endpoint2.ID,
+		"endpoint_id": fx.endpoint.ID, "local_endpoint_id": fx.endpoint2.ID, "remote_endpoint_id": fx.endpoint.ID, // the fixture's path runs the other way: one path per direction
 		"path_id": fx.path.ID, "policy_id": fx.policy.ID, "token_id": fx.token.ID,
 		"ids": []any{fx.site.ID},
 	}

@@ -41,16 +41,21 @@ func BenchmarkDeleteSiteHTTP(b *testing.B) {
 	}()
 	b.Cleanup(sub.Cancel)
 
-	seq := 0
-	site := func() (string, []string) {
+	seq, addresses := 0, 0
+	// Endpoint addresses are unique, and so is each path's pair of endpoints: the peer has an
+	// endpoint for every four paths of a target, whose four endpoints stay as they were.
+	const peerEndpoints = 2500
+	site := func(endpoints int) (string, []string) {
 		seq++
 		s := storage.Site{Name: fmt.Sprintf("bench-%d", seq)}
 		if err := store.Sites().Create(ctx, &s); err != nil {
 			b.Fatal(err)
 		}
-		ends := make([]string, 4)
+		ends := make([]string, endpoints)
 		for i := range ends {
-			e := storage.Endpoint{SiteID: s.ID, Name: fmt.Sprintf("wan%d", i), Address: "203.0.113.1"}
+			addresses++
+			addr := fmt.Sprintf("10.%d.%d.%d", addresses>>16&255, addresses>>8&255, addresses&255)
+			e := storage.Endpoint{SiteID: s.ID, Name: fmt.Sprintf("wan%d", i), Address: addr}
 			if err := store.Endpoints().Create(ctx, &e); err != nil {
 				b.Fatal(err)
 			}
@@ -58,20 +63,20 @@ func BenchmarkDeleteSiteHTTP(b *testing.B) {
 		}
 		return s.ID, ends
 	}
-	_, peerEnds := site()
+	_, peerEnds := site(peerEndpoints)
 	for _, n := range []int{10, 100, 10_000} {
 		b.Run("paths="+strconv.Itoa(n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				id, ends := site()
+				id, ends := site(4)
 				err := db.Gorm.Exec(`
 WITH p AS (
   INSERT INTO paths (name, local_endpoint_id, remote_endpoint_id, status, created_at, updated_at)
-  SELECT 'bulk-' || g, (?::uuid[])[1 + g % 4], (?::uuid[])[1 + g % 4], 'up', now(), now()
+  SELECT 'bulk-' || g, (?::uuid[])[1 + g % 4], (?::uuid[])[1 + (g / 4) % ?], 'up', now(), now()
   FROM generate_series(1, ?) AS g RETURNING id)
 INSERT INTO path_metrics (path_id, latency_ms, jitter_ms, packet_loss_pct, bandwidth_mbps, mtu, score, measured_at, updated_at)
 SELECT id, 20, 2, 0.1, 100, 1400, 90, now(), now() FROM p`,
-					"{"+strings.Join(ends, ",")+"}", "{"+strings.Join(peerEnds, ",")+"}", n).Error
+					"{"+strings.Join(ends, ",")+"}", "{"+strings.Join(peerEnds, ",")+"}", peerEndpoints, n).Error
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -44,7 +44,7 @@ func (a *testAPI) seedDeletion() deletionSeed {
 		}
 	}
 	endpoint := func(site storage.Site) string {
-		e := storage.Endpoint{SiteID: site.ID, Name: a.name("wan"), Interface: "eth0", Address: "192.0.2.1", WANKind: "fiber"}
+		e := storage.Endpoint{SiteID: site.ID, Name: a.name("wan"), Interface: "eth0", Address: a.address(), WANKind: "fiber"}
 		if err := s.Endpoints().Create(ctx, &e); err != nil {
 			a.t.Fatalf("seed endpoint: %v", err)
 		}
@@ -176,10 +176,10 @@ func TestDeleteSite(t *testing.T) {
 			t.Errorf("audit snapshot = %v", snapshot)
 		}
 
-		// Announced once it committed: site.deleted with the audit id, then each path; the
-		// caches drop the paths.
+		// Announced once it committed: site.deleted with the audit id, the policy that lost
+		// its path, then each path; the caches drop the paths.
 		events := a.rec.takeEvents()
-		wantTypes := []string{"site.deleted", "path.deleted", "path.deleted", "path.deleted"}
+		wantTypes := []string{"site.deleted", "policy.updated", "path.deleted", "path.deleted", "path.deleted"}
 		if !slices.Equal(eventTypes(events), wantTypes) {
 			t.Fatalf("events = %v, want %v", eventTypes(events), wantTypes)
 		}
@@ -187,7 +187,10 @@ func TestDeleteSite(t *testing.T) {
 		if events[0].Data["site_id"] != id || events[0].Data["audit_id"] != float64(*got.AuditID) || !reflect.DeepEqual(events[0].Data["deleted"], wantDeleted) {
 			t.Errorf("site.deleted data = %v, want site %s audit %d", events[0].Data, id, *got.AuditID)
 		}
-		for i, e := range events[1:] {
+		if e := events[1]; e.Data["policy_id"] != float64(f.clearedPolicy) || e.Data["cleared_path_id"] != float64(f.targetPaths[0]) {
+			t.Errorf("policy.updated data = %v, want policy %d clearing path %d", e.Data, f.clearedPolicy, f.targetPaths[0])
+		}
+		for i, e := range events[2:] {
 			if e.Data["path_id"] != float64(f.targetPaths[i]) || e.Data["audit_id"] != float64(*got.AuditID) {
 				t.Errorf("path.deleted data = %v, want path %d", e.Data, f.targetPaths[i])
 			}
@@ -350,6 +353,9 @@ func TestDeleteSiteWhilePathsArePosted(t *testing.T) {
 	a := newTestAPI(t, storage.DialectPostgres)
 	ctx := context.Background()
 	const adders = 4
+	// Enough endpoints that every add can use a pair of endpoints of its own: one path per
+	// direction between two endpoints.
+	const ends = 32
 	for round := range 3 {
 		target := storage.Site{Name: a.name("busy")}
 		other := storage.Site{Name: a.name("neighbour")}
@@ -359,9 +365,9 @@ func TestDeleteSiteWhilePathsArePosted(t *testing.T) {
 			}
 		}
 		var targetEnds, otherEnds []string
-		for range 4 {
+		for range ends {
 			for _, site := range []storage.Site{target, other} {
-				e := storage.Endpoint{SiteID: site.ID, Name: a.name("wan"), Address: "198.51.100.1"}
+				e := storage.Endpoint{SiteID: site.ID, Name: a.name("wan"), Address: a.address()}
 				if err := a.store.Endpoints().Create(ctx, &e); err != nil {
 					t.Fatal(err)
 				}
@@ -395,12 +401,15 @@ func TestDeleteSiteWhilePathsArePosted(t *testing.T) {
 						stop = true // one more add after the delete, which must be refused
 					default:
 					}
-					local, remote := targetEnds[(g+i)%4], otherEnds[i%4]
-					switch i % 3 {
+					k := i*adders + g // this add's own pair of endpoints (until ends*ends adds of a kind)
+					j := k / 3
+					x, y := j%ends, j/ends
+					local, remote := targetEnds[x], otherEnds[y%ends]
+					switch k % 3 {
 					case 1:
 						local, remote = remote, local
 					case 2:
-						remote = targetEnds[(g+i+1)%4]
+						remote = targetEnds[(x+1+y%(ends-1))%ends]
 					}
 					body := map[string]any{"name": fmt.Sprintf("add-%d-%d", g, i), "local_endpoint_id": local, "remote_endpoint_id": remote}
 					r, err := a.sendConcurrently(a.newRequest(http.MethodPost, "/api/v1/paths", a.operator, body))

@@ -58,7 +58,8 @@ func (s *Server) ListTokens(c *gin.Context, params apigen.ListTokensParams) {
 	c.JSON(http.StatusOK, out)
 }
 
-// CreateToken issues a token with its audit entry and answers its secret, this once.
+// CreateToken issues a token with its audit entry and answers its secret, this once; 409
+// naming the live token that already has the name.
 func (s *Server) CreateToken(c *gin.Context) {
 	var in apigen.TokenCreate
 	if err := decodeBodyStrict(c, &in); err != nil {
@@ -81,7 +82,7 @@ func (s *Server) CreateToken(c *gin.Context) {
 		return err
 	})
 	if err != nil {
-		writeError(c, err)
+		writeError(c, s.tokenNameTaken(ctx, err, in.Name))
 		return
 	}
 	s.applied(c, seq)

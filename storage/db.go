@@ -143,7 +143,20 @@ func dialectorFor(rawURL string, timeout time.Duration) (string, gorm.Dialector,
 	if query != "" {
 		params = query + "&" + params
 	}
-	return DialectSQLite, sqlite.Open(path + "?" + params), nil
+	return DialectSQLite, sqliteDialector{sqlite.Open(path + "?" + params).(*sqlite.Dialector)}, nil
+}
+
+// sqliteDialector is the SQLite dialector whose error translation keeps the driver's error
+// behind GORM's sentinel: the SQLite one replaces it, losing which unique key a duplicate
+// broke and the result codes that tell contention apart.
+type sqliteDialector struct{ *sqlite.Dialector }
+
+// Translate maps the driver error to GORM's sentinel, keeping the driver error in the chain.
+func (d sqliteDialector) Translate(err error) error {
+	if translated := d.Dialector.Translate(err); translated != err {
+		return fmt.Errorf("%w: %w", translated, err)
+	}
+	return err
 }
 
 // redactURLError drops the URL (and any password in it) from a url.Parse error.
@@ -196,6 +209,15 @@ func (db *DB) Migrate(ctx context.Context) error {
 	provider, err := db.migrationProvider(ctx)
 	if err != nil {
 		return err
+	}
+	current, err := provider.GetDBVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate %s database: %w", db.Dialect, err)
+	}
+	if current > 0 && current < uniqueInventoryVersion {
+		if err := db.prepareUniqueInventory(ctx); err != nil {
+			return err
+		}
 	}
 	results, err := provider.Up(ctx)
 	if err != nil {

@@ -18,9 +18,11 @@ func validateEndpoint(e *Endpoint) error {
 	if strings.TrimSpace(e.Name) == "" {
 		return fmt.Errorf("%w: name is required", ErrInvalid)
 	}
-	if a, err := netip.ParseAddr(e.Address); err != nil || a.Zone() != "" {
+	a, err := netip.ParseAddr(e.Address)
+	if err != nil || a.Zone() != "" {
 		return fmt.Errorf("%w: address %q is not an IP address without zone", ErrInvalid, e.Address)
 	}
+	e.Address = a.String() // canonical, so the unique key compares addresses, not spellings
 	return nil
 }
 
@@ -83,6 +85,13 @@ func (s *EndpointStore) Update(ctx context.Context, e *Endpoint) error {
 	updated, err := s.Get(ctx, e.ID)
 	*e = updated
 	return err
+}
+
+// ByAddress returns the endpoint with the address (any spelling of it); ErrNotFound if none.
+func (s *EndpointStore) ByAddress(ctx context.Context, address string) (Endpoint, error) {
+	var e Endpoint
+	err := s.db.WithContext(ctx).Take(&e, "address = ?", CanonicalAddress(address)).Error
+	return e, translate(err, "endpoint with address "+address)
 }
 
 // Delete removes the endpoint; the database cascades to its paths and their metrics.

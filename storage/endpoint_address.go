@@ -7,8 +7,9 @@ import (
 )
 
 // SitesByAddress maps every endpoint address to the site of its endpoint, for attributing
-// flow exporters to sites. Addresses compare as IP addresses, not as text; when two sites
-// have an endpoint of one address, the site of the first created endpoint wins.
+// flow exporters to sites. Addresses compare as IP addresses, not as text. Stored addresses
+// are unique, but an IPv4-mapped IPv6 address and its IPv4 address are two rows that map to
+// one key here: the site of the first created endpoint wins.
 func (s *EndpointStore) SitesByAddress(ctx context.Context) (map[netip.Addr]string, error) {
 	var rows []struct {
 		SiteID  string

@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
@@ -30,7 +31,7 @@ func translate(err error, what string) error {
 	case errors.Is(err, gorm.ErrRecordNotFound):
 		return fmt.Errorf("%s: %w", what, ErrNotFound)
 	case errors.Is(err, gorm.ErrDuplicatedKey):
-		return fmt.Errorf("%s: %w", what, ErrConflict)
+		return &DuplicateError{what: what, Key: uniqueKeyOf(err), cause: err}
 	case errors.Is(err, gorm.ErrForeignKeyViolated), errors.Is(err, gorm.ErrCheckConstraintViolated):
 		return fmt.Errorf("%s: %w", what, ErrInvalid)
 	case isContention(err):
@@ -79,3 +80,60 @@ func (e *contentionError) Error() string {
 }
 
 func (e *contentionError) Unwrap() []error { return []error{ErrConflict, e.cause} }
+
+// Unique keys of the inventory, as DuplicateError.Key names them (PostgreSQL's constraint or
+// index names).
+const (
+	UniqueSiteName        = "sites_name_key"
+	UniquePolicyName      = "policies_name_key"
+	UniqueEndpointAddress = "endpoints_address_key"
+	UniquePathEnds        = "paths_ends_key"
+	UniqueTokenName       = "api_tokens_live_name_key"
+	UniqueTokenHash       = "api_tokens_hash_key"
+)
+
+// sqliteUniqueColumns maps the columns SQLite names in "UNIQUE constraint failed: ..." to the
+// key.
+var sqliteUniqueColumns = map[string]string{
+	"sites.name":        UniqueSiteName,
+	"policies.name":     UniquePolicyName,
+	"endpoints.address": UniqueEndpointAddress,
+	"paths.local_endpoint_id, paths.remote_endpoint_id": UniquePathEnds,
+	"api_tokens.name": UniqueTokenName,
+	"api_tokens.hash": UniqueTokenHash,
+}
+
+// DuplicateError is a write that a unique key refused. It matches ErrConflict; Key says which
+// key, so the caller can find and name the row it collided with.
+type DuplicateError struct {
+	what string
+	// Key is one of the Unique* names, or "" when the database did not say.
+	Key   string
+	cause error
+}
+
+func (e *DuplicateError) Error() string {
+	return e.what + ": " + ErrConflict.Error() + ": already exists"
+}
+
+// Unwrap makes errors.Is(err, ErrConflict) true and keeps the driver's error for logs.
+func (e *DuplicateError) Unwrap() []error { return []error{ErrConflict, e.cause} }
+
+// uniqueKeyOf names the unique key a duplicate-key error of either driver is about.
+func uniqueKeyOf(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.ConstraintName
+	}
+	const marker = "UNIQUE constraint failed: "
+	msg := err.Error()
+	i := strings.Index(msg, marker)
+	if i < 0 {
+		return ""
+	}
+	cols := msg[i+len(marker):]
+	if j := strings.Index(cols, " ("); j >= 0 { // the driver appends the result code
+		cols = cols[:j]
+	}
+	return sqliteUniqueColumns[cols]
+}

@@ -100,6 +100,16 @@ func (s *PathStore) FromSiteToSite(ctx context.Context, src, dst string) ([]Path
 	return paths, translate(err, "paths from site to site")
 }
 
+// ByEnds returns the path from the local to the remote endpoint; ErrNotFound if none.
+func (s *PathStore) ByEnds(ctx context.Context, localEndpointID, remoteEndpointID string) (Path, error) {
+	var p Path
+	if !validUUID(localEndpointID) || !validUUID(remoteEndpointID) {
+		return p, fmt.Errorf("path from %s to %s: %w", localEndpointID, remoteEndpointID, ErrNotFound)
+	}
+	err := s.db.WithContext(ctx).Take(&p, "local_endpoint_id = ? AND remote_endpoint_id = ?", localEndpointID, remoteEndpointID).Error
+	return p, translate(err, fmt.Sprintf("path from %s to %s", localEndpointID, remoteEndpointID))
+}
+
 // Update saves the path's name, status and endpoints.
 func (s *PathStore) Update(ctx context.Context, p *Path) error {
 	if err := validatePath(p); err != nil {

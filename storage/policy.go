@@ -43,9 +43,8 @@ func ValidatePolicy(p *Policy) error {
 	}
 	switch p.ActionType {
 	case ActionPreferPath:
-		if p.PathID == nil {
-			return fmt.Errorf("%w: action.path_id is required for prefer_path", ErrInvalid)
-		}
+		// A nil PathID prefers no path: the routing decision chooses, as after the preferred
+		// path is deleted.
 	case ActionDrop:
 		if p.PathID != nil {
 			return fmt.Errorf("%w: action.path_id must be empty for drop", ErrInvalid)
@@ -94,14 +93,48 @@ func (s *PolicyStore) All(ctx context.Context) ([]Policy, error) {
 	return ps, translate(err, "list all policies")
 }
 
-// ByPaths returns the ids of policies that prefer any of the given paths.
-func (s *PolicyStore) ByPaths(ctx context.Context, pathIDs []int64) ([]int64, error) {
-	ids := []int64{}
+// PathPreference is a policy and the path it prefers.
+type PathPreference struct {
+	PolicyID int64 `gorm:"column:id"`
+	PathID   int64
+}
+
+// Preferring returns the policies that prefer any of the given paths, by policy id: those a
+// deletion of the paths clears. Call it before the deletion, in its transaction.
+func (s *PolicyStore) Preferring(ctx context.Context, pathIDs []int64) ([]PathPreference, error) {
+	prefs := []PathPreference{}
 	if len(pathIDs) == 0 {
-		return ids, nil
+		return prefs, nil
 	}
-	err := s.db.WithContext(ctx).Model(&Policy{}).Where("path_id IN ?", pathIDs).Order("id").Pluck("id", &ids).Error
-	return ids, translate(err, "policies by path")
+	err := s.db.WithContext(ctx).Model(&Policy{}).Select("id", "path_id").Where("path_id IN ?", pathIDs).
+		Order("id").Scan(&prefs).Error
+	return prefs, translate(err, "policies by path")
+}
+
+// PathsCleared records that a deletion (whose ON DELETE SET NULL cleared the preferred paths)
+// changed these policies: it moves their updated_at to now and returns their policy.updated
+// events, for the deletion's change record. Call it after the deletion, in its transaction.
+func (s *PolicyStore) PathsCleared(ctx context.Context, prefs []PathPreference) ([]ChangeEvent, error) {
+	if len(prefs) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(prefs))
+	events := make([]ChangeEvent, len(prefs))
+	for i, p := range prefs {
+		ids[i] = p.PolicyID
+		events[i] = ChangeEvent{Type: KindPolicyUpdated, Data: map[string]any{
+			"policy_id": p.PolicyID, "action": "update", "cleared_path_id": p.PathID,
+		}}
+	}
+	// In batches: a site deletion can clear many policies, and drivers bound the parameters.
+	for start := 0; start < len(ids); start += 1000 {
+		batch := ids[start:min(start+1000, len(ids))]
+		err := s.db.WithContext(ctx).Model(&Policy{}).Where("id IN ?", batch).Update("updated_at", s.db.NowFunc()).Error
+		if err != nil {
+			return nil, translate(err, "mark policies whose path was deleted")
+		}
+	}
+	return events, nil
 }
 
 // Update saves every field of the policy.

@@ -238,13 +238,8 @@ type removalPlan struct {
 	endpoints []Endpoint // ascending id
 	paths     []Path     // ascending id
 	metrics   []int64    // ids of removed paths that have metrics, ascending
-	policies  []policyRef
+	policies  []PathPreference
 	pathSite  map[int64]int // index in order of the site each path is attributed to
-}
-
-type policyRef struct {
-	ID     int64
-	PathID int64
 }
 
 // findSites reads the sites (locking them, in id order, when lock is set) and fails with a
@@ -449,8 +444,8 @@ func (p *removalPlan) result(opts DeleteSitesOptions) SiteDeletion {
 	}
 	for _, pol := range p.policies {
 		r := &out.Sites[siteOfPath[pol.PathID]]
-		r.PoliciesUpdated = append(r.PoliciesUpdated, pol.ID)
-		out.PoliciesUpdated = append(out.PoliciesUpdated, pol.ID)
+		r.PoliciesUpdated = append(r.PoliciesUpdated, pol.PolicyID)
+		out.PoliciesUpdated = append(out.PoliciesUpdated, pol.PolicyID)
 	}
 	for _, r := range out.Sites {
 		out.Deleted.Sites += r.Deleted.Sites
@@ -485,10 +480,23 @@ func (p *removalPlan) execute(st *Store, out *SiteDeletion, actor string) error 
 	if removed != planned {
 		return fmt.Errorf("the database removed %+v where the deletion planned %+v; is a foreign key rule missing?", removed, planned)
 	}
+	// After the check: marking the cleared policies updates their rows once more.
+	policyEvents, err := st.Policies().PathsCleared(tx.Statement.Context, p.policies)
+	if err != nil {
+		return err
+	}
+	eventOf := make(map[int64]ChangeEvent, len(policyEvents))
+	for i, pref := range p.policies {
+		eventOf[pref.PolicyID] = policyEvents[i]
+	}
 	for i := range out.Sites {
 		r := &out.Sites[i]
+		effects := p.effects(i, r)
+		for _, id := range r.PoliciesUpdated {
+			effects.Events = append(effects.Events, eventOf[id])
+		}
 		c := Change{Kind: KindSiteDeleted, Actor: actor, ResourceID: r.Site.ID, Details: p.auditDetails(i, r),
-			Effects: p.effects(i, r)}
+			Effects: effects}
 		if err := st.Changes().Record(tx.Statement.Context, &c); err != nil {
 			return err
 		}
@@ -499,7 +507,8 @@ func (p *removalPlan) execute(st *Store, out *SiteDeletion, actor string) error 
 
 // effects is what every replica needs to apply one site's removal: every removed path (not
 // capped, so caches drop them all), the policies that lost their path, and the site.deleted
-// event (path.deleted events follow from the path ids).
+// event (execute adds a policy.updated per policy; path.deleted events follow from the path
+// ids).
 func (p *removalPlan) effects(site int, r *SiteRemoval) Effects {
 	paths := []int64{}
 	for _, path := range p.paths {

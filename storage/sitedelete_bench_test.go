@@ -17,7 +17,9 @@ func BenchmarkDeleteSite(b *testing.B) {
 	db := storagetest.Open(b, storage.DialectPostgres)
 	ctx := context.Background()
 	s := storage.NewStore(db)
-	_, peerEnds := benchSite(b, s, "peer")
+	// One path per direction between two endpoints: the peer has an endpoint for every four
+	// paths of a target, so the targets keep their four endpoints.
+	_, peerEnds := benchSiteOf(b, s, "peer", benchPeerEndpoints)
 	_, farEnds := benchSite(b, s, "far")
 	bulkPaths(b, db, farEnds, peerEnds, 10_000)
 	seq := 0 // names stay unique across the runs of each sub-benchmark
@@ -52,34 +54,44 @@ func BenchmarkDeleteSite(b *testing.B) {
 	}
 }
 
+// benchPeerEndpoints is how many endpoints the peer site of the benchmarks has: one per four
+// of the most paths bulkPaths adds, so that every path has its own pair of endpoints.
+const benchPeerEndpoints = 2500
+
 // benchSite creates a site with four endpoints.
 func benchSite(b *testing.B, s *storage.Store, name string) (storage.Site, []string) {
+	return benchSiteOf(b, s, name, 4)
+}
+
+// benchSiteOf creates a site with n endpoints.
+func benchSiteOf(b *testing.B, s *storage.Store, name string, n int) (storage.Site, []string) {
 	b.Helper()
 	ctx := context.Background()
 	site := storage.Site{Name: name}
 	must(b, s.Sites().Create(ctx, &site))
-	ends := make([]string, 4)
+	ends := make([]string, n)
 	for i := range ends {
-		e := storage.Endpoint{SiteID: site.ID, Name: fmt.Sprintf("wan%d", i), Address: "203.0.113.1"}
+		e := storage.Endpoint{SiteID: site.ID, Name: fmt.Sprintf("wan%d", i), Address: testAddress()}
 		must(b, s.Endpoints().Create(ctx, &e))
 		ends[i] = e.ID
 	}
 	return site, ends
 }
 
-// bulkPaths inserts n paths between the two endpoint sets, alternating direction, each with
-// metrics, in two statements, and returns their ids.
+// bulkPaths inserts n paths between the four endpoints ends and the peer's endpoints,
+// alternating direction, each with metrics, in two statements, and returns their ids. Path g
+// joins ends[g % 4] and peerEnds[g / 4], so no two share a pair of endpoints.
 func bulkPaths(b *testing.B, db *storage.DB, ends, peerEnds []string, n int) []int64 {
 	b.Helper()
 	var ids []int64
 	err := db.Gorm.Raw(`
 INSERT INTO paths (name, local_endpoint_id, remote_endpoint_id, status, created_at, updated_at)
 SELECT 'bulk-' || g,
-       CASE WHEN g % 2 = 0 THEN (?::uuid[])[1 + g % 4] ELSE (?::uuid[])[1 + g % 4] END,
-       CASE WHEN g % 2 = 0 THEN (?::uuid[])[1 + g % 4] ELSE (?::uuid[])[1 + g % 4] END,
+       CASE WHEN g % 2 = 0 THEN (?::uuid[])[1 + g % 4] ELSE (?::uuid[])[1 + (g / 4) % ?] END,
+       CASE WHEN g % 2 = 0 THEN (?::uuid[])[1 + (g / 4) % ?] ELSE (?::uuid[])[1 + g % 4] END,
        'up', now(), now()
 FROM generate_series(1, ?) AS g
-RETURNING id`, pgArray(ends), pgArray(peerEnds), pgArray(peerEnds), pgArray(ends), n).Scan(&ids).Error
+RETURNING id`, pgArray(ends), pgArray(peerEnds), len(peerEnds), pgArray(peerEnds), len(peerEnds), pgArray(ends), n).Scan(&ids).Error
 	must(b, err)
 	err = db.Gorm.Exec(`
 INSERT INTO path_metrics (path_id, latency_ms, jitter_ms, packet_loss_pct, bandwidth_mbps, mtu, score, measured_at, updated_at)

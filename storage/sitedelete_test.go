@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ func seedDeletion(t *testing.T, s *storage.Store, prefix string) deletionFixture
 		must(t, s.Sites().Create(ctx, site))
 	}
 	endpoint := func(site storage.Site, name string) string {
-		e := storage.Endpoint{SiteID: site.ID, Name: name, Address: "192.0.2.1"}
+		e := storage.Endpoint{SiteID: site.ID, Name: name, Address: testAddress()}
 		must(t, s.Endpoints().Create(ctx, &e))
 		return e.ID
 	}
@@ -67,6 +68,16 @@ func seedDeletion(t *testing.T, s *storage.Store, prefix string) deletionFixture
 	f.clearedPolicies = []int64{policy("local", &f.targetPaths[0]), policy("remote", &f.targetPaths[1])}
 	f.keptPolicies = []int64{policy("elsewhere", &f.otherPaths[0]), policy("drop", nil)}
 	return f
+}
+
+// addressSeq numbers the addresses testAddress hands out.
+var addressSeq atomic.Int64
+
+// testAddress returns an endpoint address no other call in this test binary returns:
+// endpoint addresses are unique.
+func testAddress() string {
+	n := addressSeq.Add(1)
+	return fmt.Sprintf("10.%d.%d.%d", n>>16&255, n>>8&255, n&255)
 }
 
 func must(t testing.TB, err error) {
@@ -385,15 +396,18 @@ func TestDeleteSiteWhilePathsAreAdded(t *testing.T) {
 	ctx := context.Background()
 	s := storage.NewStore(db)
 	const adders = 4
+	// Enough endpoints that every add can use a pair of endpoints of its own: one path per
+	// direction between two endpoints.
+	const ends = 32
 	for round := range 3 {
 		target := storage.Site{Name: fmt.Sprintf("busy-%d", round)}
 		other := storage.Site{Name: fmt.Sprintf("neighbour-%d", round)}
 		must(t, s.Sites().Create(ctx, &target))
 		must(t, s.Sites().Create(ctx, &other))
 		var targetEnds, otherEnds []string
-		for i := range 4 {
+		for i := range ends {
 			for _, site := range []storage.Site{target, other} {
-				e := storage.Endpoint{SiteID: site.ID, Name: fmt.Sprintf("wan%d", i), Address: "198.51.100.1"}
+				e := storage.Endpoint{SiteID: site.ID, Name: fmt.Sprintf("wan%d", i), Address: testAddress()}
 				must(t, s.Endpoints().Create(ctx, &e))
 				if site.ID == target.ID {
 					targetEnds = append(targetEnds, e.ID)
@@ -428,12 +442,15 @@ func TestDeleteSiteWhilePathsAreAdded(t *testing.T) {
 						stop = true // one more add after the delete, which must fail
 					default:
 					}
-					a, b := targetEnds[(g+i)%4], otherEnds[i%4]
-					switch i % 3 {
+					k := i*adders + g // this add's own pair of endpoints (until ends*ends adds of a kind)
+					j := k / 3
+					x, y := j%ends, j/ends
+					a, b := targetEnds[x], otherEnds[y%ends]
+					switch k % 3 {
 					case 1:
 						a, b = b, a
 					case 2:
-						b = targetEnds[(g+i+1)%4]
+						b = targetEnds[(x+1+y%(ends-1))%ends]
 					}
 					p := storage.Path{Name: fmt.Sprintf("add-%d-%d", g, i), LocalEndpointID: a, RemoteEndpointID: b}
 					err := s.Paths().Create(ctx, &p)

@@ -286,7 +286,7 @@ func TestPolicyStore(t *testing.T) {
 		t.Run("ErrInvalid", func(t *testing.T) {
 			bad := []storage.Policy{
 				{Name: "a", ActionType: "teleport"},
-				{Name: "b", ActionType: storage.ActionPreferPath},
+				{Name: "b", ActionType: storage.ActionDrop, PathID: new(int64)},
 				{Name: "c", ActionType: storage.ActionDrop, SrcCIDR: "10.0.0.0/33"},
 				{Name: "d", ActionType: storage.ActionDrop, DstPorts: []storage.PortRange{{From: 9, To: 1}}},
 			}
@@ -312,9 +312,9 @@ func TestPolicyStore(t *testing.T) {
 			if u.Protocol != nil || u.Enabled || u.PathID != nil || u.ActionType != storage.ActionDrop {
 				t.Fatalf("after update %+v", u)
 			}
-			ids, err := s.Policies().ByPaths(ctx, []int64{pathID})
-			if err != nil || len(ids) != 0 {
-				t.Fatalf("ByPaths = %v, %v", ids, err)
+			prefs, err := s.Policies().Preferring(ctx, []int64{pathID})
+			if err != nil || len(prefs) != 0 {
+				t.Fatalf("Preferring = %v, %v", prefs, err)
 			}
 		})
 		t.Run("Delete", func(t *testing.T) {

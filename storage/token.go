@@ -44,7 +44,8 @@ type TokenStore struct {
 }
 
 // Create issues a token with the given name and role, stores its hash and returns the secret,
-// which is never stored or shown again.
+// which is never stored or shown again. A live token of the same name is a *DuplicateError
+// of UniqueTokenName.
 func (s *TokenStore) Create(ctx context.Context, name, role string) (APIToken, string, error) {
 	if strings.TrimSpace(name) == "" {
 		return APIToken{}, "", fmt.Errorf("create token: %w: name is required", ErrInvalid)
@@ -61,6 +62,14 @@ func (s *TokenStore) Create(ctx context.Context, name, role string) (APIToken, s
 		return APIToken{}, "", translate(err, "create token")
 	}
 	return tok, secret, nil
+}
+
+// LiveByName returns the live (not revoked) token of the name; ErrNotFound if none. Names are
+// unique among live tokens; a revoked token's name may be reused.
+func (s *TokenStore) LiveByName(ctx context.Context, name string) (APIToken, error) {
+	var tok APIToken
+	err := s.db.WithContext(ctx).Take(&tok, "name = ? AND revoked_at IS NULL", name).Error
+	return tok, translate(err, "live token named "+name)
 }
 
 // Authenticate returns the live (not revoked) token whose secret is given; ErrNotFound otherwise.

@@ -723,7 +723,9 @@ type EndpointUpdate struct {
 type Event struct {
 	// Data Type-specific payload: the resource (`site.created`, `site.updated`), its id
 	// and `audit_id` (`site.deleted` also carries `deleted` counts, `path.deleted`
-	// carries `path_id`), `policy_id` (null for all) for `stats.reset`, `name` and
+	// carries `path_id`, `policy.updated` carries `policy_id` and `action` (`create`,
+	// `update`, `delete`), plus `cleared_path_id` when a deletion cleared the
+	// policy's preferred path), `policy_id` (null for all) for `stats.reset`, `name` and
 	// `cleared_entries` for `cache.cleared`, nothing for `reset`.
 	Data map[string]interface{} `json:"data"`
 
@@ -1196,7 +1198,7 @@ type Policy struct {
 	// PacketsMatched Packets counted against the policy since start or the last reset, summed over the live replicas (see PolicyStats). Read-only.
 	PacketsMatched int64 `json:"packets_matched"`
 
-	// Priority Lower wins; ties go to the lower id.
+	// Priority Lower wins; policies may share a priority, and among them the lower id wins (a stable order, whatever was created or changed last).
 	Priority  int32     `json:"priority"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -1336,9 +1338,12 @@ type PortRange struct {
 	To   int32 `json:"to"`
 }
 
-// PreferPathAction Steer matching traffic onto a path. A write must name an existing path. When the
-// preferred path is deleted the server sets `path_id` to null and the policy falls
-// back to the routing decision.
+// PreferPathAction Steer matching traffic onto a path. `path_id` names an existing path (a write
+// naming one that does not exist is a 422), or is null: no preferred path, and the
+// routing decision (`getRoutingDecision`) chooses as if the policy had none. When the
+// preferred path is deleted (the path, one of its endpoints, or a site) the server
+// sets `path_id` to null, moves the policy's `updated_at` and sends a
+// `policy.updated` event; such an action can be written back as read.
 //
 // Example: {"path_id":12,"type":"prefer_path"}
 type PreferPathAction struct {
@@ -2215,8 +2220,9 @@ type ClientInterface interface {
 	// DeleteEndpoint Delete an endpoint
 	//
 	// Deletes the endpoint and every path touching it (with their metrics); policies
-	// preferring a removed path lose their `action.path_id`. Audited; broadcast as
-	// `path.deleted` per removed path. Minimum role operator.
+	// preferring a removed path get `action.path_id` null and a new `updated_at`.
+	// Audited; broadcast as `policy.updated` per such policy, then `path.deleted` per
+	// removed path. Minimum role operator.
 	//
 	// Corresponds with DELETE /api/v1/endpoints/{endpoint_id} (the `DeleteEndpoint` operationId).
 	DeleteEndpoint(ctx context.Context, endpointID EndpointID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2231,7 +2237,8 @@ type ClientInterface interface {
 	// UpdateEndpointWithBody Update an endpoint
 	//
 	// Changes the fields present in the body; absent fields keep their value. An
-	// endpoint cannot move to another site. Audited. Minimum role operator.
+	// endpoint cannot move to another site. An `address` another endpoint has is a 409
+	// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2241,7 +2248,8 @@ type ClientInterface interface {
 	// UpdateEndpoint Update an endpoint
 	//
 	// Changes the fields present in the body; absent fields keep their value. An
-	// endpoint cannot move to another site. Audited. Minimum role operator.
+	// endpoint cannot move to another site. An `address` another endpoint has is a 409
+	// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2253,8 +2261,9 @@ type ClientInterface interface {
 	// A Server-Sent Events stream of the change feed. Each message has `event:` (the
 	// event type) and one `data:` line holding the `Event` as JSON; its id is the
 	// sequence number of the change (the audit entry's id), the same on every replica.
-	// The events of one change (a site deletion's `site.deleted` and its
-	// `path.deleted`s) share that id, and only the last of them carries the `id:` line,
+	// The events of one change (a site deletion's `site.deleted`, the `policy.updated`s
+	// of the policies it cleared and its `path.deleted`s) share that id, and only the
+	// last of them carries the `id:` line,
 	// so a client cut off in the middle of them gets them all again.
 	// Types: `site.created`, `site.updated`, `site.deleted` (data carries `site_id`,
 	// `audit_id` and the deletion counts), `path.deleted`, `policy.updated`,
@@ -2301,7 +2310,9 @@ type ClientInterface interface {
 	// Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 	// endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 	// naming the field; an endpoint deleted while the path is being created is 409.
-	// Audited. Minimum role operator.
+	// There is at most one path per direction between two endpoints: a second one from
+	// the same local to the same remote endpoint is a 409 naming the existing path's id
+	// and name (the opposite direction is another path). Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2313,7 +2324,9 @@ type ClientInterface interface {
 	// Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 	// endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 	// naming the field; an endpoint deleted while the path is being created is 409.
-	// Audited. Minimum role operator.
+	// There is at most one path per direction between two endpoints: a second one from
+	// the same local to the same remote endpoint is a 409 naming the existing path's id
+	// and name (the opposite direction is another path). Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2322,9 +2335,10 @@ type ClientInterface interface {
 
 	// DeletePath Delete a path
 	//
-	// Deletes the path and its metrics; policies preferring it lose their
-	// `action.path_id`. Cached metrics and routing decisions involving it are
-	// invalidated. Audited; broadcast as `path.deleted`. Minimum role operator.
+	// Deletes the path and its metrics; policies preferring it get `action.path_id`
+	// null and a new `updated_at`. Cached metrics and routing decisions involving it are
+	// invalidated. Audited; broadcast as `policy.updated` per such policy, then
+	// `path.deleted`. Minimum role operator.
 	//
 	// Corresponds with DELETE /api/v1/paths/{path_id} (the `DeletePath` operationId).
 	DeletePath(ctx context.Context, pathID PathID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2413,9 +2427,11 @@ type ClientInterface interface {
 
 	// CreatePolicyWithBody Create a policy
 	//
-	// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-	// an existing path (422 otherwise); a `drop` action takes none. Each port range
-	// needs `from <= to`. The classifier picks the change up at once. Audited,
+	// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+	// existing path (422 otherwise) or is null (no preferred path: the routing decision
+	// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+	// policies may share a priority: among them the lower id wins, in classification
+	// and everywhere else. The classifier picks the change up at once. Audited,
 	// broadcast as `policy.updated`. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type.
@@ -2425,9 +2441,11 @@ type ClientInterface interface {
 
 	// CreatePolicy Create a policy
 	//
-	// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-	// an existing path (422 otherwise); a `drop` action takes none. Each port range
-	// needs `from <= to`. The classifier picks the change up at once. Audited,
+	// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+	// existing path (422 otherwise) or is null (no preferred path: the routing decision
+	// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+	// policies may share a priority: among them the lower id wins, in classification
+	// and everywhere else. The classifier picks the change up at once. Audited,
 	// broadcast as `policy.updated`. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type.
@@ -2565,10 +2583,11 @@ type ClientInterface interface {
 	//
 	// Deletes the site, its endpoints, every path touching one of them (whichever end)
 	// and those paths' metrics, in one transaction. Policies that preferred a removed
-	// path lose their `action.path_id` and are listed in `policies_updated`. With
-	// `dry_run=true` nothing changes and the answer says exactly what would be removed.
-	// With `If-Match`, the delete applies only if the site's version still matches (409
-	// otherwise). Audited; broadcast as `site.deleted` (and `path.deleted` per path).
+	// path get `action.path_id` null and a new `updated_at`, and are listed in
+	// `policies_updated`. With `dry_run=true` nothing changes and the answer says exactly
+	// what would be removed. With `If-Match`, the delete applies only if the site's
+	// version still matches (409 otherwise). Audited; broadcast as `site.deleted`, then
+	// `policy.updated` per policy whose path was cleared, then `path.deleted` per path.
 	// Minimum role admin.
 	//
 	// Corresponds with DELETE /api/v1/sites/{site_id} (the `DeleteSite` operationId).
@@ -2624,7 +2643,10 @@ type ClientInterface interface {
 	// CreateEndpointWithBody Add an endpoint to a site
 	//
 	// Creates an endpoint on the site (404 if the site does not exist, or is deleted
-	// meanwhile). Audited. Minimum role operator.
+	// meanwhile). Addresses are unique across all sites and compared as addresses
+	// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+	// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+	// that endpoint's id and name. Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2634,7 +2656,10 @@ type ClientInterface interface {
 	// CreateEndpoint Add an endpoint to a site
 	//
 	// Creates an endpoint on the site (404 if the site does not exist, or is deleted
-	// meanwhile). Audited. Minimum role operator.
+	// meanwhile). Addresses are unique across all sites and compared as addresses
+	// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+	// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+	// that endpoint's id and name. Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2715,7 +2740,9 @@ type ClientInterface interface {
 	// CreateTokenWithBody Create an API token
 	//
 	// Creates a token with a role. The secret is in this answer only; the server keeps
-	// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+	// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+	// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+	// token's name may be reused). Audited. Minimum role admin.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2725,7 +2752,9 @@ type ClientInterface interface {
 	// CreateToken Create an API token
 	//
 	// Creates a token with a role. The secret is in this answer only; the server keeps
-	// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+	// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+	// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+	// token's name may be reused). Audited. Minimum role admin.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2743,7 +2772,8 @@ type ClientInterface interface {
 	// IngestTrafficWithBody Ingest traffic reports
 	//
 	// Records a batch of per-flow traffic reports. A report without `policy_id` is
-	// classified against the enabled policies in priority order (first match wins);
+	// classified against the enabled policies in priority order, lower first, and
+	// among policies of one priority in id order, lower first (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`, source and destination of different address families) rejects the
@@ -2775,7 +2805,8 @@ type ClientInterface interface {
 	// IngestTraffic Ingest traffic reports
 	//
 	// Records a batch of per-flow traffic reports. A report without `policy_id` is
-	// classified against the enabled policies in priority order (first match wins);
+	// classified against the enabled policies in priority order, lower first, and
+	// among policies of one priority in id order, lower first (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`, source and destination of different address families) rejects the
@@ -2928,8 +2959,9 @@ func (c *Client) ClearCache(ctx context.Context, name CacheName, reqEditors ...R
 // DeleteEndpoint Delete an endpoint
 //
 // Deletes the endpoint and every path touching it (with their metrics); policies
-// preferring a removed path lose their `action.path_id`. Audited; broadcast as
-// `path.deleted` per removed path. Minimum role operator.
+// preferring a removed path get `action.path_id` null and a new `updated_at`.
+// Audited; broadcast as `policy.updated` per such policy, then `path.deleted` per
+// removed path. Minimum role operator.
 //
 // Corresponds with DELETE /api/v1/endpoints/{endpoint_id} (the `DeleteEndpoint` operationId).
 func (c *Client) DeleteEndpoint(ctx context.Context, endpointID EndpointID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2964,7 +2996,8 @@ func (c *Client) GetEndpoint(ctx context.Context, endpointID EndpointID, reqEdit
 // UpdateEndpointWithBody Update an endpoint
 //
 // Changes the fields present in the body; absent fields keep their value. An
-// endpoint cannot move to another site. Audited. Minimum role operator.
+// endpoint cannot move to another site. An `address` another endpoint has is a 409
+// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2984,7 +3017,8 @@ func (c *Client) UpdateEndpointWithBody(ctx context.Context, endpointID Endpoint
 // UpdateEndpoint Update an endpoint
 //
 // Changes the fields present in the body; absent fields keep their value. An
-// endpoint cannot move to another site. Audited. Minimum role operator.
+// endpoint cannot move to another site. An `address` another endpoint has is a 409
+// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3006,8 +3040,9 @@ func (c *Client) UpdateEndpoint(ctx context.Context, endpointID EndpointID, body
 // A Server-Sent Events stream of the change feed. Each message has `event:` (the
 // event type) and one `data:` line holding the `Event` as JSON; its id is the
 // sequence number of the change (the audit entry's id), the same on every replica.
-// The events of one change (a site deletion's `site.deleted` and its
-// `path.deleted`s) share that id, and only the last of them carries the `id:` line,
+// The events of one change (a site deletion's `site.deleted`, the `policy.updated`s
+// of the policies it cleared and its `path.deleted`s) share that id, and only the
+// last of them carries the `id:` line,
 // so a client cut off in the middle of them gets them all again.
 // Types: `site.created`, `site.updated`, `site.deleted` (data carries `site_id`,
 // `audit_id` and the deletion counts), `path.deleted`, `policy.updated`,
@@ -3084,7 +3119,9 @@ func (c *Client) ListPaths(ctx context.Context, params *ListPathsParams, reqEdit
 // Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 // endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 // naming the field; an endpoint deleted while the path is being created is 409.
-// Audited. Minimum role operator.
+// There is at most one path per direction between two endpoints: a second one from
+// the same local to the same remote endpoint is a 409 naming the existing path's id
+// and name (the opposite direction is another path). Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3106,7 +3143,9 @@ func (c *Client) CreatePathWithBody(ctx context.Context, contentType string, bod
 // Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 // endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 // naming the field; an endpoint deleted while the path is being created is 409.
-// Audited. Minimum role operator.
+// There is at most one path per direction between two endpoints: a second one from
+// the same local to the same remote endpoint is a 409 naming the existing path's id
+// and name (the opposite direction is another path). Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3125,9 +3164,10 @@ func (c *Client) CreatePath(ctx context.Context, body CreatePathJSONRequestBody,
 
 // DeletePath Delete a path
 //
-// Deletes the path and its metrics; policies preferring it lose their
-// `action.path_id`. Cached metrics and routing decisions involving it are
-// invalidated. Audited; broadcast as `path.deleted`. Minimum role operator.
+// Deletes the path and its metrics; policies preferring it get `action.path_id`
+// null and a new `updated_at`. Cached metrics and routing decisions involving it are
+// invalidated. Audited; broadcast as `policy.updated` per such policy, then
+// `path.deleted`. Minimum role operator.
 //
 // Corresponds with DELETE /api/v1/paths/{path_id} (the `DeletePath` operationId).
 func (c *Client) DeletePath(ctx context.Context, pathID PathID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3296,9 +3336,11 @@ func (c *Client) ListPolicies(ctx context.Context, params *ListPoliciesParams, r
 
 // CreatePolicyWithBody Create a policy
 //
-// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-// an existing path (422 otherwise); a `drop` action takes none. Each port range
-// needs `from <= to`. The classifier picks the change up at once. Audited,
+// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+// existing path (422 otherwise) or is null (no preferred path: the routing decision
+// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+// policies may share a priority: among them the lower id wins, in classification
+// and everywhere else. The classifier picks the change up at once. Audited,
 // broadcast as `policy.updated`. Minimum role operator.
 //
 // Takes any type of body and a specified content type.
@@ -3318,9 +3360,11 @@ func (c *Client) CreatePolicyWithBody(ctx context.Context, contentType string, b
 
 // CreatePolicy Create a policy
 //
-// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-// an existing path (422 otherwise); a `drop` action takes none. Each port range
-// needs `from <= to`. The classifier picks the change up at once. Audited,
+// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+// existing path (422 otherwise) or is null (no preferred path: the routing decision
+// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+// policies may share a priority: among them the lower id wins, in classification
+// and everywhere else. The classifier picks the change up at once. Audited,
 // broadcast as `policy.updated`. Minimum role operator.
 //
 // Takes a body of the `application/json` content type.
@@ -3588,10 +3632,11 @@ func (c *Client) CreateSite(ctx context.Context, body CreateSiteJSONRequestBody,
 //
 // Deletes the site, its endpoints, every path touching one of them (whichever end)
 // and those paths' metrics, in one transaction. Policies that preferred a removed
-// path lose their `action.path_id` and are listed in `policies_updated`. With
-// `dry_run=true` nothing changes and the answer says exactly what would be removed.
-// With `If-Match`, the delete applies only if the site's version still matches (409
-// otherwise). Audited; broadcast as `site.deleted` (and `path.deleted` per path).
+// path get `action.path_id` null and a new `updated_at`, and are listed in
+// `policies_updated`. With `dry_run=true` nothing changes and the answer says exactly
+// what would be removed. With `If-Match`, the delete applies only if the site's
+// version still matches (409 otherwise). Audited; broadcast as `site.deleted`, then
+// `policy.updated` per policy whose path was cleared, then `path.deleted` per path.
 // Minimum role admin.
 //
 // Corresponds with DELETE /api/v1/sites/{site_id} (the `DeleteSite` operationId).
@@ -3707,7 +3752,10 @@ func (c *Client) ListSiteEndpoints(ctx context.Context, siteID SiteID, params *L
 // CreateEndpointWithBody Add an endpoint to a site
 //
 // Creates an endpoint on the site (404 if the site does not exist, or is deleted
-// meanwhile). Audited. Minimum role operator.
+// meanwhile). Addresses are unique across all sites and compared as addresses
+// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+// that endpoint's id and name. Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3727,7 +3775,10 @@ func (c *Client) CreateEndpointWithBody(ctx context.Context, siteID SiteID, cont
 // CreateEndpoint Add an endpoint to a site
 //
 // Creates an endpoint on the site (404 if the site does not exist, or is deleted
-// meanwhile). Audited. Minimum role operator.
+// meanwhile). Addresses are unique across all sites and compared as addresses
+// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+// that endpoint's id and name. Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3888,7 +3939,9 @@ func (c *Client) ListTokens(ctx context.Context, params *ListTokensParams, reqEd
 // CreateTokenWithBody Create an API token
 //
 // Creates a token with a role. The secret is in this answer only; the server keeps
-// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+// token's name may be reused). Audited. Minimum role admin.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3908,7 +3961,9 @@ func (c *Client) CreateTokenWithBody(ctx context.Context, contentType string, bo
 // CreateToken Create an API token
 //
 // Creates a token with a role. The secret is in this answer only; the server keeps
-// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+// token's name may be reused). Audited. Minimum role admin.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3946,7 +4001,8 @@ func (c *Client) DeleteToken(ctx context.Context, tokenID TokenID, reqEditors ..
 // IngestTrafficWithBody Ingest traffic reports
 //
 // Records a batch of per-flow traffic reports. A report without `policy_id` is
-// classified against the enabled policies in priority order (first match wins);
+// classified against the enabled policies in priority order, lower first, and
+// among policies of one priority in id order, lower first (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`, source and destination of different address families) rejects the
@@ -3988,7 +4044,8 @@ func (c *Client) IngestTrafficWithBody(ctx context.Context, params *IngestTraffi
 // IngestTraffic Ingest traffic reports
 //
 // Records a batch of per-flow traffic reports. A report without `policy_id` is
-// classified against the enabled policies in priority order (first match wins);
+// classified against the enabled policies in priority order, lower first, and
+// among policies of one priority in id order, lower first (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`, source and destination of different address families) rejects the
@@ -6584,8 +6641,9 @@ type ClientWithResponsesInterface interface {
 	// DeleteEndpointWithResponse Delete an endpoint
 	//
 	// Deletes the endpoint and every path touching it (with their metrics); policies
-	// preferring a removed path lose their `action.path_id`. Audited; broadcast as
-	// `path.deleted` per removed path. Minimum role operator.
+	// preferring a removed path get `action.path_id` null and a new `updated_at`.
+	// Audited; broadcast as `policy.updated` per such policy, then `path.deleted` per
+	// removed path. Minimum role operator.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6604,7 +6662,8 @@ type ClientWithResponsesInterface interface {
 	// UpdateEndpointWithBodyWithResponse Update an endpoint
 	//
 	// Changes the fields present in the body; absent fields keep their value. An
-	// endpoint cannot move to another site. Audited. Minimum role operator.
+	// endpoint cannot move to another site. An `address` another endpoint has is a 409
+	// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6614,7 +6673,8 @@ type ClientWithResponsesInterface interface {
 	// UpdateEndpointWithResponse Update an endpoint
 	//
 	// Changes the fields present in the body; absent fields keep their value. An
-	// endpoint cannot move to another site. Audited. Minimum role operator.
+	// endpoint cannot move to another site. An `address` another endpoint has is a 409
+	// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6626,8 +6686,9 @@ type ClientWithResponsesInterface interface {
 	// A Server-Sent Events stream of the change feed. Each message has `event:` (the
 	// event type) and one `data:` line holding the `Event` as JSON; its id is the
 	// sequence number of the change (the audit entry's id), the same on every replica.
-	// The events of one change (a site deletion's `site.deleted` and its
-	// `path.deleted`s) share that id, and only the last of them carries the `id:` line,
+	// The events of one change (a site deletion's `site.deleted`, the `policy.updated`s
+	// of the policies it cleared and its `path.deleted`s) share that id, and only the
+	// last of them carries the `id:` line,
 	// so a client cut off in the middle of them gets them all again.
 	// Types: `site.created`, `site.updated`, `site.deleted` (data carries `site_id`,
 	// `audit_id` and the deletion counts), `path.deleted`, `policy.updated`,
@@ -6680,7 +6741,9 @@ type ClientWithResponsesInterface interface {
 	// Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 	// endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 	// naming the field; an endpoint deleted while the path is being created is 409.
-	// Audited. Minimum role operator.
+	// There is at most one path per direction between two endpoints: a second one from
+	// the same local to the same remote endpoint is a 409 naming the existing path's id
+	// and name (the opposite direction is another path). Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6692,7 +6755,9 @@ type ClientWithResponsesInterface interface {
 	// Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 	// endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 	// naming the field; an endpoint deleted while the path is being created is 409.
-	// Audited. Minimum role operator.
+	// There is at most one path per direction between two endpoints: a second one from
+	// the same local to the same remote endpoint is a 409 naming the existing path's id
+	// and name (the opposite direction is another path). Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6701,9 +6766,10 @@ type ClientWithResponsesInterface interface {
 
 	// DeletePathWithResponse Delete a path
 	//
-	// Deletes the path and its metrics; policies preferring it lose their
-	// `action.path_id`. Cached metrics and routing decisions involving it are
-	// invalidated. Audited; broadcast as `path.deleted`. Minimum role operator.
+	// Deletes the path and its metrics; policies preferring it get `action.path_id`
+	// null and a new `updated_at`. Cached metrics and routing decisions involving it are
+	// invalidated. Audited; broadcast as `policy.updated` per such policy, then
+	// `path.deleted`. Minimum role operator.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6800,9 +6866,11 @@ type ClientWithResponsesInterface interface {
 
 	// CreatePolicyWithBodyWithResponse Create a policy
 	//
-	// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-	// an existing path (422 otherwise); a `drop` action takes none. Each port range
-	// needs `from <= to`. The classifier picks the change up at once. Audited,
+	// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+	// existing path (422 otherwise) or is null (no preferred path: the routing decision
+	// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+	// policies may share a priority: among them the lower id wins, in classification
+	// and everywhere else. The classifier picks the change up at once. Audited,
 	// broadcast as `policy.updated`. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -6812,9 +6880,11 @@ type ClientWithResponsesInterface interface {
 
 	// CreatePolicyWithResponse Create a policy
 	//
-	// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-	// an existing path (422 otherwise); a `drop` action takes none. Each port range
-	// needs `from <= to`. The classifier picks the change up at once. Audited,
+	// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+	// existing path (422 otherwise) or is null (no preferred path: the routing decision
+	// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+	// policies may share a priority: among them the lower id wins, in classification
+	// and everywhere else. The classifier picks the change up at once. Audited,
 	// broadcast as `policy.updated`. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
@@ -6968,10 +7038,11 @@ type ClientWithResponsesInterface interface {
 	//
 	// Deletes the site, its endpoints, every path touching one of them (whichever end)
 	// and those paths' metrics, in one transaction. Policies that preferred a removed
-	// path lose their `action.path_id` and are listed in `policies_updated`. With
-	// `dry_run=true` nothing changes and the answer says exactly what would be removed.
-	// With `If-Match`, the delete applies only if the site's version still matches (409
-	// otherwise). Audited; broadcast as `site.deleted` (and `path.deleted` per path).
+	// path get `action.path_id` null and a new `updated_at`, and are listed in
+	// `policies_updated`. With `dry_run=true` nothing changes and the answer says exactly
+	// what would be removed. With `If-Match`, the delete applies only if the site's
+	// version still matches (409 otherwise). Audited; broadcast as `site.deleted`, then
+	// `policy.updated` per policy whose path was cleared, then `path.deleted` per path.
 	// Minimum role admin.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -7035,7 +7106,10 @@ type ClientWithResponsesInterface interface {
 	// CreateEndpointWithBodyWithResponse Add an endpoint to a site
 	//
 	// Creates an endpoint on the site (404 if the site does not exist, or is deleted
-	// meanwhile). Audited. Minimum role operator.
+	// meanwhile). Addresses are unique across all sites and compared as addresses
+	// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+	// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+	// that endpoint's id and name. Audited. Minimum role operator.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7045,7 +7119,10 @@ type ClientWithResponsesInterface interface {
 	// CreateEndpointWithResponse Add an endpoint to a site
 	//
 	// Creates an endpoint on the site (404 if the site does not exist, or is deleted
-	// meanwhile). Audited. Minimum role operator.
+	// meanwhile). Addresses are unique across all sites and compared as addresses
+	// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+	// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+	// that endpoint's id and name. Audited. Minimum role operator.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7136,7 +7213,9 @@ type ClientWithResponsesInterface interface {
 	// CreateTokenWithBodyWithResponse Create an API token
 	//
 	// Creates a token with a role. The secret is in this answer only; the server keeps
-	// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+	// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+	// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+	// token's name may be reused). Audited. Minimum role admin.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7146,7 +7225,9 @@ type ClientWithResponsesInterface interface {
 	// CreateTokenWithResponse Create an API token
 	//
 	// Creates a token with a role. The secret is in this answer only; the server keeps
-	// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+	// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+	// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+	// token's name may be reused). Audited. Minimum role admin.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7166,7 +7247,8 @@ type ClientWithResponsesInterface interface {
 	// IngestTrafficWithBodyWithResponse Ingest traffic reports
 	//
 	// Records a batch of per-flow traffic reports. A report without `policy_id` is
-	// classified against the enabled policies in priority order (first match wins);
+	// classified against the enabled policies in priority order, lower first, and
+	// among policies of one priority in id order, lower first (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`, source and destination of different address families) rejects the
@@ -7198,7 +7280,8 @@ type ClientWithResponsesInterface interface {
 	// IngestTrafficWithResponse Ingest traffic reports
 	//
 	// Records a batch of per-flow traffic reports. A report without `policy_id` is
-	// classified against the enabled policies in priority order (first match wins);
+	// classified against the enabled policies in priority order, lower first, and
+	// among policies of one priority in id order, lower first (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
 	// `policy_id`, source and destination of different address families) rejects the
@@ -7924,6 +8007,11 @@ type UpdateEndpointResponse404Headers struct {
 	XRequestID string
 }
 
+// UpdateEndpointResponse409Headers the declared response headers of an HTTP 409 response for UpdateEndpoint
+type UpdateEndpointResponse409Headers struct {
+	XRequestID string
+}
+
 // UpdateEndpointResponse413Headers the declared response headers of an HTTP 413 response for UpdateEndpoint
 type UpdateEndpointResponse413Headers struct {
 	XRequestID string
@@ -7957,6 +8045,8 @@ type UpdateEndpointResponse struct {
 	ApplicationProblemJSON403 *Forbidden
 	// ApplicationProblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationProblemJSON404 *NotFound
+	// ApplicationProblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationProblemJSON409 *Conflict
 	// ApplicationProblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationProblemJSON413 *PayloadTooLarge
 	// ApplicationProblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -7975,6 +8065,8 @@ type UpdateEndpointResponse struct {
 	Headers403 *UpdateEndpointResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *UpdateEndpointResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *UpdateEndpointResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *UpdateEndpointResponse413Headers
 	// Headers415 the parsed response headers for an HTTP 415 response
@@ -8008,6 +8100,11 @@ func (r UpdateEndpointResponse) GetApplicationProblemJSON403() *Forbidden {
 // GetApplicationProblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r UpdateEndpointResponse) GetApplicationProblemJSON404() *NotFound {
 	return r.ApplicationProblemJSON404
+}
+
+// GetApplicationProblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UpdateEndpointResponse) GetApplicationProblemJSON409() *Conflict {
+	return r.ApplicationProblemJSON409
 }
 
 // GetApplicationProblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -11262,6 +11359,11 @@ type CreateEndpointResponse404Headers struct {
 	XRequestID string
 }
 
+// CreateEndpointResponse409Headers the declared response headers of an HTTP 409 response for CreateEndpoint
+type CreateEndpointResponse409Headers struct {
+	XRequestID string
+}
+
 // CreateEndpointResponse413Headers the declared response headers of an HTTP 413 response for CreateEndpoint
 type CreateEndpointResponse413Headers struct {
 	XRequestID string
@@ -11295,6 +11397,8 @@ type CreateEndpointResponse struct {
 	ApplicationProblemJSON403 *Forbidden
 	// ApplicationProblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationProblemJSON404 *NotFound
+	// ApplicationProblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationProblemJSON409 *Conflict
 	// ApplicationProblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationProblemJSON413 *PayloadTooLarge
 	// ApplicationProblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -11313,6 +11417,8 @@ type CreateEndpointResponse struct {
 	Headers403 *CreateEndpointResponse403Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *CreateEndpointResponse404Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateEndpointResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateEndpointResponse413Headers
 	// Headers415 the parsed response headers for an HTTP 415 response
@@ -11346,6 +11452,11 @@ func (r CreateEndpointResponse) GetApplicationProblemJSON403() *Forbidden {
 // GetApplicationProblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r CreateEndpointResponse) GetApplicationProblemJSON404() *NotFound {
 	return r.ApplicationProblemJSON404
+}
+
+// GetApplicationProblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateEndpointResponse) GetApplicationProblemJSON409() *Conflict {
+	return r.ApplicationProblemJSON409
 }
 
 // GetApplicationProblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -12077,6 +12188,11 @@ type CreateTokenResponse403Headers struct {
 	XRequestID string
 }
 
+// CreateTokenResponse409Headers the declared response headers of an HTTP 409 response for CreateToken
+type CreateTokenResponse409Headers struct {
+	XRequestID string
+}
+
 // CreateTokenResponse413Headers the declared response headers of an HTTP 413 response for CreateToken
 type CreateTokenResponse413Headers struct {
 	XRequestID string
@@ -12108,6 +12224,8 @@ type CreateTokenResponse struct {
 	ApplicationProblemJSON401 *Unauthorized
 	// ApplicationProblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationProblemJSON403 *Forbidden
+	// ApplicationProblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationProblemJSON409 *Conflict
 	// ApplicationProblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationProblemJSON413 *PayloadTooLarge
 	// ApplicationProblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -12124,6 +12242,8 @@ type CreateTokenResponse struct {
 	Headers401 *CreateTokenResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *CreateTokenResponse403Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *CreateTokenResponse409Headers
 	// Headers413 the parsed response headers for an HTTP 413 response
 	Headers413 *CreateTokenResponse413Headers
 	// Headers415 the parsed response headers for an HTTP 415 response
@@ -12152,6 +12272,11 @@ func (r CreateTokenResponse) GetApplicationProblemJSON401() *Unauthorized {
 // GetApplicationProblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r CreateTokenResponse) GetApplicationProblemJSON403() *Forbidden {
 	return r.ApplicationProblemJSON403
+}
+
+// GetApplicationProblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateTokenResponse) GetApplicationProblemJSON409() *Conflict {
+	return r.ApplicationProblemJSON409
 }
 
 // GetApplicationProblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -13022,8 +13147,9 @@ func (c *ClientWithResponses) ClearCacheWithResponse(ctx context.Context, name C
 // DeleteEndpointWithResponse Delete an endpoint
 //
 // Deletes the endpoint and every path touching it (with their metrics); policies
-// preferring a removed path lose their `action.path_id`. Audited; broadcast as
-// `path.deleted` per removed path. Minimum role operator.
+// preferring a removed path get `action.path_id` null and a new `updated_at`.
+// Audited; broadcast as `policy.updated` per such policy, then `path.deleted` per
+// removed path. Minimum role operator.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13054,7 +13180,8 @@ func (c *ClientWithResponses) GetEndpointWithResponse(ctx context.Context, endpo
 // UpdateEndpointWithBodyWithResponse Update an endpoint
 //
 // Changes the fields present in the body; absent fields keep their value. An
-// endpoint cannot move to another site. Audited. Minimum role operator.
+// endpoint cannot move to another site. An `address` another endpoint has is a 409
+// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13070,7 +13197,8 @@ func (c *ClientWithResponses) UpdateEndpointWithBodyWithResponse(ctx context.Con
 // UpdateEndpointWithResponse Update an endpoint
 //
 // Changes the fields present in the body; absent fields keep their value. An
-// endpoint cannot move to another site. Audited. Minimum role operator.
+// endpoint cannot move to another site. An `address` another endpoint has is a 409
+// naming that endpoint (see `createEndpoint`). Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13088,8 +13216,9 @@ func (c *ClientWithResponses) UpdateEndpointWithResponse(ctx context.Context, en
 // A Server-Sent Events stream of the change feed. Each message has `event:` (the
 // event type) and one `data:` line holding the `Event` as JSON; its id is the
 // sequence number of the change (the audit entry's id), the same on every replica.
-// The events of one change (a site deletion's `site.deleted` and its
-// `path.deleted`s) share that id, and only the last of them carries the `id:` line,
+// The events of one change (a site deletion's `site.deleted`, the `policy.updated`s
+// of the policies it cleared and its `path.deleted`s) share that id, and only the
+// last of them carries the `id:` line,
 // so a client cut off in the middle of them gets them all again.
 // Types: `site.created`, `site.updated`, `site.deleted` (data carries `site_id`,
 // `audit_id` and the deletion counts), `path.deleted`, `policy.updated`,
@@ -13160,7 +13289,9 @@ func (c *ClientWithResponses) ListPathsWithResponse(ctx context.Context, params 
 // Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 // endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 // naming the field; an endpoint deleted while the path is being created is 409.
-// Audited. Minimum role operator.
+// There is at most one path per direction between two endpoints: a second one from
+// the same local to the same remote endpoint is a 409 naming the existing path's id
+// and name (the opposite direction is another path). Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13178,7 +13309,9 @@ func (c *ClientWithResponses) CreatePathWithBodyWithResponse(ctx context.Context
 // Creates a path from `local_endpoint_id` to `remote_endpoint_id` (two different
 // endpoints, usually at two sites). An endpoint id that names no endpoint is 422
 // naming the field; an endpoint deleted while the path is being created is 409.
-// Audited. Minimum role operator.
+// There is at most one path per direction between two endpoints: a second one from
+// the same local to the same remote endpoint is a 409 naming the existing path's id
+// and name (the opposite direction is another path). Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13193,9 +13326,10 @@ func (c *ClientWithResponses) CreatePathWithResponse(ctx context.Context, body C
 
 // DeletePathWithResponse Delete a path
 //
-// Deletes the path and its metrics; policies preferring it lose their
-// `action.path_id`. Cached metrics and routing decisions involving it are
-// invalidated. Audited; broadcast as `path.deleted`. Minimum role operator.
+// Deletes the path and its metrics; policies preferring it get `action.path_id`
+// null and a new `updated_at`. Cached metrics and routing decisions involving it are
+// invalidated. Audited; broadcast as `policy.updated` per such policy, then
+// `path.deleted`. Minimum role operator.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13340,9 +13474,11 @@ func (c *ClientWithResponses) ListPoliciesWithResponse(ctx context.Context, para
 
 // CreatePolicyWithBodyWithResponse Create a policy
 //
-// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-// an existing path (422 otherwise); a `drop` action takes none. Each port range
-// needs `from <= to`. The classifier picks the change up at once. Audited,
+// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+// existing path (422 otherwise) or is null (no preferred path: the routing decision
+// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+// policies may share a priority: among them the lower id wins, in classification
+// and everywhere else. The classifier picks the change up at once. Audited,
 // broadcast as `policy.updated`. Minimum role operator.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -13358,9 +13494,11 @@ func (c *ClientWithResponses) CreatePolicyWithBodyWithResponse(ctx context.Conte
 
 // CreatePolicyWithResponse Create a policy
 //
-// Creates a policy with a unique name. A `prefer_path` action needs `path_id` naming
-// an existing path (422 otherwise); a `drop` action takes none. Each port range
-// needs `from <= to`. The classifier picks the change up at once. Audited,
+// Creates a policy with a unique name. A `prefer_path` action's `path_id` names an
+// existing path (422 otherwise) or is null (no preferred path: the routing decision
+// chooses); a `drop` action takes none. Each port range needs `from <= to`. Several
+// policies may share a priority: among them the lower id wins, in classification
+// and everywhere else. The classifier picks the change up at once. Audited,
 // broadcast as `policy.updated`. Minimum role operator.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
@@ -13592,10 +13730,11 @@ func (c *ClientWithResponses) CreateSiteWithResponse(ctx context.Context, body C
 //
 // Deletes the site, its endpoints, every path touching one of them (whichever end)
 // and those paths' metrics, in one transaction. Policies that preferred a removed
-// path lose their `action.path_id` and are listed in `policies_updated`. With
-// `dry_run=true` nothing changes and the answer says exactly what would be removed.
-// With `If-Match`, the delete applies only if the site's version still matches (409
-// otherwise). Audited; broadcast as `site.deleted` (and `path.deleted` per path).
+// path get `action.path_id` null and a new `updated_at`, and are listed in
+// `policies_updated`. With `dry_run=true` nothing changes and the answer says exactly
+// what would be removed. With `If-Match`, the delete applies only if the site's
+// version still matches (409 otherwise). Audited; broadcast as `site.deleted`, then
+// `policy.updated` per policy whose path was cleared, then `path.deleted` per path.
 // Minimum role admin.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -13695,7 +13834,10 @@ func (c *ClientWithResponses) ListSiteEndpointsWithResponse(ctx context.Context,
 // CreateEndpointWithBodyWithResponse Add an endpoint to a site
 //
 // Creates an endpoint on the site (404 if the site does not exist, or is deleted
-// meanwhile). Audited. Minimum role operator.
+// meanwhile). Addresses are unique across all sites and compared as addresses
+// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+// that endpoint's id and name. Audited. Minimum role operator.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13711,7 +13853,10 @@ func (c *ClientWithResponses) CreateEndpointWithBodyWithResponse(ctx context.Con
 // CreateEndpointWithResponse Add an endpoint to a site
 //
 // Creates an endpoint on the site (404 if the site does not exist, or is deleted
-// meanwhile). Audited. Minimum role operator.
+// meanwhile). Addresses are unique across all sites and compared as addresses
+// (`2001:DB8:0::1` is `2001:db8::1`): the address is stored and answered in its
+// canonical form (RFC 5952), and one another endpoint already has is a 409 naming
+// that endpoint's id and name. Audited. Minimum role operator.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13850,7 +13995,9 @@ func (c *ClientWithResponses) ListTokensWithResponse(ctx context.Context, params
 // CreateTokenWithBodyWithResponse Create an API token
 //
 // Creates a token with a role. The secret is in this answer only; the server keeps
-// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+// token's name may be reused). Audited. Minimum role admin.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13866,7 +14013,9 @@ func (c *ClientWithResponses) CreateTokenWithBodyWithResponse(ctx context.Contex
 // CreateTokenWithResponse Create an API token
 //
 // Creates a token with a role. The secret is in this answer only; the server keeps
-// its SHA-256. Its name is the actor in audit entries. Audited. Minimum role admin.
+// its SHA-256. Its name is the actor in audit entries, so it is unique among the
+// tokens not revoked: a name in use is a 409 naming that token's id (a revoked
+// token's name may be reused). Audited. Minimum role admin.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13898,7 +14047,8 @@ func (c *ClientWithResponses) DeleteTokenWithResponse(ctx context.Context, token
 // IngestTrafficWithBodyWithResponse Ingest traffic reports
 //
 // Records a batch of per-flow traffic reports. A report without `policy_id` is
-// classified against the enabled policies in priority order (first match wins);
+// classified against the enabled policies in priority order, lower first, and
+// among policies of one priority in id order, lower first (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`, source and destination of different address families) rejects the
@@ -13936,7 +14086,8 @@ func (c *ClientWithResponses) IngestTrafficWithBodyWithResponse(ctx context.Cont
 // IngestTrafficWithResponse Ingest traffic reports
 //
 // Records a batch of per-flow traffic reports. A report without `policy_id` is
-// classified against the enabled policies in priority order (first match wins);
+// classified against the enabled policies in priority order, lower first, and
+// among policies of one priority in id order, lower first (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
 // `policy_id`, source and destination of different address families) rejects the
@@ -14780,6 +14931,13 @@ func ParseUpdateEndpointResponse(rsp *http.Response) (*UpdateEndpointResponse, e
 		}
 		response.ApplicationProblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest PayloadTooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -14868,6 +15026,16 @@ func ParseUpdateEndpointResponse(rsp *http.Response) (*UpdateEndpointResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers UpdateEndpointResponse409Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers UpdateEndpointResponse413Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -18517,6 +18685,13 @@ func ParseCreateEndpointResponse(rsp *http.Response) (*CreateEndpointResponse, e
 		}
 		response.ApplicationProblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest PayloadTooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -18605,6 +18780,16 @@ func ParseCreateEndpointResponse(rsp *http.Response) (*CreateEndpointResponse, e
 			headers.XRequestID = value
 		}
 		response.Headers404 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateEndpointResponse409Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateEndpointResponse413Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
@@ -19417,6 +19602,13 @@ func ParseCreateTokenResponse(rsp *http.Response) (*CreateTokenResponse, error) 
 		}
 		response.ApplicationProblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest PayloadTooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -19495,6 +19687,16 @@ func ParseCreateTokenResponse(rsp *http.Response) (*CreateTokenResponse, error) 
 			headers.XRequestID = value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 409:
+		var headers CreateTokenResponse409Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers409 = &headers
 	case rsp.StatusCode == 413:
 		var headers CreateTokenResponse413Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
