@@ -10,15 +10,15 @@ import (
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
-// ListAuditEntries answers one page of the audit log, oldest first, narrowed by every filter
-// given.
+// ListAuditEntries answers one page of the audit log, oldest first unless sorted otherwise,
+// narrowed by every filter given.
 func (s *Server) ListAuditEntries(c *gin.Context, params apigen.ListAuditEntriesParams) {
-	lp, err := listParamsOf(params.Limit, params.Cursor, int64Key)
+	lp, err := sortedListParamsOf(c, params.Limit, params.Cursor, int64Key, params.Sort)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	f := storage.AuditFilter{ResourceID: deref(params.ResourceID), Actor: deref(params.Actor)}
+	f := storage.AuditFilter{ResourceID: deref(params.ResourceID), Actor: deref(params.Actor), Query: deref(params.Q)}
 	if params.ResourceKind != nil {
 		f.ResourceKind = string(*params.ResourceKind)
 	}

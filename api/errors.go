@@ -154,6 +154,11 @@ func problemFor(err error) (Problem, bool) {
 
 // problemAndRetry is problemFor with the Retry-After the answer carries (0: none).
 func problemAndRetry(err error) (Problem, time.Duration, bool) {
+	// A list cursor is a query parameter: a bad one is a 400 naming it.
+	var ce *storage.CursorError
+	if errors.As(err, &ce) {
+		err = fieldErrors(errBadRequest, []FieldError{{Field: "cursor", Message: ce.Reason}})
+	}
 	for _, k := range errorTable {
 		if errors.Is(err, k.err) {
 			retry := retryAfterOf[k.err]

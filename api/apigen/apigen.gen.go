@@ -418,6 +418,78 @@ func (e HistoryCompare) Valid() bool {
 	}
 }
 
+// Defines values for ListAuditEntriesParamsSort.
+const (
+	ListAuditEntriesParamsSortMinusTime ListAuditEntriesParamsSort = "-time"
+	ListAuditEntriesParamsSortTime      ListAuditEntriesParamsSort = "time"
+)
+
+// Valid indicates whether the value is a known member of the ListAuditEntriesParamsSort enum.
+func (e ListAuditEntriesParamsSort) Valid() bool {
+	switch e {
+	case ListAuditEntriesParamsSortMinusTime:
+		return true
+	case ListAuditEntriesParamsSortTime:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListPathsParamsSort.
+const (
+	ListPathsParamsSortCreatedAt      ListPathsParamsSort = "created_at"
+	ListPathsParamsSortMinusCreatedAt ListPathsParamsSort = "-created_at"
+	ListPathsParamsSortMinusName      ListPathsParamsSort = "-name"
+	ListPathsParamsSortName           ListPathsParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListPathsParamsSort enum.
+func (e ListPathsParamsSort) Valid() bool {
+	switch e {
+	case ListPathsParamsSortCreatedAt:
+		return true
+	case ListPathsParamsSortMinusCreatedAt:
+		return true
+	case ListPathsParamsSortMinusName:
+		return true
+	case ListPathsParamsSortName:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListPoliciesParamsSort.
+const (
+	ListPoliciesParamsSortCreatedAt      ListPoliciesParamsSort = "created_at"
+	ListPoliciesParamsSortMinusCreatedAt ListPoliciesParamsSort = "-created_at"
+	ListPoliciesParamsSortMinusName      ListPoliciesParamsSort = "-name"
+	ListPoliciesParamsSortMinusPriority  ListPoliciesParamsSort = "-priority"
+	ListPoliciesParamsSortName           ListPoliciesParamsSort = "name"
+	ListPoliciesParamsSortPriority       ListPoliciesParamsSort = "priority"
+)
+
+// Valid indicates whether the value is a known member of the ListPoliciesParamsSort enum.
+func (e ListPoliciesParamsSort) Valid() bool {
+	switch e {
+	case ListPoliciesParamsSortCreatedAt:
+		return true
+	case ListPoliciesParamsSortMinusCreatedAt:
+		return true
+	case ListPoliciesParamsSortMinusName:
+		return true
+	case ListPoliciesParamsSortMinusPriority:
+		return true
+	case ListPoliciesParamsSortName:
+		return true
+	case ListPoliciesParamsSortPriority:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GetPolicyStatsHistoryParamsCompare.
 const (
 	GetPolicyStatsHistoryParamsComparePrevious GetPolicyStatsHistoryParamsCompare = "previous"
@@ -445,6 +517,54 @@ func (e GetPolicyStatsHistoryParamsFormat) Valid() bool {
 	case GetPolicyStatsHistoryParamsFormatCSV:
 		return true
 	case GetPolicyStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListSitesParamsSort.
+const (
+	ListSitesParamsSortCreatedAt      ListSitesParamsSort = "created_at"
+	ListSitesParamsSortMinusCreatedAt ListSitesParamsSort = "-created_at"
+	ListSitesParamsSortMinusName      ListSitesParamsSort = "-name"
+	ListSitesParamsSortName           ListSitesParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListSitesParamsSort enum.
+func (e ListSitesParamsSort) Valid() bool {
+	switch e {
+	case ListSitesParamsSortCreatedAt:
+		return true
+	case ListSitesParamsSortMinusCreatedAt:
+		return true
+	case ListSitesParamsSortMinusName:
+		return true
+	case ListSitesParamsSortName:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListSiteEndpointsParamsSort.
+const (
+	ListSiteEndpointsParamsSortCreatedAt      ListSiteEndpointsParamsSort = "created_at"
+	ListSiteEndpointsParamsSortMinusCreatedAt ListSiteEndpointsParamsSort = "-created_at"
+	ListSiteEndpointsParamsSortMinusName      ListSiteEndpointsParamsSort = "-name"
+	ListSiteEndpointsParamsSortName           ListSiteEndpointsParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListSiteEndpointsParamsSort enum.
+func (e ListSiteEndpointsParamsSort) Valid() bool {
+	switch e {
+	case ListSiteEndpointsParamsSortCreatedAt:
+		return true
+	case ListSiteEndpointsParamsSortMinusCreatedAt:
+		return true
+	case ListSiteEndpointsParamsSortMinusName:
+		return true
+	case ListSiteEndpointsParamsSortName:
 		return true
 	default:
 		return false
@@ -481,6 +601,30 @@ const (
 func (e GetStatsHistoryParamsCompare) Valid() bool {
 	switch e {
 	case GetStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListTokensParamsSort.
+const (
+	ListTokensParamsSortCreatedAt      ListTokensParamsSort = "created_at"
+	ListTokensParamsSortMinusCreatedAt ListTokensParamsSort = "-created_at"
+	ListTokensParamsSortMinusName      ListTokensParamsSort = "-name"
+	ListTokensParamsSortName           ListTokensParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListTokensParamsSort enum.
+func (e ListTokensParamsSort) Valid() bool {
+	switch e {
+	case ListTokensParamsSortCreatedAt:
+		return true
+	case ListTokensParamsSortMinusCreatedAt:
+		return true
+	case ListTokensParamsSortMinusName:
+		return true
+	case ListTokensParamsSortName:
 		return true
 	default:
 		return false
@@ -1720,11 +1864,17 @@ type IfMatch = string
 // Limit defines model for Limit.
 type Limit = int32
 
+// NameFilter defines model for NameFilter.
+type NameFilter = string
+
 // PathID defines model for PathID.
 type PathID = int64
 
 // PolicyID defines model for PolicyID.
 type PolicyID = int64
+
+// Search defines model for Search.
+type Search = string
 
 // SiteID defines model for SiteID.
 type SiteID = openapi_types.UUID
@@ -1734,6 +1884,11 @@ type To = string
 
 // TokenID defines model for TokenID.
 type TokenID = int64
+
+// WANKindFilter The kind of WAN link behind an endpoint.
+//
+// Example: fiber
+type WANKindFilter = WANKind
 
 // BadRequest An RFC 9457 problem detail. Every 4xx and 5xx answer has one.
 type BadRequest = Problem
@@ -1785,12 +1940,25 @@ type ListAuditEntriesParams struct {
 	// Until Only entries before this time; the same forms as history's `from` (RFC 3339, `now`, or relative like `-5m`).
 	Until *string `form:"until,omitempty" json:"until,omitempty"`
 
+	// Q Only entries whose actor, action, resource kind or resource id contains this text,
+	// ignoring case (ASCII letters on SQLite, all letters on PostgreSQL); `%` and `_`
+	// are matched as themselves.
+	Q *string `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: oldest first, in the order entries were recorded.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListAuditEntriesParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListAuditEntriesParamsSort defines parameters for ListAuditEntries.
+type ListAuditEntriesParamsSort string
 
 // StreamEventsParams defines parameters for StreamEvents.
 type StreamEventsParams struct {
@@ -1800,8 +1968,30 @@ type StreamEventsParams struct {
 
 // ListPathsParams defines parameters for ListPaths.
 type ListPathsParams struct {
-	// SiteID Only paths touching an endpoint of this site.
+	// SiteID Only paths touching an endpoint of this site, at either end.
 	SiteID *openapi_types.UUID `form:"site_id,omitempty" json:"site_id,omitempty"`
+
+	// LocalSiteID Only paths whose local endpoint is at this site (the paths leaving it).
+	LocalSiteID *openapi_types.UUID `form:"local_site_id,omitempty" json:"local_site_id,omitempty"`
+
+	// RemoteSiteID Only paths whose remote endpoint is at this site (the paths reaching it).
+	RemoteSiteID *openapi_types.UUID `form:"remote_site_id,omitempty" json:"remote_site_id,omitempty"`
+
+	// Status Only paths in this status.
+	Status *PathStatus `form:"status,omitempty" json:"status,omitempty"`
+
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: by id, which is creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListPathsParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
 
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
@@ -1809,15 +1999,37 @@ type ListPathsParams struct {
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListPathsParamsSort defines parameters for ListPaths.
+type ListPathsParamsSort string
 
 // ListPoliciesParams defines parameters for ListPolicies.
 type ListPoliciesParams struct {
+	// Enabled Only enabled (true) or only disabled (false) policies.
+	Enabled *bool `form:"enabled,omitempty" json:"enabled,omitempty"`
+
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: by id, which is creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListPoliciesParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListPoliciesParamsSort defines parameters for ListPolicies.
+type ListPoliciesParamsSort string
 
 // ListPolicyFlowsParams defines parameters for ListPolicyFlows.
 type ListPolicyFlowsParams struct {
@@ -1877,12 +2089,28 @@ type GetRoutingDecisionParams struct {
 
 // ListSitesParams defines parameters for ListSites.
 type ListSitesParams struct {
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListSitesParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListSitesParamsSort defines parameters for ListSites.
+type ListSitesParamsSort string
 
 // DeleteSiteParams defines parameters for DeleteSite.
 type DeleteSiteParams struct {
@@ -1903,12 +2131,31 @@ type UpdateSiteParams struct {
 
 // ListSiteEndpointsParams defines parameters for ListSiteEndpoints.
 type ListSiteEndpointsParams struct {
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// WANKind Only endpoints of this WAN kind.
+	WANKind *WANKindFilter `form:"wan_kind,omitempty" json:"wan_kind,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListSiteEndpointsParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListSiteEndpointsParamsSort defines parameters for ListSiteEndpoints.
+type ListSiteEndpointsParamsSort string
 
 // GetStatsParams defines parameters for GetStats.
 type GetStatsParams struct {
@@ -1955,12 +2202,31 @@ type GetStatsHistoryParamsCompare string
 
 // ListTokensParams defines parameters for ListTokens.
 type ListTokensParams struct {
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Role Only tokens of this role.
+	Role *Role `form:"role,omitempty" json:"role,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: by id, which is creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListTokensParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListTokensParamsSort defines parameters for ListTokens.
+type ListTokensParamsSort string
 
 // IngestTrafficParams defines parameters for IngestTraffic.
 type IngestTrafficParams struct {
@@ -2317,6 +2583,22 @@ func (siw *ServerInterfaceWrapper) ListAuditEntries(c *gin.Context) {
 		return
 	}
 
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", c.Request.URL.Query(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter q: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "sort" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter sort: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	// ------------- Optional query parameter "limit" -------------
 
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", c.Request.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
@@ -2539,6 +2821,54 @@ func (siw *ServerInterfaceWrapper) ListPaths(c *gin.Context) {
 		return
 	}
 
+	// ------------- Optional query parameter "local_site_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "local_site_id", c.Request.URL.Query(), &params.LocalSiteID, runtime.BindQueryParameterOptions{Type: "string", Format: "uuid"})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter local_site_id: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "remote_site_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "remote_site_id", c.Request.URL.Query(), &params.RemoteSiteID, runtime.BindQueryParameterOptions{Type: "string", Format: "uuid"})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter remote_site_id: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "status" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "status", c.Request.URL.Query(), &params.Status, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter status: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "name" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "name", c.Request.URL.Query(), &params.Name, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter name: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", c.Request.URL.Query(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter q: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "sort" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter sort: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	// ------------- Optional query parameter "limit" -------------
 
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", c.Request.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
@@ -2711,6 +3041,38 @@ func (siw *ServerInterfaceWrapper) ListPolicies(c *gin.Context) {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params ListPoliciesParams
+
+	// ------------- Optional query parameter "enabled" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "enabled", c.Request.URL.Query(), &params.Enabled, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter enabled: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "name" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "name", c.Request.URL.Query(), &params.Name, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter name: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", c.Request.URL.Query(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter q: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "sort" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter sort: %w", err), http.StatusBadRequest)
+		return
+	}
 
 	// ------------- Optional query parameter "limit" -------------
 
@@ -3059,6 +3421,30 @@ func (siw *ServerInterfaceWrapper) ListSites(c *gin.Context) {
 	// Parameter object where we will unmarshal all parameters from the context
 	var params ListSitesParams
 
+	// ------------- Optional query parameter "name" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "name", c.Request.URL.Query(), &params.Name, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter name: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", c.Request.URL.Query(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter q: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "sort" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter sort: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	// ------------- Optional query parameter "limit" -------------
 
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", c.Request.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
@@ -3272,6 +3658,38 @@ func (siw *ServerInterfaceWrapper) ListSiteEndpoints(c *gin.Context) {
 	// Parameter object where we will unmarshal all parameters from the context
 	var params ListSiteEndpointsParams
 
+	// ------------- Optional query parameter "name" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "name", c.Request.URL.Query(), &params.Name, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter name: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", c.Request.URL.Query(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter q: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "wan_kind" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wan_kind", c.Request.URL.Query(), &params.WANKind, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter wan_kind: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "sort" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter sort: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	// ------------- Optional query parameter "limit" -------------
 
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", c.Request.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
@@ -3472,6 +3890,38 @@ func (siw *ServerInterfaceWrapper) ListTokens(c *gin.Context) {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params ListTokensParams
+
+	// ------------- Optional query parameter "name" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "name", c.Request.URL.Query(), &params.Name, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter name: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", c.Request.URL.Query(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter q: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "role" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "role", c.Request.URL.Query(), &params.Role, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter role: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "sort" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter sort: %w", err), http.StatusBadRequest)
+		return
+	}
 
 	// ------------- Optional query parameter "limit" -------------
 
@@ -3750,417 +4200,433 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3vcts4sjj6KiidUxUpS8mULDu2XFunPEnmjHeTjE/s2exu5J8JkZCFNQVoCMiyJuvv9/P9ch/ovsl9",
-	"klvoBkhQomTJfyYzZ7JbNbEkEn8a3Y3+319qsRxPpGBCq1rvS23EaMIy+PPtOb0y/yZMxRmfaC5FrVc7",
-	"HzGiuGYvFLlhmeJSEKoIJUpnUlwRJjTXc6LpVYucMZEQrsmAxteECxKdDJvvqY5HUasW1NgtHU9SVuvV",
-	"+rXdfq0W1DL285RnLKn1dDZlQU3FIzamZgkTqjXLzPT/p1/7HDYPL/7Ur/1nLajp+cSMoHTGxVXt7i6o",
-	"fWQ6mzePh5ply4s/Y7EUiSJakhk1K2NDmTGSmXe4uCota2/dgsZc8PF0XOu18zVwodkVy2ARnz59ah5P",
-	"9chAI6aaVYORFk8YMMLojNQ/fv+a7L/aCxsBmXE9IhHLMpn9uV/j4oamPLnU8pqJfi0isxEThBL4TGZU",
-	"EcWEJoOpJkJqQuOYTTRLysD+jtGMZSRjNB3/uW8gm0kxVf1aQFbMs/Zklg/g783XNB5VbPnTiOkRy4ge",
-	"MTJmOuOxIrF5lFChZixjCalHI66jBpH4VEI1HVDFSMLNb2OuVNQob2fE9dr1MWFO6bN9zoxQuwgqV/2R",
-	"/TxlSjdP3iwv/SQhckj0iCuS4WNHsMA45UzoF4rImSCRP0ZE+NDgPpwIJQBQIgULCEsVI1dMsIyawyHH",
-	"qZKGOgD6ZCATzhShIiGpvFLlzYbtv4T/3P2f/Q+v/nb418777unex4Oz9vnup/21MBjT23dMXOlRrdfu",
-	"HBgoiPzzMizugtqEZnTMtOUDr6eZklk1CkeC3erLGJ6IEEaMTDJ2w+VUkQm9YgGZinhExRXsleCjRI+o",
-	"JlwBnkrBzJ/dMCzvls3/kp38S/J/iL+MBuMP8t3fvxvF4/SXExHWgho3S/h5yrJ5LagJOjZv4OC1FXvf",
-	"a3fu23tQeyuSieRCr8MCRph9qrzg3aQ9DFmHNvcG+3Gzm7xizYPhYdik7UEn3k26bG+471Y+oXpULNyN",
-	"d8mTtSc5lNmY6lqvNp3CkxXrvzEQWaY9LhI5IzOe6BGpR+1QRQGJ2mP47wj+m0SNI0I1SRlVmrRVi7xh",
-	"QzpNNTxX3ml7vOIE2A1+LJac4CDuJR8X9wOfsX9uNw8vgLd/CYODu89qPEoulnl8ULttstsJi7UBUI2S",
-	"iVRc8xtGZiOZMiKm4wHLkHNSMhWGBgMyDsjIcJUkICm/ZqQdqoC0x+ar9ggA930mxxUXhqaZdqeeGSwO",
-	"CBdxOlX8hvWIYdW7u7uHAYmEnEWBGY8Swa4orCiZZsjaM5bCN32hJRFyRupRczcE6DcR/M1XSXQEy1Vu",
-	"vYFZ7azhnYN5ttUXpaNotkcrzmJodlR9FPiSdxb73dJZ1IWc/btZdSKzi3/jN927Jv7RKf44d3/0lv6o",
-	"9/st/LsdHN41/qv+z39//lPzYum5RuP+Ixc53InmY+bO+hfDSOqdsLPfbHeaYfu8fdALw14Y/rMRGKDb",
-	"04FX3IEQex6AFOZIAtJsA6Y0XyWkXnUegC0/cKVlNn8txxOaVdx1keOBEaFJooj3WUvCaDwiimWcqR5g",
-	"lqKwDUOjKueiLOMSOA77eUrTvkjhrMi/pioXXCJzxhGpqxEfapaQwZxEWkbk//u//m/7mxMi9IjxDK4p",
-	"NR2PaTZHPKrkonZTVdeo20b1JXoyBPFurdAYGbEyIvWoX+tPw3A3tlIkfGD9WtQw8mRqeFDGaIL3rL10",
-	"CZ1MUnM9SpHOyWzEU0a47guuiNI8TfFOnmaZuXTtuPbC7YaHLRK9jMjYrBBu2Ll7ZJGknDwKwEGBuICO",
-	"k2FrK+TTuhVQv7SD9uFdv/bvfv/lBjhNfp5Kc4JOpgaEhIUA2r4E+L7jY66Xofue3hph1LE+aQQPNgYp",
-	"N2N6momyXBtWH3sKg1fyC/NKfvVwoXc7yD2sCByGYXCfRPyO37CzWE6qaMWwU82yiNRB6MNZGwZRlZO5",
-	"JimP6QtFYjkVRi4BAck8nVJtEEMJOlEjqXPqkSBqpobE7dvqiESpjGkaWXlz9eAGvVorqEPBJnww/WfG",
-	"hrVe7T92Ck1qB39VO8W2DRBOqR6tFyyMWFA6LSOzVAgM5tPGwgIXer9bu/eITmXK4/k964NnSit8Vb1A",
-	"ePCpl3jGNVu/QMNlyrLK/rAdd+hep3lAu6zZHRyw5qH52El2h6/iNgsH7Xa1VGbGerxEdi6X1/tWJAtC",
-	"Bbu1QsURXgZmXGU4IbJxTwgwgkaLvMdbgFCj6LqHSvsWcrYChbVcIRbgK9/EggeLBedGY16PoKBUl06q",
-	"W4l88NzT0s+dGUpNpFAMFLvvaGIVVvMplkIzAX/CNYtWiZ1JJgcpG//pX8ps5EuxbLNFTXnq8IvkWiOB",
-	"q6RHxg5HBbGLIAOmZ4wJ0gYGbm4OAwmj+apa7/OX2pCzNPEuozFTil6ZbWw22N2FAabSVMTmpR064Ts3",
-	"7R1DycpCkilQs+7RppWmeqpqva652zTXaDuhiRNFCmwcaT1RvZ0dZ0lpJezGQU3tDGjSdK/cbXprnOLb",
-	"eGSLd31qDp0l5C9nP36wuDvOvzQ4ZL5bPBGZERRkDOZ5Nr5Fs0fVquzjO6VnYWmvpRimPH4s+lDg2sQg",
-	"fkIGGRXxqDmhGVeEpkYGnBN2y5VW1agC9OJjintJ02smngMjDguMyCGwITrE7vmnwIVjABnx4ARbDoDP",
-	"FMbWXKYEewtJpTDEY8Vki0EZG7KMiZgZBFdymsUMDIoJS5kRS2Mp7AsoGT0ZCn0vswFPEiYeiUMgyskJ",
-	"swq3YCxRAAeajLkgmUzZUcF/yYi6p8FetApBdjYUHh6CRbsFFp0INR0OecyN3mKWuik6DXPoPQU+nTvw",
-	"vFCwCoMwA5bKGUrUDrgvFLHXDDz1pOhwYgRwQdO3hs4fiRLcjoWW1doTs4E9/2I4WZxqo9NzC3waZoD3",
-	"IqxiSHk6zdgRQVgoQjNGUnl1xRIyFYm1wTulmicB2GHVSM7Ek57mB6m/l1ORPPIg4XbYhBJhG0OY8evQ",
-	"dLdAiQ/eUjbCBiF1E194mrsh5+N4r3IBh/7Tx3ekLrPAKBhkYO4H5PFgKeGCRDxRUYMkkqFxHm7eJ0WK",
-	"UzpPJU3OpXxHsyv2SNxwSDyQydzwK3nDMtIOuwd7r/bJYI7U/bT3f9vj3B/96bWUJIU9bXjkWsomvvBU",
-	"7LsSHKgX/8JQLn/Swzxj2Q2P2U+C3lCe0kHKHn2PMzJC4yox/4VLaOoNX3maYG3gTO282jHHpHbsEA/k",
-	"7N4B2w0uLGGj0/VfeRqSTtiEiYSJeF6+ka24U/d9pigFlkDZWIAlkVlfGKRVqVWDAVNYZpDGSJXomwN7",
-	"Iro4B4Y/KVIvxEHCxRUDWy2AWQWAen0BpEdGLE0aLQI+eWuqANnUc9JHRKFTHq2wHmYuePLXIab/aIUz",
-	"dzucPpfyPRVz+7V6LEJLScZUzOFSZsmC01+RYSbHaIikSZIxpY4wHAEsmyukFp1RIy4+jH11PPXl3C3O",
-	"Hd82nMu82MxffBoOxpX1qTtokDFNGFkPREK1ZuOJVkuY1heVqIaaAFqBSZxKxVBXiKUQLNa5S+A3gIw/",
-	"CbNXmfFfWPJoNRujEAYYAYKKkI1oAPPSkyvK7QLTjssn5s25KS/1wmmeRkT6IEugAAZo+J2LTZiKa2GY",
-	"nsxIxm7kNUbSeDhRFeWz7nSXnn8C7JhkMmZKGXb+FkKvnuD+XRQibDxQtfklYxOZafV596I1TOWslSh9",
-	"ab6pNN45i10IFrv9vb3dvdpdsDzYq4uW70AoBhLSuiDQussTcni4ysTzOC7ZKXD3b2b3iLfIfzbF2pv8",
-	"xScT8OBMbrgEvxfcy/iiwVIj6Csw5ljJHzC5LMof2XAy9fkisi+ANxpO4ElFw5+Emk7McbLkPUs4PZ9P",
-	"HiscvsZXm2aowrrsDWJeDsiV1ESzW70zSSkXTy//7xWo4W2SjM0uCSDGxlwtf7sJbzfhtSfFFRtkFS2C",
-	"CYNVpgowxp4JiWXCxdWCcJkjEAYUPiGS5BuFkY6nCdfHMW6gCDmIM2Z4ZVCbThL8A42ScHiKGUYTp4xm",
-	"tQvf+5U/s+CQC3Cat0JXhUn9KBiZZVyzgMxGEmUPrgPgVtRFThiB2MZfwPfmoi85dL7UqN1FsQwaa5nV",
-	"ejU5UU0wScI+wDqDywA7K+4bY8FUrdcJ0NFroyVrvV38wvx1l3uKfIt5Lag5XegS4ZXUep9fXdwFNYPh",
-	"7fYBQA3YA+L8xtYQ+9I1F4m1yRjoclhCJ+zsNcN98K51rHfNwHqSGTTSHP1NND/bdUjto8FdDrjFk/pA",
-	"x6zkUkNmh9LiyJ4iqUcA6yY8EYHNIzo9Pv/444efzi6P37w/+XB5/uNf337AqNIlVPEOiCYJN1PT9NTb",
-	"E/rjyiv7KxdJU01YzIc8djgTENa6apEI8SbaiSgKpDc0nTIFkWnWCoNRCMpbjxz8i6HHgCdbO/0Wjnu1",
-	"X9I9dkSMKD0HWAEQIY6E2ui6WKYpSsikDlRn2AVNUwzkVQEBktT5tzaiohq8Czi1AVp8tG8YGJsREP08",
-	"kBiMb8K3Va74wpH6uYbeenwScSxwCLq4sjIMC7S4qDgiWOY7ji5VjyNARA4ITt94g+ENF0HNCx32on3f",
-	"n5/w4f8sMw8LQO+Pe7EFmfxdfko0yyh8Ls28fqAP7FbbAOglDIKFlEdbiRIlzPVuNwsrd7C1wIUBlA7X",
-	"ntzciiHmCyA4A2XD2sp3n4P/Ir19R3U8emP5zGtgMxC8VoKzh2LrWE1YxWrKCPmg1x/yHspy2763cJpO",
-	"ICz27xa0sK+qI3598ubjMnM9FuTk9KZruPvJ6c0+mWRsyG8JF8Q8b0QqFLDqUTtswf93DqKARJ0wbPeS",
-	"wUGvt7PbiRotcp6b5fqCpkqSeMTia4VXHjo50VgyoRmork7Vd98XgflDfvtCkSEd83S+GPfYDlsdXEZ7",
-	"vxwH1D0sRc4flqOC6vXO3uewuXfx787nsNnF6J1/t13szr8hYOi/4GOj3281vuzebfHGTn33c9jsXPz7",
-	"c7vjvoNgo+Pm97Q57LUuXvbKH3fqbTPsAYzYtoP7Q24UTLTJ0eXR5O74zAul4wPsMKT62tyWH5mCSKvS",
-	"1QD3KEsumdAZEGF7P/R1Xvs7ae+HxD6DVsOOvXUNV5jGMVNWIlninUszbE1i+Wq+LLOVfO78t4GUKaNi",
-	"mcbsk8V4wdLaKsnLbLPiUrXbd7fqDbO3WAHJThjU2A2HK1fB3tjtBJfTCWojri9Byan1wtbh/qtX8JWq",
-	"9Q5tSKuCSKld88FeqAVHzti/AFsuFTOvtO+CYhXd0FtEd/UawoU1HOx32m4Ne6U1HHhryORUI84urCG8",
-	"u1g+ewujDS9OAPUZ3DFLF+fCadqRVx7YBzquiva1EIx6LnYXYpbst0cksruLesT+RRIWc2WAB1qWvTi9",
-	"g7DguKi48rztLAdh3tJYE3OfcqV5DFxSCoZE1SORPcCI/JlEeLAR+ROJ7OFFpG7/ckTZF0ZJnjNNDE4L",
-	"lpDpBDzvgt2wDBl40miRH7jG+GU8WxSSieIiZmY1mTY/9oWaZjf8hsFgmfWOLOtTN+wB1PxwPuDh8XJM",
-	"K7KmjI3lDUuM1jCm14xkUo7NwW07k6ORrdfoUdTiGg1lkR1Sh3//ZA+gcURCp9CbW3LIM6VJKuX1dFJa",
-	"eCKn6P4rQt8r14Jx+HYpD+K2lui3flFYkruXwoE275YYyFLamFUAR5YqXiiIp1IQTmYNsRkbThXaxh8j",
-	"f9kwPoeagcPuAhMsOHPw+CftY+birqoY1BvUqU7eqCqdWBVKMeJyLhQC3YJYGBCqyVgqDYGnkKZD49ER",
-	"iXQ2FeCkiIiic9UXM5v3quSYkRnLGEnZUBM5tYYlNGFomjpWoEdsbNTnKpoviec5R78nCh0w9gQfxmyN",
-	"RY0oH/YSVvIY4X15UW6ACkS/Z1kw6IOXlJ/EBqJJldhfvL8MoPLaVqJYSdEqo9lHOSuYJYTkcEEoSbI5",
-	"yaYQxEk1mclpmpABAwPK71xR2wDi9ypab/IIiNdGBVpWX52voNKyK7OE0IGcotJURFO0yPcyIxEXw3R6",
-	"mwyicuxExqgNrI5HUjHRF9Zn75QyvxSCxiu8OZ303IA/pxGpt1u3PXICn//nHZGC7ECIdiPoi8h82aRX",
-	"Vxm7opphGmBE6h3zyvfp9NZmMrgHMJe3ERB8EYEYkbp5NOgLfB+TAU+t2wEy6iPr0LR5Vm7JM4rWfdjm",
-	"nOnGolrodlHFV5iL01wQ8rwoE1umIEL/SWTU02hIeRrZFHo6VQy9jDlIeWxumlRe+QKfH05TJeo5/0xh",
-	"W5HX5k4y6HBxnzXQvlyJcjJWx0oxXZ3WiIEucmhIV8bTMRNWq5/QKyNLYIBsTigDLijEJS2t/00mJ4X3",
-	"o9rePKSpWjI4mxcxrRF8N+j1XHBI2NmSTE6WTWvaeuYc3OCpe0EGv1YBzKXQVxhEyKfjD80hjc1CIVp1",
-	"SGOGwFtK3AIYZKBY1jrhbitstdu7rXZodEZwCSWXAFHPvhge9sI9sC+iSXPzjHy7lFqvxvQo9PPsMq6a",
-	"MyratSDPB9vYMGqtrGvXOaPC2U2H3IqNC2K+A8N6ue7k9Ng+eFeG0Gbm8SXvwipRwgPWkuSUHykkJkik",
-	"aJZcMdDl0E22kF62NP4mMqwTX/MT2WDd/mFsCpLicNav59PxB3RJVDkZijRCK+MWEAzyw/XmKp1ead3r",
-	"qO01uknvYx2PR62F83e5g098sj7kaZr+OAQrz0ZncBF4y4I84FXKhtv+Oriu9+X8MTnUMztv8gvkq7tu",
-	"3Ep+wtCD7e7lc7AlsBTrTWENHK/CihRw34258EdqPzmJPhdVbsoPl4F6w6qEAyOhI5ACWzUJDQ9RQjXt",
-	"RSTlwooKZyB1N8/MQzDYgtxgXgDQTROOkT1gFX6QH3VLirLXaHd3vfuzOAYj9biFLZFNvpGNgw/O5xNW",
-	"BB9MMNWiV3Lwk3oEs1oWFQUEP1tWEDUCCCvjSV9QkZDIQTFyL9rlRgRdUTQDs1+Uf40BDAGJoJiB+7ov",
-	"8idt8QIzU5SH+UWkLqZpCnEHNE0bGKwB3s4WBBWYhRpcjdA8Gi04Dmx0B5ipWva3CBKbQCyGH3Ec1G9W",
-	"BFcskzDi5AtFFPt5ykTsSgxBIaCMUYXCLInleMw1kVnCsiOEjQH72dlbEvGkZ5RKaRA7KerhvaNKNwGD",
-	"mydvovUWtMrYjm3iH4Jczl/Le81qIFSvOmDCRrfhDICfF6tI3AX8LaiGeAhkzKhQXhE1NMYmhJlXrWsT",
-	"jOd5xuo1m4BpnKgRWEUyZpAbYyA1tdqD51Z3GG7vRYfg7qOjOiR3/yPWuPAeL5DQOd4dhuVBaFUa6dtb",
-	"iO3LqhQhlIcJg0cAQVM5g4vC6ey2cM8MzEBUkYzFjN+wBH1/vOQxWLYOedfGMkozu7AXivz05pRYvmBf",
-	"Waj0ddhpha1Oq10ZH0U1vcrouGKaN+6nfN0BSVgsE5ZAqKrUD/AJ4ACXLgp59ZwY+MoTMGzgW0dE2GQW",
-	"LIWUsVhmiXKgNWSbPGBJ4Cy4VAwTmDejQ3PUl3b+5V18n8pZvjq3MqMtIz+BkjalMjjWTvWAxad067VP",
-	"MqllLFPfXiCYNlsyYupkyG8NxcDni+qYL4OwVfZQ+wtJmAbrPakvcFwIWJ1AoY4raWjGMNLGEQYwJ5mc",
-	"uIOXY8rFC0U0G0/AyfgA2ChDAVxcXWYr63e6R4h5BEtWYYEqcH4ZvuSOsd42/P5D44i00Ro2FfDyfSjX",
-	"XhXucrnqtoJc2YUqhWQ2kqoIEuHIdgsmcETg5oWFCVm8NqKK8DKdWuXaPI/JfiiELF81DvIVkZtMA4rf",
-	"HO6cnH5/8vfilAjmWwg5a917PNaWebnNRIZdEcWK2yUDflq4/niWL4bUjRwCeURcE+uCagC9gQvHMBak",
-	"wodwDWt7XV7z36xR1ubcAU45tum4LanvGUo4BJnGbjIg7RA+w04DsgcflPkJ3Jt8iOzPjtXazlRfGCly",
-	"8i/24Bs4PG7ocxf/plhgf4tMvepkPa7hY9YijVYKIhbJN9Ti/dvOu9x2wTm1cPuEZea/StAvM/uDLgzl",
-	"Md7F95zWXTDanKsWvDNc4k9tX1UJ24ch3Y27zT22P2y+ogeD5mEcJs026wx3aXewF+8nJVAaLaiCojoe",
-	"prargku21OudPHRfZAmOVnWe3xt9+m210+GTzduaQSFqEJ4MyoMKXjh0If9gWV6yGUiLY/7l7McPtqjO",
-	"0AYHmNGsrwISLOrRqhQoo+DYpFphw9Xp+so8XvUuWn3/eoFYxcOL6VW2IFLnwCgvGY2hku999nyEQDFD",
-	"JfjNtV4hzeqMxtdGNDX8lgoUyp2QsgxszMvf3u/4UGHrPsQ02/ormz9UJDJ714/2h1oRyo0W1Fz1ghVM",
-	"ddX5mI1sb6jaa+rpJLU4ClhMvpN65IQGhjVEXJE9qFCHMaQLphelL/kkjyXdbRkg5CmBvb1wP/RZW/tV",
-	"UFNZnL/SboWtvRp+h28YfhkuG0bsNFvYxIpFfFlTyxJSEu91f3sy8OqhOnv3DuS2vsU2Csg8chuLDlBc",
-	"SuBA683kwc7b+yr0W3vTWsI/3A/hGlx5f7Z7ewfe/fmsmLXmLg574eE/PZrstTthuGT9NsJw4BW87Jmp",
-	"YQq730dem8B0n84UXlrq1tlEyuLefQs+M88tIpmf06sQnza1xOdjVl/7Wk6sBQXYVJZAO4HBPCDmYSYS",
-	"193BqqyOtxbctoqxFjz+v1M5oOmKQNJzDN6yzLGkoAeQAMYSLMQSuURUFVUkDN6wS9hCrdfthI7999p7",
-	"of2flSXNSEgU9ht1mcdKHkLAcz6LFxn9xEPXejWWXLEm7R2EB6EBn4xp6tTBnF46bngrIOSrMLxxKuKU",
-	"KsWHnCWXdkmdjn2h9GM+3m576TcrfNV6B69Wu7OQmNs28ShlQ30pp7rW+3xRtVgs8duze/qVFn9XHd3r",
-	"Jq2yEili8BUkXSuQ8iRlUMlUTh9iX8vlsgX5Lk1tmIszRwWk2MTDzXkLOLesv88sTVtF24rdPHOhp67T",
-	"iRM/BwyjiUBQN6JoTCfWwEfj0cPse2UqqD4GF8U3mBenoGaMTRZttFtO7hHyl8pafY7vgAXMFrK2HCfA",
-	"ojKoAWWo8mx03ZzYSVckAfjks2zCw0rb1uDkinK7HHR7jBj1OhvNN17SOzbUP061W1nVojwhfBl57Y9P",
-	"jL7KlTPfsAD4EiOpRqYRKpgJv+HJlKbp3KD9mI0fZuKt4lNfHjXIQ9WdVayvAonMDy6fWxvCJXndj8eG",
-	"mS+rVyU+u2KvlXBcsaHFY17kc4s8JchLyhfk7hFZlTD0A6OpHi1I2S7+sSavlyXOyuDIx0RF2gYYp9WB",
-	"fucYhGgw1zAgDElFNgip4ZpE5paKWrXtbr1zqPifQcUxfLKJfB7i5vEEilqHOO1D7sFJxdzfca3IBBJ5",
-	"YikMF7thGb1iCeYARpOJinr2nvx//x9yQHbyymbVSSTrEkceSqkPJ84Jo9eXm2zcybmDqeLmHIbpVI0w",
-	"mvOGpki21pNTOoceFuRyD75QFla+gAztg4ijgwDgGBBghcX1Wp6wL+qKMSNa4+eo0SLHAwggAYfG8hvu",
-	"OkJvg3Wr2ap3MsMsLlruJiSH7ixzix7U7SdqQoUiY/QfUEHagREAwzDMZ7OZW1ue/6TqIE7tNVacRc+D",
-	"7wuV33MLALNLdweHj5uTUNxWy8DN1IvsJ+g/RpXOm9KM6ZwMwFc/maB/C3sO7ERaRo0H7fERxRvsQ/cy",
-	"cwNGJOd1PMz1tKlkN5OMxQyq4iw05CG2H089sg1z/pz3+KnI1hja9lIbmhTzxI7lGCn0zU2gxxWw1SK5",
-	"u7TQgMg0AQLdSvwrMfYKQcsWNNlwmDP7tBlIPvCwbR8r6FqRZ4y4Zaw51zPmkhzLR4EhocuBKUZ3xSgi",
-	"yxA4BvYjU7Iqh5zqnGq0nJB6BMP9GV72y5zkiUb+aT7JCZTMNxUICz8fkTDfCi4xslt6wH048Shkk5W7",
-	"xx+OLmsMRxaa6w6+mHMZPMjXgeG1yEdwO9OMkUH5kmuRaExvzX0YBSSaHO7Bn8AWI7AU4ceM9QXU3C8K",
-	"7U5Y1oT7ppnfN5mZpWfxiE1kPGrSlF8JcJgsXZ59YcZK6UR5rNlqchg0QOpmsTbxxMxL0zS/NHPhAzRR",
-	"O/BRXyA62O4ZMNmM6xHkQqGw1mh5G7UxAod7emR2FDOheWrt/1Kxvg1fMKsggtEMSsBScY2ZUwOeppi4",
-	"PeQCvBA9omSGaVcfiHuXOsscRvQZQGLpMcGMiGjGIzHjaT1sHe6ZbX1otMgJqJMMcrfrCFILFa4gRKyB",
-	"1cxpX6hrpuMRlM8Ao0DGGJw19cSDyMk9Zs8LmU9favTmCmWidudgt7VrI2vNrV7rdbrWaIgP7EO2PuIM",
-	"GorDoGbhWevtoxXMKOxOC9s92Cu+K4xEB3vLliC3ikV89sbzT93d9xAoZlvEmQtby+gBoqi35SULTS4d",
-	"GazPEcudb/0DoQN5g8mLDwlNqtw0lLmmRZSLrSJQQmuH04YL2rAWwciIJoSK+QNgkJ9r1WJG/GoEdQx8",
-	"GGQ2IHFbuc8hzOJElZTIludUpF6mR6CUxgOWUkLW7XNvy2j9ONdoebDy0oKcPKpuhMJ3ZuhIzG0eSbGY",
-	"yU23QgArP7G//MRFsKLWTz2R2qigP09p0sjLx0BP527nsA11KRvOqxrkPBiaVMnM1ZlB0bIcEbCQYeJX",
-	"59krVefpbFnbxsWFrV2LrXTjL6Jc6wYWdduUV0w0HS4xvSOY5pOWOQQ4DntJYau5Fe4UI+RWNeUbEuoZ",
-	"gdabDR5i+L60xqYHvF+4RSq5Vb4Z9xzGg9TzUoQnH87Ojz+8fltdJ+/+mIR74/Gse2bZTjNluZjo7McY",
-	"HJe35PZDOeD6xLuX2oxhs4JVci8S7CPgWs7ZW2onLmzVbrs4CMyDRYEm68zPLxQ2dzP7xLaQriPkAlvc",
-	"vHagO+4g9xEt7nURp5ZUUz867p4Uv7JF/h56QafA81DIQ0J2Fn08j/W//LYo8yuS1YMKYiz4H/4XOhP+",
-	"t3OY35Tn4h7Gtei3q8qDsdSx1mMI6VXYJHglf/MJvSLrgKqqcOtIaZqyqAeTjRjNbHYN0q7RF8sKOtQn",
-	"Y4rpywlqrlEP84/cumdUQdVczYSLK+deVsCIEcFm0LDY8HKsllvKWzLrcUlFbpLKiJSNENdBF025mdSs",
-	"tNzHI6cF7P2YsLr98ydbHmkhsSVjJc9AHlnjKIvU877RIGdTMMGX+jnXbb/nhg9h+1JOWFWwra5cd5xH",
-	"8baNOl0Ory1E+ZRRsGkYFMooB0PIbMQ1OAvihebEC/V5PaG+3TkoSfXtUs3Nfv+s3nrZ7581/uveWpZG",
-	"5Vi7OlgXWOu8OLGl7eP3TvEUZtAJvWI2ecTWegBEM1+Xt+nyw/8h/jIajD/Id3//bhSP019ORLiJ9HpK",
-	"9agy7HgqBEuRZCmB8yyyV6BqdcbGBundlwtRV2uy9Nuhl6Xf7lhsuXQDXW6TvF/K1B+wLOWiiZn0hoDM",
-	"AhfGPaQHg1fxftLcY91hs0t3B82DuJM02ywcut+8jgS16WR9Kn97RUH2J6gSslnUYAXwNqjYsU1mehUc",
-	"N5ii8Iuv7bNA9egMn3xQIZGqTFob4L8Mmcq95CvdrjiIWfiGhUEWLsaldVnj9/LaIuzEkfDhEJMYyjj2",
-	"Ozj6zeqL+EhQKjEynayqL7Lh4a46ubWh1H803vXMNUfgivnq9UbMKt4XZfmqgl/A2D1mVE0zNmZCW7sY",
-	"1aM88QZjGZpmiVMjPatYZou1tQZUJDOe6NHlGOzNh90wqP3LCK7ZJdRjbBm8oZqJeI5fHLS6Qc1OvCrC",
-	"FtFurKcYXOyUlstUKnU5iXWtF7batuCGQ05YXa132LkvfDdsV1xhi/v4sq2Z29vz1u/68Nn65RIoN719",
-	"AbTbZH7sH6wOE/KO5cvaKrdYiHqd28Id6Pb5BHj6y6EuekR+ntKU6znJETmPZ4FYHRD77BEEBM8RA1ek",
-	"Ukfolsmwh7W2tcdWw23VHleaCh5w7zsolRDHx8DlgwkWERxRwMGtjEUbiQOWvZyICUbwblEtbCNa8wBq",
-	"o+EfRX45Xm8yWJkel6ykzRmdO4SBoFqepnx9jN5W0y9Q9Aqd3OfdM6qwZ/8RsfIEBpbwormRl7H6O2YR",
-	"C5TwWPxfhdxnS2GuIF4k7CqjCVisEjlb6JYCT1SqnF+x6tdWRRC31mGqqnKd8glLuVjlZDBf5ziZsFRT",
-	"axqz8ZOlRsPBYt5DSfCIrxkUk3PlduGQdTxi6tK2V+ztWv+ILS+bP9oje+EucT2Zfyr1ZC5eWJYf2i79",
-	"x/ldsBHFmjwhF2d0mWRyMrG9GuxXziznfWVtfrXewX63Il8133SBmN7u1c/VZqhFqCwF5uLvhpXNRjwe",
-	"LR+EK85ObPXyoczIlZQJqVPSvb21xmqIXO12DhsBkebYJsy2hj+yHKg0Bk0hPidjxIIG7lzPUlsGXOCK",
-	"j+k8cBi6zvPcUNoi31OeTjPmVX3KzC3FElIX0vpMArJ3exvAMm1dqMcU4PCx68sG7tMybj3YC7uIew8d",
-	"aBE3l8QnPCp3QH5e1GBq9HS4eYZguLPhjhZdsHA+lqB32PKQiMEFSlmxwBnlkBCgJRkwhw9BkfByZKN5",
-	"zAInUqbmrznGcKVKEilIwtU1mQrN0+J1qBFmu2dAN9QHpl8t0vbjglgcD1gadwlaS+e7xApKCLyInst4",
-	"VnldYkOxFaXJIIzYb7SrVdlAv6Lh5ZeybmdnnWRsyLLLidWxy67odncp/qLd3XMC1xozR8fpm0wYYkkc",
-	"tdgU7A3yumFCl1we8yRbboLlMsxt02OI4sZccy3hr/bdRTnvvGi+dyP5pCmNKu4sJksREe0DGyiYcZlB",
-	"9+Z2uNYc0nlUb0089FJzzXtzTF2kGWLDuozTYL3HpkU+Mpo0pUjnD81N9UNJFu5CCIJ0txC9olwoXVq4",
-	"11/H8jxwVoCn7VlX/hAre47SXyoCAB5mgveDiKpUE5uyBUCxYLa+HT50LYwAhmXQrYLNVvdZToj3I+97",
-	"eHRLE3FFJFJ1as0zIRCBHCUv6q3xOJQq2MXiRt7JGWaGqCNieAO5kk5ET+EnntxrCFmp6j6lMcR3guTb",
-	"KRDf4YTXlPVRIVZbeU18Llldb2JEJxMmFDa5KndeCIiWaUIo9GIczElkxo96JPJuwYgozVimCNd9IYWW",
-	"RVHcgETm2o9sQUOuMSg94WYNYy6obYc8ppOJE60yOVlFAV5XiaB0D69sKW4eMcpicUvYm2aObvGa61Eu",
-	"BdvEbbI84PoXvBVDxTE8jYeVt3/Qpejx3tzJU+JbHit+dsblEfojabbaReWRnoXWaoqw6TULLinIwTCC",
-	"09jwFRCQVjkGXBgNiFmqyOVZLlMCQqFNvICdLVQOKlXk8ZNX91zmxQQqetzXoXxx3tBOW8zoT1aayU2y",
-	"co527rhaqA1UpCflmR37WBfQy7UAv12eBOG2lSci7C1mmLgvSmH7DlwL0fhQxggl2MVFd6rFS3vIS7wQ",
-	"MxDBPhcQqsgVv2GiMlTSJUAumZWy3DCAqU5QrkPJ9GbR4L+5CbTAsyof2kLO1YCNuEj8RCDXlM0e1Avl",
-	"JV4o18m9HaroaE0q0WPTOp8pffMxtZ9+/TTAR2SN+imDfgYpYvKGmaTI9zZq5/5N8/2VNN/nDgRAu8jX",
-	"DwXwhIbtPBBYEM2qc54Cg6BXRzYRNc64ZhmXApk2RvHAMy1yLCxn64visTrmj7LxRM+JwQyScqUbblxC",
-	"xRx6LVS1rSzQ7J7mpCdvPvrVGrc5t0x/NBdIua+k1/Kk4IFe/caFBlanxP3oSj/U98n569OAtF+Rn96c",
-	"BqTVajVyvu9tPX9xvXq1YVXIbWDlSho+A6zuViLmCjfRu1IQr22ojPj3sFJ463nkukp3B0svHuQu6dVl",
-	"7O5nnVWV7rzFuRJw91eiWxI+95dWvL+0U7fiwWYr7ngrdirS4pItI74n+GbP1s7bAEBV5fUqGH9ZKLY1",
-	"91x49t1vNMNvRVyWj/LPUYzNJ7qqkmxPkCH4G67q9ohze1St0y0LvK0rWvEY29XW9cEQW54rfIFEsGob",
-	"EIzybwQIT611GGts4Ho26nH2WDvN790wU3GC7obe7viOBeHC8FCwPoM+LYdGgNn56c0pCG3qyJWEAIHP",
-	"UDC7jRlL8voQ3l1cKfXfW9roYVW1FzS9J6hpXah9lUSyaJjcDtJnmrFsyfhLwJiL8bgtcgw+aWYhTccM",
-	"5OdbrtC/Cs+4uLC+QF0xY7bZNFfE9qTygx6hfUluLDY0Ci4aZ7Kwov6QpqnqC2g0Zq3/zqubsJgrLsVS",
-	"rZMN1NfyuW8a9Lni6vGPfqEBsT/tZn2IixDU6qOWg5RVmJ+OBfn4/Wty2N17ZeR38xDBDuIt8ha0pO7t",
-	"LQB3D/5VM5ZBWxwbxrWQTjNi8fW9195HyMBiSr3Gx6GvVXXTctDkZmBgKnpa2CQ3iAoMIEZjNB1TsdC3",
-	"ywsdxDYV0GH7hqbVyRCrWmr9KBhhQmdzsEzZAWwTjHo3DAPSDQ8BQN1OpxGYi2IslSbtMNxYDvB6epTU",
-	"EYgpXJQI7svnxh0DaZXgsUMnfOemvaO4baqQp4dkvAnoxjCjsSJ3FMasrLd1BjRt+1T+vfkRH22evDH3",
-	"oZpIoVhld4+w/Zfwn7v/s//h1d8O/9p53z3d+3hw1j7f/bS/PlNlecc/nJ+fEnyAxDIph/l3O511uuje",
-	"4aFHqd2wmi1znVZA+2wkM+0spM6Ae82xPKQlpSOvWYR0xR0dmUHagpmuDJm/GQTDBup5rMvKRoYLynvC",
-	"hOZDzlT1YpQ2XCggStqWg4rEVBBMwSRS2F5XxVpGWk9Ub2dnYjvytRJ2s2OHUzs3+Uq3QKdq3oUw9nK8",
-	"PJyr4mc5C1kubvdgHrQKyaKM0WRum/hby5F5CUqSXfuZtfAg5Java9RfXWI2cAtfu93X+ea2uKixr6xZ",
-	"sWFhCZswkTARz49I5GIwIyJFOsctnsB3b75zJdBcPKUN31rm+gnVdEDVvZLjm3xm2AYyMxsDuu2rC0DM",
-	"l7AWet4tuGHGm33hLngiLFtY9sojvwgqC3Ei49gBPPvF3sYKT416BwuMw7XPhDIbME8LgCGrmFl0w9mM",
-	"ZRGUdjACstkr1TKzPW5BioP7kwmDDAHKWZxhA0bbOhjzr8QVU1oVBcgimoy5iEgimUL6QSOpRzg4ey2o",
-	"uWmhNfmYLwSq548t8cOPKNu9saLdgq8CGpYmHnXEPLkng8vVS6i52maQbkLqh50GoWMjiuySqTIUTrBX",
-	"cimNS7EUokgvPZFyOfeYOo1+WXnzl7gyj8IJshDKmqcI1RnNUu6CmoWcIX7gbI3NXYirKkZ8Gs1RAgMZ",
-	"fSbFahHMyuKvCIqz9pV2x+bpGQZTnXuwIicK2jta0MJYLxSeSxGmxbFpo5AOJ7dMerpfVF8+2y3NKov8",
-	"f3E8r6aEy3Hy0CFweFPF6c64rizbkMoYJQorppy9aX46/rB5LYCcLBZjxjKucvHBUDtzXf037L7vFuYG",
-	"C8j3H4uc24XaECvts+3erltg3q1v90ly/Uv7LXWSb4ed7v3FAValXhf7Lg3a2dt/ZCr49lFpa3pxnmB7",
-	"b2a0vVzysfYw1907entOr7bv3H1PQQArVPrL8fttbhPLZmgC8kTegC1hywCqJJtfZlNRCoWyD1aFpZY9",
-	"UPeiwYKqN+bCfVzQ+4xMyX+eMvuz4U3LIFQb7J9L8ZEp2MaiSOP6f9+DaaWxXkOne6CUAlAVtsiiZ2NF",
-	"SAgKEpeu3Xh1AxMnbqAJfsFSZC7AuszIDNqiD1iD2O7kJRV8CUFX2WG8Wt+8sh8QFpwzYMSKyVyzwNX6",
-	"h9ZbhtFGPEHX3kY2AHNMCydUWXscUhqqoLx4rdgnC+AXZxTUil7vzhywdAyrcOlBcYgLfLQoHbFQ8qea",
-	"qfrcsvTqQrR+xhiUF7URSpTEXIM35glZbFUQ4SpQLVOc7+WdJhxtKu32QeBTnysngf1nQSwYu5IIu/iF",
-	"wgsuJzoLdMuAvAE+b1rmYi/uDnZp57DZPghfNbvDfdY8TPbiJn5rvgz3QRp3Y19CSF2+RDNXuxO0d4N2",
-	"98J+5R7ZDWo6m4oYyRvW6jMFwEHiX/a53Rc0mE5evQg1jN1c5F7mHZ9fXfh9gDcUQ3KyAsa65JzJT6pK",
-	"IIVfrYmwyA6Fc3diKWhn2ZxkU1F5Ud4vdG7Im7dkyxZd7h2RJSdv1OP5+OnX4+Ebl8R5Iv5aNATPkcdn",
-	"ujzZiuXm1o8qboo2ckQ5cYUGR0NPCEc6HFoXpB+wvBmDKVb4MLpajqEt5n1AXx9/lQ96XVVX2cC6zyUP",
-	"r2E4BIqVFtXUXOdfvlDWfAsvfOXxnSTlDLPVBGIJ49eni0XUz5G7OFAH4YWD8ja+CrkfWuPpd6mTPnPo",
-	"Juj/Xz1w06ziK1aO2FpnfyZlvCqqAeKXvCySFTkGK3MHvkL0P2fqhR/+v23Iv8qbEC3rULbFkNGhXIgk",
-	"OE+xoceD4v5tz6MKIniS9ksueN7u6mLVGX9kiun75P5O6EvBfgRdbjmF3EpfVsAvDNY/sdCaV+Ld4CrZ",
-	"SA60K12c/gc5I2MIF7YPvlioLv0Ly+SDSlo8TnhbWLcnuVUd8rm8rkokPhbk+PSEaPNrURAXS9LFGdMP",
-	"MLmaI3SNdqbqHreFvaSuMjqkgjYz8LzXglomfQfKVyyDWtrFQyM1t6qNaf1da9105pl1JkkYZMHsWNrK",
-	"ShR5kLXkV9mfv7V7lp9UloJmM8Tzws2IOB4QNYK+khjwG7OHI/1m6GxYM1CjkT0v/3m9e3P4P+xj5/bT",
-	"K/Fde/x6T//jYPqXkL7rqjf7wx++IvY/z7nm2692l5kjMeKUAp1Gkeh4qkcy479QbEv2nVEmMtKfhuFu",
-	"DCPBn9ia1iu/vdvZJqHdUgyurEQ5K3Ht0YrAc3DKZxbY8Rr56hK77Vb83Ua5VuX9eo0nNtsxToU9rpd8",
-	"IOu9IIvbc3Ov2ZKdZ0s9xIWyYvYONFguKn9kcqpZ9kK54hdmguWgmMe0i7k3XjCVs7+y+SPbHW/SRNPb",
-	"MKEpxJ0UpVGsHqAlSZn2Q3RtZ435Y72CtufGYt+PtcddJXHHMZvALdYJakXXD/jotwGp9cKKpBv37qou",
-	"7a6lPqnTNC1VeHtI1z9/NatmXCzRQnPlCfMYZebO6JHt8n/t1vQ5sEtwWFhT1el/Ov7wVy5WYLILg/x0",
-	"/IGkXFw7jdcz7vmxSINM0mRAoU7ZeJJCqok2d5lL5FVUszTl8B120i0FKbnHlu9KxeJpxvX8zJCx5RJw",
-	"+Zobeb0uQez9h7JWdPrj2TlxAb3wgIqgL3eUt206fvP+5MPl+Y9/ffshCghVfbH5xd/H2BOzSqNEwXPF",
-	"jkZaT2p3dxi9JyttqhAs6uIHlaaaK13Eh9kYMhdQCIGwwsak9MDAqqBmIs/MmfVFbmXESopgaCQDpmeM",
-	"FUeognLZNjCjGmBBGaIJy5qIo33hEhWc1hnkqQs20jGwwVJodvVj2xZTCFSrL/riP/6DvJawK/OV+aZJ",
-	"Xr78y9mPH16+JAOZmKVMMW/sml3GVLEW+VhEppufIT9iwEgEjXLQHLXzLyVF1BeE1F1iMWGpgjavL192",
-	"23svXzZgVXnIOXnPvyP19j78mzBzc2RMKZaQoczMQAuIg9uOGkeEkpRmVyzLI+XNBLsvX7ZwLwZzzPZw",
-	"YS9f9raQIsl7rhQXVwGZCmw4LzOSsRt5zRKzJkRfcsW0mTRsv3xpkfzTp09Nb2LmJolaxAi+CjzuHENU",
-	"8NhnLOvBNl00Yx3CGRuBH89YLxDQAM/V+MsQ7exp5zhhhsOIRjOKjWSsF1GMAWYbQUcZcLs4359FIjTW",
-	"w4PQ8MiMBwYGtLLB3hstcuxUKTD8GxkUy3YbyYMKgqvnUrxQxPJTAzAYzQDNnBR5S+NR8SRMxxToZe4V",
-	"HFfAdx7NWrLEHBxCotumY8pN80ZE2K1mAlJmyA+MpnoUQJwoRLb6IIMilSzODYiJjGGJNGNkMh2kPLb4",
-	"BLkO6uVL+KWE8zbG9U+A+9g19LC796rhCMXer5GNzAXyQLEIi7DSLJv7VaMJTwAlxjQ1NxNLiKHLgFDv",
-	"GyBzmZGfpxCeTzM6ZkbgaSIKA4TDly+PYCtIIXD/3XCZ5jC2i6g7JAc7dmDTVgznDMgYCYE46Jrx7GM3",
-	"NJ0yIqfgZoKstYAMaEJOTvPmpDIjr0/efDRLj6XQmUyL5ktETeORUe4+/PQOMZZQiITAgaE9lFF4FFYD",
-	"ldMMZFmqMSgXU+C40v6WO52XL20IcYTJMZ8vIjMK8CGK3hXbvRrTYagZ3oAXIAqMKzKzRoFNmGzlRQ0+",
-	"ty9aWpofrAz/efeiZcS9/JGogfAWOdvgDknJTx/flQ6n+/KlYWHJFPEIWxjCfUgFiU6GzfeYrmkdMcB1",
-	"zOZt/i40uJtmGfSSEKw09CEMbXuGC5pCaPU08x/aA+Qg1AzrxWC7GbxkgNJLQLPHOZ7C4xC3bR0fsDZb",
-	"TYIQP/4b66mZsaP1CRrIjY38Y5kxHicKRIIROQR6H9CkaZdhTqRI6zCfpoJ6PBiqsw1lNuBJwuB3IXVz",
-	"KKciiQIYLJZimPIYRhozPZJJ0zxC01TO8HUtZRNuGxxeTSfmvFnSHLOEU2ida8dyQLfrcGB0g4ypmLuF",
-	"q8gAEyfMpYQCu0ExITxnmHsvX5J69frQGSxIdGy+imz2UuPIR8VFTlEMHL586WiE6xY5FnOPJY/p3KXQ",
-	"WQyw9PWR6WzePB5qc2nNRjxljhm7xIZFTJIZ0VISlcoZ5p1TMSelk4ITNnR8aKcBkJZm0tJsyjGYHANZ",
-	"Ar94g8Fccgilqo8dHr5Q9pAwHy1vme+noBmeAEpi3XqQmkzEMmFJw/AxzKX76eMJyROG7AXxMefeykgb",
-	"GHuaJ5QZLm8ug3LCmVkapjUBoMHeZTiznAHFL2Sn1XOpqXNAbrjiBqrHZ69PTryedo0jLBA+4wqb8nMj",
-	"qAhzniyxS33HlTZXGTTvj1I+5joiddfMYC8MSLvVaodhaIU1c5vTn6eMRGiQidz5GbyAhX4BQ0pAPKvN",
-	"XXREIu8zALu67Rw5pcpcSSBem/GmAhkKnOqV1dTz7nV2F39D1gjQpijJ5FC2bNPQBhRZ56vCglGQwCs/",
-	"VRJPnjotAG5CDBcmUb+GzMmxZOBP/VrUImd4brB8w/A9/g21Jq+ZuxfAxWwoAQNrzLXoTDyowqQ8ZgLz",
-	"kqy573hihLJmpxUatTJLvRy32WzWovBzS2ZXO/ZdtfPu5PXbD2dv4Z0iG7DQco5PT3wff63dCvFJOWGC",
-	"TnitV9ttha3dmheE4iRwcDGZL66qPGXHuZOOG9HUr4YWkCFPNfTRHcxdXmHOjrAGHXnviX19gTIxAiZn",
-	"SScJlKxRGuZ6i1PBSu1YaH1d9Nymc7csQgdGagFbv1O0nYQBrlvzArDLwubqfr80LzhNk95n9IIVfrSv",
-	"grZ/dxdsurRc6OFQ+f+nn07eWPHA2iIIx9yYQo/fMFpk7QZ5eXtecMF+d7G35ZK9YO3e8harNhmHxlpm",
-	"ZmuoR5iFLOxHTlQTc6qqFw0jrFpuRS/O7dZLoWQwHUIDW7NgzcesnB47VoZXWB38hXJFGkAH2N3dPQRh",
-	"Y4Z2joylVBvFHnryR829cbSwXd9HEPoFOJd3DqbddQfltR2tCzn7d/Nzu3l48TlsHl58CYODu89qPEpm",
-	"F//Gb7p3TfyjU/xx7v7oLf1R7/db+Hc7OLxr/Ff9n//+/KfmxdJzjca9fU4pJvMbYGEHHZRlyC/m6qp3",
-	"ws5+s90BR8iBhUgjIAIqLWZGYTCv5JDVEpLHAMDN3XAckGYb1KTmq8SoOaD0BGQckFFAjKbTuBcJbD/g",
-	"X/f8O/eePzRP+Hb+T3T+VTy8uE523hkBqbbBg86ldQG9oEHwg7uzE4bgtJVCM4GenQWbmfluizsF/I5g",
-	"z6yoSUqxfgz1r2KDaKgVwIJ8uXLVhPbxndKzMGcXt1P1Ur7tne9oYt+rwSvt+1/5CfQ2mfFfWGJe2ttk",
-	"nhOrcNlaFH7ZUsiiBnpFWKTSoJ+mV5BkAICsXRh8LNmOPE/qXZCLPWAZK1KOqtwMY3njsoWLMCUra4Jd",
-	"DVqc0LkiIxtP1CKwCJYEBEz4sZGIwe4NL7Rs1GxUlosIXIlVUtFr8/xr8yrWI3gmFIQZYC6X9bOMiVBf",
-	"DVaCEVJeAPDvDg+74e79L33vLAxPgrkAXR95PMQF8FcjLgpLd0G1cP72lsYugg48CeghGHHtOzzKSLuA",
-	"elYir5THfyXEW8X7Coz7YzK7s/IR0ni0DeasYnk7X4zEcfcAzgcqOx2z5Nfnfr8Z5odlDr6xvu1ZnxH/",
-	"HsL41loB8nPJ1XyoVpZL1S4QLPfvYzDnFohhw+gvPDLKvb07X7ym22spCjPY0AiVJ/MY+nFWEz0iWk6x",
-	"iB3XpO4arvHMubYaR7lPOS9SZ56mJANytS6kVGKHOZ65opAtV6YuJ8+jRfKEQl02MyyCSHh/zAVydV7M",
-	"KorFfb61O1ym2m51dEQOEkNddh1/EOrqIkzWv/FB6u/lVDzNtYJn5EeeeBT5Nk+mqqTKvDTOKolkI9ni",
-	"v5lejSJPx9jzOVYwdD/w5neIab823vw30w9DGi/gv8zL71G+3bAGtJjNHVdEKL22jkpd5G1NMgZWf+up",
-	"HchkngcK2keuGZtYNgne6RY5FkWQD4mpEFITwwPRQYUtWiHv0nHRLdgiJqKVcB5O/zuZzDdAdz+MEP1k",
-	"YFsK271kcNDrtcNaUJtRgabsnhc8dhdsSSo2Y+6uHBRnc3u+GqHa/MbfO8E++9XQbW8wxSmdp5Im51K+",
-	"oxn2Hui29zbZT+4kf88STs9t/7Fup7PJy5NMxkxBsbK3QnM9fxKehPj62LvMl+1umE0Nr/aGQddrljXP",
-	"DC95Cw8TpTNGx05Dsl7IITMcAsKhbHoX1ASLYIJeROrgW4dPEJmDjlkjJEcJ1bQXkZQLRkYyTVxGfQTz",
-	"RYQqCHA5AscyT6zLuy+UwVARM9czo7ygui6n3L0w7zaCwvqd+1Ft0fxWX8AtiZu0YehuMFoONHuhSATM",
-	"MRcisbraknCpGkSNaGYDf7itVw91H3MPMq57nPt+Ye88sSAJ+kJJQp2XPYZwpaHj9WOeJCnLh7hiECfM",
-	"xoSmKcYqm23NJ0z17IptUGsU2M+W2eSf8x3VzbkUDmmbgB4FfRG5LL0ibdUBxpplGgEpw8F8xnDlfL6+",
-	"iCA6rwWheeaJstaMoIrwVy/OACCZsVgKwWKtbJhF9I4q3QSMaZ68iQK8xvLDRXd/nEmlXGtmFaBbF4Fm",
-	"dX/AT677YsyVMor9MJNjQl3/apnhF7BlGyVyZEvgDVmaJ/ZiSIamXLAESKMvuJ0IUB435aYTSjOKDc3V",
-	"CAoOZMzwLIxx0xQuYRLL8dg8bpCiL+pRDy51mvIbFjUMUcB9j/to7xHVIlib2MZv2Fg5rvoCIGgR3BKr",
-	"QWhLh3UqHOk1jlyow4xnjNCctCHEsy/6IoqivuBJj3R3LXVjMLE7+L6AUcmXfo0n/Vqvuxv0wZ/Sr/X6",
-	"tdKTNfMLH+MvVQlE8IQZrl/rfWm1Wnd3dv6+qBLDK+SSM+BcyMbuc7ifJI6hAJFazgXBpYCGGYsZv0G9",
-	"rfCAdTtOMR+55Carmpfws+T48jxdzifVPry71/HkqlGOaWq4IgZ0wzIDdCB1O0aRv1eO0exW4z3QRM6+",
-	"IIIZiD9V7aTti5lAftnu+oaKBaA8fNpCGDR7N4/fNuUVE82MzpoOZkXZtwp9ClACYWYuJ0Oqc2UEY2F7",
-	"w3vokjJ6w1Te996W1R9NtSKJnIk/qsUXJAl7yTJHl7lAg19sau5ltyCuZavFmY+QVKWwnbjlbB+Y/j6V",
-	"s52T0+9P/k7qRTLHh7fn37/78dPlu5Oz87cfIhRYlHnWcN/8sbPyQylXmgmYpOjcHGCBOgwcKkL/mCja",
-	"d/XFsSBuBzYk3T3Jfp7SVPlS3wuV/8gVoVpnfACFaKHtAtWFavdCAT8uRVLm05hLQ/M0LbKbRII7SFwU",
-	"srv2+0JM07RFsMoV1lFXwCOSYjwj6KiYprjRCH7n4uoyo5qZKzwv0x+EYdgX+YHBi9dsolFqw8ojhsEK",
-	"ndrm71yRocyuJATgwL3dqPbsrIi1epsjx3MqdnaSVR4ebO6QgwtO4w9D+eatDfQ1o3DwmP3klXMvMw0D",
-	"XEwPZd6ZOp5hcxI3Zhp5eGAlw8BSVR7x8qRFPpUIIyik+cl9ha08iwvIFlSjWlHvhl0jReZ1xMoZAtth",
-	"+mleE+q+cEJcb26HXyq8xVVeeetJQvSKGlYFOd1bBev3FdxigL9JbAuA/pshdiMpAQjeVTpzdI5Yfp/9",
-	"VaoKosb6Gsr2S0KFLoJuhZeefwsin6OMjaVm5e/reiZJwocQPa9LqZJTNaVpOjfUbh6CtMoGNDbNKYsn",
-	"SPiYGiSk94si3U6nL2wqQ27gPSpRZl6l02Us5H2bBsy85pJWzWjhoZErtjbfIoBO0bP4YNPtEkRrvU3r",
-	"olp+AfXemgOWpVzkLX2XT6TWqx3Sg8GreD9p7rHusNmlu4PmQdxJmm0WDt1vRaeTXm062Vw9MHCwFWU2",
-	"shO3n5SZrLIR5+U77Xn/YWzEh/e/8dqmQ/0xbcSIq467uZRtw478ypEb8NFKgzHw4Z0v1se+cRAA5iXZ",
-	"5CBrHCgc/MTz70OYo/Pp98WyU/815omvTREnXNzI9MaORzPWF7aLGNBKdWDAgsly6zCAnGFuEgKQ0+83",
-	"9/+v4/4nNlJmK8R/pNe/GiPCX+2C+CZgbu7p3wI/HurgN0Nu7ty3nTuTHZnZVnv3O/X9MA/VF2ClAU5j",
-	"HfxoaWuR47x5H5reCuaoXB2OJZ4KLNQyVcfSHx4c8FjpMhflEnaV0WQbe6+Z+us4/tfRq3P6/47p9pvD",
-	"/9kc/g+6vVaLbTteUfdqSzkmnmRyejVCR7MVtzAquA7/NKniCWsckejvTZDKIoyPno0YhA9pF63aF5hp",
-	"bfiEZ+oqlwvAYhgyW+glRuZMb55Way/d93kp9GelZTfNCpKGQiXab4pWIurXLiNnPT3jY3fBt+v73usb",
-	"6gP6MP/17vNpJRFBc/pCA1paH97YroIfdhNUJIIWdBGph812GAYE2iFiwYsB05plDTRambFEPA/Iv7j5",
-	"NjCKEypEAyqSGU/0qNcXUTsMSZOMuajbFy7HaqcbkG7YsN/j+5djFZBO/iVWALw0Y15OYv3yAN7oC/x1",
-	"TG/r7bCZT3Q5HkxUQMJGQNphIwpInNLxBD1Sn0PzZXjhdDWRQCVDt08jWOSBiwQSx4dTZXhFNGZUTTOo",
-	"KhoRW95Bud7ikDqZF9LG2hXQGJPO+yDtDBgZY+4rFWTPLBvASw2R5K0lAPYvFIlTGV+3yCeb423ncEEe",
-	"QV+Av85+vcANoZBV07LLhq0tocwOfWd4RNCCp2Vf5P1eoaA7tmWs6PtK6tRVB8lthKm8umJJ4G+7L9CN",
-	"ByW2WaIaLXKygURHKgS6h9gLLZ4vMt4HSnZllKr1DrthUMsxtNZrtzpBrcDkWq990OoGNQ9VVscJjPW0",
-	"1mvvhaErcJmjd60XttpbiZB2qyfC0P5XECTvuXwMHnlmEi/BAqjum4j5TcR0OcaxzJLH3aDVMqfXfqfa",
-	"u+rMfyUHa+DjKhSSdEUjWxsHeoEf1E2/7bX+23IoQtTkRi5Fu98/ZigROgmLI8+R1muF9ChXoS1ZicUd",
-	"sDEomGha5JhEaL+GbsIRQYs1EeYmthIAT1wVP6MKoaoD5TONBlTvdjpFySsoDBolmZzkI2l6DTqSYDbC",
-	"2rAQrFjYF3YaEAixvNOfiZYRSpZ5Cd+MTHh8rfwA6ekECsSIuEjxCPpiwSBejtnd3ocI7z8qASR2XYK8",
-	"tt55mIAHd3OITBjemKc9jnMjm9KXMU+yWq/WDludsBW2wp32fi2o5cURgTFgx5+9cD/EzjV74X7b8AH8",
-	"3pZKNz90zJ8g99v4rVqv/SpvNlC7kXzSlDcsy72Wk4zLzHDsXjvcXMoA6H0l3yOe3CrjsqWGb/7Hb/7H",
-	"1f5HR/yb8eK1MsTOl7x0/uY+R3gD00ZKcgToZ8NUzjDw0PDaiVF4TnReCgljeXPNtPjW6JN1Lkj032+L",
-	"os6Qx7BjH8KkiP/GHheN5+Ct1t1Y8NaNHI4FyX5zOf5aLseHUsAKv6N/jq7/T1lCJhu7JldgT/ir3iDf",
-	"HJTbWDi3w6YHWzVhmqdJQsYS1MgRbSQHVDSFyHd4PuiLDM1HmGc0AuYHTSZssLkfH7664srDuan1Rz5a",
-	"Us2Fz7xljxP59raU+L6Sc3Itvebuyd8z3T6/9eibeLi5R/OZxMMdkOxWGp2Ky+eFIjqj8TWzwmCA/Thc",
-	"uV9MYZGZhhB/a2eh2tZsbJHvnQDZF+YO7hGKWQkQ3XuVmR/94DvzusJq5JMJFggiA4lNEATjRv3PmVZf",
-	"bGrfmsMqnt/EtVxjNEtYFkBHC+xH0CIRNIFTjIkIkojweoCMnzyXx9wBN8zrMluVJiAzXcoRoGn643Dl",
-	"tvwGXWfQ3+zCMDDwFdV6tn3V3bMa6czU66q6aTlBFPsm72zEI84dvDDPbIlTQLffZ5N67uMvoO2t5C+v",
-	"06nSLGvOeMIMC7GYGIDOt6Q0Rj1XKxtw74XyOiQxqHYIye40AaYTkEk6RbLCAi0g/Nt31QtnuleCTtRI",
-	"auUaK0ArJtczgAwyRq8h6XRLbQHBvj2vuWFnsTRXz/MbynGJa3UOD8bfyHFD27pvPPnNkqQzwKzJ5oOe",
-	"hhghAd3OzR6ZLcrhria81rWrRkdvDYUEUCUuguoKEZlxkchZX2DqEJbM1pJE0F0Hx3TFJhzVqSPCxhM9",
-	"t++iSvMLy6RqkU/4VV+Y72jKr4TL5GXkJ8FvCZvIeBQQJa3CZaQTaLehaaZdhW9XuptrW4SjLzAz0TZa",
-	"8xcrRWMxHTdfmNmobZhS74Zh7rdwm59Q2zmn0cLGQwWTOyKvz/5mE4cxse/PsbqJoEneMfQZ7EGHpB3z",
-	"bV/UY5lOx0KRCJibbTkZwNEEeByXKJlNJioYTFSQN74PCLVNYkgmZwiSI6MG5p3xLbRHLM97brQIJuC6",
-	"mldY2YRrRTL08tjKHXb3tC8iSwRRHmeC5WAUY8T1vscnyNCm9idsyAV0xFANjHYbQtODvnDp184uuRfu",
-	"4vqEXDAwcsOixJBfTTOWGOhxr2kUrm5zX2iZfdtVb83Fv8/keBOB8Vxu8hScwyYP2uW+luMJzViFHHqM",
-	"Z4XYdkTkDcsynjDlEC5aJWXaxFNfznTdKOHiCWqxuvEaX+YZqc9/ibkzMlzYkUvJ2FDbll76oiogJmh3",
-	"wjA43Ae/VrsbdMKg3TkwH/bML+HSW214Kyz+XzSthK0tgqryFrao/u3ufe5E+fNyh80VF7dDtq97dUNB",
-	"JPTyPtxWWenC/yfLZMkh9EIRpJxcDvBkbrCoU6WbUHQCIgztrdAXvgRknrNGA+zPpDSdO3NCy90NebM7",
-	"OYXOwOTcevLBPLrCmElKZbEW+fzK4tEfzeNlOf3Z2BRMABPeU0LaQQwq6MOGvlkOn0lI/4gNTgskLzmG",
-	"NpPUbRFqj2RtzOiOixldLVtDeEkppV5l8aWrkgHicaJ0/gX0tDPPZlOh8AWgPRnT1CuToSXKZ5D0nac2",
-	"gSgsixIWWC4H3i2l01NtRDh/GRCBXB7MyPqlpYFoHlOR2PDZut1Vrnb3xQx63WU3zHXfu2GZYnlkbaMH",
-	"4cIew8H8Vle0mg8hNtgxQWgsB/3DAo9PmS+tT8Es2xXBdkAOLGOiehGOKosN3BIbDs0VmU6OoItxQOhY",
-	"YrRvX9jqH2YAs+HphNRlZquZWLEUm+9NJ2ZZmJNrH3ZJV7aeohSsL1zUHoarK41xpoFXFUVO87BCYLIB",
-	"0dChKIP2WYM5SaWR5Wxsb19Yzuv9xJMWeQMyNAxqliIYxM6b9YkWeZPHNuMhQuBzfTckigzmfWH1lIZr",
-	"iu0ygnHDlGQsZTdUaBcL6Vabp+DZ4KnAHkJf8DwCpmiKZxRKrOPCc2c7dvspTtb2EjuyVQ8TTJ3piyJ3",
-	"hitbQ37MiqKDtqWFUSvskmEeq3vY4Z2q0Bd5To2QZAqWfESWf0kuVF5uRh0Rink5eF3hirZKuvmIfMKB",
-	"/77yM2dm0RDDn/cFHzNE36erNlPQ/dqS+BtUoLln8VcgYMjyysPBPusOd2mzHXeSZpftDZsH9HDQDON2",
-	"0mG7wy7dG6xYuceMnnblpzZ2AIh5gSfNDEZ42QjTSWk/r6qXmvOw6qI+XOj9bg262BlM8nvY2R6Az6xQ",
-	"LeLlCkHFMe5vSslGssZ3eatZ38MFrMQTNCzsNy7Fhe+vEjAM1SnCBbJbLgVGjVf75jZu+XNm1/w7jhA3",
-	"W9gkPhzA+wcODl9ETzz6R4aFw+27HBR+5Nqeo4kW7Mnt1cErpcLMWwdZm408JnBl0UiecSOTUYHd5jm0",
-	"6TSytf9AQL7/WNwC+HQT6jVtnodv1v11gpsBYqvypuBEVwY2vz2nV/dRCjzzO0rY/RYE/XxB0AqJcwOm",
-	"UxngAkxr54uVBjcOfTbPozHLK05X1XvJXJ6ueHwdLFmgTjGRNJz+BbKiUbdeOHUoMNeweVNnVChboInk",
-	"2Vyok+bSZd6wCVXOdR2b0A+XMVuDFjqRO6PhZRHa9wkrvifZ/DKbij8bbhEZxQV2FNvQxAVnDhQmAI86",
-	"qLdUkxlUWh8wt7xWX2Blz7z3eVCUtmcEuA20X0/nfq3OF8rj9TxNCYQ8MkXq3fCwL4q8npVVpxbK7kOs",
-	"5HKHKvNNY2NrICKDvRnWqmIfGWQTVYIk19rhM9YInQOYV3lV7JmUtIE8FscGRloFYCBlyqjYqMbnyRBO",
-	"5PkFqTe2j8Fqu+YnABRVaC0B3x5JsjnJpiLIAdjIkeqbufNpAiWfLigfLvi8F522bJBwvRmbXt+h9Dxn",
-	"vnmAvuMOhtSNZBBtHnaTS3bPiPHr5KA/gOzzdUL5N5cKHuqBM0P+Oo3E7G28cGtObZjv429Ng4zuWS6M",
-	"VK6YIoM5gXzYVS40v7XN4q15fzZA9cW51SX1XMpYQBSLJSawobd4c1r/OokF67iMSyv4g3CbbwkIv6EE",
-	"hKdVzXYSNmEiYWJtyQvbPsNjg56CVvQQ8Gryzwv9jIs4nSaubgA4i4wuhaHADF190Geg6N7YIKuVONfs",
-	"w7ZTy4vxVrsHnGrgmkGTzcPPULD2oPPsQrw310qLf/HMN6v/RoQDmg82eoM+zGgpA7ygwyGL9a8k0ayh",
-	"Qa8T1Zf1ArpPectehS09CG+9wtq/Y0+C28Ym3oQceN+IZ3MXBF1CvefvKuwrAuudGX77F1H0ormnOU0A",
-	"8cl5nENfjBkV0Jyi8ZDqwLiap24dvNsKW+32bgtaB3NzTEMaG6gyPQoXG07MqGiXOwxjFZetuwt/HefG",
-	"pm3A/5DVW75Vg7uHTx0nSYkTaLksKT+k0TDc1L2BUZDf5A6MaobkHBnor7CugMLRuuDVsJFgwsqpLmIL",
-	"PRR94bkoAmiKC8FQYPXrQRyemNuewi49wzkSvNitPATYOhOgt07XJrowA0X1+cJV+CKMxqN8NJ6QesQT",
-	"9blzETUWXRc9gr4LrtFAkoEtXq3wTxBz/3odjV0HZedAzt0F2JhywvJ4NNvIfTPXwXfFGbnoiIdbM6w7",
-	"wIYu8QTwZ8Ogro0iqC62MoB4e/saVpBi+m8uhm+8+8l5t3VxKMM4aYoBL67G31bODZ9vr012Ppeapgqy",
-	"roC55jYEw5qmIi8/mLhYyYDE1fnRD8mDBka7nAj9QuUZ0IGLs7WXyTCdqhEBAfCGpi1ynPcHN/LsiNEs",
-	"wVhbzObLGFt4RYG4ixYSNwmZZAwjxaFtB5sxqHigmA6gXjMbaiKn2muuCo5t8/2lnOpt/EG/5QTs/07l",
-	"gKZrE7A1oMsfMwYNwfOQrIyqUMmN8p2NvKAYJLlCBAFG/0J4xojmJOm8PTa11YaSR1pOooKeB/O+gDzD",
-	"RmAThVmCXcbBaMmyph3dZfetyy7GNfWFl15MlrOLgV7a5mUYwJpqiuzkXh6dAGsNoNY7NLcXZA9ecPZM",
-	"SExw/EdmXlF4bG2PK4MO3SSTSP1AupR0wzBvyAjTtH7FtN3fZMJuRR9ZaKO9CG9X+gUT7X0cK8WVt8Pq",
-	"QBItJytDync7taBmE/OhLOs9AeZLqwYBCzE8o+IavYk3tmMJrLFHIlh4hB2p8yIewMGIo4RocrgX9QU8",
-	"Yin9hYJvIQe9AYnvY3obkbr5B788slkv8zwbJGnhSJjmgy8IxpJyg4LyRWQzmWjiwrryVCMo9YEP9QUk",
-	"trvKAXMSmxMp0N/uEdGv6hQMdCpTpLGqTlCbHO7hWVRlSi/DHRQmA/ceoQkoL45BjWl2zRIS9WuYYlVz",
-	"ulE9TzEgYYOMZJpwl8HkGJgcloAA5GYRTstJXjfBzqQ0ja/zHhJwnnJopJfCBYKlQCM/pRqzwkJSL+qG",
-	"mmnKxR7c+43VEIXdVSVNbxMOtZgVf/HcuZ5FRnp1rAhA9lsn8ydI0PaE6G2TtJfkgwmfsJQLtlJA+EHO",
-	"yJiKubtcIU3XSswB4PhgCm2OQWIds7FZ5YxycAC5ghd29X0BlyC6FWEgW1e3qOcPSX8E7CUoDJuP0LNE",
-	"qe1aPNmNPXuic3miVWWF7EOQIsj+mNKtAVDejMfhc45/jxNzi9oA6xL8F67BUq1nCEjytVH361G5AqDB",
-	"4SKN3+9DkQ/3i5ntkRn+fVFO8SdbZPh/y+3/6paoJ0rVd+btQh98aJK+ltdMrDbSHGNhq7rB04zdyGuW",
-	"NAi+U+680iJnLM6gQlaeWJ0xPc0EYLYRuaLT4/OPP3746ezy+M37kw+X5z/+9e2HqMhPZuKGZ1KMGSbg",
-	"mynR5LEpkr/jSp/jfn7XvnTYwyaOdDyIb6SzhRv9+PTEgs2jGIs062O270vng1FdPp952TXoM2RhEBrU",
-	"Cq5cVokU6fzIU9MgPFb1BdeKnP1w3Ozs7aMuAc18bY83GmuZmZEKXw7oHNXO8pWUgquGbT/GRWP1kivs",
-	"V9DMAKvMgIthB1vg/ddxfHtTJ6stkNdGtM0difZk1UjOhKu5EP9hmqP9YdPyRMFDtmMhS7fuzhf4977k",
-	"vI9w7yprc7hmood3ppAzTD4hV+be7YbtvEOukK4kJXKlEVWIoTxZ2aXxnnywglls0jHEMkOqnNTwzdP4",
-	"bLWbDHwfgZbbikow5GIwpTWnrda0sFOguSchjgOazrGsiVXPrS3DhjBY1xpkFjorfaneUd9Xx+gV5QLs",
-	"/iwveZSbk7kgrpUCiquk7iqgmkXMuFCNo76YCkwh8fwaTguEZqy+/tcif8PKP5BTopbiQiCoYkATt4W6",
-	"+fvklNiQsgAbsJlNySHaiwMi2BXVuTAfuACQvDWF2XdAlJxmMaafJUxpLmzQ6ZAkHCwtQrtZyJCOecqZ",
-	"apCM/YvFLk4bW2QM7Ob1iHQ7HedFMQDkImG32OKIszQprKNmE5CzgzZtAGJftMPwiET22D7vXrTMcbZc",
-	"X7SoYQ3NePIWQkdESfRsQItbKEMZEZn1hbOa4zx0IG8YOex0dndfdcLd/YO97qtXewfhK1wBVIdB+DVa",
-	"5D1NhzIbswSryiotjSSF5bVoAudiPsDIyhW95ViPyggxCdFSorwGjYTHdE4GjFz9widNQwUGpizpi3r0",
-	"GqWN5lsRSxzYPBQ1jgh1Tqt98p5/RxJWvLg6hrEv3kwzOuAp1/MeoaQThmTMqC2wBAdl7fKuPhNLNUUl",
-	"y5qpcyO/FM2Eq+u+UBMp0cg/VHMRs4TUczOa9UaQQhk7O/3xx3eXZ//48PrPSmc81tERiaWIpxlg1ACT",
-	"q/pCjcykUjActWHINM6ogi4E1zxNy22RsfpWKhXLj57Q2OB1ypIrlvT6wtl6MhYzfpPbYfynLK665Gsj",
-	"YAWEDjXLIDccixibC4+ZZ1nglRJTRmzWfGweGk/QkeHHZ8mp4RVmFziHdpEzXJBhyq9GOfuBvotWajeY",
-	"IfEf2yYa8ZslR2DIgH4GBrViKpCczQc94zFrkVIxbINN5XrujeVa0m6LcOH/wjK5uPkW+TTiKUPyXnIp",
-	"JiiaMoIogZ0lphOoqLeAAO+P/3753T/O355FR+hI5RoHlanhNmQqXDiExyOtmRbWbfml2daE6kyKqbqE",
-	"aS/tU5dA35fgNnHxbNV4mLGU3rIkgqV3wrAvsMaXJVzgQAYHXQHNoUwBWua8uKgc8/Lkw/nbj387fhf1",
-	"CO0Li7iIsGMaj7iwVg4IprM/WEGyAYeZ5lXsihiQ3J8LkEIgxxQaiENfb1I3FEmGU7wkhpSnXFw1jnxE",
-	"dPgDBFMlf52IK6a0Nfjfl5L/2jIdezP4/c2tVVHMbdwLMjAISGzv5Un5I6fEWeVukeFVuvQMDzQDJAzl",
-	"7VWljx+oZ9obBraL3sMeVB4OaoZKXJdOPsl7dO62ul6DTteW02+4GUCNN/dKuxW29mr4Hb7RhS6drtW3",
-	"qvXanfAuKKavnr0Thu1eMjjotXu9w9IKut1dfwH73vz5S73yEvbaS0sIvKJpvVd3mwcwWuz5DpNMf93o",
-	"RTv3epOwlUloQQ/fFOnfpiLd7WyQJnou5Xsq5hac6mt7S5GFLioavp5kuesGQemJjNfYy8nZjF5dsYz8",
-	"dIJm2oyJhGUQA7QjJ0zQCW/N6TiNWuQ4TcGQRJVyhnOQncCkbtT1vhhwQbM5mZoxSARz74AqYK7nmcyu",
-	"FZHDYcoFa5HT6SDl8Qq35xsZb+D6gYrxIz1Oy9S9UW32H87fv4Mtf23CfahKzeIp9tz7fFHKajg9IYmM",
-	"p2MmNGpcZpMe7rxnmtYuctzY+QLnebcGR/BTQJSep0yNGIM6qzwu7uzlCQPURpi5hl3RWajqmnImjIgK",
-	"LQsU4bpFzmB8xKgIzvRf9IbirNhRo8TNvd8wtRXLmqACNZJKv1Dk/cn7t0Qb0toA0Y4NAO6TVL43YivY",
-	"tu2eAWzlQqgKiak55c3BVCQpa/1LOUEFGnfnYgq1U66ueDqmt++YuNIjc5EeQNhX/hkKXRiEqPVq/+fz",
-	"cfOftPlL2DxsXTYv/vSfS9VRDY9gtxMWazNPjZKhv5WUaYw9TvgV1+Zf6KaUUDXKg5sNsscye0hzsfyw",
-	"Nr+AiyMxSMrH9IrtTMTVQwewbSXUo95fZjJbDvBYQFTyMMAi7Po8NvclMQefqxdQuN8d9dcXT34lS+Mq",
-	"tmhAtZpdVfPHEaOpHv2ymjWCkq3ADDJzeq1Tw1zV9B/Oz09b5PWIxdcQLZGn489z1lTFmH6AuZ8z/MHO",
-	"sCrUx+4CbIb85n/bNfmO3zBh9jfJ5MA/fgsVRACbYre6FQACKYBDDggHuS0AY0jgYoOaedAUmB1obFT4",
-	"InXPYMxpJsdMj9hU9YXhFoTdTqSCzkq23c89t9h7u87NJKZJSnlZZ639B/nh7btTkltCcCeXVvJEIwg5",
-	"L8ujBO9wKCf4H+T8H6dv73nfmpKgOOKax9qtzm6X/Snc37blzvtVUIVOXBaSpO4qLIWtsNVt/C/Da2/T",
-	"4xwpKnHbl+7X15BAQ35UUgd80yngNch1KMNdMWHwk2GCUYCNZ4Yygz9afbEWlX+cMHF8enI2YfF2zM/t",
-	"w6/GWGbWxI5NdlthfgeQuus/0CBUkX8cv38H6GLwIo/ER72mou58dYzwhMV8aNflBv1fhmfnBmgOnqUN",
-	"V1+lGaPJfPVNaq9HSHMrLkibkUA1HVBl421PxDCd3r75zi/g70diDmh8jTVdbWyLGslMk4TRBPVOvKyZ",
-	"AFcYhYA+Go+MqoB96jz/kjWAopMsL9R2Dy/+CC4cph4YuujZEWMACgDLggDwG7pzGD3/2pwrB3gkg6Wf",
-	"zOG5zwD9zSNbii1UYDg2FvQOCYzCFoS/RyzPrTYrTsZICCkb/+kpTggiwmu92tSz/XjnZBCuhiDX5s9e",
-	"/nKPlF9xzTZrvZy2cos1mFtrYfsv4T93/2f/w6u/Hf618757uvfx4Kx9vvtp35txL9wNapprEAKsXWph",
-	"JsvyRlpPVG9nx93drYTdONCoHf+V7dHsFIepwrZjTVJGlQZPXhnpLHX2CCV2HTZb9f8n7Vpa44aB8F8R",
-	"uWQX1nn00pCeTJNDYFnSbEouKaxiTxKDVy6S3WLK/veieciyrWwPvRp7JOs9+ma+b0ethywFwItKZZRW",
-	"vxuLgI901qhRd8sofJ86Vr2Aq0rAS4qn915peo4lQ6kW2jybAJRr1TmwTKRsKwI5/U6yFNWUsGdWBZw6",
-	"VTdvCN8QkCt1ejZDGY69ih1utKidRBSSRWMMFERO1RLxftb9XDFNgtp+WyOHRIB6ENapnFoY0Lbulwjx",
-	"0PoVzdYHaG2f5a8t2H9N1vjV/yQlPLLJhAFy5JQ+/vzPyQtoCzbv2ndv7eDt4SkldafzGCHMGLtrQkTC",
-	"YkDl1nfbx9vNbvnFd7Dqm876gVg3vT8+nDr1/QE3987WPE2uz88vP30+8+fLy+uri6sLjL/lqk/rII7I",
-	"irF/X7jvxvlBLnYX+RpJXLjV/M/8WBmfQ0yJVwJz5zdhGHfuudk1ayM48aS3N9lTvjlTNxOutEK7Qpc0",
-	"6kcsJoG+xEWlUZp+Ioku32SvukDYT5iMWJVZWDTZwsDTkmiLzhio3UjAJWJV4ayJyoqm+B60w7RWafeh",
-	"mHtf8UQRrP8yJgVgoxjWFrSfBjVuMSkpUInWTn26GiT2V/KQchKGBJBpVkrc1JTeMyuLIYcjcU4E6kP5",
-	"Bso23eQvBJBICDENwSDtJAkshNKPAgHi4S25eB82eBlE0KR3g/YL2xBpntQcIaLITLxxDP+h1zMxTA57",
-	"bPCrf/CBOQpzxoVdQpEQWI8+x2jGlLrv/Z2itUvi5FVe7pHbp+7jlqYQuYRWFy5z2db7NLe/0BlzrQW9",
-	"93VhqYB4xuArJ4cfh78BAAD//w==",
+	"7P1tcxu50TeKfxUU7/suk86QGlKULFGVukrrh0SJ7XUsbZwrpv4acAYUEQ0B7gAUzXX8/v/6vDkf6HyT",
+	"80lOoRuYwQyHFCnJ6+y1TqrWIonB4KHR6Idfd39uxHI6k4IJrRqDz40JownL4M+XF/Ta/JswFWd8prkU",
+	"jUHjYsKI4po9UeSWZYpLQagilCidSXFNmNBcL4mm1x1yzkRCuCYjGt8QLkh0Nm6/oTqeRJ1G0GCf6HSW",
+	"ssagMWzsDxuNoJGxn+c8Y0ljoLM5CxoqnrApNUOYUa1ZZl7//xs2Pobt48s/DBv/uxE09HJmelA64+K6",
+	"8eVL0HjPdLZsn441y1YHf85iKRJFtCQLakbGxjJjJDPPcHFdGtbBpgFNueDT+bQx6OZj4EKza5bBID58",
+	"+NA+neuJWY2Yala/jLRoYZYRemek+f7Vc3L47CBsBWTB9YRELMtk9sdhg4tbmvLkSssbJoaNiCwmTBBK",
+	"4DNZUEUUE5qM5poIqQmNYzbTLCkv9g+MZiwjGaPp9I9Ds7KZFHM1bARkzXs27szqBvyj/ZzGk5opf5gw",
+	"PWEZ0RNGpkxnPFYkNk0JFWrBMpaQZjThOmoRia0SqumIKkYSbn6bcqWiVnk6E643jo8Js0sfbTvTQ+My",
+	"qB31e/bznCndPnuxOvSzhMgx0ROuSIbNTmCAccqZ0E8UkQtBIr+PiPCxoX3YEUpgQYkULCAsVYxcM8Ey",
+	"ajaHnKZKmtMBq09GMuFMESoSksprVZ5s2P1L+M/9vx2+ffb347/23vTfHbw/Ou9e7H843LgGU/rpNRPX",
+	"etIYdHtHZhVE/nl1Lb4EjRnN6JRpyweezzMls3oSjgT7pK9iaBHhGjEyy9gtl3NFZvSaBWQu4gkV1zBX",
+	"gk2JnlBNuAI6lYKZP/thWJ4tW/4lO/uX5P8t/jIZTd/K1//4YRJP01/ORNgIGtwM4ec5y5aNoCHo1DyB",
+	"nTfWzP2g27tr7kHjpUhmkgu9iQoYYbZVecD7SXccsh5tH4wO43Y/ecbaR+PjsE27o168n/TZwfjQjXxG",
+	"9aQYuOvviicbd3IssynVjUFjPoeWNeO/NSuyeva4SOSCLHiiJ6QZdUMVBSTqTuG/E/hvErVOCNUkZVRp",
+	"0lUd8oKN6TzV0K480+50zQ6wW/xYDDnBTtxDPi0eBj5j/9htH18Cb/8cBkdfPqrpJLlc5fFB41ObfZqx",
+	"WJsFalAyk4prfsvIYiJTRsR8OmIZck5K5sKcwYBMAzIxXCUJSMpvGOmGKiDdqfmqO4GFe5XJac2FoWmm",
+	"3a5nhooDwkWczhW/ZQNiWPX+/v5xQCIhF1Fg+qNEsGsKI0rmGbL2jKXwzVBoSYRckGbU3g9h9du4/O1n",
+	"SXQCw1VuvIEZ7aLl7YNp2xmK0la0u5M1ezE2M6rfCnzI24vDfmkvmkIu/t2u25HF5b/xm/6XNv7RK/64",
+	"cH8MVv5oDocd/LsbHH9p/Vfzn//++If25Uq7VuvuLRf5uhPNp8zt9S+GkTR7Ye+w3e21w+5F92gQhoMw",
+	"/GcrMItudwcecRtC7H4AUZgtCUi7C5TSfpaQZt1+ALX8mSsts+VzOZ3RrOauixwPjAhNEkW8z1oSRuMJ",
+	"USzjTA2AshSFaZgzqnIuyjIugeOwn+c0HYoU9or8a65ywSUyexyRpprwsWYJGS1JpGVE/t////9lf3NC",
+	"hJ4wnsE1pebTKc2WSEe1XNROqu4addOov0TPxiDebRQaIyNWRqQZDRvDeRjux1aKhA9s2IhaRp5MDQ/K",
+	"GE3wnrWXLqGzWWquRynSJVlMeMoI10PBFVGapyneyfMsM5eu7ddeuP3wuEOipxGZmhHCDbt0TapHysmj",
+	"sDgoEBer42TYxhr5tGkF1M/doHv8Zdj493D4dAuaJj/PpdlBJ1MDQcJAgGyfwvq+5lOuV1f3Df1khFHH",
+	"+qQRPNgUpNyM6XkmynJtWL/tKXReyy/MI/nVw4Xe7yH3sCJwGIbBXRLxa37LzmM5qzsrhp1qlkWkCUIf",
+	"vrVlCFU5mWuW8pg+USSWc2HkEhCQTOuUakMYStCZmkidnx4JomZqjrh9Wp2QKJUxTSMrb67v3JBXZ83p",
+	"UDAJf5n+d8bGjUHjf+0VmtQe/qr2immbRXhLp+wVT2tVkx8NSZuR497BoWWfaKzhayMqGR7RjI04bCav",
+	"ZjRmdswVmXiUURFP2jOacbVmFvDP/WXEoPGO6slmGclIOKVxGfGrRvYxn7aWe7jQh/3GndT2TqY8Xt4x",
+	"PmhTGuGz+gFCw8ce4jmjWR2rrNLBRCpGNPukyZizNFGkaYaVGI0B6HzGUMZ4oojXUYvEUmgKjbgaCtNB",
+	"QPi1kGYHCVBR8/T8+dkZSZm2RE/O//aaaxYQmqb+1++k0tcZO//b61aHRP8nAvqLrqKhoBmzDDUxXFtP",
+	"2FSx9JapADVQQ8dpEtMsUVUmu4k6f34QaZ5zzTZvvbmKykfmcNyNe/Sg1z6ifdbuj45Y+9h87CX742dx",
+	"l4WjbrdedDd9PVxsv5Cr430pkorkyT5ZyfMEJQbTrzKrjHe9JykaabRD3qCoQOhYs8w1Ks1byMWaPdBy",
+	"jeyIj3yXHe8tO17IGyY2EyhYXko71a8lPmj32Jzpw+nbv3KRbLyonMKqcrvIh9O35IaLirVpzEcgPNVR",
+	"2IKKK/PE1pepHRjaKDKmZlIoBiaKH2hiTS/mk2F9TMCfIDCifW1vlslRyqZ/+Jcy8/hcjNLMUFOeuiGS",
+	"3P5BQCgakKk7SILYlSIjpheMCdIFbmhkIDPxLJOZagw+fm4At/bEqilTil6beW/X2ZdLs2pKUxGbh/bo",
+	"jO/ddvcMu1F2u5kCg8EddiGlqZ6rxqBvpDTNNVoBaeKE6uLITLSeqcHenrMJdhJ261ZN7Y1o0naPfNl2",
+	"y97h07hlVak1NZTJEvKX8x/f2gM2zb80hG6+q+6IzAiK5IbQPGt11YBXNyrbfK/UFob2XIpxyuOHkg+F",
+	"q4XgDe2LYYSmRptZEvaJK63qScUKZQWluIc0vWHia1DEcUER+QpsSQ6xa/8YtHCK0q23TjDlAJhh4TbI",
+	"tSOwHJJUCnN4rMJnKShjY5YxETND4ErOs5iBaTxhKTMKViyFfQBl/EcjoVcyG/EkYeKBNATcNBfriGAs",
+	"AcmK0GTKBclkyk6KS4JMqGstkdHWE8jelhLOfahov6CiM6Hm4zGPudHAzVC3JadxvnqPQU8XbnmeKBiF",
+	"IZgRS+ViRWa2dyG0elRyODOqpKDpS3POH0gS3PaFPoLGI7OBA/9iOKu+aqvdcwN8HGaA9yKMYkx5Os/Y",
+	"CcG1UMRoHKm8vmYJmYvEepOceYgnqHeoiVyIR93Nt1K/knORPHAj4XbY5iTCNMbwxm9zpvsFSbz1hrIV",
+	"NQip2/jA49wNOR8vab4/vX9NmjILjBZERuZ+QB4PNj8uSMQTFbVIIhm6meDmfVSieEeXqaTJhZSvaXbN",
+	"HkgbjohHMlkafiVvWUa6Yf/o4NkhGS3xdD/u/d/1OPd7//VaSpLCnLbcci1lGx94LPZduxyovP/CUC5/",
+	"1M08Z9ktj9lPgt5SntJRyh58jzMyQTcBMf+FS2judV+7m2Bs4kztPdsz26T2bBf35OzeBtsJVoaw1e76",
+	"jzzOkU7YjImEiXhZvpGtuNP0vf8oBZaWslVZSyKzoTBEq1KrqwOlsMwQjZEq0csMlnF01o8Mf1KkWYiD",
+	"hItrBl4HWGYVAOkNBRw9MmFp0uoQQJdYewrIph7cJCIK4SVo6vIos4JJ2USYftMaWMJuNH0h5RsqlvZr",
+	"9VCClpJMqVjCpcySCnxFkXEmp2gLoEmSMaVOEFgDNvo1UovOqBEX78e+ep76cuEG57ZvF85lHmznDz4O",
+	"B+PKokPcapApTRjZvIiEas2mM61WKG0oakkNNQH0Z5A4lYqhrhBLIVisc+fWfwAx/iTMXGXGf2HJg9Vs",
+	"xNOMEMuEipDF5oAN7NEV5W5BaaflHfPeuS0v9YBhjyMivZWlpQAGaPidQ9nMxY0wTE9mJGO38gYxYR5N",
+	"1OHVNu3uSvtHoI5ZJmOmlGHnLwFE+Aj3b1WIsMi2evNLxmYy0+rj/mVnnMpFJ1H6ynxTa7xzFrsQLHaH",
+	"Bwf7B40vwWpnzy47vv+o6EhI64FCEzRPyPHxOhPPw7hkr6Ddv5vZI90i/9mWam/zBx9NwIM9ueUSPLhw",
+	"L+ODhkqNoK/AmGMlf6Dksih/YoGR6uNlZB8AXAXswKOKhj8JNZ+Z7WTJG5ZwerGcPVQ4fI6Ptk1XhXXZ",
+	"68Q8HJBrqcH3tzdLKRePL/8fFKThTZJMzSwJEMbWXC1/ug1Pt+GxR6UVCxeMqsuEsKu5Aoqxe0JimXBx",
+	"XREucwJCaOwjEkk+UejpdJ5wfRrjBArwTJwxwyuDxnyW4B9olITNU8wwmjhlNGtc+i6UvE3Faxjga14K",
+	"XQf4+1EwssjAm7uYSJQ9uA6AW1GHATICsUUSwffmoi/5bz43qJ1FMQwaa5k1Bg05U20wScI8wDqDwwA7",
+	"K87bOokag16Afn6L+20M9vEL89eX3CNUAS44XegK1ytpDD4+u/wSNAyFd7tHsGrAHpDmt7aG2IfA94Q2",
+	"GbO6HIbQC3sH7fAQXIA96wI0az3LDBlpjv4mmu/tJqL2yeBLvnDVnXpLp6zk90Nmh9LixO4iaUaw1m1o",
+	"EYHNI3p3evH+x7c/nV+dvnhz9vbq4se/vnyL+OgVUvE2iCYJN6+m6TtvTug0LI/sr1wkbTVjMR/z2NFM",
+	"QFjnukMipJtoL6IokN7SdM4UYCytFQaxKcobjxz9i6HHgCc7eyYr273eeeqanRAjSi9hrWARARFFLU40",
+	"lmmKEjJpwqkz7IKmKULSVUDgSOr8W4sNql/eCk1tQRbv7RPo0HTk5y2Jofg2fFuHFyi8vR8bCCnAlkhj",
+	"gSPQ6sjKa1iQxWXNFsEwX3N0qXocAXApIDh95w2GN1wGDQ8E7+HW31yc8fHfVpmHXUDvjzupBZn8l3yX",
+	"aJZR+Fx68+aO3rJP2kL5VygIBlLubS1JlCjXu93sWrmNbQQOq1DaXLtzSyuGmC/gwJlVNqytfPe59a+e",
+	"tx+ojicvLJ95DmwGYJildfZIbBOrCetYTZkg7/X4fZ5DWW7X5yq76QTCYv5uQJV51W3x87MX71eZ66kg",
+	"Z+9u+4a7n727PSSzjI35J8IFMe2NSIUCVjPqhh34/95RFJCoF4bdQTI6Ggz29ntRq0MucrPcUNBUSRJP",
+	"WHyj8MpDJycaS2Y0A9XVqfru+yLEZMw/PVFkTKc8XVbBZd2w08NhdA/LYKX+cQlAdlyGLjWbvYOPYfvg",
+	"8t+9j2G7jxCjf3cdwOjfgGr6L/jYGg47rc/7X3Z4Yq+5/zFs9y7//bHbc98BIuq0/Yq2x4PO5dNB+eNe",
+	"s2u6PYIeu7Zzv8utEE/bbF0eF+G2zzxQ2j6gDnNUn5vb8j1TAAcrXQ1wj7LkigmdwSHsHoa+zmt/J93D",
+	"kNg2aDXs2VvXcIV5HDNlJZIV3rnyhp2PWD6az6tsJX93/ttIypRRsXrGbMuiv2BlbLXHy0yz5lK103e3",
+	"6i2zt1ixkr0waLBbDleugrmxTzMcTi9oTLi+AiWnMQg7x4fPnsFXqjE4tuBsBUipffPBXqgFR87Yv4Ba",
+	"rhQzj3S/BMUo+qE3iP76MYSVMRwd9rpuDAelMRx5Y8jkXCPNVsYQfrlc3Xu7RltenLDU53DHrFycld20",
+	"Pa/dsLd0WodbtysYDRwKHTBL9tsTEtnZRQNi/yIJi7kyiwdalr04vY2wy3FZc+V501lFin6isSbmPuVK",
+	"8xi4pBQMD9WARHYDI/JHEuHGRuQPJLKbF5Gm/csdyqEwSvKSaWJoWrCEzGfgeRfslmXIwJNWh/yZa0Ti",
+	"496ikEwUFzEzo8m0+XEo1Dy75bcMOsusd2RVn7pl9zjN9+cDHh2vAm+RNWVsKm9ZYrSGKb1hJJNyajZu",
+	"1ze5M7LzGL0TVR2jOVlkjzTh3z/YDWidkNAp9OaWHPNMaZJKeTOflQaeyDm6/4ogjtqxYESJHcq9uK09",
+	"9Ds/KOyRu/OEw9n8ssJAVgIgrQI4safiiQI8lQI4mTXEZmw8V2gbf4j8ZWF8jjQDR90FJdjlzJfH32mf",
+	"MquzqmNQL1CnOnuh6nRiVSjFSMsFcNecWxALA0I1mUqlAXgKAWc0npyQSGdzAU6KiCi6VEOxsBHcSk4Z",
+	"WbCMkZSNNZFza1hCE4amqWMFesKmRn2uO/Ml8Tzn6HdA5YFiz7Axxh1VNaK82ysYyUOE99VBuQ5qCP2O",
+	"YUGn9x5SvhNbiCZ1Yn/x/OoClce2lsRKilaZzN7LRcEsAZLDBaEkyZYkmwOIk2qykPM0ISMGBpTfuKK2",
+	"xYrfqWi9yBEQz40KtKq+Ol9BrWVXZgmhIzlHpalAU3TIK5mRiItxOv+UjKIydiJj1AKr44lUTAyF9dk7",
+	"pcxP6qHxCm/PZwPX4c9pRJrdzqcBOYPPf3tNpCB7ANFuBUMRmS/b9Po6Y9dUMwxojUizZx55lc4/2XAL",
+	"1wCj0lsBwQdxESPSNE2DocDnMaz1nXU7QG6IyDo0bcSgG/KConUfprlkulVVC90s6vgKczjNipDnoUxs",
+	"wo0I/SeRUU+jMeVpZJNB0Lli6GXMl5TH5qZJ5bUv8PlwmjpRz/lnCtuKvDF3kiGHy7usgfbhWpKTsTpV",
+	"iun6AF0EusixOboynk+ZsFr9jF4bWQIBsvlBGXFBAZe0Mv4XmZwV3o96e/OYpmrF4GwexHgy8N2g17Pi",
+	"kLBvSzI5WzWtaeuZc+sGre5cMvi1bsFcMogagwj5cPq2PaaxGSigVcc0Zrh4K9FlsAYZKJaNXrjfCTvd",
+	"7n6nGxqdEVxCyRWsqGdfDI8H4QHYF9GkuX1uCTuUxqDB9CT0wywzrtoLKrqNIA9a29owaq2sG8eZx/O4",
+	"sJ9Vt4lbhs1y3dm7U9vwS3mFtjOPr3gX1okS3mKtSE75lkJggsQTzZJrBrocuskqMXAr/W8jwzrxNd+R",
+	"Lcbtb8a2S1JszrYxVjVOhiLW0cq4xQoG+eYGfmCXt3ulcW86bc/RTXoX63g4aVX23wU4PvLO+itP0/TH",
+	"MVh5ttqDy8AbFkS0r1M23PQ3retmX87vk0N9ZedNfoF8c9eNG8lPCD3Y7V6+AFsCRJ9rSTCbk5crSAq4",
+	"76Zc+D11H/2Ifq1TuS0/XF3UW1YnHBgJHRcpsPm/0PAQJVTTQURSLqyocA5Sd/vcNILOKnKDeQCWbp5w",
+	"RPaAVfheftQdT5S9Rvv7m92fxTYYqccNbOXY5BPZGnxwsZyxAnwww1CLQcnBT5oRvNWyqCgg+NmygqgV",
+	"AKyMJ0MBGQvcKkbuQTvciKArimZg9ovyrxHAEJAIclm4r4cib2lzV5g3RTnMLyJNMU9TwB3QNG0hWAO8",
+	"nR0AFZiBGlqN0DwaVRwHFt0BZqqO/S2CwCYQi+FH7Af1mzXgitUjjDT5RBHFfp4zEbtkWZDSKmNUoTBL",
+	"Yjmdck1klrDsBNfGLPv5+UsS8WRglEppCDspMju+pkq3gYLbZy+izRa0WmzHLviHIJfzN/JeMxqA6tUD",
+	"Jiy6Dd8A9Hm57og7wF9FNcRNIFNGhfLSAaIxNiHMPGpdm2A8zyNWb9hMYxKXCVhFMmaIGzGQmlrtwXOr",
+	"Owq396IjcPfRnTo87v5HTHHiNS+I0DneHYXlILQ6jfTlJ8D2ZXWKEMrDhEETINBULuCicDq7TUG1ADMQ",
+	"VSRjMeO3LEHfHy95DFatQ961sUrSzA7siSI/vXhHLF+wj1Ry1h33OmGn1+nW4qOoptcZnda85oX7KR93",
+	"QBIWy4QlAFWV+h4+AezgyqGQ178Tga88AcMGPnVChA1mwaReGYtllii3tObYJvcYEjgLrhTDAObtzqHZ",
+	"6iv7/tVZvErlIh+dG5nRlpGfQHKmUkIna6e6x+BTuvPYZ5nUMpapby8QTJspGTF1NuafzImBz5f1mC9D",
+	"sHX2UPsLSZgG6z1pVjguAFZnkE3kWpozYxhp6wQBzEkmZ27j5ZRy8UQRzaYzcDLeY22UOQFcXF9lazPR",
+	"uibENMHka5hqDZxfhi+5bWx2Db9/2zohXbSGzQU8fBfJddfBXa7W3VYQK1vJt2nTITkwCEe2WzCBEwI3",
+	"LwxMyOKxCVWEl8+pVa5Newz2QyFk9apxK1+D3GQaSPz2eO/s3auzfxS7RDDeQshF587tsbbMq11eZNgV",
+	"Uay4XTLgp4Xrj2f5YEjTyCEQR8Q1sS6oFpw3cOEYxoKn8D5cw9peV8f8d2uUtTF3QFOObTpuS5oH5iQc",
+	"g0xjJxmQbgifYaYBOYAPyvwE7k0+RvZn++rsZqovjBT58S/m4Bs4PG7ocxf/pqiwvypTr9tZj2v4lFU9",
+	"o7WCiCXyLbV4/7bzLrd9cE5Vbp+wzPzXCfplZn/Uh648xlt9zmndBaPNuWrBO8MV/tT1VZWwexzS/bjf",
+	"PmCH4/YzejRqH8dh0u6y3nif9kcH8WFSWkqjBdWcqJ5Hqd06cMmOer2Th+5ClmBvdfv5yujTL+udDh9s",
+	"3NYCUqqD8GRIHlTwwqEL8Qer8pKNQKr2+ZfzH9/apDpjCw4wvVlfBQRYNKN1IVBGwbFBtcLC1enmzDxe",
+	"ijFaf/96QKyicTW8yiZE6h0Z5SWjMeSkvsuejytQvKF2+c21XiPN6ozGN0Y0NfyWChTKnZCyutgYl7+7",
+	"3/G+wtZdhGmm9Ve2vK9IZOauH+wPtSKU6y1ouOwFa5jquv0xE9ndUHXQ1vNZamkUqJj8IPXECQ0Mc4i4",
+	"TICQRg8xpBXTi9JXfJZjSfc7ZhHykMDBQXgY+qyt+yxoqCzOH+l2ws5BA7/DJwy/DFcNI/Y1O9jEikF8",
+	"3pCVFUIS73R/ezLw+q56B3d25Ka+wzSKlXngNKoOUBxK4JbWe5O3dt7c15HfxpvWHvzjwxCuwbX3Z3dw",
+	"cOTdn1+VsjbcxeEgPP6ndyYH3V4Yrli/jTAcePlOB+bV8Ao73wdem8B0H88UXhrqztFEytLeXQM+N+2q",
+	"RObH9Cqkp20t8Xmf9de+ljNrQQE2lSVQGGO0DCC9KxOJq1NiVVbHWwtuW8dYCx7/p1SOaLoGSHqB4C3L",
+	"HEsKegABYCzBRCyRC0RVUU3A4C27gik0Bv1e6Nj/oHsQ2v9ZWdL0hIfCfqOucqzkMQCe87d4yOhH7rox",
+	"aLDkmrXp4Cg8Cs3yyZimTh3Mz0vPdW8FhHwUhjfORZxSpfiYs+TKDqnXsw+Ufsz72++u/GaFr8bg6Nl6",
+	"dxYe5q4NPErZWF/JuW4MPl7WDRaTVQ/snH6lwX+pR/e6l9ZZiRQx9AqSrhVIeZIySLcq5/exr+VyWUW+",
+	"S1MLc3HmqIAUk7i/Oa9Cc6v6+8KeaatoW7GbZw566mr2OPFzxBBNBIK6EUVjOrMGPhpP7mffK5+C+m1w",
+	"KL7RstgFtWBsVrXR7vhy7yB/rs3V5/gOWMBsSnbLcQJMKoMaUIYqz1bXzZl96ZogAP/4rJrwMGe8NTi5",
+	"9PIuBt1uI6JeF5Pl1kN6zcb6x7l2I6sblCeErxKv/fGRyVe5xPxbprJfYST1xDRBBTPhtzyZ0zRdGrKf",
+	"sun9TLx1fOrzgzq5r7qzjvXVEJH5wcVzY5r0PO/HQ2Hmq+pVic+umWvtOq6ZUHWbq3yuylOCvDhCcdy9",
+	"Q1YnDP2Z0VRPKlK2wz825M2qxFkLjnwIKtKWcnlXD/S7QBCioVzDgBCSimwQQsM1icwtFXUau916F1C7",
+	"IoOMY9iyjXwecPO4A0WuQ3ztfe7BWc27f+BakRkE8sRSGC52yzJ6zRKMAYxmMxUN7D35//zf5Ijs5ZnN",
+	"6oNINgWO3Pek3v9wzhi9udpm4k7OHc0VN/swTudqgmjOW5risbWenNI+DDAhl2v4RNm18gVkKIRF3DkI",
+	"YB0DAqywuF7LLxyKpmLMiNb4OWp1yOkIACTg0Fh9wl1H6G2wbjWb9U5mGMVFy3Wx5NjtZW7Rg+ICRM2o",
+	"UGSK/gMqSDcwAmAYhvnbbOTWjvs/q9uId/YaK/Zi4K3vE5Xfc5UFs0N3G4fNzU4obrNl4GSaRfQTVNKj",
+	"SufllaZ0SUbgq5/N0L+FhRH2Ii2j1r3m+IDkDbbRnczcLCMe5008zFVnqmU3s4zFDLLiVEpLEVtZqhnZ",
+	"0k9/zKtV1URrjG2htC1NinlgxypGCn1zM6jWBmy1CO4uDTQgMk3ggO4k/pUYe42gZROabNnNuW1tOpL3",
+	"3GxbkQ1Ka+QRI24YG/b1nLkgx/JWICR0FZhidFdEEVmGwBHYj0zJqhxyrvNTo+WMNCPo7o/wsJ/mJA80",
+	"8nfzUXagZL6pIVj4+YSE+VRwiJGd0j3uw5l3QrYZuWt+f3LZYDiyq7lp44t3ri4P8nVgeB3yHtzONGNk",
+	"VL7kOiSa0k/mPowCEs2OD+BPLOEDliL8mLGhgJz7RaLdGcvacN+08/smM28ZWDpiMxlP2jTl1wIcJiuX",
+	"51CYvlI6Ux5rtpocggZI0wzWBp6Y99I0zS/NXPgATdR2fDIUSA62ega8bMH1BGKhUFhrdbyJWozA8YGe",
+	"mBnFTGieWvu/VGxo4QtmFEQwmkEKWCpuMHJqxNMUA7fHXIAXYkCUzDDs6i1xz1JnmUNEn1lITD0mmBER",
+	"TX8kZjxthp3jAzOtt60OOQN1Emp8kSYuqV0VrgAi1rJVlIZC3TAdTyB9BhgFMsZgr6knHkRO7jFzrkQ+",
+	"fW7Q22uUibq9o/3OvkXWmlu9Mej1rdEQGxxCtD7SDBqKw6Bh17MxOEQrmFHYnRa2f3RQfFcYiY4OVi1B",
+	"bhRVevb683fd3fcAFLPFDs2FrWV0D1HUm/KKhSaXjgzV54Tl9rf5ltCRvMXgxftAk2onDWmuaYFysVkE",
+	"SmTtaNpwQQtrEYxMaEKoWN5jDfJ9rRvMhF9PII+BvwaZBSTuKvc5gqm+qPYkstV3KtIsn0c4Ka17DKVE",
+	"rLvH3pbJ+mGu0XJn5aEF+fGouxEK35k5R2Jp40iKwcxu+zUCWLnF4WqLy2BNrp9mIrVRQX+e06SVp4+B",
+	"6uT93nEX8lK2nFc1yHkwVNKSmcszg6JlGRFQiTDxs/MclLLz9HbMbeNwYRvHYjPd+IMo57qBQX1qy2sm",
+	"2o6WmN4TTPNZx2wCbIe9pLDS4Bp3ihFy68pLjgn1jECbzQb3MXxfWWPTPZ4v3CK13CqfjGtny1LmqQjP",
+	"3p5fnL59/rI+T97dmIQ78XjWPbNqp5mzXEx09mMEx+XF5X0oB1yfePdSGzFsRrBO7sUD+4B1LcfsrRTG",
+	"FzZrtx0cAPNgUKDJOvPzE4UV6Mw8scCpq21aYYvb5w502x3kPqLqXKs0taKa+ui4O0L8yhb5O84LOgW+",
+	"zgm5D2Sn6uN5qP/lP+tkfsNjda+EGBX/w/9AZ8L/dA7zH+W5uINxVf12dXEw9nRs9BhCeBWWu17L3/yD",
+	"XhN1QFUd3DpSmqYsGsDLJoxmNroGz67RF8sKOuQnY4rpqxlqrtEA44/cuBdUQdZczYTDlXMvKmDCiGAL",
+	"KL1teDlmyy3FLZnxuKAi95JaRMpWhOtWF025mdSsNNyHE6dd2LspYX0h8w82PVIlsCVjJc9AjqxxJ4s0",
+	"8wroIGdTMMGXKpM3beXylr/C9qH8YNWtbX3mutMcxds16nQZXluI8imjYNMwJJRRDoaQxYRrhsXHNxYd",
+	"31y02cu5ORyeNztPh8Pz1n/dmcsSymBvGh0WRYeJFzixlenj907xFKbTGb1mNnjE5noAQjNfl6fp4sP/",
+	"W/xlMpq+la//8cMknqa/nIlwG+n1HdWTWtjxXAiW4pGlBPaziF6BrNUZmxqid19WUFcbovS7oRel3+1Z",
+	"arlyHV3tErxfitQfsSzlou1K/OIAK/0e06PRs/gwaR+w/rjdp/uj9lHcS9pdFo7db15FgsZ8tjmUv7sm",
+	"IfsjZAnZDjVYs3hbZOzYJTK9bh23eEXhF99YZ4HqyTm2vFcikbpIWgvwX12Z2rnkI90tOYgZ+JaJQSoX",
+	"48q4rPF7dWwRVuJI+HiMQQxlGvsNbP12+UV8IiilGJnP1uUX2XJz1+3cRij17413feWcI3DFfPN8I2YU",
+	"b4q0fHXgFzB2TxlV84xNmdDWLkb1JA+8QSxD2wxxbqRnFcusmltrREWy4ImeXE3B3nzcD4PGv4zgml1B",
+	"PsaOoRuqmYiX+MVRpx807IvXIWyR7KZ6juBip7RcpVKpq1msG4Ow07UJNxxxwugag+PeXfDdsFtzhVXn",
+	"8XlXM7c3552f9ddn54dLS7nt7QtLu0vkx+HRepiQty2fN2a5xUTUm9wWbkN3jyfA3V+FuugJ+XlOU66X",
+	"JCfkHM8CWB0Q++wWBAT3EYErUqkTdMtkWMNa29xj69dt3RzXmgruce+7VSoRjk+BqxsTVAkcScCtW5mK",
+	"thIHLHs5EzNE8O6QLWyrs+YtqEXDP+j45XS9TWfl87hiJW0v6NIRDIBqeZryzRi9nV5fOdFrdHKfdy+o",
+	"wpr9J8TKEwgs4UVxIy9i9TfMIion4aH0v464z1dgriBeJOw6owlYrBK5qFRLgRa1Kuc3zPq1UxLEnXWY",
+	"uqxc7/iMpVysczKYr3OaTFiqqTWNWfxkqdBwUI17KAke8Q2DZHIu3S5sso4nTF3Z8oqDfesfsell86YD",
+	"chDuE1eT+adSTebigVX5oevCf5zfBQtRbIgTcjijqySTs5mt1WC/cmY57ytr82sMjg77NfGq+aQLwvRm",
+	"r36uN0NVV2UFmIu/G1a2mPB4sroRLjk7sdnLxzIj11ImpElJ/9Mna6wG5Gq/d9wKiDTbNmO2NPyJ5UCl",
+	"PmgK+JyMEbs0cOd6ltrywgUu+ZjOgcNQdZ7nhtIOeUV5Os+Yl/UpM7cUS0hTSOszCcjBp08BDNPmhXpI",
+	"Ag6fuj5v4T4t09a9vbBV2rtvR1XaXBGfcKvcBvlxUaO50dPh5hmD4c7CHS25YOJ8TEHvqOU+iMHKSVkz",
+	"wAXlEBCgJRkxRw9BEfByYtE8ZoAzKVPz1xIxXKmSRAqScHVD5kLztHgccoTZ6hlQDfWe4VfVs/0wEIvj",
+	"ASv9rqzWyv6usIISAVfJc5XOaq9LLCi2JjUZwIj9QrtalQ30awpefi7rdvats4yNWXY1szp22RXd7a/g",
+	"L7r9AydwbTBz9Jy+yYQ5LIk7LTYEe4u4bnihCy6PeZKtFsFyEea26DGguDHWXEv4q/vlshx3XhTfu5V8",
+	"1pZGFXcWkxVERPfIAgUzLjOo3twNN5pDeg+qrYmbXiqueWeMqUOaITVsijgNNntsOuQ9o0lbinR539hU",
+	"H0pSuQsBBOluIXpNuVC6NHCvvo7leeCsAE/bVx35fazsOUl/rgEA3M8E74OI6lQTG7IFi2KX2fp2+NiV",
+	"MII1LC/durXZ6T7LD+LdxPsGmu5oIq5BItWH1nwlAiIQo+Sh3loPI6mCXVQn8louMDJEnRDDG8i1dCJ6",
+	"Cj/x5E5DyFpV9zGNIb4TJJ9OQfiOJryirA+CWO3kNfG5ZH2+iQmdzZhQWOSqXHkhIFqmCaFQi3G0JJHp",
+	"PxqQyLsFI6I0Y5kiXA+FFFoWSXEDEplrP7IJDblGUHrCzRimXFBbDnlKZzMnWmVytu4EeFUlgtI9vLak",
+	"uGlilMXilrA3zRLd4g1Xo1wKto3bZLXDzQ94I4aMY7gb90tvf69L0eO9uZOnxLc8VvzVGZd30B94Zutd",
+	"VN7Rs6u1/kTY8JqKSwpiMIzgNDV8BQSkdY4BB6MBMUsVsTyraUpAKLSBFzCzSuagUkYeP3j1wEVezCCj",
+	"x10VyqvvDe1rizf6Lyu9yb1k7Tu6ueOqkhuoCE/KIzsOMS+gF2sBfrs8CMJNKw9EOKhGmLgvSrB9t1wV",
+	"ND6kMUIJtjroXr14aTd5hRdiBCLY5wJCFbnmt0zUQiVdAOSKWSnLDQMY6gTpOpRMb6sG/+1NoAWd1fnQ",
+	"KjFXIzbhIvEDgVxRNrtRT5QXeKFcJfduqKKTDaFEDw3r/Erhmw/J/fTrhwE+IGrUDxn0I0iRkreMJEW+",
+	"t1U59++a76+k+X5tIADaRb49FMATGnbzQGBCNKvOeQoMLr06sYGoccY1y7gUyLQRxQNtOuRUWM42FEWz",
+	"JsaPsulML4mhDJJypVuuX0LFEmot1JWtLMjsjuKkZy/e+9kad9m3TL83F0i5rqRX8qTggV7+xkoBq3fE",
+	"/ehSPzQPycXzdwHpPiM/vXgXkE6n08r5vjf1/MHN6tWWWSF3WSuX0vArrNWXtYS5xk30ugTitQWVkf7u",
+	"lwpvM4/clOnuaOXBo9wlvT6N3d2ssy7TnTc4lwLu7kx0K8Ln4cqID1dm6kY82m7EPW/ETkWqDtky4jvA",
+	"Nwc2d94WC1SXXq+G8ZeFYptzz8Gzv/yHRvitwWX5JP81krH5h64uJdsjRAj+B2d1e8C+PSjX6Y4J3jYl",
+	"rXiI7Wrn/GBILV8LvkAiGLUFBKP8GwHBU2sdxhwbOJ6tapw91E7zWzfM1Oygu6F3275TQbgwPBSsz6BP",
+	"y7ERYPZ+evEOhDZ14lJCgMBnTjD7FDOW5PkhvLu4Vuq/M7XR/bJqVzS9R8hpXah9tYekapjcbaXPNWPZ",
+	"ivGXgDEX8bgdcgo+aWZXmk4ZyM+fuEL/KrRxuLChQF0xY7bYNFfE1qTyQY9QviQ3FpszCi4aZ7Kwov6Y",
+	"pqkaCig0Zq3/zqubsJgrLsVKrpMt1Nfyvm8L+lxz9fhbXylA7L92uzrEBQS1fqvlKGU15qdTQd6/ek6O",
+	"+wfPjPxuGhGsIN4hL0FL6n/6BIt7AP+qBcugLI6FcVXCaSYsvrnz2nsPEVhMqefYHOpa1RctB01uAQam",
+	"oqaFDXIDVGAAGI3JfEpFpW6XBx3EMhVQYfuWpvXBEOtKav0oGGFCZ0uwTNkObBGMZj8MA9IPj2GB+r1e",
+	"KzAXxVQqTbphuLUc4NX0KKkjgCmsSgR3xXPjjOFoldZjj8743m13T3FbVCEPD8l4G8iNYURjTewo9Fmb",
+	"b+sczrStU/mP9nts2j57Ye5DNZNCsdrqHmH3L+E/9/92+PbZ34//2nvTf3fw/ui8e7H/4XBzpMrqjP98",
+	"cfGOYAMSy6QM8+/3ept00YPjY++k9sN6tsx1WrPa5xOZaWchdQbcG47pIe1ROvGKRUiX3NEdMwhbMK8r",
+	"r8zfDYFhAfUc67K2kGFFeU+Y0HzMmaofjNKGCwVESVtyUJGYCoIhmEQKW+uqGMtE65ka7O3NbEW+TsJu",
+	"92x3au82H+kO5FTPu3CNvRgvj+bq+FnOQlaT292bB60jsihjNFnaIv7WcmQegpRkN35kLTSE2PJNhfrr",
+	"U8wGbuAbp/s8n9wOFzXWlTUjNiwsYTMmEibi5QmJHAYzIlKkS5ziGXz34geXAs3hKS18a5XrJ1TTEVV3",
+	"So4v8jfDNJCZWQzoro9WFjEfwsbV827BLSPe7ANfgkeissqw1275ZVCbiBMZxx7Q2S/2Nla4a9TbWGAc",
+	"rnwmpNmA93RgMWQdM4tuOVuwLILUDkZANnOlWma2xi1IcXB/MmGIIUA5izMswGhLB2P8lbhmSqsiAVlE",
+	"kykXEUkkU3h+0EjqHRx8eyNouNdCafIprwDV82Yr/PA9ynYvrGhX8VVAwdLEOx0xT+6I4HL5EhoutxmE",
+	"m5Dmca9F6NSIIvtkrswJJ1gruRTGpVgKKNIrT6RcjT2mTqNfVd78Ia6No3CCLEBZ8xChJqNZyh2oWcgF",
+	"0ge+rbW9C3FdxogPkyVKYCCjL6RYL4JZWfwZQXHWPtLt2Tg9w2DqYw/WxERBeUe7tNDXE4X7UsC0OBZt",
+	"FNLR5I5BT3eL6qt7u6NZpcr/q/15OSVcjJNHDoGjmzpOd851bdqGVMYoUVgx5fxF+8Pp2+1zAeTHoooZ",
+	"y7jKxQdz2pmr6r9l9X03MNdZQF69L2JuK7kh1tpnu4N9N8C8Wt/+o8T6l+ZbqiTfDXv9u5MDrAu9LuZd",
+	"6rR3cPjAUPDdUWkbanGeYXlvZrS9XPKx9jBX3Tt6eUGvd6/cfUdCACtU+sPx623ugmUzZwLiRF6ALWFH",
+	"AFWSLa+yuShBoWzDOlhq2QN1JxlUVL0pF+5jRe8zMiX/ec7sz4Y3rS6h2mL+XIr3TME0qiKNq/99B6WV",
+	"+noOle7hpBQLVWOLLGo21kBCUJC4cuXG6wuYOHEDTfAVS5G5AJsyIwsoiz5iLWKrk5dU8BUCXWeH8XJ9",
+	"89p6QJhwziwjZkzmmgUu1z+U3jKMNuIJuva2sgGYbarsUG3ucQhpqFvl6rViWxaLX+xR0ChqvTtzwMo2",
+	"rKOle+EQK3y0SB1RSflTz1R9bll6tILWzxiD9KIWoURJzDV4Yx6RxdaBCNct1eqJ872884SjTaXbPQr8",
+	"0+fSSWD9WRALpi4lwj5+ofCCyw+dXXTLgLwOPm6b5uIg7o/2ae+43T0Kn7X740PWPk4O4jZ+a74MD0Ea",
+	"d31fAaQuH6J5V7cXdPeDbv/SfuWa7AcNnc1FjMcbxuozBaBB4l/2ud0XNJhenr0INYz9XORe5R0fn136",
+	"dYC3FEPyYwWMdcU5k+9UnUAKv1oTYREdCvvuxFLQzrIlyeai9qK8W+jckjfvyJYtudzZI0vOXqiH8/F3",
+	"346Hb50S55H4a1EQPCcen+nyZCeWm1s/6rgp2siR5MQ1GhzNecJ1pOOxdUH6gOXtGEwxwvudq1UMbfHe",
+	"e9T18Ud5r8dVfZYNzPtc8vAahkMgWWmRTc1V/uWVtOY7eOFrt+8sKUeYrT8g9mD8+ueiSvo5cRcb6la4",
+	"slHexNcR931zPP0mddKvDN0E/f+bAzfNKL5h5oiddfavpIzXoRoAv+RFkayJMVgbO/AN0P+cqSc+/H9X",
+	"yL/KixCt6lC2xJDRoRxEEpynWNDjXrh/W/Oo5hA8SvklB563s7pct8fvmWL6Lrm/F/pSsI+gyy2nEFvp",
+	"ywr4haH6RxZa80y8W1wlW8mBdqTV1/9ZLsgU4MK24ZNKdulfWCbvldLiYcJbZdye5Fa3yRfypi6Q+FSQ",
+	"03dnRJtfi4S4mJIuzpi+h8nVbKErtDNXd7gt7CV1ndExFbSdgee9ETQy6TtQvmEa1NIs7ovU3Ck3pvV3",
+	"bXTTmTabTJLQScXsWJrKWhK5l7XkV5mfP7U7hp/UpoJmC6Tzws2INB4QNYG6kgj4jdn9iX47cjasGU6j",
+	"kT2v/nmzf3v8N/a+9+nDM/FDd/r8QP/30fwvIX3dVy8Ox3/+htT/dfY1n369u8xsiRGnFOg0ikSncz2R",
+	"Gf+FYlmyH4wykZHhPAz3Y+gJ/sTStF767f3eLgHt9sTgyEonZy2tPVgR+Bqc8isL7HiNfHOJ3VYr/mGr",
+	"WKvyfL3CE9vNGF+FNa5XfCCbvSDV6bl3b5iSfc+OeoiDsmL0DhRYLjJ/ZHKuWfZEueQX5gWroJiHlIu5",
+	"Ey+YysVf2fKB5Y63KaLpTZjQFHAnRWoUqwdoSVKmfYiurayxfKhX0NbcqNb92LjddRJ3HLMZ3GK9oFFU",
+	"/YCPfhmQxiCsCbpxz66r0u5K6pMmTdNShrf7VP3zR7PujdUULTRXnjCOUWZujx5YLv/XLk2fL3ZpHSpj",
+	"qtv9D6dv/8rFGkp2MMgPp29JysWN03g9456PRRplkiYjCnnKprMUQk20uctcIK+imqUph++wkm4JpOSa",
+	"rd6VisXzjOvluTnGlkvA5Wtu5M26BLH3H8pa0bsfzy+IA/RCAxVBXe4oL9t0+uLN2durix//+vJtFBCq",
+	"hmL7i3+I2BMzSqNEQbtiRhOtZ40vXxC9J2ttqgAWdfhBpanmShf4MIshc4BCAMIKi0kZgIFVQc5Enpk9",
+	"G4rcyoiZFMHQSEZMLxgrtlAF5bRtYEY1iwVpiGYsayONDoULVHBaZ5CHLlikY2DBUmh29bFt1RAC1RmK",
+	"ofhf/4s8lzAr85X5pk2ePv3L+Y9vnz4lI5mYocwxbuyGXcVUsQ55XyDTzc8QHzFiJIJCOWiO2vuXkiIa",
+	"CkKaLrCYsFRBmdenT/vdg6dPWzCqHHJO3vAfSLN7CP8mzNwcGVOKJWQsM9NRhXBw2lHrhFCS0uyaZTlS",
+	"3rxg/+nTDs7FUI6ZHg7s6dPBDlIkecOV4uI6IHOBBedlRjJ2K29YYsaE5EuumTYvDbtPn1oi//DhQ9t7",
+	"MXMviTrECL4KPO4cISq47QuWDWCaDs3YBDhjK/DxjM2CAM3iuRx/GZKd3e2cJkx3iGg0vVgkY7NAMQYY",
+	"bQQVZcDt4nx/lojQWA8NoeCR6Q8MDGhlg7m3OuTUqVJg+DcyKKbtNpIHFQRHz6V4oojlp2bBoDezaGan",
+	"yEsaT4qW8DqmQC9zj2C/Ar7zzqw9lhiDQ0j0qe2Ycts8ERH2STMBITPkz4ymehIAThSQrf6SQZJKFucG",
+	"xETGMESaMTKbj1IeW3qCWAf19Cn8UqJ5i3H9A9A+Vg097h88a7mDYu/XyCJz4XigWIRJWGmWLf2s0YQn",
+	"QBJTmpqbiSXEnMuAUO8bOOYyIz/PAZ5PMzplRuBpIwnDCodPn57AVPCEwP13y2War7EdRNMROdixAxu2",
+	"YjhnQKZ4EIhbXdOfbXZL0zkjcg5uJohaC8iIJuTsXV6cVGbk+dmL92bosRQ6k2lRfImoeTwxyt3bn14j",
+	"xRIKSAjsGMpDGYVHYTZQOc9AlqUaQbkYAseV9qfc6z19aiHEEQbHfLyMTC/Ahyh6V2z1agyHoaZ7s7yw",
+	"osC4IvPWKLABk508qcHH7mVHS/ODleE/7l92jLiXN4lauN4iZxvcESn56f3r0ub0nz41LCyZIx1hCUO4",
+	"D6kg0dm4/QbDNa0jBriOmbyN34UCd/Msg1oSgpW6Poaubc1wQVOAVs8zv9EBEAehplsPg+3e4AUDlB6C",
+	"M3ua0yk0B9y2dXzA2Gw2CUJ8/DfmUzN9R5sDNJAbG/nHMmPcThSIBCNyDOd9RJO2HYbZkSKsw3yaC+rx",
+	"YMjONpbZiCcJg9+F1O2xnIskCqCzWIpxymPoacr0RCZt04SmqVzg41rKNtw22L2az8x+s6Q9ZQmnUDrX",
+	"9uUW3Y7DLaPrZErF0g1cRWYx8YW5lFBQNygmhOcM8+DpU9KsHx86gwWJTs1XkY1eap34pFjlFEXH4dOn",
+	"7oxw3SGnYumx5ClduhA6SwH2fL1nOlu2T8faXFqLCU+ZY8YusKFKSTIjWkqiUrnAuHMqlqS0U7DD5hwf",
+	"29fAkpbepKWZlGMwOQWyBH7xOoN3yTGkqj51dPhE2U3CeLS8ZL4fgmZ4AiiJTetBajMRy4QlLcPHMJbu",
+	"p/dnJA8YshfE+5x7KyNtIPY0DygzXN5cBuWAMzM0DGuChQZ7l+HMcgEnvhKd1sylpt4RueWKm1U9PX9+",
+	"dubVtGudYILwBVdYlJ8bQUWY/WSJHeprrrS5yqB4f5TyKdcRabpiBgdhQLqdTjcMQyusmduc/jxnJEKD",
+	"TOT2z9AFDPQzGFIC4lltvkQnJPI+w2LXl50j76gyVxKI16a/uUCGArt6bTX1vHqdncXfkTXCalOUZPJV",
+	"tmzTnA1Iss7XwYJRkMArP1USd546LQBuQoQLk2jYQObkWDLwp2Ej6pBz3DcYvmH4Hv+GXJM3zN0L4GI2",
+	"JwGBNeZadCYeVGFSHjOBcUnW3Hc6M0JZu9cJjVqZpV6M22Kx6FD4uSOz6z37rNp7ffb85dvzl/BMEQ1Y",
+	"aDmn7858H3+j2wmxpZwxQWe8MWjsd8LOfsMDoTgJHFxM5ovrOk/Zae6k40Y09bOhBWTMUw11dEdLF1eY",
+	"syPMQUfeeGLfUKBMjAuTs6SzBFLWKA3veomvgpHavtD6WvXcpks3LEJHRmoBW79TtJ2EAa5b8wCwy8Lm",
+	"6n6/Mg84TZPeZfSCEb63j4K2/+VLsO3QcqGHQ+b/n346e2HFA2uLIBxjYwo9fku0yMYJ8vL0PHDBYb9a",
+	"23LFXrBxbnmJVRuMQ2MtMzM11CPMQCrzkTPVxpiq+kFDD+uGW1OLc7fxUkgZTMdQwNYMWPMpK4fHTpXh",
+	"FVYHf6JckgbQAfb3949B2FignSNjKdVGsYea/FH7YBpVpuv7CEI/AefqzMG0u2mjvLKjTSEX/25/7LaP",
+	"Lz+G7ePLz2Fw9OWjmk6SxeW/8Zv+lzb+0Sv+uHB/DFb+aA6HHfy7Gxx/af1X85///viH9uVKu1brzjqn",
+	"FIP5zWJhBR2UZcgv5upq9sLeYbvbA0fIkV2RVkAEZFrMjMJgHslXVksIHoMFbu+H04C0u6AmtZ8lRs0B",
+	"pScg04BMAmI0ndadRGDrAf+6+9+7c/+heML3/f/6+4/WDWA0AcGUN0HBmvH6yEq82mi6lAtlaYZ90sFQ",
+	"8GshzfRJbATjJgptKZQ4A5Hk/G+vISCDpqn/9Tup9HXGzv/2unVCov9js/dcRUNBM5Ybs1FcmSqW3jJV",
+	"SRFieOgaGvr5MTnnhR9GgqnUlQa5TGaa3LBlQKiKUfeGvbP77EobR+0oAAMPNukMxcuf5zQ1T2Jdaegc",
+	"ZQee5JErcBATnjHYmQ75kMNXBhXhoxTqku8uloZHb0hnKE4JyqpGVEVJH2PM83omZjJmD1CUUZV6X6iP",
+	"ZEzPM8GSPA14sRnON1/L0mWmSzvirPv2GXz2snYv6oSQQh7ae20k/MYWDZ1P9hKKmYPmAsJfLwwBdSCF",
+	"ZgJdkxWjr/luB6EIHOdgkK9JqksxARL1ZUnDKVGthQH5itG6F9rme6W28M4+TqfuoXzaez/QxD7XgEe6",
+	"dz/yExgeZMZ/YYl56GCb95xZi4FNpuLn3YU0AEBguBapNPxT02uIkoGFNARRMX56UIAvQS63g2m3iJmr",
+	"85NN5a0Ldy9wdlZZAsMw1OihS0UmFhDXITAIlgQEfFCxUenAcQMPdCzsOyoL9gRkujqx/rlp/9w8igk1",
+	"vhIJwhvgXS5sbZUSIUEgjAS5hIdg/83RYT/cv/uhV85E9iiUC6vrE49HuLD89YSL0v6XoF67fPmJxg4C",
+	"Cq4wdHFNuPY9dmWirZCeVSlrFcpfifDW8b6C4n6fzO68vIU0nuxCOetY3t5nc79+uQfnA5sTnbLk1+d+",
+	"/zHMD/N0fGd9u7M+o7/ch/FtNGPl+5LbqSDdXi5DOiRjDlBBNPIOhGHjQC69Y5TDFfY+e1XjN54oDMFE",
+	"K2oejWbOjzP7GXlazjELI9ek6SRsnjnfbOskB0XkWRZNa0oyOK7WB5pKLJHIM5fVtOPyLObH86R6PCHT",
+	"nA1tjCCUw++zclydG77uxOI8X9oZrp7afj28J18Sc7rsOH4np6uPa7L5ibdSv5Jz8TjXCu6RD53yTuTL",
+	"PBqw9lTmuZ3WSSRbyRZ/Yno9iTweY8/fsYah+8ix3yCl/dp08yem70c0XsRKmZffoXy7bs3SYjqCuAZi",
+	"99x62nUReDjLGLitrIljJJNljnS1TW4Ym1k2CfCKDjkVBUqNxFQIqYnhgehhxRrDEDjsuOgObBEjKUs0",
+	"D7v/g0yWW5C7j4NFRy8YR8PuIBkdDQbdsBE0FlSgL2bgoR+/BDseFRvy+aWM6rTBad/soNoA3d/6gf3q",
+	"V0O/u8Ur3tFlKmlyIeVrmmHxjH73YJv55CiPNyzh9MIW0Ov3ets8PMtkzBRk23spNNfLR+FJSK8Pvct8",
+	"2e6W2dwG9e5cKNvOsva54SUvoTFROmN06jQk60YfM8MhAM9n4xMhqV0ELxhEpAngEPgE0DJEFhghOUqo",
+	"poOIpFwwMpFp4lJCRPC+iFAFCK0TQEbwxGI2hkIZChUxc0VfygNq6nLM6BPzbCsorMY5EMBWfegMBdyS",
+	"OEkbR+E6o2Wk5BNFImCOuRCJ6QFXhEvVImpCM4tc47bgAhiVcwgEjnuagxdg7jyxSxIMhZKEOphIDHi7",
+	"seP1U54kKcu7uGYafQHgSACwvZnWcsbUwI7YorKjwH62zCb/nM+oafalQFTYDApRMBSRCzMt4q7dwliz",
+	"TCsg5XUwnxFvn79vKCKAl3YAW2palLVmXKoIf/WAMtbGHkshWKyVxQlFr6nSbaCY9tmLKMBrLN9cxKvE",
+	"mVTK1RZXAboGcNGs7g/0yfVQTLlSRrEfZ3JKqCvALjP8AqZsYU4nNofjmKV5ZDr6BDTlgiVwNIaC2xcB",
+	"yeOk3OuE0oxiRX41gYwZGTM8C0GamsIlTGI5nZrmhiiGohkN4FKnKb9lUcscCrjvcR7dA6I6BJNrWwCS",
+	"BXtyNRSwgpbA7WE1BG3PYZMKd/RaJw6rs+AZIzQ/2oBRHoqhiKJoKHgyIP19e7oRDe82fiigV/J52ODJ",
+	"sDHo7wdDcGAMG4Nho9SyYX7hU/ylLgIOWpjuho3B506n8+WLff9Q1InhNXLJOXAuZGN3IUbOktyTZQ6p",
+	"5VyAjgYyzFjM+C3qbYWDp99zivnERedZ1bxEnyU/j+eqdU7V7vGXOz2nLp3qlKaGK2JEAgwzQA9ov2cU",
+	"+TvlGM0+abwH2sjZKyKYWfHHSv61ezYeCJDc31wRtFgoj552EAbN3E3zT215zUQ7o4u2W7Mib2GNPgUk",
+	"gWtmLidzVJfKCMaCgH/eJ5eU0VumXA1qVxdiMteKJHIhfq8WX5Ak7CXL3LnMBRr8YltzL/sE4lq2Xpx5",
+	"D1GBCuvhW872lulXqVzsnb17dfYP0iyikd6+vHj1+scPV6/Pzi9evo1QYFGmreG+ebPzcqOUK80EvKQo",
+	"PR743usCu8pEUX9uKE4FcTNwqAPbkv08p6nypb4nKv+RK0K1zvgIMilD3RCqC9XuiQJ+XIIC568xl4bm",
+	"aVqE54kEZ5A4GL279odCzNO0QzBNGxYCUMAjkqI/I+iomKY40Qh+5+L6KqOamSs8rzMRhGE4FPmGwYM3",
+	"bKZRasPUOYbBCp0ucbe4ImOZXUtAkMG93ar37KwBC77MieNrKnb2Jes8PFidJF8u2I3fzck3T22hrxmF",
+	"g8fsJ68eQZlpmMXF+Gbm7anjGTaodmumkeNbaxkG5lorQU+woqYRiGUGysmNkXYFzTK58KGtiBBxuNYP",
+	"KKTmQnShAsx2TOdGtT3QVu6FOoFXRcdFn+bKQV3KPkOa0LjoUE9Yxlp5VxmbSs1q+8oYLYz12K7ajZFR",
+	"4S125jakgA4FfFsXusMV6Yf9DsGQG/ORfaKxNqoIVJiIYCXw74BEP0emt5gq1uZCMdMvv2VEzUcoIflO",
+	"u52Yw7s8D9xdEGJcjdx1sbI7XNnMulQTxsGIZutPPApKt0hjVzCkOxPhbZgI3jMVqoAbpZgL8uQySXH9",
+	"eMjjEgE/8syqlLphah6FV+YWjo5Yn3aT9n7cG7f77IC2j5PDUfvZ+Igej8K4m/TYWlS1f6IebXLcZqrB",
+	"k1EerZEm11GPK9uy3W1mTsU5PrINyOwtnbJXcPS3QZqdM5pBAb/fAJDQtrSRJAoD26E0genq14ANlrI4",
+	"7QQetB7htv231FG7NsXNbxVXaMh1G1ghHKHvPrCtFDSQtVyWVCdi4W15l+tLqhp5CnNzKVtrEW1pVoLx",
+	"oAUQNeWkkdL3Tb2QJOFjiLzTpTQLczWnaboE/r6QmJKhBUXRC+6f4EnDsGIhS/dCv9cbCiuz5L61k9IN",
+	"n2f4dtGOec3HEQNst014AWLNseELO3vOcIHeIajj3l6zlRVtDLbNqW75CeSKbY9YlnLRdulBVnekMWgc",
+	"06PRs/gwaR+w/rjdp/uj9lHcS9pdFo7db0WVtEFjPtveMmPWwWaj28pF131UZrLOPZen/rb7/btxzx3f",
+	"/cRzG0r9+3TPIa067ubSvRh25Ged3oKP1vrqgA/vfbbwpq3xVxjTbAOLrV22wFYRD1oFCHMHpxqKVTzV",
+	"c8wxszG9DOHiVqZWSzAC11DYCqRwVuoxWRVv0c4IrJxhboO+ys/vd+TVr4O8IhakuBPhPxBwVU8R4a92",
+	"QXwXMLcHWe1AH/fFVpkut8dV2arfyZ7MrI59N57KR9ipoQADOXAai61CJwcYyWzhX/R6FMxRuRxeKzwV",
+	"WKhlqo6l3x+X9VDpMhflEnad0WQXV5t59bfBXG06rw5v9Rs+t9+xVl8Na3Wv22u92LbnFYSpd1JizF8m",
+	"59doPXLiFgZkNOGfNlU8Ya0TEv2jDVJZhKEpiwkDo7N2gQJDgVlaDJ/oh33CxzWphtAaL7NKHVKyZHr7",
+	"lBz20n2Tl1H5qmfZvWbNkYYkZ9ovqFo61M9dMOTm84zNvgTfr+87r2/ILeyv+a93n89rD9EspbGnAa2M",
+	"D29sl/0XKxErEkH52og0w3Y3DAMCpZQxWdYIwvJbaLQyfYl4GZB/cfNtYBQnVIhGVCQLnujJYCiibhiS",
+	"Nply0bQPXE3VXj8g/bBlv8fnr6YqIL38S8wefGX6vJrF+ukRPDEU+OuUfmp2w3b+oqvpaKYCErYC0g1b",
+	"UUDilE5nCAb4GJovw0unq4kEsiC7eRrBIseME0g6M54rwyuiKaNqnoFxOCI2NZRCfAHDtAsVIzYU1abL",
+	"IUg7I0ammDeDCnJghg3LS80hyctSwdo/USROZXzTIR9sfhj7DoevC4YCoBL26wo3hCSYbcsuWzYvlTIz",
+	"9HFIEbGeSjkUea14KAaDJZ1rasaTJnWZxXIbYSqvr1kS+NMeCkRQQHkOlqhWh5xtIdGRGoHuPvZCS+dV",
+	"xntPya5MUo3BcT8MGjmFNgbdTi9oFJTcGHSPOv2g4ZHKeojWVM8bg+5BGLrk2Dl5NwZhp7uTCGmneibM",
+	"2f8GguQdl4+hI89M4sW2wan7LmJ+FzFdeodYZsnDbtB6mdMr3VcPbHHmv7uwLSf44Y+zjMuM62WeMhF9",
+	"tIhwtInOs6FNqwIIdC7MrbhgGXHPWrw1FUlA6FSKa0S2ud8hYxw+wROL8QosNgWPD+TFLnJgbwbdDBys",
+	"pAmgklZAIibMBgIa/eeINLcGkxjR2KI5np+9eL8b8swt9ZYp6mCEpGnYGOTABU9ywpX9Hoo/tHLzbcn3",
+	"j8G+de5h223JQ7xab+q7i//bufjdGdnVv+891/b+/h25/SGsZCvHv3dmfn9Ya3TlF7wov1q8YqcPcujb",
+	"pPR4VLH0v0XinZIIvUxX5p6LbBo1Ioy8bOV0nrg83UNBBRokIEE+1RPS7Pd6RVJbSP0fJZmc5T1pegOW",
+	"DMFsCJq56DEn+VDY14Dahglc/0i0jFD/K+4uMuPxjfIjyOYzSAEp4iIGNhiKituqHNS0u6cfnn9QhGzs",
+	"6oDahWwMukXZK2/dzSa6e8BeFdPcFK70VcyTrDFodMNOL+yEnXCve9gIGnn6c7ixsKbnQXgYYm3Kg/Cw",
+	"a/gAfm+LIZkfeuZP0M4twL0x6D7Ly4k1biWfteUty3JsQc67Bt1we10AVu8bIQRw59a5gOxp+I4S+I4S",
+	"WI8ScId/O168UdLf+5wXx9oeGQBPYFxtSbRGQSaVCxSnDK+dsaRDznSe7BSDnXL7UfGtzBhpckGiP70s",
+	"yrZAoOeebYRRo3/CKnatr8FbLSig4K1bwQKKI/sdGPBrAQPuewLWoAP8fXQVPkuUvWU2uD8xvY56wl/1",
+	"BvkOI9jFD7EbNd3b9wCveZwsLVhkxub1RVEOahZAaCC0D4YiQyMvBmJPgPlBGTkbjecH0K1PSXd/bmpR",
+	"Aw+WVHPhMy/K6US+gx0lvm8EIdh4XnMQwW/53H59G+938XB73MFXEg/3QLJbaxouLp8niuiMxjfMCoMB",
+	"VtxzObUxxldmGsIZrZ2FapuVvUNeOQFyKMwdPCAUwzbBFHadmR99iKx5XGG9odkMMyiSkcQyZwKtrznT",
+	"GoptDa9LGEVjVx6/s4lrNVwrS1hWMlOSCMo8K8ZEBCZPvB4gJDoPdjZ3wC3DBe5sawykafrjeO20/BK8",
+	"51DB+NIwMPDoNga2QO2Xr2qkM6/elPZWyxmS2Hd5ZyseceHWCwPxVzjFudG3vprUcxd/AW1vLX95ns6V",
+	"Zll7wRNmWIilxAB0vhWlMRq4ajhAe0+U5/8Bvw4BuzpNgOkEZJbOrX8K3DUg/Ntn1RPnYFOCztREauVK",
+	"p0GxVVcVjIwyRm8gK8eO2gIu++685padx9JcPV/fUI5D3KhzeGv8/ThuaVv3jSf/sUfSGWA2pDuAquWI",
+	"YzLXAjFzZDZrmbua8FrXLl0v/WROSABpdCNww0ZkwUUiF0OBAX5YFEdLEkH9TOzTZeNyp06dEDad6aV9",
+	"FlWaX1gmVYd8wK+w6glN+bVwqU4Y+UnwT4TNZDwJiJJW4TLSCRTU0zTTroaPK87Dtc1SNhSYhcGWUvYH",
+	"K0Wrmq8kH5iZqC2J2OyHYe63cJOfUevva3WwtGjB5E7I8/O/28wqGAD+x1jdRlAG+xQqiQ+gYsye+XYo",
+	"mrFM51OhSATMzRaVD2BrAtyOK5TMZjMVjGYqmDF6czWaqSgg1JaBJJlc4JKcGDXQNXCrPWF5YphWh2CG",
+	"EpcUFFO/ca1Ihl4em9rMzp4ORWQPQZT7OzFfnmKM/Bmp7RxbkLHNfZSwMRdQ8061EJM6hrJmQ+Hy0zi7",
+	"5EG4j+MTsmJg5IZFiTG/nmcMCvBwL7cEjq6zdVawMvu2o96Zi7/K5HQbgfFCbtMK9mGbhna4z+V0RjNW",
+	"I4ee4l4htZ0QecuyjCdMOYKL1kmZNkFBndMZLp6gEavbOgfy17/E3B4ZLuyOS8nY0Nj1vAxFHWwt6PbC",
+	"MDg+BL9Wtx/0wqDbOzIfDswv4cpTXXgqLP5flKX3MRf5UtXewpbUv9+9XzuT0EW5hv6ai9sR27e9uiFj",
+	"JHp572+rrHXh/5NlsuQQeqIInpxcDvBkbrCoU6XbkJULcMD2VhgKXwIy7azRAEE1StOlMyd03N2Ql7OW",
+	"83hivr+wnnwwj64xZpJS3tAqn19bXeO9aV6W078am4IXwAvvqLHhVswWIlPse7LnryWkw3bkB/xJxTG0",
+	"naRuq3R4R9Yiu/ccsnu9bA3wklLiC5XFebItEI8TpfMvoGq1aZvNhcIH4OzJmKZe5nYtUT4rJzoCUVhu",
+	"k+fJiHD+MCBOoJI1iery0EA0j6lILMi9aWeVq91DsYBq1tktc/W1b1mmWI5/bw0A0ukxHIxCd1U9+BgQ",
+	"/I4JAugUQJ2Bx6cgX5jFS1KRuCohbpEDy5iorq6jymKzbokNWuCKzGcnhKWKOVwqsDOb68t0YCY8n5Gm",
+	"zGzmNiuWYnnt+cwMCyPnbWMXGmkTTkvBhiLHCkJQidKIBg+8DHBynoN/gckGREMN0gwK5I6WFh1rEfhD",
+	"YTmv9xNPOuQFyNDQqRmKYBDhYsYnOuRFHoGAmwjhCc39kCgyWg6F1VMw2aUXt48TpiRjKbulQjvEshtt",
+	"HihrwVOB3YSh4DkCpih7bRRKTMDFc2c71vMsdtZWCz6xaaETDHAbiiLCjStbZGfKiqzMtuaXUSvskOE9",
+	"Vvew3TtVYSjyyDchyRws+Ugs/5JYwZNhIpkTQjF6Dq8rHNFOoXHvkU+45b8LDHyOKfNYrpzGcsqQfB8v",
+	"mVxx7jfWDNo5U9nK4K9BwJDVtGqHrD/ep+1u3EvafXYwbh/R41EbE6rtj/v0YLRm5B4zetyRv7PYATjM",
+	"FZ60MBThxQzNZ6X5PKsfas7D6pO/caEP+w2otmooya+1aqt8f2WFqkqXawQVx7i/KyVbyRo/MJs3q+Th",
+	"AlbiCRp27bfOVYrPrxMwzKmD1IBl7Hp9vtJVf11NOMVQ3BFPAUEUZLsYigDEDzsuc9HkY98tnOLcLuJu",
+	"etD/3MiFXz1SwYYUfM9CWK/5cc22CUaAs/w7jkSo8kI81g+MQQBRbzUC4YQY7cOcESz8YZhedz1SqlQm",
+	"ZWdEv5nIQ1BSVY9Mxo0CQEU8IdIIU6Zzx0ldg4C8el+cQmzdhhR+26dmMeP+Nkh6WLF1obSwo2tR9C8v",
+	"6PVdJwXa/IZyOHxH3H89xL3Cw7kF06lFUwHT2vtsVY+tcfaYEZxrRbx8pXWVUI1U5ko5NcFsCro7E0nL",
+	"KfugmBjd/onTvUFKME/qjAplc/aRPMAXDSC5KpOXT0X7xqb6qej0zZitCGFeEzkL9VWBI7Wp7ZNseZXN",
+	"xR8Nt4iMlgwzii0OtuI5hFw1IEaCLYVqsoC6RyPmhtcZig/gJj0bt98ARjYoCk0xAtyGKRRtbE4bs8xP",
+	"lMfreZoSwNcyRZr98HgoiiCytYkIK0WwAJi7Wi/WfNPa2vSMxGBvho16/3sGoWu1S5KbiOAzpp9fwjKv",
+	"c+HZPSmJZDnwy6Jw7xEGfDaGHfn6gtQLW1VsvRH9AywUVWiaA0cySbIlyeYiyBewlRPVd9v646ByHy8C",
+	"BC74vDK0tmyQcL0dm87LZq+FsiLzzaNBHHcwR91IBtH2GK9csvuKFL9JDvodyD7fJm5ke6ngvu5e0+Wv",
+	"U9bX3saVW3NuMeUPvzUNMbq2XBipXDFFRksCwdfr/LV+ocnqrXl36En9xbnTJfW1lLGAKBZLjJZEaML2",
+	"Z/3bRLFs4jIuhuV3wm2+R7v8B0W7PK5qtpewGRMJExuzINlidh4b9BS0ojSQV+5pWehnXMTpPHFJKsAz",
+	"aXQp6Yo+2WJDfi31FlmvxLnSe7a4cZ6fvd4X5VQDWyx3awu6FWNe+Kvz1YV4711r3UtFm+8upq0ODmg+",
+	"WHbZUKa1lAFd0PGYxfpXkmg2nEGvLuznzQK6f/K2dWGty/41FOvcVQsqrm64KPJ/beu6GgpudmJMY0AS",
+	"2NKbu/utXnpVIH4l/9UdLT+cvv0rF4nX9XeH13eH1041Ty1Nb+P0ys/4dx6/vaeMrnBIv0Ry/t1X01c3",
+	"+9z8Apgil6SM4tj3NcxKrnFgFQX2ayimjAooq9W6T10DHI1biwdl00LWDmls9zthp9vd73RDOP32AmgM",
+	"GkxPwmqprAUV3UbQcFdMY9DAzFbbVyG3o/82Prh87dYIaPkm/x4zWn3PY3sHnzpNkhIn0HJVobuDU61X",
+	"6gYjquPJi9zPVs+QnL8NJUHrsSrwABXnm0XHCqtOORQrOtKGwvOkBYSmKQJEwTg9AGyygGy5XOUl1Z2/",
+	"y8Oz5mER1ueFxY5t8B8zq6g+Xrqsh4TReJL3xhPSjHiiPvYuo1bVwzYg6GLjGuWcDFxGao0bjZj7lxqO",
+	"SpjQ2RKGBZOseLqg+j74ttwE4HeynYfrh2KPHEDr/kY367Vy+WwToJ8tga5boUovd7LTeXP7Fsa64vXf",
+	"PWHfefej827riVOGcdIUcVku7+lOPjifb29MAHEhNU0VRKICc81NXYY1zUWekjVx+PGAxPU5I+6TGwIY",
+	"7WpyiCcqzwoRuNgDZ1ZI52pCQAC8pWmHnLpnQJ6dMJolGH+AEc4ZY5VHFGrGYMhzLyGzjGH0DFgZ2IJB",
+	"FhjFdACVJthYE6PxOrOgxV+Y76/kXO/itvxPTkrxp1SOaLoxKYUGcvl9QiVxee4TqVYHH98qB4SRFxSD",
+	"wH8AumBEBNhIJjQ/ks5QY8P9bXhNpOUsKs7zaDkUEHsNafxFAta6lN/Y2sksa9veXcTzpowLOKah8FIu",
+	"kNWMC3BeuuZh6MBaFIuMDYMcRANjDaBKzVBgmRp4wJndwXrk+I/MvHI2kIbPjixl1PAQiacfji4l/TDM",
+	"S0nDazq/YiqD/8gkBjWVDswqvq2ut0uHhclHfBorxdp0w3pznJaztWE2+71G0LDJSiBV9R1BNyujBgEL",
+	"KTyj4gad3re2BgaMcUAiGHhEmjbRBSY2Ag5G3EmIZscH0VBAE3vSnyj4FvJyQNGHaEo/RaRp/sEvT2wk",
+	"4DKPkEs62BOGPuIDgrGkXFqpfBHZ6E6aOPRhHn4J6Y+w0VBAsg+XTWVJYrMjBfnbOSL51e2CWZ1aoyhm",
+	"Ggsas+MD3Is15s/KuoPCZNZ9QGgCyotjUFOa3bCERMMGhp02nG7UzMOuSNgiE5km3EV1OgYmx6VFgONm",
+	"CU7LWZ5Lxr5JaRrf5NWvYD/l2EgvhacO0yNHfpoJjJQNSbPIpWxeU06A455vrV9RmN1Di3dUM4Vcfu34",
+	"9yJLRz2kCVb2d3Ovf82kFZ4QvWviihX5YMZnLOWCrRUQ/iwXZErF0l2ukLrASswB0PhoPh6DU4cLMmVT",
+	"M8oF5eCndEmA7OiHAi5B9H5DRzbXeFBcCKm53MFegsKw+QjV1pTarTilndhXT/5QftG6VGu2EYRNs9+n",
+	"dGsWKC8j6Og5p7+HiblFvpRNSU8q12Ap/z3g5nxt1P16Us6Kami4SG3iV3vLu/vFvO2BWU+Gopz2hOyQ",
+	"9eR7vpNvbol6pPQlzrxd6IP3TVyi5Q0T6400p5jsr2noNGO38oYlLYLP3FkzrnWfWGIz0F2BGUZkOmdx",
+	"BjkL81QXzpWPYNXo3enF+x/f/nR+dfrizdnbq4sf//rybVQkjGDilmdSTBlmRIGsEGhw2faIveZKX+Bq",
+	"fqOwZFSo7OaMrVFMpmWlyfHKNUK7oZNg66QBKJZ8L+x2N3qkXcJ+fAeR1BIUHJ9tECRI5N/vjB3wI6fv",
+	"zuyyeVeF5VebY2ruCreGXt0ZBn5ja2objmzOE5xPrlzUnzlYJ559AsIX1FBwrcj5n0/bvYNDVKKh5qat",
+	"M0pjbQ6n8JyYoGzXo0TWMmkcNUz7Ib5Je2SvsXhROwOqMh1W8TY70P23QXx4r07Wm95vjE6Xe9DtzqqJ",
+	"XAiXgCn+3dQz/t2GTYuCh+zGQlbEzb3P8O9dwdPvQeBU1th2Y+RFkNeEXGBwILk2Il8/7GKmLz42ypPN",
+	"T41caUIVUihP1hZWvyNet2AW25QPs8yQKicuf3exf7VEjmZ9H0CWu0rp0GUV7G7tyOtNDFjc29yTAGCC",
+	"CrQsa2MJFGvEs9gd61OGyG/nniolPxz6dgh6TbkAyZPl+Q9zPwoXRbltC5536dDNIBZcqNbJUMwFhvh5",
+	"Dj1n/kiMNucbPjrk75gGEGL+1AogCtBEI5q4KTTN32fvHEw+wGqsZlJyjI6SgAh2TXWuxQYO+ZTXqTLz",
+	"DoiS8yzG8OCEKc2FFd3HJOFgYhTavYWM6ZSnnKkWydi/WOziaLBe1shOXk9Iv9dz7kOzgFwk7JOV71ma",
+	"FG4BMwmIqURnDiziUHTD8IREdts+7l92zHZ2XJHUqGU9LLjzdoVOiJLo0qMksjmpI0iC5dxF+B46kreM",
+	"HPd6+/vPeuH+4dFB/9mzg6PwGY4AUsXh+rU65A1NxzKbsgRTzCstjSSFigkoUwOYHvSsXAZ8jskpjRCT",
+	"EC0lymsjmSwhW/6Iketf+KxtToFZU5YMRTN6jtJG+6WIJXZsGkWtE0Kdt/aQvOE/kIQVD64H7w7Fi3lG",
+	"RzzlemlUw14YkimjNtsibJR1SLlkjSzVFNU/p+8575YU7YSrm6FQMynRuzVWSxGzhDRzBc664TxDwPm7",
+	"H398fXX+32+f/9EoTLGOTkgsRTzPgKJGGPw6FGoCOqdg2GvLHNM4owpKEt3wNHW6oBVnIRVnKhXLt57Q",
+	"2NB1ypJrlgyGwhk5MxYzfpsbIP1WllZdcgwjYAWEjjXLIHcHVjQwFx4zbVng5RUFPVjzqWk0naEHzwcm",
+	"yrnhFWYW+A7tIGNckHHKryc5+4EizFZqN5Qh8R8hNWILDX2z5AQseKCqG9KKqcDjbD7oBY9Zh5QqYxhq",
+	"Khd3aa0WlnBThAv/F5bJ6uQ75MOEpwyP94ovPUHRlBEkCSwzNZ9Bet0KAbw5/cfVD/998fI8OkEEAdfY",
+	"qUwNtyFz4XBAHo+0/gkYt+WXZlozqjMp5uoKXntlW13B+b4Cf6EDctbTYcZS+oklEQy9F4ZDgQk/7cEF",
+	"DmRo0FkyxjKF1TL7xUVtn1dnby9evv/76etoQOhQWMJFgp3SeMKFNe+BvcP+YAXJFmxmmqe0LcBPOZAB",
+	"VgoXOabC9GNWi5GmOZFkPMdLYkx5ysV168QnREc/cGDq5K8zcc2Utp6uu1KmPLdMx94Mvm3GmtPF0gK+",
+	"kIEBErd7kCdNmTglzip3VYZXa5sxPNB0kDCUt9fVQbinnmlvGJguus0HUIYgaJhT4kp281lesHu/0/eq",
+	"dbsa3X717QASvrpHup2wc9DA7/CJPpTsNosNN1Rj0O2FX4Li9fVv74Vhd5CMjgbdweC4NIJ+f98fwKH3",
+	"/vyhQXkIB92VIQReBtXBsy/bI3ct9fyASQB+XdiuffdmX4iVSWhxHr4r0v+ZinS/t0UY/4WUb6hY2uVU",
+	"3xomgCy0qmj4epLlrltEYyQy3uAoIucLen3NMvLTGZppMyYSBq6aaE/OmKAz3lnSaRp1yGmagiGJKuV8",
+	"NiA7gUXfqOtDMeKCZksyN32QCN69B6qAuZ4XMrtRRI7HKResQ97NRymP1/j7X5hR33nIoXzMRE/T8une",
+	"qlDLny/evIYpf+uDe1+VmsVzLMD78bIUzvPujCQynk//P+6OtblpI/hXbkRnSAZLdgiPYD65kA5p7dTE",
+	"bhloKDlLG0sgSxrdKcQw+e+d2707nWzZSaCPaT4ltqU73e5q3w/IJFlc6pAO7YxAcu+9pY3uV8Tn1RYa",
+	"oU8dJuQyBREDYNP1JKxl9vqGHbJGQIlh04EeW7ynCWRKRcX5RYIlMmATXJ8o6gxx+pFfcNqVxms1uLnz",
+	"G7UeoLZTZEDFuZD3BRsdjQ6ZVK/WDQhtoABwnabyk1Jb0betz4xgawbpBL1MfpX4syqLUgg+CqOoFFzG",
+	"tZrC9Zab258v+OUQsrmMlSA9wHxH+xkbESmC8Pren38M/Hfc/9LznwUf/PcPflhrla54BFwWEEq1j8fZ",
+	"uXuUFCQl3UfJPJHqL45WjLiIbVa/IvYwL79l0qhF1s0FcI0SRaTJgs+hW2Tzb11Az5gS33X/OpO55QLf",
+	"C4hWHoZU9ByZ8kLJS6YQb80LnOJjUP3fqyf/kqdxE1tUoNrMrtr5Yww8lfGXzawRjWyBbpDPxq41ZpgZ",
+	"ofJqOh0H7EUM4SdME7LtUpaWNbUxple49z+Z96N32JTjpk+BPsPk4q6JyWFyAZk6X1HmMxf9GipEALq2",
+	"dPNcIAJSB5HcYQnqbR10hnRMUpxvswXR7cBDZcLXNauKYsZlvgAZQyVOM8UtGFwWucAxi3r23zVSbKSf",
+	"82YaU5HypGmzevfYq8PhmFlPCJ3kg9Y8yQnCpk19lJEMx3av99j07fjwmvu1Kwmb1265bC94uP8IHvSe",
+	"3Hb+3mgTVHEsp4Yk2zEd8HpBL3i0e8fo2jn0whJFK2272v32Hj/kyD9rmAOu6xTpGvU60uHmkCn6BKqs",
+	"69AUuvO8xH+C02wrKf9aQDYYH00KCG/H/Mw53G65TWbN9NpsP+hZGcB2zDCiXcYFezsYDZFcFF3YEhSy",
+	"a1qG0LQnxxcQJuf6ucyid4zOpgpoBp6NA7eL0hJ4tNwsSbV4xPrOWkDqUhwu+YwLnWh+lJ2n1eXLH91p",
+	"Pm4K8oyHn6jnts5tEXFeShYBj8juJGENGYbCOGay8jBWpgINrXXiS9oBSkEy20jzGl58giEcEN+Ys+v4",
+	"EUMECgJLgwDpG0d1KTv/k8JrgvCIZms/KeSZzwj9m2e21EdooXCaMuwgCZ3CGoT/Ryq3XpsNmFEaQgqL",
+	"B38HhrAUwut7leP7cfCkCM4jkEv1b9/e3GfNW8zkba9v3y3rsUZ3q9fb+7n3bv/1k+Onvz/75eHo0fjx",
+	"ycFkb7r/5omz4+PefseTiUQlQPulVnbSLC+WshD9btfI7iCCCwMa0XVvuT2ZjWmZNmobSJYCFxIjeU2i",
+	"029nn3Gmn0OXaZ8R9LA9B2imkmSMs895iQEfg6wGUM92nboVQiybgUgiQCfFm3jJOH2PO0PEdnh2mtlA",
+	"OWeVgFI3ui8TCnIqSbJrRqhZmZmEcF+wNJ9j+IYCueaZTrN6D6GtijMUtDhIkVr8hnmWQUjNAyUNRvGr",
+	"oqP7g7DJ6yE2T7GhHgzrJILtZMDLdLmLIR7iX87begKyXPqDcwnldS+re+l3No3dImQsgWzR0pu3f/Vm",
+	"wEsoB5WM1WpXaj3UUtp8OlMnwoxp45nNSNipo3LDo8n08Phs97lCMFvmVakIMc2XSn24L9hvJyjcqzLV",
+	"r0m/2917+DRQ+uVe/6B30MP8W/3oq89gDJGOjv2rzRUa1xU511zUbiRjwrUkcytaaeohWYQugXXjt2Vh",
+	"lNzryw717BqbSD156b8ZHAfs5Uovy5CLkEdE9Y32PbZvj3B2o/4ULdWjg2P/nIcY9jMtvARNejZdjvUK",
+	"dYOiFlhUWQapaExzc9oJ6XKhhEZzCskWwAXWcxu419uM1YO3bKGHwTW7YehFMa3NDoKkYLq7pKn9a4F2",
+	"260dJvPCTGfWX1IxTl35tFqO5YKa6trW9tIhhy15ThTUh2gOrMyrlVOYgETLVMY6GUSuVD/aMo5GIoBL",
+	"3qYIdSPAIzsR1WDXzubSa5g5fe0FD4oSfWONY/oPXe6bhclgdxd8ob7YsBylOSNjN6lIGFh3bsdsxrZR",
+	"/+MjRrzL5MmzQbTAplbp0oU0pci1DO5ENudPlE1zeIHGmJAl8IV6Fj3KxX1j8BLv6v3VXwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -417,6 +417,78 @@ func (e HistoryCompare) Valid() bool {
 	}
 }
 
+// Defines values for ListAuditEntriesParamsSort.
+const (
+	ListAuditEntriesParamsSortMinusTime ListAuditEntriesParamsSort = "-time"
+	ListAuditEntriesParamsSortTime      ListAuditEntriesParamsSort = "time"
+)
+
+// Valid indicates whether the value is a known member of the ListAuditEntriesParamsSort enum.
+func (e ListAuditEntriesParamsSort) Valid() bool {
+	switch e {
+	case ListAuditEntriesParamsSortMinusTime:
+		return true
+	case ListAuditEntriesParamsSortTime:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListPathsParamsSort.
+const (
+	ListPathsParamsSortCreatedAt      ListPathsParamsSort = "created_at"
+	ListPathsParamsSortMinusCreatedAt ListPathsParamsSort = "-created_at"
+	ListPathsParamsSortMinusName      ListPathsParamsSort = "-name"
+	ListPathsParamsSortName           ListPathsParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListPathsParamsSort enum.
+func (e ListPathsParamsSort) Valid() bool {
+	switch e {
+	case ListPathsParamsSortCreatedAt:
+		return true
+	case ListPathsParamsSortMinusCreatedAt:
+		return true
+	case ListPathsParamsSortMinusName:
+		return true
+	case ListPathsParamsSortName:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListPoliciesParamsSort.
+const (
+	ListPoliciesParamsSortCreatedAt      ListPoliciesParamsSort = "created_at"
+	ListPoliciesParamsSortMinusCreatedAt ListPoliciesParamsSort = "-created_at"
+	ListPoliciesParamsSortMinusName      ListPoliciesParamsSort = "-name"
+	ListPoliciesParamsSortMinusPriority  ListPoliciesParamsSort = "-priority"
+	ListPoliciesParamsSortName           ListPoliciesParamsSort = "name"
+	ListPoliciesParamsSortPriority       ListPoliciesParamsSort = "priority"
+)
+
+// Valid indicates whether the value is a known member of the ListPoliciesParamsSort enum.
+func (e ListPoliciesParamsSort) Valid() bool {
+	switch e {
+	case ListPoliciesParamsSortCreatedAt:
+		return true
+	case ListPoliciesParamsSortMinusCreatedAt:
+		return true
+	case ListPoliciesParamsSortMinusName:
+		return true
+	case ListPoliciesParamsSortMinusPriority:
+		return true
+	case ListPoliciesParamsSortName:
+		return true
+	case ListPoliciesParamsSortPriority:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GetPolicyStatsHistoryParamsCompare.
 const (
 	GetPolicyStatsHistoryParamsComparePrevious GetPolicyStatsHistoryParamsCompare = "previous"
@@ -444,6 +516,54 @@ func (e GetPolicyStatsHistoryParamsFormat) Valid() bool {
 	case GetPolicyStatsHistoryParamsFormatCSV:
 		return true
 	case GetPolicyStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListSitesParamsSort.
+const (
+	ListSitesParamsSortCreatedAt      ListSitesParamsSort = "created_at"
+	ListSitesParamsSortMinusCreatedAt ListSitesParamsSort = "-created_at"
+	ListSitesParamsSortMinusName      ListSitesParamsSort = "-name"
+	ListSitesParamsSortName           ListSitesParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListSitesParamsSort enum.
+func (e ListSitesParamsSort) Valid() bool {
+	switch e {
+	case ListSitesParamsSortCreatedAt:
+		return true
+	case ListSitesParamsSortMinusCreatedAt:
+		return true
+	case ListSitesParamsSortMinusName:
+		return true
+	case ListSitesParamsSortName:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListSiteEndpointsParamsSort.
+const (
+	ListSiteEndpointsParamsSortCreatedAt      ListSiteEndpointsParamsSort = "created_at"
+	ListSiteEndpointsParamsSortMinusCreatedAt ListSiteEndpointsParamsSort = "-created_at"
+	ListSiteEndpointsParamsSortMinusName      ListSiteEndpointsParamsSort = "-name"
+	ListSiteEndpointsParamsSortName           ListSiteEndpointsParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListSiteEndpointsParamsSort enum.
+func (e ListSiteEndpointsParamsSort) Valid() bool {
+	switch e {
+	case ListSiteEndpointsParamsSortCreatedAt:
+		return true
+	case ListSiteEndpointsParamsSortMinusCreatedAt:
+		return true
+	case ListSiteEndpointsParamsSortMinusName:
+		return true
+	case ListSiteEndpointsParamsSortName:
 		return true
 	default:
 		return false
@@ -480,6 +600,30 @@ const (
 func (e GetStatsHistoryParamsCompare) Valid() bool {
 	switch e {
 	case GetStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListTokensParamsSort.
+const (
+	ListTokensParamsSortCreatedAt      ListTokensParamsSort = "created_at"
+	ListTokensParamsSortMinusCreatedAt ListTokensParamsSort = "-created_at"
+	ListTokensParamsSortMinusName      ListTokensParamsSort = "-name"
+	ListTokensParamsSortName           ListTokensParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListTokensParamsSort enum.
+func (e ListTokensParamsSort) Valid() bool {
+	switch e {
+	case ListTokensParamsSortCreatedAt:
+		return true
+	case ListTokensParamsSortMinusCreatedAt:
+		return true
+	case ListTokensParamsSortMinusName:
+		return true
+	case ListTokensParamsSortName:
 		return true
 	default:
 		return false
@@ -1719,11 +1863,17 @@ type IfMatch = string
 // Limit defines model for Limit.
 type Limit = int32
 
+// NameFilter defines model for NameFilter.
+type NameFilter = string
+
 // PathID defines model for PathID.
 type PathID = int64
 
 // PolicyID defines model for PolicyID.
 type PolicyID = int64
+
+// Search defines model for Search.
+type Search = string
 
 // SiteID defines model for SiteID.
 type SiteID = openapi_types.UUID
@@ -1733,6 +1883,11 @@ type To = string
 
 // TokenID defines model for TokenID.
 type TokenID = int64
+
+// WANKindFilter The kind of WAN link behind an endpoint.
+//
+// Example: fiber
+type WANKindFilter = WANKind
 
 // BadRequest An RFC 9457 problem detail. Every 4xx and 5xx answer has one.
 type BadRequest = Problem
@@ -1784,12 +1939,25 @@ type ListAuditEntriesParams struct {
 	// Until Only entries before this time; the same forms as history's `from` (RFC 3339, `now`, or relative like `-5m`).
 	Until *string `form:"until,omitempty" json:"until,omitempty"`
 
+	// Q Only entries whose actor, action, resource kind or resource id contains this text,
+	// ignoring case (ASCII letters on SQLite, all letters on PostgreSQL); `%` and `_`
+	// are matched as themselves.
+	Q *string `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: oldest first, in the order entries were recorded.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListAuditEntriesParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListAuditEntriesParamsSort defines parameters for ListAuditEntries.
+type ListAuditEntriesParamsSort string
 
 // StreamEventsParams defines parameters for StreamEvents.
 type StreamEventsParams struct {
@@ -1799,8 +1967,30 @@ type StreamEventsParams struct {
 
 // ListPathsParams defines parameters for ListPaths.
 type ListPathsParams struct {
-	// SiteID Only paths touching an endpoint of this site.
+	// SiteID Only paths touching an endpoint of this site, at either end.
 	SiteID *openapi_types.UUID `form:"site_id,omitempty" json:"site_id,omitempty"`
+
+	// LocalSiteID Only paths whose local endpoint is at this site (the paths leaving it).
+	LocalSiteID *openapi_types.UUID `form:"local_site_id,omitempty" json:"local_site_id,omitempty"`
+
+	// RemoteSiteID Only paths whose remote endpoint is at this site (the paths reaching it).
+	RemoteSiteID *openapi_types.UUID `form:"remote_site_id,omitempty" json:"remote_site_id,omitempty"`
+
+	// Status Only paths in this status.
+	Status *PathStatus `form:"status,omitempty" json:"status,omitempty"`
+
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: by id, which is creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListPathsParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
 
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
@@ -1808,15 +1998,37 @@ type ListPathsParams struct {
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListPathsParamsSort defines parameters for ListPaths.
+type ListPathsParamsSort string
 
 // ListPoliciesParams defines parameters for ListPolicies.
 type ListPoliciesParams struct {
+	// Enabled Only enabled (true) or only disabled (false) policies.
+	Enabled *bool `form:"enabled,omitempty" json:"enabled,omitempty"`
+
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: by id, which is creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListPoliciesParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListPoliciesParamsSort defines parameters for ListPolicies.
+type ListPoliciesParamsSort string
 
 // ListPolicyFlowsParams defines parameters for ListPolicyFlows.
 type ListPolicyFlowsParams struct {
@@ -1876,12 +2088,28 @@ type GetRoutingDecisionParams struct {
 
 // ListSitesParams defines parameters for ListSites.
 type ListSitesParams struct {
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListSitesParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListSitesParamsSort defines parameters for ListSites.
+type ListSitesParamsSort string
 
 // DeleteSiteParams defines parameters for DeleteSite.
 type DeleteSiteParams struct {
@@ -1902,12 +2130,31 @@ type UpdateSiteParams struct {
 
 // ListSiteEndpointsParams defines parameters for ListSiteEndpoints.
 type ListSiteEndpointsParams struct {
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// WANKind Only endpoints of this WAN kind.
+	WANKind *WANKindFilter `form:"wan_kind,omitempty" json:"wan_kind,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListSiteEndpointsParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListSiteEndpointsParamsSort defines parameters for ListSiteEndpoints.
+type ListSiteEndpointsParamsSort string
 
 // GetStatsParams defines parameters for GetStats.
 type GetStatsParams struct {
@@ -1954,12 +2201,31 @@ type GetStatsHistoryParamsCompare string
 
 // ListTokensParams defines parameters for ListTokens.
 type ListTokensParams struct {
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Role Only tokens of this role.
+	Role *Role `form:"role,omitempty" json:"role,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: by id, which is creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListTokensParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListTokensParamsSort defines parameters for ListTokens.
+type ListTokensParamsSort string
 
 // IngestTrafficParams defines parameters for IngestTraffic.
 type IngestTrafficParams struct {
@@ -2290,8 +2556,12 @@ type ClientInterface interface {
 
 	// ListPaths List paths
 	//
-	// Paths ordered by id. With `site_id`, only the paths with at least one end at an
-	// endpoint of that site (404 if the site does not exist). Minimum role viewer.
+	// Paths ordered by id (or as `sort` asks), narrowed by every filter given. With
+	// `site_id`, only the paths with at least one end at an endpoint of that site; with
+	// `local_site_id`, the paths leaving that site (local endpoint there); with
+	// `remote_site_id`, the paths reaching it (remote endpoint there). A site filter naming a
+	// site that does not exist is 404. `name` is exact, `status` one status, `q` a
+	// case-insensitive substring of the name. Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/paths (the `ListPaths` operationId).
 	ListPaths(ctx context.Context, params *ListPathsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2405,8 +2675,10 @@ type ClientInterface interface {
 
 	// ListPolicies List policies
 	//
-	// Policies ordered by id, with their live counters.
-	// Minimum role viewer.
+	// Policies ordered by id (or as `sort` asks; `sort=priority` is the order the classifier
+	// tries them in, lower priority first and, among equal priorities, lower id first), with
+	// their live counters, narrowed by every filter given: `name` (exact), `enabled`, `q` (a
+	// case-insensitive substring of the name or either CIDR). Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/policies (the `ListPolicies` operationId).
 	ListPolicies(ctx context.Context, params *ListPoliciesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2536,7 +2808,9 @@ type ClientInterface interface {
 
 	// ListSites List sites
 	//
-	// Sites in creation order, one page at a time. Minimum role viewer.
+	// Sites in creation order (or as `sort` asks), one page at a time, narrowed by every
+	// filter given: `name` (exact), `q` (a case-insensitive substring of the name, location or
+	// description). Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/sites (the `ListSites` operationId).
 	ListSites(ctx context.Context, params *ListSitesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2616,7 +2890,9 @@ type ClientInterface interface {
 
 	// ListSiteEndpoints List a site's endpoints
 	//
-	// The site's endpoints in creation order. Minimum role viewer.
+	// The site's endpoints in creation order (or as `sort` asks), narrowed by every filter
+	// given: `name` (exact), `wan_kind`, `q` (a case-insensitive substring of the name,
+	// interface or address). Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/sites/{site_id}/endpoints (the `ListSiteEndpoints` operationId).
 	ListSiteEndpoints(ctx context.Context, siteID SiteID, params *ListSiteEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2706,8 +2982,10 @@ type ClientInterface interface {
 
 	// ListTokens List API tokens
 	//
-	// Active (not revoked) tokens ordered by id. Secrets are never returned. The
-	// `PATRONUS_ADMIN_TOKEN` from the environment is not listed. Minimum role admin.
+	// Active (not revoked) tokens ordered by id (or as `sort` asks), narrowed by every
+	// filter given: `name` (exact), `role`, `q` (a case-insensitive substring of the name).
+	// Secrets are never returned. The `PATRONUS_ADMIN_TOKEN` from the environment is not
+	// listed. Minimum role admin.
 	//
 	// Corresponds with GET /api/v1/tokens (the `ListTokens` operationId).
 	ListTokens(ctx context.Context, params *ListTokensParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -3063,8 +3341,12 @@ func (c *Client) ListExporters(ctx context.Context, reqEditors ...RequestEditorF
 
 // ListPaths List paths
 //
-// Paths ordered by id. With `site_id`, only the paths with at least one end at an
-// endpoint of that site (404 if the site does not exist). Minimum role viewer.
+// Paths ordered by id (or as `sort` asks), narrowed by every filter given. With
+// `site_id`, only the paths with at least one end at an endpoint of that site; with
+// `local_site_id`, the paths leaving that site (local endpoint there); with
+// `remote_site_id`, the paths reaching it (remote endpoint there). A site filter naming a
+// site that does not exist is 404. `name` is exact, `status` one status, `q` a
+// case-insensitive substring of the name. Minimum role viewer.
 //
 // Corresponds with GET /api/v1/paths (the `ListPaths` operationId).
 func (c *Client) ListPaths(ctx context.Context, params *ListPathsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3278,8 +3560,10 @@ func (c *Client) ReplacePathMetrics(ctx context.Context, pathID PathID, body Rep
 
 // ListPolicies List policies
 //
-// Policies ordered by id, with their live counters.
-// Minimum role viewer.
+// Policies ordered by id (or as `sort` asks; `sort=priority` is the order the classifier
+// tries them in, lower priority first and, among equal priorities, lower id first), with
+// their live counters, narrowed by every filter given: `name` (exact), `enabled`, `q` (a
+// case-insensitive substring of the name or either CIDR). Minimum role viewer.
 //
 // Corresponds with GET /api/v1/policies (the `ListPolicies` operationId).
 func (c *Client) ListPolicies(ctx context.Context, params *ListPoliciesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3529,7 +3813,9 @@ func (c *Client) GetRoutingDecision(ctx context.Context, params *GetRoutingDecis
 
 // ListSites List sites
 //
-// Sites in creation order, one page at a time. Minimum role viewer.
+// Sites in creation order (or as `sort` asks), one page at a time, narrowed by every
+// filter given: `name` (exact), `q` (a case-insensitive substring of the name, location or
+// description). Minimum role viewer.
 //
 // Corresponds with GET /api/v1/sites (the `ListSites` operationId).
 func (c *Client) ListSites(ctx context.Context, params *ListSitesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3689,7 +3975,9 @@ func (c *Client) GetSiteDependencies(ctx context.Context, siteID SiteID, reqEdit
 
 // ListSiteEndpoints List a site's endpoints
 //
-// The site's endpoints in creation order. Minimum role viewer.
+// The site's endpoints in creation order (or as `sort` asks), narrowed by every filter
+// given: `name` (exact), `wan_kind`, `q` (a case-insensitive substring of the name,
+// interface or address). Minimum role viewer.
 //
 // Corresponds with GET /api/v1/sites/{site_id}/endpoints (the `ListSiteEndpoints` operationId).
 func (c *Client) ListSiteEndpoints(ctx context.Context, siteID SiteID, params *ListSiteEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3869,8 +4157,10 @@ func (c *Client) ResetStats(ctx context.Context, reqEditors ...RequestEditorFn) 
 
 // ListTokens List API tokens
 //
-// Active (not revoked) tokens ordered by id. Secrets are never returned. The
-// `PATRONUS_ADMIN_TOKEN` from the environment is not listed. Minimum role admin.
+// Active (not revoked) tokens ordered by id (or as `sort` asks), narrowed by every
+// filter given: `name` (exact), `role`, `q` (a case-insensitive substring of the name).
+// Secrets are never returned. The `PATRONUS_ADMIN_TOKEN` from the environment is not
+// listed. Minimum role admin.
 //
 // Corresponds with GET /api/v1/tokens (the `ListTokens` operationId).
 func (c *Client) ListTokens(ctx context.Context, params *ListTokensParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4215,6 +4505,30 @@ func NewListAuditEntriesRequest(server string, params *ListAuditEntriesParams) (
 		if params.Until != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "until", *params.Until, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -4574,6 +4888,78 @@ func NewListPathsRequest(server string, params *ListPathsParams) (*http.Request,
 
 		}
 
+		if params.LocalSiteID != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "local_site_id", *params.LocalSiteID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.RemoteSiteID != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "remote_site_id", *params.RemoteSiteID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Status != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "status", *params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Limit != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
@@ -4875,6 +5261,54 @@ func NewListPoliciesRequest(server string, params *ListPoliciesParams) (*http.Re
 		// styled parameters, preserving literal commas as delimiters
 		// per the OpenAPI spec (e.g. "color=blue,black,brown").
 		var rawQueryFragments []string
+
+		if params.Enabled != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "enabled", *params.Enabled, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
 
 		if params.Limit != nil {
 
@@ -5456,6 +5890,42 @@ func NewListSitesRequest(server string, params *ListSitesParams) (*http.Request,
 		// per the OpenAPI spec (e.g. "color=blue,black,brown").
 		var rawQueryFragments []string
 
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Limit != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
@@ -5774,6 +6244,54 @@ func NewListSiteEndpointsRequest(server string, siteID SiteID, params *ListSiteE
 		// styled parameters, preserving literal commas as delimiters
 		// per the OpenAPI spec (e.g. "color=blue,black,brown").
 		var rawQueryFragments []string
+
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.WANKind != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wan_kind", *params.WANKind, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
 
 		if params.Limit != nil {
 
@@ -6161,6 +6679,54 @@ func NewListTokensRequest(server string, params *ListTokensParams) (*http.Reques
 		// styled parameters, preserving literal commas as delimiters
 		// per the OpenAPI spec (e.g. "color=blue,black,brown").
 		var rawQueryFragments []string
+
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Role != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "role", *params.Role, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
 
 		if params.Limit != nil {
 
@@ -6667,8 +7233,12 @@ type ClientWithResponsesInterface interface {
 
 	// ListPathsWithResponse List paths
 	//
-	// Paths ordered by id. With `site_id`, only the paths with at least one end at an
-	// endpoint of that site (404 if the site does not exist). Minimum role viewer.
+	// Paths ordered by id (or as `sort` asks), narrowed by every filter given. With
+	// `site_id`, only the paths with at least one end at an endpoint of that site; with
+	// `local_site_id`, the paths leaving that site (local endpoint there); with
+	// `remote_site_id`, the paths reaching it (remote endpoint there). A site filter naming a
+	// site that does not exist is 404. `name` is exact, `status` one status, `q` a
+	// case-insensitive substring of the name. Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6790,8 +7360,10 @@ type ClientWithResponsesInterface interface {
 
 	// ListPoliciesWithResponse List policies
 	//
-	// Policies ordered by id, with their live counters.
-	// Minimum role viewer.
+	// Policies ordered by id (or as `sort` asks; `sort=priority` is the order the classifier
+	// tries them in, lower priority first and, among equal priorities, lower id first), with
+	// their live counters, narrowed by every filter given: `name` (exact), `enabled`, `q` (a
+	// case-insensitive substring of the name or either CIDR). Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6937,7 +7509,9 @@ type ClientWithResponsesInterface interface {
 
 	// ListSitesWithResponse List sites
 	//
-	// Sites in creation order, one page at a time. Minimum role viewer.
+	// Sites in creation order (or as `sort` asks), one page at a time, narrowed by every
+	// filter given: `name` (exact), `q` (a case-insensitive substring of the name, location or
+	// description). Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7025,7 +7599,9 @@ type ClientWithResponsesInterface interface {
 
 	// ListSiteEndpointsWithResponse List a site's endpoints
 	//
-	// The site's endpoints in creation order. Minimum role viewer.
+	// The site's endpoints in creation order (or as `sort` asks), narrowed by every filter
+	// given: `name` (exact), `wan_kind`, `q` (a case-insensitive substring of the name,
+	// interface or address). Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7125,8 +7701,10 @@ type ClientWithResponsesInterface interface {
 
 	// ListTokensWithResponse List API tokens
 	//
-	// Active (not revoked) tokens ordered by id. Secrets are never returned. The
-	// `PATRONUS_ADMIN_TOKEN` from the environment is not listed. Minimum role admin.
+	// Active (not revoked) tokens ordered by id (or as `sort` asks), narrowed by every
+	// filter given: `name` (exact), `role`, `q` (a case-insensitive substring of the name).
+	// Secrets are never returned. The `PATRONUS_ADMIN_TOKEN` from the environment is not
+	// listed. Minimum role admin.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -13141,8 +13719,12 @@ func (c *ClientWithResponses) ListExportersWithResponse(ctx context.Context, req
 
 // ListPathsWithResponse List paths
 //
-// Paths ordered by id. With `site_id`, only the paths with at least one end at an
-// endpoint of that site (404 if the site does not exist). Minimum role viewer.
+// Paths ordered by id (or as `sort` asks), narrowed by every filter given. With
+// `site_id`, only the paths with at least one end at an endpoint of that site; with
+// `local_site_id`, the paths leaving that site (local endpoint there); with
+// `remote_site_id`, the paths reaching it (remote endpoint there). A site filter naming a
+// site that does not exist is 404. `name` is exact, `status` one status, `q` a
+// case-insensitive substring of the name. Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13324,8 +13906,10 @@ func (c *ClientWithResponses) ReplacePathMetricsWithResponse(ctx context.Context
 
 // ListPoliciesWithResponse List policies
 //
-// Policies ordered by id, with their live counters.
-// Minimum role viewer.
+// Policies ordered by id (or as `sort` asks; `sort=priority` is the order the classifier
+// tries them in, lower priority first and, among equal priorities, lower id first), with
+// their live counters, narrowed by every filter given: `name` (exact), `enabled`, `q` (a
+// case-insensitive substring of the name or either CIDR). Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13543,7 +14127,9 @@ func (c *ClientWithResponses) GetRoutingDecisionWithResponse(ctx context.Context
 
 // ListSitesWithResponse List sites
 //
-// Sites in creation order, one page at a time. Minimum role viewer.
+// Sites in creation order (or as `sort` asks), one page at a time, narrowed by every
+// filter given: `name` (exact), `q` (a case-insensitive substring of the name, location or
+// description). Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13679,7 +14265,9 @@ func (c *ClientWithResponses) GetSiteDependenciesWithResponse(ctx context.Contex
 
 // ListSiteEndpointsWithResponse List a site's endpoints
 //
-// The site's endpoints in creation order. Minimum role viewer.
+// The site's endpoints in creation order (or as `sort` asks), narrowed by every filter
+// given: `name` (exact), `wan_kind`, `q` (a case-insensitive substring of the name,
+// interface or address). Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13833,8 +14421,10 @@ func (c *ClientWithResponses) ResetStatsWithResponse(ctx context.Context, reqEdi
 
 // ListTokensWithResponse List API tokens
 //
-// Active (not revoked) tokens ordered by id. Secrets are never returned. The
-// `PATRONUS_ADMIN_TOKEN` from the environment is not listed. Minimum role admin.
+// Active (not revoked) tokens ordered by id (or as `sort` asks), narrowed by every
+// filter given: `name` (exact), `role`, `q` (a case-insensitive substring of the name).
+// Secrets are never returned. The `PATRONUS_ADMIN_TOKEN` from the environment is not
+// listed. Minimum role admin.
 //
 // Returns a wrapper object for the known response body format(s).
 //
