@@ -607,6 +607,24 @@ func (e GetStatsHistoryParamsCompare) Valid() bool {
 	}
 }
 
+// Defines values for GetStatsHistoryParamsFormat.
+const (
+	GetStatsHistoryParamsFormatCSV  GetStatsHistoryParamsFormat = "csv"
+	GetStatsHistoryParamsFormatJSON GetStatsHistoryParamsFormat = "json"
+)
+
+// Valid indicates whether the value is a known member of the GetStatsHistoryParamsFormat enum.
+func (e GetStatsHistoryParamsFormat) Valid() bool {
+	switch e {
+	case GetStatsHistoryParamsFormatCSV:
+		return true
+	case GetStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ListTokensParamsSort.
 const (
 	ListTokensParamsSortCreatedAt      ListTokensParamsSort = "created_at"
@@ -2192,6 +2210,9 @@ type GetStatsHistoryParams struct {
 	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
 	// length just before `from` (shifted by `to` − `from`), with their own summary.
 	Compare *GetStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
+	// Format Answer format; overrides `Accept`.
+	Format *GetStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
 }
 
 // GetStatsHistoryParamsRank defines parameters for GetStatsHistory.
@@ -2199,6 +2220,9 @@ type GetStatsHistoryParamsRank string
 
 // GetStatsHistoryParamsCompare defines parameters for GetStatsHistory.
 type GetStatsHistoryParamsCompare string
+
+// GetStatsHistoryParamsFormat defines parameters for GetStatsHistory.
+type GetStatsHistoryParamsFormat string
 
 // ListTokensParams defines parameters for ListTokens.
 type ListTokensParams struct {
@@ -3846,6 +3870,14 @@ func (siw *ServerInterfaceWrapper) GetStatsHistory(c *gin.Context) {
 		return
 	}
 
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", c.Request.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter format: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	for _, middleware := range siw.HandlerMiddlewares {
 		middleware(c)
 		if c.IsAborted() {
@@ -4566,67 +4598,70 @@ var swaggerSpec = []string{
 	"FhjFdACVJthYE6PxOrOgxV+Y76/kXO/itvxPTkrxp1SOaLoxKYUGcvl9QiVxee4TqVYHH98qB4SRFxSD",
 	"wH8AumBEBNhIJjQ/ks5QY8P9bXhNpOUsKs7zaDkUEHsNafxFAta6lN/Y2sksa9veXcTzpowLOKah8FIu",
 	"kNWMC3BeuuZh6MBaFIuMDYMcRANjDaBKzVBgmRp4wJndwXrk+I/MvHI2kIbPjixl1PAQiacfji4l/TDM",
-	"S0nDazq/YiqD/8gkBjWVDswqvq2ut0uHhclHfBorxdp0w3pznJaztWE2+71G0LDJSiBV9R1BNyujBgEL",
-	"KTyj4gad3re2BgaMcUAiGHhEmjbRBSY2Ag5G3EmIZscH0VBAE3vSnyj4FvJyQNGHaEo/RaRp/sEvT2wk",
-	"4DKPkEs62BOGPuIDgrGkXFqpfBHZ6E6aOPRhHn4J6Y+w0VBAsg+XTWVJYrMjBfnbOSL51e2CWZ1aoyhm",
-	"Ggsas+MD3Is15s/KuoPCZNZ9QGgCyotjUFOa3bCERMMGhp02nG7UzMOuSNgiE5km3EV1OgYmx6VFgONm",
-	"CU7LWZ5Lxr5JaRrf5NWvYD/l2EgvhacO0yNHfpoJjJQNSbPIpWxeU06A455vrV9RmN1Di3dUM4Vcfu34",
-	"9yJLRz2kCVb2d3Ovf82kFZ4QvWviihX5YMZnLOWCrRUQ/iwXZErF0l2ukLrASswB0PhoPh6DU4cLMmVT",
-	"M8oF5eCndEmA7OiHAi5B9H5DRzbXeFBcCKm53MFegsKw+QjV1pTarTilndhXT/5QftG6VGu2EYRNs9+n",
-	"dGsWKC8j6Og5p7+HiblFvpRNSU8q12Ap/z3g5nxt1P16Us6Kami4SG3iV3vLu/vFvO2BWU+Gopz2hOyQ",
-	"9eR7vpNvbol6pPQlzrxd6IP3TVyi5Q0T6400p5jsr2noNGO38oYlLYLP3FkzrnWfWGIz0F2BGUZkOmdx",
-	"BjkL81QXzpWPYNXo3enF+x/f/nR+dfrizdnbq4sf//rybVQkjGDilmdSTBlmRIGsEGhw2faIveZKX+Bq",
-	"fqOwZFSo7OaMrVFMpmWlyfHKNUK7oZNg66QBKJZ8L+x2N3qkXcJ+fAeR1BIUHJ9tECRI5N/vjB3wI6fv",
-	"zuyyeVeF5VebY2ruCreGXt0ZBn5ja2objmzOE5xPrlzUnzlYJ559AsIX1FBwrcj5n0/bvYNDVKKh5qat",
-	"M0pjbQ6n8JyYoGzXo0TWMmkcNUz7Ib5Je2SvsXhROwOqMh1W8TY70P23QXx4r07Wm95vjE6Xe9DtzqqJ",
-	"XAiXgCn+3dQz/t2GTYuCh+zGQlbEzb3P8O9dwdPvQeBU1th2Y+RFkNeEXGBwILk2Il8/7GKmLz42ypPN",
-	"T41caUIVUihP1hZWvyNet2AW25QPs8yQKicuf3exf7VEjmZ9H0CWu0rp0GUV7G7tyOtNDFjc29yTAGCC",
-	"CrQsa2MJFGvEs9gd61OGyG/nniolPxz6dgh6TbkAyZPl+Q9zPwoXRbltC5536dDNIBZcqNbJUMwFhvh5",
-	"Dj1n/kiMNucbPjrk75gGEGL+1AogCtBEI5q4KTTN32fvHEw+wGqsZlJyjI6SgAh2TXWuxQYO+ZTXqTLz",
-	"DoiS8yzG8OCEKc2FFd3HJOFgYhTavYWM6ZSnnKkWydi/WOziaLBe1shOXk9Iv9dz7kOzgFwk7JOV71ma",
-	"FG4BMwmIqURnDiziUHTD8IREdts+7l92zHZ2XJHUqGU9LLjzdoVOiJLo0qMksjmpI0iC5dxF+B46kreM",
-	"HPd6+/vPeuH+4dFB/9mzg6PwGY4AUsXh+rU65A1NxzKbsgRTzCstjSSFigkoUwOYHvSsXAZ8jskpjRCT",
-	"EC0lymsjmSwhW/6Iketf+KxtToFZU5YMRTN6jtJG+6WIJXZsGkWtE0Kdt/aQvOE/kIQVD64H7w7Fi3lG",
-	"RzzlemlUw14YkimjNtsibJR1SLlkjSzVFNU/p+8575YU7YSrm6FQMynRuzVWSxGzhDRzBc664TxDwPm7",
-	"H398fXX+32+f/9EoTLGOTkgsRTzPgKJGGPw6FGoCOqdg2GvLHNM4owpKEt3wNHW6oBVnIRVnKhXLt57Q",
-	"2NB1ypJrlgyGwhk5MxYzfpsbIP1WllZdcgwjYAWEjjXLIHcHVjQwFx4zbVng5RUFPVjzqWk0naEHzwcm",
-	"yrnhFWYW+A7tIGNckHHKryc5+4EizFZqN5Qh8R8hNWILDX2z5AQseKCqG9KKqcDjbD7oBY9Zh5QqYxhq",
-	"Khd3aa0WlnBThAv/F5bJ6uQ75MOEpwyP94ovPUHRlBEkCSwzNZ9Bet0KAbw5/cfVD/998fI8OkEEAdfY",
-	"qUwNtyFz4XBAHo+0/gkYt+WXZlozqjMp5uoKXntlW13B+b4Cf6EDctbTYcZS+oklEQy9F4ZDgQk/7cEF",
-	"DmRo0FkyxjKF1TL7xUVtn1dnby9evv/76etoQOhQWMJFgp3SeMKFNe+BvcP+YAXJFmxmmqe0LcBPOZAB",
-	"VgoXOabC9GNWi5GmOZFkPMdLYkx5ysV168QnREc/cGDq5K8zcc2Utp6uu1KmPLdMx94Mvm3GmtPF0gK+",
-	"kIEBErd7kCdNmTglzip3VYZXa5sxPNB0kDCUt9fVQbinnmlvGJguus0HUIYgaJhT4kp281lesHu/0/eq",
-	"dbsa3X717QASvrpHup2wc9DA7/CJPpTsNosNN1Rj0O2FX4Li9fVv74Vhd5CMjgbdweC4NIJ+f98fwKH3",
-	"/vyhQXkIB92VIQReBtXBsy/bI3ct9fyASQB+XdiuffdmX4iVSWhxHr4r0v+ZinS/t0UY/4WUb6hY2uVU",
-	"3xomgCy0qmj4epLlrltEYyQy3uAoIucLen3NMvLTGZppMyYSBq6aaE/OmKAz3lnSaRp1yGmagiGJKuV8",
-	"NiA7gUXfqOtDMeKCZksyN32QCN69B6qAuZ4XMrtRRI7HKResQ97NRymP1/j7X5hR33nIoXzMRE/T8une",
-	"qlDLny/evIYpf+uDe1+VmsVzLMD78bIUzvPujCQynk//P+6OtblpI/hXbkRnSAZLdgiPYD65kA5p7dTE",
-	"bhloKDlLG0sgSxrdKcQw+e+d2707nWzZSaCPaT4ltqU73e5q3w/IJFlc6pAO7YxAcu+9pY3uV8Tn1RYa",
-	"oU8dJuQyBREDYNP1JKxl9vqGHbJGQIlh04EeW7ynCWRKRcX5RYIlMmATXJ8o6gxx+pFfcNqVxms1uLnz",
-	"G7UeoLZTZEDFuZD3BRsdjQ6ZVK/WDQhtoABwnabyk1Jb0betz4xgawbpBL1MfpX4syqLUgg+CqOoFFzG",
-	"tZrC9Zab258v+OUQsrmMlSA9wHxH+xkbESmC8Pren38M/Hfc/9LznwUf/PcPflhrla54BFwWEEq1j8fZ",
-	"uXuUFCQl3UfJPJHqL45WjLiIbVa/IvYwL79l0qhF1s0FcI0SRaTJgs+hW2Tzb11Az5gS33X/OpO55QLf",
-	"C4hWHoZU9ByZ8kLJS6YQb80LnOJjUP3fqyf/kqdxE1tUoNrMrtr5Yww8lfGXzawRjWyBbpDPxq41ZpgZ",
-	"ofJqOh0H7EUM4SdME7LtUpaWNbUxple49z+Z96N32JTjpk+BPsPk4q6JyWFyAZk6X1HmMxf9GipEALq2",
-	"dPNcIAJSB5HcYQnqbR10hnRMUpxvswXR7cBDZcLXNauKYsZlvgAZQyVOM8UtGFwWucAxi3r23zVSbKSf",
-	"82YaU5HypGmzevfYq8PhmFlPCJ3kg9Y8yQnCpk19lJEMx3av99j07fjwmvu1Kwmb1265bC94uP8IHvSe",
-	"3Hb+3mgTVHEsp4Yk2zEd8HpBL3i0e8fo2jn0whJFK2272v32Hj/kyD9rmAOu6xTpGvU60uHmkCn6BKqs",
-	"69AUuvO8xH+C02wrKf9aQDYYH00KCG/H/Mw53G65TWbN9NpsP+hZGcB2zDCiXcYFezsYDZFcFF3YEhSy",
-	"a1qG0LQnxxcQJuf6ucyid4zOpgpoBp6NA7eL0hJ4tNwsSbV4xPrOWkDqUhwu+YwLnWh+lJ2n1eXLH91p",
-	"Pm4K8oyHn6jnts5tEXFeShYBj8juJGENGYbCOGay8jBWpgINrXXiS9oBSkEy20jzGl58giEcEN+Ys+v4",
-	"EUMECgJLgwDpG0d1KTv/k8JrgvCIZms/KeSZzwj9m2e21EdooXCaMuwgCZ3CGoT/Ryq3XpsNmFEaQgqL",
-	"B38HhrAUwut7leP7cfCkCM4jkEv1b9/e3GfNW8zkba9v3y3rsUZ3q9fb+7n3bv/1k+Onvz/75eHo0fjx",
-	"ycFkb7r/5omz4+PefseTiUQlQPulVnbSLC+WshD9btfI7iCCCwMa0XVvuT2ZjWmZNmobSJYCFxIjeU2i",
-	"029nn3Gmn0OXaZ8R9LA9B2imkmSMs895iQEfg6wGUM92nboVQiybgUgiQCfFm3jJOH2PO0PEdnh2mtlA",
-	"OWeVgFI3ui8TCnIqSbJrRqhZmZmEcF+wNJ9j+IYCueaZTrN6D6GtijMUtDhIkVr8hnmWQUjNAyUNRvGr",
-	"oqP7g7DJ6yE2T7GhHgzrJILtZMDLdLmLIR7iX87begKyXPqDcwnldS+re+l3No3dImQsgWzR0pu3f/Vm",
-	"wEsoB5WM1WpXaj3UUtp8OlMnwoxp45nNSNipo3LDo8n08Phs97lCMFvmVakIMc2XSn24L9hvJyjcqzLV",
-	"r0m/2917+DRQ+uVe/6B30MP8W/3oq89gDJGOjv2rzRUa1xU511zUbiRjwrUkcytaaeohWYQugXXjt2Vh",
-	"lNzryw717BqbSD156b8ZHAfs5Uovy5CLkEdE9Y32PbZvj3B2o/4ULdWjg2P/nIcY9jMtvARNejZdjvUK",
-	"dYOiFlhUWQapaExzc9oJ6XKhhEZzCskWwAXWcxu419uM1YO3bKGHwTW7YehFMa3NDoKkYLq7pKn9a4F2",
-	"260dJvPCTGfWX1IxTl35tFqO5YKa6trW9tIhhy15ThTUh2gOrMyrlVOYgETLVMY6GUSuVD/aMo5GIoBL",
-	"3qYIdSPAIzsR1WDXzubSa5g5fe0FD4oSfWONY/oPXe6bhclgdxd8ob7YsBylOSNjN6lIGFh3bsdsxrZR",
-	"/+MjRrzL5MmzQbTAplbp0oU0pci1DO5ENudPlE1zeIHGmJAl8IV6Fj3KxX1j8BLv6v3VXwEAAP//",
+	"S0nDax6WB2IA6K5MLoaiWAiYKI4iIHmaiDzaJNg5YcRQ0LE26+SljQjcy+xuwyysSRb2G/ho5FpNqCL5",
+	"CEh4Z7qJExLFmLcAAvywdyPSlvY4b4KVIJ6f/73VeWBqiF0Ct/4jk0LUVI4w+/G2Sr8uvRgmc/HPbCl2",
+	"qRvWmze1nK0NW9rvNYKGTf4Cqb/vCGJaGTUIrMgxMipuEERwa2uKwBgHJIKBR0hteaIouBGI4yzR7Pgg",
+	"GgpoYjnnEwXfAuFBEY1oSj9FpGn+wS9PbGTlMo84TDrYE4aS4gOCsaRcqqp8sdtoWZo4NGcezgrppLDR",
+	"UEDyFJedZklisyMFO7FzRPKr2wWzOrVGZszcFjRmxwe4F2vMyZV1B65j1n1AaALKoDvAU5rdsIREwwaG",
+	"8Tacrtn0jnWLTGSacBcl6y4EOS4tAhw3S3BazvLcPPZNStP4Jq8mBvspx0YaLDyfmG468rkWRh6HpFnk",
+	"pjavKScUcs+31q8ozO6hxVAeJ/NK4WaI1e1vKRNLiS+uT8Ry/xtpKJ4F90vKsvJcTVqW/fq+D8OgD331",
+	"gm5w2A/DoKZptbv7JHnBc/C7kWq/ZsoWT4XcNW3LinQ84zOWcsHWisd/lgsypWLpREtI3GH1xQA40mg+",
+	"HoNLkwsyZVMzygXl4KV3KbDs6IcCRBbEfkBHNtN+UFzfqRFtwVqIqqD5CLUGldqtNKud2FdPfVJ+0bpE",
+	"g7YRJA1gv0/dzixQXkTT0XNOfw9T8opsQZtS/lSEllL1B0CN+rYY9+tJOSewoeEisY9f6zDv7hfztgfm",
+	"/BmKctIfskPOn+/Zfr65HfaRkvc4505hDblv2h4tb5hYb6I8xVSXTUOnGbuVNyxpEXzmzoqJrftE0puB",
+	"7gpLMgLuOYszyNiZJ3pxQBaEakfvTi/e//j2p/Or0xdvzt5eXfz415dvoyJdChO3PJNiyjAfEOREQXPj",
+	"tkfsNVf6AlfzGwXlo/prN2dsTcIyLau4jleuUbEMnQRbp8xAseR7WcO7sVPtEvLpO4SqlqDg+GyDn0Ii",
+	"/35n7ICeOn13ZpfNuyosv9ocUXZXsgHo1Z1h4De2orzhyOY8wfnkysW8moN14lmTIHhHDQXXipz/+bTd",
+	"OzhEkwdUnLVVdmmszeEUngsfTCP1GKm1TBpHDdN+iGfeHtlrLN3VzoCqTIdVtNkOdP9t8E7eq5P1jqcb",
+	"o9Pl+BG7s2oiF8KlH4t/N9W8f7dJA0TBQ3ZjISvi5t5n+Peu1AHvQeBU1jR6Y+RFkNeEXGBoLLk2Il8/",
+	"7GKeOz42ypPNzo5caUIVUihPzCW/G7NAREDBLLYpnmeZIVVOXP4OMPlqaUzN+j6ALHeV0qHLaqiHtfqv",
+	"NzFgaXtzTwJ8D+ovs6yNBYCsEc8i1yyiAvIeOOdsKfXn0LdD0GvKBUieLM/+mXu9uCiKzVs/pSsGYAax",
+	"4EK1ToZiLjDA1XNnO/NHYrQ53/DRIX/HJJgQ8apW4ICApRvRxE2haf4+e+eCRAKsRWwmJcfo1gqIYNdU",
+	"51ps4ByieZU2M++AKDnPYgyOT5jSXFjRfUwSDiZGod1byJhOecqZapGM/YvFLooMq8WN7OT1hPR7PedY",
+	"NQvIRcI+WfmepUnhxDGTgIhidL3BIg5FNwxPSGS37eP+ZcdsZ8eVCI5a1h+GO29X6IQoiQ5YSiJr/o8g",
+	"BZxz7uF76EjeMnLc6+3vP+uF+4dHB/1nzw6Owmc4AkiUiOvX6pA3NB3LbMoSdBorLY0khYoJKFMDmB70",
+	"rFz9B46pWY0QkxAtJcprI5ksoVbEiJHrX/isbU6BWVOWDEUzeo7SRvuliCV2bBpFrRNCHVbhkLzhP5CE",
+	"FQ+uh64PxYt5Rkc85XppVMNeGJIpozbXKGyUdR+6VKUs1RTVP6fvOV+kFO2Eq5uhUDMp0Rc5VksRs4Q0",
+	"cwXOOk09Q8D5ux9/fH11/t9vn//RKEyxjk5ILEU8z4CiRhj6PRRqAjqnYNhryxzTOKMKCnLd8DR1uqAV",
+	"ZyERbSoVy7ee0NjQdcqSa5YMhsIZOTMWM36bGyD9VpZWXWoYI2AFxAETMob1PMyFx0xbFnhZdUEP1nxq",
+	"Gk1n6G/1YblybniFmQW+QzvAJBdknPLrSc5+oAS5ldoNZUj8R0iNyFpD3yw5AQseqOqGtGIq8DibD3rB",
+	"Y9YhpbowhprKpY1aq2VV3BThwv+FZbI6+Q75MOEpw+O9gnxIUDRlBEkCi6zNZ5BcukIAb07/cfXDf1+8",
+	"PI9OED/DNXYqU8NtyFw4FJzHI61/AsZt+aWZ1ozqTIq5uoLXXtlWV3C+r8C762DM9XSYsZR+YkkEQ++F",
+	"4VBgult7cIEDGRp0loyxTGG1zH5xUdvn1dnbi5fv/376OhoQOhSWcJFgpzSecGHNe2DvsD9YQbIFm5nm",
+	"CZ0L6F8OO4GVwkWOqTD9mNVipGlOJBnP8ZIYU55ycd068QnR0Q8cmDr560xcM6Wtp+uuhEHPLdOxN4Nv",
+	"m7HmdLG0cEdkYIBD7x7kKYMmTomzyl2V4dXaZgwPNB0kDOXtdb7ne+qZ9oaB6SLIYQD+3qBhTokrWM9n",
+	"ebn6/U7fq1XvKtT7tecDSHfsHul2ws5BA7/DJ/pQsN4sNtxQjUG3F34JitfXv70Xht1BMjoadAeD49II",
+	"+v19fwCH3vvzhwblIRx0V4YQePmDB8++bI9bt9TzA6bA+HVB6/bdm30hViahxXn4rkj/ZyrS/d4WSSwu",
+	"pHxDxdIup/rWMAFkoVVFw9eTLHfdIhYpkfEGRxE5X9Dra5aRn87QTJsxkTBw1UR7csYEnfHOkk7TqENO",
+	"/z/ujrU5jRv4VzSkM7EnHOA4D4d8orE7dgsuMbSZJHaDuFu4iw8dc9I5Jhn/9452JaEzB36kbab+lIA5",
+	"6bS72vcjTdGRxKW0MRvUndCjr831UzFOBM8XrNBrsBHu3URTQIvnL1l+Llk2maSJgAbrF+M0CdfE+/f1",
+	"W994yTFnJ1aztHy7b5XBcjjsdfHIP/ri3tekhrCg8dMfz0rFbP0jFmVhMQOhyOLSh/RopweK184cbTS/",
+	"IT6vNtAIfaozqRYpyBgARw4k4VJmr25YJ2sEtBi28xdwwEGagNAqKuaQSZaoBhvg+kRRI8TpZ37BaVdK",
+	"Ki5xc+9v1HiDmq6RARVnUj2WrHfUO2BKX61bEFpHA+AmTeUXrbaib9ucGcFWDtJJukxBkQTjQkQpND5L",
+	"q6jMuYqXago3W65v/j/jl10QUxVrQbqH2anuM7bh0gRRa9f++tgJPvDgayt41fgUnD35aWVQgOYRcDmH",
+	"UOl9apxN/KOkoKjkJEqmidL/4mDRiMvY1bRoYg+z/D5zdh2ybi+AlyjRRJrM+BSaczG97wImsU9+1/Or",
+	"TOaOC3wvICp5GFLRa2TKMy0vmUa8My9whpVF9Y9XT/4jT+M6tqhBtZ5dVfPHGHiq4q/rWSMa2RLdIF+s",
+	"XWvNMDtA6HA47DfYmxjCc0wTcs2CFo41VTGmQ9z738z7MTusy3Ezp0CfYXLx0MRkN7kAoc83z7Oxj34D",
+	"FSIAU1m9fioWAamOSK6zBPW2OjpD6jYpLnDZguh24KE24ZcV25pi+nk2AxVDIU+F5hYMLueZxCGjJv/6",
+	"BinWM+95O41pnvKkbLPWHrHDg26fOU8IneST0TzJCcKGZX2UkQzHZseP2PB9/+CG540rCVs3b/jZTuPp",
+	"7jN40npx18Tk3jqoYjGSgSTbsv0fW41W49n2A6Nr79AzRxSVtO1r95s7XJEjf1QyB3zXKdI16nWkw01B",
+	"aPoEqiut0wzGSZbjfxqnYiMp/z4H0ekfDeYQ3o352XP4vaLLzJqZtdluo+VkANuyo7i2GZfsfafXRXLR",
+	"dOEKhsiuqRjBVJ0cP4cwmZj3sos+MDobaqBZeJYOXC1Kc+DRYr0kNeIRq5uXAtIUTnHFx1yaRPMjMUmL",
+	"y/2f/VlWfgrymIfn1HHe5LbIOMsVi4BHZHeSsAaBoTCOmaw8jLWpQCObvfiScYBSkMy1kb2BF59gCAfk",
+	"PXN2PT9iiEBBYBkQIH3joDpt559rvCYIj2i88ieNPPsZoX/7zJblESoonGZse0hCp7AB4f+Ryp3XZg1m",
+	"tIaQwuzJP4EhLIWotWuF5/vx8KQJrkYgV/q/bfdwm5UfsXPna213t5zHGt2ttdbOr60Pu29fHL/889Vv",
+	"T3vP+s9P9gY7w913L7wdn7d26zWVKFQCjF/q2k6G5cVKzWW72bSyuxHBhQWNbPqP3J3M+rRMFbV1FEuB",
+	"S4WRvDLRmdvZZpyZ9zBNCkYEPWxOA4apJIJx9iXLMeBjkVUC6mjbq1shxLIxyCQCdFK8ixeM0/e4M0Rs",
+	"i4tT4QLlnBUScjPmIU8oyKklybYdIOhkZhLCY8nSbIrhGwrk2nc6Fcs9pLEqRihoscqYGlyHmRAQUutM",
+	"RWOBgmJeN91x2OBtF1sHuVAPhnUSybYE8DxdbGOIh/iXd1tPQOWLoDNRkN90Wf2ffmfL5A1CxhHIBi29",
+	"/Pi32hh4DnmnULFe7Uqvh1pKlU9n6EWYMW1cuIyErWVUrns0GB4cj7ZfawSzRVbkmhDTbKHVh8eS/XGC",
+	"wr3IU3NN2s3mztOXDa1f7rT3WnstzL81r379HawhUjexf725RuOqIuebi8aNZE24imRuTStlPURE6BJY",
+	"NX4rFkbJvbps10xuconUg/3gXee4wfavdXINuQx5RFRfal7lulZJbzfqzlJR69s5DiY8xLCfbWAnac65",
+	"7fFtVli256qARSEEpLI0y9BrpmXKhRIaTCsVmwGXWH1v4b7cpq9fvGILMwqx3AvGLIppbW4MKgXT/SVt",
+	"7V8FtKserTOVze1scvMlFeMsK5+ul2P5oKa6tpW9TMhhQ54TBfUhmgLLs+LaKWxAomIm6TIZRF2rfnRl",
+	"HKVEAJ+8bX3uWoBHbh6wxa6bTGfWsFMqqwseNCUG1hrH9B/6eWAXJoPdX/CN/mLNcpTmjIzdpiJhYN17",
+	"HLMZq8qt+0eMeJfNk2edaIYt3dKFD2lKkasYW4tsLhhom+bgAo0xqXLgM/0uZpCRf2PwJ7Wrs6u/AwAA",
+	"//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

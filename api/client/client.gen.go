@@ -606,6 +606,24 @@ func (e GetStatsHistoryParamsCompare) Valid() bool {
 	}
 }
 
+// Defines values for GetStatsHistoryParamsFormat.
+const (
+	GetStatsHistoryParamsFormatCSV  GetStatsHistoryParamsFormat = "csv"
+	GetStatsHistoryParamsFormatJSON GetStatsHistoryParamsFormat = "json"
+)
+
+// Valid indicates whether the value is a known member of the GetStatsHistoryParamsFormat enum.
+func (e GetStatsHistoryParamsFormat) Valid() bool {
+	switch e {
+	case GetStatsHistoryParamsFormatCSV:
+		return true
+	case GetStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ListTokensParamsSort.
 const (
 	ListTokensParamsSortCreatedAt      ListTokensParamsSort = "created_at"
@@ -2191,6 +2209,9 @@ type GetStatsHistoryParams struct {
 	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
 	// length just before `from` (shifted by `to` − `from`), with their own summary.
 	Compare *GetStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
+	// Format Answer format; overrides `Accept`.
+	Format *GetStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
 }
 
 // GetStatsHistoryParamsRank defines parameters for GetStatsHistory.
@@ -2198,6 +2219,9 @@ type GetStatsHistoryParamsRank string
 
 // GetStatsHistoryParamsCompare defines parameters for GetStatsHistory.
 type GetStatsHistoryParamsCompare string
+
+// GetStatsHistoryParamsFormat defines parameters for GetStatsHistory.
+type GetStatsHistoryParamsFormat string
 
 // ListTokensParams defines parameters for ListTokens.
 type ListTokensParams struct {
@@ -2956,8 +2980,12 @@ type ClientInterface interface {
 	// bytes), windowed like the per-policy history. At most 10,000 windows per series
 	// (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 	// than 500 policies with traffic, or more than the windows leave room for, is a 400
-	// naming `top`. 503 when no history store is configured or it does not answer.
-	// Minimum role viewer.
+	// naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
+	// per series and window, columns `policy_id,time,packets,bytes,active_flows,pps,bps,peak_bps`
+	// after a header row, series in the JSON order (the `other` series has policy_id 0;
+	// `peak_bps` empty when unknown); `compare` is JSON only (400 naming `compare` with
+	// CSV). 503 when no history store is configured or it does not answer. Minimum role
+	// viewer.
 	//
 	// Corresponds with GET /api/v1/stats/history (the `GetStatsHistory` operationId).
 	GetStatsHistory(ctx context.Context, params *GetStatsHistoryParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -4101,8 +4129,12 @@ func (c *Client) GetStats(ctx context.Context, params *GetStatsParams, reqEditor
 // bytes), windowed like the per-policy history. At most 10,000 windows per series
 // (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 // than 500 policies with traffic, or more than the windows leave room for, is a 400
-// naming `top`. 503 when no history store is configured or it does not answer.
-// Minimum role viewer.
+// naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
+// per series and window, columns `policy_id,time,packets,bytes,active_flows,pps,bps,peak_bps`
+// after a header row, series in the JSON order (the `other` series has policy_id 0;
+// `peak_bps` empty when unknown); `compare` is JSON only (400 naming `compare` with
+// CSV). 503 when no history store is configured or it does not answer. Minimum role
+// viewer.
 //
 // Corresponds with GET /api/v1/stats/history (the `GetStatsHistory` operationId).
 func (c *Client) GetStatsHistory(ctx context.Context, params *GetStatsHistoryParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -6584,6 +6616,18 @@ func NewGetStatsHistoryRequest(server string, params *GetStatsHistoryParams) (*h
 
 		}
 
+		if params.Format != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "format", *params.Format, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -7669,8 +7713,12 @@ type ClientWithResponsesInterface interface {
 	// bytes), windowed like the per-policy history. At most 10,000 windows per series
 	// (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 	// than 500 policies with traffic, or more than the windows leave room for, is a 400
-	// naming `top`. 503 when no history store is configured or it does not answer.
-	// Minimum role viewer.
+	// naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
+	// per series and window, columns `policy_id,time,packets,bytes,active_flows,pps,bps,peak_bps`
+	// after a header row, series in the JSON order (the `other` series has policy_id 0;
+	// `peak_bps` empty when unknown); `compare` is JSON only (400 naming `compare` with
+	// CSV). 503 when no history store is configured or it does not answer. Minimum role
+	// viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -14371,8 +14419,12 @@ func (c *ClientWithResponses) GetStatsWithResponse(ctx context.Context, params *
 // bytes), windowed like the per-policy history. At most 10,000 windows per series
 // (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 // than 500 policies with traffic, or more than the windows leave room for, is a 400
-// naming `top`. 503 when no history store is configured or it does not answer.
-// Minimum role viewer.
+// naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
+// per series and window, columns `policy_id,time,packets,bytes,active_flows,pps,bps,peak_bps`
+// after a header row, series in the JSON order (the `other` series has policy_id 0;
+// `peak_bps` empty when unknown); `compare` is JSON only (400 naming `compare` with
+// CSV). 503 when no history store is configured or it does not answer. Minimum role
+// viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -19567,6 +19619,9 @@ func ParseGetStatsHistoryResponse(rsp *http.Response) (*GetStatsHistoryResponse,
 			return nil, err
 		}
 		response.ApplicationProblemJSON503 = &dest
+
+	case rsp.StatusCode == 200:
+		// Content-type (text/csv) unsupported
 
 	}
 
