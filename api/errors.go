@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -140,6 +141,38 @@ func fieldError(field, format string, args ...any) error {
 // errBadRequest.
 func fieldErrors(kind error, fields []FieldError) error {
 	return &apiError{kind: kind, detail: "the request has invalid fields", fields: fields}
+}
+
+// inputKindRank orders the kinds of bad input by which one answers a request that has several:
+// a body over the limit or in a type we do not read, then a malformed request (a bad
+// parameter, malformed JSON), then a body off its schema.
+var inputKindRank = []error{errTooLarge, errUnsupportedMedia, errBadRequest, errValidation}
+
+// mergeInputErrors makes one answer of the input errors of a request (bad parameters, a bad
+// body), naming every field of each: its status is that of the first kind in inputKindRank
+// among them, its detail that error's. An error of another kind (a server fault) stands alone.
+func mergeInputErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	var lead *apiError
+	leadRank := len(inputKindRank)
+	var fields []FieldError
+	for _, err := range errs {
+		var ae *apiError
+		if !errors.As(err, &ae) {
+			return err
+		}
+		rank := slices.Index(inputKindRank, ae.kind)
+		if rank < 0 {
+			return err
+		}
+		if rank < leadRank {
+			lead, leadRank = ae, rank
+		}
+		fields = append(fields, ae.fields...)
+	}
+	return &apiError{kind: lead.kind, detail: lead.detail, fields: fields}
 }
 
 // maxFieldErrors bounds errors[] of one answer, so a huge bad batch gets a bounded answer.
