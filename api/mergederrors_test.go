@@ -29,10 +29,10 @@ func TestBadParametersAndBodyInOneAnswer(t *testing.T) {
 			{name: "ControlCharParamAndBody", method: http.MethodPatch, path: "/api/v1/policies/" + policyID + "?n=%00",
 				body: `{"priority":-1,"match":{"dst_cidr":"banana"}}`, fields: []string{"match.dst_cidr", "n", "priority"}},
 			{name: "TrafficParamAndReports", method: http.MethodPost, path: "/api/v1/traffic?verbose=1",
-				body: `{"reports":[{"flow":{"src_ip":"10.0.0.1","dst_ip":"10.0.0.2","protocol":6,"src_port":1,"dst_port":70000},"packets":-1,"bytes":1}]}`,
+				body:   `{"reports":[{"flow":{"src_ip":"10.0.0.1","dst_ip":"10.0.0.2","protocol":6,"src_port":1,"dst_port":70000},"packets":-1,"bytes":1}]}`,
 				fields: []string{"reports[0].flow.dst_port", "reports[0].packets", "verbose"}},
 			{name: "TrafficParamOnly", method: http.MethodPost, path: "/api/v1/traffic?verbose=1",
-				body: `{"reports":[{"flow":{"src_ip":"10.0.0.1","dst_ip":"10.0.0.2","protocol":6,"src_port":1,"dst_port":80},"packets":1,"bytes":1}]}`,
+				body:   `{"reports":[{"flow":{"src_ip":"10.0.0.1","dst_ip":"10.0.0.2","protocol":6,"src_port":1,"dst_port":80},"packets":1,"bytes":1}]}`,
 				fields: []string{"verbose"}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {

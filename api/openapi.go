@@ -203,7 +203,6 @@ func (ct *contract) validationMiddleware() gin.HandlerFunc {
 	}
 }
 
-
 // checkQueryNames refuses query parameters the operation does not take, as unknown body fields
 // are refused: a misspelt ?limti=1 would otherwise be ignored without a word.
 func checkQueryNames(c *gin.Context, o *operation) error {
