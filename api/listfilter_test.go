@@ -151,6 +151,7 @@ func TestListFilterBadValues(t *testing.T) {
 			{"/api/v1/sites?name=" + strings.Repeat("n", 129), a.viewer, []string{"name"}, "between 1 and 128 characters"},
 			{"/api/v1/audit?sort=seq", a.viewer, []string{"sort"}, "must be one of time, -time"},
 			{"/api/v1/policies?enabled=maybe&sort=bogus&limit=0", a.viewer, []string{"enabled", "limit", "sort"}, ""},
+			{"/api/v1/audit?cursor=bm9wZQ&since=2026-13-45T00:00:00Z", a.viewer, []string{"cursor", "since"}, ""},
 		} {
 			p := a.send(a.newRequest(http.MethodGet, tc.path, tc.token, nil), false).problem(t, http.StatusBadRequest)
 			got := p.fields()
