@@ -40,6 +40,35 @@ func (s *Server) ListSiteEndpoints(c *gin.Context, siteID apigen.SiteID, params 
 	c.JSON(http.StatusOK, out)
 }
 
+// ListEndpoints answers one page of the endpoints of every site the filters select, in the
+// order asked; a site_id naming no site is a 404.
+func (s *Server) ListEndpoints(c *gin.Context, params apigen.ListEndpointsParams) {
+	lp, err := sortedListParamsOf(c, params.Limit, params.Cursor, uuidKey, params.Sort)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	f := storage.EndpointFilter{Name: deref(params.Name), Query: deref(params.Q), WANKind: string(deref(params.WANKind))}
+	if params.SiteID != nil {
+		f.SiteID = params.SiteID.String()
+		if _, err := s.store.Sites().Get(ctx, f.SiteID); err != nil {
+			writeError(c, err)
+			return
+		}
+	}
+	page, err := s.store.Endpoints().ListFiltered(ctx, f, lp)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	out := apigen.EndpointList{Items: make([]apigen.Endpoint, len(page.Items)), NextCursor: nextCursorOf(page.NextCursor)}
+	for i, e := range page.Items {
+		out.Items[i] = endpointOut(e)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
 // CreateEndpoint adds an endpoint to a site, with its audit entry; 404 if the site does not
 // exist or is deleted meanwhile.
 func (s *Server) CreateEndpoint(c *gin.Context, siteID apigen.SiteID) {

@@ -203,6 +203,41 @@ func TestListEndpointsPathsFilters(t *testing.T) {
 			}
 		}
 
+		// The endpoints of every site, or of one.
+		everyName := func(query string) []string {
+			t.Helper()
+			l := decodeAs[apigen.EndpointList](t, a.do(http.MethodGet, "/api/v1/endpoints?"+query, a.viewer, nil), http.StatusOK)
+			var n []string
+			for _, e := range l.Items {
+				n = append(n, e.Name)
+			}
+			return n
+		}
+		for _, tc := range []struct {
+			query string
+			want  []string
+		}{
+			{"sort=created_at", []string{fx.endpoint.Name, fx.endpoint2.Name, "a-lte"}},
+			{"site_id=" + fx.site2.ID, []string{fx.endpoint2.Name}},
+			{"q=2001:DB8", []string{fx.endpoint2.Name}},
+			{"wan_kind=lte&site_id=" + fx.site.ID, []string{"a-lte"}},
+			{"wan_kind=lte&site_id=" + fx.site2.ID, nil},
+		} {
+			if got := everyName(tc.query); !slices.Equal(got, tc.want) {
+				t.Errorf("/endpoints?%s = %q, want %q", tc.query, got, tc.want)
+			}
+		}
+		if got, pages := pageAll(t, a, "/api/v1/endpoints?sort=-name", a.viewer, 1, func(l apigen.EndpointList) ([]string, *string) {
+			var n []string
+			for _, e := range l.Items {
+				n = append(n, e.Name)
+			}
+			return n, l.NextCursor
+		}); len(got) != 3 || pages != 3 || !slices.IsSortedFunc(got, func(x, y string) int { return strings.Compare(y, x) }) {
+			t.Errorf("/endpoints?sort=-name in pages of 1: %q in %d pages", got, pages)
+		}
+		a.do(http.MethodGet, "/api/v1/endpoints?site_id=6f1c2a52-8a4e-4b8e-9a52-2d3f7c1e0b11", a.viewer, nil).problem(t, http.StatusNotFound)
+
 		// fx.path runs site -> site2; back runs site2 -> site (lte), and is down.
 		back := decodeAs[apigen.Path](t, a.do(http.MethodPost, "/api/v1/paths", a.operator, map[string]any{
 			"name": "berlin-paris", "local_endpoint_id": fx.endpoint2.ID, "remote_endpoint_id": lte.ID, "status": "down",

@@ -435,6 +435,30 @@ func (e ListAuditEntriesParamsSort) Valid() bool {
 	}
 }
 
+// Defines values for ListEndpointsParamsSort.
+const (
+	ListEndpointsParamsSortCreatedAt      ListEndpointsParamsSort = "created_at"
+	ListEndpointsParamsSortMinusCreatedAt ListEndpointsParamsSort = "-created_at"
+	ListEndpointsParamsSortMinusName      ListEndpointsParamsSort = "-name"
+	ListEndpointsParamsSortName           ListEndpointsParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListEndpointsParamsSort enum.
+func (e ListEndpointsParamsSort) Valid() bool {
+	switch e {
+	case ListEndpointsParamsSortCreatedAt:
+		return true
+	case ListEndpointsParamsSortMinusCreatedAt:
+		return true
+	case ListEndpointsParamsSortMinusName:
+		return true
+	case ListEndpointsParamsSortName:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ListPathsParamsSort.
 const (
 	ListPathsParamsSortCreatedAt      ListPathsParamsSort = "created_at"
@@ -1977,6 +2001,37 @@ type ListAuditEntriesParams struct {
 // ListAuditEntriesParamsSort defines parameters for ListAuditEntries.
 type ListAuditEntriesParamsSort string
 
+// ListEndpointsParams defines parameters for ListEndpoints.
+type ListEndpointsParams struct {
+	// SiteID Only the endpoints of this site.
+	SiteID *openapi_types.UUID `form:"site_id,omitempty" json:"site_id,omitempty"`
+
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// WANKind Only endpoints of this WAN kind.
+	WANKind *WANKindFilter `form:"wan_kind,omitempty" json:"wan_kind,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListEndpointsParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
+	// Limit Maximum number of items to return.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// ListEndpointsParamsSort defines parameters for ListEndpoints.
+type ListEndpointsParamsSort string
+
 // StreamEventsParams defines parameters for StreamEvents.
 type StreamEventsParams struct {
 	// LastEventID Id of the last event the client received.
@@ -2501,6 +2556,16 @@ type ClientInterface interface {
 	//
 	// Corresponds with DELETE /api/v1/cache/{name} (the `ClearCache` operationId).
 	ClearCache(ctx context.Context, name CacheName, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListEndpoints List endpoints of every site
+	//
+	// Endpoints of every site in creation order (or as `sort` asks), narrowed by every
+	// filter given: `site_id` (404 if the site does not exist), `name` (exact), `wan_kind`,
+	// `q` (a case-insensitive substring of the name, interface or address). Minimum role
+	// viewer.
+	//
+	// Corresponds with GET /api/v1/endpoints (the `ListEndpoints` operationId).
+	ListEndpoints(ctx context.Context, params *ListEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteEndpoint Delete an endpoint
 	//
@@ -3221,6 +3286,26 @@ func (c *Client) ListCaches(ctx context.Context, reqEditors ...RequestEditorFn) 
 // Corresponds with DELETE /api/v1/cache/{name} (the `ClearCache` operationId).
 func (c *Client) ClearCache(ctx context.Context, name CacheName, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewClearCacheRequest(c.Server, name)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListEndpoints List endpoints of every site
+//
+// Endpoints of every site in creation order (or as `sort` asks), narrowed by every
+// filter given: `site_id` (404 if the site does not exist), `name` (exact), `wan_kind`,
+// `q` (a case-insensitive substring of the name, interface or address). Minimum role
+// viewer.
+//
+// Corresponds with GET /api/v1/endpoints (the `ListEndpoints` operationId).
+func (c *Client) ListEndpoints(ctx context.Context, params *ListEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListEndpointsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -4689,6 +4774,132 @@ func NewClearCacheRequest(server string, name CacheName) (*http.Request, error) 
 	}
 
 	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListEndpointsRequest constructs an http.Request for the ListEndpoints method
+func NewListEndpointsRequest(server string, params *ListEndpointsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/endpoints")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.SiteID != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "site_id", *params.SiteID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.WANKind != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wan_kind", *params.WANKind, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -7191,6 +7402,18 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with DELETE /api/v1/cache/{name} (the `ClearCache` operationId).
 	ClearCacheWithResponse(ctx context.Context, name CacheName, reqEditors ...RequestEditorFn) (*ClearCacheResponse, error)
 
+	// ListEndpointsWithResponse List endpoints of every site
+	//
+	// Endpoints of every site in creation order (or as `sort` asks), narrowed by every
+	// filter given: `site_id` (404 if the site does not exist), `name` (exact), `wan_kind`,
+	// `q` (a case-insensitive substring of the name, interface or address). Minimum role
+	// viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/endpoints (the `ListEndpoints` operationId).
+	ListEndpointsWithResponse(ctx context.Context, params *ListEndpointsParams, reqEditors ...RequestEditorFn) (*ListEndpointsResponse, error)
+
 	// DeleteEndpointWithResponse Delete an endpoint
 	//
 	// Deletes the endpoint and every path touching it (with their metrics); policies
@@ -8301,6 +8524,111 @@ func (r ClearCacheResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ClearCacheResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListEndpointsResponse200Headers the declared response headers of an HTTP 200 response for ListEndpoints
+type ListEndpointsResponse200Headers struct {
+	XRequestID string
+}
+
+// ListEndpointsResponse400Headers the declared response headers of an HTTP 400 response for ListEndpoints
+type ListEndpointsResponse400Headers struct {
+	XRequestID string
+}
+
+// ListEndpointsResponse401Headers the declared response headers of an HTTP 401 response for ListEndpoints
+type ListEndpointsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// ListEndpointsResponse404Headers the declared response headers of an HTTP 404 response for ListEndpoints
+type ListEndpointsResponse404Headers struct {
+	XRequestID string
+}
+
+// ListEndpointsResponse500Headers the declared response headers of an HTTP 500 response for ListEndpoints
+type ListEndpointsResponse500Headers struct {
+	XRequestID string
+}
+
+type ListEndpointsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *EndpointList
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
+	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationProblemJSON401 *Unauthorized
+	// ApplicationProblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationProblemJSON404 *NotFound
+	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationProblemJSON500 *InternalError
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListEndpointsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListEndpointsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListEndpointsResponse401Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ListEndpointsResponse404Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListEndpointsResponse500Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListEndpointsResponse) GetJSON200() *EndpointList {
+	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListEndpointsResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
+}
+
+// GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListEndpointsResponse) GetApplicationProblemJSON401() *Unauthorized {
+	return r.ApplicationProblemJSON401
+}
+
+// GetApplicationProblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListEndpointsResponse) GetApplicationProblemJSON404() *NotFound {
+	return r.ApplicationProblemJSON404
+}
+
+// GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListEndpointsResponse) GetApplicationProblemJSON500() *InternalError {
+	return r.ApplicationProblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r ListEndpointsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListEndpointsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListEndpointsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListEndpointsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -13645,6 +13973,24 @@ func (c *ClientWithResponses) ClearCacheWithResponse(ctx context.Context, name C
 	return ParseClearCacheResponse(rsp)
 }
 
+// ListEndpointsWithResponse List endpoints of every site
+//
+// Endpoints of every site in creation order (or as `sort` asks), narrowed by every
+// filter given: `site_id` (404 if the site does not exist), `name` (exact), `wan_kind`,
+// `q` (a case-insensitive substring of the name, interface or address). Minimum role
+// viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/endpoints (the `ListEndpoints` operationId).
+func (c *ClientWithResponses) ListEndpointsWithResponse(ctx context.Context, params *ListEndpointsParams, reqEditors ...RequestEditorFn) (*ListEndpointsResponse, error) {
+	rsp, err := c.ListEndpoints(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListEndpointsResponse(rsp)
+}
+
 // DeleteEndpointWithResponse Delete an endpoint
 //
 // Deletes the endpoint and every path touching it (with their metrics); policies
@@ -15119,6 +15465,120 @@ func ParseClearCacheResponse(rsp *http.Response) (*ClearCacheResponse, error) {
 		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers ClearCacheResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListEndpointsResponse parses an HTTP response from a ListEndpointsWithResponse call
+func ParseListEndpointsResponse(rsp *http.Response) (*ListEndpointsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListEndpointsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest EndpointList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListEndpointsResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ListEndpointsResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListEndpointsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 404:
+		var headers ListEndpointsResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListEndpointsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
