@@ -10,15 +10,12 @@ import (
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
-// ListAuditEntries answers one page of the audit log, oldest first, narrowed by every filter
-// given.
+// ListAuditEntries answers one page of the audit log, oldest first unless sorted otherwise,
+// narrowed by every filter given.
 func (s *Server) ListAuditEntries(c *gin.Context, params apigen.ListAuditEntriesParams) {
-	lp, err := listParamsOf(params.Limit, params.Cursor, int64Key)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	f := storage.AuditFilter{ResourceID: deref(params.ResourceID), Actor: deref(params.Actor)}
+	// Bad paging and bad times are named in one answer.
+	lp, lpErr := sortedListParamsOf(c, params.Limit, params.Cursor, int64Key, params.Sort)
+	f := storage.AuditFilter{ResourceID: deref(params.ResourceID), Actor: deref(params.Actor), Query: deref(params.Q)}
 	if params.ResourceKind != nil {
 		f.ResourceKind = string(*params.ResourceKind)
 	}
@@ -38,8 +35,15 @@ func (s *Server) ListAuditEntries(c *gin.Context, params apigen.ListAuditEntries
 		}
 		*t.into = at
 	}
+	var errs []error
+	if lpErr != nil {
+		errs = append(errs, lpErr)
+	}
 	if len(fields) > 0 {
-		writeError(c, fieldErrors(errBadRequest, fields))
+		errs = append(errs, fieldErrors(errBadRequest, fields))
+	}
+	if len(errs) > 0 {
+		writeError(c, mergeInputErrors(errs))
 		return
 	}
 	page, err := s.store.Audit().List(c.Request.Context(), f, lp)

@@ -14,9 +14,10 @@ import (
 // eventPathDeleted is broadcast once per removed path, whatever removed it.
 const eventPathDeleted = "path.deleted"
 
-// ListSiteEndpoints answers one page of a site's endpoints; 404 if the site does not exist.
+// ListSiteEndpoints answers one page of the site's endpoints the filters select, in the order
+// asked; 404 if the site does not exist.
 func (s *Server) ListSiteEndpoints(c *gin.Context, siteID apigen.SiteID, params apigen.ListSiteEndpointsParams) {
-	lp, err := listParamsOf(params.Limit, params.Cursor, uuidKey)
+	lp, err := sortedListParamsOf(c, params.Limit, params.Cursor, uuidKey, params.Sort)
 	if err != nil {
 		writeError(c, err)
 		return
@@ -26,7 +27,37 @@ func (s *Server) ListSiteEndpoints(c *gin.Context, siteID apigen.SiteID, params 
 		writeError(c, err)
 		return
 	}
-	page, err := s.store.Endpoints().ListBySite(ctx, siteID.String(), lp)
+	f := storage.EndpointFilter{SiteID: siteID.String(), Name: deref(params.Name), Query: deref(params.Q), WANKind: string(deref(params.WANKind))}
+	page, err := s.store.Endpoints().ListFiltered(ctx, f, lp)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	out := apigen.EndpointList{Items: make([]apigen.Endpoint, len(page.Items)), NextCursor: nextCursorOf(page.NextCursor)}
+	for i, e := range page.Items {
+		out.Items[i] = endpointOut(e)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// ListEndpoints answers one page of the endpoints of every site the filters select, in the
+// order asked; a site_id naming no site is a 404.
+func (s *Server) ListEndpoints(c *gin.Context, params apigen.ListEndpointsParams) {
+	lp, err := sortedListParamsOf(c, params.Limit, params.Cursor, uuidKey, params.Sort)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	f := storage.EndpointFilter{Name: deref(params.Name), Query: deref(params.Q), WANKind: string(deref(params.WANKind))}
+	if params.SiteID != nil {
+		f.SiteID = params.SiteID.String()
+		if _, err := s.store.Sites().Get(ctx, f.SiteID); err != nil {
+			writeError(c, err)
+			return
+		}
+	}
+	page, err := s.store.Endpoints().ListFiltered(ctx, f, lp)
 	if err != nil {
 		writeError(c, err)
 		return

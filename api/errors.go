@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -142,6 +143,38 @@ func fieldErrors(kind error, fields []FieldError) error {
 	return &apiError{kind: kind, detail: "the request has invalid fields", fields: fields}
 }
 
+// inputKindRank orders the kinds of bad input by which one answers a request that has several:
+// a body over the limit or in a type we do not read, then a malformed request (a bad
+// parameter, malformed JSON), then a body off its schema.
+var inputKindRank = []error{errTooLarge, errUnsupportedMedia, errBadRequest, errValidation}
+
+// mergeInputErrors makes one answer of the input errors of a request (bad parameters, a bad
+// body), naming every field of each: its status is that of the first kind in inputKindRank
+// among them, its detail that error's. An error of another kind (a server fault) stands alone.
+func mergeInputErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	var lead *apiError
+	leadRank := len(inputKindRank)
+	var fields []FieldError
+	for _, err := range errs {
+		var ae *apiError
+		if !errors.As(err, &ae) {
+			return err
+		}
+		rank := slices.Index(inputKindRank, ae.kind)
+		if rank < 0 {
+			return err
+		}
+		if rank < leadRank {
+			lead, leadRank = ae, rank
+		}
+		fields = append(fields, ae.fields...)
+	}
+	return &apiError{kind: lead.kind, detail: lead.detail, fields: fields}
+}
+
 // maxFieldErrors bounds errors[] of one answer, so a huge bad batch gets a bounded answer.
 const maxFieldErrors = 100
 
@@ -154,6 +187,11 @@ func problemFor(err error) (Problem, bool) {
 
 // problemAndRetry is problemFor with the Retry-After the answer carries (0: none).
 func problemAndRetry(err error) (Problem, time.Duration, bool) {
+	// A list cursor is a query parameter: a bad one is a 400 naming it.
+	var ce *storage.CursorError
+	if errors.As(err, &ce) {
+		err = fieldErrors(errBadRequest, []FieldError{{Field: "cursor", Message: ce.Reason}})
+	}
 	for _, k := range errorTable {
 		if errors.Is(err, k.err) {
 			retry := retryAfterOf[k.err]

@@ -54,7 +54,7 @@ func FuzzListParams(f *testing.F) {
 		if cursor == "" {
 			return
 		}
-		id, err := storage.DecodeCursor(lp.Cursor)
+		id, err := storage.CursorKey(lp.Cursor)
 		if err != nil || canonical(id) != id {
 			t.Fatalf("cursor %q accepted carrying %q (err %v), not a canonical id", cursor, id, err)
 		}

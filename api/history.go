@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -300,12 +301,12 @@ func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID,
 
 // wantsCSV says whether the answer is CSV: format wins, then Accept (JSON unless the client
 // prefers text/csv).
-func wantsCSV(c *gin.Context, format *apigen.GetPolicyStatsHistoryParamsFormat) (bool, error) {
+func wantsCSV[F ~string](c *gin.Context, format *F) (bool, error) {
 	if format != nil {
 		switch *format {
-		case apigen.GetPolicyStatsHistoryParamsFormatCSV:
+		case "csv":
 			return true, nil
-		case apigen.GetPolicyStatsHistoryParamsFormatJSON:
+		case "json":
 			return false, nil
 		default:
 			return false, fieldErrors(errBadRequest, []FieldError{{Field: "format", Message: "must be json or csv"}})
@@ -324,15 +325,37 @@ func writeHistoryCSV(c *gin.Context, policyID int64, rs ratedSeries, withPeak bo
 	c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="policy-%d-history.csv"`, policyID))
 	c.Status(http.StatusOK)
 	w := csv.NewWriter(c.Writer)
-	_ = w.Write([]string{"time", "packets", "bytes", "active_flows", "pps", "bps", "peak_bps"})
+	_ = w.Write(historyCSVHeader)
+	writeHistoryRows(w, nil, rs, withPeak)
+	w.Flush()
+}
+
+// historyCSVHeader names the columns of a history CSV row.
+var historyCSVHeader = []string{"time", "packets", "bytes", "active_flows", "pps", "bps", "peak_bps"}
+
+// writeHistoryRows writes one row per window of rs, each after the lead columns.
+func writeHistoryRows(w *csv.Writer, lead []string, rs ratedSeries, withPeak bool) {
 	for i, p := range rs.points {
 		peak := ""
 		if withPeak {
 			peak = formatRate(rs.rates[i].PeakBPS)
 		}
-		_ = w.Write([]string{p.Time.UTC().Format(time.RFC3339), strconv.FormatInt(p.Packets, 10),
+		_ = w.Write(append(slices.Clip(lead), p.Time.UTC().Format(time.RFC3339), strconv.FormatInt(p.Packets, 10),
 			strconv.FormatInt(p.Bytes, 10), strconv.FormatInt(p.ActiveFlows, 10),
-			formatRate(rs.rates[i].PPS), formatRate(rs.rates[i].BPS), peak})
+			formatRate(rs.rates[i].PPS), formatRate(rs.rates[i].BPS), peak))
+	}
+}
+
+// writeStatsHistoryCSV writes every series as CSV rows led by the policy id (0 for other),
+// after a header row.
+func writeStatsHistoryCSV(c *gin.Context, series []statsSeries, withPeak bool) {
+	c.Header("Content-Type", csvContentType)
+	c.Header("Content-Disposition", `attachment; filename="stats-history.csv"`)
+	c.Status(http.StatusOK)
+	w := csv.NewWriter(c.Writer)
+	_ = w.Write(append([]string{"policy_id"}, historyCSVHeader...))
+	for _, ss := range series {
+		writeHistoryRows(w, []string{strconv.FormatInt(ss.policyID, 10)}, ss.ratedSeries, withPeak)
 	}
 	w.Flush()
 }
@@ -366,6 +389,14 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 	}
 	iv := s.rateInterval(r)
 	var fields []FieldError
+	asCSV, err := wantsCSV(c, params.Format)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if asCSV && params.Compare != nil {
+		fields = append(fields, FieldError{Field: "compare", Message: "is not available in CSV; ask for JSON (format=json)"})
+	}
 	if params.Other != nil && *params.Other && params.Top == nil {
 		fields = append(fields, FieldError{Field: "other", Message: "needs top: without it every policy is listed and there is no other"})
 	}
@@ -393,6 +424,10 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 		writeError(c, fieldErrors(errBadRequest, []FieldError{{Field: "top", Message: fmt.Sprintf(
 			"more than %d policies had traffic in the range, over the limit of %d points per answer at %d windows: ask for the top N",
 			maxSeries, maxHistoryPoints, r.windows)}}))
+		return
+	}
+	if asCSV {
+		writeStatsHistoryCSV(c, series, iv > 0)
 		return
 	}
 	var previous []statsSeries

@@ -139,7 +139,8 @@ func (ct *contract) roleOf(method, fullPath string) (string, bool) {
 }
 
 // bodyValidatedByHandler lists operations whose body is too large for schema validation; their
-// handlers decode and validate it themselves with the same rules.
+// handlers decode and validate it themselves with the same rules, and must refuse the request
+// when the middleware found bad parameters (deferredInputError).
 var bodyValidatedByHandler = map[string]bool{"ingestTraffic": true}
 
 // validationMiddleware checks parameters and bodies against the spec before the handler runs;
@@ -151,18 +152,18 @@ func (ct *contract) validationMiddleware() gin.HandlerFunc {
 			c.Next()
 			return
 		}
+		// Every bad parameter and every bad body field is named in one answer: the checks
+		// below all run, and their errors are merged.
+		var errs []error
 		if err := checkQueryNames(c, o); err != nil {
-			writeError(c, err)
-			return
+			errs = append(errs, err)
 		}
-		body, err := checkJSONBody(c, o)
-		if err != nil {
-			writeError(c, err)
-			return
+		body, bodyErr := checkJSONBody(c, o)
+		if bodyErr != nil {
+			errs = append(errs, bodyErr)
 		}
 		if fields := controlCharParams(c.Request.URL.Query()); len(fields) > 0 {
-			writeError(c, fieldErrors(errBadRequest, fields))
-			return
+			errs = append(errs, fieldErrors(errBadRequest, fields))
 		}
 		params := make(map[string]string, len(c.Params))
 		for _, p := range c.Params {
@@ -175,30 +176,31 @@ func (ct *contract) validationMiddleware() gin.HandlerFunc {
 			Options: &openapi3filter.Options{
 				MultiError:         true,
 				AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
-				ExcludeRequestBody: bodyValidatedByHandler[o.op.OperationID],
+				// A body checkJSONBody refused is named once, by it.
+				ExcludeRequestBody: bodyValidatedByHandler[o.op.OperationID] || bodyErr != nil,
 			},
 		}
-		control := controlCharFields(body)
 		if err := openapi3filter.ValidateRequest(c.Request.Context(), input); err != nil {
-			writeError(c, withFields(requestValidationError(err), control))
-			return
+			errs = append(errs, requestValidationError(err))
 		}
-		if len(control) > 0 {
-			writeError(c, fieldErrors(errValidation, control))
+		if control := controlCharFields(body); len(control) > 0 {
+			errs = append(errs, fieldErrors(errValidation, control))
+		}
+		if len(errs) > 0 {
+			err := mergeInputErrors(errs)
+			var ae *apiError
+			if bodyValidatedByHandler[o.op.OperationID] && errors.As(err, &ae) && ae.kind == errBadRequest {
+				// The handler validates the body: it names these parameters with the body's
+				// fields, and refuses the request (deferredInputError).
+				c.Set(ctxParamErrors, err)
+				c.Next()
+				return
+			}
+			writeError(c, err)
 			return
 		}
 		c.Next()
 	}
-}
-
-// withFields adds the control-character fields to a validation error of the schema, so one
-// answer names every bad field; other errors (a 400, a 415) stand alone.
-func withFields(err error, control []FieldError) error {
-	var ae *apiError
-	if len(control) == 0 || !errors.As(err, &ae) || ae.kind != errValidation {
-		return err
-	}
-	return fieldErrors(errValidation, append(append([]FieldError{}, ae.fields...), control...))
 }
 
 // checkQueryNames refuses query parameters the operation does not take, as unknown body fields
@@ -375,4 +377,25 @@ func rootCause(err error) string {
 		}
 		err = u
 	}
+}
+
+// ctxParamErrors holds the parameter errors the validation middleware left for a handler that
+// validates its own body.
+const ctxParamErrors = "patronus.param_errors"
+
+// deferredInputError is the answer of a handler that validates its own body: the parameter
+// errors the middleware found merged with bodyErr (nil when the body is fine), or nil when
+// neither is bad.
+func deferredInputError(c *gin.Context, bodyErr error) error {
+	var errs []error
+	if v, ok := c.Get(ctxParamErrors); ok {
+		errs = append(errs, v.(error))
+	}
+	if bodyErr != nil {
+		errs = append(errs, bodyErr)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return mergeInputErrors(errs)
 }

@@ -10,24 +10,30 @@ import (
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
-// ListPaths answers one page of paths, only those touching the site when site_id is given
-// (404 if that site does not exist).
+// ListPaths answers one page of the paths the filters select, in the order asked; a site
+// filter naming a site that does not exist is a 404.
 func (s *Server) ListPaths(c *gin.Context, params apigen.ListPathsParams) {
-	lp, err := listParamsOf(params.Limit, params.Cursor, int64Key)
+	lp, err := sortedListParamsOf(c, params.Limit, params.Cursor, int64Key, params.Sort)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
 	ctx := c.Request.Context()
-	var siteID string
-	if params.SiteID != nil {
-		siteID = params.SiteID.String()
-		if _, err := s.store.Sites().Get(ctx, siteID); err != nil {
+	f := storage.PathFilter{Name: deref(params.Name), Query: deref(params.Q), Status: string(deref(params.Status))}
+	for _, site := range []struct {
+		param *apigen.SiteID
+		into  *string
+	}{{params.SiteID, &f.SiteID}, {params.LocalSiteID, &f.LocalSiteID}, {params.RemoteSiteID, &f.RemoteSiteID}} {
+		if site.param == nil {
+			continue
+		}
+		*site.into = site.param.String()
+		if _, err := s.store.Sites().Get(ctx, *site.into); err != nil {
 			writeError(c, err)
 			return
 		}
 	}
-	page, err := s.store.Paths().List(ctx, siteID, lp)
+	page, err := s.store.Paths().ListFiltered(ctx, f, lp)
 	if err != nil {
 		writeError(c, err)
 		return

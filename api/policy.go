@@ -34,14 +34,16 @@ func policyEffects(id int64, action apigen.AuditAction) storage.Effects {
 		Data: map[string]any{"policy_id": id, "action": string(action)}}}}
 }
 
-// ListPolicies answers one page of policies with their live counters.
+// ListPolicies answers one page of the policies the filters select, in the order asked, with
+// their live counters.
 func (s *Server) ListPolicies(c *gin.Context, params apigen.ListPoliciesParams) {
-	lp, err := listParamsOf(params.Limit, params.Cursor, int64Key)
+	lp, err := sortedListParamsOf(c, params.Limit, params.Cursor, int64Key, params.Sort)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	page, err := s.store.Policies().List(c.Request.Context(), lp)
+	f := storage.PolicyFilter{Name: deref(params.Name), Query: deref(params.Q), Enabled: params.Enabled}
+	page, err := s.store.Policies().ListFiltered(c.Request.Context(), f, lp)
 	if err != nil {
 		writeError(c, err)
 		return

@@ -85,12 +85,32 @@ func listParamsOf(limit *int32, cursor *string, key cursorKey) (storage.ListPara
 		return p, fieldErrors(errBadRequest, []FieldError{{Field: "limit", Message: fmt.Sprintf("must be between 1 and %d", storage.MaxPageLimit)}})
 	}
 	if cursor != nil && *cursor != "" {
-		id, err := storage.DecodeCursor(*cursor)
+		id, err := storage.CursorKey(*cursor)
 		if err != nil || !key(id) {
-			return p, fieldErrors(errBadRequest, []FieldError{{Field: "cursor", Message: "is not a cursor this API returned"}})
+			return p, fieldErrors(errBadRequest, []FieldError{{Field: "cursor", Message: storage.CursorNotOurs}})
 		}
 		p.Cursor = *cursor
 	}
+	return p, nil
+}
+
+// sortedListParamsOf is listParamsOf for a list with filters and a sort order: the page is
+// read in the order sort names ("name", "-created_at"; nil for the default), and its cursors
+// are valid only under the same filters and sort, which are every query parameter of the
+// request but limit and cursor.
+func sortedListParamsOf[S ~string](c *gin.Context, limit *int32, cursor *string, key cursorKey, sort *S) (storage.ListParams, error) {
+	p, err := listParamsOf(limit, cursor, key)
+	if err != nil {
+		return p, err
+	}
+	if sort != nil {
+		s := string(*sort)
+		p.Sort = storage.Sort{Key: strings.TrimPrefix(s, "-"), Desc: strings.HasPrefix(s, "-")}
+	}
+	scope := c.Request.URL.Query()
+	scope.Del("limit")
+	scope.Del("cursor")
+	p.Scope = scope.Encode()
 	return p, nil
 }
 

@@ -41,14 +41,15 @@ func siteEvent(site apigen.Site) map[string]any {
 	return map[string]any{"site_id": site.ID.String(), "site": site}
 }
 
-// ListSites answers one page of sites.
+// ListSites answers one page of the sites the filters select, in the order asked.
 func (s *Server) ListSites(c *gin.Context, params apigen.ListSitesParams) {
-	lp, err := listParamsOf(params.Limit, params.Cursor, uuidKey)
+	lp, err := sortedListParamsOf(c, params.Limit, params.Cursor, uuidKey, params.Sort)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	page, err := s.store.Sites().List(c.Request.Context(), lp)
+	f := storage.SiteFilter{Name: deref(params.Name), Query: deref(params.Q)}
+	page, err := s.store.Sites().ListFiltered(c.Request.Context(), f, lp)
 	if err != nil {
 		writeError(c, err)
 		return

@@ -44,7 +44,7 @@ func TestUnknownQueryParametersAreRefused(t *testing.T) {
 	}{
 		{"/api/v1/sites?limti=1", a.viewer, []string{"limti"}},
 		{"/api/v1/sites?limit=1&b=1&a=2", a.viewer, []string{"a", "b"}},
-		{"/api/v1/stats/history?format=csv", a.viewer, []string{"format"}},
+		{"/api/v1/stats/history?fromat=csv", a.viewer, []string{"fromat"}},
 		{"/api/v1/policies/" + strconv.FormatInt(fx.policy.ID, 10) + "/flows?sort=bytes&order=asc", a.viewer, []string{"order"}},
 		{"/healthz?verbose=1", "", []string{"verbose"}},
 		{"/readyz?x", "", []string{"x"}},

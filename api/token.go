@@ -11,49 +11,23 @@ import (
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
-// ListTokens answers one page of the active tokens, without their secrets or hashes. Revoked
-// tokens are skipped, so a page is filled from as many stored pages as it takes.
+// ListTokens answers one page of the active tokens the filters select, in the order asked,
+// without their secrets or hashes.
 func (s *Server) ListTokens(c *gin.Context, params apigen.ListTokensParams) {
-	lp, err := listParamsOf(params.Limit, params.Cursor, int64Key)
+	lp, err := sortedListParamsOf(c, params.Limit, params.Cursor, int64Key, params.Sort)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	limit := lp.Limit
-	if limit == 0 {
-		limit = storage.DefaultPageLimit
+	f := storage.TokenFilter{Active: true, Name: deref(params.Name), Query: deref(params.Q), Role: string(deref(params.Role))}
+	page, err := s.store.Tokens().ListFiltered(c.Request.Context(), f, lp)
+	if err != nil {
+		writeError(c, err)
+		return
 	}
-	lp.Limit = limit
-	ctx := c.Request.Context()
-	active := make([]storage.APIToken, 0, limit)
-	more := false
-	for {
-		page, err := s.store.Tokens().List(ctx, lp)
-		if err != nil {
-			writeError(c, err)
-			return
-		}
-		for _, t := range page.Items {
-			if t.RevokedAt != nil {
-				continue
-			}
-			if len(active) == limit {
-				more = true
-				break
-			}
-			active = append(active, t)
-		}
-		if more || page.NextCursor == "" {
-			break
-		}
-		lp.Cursor = page.NextCursor
-	}
-	out := apigen.TokenList{Items: make([]apigen.Token, len(active))}
-	for i, t := range active {
+	out := apigen.TokenList{Items: make([]apigen.Token, len(page.Items)), NextCursor: nextCursorOf(page.NextCursor)}
+	for i, t := range page.Items {
 		out.Items[i] = tokenOut(t)
-	}
-	if more {
-		out.NextCursor = nextCursorOf(storage.EncodeCursor(resourceKey(active[len(active)-1].ID)))
 	}
 	c.JSON(http.StatusOK, out)
 }

@@ -37,7 +37,7 @@ func (s *Server) IngestTraffic(c *gin.Context, params apigen.IngestTrafficParams
 	reports, err := readTraffic(c, params, func(r []collector.Report) collector.ValidationErrors {
 		return s.checkReports(c.Request.Context(), r)
 	})
-	if err != nil {
+	if err = deferredInputError(c, err); err != nil {
 		s.cfg.Collector.ObserveRejected()
 		writeError(c, err)
 		return

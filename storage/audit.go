@@ -42,9 +42,20 @@ type AuditFilter struct {
 	Action       string
 	Since        time.Time
 	Until        time.Time
+	// Query is a case-insensitive substring of the actor, action, resource kind or resource id.
+	Query string
 }
 
-// List returns one page of entries matching f, oldest first.
+// auditList is how audit entries are paged and the orders they can be listed in; an entry's
+// id is its sequence number.
+var auditList = listSpec[AuditEntry]{
+	keyColumn: "seq", keyOf: func(x AuditEntry) string { return strconv.FormatInt(x.ID, 10) }, keyArg: int64Arg,
+	sorts: map[string]sortColumn[AuditEntry]{
+		"time": {column: "time", kind: kindTime, value: func(x AuditEntry) any { return x.Time }},
+	},
+}
+
+// List returns one page of entries matching f, oldest first unless p sorts otherwise.
 func (s *AuditStore) List(ctx context.Context, f AuditFilter, p ListParams) (Page[AuditEntry], error) {
 	q := s.store.db.Model(&AuditEntry{})
 	if f.ResourceKind != "" {
@@ -65,7 +76,10 @@ func (s *AuditStore) List(ctx context.Context, f AuditFilter, p ListParams) (Pag
 	if !f.Until.IsZero() {
 		q = q.Where("time < ?", f.Until.UTC())
 	}
-	page, err := listPageBy(ctx, q, "seq", p, func(x AuditEntry) string { return strconv.FormatInt(x.ID, 10) }, int64Arg)
+	if f.Query != "" {
+		q = containsFold(q, f.Query, "actor", "action", "resource_kind", "resource_id")
+	}
+	page, err := listSorted(ctx, q, auditList, p)
 	return page, translate(err, "list audit entries")
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -59,8 +60,50 @@ func (s *EndpointStore) ListBySite(ctx context.Context, siteID string, p ListPar
 	if !validUUID(siteID) {
 		return Page[Endpoint]{}, fmt.Errorf("list endpoints of site %s: %w", siteID, ErrNotFound)
 	}
-	q := s.db.Model(&Endpoint{}).Where("site_id = ?", siteID)
-	page, err := listPage(ctx, q, p, func(x Endpoint) string { return x.ID }, uuidArg)
+	return s.ListFiltered(ctx, EndpointFilter{SiteID: siteID}, p)
+}
+
+// EndpointFilter narrows an endpoint listing; zero fields do not filter.
+type EndpointFilter struct {
+	// SiteID is the site the endpoints belong to.
+	SiteID string
+	// Name is an exact name.
+	Name string
+	// WANKind is one WAN kind.
+	WANKind string
+	// Query is a case-insensitive substring of the name, interface or address.
+	Query string
+}
+
+// endpointList is how endpoints are paged and the orders they can be listed in.
+var endpointList = listSpec[Endpoint]{
+	keyColumn: "id", keyOf: func(x Endpoint) string { return x.ID }, keyArg: uuidArg,
+	sorts: map[string]sortColumn[Endpoint]{
+		"name":       nameSort(func(x Endpoint) string { return x.Name }),
+		"created_at": createdAtSort(func(x Endpoint) time.Time { return x.CreatedAt }),
+	},
+}
+
+// ListFiltered returns one page of the endpoints f selects, in the order p asks. A SiteID that
+// is not a UUID selects nothing.
+func (s *EndpointStore) ListFiltered(ctx context.Context, f EndpointFilter, p ListParams) (Page[Endpoint], error) {
+	q := s.db.Model(&Endpoint{})
+	if f.SiteID != "" {
+		if !validUUID(f.SiteID) {
+			return Page[Endpoint]{Items: []Endpoint{}}, nil
+		}
+		q = q.Where("site_id = ?", f.SiteID)
+	}
+	if f.Name != "" {
+		q = q.Where("name = ?", f.Name)
+	}
+	if f.WANKind != "" {
+		q = q.Where("wan_kind = ?", f.WANKind)
+	}
+	if f.Query != "" {
+		q = containsFold(q, f.Query, "name", "interface", "address")
+	}
+	page, err := listSorted(ctx, q, endpointList, p)
 	return page, translate(err, "list endpoints")
 }
 

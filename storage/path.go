@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -60,15 +61,63 @@ func (s *PathStore) Get(ctx context.Context, id int64) (Path, error) {
 
 // List returns one page of paths; with a siteID, only paths with either end at that site.
 func (s *PathStore) List(ctx context.Context, siteID string, p ListParams) (Page[Path], error) {
+	return s.ListFiltered(ctx, PathFilter{SiteID: siteID}, p)
+}
+
+// PathFilter narrows a path listing; zero fields do not filter, and the fields given all apply.
+type PathFilter struct {
+	// SiteID selects paths with either end at an endpoint of this site.
+	SiteID string
+	// LocalSiteID selects paths whose local endpoint is at this site (the paths leaving it).
+	LocalSiteID string
+	// RemoteSiteID selects paths whose remote endpoint is at this site (the paths reaching it).
+	RemoteSiteID string
+	// Name is an exact name.
+	Name string
+	// Status is one path status.
+	Status string
+	// Query is a case-insensitive substring of the name.
+	Query string
+}
+
+// pathList is how paths are paged and the orders they can be listed in.
+var pathList = listSpec[Path]{
+	keyColumn: "id", keyOf: func(x Path) string { return strconv.FormatInt(x.ID, 10) }, keyArg: int64Arg,
+	sorts: map[string]sortColumn[Path]{
+		"name":       nameSort(func(x Path) string { return x.Name }),
+		"created_at": createdAtSort(func(x Path) time.Time { return x.CreatedAt }),
+	},
+}
+
+// ListFiltered returns one page of the paths f selects, in the order p asks. A site id that is
+// not a UUID selects nothing.
+func (s *PathStore) ListFiltered(ctx context.Context, f PathFilter, p ListParams) (Page[Path], error) {
 	q := s.db.Model(&Path{})
-	if siteID != "" {
-		if !validUUID(siteID) {
+	for _, id := range []string{f.SiteID, f.LocalSiteID, f.RemoteSiteID} {
+		if id != "" && !validUUID(id) {
 			return Page[Path]{Items: []Path{}}, nil
 		}
-		sub := s.db.Model(&Endpoint{}).Select("id").Where("site_id = ?", siteID)
-		q = q.Where("local_endpoint_id IN (?) OR remote_endpoint_id IN (?)", sub, sub)
 	}
-	page, err := listPage(ctx, q, p, func(x Path) string { return strconv.FormatInt(x.ID, 10) }, int64Arg)
+	atSite := func(id string) *gorm.DB { return s.db.Model(&Endpoint{}).Select("id").Where("site_id = ?", id) }
+	if f.SiteID != "" {
+		q = q.Where("(local_endpoint_id IN (?) OR remote_endpoint_id IN (?))", atSite(f.SiteID), atSite(f.SiteID))
+	}
+	if f.LocalSiteID != "" {
+		q = q.Where("local_endpoint_id IN (?)", atSite(f.LocalSiteID))
+	}
+	if f.RemoteSiteID != "" {
+		q = q.Where("remote_endpoint_id IN (?)", atSite(f.RemoteSiteID))
+	}
+	if f.Name != "" {
+		q = q.Where("name = ?", f.Name)
+	}
+	if f.Status != "" {
+		q = q.Where("status = ?", f.Status)
+	}
+	if f.Query != "" {
+		q = containsFold(q, f.Query, "name")
+	}
+	page, err := listSorted(ctx, q, pathList, p)
 	return page, translate(err, "list paths")
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -82,7 +83,48 @@ func (s *PolicyStore) Get(ctx context.Context, id int64) (Policy, error) {
 
 // List returns one page of policies in id order.
 func (s *PolicyStore) List(ctx context.Context, p ListParams) (Page[Policy], error) {
-	page, err := listPage(ctx, s.db.Model(&Policy{}), p, func(x Policy) string { return strconv.FormatInt(x.ID, 10) }, int64Arg)
+	return s.ListFiltered(ctx, PolicyFilter{}, p)
+}
+
+// PolicyFilter narrows a policy listing; zero fields do not filter.
+type PolicyFilter struct {
+	// Name is an exact name.
+	Name string
+	// Enabled selects enabled (true) or disabled (false) policies.
+	Enabled *bool
+	// ActionType is one action type.
+	ActionType string
+	// Query is a case-insensitive substring of the name or either CIDR.
+	Query string
+}
+
+// policyList is how policies are paged and the orders they can be listed in. Among equal
+// priorities the lower id comes first, as in the classifier.
+var policyList = listSpec[Policy]{
+	keyColumn: "id", keyOf: func(x Policy) string { return strconv.FormatInt(x.ID, 10) }, keyArg: int64Arg,
+	sorts: map[string]sortColumn[Policy]{
+		"name":       nameSort(func(x Policy) string { return x.Name }),
+		"created_at": createdAtSort(func(x Policy) time.Time { return x.CreatedAt }),
+		"priority":   {column: "priority", kind: kindInt, value: func(x Policy) any { return int64(x.Priority) }},
+	},
+}
+
+// ListFiltered returns one page of the policies f selects, in the order p asks.
+func (s *PolicyStore) ListFiltered(ctx context.Context, f PolicyFilter, p ListParams) (Page[Policy], error) {
+	q := s.db.Model(&Policy{})
+	if f.Name != "" {
+		q = q.Where("name = ?", f.Name)
+	}
+	if f.Enabled != nil {
+		q = q.Where("enabled = ?", *f.Enabled)
+	}
+	if f.ActionType != "" {
+		q = q.Where("action_type = ?", f.ActionType)
+	}
+	if f.Query != "" {
+		q = containsFold(q, f.Query, "name", "src_cidr", "dst_cidr")
+	}
+	page, err := listSorted(ctx, q, policyList, p)
 	return page, translate(err, "list policies")
 }
 

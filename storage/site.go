@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
@@ -56,11 +57,37 @@ func (s *SiteStore) GetForUpdate(ctx context.Context, id string) (Site, error) {
 
 // List returns one page of sites in creation order.
 func (s *SiteStore) List(ctx context.Context, p ListParams) (Page[Site], error) {
-	page, err := listPage(ctx, s.db.Model(&Site{}), p, func(x Site) string { return x.ID }, uuidArg)
-	if err != nil {
-		return page, translate(err, "list sites")
+	return s.ListFiltered(ctx, SiteFilter{}, p)
+}
+
+// SiteFilter narrows a site listing; zero fields do not filter.
+type SiteFilter struct {
+	// Name is an exact name.
+	Name string
+	// Query is a case-insensitive substring of the name, location or description.
+	Query string
+}
+
+// siteList is how sites are paged and the orders they can be listed in.
+var siteList = listSpec[Site]{
+	keyColumn: "id", keyOf: func(x Site) string { return x.ID }, keyArg: uuidArg,
+	sorts: map[string]sortColumn[Site]{
+		"name":       nameSort(func(x Site) string { return x.Name }),
+		"created_at": createdAtSort(func(x Site) time.Time { return x.CreatedAt }),
+	},
+}
+
+// ListFiltered returns one page of the sites f selects, in the order p asks.
+func (s *SiteStore) ListFiltered(ctx context.Context, f SiteFilter, p ListParams) (Page[Site], error) {
+	q := s.db.Model(&Site{})
+	if f.Name != "" {
+		q = q.Where("name = ?", f.Name)
 	}
-	return page, nil
+	if f.Query != "" {
+		q = containsFold(q, f.Query, "name", "location", "description")
+	}
+	page, err := listSorted(ctx, q, siteList, p)
+	return page, translate(err, "list sites")
 }
 
 // Update saves the site's name, location and description and bumps its version. When

@@ -100,12 +100,17 @@ const (
 	MaxPageLimit     = 1000
 )
 
-// ListParams selects one page of a list ordered by id.
+// ListParams selects one page of a list.
 type ListParams struct {
 	// Limit is the page size; 0 means DefaultPageLimit, values above MaxPageLimit are invalid.
 	Limit int
 	// Cursor is the opaque NextCursor of the previous page; empty starts at the beginning.
 	Cursor string
+	// Sort orders the list; the zero value is by id (creation order).
+	Sort Sort
+	// Scope is the filters and sort the list is read under, as canonical text. Its cursors
+	// carry a digest of it, and a cursor handed out under another scope is ErrBadCursor.
+	Scope string
 }
 
 // Page is one page of a list and the cursor of the next one ("" when this is the last).
@@ -126,46 +131,4 @@ func DecodeCursor(cursor string) (string, error) {
 		return "", fmt.Errorf("%w: malformed cursor", ErrInvalid)
 	}
 	return string(b), nil
-}
-
-// listPage reads one page of q ordered by id; keyOf returns an item's id as text and
-// afterArg turns a cursor's text back into the id's type.
-func listPage[T any](ctx context.Context, q *gorm.DB, p ListParams, keyOf func(T) string, afterArg func(string) (any, error)) (Page[T], error) {
-	return listPageBy(ctx, q, "id", p, keyOf, afterArg)
-}
-
-// listPageBy is listPage ordered by the key column col.
-func listPageBy[T any](ctx context.Context, q *gorm.DB, col string, p ListParams, keyOf func(T) string, afterArg func(string) (any, error)) (Page[T], error) {
-	limit := p.Limit
-	switch {
-	case limit == 0:
-		limit = DefaultPageLimit
-	case limit < 0 || limit > MaxPageLimit:
-		return Page[T]{}, fmt.Errorf("%w: limit must be between 1 and %d", ErrInvalid, MaxPageLimit)
-	}
-	q = q.WithContext(ctx)
-	if p.Cursor != "" {
-		raw, err := DecodeCursor(p.Cursor)
-		if err != nil {
-			return Page[T]{}, err
-		}
-		after, err := afterArg(raw)
-		if err != nil {
-			return Page[T]{}, fmt.Errorf("%w: malformed cursor", ErrInvalid)
-		}
-		q = q.Where(col+" > ?", after)
-	}
-	var items []T
-	if err := q.Order(col).Limit(limit + 1).Find(&items).Error; err != nil {
-		return Page[T]{}, err
-	}
-	page := Page[T]{Items: items}
-	if len(items) > limit {
-		page.Items = items[:limit]
-		page.NextCursor = EncodeCursor(keyOf(items[limit-1]))
-	}
-	if page.Items == nil {
-		page.Items = []T{}
-	}
-	return page, nil
 }

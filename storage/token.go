@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -89,7 +90,47 @@ func (s *TokenStore) Authenticate(ctx context.Context, secret string) (APIToken,
 
 // List returns one page of tokens (hashes included; callers must not show them).
 func (s *TokenStore) List(ctx context.Context, p ListParams) (Page[APIToken], error) {
-	page, err := listPage(ctx, s.db.Model(&APIToken{}), p, func(x APIToken) string { return strconv.FormatInt(x.ID, 10) }, int64Arg)
+	return s.ListFiltered(ctx, TokenFilter{}, p)
+}
+
+// TokenFilter narrows a token listing; zero fields do not filter.
+type TokenFilter struct {
+	// Active leaves revoked tokens out.
+	Active bool
+	// Name is an exact name.
+	Name string
+	// Role is one role.
+	Role string
+	// Query is a case-insensitive substring of the name.
+	Query string
+}
+
+// tokenList is how tokens are paged and the orders they can be listed in.
+var tokenList = listSpec[APIToken]{
+	keyColumn: "id", keyOf: func(x APIToken) string { return strconv.FormatInt(x.ID, 10) }, keyArg: int64Arg,
+	sorts: map[string]sortColumn[APIToken]{
+		"name":       nameSort(func(x APIToken) string { return x.Name }),
+		"created_at": createdAtSort(func(x APIToken) time.Time { return x.CreatedAt }),
+	},
+}
+
+// ListFiltered returns one page of the tokens f selects (hashes included; callers must not
+// show them), in the order p asks.
+func (s *TokenStore) ListFiltered(ctx context.Context, f TokenFilter, p ListParams) (Page[APIToken], error) {
+	q := s.db.Model(&APIToken{})
+	if f.Active {
+		q = q.Where("revoked_at IS NULL")
+	}
+	if f.Name != "" {
+		q = q.Where("name = ?", f.Name)
+	}
+	if f.Role != "" {
+		q = q.Where("role = ?", f.Role)
+	}
+	if f.Query != "" {
+		q = containsFold(q, f.Query, "name")
+	}
+	page, err := listSorted(ctx, q, tokenList, p)
 	return page, translate(err, "list tokens")
 }
 

@@ -418,6 +418,102 @@ func (e HistoryCompare) Valid() bool {
 	}
 }
 
+// Defines values for ListAuditEntriesParamsSort.
+const (
+	ListAuditEntriesParamsSortMinusTime ListAuditEntriesParamsSort = "-time"
+	ListAuditEntriesParamsSortTime      ListAuditEntriesParamsSort = "time"
+)
+
+// Valid indicates whether the value is a known member of the ListAuditEntriesParamsSort enum.
+func (e ListAuditEntriesParamsSort) Valid() bool {
+	switch e {
+	case ListAuditEntriesParamsSortMinusTime:
+		return true
+	case ListAuditEntriesParamsSortTime:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListEndpointsParamsSort.
+const (
+	ListEndpointsParamsSortCreatedAt      ListEndpointsParamsSort = "created_at"
+	ListEndpointsParamsSortMinusCreatedAt ListEndpointsParamsSort = "-created_at"
+	ListEndpointsParamsSortMinusName      ListEndpointsParamsSort = "-name"
+	ListEndpointsParamsSortName           ListEndpointsParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListEndpointsParamsSort enum.
+func (e ListEndpointsParamsSort) Valid() bool {
+	switch e {
+	case ListEndpointsParamsSortCreatedAt:
+		return true
+	case ListEndpointsParamsSortMinusCreatedAt:
+		return true
+	case ListEndpointsParamsSortMinusName:
+		return true
+	case ListEndpointsParamsSortName:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListPathsParamsSort.
+const (
+	ListPathsParamsSortCreatedAt      ListPathsParamsSort = "created_at"
+	ListPathsParamsSortMinusCreatedAt ListPathsParamsSort = "-created_at"
+	ListPathsParamsSortMinusName      ListPathsParamsSort = "-name"
+	ListPathsParamsSortName           ListPathsParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListPathsParamsSort enum.
+func (e ListPathsParamsSort) Valid() bool {
+	switch e {
+	case ListPathsParamsSortCreatedAt:
+		return true
+	case ListPathsParamsSortMinusCreatedAt:
+		return true
+	case ListPathsParamsSortMinusName:
+		return true
+	case ListPathsParamsSortName:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListPoliciesParamsSort.
+const (
+	ListPoliciesParamsSortCreatedAt      ListPoliciesParamsSort = "created_at"
+	ListPoliciesParamsSortMinusCreatedAt ListPoliciesParamsSort = "-created_at"
+	ListPoliciesParamsSortMinusName      ListPoliciesParamsSort = "-name"
+	ListPoliciesParamsSortMinusPriority  ListPoliciesParamsSort = "-priority"
+	ListPoliciesParamsSortName           ListPoliciesParamsSort = "name"
+	ListPoliciesParamsSortPriority       ListPoliciesParamsSort = "priority"
+)
+
+// Valid indicates whether the value is a known member of the ListPoliciesParamsSort enum.
+func (e ListPoliciesParamsSort) Valid() bool {
+	switch e {
+	case ListPoliciesParamsSortCreatedAt:
+		return true
+	case ListPoliciesParamsSortMinusCreatedAt:
+		return true
+	case ListPoliciesParamsSortMinusName:
+		return true
+	case ListPoliciesParamsSortMinusPriority:
+		return true
+	case ListPoliciesParamsSortName:
+		return true
+	case ListPoliciesParamsSortPriority:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GetPolicyStatsHistoryParamsCompare.
 const (
 	GetPolicyStatsHistoryParamsComparePrevious GetPolicyStatsHistoryParamsCompare = "previous"
@@ -445,6 +541,54 @@ func (e GetPolicyStatsHistoryParamsFormat) Valid() bool {
 	case GetPolicyStatsHistoryParamsFormatCSV:
 		return true
 	case GetPolicyStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListSitesParamsSort.
+const (
+	ListSitesParamsSortCreatedAt      ListSitesParamsSort = "created_at"
+	ListSitesParamsSortMinusCreatedAt ListSitesParamsSort = "-created_at"
+	ListSitesParamsSortMinusName      ListSitesParamsSort = "-name"
+	ListSitesParamsSortName           ListSitesParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListSitesParamsSort enum.
+func (e ListSitesParamsSort) Valid() bool {
+	switch e {
+	case ListSitesParamsSortCreatedAt:
+		return true
+	case ListSitesParamsSortMinusCreatedAt:
+		return true
+	case ListSitesParamsSortMinusName:
+		return true
+	case ListSitesParamsSortName:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListSiteEndpointsParamsSort.
+const (
+	ListSiteEndpointsParamsSortCreatedAt      ListSiteEndpointsParamsSort = "created_at"
+	ListSiteEndpointsParamsSortMinusCreatedAt ListSiteEndpointsParamsSort = "-created_at"
+	ListSiteEndpointsParamsSortMinusName      ListSiteEndpointsParamsSort = "-name"
+	ListSiteEndpointsParamsSortName           ListSiteEndpointsParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListSiteEndpointsParamsSort enum.
+func (e ListSiteEndpointsParamsSort) Valid() bool {
+	switch e {
+	case ListSiteEndpointsParamsSortCreatedAt:
+		return true
+	case ListSiteEndpointsParamsSortMinusCreatedAt:
+		return true
+	case ListSiteEndpointsParamsSortMinusName:
+		return true
+	case ListSiteEndpointsParamsSortName:
 		return true
 	default:
 		return false
@@ -481,6 +625,48 @@ const (
 func (e GetStatsHistoryParamsCompare) Valid() bool {
 	switch e {
 	case GetStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetStatsHistoryParamsFormat.
+const (
+	GetStatsHistoryParamsFormatCSV  GetStatsHistoryParamsFormat = "csv"
+	GetStatsHistoryParamsFormatJSON GetStatsHistoryParamsFormat = "json"
+)
+
+// Valid indicates whether the value is a known member of the GetStatsHistoryParamsFormat enum.
+func (e GetStatsHistoryParamsFormat) Valid() bool {
+	switch e {
+	case GetStatsHistoryParamsFormatCSV:
+		return true
+	case GetStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListTokensParamsSort.
+const (
+	ListTokensParamsSortCreatedAt      ListTokensParamsSort = "created_at"
+	ListTokensParamsSortMinusCreatedAt ListTokensParamsSort = "-created_at"
+	ListTokensParamsSortMinusName      ListTokensParamsSort = "-name"
+	ListTokensParamsSortName           ListTokensParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListTokensParamsSort enum.
+func (e ListTokensParamsSort) Valid() bool {
+	switch e {
+	case ListTokensParamsSortCreatedAt:
+		return true
+	case ListTokensParamsSortMinusCreatedAt:
+		return true
+	case ListTokensParamsSortMinusName:
+		return true
+	case ListTokensParamsSortName:
 		return true
 	default:
 		return false
@@ -1725,11 +1911,17 @@ type IfMatch = string
 // Limit defines model for Limit.
 type Limit = int32
 
+// NameFilter defines model for NameFilter.
+type NameFilter = string
+
 // PathID defines model for PathID.
 type PathID = int64
 
 // PolicyID defines model for PolicyID.
 type PolicyID = int64
+
+// Search defines model for Search.
+type Search = string
 
 // SiteID defines model for SiteID.
 type SiteID = openapi_types.UUID
@@ -1739,6 +1931,11 @@ type To = string
 
 // TokenID defines model for TokenID.
 type TokenID = int64
+
+// WANKindFilter The kind of WAN link behind an endpoint.
+//
+// Example: fiber
+type WANKindFilter = WANKind
 
 // BadRequest An RFC 9457 problem detail. Every 4xx and 5xx answer has one.
 type BadRequest = Problem
@@ -1790,12 +1987,56 @@ type ListAuditEntriesParams struct {
 	// Until Only entries before this time; the same forms as history's `from` (RFC 3339, `now`, or relative like `-5m`).
 	Until *string `form:"until,omitempty" json:"until,omitempty"`
 
+	// Q Only entries whose actor, action, resource kind or resource id contains this text,
+	// ignoring case (ASCII letters on SQLite, all letters on PostgreSQL); `%` and `_`
+	// are matched as themselves.
+	Q *string `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: oldest first, in the order entries were recorded.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListAuditEntriesParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListAuditEntriesParamsSort defines parameters for ListAuditEntries.
+type ListAuditEntriesParamsSort string
+
+// ListEndpointsParams defines parameters for ListEndpoints.
+type ListEndpointsParams struct {
+	// SiteID Only the endpoints of this site.
+	SiteID *openapi_types.UUID `form:"site_id,omitempty" json:"site_id,omitempty"`
+
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// WANKind Only endpoints of this WAN kind.
+	WANKind *WANKindFilter `form:"wan_kind,omitempty" json:"wan_kind,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListEndpointsParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
+	// Limit Maximum number of items to return.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// ListEndpointsParamsSort defines parameters for ListEndpoints.
+type ListEndpointsParamsSort string
 
 // StreamEventsParams defines parameters for StreamEvents.
 type StreamEventsParams struct {
@@ -1805,8 +2046,30 @@ type StreamEventsParams struct {
 
 // ListPathsParams defines parameters for ListPaths.
 type ListPathsParams struct {
-	// SiteID Only paths touching an endpoint of this site.
+	// SiteID Only paths touching an endpoint of this site, at either end.
 	SiteID *openapi_types.UUID `form:"site_id,omitempty" json:"site_id,omitempty"`
+
+	// LocalSiteID Only paths whose local endpoint is at this site (the paths leaving it).
+	LocalSiteID *openapi_types.UUID `form:"local_site_id,omitempty" json:"local_site_id,omitempty"`
+
+	// RemoteSiteID Only paths whose remote endpoint is at this site (the paths reaching it).
+	RemoteSiteID *openapi_types.UUID `form:"remote_site_id,omitempty" json:"remote_site_id,omitempty"`
+
+	// Status Only paths in this status.
+	Status *PathStatus `form:"status,omitempty" json:"status,omitempty"`
+
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: by id, which is creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListPathsParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
 
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
@@ -1814,15 +2077,37 @@ type ListPathsParams struct {
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListPathsParamsSort defines parameters for ListPaths.
+type ListPathsParamsSort string
 
 // ListPoliciesParams defines parameters for ListPolicies.
 type ListPoliciesParams struct {
+	// Enabled Only enabled (true) or only disabled (false) policies.
+	Enabled *bool `form:"enabled,omitempty" json:"enabled,omitempty"`
+
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: by id, which is creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListPoliciesParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListPoliciesParamsSort defines parameters for ListPolicies.
+type ListPoliciesParamsSort string
 
 // ListPolicyFlowsParams defines parameters for ListPolicyFlows.
 type ListPolicyFlowsParams struct {
@@ -1882,12 +2167,28 @@ type GetRoutingDecisionParams struct {
 
 // ListSitesParams defines parameters for ListSites.
 type ListSitesParams struct {
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListSitesParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListSitesParamsSort defines parameters for ListSites.
+type ListSitesParamsSort string
 
 // DeleteSiteParams defines parameters for DeleteSite.
 type DeleteSiteParams struct {
@@ -1908,12 +2209,31 @@ type UpdateSiteParams struct {
 
 // ListSiteEndpointsParams defines parameters for ListSiteEndpoints.
 type ListSiteEndpointsParams struct {
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// WANKind Only endpoints of this WAN kind.
+	WANKind *WANKindFilter `form:"wan_kind,omitempty" json:"wan_kind,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListSiteEndpointsParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListSiteEndpointsParamsSort defines parameters for ListSiteEndpoints.
+type ListSiteEndpointsParamsSort string
 
 // GetStatsParams defines parameters for GetStats.
 type GetStatsParams struct {
@@ -1950,6 +2270,9 @@ type GetStatsHistoryParams struct {
 	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
 	// length just before `from` (shifted by `to` − `from`), with their own summary.
 	Compare *GetStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
+	// Format Answer format; overrides `Accept`.
+	Format *GetStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
 }
 
 // GetStatsHistoryParamsRank defines parameters for GetStatsHistory.
@@ -1958,14 +2281,36 @@ type GetStatsHistoryParamsRank string
 // GetStatsHistoryParamsCompare defines parameters for GetStatsHistory.
 type GetStatsHistoryParamsCompare string
 
+// GetStatsHistoryParamsFormat defines parameters for GetStatsHistory.
+type GetStatsHistoryParamsFormat string
+
 // ListTokensParams defines parameters for ListTokens.
 type ListTokensParams struct {
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Role Only tokens of this role.
+	Role *Role `form:"role,omitempty" json:"role,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: by id, which is creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListTokensParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListTokensParamsSort defines parameters for ListTokens.
+type ListTokensParamsSort string
 
 // IngestTrafficParams defines parameters for IngestTraffic.
 type IngestTrafficParams struct {
@@ -2127,6 +2472,9 @@ type ServerInterface interface {
 	// ClearCache Clear one cache
 	// (DELETE /api/v1/cache/{name})
 	ClearCache(c *gin.Context, name CacheName)
+	// ListEndpoints List endpoints of every site
+	// (GET /api/v1/endpoints)
+	ListEndpoints(c *gin.Context, params ListEndpointsParams)
 	// DeleteEndpoint Delete an endpoint
 	// (DELETE /api/v1/endpoints/{endpoint_id})
 	DeleteEndpoint(c *gin.Context, endpointID EndpointID)
@@ -2322,6 +2670,22 @@ func (siw *ServerInterfaceWrapper) ListAuditEntries(c *gin.Context) {
 		return
 	}
 
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", c.Request.URL.Query(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter q: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "sort" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter sort: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	// ------------- Optional query parameter "limit" -------------
 
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", c.Request.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
@@ -2397,6 +2761,81 @@ func (siw *ServerInterfaceWrapper) ClearCache(c *gin.Context) {
 	}
 
 	siw.Handler.ClearCache(c, name)
+}
+
+// ListEndpoints operation middleware
+func (siw *ServerInterfaceWrapper) ListEndpoints(c *gin.Context) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListEndpointsParams
+
+	// ------------- Optional query parameter "site_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "site_id", c.Request.URL.Query(), &params.SiteID, runtime.BindQueryParameterOptions{Type: "string", Format: "uuid"})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter site_id: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "name" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "name", c.Request.URL.Query(), &params.Name, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter name: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", c.Request.URL.Query(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter q: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "wan_kind" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wan_kind", c.Request.URL.Query(), &params.WANKind, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter wan_kind: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "sort" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter sort: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", c.Request.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter limit: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", c.Request.URL.Query(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter cursor: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.ListEndpoints(c, params)
 }
 
 // DeleteEndpoint operation middleware
@@ -2541,6 +2980,54 @@ func (siw *ServerInterfaceWrapper) ListPaths(c *gin.Context) {
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "site_id", c.Request.URL.Query(), &params.SiteID, runtime.BindQueryParameterOptions{Type: "string", Format: "uuid"})
 	if err != nil {
 		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter site_id: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "local_site_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "local_site_id", c.Request.URL.Query(), &params.LocalSiteID, runtime.BindQueryParameterOptions{Type: "string", Format: "uuid"})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter local_site_id: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "remote_site_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "remote_site_id", c.Request.URL.Query(), &params.RemoteSiteID, runtime.BindQueryParameterOptions{Type: "string", Format: "uuid"})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter remote_site_id: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "status" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "status", c.Request.URL.Query(), &params.Status, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter status: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "name" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "name", c.Request.URL.Query(), &params.Name, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter name: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", c.Request.URL.Query(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter q: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "sort" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter sort: %w", err), http.StatusBadRequest)
 		return
 	}
 
@@ -2716,6 +3203,38 @@ func (siw *ServerInterfaceWrapper) ListPolicies(c *gin.Context) {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params ListPoliciesParams
+
+	// ------------- Optional query parameter "enabled" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "enabled", c.Request.URL.Query(), &params.Enabled, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter enabled: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "name" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "name", c.Request.URL.Query(), &params.Name, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter name: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", c.Request.URL.Query(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter q: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "sort" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter sort: %w", err), http.StatusBadRequest)
+		return
+	}
 
 	// ------------- Optional query parameter "limit" -------------
 
@@ -3064,6 +3583,30 @@ func (siw *ServerInterfaceWrapper) ListSites(c *gin.Context) {
 	// Parameter object where we will unmarshal all parameters from the context
 	var params ListSitesParams
 
+	// ------------- Optional query parameter "name" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "name", c.Request.URL.Query(), &params.Name, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter name: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", c.Request.URL.Query(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter q: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "sort" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter sort: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	// ------------- Optional query parameter "limit" -------------
 
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", c.Request.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
@@ -3277,6 +3820,38 @@ func (siw *ServerInterfaceWrapper) ListSiteEndpoints(c *gin.Context) {
 	// Parameter object where we will unmarshal all parameters from the context
 	var params ListSiteEndpointsParams
 
+	// ------------- Optional query parameter "name" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "name", c.Request.URL.Query(), &params.Name, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter name: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", c.Request.URL.Query(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter q: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "wan_kind" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wan_kind", c.Request.URL.Query(), &params.WANKind, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter wan_kind: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "sort" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter sort: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	// ------------- Optional query parameter "limit" -------------
 
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", c.Request.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: "int32"})
@@ -3433,6 +4008,14 @@ func (siw *ServerInterfaceWrapper) GetStatsHistory(c *gin.Context) {
 		return
 	}
 
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", c.Request.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter format: %w", err), http.StatusBadRequest)
+		return
+	}
+
 	for _, middleware := range siw.HandlerMiddlewares {
 		middleware(c)
 		if c.IsAborted() {
@@ -3477,6 +4060,38 @@ func (siw *ServerInterfaceWrapper) ListTokens(c *gin.Context) {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params ListTokensParams
+
+	// ------------- Optional query parameter "name" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "name", c.Request.URL.Query(), &params.Name, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter name: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "q" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "q", c.Request.URL.Query(), &params.Q, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter q: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "role" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "role", c.Request.URL.Query(), &params.Role, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter role: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "sort" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sort", c.Request.URL.Query(), &params.Sort, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter sort: %w", err), http.StatusBadRequest)
+		return
+	}
 
 	// ------------- Optional query parameter "limit" -------------
 
@@ -3714,6 +4329,7 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 	router.GET(options.BaseURL+"/api/v1/sites/:site_id/dependencies", wrapper.GetSiteDependencies)
 	router.GET(options.BaseURL+"/api/v1/sites/:site_id/endpoints", wrapper.ListSiteEndpoints)
 	router.POST(options.BaseURL+"/api/v1/sites/:site_id/endpoints", wrapper.CreateEndpoint)
+	router.GET(options.BaseURL+"/api/v1/endpoints", wrapper.ListEndpoints)
 	router.DELETE(options.BaseURL+"/api/v1/endpoints/:endpoint_id", wrapper.DeleteEndpoint)
 	router.GET(options.BaseURL+"/api/v1/endpoints/:endpoint_id", wrapper.GetEndpoint)
 	router.PATCH(options.BaseURL+"/api/v1/endpoints/:endpoint_id", wrapper.UpdateEndpoint)
@@ -3755,428 +4371,451 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3bchs5sjb6Kgj+f4RJT5EqUgdLVEysUNvu1Zqx3V6WejxrTP0qsAoU0SoC7AIomu3R/b7eN/uB9pvs",
-	"J9mBTKAKVSxSpA7t7tWeiWiLZBWOiUQevsz80ojlZCoFE1o1+l8aY0YTlsGfr8/plfk3YSrO+FRzKRr9",
-	"xvmYEcU1e6bIDcsUl4JQRShROpPiijChuV4QTa865IyJhHBNhjS+JlyQ6HTUfkt1PI46jaDBPtPJNGWN",
-	"fmPQ2B00GkEjY7/MeMaSRl9nMxY0VDxmE2qGMKVas8x0/38GjU9h++jiL4PG/24EDb2YmhaUzri4atze",
-	"Bo0PTGeL9slIs2x58GcsliJRREsyp2ZkbCQzRjLzDhdXpWHtrxvQhAs+mU0a/W4+Bi40u2IZDOLjx4/t",
-	"k5kem9WIqWb1y0iLJ8wyQuuMND98/5IcvNgPWwGZcz0mEcsymf110ODihqY8udTymolBIyLzMROEEvhM",
-	"5lQRxYQmw5kmQmpC45hNNUvKi/0doxnLSMZoOvnrwKxsJsVMDRoBWdHP2p1Z3oB/tl/SeFwz5Y9jpscs",
-	"I3rMyITpjMeKxOZRQoWas4wlpBmNuY5aROJTCdV0SBUjCTe/TbhSUas8nTHXa8fHhNmlT/Y500LjIqgd",
-	"9Qf2y4wp3T59tTz004TIEdFjrkiGjx3DAOOUM6GfKSLngkR+GxHhI0P7sCOUwIISKVhAWKoYuWKCZdRs",
-	"DjlJlTSnA1afDGXCmSJUJCSVV6o82bD7t/Bfu/918O7FP47+3nu7937/w+FZ93z348HaNZjQz2+YuNLj",
-	"Rr/bOzSrIPLPy2txGzSmNKMTpi0feDnLlMzqSTgS7LO+jOGJCNeIkWnGbricKTKlVywgMxGPqbiCuRJ8",
-	"lOgx1YQroFMpmPlzLwzLs2WLv2WnP0v+3+Jv4+HknXzzz+/G8ST99VSEjaDBzRB+mbFs0Qgagk7MG9h4",
-	"Y8Xc97u9u+YeNF6LZCq50OuogBFmnyoPeDfpjkLWo+394UHc3ktesPbh6Chs0+6wF+8me2x/dOBGPqV6",
-	"XAzctXfJk7U7OZLZhOpGvzGbwZM1478xK7J89rhI5JzMeaLHpBl1QxUFJOpO4L9j+G8StY4J1SRlVGnS",
-	"VR3yio3oLNXwXHmm3cmKHWA3+LEYcoKNuJd8WjwIfMb+qds+ugDe/iUMDm8/qck4uVjm8UHjc5t9nrJY",
-	"mwVqUDKVimt+w8h8LFNGxGwyZBlyTkpmwpzBgEwCMjZcJQlIyq8Z6YYqIN2J+ao7hoX7PpOTmgtD00y7",
-	"Xc8MFQeEizidKX7D+sSw6t3d3aOARELOo8C0R4lgVxRGlMwyZO0ZS+GbgdCSCDknzai9G8Lqt3H52y+S",
-	"6BiGq9x4AzPaecvbB/NsZyBKW9HujlfsxcjMqH4r8CVvLw72SnvRFHL+73bdjswv/o3f7N228Y9e8ce5",
-	"+6O/9EdzMOjg393g6Lb1H81//fvTX9oXS8+1WndvucjXnWg+YW6vfzWMpNkLewftbq8dds+7h/0w7Ifh",
-	"v1qBWXS7O/CK2xBi9wOIwmxJQNpdoJT2i4Q06/YDqOUHrrTMFi/lZEqzmrsucjwwIjRJFPE+a0kYjcdE",
-	"sYwz1QfKUhSmYc6oyrkoy7gEjsN+mdF0IFLYK/LzTOWCS2T2OCJNNeYjzRIyXJBIy4j8f//X/21/c0KE",
-	"HjOewTWlZpMJzRZIR7Vc1E6q7hp106i/RE9HIN6tFRojI1ZGpBkNGoNZGO7GVoqED2zQiFpGnkwND8oY",
-	"TfCetZcuodNpaq5HKdIFmY95ygjXA8EVUZqnKd7Jsywzl65t1164e+FRh0TPIzIxI4QbduEeqR4pJ4/C",
-	"4qBAXKyOk2EbK+TTphVQv3SD7tHtoPHvweD5BjRNfplJs4NOpgaChIEA2T6H9X3DJ1wvr+5b+tkIo471",
-	"SSN4sAlIuRnTs0yU5dqwfttTaLyWX5hX8quHC73bQ+5hReAwDIO7JOI3/IadxXJad1YMO9Usi0gThD7s",
-	"tWUIVTmZa5rymD5TJJYzYeQSEJDM0ynVhjCUoFM1ljo/PRJEzdQccfu2OiZRKmOaRlbeXN24Ia/OitOh",
-	"YBL+Mv3vjI0a/cb/2ik0qR38Ve0U0zaL8J7q8XrBwogFpd0yMkuNwGA+bSwscKEP9hp3btF7mfJ4ccf4",
-	"4JnSCF/UDxAefOwhnnHN1g/QcJmyrHIw6sY9ut9rH9I91t4bHrL2kfnYS3ZHL+IuC4fdbr1UZtp6uER2",
-	"LpfH+1okFaGCfbZCxTFeBqZdZTghsnFPCDCCRoe8xVuAUKPouodK8xZyvoKEtVwhFuAr38SCe4sF50Zj",
-	"Xk+goFSXdmqvlvjgucc9P7emKTWVQjFQ7L6jiVVYzadYCs0E/AnXLFoldqaZHKZs8peflZnIl2LYZoqa",
-	"8tTRF8m1RgJXSZ9MHI0KYgdBhkzPGROkCwzc3BxmJYzmqxr9T18aI87SxLuMJkwpemWmsVljtxdmMZWm",
-	"IjYv7dAp37np7piTrOxKMgVq1h3atNJUz1Sjv2fuNs012k5o4kSRghrHWk9Vf2fHWVI6Cbtxq6Z2hjRp",
-	"u1duN7013uPbuGXVuz41m84S8rezH99Z2p3kXxoaMt9Vd0RmBAUZQ3meja9q9qgblX18p/QsDO2lFKOU",
-	"xw8lHwpcmxjCT8gwoyIet6c044rQ1MiAC8I+c6VVPanAefEpxb2k6TUTT0ERRwVF5CuwITnE7vnHoIUT",
-	"oy/+MmPkhqYzsKGUpk6auLCBvbUNEaTI3MyvZt0Cc5yc8WEgaJJkTKmAUCCkZ4pMKQeB0j2j+iTCfYvg",
-	"0KFtUkXQmhXVlZxlMQMTz0CMqSJcB0Yz4Qm8Ak8assXOWgG8VtiGcxEYzEMklcKcdSvVBwMBFJ+xEcuY",
-	"iFlSdDiniiQsZUaMjqWwb6RW03k0ov9eZkOeJEw8kOpB+JRTZk0EgrFEwVLQZMIFyWTKjosbg5iFxKfB",
-	"wrWKpHc2FHfuQ/e7Bd2fCjUbjXjMjaZlhrrpARjlq/cYJ+DcLc8zBaMwNDNkqZyjDuAW95ki9mKEpx6V",
-	"B54alUHQ9LU5CA8kCW7bQltw45EZ175/lZ1Wu9po99wAH4d94U0OoxhRns4ydkxwLRShGSOpvLpiCZmJ",
-	"xHoNnBmAJwFYjtVYzsWj7uY7qb+XM5E8cCPhPtvkJMI0RtDj1znTewVJvPOGshE1CKnb+MLj3GY5J0dJ",
-	"gAvY9J8+vCFNmQVGJSJDc0UglwfbDhck4omKWiSRDN0JICs8KlG8p4tU0uRcyjc0u2IPpA1HxEOZLAy/",
-	"kjcsI91w73D/xQEZLvB0P67E0vU49we/ey0lSWFOG265lrKNLzwW+65dDtTkf2WoSTzqZp6x7IbH7CdB",
-	"byhP6TBlD77HGRmjOZiY/8IlNPOar91NEMk4Uzsvdsw2qR3bxD05u7fBdoKVIWy0u/4rj3OkEzZlImEi",
-	"XpRvZCvuNH0vLwqCpaVsVdaSyGwgDNGq1CruQCksM0Rj5F/0JoIFFJ2yQ8OfFGkWAiHh4oqBdRmWWQVA",
-	"egMBR4+MWZq0OgRQBNa4AuKpByuIiEIYwZJgWcEerCNM/9Ea9/N2NH0u5VsqFvZr9VCClpJMqFjApcyS",
-	"CkxBkVEmJ2g6tSL8MQIowBa7QmrRGTXi4v3YV89TuM7d4Nz2bcO5zIvt/MXH4WBcWRSAWw0yoQkj6xeR",
-	"UK3ZZKrVEqUNRC2poSaAdmsSp1Ix1BViKQSLde7E+B0Q40/CzFVm/FeWPNgwgLiJIWJWUBGyGAwwiD26",
-	"at8tKO2kvGNen5vyUg8A9Dgi0jtZWgpggIbfOTTFTFwLw/RkRjJ2I68R++PRRB0uad3uLj3/CNQxzWTM",
-	"lDLs/DWAxR7h/q0KERbBVG8wythUZlp92r3ojFI57yRKX5pvas2NzsYYgu3iYH9/d79xGyw39uKi47s8",
-	"ioaEdOYXsEfzhBwdrTJKPYxL9gra/YeZPdIt8p9NqfYmf/HRBDzYkxsuwVMH9zK+aKjUCPoKzDme0agi",
-	"yh87I9Oni8i+AP5z2IFHFQ1/Emo2NdvJkrcs4fR8MX2ocPgSX22bpgp7uNeIeTkgV1ITzT7rnWlKuXh8",
-	"+X+/IA1vkmRiZkmAMDbmavnbbXi7Da89Kq1YWFhUXSaE18wUUIzdExLLhIurinCZExBCIB+RSPKJQksn",
-	"s4TrkxgnUIAk4owZXhk0ZtME/0CzJGyeYobRxCmjWePC99flz1RciAF281roOmDXj4KReQZW3vlYouzB",
-	"dQDcijqshxGILWIEvjcXfckF9aVB7SyKYdBYy6zRb8ipaoNJEuYB1hkcBlhacd7WONzo9wJ0TVt8Z6O/",
-	"i1+Yv25z35Zv428EDacLXeJ6JY3+pxcXt0HDUHi3ewirBuwBaX5ja4h96ZqLxNpkzOpyGEIv7O23wwPw",
-	"B/asP9Cs9TQzZKQ5eshovrfriNong9t84ao79Q7s3p4TEJkdSotju4ukGcFat+GJCGwe0fuT8w8/vvvp",
-	"7PLk1dvTd5fnP/799TvEwS6RirdBNEm46Zqm7705oQexPLK/c5G01ZTFfMRjRzMBYZ2rDomQbqKdiKJA",
-	"Cr4GBVg6a4VB3ITyxiOHPzP0cfBkazdlZbtXe1LdY8fEiNILWCtYREC+UIsHjGWaooRMmnDqDLugaYrQ",
-	"YxUQOJI6/9ZiQOqXt0JTG5DFB/uGWWPTApKftySG4tvwbR14oHD9fmogvgCfRBoLHIFWR1Zew4IsLmq2",
-	"CIb5hqMT2OMIgCECwekbbzC84SJoeGBnD5/89vyUj/5rmXnYBfT+uJNakMnf5rtEs4zC51LP6xt6xz5r",
-	"C9leoiAYSLm1lSRRolzvdrNr5Ta2ETjgQmlz7c4trBhivoADZ1bZsLby3efWv3revqM6Hr+yfOYlsBmA",
-	"25XW2SOxdawmrGM1ZYK81+v3eQ9luW3fq+ymEwiL+bsBVeZVt8UvT199WGauJ4Kcvr/ZM9z99P3NAZlm",
-	"bMQ/Ey6Ied6IVChgNaNu2IH/7xxGAYl6YdjtJ8PDfn9ntxe1OuQ8N8sNBE2VJPGYxdcKrzx0cqKxZEoz",
-	"UF2dqu++L0IJRvzzM0VGdMKdK9fDoYedHg6je1BGLu0dlbD+R2UcU7PZ2/8Utvcv/t37FLb3EG/0765D",
-	"G/0bIE7/AR9bg0Gn9WX3dos3dpq7n8J27+Lfn7o99x3Ao07a39P2qN+5eN4vf9xpdk2zh9Bi1zbuN7kR",
-	"/GmTrcvx7277zAul7QPqMEf1pbktPzAF2LDS1QD3KEsumdAZHMLuQejrvPZ30j0IiX0GrYY9e+sarjCL",
-	"Y6asRLLEO5d62PqI5aP5ssxW8r7z34ZSpoyK5TNmnyzaC5bGVnu8zDRrLlU7fXer3jB7ixUr2QuDBrvh",
-	"cOUqmBv7PMXh9ILGmOtLUHIa/bBzdPDiBXylGv0jC8JVgO3aNR/shVpw5Iz9DNRyqZh5pXsbFKPYC71B",
-	"7K0eQ1gZw+FBr+vGsF8aw6E3hkzONNJsZQzh7cXy3ts12vDihKU+gztm6eKs7KZteeWGvaOTOnyyXcGo",
-	"79DGgLKy3x6TyM4u6hP7F0lYzJVZPNCy7MXpbYRdjouaK8+bzjJs9DONNTH3KVeax8AlpWB4qPokshsY",
-	"kb+SCDc2In8hkd28iDTtX+5QDoRRkhdME0PTgiVkNgXPu2A3LEMGnrQ65AeuEXGNe4tCMlFcxMyMJtPm",
-	"x4FQs+yG3zBoLLPekWV96obd4zTfnw94dLyMwkXWlLGJvGGJ0Rom9JqRTMqJ2bhte3JnZOsxeieqOkZz",
-	"ssgOacK/f7Eb0DomoVPozS054pnSJJXyejYtDTyRM3T/FWD92rFg5IAdyr24rT30W78o7JG784TD2bxd",
-	"YiBLgW5WARzbU/FMAZ5KAaLMGmIzNpoptI0/RP6ywENHmoGj7oIS7HLmy+PvtE+Z1VnVMahXqFOdvlJ1",
-	"OrEqlGKk5VwohHMLYmFAqCYTqTRAZQHVR+PxMYl0NhPgpIiIogs1EHMbqavkhJE5yxhJ2UgTObOGJTRh",
-	"aJo6VqDHbGLU57ozXxLPc45+B24eKPYUH8b4kqpGlDd7CSN5iPC+PCjXQA2h3zEsaPTeQ8p3YgPRpE7s",
-	"L95fXqDy2FaSWEnRKpPZBzkvmCVAcrgglCTZgmQzEaBwP5ezNCFDBgaUP7iitsGK36lovcoREC+NCrSs",
-	"vjpfQa1lV2YJoUM5Q6WpQFN0yPcyIxEXo3T2ORlGZexExqiFgsdjqZgYCOuzd0qZn7xB4xXenk37rsFf",
-	"0og0u53PfXIKn//rDZGC7ACovBUMRGS+bNOrq4xdUc0wcDEizZ555ft09tnGXrgHMPq4FRB8ERcxIk3z",
-	"aDAQ+D6GL763bgfIARBZh6aNDHNDnlO07sM0F0y3qmqhm0UdX2EOp1kR8jyUiU2sEKH/JDLqaTSiPI1s",
-	"0D+dKYZexnxJeWxumlRe+QKfD6epE/Wcf6awrchrcycZcri4yxpoX64lORmrE6WYrg/ERKCLHJmjK+PZ",
-	"hAmr1U/plZElECCbH5QhFxRwSUvjf5XJaeH9qLc3j2iqlgzO5kUMxATfDXo9Kw4J21uSyemyaU1bz5xb",
-	"N3jqziWDX+sWzAX91xhEyMeTd+0Rjc1AAa06ojHDxVsKNYM1yECxbPTC3U7Y6XZ3O93Q6IzgEkouYUU9",
-	"+2J41A/3wb6IJs3NcwjYoTT6DabHoR8ZmHHVnlPRbQR5BNvGhlFrZV07zjkVzm464lZsrIj5bhnWy3Wn",
-	"70/sg7flFdrMPL7kXVglSniLtSQ55VuKYQl4ollyxUCXQzdZJSBuqf1NZFgnvuY7ssG4/c3YdEmKzVk/",
-	"no8n79AlUedkKAIfrYxbrGCQb67XV2n3SuNed9peopv0LtbxcNKq7L+LdnzknfVXnqbpjyOw8my0BxeB",
-	"NyyIXF6lbLjpr1vX9b6cPyeHemLnTX6BfHXXjRvJTwg92O5ePgdbAksxQxZm7fFywkgB992EC7+l7qMf",
-	"0ac6lZvyw+VFvWF1woGR0HGRApvnCQ0PUUI17Uck5cKKCmcgdbfPzEPQWEVuMC/A0s0SjsgesArfy4+6",
-	"5Ymy1+je7nr3Z7ENRupxA1s6NvlENgYfnC+mrAAfTDHUol8OJWxG0KtlUVFA8LNlBVErAFgZTwYCYhLd",
-	"KkbuRTvciKArimZg9ovyrxHAEJAI0i+4rwcif9KmWzA92wwIru+itRz+ZyMj0WtuxoDjjozihK+ZdrAX",
-	"M/ZpOlMkcl4F15VL7lagLKxTBUDC2NkzBW4elmU29LcVlMbRFLM0BVwETdMWgknAG9sB0IMZhjlLEZpv",
-	"o4pjw6JPwIzWsb9FEHgFYjv8iO2g/rUC/LHMYvDMPFNEsV9mTMQuaROkVsoYVShsk1hOJlwTmSUsO8a9",
-	"M2RxdvaaRDzpG6VXmoOXFBkG31Cl23DC2qevovUWvlrsyTb4jCDXQ9beDWY0ACWsB3RY9B32AOfnYhUL",
-	"coDEiuqKm0AmjArlpaVDY3FCmHnVul7BuJ8H1V6zKZjuiRqD1SZj5vAhRlNTq914bn93Au297Q6B++i4",
-	"ArIj/2PpzDhIQCcHw/kUloPk6jTm158Be5jVKWoorxMGjwCBpnIOF5mzKdhUSHMwU1FFMhYzfsMS9E3y",
-	"kkdj2XrlXWvLJM3swJ4p8tOr98TyLftKJXfaUa8Tdnqdbi1+i2p6ldFJTTev3E/5uAOSsFgmLAEordT3",
-	"8FlgA5cOJb26TwTm8gQML/jWMRE22AaTS2Usllmi3NKaY5vcY0jgzLhUDAOsNzuHZqsvbf/Ls/g+lfN8",
-	"dG5kRptHfgIx8aXEQtaOdo/Bp3TrsU8zqWUsU9+eIZg2UzJi9HTEP5sTA58v6jFphmDr7LX2F5IwDd4F",
-	"0qxwXADUTiH1yZU0Z8Yw0tYxAqyTTE7dxssJ5eKZIppNpuAEvcfaKHMCuLi6zFZmRHWPEPMIJgHDlF/g",
-	"nDN8yW1js2v4/bvWMeniTTkT8PJdJNddBce5XHVbQSxvJe8jmY+lKkAsHNluwQSOCdy8MDAhi9cwG0Jp",
-	"hFb5N89jMCIKSctXjVv5GmQp00DiN0c7p++/P/1nsUsE40GEnHfu3B5ra73cpiPDrohixe2SAT8tXJM8",
-	"ywdDmkYOgTgnrol1kbXgvIGLyTAWPIX34RrWNrw85n9Yo7GNCQSacmzTcVvS3Dcn4QhkGjvJgHRD+Awz",
-	"Dcg+fFDmJ3C/8hGyP9tWZztXQmFEyY9/MQffAONxQ5+7+DdFhf1VmXrdznpcw6es6hmtFUQskW9oZfBv",
-	"O+9y2wXnWeX2CcvMf5UiUmb2h3vQlMd4q+85q0DBaHOuWvDOcIk/dX1VKuwehXQ33mvvs4NR+wU9HLaP",
-	"4jBpd1lvtEv3hvvxQVJaSqOl1Zyonkep3Trwy5Z2BycP3YV8wdbq9vN7o++/rneKfLRxZXNI7Q3CkyF5",
-	"MBEUDmeIj1iWl2yEVLXNv539+M6mKRpZ8IJpzfpSIACkGa0K0TLqkg36FRZOT9fnOvLyodH6+9cDihUP",
-	"V8O/bIqp3qFRXjIaQ27ku/wNuAJFD7XLb671GmlWZzS+NqKp4bdUoFDuhJTlxca8Adv7Re8rbN1FmGZa",
-	"f2eL+4pEZu76wf5aK0K51oKGy66wgqmu2h8zke0NafttPZumlkaBisl3Uo+d0MAwx4lLWwg5/xDjWjEN",
-	"KX3JpznWdbdjFiEPWezvhwehz9q6L4KGyuL8lW4n7Ow38Dt8w/DLcNlwY7vZwmZXDOLLmuygEDJ5p3ve",
-	"k4FXN9Xbv7MhN/UtplGszAOnUXXQ4lACt7ReT97aeXNfRX5rb1p78I8OQrgGV96f3f7+oXd/PillrbmL",
-	"w3549C/vTPa7vTBcss4bYTjwUoj2TdfQhZ3vA69NYLqPZ6ovDXXraCdlae+uAZ+Z56pE5sccK6SnTT0F",
-	"eZv1176WU2tBATaVJVCgYbgIiHmYicTVy7Aqq+OtBbetY6wFj//PVA5pugLoeo7gMsscSwp6AAFqLMFE",
-	"MZELlFVRTUDjDbuEKTT6e73Qsf9+dz+0/7OypGkJD4X9Rl3mWM4jAGTnvXjI7UduutFvsOSKtWn/MDwM",
-	"zfLJmKZOHczPS881bwWEfBSGN85EnFKl+Iiz5NIOqdezL5R+zNvb7S79ZoWvRv/wxWp3Gx7mrg2MStlI",
-	"X8qZbvQ/XdQNFpMm9+2cfqPB39ajj12ndVYiRQy9gqRrBVKepAxyw8rZfexruVxWke/S1MJwnDkqIMUk",
-	"7m/Oq9Dcsv4+t2faKtpW7OaZg8a62jFO/BwyRDuBoG5E0ZhOrYGPxuP72ffKp6B+GxzKcLgodkHNGZtW",
-	"bbRbdu4d5C+1uQQd3wELmE0NbjlOgElvUAPKUOXZ6Lo5tZ2uCFLwj8+yCQ9zl1uDk0tz7mLk7TYiKnc+",
-	"Xmw8pDdspH+caTeyukF5Qvgy8dofH5l8lUsQv2FK9SVGUk9MY1QwE37DkxlN04Uh+wmb3M/EW8envjyo",
-	"kfuqO6tYXw0RmR9cvLk2B5fkeUkeCoNfVq9KfHbFXGvXccWEqttc5XNVnhLkSfqL4+4dsjph6AdGUz2u",
-	"SNkOn9mQ18sSZy148yGoTVtS5H09EPEcQZKGcg0DQsgsskEIXdckMrdU1Glsd+udQw2FDDKi4ZNt5POA",
-	"68cdKHIxYrf3uQenNX1/x7UiUwg0iqUwXOyGZfSKJRijGE2nKurbe/L//X/IIdnJM6/VB7msC2y570m9",
-	"/+GcMnp9ucnEnZw7nClu9mGUztQY0aY3NMVjaz05pX3oIxbAPfhM2bXyBWQoyETcOQhgHQMCrLC4Xssd",
-	"DkRTMWZEa/wctTrkZAgAF3BoLL/hriP0Nli3ms3KJzOMMqPl+kxy5PYyt+hBJQSiplQoMkH/ARWkGxgB",
-	"MAzDvDcbWbbl/k/rNuK9vcaKveh76wv5r/GByoLZobuNw8fNTihus3ngZJpFdBZUdKNK52V+JnRBhuCr",
-	"n07Rv4VVHHYiLaPWveb4gOQS9qE7mblZRjzO63iYqxJUy26mGYsZZO2plDgitsJRM7IliP6aV02qiSYZ",
-	"2YJdG5oU88CTZQwX+uamUDUM2GoRfF4aaEBkmsAB3Ur8KzH2GkHLJlzZsJkz+7RpSN5zs21lMKgDkke0",
-	"uGGs2dcz5oIwy1uBkNVlYIrRXRFFZBkCx8ADZEouK/1M56dGyylpRtDcX+FlPw1LHgjl7+aj7EDJfFND",
-	"sPDzMQnzqeAQIzule9yHU++EbDJy9/j9yWWN4ciu5rqNL/pcXh7k68DwOuQDuJ1pxsiwfMl1SDShn819",
-	"CCi6o334E6FyYCnCjxkbCKxekCcCnrKsDfdNO79vMtNL39IRm8p43KYpvxLgMFm6PAfCtJXSqfJYs9Xk",
-	"EDRAmmawNjDG9EvTNL80c+EDNFHb8PFAIDnYeiTQ2ZzrMcRqobDW6ngTtRiBo309NjOKmdA8tfZ/qdjA",
-	"whfMKIhgNIMUtVRcY2TXkKcpBpaPuAAvRJ8omWFY2Dvi3qXOMoeIPrOQmBpNMCMimvZIzHjaDDtH+2Za",
-	"71odcgrqJIPY8iYuqV0VrgAi1sJs63Qg1DXT8RjSe4BRIGMM9pp64kHk5B4z50pk1pcGvblCmajbO9zt",
-	"7Frkr7nVG/3enjUa4gMHkE0AaQYNxWHQsOvZ6B+gFcwo7E4L2z3cL74rjESH+8uWIDeKKj177fm77u57",
-	"AIrZonvmwtYyuoco6k15yUKTS0eG6nPCcvvbfEfoUN5gcOV9oEm1k4Y03LRAudgsByWydjRtuKCFtQhG",
-	"xjQhVCzusQb5vtYNZsyvxpBnwV+DzAISt5X7HMFUO6o9iWy5T0Wa5fMIJ6V1j6GUiHX72OAyWT/MNVpu",
-	"rDy0ID8edTdC4Tsz50gsbJxLMZjpzV6NAFZ+4mD5iYtgRS6iZiK1UUF/mdGklae3gSrZe72jLuTNbJG8",
-	"dI3jwVD2S2YuDw6KlmVEQCUCxs8etF/KHtTbMveOw4WtHYvNxOMPopyLBwb1uS2vmGg7WmJ6RzDNpx2z",
-	"CbAd9pLC4n0r3ClGyK0rczgi1DMCrTcb3MfwfWmNTfd4v3CL1HKrfDLuOcSDNPNUiafvzs5P3r18XZ/H",
-	"725Mwp14POueWbbTzFguJjr7MYLj8iLnPpQDrk+8e6mNaDYjWCX34oF9wLqWYwqXCrQLm1XcDg6AeTAo",
-	"0GSd+fmZwnJ5Zp5YaNPV2Kywxc1zG7rtDnIfUXWuVZpaUk19dNwdIYhli/wd5wWdAk9zQu4D2an6eB7q",
-	"f/l9ncyveKzulbCj4n/4H+hM+J/OYX5Xnos7GFfVb1cXB2NPx1qPIYRXYdnllfzNP+g1UQdU1cGtI6Vp",
-	"yqI+dDZmNLPRNXh2jb5YVtAhfxpTTF9OUXON+hh/5MY9pwqy+momHK6ce1EBY0YEm0MJaMPLMZtvKW7J",
-	"jMcFFblOahEpGxGuW1005WZSs9JwH06cdmHvpoTVBbU/2vRNlcCWjJU8Azmyxp0s0swrcYOcTcEEX6qQ",
-	"3bQVtFv+CtuX8oNVt7b1mfVOchRv16jTZXhtIcqnjIJNw5BQRjkYQuZjrsFZEFfKPVfyB3tCfbd3WJLq",
-	"u6WcoIPBWbPzfDA4a/3Hnbk2jcqxdnQwLrDWeTixpenj907xFKbRKb1iNnjE5qIAQjNfl6fp4tf/W/xt",
-	"PJy8k2/++d04nqS/nopwE+n1PdXjWtjxTAiW4pGlBPaziF6BrNoZmxiid19WUFdrsgh0Qy+LQLdnqeXS",
-	"NXS5TXKBUiaBIctSLtoY6W8OkBlgpd0jejh8ER8k7X22N2rv0d1h+zDuJe0uC0fuN69iQmM2XZ9qoLsi",
-	"YfwjZDHZDDVYs3gbZBTZJnK+bh036KLwi6+tA0H1+AyfvFeik7pIWgvwX16Z2rnkI90ueYkZ+IaJSyoX",
-	"49K4rPF7eWwRVgpJ+GiEQQxlGvsDbP1m+U98IiilQJlNV+U/2XBzV+3cWij1n413PXFOFLhivno+FDOK",
-	"t0XawDrwCxi7J4yqWcYmTGhrF6N6nAfeIJahbYY4M9KzimVWzf01pCKZ80SPLydgbz7aC4PGz0ZwzS4h",
-	"X2TH0A3VTMQL/OKwsxc0bMerELZIdhM9Q3CxU1ouU6nU5TTWjX7Y6dqEII44YXSN/lHvLvhu2K25wqrz",
-	"+LKtmdub89bv+uuz9culpdz09oWl3Sby4+BwNUzI25Yva7PwYqLsdW4Lt6HbxxPg7i9DXfSY/DKjKdcL",
-	"khNyjmcBrA6IfXYLAoL7iMAVqdQxumUyrLGtbW601eu2ao4rTQX3uPfdKpUIx6fA5Y0JqgSOJODWrUxF",
-	"G4kDlr2ciikieLfIZrbRWfMW1KLhH3T8crrepLHyeVyykrbndOEIBkC1PE35eozeVt1XTvQKndzn3XOq",
-	"COAHjomVJxBYwoviS17E6h+YRVROwkPpfxVxny3BXEG8SNhVRhOwWCVyXqnmAk/UqpxfMSvZVkkat9Zh",
-	"6rKGvedTlnKxyslgvs5pMmGpptY0ZvGTpULIQTXuoSR4xNcMkt25dMCwyToeM3Vpyz/2d61/xKa/zR/t",
-	"k/1wl7ia0T+VakYXLyzLD10X/uP8LlgoY02ckMMZXSaZnE5tLQn7lTPLeV9Zm1+jf3iwVxOvmk+6IExv",
-	"9uqXejNUdVWWgLn4u2Fl8zGPx8sb4ZLHE5tdfSQzciVlQpqU7H3+bI3VgFzd6x21AiLNtk2ZLV1/bDlQ",
-	"qQ2aAj4nY8QuDdy5nqW2vHCBS46mc+AwVMXnuaG0Q76nPJ1lzMv6lJlbiiWkKaT1mQRk//PnAIZp80I9",
-	"JAGHT11fNnCflmnr3l7YKu3dt6EqbS6JT7hVboP8uKjhzOjpcPOMwHBn4Y6WXDCxP6bId9RyH8Rg5aSs",
-	"GOCccggI0JIMmaOHoAh4ObZoHjPAqZSp+WuBGK5USSIFSbi6JjOheVq8DjnCbHUPqNZ6z/Cr6tl+GIjF",
-	"8YCldpdWa2l/l1hBiYCr5LlMZ7XXJRY8W5GaDGDEfiFgrcoG+hUFOb+UdTvbK6b9g2SBtuSk54ru7i3h",
-	"L7p7+07gWmPm6Dl9kwlzWBJ3WmwI9gZx3dChCy6PeZItF+lyEea2KDOguDHWXEv4q3t7UY47L4oD3kg+",
-	"bUujijuLyRIiontogYIZlxlUl+6Ga80hvQfV/sRNLxX/vDPG1CHNkBrWRZwG6z02HfKB0aQtRbq4b2yq",
-	"DyWp3IUAgnS3EL2iXChdGrhX/8fyPHBWgKftSUd+Hyt7TtJfagAA9zPB+yCiOtXEhmzBothltr4dPnIl",
-	"lmANy0u3am22us/yg3g38b6FR7c0EdcgkepDa56IgAjEKHmot9bDSKpgF9WJvJFzjAxRx8RVI4XgHTWG",
-	"a5O4V23R5YnEetRYbyOFt3kCDRghUWmzb5hQIYBclEAIRnqwZG3WArUcjBhq3WlnWalJP6atxfex5KtV",
-	"nCtHcl5N2gchuLZyyvhMuD6dxZhOp0worPFVLjwREC3ThFAoRTlckMi0H/VJ5F2yEVGasUwRrgdCCi1L",
-	"OYGNVBHZfIlcI+Y94WYMEy6orQY9odOpk9wyOV11wLyiGkHpml9ZUd08YnTR4hKyF9kCve4NV6JdCraJ",
-	"V2a5wfUveCOGhGa4G/fL7n+vO9dj7bkPqcQWPU7/5HzR4yMPPLP1HjDv6NnVWn0ibPROxeMFIR5GLpsY",
-	"vgLy1yq/g0PpgBSnilCh5SwoIHPauA6YWSUxUSnhjx8bu+8CO6aQMOSuAu3VfkPbbdGj31mpJ9fJyj66",
-	"uV+sknqoiH7KA0cOMO2gF8oBbsE8xsJNK49z2K8GsLgvSlEBbrkqYH/IkoQCcnXQvXrp1W7yEi/EAEcw",
-	"/wWEKnLFb5ioRWK6+Molq1WW2x0wkgqygSiZ3lT9CZtbWAs6q3PRVUK6hmzMReLHGbmadHajnikvrkO5",
-	"QvbdUEXHayKVHho1+kTRoQ9JLfXbRxk+ICjVj0j0A1SRkjcMVEW+t1E1+2+K9W+kWD81zgDNLl8faeAJ",
-	"Dds5ODDfmtUWPf0Il14d2zjXOOOaZVwKZNoIEoJnOuREWM42EMVjTQxPZZOpXhBDGSTlSrdcu4SKBZRy",
-	"qKvaWZDZHbVZT1998JNBbrNvmf5gLpByWU2v4kvBA730kJX6Xe+J+9FllmgekPOX7wPSfUF+evU+IJ1O",
-	"p5XzfW/q+Yvr1asNk05us1YuY+ITrNXtSsJc4YV6U8II23rSSH/3y7S3nkeuS6R3uPTiYe7xXp0l727W",
-	"WZdIzxucyzB3d6K7JeHzYGnEB0szdSMebjbinjdipyJVh2wZ8R3Ynn2bmm+DBarL3lfD+MtCsU3p59Df",
-	"t7/TAMIVsC+f5J8i15t/6Ooyvj1CAOLvOGncA/btQalUt8wfty4nxkNsV1unH0NqeSp0BIlg1JW6VIbg",
-	"qTU+YwoPHM9GJd4eaqf5oxtmanbQ3dDbbd+JIFwYHgrGbdCn5cgIMDs/vXoPQps6dhknQOAzJ5h9jhlL",
-	"8vQT3l1cK/XfmTnpfkm7K5reI6TMLtS+2kNSNUxut9JnmrFsyfhLwJiLcN9OYdSFwCQF0vNnrtB5S/WY",
-	"NCk4xdlACDqBqB/BXIkcpuzmcAW8lpK9Xg8LFhjOO0vTPmRdLFVsywvqD4TzEics5lCypBldMf0Bv31l",
-	"v4xaJB5LCenjFeElT+KYJpCWo0McNG4gyr2ZgdiyXBhviUOwZZy4VnlcD6ZlwyLHLc+mMxBQ7qVYKC1h",
-	"agGZyBumvOE8UyQqRBRkPoqJRBE6EEtl9KBI2TFRs3hsVh0ZDImp8GAMWOYNk88mS5llNtDmy8dgU4jt",
-	"ipvYPwmVctR+t5tVpS4Av/WUL4cpq7HGnQjy4fuX5Ghv/4VRZ8xDBOvJd8hrUBr3Pn+Gld+Hf9WcZVCE",
-	"yILmKsFLYxZf3ykFfIB4N6bUS3wcqojVl7AHxXYO9raigogNKQQMZgCImPFsQkWlSpoH1MSiIFBv/Yam",
-	"9aEnqwqY/SgYYUJnCzDU2QZsyZHmXhgGZC88ggXCs0o1mUilSTcMNxaLvAoqJe0MEJxVAemu6HmcMXCj",
-	"0nrs0CnfuenumPOoSvWjMt4GcmMYP1oTqQtt1mY3O6MTllct/Wf7Az7aPn1lxAM1lUKx2loqYfdv4b92",
-	"/+vg3Yt/HP2993bv/f6Hw7Pu+e7Hg/VxQcsz/uH8/D3BB0gsk3JQxV6vt0413z868k7qXlh/S3Gd1qz2",
-	"2Vhm2hmMnT37mmMyTnuUjr3SHNKl0nTHDIJETHfllfmHITAsp58ji1aWjazYMhImNB9xy0WXBoOe44Ao",
-	"aQs8KuSPEPBKpLCVxYqxjLWeqv7OztTWP+wk7GbHNqd2bvKRbkFO9bwL19iLqPNoro6f5SxkOZXgvXnQ",
-	"KiKLzGWxsOVUrSHNvAQJ4K79OGZ4ECL5CxDspgl9AzfwtdN9mU9uC7kFqwybERsWlrApEwkT8eKYRA7x",
-	"GhEp0gVO8RS+e/WdSzjn0KsWLLfM9ROq6ZCqOwXpV3nPMA1kZhZxu+2rlUXMh7B29bxbcMP4QvvCbfBI",
-	"VFYZ9sotvwhq054i49gBOvvV3saqqPPr1ggYhytWCklNoJ8OLIasY2bRDWdzlkUgGBl9wcyVapnZiscg",
-	"ssL9yYQhhqAAspirzxaSxmg3ccWUVkW6t4gmEy4ilG/h/KDN2Ds42HsjaLhuoVD9hFfCAvLHlvhhRcat",
-	"uG6gPGzinY6YJ3fEy7nsFA2XSQ6Ce0jzqNeyAJ1dMlMAxMHK2aWgOcVSwOxeeiLlcqQ3dQaOZV3WH+LK",
-	"qJVczAfojwvIajKapdxByIWcI31gb63NPaqr8nN8HC9QAgN1YC7FahHMahUvrMZiX+n2bFSkYTD1kR4r",
-	"ItCgmKZdWmjrmcJ9KUBxHEtkCulocssQs7tF9eW93dLKVOX/1fa8DB4uoswjh8DRTR2nO+O6NklGKmOU",
-	"KKyYcvaq/fHk3eaZF/JjUUXoZVzl4oM57cxGOG9WOR7t1H5jAfn+QxHhXMnEsdJc3e3vugHmtRF3HyWz",
-	"Qmm+X0q5QMLe3t2pGFYFuhfzLjXa2z94YOD99iC9NZVPT7GYOjPaXi75WPOgq6UevT6nV9vXSb8j/YIV",
-	"Kv3h+NVNt4H2mTMBUTmvwGyxJZ4syRaX2UyUkGH2wToQcNkhdycZVFS9CRfuY0XvMzIl/2XG7M+GNy0v",
-	"odpg/lyKD0zBNKoijau2fgelldp6KWcC/RPeQtWYZosKmTUIGRQkLl1x9/pyMU7cQI9ExShlLsCmzMgc",
-	"itAPWYvYWvAlFXyJQFfZYbzM6ry2+hKm9zPLiPmpuWaBq6wAuFzDaCOeoKdzIxuA2abKDtVmeocAkrpV",
-	"rl4r9sli8Ys9ChpFZX1nDljahlW0dC9YZoWPFok6KgmW6pmqzy1Lr1ZiIzLGIJmrBWxREnMNzqlHZLF1",
-	"mMpVS7V84nyn9yzhaFPpdg8D//TlFlTIGwtiwcQloNjFLxRecPmhs4tuGZDXwKdNk4rsx3vDXdo7ancP",
-	"wxftvdEBax8l+3EbvzVfhgcgjbu2LwFhmA/R9NXtBd3doLt3Yb9yj+wGDZ3NRIzHG8bqMwWgQeJf9rmJ",
-	"GTSYXmFTBslxNxe5l3nHpxcXftXlDcWQ/FgBY13yVeU7VSeQwq/WRFjE4sK+O7EUtLNsQbKZqL0o7xY6",
-	"N+TNW7JlSy53tsiS01fq4Xz8/dfj4RsnIHok/lqUX8+Jx2e6PNmK5ebWjzpuijZyJDmMG4H7yK4jHY2s",
-	"R9bHb2/GYIoR3u9cLUOKi37vUUXJH+W9Xlf1OU0wy3bJ4W0YDoHUsEXuOldnmVeSyG8BSqjdvtOkHM+3",
-	"+oDYg/Hbn4sq6efEXWyoW+HKRnkTX0Xc982o9YfUSZ8YyQr6/1fHsZpRfMU8HVvr7E+kjNeBPADO5QXV",
-	"rAi5WBlK8RWCIThTz/xoiG0jIFRe8mlZh7IFnYwO5RCj4DzF8in3CoOwFaZqDsGjFLtysQR2Vher9vgD",
-	"U0zfJff3Ql8K9gGFueUUIll9WQG/MFT/yEJrnvd4g6tkIznQjrTa/Q9yTiaAnrYPPqvk8v6VZfJeCUQe",
-	"JrxVxu1JbnWbfC6v68K2TwQ5eX9KtPm1SD+MCQDjjOl7mFzNFrqyRjN1h9vCXlJXGR1RQdsZeN4bQSOT",
-	"vgPlKyadLc3ivsDVrTKRWn/XWjedeWadSRIaqZgdS1NZSSL3spb8JvPzp3bH8JPaxNtsjnReuBmRxgOi",
-	"xlDFE/HPMbs/0W9GzoY1w2k0suflv653b47+i33off74QnzXnbzc1/99OPtbSN/sqVcHox++IvU/zb7m",
-	"0693l5ktMeKUAp1Gkehkpscy479SLAL3nVEmMjKYheFuDC3Bn1gI2Et2vtvbJr7fnhgcWenkrKS1BysC",
-	"T8Epn1hgx2vkq0vstjb0dxuFnpXn65X52GzG2BVWFF/ygaz3glSn5/peMyXbz5Z6iEP2YjATlLMu8qxk",
-	"cqZZ9ky5VCOmg2VQzEOK89yJF0zl/O9s8cDi0puULPUmTGgKuJMiEY3VA7QkKdN+Flhbx2TxUK+grXBS",
-	"rbKydrvrJO44ZlO4xXpBo6ixAh/9oiuNflgTg+TeXVUTP2OxzBKWkCZN01I+vfvUWPRHs6rHakIcmitP",
-	"GNYpM7dH9xhAeUFWDQEA67YTgKTnNeAeko4tX+zSOlTGVLf7H0/e/Z2LFZTsYJAfT96RlItrp/F6xj0f",
-	"izTMJE2GFLLCTaYpRN5oc5e5uGZFNUtTDt9h3eISSMk9tnxXKhbPMq4XZ+YYWy4Bl6+5kdfrEnlmH5C1",
-	"ovc/np0TB+iFB1QEcPsoL5J18urt6bvL8x///vpdFBCqBmLzi3+A2BMzSqNEwXPFjMZaTxu3t4jek7U2",
-	"VQCLOvyg0lRzpQt8mMWQOUAhAGGFxaT0wcCqIEMlz8yeDYQXUeAiDiCB9Jwx4YcblJLkgRnVLBYkfZqy",
-	"rI00OhAubsNpnUEeyWGRjoEFS6HZ1ce2VQMsVGcgBuJ//S/yUsKszFfmmzZ5/vxvZz++e/6cDGVihjLD",
-	"MLprdhlTxTrkQ4FMh2xQM/M3IxGUJUJz1M7PSopoIAhpujhrwlIFRXWfP9/r7j9/3sKEUQ5yTt7y70iz",
-	"ewD/JszcHBlTiiVkJDPTUIVwcNpR65hQktLsimU5Ut50sPv8eQfnYijHTA8H9vx5fwspkrzlSnFxFZCZ",
-	"wPL+MiMZu5HXLDFjQvIlV0ybTsPu8+eWyD9+/Nj2Omauk6hDjOCrwOPOEaKC2z5nWR+m6dCMTYAztgIf",
-	"z9gsCNAsnsuomCHZ2d3OacI0h4hG04pFMjYLFGOAwVdQvwfcLs73Z4kIjfXwIJSXMu2BgQGtbDD3Voec",
-	"OFUKDP9GBsUk6UbyoILg6LkUzxSx/NQsGLRmFs3sFHlN43HxJHTHFOhl7hVsV8B33pm1xxLDfQiJPrcd",
-	"U26bNyLCPmsmDL13yA+MpnocAE4UkK3+kkFKUBbnBsRExjBEmjEynQ1THlt6glgH9fw5/FKieYtx/QvQ",
-	"PtZoPdrbf9FyB8Xer5FF5sLxQLEIU97SLFv4OboJT4AkJjQ1NxNLiDmXAaHeN3DMZUZ+mQE8n2Z0wozA",
-	"00YShhUOnz8/hqngCYH774bLNF9jO4imI3KwYwc2bMVwzoBM8CAQt7qmPfvYDU1njMgZuJkgiC8gQ5qQ",
-	"0/d5KViZkZenrz6YocdS6EymRakrG/WkyLuf3iDFEgpICGwYinHZeDTItDPL4vqgM2/Kvd7z5xZCHGFw",
-	"zKcLiGoDPkTRu2JrhWM4DDXNm+WFFQXGFZleo8DGj3byHA+fuhcdLc0PVob/tHvRMeJe/kjUwvUWOdvg",
-	"jkjJTx/elDZn7/lzw8KSGdIRFozE8DNBotNR+y1Gr1pHDHAdM3kbzgzlBGdZBpU7BCs1fQRN2wrtgqYA",
-	"rZ5l/kP7QByEmmY9DLbrwQsGKL0EZ/Ykp1N4HHDb1vEBY7PJNQjx8d+YXs60Ha0P0EBubOQfy4xxO1Eg",
-	"gog9OO9DmrTtMMyOFGEd5tNMUI8HQ7K6kcyGPEkY/C6kbo/kTCRRAI3FUoxSHkNLE6bHMmmbR2iayjm+",
-	"rqVsw22DzavZ1Ow3S9oTlnAKhYptW27R7TjcMrpGJlQs3MBVZBYTO8ylhIK6QTEhPGeY+8+fk2b9+NAZ",
-	"LEh0Yr6KbPRS69gnxSqnKBoOnz93Z4TrDjkRC48lT+jChdBZCrDn6wPT2aJ9MtLm0pqPecocM3aBDVVK",
-	"khnRUhKVyrnNGikWpLRTsMPmHB/ZbmBJSz1pCZGSlsHkFMgS+MVrDPqSI0gMfuLo8Jmym4TxaJGT9/wQ",
-	"NMMTQElsWg9Sm4lYJixpGT6GsXQ/fTglecCQvSA+5NxbGWkDsad5QJnh8uYyKAecmaFhWBMm12S29I6c",
-	"w4mvRKc1c6mpd0huuOJmVU/OXp6eehUEW8eYjn3OFYP15EZQEWY/WWKH+oYrba4yTa8ZiVI+4ToiTVc6",
-	"Yj8MSLfT6YZhaIU1c5vTX2aMRGiQidz+GbqAgX4BQ0pAPKvNbXRMIu9z5AKCl4v8kfdUmSsJxGvT3ky4",
-	"XKBagphVqhVoZ/EPZI2w2hizW6yyZZvmbEBKe74KFoyCBF75qZK489RpAXATIlyYRIMGMifHkoE/DRpR",
-	"h5zhvmGoLi/xb0i9ec3cvQAuZnMSEFhjrkVn4kEVJuUxExiXZM19J1MjlLV7ndColVnqxbjN5/MOhZ87",
-	"Mrvase+qnTenL1+/O3sN7xTRgIWWc/L+1PfxN7qdEJ+UUybolDf6jd1O2NlteCAUJ4GDi8l8cVXnKTvJ",
-	"nXTciKZ+criAjHiqoWrxcOHiCnN2hCn5yFtP7BsIlIlxYXKWdJpABh+loa/X2BWM1LaF1teq5zZduGER",
-	"OjRSC9j6naLtJAxw3ZoXgF0WNlf3+6V5wWma9C6jF4zwg30VtP3b22DToeVCD4c6Cz/9dPrKigfWFkE4",
-	"xsYUevyGaJG1E+Tl6XnggoO9aiXRJXvB2rnlAe02GIfGWmZmaqhHmIFU5iOnqo0xVfWDhhZWDbem8ul2",
-	"46WQoJmOoFywGbDmE1YOj51AQgKrgz9TLmcF6AC7u7tHIGzM0c6RsZRqo9in3HDd9v4kqkzX9xGEfj7S",
-	"5ZmDaXfdRnlFXptCzv/d/tRtH118CttHF1/C4PD2k5qMk/nFv/Gbvds2/tEr/jh3f/SX/mgOBh38uxsc",
-	"3bb+o/mvf3/6S/ti6blW686qshSD+c1iYb0ilGXIr+bqavbC3kG72wNHyKFdkVZABCSezIzCYF7JV1ZL",
-	"CB6DBW7vhpOAtLugJrVfJEbNAaUnIJOAjANiNJ3WnURgqy//tvvfu3P/oVTFt/1/pP2v4+HFdbLzxghI",
-	"jQ0edC6tC6i8DYIf3J29MASnrRSaCfTsVGxm5rst7hTwO4I9syZFK8V0OtS/ig2hoVYAA/LlylUd2sd3",
-	"Ss9Cn3s4nbqX8mnvfEcT+14DXune/cpPoLfJjP/KEvPS/ib9nFqFy+ai8LO4QhQ1nFdci1Qa8tP0CoIM",
-	"YCEbF4YeS7Yjz5N6G+RiD1jGipCjOjcD5oJBwSaHKVlZE+xqkAyGLhQZWzxRh8AgWBIQMOHHRiIGuze8",
-	"0LGo2agsFxG4Euukopfm+ZfmVcxH8EQkCD1AXy7qZ5kSId0cjAQRUh4A+A9Hh3vh7t0vfe8sDI9CubC6",
-	"PvF4hAvLX0+4KCzdBvXC+evPNHYIOvAkoIdgzLXv8CgTbYX0rEReK4//RoS3ivcVFPfnZHZn5S2k8Xgb",
-	"ylnF8na+GInj9h6cD1R2OmHJb8/9fjfMD9McfGN927M+I/7dh/GttQLk+5Kr+ZCtLJeqHRAs9+8jmHML",
-	"wrAw+gvvGOXe3p0vXonztScKI9jQCJUH85jz46wmeky0nGFOP65J05W345lzbbWKuj15PjzzNCUZHFfr",
-	"Qrpi2iXH7BRpAGdpigY+QEz6Ce06A2EP7XHp0JKl3HZT5+JxQA+N2Huqxx0bVQYPDYQ/oMpZdy7QuuOO",
-	"i/TaLs/ykd+rh1bk62mOph3In+Ro7uGarH/jndTfy5l4nDsJ98iHrXjH+XUeiVV7pPO8OqvEmY0Ek/9k",
-	"ejWJPN6tkPex4jbwUTt/QEr7renmP5m+H9F40QLli+AOzd01a5YWQ8HjGnjTS+vl1EXQ1zRj4DKwbt6h",
-	"TBY5ytA+cs3Y1DJncG13yIkoEEIkpkJIDZlE0buF1XQhaJOcCBJZZ1eU/5S/OqbK5lwNj/LkrOATyx+B",
-	"inERQrHcJKNWLnptwW8xPK50mICsvpPJYoNz5IMbcUJg8Qq7/WR42O93w0bQmFOBBva+B2m7DbY8gzaO",
-	"77YM1bMRR1+NA9iL8Y/OCZ78ztkLj+5+4aX12MML3Q3G9J4uUkmTcynf0AwrSux19zdZgNzX/5YlnJ7b",
-	"qnJ7vd4mL08zGTMFOddeC8314lG4IxL4Q29VX0S9YTbCvd6pB6XSWdY+M1ztNTxMlM4YnThFzzpTR8yw",
-	"FEB12Sg14FERdNCPIP3yQMAnABihf9nI+lFCNe1HJOWCkbFME5cYIIL+IiNj/u3sx3fH4B/nifXcD4Qy",
-	"JC1i5iqhlAfU1OXIwWfm3VZQGPFzd7AthdAZCLivcZIWTe8ao2W83DNFImDTTp7FdquisBqIarA8104r",
-	"tHnlVEUyVi1baRMhObZuASS8hFmD7xxbneReb+icJ3YVg4FQklCHL4gBqDVyF9WEJ0nK8iauGCCk2YRQ",
-	"I/tfUVCxDbWrvp2khfNGgf3sphdUFoE0zVYWrngbeh8FAxG5+MQiYNetpTVItYLKQgRLy2naAVxiB0CJ",
-	"5omyvQDXKsJfPYQFLGXGYikEi7WyAJPoDVW6DUTWPn1ltlACMMWVxgA9KM6kUq4EuArQoY2LZq0eQNJc",
-	"D8SEK8WSgIwyOSHU1UmXGX4BU7b4mGOb/G/E0jykGcEomnLBEjhNA8FtR3BKcFKuO6E0o0hCagypFjJm",
-	"2Byi+zQFCYLEcjIxjxuiGIhm1AeJhKb8hkUtc45AWMF5dPeJ6hDMymyRKxYlyNVAwAraM2HPtzkD9ug2",
-	"qXCntXXsQB5zDuViHTcAcOtADEQURQPBkz7Z27UMAWHUbuMHAlolXwYNngwa/b3dYACepEGjP2iUnmyY",
-	"X/gEf6kLnYInTHODRv9Lp9O5vbX9D0SdDlEj+5wBs0POdxfU4DRxPAgOqWV2AKsFMsxYzPgNKp2F72+v",
-	"50wSYxfWZY0SJfosufw8H5/zxnWPbu90ubk8nBOaGkaKUHYYZoCus71e43YDH5ZmnzVeHW28DCpinlnx",
-	"x8oatX0aF4is211fWbNYKI+ethA4zdzN45/b8oqJdkbnbbdmRcK7GmUQSALXzNxn5qgulBG+BQHHrk8u",
-	"KaM3TLlS0TZaSY1nWpFEzsWf1dYNwoe9l5k7l7kMhF9sauhmn0HCy1ZLQB8gnExh2XrL2d4x/X0q5zun",
-	"778//SdpFmEs716ff//mx4+Xb07Pzl+/i1DGUeZZw33zx87KD6VcaSagk6JCeICp+RAyVYAemSjquA3E",
-	"iSBuBhaM755kv8xoqnxB8ZnKfzSKo9YZH0IKXi3hfiz00mcK+HEJQ5p3Yy4NzdO0iOsSCc4gcfhrd+0P",
-	"hJilaYdgfi/MIK+ARyRFe0bSUTFNcaIR/M7F1WVGNTNXeF6gIAjDcCDyDYMXr9lUo6CHOVcMgxU6XeBu",
-	"cUVGMruSAD2Ce7tV79NagTJ7nRPHUyqPtpNVvi0sa5EvF+zGn+bkm7c2UPGMjsJj9pOXyL7MNMziYmAs",
-	"8/bU8Qwbjbkx08iBkbUMA5N0eYeXJx3ysXQwglyct+Fha1J6eeYikC2oRk2kuRfuuXo4qJqUYiO2o/T3",
-	"eTasu4CUON7cA7GUcoyrPOfYo4ATi+xdxXG6M//XHwvWYxZ/E1QPLP03K/JGUgIceJfjzZ1zpPK7jMdS",
-	"1RxqzCyibOEsVOgiKFt56Xn2APMdZWwiNSt/39RzSRI+grgBXQoSnakZTdOFOe3mIQgobYH5Nz9ZPMGD",
-	"j0FRQnq/KLLX63kGYGudPi6dzDw/qYvVyItjDZl5zYXrmtbCI7SDZAzFBLx+oUqqeQdqcvCMYb0qF9Zq",
-	"Bp5PCSD5RtdG845ZK6M/WqsLLBrKHPYbXK/SnMCsTbxJlaqSgSVnIIzgYVYEBQA5nUrkg/noTEPWbm5e",
-	"u5fpGzf+PfqK7232XqKURn/TTLeWD0IGv/aQZSkXec3qZUpr9BtH9HD4Ij5I2vtsb9Teo7vD9mHcS9pd",
-	"Fo7cb0Xtmn5jNt1c7THrYHMEbWRj7z4qk1xlX88Tslo6/tPY17+Zy+8ClABBOK5dy602ux9qbedwv+x8",
-	"seCJjWEdGGlmbb/W6FFANoiH2ED73xJKA/WqVTAN8hLTAazNBEC4uJHpje2EZmwgbLE4OEDkIUiPgSjb",
-	"cbcGduTcdhNQR374vwE6fhtAB7HAqa1OzQNxHPUUEf5mt8s3qXtz7MYW9HFfyIZpcnO4BsiIVCQ7MrOV",
-	"F++GafjAHXTi2TvEQjbQ/NghJ3ktR7RHFkxUubQsS7wXWK1lvu4+uD8q46GiaS4HJuwqo8k2RnDT9ddB",
-	"XKw7rw5t8Qc+t0+PtPjTAifudXutlvl2vBz/9e4DjEPK5OxqjN53K5YhSLwJ/7Sp4glrHZPon22Q3iKE",
-	"y8/HDLRX7cDLRulVc5YZPuHZ/8rZIzA3iswqpeXIgunNo6ztpfs2z4z/pGfZdbPiSEPeGu3XyCsd6pcu",
-	"QGv9ecbHboNv1/ed1zeki/TX/Le7z2e1h2ia0thTn5bGhze2S+iIxSUViaAiYUSaYbsbhgGB6piY/2TI",
-	"tGZZCy15pi1h1Jefufk2IKlUqDgNqUjmPNHj/kBE3TAkbTLhomlfuJyonb2A7IUt+z2+fzlRAenlX2JC",
-	"yEvT5uU01s8P4Y2BwF8n9HOzG7bzji4nw6kKSNgKSDdsRQGJUzqZopvuU2i+DC+cTicSSGzp5mkEixyK",
-	"SiCPwGimDK+IJoyqWWYr09tsH8pZ4SCSNs+rjqlMoE4qXQxA2hkyMsFQaCrIvhk2LC81hySvNAJr/0yR",
-	"OJXxdYd8tCH/tg+HfAnAFJh/XeGGkNesbdlly6YaUWaGPkIgImgo1HIg8vK/kN8fq3TWlAEmTeqSxeRG",
-	"xlReXbEk8Kc9EOjbhIzrLFGtDjndQKIjNQJdHi2xhURn6bzKeO8p2ZVJqtE/2guDRk6hjX630wsaBSU3",
-	"+t3Dzl7Q8EhlNXhiomeNfnc/DF2+05y8G/2w091KhLRTPRXm7H8FQfKOy8fQkWdO8eJt4NR9EzG/iZgu",
-	"5DyWWfKwG7Re5vSqMdW7nJ3tsOR1DnxahbyiLodoZ2P0GziHXffbXuu/Ly8rWCg38rPa+f458VXoOS22",
-	"PCdarzLWg/ynNoMp5vrAOrFgoumQExKh8RuKS0cEzd7PLEAa4xMxLaQYiJJHkDT3er0i+RlkkHQpx5pC",
-	"VmqT9fM84f4tPhDxWErFFCSYjZJMTt0QIFua0aUEsxB3w3sw8yURRlDA9C82oexfiZaQGuyGZTQdiNy0",
-	"D4neANtNyTTjMuN60bcF2gGBDUgmOYcET2TOBWaNdemkke7R8QmY3Tm4aVmqrMUqzzudkSmPr5UPh59N",
-	"IauRiFkRfD0Qa83727tJ4f0HxQfFrrSVV4s+R3h41GFIjQnDwfNY3UluClT6MuZJ1ug3umGnF3bCTrjT",
-	"PWgEjTyjJ7AvLFO1Hx6EWG5pPzzoGm6F39v8/uaHnvkTtBMLvWv0uy/yChmNG8mnbXnDstwx6zbXtLK5",
-	"LASr95Xcq7hzq0zg9sx+c7F+c7GudrG6w7/ZjbFW0tn5ktd72NytCm9gkFBJ2gEtcpTKOWJGDWOfGrXs",
-	"VOf5uxCGnevPxbdG621yQaL/fF1kIocQlB37EMaz/CcWZmk9BW+1TtGCt27kFi2O7DfH6G/lGL3vCVjh",
-	"HfX30RWtKsvxZGMH6grqCX/TG+SbG3UbO+x21HRv2yt08zjB75g3HTmiBa1AGl4IWoDng4HI0MiFIWJj",
-	"YH5QGcXGCfjQ/tVpgu7PTa3X9MGSai585nWmnMi3v6XE95VcqGvPa+5E/SOf228B678nv+sTiYc7INmt",
-	"NI0Vl88zRXRG42tmhcEAi8i4HNUYfSQzDdEZ1hpEtU002iHfOwFyIMwd3CcUA0oAmH2VmR99fKF5HRV+",
-	"Op1iVisylFi5QzCuxyzLmdZAbGqFW8Aont4Qt5wYN0tYFkAZFiyi0SERVC5UjIkI4r/wegC0eB6GZe6A",
-	"G+aVRq6L8JCZLoV30DT9cbRyWn5VuTMoyndhGBh4tBp9W3Pt9klNiabrdakItZwiiX2TdzbiEeduvTBE",
-	"cIlTQInqJ5N67uIvoO2t5C8v05nSLGvPecIMC7GUGIDOt6Q0Rn2X4B1o75nyynoxSNEJeQpoAkwnINN0",
-	"hscKoxhA+LfvqmfOwaAEnaqx1MpVA4H6Ya7QBRlmjF5DvPCW2gIu+/a85oadxdJcPU9vzschrtU5vDX+",
-	"dhw39AD4xpPf7ZF0Bpg1gZhQiBNxHFCi38yR2YQq7mrCa127FIr0szkhASDbIzCyR2TORSLnA4FRX5jn",
-	"XUsSQUkobNPlCXGnTh0TNpnqhX0XVZpfWSZVh3zErwYCHAEpvxIuCJuRnwT/TNhUxuOAKGkVLiOdgOtA",
-	"00y7tPQu3zzXNn/KQGBQqa0O6A9WilY1kjofmJmorfLT3AtDG3Q1EG7yU2rLPbU6WC2rYHLH5OXZP2zM",
-	"N8Zk/jVWNxFUdjyB4ph9KOu1Y74diGYs09lEKBIBc7N1UgPYmgC34xIls+lUBcOpCqaMXl8OpyoKCLWV",
-	"jUgm57gkx0YNdA+41R6zPGS91SEYO+1yrWFSGq4VydAXZZOu2NnTgYjsIYhyNAwm/1GMkR+Q2s7wCTKy",
-	"WRkSNuICyrioFmLyRlCpYyBc5LyzS+6Huzg+ISsGRm5YlBjxq1nGEnBdeZXOcHSbe2zL7NuOemsu/n0m",
-	"J5sIjOdyk6dgHzZ50A73pZxMacZq5NAT3CuktmMib1iW8YQpR3DRKinTxgz7cqYroQoXT9CI1Y1XrTUP",
-	"Jn76S8ztkeHC7riUjA2Nbc/LQNTBdoJuLwyDowPwa3X3gl4YdHuH5sO++SVceqsLb4XF/4tKqzC16lLV",
-	"3sKW1L/dvU+d4+C8XBZ2xcXtiO3rXt2Qywq9vPe3VdYCDf7FMllyCD1TBE9OLgd4MjdY1KnSbcgXAjhI",
-	"eysMhC8Bmees0QCLiilNF86c0HF3Q16hUc6gnDU5t7ABMI+uMGaSUkazKp9fmfH8g3m8LKc/GZuCDqDD",
-	"O/KeuxWDsg8woW+WwycS0j9gVd6CyEuOoc0kdZs53TuyFhOz4zAxq2VrgJeUsiGoLL50CU5APE6Uzr+A",
-	"Qozm2WwmFL4AZ0/GNPUynGiJ8lk5IwCIwrLIPoKZjjCRQClrgDYinD8MwElX0gtQXR4aiOYxFYkF+Tbt",
-	"rHK1eyDmUKAxu2GuZOQNyxTLkUOtPuY3KBhOCW5E+AgQzI4JQjVEKHoXeHzKfGl9CmbYLnO7W+TAMiaq",
-	"q+uostisW2JB21yR2fQYQEFBAS0aCJu4xTRgJjybkqbMbCIaK5ZixcjZ1AzLrHD+sAsNs9kzpWAD4bCF",
-	"CKpXGtGwgZfQRs5y8CMw2YBoKKuVQc234cIinSwCGWFNgA3Pf+JJh7wCGRoaNUMRDBD+ZnyiQ17lCGzc",
-	"RIBnN3dDoshwMRBWT2m5Su4uvhknTEnGUnZDhXaITTfaPFDQgqcCuwkDwXMETFHJ0SiUmIKH5852LFFV",
-	"7KwtgHdsE1YmGOAzEEWED1e28MGEFfkibR0Wo1bYIUM/VvewzTtVwWLiwMIsyQws+UgsP0suVJ4pSB1D",
-	"fo09d13hiLYKDfqAfMIt/12Zg87MoCHSIC9mP2FIvo+XKKg492vrOGyQPOiOwV+BgCHLIw+HB2xvtEvb",
-	"3biXtPfY/qh9SI+G7TDuJj22O9qj+8MVI/eY0eOO/L3FDsBhrvCkuaEIL2ZiNi3N50X9UHMeVp+PiQt9",
-	"sNeA0ouGkvzCi7Zw5RMrVFW6XCGoOMb9TSnZSNb4Lq+P7Hu4gJV4goZd+42zqOH7qwQMc+oUgF8Nu+VS",
-	"ILa93je3cZ2qMzvmPzCO3UxhExQ7LO+fGMJeJU/c+geC1+H2XYauH7ta/WiiBXtydzV4pZRTe2uQtZnI",
-	"Q4ArVSN5xo1MRkU8JtLcb6ZxI1v7DwTk+w/FLYBPtyEl1ebZAsy4vw64GVZsVXQX7OhKYPPrc3p110mB",
-	"Z/5AYcXfQNBPB4JWeDg3YDq1ABdgWjtfrDS4MfTZPI/GLC+vYF3BMHN5urz/TbBkgTrFRNJy+hfIikbd",
-	"eubUIYhBMW/qjAplc1GRPOYMddJcusyrjKHKuXWZMeudy5hNKky4cHg/ztRlgfjDlKpJtrjMZuKvhodE",
-	"Rp2BecYWsFhx8UBSBfCzpwuje1FN5pA7f8jcqF27eRn/oKhVwAjwIKZQa/aSrz5TA1FcATxNCSAhmSLN",
-	"vfDIC0xamVlruZiEWIY5grNuWpLq89R3WAFhZa01F5S8mXURicveNGtVuw8MQqFq1zK3AsBnTBe7gA1a",
-	"5aWxu1nSLnJsjwVaWoViKGXKqNgo3evpCPby6QWzV7akxWo76UdYKKrQ+gK+QpJkC5LNRJAvYCunxm/m",
-	"08cBXj4eyB8EhjwCT1u2SrjejO2vL9N7njPzHPDv2IphEkbSiDaH8eSS4hNS/Dq56k8gS32d0IDNpYz7",
-	"evRMk79NQbyPWIqnct/OLGx45X1LVl+3A+Hft4YY3bNcGClfMUWGCwLBvKtccn6Vo+qteXd0Qf3FudUl",
-	"9VTKXeBSM49Sid7nzc/61wlUWMdlXJjCn4TbfAto+B0FNDyuqreTsCkTCRNrE33YSioeG/QUvqKchFee",
-	"YVHoe1zE6SxxKRPA+WRUiLywqM337lchbZHVSqGr+2KL8eVJDurdDU41cBXRyeZwNhSsvdV5ciHe62ul",
-	"B6F45psXYaODA5oP1vyDYuRoeQO6oKMRi/VvJNGsOYNeUbIv6wV0/+Qteym29Ei89nKR/4E9E24am3gn",
-	"8sX7dng2d2nQJdJ7+urYviKw3jniVwISRVmiO+oUBTZVT177ccKogDolrQ45wXplDOEd1uFikfY0TdHH",
-	"AxdRjIhhzBbo3hqIZgRlpl99d9gP+/0uIG8ir/J01MJcQF5hNJvuDYyQNteqOeBcq4GIqZCCxzQFADJp",
-	"fvj+Jdk/2u+1gryY7VKhbppmjCaLUsHuHGRfKtgNZU2Iq2py/2Ilj12ne7cTdrrd3Q7U6eaGSEc0NjTF",
-	"9DisViiZU9Etl/PGnDhbl/L+Oq6iTYv5/ylz4XxTJh5bmThJkhLj1HJZsbhPVW9gjP0h1fH4Ve4/quff",
-	"zo+E7iLrcyn83BWnkgXiCSvWO8AcOogGwvMQBcChAYsGRtI+wCDFwhbwdtExzmPjQedyBLb12kBVqj0b",
-	"Z8TMKqpPF5GrDsVoPM5b4wlpRjxRn3oXUSu3LVmvQp+gk4hrtCdl4LpQZIUfyIgrXvlwx+Gd/z53rmBJ",
-	"V6iLZScAv5PNPC3fFXvkwCn3N/5Y74lFjvEE6GdDTN1GALaLrexF3ty+htGo6P6bR+ZbutdH593WI6Qw",
-	"y6OTRTHF4la+IJ9vr401P5eapgqC3oC55iYXw5pmIs/+mDioakDi+vD0+4ShA6NdjkN/pvIA9MDBnO1l",
-	"MkpnakxAYryhaYec5JX1jfg/ZjRLEOqMwZQZY5VXFGgHaFBynZBpxhCoD7Vd2JxBwgnFdABJvdlIEznT",
-	"XllicztF5vtLOdPbuM9+z/Hv/5nKIU3Xxr9rIJc/JwQQl+c+QTF1SNWNws2NvKAYxBh7MA3Q8MY0P5LO",
-	"OWYjiy2SP9JyGhXnebgYCAjzbAU2TpslWJ8fbLwsa9vWXXDluuBuHNNAeNHdZDm4G85L17wMDVjLVhEc",
-	"3s/BHDDWAAoCgAIryD684My/EBfi+I/MvMoBkPHLjgxq25NM4ukPnGoc5qVMoZvObxg1/buMl66pwAwF",
-	"6Kvr7TLvYJ4Dn8ZKsP5uWI+70XK6EtG/22sEDZsXAbLi3oHvXxo1CFhI4RkV1+h8vbFlbWCMfRLBwCMs",
-	"5ZrnUAEORtxJiKZH+9FAwCP2pENu6KN9SAEASZ+jCf0ckab5B788tkFHizwYJ+lgSxhlhS8IxpJyFYvy",
-	"RWQDyWjiUHV5pBdkWsGHBgLyCrjEDQsSmx0pyN/OEcmvbhfM6tRGqGNSo6AxPdrHvagLVF9ed1CYzLr3",
-	"CU3QPGUZ1IRm1ywh0aCBEW4Npxs18wgPErbIWKYJdwFkjoHJUWkR4LhZgtNymqetsD0pTePrvNAI7Kcc",
-	"Geml8BhhJtbIj2jHoLyQNIu0raabcq4N935r9YrC7Opi1rdBj1WTElw8dahtkRCgHloDK/unudefMj7e",
-	"E6K3jZFfkg+mfMpSLthKAeEHOScTKhbucoUoaSsxB0DjwxkUCAeJdcImZpRzysFf5vKN2NEPBFyCaHeG",
-	"hmxa46LoA8RcErCXoDBsPkJhG6W2qwNmJ/bkcebljlZldbIPQYQm+3NKt2aB8opNjp5z+nuYmFukZliX",
-	"X6FyDZZSbQN+y9dG3a/H5QSMhoaLLAp+sZK8uV9Nbw9MsDAQ5QwLZIsEC99SK3x1S9QjZUpw5u1CH7xv",
-	"jgQtr5lYbaQ5wbxiTUOnGbuR1yxpEXynXJ6nQ85YnEGCsjyuPWN6lgmgbCNyRe9Pzj/8+O6ns8uTV29P",
-	"312e//j31++iIjyciRueSTFhmP/AdIkmj02J/A1X+hzn84eGHsAcNsEd4EZ8OzpboA5O3p/aZfNOjCWa",
-	"9RD3u6IpoVUXTmledlUczbEwBA1qBVcufEeKdHHsqWmAJlYDwbUiZz+ctHv7B6hLQMVnWwiQxlpmpqXC",
-	"l8OtkmYj3y2soEiVYU+rd4L7hNpGBZkpVnXko5UHXkMnfpO6N21rz+ygJnSBTqaZYklrlY9/5XnFtYPF",
-	"f4ijyGpHV1i0op0BbZsGq1iRLU7f1/HXe10nq+2g10bAzt2Zlr7UWM6FS7wRs28Vbb455cvBnKJgfdtx",
-	"viVhYecL/HtXSOcHYBnKmkqumejjVS/kHEOMyJURF/bCbl79WUiXyBSZ6ZgqJGmerKxAekfUX8FdNqkz",
-	"Y3k4VY7hfXOQPlnGL7O+DyDLbSU8aLIKmbVWwNUKIlbBNPcjwE+goCLL2pgr35pgLPLCegQhftQ5F0pZ",
-	"sga+FkmvKBfgrmB5oqzcCs5FXlDPJQrBFFKQKjZAWy9e8fk7coTJRNx7HPAjy2+TpkvBa+Yz50K1jgdi",
-	"JjDmyPPsOD0YUIi+Btwh/8DUUxCEpJaQMQArGdLErUbT/H363sESAyw3aNZHjtBiHhDBrqjO1ZnAQWDy",
-	"oGGzhEbKmWUxxismTGkuLEp5RBIOtiahc/DjiE54yplqkYz9zGIH7McaLUM7eT0me71eIfcYkShhn7HG",
-	"FmdpUtiHzSQgyAut+rCIA9ENw2MSWQr4tHvRMZTRcYX5opY1tSMR2RU6NtIa+HagEjTkQY2IzAbC+Q2w",
-	"HzqUN4wc9Xq7uy964e7B4f7eixf7h+ELHAGkJ8L1a3XIW5qOZDZhCaY1VloaWRLzu9EE9sV8gJaVy7rM",
-	"MSGaEaASoqVEiRXqbVvR7upXPm2bAwUY1GQgmtFLlHTar0UssWHzUNQ6JtS57Q7IW/4dSVjx4mrY50C8",
-	"mmV0yFOsHkl6YUgmjNoMX7BR1jPhEoSxVFNUM62hPndzSNFOuLoeCDWVEt0cI7UQMUtIMzckWn8MKdTR",
-	"s/c//vjm8uy/3738q9IZj3V0TGIp4lkGFDXEaLyBwGKX5pRBq0bgJXFGFZTBuOZpWq4ejsHrqVQs33pC",
-	"Y0PXKUuuWNIfCGftyljM+E1uifKfsrRq4/xBuAsIHWmWQXICzKJt7k5mnmWBl8tOGRld84l5aDJFLcFH",
-	"qMmZYTtmFtiHdtghLsgo5VfjnJMNBBVObzGUIfEfW00d6Zslx2DKgYIahrRiKvA4mw96zmPWIaVs7Iaa",
-	"ygUFWsvJzN0UQXb4lWWyOvkO+TjmKcPjveRUTVAsZgRJAkubzKaQ0rFCAG9P/nn53X+fvz6LjtGVzDU2",
-	"KlPDbchMOECIxyOtodrCtoFfmmlNqc6kmKlL6PbSPnUJ5/sSHEcO0VdPhxlL6WeWRDD0XhgOBCaZswcX",
-	"OJChQZfBdSRTWC2zX1zUtnl5+u789Yd/nLyJ+oQOhCVcJNgJjcdcWDsPwAntD1YmbcFmpnkaxQIFk3u0",
-	"YaVwkWMKdfah/D1pmhNJRjO8JEaUp1xctY59QnT0AwemTpQ7FVdMaevyuCuHw0vLdOzN4NXDd3ZVsbDI",
-	"H2RgAMns7udZHMZOgbSKZZXh1To1DQ80DSQMRfdVubfvqePaGwami/7TPqS+DhrmlLgysXyaF4nd7ex5",
-	"FWJdXVi/4msASQbdK91O2Nlv4Hf4xh6UiXUV8VWj3+2Ft0HRfX3veThCt98/Ko1gb2/XH8CB138Rw1Ae",
-	"wn53aQiBl7Wv/+J2cwinpZ7vMCr5t8Vv2r7XG8WtTEKL8/BnUT7+aDr5Xm8Dq8O5lG+pWNjlVF/bX4ws",
-	"tKqz+CqX5a4bwPITGa/xGJCzOb26Yhn56RQN1RkTCcsABbUjp0zQKe8s6CSNOuQkTcGIRZVyrgOQncCp",
-	"YDT/gRhyQbMFmZk2SAR970TO4DmX2bVRfUYpF6xD3s+GKY9XOH5fmVHfecihZMFYT9Ly6d6oOMAP52/f",
-	"wJS/9sG9r3bO4hkWffx0UYrreH9KEhnPJkxo1LjMJD3aecs0bVzktLHzBfbzdg2N4KeAKL1ImRozBol+",
-	"eVzc2csdBqiNMHMNu6zHkFY45UwYERVqZijCdYecQftIURHs6c/0hmKvWNKlxM293zAWGvPgoAI1lko/",
-	"U+Tt6dvXRJujtQGhnZgFuEtS+d6IrWBIt3OGZStn4lV4mNoz3h7ORJKyzs/KCSpQOT4XU6jtcnXK3Qn9",
-	"/IaJKz02F+khAN/yz5AZxRBEo9/4P59O2v+i7V/D9lHnsn3xl/+9lJ7X8Aj2ecpibfppUDLyp5Iyjejr",
-	"hF9xbf6Fcl4JVeMc3m2IPZbZfarb5Zu1+QVcbIkhUj6hV2xnKq7u24Cta6Ie9P4yk9mygYcuRC0PAyrC",
-	"suMTc18Ss/G5egGVI9xWf33x5DcyWq5ii2apVrOrev44ZjTV419Xs0ZQshWYQeZOr3VqmEvb/8P5+fsO",
-	"eTlm8TXgRfL8DYucNdUxph+g76cEgNgeVoGd7CzAZshv/qddk2/4DRNmftNMDv3tt6uCBGCDDP9/7q6v",
-	"OXEbiH8VDfdwMGeMCblcSp9ok5mmJSkXaDPXoVOELYLnjMxY9vWYTr57R7srWQZBLm1fem85zpbk1Ur7",
-	"f3/HsSiQSAFscsBS0NsCcIYEJjuqa9PGwO3AY23C18WLmmMmRb4R5VpUai71bcHE522uANqL8KaekWK3",
-	"tM4v05i2GU+bNmvrFfvhejxh1hOCX/IHaZ7oBGGzpj7KUIaLJJzLV2z2YXL9zPvkSoLunCce64dng3Px",
-	"Jrp4KebT7TGqAhQcUZK1TUuuKIzC885XxtfOR28sU3h529XuTzcdQUf+omEOuK5T4GvQ61CHexRS86fA",
-	"EqsAkY9WeQF/hHN5kpV/3go5mtxMtyJ+2eVnvsNt39m8rBmNzQZhZGUAaxsAjA7jin0Y3Y6BXTRf2FoE",
-	"tGs8wAf+LOmtiNMVrcsM+pXx2UwTzdCz8cF+UQqdKI5LUhKPUOhXC0iqyeAlX3JFGcc3cpVVn6++cxEk",
-	"3FzUJY8/YlNhyu5R67woWSJ4gnYnCmshIRTGIaWRx2ttKiBQohNfIgcoBslsZ79n7uJ7COEI9Q+TNx0/",
-	"YgxEAWIRCYC/AR5G2/kf9b6mQI9kefBfevPMv4H6X55VU3+Ch8MR2dLZJHAKEwn/j1xuvTZHdkZrCJnY",
-	"vPkvdghy4lvDVuX4fpx90gzXQpKX+s+hfXnImq8YtNfW0J4t67EGd2sr6v8Y/TZ4f3H37tdvfjq7PZ+8",
-	"vb+c9meDhwtnxrfRIGiVaQlKAPml9maiK29dlls17PWM7A4T8cmQRvXcV17OZhMcxsdto5JlgqsSInlN",
-	"pqPTOWSc0TqoXneB1IM+DYIulVQyzv7MCwj4mM1qEHXRcQoYcGPZUqg0EeCkeFjvGMffYWaRsDaXc2kD",
-	"5ZxVShTUs7tIMcipJUnHwPZYmZnG4rViWf4I4RsM5Jo1zWU9hyKrYgGCdoE9gtJMa1JSihi7mZWI/NCt",
-	"tqYVEJu+H0MXDRvqgbBOqlhbCl5kuw6EePD+ck7rvSiLXXe0KkXx3GF1H/2XXSxPCBnLICe09Obrf7WW",
-	"gheiGFXlWo/2pMcDLcXn05k5EWbIXpY2I6FdR+XGN9PZ9d2i8y3kX+7yqtCMmOU7rT68VuyXexDuVZHR",
-	"MRn2ev2zd6HWL/vDy+gyggxkWvr+GowhElDsX0+ut/FQkXPNRXIjGRMuOPwyzStNPUQm4BI4NH49A4Pk",
-	"Phx2TOAcyljS06vuw+guZFd7zfVirmKeINc3+rjYBi7KmQ0bFXjKCEd33RWPIexnmj8RLLhpu0oj1J1q",
-	"PLSopBSZaiAIOX1lqG4kLQyo/UZwBYW9hu71NBO9cM8UBEDUbItAg0KGnAUfq+HgzZCmCMxDbd+rASvz",
-	"rUEEpR+xKqMugdmvy3FJjQVOB3NRyOFEyhQG9UXyKFiRV3tfYQISHiSwOhmk3CuDs8UEjUQAl71NNeJR",
-	"gicWhc/srgUfojEMNpTvjGBn0a6xxiH9Bx/vmoHRYHcH/F7/cGQ4TPSGi92kIkFg3XkdEiN98NKTG4Z3",
-	"l6kUYKNkA92Nsp1Lacy284DFwTXXnWqb5voTGGOqLATf6LUQKoV7YuCR1tPvT38HAAD//w==",
+	"7P1tc9s40jeKfxWU7vuuSFlKpmTZseXausqTh13vZjLZOLPZa6P8TYiELKwpQENAVjSZvP+/Pm/OBzrf",
+	"5HySU+gGSJCinmxnMnNNdqsmlkSAeGg0+uHX3Z8asZzOpGBCq8bgU2PCaMIy+PP5W3pt/k2YijM+01yK",
+	"xqDxdsKI4po9UuSWZYpLQagilCidSXFNmNBcL4mm1x1yyURCuCYjGt8QLkh0MW5/T3U8iTqNoME+0uks",
+	"ZY1BY9g4HDYaQSNjP815xpLGQGdzFjRUPGFTaoYwo1qzzLz+/zdsvA/bpx/+NGz870bQ0MuZ6UHpjIvr",
+	"xufPQeMN09myfT7WLFsd/CWLpUgU0ZIsqBkZG8uMkcy04eK6NKyjTQOacsGn82lj0M3HwIVm1yyDQbx7",
+	"9659PtcTsxox1ax+GWnxhFlG6J2R5psXT8nxk6OwFZAF1xMSsSyT2Z+HDS5uacqTKy1vmBg2IrKYMEEo",
+	"gc9kQRVRTGgymmsipCY0jtlMs6S82N8xmrGMZIym0z8PzcpmUszVsBGQNe/ZuDOrG/Cv9lMaT2qm/G7C",
+	"9IRlRE8YmTKd8ViR2DxKqFALlrGENKMJ11GLSHwqoZqOqGIk4ea3KVcqapWnM+F64/iYMLv03j5nemh8",
+	"CGpH/Yb9NGdKty+erQ79IiFyTPSEK5LhY2cwwDjlTOhHisiFIJHfR0T42NA+7AglsKBEChYQlipGrplg",
+	"GTWbQ85TJc3pgNUnI5lwpggVCUnltSpPNuz+Lfz34T+OXz355+nfe9/3Xx+9Obnsvj18d7xxDab040sm",
+	"rvWkMej2TswqiPzz6lp8DhozmtEp05YPPJ1nSmb1JBwJ9lFfxfBEhGvEyCxjt1zOFZnRaxaQuYgnVFzD",
+	"XAk+SvSEasIV0KkUzPzZD8PybNnyb9nFfyT/b/G3yWj6Sr7813eTeJr+fCHCRtDgZgg/zVm2bAQNQaem",
+	"BXbeWDP3o25v29yDxnORzCQXehMVMMLsU+UBHybdcch6tH00Oo7b/eQJa5+MT8M27Y568WHSZ0fjYzfy",
+	"GdWTYuCuvyuebNzJscymVDcGjfkcnqwZ/61ZkdWzx0UiF2TBEz0hzagbqiggUXcK/53Af5OodUaoJimj",
+	"SpOu6pBnbEznqYbnyjPtTtfsALvFj8WQE+zENfJp8TjwGfv7bvv0A/D2T2Fw8vm9mk6SD6s8Pmh8bLOP",
+	"MxZrs0ANSmZScc1vGVlMZMqImE9HLEPOSclcmDMYkGlAJoarJAFJ+Q0j3VAFpDs1X3UnsHAvMjmtuTA0",
+	"zbTb9cxQcUC4iNO54rdsQAyrPjw8PA1IJOQiCkx/lAh2TWFEyTxD1p6xFL4ZCi2JkAvSjNqHIax+G5e/",
+	"/SSJzmC4yo03MKNdtLx9MM92hqK0Fe3uZM1ejM2M6rcCG3l7cdwv7UVTyMUv7bodWXz4Bb/pf27jH73i",
+	"j7fuj8HKH83hsIN/d4PTz63/av77l/d/an9Yea7V2r7lIl93ovmUub3+2TCSZi/sHbe7vXbYfds9GYTh",
+	"IAz/3QrMotvdgSZuQ4jdDyAKsyUBaXeBUtpPEtKs2w+glr9ypWW2fCqnM5rV3HWR44ERoUmiiPdZS8Jo",
+	"PCGKZZypAVCWojANc0ZVzkVZxiVwHPbTnKZDkcJekf/MVS64RGaPI9JUEz7WLCGjJYm0jMj/+///v+xv",
+	"TojQE8YzuKbUfDql2RLpqJaL2knVXaNuGvWX6MUYxLuNQmNkxMqINKNhYzgPw8PYSpHwgQ0bUcvIk6nh",
+	"QRmjCd6z9tIldDZLzfUoRbokiwlPGeF6KLgiSvM0xTt5nmXm0rX92gu3H552SPQ4IlMzQrhhl+6R6pFy",
+	"8igsDgrExeo4GbaxRj5tWgH1Uzfonn4eNn4ZDh/vQNPkp7k0O+hkaiBIGAiQ7WNY35d8yvXq6n5PPxph",
+	"1LE+aQQPNgUpN2N6nomyXBvWb3sKndfyC9Mkv3q40Ic95B5WBA7DMNgmEb/kt+wylrO6s2LYqWZZRJog",
+	"9OFbW4ZQlZO5ZimP6SNFYjkXRi4BAck8nVJtCEMJOlMTqfPTI0HUTM0Rt63VGYlSGdM0svLm+s4NeXXW",
+	"nA4Fk/CX6X9nbNwYNP7XQaFJHeCv6qCYtlmEV3TKXvC0VjX5wZC0GTnuHRxa9pHGGr42opLhEc3YiMNm",
+	"8mpGY2bHXJGJRxkV8aQ9oxlXa2YB/9xdRgwar6mebJaRjIRTGpcRv2pkH/NpZ7mHC33cb2ylttcy5fFy",
+	"y/jgmdIIn9QPEB586CFeMprVscoqHUykYkSzj5qMOUsTRZpmWInRGIDOZwxljEeKeB21SCyFpvAQV0Nh",
+	"OggIvxbS7CABKmqeXz69uCAp05boyeU/XnLNAkLT1P/6tVT6OmOX/3jZ6pDo/0RAf9FVNBQ0Y5ahJoZr",
+	"6wmbKpbeMhWgBmroOE1imiWqymQ3UedP9yLNS67Z5q03V1H5yByPu3GPHvXaJ7TP2v3RCWufmo+95HD8",
+	"JO6ycNTt1ovupq/7i+1v5ep4n4ukInmyj1byPEOJwfSrzCrjXe9JikYa7ZDvUVQgdKxZ5h4qzVvIxZo9",
+	"0HKN7IhNvsmOd5Yd38obJjYTKFheSjvVryU+eO6hOdO781d/5yLZeFE5hVXldpF356/IDRcVa9OYj0B4",
+	"qqOwBRVXpsXOl6kdGNooMqZmUigGJorvaGJNL+aTYX1MwJ8gMKJ97WCWyVHKpn/6jzLz+FSM0sxQU566",
+	"IZLc/kFAKBqQqTtIgtiVIiOmF4wJ0gVuaGQgM/Esk5lqDN5/agC39sSqKVOKXpt579bZ5w9m1ZSmIjaN",
+	"DuiMH9x2Dwy7UXa7mQKDwRa7kNJUz1Vj0DdSmuYarYA0cUJ1cWQmWs/U4ODA2QQ7Cbt1q6YORjRpuyaf",
+	"d92y19gat6wqtaaGMllC/nb5wyt7wKb5lzIjc3EjjMZiaN58rm6OzAhK5x1y7mYzFHCiRzQpHkRpkcKX",
+	"I5ksyTXTVvgzxx6lwcBetWhtVe8/RCBxKQImjaEo9Qgdwg9Fp7DhKMKOeaa02cYW3nqeUb1qZ6xbPPv4",
+	"QelZWMGnUoxTHt+XyincgAQFCV9aJDQ1SteSsI9caVVP0VZ2LAjaNdL0hokvQbinBeHmK7Aj1cbu+Ycg",
+	"2XMyF/ynOSO3NJ2D0bI0ddLEhQ2sbGkINMWLwvxq1i0wp94xz6GgSZIxpQJCgcgfKTKjHDS4nMEOSIT7",
+	"ZsUu3BAkTqsbKznPYgY21aGYUEW4DshoSXgCTeBJc7rwZa0AmhXOmFznBHssSaUwLMmq0cFQwMHM2Jhl",
+	"TMQsKV64oEbmTJnRW2MpbIt0+cBE/0JmI54kTNyT6vHAO3mZCMYSEFkJTaZckEym7Ky4fYlZSHxa4g1W",
+	"T9IHO4qOd6H7w4LuL4Saj8c85kxoGOquB2Ccr95DnIC3bnkeKRiFoZkRS+ViRRmxQgY81XlIcrgwOrqg",
+	"6XNzEO5JEtz2hc6XxgMzriP/xr2ovmqn3XMDfBj2hQIHjGJMeTrP2BnBtVDEqHKpvL5mCZmLxLrpnN2N",
+	"J6jQqYlciAfdzVdSv5BzkdxzI+E+2+UkwjTG8Mavc6b7BUm88oayEzUIqdvY4GFus5yTl0wKP755SZoy",
+	"C4x6SUbmikAuD8ZULkjEExW1SCIZ+u9AVnhQonhNl6mkyVspX9Lsmt2TNhwRg5RmroBblpFu2D85enJM",
+	"Rks83Q8rsXQ9zv3Gf72WkqQwpx23XEvZxgYPxb5rlwOtIj8zVHgedDMvWXbLY/ajoLeUp3SUsnvf44xM",
+	"0P9CzH/hEpp73dfuJohknKmDJwdmm9SB7eKOnN3bYDvByhB22l2/ycMc6YTNmEiYiJflG9mKO00fVoGC",
+	"YGkpW5W1JDIbCkO0KrVGEKAUlhmiMfIvuu/B5YAoiJHhT4o0C4GQcHHNwJ0Dy6wCIL2hgKNHJixNWh0C",
+	"sB1rqALx1MPxREQhbmdFsKyAfTYRpv9oDd5jP5p+K+X3VCzt1+q+BC0lmVKxhEuZJRVckCLjTE5RXbUi",
+	"/BkilsD5sUZq0Rk14uLd2FfPU7jeusG57duHc5mG7bzhw3Awrizsxq0GmdKEkc2LSKjWbDrTaoXShqKW",
+	"1FATQNMAiVOpGOoKsRSCxTr3Gv4GiPFHYeYqM/4zS+5tGECg0ghBYqgIWdATGBcfXLXvFpR2Xt4x7527",
+	"8lIPcfcwItIrWVoKYICG3zn4krNQyYxk7FbeINjOo4k6IOCm3V15/gGoY5bJmCll2PlzQGc+wP1bFSIs",
+	"ZLDeYJSxmcy0en/4oTNO5aKTKH1lvqm1ijpTaAi2i+Ojo8OjxudgtbMnHzq+Y67oSEhnfgFLIE/I6ek6",
+	"o9T9uGSvoN1/mtkj3SL/2ZVqb/OGDybgwZ7ccgmucbiXsaGhUjRp0rLRqCLKn9XYQGk8QQPng4qGPwo1",
+	"n5ntZMn3LOH07XJ2X+HwKTZtm64Ks73XiWkckGupwal6MEspFw8v/x8VpOFNkkzNLAkQxs5cLW/dhtZt",
+	"aPagtGJxmFF1mRDPNldAMXZPSCwTLq4rwmVOQIg5fkAiyScKPZ3PE67PY5xAgUqKM2Z4ZdCYzxL8A82S",
+	"sHmKGUYTp4xmjQ++byp/puKODfA1z4WuQ1L+IBhZZGDlXUwkyh5cB9bFYMFVRiC2EC343lz0JcfYpwa1",
+	"syiGQWMts8agIWeqDSZJmAdYZ3AYYGnFeVvjcGPQCxBAYQHVjcEhfmH++py72iqIEKcLXeF6JY3B+ycf",
+	"PgcNQ+Hd7gmsGrAHpPmdrSG2ETj10CZjVpfDEHph76gdHoNvtWd9q2atZ5khI83RkUfzvd1E1D4ZfM4X",
+	"rrpTr8Du7TlUkdmhtDixu0iaEax1G56IwOYRvT5/++aHVz9eXp0/+/7i1dXbH/7+/BUCz1dIxdsgmiTc",
+	"vJqmr705oTe2PLK/c5G01YzFfMxjRzMBYZ3rDomQbqKDiKJACr4GBeBVa4VB0I/yxiNH/2Ho4+DJ3i7f",
+	"ynav90q7x86IEaWXsFawiAA1oxaAG8s0RQmZNOHUGXZB0xSx/iogcCR1/q0FXdUvb4WmdiCLN7YFeood",
+	"+XlLYii+Dd/WATEKN/r7BmI18EmkscARaHVk5TUsyOJDzRbBMF9y9FV7HAEAPyA4feMNhjd8CBpedIEX",
+	"EPD92ws+/scq87AL6P2xlVqQyX/Od4lmGYXPpTdv7ugV+6htjMQKBcFAyr2tJYkS5Xq3m10rt7GNwIFA",
+	"Sptrd25pxRDzBRw4s8qGtZXvPrf+1fP2HdXx5JnlM0+BzQC+tbTOHoltYjVhHaspE+Sdmt+lHcpy+7ar",
+	"7KYTCIv5uwFV5lW3xU8vnr1ZZa7ngly8vu0b7n7x+vaYzDI25h8JF8Q8b0QqFLCaUTfswP8PTqKARL0w",
+	"7A6S0clgcHDYi1od8jY3yw0FTZUk8YTFNwqvPHRyorFkRjNQXZ2q774vYnfG/OMjRcZ0yp0r1wv8CDs9",
+	"HEb3uIwC65+WkHmnZUxYs9k7eh+2jz780nsftvuI3fql65BbvwBc7L/gY2s47LQ+HX7eo8VB8/B92O59",
+	"+OV9t+e+A6jZefsFbY8HnQ+PB+WPB82u6fYEeuzazv0ud4KS7bJ1ecCJ2z7ToLR9QB3mqD41t+UbpgBn",
+	"V7oa4B5lyRUTOoND2D0OfZ3X/k66xyGxz6DVsGdvXcMV5nHMlJVIVnjnyhv2PmL5aD6tspX83flvIylT",
+	"RsXqGbNPFv0FK2OrPV5mmjWXqp2+u1Vvmb3FipXshUGD3XK4chXMjX2c4XB6QWPC9RUoOY1B2Dk9fvIE",
+	"vlKNwalFvSuAoB2aD/ZCLThyxv4D1HKlmGnS/RwUo+iH3iD668cQVsZwctzrujEclcZw4o0hk3ONNFsZ",
+	"Q/j5w+re2zXa8eKEpb6EO2bl4qzspu157Ya9otO6gAC7gtHAwfsBAWa/PSORnV00IPYvkrCYK7N4oGXZ",
+	"i9PbCLscH2quPG86qxDcjzTWxNynXGkeA5eUguGhGpDIbmBE/kwi3NiI/IlEdvMi0rR/uUM5FEZJXjJN",
+	"DE0LlpD5DDzvgt2yDBl40uqQv3KNoDXcWxSSieIiZmY0mTY/DoWaZ7f8lkFnmfWOrOpTt+wOp/nufMCj",
+	"41VEM7KmjE3lLUuM1jClN4xkUk7Nxu37JndG9h6jd6KqYzQnixyQJvz7J7sBrTMSOoW+APilUt7MZ6WB",
+	"J3KO7r8iOqZ2LBiqY4dyJ25rD/3eDYU9cltPOJzNzysMZCWy1CqAE3sqHinAUylAlFlDbMbGc4W28fvI",
+	"XxZ46EgzcNRdUIJdznx5/J32KbM6qzoG9Qx1qotnqk4nVoVSjLRcIKLNuQWxMCBUk6lEKGgIqD4aT85I",
+	"pLO5ACdFRBRdqqFY2NB4JaeMLFjGSMrGmsi5NSyhCUPT1LECPWFToz7XnfmSeJ5z9C0xCECxF/gwBnRV",
+	"NaK82ysYyX2E99VBuQ5qCH3LsKDTOw8p34kdRJM6sb9ov7pA5bGtJbGSolUmszdyUTBLgORwQShJsiXJ",
+	"5iJA4X4h52lCRgwMKL9zRW2HFd+qaD3LERBPjQq0qr46X0GtZVdmCaEjOUelqUBTdMgLmZGIi3E6/5iM",
+	"ojJ2ImMUzzyJJ1IxMRTWZ++UMj9bisYrvD2fDVyHP6URaXY7HwfkAj7/4yWRghwA4L0VDEVkvmzT6+uM",
+	"XVPNMFI4Is2eafIinX+0cSzuAQz3bwUEG+IiRqRpHg2GAttjvPBr63aApBuRdWjaUEw35AVF6z5Mc8l0",
+	"q6oWulnU8RXmcJoVIc9DmdhMJhH6TyKjnkZjytPIZtmgc8XQy5gvKY/NTZPKa1/g8+E0daKe888UthV5",
+	"Y+4kQw4ftlkDbeNakpOxOleK6frIZwS6yLE5ujKeT5mwWv2MXhtZAgGy+UEZcUEBl7Qy/meZnBXej3p7",
+	"85imasXgbBpioB74btDrWXFI2LclmZytmta09cy5dYOnti4Z/Fq3YC7LRo1BhLw7f9Ue09gMFNCqYxoz",
+	"XLyVsD1YgwwUy0YvPOyEnW73sNMNjc4ILqHkClbUsy+Gp4PwCOyLaNLcPWmHHUpj0GB6EvrxqxlX7QUV",
+	"3UaQRwPubBi1VtaN48wDpVw81arbxC3DZrnu4vW5ffBzeYV2M4+veBfWiRLeYq1ITvmWYlgCnmiWXDPQ",
+	"5dBNVgkuXOl/FxnWia/5juwwbn8zdl2SYnN2DV6rcTIUQaRWxi1WMMg3N/Aj5rzdK41702l7im7Sbazj",
+	"/qRV2X8XOfrAO+uvPE3TH8Zg5dlpDz4E3rAgVcA6ZcNNf9O6bvbl/DE51Bd23uQXyFd33biR/IjQg/3u",
+	"5bdgS4Cwfi0JpsnykjBJAffdlAu/p+6DH9EvdSp35Yeri3rL6oQDI6HjIgU2sRoaHqKEajqISMqFFRUu",
+	"QepuX5qHoLOK3GAawNLNE47IHrAK38mPuueJstdo/3Cz+7PYBiP1uIGtHJt8IjuDD94uZ6wAH8ww1GJQ",
+	"DiVsRvBWy6KigOBnywqiVgCwMp4MBcQkulWMXEM73IigK4pmYPaL8q8RwBCQCJKEuK+HIn/SJgUxb7Z5",
+	"Oty7i95y+J+NjESvuRkDjjsyihM2M/3gW8zYZ+lckch5FdyrXDbFAmVhnSoAEsaXPVLg5mGZ+d40bAWl",
+	"cTTFPE0BF0HTtIVgEvDGdgD0YIZhzlKE5tuo4tiw6BMwo3XsbxEEXoHYDj9iP6h/rQF/rLIYPDOPFFHs",
+	"pzkTscuSBrnMMkYVCtskltMp10RmCcvOcO8MWVxePicRTwZG6ZXm4CVFSs+XVOk2nLD2xbNos4WvFnuy",
+	"Dz4jyPWQjXeDGQ1ACesBHRZ9h2+A8/NhHQtygMSK6oqbQKaMCuXlgURjMQSGC21dr2Dcz4Nqb9hMY/ae",
+	"CVhtMmYOH2I0NbXajef2dyfQ3tvuELiPjisgO/I/ls6MgwR0cjCcT2E5SK5OY37+EbCHWZ2ihvI6YfAI",
+	"EGgqF3CROZuCzT22ADMVVSRjMeO3LEHfJC95NFatV961tkrSzA7skSI/PntNLN+yTSrJCk97nbDT63Rr",
+	"8VtU0+uMTmte88z9lI87IAmLZYLZCYTUd/BZYAdXDiW9/p0IzOUJGF6w1RkRNtgGs7llLJZZotzSmmOb",
+	"3GFI4My4UgwDrHc7h2arr+z7V2fxIpWLfHRuZEabR34CMfGlTF7WjnaHwad077HPMqllLFPfniGYNlMy",
+	"YvRszD+aEwOfP9Rj0gzB1tlr7S8kYRq8C6RZ4bgAqJ1BGplrac6MYaStMwRYJ5mcuY2XU8rFI0U0m87A",
+	"CXqHtVHmBHBxfZWtTUHsHiHmEcy6hzn2wDln+JLbxmbX8PtXrTPSxZtyLqDxNpLrroPjXK27rSCWt5Jo",
+	"1SbncGAVjmy3YAJnBG5eGJiQRTPMhlAaoVX+zfMYjIhC0upV41a+BlnKNJD47enBxesXF/8qdolgPIiQ",
+	"i87W7bG21qt9XmTYFVGsuF0y4KeFa5Jn+WBI08ghEOfENbEushacN3AxGcaCp/AuXMPahlfH/E9rNLYx",
+	"gUBTjm06bkuaR+YknIJMYycZkG4In2GmATmCD8r8BO5XPkb2Z/vq7OdKKIwo+fEv5uAbYDxu6HMX/6ao",
+	"sL8qU6/bWY9r+JRVPaO1gogl8h2tDP5t511uh+A8q9w+YZn5r1NEysz+pA9deYy32s5ZBQpGm3PVgneG",
+	"K/yp66tSYfc0pIdxv33EjsftJ/Rk1D6Nw6TdZb3xIe2PjuLjpLSURkurOVE9j1K7deCXPe0OTh7ahnzB",
+	"3ur284XR95/XO0Xe2biyBeTSB+HJkDymFsodzhAfsSov2Qipap9/u/zhlU2hNLbgBdOb9aVAAEgzWhei",
+	"ZdQlG/QrLJyebsjDVM4tR+vvXw8oVjxcDf+ymbB6J0Z5yWgMyci3+RtwBYo31C6/udZrpFmd0fjGiKaG",
+	"31KBQrkTUlYXG/MG7O8XvauwtY0wzbT+zpZ3FYnM3PW9/bVWhHK9BQ2XXWENU123P2Yi+xvSjtp6Pkst",
+	"jQIVk++knjihgWGOE5cCEvInIsa1YhpS+orPcqzrYccsQh6yODgKj0OftXWfBA2VxXmTbifsHDXwO2xh",
+	"+GW4arixr9nDZlcM4tOGdLwQMrnVPe/JwOu76h1t7chNfY9pFCtzz2lUHbQ4lMAtrfcmb+28ua8jv403",
+	"rT34p8chXINr78/u4OjEuz+/KGVtuIvDQXj6b+9MDrq9MFyxzhthOPAS3Q7Mq+EVdr73vDaB6T6cqb40",
+	"1L2jnZSlvW0DvjTPVYnMjzlWSE+7egryPuuvfS1n1oICbCpLoCLKaBlAXl8mElegxqqsjrcW3LaOsRY8",
+	"/i+pHNF0DdD1LYLLLHMsKegBBKixBBPFRC5QVkU1AY237Aqm0Bj0e6Fj/4PuUWj/Z2VJ0xMeCvuNusqx",
+	"nKcAyM7f4iG3H7jrxqDBkmvWpoOT8CQ0yydjmjp1MD8vPde9FRDyURjeOBdxSpXiY86SKzukXs82KP2Y",
+	"93fYXfnNCl+NwcmT9e42PMxdGxiVsrG+knPdGLz/UDdYzFI+sHP6lQb/uR597F5aZyVSxNArSLpWIOVJ",
+	"yiDPrpzfxb6Wy2UV+S5NLQzHmaMCUkzi7ua8Cs2t6u8Le6atom3Fbp45aKwr1uTEzxFDtBMI6kYUjenM",
+	"GvhoPLmbfa98Cuq3waEMR8tiF9SCsVnVRrvny72D/Kk2l6DjO2ABs7n4LccJihytcM12cma7TdywL10T",
+	"pOAfn1UTHhYLsAYnV1fAxcjbbURU7mKy3HlIL9lY/zDXbmR1g/KE8FXitT8+MPkqV5FhxxoGK4yknpgm",
+	"qGAm/JYnc5qmS0P2Uza9m4m3jk99ulcnd1V31rG+GiIyP7h4c8yPn+cluS8MflW9KvHZNXOtXcc1E6pu",
+	"c5XPVXlKkFfFKI67d8jqhKG/MprqSUXKdvjMhrxZlThrwZv3QW3aGj6v64GIbxEkaSjXMCCEzCIbhNB1",
+	"TSJzS0Wdxn633lsoWpJBRjR8so18HnD9uANFLkZ87V3uwVnNu7/jWpEZBBrFUhgudssyes0SjFGMZjMV",
+	"Dew9+f/83+SEHOSZ1+qDXDYFttz1pN79cM4YvbnaZeJOzh3NFTf7ME7naoJo01ua4rG1npzSPgwQC+Ae",
+	"fKTsWvkCMmYFd+cggHUMCLDC4notv3AomooxI1rj56jVIecjALiAQ2O1hbuO0Ntg3Wo2K5/MMMqMlgui",
+	"ybHby9yiB1UliJpRocgU/QdUkG5gBMAwDPO32ciyPfd/VrcRr+01VuzFwFtfyH+ND1QWzA7dbRw+bnZC",
+	"cZvNAyfjpV+HEopU6byu1pQuyQh89bMZ+rewIsZBpGXUutMc75Fcwj60lZmbZcTjvImHubJctexmlrGY",
+	"QdaeSk0xYkuKNSNb8+vPeZmymmiSsa2Qt6NJMQ88WcVwoW9uBmX6gK0WweelgQZEpgkc0L3EvxJjrxG0",
+	"bMKVHbu5tE+bjuQdN9uW4oOaKnlEixvGhn29ZC4Is7wVCFldBaYY3RVRRJYhcAw8QKbkstLPdX5qtJyR",
+	"ZgTd/Rka+2lY8kAofzcfZAdK5psagoWfz0iYTwWHGNkp3eE+nHknZJeRu8fvTi4bDEd2NTdtfPHO1eVB",
+	"vg4Mr0PegNuZZoyMypdch0RT+tHch4CiOz2CPxEqB5Yi/JixocDqBXki4BnL2nDftPP7JjNvGVg6YjMZ",
+	"T9o05dcCHCYrl+dQmL5SOlMea7aaHIIGSNMM1gbGmPfSNM0vzVz4AE3Udnw2FEgOtmwKvGzB9QRitVBY",
+	"a3W8iVqMwOmRnpgZxUxonlr7v1RsaOELZhREMJpBiloqbjCya8TTFAPLx1yAF2JAlMwwLOwVcW2ps8wh",
+	"os8sJKZGE8yIiKY/EjOeNsPO6ZGZ1qtWh1yAOgnF3UgTl9SuClcAEWvZ8llDoW6YjieQ3gOMAhljsNfU",
+	"Ew8iJ/eYOVcisz416O01ykTd3slh59Aif82t3hj0+tZoiA8cQzYBpBk0FIdBw65nY3CMVjCjsDst7PDk",
+	"qPiuMBKdHK1agtwoqvTs9efvurvvAShmq1yaC1vL6A6iqDflFQtNLh0Zqs8Jy+1v8xWhI3mLwZV3gSbV",
+	"ThrScNMC5WKzHJTI2tG04YIW1iIYmdCEULG8wxrk+1o3mAm/nkCeBX8NMgtI3FfucwRTfVHtSWSr71Sk",
+	"WT6PcFJadxhKiVj3jw0uk/X9XKPlzspDC/LjUXcjFL4zc47E0sa5FIOZ3fZrBLDyE8erT3wI1uQiaiZS",
+	"GxX0pzlNWnl6GyhL3++ddiFvZovkpWscD4YSajJzeXBQtCwjAioRMH72oKNS9qDenrl3HC5s41hsJh5/",
+	"EOVcPDCoj215zUTb0RLTB4JpPuuYTYDtsJcUlphc404xQm5dXdExoZ4RaLPZ4C6G7ytrbLpD+8ItUsut",
+	"8sm452w90jxV4sWry7fnr54+r8/jtx2TsBWPZ90zq3aaOcvFRGc/RnAcJO9mCcoaBd40Y/bupTai2Yxg",
+	"ndyLB/Ye61qOKaz6/ax2nw8OgHkwKNBknfn5kcLSg2aeWNnWFbWtsMXdcxu67Q5yH1F1rlWaWlFNfXTc",
+	"lhDEskV+y3lBp8CXOSF3gexUfTz39b/8tk7mVzxWd0rYUfE//A90JvxP5zC/Kc/FFsZV9dvVxcHY07HR",
+	"YwjhVVjnfC1/8w96TdQBVXVw60hpmrJoAC+bMJrZ6Bo8u0ZfLCvokD+NKaavZqi5RgOMP3LjXlAFWX01",
+	"Ew5Xzr2ogAkjgi2g5rrh5ZjNtxS3ZMbjgorcS2oRKTsRrltdNOVmUrPScO9PnHZht1PC+gr272z6pkpg",
+	"S8ZKnoEcWeNOFmnmpe9BzqZggi+VpG/akvUtf4Vto/xg1a1tfWa98xzF2zXqdBleW4jyKaNg0zAklFEO",
+	"hpDFhGuGVec3VpvfXK3bywk6HF42O4+Hw8vWf23NtQn1zzeNDqvhw8QLnNjK9PF7p3gK0+mMXjMbPGJz",
+	"UQChma/L03Tx6/8t/jYZTV/Jl//6bhJP058vRLiL9Pqa6kkt7HguBEvxyFIC+1lEr0BW7YxNDdG7Lyuo",
+	"qw1ZBLqhl0Wg27PUcuU6utonuUApk8CIZSkXbVfbGQdY6feUnoyexMdJ+4j1x+0+PRy1T+Je0u6ycOx+",
+	"8yomNOazzakGumsSxj9AFpPdUIM1i7dDRpF9Iufr1nGHVxR+8Y11IKieXOKTd0p0UhdJawH+qytTO5d8",
+	"pPslLzED3zFxSeViXBmXNX6vji3CSiEJH48xiKFMY7+Drd8t/4lPBKUUKPPZuvwnO27uup3bCKX+o/Gu",
+	"L5wTBa6Yr54PxYzi+yJtYB34BYzdU0bVPGNTJrS1i1E9yQNvEMvQNkOcG+lZxTKr5v4aUZEseKInV1Ow",
+	"N5/2w6DxHyO4ZleQL7Jj6IZqJuIlfnHS6QcN++J1CFsku6meI7jYKS1XqVTqahbrxiDsdG1CEEecMLrG",
+	"4LS3Db4bdmuusOo8Pu1r5vbmvHdbf332blxayl1vX1jafSI/jk/Ww4S8bfm0MQsvJsre5LZwG7p/PAHu",
+	"/irURU/IT3Oacr0kOSHneBbA6oDYZ7cgILiPCFyRSp2hWybDGtva5kZbv27r5rjWVHCHe9+tUolwfApc",
+	"3ZigSuBIAm7dylS0kzhg2cuFmCGCd49sZjudNW9BLRr+Xscvp+tdOiufxxUraXtBl45gAFTL05Rvxujt",
+	"9frKiV6jk/u8e0EVAfzAGbHyBAJLeFF8yYtY/R2ziMpJuC/9ryPuyxWYK4gXCbvOaAIWq0QuKtVc4Ila",
+	"lfMrZiXbK0nj3jpMXdaw13zGUi7WORnM1zlNJizV1JrGLH6yVAg5qMY9lASP+IZBsjuXDhg2WccTpq5s",
+	"+cfBofWP2PS3+aMDchQeElcz+sdSzeiiwar80HXhP87vgoUyNsQJOZzRVZLJ2czWkrBfObOc95W1+TUG",
+	"J8f9mnjVfNIFYXqzVz/Vm6Gqq7ICzMXfDStbTHg8Wd0Ilzye2OzqY5mRaykT0qSk//GjNVYDcrXfO20F",
+	"RJptmzFbuv7McqBSHzQFfE7GiF0auHM9S2154QKXHE3nwGGois9zQ2mHvKA8nWfMy/qUmVuKJaQppPWZ",
+	"BOTo48cAhmnzQt0nAYdPXZ92cJ+WaevOXtgq7d21oyptrohPuFVug/y4qNHc6Olw84zBcGfhjpZcMLE/",
+	"psh31HIXxGDlpKwZ4IJyCAjQkoyYo4egCHg5s2geM8CZlKn5a4kYrlRJIgVJuLohc6F5WjSHHGG2ugdU",
+	"a71j+FX1bN8PxOJ4wEq/K6u1sr8rrKBEwFXyXKWz2usSC56tSU0GMGK/ELBWZQP9moKcn8q6nX0rpv2D",
+	"ZIG25KTniu72V/AX3f6RE7g2mDl6Tt9kwhyWxJ0WG4K9Q1w3vNAFl8c8yVaLdLkIc1uUGVDcGGuuJfzV",
+	"/fyhHHdeFAe8lXzWlkYVdxaTFURE98QCBTMuM6gu3Q03mkN696r9iZteKv65NcbUIc2QGjZFnAabPTYd",
+	"8obRpC1FurxrbKoPJanchQCCdLcQvaZcKF0auFf/x/I8cFaAp+2LjvwuVvacpD/VAADuZoL3QUR1qokN",
+	"2YJFsctsfTt87EoswRqWl27d2ux1n+UHcTvxfg+P7mkirkEi1YfWfCECIhCj5KHeWvcjqYJdVCfyUi4w",
+	"MkSdEVeNFIJ31ASuTeKa2qLLU4n1qLHeRgqteQIdGCFRabNvmFAhgFyUQAhGerBkbdYCtRyMGGpttbOs",
+	"1aQf0tbi+1jy1SrOlSM5rybtvRBcezllfCZcn85iQmczJhTW+CoXngiIlmlCKJSiHC1JZPqPBiTyLtmI",
+	"KM1YpgjXQyGFlqWcwEaqiGy+RK4R855wM4YpF9RWg57S2cxJbpmcrTtgXlGNoHTNr62obh4xumhxCdmL",
+	"bIle94Yr0S4F28Urs9rh5gbeiCGhGe7G3bL73+nO9Vh77kMqsUWP039xvujxkXue2XoPmHf07GqtPxE2",
+	"eqfi8YIQDyOXTQ1fAflrnd/BoXRAilNFqNBqFhSQOW1cB8yskpiolPDHj409coEdM0gYsq1Ae/W9oX1t",
+	"8Ub/ZaU3uZesfUc394tVUg8V0U954Mgxph30QjnALZjHWLhp5XEOR9UAFvdFKSrALVcF7A9ZklBArg66",
+	"Vy+92k1e4YUY4Ajmv4BQRa75LRO1SEwXX7litcpyuwNGUkE2ECXT26o/YXcLa0FndS66SkjXiE24SPw4",
+	"I1eTzm7UI+XFdShXyL4bquhsQ6TSfaNGv1B06H1SS/36UYb3CEr1IxL9AFWk5B0DVZHv7VTN/pti/Ssp",
+	"1l8aZ4Bml6+PNPCEhv0cHJhvzWqLnn6ES6/ObJxrnHHNMi4FMm0ECcEzHXIuLGcbiuKxJoansulML4mh",
+	"DJJypVuuX0LFEko51FXtLMhsS23Wi2dv/GSQ++xbpt+YC6RcVtOr+FLwQC89ZKV+12vifnSZJZrH5O3T",
+	"1wHpPiE/PnsdkE6n08r5vjf1vOFm9WrHpJP7rJXLmPgF1urzWsJc44V6WcII23rSSH93y7S3mUduSqR3",
+	"stLwJPd4r8+St5111iXS8wbnMsxtT3S3Inwer4z4eGWmbsSj3Ubc80bsVKTqkC0j3oLtObKp+XZYoLrs",
+	"fTWMvywU25R+Dv39+TcaQLgG9uWT/JfI9eYfurqMbw8QgPgbThp3j327VyrVPfPHbcqJcR/b1d7px5Ba",
+	"vhQ6gkQw6kpdKkPw1BqfMYUHjmenEm/3tdP83g0zNTvobuj9tu9cEC4MDwXjNujTcmwEmIMfn70GoU2d",
+	"uYwTIPCZE8w+xowlefoJ7y6ulfq3Zk66W9Luiqb3ACmzC7Wv9pBUDZP7rfSlZixbMf4SMOYi3LdTGHUh",
+	"MEmB9PyRK3TeUj0hTQpOcTYUgk4h6kcwVyKHKbs5XAGvpaTf62HBAsN552k6gKyLpYpteUH9oXBe4oTF",
+	"HEqWNKNrpt/gt8/sl1GLxBMpIX28IrzkSZzQBNJydIiDxg1F+W1mILYsF8Zb4hBsGSeuVR7Xg2nZsMhx",
+	"y7PpDAWUeykWSkuYWkCm8pYpbziPFIkKEQWZj2IiUYQOxUoZPShSdkbUPJ6YVUcGQ2IqPBgDlnnD5LPJ",
+	"SmaZHbT58jHYFWK75ib2T0KlHLX/2t2qUheA33rKl6OU1VjjzgV58+IpOe0fPTHqjHmIYD35DnkOSmP/",
+	"40dY+SP4Vy1YBkWILGiuErw0YfHNVingDcS7MaWe4uNQRay+hD0otguwtxUVRGxIIWAwA0DETOZTKipV",
+	"0jygJhYFgXrrtzStDz1ZV8DsB8EIEzpbgqHOdmBLjjT7YRiQfngKC4RnlWoylUqTbhjuLBZ5FVRK2hkg",
+	"OKsC0rboeZwxcKPSehzQGT+47R6Y86hK9aMy3gZyYxg/WhOpC33WZje7pFOWVy39V/sNPtq+eGbEAzWT",
+	"QrHaWiph92/hvw//cfzqyT9P/977vv/66M3JZfft4bvjzXFBqzP+69u3rwk+QGKZlIMq+r3eJtX86PTU",
+	"O6n9sP6W4jqtWe3Licy0Mxg7e/YNx2Sc9iideaU5pEul6Y4ZBImY15VX5p+GwLCcfo4sWls2smLLSJjQ",
+	"fMwtF10ZDHqOA6KkLfCokD9CwCuRwlYWK8Yy0XqmBgcHM1v/sJOw2wPbnTq4zUe6BznV8y5cYy+izqO5",
+	"On6Ws5DVVIJ35kHriCwyl8XSllO1hjTTCBLA3fhxzPAgRPIXINhdE/oGbuAbp/s0n9wecgtWGTYjNiws",
+	"YTMmEibi5RmJHOI1IlKkS5ziBXz37DuXcM6hVy1YbpXrJ1TTEVVbBeln+ZthGsjMLOJ236aVRcyHsHH1",
+	"vFtwx/hC2+Bz8EBUVhn22i3/ENSmPUXGcQB09rO9jVVR59etETAOV6wUkprAezqwGLKOmUW3nC1YFoFg",
+	"ZPQFM1eqZWYrHoPICvcnE4YYggLIYq4+W0gao93ENVNaFeneIppMuYhQvoXzgzZj7+Dg2xtBw70WCtVP",
+	"eSUsIH9shR9WZNyK6wbKwybe6Yh5siVezmWnaLhMchDcQ5qnvZYF6BySuQIgDlbOLgXNKZYCZvfKEylX",
+	"I72pM3Cs6rL+ENdGreRiPkB/XEBWk9Es5Q5CLuQC6QPf1trdo7ouP8e7yRIlMFAHFlKsF8GsVvHEaiy2",
+	"SbdnoyINg6mP9FgTgQbFNO3SQl+PFO5LAYrjWCJTSEeTe4aYbRfVV/d2TytTlf9X+/MyeLiIMo8cAkc3",
+	"dZzukuvaJBmpjFGisGLK5bP2u/NXu2deyI9FFaGXcZWLD+a0MxvhvFvleLRT+50F5MWbIsK5koljrbm6",
+	"Ozh0A8xrIx4+SGaF0nw/lXKBhL3+9lQM6wLdi3mXOu0dHd8z8H5/kN6GyqcXWEydGW0vl3ysedDVUo+e",
+	"v6XX+9dJ35J+wQqV/nD86qb7QPvMmYConGdgttgTT5Zky6tsLkrIMPtgHQi47JDbSgYVVW/KhftY0fuM",
+	"TMl/mjP7s+FNq0uodpg/l+INUzCNqkjjqq1vobRSX0/lXKB/wluoGtNsUSGzBiGDgsSVK+5eXy7GiRvo",
+	"kagYpcwF2JQZWUAR+hFrEVsLvqSCrxDoOjuMl1md11ZfwvR+ZhkxPzXXLHCVFQCXaxhtxBP0dO5kAzDb",
+	"VNmh2kzvEEBSt8rVa8U+WSx+sUdBo6is78wBK9uwjpbuBMus8NEiUUclwVI9U/W5ZalpJTYiYwySuVrA",
+	"FiUx1+CcekAWW4epXLdUqyfOd3rPE442lW73JPBPX25BhbyxIBZMXQKKQ/xC4QWXHzq76JYBeR283zWp",
+	"yFHcHx3S3mm7exI+affHx6x9mhzFbfzWfBkegzTu+r4ChGE+RPOubi/oHgbd/gf7lXvkMGjobC5iPN4w",
+	"Vp8pAA0S/7LPTcygwfQKmzJIjoe5yL3KO94/+eBXXd5RDMmPFTDWFV9VvlN1Ain8ak2ERSwu7LsTS0E7",
+	"y5Ykm4vai3K70Lkjb96TLVty2dojSy6eqfvz8ddfj4fvnIDogfhrUX49Jx6f6fJkL5abWz/quCnayJHk",
+	"MG4E7iO7jnQ8th5ZH7+9G4MpRni3c7UKKS7ee4cqSv4o79Rc1ec0wSzbJYe3YTgEUsMWuetcnWVeSSK/",
+	"ByihdvsuknI83/oDYg/Gr38uqqSfE3exoW6FKxvlTXwdcd81o9bvUif9wkhW0P+/Oo7VjOIr5unYW2f/",
+	"Qsp4HcgD4FxeUM2akIu1oRRfIRiCM/XIj4bYNwJC5SWfVnUoW9DJ6FAOMQrOUyyfcqcwCFthquYQPEix",
+	"KxdLYGf1Yd0ev2GK6W1yfy/0pWAfUJhbTiGS1ZcV8AtD9Q8stOZ5j3e4SnaSA+1Iq6//q1yQKaCn7YOP",
+	"Krm8f2aZvFMCkfsJb5Vxe5Jb3Sa/lTd1Ydvngpy/viDa/FqkH8YEgHHG9B1MrmYLXVmjudritrCX1HVG",
+	"x1TQdgae90bQyKTvQPmKSWdLs7grcHWvTKTW37XRTWee2WSShE4qZsfSVNaSyJ2sJb/K/PypbRl+Upt4",
+	"my2Qzgs3I9J4QNQEqngi/jlmdyf63cjZsGY4jUb2vPr3zeHt6T/Ym97Hd0/Ed93p0yP93yfzv4X0ZV89",
+	"Ox7/9StS/5fZ13z69e4ysyVGnFKg0ygSnc/1RGb8Z4pF4L4zykRGhvMwPIyhJ/gTCwF7yc4Pe/vE99sT",
+	"gyMrnZy1tHZvReBLcMovLLDjNfLVJXZbG/q7nULPyvP1ynzsNmN8FVYUX/GBbPaCVKfn3r1hSvY9e+oh",
+	"DtmLwUxQzrrIs5LJuWbZI+VSjZgXrIJi7lOcZyteMJWLv7PlPYtL71Ky1JswoSngTopENFYP0JKkTPtZ",
+	"YG0dk+V9vYK2wkm1ysrG7a6TuOOYzeAW6wWNosYKfPSLrjQGYU0Mkmu7riZ+xmKZJSwhTZqmpXx6d6mx",
+	"6I9m3RurCXForjxhWKfM3B7dYQDlBVk3BACs25cAJD2vAXefdGz5YpfWoTKmut1/d/7q71ysoWQHg3x3",
+	"/oqkXNw4jdcz7vlYpFEmaTKikBVuOksh8kabu8zFNSuqWZpy+A7rFpdASu6x1btSsXiecb28NMfYcgm4",
+	"fM2NvFmXyDP7gKwVvf7h8i1xgF54QEUAt4/yIlnnz76/eHX19oe/P38VBYSqodj94h8i9sSM0ihR8Fwx",
+	"o4nWs8bnz4jek7U2VQCLOvyg0lRzpQt8mMWQOUAhAGGFxaQMwMCqIEMlz8yeDYUXUeAiDiCB9IIx4Ycb",
+	"lJLkgRnVLBYkfZqxrI00OhQubsNpnUEeyWGRjoEFS6HZ1ce2VQMsVGcohuJ//S/yVMKszFfmmzZ5/Phv",
+	"lz+8evyYjGRihjLHMLobdhVTxTrkTYFMh2xQc/M3IxGUJUJz1MF/lBTRUBDSdHHWhKUKiuo+ftzvHj1+",
+	"3MKEUQ5yTr7n35Fm9xj+TZi5OTKmFEvIWGamowrh4LSj1hmhJKXZNctypLx5weHjxx2ci6EcMz0c2OPH",
+	"gz2kSPI9V4qL64DMBZb3lxnJ2K28YYkZE5IvuWbavDTsPn5sifzdu3dt78XMvSTqECP4KvC4c4So4LYv",
+	"WDaAaTo0YxPgjK3AxzM2CwI0i+cyKmZIdna3c5ow3SGi0fRikYzNAsUYYPAV1O8Bt4vz/VkiQmM9PAjl",
+	"pUx/YGBAKxvMvdUh506VAsO/kUExSbqRPKggOHouxSNFLD81Cwa9mUUzO0We03hSPAmvYwr0MtcE+xXw",
+	"nXdm7bHEcB9Coo9tx5TbpkVE2EfNhKH3Dvkro6meBIATBWSrv2SQEpTFuQExkTEMkWaMzOajlMeWniDW",
+	"QT1+DL+UaN5iXP8EtI81Wk/7R09a7qDY+zWyyFw4HigWYcpbmmVLP0c34QmQxJSm5mZiCTHnMiDU+waO",
+	"uczIT3OA59OMTpkReNpIwrDC4ePHZzAVPCFw/91ymeZrbAfRdEQOduzAhq0YzhmQKR4E4lbX9Gcfu6Xp",
+	"nBE5BzcTBPEFZEQTcvE6LwUrM/L04tkbM/RYCp3JtCh1ZaOeFHn140ukWEIBCYEdQzEuG48GmXbmWVwf",
+	"dOZNudd7/NhCiCMMjnn/AaLagA9R9K7YWuEYDkNN92Z5YUWBcUXmrVFg40c7eY6H990PHS3ND1aGf3/4",
+	"oWPEvfyRqIXrLXK2wR2Rkh/fvCxtTv/xY8PCkjnSERaMxPAzQaKLcft7jF61jhjgOmbyNpwZygnOswwq",
+	"dwhW6voUurYV2gVNAVo9z/yHjoA4CDXdehhs9wYvGKDUCM7seU6n8Djgtq3jA8Zmk2sQ4uO/Mb2c6Tva",
+	"HKCB3NjIP5YZ43aiQAQRe3DeRzRp22GYHSnCOsynuaAeD4ZkdWOZjXiSMPhdSN0ey7lIogA6i6UYpzyG",
+	"nqZMT2TSNo/QNJULbK6lbMNtg92r+czsN0vaU5ZwCoWKbV9u0e043DK6TqZULN3AVWQWE1+YSwkFdYNi",
+	"QnjOMI8ePybN+vGhM1iQ6Nx8FdnopdaZT4pVTlF0HD5+7M4I1x1yLpYeS57SpQuhsxRgz9cbprNl+3ys",
+	"zaW1mPCUOWbsAhuqlCQzoqUkKpULmzVSLElpp2CHzTk+ta+BJS29SUuIlLQMJqdAlsAvXmfwLjmGxODn",
+	"jg4fKbtJGI8WOXnPD0EzPAGUxKb1ILWZiGXCkpbhYxhL9+ObC5IHDNkL4k3OvZWRNhB7mgeUGS5vLoNy",
+	"wJkZGoY1YXJNZkvvyAWc+Ep0WjOXmnon5JYrblb1/PLpxYVXQbB1hunYF1wxWE9uBBVh9pMldqgvudLm",
+	"KtP0hpEo5VOuI9J0pSOOwoB0O51uGIZWWDO3Of1pzkiEBpnI7Z+hCxjoJzCkBMSz2nyOzkjkfY5cQPBq",
+	"kT/ymipzJYF4bfqbC5cLVEsQs0q1Au0s/omsEVYbY3aLVbZs05wNSGnP18GCUZDAKz9VEneeOi0AbkKE",
+	"C5No2EDm5Fgy8KdhI+qQS9w3DNXlJf4NqTdvmLsXwMVsTgICa8y16Ew8qMKkPGYC45Ksue98ZoSydq8T",
+	"GrUyS70Yt8Vi0aHwc0dm1we2rTp4efH0+avL59CmiAYstJzz1xe+j7/R7YT4pJwxQWe8MWgcdsLOYcMD",
+	"oTgJHFxM5ovrOk/Zee6k40Y09ZPDBWTMUw1Vi0dLF1eYsyNMyUe+98S+oUCZGBcmZ0kXCWTwURre9Rxf",
+	"BSO1faH1teq5TZduWISOjNQCtn6naDsJA1y3pgGwy8Lm6n6/Mg2cpkm3Gb1ghG9sU9D2P38Odh1aLvRw",
+	"qLPw448Xz6x4YG0RhGNsTKHH74gW2ThBXp6eBy447lcria7YCzbOLQ9ot8E4NNYyM1NDPcIMpDIfOVNt",
+	"jKmqHzT0sG64NZVP9xsvhQTNdAzlgs2ANZ+ycnjsFBISWB38kXI5K0AHODw8PAVhY4F2joylVBvFPuWG",
+	"67aPplFlur6PIPTzka7OHEy7mzbKK/LaFHLxS/t9t3364X3YPv3wKQxOPr9X00my+PALftP/3MY/esUf",
+	"b90fg5U/msNhB//uBqefW//V/Pcv7//U/rDyXKu1taosxWB+s1hYrwhlGfKzubqavbB33O72wBFyYlek",
+	"FRABiSczozCYJvnKagnBY7DA7cNwGpB2F9Sk9pPEqDmg9ARkGpBJQIym09pKBLb68q+7/72t+w+lKr7t",
+	"/5fff7RuAKMJbIKOoGDNeH1kJV5tNF3KhbI0wz7qYCj4tZBm+iQ2gnEThbYUCsqBSHL5j5cQkEHT1P/6",
+	"tVT6OmOX/3jZOiPR/7HJjK6ioaAZy43ZKK5MFUtvmaqkCDE8dA0N/fSQnPOtH0aCieuVBrlMZprcsGVA",
+	"qIpR94a9s/vsCklH7SgAAw8+0hmK5z/NaWpaYhVv6BxlB57kkStwEBOeMdiZDnmXw1cGFeGjFOqS7y4W",
+	"4kdvSGcozgnKqkZURUkfY8zz6jFmMmYPUJRRlepqqI9kTM8zwZI8K3qxGc43X8vSZaZLO+Ks+7YNtv1Q",
+	"uxd1QkghDx28NBJ+Y4cHnU/2A5SOB80FhL9eGALqQArNBLomK0Zf890eQhE4zsEgX5NjmGI+KOrLkoZT",
+	"oloLA/IVo3UvtI8flJ6Fd/ZxOnWN8mkffEcT264BTbrbm/wIhgeZ8Z9ZYhod7fKeC2sxsMlU/DTEkAYA",
+	"CAzXIpWGf2p6DVEysJCGICrGTw8K8DnI5XYw7RYxc3V+MkxmhJJ5jrOzyhIYhiGbEV0qMrGAuA6BQbAk",
+	"IOCDio1KB44baNCxsO+oLNgTkOnqxPqn5vmnpikm1PhCJAhvgHe5sLVVSoR8iTAS5BIegv13R4f98HB7",
+	"oxfORPYglAur6xOPR7iw/PWEi9L+56Beu3z+kcYOAgquMHRxTbj2PXZloq2QnlUpaxXKX4nw1vG+guL+",
+	"mMzusryFNJ7sQznrWN7BJ3O/fr4D5wObE52y5Nfnfr8Z5od5Or6xvv1Zn9Ff7sL4Npqx8n3J7VSQbi+X",
+	"IR2SMQeoIBp5D8KwcSAfvGNUCoGr58t5rGvOe8Ecyy0IBNJ4gOAN2dkViYywGxGqbpRR52iWyYVnFxwK",
+	"lK/RKjggkQ3fikizH/ZdAkj0XZecgS2jcNMpi0iTmbvCfF5QAVa7KBiK6KeINCkoYW0uFBOKg+Ko5iMU",
+	"p/1zH6AHbUxjsNhan0NrPyPl81K42TYLpXk18xcTdEgXv/cghr4iEq6giq2xdFsVB0M2L2DPdlEzLhnN",
+	"IJnt1ictSsrr+jevdpYp/ldQKu2h30untG3a9t9SlEC7Fvn8e1U33QHcRePMj97v9Krrb2/0SuoXci4e",
+	"RmIza1rmVwXz9669ggfuKrnlfR58cn9e8WSjEIdR/6rEQuFUOU+TOW1yjnmQuSZNd/545uBAraLWYZ5D",
+	"2DxNSQYSooXdXDPtEop3itTJ8zRFpyhEmfhJgA0LQDnxrCQnkpV8wDMHi3HgWI3xilRPOjYSHx4aCn9A",
+	"FfHSwcbqbiRcJLcfq1Jmvx6Omq+nkQbtQP4g0uCvf6hwj3yo7+5HKc9FuE6D3kkX/gvT60nk4TnzOgXE",
+	"Rzp/Y8Zb6eYvTN+NaLwIy7KAuuX2dt2apcX0OXENJPypRYbpIlB+ljGAWVhhaiSTZR6ZYR+5YWxmmTPA",
+	"ATvkXBSoahJTYWR+wwMREQSQFxSUybkgkRXWo/ynvOmEKpunPjzNE9qDiJU/AlV2I5SC3CSjVq7t78Fv",
+	"MaVA6TABWX0nk+UO58gPCMEJgZcw7A6S0clg0A0bQcOpN5DnwYUBfA72PIM298HncniDjdL+ahzAXoy/",
+	"d07wxe+cfni6vcFTi3KEBt0dxvSaLlNJk7dSvqQZVuHqd492WYAcH/k9Szh9ayvx9nu9XRrPMhkzBXlq",
+	"nwvN9fJBuCMS+H1vVV9EvWWbTCLn5BICy9qXhqs9h4eJ0hmjU6ffWQDamBmWAkh4G9kPPCqCFwwiKFkx",
+	"FPAJQNmIyZOCkSihmg4iknLByESmiUumFMH7IiNj/u3yh1dngCnkiUU7DoUyJC1i5qrHlQfU1OVsC49M",
+	"21ZQKL45hM6Wj+oMBdzXOEkbgeg6o+UYg0cKrTm5PIv9VkVhNRTVBENcO0OkzcWrKpKxatnq5AhjtrWe",
+	"pLWrDAXgDbHXaY4UhJfzxK5iMBRKEuowmTGA28fuopryJElZ3sU10+h4B689RLaZlVjOmLImq47VpKPA",
+	"fnbTCyqLQJpmKwv4orN3BUMRuZwORZITt5bWB9IKKgsRrCyn6QdiOToQyGGeKJuoca0i/NVDpVrbQyyF",
+	"YLFWFpQbvaRKt4HI2hfPzBZKAPO6cmKgB8WZVIBi0zTTKkA/PC6aNbQDSXM9FFOuFEsCMs7klFAymo/H",
+	"hioz/AKmbDHFZzZh8pileRoYtJVoygVL4DQNBbcvglOCk3KvE0oziiSkJpCeKmOGzWFEhKYgQZBYTqfm",
+	"cUMUQ9GMBiCR0JTfsqhlzhEIKziP7hFRHYKVLCza10ZWcDUUsIL2TNjzbc6APbpNKtxpbZ05YOyCQ4l9",
+	"xw0gIGgohiKKoqHgyYD0Dy1DwNAzt/FDAb2ST8MGT4aNQf8wGIL5ZtgYDBulJxvmFz7FX+rCzeEJ092w",
+	"MfjU6XQ+f7bvH4o6HaJG9rkEZoecb5vx8yLJ7XfmkFpmB6FIQIYZixm/RaWzMHz1e87sNXGh8NbuVaLP",
+	"kgHMw0U5BFP39PNWmJLLXT6lqWGkGP4HwwwQbtTvNT7vYMfS7KPGq6ONl0FFzDMr/lCZNvdPfQfZCA43",
+	"VyMvFsqjpz0ETjN38/jHtrxmop3RRdutWZEkuEYZBJLANTP3mTmqS2WEb0EADOeTS8roLYPwIy/CW03m",
+	"WpFELsQf1b0Kwoe9l5k7l7kMhF/sbKH7CBJetl4CegMh+IZTMuE42yumX6RycXDx+sXFv0izCP199fzt",
+	"i5c/vLt6eXH59vmrCGUcZZ413Dd/7LL8UMqVZgJeAqkO4KoJfJt9ESjCRFH7dijOBXEzcBA/+yT7aU5T",
+	"5QuKj1T+o1Ectc74CMoWaAn3Y6GXPkJfTSnuJn+NuTQ0T9MiFl4kOIPExay5a38oxDxNOwRzomLVHQU8",
+	"Iin6M5KOimmKE43gdy6urzKqmbnC86JOQRiGQ5FvGDS8YTONgh7mqTMMVuh0ibvFFRnL7FoCXBvu7VY9",
+	"jGKd0ysnji+pPNqXrDPsYymwfLlgN/4wJ9+02kHFMzoKj9mPXvGfGgs/JBNh3p46nmEzWOzMNPJgklqG",
+	"gYlNSw63Hf3FxHcXozfOCLxOiM51ABuHv3vuVKrtgbZyL9Qovio6Lvo0V05uSQKNpwkPFx3qCctYK+8q",
+	"Y1OpWW1fGaOFmwKfq3ZjZFR4i525tWPRoYBv1xRn7If9jnOQc0XARW5UESjnFMFK4N8BiX6KTG+7ecr3",
+	"Yg6v86Sr27zhuBq502Zld6xrHArYMe7MfF/bU752InjPVKgCbpRiLkWByoKkuH64MJ8SAT/wzKqUumFq",
+	"HoVX5haOTlifdpP2Ydwbt/vsiLZPk+NR+8n4hJ6Owrib9NjaECb/RD3Y5LhNC4cnozxaI02uox5XI223",
+	"28ycikts8kXxFr95+IR90oZtql8fTtEugSG+oSrWkusuiAo4Qt8ceLujKVxKcidi4W25zW8nVY08hYkw",
+	"la3zjLY0K8F4oAoIUXbSSOn7pl5IkvAxhLnrUk6juZrTNF0Cf19IzH/UAs9bwf0TPGmYw0PI0r3Q7/U8",
+	"35t1DJ6Vbvi8nIZLLZDXch4xCKSy2aVArDlFE3TG7KUDmo8Utg2UkHTcJs/CZAaeTwl4HoultaybtRqK",
+	"nFXhna1lwbzq7jqoqutNqlREG4zoQ2H4klkRvAzlbCbROp6PznRkXZam2Z28jrjxrxEZemeP4wqlNAa7",
+	"FmaxfBISzrdHLEu5aLscY6uU1hg0TunJ6El8nLSPWH/c7tPDUfsk7iXtLgvH7rei1OqgMZ/tbnEy62BT",
+	"2u7k3uw+KJNc59rM64dYOv7DuDa/eSq3wceBIBzXruVWu90PtW5LuF8OPlnc2s6IOkyMYt1u1t5coOWI",
+	"B5ZD18sKQA5NWusQcuQpZq/bmLiOcHErU6sSGelyKGxtczhA5D4gu6Eou9D2xtTl3HYXPF1++L9h6X4d",
+	"LB2xYRJ7nZp7QujqKSL81W6Xb1L37rC5Pejjrmg50+XuSDmQEalIDmRmDQ/bEXI+ZhLxE/YOsWg59PyA",
+	"5RB6dK6ggokql0V0hfcCq7XM190HdwfE3Vc0zeXAhF1nNNnH/2he/XXAbpvOqwO6/Y7P7ZcHuf1hMWt3",
+	"ur3Wy3wHXkm6es8tZh3I5PwaTWpOLMOQ0Cb806aKJ6x1RqJ/tUF6izA4djFhoL1qF6polF61YJnhE170",
+	"XjnZIbooZFaphE6WTO8eb2cv3e/zQm5f9Cy716w50pBmVfsl3UuH+qlLx7D5PONjn4Nv1/fW6xuqG/hr",
+	"/uvd5/PaQzRLaeypTyvjwxvb1R+Q09lcA/YvlhmLSDNsd8MwIBN+PbHpOkeQGKiFljzTlzDqy3+4+TYg",
+	"qVSoOI2oSBY80ZPBUETdMCRtMuWiaRtcTdVBPyD9sGW/x/ZXUxWQXv4l1i+4Mn1ezWL9+ARaDAX+OqUf",
+	"m92wnb/oajqaqYCErYB0w1YUkDil0xkiJN6H5svwg9PpRAJ1GNw8jWCRRwEQSHs3nivDK6Ipo2qeoYZI",
+	"bHJK5axwkPipYtk3b5jS5RCknREjU8zcRQU5MsOG5aXmkOSFMWHtHykSpzK+6ZB3NkOdfYcDHQZgCsy/",
+	"rnBDSMPdtuyyZTNjKjNDH5wVEeu+lUNxIcbp/OOz77AcHdcuC6nNI5YnmW9Sl9s0NzKm8vqaJYE/7aFA",
+	"WAkUCGOJanXIxQ4SHakR6PJAtT0kOkvnVcZ7R8muTFKNwWk/DBo5hTYG3U4vaBSU3Bh0Tzr9oOGRynrc",
+	"2lTPG4PuURi68hw5eTcGYae7lwhpp3ohzNn/CoLklsvH0JFnTvFCHeHUfRMxv4mYLsFULLPkfjdovczp",
+	"FQ+uR/s42+E2wM8ZfvjzLOMy43qZJ21GxzXCPm2plWxoE7sBLJ8LcysuWEZcWwtCpyIJCJ1KcY1wP/c7",
+	"5KzFFjyxwLfAAnbw+EBljqIKx2Yk0mA1GQUTZgMBog+pKHZF2BjR2EJcnl48e7MfHM8t9Y5JcmGEpGnY",
+	"GGThB/d6wpX9HspPtXLbbwkQgelG6nzmttuS23y14uU33MPXwz24M7Iv6MFr1/b+/gNhIcCPsBMawjsz",
+	"fzwAOuIbCl6UXy1eufV7oRxsWRw8qnPBf5o7eOI5idBFdWXuucgmcn1kI8gwgQPWGhFDUfLbk2a/1ysy",
+	"6gNDdHnsm0JWCt4P8uJzvqw9FPFESsUUVC2KkkzO3BAgBb8iQgpmYwCNhIDlVIgw4jzmFLZViv5MtIR8",
+	"87cso+lQ5A44qB4AwW80v+wG9oqDuxCYnLvZFlxgKSJ3cSLdIzwB7rEFgClYqqxdubhhyYzHN8qPF5zP",
+	"IFW2iFmREG0oNjrh9gczQPt7BVDHrl663fLGoFuUB/Wow5Cau63shTbNDfZKX8U8yRqDRjfs9MJO2AkP",
+	"useNoJGXiYF7FWufH4XHIdbwPgqPu4Zb4fe2aKT5oWf+BBuCjU1oDLpP8rKrjVvJZ215y7IcPpFz2EE3",
+	"3F1jgdX7SiAI3Ll1jip7Zr8BIb4BIdYDIdzh3+3G2KiPHHzKi4juDn6AFhhFXVIAUNxK5QKFPsPYZyzp",
+	"kAudJ4XHOLXcylV8KzNGmlyQ6C/Pi/J2EKN7YB/CgN+/YLXf1pfgrRa6UPDWncALxZH9Bl/4teALdz0B",
+	"azAM/j66Suglyt4xa+5fmF5HPeGveoN8Azvs4y3Zj5ru7CGB1zxMdiAsxmfrH6AoB7WdIKoTng+GIkNT",
+	"NMbQT4D5QbldG0jpxz6uT917d25qsQ33llRz4TMvXu5EvqM9Jb6vBHTYeF5zqMPv+dx+y+jzW0JHfCHx",
+	"8AAku7UG7OLyeaSIzmh8w6wwGGBlYld7BMOzZaYhEtVag6i21Ws65IUTIIfC3MEDQjHiFgx215n50UcB",
+	"m+ao8NPZDDNNk5HEcrACbcQ50xqKXc3DSxhFY18ev7chbjXSLktYVjKmkiilSl8pxkQEhlm8HiCmI49T",
+	"N3fALcMF7uxqsqRp+sN47bQc/zIrcWmamnvL+p0bA1vI//MXNSWaV28qD6DlDEnsm7yzE49469YLcyis",
+	"cIpLo299MalnG38BbW8tf3mazpVmWXvBE2ZYiKXEAHS+FaUxGriqgUB7j5TnpQLvEwHrP02A6QRkls6t",
+	"Fw2cSiD827bqkXMDKkFnaiK1ciVmoSi9q55KRhmjN5BQZU9tAZd9f15zyy5jaa6eL2/OxyFu1Dm8Nf52",
+	"HHf0APjGk9/skXQGmA2ZKuIbZovPwLVAzByZzTjnria81rXLMU0/mhMSQPxJBEb2iCy4SORiKDA2E4sH",
+	"akkiqDOOfbpEau7UqTPCpjO9tG1RpfmZZVJ1yDv8CqvD0ZRfC5elhpEfBf9I2EzGk4AoaRUuI52A60DT",
+	"TLtah66IIdc2wdxQYAINzPZB/MFK0aqmmskHZiZqS0c3+2FoQyOHwk1+Rq1XstXBEuwFkzsjTy//aZPi",
+	"YOz+n2N1GxkRJzqPYzbTA6isd2C+HYpmLNP5VCgSAXNDdI8KYGsC3I4rlMxmMxWMZiqYMXpzNZqpKCDU",
+	"lssmmVzgkpwZNdA94FZ7wvKcPq0OweQyLhktZu3jWpEMfVE2K52dPR2KyB6CKPfKYnZExRj5K1LbJT5B",
+	"xjZtVcLGXEBtYNVC5OwYyr8OhUst5OySR+Ehjk/IioGRGxYlxvx6njEoVMi9tCA4us7OCd3K7NuOem8u",
+	"/iKT010Exrdyl6dgH3Z50A73qZzOaMZq5NBz3CuktjMib1mW8YQpR3DROinT5paoc43DxRM0YnVb5+b+",
+	"8peY2yPDhd1xKRkbGvuel6GoA9cF3V4YBqfH4Nfq9oNeGHR7J+bDkfklXGnVhVZh8X8gtxVkSL5Utbew",
+	"JfVvd++XTgJl0zzlvKX+4nbE9nWvbkj2iV7eu9sqa4EG/2aZLDmEHimCJyeXAzyZGyzqVOk2JFQDtLK9",
+	"FYbCl4DMc9ZogNAfpenSmRM67m4AyIHUmAvJfP/WwgbAPLrGmElKKV+rfH5tFbI35vGynP7F2BS8AF64",
+	"pRaZWzFbsFWxb7nAv5SQDtuRH/BHFcfQbpK6rWbmHVmLiTlwmJj1sjXAS0o5S1QW53nSQDxOlM6/6JBz",
+	"fDabC4UN4OzJmKZexQAtUT4r5+0AUVjukqLLiHD+MCCaoZIEhOry0EA0j6lILBS/aWeVq91DsTDCN8tu",
+	"LWPJjGisWI4cag0wC0nBcEpwI8LHEGfgmCBAYwF6Gnh8ClK9WVQnFYkrbeMWObCMierqOqosNuuW2NAK",
+	"rsh8dgagoKCAFg2FTdNmOjATns9IU2Y26Z4VSwXD1mZYZoXzh10Ap00vLgUbihzRCKEvSiNmPfCS98l5",
+	"DlEGJhsQDbXaM3nDhFEjEOlk4wQQ1gQRHPlPPOmQZyBDQ6dmKIJBHI4Zn+iQZ3mcBG4iBFE0D0OiyGg5",
+	"FFZPwTylXhYCnDAlGUvZLRXa4ardaPNwXgueCuwmDAXPETDmIetZNz9jJb3c2Y51z4udXWDMypnN6J1g",
+	"GN5QFHF4XNlihFNWJNS2tVGNWmGHDO+xuoft3qkKFhMHFmZJ5mDJR2L5j8RK51iNT51BFpy+u65wRHsF",
+	"8L1BPuGWfxtk+RKzHbJcOY3llCH5PlwewOLcb6ytuHeSuZXBX4OAIasZ8Y5Zf3xI2924l7T77GjcPqGn",
+	"ozbmwjsc9+nRaM3IPWb0sCN/bbEDcJgrPGlhKMKLbJrPSvN5Uj/UnIfV5+3jQh/3G1CV3lCSX5OeC82u",
+	"IdHol1SoqnS5RlBxjPubUrKTrPEdsynPSh4uYCWeoGHXfuc0s9h+nYBhTp3atTTpqr9ul3Kl1aiP/aqO",
+	"GvHDjstcNPnY9wv6uLSLuJ8e9D83vuJbWc7fVNCEIc9dQibgLP+B4yWqvBCP9T0jJUDUW42TOCNG+zBn",
+	"BGu2GKbXXY+UKlW42RvRf4k1Qu+Mkqp6ZDJuFAAq4gmRRpgynTtO6h4IyIs3xSnEp9uQpXD3BDJm3F8H",
+	"SQ8rti7gF3Z0LYr++Vt6ve2kwDO/o0wT3xD3Xw5xXyngu4Hp1KKpgGkdfLKqx844e0zmzrUiXqrZuvK9",
+	"RipzVbiaYDYF3Z2JpOWUfVBMjG7/yOneICWYljqjQtn0hCQPQ0YDSK7K5DV/0b6xd9Ff6wrOmC3xQbhw",
+	"4FLO1FUBL30HTs4kW15lc/Fnw0MiozvDPGOLjq34EyHPDgiX6dIo+lSTBVSyGjE3atfvxbj9PSBng6Jy",
+	"GCPAg5hCgcerpv9IDUVxBfA0JQC7ZYo0++GpFwW3Ntniamk3sYqpBc/wrKRC5tlQsR7Z2srHLk/FbqZs",
+	"JC5702y0I7xhEHdXu5a5yQk+YyWCJWzQOpeg3c2SiJcDySyq9w7Bzxdj2MsvL5g9swXm1hvl38FCUYWm",
+	"PnBMkyRbkmwugnwBWzk1frPVPwzK9+EiSkBgyMM9tWWrhOvd2L418G8IL0FmnkeXOLZimISRNKLdMWO5",
+	"pPgFKX6TXPUHkKW+ThzK7lLGXd3Hpstfpzy1rTlUuW/nFqO+9r4l66/bofDvW0OM7lkujJSvmCKjJYHI",
+	"8XX+X7/maPXW3B7KUn9x7nVJfSnlLnDZ+sepRKjD7mf960TFbOIyLibmD8JtvkXP/IaiZx5W1TtI2IyJ",
+	"hImNuZ9sXUOPDXoKX1Elyqv8tSz0PS7idJ64/Bzg6TQqRF7m35YAcVU0zAtaZL1S6Kow2tLYeUaNet+W",
+	"Uw2snrKzRd6KMc/81fniQrz3rrXuquKZby6rnQ4OaD5YgdtQprW8AV3Q8ZjF+leSaDacQa9E8KfNArp/",
+	"8nZ1ia3LeTYU69xfCyqubrgosp7t6gobCm52YkxjQCbYKqz7+8Gee4UzfiV/2JYn352/+jsXidf1Nwfa",
+	"NwfaXuVvLU3v4kTLz/g3Hr+7542ucEi/Wnb+3RfTVzf78PxaqCKXpIzi2Pc1zEqG9cCmL7Mm1aGYMiqg",
+	"wlqrQ86RvTJkENYvaKOPaJqiKxIOdIxRFJjn2LUaimbUC8Pu4Nl3J4NwMOgCGhG/SkYn5osW5kfzqmnb",
+	"RLVgK7dZ4g0v4loNRUyFFDymKQRlkOabF0/J0elRz+ZYloLlQl4BwUwzRpMlpJGv1GQbCmA4Xq1uji+2",
+	"KeLuWGbNUcK9cpPhgkDq4sNO2Ol2DzvdEHifvf4agwbTk7BaW21BRbcRNNwF2xg0ME/Y7uX47ei/jkcz",
+	"X7s14mm+rX/E/GDfdN6H1nnPk6TEOLVc1X+3MPb1OvBgRHU8eZa7Oev5t3N3ouBsXYMFHKPi+7TgZGG1",
+	"TwciRj/mUHiOzAA4NOBzwZY/AGi4gJTKXLnAxdyx6MGJ86gU61zEMuE29pKZVVTvP0SuriWj8STvjSek",
+	"GfFEve99iFq5CdQ6vwYEfZlco1iYgYdNkTXuSiOuUMOCCRM6WzoO72AmuQ+Q3TKhsaKnnQD8TnZzCH5X",
+	"7JHDx93dRmmdfC7pcQL0syPOeCdQ74e9zJre3L6GbbN4/TfH4bdE9Q/Ou63jUmHmWyeLYtrZvVyWPt/e",
+	"mH/jrdQ0VRAIDMw1twwa1jQXeUbcxMH3AxLXp+y4S2oOYLSruTkeqTwpR+BCP5wVJp2rCQGJ8ZamHXLu",
+	"2oD4P2E0SzD8AwPMM8YqTRQaEsDu6V5CZhnD4CUwyrAFgyQ8iukAypGwsSZyrnMrKorvkfn+Ss71Pl7e",
+	"33JOkL+kckTTjTlBNJDLHxOpistzl0DBOvT+Tik4jLygGORd8NBEoOFNaH4knV3LZluw0U2RlrOoOM+j",
+	"5VBA6DvUehAJGDdTfmOrjrOsbXt3AeebEl7gmIbCy3hBVhNewHnpmsbQgTXAFgkzBjnmCMYaQCkjUGAF",
+	"OYIGzksBxjbHf2Tm1TyCLIh2ZCmjhodIPP2BU43DvAg7vOZ+aTgGoJFncjEUxULARHEUAcmzdOTBPsHe",
+	"+TqGgo61WScva0fgXmZ3G2ZhLdiw38BHI/fUhCqSj4CEW7N9nJHIGjzAooG9G5G2tMf5I1gu5OnlP1ud",
+	"e2bm2Cdu7jeZk6OmvIjZj1dV+nXZ3TCXjn9mS6Fj3bDeGqzlbG3U2GGvETRs7h3IvL4lhmxl1CCwIsfI",
+	"qLhBzMWtLTwDYxyQCAYeIbXlebrgRiCOs0Sz06NoKOARyzmh/sDpERAeFBaIpvRjRJrmH/zyzAa2LvOA",
+	"z6SDPWEkLzYQjCXlembli90GK9PEgWnzaGLI5oUPDQXkrnHJgZYkNjtSsBM7RyS/ul0wq1Nrk8fEeUFj",
+	"dnqEe7HG+l5Zd+A6Zt0HhCZo7rMHeEqzG5aQaNjAKOqG0zWb3rFukYlME+6ClN2FIMelRYDjZglOy1me",
+	"Gsm+SWka3+Ql52A/5dhIg4WjGLN9Rz7XwsDvkDSL1ODmNeV8Tq59a/2KwuzuWzHnYRLfFF6ZWN3+nhLh",
+	"lPji+jw4d7+RhuJJcLecOCvtarLiHNb3fRwGfeirF3SD434YBjWPVru7S44dPAd/GKn2S2bM8VTIfbPm",
+	"rEjHMz5jKRdsrXj8V7kgUyqWTrSEvClWXwyAI43m47Fzt0zZ1IxyQTmAGlwGMjv6oQCRBb0u0JEtdBAU",
+	"13dqRFuwFqIqaD5CQUql9qvfayf2xTPPlF+0Ls+jfQhyNrA/pm5nFiivtOroOae/+yl5RbKmTRmXKkJL",
+	"qfgGgGx9W4z79aycktnQcJFXyS+ImXf3s3nbPVMuDUU55xLZI+XSt2RLX90O+0C5k5xzp7CG3DVrkpY3",
+	"TKw3UZ5jptGmodOM3coblrQIttlaVrN1l0QGZqD7oriMgHvJ4gwSpuZ5dhzuB5Ht0evzt29+ePXj5dX5",
+	"s+8vXl29/eHvz19FRbYaJm55JsWUYTomSEmD5sZdj9hLrvRbXM2vlBMB1V+7OWNrEpZpWcV1vHKNimXo",
+	"JNg5YwmKJd9qX26HmrVLQLFviLNagoLjswvcDIn8252xB9js/PWFXTbvqrD8anMA3rZcD9CrO8PAbwgq",
+	"doYjm/ME55MrF1xsDtaZZ02CWCc1FFwrcvnX83bv6BhNHlCW2JZiprE2h1N4LnxubUk2CZRFkxVZ4ywn",
+	"9K4uw4OwU0HmilXxW3iIoRlit5rUtbS9PbKDmtIlYgvmiiWtddCutVcFrh0s/n3wAZZxXGP9tnYGtG06",
+	"rEIE9zh9Xwem5b06We/+ujGaZY5isfSlJnIhXA66mH0r7vgNi1VONSEK1rcf51uRkg8+wb/bEk68AZah",
+	"rEX3xoi5IGYKucAAaHJtJNV+2MXsiHxsdD6b0x+Z6YQqJGmeGNlkP+6CQIaCu+xSctHycKocw/uGi/li",
+	"yW/N+t6DLPdVLqDLakCPdVast4y8YbHMEnM/AuoQaouzrI1lo6zt0QLuLBAEsls4n3IpYezQN5/Qa8oF",
+	"CMwszxmbO+u4yGtLo2Qe2GyqUDUhQJcUXvF5GznGHHquHQfY4Gpr0nTVKMx8Flyo1tlQzAVGRHsOfWcA",
+	"AvC5b/rpkH9iFlYIkVYrgEhAE45o4lajaf6+eO3Q6AFW3jbrI8fo2AuIYNdU53p84FzCeUoTs4RGypln",
+	"MWZTSJjSXFjlZUwSDkZWoXPM+5hOecqZapGM/YfFLuwQyxWO7OT1hPR7vULuMSJRwj5aDYelSeHGMpOA",
+	"EHR0PsIiDkU3DM9IZCng/eGHjqGMjqtRHbWsRxCJyK7QmZHWwAVNSWQdIBHkIHTuTXwPHclbRk57vcPD",
+	"J73w8PjkqP/kydFJ+ARHAJk6cf1aHfI9Tccym7IE3eZKSyNLomoG6iRGBEDPyhUg4Zgb2AhQCdFSosQ6",
+	"ksnSiXbXP/NZ2xwoCD1IhqIZPUVJp/1cxBI7Ng9FrTNCHVrjmPx/5B37c9o4+l/ReG+myRQck0cfZO4H",
+	"2uSmuYOUDez2uksPhC2wNkb2WHISupP//UbfJxkZDEnTu+1s96cEsPX49Ol7P3r8DYnY6sXt0f4jcVbk",
+	"dMoTbKRODoOALBg1xW7hoIwD1dbKZYmiqABbjdd6Y1PRjLi8HgmZpSl6Y2dyKUIWkb1ShTVuY8cUMui/",
+	"f98dDz5evv27VhlDNTklYSrCIgeMmmKtgJHAvu/6lsGoWuAlYU4ldIS75klitWEj0ENpnSSVrDx6QkON",
+	"1wmL5ixqj4Q18+YsZPymNMG6TxlcNVWIQLhrEBuakTNsKKN5J9PPsoZT1hksAYov9EOLDLUENzA5LTTZ",
+	"0bvAOZQNGeWCzBI+j0tKNhJUWL1FY0aKf7ROAfK/xm8WnYINE4wVGrVCKvA66w/qlofMJ5XGRBqbqr21",
+	"9jf7+tgtguzwmeXp+uZ98iHmCcPrvRH7EaFYzAiiBHb5KzKobr6GAL3Ov8dvPg7PB5NTjCDiCgdNE01t",
+	"SCFsHKBDI42HxmTrAL3U28qoylNRyDFMOzZPjeF+j8G/bQO56/EwZwm9Y9EEln4YBCOB9ZbNxQUKpHHQ",
+	"2nJmaQLQ0ufFRe2Y44vL4fnVz53upE3oSBjERYRd0DDmwhg4weJjfjAy6T4cZlJWFF8FP5aBNwApBHJI",
+	"hR5HQ4uRPX0jyaxAJjGjPOFivn/qIqLFH7gwdaLchZgzqYyv76EKU28N0TGcwbVOGYeCWJqATyRgEInf",
+	"OilrTMVWgTSK5TrBq7VOaRqoB4gYiu7bvO9P1HENh4HtYphHGzzeDU/fEpBbpBrzzGt7rcA/DPwj/9hr",
+	"eJYRee2T4EXQ8LI8VWmYJl679bIB9bbtKy0/8E88/A7fOA6CIAAxCziU124dBveN1fT1s5dZaK12+3Vl",
+	"BcfHR+4CXjjzr1LXqks4aW0soeEUsG6/vH985L7BnjdYM+WPDds3c+/2BhmZhK7uw19F+fiz6eTHh4+w",
+	"OgzTtEfF0oBTfutACSSh6zqLq3IZ6vqIbKwoDXe4ysjgls7nLCc/XaChOmciYuCsmhykGRM04/6SLpKJ",
+	"TzpJAkYsKqX1WoHsBD4NrfmPxJQLmi9JoccgE5j7YGINnrdpfq1Vn1nCBfNJv5gmPNwS8XCmV/3gJYeo",
+	"pVgtkurtflQMz7thrwtb/tYX96naOQsL7H/+66dKOl//gkRpWCyYUKhx6U06uNNjinqfStw4+B3O834H",
+	"juCnBpFqmTAZMwY9L3i44tmbEzZQG2GaDdsGINBhI+FMaBEVougk4conAxgfMWoCZ/obvaE4K4ZVV6i5",
+	"8xtWasEqfahAxalUzyTpXfTOidJX6xGI1tEAeEhS+YcWW8GQbvYMYKu6KSVepmbBm9NCRAnzf5NWUMmo",
+	"ildiCjVTbu8+saB3XSbmKtaM9BXE55afoW6bRgiv7f3n107zF9r8HDRf++Pmp+d/2+hUoWkEu8tYqPQ8",
+	"HiUzdysJU5h0E/E5V/ovdLaNqIzLrB6N7GGaP6XRc3lYj2fAqyPRSMoXdM4OMjF/6gAmtFF+1fubROYL",
+	"B/haQNTSMMCiUyDKC80viT74Ur2AJmr2qL+9ePIHGS23kUUNqu3kqp4+xowmKv68nTSCki3BDHJr9Vqr",
+	"htkOVu+Gw75P3sYsvIZAqbK61LIkTXWE6R3M/f+MfDIzbIvyM7sAmyG/+d7YZJffMKH3l+Xp1D1+AxVE",
+	"AJNbvr0tGwKpAYfcIBzktgYYQxo2LLBZxkuC2YGGWoVf5axrjOnn6YKpmBVyJDS1IOwuSyV0uTUR6A9w",
+	"sZ5Z5+MkpiyhvKqzej+Qd+fdPiktIbiTsZE80QhChlV5lCAPZ5E/Ej+Q4cf++QPvG1MS1A7f8VjLPzw6",
+	"Zs+DF18amt3bBlVIxzKQJHu2YGjgB/7x/neG186mFyVS1OK2K93vLomGhvxJRR1wTaeA1yDXoQw3Z0Lj",
+	"J8PM2gY2AZ2lOfzjj8ROVH6fMdHpXwwyFn4Z8bP7cIuLV4k1MWOTIz8oeQDZs73g9gmV5GOn1wV00XhR",
+	"pkyhXlPTA6w+PSBjIZ+ZddlBvzM8G2qgWXhWNlzPSqEA0XZOatgj5HevGKRJHaOKTqk0ofYXYpYUd2dv",
+	"3GZqbhD2lIbX2PLARPfIOM0ViRiNUO9EZs0EuMIoxPLSMNaqAvYMd/xLxgCKTrKy7vADtPgKXDhMPjFq",
+	"2bEjhgAUAJYBAeA3dErUev61PlcO8IimGz/pw7OfAfqPj6pZbaEGw7HJu3NIYBQ2IPwzYnlptdlyMlpC",
+	"SNji+f/ihCAZxGt7hWP7cc5JI5yHIFf633b5cptUX+FCKiqgBJa9W6XFGsytXtD6Z/DL0Y8vLl/+/Ppf",
+	"h73j/snVq0FrePThhTPjSXDU8BRXIAQYu9TaTIbkxUplsn1wYHm3H7EbCxp54L7y5WjWx2HqsK2jSMKo",
+	"VODJqyKduZ1tQolZhynTMEHoQXkeZogKF4SS2zQHh489rApQJ/tO5g4eLJkyySMGRooP8ZJQ/B5mZhHZ",
+	"o2IkSkc5JYVkuekoknN0cmpOsm87WJY8k4fsmSRJOgf3DTpy7ZpGYjWHNFrFBBjtBEvD8URLUkKwEGut",
+	"KuxL1SwyWwGODH7sQvGk0tUDbh0uyZ5gNE+W++DiQfrl3NYrpvJlszNTLH/osrqPfmWN7R1MpkSQHVJ6",
+	"9fXfvSmjOcs7hYr1aPd6PJBS6mw6Q8fDDIHzooxI2Ft55boXg+H55WT/FOIvl2mRa0RM0qUWH55J8tMV",
+	"MPciT8w1aR8ctA5f+lq+bLVfBa8CiEA2S19fg1VEGsb3ryfXx7gpyLnqojEjWRWuJpxd40pVDhERmAQ2",
+	"ld+agYFzbw7bNa3DylDywVnzQ+fSJ2drpX9DKkMaIdZXyneVdbukMxvWp6nJdu5cNmc0BLefrfknsdG+",
+	"LQpvRlgVKKuBRSEES2SlmaZTTswkTHHsjCwVWTAqof6Ahftqmr5eeM0UphdntRqOGRQi5Mo+vOhMd4e0",
+	"2Y810K57tUFUmtnm+OZLTEda5X6tJ6S5oMbMvo25jMthR8gUOvVZNGckT4u1XViHRE1T3FUwiFrL/ywT",
+	"WSqBAC562wzlrQCPyobU9nTL1ohmDNsmtT7lQ2Ni02rjEP6DjzftwKiwuwO+1V9sGQ4DvYGw21AkcKw7",
+	"r0NgZF3Cef+CIO2ymQKkEy2gqF2ydCGN0XY1fZOBzDUHWqc5vwFlTKqc0YVei+mZ5d4YeMS7/3T/3wAA",
+	"AP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

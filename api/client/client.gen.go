@@ -417,6 +417,102 @@ func (e HistoryCompare) Valid() bool {
 	}
 }
 
+// Defines values for ListAuditEntriesParamsSort.
+const (
+	ListAuditEntriesParamsSortMinusTime ListAuditEntriesParamsSort = "-time"
+	ListAuditEntriesParamsSortTime      ListAuditEntriesParamsSort = "time"
+)
+
+// Valid indicates whether the value is a known member of the ListAuditEntriesParamsSort enum.
+func (e ListAuditEntriesParamsSort) Valid() bool {
+	switch e {
+	case ListAuditEntriesParamsSortMinusTime:
+		return true
+	case ListAuditEntriesParamsSortTime:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListEndpointsParamsSort.
+const (
+	ListEndpointsParamsSortCreatedAt      ListEndpointsParamsSort = "created_at"
+	ListEndpointsParamsSortMinusCreatedAt ListEndpointsParamsSort = "-created_at"
+	ListEndpointsParamsSortMinusName      ListEndpointsParamsSort = "-name"
+	ListEndpointsParamsSortName           ListEndpointsParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListEndpointsParamsSort enum.
+func (e ListEndpointsParamsSort) Valid() bool {
+	switch e {
+	case ListEndpointsParamsSortCreatedAt:
+		return true
+	case ListEndpointsParamsSortMinusCreatedAt:
+		return true
+	case ListEndpointsParamsSortMinusName:
+		return true
+	case ListEndpointsParamsSortName:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListPathsParamsSort.
+const (
+	ListPathsParamsSortCreatedAt      ListPathsParamsSort = "created_at"
+	ListPathsParamsSortMinusCreatedAt ListPathsParamsSort = "-created_at"
+	ListPathsParamsSortMinusName      ListPathsParamsSort = "-name"
+	ListPathsParamsSortName           ListPathsParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListPathsParamsSort enum.
+func (e ListPathsParamsSort) Valid() bool {
+	switch e {
+	case ListPathsParamsSortCreatedAt:
+		return true
+	case ListPathsParamsSortMinusCreatedAt:
+		return true
+	case ListPathsParamsSortMinusName:
+		return true
+	case ListPathsParamsSortName:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListPoliciesParamsSort.
+const (
+	ListPoliciesParamsSortCreatedAt      ListPoliciesParamsSort = "created_at"
+	ListPoliciesParamsSortMinusCreatedAt ListPoliciesParamsSort = "-created_at"
+	ListPoliciesParamsSortMinusName      ListPoliciesParamsSort = "-name"
+	ListPoliciesParamsSortMinusPriority  ListPoliciesParamsSort = "-priority"
+	ListPoliciesParamsSortName           ListPoliciesParamsSort = "name"
+	ListPoliciesParamsSortPriority       ListPoliciesParamsSort = "priority"
+)
+
+// Valid indicates whether the value is a known member of the ListPoliciesParamsSort enum.
+func (e ListPoliciesParamsSort) Valid() bool {
+	switch e {
+	case ListPoliciesParamsSortCreatedAt:
+		return true
+	case ListPoliciesParamsSortMinusCreatedAt:
+		return true
+	case ListPoliciesParamsSortMinusName:
+		return true
+	case ListPoliciesParamsSortMinusPriority:
+		return true
+	case ListPoliciesParamsSortName:
+		return true
+	case ListPoliciesParamsSortPriority:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GetPolicyStatsHistoryParamsCompare.
 const (
 	GetPolicyStatsHistoryParamsComparePrevious GetPolicyStatsHistoryParamsCompare = "previous"
@@ -444,6 +540,54 @@ func (e GetPolicyStatsHistoryParamsFormat) Valid() bool {
 	case GetPolicyStatsHistoryParamsFormatCSV:
 		return true
 	case GetPolicyStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListSitesParamsSort.
+const (
+	ListSitesParamsSortCreatedAt      ListSitesParamsSort = "created_at"
+	ListSitesParamsSortMinusCreatedAt ListSitesParamsSort = "-created_at"
+	ListSitesParamsSortMinusName      ListSitesParamsSort = "-name"
+	ListSitesParamsSortName           ListSitesParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListSitesParamsSort enum.
+func (e ListSitesParamsSort) Valid() bool {
+	switch e {
+	case ListSitesParamsSortCreatedAt:
+		return true
+	case ListSitesParamsSortMinusCreatedAt:
+		return true
+	case ListSitesParamsSortMinusName:
+		return true
+	case ListSitesParamsSortName:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListSiteEndpointsParamsSort.
+const (
+	ListSiteEndpointsParamsSortCreatedAt      ListSiteEndpointsParamsSort = "created_at"
+	ListSiteEndpointsParamsSortMinusCreatedAt ListSiteEndpointsParamsSort = "-created_at"
+	ListSiteEndpointsParamsSortMinusName      ListSiteEndpointsParamsSort = "-name"
+	ListSiteEndpointsParamsSortName           ListSiteEndpointsParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListSiteEndpointsParamsSort enum.
+func (e ListSiteEndpointsParamsSort) Valid() bool {
+	switch e {
+	case ListSiteEndpointsParamsSortCreatedAt:
+		return true
+	case ListSiteEndpointsParamsSortMinusCreatedAt:
+		return true
+	case ListSiteEndpointsParamsSortMinusName:
+		return true
+	case ListSiteEndpointsParamsSortName:
 		return true
 	default:
 		return false
@@ -480,6 +624,48 @@ const (
 func (e GetStatsHistoryParamsCompare) Valid() bool {
 	switch e {
 	case GetStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetStatsHistoryParamsFormat.
+const (
+	GetStatsHistoryParamsFormatCSV  GetStatsHistoryParamsFormat = "csv"
+	GetStatsHistoryParamsFormatJSON GetStatsHistoryParamsFormat = "json"
+)
+
+// Valid indicates whether the value is a known member of the GetStatsHistoryParamsFormat enum.
+func (e GetStatsHistoryParamsFormat) Valid() bool {
+	switch e {
+	case GetStatsHistoryParamsFormatCSV:
+		return true
+	case GetStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListTokensParamsSort.
+const (
+	ListTokensParamsSortCreatedAt      ListTokensParamsSort = "created_at"
+	ListTokensParamsSortMinusCreatedAt ListTokensParamsSort = "-created_at"
+	ListTokensParamsSortMinusName      ListTokensParamsSort = "-name"
+	ListTokensParamsSortName           ListTokensParamsSort = "name"
+)
+
+// Valid indicates whether the value is a known member of the ListTokensParamsSort enum.
+func (e ListTokensParamsSort) Valid() bool {
+	switch e {
+	case ListTokensParamsSortCreatedAt:
+		return true
+	case ListTokensParamsSortMinusCreatedAt:
+		return true
+	case ListTokensParamsSortMinusName:
+		return true
+	case ListTokensParamsSortName:
 		return true
 	default:
 		return false
@@ -1724,11 +1910,17 @@ type IfMatch = string
 // Limit defines model for Limit.
 type Limit = int32
 
+// NameFilter defines model for NameFilter.
+type NameFilter = string
+
 // PathID defines model for PathID.
 type PathID = int64
 
 // PolicyID defines model for PolicyID.
 type PolicyID = int64
+
+// Search defines model for Search.
+type Search = string
 
 // SiteID defines model for SiteID.
 type SiteID = openapi_types.UUID
@@ -1738,6 +1930,11 @@ type To = string
 
 // TokenID defines model for TokenID.
 type TokenID = int64
+
+// WANKindFilter The kind of WAN link behind an endpoint.
+//
+// Example: fiber
+type WANKindFilter = WANKind
 
 // BadRequest An RFC 9457 problem detail. Every 4xx and 5xx answer has one.
 type BadRequest = Problem
@@ -1789,12 +1986,56 @@ type ListAuditEntriesParams struct {
 	// Until Only entries before this time; the same forms as history's `from` (RFC 3339, `now`, or relative like `-5m`).
 	Until *string `form:"until,omitempty" json:"until,omitempty"`
 
+	// Q Only entries whose actor, action, resource kind or resource id contains this text,
+	// ignoring case (ASCII letters on SQLite, all letters on PostgreSQL); `%` and `_`
+	// are matched as themselves.
+	Q *string `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: oldest first, in the order entries were recorded.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListAuditEntriesParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListAuditEntriesParamsSort defines parameters for ListAuditEntries.
+type ListAuditEntriesParamsSort string
+
+// ListEndpointsParams defines parameters for ListEndpoints.
+type ListEndpointsParams struct {
+	// SiteID Only the endpoints of this site.
+	SiteID *openapi_types.UUID `form:"site_id,omitempty" json:"site_id,omitempty"`
+
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// WANKind Only endpoints of this WAN kind.
+	WANKind *WANKindFilter `form:"wan_kind,omitempty" json:"wan_kind,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListEndpointsParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
+	// Limit Maximum number of items to return.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// ListEndpointsParamsSort defines parameters for ListEndpoints.
+type ListEndpointsParamsSort string
 
 // StreamEventsParams defines parameters for StreamEvents.
 type StreamEventsParams struct {
@@ -1804,8 +2045,30 @@ type StreamEventsParams struct {
 
 // ListPathsParams defines parameters for ListPaths.
 type ListPathsParams struct {
-	// SiteID Only paths touching an endpoint of this site.
+	// SiteID Only paths touching an endpoint of this site, at either end.
 	SiteID *openapi_types.UUID `form:"site_id,omitempty" json:"site_id,omitempty"`
+
+	// LocalSiteID Only paths whose local endpoint is at this site (the paths leaving it).
+	LocalSiteID *openapi_types.UUID `form:"local_site_id,omitempty" json:"local_site_id,omitempty"`
+
+	// RemoteSiteID Only paths whose remote endpoint is at this site (the paths reaching it).
+	RemoteSiteID *openapi_types.UUID `form:"remote_site_id,omitempty" json:"remote_site_id,omitempty"`
+
+	// Status Only paths in this status.
+	Status *PathStatus `form:"status,omitempty" json:"status,omitempty"`
+
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: by id, which is creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListPathsParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
 
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
@@ -1813,15 +2076,37 @@ type ListPathsParams struct {
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListPathsParamsSort defines parameters for ListPaths.
+type ListPathsParamsSort string
 
 // ListPoliciesParams defines parameters for ListPolicies.
 type ListPoliciesParams struct {
+	// Enabled Only enabled (true) or only disabled (false) policies.
+	Enabled *bool `form:"enabled,omitempty" json:"enabled,omitempty"`
+
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: by id, which is creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListPoliciesParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListPoliciesParamsSort defines parameters for ListPolicies.
+type ListPoliciesParamsSort string
 
 // ListPolicyFlowsParams defines parameters for ListPolicyFlows.
 type ListPolicyFlowsParams struct {
@@ -1881,12 +2166,28 @@ type GetRoutingDecisionParams struct {
 
 // ListSitesParams defines parameters for ListSites.
 type ListSitesParams struct {
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListSitesParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListSitesParamsSort defines parameters for ListSites.
+type ListSitesParamsSort string
 
 // DeleteSiteParams defines parameters for DeleteSite.
 type DeleteSiteParams struct {
@@ -1907,12 +2208,31 @@ type UpdateSiteParams struct {
 
 // ListSiteEndpointsParams defines parameters for ListSiteEndpoints.
 type ListSiteEndpointsParams struct {
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// WANKind Only endpoints of this WAN kind.
+	WANKind *WANKindFilter `form:"wan_kind,omitempty" json:"wan_kind,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListSiteEndpointsParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListSiteEndpointsParamsSort defines parameters for ListSiteEndpoints.
+type ListSiteEndpointsParamsSort string
 
 // GetStatsParams defines parameters for GetStats.
 type GetStatsParams struct {
@@ -1949,6 +2269,9 @@ type GetStatsHistoryParams struct {
 	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
 	// length just before `from` (shifted by `to` − `from`), with their own summary.
 	Compare *GetStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
+	// Format Answer format; overrides `Accept`.
+	Format *GetStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
 }
 
 // GetStatsHistoryParamsRank defines parameters for GetStatsHistory.
@@ -1957,14 +2280,36 @@ type GetStatsHistoryParamsRank string
 // GetStatsHistoryParamsCompare defines parameters for GetStatsHistory.
 type GetStatsHistoryParamsCompare string
 
+// GetStatsHistoryParamsFormat defines parameters for GetStatsHistory.
+type GetStatsHistoryParamsFormat string
+
 // ListTokensParams defines parameters for ListTokens.
 type ListTokensParams struct {
+	// Name Only the items with exactly this name (case and spaces count).
+	Name *NameFilter `form:"name,omitempty" json:"name,omitempty"`
+
+	// Q Only the items whose text fields (named in the operation's description) contain this
+	// text, ignoring case (ASCII letters on SQLite, all letters on PostgreSQL). `%` and `_`
+	// are matched as themselves, not as wildcards.
+	Q *Search `form:"q,omitempty" json:"q,omitempty"`
+
+	// Role Only tokens of this role.
+	Role *Role `form:"role,omitempty" json:"role,omitempty"`
+
+	// Sort The order of the list: a sort key, ascending, or with a leading `-`, descending.
+	// Equal keys are ordered by id, in the same direction. Without it: by id, which is creation order.
+	// A cursor is valid only with the sort and filters of the request that returned it.
+	Sort *ListTokensParamsSort `form:"sort,omitempty" json:"sort,omitempty"`
+
 	// Limit Maximum number of items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// ListTokensParamsSort defines parameters for ListTokens.
+type ListTokensParamsSort string
 
 // IngestTrafficParams defines parameters for IngestTraffic.
 type IngestTrafficParams struct {
@@ -2217,6 +2562,16 @@ type ClientInterface interface {
 	// Corresponds with DELETE /api/v1/cache/{name} (the `ClearCache` operationId).
 	ClearCache(ctx context.Context, name CacheName, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListEndpoints List endpoints of every site
+	//
+	// Endpoints of every site in creation order (or as `sort` asks), narrowed by every
+	// filter given: `site_id` (404 if the site does not exist), `name` (exact), `wan_kind`,
+	// `q` (a case-insensitive substring of the name, interface or address). Minimum role
+	// viewer.
+	//
+	// Corresponds with GET /api/v1/endpoints (the `ListEndpoints` operationId).
+	ListEndpoints(ctx context.Context, params *ListEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// DeleteEndpoint Delete an endpoint
 	//
 	// Deletes the endpoint and every path touching it (with their metrics); policies
@@ -2299,8 +2654,12 @@ type ClientInterface interface {
 
 	// ListPaths List paths
 	//
-	// Paths ordered by id. With `site_id`, only the paths with at least one end at an
-	// endpoint of that site (404 if the site does not exist). Minimum role viewer.
+	// Paths ordered by id (or as `sort` asks), narrowed by every filter given. With
+	// `site_id`, only the paths with at least one end at an endpoint of that site; with
+	// `local_site_id`, the paths leaving that site (local endpoint there); with
+	// `remote_site_id`, the paths reaching it (remote endpoint there). A site filter naming a
+	// site that does not exist is 404. `name` is exact, `status` one status, `q` a
+	// case-insensitive substring of the name. Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/paths (the `ListPaths` operationId).
 	ListPaths(ctx context.Context, params *ListPathsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2419,8 +2778,10 @@ type ClientInterface interface {
 
 	// ListPolicies List policies
 	//
-	// Policies ordered by id, with their live counters.
-	// Minimum role viewer.
+	// Policies ordered by id (or as `sort` asks; `sort=priority` is the order the classifier
+	// tries them in, lower priority first and, among equal priorities, lower id first), with
+	// their live counters, narrowed by every filter given: `name` (exact), `enabled`, `q` (a
+	// case-insensitive substring of the name or either CIDR). Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/policies (the `ListPolicies` operationId).
 	ListPolicies(ctx context.Context, params *ListPoliciesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2554,7 +2915,9 @@ type ClientInterface interface {
 
 	// ListSites List sites
 	//
-	// Sites in creation order, one page at a time. Minimum role viewer.
+	// Sites in creation order (or as `sort` asks), one page at a time, narrowed by every
+	// filter given: `name` (exact), `q` (a case-insensitive substring of the name, location or
+	// description). Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/sites (the `ListSites` operationId).
 	ListSites(ctx context.Context, params *ListSitesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2635,7 +2998,9 @@ type ClientInterface interface {
 
 	// ListSiteEndpoints List a site's endpoints
 	//
-	// The site's endpoints in creation order. Minimum role viewer.
+	// The site's endpoints in creation order (or as `sort` asks), narrowed by every filter
+	// given: `name` (exact), `wan_kind`, `q` (a case-insensitive substring of the name,
+	// interface or address). Minimum role viewer.
 	//
 	// Corresponds with GET /api/v1/sites/{site_id}/endpoints (the `ListSiteEndpoints` operationId).
 	ListSiteEndpoints(ctx context.Context, siteID SiteID, params *ListSiteEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2705,8 +3070,12 @@ type ClientInterface interface {
 	// bytes), windowed like the per-policy history. At most 10,000 windows per series
 	// (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 	// than 500 policies with traffic, or more than the windows leave room for, is a 400
-	// naming `top`. 503 when no history store is configured or it does not answer.
-	// Minimum role viewer.
+	// naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
+	// per series and window, columns `policy_id,time,packets,bytes,active_flows,pps,bps,peak_bps`
+	// after a header row, series in the JSON order (the `other` series has policy_id 0;
+	// `peak_bps` empty when unknown); `compare` is JSON only (400 naming `compare` with
+	// CSV). 503 when no history store is configured or it does not answer. Minimum role
+	// viewer.
 	//
 	// Corresponds with GET /api/v1/stats/history (the `GetStatsHistory` operationId).
 	GetStatsHistory(ctx context.Context, params *GetStatsHistoryParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2731,8 +3100,10 @@ type ClientInterface interface {
 
 	// ListTokens List API tokens
 	//
-	// Active (not revoked) tokens ordered by id. Secrets are never returned. The
-	// `PATRONUS_ADMIN_TOKEN` from the environment is not listed. Minimum role admin.
+	// Active (not revoked) tokens ordered by id (or as `sort` asks), narrowed by every
+	// filter given: `name` (exact), `role`, `q` (a case-insensitive substring of the name).
+	// Secrets are never returned. The `PATRONUS_ADMIN_TOKEN` from the environment is not
+	// listed. Minimum role admin.
 	//
 	// Corresponds with GET /api/v1/tokens (the `ListTokens` operationId).
 	ListTokens(ctx context.Context, params *ListTokensParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2956,6 +3327,26 @@ func (c *Client) ClearCache(ctx context.Context, name CacheName, reqEditors ...R
 	return c.Client.Do(req)
 }
 
+// ListEndpoints List endpoints of every site
+//
+// Endpoints of every site in creation order (or as `sort` asks), narrowed by every
+// filter given: `site_id` (404 if the site does not exist), `name` (exact), `wan_kind`,
+// `q` (a case-insensitive substring of the name, interface or address). Minimum role
+// viewer.
+//
+// Corresponds with GET /api/v1/endpoints (the `ListEndpoints` operationId).
+func (c *Client) ListEndpoints(ctx context.Context, params *ListEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListEndpointsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // DeleteEndpoint Delete an endpoint
 //
 // Deletes the endpoint and every path touching it (with their metrics); policies
@@ -3098,8 +3489,12 @@ func (c *Client) ListExporters(ctx context.Context, reqEditors ...RequestEditorF
 
 // ListPaths List paths
 //
-// Paths ordered by id. With `site_id`, only the paths with at least one end at an
-// endpoint of that site (404 if the site does not exist). Minimum role viewer.
+// Paths ordered by id (or as `sort` asks), narrowed by every filter given. With
+// `site_id`, only the paths with at least one end at an endpoint of that site; with
+// `local_site_id`, the paths leaving that site (local endpoint there); with
+// `remote_site_id`, the paths reaching it (remote endpoint there). A site filter naming a
+// site that does not exist is 404. `name` is exact, `status` one status, `q` a
+// case-insensitive substring of the name. Minimum role viewer.
 //
 // Corresponds with GET /api/v1/paths (the `ListPaths` operationId).
 func (c *Client) ListPaths(ctx context.Context, params *ListPathsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3318,8 +3713,10 @@ func (c *Client) ReplacePathMetrics(ctx context.Context, pathID PathID, body Rep
 
 // ListPolicies List policies
 //
-// Policies ordered by id, with their live counters.
-// Minimum role viewer.
+// Policies ordered by id (or as `sort` asks; `sort=priority` is the order the classifier
+// tries them in, lower priority first and, among equal priorities, lower id first), with
+// their live counters, narrowed by every filter given: `name` (exact), `enabled`, `q` (a
+// case-insensitive substring of the name or either CIDR). Minimum role viewer.
 //
 // Corresponds with GET /api/v1/policies (the `ListPolicies` operationId).
 func (c *Client) ListPolicies(ctx context.Context, params *ListPoliciesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3573,7 +3970,9 @@ func (c *Client) GetRoutingDecision(ctx context.Context, params *GetRoutingDecis
 
 // ListSites List sites
 //
-// Sites in creation order, one page at a time. Minimum role viewer.
+// Sites in creation order (or as `sort` asks), one page at a time, narrowed by every
+// filter given: `name` (exact), `q` (a case-insensitive substring of the name, location or
+// description). Minimum role viewer.
 //
 // Corresponds with GET /api/v1/sites (the `ListSites` operationId).
 func (c *Client) ListSites(ctx context.Context, params *ListSitesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3734,7 +4133,9 @@ func (c *Client) GetSiteDependencies(ctx context.Context, siteID SiteID, reqEdit
 
 // ListSiteEndpoints List a site's endpoints
 //
-// The site's endpoints in creation order. Minimum role viewer.
+// The site's endpoints in creation order (or as `sort` asks), narrowed by every filter
+// given: `name` (exact), `wan_kind`, `q` (a case-insensitive substring of the name,
+// interface or address). Minimum role viewer.
 //
 // Corresponds with GET /api/v1/sites/{site_id}/endpoints (the `ListSiteEndpoints` operationId).
 func (c *Client) ListSiteEndpoints(ctx context.Context, siteID SiteID, params *ListSiteEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3864,8 +4265,12 @@ func (c *Client) GetStats(ctx context.Context, params *GetStatsParams, reqEditor
 // bytes), windowed like the per-policy history. At most 10,000 windows per series
 // (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 // than 500 policies with traffic, or more than the windows leave room for, is a 400
-// naming `top`. 503 when no history store is configured or it does not answer.
-// Minimum role viewer.
+// naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
+// per series and window, columns `policy_id,time,packets,bytes,active_flows,pps,bps,peak_bps`
+// after a header row, series in the JSON order (the `other` series has policy_id 0;
+// `peak_bps` empty when unknown); `compare` is JSON only (400 naming `compare` with
+// CSV). 503 when no history store is configured or it does not answer. Minimum role
+// viewer.
 //
 // Corresponds with GET /api/v1/stats/history (the `GetStatsHistory` operationId).
 func (c *Client) GetStatsHistory(ctx context.Context, params *GetStatsHistoryParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3920,8 +4325,10 @@ func (c *Client) ResetStats(ctx context.Context, reqEditors ...RequestEditorFn) 
 
 // ListTokens List API tokens
 //
-// Active (not revoked) tokens ordered by id. Secrets are never returned. The
-// `PATRONUS_ADMIN_TOKEN` from the environment is not listed. Minimum role admin.
+// Active (not revoked) tokens ordered by id (or as `sort` asks), narrowed by every
+// filter given: `name` (exact), `role`, `q` (a case-insensitive substring of the name).
+// Secrets are never returned. The `PATRONUS_ADMIN_TOKEN` from the environment is not
+// listed. Minimum role admin.
 //
 // Corresponds with GET /api/v1/tokens (the `ListTokens` operationId).
 func (c *Client) ListTokens(ctx context.Context, params *ListTokensParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4281,6 +4688,30 @@ func NewListAuditEntriesRequest(server string, params *ListAuditEntriesParams) (
 
 		}
 
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Limit != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
@@ -4400,6 +4831,132 @@ func NewClearCacheRequest(server string, name CacheName) (*http.Request, error) 
 	}
 
 	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListEndpointsRequest constructs an http.Request for the ListEndpoints method
+func NewListEndpointsRequest(server string, params *ListEndpointsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/endpoints")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.SiteID != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "site_id", *params.SiteID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.WANKind != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wan_kind", *params.WANKind, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -4622,6 +5179,78 @@ func NewListPathsRequest(server string, params *ListPathsParams) (*http.Request,
 		if params.SiteID != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "site_id", *params.SiteID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.LocalSiteID != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "local_site_id", *params.LocalSiteID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.RemoteSiteID != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "remote_site_id", *params.RemoteSiteID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "uuid"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Status != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "status", *params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -4932,6 +5561,54 @@ func NewListPoliciesRequest(server string, params *ListPoliciesParams) (*http.Re
 		// styled parameters, preserving literal commas as delimiters
 		// per the OpenAPI spec (e.g. "color=blue,black,brown").
 		var rawQueryFragments []string
+
+		if params.Enabled != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "enabled", *params.Enabled, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
 
 		if params.Limit != nil {
 
@@ -5513,6 +6190,42 @@ func NewListSitesRequest(server string, params *ListSitesParams) (*http.Request,
 		// per the OpenAPI spec (e.g. "color=blue,black,brown").
 		var rawQueryFragments []string
 
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Limit != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
@@ -5832,6 +6545,54 @@ func NewListSiteEndpointsRequest(server string, siteID SiteID, params *ListSiteE
 		// per the OpenAPI spec (e.g. "color=blue,black,brown").
 		var rawQueryFragments []string
 
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.WANKind != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wan_kind", *params.WANKind, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if params.Limit != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int32"}); err != nil {
@@ -6123,6 +6884,18 @@ func NewGetStatsHistoryRequest(server string, params *GetStatsHistoryParams) (*h
 
 		}
 
+		if params.Format != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "format", *params.Format, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -6218,6 +6991,54 @@ func NewListTokensRequest(server string, params *ListTokensParams) (*http.Reques
 		// styled parameters, preserving literal commas as delimiters
 		// per the OpenAPI spec (e.g. "color=blue,black,brown").
 		var rawQueryFragments []string
+
+		if params.Name != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "name", *params.Name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Q != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "q", *params.Q, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Role != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "role", *params.Role, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sort != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sort", *params.Sort, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
 
 		if params.Limit != nil {
 
@@ -6638,6 +7459,18 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with DELETE /api/v1/cache/{name} (the `ClearCache` operationId).
 	ClearCacheWithResponse(ctx context.Context, name CacheName, reqEditors ...RequestEditorFn) (*ClearCacheResponse, error)
 
+	// ListEndpointsWithResponse List endpoints of every site
+	//
+	// Endpoints of every site in creation order (or as `sort` asks), narrowed by every
+	// filter given: `site_id` (404 if the site does not exist), `name` (exact), `wan_kind`,
+	// `q` (a case-insensitive substring of the name, interface or address). Minimum role
+	// viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/endpoints (the `ListEndpoints` operationId).
+	ListEndpointsWithResponse(ctx context.Context, params *ListEndpointsParams, reqEditors ...RequestEditorFn) (*ListEndpointsResponse, error)
+
 	// DeleteEndpointWithResponse Delete an endpoint
 	//
 	// Deletes the endpoint and every path touching it (with their metrics); policies
@@ -6728,8 +7561,12 @@ type ClientWithResponsesInterface interface {
 
 	// ListPathsWithResponse List paths
 	//
-	// Paths ordered by id. With `site_id`, only the paths with at least one end at an
-	// endpoint of that site (404 if the site does not exist). Minimum role viewer.
+	// Paths ordered by id (or as `sort` asks), narrowed by every filter given. With
+	// `site_id`, only the paths with at least one end at an endpoint of that site; with
+	// `local_site_id`, the paths leaving that site (local endpoint there); with
+	// `remote_site_id`, the paths reaching it (remote endpoint there). A site filter naming a
+	// site that does not exist is 404. `name` is exact, `status` one status, `q` a
+	// case-insensitive substring of the name. Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6856,8 +7693,10 @@ type ClientWithResponsesInterface interface {
 
 	// ListPoliciesWithResponse List policies
 	//
-	// Policies ordered by id, with their live counters.
-	// Minimum role viewer.
+	// Policies ordered by id (or as `sort` asks; `sort=priority` is the order the classifier
+	// tries them in, lower priority first and, among equal priorities, lower id first), with
+	// their live counters, narrowed by every filter given: `name` (exact), `enabled`, `q` (a
+	// case-insensitive substring of the name or either CIDR). Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7007,7 +7846,9 @@ type ClientWithResponsesInterface interface {
 
 	// ListSitesWithResponse List sites
 	//
-	// Sites in creation order, one page at a time. Minimum role viewer.
+	// Sites in creation order (or as `sort` asks), one page at a time, narrowed by every
+	// filter given: `name` (exact), `q` (a case-insensitive substring of the name, location or
+	// description). Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7096,7 +7937,9 @@ type ClientWithResponsesInterface interface {
 
 	// ListSiteEndpointsWithResponse List a site's endpoints
 	//
-	// The site's endpoints in creation order. Minimum role viewer.
+	// The site's endpoints in creation order (or as `sort` asks), narrowed by every filter
+	// given: `name` (exact), `wan_kind`, `q` (a case-insensitive substring of the name,
+	// interface or address). Minimum role viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7170,8 +8013,12 @@ type ClientWithResponsesInterface interface {
 	// bytes), windowed like the per-policy history. At most 10,000 windows per series
 	// (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 	// than 500 policies with traffic, or more than the windows leave room for, is a 400
-	// naming `top`. 503 when no history store is configured or it does not answer.
-	// Minimum role viewer.
+	// naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
+	// per series and window, columns `policy_id,time,packets,bytes,active_flows,pps,bps,peak_bps`
+	// after a header row, series in the JSON order (the `other` series has policy_id 0;
+	// `peak_bps` empty when unknown); `compare` is JSON only (400 naming `compare` with
+	// CSV). 503 when no history store is configured or it does not answer. Minimum role
+	// viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7202,8 +8049,10 @@ type ClientWithResponsesInterface interface {
 
 	// ListTokensWithResponse List API tokens
 	//
-	// Active (not revoked) tokens ordered by id. Secrets are never returned. The
-	// `PATRONUS_ADMIN_TOKEN` from the environment is not listed. Minimum role admin.
+	// Active (not revoked) tokens ordered by id (or as `sort` asks), narrowed by every
+	// filter given: `name` (exact), `role`, `q` (a case-insensitive substring of the name).
+	// Secrets are never returned. The `PATRONUS_ADMIN_TOKEN` from the environment is not
+	// listed. Minimum role admin.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7758,6 +8607,111 @@ func (r ClearCacheResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ClearCacheResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListEndpointsResponse200Headers the declared response headers of an HTTP 200 response for ListEndpoints
+type ListEndpointsResponse200Headers struct {
+	XRequestID string
+}
+
+// ListEndpointsResponse400Headers the declared response headers of an HTTP 400 response for ListEndpoints
+type ListEndpointsResponse400Headers struct {
+	XRequestID string
+}
+
+// ListEndpointsResponse401Headers the declared response headers of an HTTP 401 response for ListEndpoints
+type ListEndpointsResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// ListEndpointsResponse404Headers the declared response headers of an HTTP 404 response for ListEndpoints
+type ListEndpointsResponse404Headers struct {
+	XRequestID string
+}
+
+// ListEndpointsResponse500Headers the declared response headers of an HTTP 500 response for ListEndpoints
+type ListEndpointsResponse500Headers struct {
+	XRequestID string
+}
+
+type ListEndpointsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *EndpointList
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
+	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationProblemJSON401 *Unauthorized
+	// ApplicationProblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationProblemJSON404 *NotFound
+	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationProblemJSON500 *InternalError
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ListEndpointsResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *ListEndpointsResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListEndpointsResponse401Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ListEndpointsResponse404Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *ListEndpointsResponse500Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListEndpointsResponse) GetJSON200() *EndpointList {
+	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListEndpointsResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
+}
+
+// GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListEndpointsResponse) GetApplicationProblemJSON401() *Unauthorized {
+	return r.ApplicationProblemJSON401
+}
+
+// GetApplicationProblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListEndpointsResponse) GetApplicationProblemJSON404() *NotFound {
+	return r.ApplicationProblemJSON404
+}
+
+// GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r ListEndpointsResponse) GetApplicationProblemJSON500() *InternalError {
+	return r.ApplicationProblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r ListEndpointsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListEndpointsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListEndpointsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListEndpointsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -13144,6 +14098,24 @@ func (c *ClientWithResponses) ClearCacheWithResponse(ctx context.Context, name C
 	return ParseClearCacheResponse(rsp)
 }
 
+// ListEndpointsWithResponse List endpoints of every site
+//
+// Endpoints of every site in creation order (or as `sort` asks), narrowed by every
+// filter given: `site_id` (404 if the site does not exist), `name` (exact), `wan_kind`,
+// `q` (a case-insensitive substring of the name, interface or address). Minimum role
+// viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/endpoints (the `ListEndpoints` operationId).
+func (c *ClientWithResponses) ListEndpointsWithResponse(ctx context.Context, params *ListEndpointsParams, reqEditors ...RequestEditorFn) (*ListEndpointsResponse, error) {
+	rsp, err := c.ListEndpoints(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListEndpointsResponse(rsp)
+}
+
 // DeleteEndpointWithResponse Delete an endpoint
 //
 // Deletes the endpoint and every path touching it (with their metrics); policies
@@ -13270,8 +14242,12 @@ func (c *ClientWithResponses) ListExportersWithResponse(ctx context.Context, req
 
 // ListPathsWithResponse List paths
 //
-// Paths ordered by id. With `site_id`, only the paths with at least one end at an
-// endpoint of that site (404 if the site does not exist). Minimum role viewer.
+// Paths ordered by id (or as `sort` asks), narrowed by every filter given. With
+// `site_id`, only the paths with at least one end at an endpoint of that site; with
+// `local_site_id`, the paths leaving that site (local endpoint there); with
+// `remote_site_id`, the paths reaching it (remote endpoint there). A site filter naming a
+// site that does not exist is 404. `name` is exact, `status` one status, `q` a
+// case-insensitive substring of the name. Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13458,8 +14434,10 @@ func (c *ClientWithResponses) ReplacePathMetricsWithResponse(ctx context.Context
 
 // ListPoliciesWithResponse List policies
 //
-// Policies ordered by id, with their live counters.
-// Minimum role viewer.
+// Policies ordered by id (or as `sort` asks; `sort=priority` is the order the classifier
+// tries them in, lower priority first and, among equal priorities, lower id first), with
+// their live counters, narrowed by every filter given: `name` (exact), `enabled`, `q` (a
+// case-insensitive substring of the name or either CIDR). Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13681,7 +14659,9 @@ func (c *ClientWithResponses) GetRoutingDecisionWithResponse(ctx context.Context
 
 // ListSitesWithResponse List sites
 //
-// Sites in creation order, one page at a time. Minimum role viewer.
+// Sites in creation order (or as `sort` asks), one page at a time, narrowed by every
+// filter given: `name` (exact), `q` (a case-insensitive substring of the name, location or
+// description). Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13818,7 +14798,9 @@ func (c *ClientWithResponses) GetSiteDependenciesWithResponse(ctx context.Contex
 
 // ListSiteEndpointsWithResponse List a site's endpoints
 //
-// The site's endpoints in creation order. Minimum role viewer.
+// The site's endpoints in creation order (or as `sort` asks), narrowed by every filter
+// given: `name` (exact), `wan_kind`, `q` (a case-insensitive substring of the name,
+// interface or address). Minimum role viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13928,8 +14910,12 @@ func (c *ClientWithResponses) GetStatsWithResponse(ctx context.Context, params *
 // bytes), windowed like the per-policy history. At most 10,000 windows per series
 // (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 // than 500 policies with traffic, or more than the windows leave room for, is a 400
-// naming `top`. 503 when no history store is configured or it does not answer.
-// Minimum role viewer.
+// naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
+// per series and window, columns `policy_id,time,packets,bytes,active_flows,pps,bps,peak_bps`
+// after a header row, series in the JSON order (the `other` series has policy_id 0;
+// `peak_bps` empty when unknown); `compare` is JSON only (400 naming `compare` with
+// CSV). 503 when no history store is configured or it does not answer. Minimum role
+// viewer.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -13978,8 +14964,10 @@ func (c *ClientWithResponses) ResetStatsWithResponse(ctx context.Context, reqEdi
 
 // ListTokensWithResponse List API tokens
 //
-// Active (not revoked) tokens ordered by id. Secrets are never returned. The
-// `PATRONUS_ADMIN_TOKEN` from the environment is not listed. Minimum role admin.
+// Active (not revoked) tokens ordered by id (or as `sort` asks), narrowed by every
+// filter given: `name` (exact), `role`, `q` (a case-insensitive substring of the name).
+// Secrets are never returned. The `PATRONUS_ADMIN_TOKEN` from the environment is not
+// listed. Minimum role admin.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -14628,6 +15616,120 @@ func ParseClearCacheResponse(rsp *http.Response) (*ClearCacheResponse, error) {
 		response.Headers403 = &headers
 	case rsp.StatusCode == 500:
 		var headers ClearCacheResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListEndpointsResponse parses an HTTP response from a ListEndpointsWithResponse call
+func ParseListEndpointsResponse(rsp *http.Response) (*ListEndpointsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListEndpointsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest EndpointList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON500 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ListEndpointsResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers ListEndpointsResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers ListEndpointsResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 404:
+		var headers ListEndpointsResponse404Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 500:
+		var headers ListEndpointsResponse500Headers
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -19162,6 +20264,9 @@ func ParseGetStatsHistoryResponse(rsp *http.Response) (*GetStatsHistoryResponse,
 			return nil, err
 		}
 		response.ApplicationProblemJSON503 = &dest
+
+	case rsp.StatusCode == 200:
+		// Content-type (text/csv) unsupported
 
 	}
 
