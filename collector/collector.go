@@ -126,6 +126,7 @@ func (c *Collector) nanos() int64 {
 type policySet struct {
 	members map[int64]struct{} // every policy, enabled or not
 	ids     []int64            // the same, sorted
+	names   []string           // names[i] is the name of policy ids[i]
 	cls     *classifier        // the enabled ones
 }
 
@@ -152,6 +153,11 @@ func (c *Collector) SetPolicies(policies []storage.Policy) error {
 		set.ids = append(set.ids, p.ID)
 	}
 	slices.Sort(set.ids)
+	set.names = make([]string, len(set.ids))
+	for _, p := range policies {
+		i, _ := slices.BinarySearch(set.ids, p.ID)
+		set.names[i] = p.Name
+	}
 	cls, err := compileClassifier(policies)
 	if err != nil {
 		return fmt.Errorf("set policies: %w", err)

@@ -1,0 +1,101 @@
+package collector
+
+import (
+	"slices"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// UnclassifiedName is the name under which unclassified traffic (policy id Unclassified) is
+// labelled in metrics and history.
+const UnclassifiedName = "unclassified"
+
+// Per-policy metric descriptions. The counters are the collector's raw counters, which only
+// grow: a reset of the live statistics (ResetPolicy, ResetAll, the API's reset endpoints)
+// moves the base the API subtracts and leaves these alone, so a Prometheus counter never
+// goes down. They count from the start of the process, or from the policy's creation.
+var (
+	policyLabels      = []string{"policy_id", "policy_name"}
+	descPolicyPackets = prometheus.NewDesc("patronus_policy_packets_total",
+		"Packets counted against a policy since this process started or the policy was created; "+
+			"resets of the live statistics do not lower it. policy_id 0 (policy_name unclassified) is traffic that matched no policy.",
+		policyLabels, nil)
+	descPolicyBytes = prometheus.NewDesc("patronus_policy_bytes_total",
+		"Bytes counted against a policy since this process started or the policy was created; "+
+			"resets of the live statistics do not lower it. policy_id 0 (policy_name unclassified) is traffic that matched no policy.",
+		policyLabels, nil)
+	descPolicyActiveFlows = prometheus.NewDesc("patronus_policy_active_flows",
+		"Flows of a policy tracked right now. policy_id 0 (policy_name unclassified) counts the unclassified flows.",
+		policyLabels, nil)
+)
+
+// PolicyMetrics exports the per-policy packets, bytes and active flows of a Collector to
+// Prometheus, one series per known policy plus one for unclassified traffic. Values are read
+// from the collector's live state at scrape time, so recording pays nothing for them, and
+// a deleted policy's series disappear with it: the series are bounded by the policies.
+type PolicyMetrics struct {
+	c *Collector
+}
+
+// PolicyMetrics returns the prometheus.Collector of the collector's per-policy metrics.
+func (c *Collector) PolicyMetrics() *PolicyMetrics { return &PolicyMetrics{c: c} }
+
+// Describe sends the descriptions of the per-policy metrics.
+func (m *PolicyMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descPolicyPackets
+	ch <- descPolicyBytes
+	ch <- descPolicyActiveFlows
+}
+
+// policyCounts is one policy's raw counters summed over the shards.
+type policyCounts struct {
+	packets, bytes uint64
+	flows          int64
+}
+
+// Collect sends one packets, bytes and active-flows sample per known policy, and the same
+// for unclassified traffic.
+func (m *PolicyMetrics) Collect(ch chan<- prometheus.Metric) {
+	set, counts, unclassified := m.c.policyCounts()
+	send := func(id, name string, n policyCounts) {
+		ch <- prometheus.MustNewConstMetric(descPolicyPackets, prometheus.CounterValue, float64(n.packets), id, name)
+		ch <- prometheus.MustNewConstMetric(descPolicyBytes, prometheus.CounterValue, float64(n.bytes), id, name)
+		ch <- prometheus.MustNewConstMetric(descPolicyActiveFlows, prometheus.GaugeValue, float64(n.flows), id, name)
+	}
+	send("0", UnclassifiedName, unclassified)
+	for i, id := range set.ids {
+		send(strconv.FormatInt(id, 10), set.names[i], counts[i])
+	}
+}
+
+// policyCounts returns the policy set and, in its order, each policy's raw counters, and
+// those of unclassified traffic: one pass over the shards.
+func (c *Collector) policyCounts() (set *policySet, counts []policyCounts, unclassified policyCounts) {
+	set = c.policies.Load()
+	counts = make([]policyCounts, len(set.ids))
+	for i := range c.shards {
+		s := &c.shards[i].shard
+		s.mu.Lock()
+		for ci := range s.cells {
+			cell := &s.cells[ci]
+			if !cell.live {
+				continue
+			}
+			n := &unclassified
+			if cell.id != Unclassified {
+				j, found := slices.BinarySearch(set.ids, cell.id)
+				if !found { // dropped by a SetPolicies that is still running
+					continue
+				}
+				n = &counts[j]
+			}
+			packets, bytes, _ := cell.raw()
+			n.packets = addSat(n.packets, packets)
+			n.bytes = addSat(n.bytes, bytes)
+			n.flows += int64(len(cell.flows))
+		}
+		s.mu.Unlock()
+	}
+	return set, counts, unclassified
+}
