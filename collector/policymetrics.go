@@ -99,3 +99,38 @@ func (c *Collector) policyCounts() (set *policySet, counts []policyCounts, uncla
 	}
 	return set, counts, unclassified
 }
+
+// removedName is the name of a removed policy, kept from TakeDeltas call number takes on.
+type removedName struct {
+	name  string
+	takes uint64
+}
+
+// PolicyName returns the name of a policy, for the policy_name tag of its history points:
+// UnclassifiedName for Unclassified, and for a policy removed since the last two TakeDeltas
+// calls the name it had, since its last deltas are written after its removal. It is empty
+// for ids it does not know (a policy removed earlier, or before a restart).
+func (c *Collector) PolicyName(id int64) string {
+	if id == Unclassified {
+		return UnclassifiedName
+	}
+	set := c.policies.Load()
+	if i, found := slices.BinarySearch(set.ids, id); found {
+		return set.names[i]
+	}
+	c.takeMu.Lock()
+	defer c.takeMu.Unlock()
+	return c.removedNames[id].name
+}
+
+// pruneRemovedNamesLocked forgets the names of policies removed before the previous
+// TakeDeltas call and counts this one; c.takeMu is held. A name thus outlives its policy by
+// the flush that takes its last deltas and the one after, whose points are named after it.
+func (c *Collector) pruneRemovedNamesLocked() {
+	for id, n := range c.removedNames {
+		if n.takes+1 < c.takes {
+			delete(c.removedNames, id)
+		}
+	}
+	c.takes++
+}
