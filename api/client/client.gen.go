@@ -940,6 +940,9 @@ type HistorySeries struct {
 	// PolicyID The policy; 0 for the `other` series.
 	PolicyID int64 `json:"policy_id"`
 
+	// PolicyName The policy's current name; `unclassified` for the unclassified traffic (policy_id 0 without `other`). Absent for the `other` series and for a policy deleted since (its history stays as long as retention keeps it).
+	PolicyName *string `json:"policy_name,omitempty"`
+
 	// Previous The preceding period of equal length (`compare=previous`).
 	Previous *HistoryPrevious `json:"previous,omitempty"`
 
@@ -1225,7 +1228,7 @@ type PolicyCreate struct {
 	Priority int32 `json:"priority"`
 }
 
-// PolicyHistory Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","points":[{"active_flows":14,"bps":128000,"bytes":960000,"packets":1200,"peak_bps":512000,"pps":20,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"policy_id":7,"summary":{"avg_bps":64000,"intervals":12,"last_bps":512000,"max_bps":512000,"p95_bps":512000,"total_bytes":960000,"total_packets":1200},"to":"2025-06-01T12:02:00Z"}
+// PolicyHistory Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","points":[{"active_flows":14,"bps":128000,"bytes":960000,"packets":1200,"peak_bps":512000,"pps":20,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"policy_id":7,"policy_name":"voip","summary":{"avg_bps":64000,"intervals":12,"last_bps":512000,"max_bps":512000,"p95_bps":512000,"total_bytes":960000,"total_packets":1200},"to":"2025-06-01T12:02:00Z"}
 type PolicyHistory struct {
 	// Every Window width, as given.
 	Every string `json:"every"`
@@ -1239,6 +1242,9 @@ type PolicyHistory struct {
 	// Points One point per window, oldest first.
 	Points   []HistoryPoint `json:"points"`
 	PolicyID int64          `json:"policy_id"`
+
+	// PolicyName The policy's current name.
+	PolicyName string `json:"policy_name"`
 
 	// Previous The preceding period of equal length (`compare=previous`).
 	Previous *HistoryPrevious `json:"previous,omitempty"`
