@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/patronus-sdwan/patronus/spool"
 	"github.com/patronus-sdwan/patronus/storage"
 )
@@ -133,6 +135,9 @@ type policySet struct {
 	ids     []int64            // the same, sorted
 	names   []string           // names[i] is the name of policy ids[i]
 	cls     *classifier        // the enabled ones
+
+	labelsOnce sync.Once          // builds labels on the first scrape of this set
+	labels     [][]*dto.LabelPair // metric labels: unclassified, then ids in order
 }
 
 // known reports whether id names a policy of the set.

@@ -2,12 +2,15 @@ package collector
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/patronus-sdwan/patronus/storage"
@@ -112,7 +115,7 @@ patronus_policy_active_flows{policy_id="1",policy_name="web"} 1
 }
 
 // BenchmarkPolicyMetricsScrape gathers the per-policy metrics of 10,000 policies, each with
-// traffic on one flow.
+// traffic on one flow: Gather alone, and a whole GET /metrics in the text format.
 func BenchmarkPolicyMetricsScrape(b *testing.B) {
 	const n = 10_000
 	policies := make([]storage.Policy, n)
@@ -126,11 +129,25 @@ func BenchmarkPolicyMetricsScrape(b *testing.B) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c.PolicyMetrics())
-	b.ReportAllocs()
-	for b.Loop() {
-		families, err := reg.Gather()
-		if err != nil || len(families) != 3 || len(families[0].GetMetric()) != n+1 {
-			b.Fatalf("gather: %v, %d families", err, len(families))
+	b.Run("Gather", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			families, err := reg.Gather()
+			if err != nil || len(families) != 3 || len(families[0].GetMetric()) != n+1 {
+				b.Fatalf("gather: %v, %d families", err, len(families))
+			}
 		}
-	}
+	})
+	b.Run("HTTP", func(b *testing.B) {
+		h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		b.ReportAllocs()
+		for b.Loop() {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != http.StatusOK || w.Body.Len() < 30*n {
+				b.Fatalf("GET /metrics: %d, %d bytes", w.Code, w.Body.Len())
+			}
+		}
+	})
 }
