@@ -2837,7 +2837,16 @@ type ClientInterface interface {
 	// GetMetrics Prometheus metrics
 	//
 	// Process, HTTP, ingest, flow, history-pipeline and cache metrics in the Prometheus
-	// text exposition format. Public.
+	// text exposition format. Public: it names the policies, so keep it on a network only
+	// your Prometheus reaches.
+	//
+	// Per policy, labelled `policy_id` and `policy_name`, one series each per existing
+	// policy (a deleted policy's series disappear) plus `policy_id="0"`,
+	// `policy_name="unclassified"` for traffic that matched no policy:
+	// `patronus_policy_packets_total` and `patronus_policy_bytes_total` (counters of this
+	// replica since it started or the policy was created; the stats reset endpoints zero
+	// the API's live numbers but not these, so they never go down: use `rate()` and sum
+	// over replicas) and `patronus_policy_active_flows` (a gauge, the flows tracked now).
 	//
 	// Corresponds with GET /metrics (the `GetMetrics` operationId).
 	GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -4090,7 +4099,16 @@ func (c *Client) GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (
 // GetMetrics Prometheus metrics
 //
 // Process, HTTP, ingest, flow, history-pipeline and cache metrics in the Prometheus
-// text exposition format. Public.
+// text exposition format. Public: it names the policies, so keep it on a network only
+// your Prometheus reaches.
+//
+// Per policy, labelled `policy_id` and `policy_name`, one series each per existing
+// policy (a deleted policy's series disappear) plus `policy_id="0"`,
+// `policy_name="unclassified"` for traffic that matched no policy:
+// `patronus_policy_packets_total` and `patronus_policy_bytes_total` (counters of this
+// replica since it started or the policy was created; the stats reset endpoints zero
+// the API's live numbers but not these, so they never go down: use `rate()` and sum
+// over replicas) and `patronus_policy_active_flows` (a gauge, the flows tracked now).
 //
 // Corresponds with GET /metrics (the `GetMetrics` operationId).
 func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -7266,7 +7284,16 @@ type ClientWithResponsesInterface interface {
 	// GetMetricsWithResponse Prometheus metrics
 	//
 	// Process, HTTP, ingest, flow, history-pipeline and cache metrics in the Prometheus
-	// text exposition format. Public.
+	// text exposition format. Public: it names the policies, so keep it on a network only
+	// your Prometheus reaches.
+	//
+	// Per policy, labelled `policy_id` and `policy_name`, one series each per existing
+	// policy (a deleted policy's series disappear) plus `policy_id="0"`,
+	// `policy_name="unclassified"` for traffic that matched no policy:
+	// `patronus_policy_packets_total` and `patronus_policy_bytes_total` (counters of this
+	// replica since it started or the policy was created; the stats reset endpoints zero
+	// the API's live numbers but not these, so they never go down: use `rate()` and sum
+	// over replicas) and `patronus_policy_active_flows` (a gauge, the flows tracked now).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -14028,7 +14055,16 @@ func (c *ClientWithResponses) GetHealthWithResponse(ctx context.Context, reqEdit
 // GetMetricsWithResponse Prometheus metrics
 //
 // Process, HTTP, ingest, flow, history-pipeline and cache metrics in the Prometheus
-// text exposition format. Public.
+// text exposition format. Public: it names the policies, so keep it on a network only
+// your Prometheus reaches.
+//
+// Per policy, labelled `policy_id` and `policy_name`, one series each per existing
+// policy (a deleted policy's series disappear) plus `policy_id="0"`,
+// `policy_name="unclassified"` for traffic that matched no policy:
+// `patronus_policy_packets_total` and `patronus_policy_bytes_total` (counters of this
+// replica since it started or the policy was created; the stats reset endpoints zero
+// the API's live numbers but not these, so they never go down: use `rate()` and sum
+// over replicas) and `patronus_policy_active_flows` (a gauge, the flows tracked now).
 //
 // Returns a wrapper object for the known response body format(s).
 //
