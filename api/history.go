@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/patronus-sdwan/patronus/api/apigen"
+	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
@@ -257,7 +258,8 @@ func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID,
 		return
 	}
 	ctx := c.Request.Context()
-	if _, err := s.store.Policies().Get(ctx, policyID); err != nil {
+	policy, err := s.store.Policies().Get(ctx, policyID)
+	if err != nil {
 		writeError(c, err)
 		return
 	}
@@ -281,7 +283,7 @@ func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID,
 	}
 	summary := rs.summaryOut(iv > 0)
 	out := apigen.PolicyHistory{
-		PolicyID: policyID, From: r.from, To: r.to, Every: r.everyText, Interval: intervalText(iv),
+		PolicyID: policyID, PolicyName: policy.Name, From: r.from, To: r.to, Every: r.everyText, Interval: intervalText(iv),
 		Points: rs.pointsOut(iv > 0), Summary: summary,
 	}
 	if params.Compare != nil {
@@ -446,12 +448,26 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 		out.Series[i] = apigen.HistorySeries{PolicyID: ss.policyID, Points: ss.pointsOut(iv > 0), Summary: &summary}
 		if ss.other {
 			out.Series[i].Other = &ss.other
+		} else {
+			out.Series[i].PolicyName = s.policyName(ss.policyID)
 		}
 		if previous != nil {
 			out.Series[i].Previous = previous[i].previousOut(r.previous(), iv > 0)
 		}
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// policyName is the name of a policy as this replica's classifier knows it (the inventory's,
+// as of the last change applied), "unclassified" for id 0, nil for a policy deleted since.
+func (s *Server) policyName(id int64) *string {
+	if s.cfg.Collector == nil {
+		return nil
+	}
+	if name := s.cfg.Collector.PolicyName(id); name != "" && (id == collector.Unclassified || s.cfg.Collector.KnowsPolicy(id)) {
+		return &name
+	}
+	return nil
 }
 
 // GetPipelineStats answers the state of the history flush. Without a flush pipeline

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -151,8 +152,8 @@ func TestPolicyHistory(t *testing.T) {
 		t.Run("ExactWindows", func(t *testing.T) {
 			r := a.do(http.MethodGet, historyPath(fx.policy.ID, "from", "2025-06-01T11:00:00Z", "to", "2025-06-01T12:00:00Z", "every", "10m"), a.viewer, nil)
 			h := decodeAs[apigen.PolicyHistory](t, r, http.StatusOK)
-			if h.PolicyID != fx.policy.ID || !h.From.Equal(at("11:00:00")) || !h.To.Equal(at("12:00:00")) || h.Every != "10m" {
-				t.Errorf("header fields %d %s %s %s", h.PolicyID, h.From, h.To, h.Every)
+			if h.PolicyID != fx.policy.ID || h.PolicyName != fx.policy.Name || !h.From.Equal(at("11:00:00")) || !h.To.Equal(at("12:00:00")) || h.Every != "10m" {
+				t.Errorf("header fields %d %q %s %s %s", h.PolicyID, h.PolicyName, h.From, h.To, h.Every)
 			}
 			if !samePoints(h.Points, want) {
 				t.Errorf("points\n got  %+v\n want %+v", h.Points, want)
@@ -291,6 +292,40 @@ func TestStatsHistory(t *testing.T) {
 		top := decodeAs[apigen.StatsHistory](t, a.do(http.MethodGet, "/api/v1/stats/history"+query+"&top=2", a.viewer, nil), http.StatusOK)
 		if len(top.Series) != 2 || top.Series[0].PolicyID != p2 || top.Series[1].PolicyID != p3 {
 			t.Errorf("top 2: %+v", top.Series)
+		}
+
+		// Each series carries its policy's name; other has none, nor has a deleted policy.
+		names := func(h apigen.StatsHistory) map[int64]string {
+			out := map[int64]string{}
+			for _, s := range h.Series {
+				name := "<none>"
+				if s.PolicyName != nil {
+					name = *s.PolicyName
+				}
+				out[s.PolicyID] = name
+			}
+			return out
+		}
+		policyName := func(id int64) string {
+			p, err := a.store.Policies().Get(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p.Name
+		}
+		if got, want := names(all), map[int64]string{p1: policyName(p1), p2: policyName(p2), p3: policyName(p3)}; !maps.Equal(got, want) {
+			t.Errorf("names %v, want %v", got, want)
+		}
+		withOther := decodeAs[apigen.StatsHistory](t, a.do(http.MethodGet, "/api/v1/stats/history"+query+"&top=1&other=true", a.viewer, nil), http.StatusOK)
+		if got, want := names(withOther), map[int64]string{p2: policyName(p2), 0: "<none>"}; !maps.Equal(got, want) {
+			t.Errorf("names with other %v, want %v", got, want)
+		}
+		if r := a.do(http.MethodDelete, "/api/v1/policies/"+strconv.FormatInt(p1, 10), a.operator, nil); r.Status != http.StatusNoContent {
+			t.Fatalf("delete policy: %s", r)
+		}
+		after := decodeAs[apigen.StatsHistory](t, a.do(http.MethodGet, "/api/v1/stats/history"+query, a.viewer, nil), http.StatusOK)
+		if got, want := names(after), map[int64]string{p1: "<none>", p2: policyName(p2), p3: policyName(p3)}; !maps.Equal(got, want) {
+			t.Errorf("names after deleting policy %d: %v, want %v", p1, got, want)
 		}
 
 		empty := decodeAs[apigen.StatsHistory](t, a.do(http.MethodGet, "/api/v1/stats/history?from=-5m", a.viewer, nil), http.StatusOK)

@@ -7,6 +7,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/patronus-sdwan/patronus/collector"
 )
 
 // httpMetrics counts requests by route and status, and times them, except event streams,
@@ -47,6 +49,15 @@ func (m *httpMetrics) middleware() gin.HandlerFunc {
 			m.duration.WithLabelValues(c.Request.Method, route).Observe(time.Since(start).Seconds())
 		}
 	}
+}
+
+// registerPolicyMetrics exports the collector's per-policy packets, bytes and active flows
+// (read at scrape time), when there is a collector.
+func registerPolicyMetrics(reg prometheus.Registerer, c *collector.Collector) error {
+	if c == nil {
+		return nil
+	}
+	return reg.Register(c.PolicyMetrics())
 }
 
 // GetMetrics serves the Prometheus text format.

@@ -27,7 +27,7 @@ const historyWriteTimeout = 2 * time.Second
 // pathMetricsWriter is the optional part of a history store that records path metrics
 // (InfluxDB does; the SQL history does not).
 type pathMetricsWriter interface {
-	WritePathMetrics(ctx context.Context, m storage.PathMetrics) error
+	WritePathMetrics(ctx context.Context, m storage.PathMetrics, pathName string) error
 }
 
 // GetPathMetrics answers the latest metrics of a path from the metrics cache, or from the
@@ -95,14 +95,16 @@ func (s *Server) ReplacePathMetrics(c *gin.Context, pathID apigen.PathID) {
 	}
 	ctx := c.Request.Context()
 	var seq int64
+	var pathName string
 	err := s.store.Tx(ctx, func(tx *storage.Store) error {
-		if _, err := tx.Paths().Get(ctx, pathID); err != nil {
+		path, err := tx.Paths().Get(ctx, pathID)
+		if err != nil {
 			return err
 		}
+		pathName = path.Name
 		if err := tx.Metrics().Put(ctx, &m); err != nil {
 			return err
 		}
-		var err error
 		if m, err = tx.Metrics().Get(ctx, pathID); err != nil { // as stored
 			return err
 		}
@@ -118,20 +120,20 @@ func (s *Server) ReplacePathMetrics(c *gin.Context, pathID apigen.PathID) {
 	if s.cfg.Caches != nil {
 		s.cfg.Caches.StoreMetrics(m)
 	}
-	s.writeMetricsHistory(c, m)
+	s.writeMetricsHistory(c, m, pathName)
 	c.JSON(http.StatusOK, pathMetricsOut(m))
 }
 
-// writeMetricsHistory records m as a path_metrics point when the history store takes them.
+// writeMetricsHistory records m as a path_metrics point, tagged with the path's name, when the history store takes them.
 // The metrics are stored already, so a failure is logged, not answered.
-func (s *Server) writeMetricsHistory(c *gin.Context, m storage.PathMetrics) {
+func (s *Server) writeMetricsHistory(c *gin.Context, m storage.PathMetrics, pathName string) {
 	w, ok := s.cfg.History.(pathMetricsWriter)
 	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(afterCommit(c), historyWriteTimeout)
 	defer cancel()
-	if err := w.WritePathMetrics(ctx, m); err != nil {
+	if err := w.WritePathMetrics(ctx, m, pathName); err != nil {
 		loggerFrom(c).Warn("write path metrics to the history store", "path_id", m.PathID, "err", err,
 			"request_id", requestID(c))
 	}

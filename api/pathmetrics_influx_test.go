@@ -44,7 +44,7 @@ func influxQuery(t *testing.T, serverURL, db, q string) [][]any {
 }
 
 // TestPathMetricsInfluxPoint: a PUT of metrics on a server whose history is InfluxDB writes one
-// path_metrics point at measured_at.
+// path_metrics point at measured_at, tagged with the path's name.
 func TestPathMetricsInfluxPoint(t *testing.T) {
 	serverURL, bucket := storagetest.InfluxDatabase(t)
 	db, _, _ := strings.Cut(bucket, "/")
@@ -60,9 +60,9 @@ func TestPathMetricsInfluxPoint(t *testing.T) {
 	put := a.putMetrics(fx.path.ID, metricsBody(20, 0.5))
 
 	rows := influxQuery(t, serverURL, db,
-		fmt.Sprintf(`SELECT latency_ms, packet_loss_pct, score FROM path_metrics WHERE path_id = '%d'`, fx.path.ID))
+		fmt.Sprintf(`SELECT latency_ms, packet_loss_pct, score, path_name FROM path_metrics WHERE path_id = '%d'`, fx.path.ID))
 	measured := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC).Unix()
-	want := []any{float64(measured), 20.0, 0.5, float64(put.Score)}
+	want := []any{float64(measured), 20.0, 0.5, float64(put.Score), fx.path.Name}
 	if len(rows) != 1 || fmt.Sprint(rows[0]) != fmt.Sprint(want) {
 		t.Fatalf("path_metrics points = %v, want one %v", rows, want)
 	}

@@ -166,6 +166,9 @@ func New(cfg Config) (*Server, error) {
 	if err := registerEventMetrics(cfg.Registry, cfg.Events); err != nil {
 		return nil, err
 	}
+	if err := registerPolicyMetrics(cfg.Registry, cfg.Collector); err != nil {
+		return nil, err
+	}
 	ingest, err := newIngestLimiter(cfg.Ingest, cfg.Registry)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/patronus-sdwan/patronus/spool"
 	"github.com/patronus-sdwan/patronus/storage"
 )
@@ -76,6 +78,10 @@ type Collector struct {
 	setMu   sync.Mutex
 	takeMu  sync.Mutex
 	removed map[int64]*storage.PolicyDelta
+	// removedNames keeps the names of removed policies for the flushes that may still write
+	// their last deltas; guarded by takeMu, pruned by TakeDeltas (see PolicyName).
+	removedNames map[int64]removedName
+	takes        uint64 // TakeDeltas calls, guarded by takeMu
 }
 
 // New returns a Collector that knows no policies yet; call SetPolicies before recording.
@@ -100,6 +106,7 @@ func New(cfg Config) *Collector {
 		realClock:     cfg.Now == nil,
 		log:           cfg.Logger,
 		removed:       make(map[int64]*storage.PolicyDelta),
+		removedNames:  make(map[int64]removedName),
 	}
 	if c.realClock {
 		c.now = time.Now
@@ -126,7 +133,11 @@ func (c *Collector) nanos() int64 {
 type policySet struct {
 	members map[int64]struct{} // every policy, enabled or not
 	ids     []int64            // the same, sorted
+	names   []string           // names[i] is the name of policy ids[i]
 	cls     *classifier        // the enabled ones
+
+	labelsOnce sync.Once          // builds labels on the first scrape of this set
+	labels     [][]*dto.LabelPair // metric labels: unclassified, then ids in order
 }
 
 // known reports whether id names a policy of the set.
@@ -152,6 +163,11 @@ func (c *Collector) SetPolicies(policies []storage.Policy) error {
 		set.ids = append(set.ids, p.ID)
 	}
 	slices.Sort(set.ids)
+	set.names = make([]string, len(set.ids))
+	for _, p := range policies {
+		i, _ := slices.BinarySearch(set.ids, p.ID)
+		set.names[i] = p.Name
+	}
 	cls, err := compileClassifier(policies)
 	if err != nil {
 		return fmt.Errorf("set policies: %w", err)
@@ -163,22 +179,28 @@ func (c *Collector) SetPolicies(policies []storage.Policy) error {
 	old := c.policies.Load()
 	c.policies.Store(set)
 	var gone []int64
-	for _, id := range old.ids {
+	var goneNames []string
+	for i, id := range old.ids {
 		if !set.known(id) {
 			gone = append(gone, id)
+			goneNames = append(goneNames, old.names[i])
 		}
 	}
 	if len(gone) > 0 {
-		c.dropPolicies(gone)
+		c.dropPolicies(gone, goneNames)
 	}
 	return nil
 }
 
 // dropPolicies removes the cells and flows of policies that no longer exist, keeping their
-// untaken deltas for the next TakeDeltas so that history loses nothing.
-func (c *Collector) dropPolicies(ids []int64) {
+// untaken deltas for the next TakeDeltas so that history loses nothing, and their names for
+// the points of those deltas.
+func (c *Collector) dropPolicies(ids []int64, names []string) {
 	c.takeMu.Lock()
 	defer c.takeMu.Unlock()
+	for i, id := range ids {
+		c.removedNames[id] = removedName{name: names[i], takes: c.takes}
+	}
 	for i := range c.shards {
 		s := &c.shards[i].shard
 		s.mu.Lock()

@@ -23,6 +23,12 @@ type DeltaSource interface {
 	TakeDeltas(now time.Time) []storage.PolicyDelta
 }
 
+// PolicyNamer names policies for the policy_name of history points. A DeltaSource that is
+// also a PolicyNamer (as *Collector is) names the points of its Flusher.
+type PolicyNamer interface {
+	PolicyName(id int64) string
+}
+
 // FlushConfig configures a Flusher.
 type FlushConfig struct {
 	// Instance is this replica's name, the instance tag of every point.
@@ -77,9 +83,10 @@ type PipelineStats struct {
 // until the refused points are alone; those are dropped, with a count and a log line, and the
 // rest is written. Batching happens here only; the writer sends what it is given.
 type Flusher struct {
-	src DeltaSource
-	w   HistoryWriter
-	cfg FlushConfig
+	src   DeltaSource
+	names PolicyNamer // nil when src does not name policies
+	w     HistoryWriter
+	cfg   FlushConfig
 
 	mu      sync.Mutex
 	queue   []queuedFlush // oldest first
@@ -134,7 +141,8 @@ func NewFlusher(src DeltaSource, w HistoryWriter, cfg FlushConfig) *Flusher {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Flusher{src: src, w: w, cfg: cfg, wake: make(chan struct{}, 1)}
+	names, _ := src.(PolicyNamer)
+	return &Flusher{src: src, names: names, w: w, cfg: cfg, wake: make(chan struct{}, 1)}
 }
 
 // Stats returns a snapshot of the pipeline counters.
@@ -157,6 +165,7 @@ func (f *Flusher) CollectDeltas() int {
 		for i := range deltas {
 			deltas[i].Instance = f.cfg.Instance
 			deltas[i].Time = now
+			f.name(&deltas[i])
 		}
 		flushes = []queuedFlush{{points: deltas}}
 	} else {
@@ -209,10 +218,19 @@ func (f *Flusher) readSpool(now time.Time, deltas []storage.PolicyDelta) []queue
 	for i, fl := range flushes {
 		for j := range fl.Points {
 			fl.Points[j].Instance = f.cfg.Instance
+			f.name(&fl.Points[j])
 		}
 		out[i] = queuedFlush{points: fl.Points, end: fl.End}
 	}
 	return out
+}
+
+// name sets a point's policy name once, when it is queued: a retry re-sends the point with
+// the same tags, so it overwrites itself on InfluxDB even if the policy was renamed since.
+func (f *Flusher) name(d *storage.PolicyDelta) {
+	if f.names != nil && d.PolicyName == "" {
+		d.PolicyName = f.names.PolicyName(d.PolicyID)
+	}
 }
 
 // commitLocked advances the spool's checkpoint. f.mu is held: commits happen in queue order.

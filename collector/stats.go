@@ -204,6 +204,7 @@ func (c *Collector) ResetAll() {
 func (c *Collector) TakeDeltas(now time.Time) []storage.PolicyDelta {
 	c.takeMu.Lock()
 	defer c.takeMu.Unlock()
+	c.pruneRemovedNamesLocked()
 	acc := make(map[int64]*storage.PolicyDelta, len(c.removed)+len(c.policies.Load().ids))
 	for id, d := range c.removed {
 		acc[id] = d

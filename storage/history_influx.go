@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/influxdata/influxdb-client-go/v2/api"
@@ -107,6 +109,7 @@ func (h *InfluxHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) e
 		p := write.NewPointWithMeasurement(MeasurementPolicyTraffic).
 			AddTag("instance", d.Instance).
 			AddTag("policy_id", strconv.FormatInt(d.PolicyID, 10)).
+			AddTag("policy_name", TagValue(d.PolicyName)).
 			AddField("active_flows", d.ActiveFlows).
 			AddField("bytes", d.Bytes).
 			AddField("packets", d.Packets).
@@ -119,15 +122,16 @@ func (h *InfluxHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) e
 	return nil
 }
 
-// WritePathMetrics writes one path_metrics point (tag path_id) at m.MeasuredAt, or now when
-// that is zero. Failures are classified as for WriteDeltas.
-func (h *InfluxHistory) WritePathMetrics(ctx context.Context, m PathMetrics) error {
+// WritePathMetrics writes one path_metrics point (tags path_id and path_name) at
+// m.MeasuredAt, or now when that is zero. Failures are classified as for WriteDeltas.
+func (h *InfluxHistory) WritePathMetrics(ctx context.Context, m PathMetrics, pathName string) error {
 	at := m.MeasuredAt
 	if at.IsZero() {
 		at = time.Now()
 	}
 	p := write.NewPointWithMeasurement(MeasurementPathMetrics).
 		AddTag("path_id", strconv.FormatInt(m.PathID, 10)).
+		AddTag("path_name", TagValue(pathName)).
 		AddField("latency_ms", m.LatencyMs).
 		AddField("jitter_ms", m.JitterMs).
 		AddField("packet_loss_pct", m.PacketLossPct).
@@ -139,6 +143,36 @@ func (h *InfluxHistory) WritePathMetrics(ctx context.Context, m PathMetrics) err
 		return classifyInfluxError(fmt.Errorf("write metrics of path %d: %w", m.PathID, err))
 	}
 	return nil
+}
+
+// TagValue returns a name as an InfluxDB tag value that reads back the same. The client
+// escapes spaces, commas and equals signs, and quotes and any Unicode pass as they are; what
+// line protocol cannot carry is changed: a control character becomes a space, and a
+// backslash that ends the value or stands before a space, comma or equals sign (where the
+// server would read it as an escape) becomes U+FF3C, the fullwidth backslash. An empty
+// value leaves the tag out.
+func TagValue(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r == '\\' || unicode.IsControl(r) }) {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case unicode.IsControl(r):
+			b.WriteByte(' ')
+		case r == '\\' && (i+1 == len(s) || strings.ContainsRune(" ,=", rune(s[i+1])) || isControlAt(s, i+1)):
+			b.WriteRune('\uFF3C')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// isControlAt says whether a control character (which becomes a space) starts at s[i].
+func isControlAt(s string, i int) bool {
+	r, _ := utf8.DecodeRuneInString(s[i:])
+	return unicode.IsControl(r)
 }
 
 // classifyInfluxError turns a write failure of the client into a *WriteError: no answer, 5xx

@@ -301,7 +301,7 @@ func TestInfluxWritePathMetrics(t *testing.T) {
 	serverURL, bucket := influxDatabase(t)
 	h := newInflux(t, storage.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket})
 	m := storage.PathMetrics{PathID: 42, LatencyMs: 12.5, JitterMs: 1.25, PacketLossPct: 0.5, BandwidthMbps: 940, MTU: 1420, Score: 87, MeasuredAt: base}
-	if err := h.WritePathMetrics(ctx, m); err != nil {
+	if err := h.WritePathMetrics(ctx, m, "paris-berlin"); err != nil {
 		t.Fatal(err)
 	}
 	client := influxdb2.NewClient(serverURL, influxToken)

@@ -132,7 +132,10 @@ type APIToken struct {
 // PolicyDelta is the traffic a policy saw on one instance between two flushes:
 // packets and bytes are deltas, ActiveFlows is a gauge at Time.
 type PolicyDelta struct {
-	PolicyID    int64
+	PolicyID int64
+	// PolicyName is the policy's name when the delta was taken, the policy_name tag on
+	// InfluxDB (Grafana shows it); empty when unknown. SQL history joins names instead.
+	PolicyName  string
 	Instance    string
 	Time        time.Time
 	Packets     int64

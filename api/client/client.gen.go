@@ -1128,6 +1128,9 @@ type HistorySeries struct {
 	// PolicyID The policy; 0 for the `other` series.
 	PolicyID int64 `json:"policy_id"`
 
+	// PolicyName The policy's current name; `unclassified` for the unclassified traffic (policy_id 0 without `other`). Absent for the `other` series and for a policy deleted since (its history stays as long as retention keeps it).
+	PolicyName *string `json:"policy_name,omitempty"`
+
 	// Previous The preceding period of equal length (`compare=previous`).
 	Previous *HistoryPrevious `json:"previous,omitempty"`
 
@@ -1413,7 +1416,7 @@ type PolicyCreate struct {
 	Priority int32 `json:"priority"`
 }
 
-// PolicyHistory Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","points":[{"active_flows":14,"bps":128000,"bytes":960000,"packets":1200,"peak_bps":512000,"pps":20,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"policy_id":7,"summary":{"avg_bps":64000,"intervals":12,"last_bps":512000,"max_bps":512000,"p95_bps":512000,"total_bytes":960000,"total_packets":1200},"to":"2025-06-01T12:02:00Z"}
+// PolicyHistory Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","points":[{"active_flows":14,"bps":128000,"bytes":960000,"packets":1200,"peak_bps":512000,"pps":20,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"policy_id":7,"policy_name":"voip","summary":{"avg_bps":64000,"intervals":12,"last_bps":512000,"max_bps":512000,"p95_bps":512000,"total_bytes":960000,"total_packets":1200},"to":"2025-06-01T12:02:00Z"}
 type PolicyHistory struct {
 	// Every Window width, as given.
 	Every string `json:"every"`
@@ -1427,6 +1430,9 @@ type PolicyHistory struct {
 	// Points One point per window, oldest first.
 	Points   []HistoryPoint `json:"points"`
 	PolicyID int64          `json:"policy_id"`
+
+	// PolicyName The policy's current name.
+	PolicyName string `json:"policy_name"`
 
 	// Previous The preceding period of equal length (`compare=previous`).
 	Previous *HistoryPrevious `json:"previous,omitempty"`
@@ -3233,7 +3239,16 @@ type ClientInterface interface {
 	// GetMetrics Prometheus metrics
 	//
 	// Process, HTTP, ingest, flow, history-pipeline and cache metrics in the Prometheus
-	// text exposition format. Public.
+	// text exposition format. Public: it names the policies, so keep it on a network only
+	// your Prometheus reaches.
+	//
+	// Per policy, labelled `policy_id` and `policy_name`, one series each per existing
+	// policy (a deleted policy's series disappear) plus `policy_id="0"`,
+	// `policy_name="unclassified"` for traffic that matched no policy:
+	// `patronus_policy_packets_total` and `patronus_policy_bytes_total` (counters of this
+	// replica since it started or the policy was created; the stats reset endpoints zero
+	// the API's live numbers but not these, so they never go down: use `rate()` and sum
+	// over replicas) and `patronus_policy_active_flows` (a gauge, the flows tracked now).
 	//
 	// Corresponds with GET /metrics (the `GetMetrics` operationId).
 	GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -4548,7 +4563,16 @@ func (c *Client) GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (
 // GetMetrics Prometheus metrics
 //
 // Process, HTTP, ingest, flow, history-pipeline and cache metrics in the Prometheus
-// text exposition format. Public.
+// text exposition format. Public: it names the policies, so keep it on a network only
+// your Prometheus reaches.
+//
+// Per policy, labelled `policy_id` and `policy_name`, one series each per existing
+// policy (a deleted policy's series disappear) plus `policy_id="0"`,
+// `policy_name="unclassified"` for traffic that matched no policy:
+// `patronus_policy_packets_total` and `patronus_policy_bytes_total` (counters of this
+// replica since it started or the policy was created; the stats reset endpoints zero
+// the API's live numbers but not these, so they never go down: use `rate()` and sum
+// over replicas) and `patronus_policy_active_flows` (a gauge, the flows tracked now).
 //
 // Corresponds with GET /metrics (the `GetMetrics` operationId).
 func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -8192,7 +8216,16 @@ type ClientWithResponsesInterface interface {
 	// GetMetricsWithResponse Prometheus metrics
 	//
 	// Process, HTTP, ingest, flow, history-pipeline and cache metrics in the Prometheus
-	// text exposition format. Public.
+	// text exposition format. Public: it names the policies, so keep it on a network only
+	// your Prometheus reaches.
+	//
+	// Per policy, labelled `policy_id` and `policy_name`, one series each per existing
+	// policy (a deleted policy's series disappear) plus `policy_id="0"`,
+	// `policy_name="unclassified"` for traffic that matched no policy:
+	// `patronus_policy_packets_total` and `patronus_policy_bytes_total` (counters of this
+	// replica since it started or the policy was created; the stats reset endpoints zero
+	// the API's live numbers but not these, so they never go down: use `rate()` and sum
+	// over replicas) and `patronus_policy_active_flows` (a gauge, the flows tracked now).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -15161,7 +15194,16 @@ func (c *ClientWithResponses) GetHealthWithResponse(ctx context.Context, reqEdit
 // GetMetricsWithResponse Prometheus metrics
 //
 // Process, HTTP, ingest, flow, history-pipeline and cache metrics in the Prometheus
-// text exposition format. Public.
+// text exposition format. Public: it names the policies, so keep it on a network only
+// your Prometheus reaches.
+//
+// Per policy, labelled `policy_id` and `policy_name`, one series each per existing
+// policy (a deleted policy's series disappear) plus `policy_id="0"`,
+// `policy_name="unclassified"` for traffic that matched no policy:
+// `patronus_policy_packets_total` and `patronus_policy_bytes_total` (counters of this
+// replica since it started or the policy was created; the stats reset endpoints zero
+// the API's live numbers but not these, so they never go down: use `rate()` and sum
+// over replicas) and `patronus_policy_active_flows` (a gauge, the flows tracked now).
 //
 // Returns a wrapper object for the known response body format(s).
 //

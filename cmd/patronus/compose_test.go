@@ -291,9 +291,11 @@ func TestComposePatronusSettings(t *testing.T) {
 	}
 
 	grafana := project.Services["grafana"]
+	// Grafana queries with InfluxQL: InfluxDB 2.x maps bucket "db" (or "db/rp") to database db.
+	database, _, _ := strings.Cut(c.InfluxBucket, "/")
 	if env(t, grafana, "INFLUX_URL") != c.InfluxURL || env(t, grafana, "INFLUX_TOKEN") != c.InfluxToken ||
-		env(t, grafana, "INFLUX_ORG") != c.InfluxOrg || env(t, grafana, "INFLUX_BUCKET") != c.InfluxBucket {
-		t.Error("grafana reads another InfluxDB, org, bucket or token than patronus writes to")
+		env(t, grafana, "INFLUX_DATABASE") != database {
+		t.Error("grafana reads another InfluxDB, database or token than patronus writes to")
 	}
 }
 
