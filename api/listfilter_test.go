@@ -191,7 +191,7 @@ func TestListEndpointsPathsFilters(t *testing.T) {
 		}{
 			{"q=198.51", []string{"a-lte"}},
 			{"q=wwan", []string{"a-lte"}},
-			{"q=203.0.113.10", []string{fx.endpoint.Name}},
+			{"q=" + url.QueryEscape(fx.endpoint.Address), []string{fx.endpoint.Name}},
 			{"wan_kind=fiber", []string{fx.endpoint.Name}},
 			{"wan_kind=mpls", nil},
 			{"name=a-lte", []string{"a-lte"}},
