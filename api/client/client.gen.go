@@ -1151,6 +1151,8 @@ type PipelineStats struct {
 	BatchesFailed int64      `json:"batches_failed"`
 	LastError     *string    `json:"last_error"`
 	LastErrorAt   *time.Time `json:"last_error_at"`
+
+	// LastSuccessAt When a flush cycle last succeeded: it wrote everything it took, or it had nothing to write and nothing was waiting. An idle service moves it every flush interval, so "time since last_success_at" measures flush health, not traffic. Null until the first cycle (one flush interval after start-up).
 	LastSuccessAt *time.Time `json:"last_success_at"`
 
 	// PointsDropped Points dropped because the buffer was full or the store rejected them for good.
