@@ -205,6 +205,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("start tailing the change feed: %w", err)
 		}
 	}
+	s.auth.uses.start() // Close stops it
 	return s, nil
 }
 

@@ -1605,8 +1605,10 @@ type StatsResetResult struct {
 //
 // Example: {"created_at":"2025-06-01T09:00:00Z","id":4,"last_used_at":"2025-06-01T12:00:00Z","name":"grafana-reader","role":"viewer"}
 type Token struct {
-	CreatedAt  time.Time  `json:"created_at"`
-	ID         int64      `json:"id"`
+	CreatedAt time.Time `json:"created_at"`
+	ID        int64     `json:"id"`
+
+	// LastUsedAt When the token last authenticated a request, to within about a minute: uses are recorded in the background, at most once a minute per token, so a request never waits for this write. Null if the token has never been used. Find unused tokens by an old or null value.
 	LastUsedAt *time.Time `json:"last_used_at"`
 
 	// Name A name of 1 to 128 characters, without leading or trailing white space.
