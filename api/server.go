@@ -180,8 +180,8 @@ func New(cfg Config) (*Server, error) {
 	r.HandleMethodNotAllowed = true
 	r.Use(
 		requestIDMiddleware(cfg.Logger),
+		accessLogMiddleware(), // outside the recovery, so a request that panicked is logged too
 		recoveryMiddleware(),
-		accessLogMiddleware(),
 		httpMetrics.middleware(),
 		databaseGate(cfg.DatabaseReady, ct.roleOf),
 		bodyLimitMiddleware(),
