@@ -557,6 +557,9 @@ func (a *testAPI) snapshot() map[string][]string {
 			}
 			var b strings.Builder
 			for i, v := range vals {
+				if table == "api_tokens" && cols[i] == "last_used_at" {
+					continue // any authenticated request moves it, refused or not
+				}
 				if bs, ok := v.([]byte); ok {
 					v = string(bs)
 				}

@@ -42,6 +42,7 @@ type authenticator struct {
 	adminToken string
 	grace      time.Duration // how long a verified token outlives an unreachable database
 	guard      *authGuard
+	uses       *tokenUseRecorder // notes each stored token's use for its last_used_at
 	log        *slog.Logger
 	now        func() time.Time // the cache's clock; tests move it
 
@@ -51,8 +52,11 @@ type authenticator struct {
 }
 
 func newAuthenticator(store *storage.Store, adminToken string, guard *authGuard, log *slog.Logger) *authenticator {
+	mark := func(ctx context.Context, id int64, at time.Time) error {
+		return store.Tokens().MarkUsed(ctx, id, at, tokenUseWindow)
+	}
 	return &authenticator{tokens: store.Tokens, adminToken: adminToken, grace: guard.limits.TokenGrace, guard: guard, log: log,
-		now: time.Now, cache: map[string]cachedPrincipal{}, unknown: map[string]time.Time{}}
+		uses: newTokenUseRecorder(mark, log), now: time.Now, cache: map[string]cachedPrincipal{}, unknown: map[string]time.Time{}}
 }
 
 // isAdminToken says whether secret is the configured admin token, which needs no database.
@@ -173,6 +177,7 @@ func (a *authenticator) middleware(roleOf func(method, fullPath string) (string,
 			writeError(c, newError(errForbidden, "this operation needs the %s role; the token has %s", need, p.Role))
 			return
 		}
+		a.uses.used(p.TokenID)
 		c.Set(ctxPrincipal, p)
 		c.Next()
 	}

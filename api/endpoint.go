@@ -102,7 +102,7 @@ func (s *Server) CreateEndpoint(c *gin.Context, siteID apigen.SiteID) {
 		return
 	}
 	s.applied(c, seq)
-	c.JSON(http.StatusCreated, endpointOut(e))
+	writeCreated(c, "/api/v1/endpoints/"+e.ID, endpointOut(e))
 }
 
 // GetEndpoint answers one endpoint.

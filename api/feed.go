@@ -84,8 +84,10 @@ func (s *Server) StartFeed() error {
 	return nil
 }
 
-// Close stops tailing the change feed; the server answers nothing that waits on it after.
+// Close stops tailing the change feed (the server answers nothing that waits on it after)
+// and writes the token uses still waiting for their last_used_at.
 func (s *Server) Close() {
+	s.auth.uses.close() // the last token uses are written before the database closes
 	s.feedMu.Lock()
 	defer s.feedMu.Unlock()
 	if s.stopFeed != nil {

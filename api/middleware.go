@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -97,19 +98,57 @@ func recoveryMiddleware() gin.HandlerFunc {
 	}
 }
 
-// accessLogMiddleware logs each request at debug level, and 5xx at error level.
+// quietRoutes are logged at debug level: probes and scrapes arrive every few seconds and
+// say nothing about what clients do.
+var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// accessLogMiddleware logs one line per request once it is answered: at info level, debug for
+// the quiet routes, error for 5xx. The line has the method, the route (the spec's path
+// template), the path, the status, the duration, the request id (from the request's logger)
+// and the token's name when one was accepted; never the token, any header or the query.
 func accessLogMiddleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
 		status := c.Writer.Status()
-		level := slog.LevelDebug
-		if status >= 500 {
+		route := routeTemplate(c.FullPath())
+		level := slog.LevelInfo
+		switch {
+		case status >= 500:
 			level = slog.LevelError
+		case quietRoutes[route]:
+			level = slog.LevelDebug
 		}
-		loggerFrom(c).Log(c.Request.Context(), level, "request", "method", c.Request.Method,
-			"path", c.Request.URL.Path, "status", status, "duration", time.Since(start), "bytes", c.Writer.Size())
+		log := loggerFrom(c)
+		ctx := c.Request.Context()
+		if !log.Enabled(ctx, level) {
+			return
+		}
+		attrs := []any{"method", c.Request.Method, "route", route, "path", c.Request.URL.Path, "status", status,
+			"duration_ms", float64(time.Since(start).Microseconds()) / 1000, "bytes", max(c.Writer.Size(), 0)}
+		if p := principalOf(c); p.Name != "" {
+			attrs = append(attrs, "actor", p.Name)
+		}
+		log.Log(ctx, level, "request", attrs...)
 	}
+}
+
+// routeTemplate writes gin's route (/api/v1/sites/:site_id) as the spec's path template
+// (/api/v1/sites/{site_id}); a request that matched no route is "unmatched".
+func routeTemplate(fullPath string) string {
+	if fullPath == "" {
+		return "unmatched"
+	}
+	if !strings.Contains(fullPath, ":") {
+		return fullPath
+	}
+	parts := strings.Split(fullPath, "/")
+	for i, p := range parts {
+		if name, ok := strings.CutPrefix(p, ":"); ok {
+			parts[i] = "{" + name + "}"
+		}
+	}
+	return strings.ReplaceAll(strings.Join(parts, "/"), `\:`, ":") // gin escapes a literal colon
 }
 
 // bodyLimitMiddleware caps request bodies; reading past the cap fails with errTooLarge.

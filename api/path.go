@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -101,7 +102,7 @@ func (s *Server) CreatePath(c *gin.Context) {
 		return
 	}
 	s.applied(c, seq)
-	c.JSON(http.StatusCreated, pathOut(p))
+	writeCreated(c, "/api/v1/paths/"+strconv.FormatInt(p.ID, 10), pathOut(p))
 }
 
 // GetPath answers one path.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -103,7 +104,7 @@ func (s *Server) CreatePolicy(c *gin.Context) {
 		return
 	}
 	s.applied(c, seq)
-	c.JSON(http.StatusCreated, policyOut(p, s.policyStats(p.ID)))
+	writeCreated(c, "/api/v1/policies/"+strconv.FormatInt(p.ID, 10), policyOut(p, s.policyStats(p.ID)))
 }
 
 // GetPolicy answers one policy with its live counters.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"reflect"
 	"strconv"
 	"strings"
@@ -162,4 +163,11 @@ func jsonKindWords(t reflect.Type) string {
 		return "a JSON array"
 	}
 	return "a JSON object"
+}
+
+// writeCreated answers 201 Created with the new resource and its path in Location, where it
+// is read back (or, for a token, revoked).
+func writeCreated(c *gin.Context, location string, body any) {
+	c.Header("Location", location)
+	c.JSON(http.StatusCreated, body)
 }

@@ -183,8 +183,8 @@ func New(cfg Config) (*Server, error) {
 	r.HandleMethodNotAllowed = true
 	r.Use(
 		requestIDMiddleware(cfg.Logger),
+		accessLogMiddleware(), // outside the recovery, so a request that panicked is logged too
 		recoveryMiddleware(),
-		accessLogMiddleware(),
 		httpMetrics.middleware(),
 		databaseGate(cfg.DatabaseReady, ct.roleOf),
 		bodyLimitMiddleware(),
@@ -208,6 +208,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("start tailing the change feed: %w", err)
 		}
 	}
+	s.auth.uses.start() // Close stops it
 	return s, nil
 }
 

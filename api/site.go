@@ -91,7 +91,7 @@ func (s *Server) CreateSite(c *gin.Context) {
 	s.applied(c, seq)
 	out := siteOut(site)
 	setETag(c, site.Version)
-	c.JSON(http.StatusCreated, out)
+	writeCreated(c, "/api/v1/sites/"+site.ID, out)
 }
 
 // GetSite answers one site with its version as ETag.

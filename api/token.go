@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -60,7 +61,7 @@ func (s *Server) CreateToken(c *gin.Context) {
 		return
 	}
 	s.applied(c, seq)
-	c.JSON(http.StatusCreated, apigen.TokenCreated{
+	writeCreated(c, "/api/v1/tokens/"+strconv.FormatInt(tok.ID, 10), apigen.TokenCreated{
 		ID: tok.ID, Name: tok.Name, Role: apigen.Role(tok.Role), Token: secret, CreatedAt: tok.CreatedAt,
 	})
 }

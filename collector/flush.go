@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -64,9 +65,12 @@ type PipelineStats struct {
 	// BatchesFailed counts the batches in which the store refused points for good, once per
 	// batch however many of its points were refused; failures that are retried do not count
 	// (WriteAttempts counts every write sent, retries included).
-	BatchesFailed  int64
-	LastError      string
-	LastErrorAt    time.Time
+	BatchesFailed int64
+	LastError     string
+	LastErrorAt   time.Time
+	// LastSuccessAt is when a flush cycle last ended healthy: everything it took was
+	// written, or there was nothing to write and nothing was waiting. It tracks flush
+	// health, not traffic: an idle service still moves it every interval.
 	LastSuccessAt  time.Time
 	FlushesTotal   int64
 	WriteAttempts  int64
@@ -161,6 +165,7 @@ func (f *Flusher) CollectDeltas() int {
 	now := f.cfg.Now().UTC()
 	deltas := f.src.TakeDeltas(now)
 	var flushes []queuedFlush
+	healthy := true
 	if f.cfg.Spool == nil {
 		for i := range deltas {
 			deltas[i].Instance = f.cfg.Instance
@@ -169,7 +174,9 @@ func (f *Flusher) CollectDeltas() int {
 		}
 		flushes = []queuedFlush{{points: deltas}}
 	} else {
-		flushes = f.readSpool(now, deltas)
+		var ok bool
+		flushes, ok = f.readSpool(now, deltas)
+		healthy = ok
 	}
 	n := 0
 	f.mu.Lock()
@@ -188,6 +195,9 @@ func (f *Flusher) CollectDeltas() int {
 		n += len(q.points)
 	}
 	f.dropOldestLocked()
+	if healthy && len(f.queue) == 0 {
+		f.stats.LastSuccessAt = f.cfg.Now() // an empty cycle: nothing to write, nothing waiting
+	}
 	f.mu.Unlock()
 	if n > 0 {
 		select {
@@ -199,20 +209,26 @@ func (f *Flusher) CollectDeltas() int {
 }
 
 // readSpool cuts the spool at now, with the active flows of the collector's deltas, and
-// returns the flushes it hands back (after a restart, those past the checkpoint first).
-func (f *Flusher) readSpool(now time.Time, deltas []storage.PolicyDelta) []queuedFlush {
+// returns the flushes it hands back (after a restart, those past the checkpoint first); ok
+// is false when the spool failed, and the failure is the pipeline's last error.
+func (f *Flusher) readSpool(now time.Time, deltas []storage.PolicyDelta) (_ []queuedFlush, ok bool) {
 	active := make(map[int64]int64, len(deltas))
 	for _, d := range deltas {
 		if d.ActiveFlows > 0 {
 			active[d.PolicyID] = d.ActiveFlows
 		}
 	}
+	ok = true
 	if err := f.cfg.Spool.Cut(context.Background(), now, active); err != nil {
 		f.cfg.Logger.Error("spool: cannot cut a flush", "err", err)
+		f.noteError(fmt.Errorf("spool: %w", err))
+		ok = false
 	}
 	flushes, err := f.cfg.Spool.ReadFlushes()
 	if err != nil {
 		f.cfg.Logger.Error("spool: cannot read flushes", "err", err)
+		f.noteError(fmt.Errorf("spool: %w", err))
+		ok = false
 	}
 	out := make([]queuedFlush, len(flushes))
 	for i, fl := range flushes {
@@ -222,7 +238,7 @@ func (f *Flusher) readSpool(now time.Time, deltas []storage.PolicyDelta) []queue
 		}
 		out[i] = queuedFlush{points: fl.Points, end: fl.End}
 	}
-	return out
+	return out, ok
 }
 
 // name sets a point's policy name once, when it is queued: a retry re-sends the point with
@@ -296,7 +312,7 @@ func (f *Flusher) complete(last uint64, refused int, refusal error) {
 	refused = min(refused, removed)
 	now := f.cfg.Now()
 	f.stats.PointsWritten += int64(removed - refused)
-	if removed > refused {
+	if removed > refused || removed == 0 { // removed == 0: flushes with nothing to write
 		f.stats.LastSuccessAt = now
 	}
 	if refused == 0 {
@@ -489,7 +505,7 @@ var (
 	descBatchesFailed = prometheus.NewDesc("patronus_history_batches_failed_total", "History batches in which the store refused points for good (retried failures are not counted).", nil, nil)
 	descFlushes       = prometheus.NewDesc("patronus_history_flushes_total", "Flush intervals run.", nil, nil)
 	descWriteAttempts = prometheus.NewDesc("patronus_history_write_attempts_total", "Writes sent to the history store, retries included.", nil, nil)
-	descLastSuccess   = prometheus.NewDesc("patronus_history_last_success_timestamp_seconds", "When the history store last accepted a write.", nil, nil)
+	descLastSuccess   = prometheus.NewDesc("patronus_history_last_success_timestamp_seconds", "When a flush cycle last succeeded: it wrote what it took, or had nothing to write.", nil, nil)
 	descLastError     = prometheus.NewDesc("patronus_history_last_error_timestamp_seconds", "When a history write last failed.", nil, nil)
 )
 

@@ -88,6 +88,21 @@ func (s *TokenStore) Authenticate(ctx context.Context, secret string) (APIToken,
 	return tok, nil
 }
 
+// MarkUsed records that token id authenticated a request at at. The write is skipped when
+// last_used_at is already within minGap before at (another replica recorded a use that
+// recently), and last_used_at never moves back. It writes no change record: a use is not an
+// inventory change.
+func (s *TokenStore) MarkUsed(ctx context.Context, id int64, at time.Time, minGap time.Duration) error {
+	at = at.UTC()
+	err := s.db.WithContext(ctx).Model(&APIToken{}).
+		Where("id = ? AND (last_used_at IS NULL OR last_used_at < ?)", id, at.Add(-minGap)).
+		UpdateColumn("last_used_at", at).Error
+	if err != nil {
+		return translate(err, fmt.Sprintf("mark token %d used", id))
+	}
+	return nil
+}
+
 // List returns one page of tokens (hashes included; callers must not show them).
 func (s *TokenStore) List(ctx context.Context, p ListParams) (Page[APIToken], error) {
 	return s.ListFiltered(ctx, TokenFilter{}, p)

@@ -1342,6 +1342,8 @@ type PipelineStats struct {
 	BatchesFailed int64      `json:"batches_failed"`
 	LastError     *string    `json:"last_error"`
 	LastErrorAt   *time.Time `json:"last_error_at"`
+
+	// LastSuccessAt When a flush cycle last succeeded: it wrote everything it took, or it had nothing to write and nothing was waiting. An idle service moves it every flush interval, so "time since last_success_at" measures flush health, not traffic. Null until the first cycle (one flush interval after start-up).
 	LastSuccessAt *time.Time `json:"last_success_at"`
 
 	// PointsDropped Points dropped because the buffer was full or the store rejected them for good.
@@ -1800,8 +1802,10 @@ type StatsResetResult struct {
 //
 // Example: {"created_at":"2025-06-01T09:00:00Z","id":4,"last_used_at":"2025-06-01T12:00:00Z","name":"grafana-reader","role":"viewer"}
 type Token struct {
-	CreatedAt  time.Time  `json:"created_at"`
-	ID         int64      `json:"id"`
+	CreatedAt time.Time `json:"created_at"`
+	ID        int64     `json:"id"`
+
+	// LastUsedAt When the token last authenticated a request, to within about a minute: uses are recorded in the background, at most once a minute per token, so a request never waits for this write. Null if the token has never been used. Find unused tokens by an old or null value.
 	LastUsedAt *time.Time `json:"last_used_at"`
 
 	// Name A name of 1 to 128 characters, without leading or trailing white space.
@@ -9440,6 +9444,7 @@ func (r ListPathsResponse) ContentType() string {
 
 // CreatePathResponse201Headers the declared response headers of an HTTP 201 response for CreatePath
 type CreatePathResponse201Headers struct {
+	Location   string
 	XRequestID string
 }
 
@@ -10337,6 +10342,7 @@ func (r ListPoliciesResponse) ContentType() string {
 
 // CreatePolicyResponse201Headers the declared response headers of an HTTP 201 response for CreatePolicy
 type CreatePolicyResponse201Headers struct {
+	Location   string
 	XRequestID string
 }
 
@@ -11536,6 +11542,7 @@ func (r ListSitesResponse) ContentType() string {
 // CreateSiteResponse201Headers the declared response headers of an HTTP 201 response for CreateSite
 type CreateSiteResponse201Headers struct {
 	ETag       string
+	Location   string
 	XRequestID string
 }
 
@@ -12322,6 +12329,7 @@ func (r ListSiteEndpointsResponse) ContentType() string {
 
 // CreateEndpointResponse201Headers the declared response headers of an HTTP 201 response for CreateEndpoint
 type CreateEndpointResponse201Headers struct {
+	Location   string
 	XRequestID string
 }
 
@@ -13156,6 +13164,7 @@ func (r ListTokensResponse) ContentType() string {
 
 // CreateTokenResponse201Headers the declared response headers of an HTTP 201 response for CreateToken
 type CreateTokenResponse201Headers struct {
+	Location   string
 	XRequestID string
 }
 
@@ -16632,6 +16641,13 @@ func ParseCreatePathResponse(rsp *http.Response) (*CreatePathResponse, error) {
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreatePathResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: "uri-reference"}); err != nil {
+				return nil, err
+			}
+			headers.Location = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -17637,6 +17653,13 @@ func ParseCreatePolicyResponse(rsp *http.Response) (*CreatePolicyResponse, error
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreatePolicyResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: "uri-reference"}); err != nil {
+				return nil, err
+			}
+			headers.Location = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -18977,6 +19000,13 @@ func ParseCreateSiteResponse(rsp *http.Response) (*CreateSiteResponse, error) {
 			}
 			headers.ETag = value
 		}
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: "uri-reference"}); err != nil {
+				return nil, err
+			}
+			headers.Location = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -19869,6 +19899,13 @@ func ParseCreateEndpointResponse(rsp *http.Response) (*CreateEndpointResponse, e
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateEndpointResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: "uri-reference"}); err != nil {
+				return nil, err
+			}
+			headers.Location = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -20789,6 +20826,13 @@ func ParseCreateTokenResponse(rsp *http.Response) (*CreateTokenResponse, error) 
 	switch {
 	case rsp.StatusCode == 201:
 		var headers CreateTokenResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: "uri-reference"}); err != nil {
+				return nil, err
+			}
+			headers.Location = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

@@ -123,17 +123,17 @@ func (c config) validate() error {
 		errs = append(errs, fmt.Errorf("%s: %s", envName(flagName), fmt.Sprintf(format, args...)))
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("listen", "%q is not host:port", c.Listen)
+		bad("listen", "%q is not host:port; use e.g. 127.0.0.1:8080 or :8080", c.Listen)
 	}
 	for name, addr := range map[string]string{"netflow-listen": c.NetFlowListen, "sflow-listen": c.SFlowListen} {
 		if _, _, err := net.SplitHostPort(addr); addr != "" && err != nil {
-			bad(name, "%q is not host:port", addr)
+			bad(name, "%q is not host:port; use e.g. 0.0.0.0:2055", addr)
 		}
 	}
 	if c.InfluxURL != "" {
 		u, err := url.Parse(c.InfluxURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("influx-url", "%q is not an http(s) URL", c.InfluxURL)
+			bad("influx-url", "%q is not an http(s) URL; use e.g. http://localhost:8086", c.InfluxURL)
 		}
 		if c.InfluxBucket == "" {
 			bad("influx-bucket", "is required with %s", envName("influx-url"))
@@ -148,7 +148,7 @@ func (c config) validate() error {
 	for _, name := range []string{"flush-interval", "flow-idle-timeout", "metrics-cache-ttl", "routing-cache-ttl", "history-retention", "shutdown-timeout",
 		"feed-poll-interval", "feed-retention"} {
 		if positive[name] <= 0 {
-			bad(name, "must be positive, got %s", positive[name])
+			bad(name, "%q is not a positive duration; use e.g. 10s or 1m", positive[name].String())
 		}
 	}
 	for _, s := range []struct {
@@ -157,55 +157,55 @@ func (c config) validate() error {
 	}{{"read-header-timeout", c.HTTP.ReadHeaderTimeout}, {"read-timeout", c.HTTP.ReadTimeout},
 		{"write-timeout", c.HTTP.WriteTimeout}, {"idle-timeout", c.HTTP.IdleTimeout}} {
 		if s.d <= 0 {
-			bad(s.name, "must be positive, got %s", s.d)
+			bad(s.name, "%q is not a positive duration; use e.g. 10s or 1m", s.d.String())
 		}
 	}
 	if c.HTTP.MaxConnections <= 0 {
-		bad("max-connections", "must be positive, got %d", c.HTTP.MaxConnections)
+		bad("max-connections", "%d is not a positive whole number; use e.g. 1000", c.HTTP.MaxConnections)
 	}
 	if c.DatabaseTimeout <= 0 {
-		bad("database-timeout", "must be positive, got %s", c.DatabaseTimeout)
+		bad("database-timeout", "%q is not a positive duration; use e.g. 5s", c.DatabaseTimeout.String())
 	}
 	if c.Auth.FailuresPerMinute <= 0 {
-		bad("auth-failures-per-minute", "must be positive, got %d", c.Auth.FailuresPerMinute)
+		bad("auth-failures-per-minute", "%d is not a positive whole number; use e.g. 1000", c.Auth.FailuresPerMinute)
 	}
 	if c.Auth.TokenGrace < 0 {
-		bad("token-grace", "must not be negative, got %s", c.Auth.TokenGrace)
+		bad("token-grace", "%q is negative; use 0 (off) or a duration like 15m", c.Auth.TokenGrace.String())
 	}
 	if c.Ingest.MaxRequests <= 0 {
-		bad("max-ingest-requests", "must be positive, got %d", c.Ingest.MaxRequests)
+		bad("max-ingest-requests", "%d is not a positive whole number; use e.g. 1000", c.Ingest.MaxRequests)
 	}
 	if c.Ingest.MaxBytes < 1<<20 {
 		bad("max-ingest-bytes", "must be at least 1 MiB (1048576), got %d", c.Ingest.MaxBytes)
 	}
 	if c.MaxFlows <= 0 {
-		bad("max-flows", "must be positive, got %d", c.MaxFlows)
+		bad("max-flows", "%d is not a positive whole number; use e.g. 1000", c.MaxFlows)
 	}
 	if c.CacheMaxEntries <= 0 {
-		bad("cache-max-entries", "must be positive, got %d", c.CacheMaxEntries)
+		bad("cache-max-entries", "%d is not a positive whole number; use e.g. 1000", c.CacheMaxEntries)
 	}
 	if c.HistoryBufferPoints <= 0 {
-		bad("history-buffer-points", "must be positive, got %d", c.HistoryBufferPoints)
+		bad("history-buffer-points", "%d is not a positive whole number; use e.g. 1000", c.HistoryBufferPoints)
 	}
 	if c.EventBuffer <= 0 {
-		bad("event-buffer", "must be positive, got %d", c.EventBuffer)
+		bad("event-buffer", "%d is not a positive whole number; use e.g. 1000", c.EventBuffer)
 	}
 	if c.SpoolMaxBytes < 1<<20 {
 		bad("spool-max-bytes", "must be at least 1048576 (1 MiB), got %d", c.SpoolMaxBytes)
 	}
 	if c.SpoolSync != spool.SyncStrict && c.SpoolSync != spool.SyncRelaxed {
-		bad("spool-sync", "%q is not %s or %s", c.SpoolSync, spool.SyncStrict, spool.SyncRelaxed)
+		bad("spool-sync", "%q is not a sync mode; use %s or %s", c.SpoolSync, spool.SyncStrict, spool.SyncRelaxed)
 	}
 	if c.SpoolSyncInterval <= 0 {
-		bad("spool-sync-interval", "must be positive, got %s", c.SpoolSyncInterval)
+		bad("spool-sync-interval", "%q is not a positive duration; use e.g. 100ms", c.SpoolSyncInterval.String())
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		bad("log-format", "%q is not text or json", c.LogFormat)
+		bad("log-format", "%q is not a log format; use text or json", c.LogFormat)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("log-level", "%q is not debug, info, warn or error", c.LogLevel)
+		bad("log-level", "%q is not a log level; use debug, info, warn or error", c.LogLevel)
 	}
 	if c.Instance != "" && strings.TrimSpace(c.Instance) == "" {
 		bad("instance", "must not be blank")

@@ -51,7 +51,7 @@ func startServe(t *testing.T, args ...string) *testServer {
 	t.Helper()
 	addr := freeAddr(t)
 	full := append([]string{"serve", "--listen", addr, "--database-url", filepath.Join(t.TempDir(), "patronus.db"),
-		"--admin-token", hostileAdminToken, "--shutdown-timeout", "5s"}, args...)
+		"--admin-token", hostileAdminToken, "--shutdown-timeout", "5s", "--spool-dir", t.TempDir()}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	logs := &syncBuffer{}

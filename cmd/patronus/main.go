@@ -9,6 +9,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -24,6 +25,8 @@ import (
 
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
+
+	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; otherwise the module
@@ -46,21 +49,39 @@ func oneLine(err error) string {
 }
 
 // run parses args into a command and runs it until ctx is cancelled or the command returns.
+//
+// The flag package prints a command's usage on any parse error; it goes to a buffer that is
+// shown only when help was asked for, so a bad setting is one line, not the whole usage.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	root := newCommand(stdout, stderr)
+	var help bytes.Buffer
+	failed := new(settingFailure)
+	root := newCommand(stdout, stderr, &help, failed)
 	if err := root.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			_, _ = io.Copy(stderr, &help)
+			return err
+		}
+		return parseError(err, failed, "patronus")
 	}
 	return root.Run(ctx)
 }
 
-func newCommand(stdout, stderr io.Writer) *ffcli.Command {
-	// Each command reads the full configuration, so PATRONUS_* variables mean the same everywhere.
+func newCommand(stdout, stderr io.Writer, help io.Writer, failed *settingFailure) *ffcli.Command {
+	// serve and the root read the full configuration; migrate and token create only what they
+	// use, so their help lists only their own settings.
 	newFlags := func(name string) (*flag.FlagSet, *config) {
 		fs := flag.NewFlagSet(name, flag.ContinueOnError)
-		fs.SetOutput(stderr)
+		fs.SetOutput(help)
 		c := new(config)
 		registerFlags(fs, c)
+		checkValues(fs, failed)
+		return fs, c
+	}
+	databaseFlags := func(name string) (*flag.FlagSet, *config) {
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		fs.SetOutput(help)
+		c := new(config)
+		fs.StringVar(&c.DatabaseURL, "database-url", storage.DefaultDatabaseURL, "inventory database: a SQLite file path, or a postgres:// URL")
 		return fs, c
 	}
 	serveFS, serveCfg := newFlags("patronus serve")
@@ -74,26 +95,26 @@ func newCommand(stdout, stderr io.Writer) *ffcli.Command {
 			return serve(ctx, *serveCfg, stderr)
 		},
 	}
-	migrateFS, migrateCfg := newFlags("patronus migrate")
+	migrateFS, migrateCfg := databaseFlags("patronus migrate")
 	migrateCmd := &ffcli.Command{
 		Name: "migrate", ShortUsage: "patronus migrate [flags]", ShortHelp: "apply database migrations and exit",
 		FlagSet: migrateFS, Options: envOptions(), UsageFunc: usage,
 		Exec: func(ctx context.Context, _ []string) error {
-			if err := migrateCfg.validate(); err != nil {
-				return err
-			}
 			return migrate(ctx, *migrateCfg, stdout, stderr)
 		},
 	}
-	tokenFS, tokenCfg := newFlags("patronus token create")
+	tokenFS, tokenCfg := databaseFlags("patronus token create")
 	tokenName := tokenFS.String("name", "", "token name, shown as the actor in the audit log (required)")
 	tokenRole := tokenFS.String("role", "viewer", "token role: viewer, operator or admin")
 	tokenCreate := &ffcli.Command{
 		Name: "create", ShortUsage: "patronus token create --name NAME --role viewer|operator|admin", ShortHelp: "issue an API token and print it once",
 		FlagSet: tokenFS, Options: envOptions(), UsageFunc: usage,
 		Exec: func(ctx context.Context, _ []string) error {
-			if err := tokenCfg.validate(); err != nil {
-				return err
+			if strings.TrimSpace(*tokenName) == "" {
+				return errors.New("--name: is required; use e.g. --name grafana-reader")
+			}
+			if !storage.ValidRole(*tokenRole) {
+				return fmt.Errorf("--role: %q is not a role; use viewer, operator or admin", *tokenRole)
 			}
 			return createToken(ctx, *tokenCfg, *tokenName, *tokenRole, stdout, stderr)
 		},

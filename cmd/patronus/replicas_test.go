@@ -41,7 +41,7 @@ func startReplica(t *testing.T, dbURL string, extra ...string) *replica {
 	r := &replica{addr: freeAddr(t), logs: &syncBuffer{}, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	args := append([]string{"serve", "--listen", r.addr, "--database-url", dbURL, "--flush-interval", "100ms"}, extra...)
+	args := append([]string{"serve", "--listen", r.addr, "--database-url", dbURL, "--flush-interval", "100ms", "--spool-dir", t.TempDir()}, extra...)
 	go func() { defer close(r.done); r.err = run(ctx, args, io.Discard, r.logs) }()
 	t.Cleanup(func() { r.stop(t) })
 	return r
@@ -104,7 +104,7 @@ func TestDuplicateInstanceRefusesToStart(t *testing.T) {
 	dbURL := storagetest.PostgresSchemaURL(t)
 	first := startReplica(t, dbURL, "--instance", "edge-1")
 	waitReady(t, first)
-	err := run(context.Background(), []string{"serve", "--listen", freeAddr(t), "--database-url", dbURL, "--instance", "edge-1"}, io.Discard, io.Discard)
+	err := run(context.Background(), []string{"serve", "--listen", freeAddr(t), "--database-url", dbURL, "--instance", "edge-1", "--spool-dir", t.TempDir()}, io.Discard, io.Discard)
 	if err == nil {
 		t.Fatal("a second replica named edge-1 started")
 	}
@@ -133,7 +133,7 @@ func TestRetentionLeaseTakeoverAfterKill(t *testing.T) {
 		p := &proc{addr: freeAddr(t), logs: &syncBuffer{}}
 		p.cmd = exec.Command(bin, "serve")
 		p.cmd.Env = append(os.Environ(), "PATRONUS_LISTEN="+p.addr, "PATRONUS_DATABASE_URL="+dbURL,
-			"PATRONUS_INSTANCE="+name, "PATRONUS_HISTORY_RETENTION=1h", "PATRONUS_FLUSH_INTERVAL=100ms")
+			"PATRONUS_INSTANCE="+name, "PATRONUS_HISTORY_RETENTION=1h", "PATRONUS_FLUSH_INTERVAL=100ms", "PATRONUS_SPOOL_DIR="+t.TempDir())
 		p.cmd.Stderr = p.logs
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)
