@@ -291,9 +291,13 @@ func validateTop(top int) error {
 	return nil
 }
 
-// asWriteError returns err as a *WriteError, wrapping other errors as retryable ones: a
-// store that failed for a reason this package did not classify may well answer next time.
-func asWriteError(err error) *WriteError {
+// AsWriteError is the one decision on a failed history write, shared by every store and its
+// callers: a *WriteError (anywhere in the chain) keeps the classification of the store that
+// made it, which knows what its answers mean; any other error is retryable, because a store
+// that failed for a reason nobody classified (a dropped connection, a deadline, a database
+// restarting) may well answer next time, and dropping acknowledged history is worse than
+// sending it again (a retried batch overwrites itself, it cannot double count).
+func AsWriteError(err error) *WriteError {
 	var werr *WriteError
 	if errors.As(err, &werr) {
 		return werr

@@ -142,12 +142,13 @@ func (h *InfluxHistory) WritePathMetrics(ctx context.Context, m PathMetrics) err
 }
 
 // classifyInfluxError turns a write failure of the client into a *WriteError: no answer, 5xx
-// and 429 are retryable, with the server's Retry-After; any other status is permanent, and so
-// is a failure before sending (a point that cannot be encoded).
+// and 429 are retryable, with the server's Retry-After; any other status is permanent. A
+// failure without an HTTP answer of the client's (a deadline before sending, say) gets the
+// shared default of AsWriteError.
 func classifyInfluxError(err error) *WriteError {
 	var herr *influxhttp.Error
 	if !errors.As(err, &herr) {
-		return &WriteError{Err: err}
+		return AsWriteError(err)
 	}
 	werr := &WriteError{Status: herr.StatusCode, Err: err}
 	switch {

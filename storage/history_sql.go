@@ -50,18 +50,18 @@ func (s *SQLHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) erro
 	rows := dedupeDeltas(deltas)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return asWriteError(fmt.Errorf("write %d history rows: begin: %w", len(rows), err))
+		return AsWriteError(fmt.Errorf("write %d history rows: begin: %w", len(rows), err))
 	}
 	defer func() { _ = tx.Rollback() }()
 	for start := 0; start < len(rows); start += sqlWriteChunk {
 		chunk := rows[start:min(start+sqlWriteChunk, len(rows))]
 		query, args := s.upsertSQL(chunk)
 		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
-			return asWriteError(fmt.Errorf("write %d history rows: %w", len(rows), err))
+			return AsWriteError(fmt.Errorf("write %d history rows: %w", len(rows), err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return asWriteError(fmt.Errorf("write %d history rows: commit: %w", len(rows), err))
+		return AsWriteError(fmt.Errorf("write %d history rows: commit: %w", len(rows), err))
 	}
 	return nil
 }
