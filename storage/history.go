@@ -304,3 +304,38 @@ func AsWriteError(err error) *WriteError {
 	}
 	return &WriteError{Retryable: true, Err: err}
 }
+
+// merge adds the series of src, read from another segment of the same grid, to s: packets
+// and bytes add up, active flows take the larger of the two (each segment's figure is
+// already the window's over all instances).
+func (s *seriesSet) merge(src *seriesSet) {
+	for id, points := range src.series {
+		dst, ok := s.series[id]
+		if !ok {
+			s.series[id] = points
+			continue
+		}
+		for i := range points {
+			dst[i].Packets += points[i].Packets
+			dst[i].Bytes += points[i].Bytes
+			dst[i].ActiveFlows = max(dst[i].ActiveFlows, points[i].ActiveFlows)
+		}
+	}
+}
+
+// historyKind names where one kind of series lives, so that the rollup code serves policy
+// history and any other series with the same columns (path history, say) alike.
+type historyKind struct {
+	// rawTable and idColumn are the SQL table of raw points and its series column; the
+	// rollup tables are rawTable_1m and rawTable_1h.
+	rawTable, idColumn string
+	// measurement and idTag are the InfluxDB measurement (in every tier's retention policy)
+	// and its series tag.
+	measurement, idTag string
+}
+
+// policyHistory is the kind of the per-policy history.
+var policyHistory = historyKind{rawTable: "policy_stats", idColumn: "policy_id", measurement: MeasurementPolicyTraffic, idTag: "policy_id"}
+
+// tierTable is the SQL table of a rollup tier.
+func (k historyKind) tierTable(tier string) string { return k.rawTable + "_" + tier }
