@@ -62,10 +62,10 @@ type TierConfig struct {
 
 // tierPlan is a validated TierConfig; the zero value (off) keeps raw points only.
 type tierPlan struct {
-	on                       bool
-	interval                 time.Duration
+	on                        bool
+	interval                  time.Duration
 	raw, ret1m, ret1h, settle time.Duration
-	now                      func() time.Time
+	now                       func() time.Time
 }
 
 func newTierPlan(c *TierConfig) (tierPlan, error) {
@@ -232,11 +232,11 @@ func rateBin(bytes int64) int64 {
 // rollupRow is one rollup bucket of one series (id), summed over instances; id
 // totalSeriesID holds all series of the kind together.
 type rollupRow struct {
-	id                                            int64
-	bucket                                        time.Time
+	id                                             int64
+	bucket                                         time.Time
 	packets, bytes, samples, activeFlows, maxBytes int64
-	lastAt                                        time.Time
-	lastBytes                                     int64
+	lastAt                                         time.Time
+	lastBytes                                      int64
 	// rates: on Tier1m the bytes of each interval with traffic by its offset in seconds from
 	// the bucket start; on Tier1h a count per (binned) bytes value.
 	rates map[int64]int64
@@ -282,9 +282,9 @@ func decodeRates(s string) (map[int64]int64, error) {
 // rawGroup is the raw points of one series, instance and flush interval, aggregated: the
 // input of the 1-minute rollup.
 type rawGroup struct {
-	id       int64
-	instance string
-	interval time.Time
+	id                              int64
+	instance                        string
+	interval                        time.Time
 	packets, bytes, maxFlows, count int64
 }
 
