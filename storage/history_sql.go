@@ -66,7 +66,7 @@ func (s *SQLHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) erro
 	}
 	// Rows into buckets already rolled up are rolled up again; a failure is retryable: the
 	// raw rows are written, and writing them again replaces them.
-	if err := s.rollupWritten(ctx, policyHistory, rows); err != nil {
+	if err := rollupWritten(ctx, s.tiers, s, policyHistory, rows); err != nil {
 		return AsWriteError(fmt.Errorf("write %d history rows: %w", len(rows), err))
 	}
 	return nil

@@ -57,54 +57,7 @@ func (s *SQLHistory) Rollup(ctx context.Context) (minutes, hours time.Time, err 
 	if !s.tiers.on {
 		return time.Time{}, time.Time{}, nil
 	}
-	return s.rollupKind(ctx, policyHistory)
-}
-
-func (s *SQLHistory) rollupKind(ctx context.Context, k historyKind) (time.Time, time.Time, error) {
-	p := s.tiers
-	now := p.now().UTC()
-	settled := floorTime(now.Add(-p.settle), time.Minute)
-	start := floorTime(now.Add(-p.raw), time.Minute)
-	if until, err := s.rolledUntil(ctx, k, Tier1m); err != nil {
-		return time.Time{}, time.Time{}, err
-	} else if !until.IsZero() && until.Add(-time.Minute).After(start) {
-		start = until.Add(-time.Minute) // the last bucket again: it may have been partial
-	}
-	if err := s.rollupSpans(ctx, k, Tier1m, start, settled, time.Hour); err != nil {
-		return time.Time{}, time.Time{}, err
-	}
-	hourEnd := floorTime(settled, time.Hour)
-	hourStart := floorTime(now.Add(-p.ret1m), time.Hour)
-	if until, err := s.rolledUntil(ctx, k, Tier1h); err != nil {
-		return settled, time.Time{}, err
-	} else if !until.IsZero() && until.Add(-time.Hour).After(hourStart) {
-		hourStart = until.Add(-time.Hour)
-	}
-	if err := s.rollupSpans(ctx, k, Tier1h, hourStart, hourEnd, 24*time.Hour); err != nil {
-		return settled, time.Time{}, err
-	}
-	return settled, hourEnd, nil
-}
-
-// rollupSpans rebuilds the buckets of tier in [from, to), span at a time, skipping ahead to
-// the first source row so that a range without traffic costs one query.
-func (s *SQLHistory) rollupSpans(ctx context.Context, k historyKind, tier string, from, to time.Time, span time.Duration) error {
-	for from.Before(to) {
-		first, ok, err := s.firstSource(ctx, k, tier, from, to)
-		if err != nil || !ok {
-			return err
-		}
-		from = floorTime(first, tierResolution(tier))
-		end := from.Add(span)
-		if end.After(to) {
-			end = to
-		}
-		if err := s.rollupRange(ctx, k, tier, from, end); err != nil {
-			return err
-		}
-		from = end
-	}
-	return nil
+	return rollupKind(ctx, s.tiers, s, policyHistory)
 }
 
 // firstSource returns the time of the first row in [from, to) that tier is built from.
@@ -148,25 +101,9 @@ func parseSQLiteTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("history rollup: unreadable time %q", s)
 }
 
-// rollupRange rebuilds the rows of tier with buckets in [from, to) (both aligned to the
-// tier) in one transaction: the old rows go, the rebuilt ones replace them.
-func (s *SQLHistory) rollupRange(ctx context.Context, k historyKind, tier string, from, to time.Time) error {
-	var rows []rollupRow
-	var err error
-	if tier == Tier1m {
-		var groups []rawGroup
-		if groups, err = s.rawGroups(ctx, k, from, to); err == nil {
-			rows = rollupMinutes(groups)
-		}
-	} else {
-		var minutes []rollupRow
-		if minutes, err = s.tierRows(ctx, k, Tier1m, from, to, nil, true); err == nil {
-			rows = rollupHours(minutes)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("history rollup %s %s..%s: %w", tier, from.Format(time.RFC3339), to.Format(time.RFC3339), err)
-	}
+// writeRollup replaces the rows of tier with buckets in [from, to) by rows, in one
+// transaction.
+func (s *SQLHistory) writeRollup(ctx context.Context, k historyKind, tier string, from, to time.Time, rows []rollupRow) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("history rollup %s: %w", tier, err)
@@ -213,6 +150,8 @@ func (s *SQLHistory) rollupRange(ctx context.Context, k historyKind, tier string
 
 // rawGroups reads the raw rows of [from, to) per series, instance and flush interval.
 func (s *SQLHistory) rawGroups(ctx context.Context, k historyKind, from, to time.Time) ([]rawGroup, error) {
+	ctx, cancel := s.deadline(ctx, 4)
+	defer cancel()
 	secs := int64(s.tiers.interval / time.Second)
 	query := fmt.Sprintf(`SELECT %s, instance, %s AS w, CAST(SUM(packets) AS BIGINT), CAST(SUM(bytes) AS BIGINT), CAST(MAX(active_flows) AS BIGINT), COUNT(*)
 FROM %s WHERE timestamp >= %s AND timestamp < %s GROUP BY %s, instance, w`,
@@ -238,6 +177,8 @@ FROM %s WHERE timestamp >= %s AND timestamp < %s GROUP BY %s, instance, w`,
 // tierRows reads the rows of tier with buckets in [from, to): of the given series, or of all
 // (withTotal: the all-series rows too).
 func (s *SQLHistory) tierRows(ctx context.Context, k historyKind, tier string, from, to time.Time, ids []int64, withTotal bool) ([]rollupRow, error) {
+	ctx, cancel := s.deadline(ctx, 1)
+	defer cancel()
 	filter, args := s.idFilter(k, ids, withTotal, from.Unix(), to.Unix())
 	query := fmt.Sprintf(`SELECT %s, bucket, packets, bytes, samples, active_flows, max_bytes, last_at, last_bytes, rates
 FROM %s WHERE bucket >= %s AND bucket < %s%s ORDER BY %s, bucket`, k.idColumn, k.tierTable(tier), s.placeholder(1), s.placeholder(2), filter, k.idColumn)
@@ -327,38 +268,6 @@ func (s *SQLHistory) pruneTier(ctx context.Context, k historyKind, tier string, 
 		return 0, fmt.Errorf("prune history tier %s before %s: %w", tier, before.Format(time.RFC3339), err)
 	}
 	return res.RowsAffected()
-}
-
-// rollupWritten rebuilds the buckets a write touched that were already rolled up: points of a
-// spool replay, or a retry that came late. Points of the current, unsettled bucket are left
-// to the next Rollup.
-func (s *SQLHistory) rollupWritten(ctx context.Context, k historyKind, deltas []PolicyDelta) error {
-	if !s.tiers.on || len(deltas) == 0 {
-		return nil
-	}
-	settled := floorTime(s.tiers.now().UTC().Add(-s.tiers.settle), time.Minute)
-	lo, hi := deltas[0].Time, deltas[0].Time
-	for _, d := range deltas {
-		if d.Time.Before(lo) {
-			lo = d.Time
-		}
-		if d.Time.After(hi) {
-			hi = d.Time
-		}
-	}
-	if !lo.Before(settled) {
-		return nil
-	}
-	from := floorTime(lo, time.Minute)
-	to := floorTime(hi, time.Minute).Add(time.Minute)
-	if to.After(settled) {
-		to = settled
-	}
-	if err := s.rollupSpans(ctx, k, Tier1m, from, to, time.Hour); err != nil {
-		return err
-	}
-	hourTo := minTime(floorTime(hi, time.Hour).Add(time.Hour), floorTime(settled, time.Hour))
-	return s.rollupSpans(ctx, k, Tier1h, floorTime(from, time.Hour), hourTo, 24*time.Hour)
 }
 
 func minTime(a, b time.Time) time.Time {

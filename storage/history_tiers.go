@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"sort"
@@ -433,4 +434,127 @@ func intervalsOf(tier string, r rollupRow) []IntervalBytes {
 		out = append(out, IntervalBytes{Time: r.bucket, Bytes: min(k, r.maxBytes), Count: bins[k]})
 	}
 	return out
+}
+
+// rollupStore is what a history store provides for the rollups; rollupKind and friends do
+// the rest the same way on every store.
+type rollupStore interface {
+	// rolledUntil is the end of the last bucket of tier with traffic; zero for none.
+	rolledUntil(ctx context.Context, k historyKind, tier string) (time.Time, error)
+	// firstSource is the time of the first row that tier is built from in [from, to) (raw
+	// points for Tier1m, Tier1m rows for Tier1h); ok false when there is none. A store may
+	// answer from itself when it cannot tell cheaply.
+	firstSource(ctx context.Context, k historyKind, tier string, from, to time.Time) (first time.Time, ok bool, err error)
+	// rawGroups reads the raw points of [from, to) per series, instance and flush interval.
+	rawGroups(ctx context.Context, k historyKind, from, to time.Time) ([]rawGroup, error)
+	// tierRows reads the rows of tier with buckets in [from, to): of ids, or of every series
+	// (withTotal: the all-series rows too).
+	tierRows(ctx context.Context, k historyKind, tier string, from, to time.Time, ids []int64, withTotal bool) ([]rollupRow, error)
+	// writeRollup replaces the rows of tier with buckets in [from, to) by rows.
+	writeRollup(ctx context.Context, k historyKind, tier string, from, to time.Time, rows []rollupRow) error
+}
+
+// rollupKind brings the tiers of kind k up to date: the 1-minute buckets from the last one
+// rolled up (or the start of raw retention) to the last settled minute, then the hours those
+// minutes complete. Buckets are rebuilt from their sources, so running it again, or on two
+// replicas at once, gives the same rows. It returns how far each tier is complete.
+func rollupKind(ctx context.Context, p tierPlan, s rollupStore, k historyKind) (minutes, hours time.Time, err error) {
+	now := p.now().UTC()
+	settled := floorTime(now.Add(-p.settle), time.Minute)
+	start := floorTime(now.Add(-p.raw), time.Minute)
+	if until, err := s.rolledUntil(ctx, k, Tier1m); err != nil {
+		return time.Time{}, time.Time{}, err
+	} else if !until.IsZero() && until.Add(-time.Minute).After(start) {
+		start = until.Add(-time.Minute) // the last bucket again: it may have been partial
+	}
+	if err := rollupSpans(ctx, s, k, Tier1m, start, settled, time.Hour); err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	hourEnd := floorTime(settled, time.Hour)
+	hourStart := floorTime(now.Add(-p.ret1m), time.Hour)
+	if until, err := s.rolledUntil(ctx, k, Tier1h); err != nil {
+		return settled, time.Time{}, err
+	} else if !until.IsZero() && until.Add(-time.Hour).After(hourStart) {
+		hourStart = until.Add(-time.Hour)
+	}
+	if err := rollupSpans(ctx, s, k, Tier1h, hourStart, hourEnd, 24*time.Hour); err != nil {
+		return settled, time.Time{}, err
+	}
+	return settled, hourEnd, nil
+}
+
+// rollupSpans rebuilds the buckets of tier in [from, to), span at a time, skipping ahead to
+// the first source row so that a range without traffic costs one query.
+func rollupSpans(ctx context.Context, s rollupStore, k historyKind, tier string, from, to time.Time, span time.Duration) error {
+	for from.Before(to) {
+		first, ok, err := s.firstSource(ctx, k, tier, from, to)
+		if err != nil || !ok {
+			return err
+		}
+		if first.After(from) {
+			from = floorTime(first, tierResolution(tier))
+		}
+		end := from.Add(span)
+		if end.After(to) {
+			end = to
+		}
+		if err := rollupRange(ctx, s, k, tier, from, end); err != nil {
+			return err
+		}
+		from = end
+	}
+	return nil
+}
+
+// rollupRange rebuilds the rows of tier with buckets in [from, to), both aligned to it.
+func rollupRange(ctx context.Context, s rollupStore, k historyKind, tier string, from, to time.Time) error {
+	var rows []rollupRow
+	var err error
+	if tier == Tier1m {
+		var groups []rawGroup
+		if groups, err = s.rawGroups(ctx, k, from, to); err == nil {
+			rows = rollupMinutes(groups)
+		}
+	} else {
+		var minutes []rollupRow
+		if minutes, err = s.tierRows(ctx, k, Tier1m, from, to, nil, true); err == nil {
+			rows = rollupHours(minutes)
+		}
+	}
+	if err == nil {
+		err = s.writeRollup(ctx, k, tier, from, to, rows)
+	}
+	if err != nil {
+		return fmt.Errorf("history rollup %s %s..%s: %w", tier, from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+	}
+	return nil
+}
+
+// rollupWritten rebuilds the buckets a write touched that were settled already: points of a
+// spool replay, or a retry that came late. Points of buckets not settled yet are left to the
+// next run of the rollup.
+func rollupWritten(ctx context.Context, p tierPlan, s rollupStore, k historyKind, deltas []PolicyDelta) error {
+	if !p.on || len(deltas) == 0 {
+		return nil
+	}
+	settled := floorTime(p.now().UTC().Add(-p.settle), time.Minute)
+	lo, hi := deltas[0].Time, deltas[0].Time
+	for _, d := range deltas {
+		if d.Time.Before(lo) {
+			lo = d.Time
+		}
+		if d.Time.After(hi) {
+			hi = d.Time
+		}
+	}
+	if !lo.Before(settled) {
+		return nil
+	}
+	from := floorTime(lo, time.Minute)
+	to := minTime(floorTime(hi, time.Minute).Add(time.Minute), settled)
+	if err := rollupSpans(ctx, s, k, Tier1m, from, to, time.Hour); err != nil {
+		return err
+	}
+	hourTo := minTime(floorTime(hi, time.Hour).Add(time.Hour), floorTime(settled, time.Hour))
+	return rollupSpans(ctx, s, k, Tier1h, floorTime(from, time.Hour), hourTo, 24*time.Hour)
 }
