@@ -40,6 +40,10 @@ type HistoryStore interface {
 	// bytes summed over every policy and instance, ActiveFlows left 0; and, when interval is
 	// not 0, the per-interval bytes of all policies together, as QueryIntervals.
 	QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error)
+	// Tier names the tier the queries over [from, to) at every read (TierRaw, Tier1m or
+	// Tier1h; see TierConfig): the coarsest rollup whose buckets divide every and that still
+	// holds from, raw without tiers.
+	Tier(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
 	// Ping checks that the store answers and accepts this client's credentials.
 	Ping(ctx context.Context) error
 	// Close releases what the store holds open.
