@@ -238,9 +238,8 @@ func (h *InfluxHistory) QueryIntervals(ctx context.Context, ids []int64, from, t
 	if err := validateIntervals(from, to, interval); err != nil {
 		return nil, err
 	}
-	// Planned at the interval itself: raw while it holds the range (exact), else the finest
-	// rollup that does.
-	_, segs, err := h.segments(ctx, from, to, interval)
+	// Raw while it holds the range (exact), else a rollup (see intervalsEvery).
+	_, segs, err := h.segments(ctx, from, to, h.tiers.plan.intervalsEvery(from, to, interval))
 	if err != nil {
 		return nil, fmt.Errorf("query history intervals: %w", err)
 	}

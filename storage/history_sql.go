@@ -287,9 +287,8 @@ func (s *SQLHistory) QueryIntervals(ctx context.Context, ids []int64, from, to t
 	if err := validateIntervals(from, to, interval); err != nil {
 		return nil, err
 	}
-	// Planned at the interval itself: raw while it holds the range (exact), else the finest
-	// rollup that does.
-	_, segs, err := s.plan(ctx, from, to, interval)
+	// Raw while it holds the range (exact), else a rollup (see intervalsEvery).
+	_, segs, err := s.plan(ctx, from, to, s.tiers.intervalsEvery(from, to, interval))
 	if err != nil {
 		return nil, fmt.Errorf("query history intervals: %w", err)
 	}

@@ -193,6 +193,21 @@ func (p tierPlan) choose(from, to time.Time, every time.Duration, rolledUntil fu
 	return tier, segs, nil
 }
 
+// exactIntervalsSpan is the longest range whose per-interval bytes are read from the 1m
+// tier once raw has aged out (exact percentiles, 2,880 rows per series); longer ranges read
+// the 1h tier's histograms (within RateRelativeError), so that a month stays fast.
+const exactIntervalsSpan = 48 * time.Hour
+
+// intervalsEvery is the window width per-interval reads are planned at: the interval itself
+// (raw while raw holds from, exact) and, once raw has aged out, still the interval (the
+// finest rollup, 1m) for ranges up to exactIntervalsSpan, one hour (the 1h tier) beyond.
+func (p tierPlan) intervalsEvery(from, to time.Time, interval time.Duration) time.Duration {
+	if p.on && from.Before(p.now().Add(-p.raw)) && to.Sub(from) > exactIntervalsSpan {
+		return time.Hour
+	}
+	return interval
+}
+
 // ceilTime is the start of the first epoch-aligned window of every at or after t.
 func ceilTime(t time.Time, every time.Duration) time.Time {
 	f := floorTime(t, every)

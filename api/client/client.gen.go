@@ -943,10 +943,11 @@ type HistoryPrevious struct {
 	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
 	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
 	// samples by nearest rank, the billing definition: sort the N samples ascending and
-	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) when the
-	// answer's `tier` is `raw` or `1m`; from the `1h` tier it is read from a histogram of
-	// the per-interval bytes with logarithmic bins, within 1% of the exact value (`max_bps`
-	// and `last_bps` stay exact). These three are absent when `peak_bps` is.
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) while raw
+	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
+	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
+	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
+	// `last_bps` stay exact). These three are absent when `peak_bps` is.
 	//
 	//
 	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
@@ -971,10 +972,11 @@ type HistorySeries struct {
 	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
 	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
 	// samples by nearest rank, the billing definition: sort the N samples ascending and
-	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) when the
-	// answer's `tier` is `raw` or `1m`; from the `1h` tier it is read from a histogram of
-	// the per-interval bytes with logarithmic bins, within 1% of the exact value (`max_bps`
-	// and `last_bps` stay exact). These three are absent when `peak_bps` is.
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) while raw
+	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
+	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
+	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
+	// `last_bps` stay exact). These three are absent when `peak_bps` is.
 	//
 	//
 	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
@@ -986,10 +988,11 @@ type HistorySeries struct {
 // overlaps the range is one sample (its bytes over all instances × 8 / the interval;
 // 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
 // samples by nearest rank, the billing definition: sort the N samples ascending and
-// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) when the
-// answer's `tier` is `raw` or `1m`; from the `1h` tier it is read from a histogram of
-// the per-interval bytes with logarithmic bins, within 1% of the exact value (`max_bps`
-// and `last_bps` stay exact). These three are absent when `peak_bps` is.
+// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) while raw
+// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
+// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
+// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
+// `last_bps` stay exact). These three are absent when `peak_bps` is.
 //
 // Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
 type HistorySummary struct {
@@ -1005,7 +1008,7 @@ type HistorySummary struct {
 	// MaxBps The highest per-interval rate.
 	MaxBps *float64 `json:"max_bps,omitempty"`
 
-	// P95Bps 95th percentile of the per-interval rates (nearest rank; exact, or within 1% from the `1h` tier).
+	// P95Bps 95th percentile of the per-interval rates (nearest rank; exact, or within 1% from the 1h rollups, see above).
 	P95Bps       *float64 `json:"p95_bps,omitempty"`
 	TotalBytes   int64    `json:"total_bytes"`
 	TotalPackets int64    `json:"total_packets"`
@@ -1019,7 +1022,7 @@ type HistorySummary struct {
 // still holds `from`; the edges of the range that cut a bucket, and the latest part not
 // rolled up yet (about a minute, or the current hour), are read from raw while raw holds
 // them. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
-// tier; `p95_bps` is exact at `raw` and `1m` and within 1% at `1h`. Differences: a
+// tier; `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
 // window's `active_flows` from a rollup is the largest of its buckets' (each bucket's
 // being every instance's largest in it, summed), which equals raw's with one instance;
 // once raw has aged out, a bucket counts whole when it starts inside the range.
@@ -1289,10 +1292,11 @@ type PolicyHistory struct {
 	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
 	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
 	// samples by nearest rank, the billing definition: sort the N samples ascending and
-	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) when the
-	// answer's `tier` is `raw` or `1m`; from the `1h` tier it is read from a histogram of
-	// the per-interval bytes with logarithmic bins, within 1% of the exact value (`max_bps`
-	// and `last_bps` stay exact). These three are absent when `peak_bps` is.
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) while raw
+	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
+	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
+	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
+	// `last_bps` stay exact). These three are absent when `peak_bps` is.
 	//
 	//
 	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
@@ -1306,7 +1310,7 @@ type PolicyHistory struct {
 	// still holds `from`; the edges of the range that cut a bucket, and the latest part not
 	// rolled up yet (about a minute, or the current hour), are read from raw while raw holds
 	// them. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
-	// tier; `p95_bps` is exact at `raw` and `1m` and within 1% at `1h`. Differences: a
+	// tier; `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
 	// window's `active_flows` from a rollup is the largest of its buckets' (each bucket's
 	// being every instance's largest in it, summed), which equals raw's with one instance;
 	// once raw has aged out, a bucket counts whole when it starts inside the range.
@@ -1651,7 +1655,7 @@ type StatsHistory struct {
 	// still holds `from`; the edges of the range that cut a bucket, and the latest part not
 	// rolled up yet (about a minute, or the current hour), are read from raw while raw holds
 	// them. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
-	// tier; `p95_bps` is exact at `raw` and `1m` and within 1% at `1h`. Differences: a
+	// tier; `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
 	// window's `active_flows` from a rollup is the largest of its buckets' (each bucket's
 	// being every instance's largest in it, summed), which equals raw's with one instance;
 	// once raw has aged out, a bucket counts whole when it starts inside the range.
