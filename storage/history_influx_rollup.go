@@ -203,28 +203,51 @@ func (h *InfluxHistory) rawGroups(ctx context.Context, k historyKind, from, to t
 	if h.fluxPath(ctx) {
 		return h.fluxRawGroups(ctx, k, from, to)
 	}
-	series, err := h.influxQL.run(ctx, fmt.Sprintf(`SELECT SUM("packets"), SUM("bytes"), MAX("active_flows"), COUNT("bytes") FROM %s WHERE %s GROUP BY time(%ds), %s, "instance" fill(none)`,
-		h.influxQL.from(k.measurement), influxQLWhere(from, to, nil), ivSecs, influxQLIdent(k.idTag)))
+	// The points themselves, tags as columns, grouped here: GROUP BY the series tags makes
+	// InfluxDB 1.8 build an iterator per series, far slower for thousands of policies.
+	series, err := runInfluxQL[any](ctx, h.influxQL, fmt.Sprintf(`SELECT %s, "instance", "packets", "bytes", "active_flows" FROM %s WHERE %s`,
+		influxQLIdent(k.idTag), h.influxQL.from(k.measurement), influxQLWhere(from, to, nil)), h.influxQL.rp)
 	if err != nil {
 		return nil, err
 	}
-	var out []rawGroup
+	type key struct {
+		id       int64
+		instance string
+		at       int64
+	}
+	groups := make(map[key]*rawGroup)
+	var order []key
 	for _, s := range series {
-		id, err := recordPolicyID(s.Tags[k.idTag])
-		if err != nil {
-			return nil, err
-		}
 		for _, row := range s.Values {
-			if len(row) != 5 {
-				return nil, fmt.Errorf("influxql answer row with %d columns, want 5", len(row))
+			if len(row) != 6 {
+				return nil, fmt.Errorf("influxql answer row with %d columns, want 6", len(row))
 			}
-			at, err := row[0].Int64()
+			ns, _ := asInt64(row[0])
+			id, err := recordPolicyID(row[1])
 			if err != nil {
-				return nil, fmt.Errorf("influxql answer time %q: %w", row[0], err)
+				return nil, err
 			}
-			out = append(out, rawGroup{id: id, instance: s.Tags["instance"], interval: time.Unix(0, at).UTC(),
-				packets: numberOrZero(row[1]), bytes: numberOrZero(row[2]), maxFlows: numberOrZero(row[3]), count: numberOrZero(row[4])})
+			instance, _ := row[2].(string)
+			at := floorTime(time.Unix(0, ns), time.Duration(ivSecs)*time.Second)
+			kk := key{id, instance, at.Unix()}
+			g, ok := groups[kk]
+			if !ok {
+				g = &rawGroup{id: id, instance: instance, interval: at}
+				groups[kk] = g
+				order = append(order, kk)
+			}
+			packets, _ := asInt64(row[3])
+			bytes, _ := asInt64(row[4])
+			flows, _ := asInt64(row[5])
+			g.packets += packets
+			g.bytes += bytes
+			g.maxFlows = max(g.maxFlows, flows)
+			g.count++
 		}
+	}
+	out := make([]rawGroup, len(order))
+	for i, kk := range order {
+		out[i] = *groups[kk]
 	}
 	return out, nil
 }
