@@ -402,7 +402,7 @@ func rollupRowOf(id int64, bucket time.Time, vals map[string]any) (rollupRow, er
 	}
 	rates, _ := vals["rates"].(string)
 	var err error
-	r.rates, err = decodeRates(rates)
+	r.pairs, err = decodeRates(rates)
 	return r, err
 }
 

@@ -199,7 +199,7 @@ FROM %s WHERE bucket >= %s AND bucket < %s%s ORDER BY %s, bucket`, k.idColumn, k
 		if lastAt != 0 {
 			r.lastAt = time.Unix(lastAt, 0).UTC()
 		}
-		if r.rates, err = decodeRates(rates); err != nil {
+		if r.pairs, err = decodeRates(rates); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

@@ -254,9 +254,15 @@ type rollupRow struct {
 	lastAt                                         time.Time
 	lastBytes                                      int64
 	// rates: on Tier1m the bytes of each interval with traffic by its offset in seconds from
-	// the bucket start; on Tier1h a count per (binned) bytes value.
+	// the bucket start; on Tier1h a count per (binned) bytes value. Rows built by a rollup
+	// carry rates; rows read back carry the same as pairs, in key order.
 	rates map[int64]int64
+	pairs []ratePair
 }
+
+// ratePair is one entry of a row's rates: offset and bytes (Tier1m), or bytes and count
+// (Tier1h).
+type ratePair struct{ key, value int64 }
 
 // totalSeriesID is the id of the rollup rows that hold every series of a kind together, the
 // base of QueryTotal's per-interval rates (not derivable from the series' own histograms).
@@ -281,16 +287,35 @@ func encodeRates(rates map[int64]int64) string {
 	return b.String()
 }
 
-func decodeRates(s string) (map[int64]int64, error) {
-	out := make(map[int64]int64)
-	for _, pair := range strings.Fields(s) {
-		k, v, ok := strings.Cut(pair, ":")
-		key, err1 := strconv.ParseInt(k, 10, 64)
-		val, err2 := strconv.ParseInt(v, 10, 64)
-		if !ok || err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("history rollup rates %q: bad pair %q", s, pair)
+// decodeRates reads what encodeRates wrote, in key order. It parses by hand: a month of 1h
+// rows holds some 150,000 pairs per series.
+func decodeRates(s string) ([]ratePair, error) {
+	out := make([]ratePair, 0, strings.Count(s, ":"))
+	var cur ratePair
+	var n int64
+	digits, inValue := 0, false
+	bad := func() ([]ratePair, error) { return nil, fmt.Errorf("history rollup rates %.40q: unreadable", s) }
+	for i := 0; i <= len(s); i++ {
+		var c byte = ' '
+		if i < len(s) {
+			c = s[i]
 		}
-		out[key] += val
+		switch {
+		case c >= '0' && c <= '9':
+			n = n*10 + int64(c-'0')
+			digits++
+		case c == '-' && digits == 0 && !inValue && (i == 0 || s[i-1] == ' '):
+			return bad() // offsets and bytes are never negative
+		case c == ':' && !inValue && digits > 0:
+			cur.key, n, digits, inValue = n, 0, 0, true
+		case c == ' ' && inValue && digits > 0:
+			cur.value = n
+			out = append(out, cur)
+			n, digits, inValue = 0, 0, false
+		case c == ' ' && !inValue && digits == 0:
+		default:
+			return bad()
+		}
 	}
 	return out, nil
 }
@@ -385,8 +410,8 @@ func rollupHours(minutes []rollupRow) []rollupRow {
 		if m.lastBytes > 0 && (m.lastAt.After(r.lastAt) || r.lastAt.IsZero()) {
 			r.lastAt, r.lastBytes = m.lastAt, m.lastBytes
 		}
-		for _, b := range m.rates {
-			r.rates[rateBin(b)]++
+		for _, pr := range m.pairs {
+			r.rates[rateBin(pr.value)]++
 		}
 	}
 	out := make([]rollupRow, 0, len(accs))
@@ -412,41 +437,32 @@ func sortRows(rows []rollupRow) {
 // start. The last interval comes first, so that it wins the latest-time tie of HistoryRates.
 func intervalsOf(tier string, r rollupRow) []IntervalBytes {
 	if tier == Tier1m {
-		out := make([]IntervalBytes, 0, len(r.rates))
-		for off, b := range r.rates {
-			out = append(out, IntervalBytes{Time: r.bucket.Add(time.Duration(off) * time.Second), Bytes: b})
+		out := make([]IntervalBytes, len(r.pairs))
+		for i, pr := range r.pairs {
+			out[i] = IntervalBytes{Time: r.bucket.Add(time.Duration(pr.key) * time.Second), Bytes: pr.value}
 		}
-		sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 		return out
 	}
-	bins := make(map[int64]int64, len(r.rates))
-	for k, v := range r.rates {
-		bins[k] = v
-	}
-	var out []IntervalBytes
-	take := func(b int64) bool {
-		k := rateBin(b)
-		if bins[k] <= 0 {
-			return false
-		}
-		bins[k]--
-		return true
-	}
-	if r.lastBytes > 0 && take(r.lastBytes) {
+	out := make([]IntervalBytes, 0, len(r.pairs)+2)
+	lastBin, maxBin, maxDone := int64(-1), rateBin(r.maxBytes), r.maxBytes <= 0
+	if r.lastBytes > 0 {
+		lastBin = rateBin(r.lastBytes)
 		out = append(out, IntervalBytes{Time: r.lastAt, Bytes: r.lastBytes})
 	}
-	if r.maxBytes > 0 && (r.maxBytes != r.lastBytes || bins[rateBin(r.maxBytes)] > 0) && take(r.maxBytes) {
-		out = append(out, IntervalBytes{Time: r.bucket, Bytes: r.maxBytes})
-	}
-	keys := make([]int64, 0, len(bins))
-	for k, n := range bins {
-		if n > 0 {
-			keys = append(keys, k)
+	for _, pr := range r.pairs {
+		n := pr.value
+		if pr.key == lastBin {
+			n-- // the last interval, given exactly above
 		}
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
-	for _, k := range keys {
-		out = append(out, IntervalBytes{Time: r.bucket, Bytes: min(k, r.maxBytes), Count: bins[k]})
+		if !maxDone && pr.key == maxBin && n > 0 {
+			// the largest interval exactly, unless it is the last one alone in its bin
+			maxDone = true
+			out = append(out, IntervalBytes{Time: r.bucket, Bytes: r.maxBytes})
+			n--
+		}
+		if n > 0 {
+			out = append(out, IntervalBytes{Time: r.bucket, Bytes: min(pr.key, r.maxBytes), Count: n})
+		}
 	}
 	return out
 }

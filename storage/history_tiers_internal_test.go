@@ -69,3 +69,24 @@ func TestTierPlanSegments(t *testing.T) {
 		}
 	}
 }
+
+// TestRatesRoundTrip checks the hand-written parser of a row's rates against its encoder and
+// refuses text it did not write.
+func TestRatesRoundTrip(t *testing.T) {
+	rates := map[int64]int64{0: 1500, 10: 7, 50: 1 << 40}
+	pairs, err := decodeRates(encodeRates(rates))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []ratePair{{0, 1500}, {10, 7}, {50, 1 << 40}}; !reflect.DeepEqual(pairs, want) {
+		t.Fatalf("decoded %v, want %v", pairs, want)
+	}
+	if pairs, err := decodeRates(""); err != nil || len(pairs) != 0 {
+		t.Fatalf("empty rates: %v %v", pairs, err)
+	}
+	for _, bad := range []string{"1", "1:", ":2", "1:2:3", "a:1", "1:-2", "1:2  3"} {
+		if _, err := decodeRates(bad); err == nil {
+			t.Errorf("%q decoded", bad)
+		}
+	}
+}
