@@ -276,6 +276,11 @@ func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID,
 			return
 		}
 	}
+	tier, err := history.Tier(ctx, r.from, r.to, r.every)
+	if err != nil {
+		writeError(c, historyQueryError(c, err))
+		return
+	}
 	rs := rateSeries(r, iv, points, intervals[policyID])
 	if asCSV {
 		writeHistoryCSV(c, policyID, rs, iv > 0)
@@ -283,7 +288,7 @@ func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID,
 	}
 	summary := rs.summaryOut(iv > 0)
 	out := apigen.PolicyHistory{
-		PolicyID: policyID, PolicyName: policy.Name, From: r.from, To: r.to, Every: r.everyText, Interval: intervalText(iv),
+		PolicyID: policyID, PolicyName: policy.Name, From: r.from, To: r.to, Every: r.everyText, Tier: apigen.HistoryTier(tier), Interval: intervalText(iv),
 		Points: rs.pointsOut(iv > 0), Summary: summary,
 	}
 	if params.Compare != nil {
@@ -432,6 +437,11 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 		writeStatsHistoryCSV(c, series, iv > 0)
 		return
 	}
+	tier, err := history.Tier(ctx, r.from, r.to, r.every)
+	if err != nil {
+		writeError(c, historyQueryError(c, err))
+		return
+	}
 	var previous []statsSeries
 	if params.Compare != nil {
 		// The same policies (and other) over the preceding period.
@@ -442,7 +452,7 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 			return
 		}
 	}
-	out := apigen.StatsHistory{From: r.from, To: r.to, Every: r.everyText, Interval: intervalText(iv), Series: make([]apigen.HistorySeries, len(series))}
+	out := apigen.StatsHistory{From: r.from, To: r.to, Every: r.everyText, Tier: apigen.HistoryTier(tier), Interval: intervalText(iv), Series: make([]apigen.HistorySeries, len(series))}
 	for i, ss := range series {
 		summary := ss.summaryOut(iv > 0)
 		out.Series[i] = apigen.HistorySeries{PolicyID: ss.policyID, Points: ss.pointsOut(iv > 0), Summary: &summary}

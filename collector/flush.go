@@ -2,7 +2,6 @@ package collector
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -393,13 +392,11 @@ func (f *Flusher) writeIsolating(ctx context.Context, batch []storage.PolicyDelt
 }
 
 // classifyWriteError says whether a write may succeed if sent again, and how long the store
-// asked us to wait. Errors that do not say are retried: losing history is worse than a retry.
+// asked us to wait. The decision is the store's (storage.AsWriteError): the flusher keeps no
+// default of its own.
 func classifyWriteError(err error) (retryable bool, retryAfter time.Duration) {
-	var we *storage.WriteError
-	if errors.As(err, &we) {
-		return we.Retryable, we.RetryAfter
-	}
-	return true, 0
+	we := storage.AsWriteError(err)
+	return we.Retryable, we.RetryAfter
 }
 
 // Run takes deltas every interval and writes them until ctx ends; then it takes a last batch

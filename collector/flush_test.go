@@ -319,3 +319,27 @@ func TestFlusherCompletesOnlyWhatItSent(t *testing.T) {
 		t.Fatalf("history %d/%d, want the flush queued during the write written too", inner.total(2), inner.total(3))
 	}
 }
+
+// TestFlusherTakesTheStoresRetryDecision checks that the flusher has no default of its own: an
+// error the store did not classify is retried (storage.AsWriteError), and a permanent
+// WriteError wrapped by the writer is still permanent.
+func TestFlusherTakesTheStoresRetryDecision(t *testing.T) {
+	if retry, _ := classifyWriteError(errors.New("unclassified")); !retry {
+		t.Error("an unclassified error is not retried")
+	}
+	if retry, _ := classifyWriteError(fmt.Errorf("wrapped: %w", &storage.WriteError{Status: 400, Err: errors.New("bad")})); retry {
+		t.Error("a wrapped permanent WriteError is retried")
+	}
+	src := &fakeSource{}
+	store := newStore()
+	store.failures = []error{errors.New("unclassified")}
+	f := newTestFlusher(src, store, 100)
+	src.add(1, 5)
+	f.CollectDeltas()
+	for range 5 {
+		f.writeOnce(context.Background())
+	}
+	if st := f.Stats(); st.PointsDropped != 0 || st.PointsWritten != 1 || store.total(1) != 5 {
+		t.Fatalf("after an unclassified failure: stats %+v, total %d; want the point retried and written", st, store.total(1))
+	}
+}

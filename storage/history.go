@@ -40,6 +40,10 @@ type HistoryStore interface {
 	// bytes summed over every policy and instance, ActiveFlows left 0; and, when interval is
 	// not 0, the per-interval bytes of all policies together, as QueryIntervals.
 	QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error)
+	// Tier names the tier the queries over [from, to) at every read (TierRaw, Tier1m or
+	// Tier1h; see TierConfig): the coarsest rollup whose buckets divide every and that still
+	// holds from, raw without tiers.
+	Tier(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
 	// Ping checks that the store answers and accepts this client's credentials.
 	Ping(ctx context.Context) error
 	// Close releases what the store holds open.
@@ -291,12 +295,51 @@ func validateTop(top int) error {
 	return nil
 }
 
-// asWriteError returns err as a *WriteError, wrapping other errors as retryable ones: a
-// store that failed for a reason this package did not classify may well answer next time.
-func asWriteError(err error) *WriteError {
+// AsWriteError is the one decision on a failed history write, shared by every store and its
+// callers: a *WriteError (anywhere in the chain) keeps the classification of the store that
+// made it, which knows what its answers mean; any other error is retryable, because a store
+// that failed for a reason nobody classified (a dropped connection, a deadline, a database
+// restarting) may well answer next time, and dropping acknowledged history is worse than
+// sending it again (a retried batch overwrites itself, it cannot double count).
+func AsWriteError(err error) *WriteError {
 	var werr *WriteError
 	if errors.As(err, &werr) {
 		return werr
 	}
 	return &WriteError{Retryable: true, Err: err}
 }
+
+// merge adds the series of src, read from another segment of the same grid, to s: packets
+// and bytes add up, active flows take the larger of the two (each segment's figure is
+// already the window's over all instances).
+func (s *seriesSet) merge(src *seriesSet) {
+	for id, points := range src.series {
+		dst, ok := s.series[id]
+		if !ok {
+			s.series[id] = points
+			continue
+		}
+		for i := range points {
+			dst[i].Packets += points[i].Packets
+			dst[i].Bytes += points[i].Bytes
+			dst[i].ActiveFlows = max(dst[i].ActiveFlows, points[i].ActiveFlows)
+		}
+	}
+}
+
+// historyKind names where one kind of series lives, so that the rollup code serves policy
+// history and any other series with the same columns (path history, say) alike.
+type historyKind struct {
+	// rawTable and idColumn are the SQL table of raw points and its series column; the
+	// rollup tables are rawTable_1m and rawTable_1h.
+	rawTable, idColumn string
+	// measurement and idTag are the InfluxDB measurement (in every tier's retention policy)
+	// and its series tag.
+	measurement, idTag string
+}
+
+// policyHistory is the kind of the per-policy history.
+var policyHistory = historyKind{rawTable: "policy_stats", idColumn: "policy_id", measurement: MeasurementPolicyTraffic, idTag: "policy_id"}
+
+// tierTable is the SQL table of a rollup tier.
+func (k historyKind) tierTable(tier string) string { return k.rawTable + "_" + tier }

@@ -38,6 +38,12 @@ type InfluxConfig struct {
 	// InfluxWindowingInfluxQL (1.x only), InfluxWindowingServer or InfluxWindowingClient.
 	// The results are the same.
 	Windowing string
+	// Tiers turns on the rollup tiers (TierConfig), nil for raw points only. The tiers live in
+	// the retention policies InfluxRP1m and InfluxRP1h of the bucket's database on 1.x
+	// (created by EnsureTiers), or in the buckets Bucket_1m and Bucket_1h on 2.x (to be
+	// created with the tiers' retentions beside Bucket). Tiers.RawRetention should be the
+	// duration of the bucket's own retention policy.
+	Tiers *TierConfig
 }
 
 // InfluxHistory is the HistoryStore on InfluxDB: points of the policy_traffic measurement,
@@ -54,6 +60,8 @@ type InfluxHistory struct {
 
 	genMu sync.Mutex
 	gen   serverGeneration
+
+	tiers influxTiers
 }
 
 // NewInfluxHistory returns a history store on the InfluxDB cfg names. It does not contact the
@@ -82,8 +90,19 @@ func NewInfluxHistory(cfg InfluxConfig) (*InfluxHistory, error) {
 		SetPrecision(time.Nanosecond).
 		SetHTTPRequestTimeout(seconds).
 		SetApplicationName("patronus")
+	plan, err := newTierPlan(cfg.Tiers)
+	if err != nil {
+		return nil, err
+	}
 	client := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
+	tiers := influxTiers{plan: plan, buckets: map[string]string{}, rps: map[string]string{Tier1m: InfluxRP1m, Tier1h: InfluxRP1h},
+		writers: map[string]api.WriteAPIBlocking{}}
+	for _, tier := range []string{Tier1m, Tier1h} {
+		tiers.buckets[tier] = tierBucket(cfg.Bucket, tier)
+		tiers.writers[tier] = client.WriteAPIBlocking(cfg.Org, tiers.buckets[tier])
+	}
 	return &InfluxHistory{
+		tiers:     tiers,
 		client:    client,
 		writer:    client.WriteAPIBlocking(cfg.Org, cfg.Bucket),
 		query:     client.QueryAPI(cfg.Org),
@@ -118,6 +137,11 @@ func (h *InfluxHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) e
 	}
 	if err := h.writer.WritePoint(ctx, points...); err != nil {
 		return classifyInfluxError(fmt.Errorf("write %d history points: %w", len(points), err))
+	}
+	// Points into buckets already rolled up are rolled up again; a failure is retryable:
+	// writing the points again replaces them.
+	if err := rollupWritten(ctx, h.tiers.plan, h, policyHistory, deltas); err != nil {
+		return AsWriteError(fmt.Errorf("write %d history points: %w", len(points), err))
 	}
 	return nil
 }
@@ -176,12 +200,13 @@ func isControlAt(s string, i int) bool {
 }
 
 // classifyInfluxError turns a write failure of the client into a *WriteError: no answer, 5xx
-// and 429 are retryable, with the server's Retry-After; any other status is permanent, and so
-// is a failure before sending (a point that cannot be encoded).
+// and 429 are retryable, with the server's Retry-After; any other status is permanent. A
+// failure without an HTTP answer of the client's (a deadline before sending, say) gets the
+// shared default of AsWriteError.
 func classifyInfluxError(err error) *WriteError {
 	var herr *influxhttp.Error
 	if !errors.As(err, &herr) {
-		return &WriteError{Err: err}
+		return AsWriteError(err)
 	}
 	werr := &WriteError{Status: herr.StatusCode, Err: err}
 	switch {

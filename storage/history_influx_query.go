@@ -137,8 +137,8 @@ func (h *InfluxHistory) QueryPolicy(ctx context.Context, policyID int64, from, t
 	if err != nil {
 		return nil, err
 	}
-	set := newSeriesSet(grid)
-	if err := h.readWindows(ctx, set, from, to, []int64{policyID}); err != nil {
+	set, err := h.windows(ctx, grid, from, to, []int64{policyID})
+	if err != nil {
 		return nil, fmt.Errorf("query history of policy %d: %w", policyID, err)
 	}
 	if points, ok := set.series[policyID]; ok {
@@ -159,7 +159,7 @@ func (h *InfluxHistory) QueryTop(ctx context.Context, from, to time.Time, every 
 	}
 	var ids []int64
 	if top > 0 {
-		totals, err := h.totals(ctx, from, to)
+		totals, err := h.tieredTotals(ctx, from, to, every)
 		if err != nil {
 			return nil, fmt.Errorf("query top policies: %w", err)
 		}
@@ -168,11 +168,68 @@ func (h *InfluxHistory) QueryTop(ctx context.Context, from, to time.Time, every 
 			return []PolicySeries{}, nil
 		}
 	}
-	set := newSeriesSet(grid)
-	if err := h.readWindows(ctx, set, from, to, ids); err != nil {
+	set, err := h.windows(ctx, grid, from, to, ids)
+	if err != nil {
 		return nil, fmt.Errorf("query history of policies: %w", err)
 	}
 	return set.ordered(), nil
+}
+
+// windows reads the windows of the given policies (all for none) over [from, to), each
+// segment of the tier plan on its own and merged.
+func (h *InfluxHistory) windows(ctx context.Context, grid windowGrid, from, to time.Time, ids []int64) (*seriesSet, error) {
+	_, segs, err := h.segments(ctx, from, to, grid.every)
+	if err != nil {
+		return nil, err
+	}
+	set := newSeriesSet(grid)
+	for _, seg := range segs {
+		part := newSeriesSet(grid)
+		if seg.tier == TierRaw {
+			err = h.readWindows(ctx, part, seg.from, seg.to, ids)
+		} else {
+			err = h.readTierWindows(ctx, policyHistory, part, seg, ids, false)
+		}
+		if err != nil {
+			return nil, err
+		}
+		set.merge(part)
+	}
+	return set, nil
+}
+
+// tieredTotals returns each policy's bytes over [from, to), from the tiers a query at every
+// reads.
+func (h *InfluxHistory) tieredTotals(ctx context.Context, from, to time.Time, every time.Duration) ([]policyTotal, error) {
+	_, segs, err := h.segments(ctx, from, to, every)
+	if err != nil {
+		return nil, err
+	}
+	sums := make(map[int64]int64)
+	for _, seg := range segs {
+		if seg.tier != TierRaw {
+			part, err := h.tierTotals(ctx, policyHistory, seg)
+			if err != nil {
+				return nil, err
+			}
+			for id, b := range part {
+				sums[id] += b
+			}
+			continue
+		}
+		part, err := h.totals(ctx, seg.from, seg.to)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range part {
+			sums[t.policyID] += t.bytes
+		}
+	}
+	totals := make([]policyTotal, 0, len(sums))
+	for id, b := range sums {
+		totals = append(totals, policyTotal{policyID: id, bytes: b})
+	}
+	return totals, nil
 }
 
 // QueryIntervals returns per-interval bytes as HistoryStore documents: InfluxQL on 1.x,
@@ -181,6 +238,36 @@ func (h *InfluxHistory) QueryIntervals(ctx context.Context, ids []int64, from, t
 	if err := validateIntervals(from, to, interval); err != nil {
 		return nil, err
 	}
+	// Raw while it holds the range (exact), else a rollup (see intervalsEvery).
+	_, segs, err := h.segments(ctx, from, to, h.tiers.plan.intervalsEvery(from, to, interval))
+	if err != nil {
+		return nil, fmt.Errorf("query history intervals: %w", err)
+	}
+	out := make(map[int64][]IntervalBytes)
+	for _, seg := range segs {
+		if seg.tier != TierRaw {
+			rows, err := h.tierRows(ctx, policyHistory, seg.tier, seg.from, seg.to, ids, false)
+			if err != nil {
+				return nil, fmt.Errorf("query history intervals: %w", err)
+			}
+			for _, r := range rows {
+				out[r.id] = append(out[r.id], intervalsOf(seg.tier, r)...)
+			}
+			continue
+		}
+		part, err := h.rawIntervals(ctx, ids, seg.from, seg.to, interval)
+		if err != nil {
+			return nil, err
+		}
+		for id, ivs := range part {
+			out[id] = append(out[id], ivs...)
+		}
+	}
+	return out, nil
+}
+
+// rawIntervals is QueryIntervals over raw points.
+func (h *InfluxHistory) rawIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
 	gen := h.generation(ctx)
 	if h.plan(gen) == InfluxWindowingInfluxQL {
 		out, err := h.influxQLIntervals(ctx, ids, from, to, interval)
@@ -229,6 +316,52 @@ func (h *InfluxHistory) QueryTotal(ctx context.Context, from, to time.Time, ever
 			return nil, nil, err
 		}
 	}
+	_, segs, err := h.segments(ctx, from, to, every)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query history total: %w", err)
+	}
+	points := grid.points()
+	var intervals []IntervalBytes
+	for _, seg := range segs {
+		if seg.tier != TierRaw {
+			part := newSeriesSet(grid)
+			if err := h.readTierWindows(ctx, policyHistory, part, seg, []int64{totalSeriesID}, true); err != nil {
+				return nil, nil, fmt.Errorf("query history total: %w", err)
+			}
+			for i, p := range part.series[totalSeriesID] {
+				points[i].Packets += p.Packets
+				points[i].Bytes += p.Bytes
+			}
+			if interval == 0 {
+				continue
+			}
+			rows, err := h.tierRows(ctx, policyHistory, seg.tier, seg.from, seg.to, []int64{totalSeriesID}, true)
+			if err != nil {
+				return nil, nil, fmt.Errorf("query history total: %w", err)
+			}
+			for _, r := range rows {
+				intervals = append(intervals, intervalsOf(seg.tier, r)...)
+			}
+			continue
+		}
+		p, ivs, err := h.rawTotal(ctx, grid, seg.from, seg.to, interval)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i := range p {
+			points[i].Packets += p[i].Packets
+			points[i].Bytes += p[i].Bytes
+		}
+		intervals = append(intervals, ivs...)
+	}
+	if interval == 0 {
+		return points, nil, nil
+	}
+	return points, intervals, nil
+}
+
+// rawTotal is QueryTotal over raw points.
+func (h *InfluxHistory) rawTotal(ctx context.Context, grid windowGrid, from, to time.Time, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
 	gen := h.generation(ctx)
 	if h.plan(gen) == InfluxWindowingInfluxQL {
 		points, intervals, err := h.influxQLTotal(ctx, grid, from, to, interval)
@@ -238,9 +371,10 @@ func (h *InfluxHistory) QueryTotal(ctx context.Context, from, to time.Time, ever
 		return points, intervals, nil
 	}
 	points := grid.points()
+	var err error
 	flux := h.selectFlux(gen, from, to, nil, ` and (r._field == "packets" or r._field == "bytes")`) + fmt.Sprintf(`
   |> group(columns: ["_field"])
-  |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxDuration(every))
+  |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxDuration(grid.every))
 	err = h.eachFluxValue(ctx, flux, func(field string, at time.Time, v int64) {
 		if i := grid.index(at); i >= 0 {
 			if field == "packets" {

@@ -56,17 +56,21 @@ func basicAuth(user, pass string) string {
 
 // influxQLSeries is one series of an InfluxQL answer: its tags and rows of values, the
 // first column the time in nanoseconds (epoch=ns).
-type influxQLSeries struct {
+type influxQLSeries = influxQLSeriesOf[json.Number]
+
+// influxQLSeriesOf is a series whose values decode as V: json.Number for numeric columns,
+// any (json.Number or string) for a mix.
+type influxQLSeriesOf[V any] struct {
 	Tags    map[string]string `json:"tags"`
 	Columns []string          `json:"columns"`
-	Values  [][]json.Number   `json:"values"`
+	Values  [][]V             `json:"values"`
 }
 
-type influxQLAnswer struct {
+type influxQLAnswer[V any] struct {
 	Results []struct {
-		Series  []influxQLSeries `json:"series"`
-		Error   string           `json:"error"`
-		Partial bool             `json:"partial"`
+		Series  []influxQLSeriesOf[V] `json:"series"`
+		Error   string                `json:"error"`
+		Partial bool                  `json:"partial"`
 	} `json:"results"`
 	Error string `json:"error"`
 }
@@ -74,9 +78,14 @@ type influxQLAnswer struct {
 // run executes one statement and returns its series. A partial answer (the server's row
 // limit cut it) is an error: the sums would be wrong.
 func (q *influxQL) run(ctx context.Context, statement string) ([]influxQLSeries, error) {
+	return runInfluxQL[json.Number](ctx, q, statement, q.rp)
+}
+
+// runInfluxQL is run with values decoded as V, against retention policy rp.
+func runInfluxQL[V any](ctx context.Context, q *influxQL, statement, rp string) ([]influxQLSeriesOf[V], error) {
 	form := url.Values{"q": {statement}, "db": {q.database}, "epoch": {"ns"}}
-	if q.rp != "" {
-		form.Set("rp", q.rp)
+	if rp != "" {
+		form.Set("rp", rp)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, q.endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -93,7 +102,7 @@ func (q *influxQL) run(ctx context.Context, statement string) ([]influxQLSeries,
 	}
 	defer resp.Body.Close()
 	body := io.LimitReader(resp.Body, maxInfluxQLAnswer)
-	var answer influxQLAnswer
+	var answer influxQLAnswer[V]
 	dec := json.NewDecoder(body)
 	dec.UseNumber()
 	decodeErr := dec.Decode(&answer)
@@ -128,10 +137,15 @@ func influxQLString(s string) string {
 
 // from is the FROM clause: the measurement in the configured database and policy.
 func (q *influxQL) from(measurement string) string {
-	if q.rp == "" {
+	return q.fromRP(q.rp, measurement)
+}
+
+// fromRP is the FROM clause of measurement in retention policy rp of the database.
+func (q *influxQL) fromRP(rp, measurement string) string {
+	if rp == "" {
 		return influxQLIdent(q.database) + ".." + influxQLIdent(measurement)
 	}
-	return influxQLIdent(q.database) + "." + influxQLIdent(q.rp) + "." + influxQLIdent(measurement)
+	return influxQLIdent(q.database) + "." + influxQLIdent(rp) + "." + influxQLIdent(measurement)
 }
 
 // where is the condition on time and policies (all for none). Times are integer

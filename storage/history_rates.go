@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -16,6 +17,9 @@ type IntervalBytes struct {
 	// Time is the start of the interval, aligned to the Unix epoch.
 	Time  time.Time
 	Bytes int64
+	// Count is how many intervals had these bytes: 0 or 1 for one interval; more for a bin of
+	// the 1-hour tier's histogram (all at the bucket's start), see TierConfig.
+	Count int64
 }
 
 // IntervalCount returns how many epoch-aligned intervals overlap [from, to), the samples of
@@ -93,14 +97,14 @@ func HistoryRates(points []HistoryPoint, intervals []IntervalBytes, from, to tim
 	}
 	sum.Intervals = IntervalCount(from, to, interval)
 	ivSecs := interval.Seconds()
-	samples := make([]float64, 0, len(intervals))
+	samples := make([]weightedRate, 0, len(intervals))
 	var last time.Time
 	for _, iv := range intervals {
 		if iv.Bytes <= 0 {
 			continue
 		}
 		rate := float64(iv.Bytes) * 8 / ivSecs
-		samples = append(samples, rate)
+		samples = append(samples, weightedRate{rate, max(iv.Count, 1)})
 		if iv.Time.After(last) || last.IsZero() {
 			last, sum.LastBPS = iv.Time, rate
 		}
@@ -114,26 +118,36 @@ func HistoryRates(points []HistoryPoint, intervals []IntervalBytes, from, to tim
 	return rates, sum
 }
 
+// weightedRate is a per-interval rate and how many intervals had it.
+type weightedRate struct {
+	rate  float64
+	count int64
+}
+
 // maxAndP95 returns the largest sample and the 95th percentile by nearest rank over n
 // samples, of which those not given are 0: the value at rank ceil(0.95*n) in ascending
 // order.
-func maxAndP95(nonzero []float64, n int64) (maxRate, p95 float64) {
+func maxAndP95(nonzero []weightedRate, n int64) (maxRate, p95 float64) {
 	if len(nonzero) == 0 || n <= 0 {
 		return 0, 0
 	}
-	slices.Sort(nonzero)
-	maxRate = nonzero[len(nonzero)-1]
+	slices.SortFunc(nonzero, func(a, b weightedRate) int { return cmp.Compare(a.rate, b.rate) })
+	maxRate = nonzero[len(nonzero)-1].rate
 	rank := (95*n + 99) / 100 // ceil(0.95 n), 1-based
-	zeros := n - int64(len(nonzero))
-	if zeros < 0 {
-		zeros = 0 // more samples than intervals: cannot happen with aligned intervals
+	var given int64
+	for _, s := range nonzero {
+		given += s.count
 	}
+	zeros := max(n-given, 0) // more samples than intervals cannot happen with aligned intervals
 	if rank <= zeros {
 		return maxRate, 0
 	}
-	i := rank - zeros - 1
-	if i >= int64(len(nonzero)) {
-		i = int64(len(nonzero)) - 1
+	seen := zeros
+	for _, s := range nonzero {
+		seen += s.count
+		if seen >= rank {
+			return maxRate, s.rate
+		}
 	}
-	return maxRate, nonzero[i]
+	return maxRate, maxRate
 }

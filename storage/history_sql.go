@@ -23,6 +23,7 @@ type SQLHistory struct {
 	db      *sql.DB
 	dialect string
 	owner   *DB
+	tiers   tierPlan
 }
 
 // NewSQLHistory returns the SQL history store on db, which must be migrated. db stays the
@@ -50,18 +51,23 @@ func (s *SQLHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) erro
 	rows := dedupeDeltas(deltas)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return asWriteError(fmt.Errorf("write %d history rows: begin: %w", len(rows), err))
+		return AsWriteError(fmt.Errorf("write %d history rows: begin: %w", len(rows), err))
 	}
 	defer func() { _ = tx.Rollback() }()
 	for start := 0; start < len(rows); start += sqlWriteChunk {
 		chunk := rows[start:min(start+sqlWriteChunk, len(rows))]
 		query, args := s.upsertSQL(chunk)
 		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
-			return asWriteError(fmt.Errorf("write %d history rows: %w", len(rows), err))
+			return AsWriteError(fmt.Errorf("write %d history rows: %w", len(rows), err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return asWriteError(fmt.Errorf("write %d history rows: commit: %w", len(rows), err))
+		return AsWriteError(fmt.Errorf("write %d history rows: commit: %w", len(rows), err))
+	}
+	// Rows into buckets already rolled up are rolled up again; a failure is retryable: the
+	// raw rows are written, and writing them again replaces them.
+	if err := rollupWritten(ctx, s.tiers, s, policyHistory, rows); err != nil {
+		return AsWriteError(fmt.Errorf("write %d history rows: %w", len(rows), err))
 	}
 	return nil
 }
@@ -149,7 +155,7 @@ ORDER BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), 
 }
 
 // QueryPolicy returns one policy's windows over [from, to) with the semantics HistoryStore
-// documents.
+// documents, from the tiers Tier names.
 func (s *SQLHistory) QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error) {
 	ctx, cancel := s.deadline(ctx, 1)
 	defer cancel()
@@ -157,15 +163,38 @@ func (s *SQLHistory) QueryPolicy(ctx context.Context, policyID int64, from, to t
 	if err != nil {
 		return nil, err
 	}
-	set := newSeriesSet(grid)
-	query := s.windowsSQL(int64(every/time.Second), " AND policy_id = "+s.placeholder(3))
-	if err := s.readWindows(ctx, set, query, from.UTC(), to.UTC(), policyID); err != nil {
+	set, err := s.windows(ctx, grid, from, to, []int64{policyID})
+	if err != nil {
 		return nil, fmt.Errorf("query history of policy %d: %w", policyID, err)
 	}
 	if points, ok := set.series[policyID]; ok {
 		return points, nil
 	}
 	return grid.points(), nil
+}
+
+// windows reads the windows of the given policies (all for none) over [from, to), each
+// segment of the plan on its own and merged.
+func (s *SQLHistory) windows(ctx context.Context, grid windowGrid, from, to time.Time, ids []int64) (*seriesSet, error) {
+	_, segs, err := s.plan(ctx, from, to, grid.every)
+	if err != nil {
+		return nil, err
+	}
+	set := newSeriesSet(grid)
+	for _, seg := range segs {
+		part := newSeriesSet(grid)
+		if seg.tier == TierRaw {
+			filter, args := s.idFilter(policyHistory, ids, true, seg.from.UTC(), seg.to.UTC())
+			err = s.readWindows(ctx, part, s.windowsSQL(int64(grid.every/time.Second), filter), args...)
+		} else {
+			err = s.readTierWindows(ctx, policyHistory, part, seg, ids)
+		}
+		if err != nil {
+			return nil, err
+		}
+		set.merge(part)
+	}
+	return set, nil
 }
 
 // QueryTop returns the windows of every policy with rows in [from, to), or of the top
@@ -181,48 +210,54 @@ func (s *SQLHistory) QueryTop(ctx context.Context, from, to time.Time, every tim
 		return nil, err
 	}
 	from, to = from.UTC(), to.UTC()
-	filter := ""
-	args := []any{from, to}
+	var ids []int64
 	if top > 0 {
-		ids, err := s.topIDs(ctx, from, to, top)
-		if err != nil {
+		if ids, err = s.topIDs(ctx, from, to, every, top); err != nil {
 			return nil, fmt.Errorf("query top policies: %w", err)
 		}
 		if len(ids) == 0 {
 			return []PolicySeries{}, nil
 		}
-		marks := make([]string, len(ids))
-		for i, id := range ids {
-			marks[i] = s.placeholder(3 + i)
-			args = append(args, id)
-		}
-		filter = " AND policy_id IN (" + strings.Join(marks, ",") + ")"
 	}
-	set := newSeriesSet(grid)
-	if err := s.readWindows(ctx, set, s.windowsSQL(int64(every/time.Second), filter), args...); err != nil {
+	set, err := s.windows(ctx, grid, from, to, ids)
+	if err != nil {
 		return nil, fmt.Errorf("query history of policies: %w", err)
 	}
 	return set.ordered(), nil
 }
 
-func (s *SQLHistory) topIDs(ctx context.Context, from, to time.Time, top int) ([]int64, error) {
-	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT policy_id, CAST(SUM(bytes) AS BIGINT) AS total
-FROM policy_stats WHERE timestamp >= %s AND timestamp < %s
-GROUP BY policy_id ORDER BY total DESC, policy_id LIMIT %d`, s.placeholder(1), s.placeholder(2), top), from, to)
+func (s *SQLHistory) topIDs(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]int64, error) {
+	_, segs, err := s.plan(ctx, from, to, every)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var totals []policyTotal
-	for rows.Next() {
-		var t policyTotal
-		if err := rows.Scan(&t.policyID, &t.bytes); err != nil {
+	sums := make(map[int64]int64)
+	for _, seg := range segs {
+		if seg.tier != TierRaw {
+			part, err := s.tierTotals(ctx, policyHistory, seg)
+			if err != nil {
+				return nil, err
+			}
+			for id, b := range part {
+				sums[id] += b
+			}
+			continue
+		}
+		limit := ""
+		if len(segs) == 1 {
+			limit = fmt.Sprintf(" LIMIT %d", top)
+		}
+		err := s.eachRow(ctx, fmt.Sprintf(`SELECT policy_id, CAST(SUM(bytes) AS BIGINT) AS total
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s
+GROUP BY policy_id ORDER BY total DESC, policy_id%s`, s.placeholder(1), s.placeholder(2), limit), []any{seg.from, seg.to},
+			func(id int64, vals ...int64) { sums[id] += vals[0] }, 1)
+		if err != nil {
 			return nil, err
 		}
-		totals = append(totals, t)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+	totals := make([]policyTotal, 0, len(sums))
+	for id, b := range sums {
+		totals = append(totals, policyTotal{policyID: id, bytes: b})
 	}
 	return topPolicies(totals, top), nil
 }
@@ -244,46 +279,47 @@ func (s *SQLHistory) readWindows(ctx context.Context, set *seriesSet, query stri
 	return rows.Err()
 }
 
-// QueryIntervals returns per-interval bytes as HistoryStore documents, grouped in SQL.
+// QueryIntervals returns per-interval bytes as HistoryStore documents, grouped in SQL; from a
+// rollup tier as intervalsOf reads them back.
 func (s *SQLHistory) QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
 	ctx, cancel := s.deadline(ctx, 1)
 	defer cancel()
 	if err := validateIntervals(from, to, interval); err != nil {
 		return nil, err
 	}
-	secs := int64(interval / time.Second)
-	args := []any{from.UTC(), to.UTC()}
-	filter := ""
-	if len(ids) > 0 {
-		marks := make([]string, len(ids))
-		for i, id := range ids {
-			marks[i] = s.placeholder(3 + i)
-			args = append(args, id)
-		}
-		filter = " AND policy_id IN (" + strings.Join(marks, ",") + ")"
-	}
-	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT policy_id, %s AS w, CAST(SUM(bytes) AS BIGINT)
-FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s
-GROUP BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), filter), args...)
+	// Raw while it holds the range (exact), else a rollup (see intervalsEvery).
+	_, segs, err := s.plan(ctx, from, to, s.tiers.intervalsEvery(from, to, interval))
 	if err != nil {
 		return nil, fmt.Errorf("query history intervals: %w", err)
 	}
-	defer rows.Close()
 	out := make(map[int64][]IntervalBytes)
-	for rows.Next() {
-		var id, w, bytes int64
-		if err := rows.Scan(&id, &w, &bytes); err != nil {
+	for _, seg := range segs {
+		if seg.tier != TierRaw {
+			rows, err := s.tierRows(ctx, policyHistory, seg.tier, seg.from, seg.to, ids, false)
+			if err != nil {
+				return nil, fmt.Errorf("query history intervals: %w", err)
+			}
+			for _, r := range rows {
+				out[r.id] = append(out[r.id], intervalsOf(seg.tier, r)...)
+			}
+			continue
+		}
+		secs := int64(interval / time.Second)
+		filter, args := s.idFilter(policyHistory, ids, true, seg.from.UTC(), seg.to.UTC())
+		err := s.eachRow(ctx, fmt.Sprintf(`SELECT policy_id, %s AS w, CAST(SUM(bytes) AS BIGINT)
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s
+GROUP BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), filter), args, func(id int64, vals ...int64) {
+			out[id] = append(out[id], IntervalBytes{Time: time.Unix(vals[0]*secs, 0).UTC(), Bytes: vals[1]})
+		}, 2)
+		if err != nil {
 			return nil, fmt.Errorf("query history intervals: %w", err)
 		}
-		out[id] = append(out[id], IntervalBytes{Time: time.Unix(w*secs, 0).UTC(), Bytes: bytes})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query history intervals: %w", err)
 	}
 	return out, nil
 }
 
-// QueryTotal returns all policies together as HistoryStore documents, summed in SQL.
+// QueryTotal returns all policies together as HistoryStore documents, summed in SQL; from a
+// rollup tier, the all-policies rows.
 func (s *SQLHistory) QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
 	ctx, cancel := s.deadline(ctx, 1)
 	defer cancel()
@@ -296,27 +332,63 @@ func (s *SQLHistory) QueryTotal(ctx context.Context, from, to time.Time, every, 
 			return nil, nil, err
 		}
 	}
-	points := grid.points()
-	secs := int64(every / time.Second)
-	query := fmt.Sprintf(`SELECT %s AS w, CAST(SUM(packets) AS BIGINT), CAST(SUM(bytes) AS BIGINT)
-FROM policy_stats WHERE timestamp >= %s AND timestamp < %s GROUP BY w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2))
-	err = s.eachRow(ctx, query, []any{from.UTC(), to.UTC()}, func(w int64, vals ...int64) {
-		if i := grid.index(time.Unix(w*secs, 0)); i >= 0 {
-			points[i].Packets += vals[0]
-			points[i].Bytes += vals[1]
-		}
-	}, 2)
-	if err != nil || interval == 0 {
-		return points, nil, err
+	_, segs, err := s.plan(ctx, from, to, every)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query history total: %w", err)
 	}
-	ivSecs := int64(interval / time.Second)
+	points := grid.points()
 	var intervals []IntervalBytes
-	query = fmt.Sprintf(`SELECT %s AS w, CAST(SUM(bytes) AS BIGINT)
+	for _, seg := range segs {
+		if seg.tier != TierRaw {
+			part := newSeriesSet(grid)
+			if err := s.readTierWindows(ctx, policyHistory, part, seg, []int64{totalSeriesID}); err != nil {
+				return nil, nil, err
+			}
+			for i, p := range part.series[totalSeriesID] {
+				points[i].Packets += p.Packets
+				points[i].Bytes += p.Bytes
+			}
+			if interval == 0 {
+				continue
+			}
+			rows, err := s.tierRows(ctx, policyHistory, seg.tier, seg.from, seg.to, []int64{totalSeriesID}, true)
+			if err != nil {
+				return nil, nil, fmt.Errorf("query history total: %w", err)
+			}
+			for _, r := range rows {
+				intervals = append(intervals, intervalsOf(seg.tier, r)...)
+			}
+			continue
+		}
+		secs := int64(every / time.Second)
+		query := fmt.Sprintf(`SELECT %s AS w, CAST(SUM(packets) AS BIGINT), CAST(SUM(bytes) AS BIGINT)
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s GROUP BY w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2))
+		err = s.eachRow(ctx, query, []any{seg.from.UTC(), seg.to.UTC()}, func(w int64, vals ...int64) {
+			if i := grid.index(time.Unix(w*secs, 0)); i >= 0 {
+				points[i].Packets += vals[0]
+				points[i].Bytes += vals[1]
+			}
+		}, 2)
+		if err != nil {
+			return nil, nil, err
+		}
+		if interval == 0 {
+			continue
+		}
+		ivSecs := int64(interval / time.Second)
+		query = fmt.Sprintf(`SELECT %s AS w, CAST(SUM(bytes) AS BIGINT)
 FROM policy_stats WHERE timestamp >= %s AND timestamp < %s GROUP BY w`, s.windowExpr(ivSecs), s.placeholder(1), s.placeholder(2))
-	err = s.eachRow(ctx, query, []any{from.UTC(), to.UTC()}, func(w int64, vals ...int64) {
-		intervals = append(intervals, IntervalBytes{Time: time.Unix(w*ivSecs, 0).UTC(), Bytes: vals[0]})
-	}, 1)
-	return points, intervals, err
+		err = s.eachRow(ctx, query, []any{seg.from.UTC(), seg.to.UTC()}, func(w int64, vals ...int64) {
+			intervals = append(intervals, IntervalBytes{Time: time.Unix(w*ivSecs, 0).UTC(), Bytes: vals[0]})
+		}, 1)
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if interval == 0 {
+		return points, nil, nil
+	}
+	return points, intervals, nil
 }
 
 // eachRow runs query and calls fn with each row's first column and its n integer columns.
@@ -373,14 +445,39 @@ func (s *SQLHistory) Prune(ctx context.Context, before time.Time) (int64, error)
 // RetentionJobName is the singleton job name of the SQL history retention.
 const RetentionJobName = "history-retention"
 
-// RetentionJob returns one run of the retention: prune the rows older than retention and log
-// how many went (to log, or slog.Default() when nil).
+// RetentionJob returns one run of the retention: with tiers, roll up what settled (Rollup)
+// and prune each rollup tier past its retention; then prune the raw rows older than
+// retention (never rows not rolled up yet) and log how many went (to log, or slog.Default()
+// when nil).
 func (s *SQLHistory) RetentionJob(retention time.Duration, log *slog.Logger) func(ctx context.Context) error {
 	if log == nil {
 		log = slog.Default()
 	}
 	return func(ctx context.Context) error {
-		before := time.Now().Add(-retention)
+		now := time.Now()
+		if s.tiers.on {
+			now = s.tiers.now()
+		}
+		before := now.Add(-retention)
+		if s.tiers.on {
+			minutes, hours, err := s.Rollup(ctx)
+			if err != nil {
+				return err
+			}
+			before = minTime(before, minutes)
+			for _, t := range []struct {
+				tier   string
+				before time.Time
+			}{{Tier1m, minTime(now.Add(-s.tiers.ret1m), hours)}, {Tier1h, now.Add(-s.tiers.ret1h)}} {
+				n, err := s.pruneTier(ctx, policyHistory, t.tier, t.before)
+				if err != nil {
+					return err
+				}
+				if n > 0 {
+					log.Info("history retention", "tier", t.tier, "deleted", n, "before", t.before.UTC().Format(time.RFC3339))
+				}
+			}
+		}
 		n, err := s.Prune(ctx, before)
 		if err != nil {
 			return err

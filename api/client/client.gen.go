@@ -243,6 +243,27 @@ func (e HealthStatus) Valid() bool {
 	}
 }
 
+// Defines values for HistoryTier.
+const (
+	HistoryTierN1H HistoryTier = "1h"
+	HistoryTierN1M HistoryTier = "1m"
+	HistoryTierRaw HistoryTier = "raw"
+)
+
+// Valid indicates whether the value is a known member of the HistoryTier enum.
+func (e HistoryTier) Valid() bool {
+	switch e {
+	case HistoryTierN1H:
+		return true
+	case HistoryTierN1M:
+		return true
+	case HistoryTierRaw:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for LeftOutInstanceReason.
 const (
 	LeftOutInstanceReasonResetPending LeftOutInstanceReason = "reset_pending"
@@ -1110,8 +1131,11 @@ type HistoryPrevious struct {
 	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
 	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
 	// samples by nearest rank, the billing definition: sort the N samples ascending and
-	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
-	// sketch. These three are absent when `peak_bps` is.
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) while raw
+	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
+	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
+	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
+	// `last_bps` stay exact). These three are absent when `peak_bps` is.
 	//
 	//
 	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
@@ -1139,8 +1163,11 @@ type HistorySeries struct {
 	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
 	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
 	// samples by nearest rank, the billing definition: sort the N samples ascending and
-	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
-	// sketch. These three are absent when `peak_bps` is.
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) while raw
+	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
+	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
+	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
+	// `last_bps` stay exact). These three are absent when `peak_bps` is.
 	//
 	//
 	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
@@ -1152,8 +1179,11 @@ type HistorySeries struct {
 // overlaps the range is one sample (its bytes over all instances × 8 / the interval;
 // 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
 // samples by nearest rank, the billing definition: sort the N samples ascending and
-// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
-// sketch. These three are absent when `peak_bps` is.
+// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) while raw
+// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
+// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
+// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
+// `last_bps` stay exact). These three are absent when `peak_bps` is.
 //
 // Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
 type HistorySummary struct {
@@ -1169,11 +1199,25 @@ type HistorySummary struct {
 	// MaxBps The highest per-interval rate.
 	MaxBps *float64 `json:"max_bps,omitempty"`
 
-	// P95Bps 95th percentile of the per-interval rates (nearest rank, exact).
+	// P95Bps 95th percentile of the per-interval rates (nearest rank; exact, or within 1% from the 1h rollups, see above).
 	P95Bps       *float64 `json:"p95_bps,omitempty"`
 	TotalBytes   int64    `json:"total_bytes"`
 	TotalPackets int64    `json:"total_packets"`
 }
+
+// HistoryTier The resolution the answer was read from. `raw`: the points as flushed (one per
+// instance and flush interval), kept for PATRONUS_HISTORY_RAW_RETENTION (default 7
+// days). `1m` and `1h`: rollups per minute and per hour, summed over instances, kept
+// for PATRONUS_HISTORY_1M_RETENTION and PATRONUS_HISTORY_1H_RETENTION (defaults 30 and
+// 400 days). A query reads the coarsest rollup whose buckets divide `every` and that
+// still holds `from`; the edges of the range that cut a bucket, and the latest part not
+// rolled up yet (about a minute, or the current hour), are read from raw while raw holds
+// them. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
+// tier; `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
+// window's `active_flows` from a rollup is the largest of its buckets' (each bucket's
+// being every instance's largest in it, summed), which equals raw's with one instance;
+// once raw has aged out, a bucket counts whole when it starts inside the range.
+type HistoryTier string
 
 // IPAddress An IPv4 (dotted quad) or IPv6 (RFC 4291 text) address, without zone or prefix length.
 //
@@ -1418,7 +1462,7 @@ type PolicyCreate struct {
 	Priority int32 `json:"priority"`
 }
 
-// PolicyHistory Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","points":[{"active_flows":14,"bps":128000,"bytes":960000,"packets":1200,"peak_bps":512000,"pps":20,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"policy_id":7,"policy_name":"voip","summary":{"avg_bps":64000,"intervals":12,"last_bps":512000,"max_bps":512000,"p95_bps":512000,"total_bytes":960000,"total_packets":1200},"to":"2025-06-01T12:02:00Z"}
+// PolicyHistory Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","points":[{"active_flows":14,"bps":128000,"bytes":960000,"packets":1200,"peak_bps":512000,"pps":20,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"policy_id":7,"policy_name":"voip","summary":{"avg_bps":64000,"intervals":12,"last_bps":512000,"max_bps":512000,"p95_bps":512000,"total_bytes":960000,"total_packets":1200},"tier":"1m","to":"2025-06-01T12:02:00Z"}
 type PolicyHistory struct {
 	// Every Window width, as given.
 	Every string `json:"every"`
@@ -1444,13 +1488,30 @@ type PolicyHistory struct {
 	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
 	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
 	// samples by nearest rank, the billing definition: sort the N samples ascending and
-	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
-	// sketch. These three are absent when `peak_bps` is.
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) while raw
+	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
+	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
+	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
+	// `last_bps` stay exact). These three are absent when `peak_bps` is.
 	//
 	//
 	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
 	Summary HistorySummary `json:"summary"`
-	To      time.Time      `json:"to"`
+
+	// Tier The resolution the answer was read from. `raw`: the points as flushed (one per
+	// instance and flush interval), kept for PATRONUS_HISTORY_RAW_RETENTION (default 7
+	// days). `1m` and `1h`: rollups per minute and per hour, summed over instances, kept
+	// for PATRONUS_HISTORY_1M_RETENTION and PATRONUS_HISTORY_1H_RETENTION (defaults 30 and
+	// 400 days). A query reads the coarsest rollup whose buckets divide `every` and that
+	// still holds `from`; the edges of the range that cut a bucket, and the latest part not
+	// rolled up yet (about a minute, or the current hour), are read from raw while raw holds
+	// them. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
+	// tier; `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
+	// window's `active_flows` from a rollup is the largest of its buckets' (each bucket's
+	// being every instance's largest in it, summed), which equals raw's with one instance;
+	// once raw has aged out, a bucket counts whole when it starts inside the range.
+	Tier HistoryTier `json:"tier"`
+	To   time.Time   `json:"to"`
 }
 
 // PolicyList Example: {"items":[{"action":{"path_id":12,"type":"prefer_path"},"active_flows":14,"bytes_matched":145600000,"created_at":"2025-06-01T09:20:00Z","enabled":true,"id":7,"last_seen":"2025-06-01T12:00:09Z","match":{"dst_cidr":"10.20.0.0/16","dst_ports":[{"from":5060,"to":5061}],"protocol":17},"name":"voip-over-fiber","packets_matched":182000,"priority":10,"updated_at":"2025-06-01T09:20:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
@@ -1784,7 +1845,21 @@ type StatsHistory struct {
 
 	// Series One series per policy, most bytes first.
 	Series []HistorySeries `json:"series"`
-	To     time.Time       `json:"to"`
+
+	// Tier The resolution the answer was read from. `raw`: the points as flushed (one per
+	// instance and flush interval), kept for PATRONUS_HISTORY_RAW_RETENTION (default 7
+	// days). `1m` and `1h`: rollups per minute and per hour, summed over instances, kept
+	// for PATRONUS_HISTORY_1M_RETENTION and PATRONUS_HISTORY_1H_RETENTION (defaults 30 and
+	// 400 days). A query reads the coarsest rollup whose buckets divide `every` and that
+	// still holds `from`; the edges of the range that cut a bucket, and the latest part not
+	// rolled up yet (about a minute, or the current hour), are read from raw while raw holds
+	// them. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
+	// tier; `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
+	// window's `active_flows` from a rollup is the largest of its buckets' (each bucket's
+	// being every instance's largest in it, summed), which equals raw's with one instance;
+	// once raw has aged out, a bucket counts whole when it starts inside the range.
+	Tier HistoryTier `json:"tier"`
+	To   time.Time   `json:"to"`
 }
 
 // StatsResetResult Example: {"audit_id":120,"message":"counters of policy 7 reset","policies_reset":1,"success":true}

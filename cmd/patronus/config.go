@@ -40,6 +40,9 @@ type config struct {
 	CacheMaxEntries     int64
 	HistoryBufferPoints int
 	HistoryRetention    time.Duration
+	HistoryRawRetention time.Duration
+	History1mRetention  time.Duration
+	History1hRetention  time.Duration
 	ShutdownTimeout     time.Duration
 	EventBuffer         int
 	SpoolDir            string
@@ -85,7 +88,10 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.DurationVar(&c.RoutingCacheTTL, "routing-cache-ttl", 30*time.Second, "how long cached routing decisions live")
 	fs.Int64Var(&c.CacheMaxEntries, "cache-max-entries", 100_000, "most entries each cache holds")
 	fs.IntVar(&c.HistoryBufferPoints, "history-buffer-points", 1_000_000, "most history points kept in memory while the history store is down")
-	fs.DurationVar(&c.HistoryRetention, "history-retention", 30*24*time.Hour, "how long SQL history (policy_stats) is kept")
+	fs.DurationVar(&c.HistoryRawRetention, "history-raw-retention", storage.DefaultRawRetention, "how long raw history points (one per flush) are kept; on InfluxDB set it to the bucket's retention policy, which Patronus does not change")
+	fs.DurationVar(&c.History1mRetention, "history-1m-retention", storage.Default1mRetention, "how long the 1-minute history rollups are kept (InfluxDB: retention policy rollup_1m)")
+	fs.DurationVar(&c.History1hRetention, "history-1h-retention", storage.Default1hRetention, "how long the 1-hour history rollups are kept (InfluxDB: retention policy rollup_1h)")
+	fs.DurationVar(&c.HistoryRetention, "history-retention", 0, "former name of history-raw-retention; when set it wins")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "deadline for draining requests and the final history flush")
 	fs.IntVar(&c.EventBuffer, "event-buffer", events.DefaultBufferSize, "how many recent events GET /api/v1/events keeps for clients that reconnect with Last-Event-ID")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory of the on-disk spool of acknowledged traffic not yet in history; default beside the SQLite file (FILE-spool), or ./spool with PostgreSQL")
@@ -109,6 +115,21 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.Int64Var(&c.Ingest.MaxBytes, "max-ingest-bytes", api.DefaultMaxIngestBytes, "most body bytes (decompressed) all ingest requests hold at once; past it 503 with Retry-After")
 	fs.StringVar(&c.NetFlowListen, "netflow-listen", "", "UDP address taking NetFlow v5/v9 and IPFIX from routers, e.g. 0.0.0.0:2055; empty is off")
 	fs.StringVar(&c.SFlowListen, "sflow-listen", "", "UDP address taking sFlow v5 from routers, e.g. 0.0.0.0:6343; empty is off")
+}
+
+// rawRetention is how long raw history points are kept: history-raw-retention, or the former
+// history-retention when that is set.
+func (c config) rawRetention() time.Duration {
+	if c.HistoryRetention > 0 {
+		return c.HistoryRetention
+	}
+	return c.HistoryRawRetention
+}
+
+// historyTiers are the rollup tiers of the history store.
+func (c config) historyTiers() storage.TierConfig {
+	return storage.TierConfig{Interval: c.FlushInterval, RawRetention: c.rawRetention(),
+		Retention1m: c.History1mRetention, Retention1h: c.History1hRetention}
 }
 
 // envName returns the environment variable of a flag.
@@ -142,11 +163,15 @@ func (c config) validate() error {
 	positive := map[string]time.Duration{
 		"flush-interval": c.FlushInterval, "flow-idle-timeout": c.FlowIdleTimeout,
 		"metrics-cache-ttl": c.MetricsCacheTTL, "routing-cache-ttl": c.RoutingCacheTTL,
-		"history-retention": c.HistoryRetention, "shutdown-timeout": c.ShutdownTimeout,
+		"history-raw-retention": c.rawRetention(), "history-1m-retention": c.History1mRetention,
+		"history-1h-retention": c.History1hRetention, "shutdown-timeout": c.ShutdownTimeout,
 		"feed-poll-interval": c.FeedPollInterval, "feed-retention": c.FeedRetention,
 	}
-	for _, name := range []string{"flush-interval", "flow-idle-timeout", "metrics-cache-ttl", "routing-cache-ttl", "history-retention", "shutdown-timeout",
-		"feed-poll-interval", "feed-retention"} {
+	if c.HistoryRetention < 0 {
+		bad("history-retention", "must not be negative, got %s", c.HistoryRetention)
+	}
+	for _, name := range []string{"flush-interval", "flow-idle-timeout", "metrics-cache-ttl", "routing-cache-ttl", "history-raw-retention",
+		"history-1m-retention", "history-1h-retention", "shutdown-timeout", "feed-poll-interval", "feed-retention"} {
 		if positive[name] <= 0 {
 			bad(name, "%q is not a positive duration; use e.g. 10s or 1m", positive[name].String())
 		}

@@ -34,15 +34,49 @@ func TestConfigFlagsWinOverEnvironment(t *testing.T) {
 	}
 }
 
+func TestHistoryRetentionSettings(t *testing.T) {
+	parse := func(t *testing.T, args ...string) config {
+		t.Helper()
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		var c config
+		registerFlags(fs, &c)
+		if err := ff.Parse(fs, args, envOptions()...); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	day := 24 * time.Hour
+	if c := parse(t); c.rawRetention() != 7*day || c.History1mRetention != 30*day || c.History1hRetention != 400*day {
+		t.Fatalf("defaults: raw %s, 1m %s, 1h %s; want 7, 30 and 400 days", c.rawRetention(), c.History1mRetention, c.History1hRetention)
+	}
+	t.Setenv("PATRONUS_HISTORY_RAW_RETENTION", "48h")
+	t.Setenv("PATRONUS_HISTORY_1M_RETENTION", "240h")
+	t.Setenv("PATRONUS_HISTORY_1H_RETENTION", "2400h")
+	c := parse(t)
+	tiers := c.historyTiers()
+	if tiers.RawRetention != 48*time.Hour || tiers.Retention1m != 240*time.Hour || tiers.Retention1h != 2400*time.Hour || tiers.Interval != c.FlushInterval {
+		t.Fatalf("tiers from the environment: %+v", tiers)
+	}
+	// The former name still works and wins.
+	t.Setenv("PATRONUS_HISTORY_RETENTION", "1h")
+	if c := parse(t); c.rawRetention() != time.Hour {
+		t.Fatalf("PATRONUS_HISTORY_RETENTION=1h gives raw retention %s", c.rawRetention())
+	}
+}
+
 func TestBadSettingsStopStartUpNamingTheSetting(t *testing.T) {
 	cases := map[string][]string{
-		"PATRONUS_FLUSH_INTERVAL":    {"PATRONUS_FLUSH_INTERVAL=soon"},
-		"PATRONUS_LOG_FORMAT":        {"PATRONUS_LOG_FORMAT=xml"},
-		"PATRONUS_DATABASE_URL":      {"PATRONUS_DATABASE_URL=mysql://db/x"},
-		"PATRONUS_INFLUX_URL":        {"PATRONUS_INFLUX_URL=ftp://x"},
-		"PATRONUS_LISTEN":            {"PATRONUS_LISTEN=nope"},
-		"PATRONUS_FLOW_IDLE_TIMEOUT": {"PATRONUS_FLOW_IDLE_TIMEOUT=0s"},
-		"PATRONUS_EVENT_BUFFER":      {"PATRONUS_EVENT_BUFFER=0"},
+		"PATRONUS_FLUSH_INTERVAL":        {"PATRONUS_FLUSH_INTERVAL=soon"},
+		"PATRONUS_LOG_FORMAT":            {"PATRONUS_LOG_FORMAT=xml"},
+		"PATRONUS_DATABASE_URL":          {"PATRONUS_DATABASE_URL=mysql://db/x"},
+		"PATRONUS_INFLUX_URL":            {"PATRONUS_INFLUX_URL=ftp://x"},
+		"PATRONUS_LISTEN":                {"PATRONUS_LISTEN=nope"},
+		"PATRONUS_FLOW_IDLE_TIMEOUT":     {"PATRONUS_FLOW_IDLE_TIMEOUT=0s"},
+		"PATRONUS_EVENT_BUFFER":          {"PATRONUS_EVENT_BUFFER=0"},
+		"PATRONUS_HISTORY_RAW_RETENTION": {"PATRONUS_HISTORY_RAW_RETENTION=0s"},
+		"PATRONUS_HISTORY_1M_RETENTION":  {"PATRONUS_HISTORY_1M_RETENTION=-1h"},
+		"PATRONUS_HISTORY_1H_RETENTION":  {"PATRONUS_HISTORY_1H_RETENTION=0s"},
+		"PATRONUS_HISTORY_RETENTION":     {"PATRONUS_HISTORY_RETENTION=-1h"},
 	}
 	for setting, env := range cases {
 		t.Run(setting, func(t *testing.T) {

@@ -45,10 +45,15 @@ func openDatabase(ctx context.Context, c config) (*storage.DB, error) {
 // openHistory returns the history store the settings select: InfluxDB when PATRONUS_INFLUX_URL
 // is set, else the policy_stats table of the inventory database.
 func openHistory(c config, db *storage.DB) (storage.HistoryStore, error) {
+	tiers := c.historyTiers()
 	if c.InfluxURL == "" {
-		return storage.NewSQLHistory(db), nil
+		h, err := storage.NewSQLHistoryTiers(db, tiers)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", envName("history-raw-retention"), err)
+		}
+		return h, nil
 	}
-	h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: c.InfluxURL, Token: c.InfluxToken, Org: c.InfluxOrg, Bucket: c.InfluxBucket})
+	h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: c.InfluxURL, Token: c.InfluxToken, Org: c.InfluxOrg, Bucket: c.InfluxBucket, Tiers: &tiers})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", envName("influx-url"), err)
 	}
@@ -112,8 +117,15 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		}
 		if influx != nil {
 			log.Info("history read path", "path", influx.Detect(pingCtx))
+			if err := influx.EnsureTiers(pingCtx); err != nil {
+				log.Warn("InfluxDB rollup retention policies not set up yet; the rollup job tries again", "err", err)
+			}
 		}
 		cancel()
+	}
+	if c.FlushInterval%time.Second != 0 || time.Minute%c.FlushInterval != 0 {
+		log.Warn("history rollups off: the flush interval must be whole seconds that divide a minute; raw points only",
+			"flush_interval", c.FlushInterval.String())
 	}
 
 	registry := prometheus.NewRegistry()
@@ -236,8 +248,13 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	if !dbReady.Load() {
 		loops.Go(func() { waitForDatabase(loopCtx, db, log, &dbReady, connected) })
 	}
+	// Rollups (and on SQL, retention) run on one replica at a time, every minute, so the
+	// tiers trail raw by about a minute (queries read that part from raw).
 	if sqlHistory, ok := history.(*storage.SQLHistory); ok {
-		loops.Go(func() { sqlHistory.RunRetention(loopCtx, c.HistoryRetention, time.Hour, log) })
+		loops.Go(func() { sqlHistory.RunRetention(loopCtx, c.rawRetention(), time.Minute, log) })
+	}
+	if influx, ok := history.(*storage.InfluxHistory); ok {
+		loops.Go(func() { influx.RunRollups(loopCtx, db, time.Minute, log) })
 	}
 	loops.Go(func() { instance.keep(loopCtx, log) })
 	loops.Go(func() { srv.RunLiveSnapshots(loopCtx) })
