@@ -53,11 +53,19 @@ func (s *SQLHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) erro
 		return asWriteError(fmt.Errorf("write %d history rows: begin: %w", len(rows), err))
 	}
 	defer func() { _ = tx.Rollback() }()
-	for start := 0; start < len(rows); start += sqlWriteChunk {
-		chunk := rows[start:min(start+sqlWriteChunk, len(rows))]
-		query, args := s.upsertSQL(chunk)
-		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
-			return asWriteError(fmt.Errorf("write %d history rows: %w", len(rows), err))
+	for _, ts := range []TrafficSeries{PolicyTraffic, PathTraffic} {
+		var of []PolicyDelta
+		for _, d := range rows {
+			if seriesOf(d) == ts {
+				of = append(of, d)
+			}
+		}
+		for start := 0; start < len(of); start += sqlWriteChunk {
+			chunk := of[start:min(start+sqlWriteChunk, len(of))]
+			query, args := s.upsertSQL(ts, chunk)
+			if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+				return asWriteError(fmt.Errorf("write %d history rows: %w", len(rows), err))
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -71,6 +79,7 @@ func (s *SQLHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) erro
 func dedupeDeltas(deltas []PolicyDelta) []PolicyDelta {
 	type key struct {
 		policyID int64
+		pathID   int64
 		instance string
 		at       int64
 	}
@@ -78,7 +87,7 @@ func dedupeDeltas(deltas []PolicyDelta) []PolicyDelta {
 	out := make([]PolicyDelta, 0, len(deltas))
 	for _, d := range deltas {
 		d.Time = d.Time.UTC()
-		k := key{d.PolicyID, d.Instance, d.Time.UnixNano()}
+		k := key{d.PolicyID, d.PathID, d.Instance, d.Time.UnixNano()}
 		if i, ok := index[k]; ok {
 			out[i] = d
 			continue
@@ -89,10 +98,11 @@ func dedupeDeltas(deltas []PolicyDelta) []PolicyDelta {
 	return out
 }
 
-func (s *SQLHistory) upsertSQL(rows []PolicyDelta) (string, []any) {
+// upsertSQL is the upsert of rows, all of series ts, into its table.
+func (s *SQLHistory) upsertSQL(ts TrafficSeries, rows []PolicyDelta) (string, []any) {
 	var b strings.Builder
 	args := make([]any, 0, 6*len(rows))
-	b.WriteString("INSERT INTO policy_stats (policy_id, instance, timestamp, packets, bytes, active_flows) VALUES ")
+	b.WriteString("INSERT INTO " + ts.Table + " (" + ts.IDKey + ", instance, timestamp, packets, bytes, active_flows) VALUES ")
 	for i, d := range rows {
 		if i > 0 {
 			b.WriteByte(',')
@@ -105,9 +115,9 @@ func (s *SQLHistory) upsertSQL(rows []PolicyDelta) (string, []any) {
 			b.WriteString(s.placeholder(len(args) + j + 1))
 		}
 		b.WriteByte(')')
-		args = append(args, d.PolicyID, d.Instance, d.Time, d.Packets, d.Bytes, d.ActiveFlows)
+		args = append(args, seriesID(d), d.Instance, d.Time, d.Packets, d.Bytes, d.ActiveFlows)
 	}
-	b.WriteString(` ON CONFLICT (policy_id, instance, timestamp) DO UPDATE SET
+	b.WriteString(` ON CONFLICT (` + ts.IDKey + `, instance, timestamp) DO UPDATE SET
 packets = excluded.packets, bytes = excluded.bytes, active_flows = excluded.active_flows`)
 	return b.String(), args
 }
@@ -131,26 +141,31 @@ func (s *SQLHistory) windowExpr(secs int64) string {
 	return "(" + sec + " / " + n + " - (" + sec + " % " + n + " < 0))"
 }
 
-// windowsSQL selects (policy_id, window, packets, bytes, active_flows) per policy and window
+// windowsSQL selects (id, window, packets, bytes, active_flows) per series of ts and window
 // over [from, to): sums per window, active_flows the max per instance summed over instances.
-// filter is an extra condition on policy_id with its arguments after from and to.
-func (s *SQLHistory) windowsSQL(secs int64, filter string) string {
-	return fmt.Sprintf(`SELECT policy_id, w,
+// filter is an extra condition on the id column with its arguments after from and to.
+func (s *SQLHistory) windowsSQL(ts TrafficSeries, secs int64, filter string) string {
+	return fmt.Sprintf(`SELECT %[1]s, w,
   CAST(SUM(packets) AS BIGINT), CAST(SUM(bytes) AS BIGINT), CAST(SUM(flows) AS BIGINT)
 FROM (
-  SELECT policy_id, %s AS w, instance,
+  SELECT %[1]s, %[2]s AS w, instance,
     SUM(packets) AS packets, SUM(bytes) AS bytes, MAX(active_flows) AS flows
-  FROM policy_stats
-  WHERE timestamp >= %s AND timestamp < %s%s
-  GROUP BY policy_id, w, instance
+  FROM %[3]s
+  WHERE timestamp >= %[4]s AND timestamp < %[5]s%[6]s
+  GROUP BY %[1]s, w, instance
 ) per_instance
-GROUP BY policy_id, w
-ORDER BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), filter)
+GROUP BY %[1]s, w
+ORDER BY %[1]s, w`, ts.IDKey, s.windowExpr(secs), ts.Table, s.placeholder(1), s.placeholder(2), filter)
 }
 
 // QueryPolicy returns one policy's windows over [from, to) with the semantics HistoryStore
 // documents.
 func (s *SQLHistory) QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error) {
+	return s.querySeries(ctx, PolicyTraffic, policyID, from, to, every)
+}
+
+// querySeries returns the windows of series id of ts over [from, to).
+func (s *SQLHistory) querySeries(ctx context.Context, ts TrafficSeries, id int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error) {
 	ctx, cancel := s.deadline(ctx, 1)
 	defer cancel()
 	grid, err := newWindowGrid(from, to, every)
@@ -158,14 +173,20 @@ func (s *SQLHistory) QueryPolicy(ctx context.Context, policyID int64, from, to t
 		return nil, err
 	}
 	set := newSeriesSet(grid)
-	query := s.windowsSQL(int64(every/time.Second), " AND policy_id = "+s.placeholder(3))
-	if err := s.readWindows(ctx, set, query, from.UTC(), to.UTC(), policyID); err != nil {
-		return nil, fmt.Errorf("query history of policy %d: %w", policyID, err)
+	query := s.windowsSQL(ts, int64(every/time.Second), " AND "+ts.IDKey+" = "+s.placeholder(3))
+	if err := s.readWindows(ctx, set, query, from.UTC(), to.UTC(), id); err != nil {
+		return nil, fmt.Errorf("query history of %s %d: %w", ts.IDKey, id, err)
 	}
-	if points, ok := set.series[policyID]; ok {
+	if points, ok := set.series[id]; ok {
 		return points, nil
 	}
 	return grid.points(), nil
+}
+
+// allFilter is the condition of the queries over every series of ts: id 0 (unclassified
+// traffic) is a series of its own, never part of all.
+func allFilter(ts TrafficSeries) string {
+	return " AND " + ts.IDKey + " <> 0"
 }
 
 // QueryTop returns the windows of every policy with rows in [from, to), or of the top
@@ -181,7 +202,7 @@ func (s *SQLHistory) QueryTop(ctx context.Context, from, to time.Time, every tim
 		return nil, err
 	}
 	from, to = from.UTC(), to.UTC()
-	filter := ""
+	filter := allFilter(PolicyTraffic)
 	args := []any{from, to}
 	if top > 0 {
 		ids, err := s.topIDs(ctx, from, to, top)
@@ -199,7 +220,7 @@ func (s *SQLHistory) QueryTop(ctx context.Context, from, to time.Time, every tim
 		filter = " AND policy_id IN (" + strings.Join(marks, ",") + ")"
 	}
 	set := newSeriesSet(grid)
-	if err := s.readWindows(ctx, set, s.windowsSQL(int64(every/time.Second), filter), args...); err != nil {
+	if err := s.readWindows(ctx, set, s.windowsSQL(PolicyTraffic, int64(every/time.Second), filter), args...); err != nil {
 		return nil, fmt.Errorf("query history of policies: %w", err)
 	}
 	return set.ordered(), nil
@@ -207,8 +228,8 @@ func (s *SQLHistory) QueryTop(ctx context.Context, from, to time.Time, every tim
 
 func (s *SQLHistory) topIDs(ctx context.Context, from, to time.Time, top int) ([]int64, error) {
 	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT policy_id, CAST(SUM(bytes) AS BIGINT) AS total
-FROM policy_stats WHERE timestamp >= %s AND timestamp < %s
-GROUP BY policy_id ORDER BY total DESC, policy_id LIMIT %d`, s.placeholder(1), s.placeholder(2), top), from, to)
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s
+GROUP BY policy_id ORDER BY total DESC, policy_id LIMIT %d`, s.placeholder(1), s.placeholder(2), allFilter(PolicyTraffic), top), from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -246,6 +267,11 @@ func (s *SQLHistory) readWindows(ctx context.Context, set *seriesSet, query stri
 
 // QueryIntervals returns per-interval bytes as HistoryStore documents, grouped in SQL.
 func (s *SQLHistory) QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
+	return s.queryIntervals(ctx, PolicyTraffic, ids, from, to, interval)
+}
+
+// queryIntervals returns the per-interval bytes of the given series of ts (all for none).
+func (s *SQLHistory) queryIntervals(ctx context.Context, ts TrafficSeries, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
 	ctx, cancel := s.deadline(ctx, 1)
 	defer cancel()
 	if err := validateIntervals(from, to, interval); err != nil {
@@ -253,18 +279,18 @@ func (s *SQLHistory) QueryIntervals(ctx context.Context, ids []int64, from, to t
 	}
 	secs := int64(interval / time.Second)
 	args := []any{from.UTC(), to.UTC()}
-	filter := ""
+	filter := allFilter(ts)
 	if len(ids) > 0 {
 		marks := make([]string, len(ids))
 		for i, id := range ids {
 			marks[i] = s.placeholder(3 + i)
 			args = append(args, id)
 		}
-		filter = " AND policy_id IN (" + strings.Join(marks, ",") + ")"
+		filter = " AND " + ts.IDKey + " IN (" + strings.Join(marks, ",") + ")"
 	}
-	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT policy_id, %s AS w, CAST(SUM(bytes) AS BIGINT)
-FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s
-GROUP BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), filter), args...)
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT %[1]s, %[2]s AS w, CAST(SUM(bytes) AS BIGINT)
+FROM %[3]s WHERE timestamp >= %[4]s AND timestamp < %[5]s%[6]s
+GROUP BY %[1]s, w`, ts.IDKey, s.windowExpr(secs), ts.Table, s.placeholder(1), s.placeholder(2), filter), args...)
 	if err != nil {
 		return nil, fmt.Errorf("query history intervals: %w", err)
 	}
@@ -299,7 +325,7 @@ func (s *SQLHistory) QueryTotal(ctx context.Context, from, to time.Time, every, 
 	points := grid.points()
 	secs := int64(every / time.Second)
 	query := fmt.Sprintf(`SELECT %s AS w, CAST(SUM(packets) AS BIGINT), CAST(SUM(bytes) AS BIGINT)
-FROM policy_stats WHERE timestamp >= %s AND timestamp < %s GROUP BY w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2))
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s GROUP BY w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), allFilter(PolicyTraffic))
 	err = s.eachRow(ctx, query, []any{from.UTC(), to.UTC()}, func(w int64, vals ...int64) {
 		if i := grid.index(time.Unix(w*secs, 0)); i >= 0 {
 			points[i].Packets += vals[0]
@@ -312,7 +338,7 @@ FROM policy_stats WHERE timestamp >= %s AND timestamp < %s GROUP BY w`, s.window
 	ivSecs := int64(interval / time.Second)
 	var intervals []IntervalBytes
 	query = fmt.Sprintf(`SELECT %s AS w, CAST(SUM(bytes) AS BIGINT)
-FROM policy_stats WHERE timestamp >= %s AND timestamp < %s GROUP BY w`, s.windowExpr(ivSecs), s.placeholder(1), s.placeholder(2))
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s GROUP BY w`, s.windowExpr(ivSecs), s.placeholder(1), s.placeholder(2), allFilter(PolicyTraffic))
 	err = s.eachRow(ctx, query, []any{from.UTC(), to.UTC()}, func(w int64, vals ...int64) {
 		intervals = append(intervals, IntervalBytes{Time: time.Unix(w*ivSecs, 0).UTC(), Bytes: vals[0]})
 	}, 1)
@@ -347,10 +373,24 @@ func (s *SQLHistory) eachRow(ctx context.Context, query string, args []any, fn f
 // short transactions that let writers in between.
 const pruneChunk = 10_000
 
-// Prune deletes the history rows older than before and returns how many it deleted.
+// Prune deletes the history rows (of policies and of paths) older than before and returns
+// how many it deleted.
 func (s *SQLHistory) Prune(ctx context.Context, before time.Time) (int64, error) {
-	query := fmt.Sprintf(`DELETE FROM policy_stats WHERE id IN (
-  SELECT id FROM policy_stats WHERE timestamp < %s LIMIT %d)`, s.placeholder(1), pruneChunk)
+	var total int64
+	for _, ts := range []TrafficSeries{PolicyTraffic, PathTraffic} {
+		n, err := s.pruneTable(ctx, ts.Table, before)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// pruneTable deletes the rows of one history table older than before.
+func (s *SQLHistory) pruneTable(ctx context.Context, table string, before time.Time) (int64, error) {
+	query := fmt.Sprintf(`DELETE FROM %[1]s WHERE id IN (
+  SELECT id FROM %[1]s WHERE timestamp < %[2]s LIMIT %[3]d)`, table, s.placeholder(1), pruneChunk)
 	var total int64
 	for {
 		stmtCtx, cancel := s.deadline(ctx, 1)
