@@ -418,6 +418,39 @@ func (e HistoryCompare) Valid() bool {
 	}
 }
 
+// Defines values for GetPathStatsHistoryParamsCompare.
+const (
+	GetPathStatsHistoryParamsComparePrevious GetPathStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetPathStatsHistoryParamsCompare enum.
+func (e GetPathStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetPathStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetPathStatsHistoryParamsFormat.
+const (
+	GetPathStatsHistoryParamsFormatCSV  GetPathStatsHistoryParamsFormat = "csv"
+	GetPathStatsHistoryParamsFormatJSON GetPathStatsHistoryParamsFormat = "json"
+)
+
+// Valid indicates whether the value is a known member of the GetPathStatsHistoryParamsFormat enum.
+func (e GetPathStatsHistoryParamsFormat) Valid() bool {
+	switch e {
+	case GetPathStatsHistoryParamsFormatCSV:
+		return true
+	case GetPathStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GetPolicyStatsHistoryParamsCompare.
 const (
 	GetPolicyStatsHistoryParamsComparePrevious GetPolicyStatsHistoryParamsCompare = "previous"
@@ -481,6 +514,39 @@ const (
 func (e GetStatsHistoryParamsCompare) Valid() bool {
 	switch e {
 	case GetStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetUnclassifiedStatsHistoryParamsCompare.
+const (
+	GetUnclassifiedStatsHistoryParamsComparePrevious GetUnclassifiedStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetUnclassifiedStatsHistoryParamsCompare enum.
+func (e GetUnclassifiedStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetUnclassifiedStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetUnclassifiedStatsHistoryParamsFormat.
+const (
+	GetUnclassifiedStatsHistoryParamsFormatCSV  GetUnclassifiedStatsHistoryParamsFormat = "csv"
+	GetUnclassifiedStatsHistoryParamsFormatJSON GetUnclassifiedStatsHistoryParamsFormat = "json"
+)
+
+// Valid indicates whether the value is a known member of the GetUnclassifiedStatsHistoryParamsFormat enum.
+func (e GetUnclassifiedStatsHistoryParamsFormat) Valid() bool {
+	switch e {
+	case GetUnclassifiedStatsHistoryParamsFormatCSV:
+		return true
+	case GetUnclassifiedStatsHistoryParamsFormatJSON:
 		return true
 	default:
 		return false
@@ -1087,6 +1153,40 @@ type PathCreate struct {
 	Status           *PathStatus        `json:"status,omitempty"`
 }
 
+// PathHistory A path's traffic history; the same fields as PolicyHistory, `active_flows` always 0.
+//
+// Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","path_id":12,"points":[{"active_flows":0,"bps":128000,"bytes":960000,"packets":1200,"peak_bps":512000,"pps":20,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"summary":{"avg_bps":64000,"intervals":12,"last_bps":512000,"max_bps":512000,"p95_bps":512000,"total_bytes":960000,"total_packets":1200},"to":"2025-06-01T12:02:00Z"}
+type PathHistory struct {
+	// Every Window width, as given.
+	Every string `json:"every"`
+
+	// From Start of the range as resolved by the server.
+	From time.Time `json:"from"`
+
+	// Interval The flush interval behind `peak_bps` and the summary's percentiles, e.g. `10s`; absent when `peak_bps` is.
+	Interval *string `json:"interval,omitempty"`
+	PathID   int64   `json:"path_id"`
+
+	// Points One point per window, oldest first.
+	Points []HistoryPoint `json:"points"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+	// sketch. These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary HistorySummary `json:"summary"`
+	To      time.Time      `json:"to"`
+}
+
 // PathList Example: {"items":[{"created_at":"2025-06-01T09:10:00Z","id":12,"local_endpoint_id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","name":"paris-berlin-fiber","remote_endpoint_id":"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d","status":"up","updated_at":"2025-06-01T09:10:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type PathList struct {
 	Items []Path `json:"items"`
@@ -1678,6 +1778,14 @@ type TrafficReport struct {
 	Flow    FlowKey `json:"flow"`
 	Packets int64   `json:"packets"`
 
+	// PathID The path (tunnel) the traffic was sent on; absent (or null) when the router does not
+	// know or the traffic took no path. Must name an existing path (422 otherwise). Counted
+	// in the path's history, beside the policy's.
+	//
+	//
+	// Example: 12
+	PathID *int64 `json:"path_id,omitempty"`
+
 	// PolicyID The policy the router already matched; absent to let the server classify.
 	PolicyID *int64 `json:"policy_id,omitempty"`
 }
@@ -1692,6 +1800,39 @@ type TrafficResult struct {
 
 	// Unclassified Reports that matched no policy.
 	Unclassified int64 `json:"unclassified"`
+}
+
+// UnclassifiedHistory The history of the traffic that matched no policy; the same fields as PolicyHistory without an id.
+//
+// Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","points":[{"active_flows":3,"bps":32000,"bytes":240000,"packets":300,"peak_bps":96000,"pps":5,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"summary":{"avg_bps":16000,"intervals":12,"last_bps":96000,"max_bps":96000,"p95_bps":96000,"total_bytes":240000,"total_packets":300},"to":"2025-06-01T12:02:00Z"}
+type UnclassifiedHistory struct {
+	// Every Window width, as given.
+	Every string `json:"every"`
+
+	// From Start of the range as resolved by the server.
+	From time.Time `json:"from"`
+
+	// Interval The flush interval behind `peak_bps` and the summary's percentiles, e.g. `10s`; absent when `peak_bps` is.
+	Interval *string `json:"interval,omitempty"`
+
+	// Points One point per window, oldest first.
+	Points []HistoryPoint `json:"points"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept), not a
+	// sketch. These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary HistorySummary `json:"summary"`
+	To      time.Time      `json:"to"`
 }
 
 // WANKind The kind of WAN link behind an endpoint.
@@ -1809,6 +1950,32 @@ type ListPathsParams struct {
 	// Cursor The `next_cursor` of the previous page, unchanged. A cursor that is not one is 400.
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
+
+// GetPathStatsHistoryParams defines parameters for GetPathStatsHistory.
+type GetPathStatsHistoryParams struct {
+	// From Start of the range, inclusive: RFC 3339, `now`, or a negative duration relative
+	// to now (`-30m`, `-1h`, `-7d`; units s, m, h, d, w). Default `-1h`.
+	From *From `form:"from,omitempty" json:"from,omitempty"`
+
+	// To End of the range, exclusive; same forms as `from`. Default `now`. Must be after `from`.
+	To *To `form:"to,omitempty" json:"to,omitempty"`
+
+	// Every Window width (`10s`, `1m`, `1h`, `1d`); at least 1s. Default `1m`.
+	Every *Every `form:"every,omitempty" json:"every,omitempty"`
+
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetPathStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
+	// Format Answer format; overrides `Accept`.
+	Format *GetPathStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+}
+
+// GetPathStatsHistoryParamsCompare defines parameters for GetPathStatsHistory.
+type GetPathStatsHistoryParamsCompare string
+
+// GetPathStatsHistoryParamsFormat defines parameters for GetPathStatsHistory.
+type GetPathStatsHistoryParamsFormat string
 
 // ListPoliciesParams defines parameters for ListPolicies.
 type ListPoliciesParams struct {
@@ -1939,7 +2106,7 @@ type GetStatsHistoryParams struct {
 
 	// Other With `top`: add one series marked `"other": true` (policy_id 0) holding the
 	// traffic of every policy not in the top, so the series stack to the total of all
-	// policies. Its `active_flows` are 0 (flows are not summed across policies).
+	// policies (unclassified traffic excluded: it is not a policy). Its `active_flows` are 0 (flows are not summed across policies).
 	Other *bool `form:"other,omitempty" json:"other,omitempty"`
 
 	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
@@ -1952,6 +2119,32 @@ type GetStatsHistoryParamsRank string
 
 // GetStatsHistoryParamsCompare defines parameters for GetStatsHistory.
 type GetStatsHistoryParamsCompare string
+
+// GetUnclassifiedStatsHistoryParams defines parameters for GetUnclassifiedStatsHistory.
+type GetUnclassifiedStatsHistoryParams struct {
+	// From Start of the range, inclusive: RFC 3339, `now`, or a negative duration relative
+	// to now (`-30m`, `-1h`, `-7d`; units s, m, h, d, w). Default `-1h`.
+	From *From `form:"from,omitempty" json:"from,omitempty"`
+
+	// To End of the range, exclusive; same forms as `from`. Default `now`. Must be after `from`.
+	To *To `form:"to,omitempty" json:"to,omitempty"`
+
+	// Every Window width (`10s`, `1m`, `1h`, `1d`); at least 1s. Default `1m`.
+	Every *Every `form:"every,omitempty" json:"every,omitempty"`
+
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetUnclassifiedStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
+	// Format Answer format; overrides `Accept`.
+	Format *GetUnclassifiedStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+}
+
+// GetUnclassifiedStatsHistoryParamsCompare defines parameters for GetUnclassifiedStatsHistory.
+type GetUnclassifiedStatsHistoryParamsCompare string
+
+// GetUnclassifiedStatsHistoryParamsFormat defines parameters for GetUnclassifiedStatsHistory.
+type GetUnclassifiedStatsHistoryParamsFormat string
 
 // ListTokensParams defines parameters for ListTokens.
 type ListTokensParams struct {
@@ -2158,6 +2351,9 @@ type ServerInterface interface {
 	// ReplacePathMetrics Record a path's latest metrics
 	// (PUT /api/v1/paths/{path_id}/metrics)
 	ReplacePathMetrics(c *gin.Context, pathID PathID)
+	// GetPathStatsHistory Traffic history of a path
+	// (GET /api/v1/paths/{path_id}/stats/history)
+	GetPathStatsHistory(c *gin.Context, pathID PathID, params GetPathStatsHistoryParams)
 	// ListPolicies List policies
 	// (GET /api/v1/policies)
 	ListPolicies(c *gin.Context, params ListPoliciesParams)
@@ -2227,6 +2423,9 @@ type ServerInterface interface {
 	// ResetStats Reset every live counter
 	// (POST /api/v1/stats/reset)
 	ResetStats(c *gin.Context)
+	// GetUnclassifiedStatsHistory Traffic history of the unclassified traffic
+	// (GET /api/v1/stats/unclassified/history)
+	GetUnclassifiedStatsHistory(c *gin.Context, params GetUnclassifiedStatsHistoryParams)
 	// ListTokens List API tokens
 	// (GET /api/v1/tokens)
 	ListTokens(c *gin.Context, params ListTokensParams)
@@ -2701,6 +2900,74 @@ func (siw *ServerInterfaceWrapper) ReplacePathMetrics(c *gin.Context) {
 	}
 
 	siw.Handler.ReplacePathMetrics(c, pathID)
+}
+
+// GetPathStatsHistory operation middleware
+func (siw *ServerInterfaceWrapper) GetPathStatsHistory(c *gin.Context) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "path_id" -------------
+	var pathID PathID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "path_id", c.Param("path_id"), &pathID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter path_id: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetPathStatsHistoryParams
+
+	// ------------- Optional query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from", c.Request.URL.Query(), &params.From, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter from: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to", c.Request.URL.Query(), &params.To, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter to: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "every" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "every", c.Request.URL.Query(), &params.Every, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter every: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "compare" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "compare", c.Request.URL.Query(), &params.Compare, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter compare: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", c.Request.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter format: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.GetPathStatsHistory(c, pathID, params)
 }
 
 // ListPolicies operation middleware
@@ -3464,6 +3731,65 @@ func (siw *ServerInterfaceWrapper) ResetStats(c *gin.Context) {
 	siw.Handler.ResetStats(c)
 }
 
+// GetUnclassifiedStatsHistory operation middleware
+func (siw *ServerInterfaceWrapper) GetUnclassifiedStatsHistory(c *gin.Context) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetUnclassifiedStatsHistoryParams
+
+	// ------------- Optional query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from", c.Request.URL.Query(), &params.From, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter from: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to", c.Request.URL.Query(), &params.To, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter to: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "every" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "every", c.Request.URL.Query(), &params.Every, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter every: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "compare" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "compare", c.Request.URL.Query(), &params.Compare, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter compare: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", c.Request.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter format: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.GetUnclassifiedStatsHistory(c, params)
+}
+
 // ListTokens operation middleware
 func (siw *ServerInterfaceWrapper) ListTokens(c *gin.Context) {
 
@@ -3717,6 +4043,7 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 	router.DELETE(options.BaseURL+"/api/v1/paths/:path_id", wrapper.DeletePath)
 	router.GET(options.BaseURL+"/api/v1/paths/:path_id", wrapper.GetPath)
 	router.PATCH(options.BaseURL+"/api/v1/paths/:path_id", wrapper.UpdatePath)
+	router.GET(options.BaseURL+"/api/v1/paths/:path_id/stats/history", wrapper.GetPathStatsHistory)
 	router.GET(options.BaseURL+"/api/v1/paths/:path_id/metrics", wrapper.GetPathMetrics)
 	router.PUT(options.BaseURL+"/api/v1/paths/:path_id/metrics", wrapper.ReplacePathMetrics)
 	router.GET(options.BaseURL+"/api/v1/policies", wrapper.ListPolicies)
@@ -3731,6 +4058,7 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 	router.GET(options.BaseURL+"/api/v1/stats", wrapper.GetStats)
 	router.POST(options.BaseURL+"/api/v1/stats/reset", wrapper.ResetStats)
 	router.GET(options.BaseURL+"/api/v1/stats/pipeline", wrapper.GetPipelineStats)
+	router.GET(options.BaseURL+"/api/v1/stats/unclassified/history", wrapper.GetUnclassifiedStatsHistory)
 	router.GET(options.BaseURL+"/api/v1/stats/history", wrapper.GetStatsHistory)
 	router.POST(options.BaseURL+"/api/v1/traffic", wrapper.IngestTraffic)
 	router.GET(options.BaseURL+"/api/v1/exporters", wrapper.ListExporters)
@@ -3750,417 +4078,437 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3vcts4sjj6KiidUxUpS8mULDu2XFunPEnmjHeTjE/s2exu5J8JkZCFNQVoCMiyJuvv9/P9ch/ovsl9",
-	"klvoBkhQomTJfyYzZ7JbNbEkEn8a3Y3+319qsRxPpGBCq1rvS23EaMIy+PPtOb0y/yZMxRmfaC5FrVc7",
-	"HzGiuGYvFLlhmeJSEKoIJUpnUlwRJjTXc6LpVYucMZEQrsmAxteECxKdDJvvqY5HUasW1NgtHU9SVuvV",
-	"+rXdfq0W1DL285RnLKn1dDZlQU3FIzamZgkTqjXLzPT/p1/7HDYPL/7Ur/1nLajp+cSMoHTGxVXt7i6o",
-	"fWQ6mzePh5ply4s/Y7EUiSJakhk1K2NDmTGSmXe4uCota2/dgsZc8PF0XOu18zVwodkVy2ARnz59ah5P",
-	"9chAI6aaVYORFk8YMMLojNQ/fv+a7L/aCxsBmXE9IhHLMpn9uV/j4oamPLnU8pqJfi0isxEThBL4TGZU",
-	"EcWEJoOpJkJqQuOYTTRLysD+jtGMZSRjNB3/uW8gm0kxVf1aQFbMs/Zklg/g783XNB5VbPnTiOkRy4ge",
-	"MTJmOuOxIrF5lFChZixjCalHI66jBpH4VEI1HVDFSMLNb2OuVNQob2fE9dr1MWFO6bN9zoxQuwgqV/2R",
-	"/TxlSjdP3iwv/SQhckj0iCuS4WNHsMA45UzoF4rImSCRP0ZE+NDgPpwIJQBQIgULCEsVI1dMsIyawyHH",
-	"qZKGOgD6ZCATzhShIiGpvFLlzYbtv4T/3P2f/Q+v/nb418777unex4Oz9vnup/21MBjT23dMXOlRrdfu",
-	"HBgoiPzzMizugtqEZnTMtOUDr6eZklk1CkeC3erLGJ6IEEaMTDJ2w+VUkQm9YgGZinhExRXsleCjRI+o",
-	"JlwBnkrBzJ/dMCzvls3/kp38S/J/iL+MBuMP8t3fvxvF4/SXExHWgho3S/h5yrJ5LagJOjZv4OC1FXvf",
-	"a3fu23tQeyuSieRCr8MCRph9qrzg3aQ9DFmHNvcG+3Gzm7xizYPhYdik7UEn3k26bG+471Y+oXpULNyN",
-	"d8mTtSc5lNmY6lqvNp3CkxXrvzEQWaY9LhI5IzOe6BGpR+1QRQGJ2mP47wj+m0SNI0I1SRlVmrRVi7xh",
-	"QzpNNTxX3ml7vOIE2A1+LJac4CDuJR8X9wOfsX9uNw8vgLd/CYODu89qPEoulnl8ULttstsJi7UBUI2S",
-	"iVRc8xtGZiOZMiKm4wHLkHNSMhWGBgMyDsjIcJUkICm/ZqQdqoC0x+ar9ggA930mxxUXhqaZdqeeGSwO",
-	"CBdxOlX8hvWIYdW7u7uHAYmEnEWBGY8Swa4orCiZZsjaM5bCN32hJRFyRupRczcE6DcR/M1XSXQEy1Vu",
-	"vYFZ7azhnYN5ttUXpaNotkcrzmJodlR9FPiSdxb73dJZ1IWc/btZdSKzi3/jN927Jv7RKf44d3/0lv6o",
-	"9/st/LsdHN41/qv+z39//lPzYum5RuP+Ixc53InmY+bO+hfDSOqdsLPfbHeaYfu8fdALw14Y/rMRGKDb",
-	"04FX3IEQex6AFOZIAtJsA6Y0XyWkXnUegC0/cKVlNn8txxOaVdx1keOBEaFJooj3WUvCaDwiimWcqR5g",
-	"lqKwDUOjKueiLOMSOA77eUrTvkjhrMi/pioXXCJzxhGpqxEfapaQwZxEWkbk//u//m/7mxMi9IjxDK4p",
-	"NR2PaTZHPKrkonZTVdeo20b1JXoyBPFurdAYGbEyIvWoX+tPw3A3tlIkfGD9WtQw8mRqeFDGaIL3rL10",
-	"CZ1MUnM9SpHOyWzEU0a47guuiNI8TfFOnmaZuXTtuPbC7YaHLRK9jMjYrBBu2Ll7ZJGknDwKwEGBuICO",
-	"k2FrK+TTuhVQv7SD9uFdv/bvfv/lBjhNfp5Kc4JOpgaEhIUA2r4E+L7jY66Xofue3hph1LE+aQQPNgYp",
-	"N2N6momyXBtWH3sKg1fyC/NKfvVwoXc7yD2sCByGYXCfRPyO37CzWE6qaMWwU82yiNRB6MNZGwZRlZO5",
-	"JimP6QtFYjkVRi4BAck8nVJtEEMJOlEjqXPqkSBqpobE7dvqiESpjGkaWXlz9eAGvVorqEPBJnww/WfG",
-	"hrVe7T92Ck1qB39VO8W2DRBOqR6tFyyMWFA6LSOzVAgM5tPGwgIXer9bu/eITmXK4/k964NnSit8Vb1A",
-	"ePCpl3jGNVu/QMNlyrLK/rAdd+hep3lAu6zZHRyw5qH52El2h6/iNgsH7Xa1VGbGerxEdi6X1/tWJAtC",
-	"Bbu1QsURXgZmXGU4IbJxTwgwgkaLvMdbgFCj6LqHSvsWcrYChbVcIRbgK9/EggeLBedGY16PoKBUl06q",
-	"W4l88NzT0s+dGUpNpFAMFLvvaGIVVvMplkIzAX/CNYtWiZ1JJgcpG//pX8ps5EuxbLNFTXnq8IvkWiOB",
-	"q6RHxg5HBbGLIAOmZ4wJ0gYGbm4OAwmj+apa7/OX2pCzNPEuozFTil6ZbWw22N2FAabSVMTmpR064Ts3",
-	"7R1DycpCkilQs+7RppWmeqpqva652zTXaDuhiRNFCmwcaT1RvZ0dZ0lpJezGQU3tDGjSdK/cbXprnOLb",
-	"eGSLd31qDp0l5C9nP36wuDvOvzQ4ZL5bPBGZERRkDOZ5Nr5Fs0fVquzjO6VnYWmvpRimPH4s+lDg2sQg",
-	"fkIGGRXxqDmhGVeEpkYGnBN2y5VW1agC9OJjintJ02smngMjDguMyCGwITrE7vmnwIVjABnx4ARbDoDP",
-	"FMbWXKYEewtJpTDEY8Vki0EZG7KMiZgZBFdymsUMDIoJS5kRS2Mp7AsoGT0ZCn0vswFPEiYeiUMgyskJ",
-	"swq3YCxRAAeajLkgmUzZUcF/yYi6p8FetApBdjYUHh6CRbsFFp0INR0OecyN3mKWuik6DXPoPQU+nTvw",
-	"vFCwCoMwA5bKGUrUDrgvFLHXDDz1pOhwYgRwQdO3hs4fiRLcjoWW1doTs4E9/2I4WZxqo9NzC3waZoD3",
-	"IqxiSHk6zdgRQVgoQjNGUnl1xRIyFYm1wTulmicB2GHVSM7Ek57mB6m/l1ORPPIg4XbYhBJhG0OY8evQ",
-	"dLdAiQ/eUjbCBiF1E194mrsh5+N4r3IBh/7Tx3ekLrPAKBhkYO4H5PFgKeGCRDxRUYMkkqFxHm7eJ0WK",
-	"UzpPJU3OpXxHsyv2SNxwSDyQydzwK3nDMtIOuwd7r/bJYI7U/bT3f9vj3B/96bWUJIU9bXjkWsomvvBU",
-	"7LsSHKgX/8JQLn/Swzxj2Q2P2U+C3lCe0kHKHn2PMzJC4yox/4VLaOoNX3maYG3gTO282jHHpHbsEA/k",
-	"7N4B2w0uLGGj0/VfeRqSTtiEiYSJeF6+ka24U/d9pigFlkDZWIAlkVlfGKRVqVWDAVNYZpDGSJXomwN7",
-	"Iro4B4Y/KVIvxEHCxRUDWy2AWQWAen0BpEdGLE0aLQI+eWuqANnUc9JHRKFTHq2wHmYuePLXIab/aIUz",
-	"dzucPpfyPRVz+7V6LEJLScZUzOFSZsmC01+RYSbHaIikSZIxpY4wHAEsmyukFp1RIy4+jH11PPXl3C3O",
-	"Hd82nMu82MxffBoOxpX1qTtokDFNGFkPREK1ZuOJVkuY1heVqIaaAFqBSZxKxVBXiKUQLNa5S+A3gIw/",
-	"CbNXmfFfWPJoNRujEAYYAYKKkI1oAPPSkyvK7QLTjssn5s25KS/1wmmeRkT6IEugAAZo+J2LTZiKa2GY",
-	"nsxIxm7kNUbSeDhRFeWz7nSXnn8C7JhkMmZKGXb+FkKvnuD+XRQibDxQtfklYxOZafV596I1TOWslSh9",
-	"ab6pNN45i10IFrv9vb3dvdpdsDzYq4uW70AoBhLSuiDQussTcni4ysTzOC7ZKXD3b2b3iLfIfzbF2pv8",
-	"xScT8OBMbrgEvxfcy/iiwVIj6Csw5ljJHzC5LMof2XAy9fkisi+ANxpO4ElFw5+Emk7McbLkPUs4PZ9P",
-	"HiscvsZXm2aowrrsDWJeDsiV1ESzW70zSSkXTy//7xWo4W2SjM0uCSDGxlwtf7sJbzfhtSfFFRtkFS2C",
-	"CYNVpgowxp4JiWXCxdWCcJkjEAYUPiGS5BuFkY6nCdfHMW6gCDmIM2Z4ZVCbThL8A42ScHiKGUYTp4xm",
-	"tQvf+5U/s+CQC3Cat0JXhUn9KBiZZVyzgMxGEmUPrgPgVtRFThiB2MZfwPfmoi85dL7UqN1FsQwaa5nV",
-	"ejU5UU0wScI+wDqDywA7K+4bY8FUrdcJ0NFroyVrvV38wvx1l3uKfIt5Lag5XegS4ZXUep9fXdwFNYPh",
-	"7fYBQA3YA+L8xtYQ+9I1F4m1yRjoclhCJ+zsNcN98K51rHfNwHqSGTTSHP1NND/bdUjto8FdDrjFk/pA",
-	"x6zkUkNmh9LiyJ4iqUcA6yY8EYHNIzo9Pv/444efzi6P37w/+XB5/uNf337AqNIlVPEOiCYJN1PT9NTb",
-	"E/rjyiv7KxdJU01YzIc8djgTENa6apEI8SbaiSgKpDc0nTIFkWnWCoNRCMpbjxz8i6HHgCdbO/0Wjnu1",
-	"X9I9dkSMKD0HWAEQIY6E2ui6WKYpSsikDlRn2AVNUwzkVQEBktT5tzaiohq8Czi1AVp8tG8YGJsREP08",
-	"kBiMb8K3Va74wpH6uYbeenwScSxwCLq4sjIMC7S4qDgiWOY7ji5VjyNARA4ITt94g+ENF0HNCx32on3f",
-	"n5/w4f8sMw8LQO+Pe7EFmfxdfko0yyh8Ls28fqAP7FbbAOglDIKFlEdbiRIlzPVuNwsrd7C1wIUBlA7X",
-	"ntzciiHmCyA4A2XD2sp3n4P/Ir19R3U8emP5zGtgMxC8VoKzh2LrWE1YxWrKCPmg1x/yHspy2763cJpO",
-	"ICz27xa0sK+qI3598ubjMnM9FuTk9KZruPvJ6c0+mWRsyG8JF8Q8b0QqFLDqUTtswf93DqKARJ0wbPeS",
-	"wUGvt7PbiRotcp6b5fqCpkqSeMTia4VXHjo50VgyoRmork7Vd98XgflDfvtCkSEd83S+GPfYDlsdXEZ7",
-	"vxwH1D0sRc4flqOC6vXO3uewuXfx787nsNnF6J1/t13szr8hYOi/4GOj3281vuzebfHGTn33c9jsXPz7",
-	"c7vjvoNgo+Pm97Q57LUuXvbKH3fqbTPsAYzYtoP7Q24UTLTJ0eXR5O74zAul4wPsMKT62tyWH5mCSKvS",
-	"1QD3KEsumdAZEGF7P/R1Xvs7ae+HxD6DVsOOvXUNV5jGMVNWIlninUszbE1i+Wq+LLOVfO78t4GUKaNi",
-	"mcbsk8V4wdLaKsnLbLPiUrXbd7fqDbO3WAHJThjU2A2HK1fB3tjtBJfTCWojri9Byan1wtbh/qtX8JWq",
-	"9Q5tSKuCSKld88FeqAVHzti/AFsuFTOvtO+CYhXd0FtEd/UawoU1HOx32m4Ne6U1HHhryORUI84urCG8",
-	"u1g+ewujDS9OAPUZ3DFLF+fCadqRVx7YBzquiva1EIx6LnYXYpbst0cksruLesT+RRIWc2WAB1qWvTi9",
-	"g7DguKi48rztLAdh3tJYE3OfcqV5DFxSCoZE1SORPcCI/JlEeLAR+ROJ7OFFpG7/ckTZF0ZJnjNNDE4L",
-	"lpDpBDzvgt2wDBl40miRH7jG+GU8WxSSieIiZmY1mTY/9oWaZjf8hsFgmfWOLOtTN+wB1PxwPuDh8XJM",
-	"K7KmjI3lDUuM1jCm14xkUo7NwW07k6ORrdfoUdTiGg1lkR1Sh3//ZA+gcURCp9CbW3LIM6VJKuX1dFJa",
-	"eCKn6P4rQt8r14Jx+HYpD+K2lui3flFYkruXwoE275YYyFLamFUAR5YqXiiIp1IQTmYNsRkbThXaxh8j",
-	"f9kwPoeagcPuAhMsOHPw+CftY+birqoY1BvUqU7eqCqdWBVKMeJyLhQC3YJYGBCqyVgqDYGnkKZD49ER",
-	"iXQ2FeCkiIiic9UXM5v3quSYkRnLGEnZUBM5tYYlNGFomjpWoEdsbNTnKpoviec5R78nCh0w9gQfxmyN",
-	"RY0oH/YSVvIY4X15UW6ACkS/Z1kw6IOXlJ/EBqJJldhfvL8MoPLaVqJYSdEqo9lHOSuYJYTkcEEoSbI5",
-	"yaYQxEk1mclpmpABAwPK71xR2wDi9ypab/IIiNdGBVpWX52voNKyK7OE0IGcotJURFO0yPcyIxEXw3R6",
-	"mwyicuxExqgNrI5HUjHRF9Zn75QyvxSCxiu8OZ303IA/pxGpt1u3PXICn//nHZGC7ECIdiPoi8h82aRX",
-	"Vxm7opphGmBE6h3zyvfp9NZmMrgHMJe3ERB8EYEYkbp5NOgLfB+TAU+t2wEy6iPr0LR5Vm7JM4rWfdjm",
-	"nOnGolrodlHFV5iL01wQ8rwoE1umIEL/SWTU02hIeRrZFHo6VQy9jDlIeWxumlRe+QKfH05TJeo5/0xh",
-	"W5HX5k4y6HBxnzXQvlyJcjJWx0oxXZ3WiIEucmhIV8bTMRNWq5/QKyNLYIBsTigDLijEJS2t/00mJ4X3",
-	"o9rePKSpWjI4mxcxrRF8N+j1XHBI2NmSTE6WTWvaeuYc3OCpe0EGv1YBzKXQVxhEyKfjD80hjc1CIVp1",
-	"SGOGwFtK3AIYZKBY1jrhbitstdu7rXZodEZwCSWXAFHPvhge9sI9sC+iSXPzjHy7lFqvxvQo9PPsMq6a",
-	"MyratSDPB9vYMGqtrGvXOaPC2U2H3IqNC2K+A8N6ue7k9Ng+eFeG0Gbm8SXvwipRwgPWkuSUHykkJkik",
-	"aJZcMdDl0E22kF62NP4mMqwTX/MT2WDd/mFsCpLicNav59PxB3RJVDkZijRCK+MWEAzyw/XmKp1ead3r",
-	"qO01uknvYx2PR62F83e5g098sj7kaZr+OAQrz0ZncBF4y4I84FXKhtv+Oriu9+X8MTnUMztv8gvkq7tu",
-	"3Ep+wtCD7e7lc7AlsBTrTWENHK/CihRw34258EdqPzmJPhdVbsoPl4F6w6qEAyOhI5ACWzUJDQ9RQjXt",
-	"RSTlwooKZyB1N8/MQzDYgtxgXgDQTROOkT1gFX6QH3VLirLXaHd3vfuzOAYj9biFLZFNvpGNgw/O5xNW",
-	"BB9MMNWiV3Lwk3oEs1oWFQUEP1tWEDUCCCvjSV9QkZDIQTFyL9rlRgRdUTQDs1+Uf40BDAGJoJiB+7ov",
-	"8idt8QIzU5SH+UWkLqZpCnEHNE0bGKwB3s4WBBWYhRpcjdA8Gi04Dmx0B5ipWva3CBKbQCyGH3Ec1G9W",
-	"BFcskzDi5AtFFPt5ykTsSgxBIaCMUYXCLInleMw1kVnCsiOEjQH72dlbEvGkZ5RKaRA7KerhvaNKNwGD",
-	"mydvovUWtMrYjm3iH4Jczl/Le81qIFSvOmDCRrfhDICfF6tI3AX8LaiGeAhkzKhQXhE1NMYmhJlXrWsT",
-	"jOd5xuo1m4BpnKgRWEUyZpAbYyA1tdqD51Z3GG7vRYfg7qOjOiR3/yPWuPAeL5DQOd4dhuVBaFUa6dtb",
-	"iO3LqhQhlIcJg0cAQVM5g4vC6ey2cM8MzEBUkYzFjN+wBH1/vOQxWLYOedfGMkozu7AXivz05pRYvmBf",
-	"Waj0ddhpha1Oq10ZH0U1vcrouGKaN+6nfN0BSVgsE5ZAqKrUD/AJ4ACXLgp59ZwY+MoTMGzgW0dE2GQW",
-	"LIWUsVhmiXKgNWSbPGBJ4Cy4VAwTmDejQ3PUl3b+5V18n8pZvjq3MqMtIz+BkjalMjjWTvWAxad067VP",
-	"MqllLFPfXiCYNlsyYupkyG8NxcDni+qYL4OwVfZQ+wtJmAbrPakvcFwIWJ1AoY4raWjGMNLGEQYwJ5mc",
-	"uIOXY8rFC0U0G0/AyfgA2ChDAVxcXWYr63e6R4h5BEtWYYEqcH4ZvuSOsd42/P5D44i00Ro2FfDyfSjX",
-	"XhXucrnqtoJc2YUqhWQ2kqoIEuHIdgsmcETg5oWFCVm8NqKK8DKdWuXaPI/JfiiELF81DvIVkZtMA4rf",
-	"HO6cnH5/8vfilAjmWwg5a917PNaWebnNRIZdEcWK2yUDflq4/niWL4bUjRwCeURcE+uCagC9gQvHMBak",
-	"wodwDWt7XV7z36xR1ubcAU45tum4LanvGUo4BJnGbjIg7RA+w04DsgcflPkJ3Jt8iOzPjtXazlRfGCly",
-	"8i/24Bs4PG7ocxf/plhgf4tMvepkPa7hY9YijVYKIhbJN9Ti/dvOu9x2wTm1cPuEZea/StAvM/uDLgzl",
-	"Md7F95zWXTDanKsWvDNc4k9tX1UJ24ch3Y27zT22P2y+ogeD5mEcJs026wx3aXewF+8nJVAaLaiCojoe",
-	"prargku21OudPHRfZAmOVnWe3xt9+m210+GTzduaQSFqEJ4MyoMKXjh0If9gWV6yGUiLY/7l7McPtqjO",
-	"0AYHmNGsrwISLOrRqhQoo+DYpFphw9Xp+so8XvUuWn3/eoFYxcOL6VW2IFLnwCgvGY2hku999nyEQDFD",
-	"JfjNtV4hzeqMxtdGNDX8lgoUyp2QsgxszMvf3u/4UGHrPsQ02/ormz9UJDJ714/2h1oRyo0W1Fz1ghVM",
-	"ddX5mI1sb6jaa+rpJLU4ClhMvpN65IQGhjVEXJE9qFCHMaQLphelL/kkjyXdbRkg5CmBvb1wP/RZW/tV",
-	"UFNZnL/SboWtvRp+h28YfhkuG0bsNFvYxIpFfFlTyxJSEu91f3sy8OqhOnv3DuS2vsU2Csg8chuLDlBc",
-	"SuBA683kwc7b+yr0W3vTWsI/3A/hGlx5f7Z7ewfe/fmsmLXmLg574eE/PZrstTthuGT9NsJw4BW87Jmp",
-	"YQq730dem8B0n84UXlrq1tlEyuLefQs+M88tIpmf06sQnza1xOdjVl/7Wk6sBQXYVJZAO4HBPCDmYSYS",
-	"193BqqyOtxbctoqxFjz+v1M5oOmKQNJzDN6yzLGkoAeQAMYSLMQSuURUFVUkDN6wS9hCrdfthI7999p7",
-	"of2flSXNSEgU9ht1mcdKHkLAcz6LFxn9xEPXejWWXLEm7R2EB6EBn4xp6tTBnF46bngrIOSrMLxxKuKU",
-	"KsWHnCWXdkmdjn2h9GM+3m576TcrfNV6B69Wu7OQmNs28ShlQ30pp7rW+3xRtVgs8duze/qVFn9XHd3r",
-	"Jq2yEili8BUkXSuQ8iRlUMlUTh9iX8vlsgX5Lk1tmIszRwWk2MTDzXkLOLesv88sTVtF24rdPHOhp67T",
-	"iRM/BwyjiUBQN6JoTCfWwEfj0cPse2UqqD4GF8U3mBenoGaMTRZttFtO7hHyl8pafY7vgAXMFrK2HCfA",
-	"ojKoAWWo8mx03ZzYSVckAfjks2zCw0rb1uDkinK7HHR7jBj1OhvNN17SOzbUP061W1nVojwhfBl57Y9P",
-	"jL7KlTPfsAD4EiOpRqYRKpgJv+HJlKbp3KD9mI0fZuKt4lNfHjXIQ9WdVayvAonMDy6fWxvCJXndj8eG",
-	"mS+rVyU+u2KvlXBcsaHFY17kc4s8JchLyhfk7hFZlTD0A6OpHi1I2S7+sSavlyXOyuDIx0RF2gYYp9WB",
-	"fucYhGgw1zAgDElFNgip4ZpE5paKWrXtbr1zqPifQcUxfLKJfB7i5vEEilqHOO1D7sFJxdzfca3IBBJ5",
-	"YikMF7thGb1iCeYARpOJinr2nvx//x9yQHbyymbVSSTrEkceSqkPJ84Jo9eXm2zcybmDqeLmHIbpVI0w",
-	"mvOGpki21pNTOoceFuRyD75QFla+gAztg4ijgwDgGBBghcX1Wp6wL+qKMSNa4+eo0SLHAwggAYfG8hvu",
-	"OkJvg3Wr2ap3MsMsLlruJiSH7ixzix7U7SdqQoUiY/QfUEHagREAwzDMZ7OZW1ue/6TqIE7tNVacRc+D",
-	"7wuV33MLALNLdweHj5uTUNxWy8DN1IvsJ+g/RpXOm9KM6ZwMwFc/maB/C3sO7ERaRo0H7fERxRvsQ/cy",
-	"cwNGJOd1PMz1tKlkN5OMxQyq4iw05CG2H089sg1z/pz3+KnI1hja9lIbmhTzxI7lGCn0zU2gxxWw1SK5",
-	"u7TQgMg0AQLdSvwrMfYKQcsWNNlwmDP7tBlIPvCwbR8r6FqRZ4y4Zaw51zPmkhzLR4EhocuBKUZ3xSgi",
-	"yxA4BvYjU7Iqh5zqnGq0nJB6BMP9GV72y5zkiUb+aT7JCZTMNxUICz8fkTDfCi4xslt6wH048Shkk5W7",
-	"xx+OLmsMRxaa6w6+mHMZPMjXgeG1yEdwO9OMkUH5kmuRaExvzX0YBSSaHO7Bn8AWI7AU4ceM9QXU3C8K",
-	"7U5Y1oT7ppnfN5mZpWfxiE1kPGrSlF8JcJgsXZ59YcZK6UR5rNlqchg0QOpmsTbxxMxL0zS/NHPhAzRR",
-	"O/BRXyA62O4ZMNmM6xHkQqGw1mh5G7UxAod7emR2FDOheWrt/1Kxvg1fMKsggtEMSsBScY2ZUwOeppi4",
-	"PeQCvBA9omSGaVcfiHuXOsscRvQZQGLpMcGMiGjGIzHjaT1sHe6ZbX1otMgJqJMMcrfrCFILFa4gRKyB",
-	"1cxpX6hrpuMRlM8Ao0DGGJw19cSDyMk9Zs8LmU9favTmCmWidudgt7VrI2vNrV7rdbrWaIgP7EO2PuIM",
-	"GorDoGbhWevtoxXMKOxOC9s92Cu+K4xEB3vLliC3ikV89sbzT93d9xAoZlvEmQtby+gBoqi35SULTS4d",
-	"GazPEcudb/0DoQN5g8mLDwlNqtw0lLmmRZSLrSJQQmuH04YL2rAWwciIJoSK+QNgkJ9r1WJG/GoEdQx8",
-	"GGQ2IHFbuc8hzOJElZTIludUpF6mR6CUxgOWUkLW7XNvy2j9ONdoebDy0oKcPKpuhMJ3ZuhIzG0eSbGY",
-	"yU23QgArP7G//MRFsKLWTz2R2qigP09p0sjLx0BP527nsA11KRvOqxrkPBiaVMnM1ZlB0bIcEbCQYeJX",
-	"59krVefpbFnbxsWFrV2LrXTjL6Jc6wYWdduUV0w0HS4xvSOY5pOWOQQ4DntJYau5Fe4UI+RWNeUbEuoZ",
-	"gdabDR5i+L60xqYHvF+4RSq5Vb4Z9xzGg9TzUoQnH87Ojz+8fltdJ+/+mIR74/Gse2bZTjNluZjo7McY",
-	"HJe35PZDOeD6xLuX2oxhs4JVci8S7CPgWs7ZW2onLmzVbrs4CMyDRYEm68zPLxQ2dzP7xLaQriPkAlvc",
-	"vHagO+4g9xEt7nURp5ZUUz867p4Uv7JF/h56QafA81DIQ0J2Fn08j/W//LYo8yuS1YMKYiz4H/4XOhP+",
-	"t3OY35Tn4h7Gtei3q8qDsdSx1mMI6VXYJHglf/MJvSLrgKqqcOtIaZqyqAeTjRjNbHYN0q7RF8sKOtQn",
-	"Y4rpywlqrlEP84/cumdUQdVczYSLK+deVsCIEcFm0LDY8HKsllvKWzLrcUlFbpLKiJSNENdBF025mdSs",
-	"tNzHI6cF7P2YsLr98ydbHmkhsSVjJc9AHlnjKIvU877RIGdTMMGX+jnXbb/nhg9h+1JOWFWwra5cd5xH",
-	"8baNOl0Ory1E+ZRRsGkYFMooB0PIbMQ1OAvihebEC/V5PaG+3TkoSfXtUs3Nfv+s3nrZ7581/uveWpZG",
-	"5Vi7OlgXWOu8OLGl7eP3TvEUZtAJvWI2ecTWegBEM1+Xt+nyw/8h/jIajD/Id3//bhSP019ORLiJ9HpK",
-	"9agy7HgqBEuRZCmB8yyyV6BqdcbGBundlwtRV2uy9Nuhl6Xf7lhsuXQDXW6TvF/K1B+wLOWiiZn0hoDM",
-	"AhfGPaQHg1fxftLcY91hs0t3B82DuJM02ywcut+8jgS16WR9Kn97RUH2J6gSslnUYAXwNqjYsU1mehUc",
-	"N5ii8Iuv7bNA9egMn3xQIZGqTFob4L8Mmcq95CvdrjiIWfiGhUEWLsaldVnj9/LaIuzEkfDhEJMYyjj2",
-	"Ozj6zeqL+EhQKjEynayqL7Lh4a46ubWh1H803vXMNUfgivnq9UbMKt4XZfmqgl/A2D1mVE0zNmZCW7sY",
-	"1aM88QZjGZpmiVMjPatYZou1tQZUJDOe6NHlGOzNh90wqP3LCK7ZJdRjbBm8oZqJeI5fHLS6Qc1OvCrC",
-	"FtFurKcYXOyUlstUKnU5iXWtF7batuCGQ05YXa132LkvfDdsV1xhi/v4sq2Z29vz1u/68Nn65RIoN719",
-	"AbTbZH7sH6wOE/KO5cvaKrdYiHqd28Id6Pb5BHj6y6EuekR+ntKU6znJETmPZ4FYHRD77BEEBM8RA1ek",
-	"Ukfolsmwh7W2tcdWw23VHleaCh5w7zsolRDHx8DlgwkWERxRwMGtjEUbiQOWvZyICUbwblEtbCNa8wBq",
-	"o+EfRX45Xm8yWJkel6ykzRmdO4SBoFqepnx9jN5W0y9Q9Aqd3OfdM6qwZ/8RsfIEBpbwormRl7H6O2YR",
-	"C5TwWPxfhdxnS2GuIF4k7CqjCVisEjlb6JYCT1SqnF+x6tdWRRC31mGqqnKd8glLuVjlZDBf5ziZsFRT",
-	"axqz8ZOlRsPBYt5DSfCIrxkUk3PlduGQdTxi6tK2V+ztWv+ILS+bP9oje+EucT2Zfyr1ZC5eWJYf2i79",
-	"x/ldsBHFmjwhF2d0mWRyMrG9GuxXziznfWVtfrXewX63Il8133SBmN7u1c/VZqhFqCwF5uLvhpXNRjwe",
-	"LR+EK85ObPXyoczIlZQJqVPSvb21xmqIXO12DhsBkebYJsy2hj+yHKg0Bk0hPidjxIIG7lzPUlsGXOCK",
-	"j+k8cBi6zvPcUNoi31OeTjPmVX3KzC3FElIX0vpMArJ3exvAMm1dqMcU4PCx68sG7tMybj3YC7uIew8d",
-	"aBE3l8QnPCp3QH5e1GBq9HS4eYZguLPhjhZdsHA+lqB32PKQiMEFSlmxwBnlkBCgJRkwhw9BkfByZKN5",
-	"zAInUqbmrznGcKVKEilIwtU1mQrN0+J1qBFmu2dAN9QHpl8t0vbjglgcD1gadwlaS+e7xApKCLyInst4",
-	"VnldYkOxFaXJIIzYb7SrVdlAv6Lh5ZeybmdnnWRsyLLLidWxy67odncp/qLd3XMC1xozR8fpm0wYYkkc",
-	"tdgU7A3yumFCl1we8yRbboLlMsxt02OI4sZccy3hr/bdRTnvvGi+dyP5pCmNKu4sJksREe0DGyiYcZlB",
-	"9+Z2uNYc0nlUb0089FJzzXtzTF2kGWLDuozTYL3HpkU+Mpo0pUjnD81N9UNJFu5CCIJ0txC9olwoXVq4",
-	"11/H8jxwVoCn7VlX/hAre47SXyoCAB5mgveDiKpUE5uyBUCxYLa+HT50LYwAhmXQrYLNVvdZToj3I+97",
-	"eHRLE3FFJFJ1as0zIRCBHCUv6q3xOJQq2MXiRt7JGWaGqCNieAO5kk5ET+EnntxrCFmp6j6lMcR3guTb",
-	"KRDf4YTXlPVRIVZbeU18Llldb2JEJxMmFDa5KndeCIiWaUIo9GIczElkxo96JPJuwYgozVimCNd9IYWW",
-	"RVHcgETm2o9sQUOuMSg94WYNYy6obYc8ppOJE60yOVlFAV5XiaB0D69sKW4eMcpicUvYm2aObvGa61Eu",
-	"BdvEbbI84PoXvBVDxTE8jYeVt3/Qpejx3tzJU+JbHit+dsblEfojabbaReWRnoXWaoqw6TULLinIwTCC",
-	"09jwFRCQVjkGXBgNiFmqyOVZLlMCQqFNvICdLVQOKlXk8ZNX91zmxQQqetzXoXxx3tBOW8zoT1aayU2y",
-	"co527rhaqA1UpCflmR37WBfQy7UAv12eBOG2lSci7C1mmLgvSmH7DlwL0fhQxggl2MVFd6rFS3vIS7wQ",
-	"MxDBPhcQqsgVv2GiMlTSJUAumZWy3DCAqU5QrkPJ9GbR4L+5CbTAsyof2kLO1YCNuEj8RCDXlM0e1Avl",
-	"JV4o18m9HaroaE0q0WPTOp8pffMxtZ9+/TTAR2SN+imDfgYpYvKGmaTI9zZq5/5N8/2VNN/nDgRAu8jX",
-	"DwXwhIbtPBBYEM2qc54Cg6BXRzYRNc64ZhmXApk2RvHAMy1yLCxn64visTrmj7LxRM+JwQyScqUbblxC",
-	"xRx6LVS1rSzQ7J7mpCdvPvrVGrc5t0x/NBdIua+k1/Kk4IFe/caFBlanxP3oSj/U98n569OAtF+Rn96c",
-	"BqTVajVyvu9tPX9xvXq1YVXIbWDlSho+A6zuViLmCjfRu1IQr22ojPj3sFJ463nkukp3B0svHuQu6dVl",
-	"7O5nnVWV7rzFuRJw91eiWxI+95dWvL+0U7fiwWYr7ngrdirS4pItI74n+GbP1s7bAEBV5fUqGH9ZKLY1",
-	"91x49t1vNMNvRVyWj/LPUYzNJ7qqkmxPkCH4G67q9ohze1St0y0LvK0rWvEY29XW9cEQW54rfIFEsGob",
-	"EIzybwQIT611GGts4Ho26nH2WDvN790wU3GC7obe7viOBeHC8FCwPoM+LYdGgNn56c0pCG3qyJWEAIHP",
-	"UDC7jRlL8voQ3l1cKfXfW9roYVW1FzS9J6hpXah9lUSyaJjcDtJnmrFsyfhLwJiL8bgtcgw+aWYhTccM",
-	"5OdbrtC/Cs+4uLC+QF0xY7bZNFfE9qTygx6hfUluLDY0Ci4aZ7Kwov6QpqnqC2g0Zq3/zqubsJgrLsVS",
-	"rZMN1NfyuW8a9Lni6vGPfqEBsT/tZn2IixDU6qOWg5RVmJ+OBfn4/Wty2N17ZeR38xDBDuIt8ha0pO7t",
-	"LQB3D/5VM5ZBWxwbxrWQTjNi8fW9195HyMBiSr3Gx6GvVXXTctDkZmBgKnpa2CQ3iAoMIEZjNB1TsdC3",
-	"ywsdxDYV0GH7hqbVyRCrWmr9KBhhQmdzsEzZAWwTjHo3DAPSDQ8BQN1OpxGYi2IslSbtMNxYDvB6epTU",
-	"EYgpXJQI7svnxh0DaZXgsUMnfOemvaO4baqQp4dkvAnoxjCjsSJ3FMasrLd1BjRt+1T+vfkRH22evDH3",
-	"oZpIoVhld4+w/Zfwn7v/s//h1d8O/9p53z3d+3hw1j7f/bS/PlNlecc/nJ+fEnyAxDIph/l3O511uuje",
-	"4aFHqd2wmi1znVZA+2wkM+0spM6Ae82xPKQlpSOvWYR0xR0dmUHagpmuDJm/GQTDBup5rMvKRoYLynvC",
-	"hOZDzlT1YpQ2XCggStqWg4rEVBBMwSRS2F5XxVpGWk9Ub2dnYjvytRJ2s2OHUzs3+Uq3QKdq3oUw9nK8",
-	"PJyr4mc5C1kubvdgHrQKyaKM0WRum/hby5F5CUqSXfuZtfAg5Java9RfXWI2cAtfu93X+ea2uKixr6xZ",
-	"sWFhCZswkTARz49I5GIwIyJFOsctnsB3b75zJdBcPKUN31rm+gnVdEDVvZLjm3xm2AYyMxsDuu2rC0DM",
-	"l7AWet4tuGHGm33hLngiLFtY9sojvwgqC3Ei49gBPPvF3sYKT416BwuMw7XPhDIbME8LgCGrmFl0w9mM",
-	"ZRGUdjACstkr1TKzPW5BioP7kwmDDAHKWZxhA0bbOhjzr8QVU1oVBcgimoy5iEgimUL6QSOpRzg4ey2o",
-	"uWmhNfmYLwSq548t8cOPKNu9saLdgq8CGpYmHnXEPLkng8vVS6i52maQbkLqh50GoWMjiuySqTIUTrBX",
-	"cimNS7EUokgvPZFyOfeYOo1+WXnzl7gyj8IJshDKmqcI1RnNUu6CmoWcIX7gbI3NXYirKkZ8Gs1RAgMZ",
-	"fSbFahHMyuKvCIqz9pV2x+bpGQZTnXuwIicK2jta0MJYLxSeSxGmxbFpo5AOJ7dMerpfVF8+2y3NKov8",
-	"f3E8r6aEy3Hy0CFweFPF6c64rizbkMoYJQorppy9aX46/rB5LYCcLBZjxjKucvHBUDtzXf037L7vFuYG",
-	"C8j3H4uc24XaECvts+3erltg3q1v90ly/Uv7LXWSb4ed7v3FAValXhf7Lg3a2dt/ZCr49lFpa3pxnmB7",
-	"b2a0vVzysfYw1907entOr7bv3H1PQQArVPrL8fttbhPLZmgC8kTegC1hywCqJJtfZlNRCoWyD1aFpZY9",
-	"UPeiwYKqN+bCfVzQ+4xMyX+eMvuz4U3LIFQb7J9L8ZEp2MaiSOP6f9+DaaWxXkOne6CUAlAVtsiiZ2NF",
-	"SAgKEpeu3Xh1AxMnbqAJfsFSZC7AuszIDNqiD1iD2O7kJRV8CUFX2WG8Wt+8sh8QFpwzYMSKyVyzwNX6",
-	"h9ZbhtFGPEHX3kY2AHNMCydUWXscUhqqoLx4rdgnC+AXZxTUil7vzhywdAyrcOlBcYgLfLQoHbFQ8qea",
-	"qfrcsvTqQrR+xhiUF7URSpTEXIM35glZbFUQ4SpQLVOc7+WdJhxtKu32QeBTnysngf1nQSwYu5IIu/iF",
-	"wgsuJzoLdMuAvAE+b1rmYi/uDnZp57DZPghfNbvDfdY8TPbiJn5rvgz3QRp3Y19CSF2+RDNXuxO0d4N2",
-	"98J+5R7ZDWo6m4oYyRvW6jMFwEHiX/a53Rc0mE5evQg1jN1c5F7mHZ9fXfh9gDcUQ3KyAsa65JzJT6pK",
-	"IIVfrYmwyA6Fc3diKWhn2ZxkU1F5Ud4vdG7Im7dkyxZd7h2RJSdv1OP5+OnX4+Ebl8R5Iv5aNATPkcdn",
-	"ujzZiuXm1o8qboo2ckQ5cYUGR0NPCEc6HFoXpB+wvBmDKVb4MLpajqEt5n1AXx9/lQ96XVVX2cC6zyUP",
-	"r2E4BIqVFtXUXOdfvlDWfAsvfOXxnSTlDLPVBGIJ49eni0XUz5G7OFAH4YWD8ja+CrkfWuPpd6mTPnPo",
-	"Juj/Xz1w06ziK1aO2FpnfyZlvCqqAeKXvCySFTkGK3MHvkL0P2fqhR/+v23Iv8qbEC3rULbFkNGhXIgk",
-	"OE+xoceD4v5tz6MKIniS9ksueN7u6mLVGX9kiun75P5O6EvBfgRdbjmF3EpfVsAvDNY/sdCaV+Ld4CrZ",
-	"SA60K12c/gc5I2MIF7YPvlioLv0Ly+SDSlo8TnhbWLcnuVUd8rm8rkokPhbk+PSEaPNrURAXS9LFGdMP",
-	"MLmaI3SNdqbqHreFvaSuMjqkgjYz8LzXglomfQfKVyyDWtrFQyM1t6qNaf1da9105pl1JkkYZMHsWNrK",
-	"ShR5kLXkV9mfv7V7lp9UloJmM8Tzws2IOB4QNYK+khjwG7OHI/1m6GxYM1CjkT0v/3m9e3P4P+xj5/bT",
-	"K/Fde/x6T//jYPqXkL7rqjf7wx++IvY/z7nm2692l5kjMeKUAp1Gkeh4qkcy479QbEv2nVEmMtKfhuFu",
-	"DCPBn9ia1iu/vdvZJqHdUgyurEQ5K3Ht0YrAc3DKZxbY8Rr56hK77Vb83Ua5VuX9eo0nNtsxToU9rpd8",
-	"IOu9IIvbc3Ov2ZKdZ0s9xIWyYvYONFguKn9kcqpZ9kK54hdmguWgmMe0i7k3XjCVs7+y+SPbHW/SRNPb",
-	"MKEpxJ0UpVGsHqAlSZn2Q3RtZ435Y72CtufGYt+PtcddJXHHMZvALdYJakXXD/jotwGp9cKKpBv37qou",
-	"7a6lPqnTNC1VeHtI1z9/NatmXCzRQnPlCfMYZebO6JHt8n/t1vQ5sEtwWFhT1el/Ov7wVy5WYLILg/x0",
-	"/IGkXFw7jdcz7vmxSINM0mRAoU7ZeJJCqok2d5lL5FVUszTl8B120i0FKbnHlu9KxeJpxvX8zJCx5RJw",
-	"+Zobeb0uQez9h7JWdPrj2TlxAb3wgIqgL3eUt206fvP+5MPl+Y9/ffshCghVfbH5xd/H2BOzSqNEwXPF",
-	"jkZaT2p3dxi9JyttqhAs6uIHlaaaK13Eh9kYMhdQCIGwwsak9MDAqqBmIs/MmfVFbmXESopgaCQDpmeM",
-	"FUeognLZNjCjGmBBGaIJy5qIo33hEhWc1hnkqQs20jGwwVJodvVj2xZTCFSrL/riP/6DvJawK/OV+aZJ",
-	"Xr78y9mPH16+JAOZmKVMMW/sml3GVLEW+VhEppufIT9iwEgEjXLQHLXzLyVF1BeE1F1iMWGpgjavL192",
-	"23svXzZgVXnIOXnPvyP19j78mzBzc2RMKZaQoczMQAuIg9uOGkeEkpRmVyzLI+XNBLsvX7ZwLwZzzPZw",
-	"YS9f9raQIsl7rhQXVwGZCmw4LzOSsRt5zRKzJkRfcsW0mTRsv3xpkfzTp09Nb2LmJolaxAi+CjzuHENU",
-	"8NhnLOvBNl00Yx3CGRuBH89YLxDQAM/V+MsQ7exp5zhhhsOIRjOKjWSsF1GMAWYbQUcZcLs4359FIjTW",
-	"w4PQ8MiMBwYGtLLB3hstcuxUKTD8GxkUy3YbyYMKgqvnUrxQxPJTAzAYzQDNnBR5S+NR8SRMxxToZe4V",
-	"HFfAdx7NWrLEHBxCotumY8pN80ZE2K1mAlJmyA+MpnoUQJwoRLb6IIMilSzODYiJjGGJNGNkMh2kPLb4",
-	"BLkO6uVL+KWE8zbG9U+A+9g19LC796rhCMXer5GNzAXyQLEIi7DSLJv7VaMJTwAlxjQ1NxNLiKHLgFDv",
-	"GyBzmZGfpxCeTzM6ZkbgaSIKA4TDly+PYCtIIXD/3XCZ5jC2i6g7JAc7dmDTVgznDMgYCYE46Jrx7GM3",
-	"NJ0yIqfgZoKstYAMaEJOTvPmpDIjr0/efDRLj6XQmUyL5ktETeORUe4+/PQOMZZQiITAgaE9lFF4FFYD",
-	"ldMMZFmqMSgXU+C40v6WO52XL20IcYTJMZ8vIjMK8CGK3hXbvRrTYagZ3oAXIAqMKzKzRoFNmGzlRQ0+",
-	"ty9aWpofrAz/efeiZcS9/JGogfAWOdvgDknJTx/flQ6n+/KlYWHJFPEIWxjCfUgFiU6GzfeYrmkdMcB1",
-	"zOZt/i40uJtmGfSSEKw09CEMbXuGC5pCaPU08x/aA+Qg1AzrxWC7GbxkgNJLQLPHOZ7C4xC3bR0fsDZb",
-	"TYIQP/4b66mZsaP1CRrIjY38Y5kxHicKRIIROQR6H9CkaZdhTqRI6zCfpoJ6PBiqsw1lNuBJwuB3IXVz",
-	"KKciiQIYLJZimPIYRhozPZJJ0zxC01TO8HUtZRNuGxxeTSfmvFnSHLOEU2ida8dyQLfrcGB0g4ypmLuF",
-	"q8gAEyfMpYQCu0ExITxnmHsvX5J69frQGSxIdGy+imz2UuPIR8VFTlEMHL586WiE6xY5FnOPJY/p3KXQ",
-	"WQyw9PWR6WzePB5qc2nNRjxljhm7xIZFTJIZ0VISlcoZ5p1TMSelk4ITNnR8aKcBkJZm0tJsyjGYHANZ",
-	"Ar94g8Fccgilqo8dHr5Q9pAwHy1vme+noBmeAEpi3XqQmkzEMmFJw/AxzKX76eMJyROG7AXxMefeykgb",
-	"GHuaJ5QZLm8ug3LCmVkapjUBoMHeZTiznAHFL2Sn1XOpqXNAbrjiBqrHZ69PTryedo0jLBA+4wqb8nMj",
-	"qAhzniyxS33HlTZXGTTvj1I+5joiddfMYC8MSLvVaodhaIU1c5vTn6eMRGiQidz5GbyAhX4BQ0pAPKvN",
-	"XXREIu8zALu67Rw5pcpcSSBem/GmAhkKnOqV1dTz7nV2F39D1gjQpijJ5FC2bNPQBhRZ56vCglGQwCs/",
-	"VRJPnjotAG5CDBcmUb+GzMmxZOBP/VrUImd4brB8w/A9/g21Jq+ZuxfAxWwoAQNrzLXoTDyowqQ8ZgLz",
-	"kqy573hihLJmpxUatTJLvRy32WzWovBzS2ZXO/ZdtfPu5PXbD2dv4Z0iG7DQco5PT3wff63dCvFJOWGC",
-	"TnitV9ttha3dmheE4iRwcDGZL66qPGXHuZOOG9HUr4YWkCFPNfTRHcxdXmHOjrAGHXnviX19gTIxAiZn",
-	"SScJlKxRGuZ6i1PBSu1YaH1d9Nymc7csQgdGagFbv1O0nYQBrlvzArDLwubqfr80LzhNk95n9IIVfrSv",
-	"grZ/dxdsurRc6OFQ+f+nn07eWPHA2iIIx9yYQo/fMFpk7QZ5eXtecMF+d7G35ZK9YO3e8harNhmHxlpm",
-	"ZmuoR5iFLOxHTlQTc6qqFw0jrFpuRS/O7dZLoWQwHUIDW7NgzcesnB47VoZXWB38hXJFGkAH2N3dPQRh",
-	"Y4Z2joylVBvFHnryR829cbSwXd9HEPoFOJd3DqbddQfltR2tCzn7d/Nzu3l48TlsHl58CYODu89qPEpm",
-	"F//Gb7p3TfyjU/xx7v7oLf1R7/db+Hc7OLxr/Ff9n//+/KfmxdJzjca9fU4pJvMbYGEHHZRlyC/m6qp3",
-	"ws5+s90BR8iBhUgjIAIqLWZGYTCv5JDVEpLHAMDN3XAckGYb1KTmq8SoOaD0BGQckFFAjKbTuBcJbD/g",
-	"X/f8O/eePzRP+Hb+T3T+VTy8uE523hkBqbbBg86ldQG9oEHwg7uzE4bgtJVCM4GenQWbmfluizsF/I5g",
-	"z6yoSUqxfgz1r2KDaKgVwIJ8uXLVhPbxndKzMGcXt1P1Ur7tne9oYt+rwSvt+1/5CfQ2mfFfWGJe2ttk",
-	"nhOrcNlaFH7ZUsiiBnpFWKTSoJ+mV5BkAICsXRh8LNmOPE/qXZCLPWAZK1KOqtwMY3njsoWLMCUra4Jd",
-	"DVqc0LkiIxtP1CKwCJYEBEz4sZGIwe4NL7Rs1GxUlosIXIlVUtFr8/xr8yrWI3gmFIQZYC6X9bOMiVBf",
-	"DVaCEVJeAPDvDg+74e79L33vLAxPgrkAXR95PMQF8FcjLgpLd0G1cP72lsYugg48CeghGHHtOzzKSLuA",
-	"elYir5THfyXEW8X7Coz7YzK7s/IR0ni0DeasYnk7X4zEcfcAzgcqOx2z5Nfnfr8Z5odlDr6xvu1ZnxH/",
-	"HsL41loB8nPJ1XyoVpZL1S4QLPfvYzDnFohhw+gvPDLKvb07X7ym22spCjPY0AiVJ/MY+nFWEz0iWk6x",
-	"iB3XpO4arvHMubYaR7lPOS9SZ56mJANytS6kVGKHOZ65opAtV6YuJ8+jRfKEQl02MyyCSHh/zAVydV7M",
-	"KorFfb61O1ym2m51dEQOEkNddh1/EOrqIkzWv/FB6u/lVDzNtYJn5EeeeBT5Nk+mqqTKvDTOKolkI9ni",
-	"v5lejSJPx9jzOVYwdD/w5neIab823vw30w9DGi/gv8zL71G+3bAGtJjNHVdEKL22jkpd5G1NMgZWf+up",
-	"HchkngcK2keuGZtYNgne6RY5FkWQD4mpEFITwwPRQYUtWiHv0nHRLdgiJqKVcB5O/zuZzDdAdz+MEP1k",
-	"YFsK271kcNDrtcNaUJtRgabsnhc8dhdsSSo2Y+6uHBRnc3u+GqHa/MbfO8E++9XQbW8wxSmdp5Im51K+",
-	"oxn2Hui29zbZT+4kf88STs9t/7Fup7PJy5NMxkxBsbK3QnM9fxKehPj62LvMl+1umE0Nr/aGQddrljXP",
-	"DC95Cw8TpTNGx05Dsl7IITMcAsKhbHoX1ASLYIJeROrgW4dPEJmDjlkjJEcJ1bQXkZQLRkYyTVxGfQTz",
-	"RYQqCHA5AscyT6zLuy+UwVARM9czo7ygui6n3L0w7zaCwvqd+1Ft0fxWX8AtiZu0YehuMFoONHuhSATM",
-	"MRcisbraknCpGkSNaGYDf7itVw91H3MPMq57nPt+Ye88sSAJ+kJJQp2XPYZwpaHj9WOeJCnLh7hiECfM",
-	"xoSmKcYqm23NJ0z17IptUGsU2M+W2eSf8x3VzbkUDmmbgB4FfRG5LL0ibdUBxpplGgEpw8F8xnDlfL6+",
-	"iCA6rwWheeaJstaMoIrwVy/OACCZsVgKwWKtbJhF9I4q3QSMaZ68iQK8xvLDRXd/nEmlXGtmFaBbF4Fm",
-	"dX/AT677YsyVMor9MJNjQl3/apnhF7BlGyVyZEvgDVmaJ/ZiSIamXLAESKMvuJ0IUB435aYTSjOKDc3V",
-	"CAoOZMzwLIxx0xQuYRLL8dg8bpCiL+pRDy51mvIbFjUMUcB9j/to7xHVIlib2MZv2Fg5rvoCIGgR3BKr",
-	"QWhLh3UqHOk1jlyow4xnjNCctCHEsy/6IoqivuBJj3R3LXVjMLE7+L6AUcmXfo0n/Vqvuxv0wZ/Sr/X6",
-	"tdKTNfMLH+MvVQlE8IQZrl/rfWm1Wnd3dv6+qBLDK+SSM+BcyMbuc7ifJI6hAJFazgXBpYCGGYsZv0G9",
-	"rfCAdTtOMR+55Carmpfws+T48jxdzifVPry71/HkqlGOaWq4IgZ0wzIDdCB1O0aRv1eO0exW4z3QRM6+",
-	"IIIZiD9V7aTti5lAftnu+oaKBaA8fNpCGDR7N4/fNuUVE82MzpoOZkXZtwp9ClACYWYuJ0Oqc2UEY2F7",
-	"w3vokjJ6w1Te996W1R9NtSKJnIk/qsUXJAl7yTJHl7lAg19sau5ltyCuZavFmY+QVKWwnbjlbB+Y/j6V",
-	"s52T0+9P/k7qRTLHh7fn37/78dPlu5Oz87cfIhRYlHnWcN/8sbPyQylXmgmYpOjcHGCBOgwcKkL/mCja",
-	"d/XFsSBuBzYk3T3Jfp7SVPlS3wuV/8gVoVpnfACFaKHtAtWFavdCAT8uRVLm05hLQ/M0LbKbRII7SFwU",
-	"srv2+0JM07RFsMoV1lFXwCOSYjwj6KiYprjRCH7n4uoyo5qZKzwv0x+EYdgX+YHBi9dsolFqw8ojhsEK",
-	"ndrm71yRocyuJATgwL3dqPbsrIi1epsjx3MqdnaSVR4ebO6QgwtO4w9D+eatDfQ1o3DwmP3klXMvMw0D",
-	"XEwPZd6ZOp5hcxI3Zhp5eGAlw8BSVR7x8qRFPpUIIyik+cl9ha08iwvIFlSjWlHvhl0jReZ1xMoZAtth",
-	"+mleE+q+cEJcb26HXyq8xVVeeetJQvSKGlYFOd1bBev3FdxigL9JbAuA/pshdiMpAQjeVTpzdI5Yfp/9",
-	"VaoKosb6Gsr2S0KFLoJuhZeefwsin6OMjaVm5e/reiZJwocQPa9LqZJTNaVpOjfUbh6CtMoGNDbNKYsn",
-	"SPiYGiSk94si3U6nL2wqQ27gPSpRZl6l02Us5H2bBsy85pJWzWjhoZErtjbfIoBO0bP4YNPtEkRrvU3r",
-	"olp+AfXemgOWpVzkLX2XT6TWqx3Sg8GreD9p7rHusNmlu4PmQdxJmm0WDt1vRaeTXm062Vw9MHCwFWU2",
-	"shO3n5SZrLIR5+U77Xn/YWzEh/e/8dqmQ/0xbcSIq467uZRtw478ypEb8NFKgzHw4Z0v1se+cRAA5iXZ",
-	"5CBrHCgc/MTz70OYo/Pp98WyU/815omvTREnXNzI9MaORzPWF7aLGNBKdWDAgsly6zCAnGFuEgKQ0+83",
-	"9/+v4/4nNlJmK8R/pNe/GiPCX+2C+CZgbu7p3wI/HurgN0Nu7ty3nTuTHZnZVnv3O/X9MA/VF2ClAU5j",
-	"HfxoaWuR47x5H5reCuaoXB2OJZ4KLNQyVcfSHx4c8FjpMhflEnaV0WQbe6+Z+us4/tfRq3P6/47p9pvD",
-	"/9kc/g+6vVaLbTteUfdqSzkmnmRyejVCR7MVtzAquA7/NKniCWsckejvTZDKIoyPno0YhA9pF63aF5hp",
-	"bfiEZ+oqlwvAYhgyW+glRuZMb55Way/d93kp9GelZTfNCpKGQiXab4pWIurXLiNnPT3jY3fBt+v73usb",
-	"6gP6MP/17vNpJRFBc/pCA1paH97YroIfdhNUJIIWdBGph812GAYE2iFiwYsB05plDTRambFEPA/Iv7j5",
-	"NjCKEypEAyqSGU/0qNcXUTsMSZOMuajbFy7HaqcbkG7YsN/j+5djFZBO/iVWALw0Y15OYv3yAN7oC/x1",
-	"TG/r7bCZT3Q5HkxUQMJGQNphIwpInNLxBD1Sn0PzZXjhdDWRQCVDt08jWOSBiwQSx4dTZXhFNGZUTTOo",
-	"KhoRW95Bud7ikDqZF9LG2hXQGJPO+yDtDBgZY+4rFWTPLBvASw2R5K0lAPYvFIlTGV+3yCeb423ncEEe",
-	"QV+Av85+vcANoZBV07LLhq0tocwOfWd4RNCCp2Vf5P1eoaA7tmWs6PtK6tRVB8lthKm8umJJ4G+7L9CN",
-	"ByW2WaIaLXKygURHKgS6h9gLLZ4vMt4HSnZllKr1DrthUMsxtNZrtzpBrcDkWq990OoGNQ9VVscJjPW0",
-	"1mvvhaErcJmjd60XttpbiZB2qyfC0P5XECTvuXwMHnlmEi/BAqjum4j5TcR0OcaxzJLH3aDVMqfXfqfa",
-	"u+rMfyUHa+DjKhSSdEUjWxsHeoEf1E2/7bX+23IoQtTkRi5Fu98/ZigROgmLI8+R1muF9ChXoS1ZicUd",
-	"sDEomGha5JhEaL+GbsIRQYs1EeYmthIAT1wVP6MKoaoD5TONBlTvdjpFySsoDBolmZzkI2l6DTqSYDbC",
-	"2rAQrFjYF3YaEAixvNOfiZYRSpZ5Cd+MTHh8rfwA6ekECsSIuEjxCPpiwSBejtnd3ocI7z8qASR2XYK8",
-	"tt55mIAHd3OITBjemKc9jnMjm9KXMU+yWq/WDludsBW2wp32fi2o5cURgTFgx5+9cD/EzjV74X7b8AH8",
-	"3pZKNz90zJ8g99v4rVqv/SpvNlC7kXzSlDcsy72Wk4zLzHDsXjvcXMoA6H0l3yOe3CrjsqWGb/7Hb/7H",
-	"1f5HR/yb8eK1MsTOl7x0/uY+R3gD00ZKcgToZ8NUzjDw0PDaiVF4TnReCgljeXPNtPjW6JN1Lkj032+L",
-	"os6Qx7BjH8KkiP/GHheN5+Ct1t1Y8NaNHI4FyX5zOf5aLseHUsAKv6N/jq7/T1lCJhu7JldgT/ir3iDf",
-	"HJTbWDi3w6YHWzVhmqdJQsYS1MgRbSQHVDSFyHd4PuiLDM1HmGc0AuYHTSZssLkfH7664srDuan1Rz5a",
-	"Us2Fz7xljxP59raU+L6Sc3Itvebuyd8z3T6/9eibeLi5R/OZxMMdkOxWGp2Ky+eFIjqj8TWzwmCA/Thc",
-	"uV9MYZGZhhB/a2eh2tZsbJHvnQDZF+YO7hGKWQkQ3XuVmR/94DvzusJq5JMJFggiA4lNEATjRv3PmVZf",
-	"bGrfmsMqnt/EtVxjNEtYFkBHC+xH0CIRNIFTjIkIkojweoCMnzyXx9wBN8zrMluVJiAzXcoRoGn643Dl",
-	"tvwGXWfQ3+zCMDDwFdV6tn3V3bMa6czU66q6aTlBFPsm72zEI84dvDDPbIlTQLffZ5N67uMvoO2t5C+v",
-	"06nSLGvOeMIMC7GYGIDOt6Q0Rj1XKxtw74XyOiQxqHYIye40AaYTkEk6RbLCAi0g/Nt31QtnuleCTtRI",
-	"auUaK0ArJtczgAwyRq8h6XRLbQHBvj2vuWFnsTRXz/MbynGJa3UOD8bfyHFD27pvPPnNkqQzwKzJ5oOe",
-	"hhghAd3OzR6ZLcrhria81rWrRkdvDYUEUCUuguoKEZlxkchZX2DqEJbM1pJE0F0Hx3TFJhzVqSPCxhM9",
-	"t++iSvMLy6RqkU/4VV+Y72jKr4TL5GXkJ8FvCZvIeBQQJa3CZaQTaLehaaZdhW9XuptrW4SjLzAz0TZa",
-	"8xcrRWMxHTdfmNmobZhS74Zh7rdwm59Q2zmn0cLGQwWTOyKvz/5mE4cxse/PsbqJoEneMfQZ7EGHpB3z",
-	"bV/UY5lOx0KRCJibbTkZwNEEeByXKJlNJioYTFSQN74PCLVNYkgmZwiSI6MG5p3xLbRHLM97brQIJuC6",
-	"mldY2YRrRTL08tjKHXb3tC8iSwRRHmeC5WAUY8T1vscnyNCm9idsyAV0xFANjHYbQtODvnDp184uuRfu",
-	"4vqEXDAwcsOixJBfTTOWGOhxr2kUrm5zX2iZfdtVb83Fv8/keBOB8Vxu8hScwyYP2uW+luMJzViFHHqM",
-	"Z4XYdkTkDcsynjDlEC5aJWXaxFNfznTdKOHiCWqxuvEaX+YZqc9/ibkzMlzYkUvJ2FDbll76oiogJmh3",
-	"wjA43Ae/VrsbdMKg3TkwH/bML+HSW214Kyz+XzSthK0tgqryFrao/u3ufe5E+fNyh80VF7dDtq97dUNB",
-	"JPTyPtxWWenC/yfLZMkh9EIRpJxcDvBkbrCoU6WbUHQCIgztrdAXvgRknrNGA+zPpDSdO3NCy90NebM7",
-	"OYXOwOTcevLBPLrCmElKZbEW+fzK4tEfzeNlOf3Z2BRMABPeU0LaQQwq6MOGvlkOn0lI/4gNTgskLzmG",
-	"NpPUbRFqj2RtzOiOixldLVtDeEkppV5l8aWrkgHicaJ0/gX0tDPPZlOh8AWgPRnT1CuToSXKZ5D0nac2",
-	"gSgsixIWWC4H3i2l01NtRDh/GRCBXB7MyPqlpYFoHlOR2PDZut1Vrnb3xQx63WU3zHXfu2GZYnlkbaMH",
-	"4cIew8H8Vle0mg8hNtgxQWgsB/3DAo9PmS+tT8Es2xXBdkAOLGOiehGOKosN3BIbDs0VmU6OoItxQOhY",
-	"YrRvX9jqH2YAs+HphNRlZquZWLEUm+9NJ2ZZmJNrH3ZJV7aeohSsL1zUHoarK41xpoFXFUVO87BCYLIB",
-	"0dChKIP2WYM5SaWR5Wxsb19Yzuv9xJMWeQMyNAxqliIYxM6b9YkWeZPHNuMhQuBzfTckigzmfWH1lIZr",
-	"iu0ygnHDlGQsZTdUaBcL6Vabp+DZ4KnAHkJf8DwCpmiKZxRKrOPCc2c7dvspTtb2EjuyVQ8TTJ3piyJ3",
-	"hitbQ37MiqKDtqWFUSvskmEeq3vY4Z2q0Bd5To2QZAqWfESWf0kuVF5uRh0Rink5eF3hirZKuvmIfMKB",
-	"/77yM2dm0RDDn/cFHzNE36erNlPQ/dqS+BtUoLln8VcgYMjyysPBPusOd2mzHXeSZpftDZsH9HDQDON2",
-	"0mG7wy7dG6xYuceMnnblpzZ2AIh5gSfNDEZ42QjTSWk/r6qXmvOw6qI+XOj9bg262BlM8nvY2R6Az6xQ",
-	"LeLlCkHFMe5vSslGssZ3eatZ38MFrMQTNCzsNy7Fhe+vEjAM1SnCBbJbLgVGjVf75jZu+XNm1/w7jhA3",
-	"W9gkPhzA+wcODl9ETzz6R4aFw+27HBR+5Nqeo4kW7Mnt1cErpcLMWwdZm408JnBl0UiecSOTUYHd5jm0",
-	"6TSytf9AQL7/WNwC+HQT6jVtnodv1v11gpsBYqvypuBEVwY2vz2nV/dRCjzzO0rY/RYE/XxB0AqJcwOm",
-	"UxngAkxr54uVBjcOfTbPozHLK05X1XvJXJ6ueHwdLFmgTjGRNJz+BbKiUbdeOHUoMNeweVNnVChboInk",
-	"2Vyok+bSZd6wCVXOdR2b0A+XMVuDFjqRO6PhZRHa9wkrvifZ/DKbij8bbhEZxQV2FNvQxAVnDhQmAI86",
-	"qLdUkxlUWh8wt7xWX2Blz7z3eVCUtmcEuA20X0/nfq3OF8rj9TxNCYQ8MkXq3fCwL4q8npVVpxbK7kOs",
-	"5HKHKvNNY2NrICKDvRnWqmIfGWQTVYIk19rhM9YInQOYV3lV7JmUtIE8FscGRloFYCBlyqjYqMbnyRBO",
-	"5PkFqTe2j8Fqu+YnABRVaC0B3x5JsjnJpiLIAdjIkeqbufNpAiWfLigfLvi8F522bJBwvRmbXt+h9Dxn",
-	"vnmAvuMOhtSNZBBtHnaTS3bPiPHr5KA/gOzzdUL5N5cKHuqBM0P+Oo3E7G28cGtObZjv429Ng4zuWS6M",
-	"VK6YIoM5gXzYVS40v7XN4q15fzZA9cW51SX1XMpYQBSLJSawobd4c1r/OokF67iMSyv4g3CbbwkIv6EE",
-	"hKdVzXYSNmEiYWJtyQvbPsNjg56CVvQQ8Gryzwv9jIs4nSaubgA4i4wuhaHADF190Geg6N7YIKuVONfs",
-	"w7ZTy4vxVrsHnGrgmkGTzcPPULD2oPPsQrw310qLf/HMN6v/RoQDmg82eoM+zGgpA7ygwyGL9a8k0ayh",
-	"Qa8T1Zf1ArpPectehS09CG+9wtq/Y0+C28Ym3oQceN+IZ3MXBF1CvefvKuwrAuudGX77F1H0ormnOU0A",
-	"8cl5nENfjBkV0Jyi8ZDqwLiap24dvNsKW+32bgtaB3NzTEMaG6gyPQoXG07MqGiXOwxjFZetuwt/HefG",
-	"pm3A/5DVW75Vg7uHTx0nSYkTaLksKT+k0TDc1L2BUZDf5A6MaobkHBnor7CugMLRuuDVsJFgwsqpLmIL",
-	"PRR94bkoAmiKC8FQYPXrQRyemNuewi49wzkSvNitPATYOhOgt07XJrowA0X1+cJV+CKMxqN8NJ6QesQT",
-	"9blzETUWXRc9gr4LrtFAkoEtXq3wTxBz/3odjV0HZedAzt0F2JhywvJ4NNvIfTPXwXfFGbnoiIdbM6w7",
-	"wIYu8QTwZ8Ogro0iqC62MoB4e/saVpBi+m8uhm+8+8l5t3VxKMM4aYoBL67G31bODZ9vr012Ppeapgqy",
-	"roC55jYEw5qmIi8/mLhYyYDE1fnRD8mDBka7nAj9QuUZ0IGLs7WXyTCdqhEBAfCGpi1ynPcHN/LsiNEs",
-	"wVhbzObLGFt4RYG4ixYSNwmZZAwjxaFtB5sxqHigmA6gXjMbaiKn2muuCo5t8/2lnOpt/EG/5QTs/07l",
-	"gKZrE7A1oMsfMwYNwfOQrIyqUMmN8p2NvKAYJLlCBAFG/0J4xojmJOm8PTa11YaSR1pOooKeB/O+gDzD",
-	"RmAThVmCXcbBaMmyph3dZfetyy7GNfWFl15MlrOLgV7a5mUYwJpqiuzkXh6dAGsNoNY7NLcXZA9ecPZM",
-	"SExw/EdmXlF4bG2PK4MO3SSTSP1AupR0wzBvyAjTtH7FtN3fZMJuRR9ZaKO9CG9X+gUT7X0cK8WVt8Pq",
-	"QBItJytDync7taBmE/OhLOs9AeZLqwYBCzE8o+IavYk3tmMJrLFHIlh4hB2p8yIewMGIo4RocrgX9QU8",
-	"Yin9hYJvIQe9AYnvY3obkbr5B788slkv8zwbJGnhSJjmgy8IxpJyg4LyRWQzmWjiwrryVCMo9YEP9QUk",
-	"trvKAXMSmxMp0N/uEdGv6hQMdCpTpLGqTlCbHO7hWVRlSi/DHRQmA/ceoQkoL45BjWl2zRIS9WuYYlVz",
-	"ulE9TzEgYYOMZJpwl8HkGJgcloAA5GYRTstJXjfBzqQ0ja/zHhJwnnJopJfCBYKlQCM/pRqzwkJSL+qG",
-	"mmnKxR7c+43VEIXdVSVNbxMOtZgVf/HcuZ5FRnp1rAhA9lsn8ydI0PaE6G2TtJfkgwmfsJQLtlJA+EHO",
-	"yJiKubtcIU3XSswB4PhgCm2OQWIds7FZ5YxycAC5ghd29X0BlyC6FWEgW1e3qOcPSX8E7CUoDJuP0LNE",
-	"qe1aPNmNPXuic3miVWWF7EOQIsj+mNKtAVDejMfhc45/jxNzi9oA6xL8F67BUq1nCEjytVH361G5AqDB",
-	"4SKN3+9DkQ/3i5ntkRn+fVFO8SdbZPh/y+3/6paoJ0rVd+btQh98aJK+ltdMrDbSHGNhq7rB04zdyGuW",
-	"NAi+U+680iJnLM6gQlaeWJ0xPc0EYLYRuaLT4/OPP3746ezy+M37kw+X5z/+9e2HqMhPZuKGZ1KMGSbg",
-	"mynR5LEpkr/jSp/jfn7XvnTYwyaOdDyIb6SzhRv9+PTEgs2jGIs062O270vng1FdPp952TXoM2RhEBrU",
-	"Cq5cVokU6fzIU9MgPFb1BdeKnP1w3Ozs7aMuAc18bY83GmuZmZEKXw7oHNXO8pWUgquGbT/GRWP1kivs",
-	"V9DMAKvMgIthB1vg/ddxfHtTJ6stkNdGtM0difZk1UjOhKu5EP9hmqP9YdPyRMFDtmMhS7fuzhf4977k",
-	"vI9w7yprc7hmood3ppAzTD4hV+be7YbtvEOukK4kJXKlEVWIoTxZ2aXxnnywglls0jHEMkOqnNTwzdP4",
-	"bLWbDHwfgZbbikow5GIwpTWnrda0sFOguSchjgOazrGsiVXPrS3DhjBY1xpkFjorfaneUd9Xx+gV5QLs",
-	"/iwveZSbk7kgrpUCiquk7iqgmkXMuFCNo76YCkwh8fwaTguEZqy+/tcif8PKP5BTopbiQiCoYkATt4W6",
-	"+fvklNiQsgAbsJlNySHaiwMi2BXVuTAfuACQvDWF2XdAlJxmMaafJUxpLmzQ6ZAkHCwtQrtZyJCOecqZ",
-	"apCM/YvFLk4bW2QM7Ob1iHQ7HedFMQDkImG32OKIszQprKNmE5CzgzZtAGJftMPwiET22D7vXrTMcbZc",
-	"X7SoYQ3NePIWQkdESfRsQItbKEMZEZn1hbOa4zx0IG8YOex0dndfdcLd/YO97qtXewfhK1wBVIdB+DVa",
-	"5D1NhzIbswSryiotjSSF5bVoAudiPsDIyhW95ViPyggxCdFSorwGjYTHdE4GjFz9widNQwUGpizpi3r0",
-	"GqWN5lsRSxzYPBQ1jgh1Tqt98p5/RxJWvLg6hrEv3kwzOuAp1/MeoaQThmTMqC2wBAdl7fKuPhNLNUUl",
-	"y5qpcyO/FM2Eq+u+UBMp0cg/VHMRs4TUczOa9UaQQhk7O/3xx3eXZ//48PrPSmc81tERiaWIpxlg1ACT",
-	"q/pCjcykUjActWHINM6ogi4E1zxNy22RsfpWKhXLj57Q2OB1ypIrlvT6wtl6MhYzfpPbYfynLK665Gsj",
-	"YAWEDjXLIDccixibC4+ZZ1nglRJTRmzWfGweGk/QkeHHZ8mp4RVmFziHdpEzXJBhyq9GOfuBvotWajeY",
-	"IfEf2yYa8ZslR2DIgH4GBrViKpCczQc94zFrkVIxbINN5XrujeVa0m6LcOH/wjK5uPkW+TTiKUPyXnIp",
-	"JiiaMoIogZ0lphOoqLeAAO+P/3753T/O355FR+hI5RoHlanhNmQqXDiExyOtmRbWbfml2daE6kyKqbqE",
-	"aS/tU5dA35fgNnHxbNV4mLGU3rIkgqV3wrAvsMaXJVzgQAYHXQHNoUwBWua8uKgc8/Lkw/nbj387fhf1",
-	"CO0Li7iIsGMaj7iwVg4IprM/WEGyAYeZ5lXsihiQ3J8LkEIgxxQaiENfb1I3FEmGU7wkhpSnXFw1jnxE",
-	"dPgDBFMlf52IK6a0Nfjfl5L/2jIdezP4/c2tVVHMbdwLMjAISGzv5Un5I6fEWeVukeFVuvQMDzQDJAzl",
-	"7VWljx+oZ9obBraL3sMeVB4OaoZKXJdOPsl7dO62ul6DTteW02+4GUCNN/dKuxW29mr4Hb7RhS6drtW3",
-	"qvXanfAuKKavnr0Thu1eMjjotXu9w9IKut1dfwH73vz5S73yEvbaS0sIvKJpvVd3mwcwWuz5DpNMf93o",
-	"RTv3epOwlUloQQ/fFOnfpiLd7WyQJnou5Xsq5hac6mt7S5GFLioavp5kuesGQemJjNfYy8nZjF5dsYz8",
-	"dIJm2oyJhGUQA7QjJ0zQCW/N6TiNWuQ4TcGQRJVyhnOQncCkbtT1vhhwQbM5mZoxSARz74AqYK7nmcyu",
-	"FZHDYcoFa5HT6SDl8Qq35xsZb+D6gYrxIz1Oy9S9UW32H87fv4Mtf23CfahKzeIp9tz7fFHKajg9IYmM",
-	"p2MmNGpcZpMe7rxnmtYuctzY+QLnebcGR/BTQJSep0yNGIM6qzwu7uzlCQPURpi5hl3RWajqmnImjIgK",
-	"LQsU4bpFzmB8xKgIzvRf9IbirNhRo8TNvd8wtRXLmqACNZJKv1Dk/cn7t0Qb0toA0Y4NAO6TVL43YivY",
-	"tu2eAWzlQqgKiak55c3BVCQpa/1LOUEFGnfnYgq1U66ueDqmt++YuNIjc5EeQNhX/hkKXRiEqPVq/+fz",
-	"cfOftPlL2DxsXTYv/vSfS9VRDY9gtxMWazNPjZKhv5WUaYw9TvgV1+Zf6KaUUDXKg5sNsscye0hzsfyw",
-	"Nr+AiyMxSMrH9IrtTMTVQwewbSXUo95fZjJbDvBYQFTyMMAi7Po8NvclMQefqxdQuN8d9dcXT34lS+Mq",
-	"tmhAtZpdVfPHEaOpHv2ymjWCkq3ADDJzeq1Tw1zV9B/Oz09b5PWIxdcQLZGn489z1lTFmH6AuZ8z/MHO",
-	"sCrUx+4CbIb85n/bNfmO3zBh9jfJ5MA/fgsVRACbYre6FQACKYBDDggHuS0AY0jgYoOaedAUmB1obFT4",
-	"InXPYMxpJsdMj9hU9YXhFoTdTqSCzkq23c89t9h7u87NJKZJSnlZZ639B/nh7btTkltCcCeXVvJEIwg5",
-	"L8ujBO9wKCf4H+T8H6dv73nfmpKgOOKax9qtzm6X/Snc37blzvtVUIVOXBaSpO4qLIWtsNVt/C/Da2/T",
-	"4xwpKnHbl+7X15BAQ35UUgd80yngNch1KMNdMWHwk2GCUYCNZ4Yygz9afbEWlX+cMHF8enI2YfF2zM/t",
-	"w6/GWGbWxI5NdlthfgeQuus/0CBUkX8cv38H6GLwIo/ER72mou58dYzwhMV8aNflBv1fhmfnBmgOnqUN",
-	"V1+lGaPJfPVNaq9HSHMrLkibkUA1HVBl421PxDCd3r75zi/g70diDmh8jTVdbWyLGslMk4TRBPVOvKyZ",
-	"AFcYhYA+Go+MqoB96jz/kjWAopMsL9R2Dy/+CC4cph4YuujZEWMACgDLggDwG7pzGD3/2pwrB3gkg6Wf",
-	"zOG5zwD9zSNbii1UYDg2FvQOCYzCFoS/RyzPrTYrTsZICCkb/+kpTggiwmu92tSz/XjnZBCuhiDX5s9e",
-	"/nKPlF9xzTZrvZy2cos1mFtrYfsv4T93/2f/w6u/Hf618757uvfx4Kx9vvtp35txL9wNapprEAKsXWph",
-	"JsvyRlpPVG9nx93drYTdONCoHf+V7dHsFIepwrZjTVJGlQZPXhnpLHX2CCV2HTZb9f8n7Vpa44aB8F8R",
-	"uWQX1nn00pCeTJNDYFnSbEouKaxiTxKDVy6S3WLK/veieciyrWwPvRp7JOs9+ma+b0ethywFwItKZZRW",
-	"vxuLgI901qhRd8sofJ86Vr2Aq0rAS4qn915peo4lQ6kW2jybAJRr1TmwTKRsKwI5/U6yFNWUsGdWBZw6",
-	"VTdvCN8QkCt1ejZDGY69ih1utKidRBSSRWMMFERO1RLxftb9XDFNgtp+WyOHRIB6ENapnFoY0Lbulwjx",
-	"0PoVzdYHaG2f5a8t2H9N1vjV/yQlPLLJhAFy5JQ+/vzPyQtoCzbv2ndv7eDt4SkldafzGCHMGLtrQkTC",
-	"YkDl1nfbx9vNbvnFd7Dqm876gVg3vT8+nDr1/QE3987WPE2uz88vP30+8+fLy+uri6sLjL/lqk/rII7I",
-	"irF/X7jvxvlBLnYX+RpJXLjV/M/8WBmfQ0yJVwJz5zdhGHfuudk1ayM48aS3N9lTvjlTNxOutEK7Qpc0",
-	"6kcsJoG+xEWlUZp+Ioku32SvukDYT5iMWJVZWDTZwsDTkmiLzhio3UjAJWJV4ayJyoqm+B60w7RWafeh",
-	"mHtf8UQRrP8yJgVgoxjWFrSfBjVuMSkpUInWTn26GiT2V/KQchKGBJBpVkrc1JTeMyuLIYcjcU4E6kP5",
-	"Bso23eQvBJBICDENwSDtJAkshNKPAgHi4S25eB82eBlE0KR3g/YL2xBpntQcIaLITLxxDP+h1zMxTA57",
-	"bPCrf/CBOQpzxoVdQpEQWI8+x2jGlLrv/Z2itUvi5FVe7pHbp+7jlqYQuYRWFy5z2db7NLe/0BlzrQW9",
-	"93VhqYB4xuArJ4cfh78BAAD//w==",
+	"7L1tc9s4sj/6VVD6/6siZSmZkmXHlmvrlCfJnPVuksmJPTt7NvLfhEjIwpoCNARkRZPN+/v6vrkf6H6T",
+	"+0luoRsgQYqSJT9MZs5kt2piSSQeG41++HX350YspzMpmNCqMfjcmDCasAz+fH1Br82/CVNxxmeaS9EY",
+	"NC4mjCiu2TNFblmmuBSEKkKJ0pkU14QJzfWSaHrdIedMJIRrMqLxDeGCRGfj9luq40nUaQQN9olOZylr",
+	"DBrDxv6w0QgaGft5zjOWNAY6m7OgoeIJm1IzhBnVmmWm+/8zbHwM28eXfxo2/ncjaOjlzLSgdMbFdePL",
+	"l6Dxgels2T4da5atDv6cxVIkimhJFtSMjI1lxkhm3uHiujSsg00DmnLBp/NpY9DNx8CFZtcsg0H89NNP",
+	"7dO5npjViKlm9ctIiyfMMkLrjDQ/fP+SHL44CFsBWXA9IRHLMpn9edjg4pamPLnS8oaJYSMiiwkThBL4",
+	"TBZUEcWEJqO5JkJqQuOYzTRLyov9HaMZy0jGaDr989CsbCbFXA0bAVnTz8adWd2Af7Rf0nhSM+WfJkxP",
+	"WEb0hJEp0xmPFYnNo4QKtWAZS0gzmnAdtYjEpxKq6YgqRhJufptypaJWeToTrjeOjwmzSx/tc6aFxmVQ",
+	"O+oP7Oc5U7p99mp16GcJkWOiJ1yRDB87gQHGKWdCP1NELgSJ/DYiwseG9mFHKIEFJVKwgLBUMXLNBMuo",
+	"2RxymippTgesPhnJhDNFqEhIKq9VebJh96/hP/f/6/Ddi78f/633tv/+4MPRefdi/6fDjWswpZ/eMHGt",
+	"J41Bt3dkVkHkn1fX4kvQmNGMTpm2fODlPFMyqyfhSLBP+iqGJyJcI0ZmGbvlcq7IjF6zgMxFPKHiGuZK",
+	"8FGiJ1QTroBOpWDmz34YlmfLln/Nzv4l+X+Lv05G03fyzT++m8TT9JczETaCBjdD+HnOsmUjaAg6NW9g",
+	"4401cz/o9u6ae9B4LZKZ5EJvogJGmH2qPOD9pDsOWY+2D0aHcbufvGDto/Fx2KbdUS/eT/rsYHzoRj6j",
+	"elIM3LV3xZONOzmW2ZTqxqAxn8OTNeO/NSuyeva4SOSCLHiiJ6QZdUMVBSTqTuG/E/hvErVOCNUkZVRp",
+	"0lUd8oqN6TzV8Fx5pt3pmh1gt/ixGHKCjbiXfFo8DHzG/rHbPr4E3v45DI6+fFTTSXK5yuODxqc2+zRj",
+	"sTYL1KBkJhXX/JaRxUSmjIj5dMQy5JyUzIU5gwGZBmRiuEoSkJTfMNINVUC6U/NVdwIL930mpzUXhqaZ",
+	"drueGSoOCBdxOlf8lg2IYdX7+/vHAYmEXESBaY8Swa4pjCiZZ8jaM5bCN0OhJRFyQZpRez+E1W/j8rdf",
+	"JNEJDFe58QZmtIuWtw/m2c5QlLai3Z2s2YuxmVH9VuBL3l4c9kt70RRy8e923Y4sLv+N3/S/tPGPXvHH",
+	"hftjsPJHczjs4N/d4PhL6z+a//z3xz+1L1eea7Xu3nKRrzvRfMrcXv9iGEmzF/YO291eO+xedI8GYTgI",
+	"w3+2ArPodnfgFbchxO4HEIXZkoC0u0Ap7RcJadbtB1DLX7jSMlu+lNMZzWruusjxwIjQJFHE+6wlYTSe",
+	"EMUyztQAKEtRmIY5oyrnoizjEjgO+3lO06FIYa/Iv+YqF1wis8cRaaoJH2uWkNGSRFpG5P/7v/5v+5sT",
+	"IvSE8QyuKTWfTmm2RDqq5aJ2UnXXqJtG/SV6NgbxbqPQGBmxMiLNaNgYzsNwP7ZSJHxgw0bUMvJkanhQ",
+	"xmiC96y9dAmdzVJzPUqRLsliwlNGuB4KrojSPE3xTp5nmbl0bbv2wu2Hxx0SPY/I1IwQbtile6R6pJw8",
+	"CouDAnGxOk6GbayRT5tWQP3cDbrHX4aNfw+Hz7egafLzXJoddDI1ECQMBMj2OazvGz7lenV139JPRhh1",
+	"rE8awYNNQcrNmJ5noizXhvXbnkLjtfzCvJJfPVzo/R5yDysCh2EY3CURv+G37DyWs7qzYtipZllEmiD0",
+	"Ya8tQ6jKyVyzlMf0mSKxnAsjl4CAZJ5OqTaEoQSdqYnU+emRIGqm5ojbt9UJiVIZ0zSy8ub6xg15ddac",
+	"DgWT8Jfpf2ds3Bg0/tdeoUnt4a9qr5i2WYT3VE82CxZGLCjtlpFZagQG82lrYYELfdhv3LlF72XK4+Ud",
+	"44NnSiN8UT9AePCxh3jONds8QMNlyrLK4bgb9+hBr31E+6zdHx2x9rH52Ev2xy/iLgtH3W69VGbaerhE",
+	"diFXx/taJBWhgn2yQsUJXgamXWU4IbJxTwgwgkaHvMVbgFCj6LqHSvMWcrGGhLVcIxbgK9/EgnuLBRdG",
+	"Y95MoKBUl3aqX0t88Nzjnp8vpik1k0IxUOy+o4lVWM2nWArNBPwJ1yxaJfZmmRylbPqnfykzkc/FsM0U",
+	"NeWpoy+Sa40ErpIBmToaFcQOgoyYXjAmSBcYuLk5zEoYzVc1Bh8/N8acpYl3GU2ZUvTaTGO7xr5cmsVU",
+	"morYvLRHZ3zvtrtnTrKyK8kUqFl3aNNKUz1XjUHf3G2aa7Sd0MSJIgU1TrSeqcHenrOkdBJ261ZN7Y1o",
+	"0navfNn21niPb+OWVe/61Gw6S8hfz394Z2l3mn9paMh8V90RmREUZAzleTa+qtmjblT28b3SszC0l1KM",
+	"Ux4/lHwocG1iCD8ho4yKeNKe0YwrQlMjAy4J+8SVVvWkAufFpxT3kqY3TDwFRRwXFJGvwJbkELvnH4MW",
+	"TmHJiLdOMOUA+ExhbM1lSrC3kFQKc3ismGwpKGNjljERM0PgSs6zmIFBMWEpM2JpLIV9ASWjRyOh72U2",
+	"4knCxANpCEQ5OWNW4RaMJQrWgSZTLkgmU3ZS8F8yoe5psBetI5C9LYWH+1DRfkFFZ0LNx2Mec6O3mKFu",
+	"S07jfPUeg54u3PI8UzAKQzAjlsoFStRucZ8pYq8ZeOpRyeHMCOCCpq/NOX8gSXDbFlpWG4/MBg78i+Gs",
+	"2tVWu+cG+DjMAO9FGMWY8nSesROCa6EIzRhJ5fU1S8hcJNYG75RqngRgh1UTuRCPupvvpP5ezkXywI2E",
+	"22GbkwjTGEOPX+dM9wuSeOcNZStqEFK38YXHuRtyPo73Khew6T9+eEOaMguMgkFG5n5AHg+WEi5IxBMV",
+	"tUgiGRrn4eZ9VKJ4T5eppMmFlG9ods0eSBuOiEcyWRp+JW9ZRrph/+jgxSEZLfF0P+793/U49we/ey0l",
+	"SWFOW265lrKNLzwW+65dDtSLf2Eolz/qZp6z7JbH7EdBbylP6ShlD77HGZmgcZWY/8IlNPear91NsDZw",
+	"pvZe7JltUnu2iXtydm+D7QQrQ9hqd/1XHudIJ2zGRMJEvCzfyFbcafo+U5QCS0vZqqwlkdlQGKJVqVWD",
+	"gVJYZojGSJXomwN7Iro4R4Y/KdIsxEHCxTUDWy0sswqA9IYCjh6ZsDRpdQj45K2pAmRTz0kfEYVOebTC",
+	"epRZ8eRvIkz/0Rpn7m40fSHlWyqW9mv1UIKWkkypWMKlzJKK01+RcSanaIikSZIxpU4QjgCWzTVSi86o",
+	"ERfvx756nvpy4Qbntm8XzmVebOcvPg4H48r61N1qkClNGNm8iIRqzaYzrVYobShqSQ01AbQCkziViqGu",
+	"EEshWKxzl8BvgBh/FGauMuO/sOTBajaiEEaIAEFFyCIawLz06Ipyt6C00/KOeX1uy0s9OM3jiEjvZGkp",
+	"gAEafuewCXNxIwzTkxnJ2K28QSSNRxN1KJ9Nu7vy/CNQxyyTMVPKsPPXAL16hPu3KkRYPFC9+SVjM5lp",
+	"9XH/sjNO5aKTKH1lvqk13jmLXQgWu8ODg/2DxpdgtbEXlx3fgVA0JKR1QaB1lyfk+HidiedhXLJX0O7f",
+	"zeyRbpH/bEu1t/mLjybgwZ7ccgl+L7iX8UVDpUbQV2DMsZI/UHJZlD+xcDL18TKyL4A3GnbgUUXDH4Wa",
+	"z8x2suQtSzi9WM4eKhy+xFfbpqnCuuw1Yl4OyLXURLNPem+WUi4eX/4/KEjDmySZmlkSIIytuVr+dhve",
+	"bsNrj0orFmQVVZcJwSpzBRRj94TEMuHiuiJc5gSEgMJHJJJ8otDS6Tzh+jTGCRSQgzhjhlcGjfkswT/Q",
+	"KAmbp5hhNHHKaNa49L1f+TMVh1yA3bwWug4m9YNgZJFxzQKymEiUPbgOgFtRh5wwArHFX8D35qIvOXQ+",
+	"N6idRTEMGmuZNQYNOVNtMEnCPMA6g8MAOyvOG7FgqjHoBejotWjJxmAfvzB/fck9Rb7FvBE0nC50heuV",
+	"NAYfX1x+CRqGwrvdI1g1YA9I81tbQ+xLN1wk1iZjVpfDEHph76AdHoJ3rWe9a2atZ5khI83R30Tzvd1E",
+	"1D4ZfMkXrrpT7+iUlVxqyOxQWpzYXSTNCNa6DU9EYPOI3p9efPjh3Y/nV6ev3p69u7r44W+v3yGqdIVU",
+	"vA2iScJN1zR9780J/XHlkf2Ni6StZizmYx47mgkI61x3SIR0E+1FFAXSW5rOmQJkmrXCIApBeeORo38x",
+	"9BjwZGenX2W71/sl3WMnxIjSS1grWETAkVCLrotlmqKETJpw6gy7oGmKQF4VEDiSOv/WIirql7dCU1uQ",
+	"xQf7hllj0wKSn7ckhuLb8G2dK75wpH5soLcen0QaCxyBVkdWXsOCLC5rtgiG+YajS9XjCIDIAcHpG28w",
+	"vOEyaHjQYQ/t+/bijI//a5V52AX0/riTWpDJf8l3iWYZhc+lnjc39I590hYAvUJBMJBya2tJokS53u1m",
+	"18ptbCNwMIDS5tqdW1oxxHwBB86ssmFt5bvPrX/1vH1HdTx5ZfnMS2AzAF4rrbNHYptYTVjHasoEea/X",
+	"7/MeynK7vlfZTScQFvN3A6rMq26LX569+rDKXE8FOXt/2zfc/ez97SGZZWzMPxEuiHneiFQoYDWjbtiB",
+	"/+8dRQGJemHYHSSjo8Fgb78XtTrkIjfLDQVNlSTxhMU3Cq88dHKisWRGM1Bdnarvvi+A+WP+6ZkiYzrl",
+	"6bKKe+yGnR4Oo3tYxgH1j0vI+eMyKqjZ7B18DNsHl//ufQzbfUTv/LvrsDv/BsDQf8DH1nDYaX3e/7LD",
+	"G3vN/Y9hu3f574/dnvsOwEan7e9pezzoXD4flD/uNbum2SNosWsb95vcCky0zdblaHK3feaF0vYBdZij",
+	"+tLclh+YAqRV6WqAe5QlV0zoDA5h9zD0dV77O+kehsQ+g1bDnr11DVeYxzFTViJZ4Z0rPex8xPLRfF5l",
+	"K3nf+W8jKVNGxeoZs08W7QUrY6s9XmaaNZeqnb67VW+ZvcWKleyFQYPdcrhyFcyNfZrhcHpBY8L1FSg5",
+	"jUHYOT588QK+Uo3BsYW0KkBK7ZsP9kItOHLG/gXUcqWYeaX7JShG0Q+9QfTXjyGsjOHosNd1YzgojeHI",
+	"G0Mm5xpptjKG8Mvl6t7bNdry4oSlPoc7ZuXirOymbXnthr2j0zq0r13BaOCwu4BZst+ekMjOLhoQ+xdJ",
+	"WMyVWTzQsuzF6W2EXY7LmivPm84qCPMTjTUx9ylXmsfAJaVgeKgGJLIbGJE/kwg3NiJ/IpHdvIg07V/u",
+	"UA6FUZKXTBND04IlZD4Dz7tgtyxDBp60OuQvXCN+GfcWhWSiuIiZGU2mzY9DoebZLb9l0FhmvSOr+tQt",
+	"u8dpvj8f8Oh4FdOKrCljU3nLEqM1TOkNI5mUU7Nxu/bkzsjOY/ROVHWM5mSRPdKEf/9kN6B1QkKn0Jtb",
+	"cswzpUkq5c18Vhp4Iufo/iug77VjQRy+Hcq9uK099Du/KOyRu/OEw9n8ssJAVsLGrAI4safimQI8lQI4",
+	"mTXEZmw8V2gbf4j8ZWF8jjQDR90FJdjlzJfH32mfMquzqmNQr1CnOnul6nRiVSjFSMu5UAjnFsTCgFBN",
+	"plJpAJ5CmA6NJyck0tlcgJMiIoou1VAsbNyrklNGFixjJGVjTeTcGpbQhKFp6liBnrCpUZ/rznxJPM85",
+	"+h0odKDYM3wYozWqGlHe7BWM5CHC++qgXAM1hH7HsKDRew8p34ktRJM6sb94f3WBymNbS2IlRatMZh/k",
+	"omCWAMnhglCSZEuSzQHESTVZyHmakBEDA8rvXFHbYsXvVLRe5QiIl0YFWlVfna+g1rIrs4TQkZyj0lSg",
+	"KTrke5mRiItxOv+UjKIydiJj1AKr44lUTAyF9dk7pcxPhaDxCm/PZwPX4M9pRJrdzqcBOYPP//WGSEH2",
+	"AKLdCoYiMl+26fV1xq6pZhgGGJFmz7zyfTr/ZCMZ3AMYy9sKCL6IixiRpnk0GAp8H4MB31u3A0TUR9ah",
+	"aeOs3JAXFK37MM0l062qWuhmUcdXmMNpVoQ8D2Vi0xRE6D+JjHoajSlPIxtCT+eKoZcxX1Iem5smlde+",
+	"wOfDaepEPeefKWwr8sbcSYYcLu+yBtqXa0lOxupUKabrwxoR6CLH5ujKeD5lwmr1M3ptZAkEyOYHZcQF",
+	"BVzSyvhfZXJWeD/q7c1jmqoVg7N5EcMawXeDXs+KQ8L2lmRytmpa09Yz59YNnrpzyeDXugVzIfQ1BhHy",
+	"0+m79pjGZqCAVh3TmOHirQRuwRpkoFg2euF+J+x0u/udbmh0RnAJJVewop59MTwehAdgX0ST5vYR+XYo",
+	"jUGD6Unox9llXLUXVHQbQR4PtrVh1FpZN45zQYWzm465FRsrYr5bhs1y3dn7U/vgl/IKbWceX/EurBMl",
+	"vMVakZzyLYXABIknmiXXDHQ5dJNVwstW2t9GhnXia74jW4zb34xtl6TYnM3j+en0Hbok6pwMRRihlXGL",
+	"FQzyzfX6Ku1eadybTttLdJPexToeTlqV/Xexg4+8s/7K0zT9YQxWnq324DLwhgVxwOuUDTf9Teu62Zfz",
+	"x+RQT+y8yS+Qr+66cSP5EaEHu93LF2BLYCnmm8IcOF6GFSngvpty4bfUffQj+lSnclt+uLqot6xOODAS",
+	"Oi5SYLMmoeEhSqimg4ikXFhR4Ryk7va5eQgaq8gN5gVYunnCEdkDVuF7+VF3PFH2Gu3vb3Z/FttgpB43",
+	"sJVjk09ka/DBxXLGCvDBDEMtBiUHP2lG0KtlUVFA8LNlBVErAFgZT4aCioREbhUj96IdbkTQFUUzMPtF",
+	"+dcIYAhIBMkM3NdDkT9pkxeYnqIc5heRppinKeAOaJq2EKwB3s4OgArMQA2tRmgejSqOA4vuADNVx/4W",
+	"QWATiMXwI7aD+s0acMXqEUaafKaIYj/PmYhdiiFIBJQxqlCYJbGcTrkmMktYdoJrY5b9/Pw1iXgyMEql",
+	"NISdFPnw3lCl20DB7bNX0WYLWi22Yxf8Q5DL+Rt5rxkNQPXqARMW3YY9AH1erjviDvBXUQ1xE8iUUaG8",
+	"JGpojE0IM69a1yYYz/OI1Rs2A9M4UROwimTMEDdiIDW12oPnVncUbu9FR+Duozt1eNz9j5jjwnu8IELn",
+	"eHcUloPQ6jTS158A25fVKUIoDxMGjwCBpnIBF4XT2W3ingWYgagiGYsZv2UJ+v54yWOwah3yro1VkmZ2",
+	"YM8U+fHVe2L5gn2lkunruNcJO71OtxYfRTW9zui0pptX7qd83AFJWCwTlgBUVep7+ASwgSuHQl7fJwJf",
+	"eQKGDXzrhAgbzIKpkDIWyyxRbmnNsU3uMSRwFlwphgHM251Ds9VXtv/VWXyfykU+Ojcyoy0jP4GUNqU0",
+	"ONZOdY/Bp3Tnsc8yqWUsU99eIJg2UzJi6mzMP5kTA58v6zFfhmDr7KH2F5IwDdZ70qxwXACsziBRx7U0",
+	"Z8Yw0tYJApiTTM7cxssp5eKZIppNZ+BkvMfaKHMCuLi+ytbm73SPEPMIpqzCBFXg/DJ8yW1js2v4/bvW",
+	"CemiNWwu4OW7SK67Du5yte62gljZSpZCsphIVYBEOLLdggmcELh5YWBCFq9NqCK8fE6tcm2ex2A/FEJW",
+	"rxq38jXITaaBxG+P987ef3/2j2KXCMZbCLno3Lk91pZ5tUtHhl0RxYrbJQN+Wrj+eJYPhjSNHAJxRFwT",
+	"64JqwXkDF45hLHgK78M1rO11dcx/t0ZZG3MHNOXYpuO2pHlgTsIxyDR2kgHphvAZZhqQA/igzE/g3uRj",
+	"ZH+2rc5upvrCSJEf/2IOvoHD44Y+d/Fvigr7qzL1up31uIZPWdUzWiuIWCLfUov3bzvvctsH51Tl9gnL",
+	"zH+doF9m9kd9aMpjvNX3nNZdMNqcqxa8M1zhT11fVQm7xyHdj/vtA3Y4br+gR6P2cRwm7S7rjfdpf3QQ",
+	"HyalpTRaUM2J6nmU2q0Dl+yo1zt56C5kCbZWt5/fG336db3T4Scbt7WARNQgPBmSBxW8cOhC/MGqvGQj",
+	"kKpt/vX8h3c2qc7YggNMa9ZXAQEWzWhdCJRRcGxQrbBwdbo5M4+XvYvW378eEKt4uBpeZRMi9Y6M8pLR",
+	"GDL53mXPxxUoeqhdfnOt10izOqPxjRFNDb+lAoVyJ6SsLjbG5e/ud7yvsHUXYZpp/Y0t7ysSmbnrB/tD",
+	"rQjlWgsaLnvBGqa6bn/MRHY3VB209XyWWhoFKibfST1xQgPDHCIuyR5kqEMMacX0ovQVn+VY0v2OWYQ8",
+	"JHBwEB6GPmvrvggaKovzV7qdsHPQwO/wDcMvw1XDiO1mB5tYMYjPG3JZQkjine5vTwZe31Tv4M6G3NR3",
+	"mEaxMg+cRtUBikMJ3NJ6PXlr5819HfltvGntwT8+DOEaXHt/dgcHR979+aSUteEuDgfh8T+9Mzno9sJw",
+	"xfpthOHAS3g5MF1DF3a+D7w2gek+nim8NNSdo4mUpb27BnxunqsSmR/Tq5CetrXE523WX/tazqwFBdhU",
+	"lkA5gdEyIOZhJhJX3cGqrI63Fty2jrEWPP4/Uzmi6Rog6QWCtyxzLCnoAQSAsQQTsUQuEFVFNQGDt+wK",
+	"ptAY9HuhY/+D7kFo/2dlSdMSHgr7jbrKsZLHAHjOe/GQ0Y/cdGPQYMk1a9PBUXgUmuWTMU2dOpifl55r",
+	"3goI+SgMb5yLOKVK8TFnyZUdUq9nXyj9mLe33135zQpfjcHRi/XuLDzMXRt4lLKxvpJz3Rh8vKwbLKb4",
+	"Hdg5/UqD/1KP7nWd1lmJFDH0CpKuFUh5kjLIZCrn97Gv5XJZRb5LUwtzceaogBSTuL85r0Jzq/r7wp5p",
+	"q2hbsZtnDnrqKp048XPEEE0EgroRRWM6swY+Gk/uZ98rn4L6bXAovtGy2AW1YGxWtdHu2Ll3kD/X5upz",
+	"fAcsYDaRteU4ASaVQQ0oQ5Vnq+vmzHa6JgjAPz6rJjzMtG0NTi4pt4tBt9uIqNfFZLn1kN6wsf5hrt3I",
+	"6gblCeGrxGt/fGTyVS6d+ZYJwFcYST0xTVDBTPgtT+Y0TZeG7Kdsej8Tbx2f+vygRu6r7qxjfTVEZH5w",
+	"8dzaHFyS5/14KMx8Vb0q8dk1c61dxzUTqm5zlc9VeUqQp5Qvjrt3yOqEob8wmupJRcp2+MeGvFmVOGvB",
+	"kQ9BRdoCGO/rgX4XCEI0lGsYEEJSkQ1CaLgmkbmlok5jt1vvAjL+Z5BxDJ9sI58H3DzuQJHrELu9zz04",
+	"q+n7O64VmUEgTyyF4WK3LKPXLMEYwGg2U9HA3pP/7/9DjshentmsPohkU+DIfU/q/Q/njNGbq20m7uTc",
+	"0Vxxsw/jdK4miOa8pSkeW+vJKe3DABNyuQefKbtWvoAM5YOIOwcBrGNAgBUW12u5w6FoKsaMaI2fo1aH",
+	"nI4AQAIOjdU33HWE3gbrVrNZ72SGUVy0XE1Ijt1e5hY9yNtP1IwKRaboP6CCdAMjAIZhmPdmI7d23P9Z",
+	"3Ua8t9dYsRcDb32fqfyeqyyYHbrbOHzc7ITiNlsGTqZZRD9B/TGqdF6UZkqXZAS++tkM/VtYc2Av0jJq",
+	"3WuOD0jeYB+6k5mbZcTjvImHuZo2texmlrGYQVacSkEeYuvxNCNbMOfPeY2fmmiNsS0vtaVJMQ/sWMVI",
+	"oW9uBjWugK0Wwd2lgQZEpgkc0J3EvxJjrxG0bEKTLZs5t0+bhuQ9N9vWsYKqFXnEiBvGhn09Zy7IsbwV",
+	"CAldBaYY3RVRRJYhcAT2I1OyKoec6/zUaDkjzQia+zO87Kc5yQON/N18lB0omW9qCBZ+PiFhPhUcYmSn",
+	"dI/7cOadkG1G7h6/P7lsMBzZ1dy08UWfq8uDfB0YXod8ALczzRgZlS+5Domm9JO5D6OARLPjA/gT2GIE",
+	"liL8mLGhgJz7RaLdGcvacN+08/smM70MLB2xmYwnbZryawEOk5XLcyhMWymdKY81W00OQQOkaQZrA09M",
+	"vzRN80szFz5AE7UNnwwFkoOtngGdLbieQCwUCmutjjdRixE4PtATM6OYCc1Ta/+Xig0tfMGMgghGM0gB",
+	"S8UNRk6NeJpi4PaYC/BCDIiSGYZdvSPuXeosc4joMwuJqccEMyKiaY/EjKfNsHN8YKb1rtUhZ6BOMojd",
+	"buKS2lXhCiBiLcxmTodC3TAdTyB9BhgFMsZgr6knHkRO7jFzrkQ+fW7Q22uUibq9o/3OvkXWmlu9Mej1",
+	"rdEQHziEaH2kGTQUh0HDrmdjcIhWMKOwOy1s/+ig+K4wEh0drFqC3Ciq9Oy15++6u+8BKGZLxJkLW8vo",
+	"HqKoN+UVC00uHRmqzwnL7W/zHaEjeYvBi/eBJtVOGtJc0wLlYrMIlMja0bThghbWIhiZ0IRQsbzHGuT7",
+	"WjeYCb+eQB4Dfw0yC0jcVe5zBFPtqPYkstU+FWmWzyOclNY9hlIi1t1jb8tk/TDXaLmx8tCC/HjU3QiF",
+	"78ycI7G0cSTFYGa3/RoBrPzE4eoTl8GaXD/NRGqjgv48p0krTx8DNZ37veMu5KVsOa9qkPNgKFIlM5dn",
+	"BkXLMiKgEmHiZ+c5KGXn6e2Y28bhwjaOxWa68QdRznUDg/rUltdMtB0tMb0nmOazjtkE2A57SWGpuTXu",
+	"FCPk1hXlGxPqGYE2mw3uY/i+ssame7xfuEVquVU+Gfcc4kGaeSrCs3fnF6fvXr6uz5N3NybhTjyedc+s",
+	"2mnmLBcTnf0YwXF5SW4fygHXJ9691EYMmxGsk3vxwD5gXcsxeyvlxIXN2m0HB8A8GBRoss78/ExhcTcz",
+	"TywL6SpCVtji9rkD3XYHuY+oOtcqTa2opj467o4Qv7JF/o7zgk6Bpzkh94HsVH08D/W//LZO5lc8VvdK",
+	"iFHxP/wPdCb8T+cwvynPxR2Mq+q3q4uDsadjo8cQwquwSPBa/uYf9JqoA6rq4NaR0jRl0QA6mzCa2ega",
+	"PLtGXywr6JCfjCmmr2aouUYDjD9y415QBVlzNRMOV869qIAJI4ItoGCx4eWYLbcUt2TG44KKXCe1iJSt",
+	"CNetLppyM6lZabgPJ067sHdTwvryzz/Z9EiVwJaMlTwDObLGnSzSzOtGg5xNwQRfqufctPWeW/4K25fy",
+	"g1W3tvWZ605zFG/XqNNleG0hyqeMgk3DkFBGORhCFhOuwVkQV4oTV/LzekJ9t3dUkuq7pZybw+F5s/N8",
+	"ODxv/ceduSyNyrFxdDAusNZ5OLGV6eP3TvEUptEZvWY2eMTmegBCM1+Xp+niw/9b/HUymr6Tb/7x3SSe",
+	"pr+ciXAb6fU91ZNa2PFcCJbikaUE9rOIXoGs1RmbGqJ3X1ZQVxui9LuhF6Xf7VlquXINXe0SvF+K1B+x",
+	"LOWijZH05gCZAVbaPaZHoxfxYdI+YP1xu0/3R+2juJe0uywcu9+8igSN+WxzKH93TUL2R8gSsh1qsGbx",
+	"tsjYsUtket06btFF4RffWGeB6sk5PnmvRCJ1kbQW4L+6MrVzyUe6W3IQM/AtE4NULsaVcVnj9+rYIqzE",
+	"kfDxGIMYyjT2O9j67fKL+ERQSjEyn63LL7Ll5q7bOevOqON8M6onRuq0OAsbAnriofMx8QRVBG0ttq3A",
+	"pTJFES8iNF3QpSJhhTOCYb0xaHSnRkQA3+W6ACcnGwHOOk/i5tim832tAFFDC7Po9o7ANl6Bhpcg1z46",
+	"4cCZ1mcA2byrBMW6bose/c5KPblO1vbRzVPZe16u3Fh/iKFenvkcrpHcru0mktuWD6pOA/dFyRLrFqhi",
+	"YAVkOjpZq8Ps1TN/u8Ur4hg6lRc80ZPA0M81v8WC9auhNdanXW7gHFLYungr8F4BAlPJ9NbHJGS3yC62",
+	"vHZyKqvT4ytutBGbcMOsCt+Oy7NpN+qZ8mzpyhXn6IYqOtngHaoP/rHEvvOduIuP/4l8+b++X/cBMAC3",
+	"0kEJEIBUvCUwwDDVjfEpfzSB8IkTOYHc/tWTOJlRvC1yndYhCsGDOGVUzTM2NacfnQ1UT/JoRmRYbTPE",
+	"uWYJUbHMqgkLR1QkwDivpsDAj/th0PgXN1rbFSS57cANoJmIl/jFUacfNGzH68IWkOymeo4RG+66ukql",
+	"UlezWDcGYadbuXZhdI3Bce+umIiwW3M1VOfxeVffoTfnnd/112fnl0tLua1KA0u7Szjd4dF67KW3LZ83",
+	"pg7H7P6bfMH3vlrs7q/iB/WE/DynKddLkhNy6UJGXdpuQUBwHxENKJU6QV83FAceMa0rF/jKuq2b41r7",
+	"64OuBY9wfApc3ZigSuBIAm7dylS0lY5l2cuZmGFYxA4pGLc6a96C2hCjBx2/nK63aax8HldklfaCLh3B",
+	"QKQCT1O+Gfi8U/eVE73G0Onz7gVVBEBZJ8QqaYjW40XFOC8NwO+YRVROwkPpfx1xn6/EDoB4kbDrjCbg",
+	"BkjkolKCCp6oteN9xVSKO2WW3dkwVJfq8D2fsZSLdZ5b83VOkwlLNbWajAWll6q3B9VgspLgEd8wyNDp",
+	"cpjDJut4wtSVrVk72Lfap83ZnT86IAfhPnGF7n8sFbovXliVH7ouptI5s7G6z4bgSyemXyWZnM1sARz7",
+	"lfN1eF9ZR0pjcGR06RopxU66IExv9urnett+dVVWoh3wd8PKFhMeT1Y3wlW8ILYkxFhm5FrKhDQp6X/6",
+	"ZD2AEA7Q7x23AiLNthllDvo+sRyo1AZNAfSYMWKXBu5cz/1VXrjAZXTMFW1oGrOfwKJ1yPeUp/OMean0",
+	"MnNLsYQ0hbSO6IAcfPoUwDBtsr2HZDXyqevzFpiUMm3dG9pSpb37NlSlzRXxCbfKbZAfbDqaj8dGWaeK",
+	"jMEbYjHkllywGgnW9XDUch8YduWkrBnggnKIstKSjJijh6CIIjyxEEkzwJmUqflricDYVEkiBUm4uiFz",
+	"oXlavA6JF21JIigxfc+Y1urZfhgy0PGAlXZXVmtlf1dYQYmAq+S5Sme11yVWaVyT7xFiM/zq5VqVvZ5r",
+	"qgh/Lut2ttdZxsYsu5pZHbts5uz2V0Bt3f6BE7g2mDl6Tt9kwhyWxJ0Wm9dii2QZ0KHL2BHzJFutLOjS",
+	"dthK8mBGxAQeWsJf3S+X5WQeRUXTW8lnbWlUcWcxWYGZdY+sITXjMoOS+N1wozmk96CCxbjppYrFdwbu",
+	"O/guUsOmMP5gsxu8Qz4wmrSlSJf3Dfj38XmVuxCQ5e4WoteUC6VLA/eKllmeBx5ggC886cjv47rMSfpz",
+	"Darqfn5NH5lZp5pY/wwsil1m6zDnY1cXDtawvHTr1man+yw/iHcT71t4dEe/Ww28sz5e8YkIiEDgpwcl",
+	"bj2MpAp2UZ3IG7lAU7w6IYY3kGvpRPQUfuLJnYaQtaruYxpDfM9yPp2C8B1NeJWuH4Rb3ckV7XPJ+iQ+",
+	"EzqbMaGwcmC5nE1AtEwTQqHA7WhJItN+NCCRdwtGRGnGMkW4HgoptCwyjQckMtd+ZLPEco2RPgk3Y5hy",
+	"QW2N+SmdzZxolcnZuhPgleoJSvfwukMGjxhlsbgl7E2zRKwRrteXoCEF28YXvdrg5he8EUMaR9yN+9UM",
+	"udel6PHe3HNe4lseK35yxuUd9Aee2Xq/v3f07GqtPxGek/+x/O/rXO4gFP6P8blXEq5988D/UT3wvwE/",
+	"+gMS6v2+fPBeHPb9vfDQyOaMzN80319X831qIADaRb4+FMATGnbzQGCWSavOeQoMLr06sdH9ccY1y7gU",
+	"yLQRGgnPdMipsJxtKIrHmhiUz6YzvSSGMkjKlW65dgkVSyhgU1cLuCCzOyo+n7364KfA3WXfMv3BXCDl",
+	"Yr1eHSkPS1Qkxa1UBXxP3I8un07zkFy8fB+Q7gvy46v3Ael0Oq2c73tTz1/crF5tmWp3l7VyeWKfYK2+",
+	"rCXMNW6iN6XICFulHunvfvlFN/PITelDj1ZePMpd0utzg97NOuvSh3qDc3k1707vuSJ8Hq6M+HBlpm7E",
+	"o+1G3PNG7FSk6pAtI74DfHNgE5JusUB1OUtrGH9ZKLaJTF3My5ffaNj0GlyWT/JPkeHSP3R1eS4fIez6",
+	"N5wq8wH79qAE0jtmzdyUCeghtqudky4itTwVfIFEMGobZYHybwQET611GBMX4Xi2Khz5UDvN790wU7OD",
+	"7obebftOBeHC8FCwPoM+LcdGgNn78dV7ENrUicuzAwKfOcHsU8xYkifd8e7iWqn/znxx9ytVUNH0HqFQ",
+	"QKH21R6SqmFyt5U+14xlK8ZfAsZcxON2yCn4pJldaTplID9/4gr9q/CMw4UNBeqKGbMV/LkittCfD3qE",
+	"mlC5sdicUXDROJOFFfXHNE3VUED1Rmv9d17dhMVccSlWEkhtob6W931b0Oeaq8ff+kpVd7/b7Yq7FxDU",
+	"+q2Wo5TVmJ9OBfnw/Uty3D94YeR38xBJmKY87ZDXoCX1P32CxT2Af9WCZVBrzMK4KjGKExbf3HntfYCw",
+	"VqbUS3wcigWaLte4GhZgYCoKBdnIYUAFBoDRmMynVFSKIXrQQaz9wxXh4pam9RFm6+oU/iAYYUJnS7BM",
+	"2QZsZaFmPwwD0g+PYYH6vV4rMBfFVCpNumG4tRzgFUoqqSOAKaxKBHclycAZw9EqrccenfG92+6e4rZS",
+	"TR5zl/E2kBvDMPGagHxoszaJ4TmcaVv89x/tD/ho++yVuQ/VTArFaksmhd2/hv/c/6/Ddy/+fvy33tv+",
+	"+4MPR+fdi/2fDjeH/63O+C8XF+8JPkBimZRh/v1eb5MuenB87J3UfljPlrlOa1b7fCIz7SykzoB7wzHn",
+	"rj1KfoyfdBlz3TGDsAXTXXll/m4IjJpOSI51WVsdtqK8J0xoPuZM1Q9GacOFAqKkreOqSEwFwbh2IoUt",
+	"IFiMZaL1TA329ma2zGknYbd7tjm1d5uPdAdyqudduMZe4KxHc3X8LGchqxlD782D1hFZlDGaLCM0cVvL",
+	"kXkJ8jze+OkK4EFI2FHAMrfN2x24gW+c7st8cjtc1Fis24zYsLCEzZhImIiXJyRyGMyISJEucYpn8N2r",
+	"71xeSYentPCtVa6fUE1HVN0pOb7Ke4ZpIDOzGNBdX60sYj6Ejavn3YJbhhHbF74Ej0RllWGv3fLLoDa7",
+	"MTKOPaCzX+xtrHDXqLexwDhcTWLIXQT9dGAxZB0zi245W7Asgnw5RkA2c6VaZrZwOEhxcH8ygaHJIGdx",
+	"hlVtbT12jL8S10xpVWR1jGgy5SIiiWQKzw8aSb2Dg703gobr1qiD5q0yUD1/bIUffkDZ7pUV7Sq+CqgC",
+	"nXinI+bJHRFcLglNwyWMhHAT0jzutQidGlFkn8yVOeEEC9CXwrgUSwFFeuWJlKsJHajT6FeVN3+Ia+Mo",
+	"nCALUNY8RKjJaJZyB2oWcoH0gb21tnchrkvD89NkiRIYyOgLKdaLYFYWf0FQnLWvdHs2Ts8wmPrYgzUx",
+	"UVAz1y6ti6qHRwuYFsdKuEI6mtwx6OluUX11b3c0q1T5f7U9L1GPi3HyyCFwdFPH6c65rs2Fk8oYJQor",
+	"ppy/av90+m77BCv5sahixjKucvHBnHZmY24bh+Nu3KMHvfYR7bN2f3TE2sfmYy/ZH7+IuywcdbvWMOs3",
+	"FpDvPxQxt5WEO2vts93BvhtgXgJ1/1ESqJTm+7mU8ifs9e/OuLIun0Ux71KjvYPDB+bX2B2VtqHA8Zkw",
+	"a6aY0fZyycfaw8ytAEL/6wt6He1cGfuOLCtWqPSH4xcx3gXLZs4ExIm8AlvCjgCqJFteZXNRgkLZB+tg",
+	"qWUP1J1kUFH1ply4jxW9z8iU/Oc5sz8b3rS6hGqL+XMpPjAF06iKNNbWchelldp6KecCDfLeQtXYIotC",
+	"uDWQEBQkruw+rqkK5cQNNMFXLEXmAmzKjCzkPE3IiLVInDKaYWDM6nY4Al1nh/EKKPDaImuYxdMsI6ah",
+	"55oFroAK1DM0jDbiCbr2trIBmG2q7FBtQQcIaahb5eq1Yp8sFr/YoyDfazfDmm1YR0v3wiFW+GiRj6eS",
+	"R62eqfrcsvRqBa2fMQY5my1CiZKYa/DGPCKLrQMRrluq1RPne3nnCUebSrd7FPinz6WTwKLeIBZMXUqE",
+	"ffxC4QWXHzq76JYBeQ183DbNxUHcH+3T3nG7exS+aPfHh6x9nBzEbfzWfBkegjTu2r4CSF0+RNNXtxd0",
+	"94Nu/9J+5R7ZDxo6m4sYjzeM1WcKQIPEv+xzuy9oML08JRxqGPu5yL3KOz6+uPSLq28phuTHChjrinMm",
+	"36k6gRR+tSbCIjoU9t2JpaCdZUuSzUXtRXm30Lklb96RLVtyubNFlpy9Ug/n4++/Hg/fOs/YI/FX12dQ",
+	"EI/PdM3C78Byc+tHHTdFGzmSnLhGg6M5T7iOdDy2LkgfsLwdgylGeL9ztYqhLfq9R7E0f5T3el3VZ9nA",
+	"ZPolD69hOAQyQBcpKl05dV6pFbGDF752+86ScoTZ+gNiD8avfy6qpJ8Td7GhboUrG+VNfB1x3zfH0+9S",
+	"J31i6Cbo/18duGlG8RUzR+yssz+RMl6HagD8khdFsibGYG3swFdA/3Omnvnw/10h/yqv7LaqQ9m6bUaH",
+	"chBJcJ5ilaR74f5tIbmaQ/AoNe0ceN7O6nLdHn9gium75P5e6EvBPoIut5xCbKUvK+AXhuofWWjN05tv",
+	"cZVsJQfakVa7/4tckCnAhe2Dzyop+39hmbxXSouHCW+VcXuSW90mX8ibukDiU0FO358RbX4tsoxjSro4",
+	"Y/oeJlezha562Vzd4bawl9R1RsdU0HYGnvdG0Mik70D5irmlS7O4L1Jzp4TD1t+10U1nntlkkoRGKmbH",
+	"0lTWksi9rCW/yvz8qd0x/KQ2vz5bIJ0Xbkak8YCoCRTrRcBvzO5P9NuRs2HNcBqN7Hn1z5v92+P/Yh96",
+	"n356Ib7rTl8e6P8+mv81pG/66tXh+C9fkfqfZl/z6de7y8yWGHFKgU6jSHQ61xOZ8V8o1nr8zigTGRnO",
+	"w3A/hpbgT6z37dU02O/tEtBuTwyOrHRy1tLagxWBp+CUTyyw4zXy1SV2WwL+u61ircrz9ar5bDdj7OoD",
+	"vLbiA9nsBalOz/W9YUq2nx31EAdlxegdqFpfZP7I5Fyz7JlyyS9MB6ugmIfU4LoTL5jKxd/Y8oE15Av3",
+	"dQ3UhOoJaWLJjhZmZLRrsqCGzwujjeWaQFNmYOlsFVXccZEQ8yGkHoobIRcua0gemiflDRHS4oDfrsUI",
+	"k2a/18NUbQuuWKtDXmLIxVBYp4sFA0xc4vwRyws/oyj9rFovttsLdk8CvkUtZ3/2NAWkTpFMxq6XliRl",
+	"2gc12wJPy4f6UW3pp2r5qY0HpE5HiWM2g3u/FzSK4lPw0a9G1RiENWFK7t2aMBpzXEnGYpklLCFNmqal",
+	"nHj3KT7rj2Zdj9WkNjRXNzHyU2Zuj+4xgPKCrBsCJPaznQDN58UxH5JSLV/s0jpUxlS3+z96D6wtXXHh",
+	"of/sNhVRtXXTubumRa4TUWET8Tx1Io19m9Biv+en0ej1K2k09stZNI4PiyQaB7/duhXdw81ZM+w08qQZ",
+	"blouZ8ZxTa1rtzTVYtffMmb8UTNm/J6yXtw708VPp+/+xsWau91B6X86fUdSLm4cBXgOIh/POsokTUYU",
+	"cl1OZymEK2ozdpcMQlHN0pTDdyDXlIGu7rHVqSoWzzOul+dm5aykCQqc0eo226OI1aFQX4/e/3B+QVxQ",
+	"CDygosDchFFeT/X01duzd1cXP/zt9bvIHNWh2F55HCJ+0YyyMbBjLGY00XrW+PIFEeCy1i8HAQcOg640",
+	"1UYgzDHGFofsQOkQTCEsrnEATjoFeXd5ZvZsKHJPVZDLi5AWf8FYsYUqKKf+BFecWSxIZTdjWRuvuaFw",
+	"16CzXAbV6k6BBdyi/Orjo6thaEYwHYr/9b/ISwmzMl+Zb9rk+fO/nv/w7vlzMpKJGcocY49v2FVMFeuQ",
+	"D0V0k/kZYuxGjERQwRJdGnv/UlJEQ0FI0yWnICxVzKzr8+f97sHz5y0YVR62RN7y70izewj/Jswc1owp",
+	"xRIylplpqEI4OO2odUIoSWl2zbI82sp0sP/8eQfnYijHTA8H9vz5YAdLBHnLleLiOiBzUCRAYsvYrbwx",
+	"OgBB+lbkmmnTadh9/twS+U8//dT2Omauk6hDPkjgzBziRTNGFW77gmUDmKZDxDcBEt8KfEx8syBAs3gu",
+	"T2yGZGd3O6cJ0xyi4k0rFg3fLJDwAUasQqlHcN07/IglInT4woNQidS0B0ZqvHVg7q0OOXXmOHAeZzJl",
+	"WPrBaK9UEBw9l+KZIlbCNAsGrZlFMztFXtN4UjwJ3TEFtj33CrYr4DvvzNpjiXGchESf2o4pt80bEWGf",
+	"NBMQdkn+wmhq7v7MRUf4SwaJjlmcX6iJjGGINGNkNh+lPLb0BPFy6vlz+KVE8zZO4k9A+1jO/7h/8KLl",
+	"DooVHSIb3QHHA28iTORNs2zpVx4gPAGSmNLUXEgsIeZcBoR638Axlxn5eQ4hXjSjU2ZUwDaSMKxw+Pz5",
+	"CUwFTwiI0Ldcpvka20E0HZGDDB3Y0EfDOQMyxYNA3Oqa9uxjtzSdM2JkazlGuSggI5qQs/eEJok5xGaA",
+	"L89efTBDj6XQmUyLqqhEzeOJkaTe/fgGKZZQQNNhw1C31WjnCjNKy3kG9hCqcyUflXZ/yr3e8+c2DCXC",
+	"AMuPl5FpBfgQRQ895ny2IZXUNG+WF1YUGFdkeo0CG3TfyRPjfOxedrQ0P1g70Mf9y46RwPNHohaut8jZ",
+	"BndESn788Ka0Of3nzw0LS+ZIR1hbHO5DKkh0Nm6/xZB/68wHrmMmb3NAQOXpeZahZYSVmj6GpgWKj4Km",
+	"EJ4zz/yHDoA4CDXNenE8rgcvoKz0EpzZ05xO4XGI/bHOcxibzUhEiB9DhDk5TdvR5iA/5MZG/rHMGLcT",
+	"BSLBiBzDeR/RpG2HYXakCA00n+aCejwYMnyOZTbiScLgdyF1eyznIokCaCyWYpzyGFqaMj2RSds8QtNU",
+	"LvB1LWUbbhtsXs1nZr9Z0p6yhNM2TA7bcotux+GW0TUypWLpBq4is5jYYS4lFNQNGgXhOcM8eP6cNOvH",
+	"h4AiQaJT81VkI2BbJz4pVjlF0XD4/Lk7I1x3yKlYeix5SpcuDNtSgD1fH5jOlu3TsTaX1mLCU+aYsQuO",
+	"q1KSzIiWkqjUaA4gBIglKe0U7LA5x8e2G1jSUk9amkk5BpNTIEvgF68x6EuOodzBqaPDZ8puEsY0R07e",
+	"88OYibM4Nq1K1WYilglLWoaPYTz2jx/OSB50ai+IDzn3VkbawPiFPCjZcHlzGZSDls3QMDQWFhp8JoYz",
+	"ywWc+EqEczOXmnpH5JYrblb19Pzl2ZlXbLp1UlguYT25EVSE2U+W2KG+4Uqbq0zTG0ailE+5jkjTFcQ5",
+	"CAPS7XS6YRhaYc3c5vTnOSMRGvUjt3+GLmCgn0HzC4hn+f8SnZDI+wyLXV8PmrynylxJIF6b9uYCGQrs",
+	"6rW1XeZlpe0s/o6sEVaboiSTr7Jlm+ZsQKEOvi60BAUJvPJTJXHnqdMC4CbEkBMSDRvInBxLBv40bEQd",
+	"co77BsM3DN/j35Cv+Ia5ewFgSuYkIDjTXIvOTYAqTMpjJjC21bqMTmdGKGv3OmEjaMyz1IuTXiwWHQo/",
+	"d2R2vWffVXtvzl6+fnf+Gt4pIsoLLef0/ZmPE2t0OyE+KWdM0BlvDBr7nbCz3/CAjE4CB5iC+eK6Dm1x",
+	"mgM9uBFNfftAQMY81SxDm4mNTc/ZEVplyFtP7BsKlIlxYXKWdJZA2jOloa/X2BWM1LaFVrmq+SJdumER",
+	"OjJSC/iLnaLtJAwwYpgXgF0Wfjv3+5V5wWma9C47A4zwg30VtP0vX4Jth5YLPRyqx/z449krKx5Y6yzh",
+	"GF9Z6PFbIg43TpCXp+cB1A771aLzK/aCjXOz5TfQYsYVobGWmZka6hFmIJX5yJlqY1xu/aChhXXDrSmS",
+	"v9t4KaSdp+bewQFrPmXlFAtTsDhbHfyZcol+QAfY398/BmFjgXaOjKVUG8U+5Ybrtg+mUWW6vp859G3P",
+	"qzMH9+CmjZpRbQSRxqDxf5pCLv7d/thtH19+DNvHl5/D4OjLRzWdJIvLf+M3/S9t/KNX/HHh/his/NEc",
+	"Djv4dzc4/tL6j+Y///3xT+3Lledarf+9YlUKGp/a7NMMYlDNFmJCGLNYWIUNZRnyi7m6mr2wd9ju9sDy",
+	"e2RXpBUQAbbHzCgM5pV8ZbWEAGRY4PZ+OA1IuwtqUvtFYtQcUHoCMg3IJCBG02ndSQQjNpYZ+5X3v3fn",
+	"/kMBnm/7/0j7X8fDi+tk740RkBpbPOhgEZdBwwl+cHf2whCAP1JoJhAdULGZme92uFMAuwL2zBorPcUc",
+	"ZNS/ig2hoVYAA/LlynUd2sf3Ss9Cn32cTt1L+bT3vqOJfa8Br3TvfuVH0Ntkxn9hiXnpYJt+zqzCZfMZ",
+	"+U4AyMQB5xXXIpWG/DS9hkA1WMjGpaHHku3IQ+N8CXKxByxjRdhqneN1Km9dxokC6mplTbCrQZksulRk",
+	"YjGpHQKDYElAwIQfG4kY7N7wQsdGXkRluYjAlVgnFb00z780r2JOmyciQegB+nKRo6uUCDk6YSSIsvWC",
+	"SH53dNgP9+9+6XtnYXgUyoXV9YnHI1xY/nrCRWHpS1AvnL/+RGOHwgZPAnoIJlz7Do8y0VZIz0rktfL4",
+	"r0R463hfQXF/TGZ3Xt5CGk92oZx1LG/vs5E4vtyD84HKTqcs+fW532+G+WGqnG+sb3fWZ8S/+zC+jVaA",
+	"fF9yNR8yXuZStQMT5/59DAjYgTBsKNald4xyb+/eZ/fnFU82niiMgkYjVB4Qas6Ps5roCdFyjolQuSZN",
+	"V7STZ8611TrJfcp5olPzNCUZHFfrQkolVinlmUss3HGpTvPjeVI9noCftNHFEeBB/DYrx9V5MetOLM7z",
+	"tZ3h6qnt16Mj8iUxp8uO4w9yuvq4JpvfeCf193IuHudawT3ykSfeiXydB+TWnso8vdo6iWQr2eI/mV5P",
+	"Io/H2PM+1jB0H3jzO6S0X5tu/pPp+xGNFzRW5uV3KN+uWbO0mBEkrkEovbSOSl3E/s4yBlZ/66kdyWSZ",
+	"o+bsIzeMzSybBO90h5yKAuRDYiqE1MTwQHRQYZlviN13XHQHtojBzCWah93/TibLLcjdB1ajnwxsS2F3",
+	"kIyOBoNu2AgaCyrQlD3wwGNfgh2Pio26/lIGxdn40K92UG2M/O/9wD751dDvbtHFe7pMJU0upHxDM6xf",
+	"0+8ebDOf3En+liWcXtgalv1eb5uXZ5mMmYKEl6+F5nr5KDwJ6fWhd5kv290yi5at94aRc4AFt88NL3kN",
+	"DxOlM0anTkOyXsgxMxwC4FA2RBjySkbQwSAiTfCtwydA5qBj1gjJUUI1HUQk5YKRiUwTl5Ulgv4iQhUA",
+	"XE7AscwT6/IeCmUoVMTM1V0qD6ipy2Hbz8y7raCwfud+VFt4pTMUcEviJG0ok2uMloFmzxSJgDnmQiRm",
+	"6FwRLlWLqAnNLPCH25onkDs49yDjuKe57xfmzhO7JMFQKEmo87LHAFcaO14/5UmSsryJawaRE2xKaJpi",
+	"9IaZ1nLG1MCO2IJao8B+tswm/5zPqGn2pXBI2yQmUTAUkYv0LmDcbmGsWaYVkPI6mM8YwJH3NxQRoPM6",
+	"AM0zT5S1ZlyqCH/1cAawkhmLpRAs1srCLKI3VOk2UEz77FUU4DWWby66++NMKuXK+6sA3bq4aFb3B/rk",
+	"eiimXCmj2I8zOSWUjObjsSGxDL+AKVuUyIlNozpmaQ50R0iGplywBI7GUHDbEZA8Tsp1J5RmNEH7wgSS",
+	"1mTM8CzEuGkKlzCJ5XRqHjdEMRTNaACXOk35LYta5lDAfY/z6B4Q1SGY397iNyxWjquhgBW0BG4PqyFo",
+	"ew6bVLij1zpxUIcFzxih+dEGiOdQDEUURUPBkwHp79vTjWBit/FDAa2Sz8MGT4aNQX8/GII/ZdgYDBul",
+	"JxvmFz7FX+oCR+AJ09ywMfjc6XS+fLH9D0WdGF4jl5wD50I2dpfD/SxxDAUOqeVcAC4FMsxYzPgtK4fk",
+	"NPo9p5hPXICsVc1L9FlyfHmeLueT6h5/udPx5DIaT2lquCICumGYATqQ+j2jyN8px2j2SeM90EbOXhHB",
+	"zIo/Vv693RNiQYzy/uaAomKhPHraQRg0czePf2rLaybaGV203ZoVqUNr9CkgCVwzczmZo7pURjAWBNyb",
+	"PrmkjN4y5QI6XWmWyVwrksiF+KNafEGSsJcsc+cyF2jwi23NvewTiGvZenHmA4SZGk7JhONs75j+PpWL",
+	"vbP335/9gzSLYI53ry++f/PDT1dvzs4vXr+LUGBR5lnDffPHzssPpVxpJqCTovp/gElOEThUQP+YKEpA",
+	"DsWpIG4GFpLunmQ/z2mqfKnvmcp/5IpQrTM+gmTmULqH6kK1e6aAH5eQlHk35tLQPE2LeE+R4AwSh0J2",
+	"1/5QiHma2kBihbU4FPCIpGjPCDoqpilONILfubi+yqhm5grPS70EYRgORb5h8OINm2mU2jB7lWGwQqdL",
+	"3C2uyFhm1xIAOHBvt+o9O2uwVq9z4nhKxc52ss7DgwWC8uWC3fjDnHzz1hb6mlE4eMx+9EqClJmGWVxM",
+	"McC8PXU8w0Zpb800cnhgLcPAdIfe4eVJh/xUOhhBIc3P7kqO6FlcQLagGtWKZj/sGykyz0VZjhDYjdLf",
+	"53kF74IT4nhzO/xK8kau8uyNjwLRK/IgFsfpzkyKvy9wi1n8bbAtsPTfDLFbSQlw4F22THfOkcrvsr9K",
+	"VXOoMUeTsjX3UKGLoOLtleffAuRzlLGp1Kz8fVMvJEn4GNDzuhQqOVdzmqZLc9rNQxBW2YLi2PnJ4gke",
+	"fAwNEtL7RZF+rzcUNpQhN/CelE5mnunZRSzktf9GzLzmglZNa+GxkSt2Nt/iAr1Hz+K9TbcrK9oYbJtb",
+	"2/ILyBnaHrEs5SIvC7+6I41B45gejV7Eh0n7gPXH7T7dH7WP4l7S7rJw7H4rqmUNGvPZ9uqBWQeblWwr",
+	"O3H3UZnJOhtxngLa7vcfxkZ8fPcbL2041B/TRoy06ribC9k27MjPPrwFH601GAMf3vtsfexbgwAwLskG",
+	"B1njQOHgJ55/H2COzqc/FKtO/ZcYJ74xRJxwcSvTW9sezdhQ2EqUcFbqgQEVk+XOMICcYW4DAcjP7zf3",
+	"/6/j/icWKbMT4T/Q619PEeGvdkF8EzC39/TvQB/3dfCbJrd37tvMbsmezGy51rud+j7MQw0FWGmA01gH",
+	"P1raOuQ0LwCLpreCOSqXh2OFpwILtUzVsfT7gwMeKl3molzCrjOa7GLvNV1/Hcf/pvPqnP6/43P7zeH/",
+	"ZA7/e91e68W2Pa8wSL2lHANPMjm/nqCj2YpbiApuwj9tqnjCWick+kcbpLII8dGLCQP4kHZo1aHASGvD",
+	"JzxTVzldACbDkFmlHiVZMr19WK29dN/m5TSe9Cy7btYcaUhUov3CmqVD/dJF5Gw+z/jYl+Db9X3n9Q05",
+	"Zv01//Xu83ntIZqlNPY0oJXx4Y3tcppiRVpFIihjGpFm2O6GYUCgpC4mvBgxrVnWQqOVaUvEy4D8i5tv",
+	"A6M4oUI0oiKBhIGDoYi6YUjaZMpF075wNVV7/YD0w5b9Ht+/mqqA9PIvMZHhlWnzahbr50fwxlDgr1P6",
+	"qdkN23lHV9PRTAUkbAWkG7aigMQpnc7QI/UxNF+Gl05XEwnkdnXzzJPSujxYGRvPleEV0ZRRNc8gM3VE",
+	"bHoHhU4uhqGTeTEGzF0BxZXpcgjSzoiRKca+UkEOzLBheak5JHl5Ilj7Z4rEqYxvOuQnG+Nt+3Agj2Ao",
+	"wF9nv65wQ0hk1bbssmVzSygzQ98ZHtn8g1oORV4zHLIaYmnfmtrhpElddpDcRpjK62uWBP60hwLdeFCm",
+	"gSWq1SFnW0h0pEagu4+90NJ5lfHeU7Irk1RjcNwPg0ZOoY1BtwMZOx0lNwbdo04/aHiksh4nMNXzxqB7",
+	"UCQyzcm7MQg73Z1ESDvVM2HO/lcQJO+4fAwdeWYSL8ACTt03EfObiOlijGOZJQ+7QbeSOQHttzcpkifX",
+	"Sp4X1aTJNlkZwtssGXNrrLP+GMu8IKQec7AHhqcuwD0jb1nWCmzGV8M4IZEQojmwYJMCDAONdbpE5BTN",
+	"k6DnDLmpGBuK6D9fF6kcnfVy73Oe6LwyyWhQwE0LucGNRQVDAamLFI5JBSSy24LAysjsJc3Yn11C2ajV",
+	"Ie8hdsouEFcu25ItDTUUzfxqsRwRQIO4Wi75ZEDMnnpLCL3lSaUCa2AAMCtkM7ZPQMLj6ISc/9cboiEl",
+	"FjYBk45aq2nkOVPPBhCyZfZwKGD7RhISJNgkkHBXWiMFYku4gODPDgZ0uSzRkH2JpgujYISkCd8NBUBr",
+	"MzPIxKuK1UK5ChoVDBJuO/2CiiUIBQNYuDxZ91yn/NYsH9cedsv9nDGNiUZtnJhZdZdBqnDoMRDiAC+b",
+	"FKksUfNRUKVJkSZWAc8Y5sEz2lCrQ16e/93CbdAd/udY3UaQWvYU8pUPIK/gnvl2KJqxTOdToUhkBKDA",
+	"7lAAexP4KxbMZiowUlmeM7nVIQfhPsocQrrpGelB4ohiKcb82lyjpnfupSrEaWwNRLB6WKl8267i9feZ",
+	"nG7j17+Q2zwF2JttHrTDfYlnr7GaXuUUs8nhVp0Qw18ynhi5HXcrWpeDyWIdfCHDJUCG6z9oxOrWy7Wc",
+	"gyCeGrHgdghK8FlKK0lljV1JbSjqJLCg2wvDAHKoh0EY9MKg2zsyfx+YH8KVlyCXexAW/y+SJNOaWmr1",
+	"gpCl8m84qx1xVhflBM0kNyZ7IoEjnKdRq31ZwisHW4/Ucq7EElgr8OVeSErtElB3tgaNA6bKdb/rXH5b",
+	"4CS4HLeCJ9n5/jFhyQg4KrY8F4C90rwPgh3Z9NeYKGou+M9zdPd0yCmJ0Bd+ZU5aRND7DUKML68hRMgI",
+	"F5sL/4CVJcnkLG9J0xu40QWz0VpGMMPsx0NhuwHjEqaK/DPRMkJpKq9/kpEZj2+UH2w1n0GyOREX4aLB",
+	"UFSc6+X4n93xSPD+g4JJY1e1Nq/l1C2KtHnrbjaRCcMT8xQK09xhp/RVzJMMCql0emEn7IR73cNG0MgT",
+	"LQNjwFocB+FhiMUZDsLDruED+H3XlQxpDMzNF4IN0WLBG4Pui7z4XeNW8lnbyBg5AmqWcZkZ7W/QDbe3",
+	"WMDqfSUcE+7cOke1PQ3fsEzfsEzrsUzu8G/Hi+vtETX6+tb4JVuuySiNJTkCtECQgSGIwfDaGUs65MzT",
+	"LiEuKLdyF98apavJBSlZFcoGBGj+P7HmYuspeKuFLhW8dSvwUnFkv8GXfi340n1PQLDezuYLIiuUvWXi",
+	"NKPpr6Ge8Fe9Qb6BnXbxlu5GTfdW5aCbx0loguUsrCUSRTnIjg5RdPB8MBQZuqIwZnkCzA8KVrkKmF6s",
+	"2frsbffnphbb9GBJNRc+8xKyTuQ72FHi+0pAp43nNYc6/Z7P7dN7or6Jh9ujo55IPNyzBSo/33WHPlO5",
+	"GwINoljby5UOwHBYmWkIF7R2Fqpt/ucO+d4JkENh7uABoRjhCI6F68z86AP5zesKK5vMZphsEL0qMiOC",
+	"caP+50xrKLa1by1hFE9v4lrNV54lLAugOhbWNuqQCEpyKsZEBAHJeD1A9HAeF4wGaK92Y13IoczKBnea",
+	"pj+M107LLxh9DvW2Lw0DA9xJY2CLkz6tPd50vSlDrJYzJLFv8s5WPOLCrZc1YFc5BbionkzquYu/gLa3",
+	"lr+8TOdKs6y94AkzLMRSIlSBXVUawdsM8CmgvWfKq7YI7m0C3nSaANMJyCyd47HCZG8g/Nt31TMHA1CC",
+	"ztREauWKNEFZR+cqJqOM0RtIYLGjtoDLvjuvuWXnsTRXz9MbynGIG3UOb42/Hcctbeu+8eQ3eyTvhKm8",
+	"R18ooi3NtQBgEmYTfLmrCa917TLb0k/mhASAVIggU1NksSBDgWHIWH5DSxJBpT5s0yWucqdOnRA2neml",
+	"w5GASgP4gg7BatEWGUFTfi1cVhBGfhT8E2EzGU8CgjgEK51A6S6oEm2rhbgyIFxbUMZQYJYD6xP0BytF",
+	"q5raIx+Ymagtvtbsh2Hut3CTn1Fbha/VwSKGBZM7+dVQEQGhtuAcyeQCl+TEqIF5qWm72hOW51BpdQgm",
+	"83D5MzFLGtcKoTx5YjQ7ezoUBbanVIq7qRgj5XrOZGzTBCVszAVU11ItRM6PoYDSULhULs4uWQPrINuj",
+	"Orb2hZbZ9zdgx28a2AEb9VWgHd3+N2zHb+PufVowSPXifho4yK5XNyRXRC/v/W2VtS78f7JMlhxCzxTB",
+	"k5PLAZ7MDRZ1qnQbElhBtIK9FYbCl4DMc9ZogLUelaZLZ07ouLshL5wr5/HEfH9hPflgHl1jzCSlFJtV",
+	"Pr+2EMUH83hZTn8yNgUdQId3lKNwKwbVeGBC3yyHTySkf8Bi6QWRlxxD20nqtqCFd2Rt/Mmeiz9ZL1sD",
+	"vKSUnkdl8ZXLuAXicaJ0/gXUxzXPZnOh8AU4ezKmqZdyS0uUzyCBTB4mDaKwLNJhYeo9eLeUmodqI8L5",
+	"w4BopnJjRtYvDQ1E85iKxIbiNO2scrV7KBZQNze7Za6S7y3LFMujdFoDCD3yGA7mynAFMPgY4owcEwSY",
+	"NNQiDTw+Zb60PgUzbFdQwy1yYBkT1dV1VFls1i2xoVVckfnshLBUsYDQqcTIoaGwmcRMA2bC8xlpysxm",
+	"RrNiKRbync/MsDC/h33YBXDb3MxSMIsTR2f59QTMELHMWOBlWJPzPEQBmGxANFQ7zKAU52hJUmlkORsn",
+	"NBSW83o/8aRDXoEMDY2aoVgItxmf6JBXeZwUbiIEUTX3Q6LIaDkUVk9p2Ur+eXYRnDAlGUvZLRXaxVW4",
+	"0ebh/BY8FdhNGAqeI2CKArtGocSccDx3tmPlwGJnbV3SE5tBOcEw3KEo4nC5svVopqxIYGzLYxm1wg4Z",
+	"+rG6h23eqQpDkcfnCknmYMlHYvmX5ELlqevUCaEY44vXFY5opwDeD8gn3PLflcru3Axae1EjsZwyJN/H",
+	"y1xXnPuN5XW2yGZ3x+CvQcCQ5ZGHo0PWH+/TdjfuJe0+Oxi3j+jxqB3G3aTH9sd9ejBaM3KPGT3uyN9b",
+	"7AAc5gpPWhiK8CIb57PSfF7UDzXnYfUJArnQh/0GVMQ1lOTXw7X1hJ9YoarS5RpBxTHub0rJVrLGd3nZ",
+	"et/DBazEEzTs2m+d1hPfXydgmFMHcUbAbrkUiBqv981tXT7w3I75d4wQN1PYBh8Oy/sHBodXyRO3/oGw",
+	"cLh9V0HhJ8TWuUcTLdiTu+vBK6UiDzuDrM1EHgJcqRrJM25kMiriCZHmfjONG9nafyAg338obgF8ug25",
+	"H7fP6WPG/XXAzbBi62KwYUfXAptfX9Dru04KPPM7Sv7xDQT9dCBohYdzC6ZTC3ABprX32UqDW0OfzfNo",
+	"zPIS3dbVcTSXpytE0wRLFqhTTCQtp3+BrGjUrWdOHQrMNWze1BkVyiZ7JHk0F+qkuXSZF39ElXNT9Uf0",
+	"w2XM5rM33UTOaHhVQPt+wuoxSba8yubiz4ZbREZxgRnFFppYceZAkiMXML4wI1xA1ZYRc8PrDAVmCT8b",
+	"t98CbDEoyuQwAtyGKdSPvbzfz5TH63maEoA8MkWa/fB4KIq4nrUZLCslfAAruVrt0nzT2toaiMRgb4aN",
+	"qtgHCPOuX5Jca4fPmG98Ccu8zqti96SkDeRYHAuMtArASMqUUbFVvvCzMezI0wtSr2xNpPV2zZ9goahC",
+	"awn49kiSLUk2F0G+gK2cqL6ZOx8HKPl4oHy44PO6ttqyQcL1dmx6c7Xzi5z55gB9xx3MUTeSQbQ97CaX",
+	"7J6Q4jfJQX8A2efrQPm3lwru64EzTf46RUntbVy5NecW5vvwW9MQo3uWCyOVK6bIaEkgHnadC80vk1e9",
+	"Ne+OBqi/OHe6pJ5KGQuIYrHEADb0Fm9/1r9OYMEmLuPCCv4g3OZbAMJvKADhcVWzvYTNmEiY2Jjywpbi",
+	"8tigp6AV9Yi8+j7LQj/jIk7nicsbAM4io0shFJihqw9qFhWVoFtkvRLnCofZ0qx5Yv9694BTDWypz12y",
+	"CqFg7a3OkwvxXl9rLf7FM9+s/lsdHNB8sGisoUxrKQO6oOMxi/WvJNFsOINeVcvPmwV0/+StehV29CC8",
+	"9op0/I49CW4a23gT8sX7dni2d0HQFdLbvhT4YygCm50Zfik5UdS1u6PQHSRwLHAOQzFlVEChq9Z9Kg3g",
+	"aF4XldLvnzkGi21CYtn9Ttjpdvc73RDsVpplYxqbVWV6ElaLVy2o6DaCxoKKqxsuzKAwi8v2xWnt6L+O",
+	"cyNfuzU3X77Jf8TsLd8yy97Bp06TpMQJtFyVlO/gVOul5cHIKMivcgdGPUNyjgz0V1hXQOForXg1LBJM",
+	"WDnVIbbQQzEUnosigAL7AIYCq98AcHhiSTiC5Gx4hnMkeNitHAJsnQlQp69vA12YWUX18dJl+IJEqHlr",
+	"PCHNiCfqY+8yalVdFwOCvguu0UDi0ubW+yeIuX+hojdhQmeYhhUmWXEhYJHrGcvxaKhek+1cB98Ve+TQ",
+	"Efe3Zlh3gIUu8QToZ0tQ11YIqsudDCDe3L6GFaTo/puL4RvvfnTebV0cyjBOmiLgxeX428m54fPtjcHO",
+	"F1LTVEHUFTDX3IZgWNNc5OkH89zKAYnr46PvEwcNjHY1EPqZyiOgA4eztZfJOJ2rCQEB8JamHXLq3gF5",
+	"dsJoliDWFqP5MsYqrygQd9FC4johs4whUhxKgLEFg4wHiukAaj+wsSZyrr1C7eDYNt9fybnexR/0Ww7A",
+	"/s9Ujmi6MQBbA7n8MTFouDz3icqog0puFe9s5AVMMe/lWUd4xoQmRUJ64Ye2Wih5pOUsKs7zaDkUEGfo",
+	"ZeXHvPtgtGRZ27buovvIjzWn3wHMHRAeISYcpDVRQFHsoAM3rBtw0WYkgrMeDYy8NKFFGn3bZ1DJ9Y+L",
+	"5HOhPEXfxuDnPCt/Ef1MVoOf4Th3A8iKHYbEWpKK4OlBDp6ApQwgg/1QYF0beMGZW3lRHAC4S1H/BjJi",
+	"2ZGljBoWJ5E5AWehpB+Gee1p6KbzK0YV/ybjiWtK5ptVfFddb5eZBvMA+EegBHvvhvU4Fy1naxHv+71G",
+	"0LB5AyBr7B3495VRg/yHB9BQPzo7b21xNhjjwNV1wEIaeY4RYLDEHdRodnwQDQU8YhnRMwXfYmUBOFNT",
+	"+ikiTfMPfnlig3KWebBK0sGWMAoJX4AKDaVaTOV70gZa0cShzvJIKMhEgg8NhS2hgYkNliQ2O1KQv50j",
+	"kl/dLpjVqY3gxqQ/QWN2fIB7URfIvbruoM+ZdR8QmoBu5fjnlGY3LCHRsIERYA2nujXzCAgStshEpgl3",
+	"AVaO6clxaRHguFmC03KWp3WwPSlN45u8XBbspxwb4crz0DTrRCvCPsXpPGHJwEZw+Jy2hdlNK9U5aMby",
+	"uhwYTCV1JX+F67O1fhdgReriwHdBeFUD/S+fOny1CLKvh7/AbnwrQPAIMeeeXrBr3PmKyDPjM5ZywdbK",
+	"PH+RCzKlYukuZIg8tkpAADQ+mo/HUG2ACzJlUzPKBeXg03I5PMpFVtBTCg3ZVMFFiQKIYyRgAkL53nyE",
+	"km5K7VYB007syWO3yx2ty5RkH4KoR/bHFNjNAuUSqaPnnP4eJrkX6Q425SyoXJ2l9NWAsfJvAffrSTmp",
+	"oaHhIjOBX1ojb+4X09sDkxYMRTlrAdkhacG3dAVf3bj2SNkHnMW+UHHvm3dgve62fRE6hBQmhnKt5NXM",
+	"DexONfNi8LEgmHQx91bcWrpmgjxrPGGfsBWj/wJIMcDKoVaCs+lB5EJ4FexQ1t29hF1dLbqhcMXoyLpa",
+	"dEFNITro++X534lLuwXHdsfqeK2TOiES5N0SO0KZMk+IclaXRx/F1FzNIOFQNN2OuLJ37h7X9PraCODe",
+	"hg0b4bBxkn+F+RQJJF5doJvFezgECdjxthnNtNmnDVn8B7bmG9K0tUhgWodCNUOIFnJja51wVGCWBZS2",
+	"XGqXIl0Wuo6T87FJX5w3Mv8JKCBgErXtgRsgTR2Jb1D0MSnBI1aF800535KI/eaTiPnb9aulEtsPw6DX",
+	"h0xi+8FBsN8LXWqxb1nEfuMK2oooaVnMA5Q1LW+YWO82OsVUm03DjjJ2K29Y0iL4TrkWXIecsziDnJ15",
+	"qpeM6XkmQDA1t070/vTiww/vfjy/On319uzd1cUPf3v9LioypjBxyzMpoKKq5f7ohNlWRn3Dlb7A+fyu",
+	"0X0wh22gfbgR3yTfHYB9p+/P7LJ5h8YSzeYosrsSDECrLsOAeRkDYhQcC+s6ATHBQlOMkHHiWWYhYAdq",
+	"5Cpy/pfTdu/gEE2B5gZzFexprI2QIDx0CWdqHXxv7UnBUcO0HwIasXfrNVZQamdAVabBKhByB7r/OlA8",
+	"r+tkvU/0hgkvXNDurJrIhXBZoOI/TOn3P2yiAFHwkN1YyMqtu/cZ/r0rXcAHuHeVdTPcMDHAO1PIBYbD",
+	"kmtz7/bDLqYb42OjaNgk2ciVJlQhhfKkMxQ7MgsEqxTMYpsaZpYZUuWkhm/YpyfLJmnW9wFkuauoBE1W",
+	"wzucILrWUPqBxTJLzD0JyFIog8uyNtZhsZKutflYsA/kOqix/nA19EVgek25AFc/y5Mw5oo8F8QVd0Jx",
+	"lTRdTnYziAUXqnUyFHPhLFAe/AHtYgmhqiRzd8jfMRchRLmqFaQqwDxHNHFTaJq/z94TC3IPsCSsmZQc",
+	"o4s4IIJdU53b4gIHSS3bRWRWlKgNiJLzLMbo+IQpzYWNiRmThIPXRGjXJRnTKU85Uy2SsX+x2IWRYQWv",
+	"kV0JPSH9Xs+hKMxqcpGwT2hL4yxNCu+omRGEFKPRC1Z0KLpheEIiu4cf9y87Zm87rmxr1LKOZiQDu1wn",
+	"REm0d1AzOVBtzUyHwnnNsR86kreMHPd6+/sveuH+4dFB/8WLg6PwBY4AktfhYrY65C1NjbbPEkx6r7Q0",
+	"YhVm/6QJbJL5AC0rl5OfY7pMI9EkREuJwttIJkvI3z9i5PoXPmubI2HWlCVD0YxeoujRfi1iiQ2bh6LW",
+	"CaEOtHJI3vLvSMKKF9eHWAxFTvimT5D7XKQhaeq5ECxtlfIZLsw2g+0KEc6OPqxjGWYtckoGAZTmKTOd",
+	"YqmlJM2ydZHqidr7bFtbMSwGQ1FjQiUjpnjCSvmbO+SNby6FmuE2RytPSjjCocjNXob2CfwyniuWIOCa",
+	"jjXLHJwI4YVFgeQxg8diBpAEsNxRm8PmX3Ol87yfepLJ+fUkj7t0kEJzjMF8BLllhuLVPKMjnnK9HBBK",
+	"emFIpozaNJxwXiw8ws4KIO3mo+kwYammqAVb6EAOvJCinXB1MxRqJiUCL8ZqKWKWkGbuprQIEVJoy+fv",
+	"f/jhzdX5f797+WelMx7r6ITEUsTzDE75COPxh0JNwJIpGLbaMnw0zqiCwlU3PE090JbFqAjI8ZMfR0Jj",
+	"s/gpS65ZMhgKRyEZixm/zf1c/lOWfzjruNmEwG4WJRnDuhdGIjFbNGKBl30WjOWaT81D0xmCS3xIv5wb",
+	"Zm5mgX1oB7bmgoxTfj3J7wco1W3VKnNyJP5jiAlQ+YbnsOQEHEVQAssQUkztyTAf9ILHzFCrh/kzJ7xc",
+	"Aqi1Wn7ETREksl9YJquT75CfJjy1hvcVmFeCugMjSBJYjGw+gyTMFQJ4e/qPq+/+++L1eXSC4DausVGZ",
+	"mhuAzIVD0HqXmHWDw7gtGwDTPdWZFHN1Bd1e2aeugOdegVnbhUDU02HGUvqJgSuGmfMxFJgW1jJTuBUM",
+	"Dbqc62OZps7az0Vtm1dn7y5ef/j76ZtoYA6vJVwk2CmNJ1xYMxSwA/uDlfRbsJlpnvi4gA3npndYKVzk",
+	"mArTjlktRprmRJLxHG/xMeUpF9etE58QHf3AgakTkM/ENVP6IrfFbczi9NJeBPa2xmsJxFTntRVLC5XG",
+	"SwViWLoHuWF74rRsq31XL6FaG7e5l0wDCUOFaJ2h+56GAHvrw3QR0TUAi3LQMKfEFXbns7ys+36n79V0",
+	"d5Xc/RrtAaQFdq90O2HnoIHf4RtgwQbhFaSGxqDbC78ERff1vffCsDtIRkeD7mBwXBpBv7/vD+DQ6z9/",
+	"aVAewkF3ZQiBl2d38OLL9jEvlnq+w7wkv27Ai+17s8vdyom0OA/fLB2/TUtHv7dFZpELKd9SsbTLqb62",
+	"swNZaFUT9BVZy123iGNMZLzBoUHOF/T6mmXkxzO0o2dMJCwDXPae/P+5O/rntG3ov6Jzd9fkig1p+pHS",
+	"n1iTXbJBRgNbr22yImyB3dgyZ8lpaS//+07vSUIONiTptt76WyBYst57et8fC8bpIgmWNEsnAemlKWi3",
+	"VAgT2QDdCWIeSns959OE02JJSrUGmcDebTDPlHj+lBeXSkWepQlnARmW0zQJG0K3h+qtt15yiAzGMkur",
+	"t/tWgbjj8aAPR/7eF/e+Pg8Wljim+f1FpRB2eEKiPCwzxiVaweqQDu0MmKTehaWN9lfA5/UGGsFPLSLk",
+	"MmUiZgxa8yfhSmavb9hCC5EpMWzmFGDCQMK4UlHBwhAkkQEZwfpIURPA6Ud6RXFXtPQr3Nz5H3ZDwU54",
+	"aNTGuZAPBRmcDI6IVFfrFoTWUwDYpqn8otRWMEL1mQFs1d75Ai+TXyb+tORRyoKPwigqyhxaqSlUb9nc",
+	"JD+jn/uMz2WsBOkBpOLbz9AbTRGE1/X+et/z31H/S8d/EXzwLx79tNZQX/EI9nnBQqn28SiZuUdJmcRy",
+	"tSiZQ0pOBAM4IypiWw+niD3Mi/vMo7XIur0AXqFEEWmS0TlrL/j8vgvo9AHxTc+vM5k7LvCtgKjlYUBF",
+	"L4EpZ0peEoV4a17ArCeD6u+vnvxHruAmtqhA1cyu6vljzGgq4y/NrBGMbAE+kU/GrjVmmBm0czweDwPy",
+	"KmbhJWSj2g5OS8ua6hjTMez9b6aX6h2aUqn1KcCpm1z9aGKyn1wxrs63KPKpi34NFSQA3ZWheXoUAqkF",
+	"SG6RBPS2FjhDWsaj6NukdHA70FCZ8KtuD4pihkWeMRmzUpxzxS0gU1PAME6d3LVFig30e95OY1qkNKna",
+	"rN4DcnzUHxLrCcGTfNCaJzpByLiqj7pewgdk/HZ4tOV57UoCX+SGn+0Fj/efsEedZ3fNrxo0QRWGt2pI",
+	"kh3TlLMTdIInuz8YXTuHzixR1NK2q91vbjuGwZVJxRxwXadA16DXoQ43Z5xh1vCsyLMWziqc5QX8EZzz",
+	"jaT8+4Lx3vBktGDh3ZifOYfbwLvKrIlem+wHHSsDyI4ZWbVLqCBve4M+kIuiC1sdiXZNzaii+hqsBQuT",
+	"mX4vs+gPRmdjBTQDz8qB60VpwWi0bJakWjxCZ4SVgNRVolTSKRW6numEz9Ly8+HP7swnN0V7SsNLHAOg",
+	"k49EnBeSRIxGaHeisGYcYpUUCiZoGCtTAUcbOzE/7QDFKKbt7buFF59BWI2Je5aGOH7EEIACwNIgAPqG",
+	"gW7Kzr9UeE0AHtF07V8KeeYzQP/2qUerI9RQOM6idpAETmENwv8jlVuvTQNmlIaQsuzRP4EhqLjzul7p",
+	"+H4cPCmC8xDkUv3ZtQ93SfURM5/d69q7ZT3W4G71Onu/dt7tv352+vzPF789HjwZPj07GO2N9988c3Z8",
+	"2tlveTKRoARov9SNnTTLi6VciG67bWR3ELErAxrRdh+5O5kNcZk6autJkjIqJETyqkSnb2eXUKLfQzc4",
+	"mSD0oLEV00wl4YSST3kBAR+DrApQJ7tOeSQi1gRxE4hbLQnF72FnFpEdys+5zWSgpBSs0LM3igSDnEqS",
+	"7JpBe1ZmJiF7KEiazyF8g8F1807nfLWH0FbFBAQtjNvEruNhzjkLsZ+pxFlNfrlo6c5aZPS6D23HbKgH",
+	"wjqJIDuc0SJd7kKIB/mXc1vPmCyWfm8mWbHtsro//cY+1huEjCWQDVp69fGv3pTRghW9UsZqtWu1Hmgp",
+	"dT6dsRNhhuRqbrNEdlZRuf7JaHx0Otl9qRBMlnlZKEJM86VSHx4K8scZCPeySPU16bbbe4+fB0q/3Ose",
+	"dA46kCCtX/3mOxhDpKXzMdTmCo3ripxrLmo3kjHhWusnU7RS1UN4BC6BdeO3ZmGQ3OvL9vU4LWEs6dGh",
+	"/6Z3GpDDG+11QypCGiHVVxrf2Y53wtkNOzvVNDbonfozGkLYzzS/FDgP3DRe1yusWvvVwAJSRURl5p/T",
+	"iE/XQSU4wFVIkjEqoADJwH21zVC9eM0WemRgtY+UXhTyDu24UAymu0uaEvMaaNc92iIyX5gZ3vpLrPlc",
+	"FdjerPp1QY3l02t76ZDDhkQ0DOqzaM5IkZc3TmECEjWzO1eZIfJGDYetdagkArjkbaqAGgEe2bm5Brt2",
+	"XKBew0xzrLsjmEzkG2scUrLw575ZGA12d8FX6ouG5TAPHRi7SQ+DwLrzOKSb1tVyDU8I8i5TyEB6UQbt",
+	"INOlC2nMYawZ7wpszh8pm+boCowxIQtGM/UuerqUe2PgJ971xfXfAQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
