@@ -108,12 +108,15 @@ func (s *Server) applyChange(ctx context.Context, ch storage.Change) {
 		s.policiesChanged(ctx)
 	case storage.KindPathCreated:
 		s.routesChanged() // the new path may beat the one a cached decision chose
+		s.pathsChanged(ctx)
 	case storage.KindPathUpdated, storage.KindPathMetricsReplaced:
 		s.invalidatePaths(e.PathIDs)
 	case storage.KindPathDeleted, storage.KindEndpointDeleted, storage.KindSiteDeleted:
 		s.invalidatePaths(e.PathIDs)
 		if len(e.PolicyIDs) > 0 {
-			s.policiesChanged(ctx)
+			s.policiesChanged(ctx) // reloads the paths too
+		} else if len(e.PathIDs) > 0 {
+			s.pathsChanged(ctx)
 		}
 	case storage.KindTokenRevoked:
 		if e.TokenHash != "" {
@@ -142,6 +145,13 @@ func (s *Server) policiesChanged(ctx context.Context) {
 	s.routesChanged()
 	if err := s.ReloadPolicies(ctx); err != nil {
 		s.log.Error("reload policies into the collector", "err", err)
+	}
+}
+
+// pathsChanged reloads the path ids traffic reports are checked against.
+func (s *Server) pathsChanged(ctx context.Context) {
+	if err := s.ReloadPaths(ctx); err != nil {
+		s.log.Error("reload paths into the collector", "err", err)
 	}
 }
 
@@ -252,9 +262,9 @@ func (s *Server) recordTraffic(ctx context.Context, reports []collector.Report) 
 	})
 }
 
-// checkReports names the reports whose policy id this replica does not know. Before it refuses
-// any, it reads the feed once more (rate-limited), so a policy just created through another
-// replica is never refused.
+// checkReports names the reports whose policy or path id this replica does not know. Before
+// it refuses any, it reads the feed once more (rate-limited), so a policy or path just created
+// through another replica is never refused.
 func (s *Server) checkReports(ctx context.Context, reports []collector.Report) collector.ValidationErrors {
 	arrived := time.Now()
 	errs := s.cfg.Collector.CheckBatch(reports)
@@ -284,6 +294,6 @@ func (s *Server) recheckFeed(ctx context.Context, arrived time.Time) {
 		return
 	}
 	if err := tailer.CatchUp(ctx); err != nil {
-		s.log.Warn("read the change feed before refusing an unknown policy", "err", err)
+		s.log.Warn("read the change feed before refusing an unknown policy or path", "err", err)
 	}
 }

@@ -247,7 +247,7 @@ func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID,
 		writeError(c, err)
 		return
 	}
-	asCSV, err := wantsCSV(c, params.Format)
+	asCSV, err := wantsCSV(c, (*string)(params.Format))
 	if err != nil {
 		writeError(c, err)
 		return
@@ -263,47 +263,19 @@ func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID,
 		writeError(c, err)
 		return
 	}
-	points, err := history.QueryPolicy(ctx, policyID, r.from, r.to, r.every)
+	a, err := s.readSeriesHistory(c, r, policyReader(history, policyID), params.Compare != nil && !asCSV)
 	if err != nil {
-		writeError(c, historyQueryError(c, err))
+		writeError(c, err)
 		return
 	}
-	iv := s.rateInterval(r)
-	var intervals map[int64][]storage.IntervalBytes
-	if iv > 0 {
-		if intervals, err = history.QueryIntervals(ctx, []int64{policyID}, r.from, r.to, iv); err != nil {
-			writeError(c, historyQueryError(c, err))
-			return
-		}
-	}
-	tier, err := history.Tier(ctx, r.from, r.to, r.every)
-	if err != nil {
-		writeError(c, historyQueryError(c, err))
-		return
-	}
-	rs := rateSeries(r, iv, points, intervals[policyID])
 	if asCSV {
-		writeHistoryCSV(c, policyID, rs, iv > 0)
+		writeHistoryCSV(c, fmt.Sprintf("policy-%d-history.csv", policyID), a.rated, a.withPeak())
 		return
 	}
-	summary := rs.summaryOut(iv > 0)
-	out := apigen.PolicyHistory{
-		PolicyID: policyID, PolicyName: policy.Name, From: r.from, To: r.to, Every: r.everyText, Tier: apigen.HistoryTier(tier), Interval: intervalText(iv),
-		Points: rs.pointsOut(iv > 0), Summary: summary,
-	}
-	if params.Compare != nil {
-		prev := r.previous()
-		points, err := history.QueryPolicy(ctx, policyID, prev.from, prev.to, prev.every)
-		if err == nil && iv > 0 {
-			intervals, err = history.QueryIntervals(ctx, []int64{policyID}, prev.from, prev.to, iv)
-		}
-		if err != nil {
-			writeError(c, historyQueryError(c, err))
-			return
-		}
-		out.Previous = rateSeries(prev, iv, points, intervals[policyID]).previousOut(prev, iv > 0)
-	}
-	c.JSON(http.StatusOK, out)
+	c.JSON(http.StatusOK, apigen.PolicyHistory{
+		PolicyID: policyID, PolicyName: policy.Name, From: r.from, To: r.to, Every: r.everyText, Tier: apigen.HistoryTier(a.tier), Interval: intervalText(a.iv),
+		Points: a.rated.pointsOut(a.withPeak()), Summary: a.rated.summaryOut(a.withPeak()), Previous: a.previous,
+	})
 }
 
 // wantsCSV says whether the answer is CSV: format wins, then Accept (JSON unless the client
@@ -327,9 +299,9 @@ func wantsCSV[F ~string](c *gin.Context, format *F) (bool, error) {
 
 // writeHistoryCSV writes a series as CSV with a header row, times in RFC 3339 UTC; peak_bps
 // is empty when it is not known.
-func writeHistoryCSV(c *gin.Context, policyID int64, rs ratedSeries, withPeak bool) {
+func writeHistoryCSV(c *gin.Context, filename string, rs ratedSeries, withPeak bool) {
 	c.Header("Content-Type", csvContentType)
-	c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="policy-%d-history.csv"`, policyID))
+	c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename=%q`, filename))
 	c.Status(http.StatusOK)
 	w := csv.NewWriter(c.Writer)
 	_ = w.Write(historyCSVHeader)

@@ -146,9 +146,11 @@ func (a *testAPI) withFixture(v any, ids map[string]any) any {
 // roleOutcome lists, per operation, the statuses other than 2xx that a caller with the right
 // role may get from requestFor's request, and why.
 var roleOutcome = map[string][]int{
-	"getPathMetrics":        {http.StatusNotFound},           // the fixture's path has no metrics yet
-	"getStatsHistory":       {http.StatusServiceUnavailable}, // the test server has no history store
-	"getPolicyStatsHistory": {http.StatusServiceUnavailable}, // the test server has no history store
+	"getPathMetrics":              {http.StatusNotFound},           // the fixture's path has no metrics yet
+	"getStatsHistory":             {http.StatusServiceUnavailable}, // the test server has no history store
+	"getPolicyStatsHistory":       {http.StatusServiceUnavailable}, // the test server has no history store
+	"getPathStatsHistory":         {http.StatusServiceUnavailable}, // the test server has no history store
+	"getUnclassifiedStatsHistory": {http.StatusServiceUnavailable},
 }
 
 // rolesBelow lists the roles ranked under role, as the spec orders them (not as the server's

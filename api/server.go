@@ -235,7 +235,23 @@ func (s *Server) ReloadPolicies(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.cfg.Collector.SetPolicies(policies)
+	if err := s.cfg.Collector.SetPolicies(policies); err != nil {
+		return err
+	}
+	return s.ReloadPaths(ctx)
+}
+
+// ReloadPaths loads the path ids into the collector, which checks reports' path_id
+// against them.
+func (s *Server) ReloadPaths(ctx context.Context) error {
+	if s.cfg.Collector == nil {
+		return nil
+	}
+	ids, err := s.store.Paths().IDs(ctx)
+	if err != nil {
+		return err
+	}
+	return s.cfg.Collector.SetPaths(ids)
 }
 
 // Handler returns the server's HTTP handler. gin answers a trailing-slash redirect before any

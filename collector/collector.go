@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -82,6 +83,8 @@ type Collector struct {
 	// their last deltas; guarded by takeMu, pruned by TakeDeltas (see PolicyName).
 	removedNames map[int64]removedName
 	takes        uint64 // TakeDeltas calls, guarded by takeMu
+
+	paths pathCounters
 }
 
 // New returns a Collector that knows no policies yet; call SetPolicies before recording.
@@ -107,6 +110,7 @@ func New(cfg Config) *Collector {
 		log:           cfg.Logger,
 		removed:       make(map[int64]*storage.PolicyDelta),
 		removedNames:  make(map[int64]removedName),
+		paths:         newPathCounters(),
 	}
 	if c.realClock {
 		c.now = time.Now
@@ -261,9 +265,23 @@ type BatchResult struct {
 }
 
 // CheckBatch returns every problem of the reports that needs the collector to see, an unknown
-// policy id, at most MaxValidationErrors of them; nil when there is none.
+// policy or path id, at most MaxValidationErrors of them in report order; nil when there is
+// none.
 func (c *Collector) CheckBatch(reports []Report) ValidationErrors {
-	return checkPolicies(c.policies.Load(), reports)
+	return c.checkIDs(c.policies.Load(), reports)
+}
+
+// checkIDs returns the reports' unknown policy and path ids, at most MaxValidationErrors.
+func (c *Collector) checkIDs(set *policySet, reports []Report) ValidationErrors {
+	errs := checkPolicies(set, reports)
+	if more := c.checkPaths(reports, MaxValidationErrors); len(more) > 0 {
+		errs = append(errs, more...)
+		slices.SortStableFunc(errs, func(a, b *ValidationError) int { return cmp.Compare(a.Index, b.Index) })
+		if len(errs) > MaxValidationErrors {
+			errs = errs[:MaxValidationErrors]
+		}
+	}
+	return errs
 }
 
 // checkPolicies returns the reports' unknown policy ids against set, at most
@@ -294,8 +312,8 @@ func (c *Collector) RecordBatch(reports []Report) (BatchResult, error) {
 	return c.recordValidated(set, reports, nil)
 }
 
-// RecordBatchDurably validates a batch as RecordBatch does, then hands its per-policy deltas
-// (sums of the classified reports, unclassified traffic excluded) to persist, and records the
+// RecordBatchDurably validates a batch as RecordBatch does, then hands its deltas to persist:
+// the sums per policy (the unclassified traffic under policy 0) and per path, and records the
 // batch in the live counters only if persist succeeds. An error of persist is returned as it
 // is, with nothing recorded: the batch must not be acknowledged.
 func (c *Collector) RecordBatchDurably(reports []Report, persist func([]spool.Delta) error) (BatchResult, error) {
@@ -316,6 +334,7 @@ func (c *Collector) recordValidated(set *policySet, reports []Report, persist fu
 			r := &reports[i]
 			c.record(c.classifyReport(set, r, &res), &r.Flow, r.Packets, r.Bytes, now)
 		}
+		c.recordPaths(reports)
 		c.countBatch(len(reports), res.Unclassified)
 		return res, nil
 	}
@@ -323,13 +342,14 @@ func (c *Collector) recordValidated(set *policySet, reports []Report, persist fu
 	for i := range reports {
 		ids[i] = c.classifyReport(set, &reports[i], &res)
 	}
-	if err := persist(batchDeltas(reports, ids)); err != nil {
+	if err := persist(append(batchDeltas(reports, ids), pathDeltas(reports)...)); err != nil {
 		return BatchResult{}, err
 	}
 	for i := range reports {
 		r := &reports[i]
 		c.record(ids[i], &r.Flow, r.Packets, r.Bytes, now)
 	}
+	c.recordPaths(reports)
 	c.countBatch(len(reports), res.Unclassified)
 	return res, nil
 }
@@ -356,16 +376,14 @@ func (c *Collector) countBatch(reports, unclassified int) {
 	c.records.Add(uint64(reports))
 }
 
-// batchDeltas sums a batch's reports per policy, saturating, in order of first appearance.
-// Batches usually name few policies, so a linear scan of the sums beats a map.
+// batchDeltas sums a batch's reports per policy, the unclassified ones under policy 0,
+// saturating, in order of first appearance. Batches usually name few policies, so a linear
+// scan of the sums beats a map.
 func batchDeltas(reports []Report, ids []int64) []spool.Delta {
 	var out []spool.Delta
 	var index map[int64]int
 	for i := range reports {
 		id := ids[i]
-		if id == Unclassified {
-			continue
-		}
 		j := -1
 		if index != nil {
 			if k, ok := index[id]; ok {
@@ -400,7 +418,7 @@ func batchDeltas(reports []Report, ids []int64) []spool.Delta {
 // validateBatch checks what DecodeBatch cannot: policy ids against the policies, and that
 // reports built in code carry both addresses.
 func (c *Collector) validateBatch(set *policySet, reports []Report) error {
-	if errs := checkPolicies(set, reports); len(errs) > 0 {
+	if errs := c.checkIDs(set, reports); len(errs) > 0 {
 		c.rejected.Add(1)
 		return errs
 	}

@@ -183,6 +183,7 @@ const (
 	fSrcPort
 	fDstPort
 	fProtocol
+	fPathID
 )
 
 // member names a known member of an object: its bit and its path below the report.
@@ -204,7 +205,7 @@ func lookupMember(k []byte, members []member) *member {
 
 var (
 	reportMembers = []member{{fPolicyID, "policy_id", "policy_id"}, {fFlow, "flow", "flow"},
-		{fPackets, "packets", "packets"}, {fBytes, "bytes", "bytes"}}
+		{fPackets, "packets", "packets"}, {fBytes, "bytes", "bytes"}, {fPathID, "path_id", "path_id"}}
 	flowMembers = []member{{fSrcIP, "src_ip", "flow.src_ip"}, {fDstIP, "dst_ip", "flow.dst_ip"},
 		{fSrcPort, "src_port", "flow.src_port"}, {fDstPort, "dst_port", "flow.dst_port"},
 		{fProtocol, "protocol", "flow.protocol"}}
@@ -293,6 +294,19 @@ func (d *decoder) report(i int, r *Report, ids *[]int64) (hasID bool, err error)
 			}
 			*ids = append(*ids, int64(v))
 			hasID = true
+		case fPathID:
+			if d.pos < len(d.data) && d.data[d.pos] == 'n' {
+				return d.null(i, path)
+			}
+			noted := len(d.errs)
+			v, err := d.uint(i, path, math.MaxInt64)
+			if err != nil || len(d.errs) > noted {
+				return err
+			}
+			if v == 0 {
+				return d.note(&ValidationError{Index: i, Field: fieldPath(i, path), Message: "must be a positive integer"})
+			}
+			r.PathID = int64(v)
 		case fFlow:
 			err = d.flow(i, &r.Flow)
 		case fPackets:

@@ -14,7 +14,9 @@ const validReport = `{"policy_id":1,"flow":{"src_ip":"10.0.0.1","dst_ip":"2001:d
 func TestDecodeBatch(t *testing.T) {
 	body := `{"reports":[` + validReport + `,
 		{"flow":{"src_ip":"::ffff:192.0.2.1","dst_ip":"192.0.2.2","src_port":0,"dst_port":0,"protocol":1},"packets":0,"bytes":9223372036854775807,"policy_id":null},
-		{"flow":{"src\u005fip":"fe80::1","dst_ip":"\u0031.2.3.4","protocol":17,"src_port":65535,"dst_port":0},"bytes":1,"packets":1,"policy_id":9223372036854775807}
+		{"flow":{"src\u005fip":"fe80::1","dst_ip":"\u0031.2.3.4","protocol":17,"src_port":65535,"dst_port":0},"bytes":1,"packets":1,"policy_id":9223372036854775807},
+		{"path_id":12,"flow":{"src_ip":"10.0.0.1","dst_ip":"10.0.0.2","src_port":1,"dst_port":2,"protocol":6},"packets":4,"bytes":400},
+		{"path_id":null,"policy_id":2,"flow":{"src_ip":"10.0.0.1","dst_ip":"10.0.0.2","src_port":1,"dst_port":2,"protocol":6},"packets":4,"bytes":400}
 	]}`
 	got, err := DecodeBatch(strings.NewReader(body), MaxBatchReports)
 	if err != nil {
@@ -24,6 +26,8 @@ func TestDecodeBatch(t *testing.T) {
 		{PolicyID: ptr(int64(1)), Flow: flow(t, "10.0.0.1", "2001:db8::1", 1234, 443, 6), Packets: 3, Bytes: 1800},
 		{Flow: flow(t, "192.0.2.1", "192.0.2.2", 0, 0, 1), Packets: 0, Bytes: 1<<63 - 1},
 		{PolicyID: ptr(int64(1<<63 - 1)), Flow: flow(t, "fe80::1", "1.2.3.4", 65535, 0, 17), Packets: 1, Bytes: 1},
+		{PathID: 12, Flow: flow(t, "10.0.0.1", "10.0.0.2", 1, 2, 6), Packets: 4, Bytes: 400},
+		{PolicyID: ptr(int64(2)), Flow: flow(t, "10.0.0.1", "10.0.0.2", 1, 2, 6), Packets: 4, Bytes: 400},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("DecodeBatch =\n%+v\nwant\n%+v", got, want)
@@ -105,6 +109,10 @@ func TestDecodeBatchErrors(t *testing.T) {
 		{"PolicyZero", report(`"policy_id":1`, `"policy_id":0`), 1, "reports[1].policy_id", "positive"},
 		{"PolicyNegative", report(`"policy_id":1`, `"policy_id":-1`), 1, "reports[1].policy_id", "negative"},
 		{"PolicyTooBig", report(`"policy_id":1`, `"policy_id":9223372036854775808`), 1, "reports[1].policy_id", "at most"},
+		{"PathZero", report(`"policy_id":1`, `"policy_id":1,"path_id":0`), 1, "reports[1].path_id", "positive"},
+		{"PathNegative", report(`"policy_id":1`, `"policy_id":1,"path_id":-4`), 1, "reports[1].path_id", "negative"},
+		{"PathString", report(`"policy_id":1`, `"policy_id":1,"path_id":"4"`), 1, "reports[1].path_id", "must be an integer, not a string"},
+		{"PathDuplicate", report(`"policy_id":1`, `"path_id":2,"policy_id":1,"path_id":3`), 1, "reports[1].path_id", "duplicate field"},
 		{"MissingComma", report(`"packets":3,`, `"packets":3 `), 1, "reports[1]", "invalid JSON"},
 		{"UnterminatedString", `{"reports":[{"flow":{"src_ip":"10.0`, 0, "reports[0].flow.src_ip", "invalid JSON"},
 		{"ControlInString", "{\"reports\":[{\"flow\":{\"src_ip\":\"10.0\n\"", 0, "reports[0].flow.src_ip", "control characters"},

@@ -17,6 +17,11 @@ func AppendBatchJSON(dst []byte, reports []Report) []byte {
 			dst = strconv.AppendInt(dst, *r.PolicyID, 10)
 			dst = append(dst, ',')
 		}
+		if r.PathID != 0 {
+			dst = append(dst, `"path_id":`...)
+			dst = strconv.AppendInt(dst, r.PathID, 10)
+			dst = append(dst, ',')
+		}
 		dst = append(dst, `"flow":{"src_ip":"`...)
 		dst = r.Flow.SrcIP.AppendTo(dst)
 		dst = append(dst, `","dst_ip":"`...)

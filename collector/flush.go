@@ -213,7 +213,7 @@ func (f *Flusher) CollectDeltas() int {
 func (f *Flusher) readSpool(now time.Time, deltas []storage.PolicyDelta) (_ []queuedFlush, ok bool) {
 	active := make(map[int64]int64, len(deltas))
 	for _, d := range deltas {
-		if d.ActiveFlows > 0 {
+		if d.PathID == 0 && d.ActiveFlows > 0 { // flows are counted per policy
 			active[d.PolicyID] = d.ActiveFlows
 		}
 	}
@@ -372,7 +372,7 @@ func (f *Flusher) writeIsolating(ctx context.Context, batch []storage.PolicyDelt
 	}
 	if len(batch) == 1 {
 		d := batch[0]
-		f.cfg.Logger.Error("history store refused a point; dropped", "policy_id", d.PolicyID,
+		f.cfg.Logger.Error("history store refused a point; dropped", "policy_id", d.PolicyID, "path_id", d.PathID,
 			"time", d.Time, "packets", d.Packets, "bytes", d.Bytes, "err", err)
 		return 1, err, nil
 	}

@@ -16,7 +16,7 @@ import (
 // points come from the acknowledged batches in the spool, the checkpoint waits for the store,
 // and a "crash" (the flusher and spool dropped without a final flush, then reopened) replays
 // what was not confirmed with the same timestamps, so the store ends with exactly the
-// acknowledged traffic.
+// acknowledged traffic: per policy, unclassified (policy 0) and per path.
 func TestFlusherFromSpool(t *testing.T) {
 	dir := t.TempDir()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -40,7 +40,8 @@ func TestFlusherFromSpool(t *testing.T) {
 	f := newFlusher(sp)
 	var acked int64
 	ack := func(sp *spool.Spool, packets int64) {
-		if err := sp.Append(ctx, []spool.Delta{{PolicyID: 1, Packets: packets, Bytes: packets}, {PolicyID: 2, Packets: 1, Bytes: 1}}); err != nil {
+		if err := sp.Append(ctx, []spool.Delta{{PolicyID: 1, Packets: packets, Bytes: packets}, {PolicyID: 2, Packets: 1, Bytes: 1},
+			{PolicyID: Unclassified, Packets: 2, Bytes: 2}, {PathID: 5, Packets: packets, Bytes: packets}}); err != nil {
 			t.Fatal(err)
 		}
 		acked += packets
@@ -50,7 +51,7 @@ func TestFlusherFromSpool(t *testing.T) {
 		f.CollectDeltas()
 		f.writeOnce(ctx) // the store is down
 	}
-	if st := f.Stats(); st.PointsPending != 6 || st.PointsWritten != 0 {
+	if st := f.Stats(); st.PointsPending != 12 || st.PointsWritten != 0 {
 		t.Fatalf("while down: %+v", st)
 	}
 	ack(sp, 100) // acknowledged, not yet cut
@@ -64,11 +65,14 @@ func TestFlusherFromSpool(t *testing.T) {
 	for range 3 {     // the store is back
 		f.writeOnce(ctx)
 	}
-	if st := f.Stats(); st.PointsPending != 0 || st.PointsWritten != 8 {
-		t.Fatalf("after restart: %+v, want the 4 flushes' 8 points written", st)
+	if st := f.Stats(); st.PointsPending != 0 || st.PointsWritten != 16 {
+		t.Fatalf("after restart: %+v, want the 4 flushes' 16 points written", st)
 	}
 	if got := store.total(1); got != acked {
 		t.Fatalf("policy 1 history = %d, acknowledged %d", got, acked)
+	}
+	if got := store.pathTotal(5); got != acked {
+		t.Fatalf("path 5 history = %d, acknowledged %d", got, acked)
 	}
 	// Confirmed now: another restart replays nothing, and so doubles nothing.
 	sp.Close()
@@ -79,7 +83,7 @@ func TestFlusherFromSpool(t *testing.T) {
 	if st := f.Stats(); st.PointsPending != 0 {
 		t.Fatalf("after a clean restart %d points were replayed", st.PointsPending)
 	}
-	if got := store.total(1); got != acked || store.total(2) != 4 {
-		t.Fatalf("history %d/%d, want %d/4", got, store.total(2), acked)
+	if got := store.total(1); got != acked || store.total(2) != 4 || store.total(Unclassified) != 8 || store.pathTotal(5) != acked {
+		t.Fatalf("history %d/%d/%d/%d, want %d/4/8/%d", got, store.total(2), store.total(Unclassified), store.pathTotal(5), acked, acked)
 	}
 }

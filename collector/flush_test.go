@@ -57,7 +57,7 @@ func (s *idempotentStore) WriteDeltas(_ context.Context, batch []storage.PolicyD
 	}
 	if err == nil || s.applyThenFail {
 		for _, d := range batch {
-			s.points[fmt.Sprintf("%d/%s/%d", d.PolicyID, d.Instance, d.Time.UnixNano())] = d
+			s.points[fmt.Sprintf("%d/%d/%s/%d", d.PolicyID, d.PathID, d.Instance, d.Time.UnixNano())] = d
 		}
 	}
 	return err
@@ -67,7 +67,18 @@ func (s *idempotentStore) total(policyID int64) (packets int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, d := range s.points {
-		if d.PolicyID == policyID {
+		if d.PolicyID == policyID && d.PathID == 0 {
+			packets += d.Packets
+		}
+	}
+	return packets
+}
+
+func (s *idempotentStore) pathTotal(pathID int64) (packets int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.points {
+		if d.PathID == pathID {
 			packets += d.Packets
 		}
 	}

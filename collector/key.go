@@ -30,8 +30,11 @@ func normalizeAddr(a netip.Addr) netip.Addr {
 
 // Report is one traffic report: a flow, the packets and bytes it carried since the previous
 // report, and the policy it matched. A nil PolicyID asks the collector to classify the flow.
+// PathID, when not 0, is the path (tunnel) the traffic was sent on: it is counted against
+// that path too, in the path's own history series.
 type Report struct {
 	PolicyID *int64  `json:"policy_id,omitempty"`
+	PathID   int64   `json:"path_id,omitempty"`
 	Flow     FlowKey `json:"flow"`
 	Packets  uint64  `json:"packets"`
 	Bytes    uint64  `json:"bytes"`

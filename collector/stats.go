@@ -198,9 +198,11 @@ func (c *Collector) ResetAll() {
 
 // TakeDeltas returns, for each policy that had traffic since the previous call, the packets
 // and bytes recorded since then, with ActiveFlows the current number of tracked flows and
-// Time set to now. Instance is left for the caller. Each recorded packet and byte is returned
-// by exactly one call, whatever resets happen in between; a policy removed by SetPolicies
-// still gets its last delta. The result is sorted by policy id.
+// Time set to now; the unclassified traffic is the delta of policy 0 (Unclassified). Then
+// one delta per path with traffic (PathID set, ActiveFlows 0). Instance is left for the
+// caller. Each recorded packet and byte is returned by exactly one call, whatever resets
+// happen in between; a policy removed by SetPolicies still gets its last delta, and so does a
+// path removed by SetPaths. The policies come first, sorted by id, then the paths by id.
 func (c *Collector) TakeDeltas(now time.Time) []storage.PolicyDelta {
 	c.takeMu.Lock()
 	defer c.takeMu.Unlock()
@@ -215,7 +217,7 @@ func (c *Collector) TakeDeltas(now time.Time) []storage.PolicyDelta {
 		s.mu.Lock()
 		for ci := range s.cells {
 			cell := &s.cells[ci]
-			if !cell.live || cell.id == Unclassified {
+			if !cell.live {
 				continue
 			}
 			d := acc[cell.id]
@@ -239,6 +241,10 @@ func (c *Collector) TakeDeltas(now time.Time) []storage.PolicyDelta {
 		}
 	}
 	slices.SortFunc(out, func(a, b storage.PolicyDelta) int { return cmp.Compare(a.PolicyID, b.PolicyID) })
+	for _, d := range c.takePathDeltas() {
+		d.Time = now
+		out = append(out, d)
+	}
 	return out
 }
 

@@ -18,7 +18,8 @@ import (
 )
 
 // Flush is the points of one flush, read back from the log: the sums of the deltas between
-// two cuts, stamped with the later cut's time. Instance is left for the caller.
+// two cuts, per policy and per path, stamped with the later cut's time, policies first (by
+// id), then paths (by id). Instance is left for the caller.
 type Flush struct {
 	At     time.Time
 	Points []storage.PolicyDelta
@@ -93,15 +94,19 @@ func (s *Spool) ReadFlushes() ([]Flush, error) {
 	return out, nil
 }
 
+// seriesKey is the series a delta is summed in: a policy's (pathID 0) or a path's.
+type seriesKey struct{ policyID, pathID int64 }
+
 // apply adds one record to the flush being read, or closes it at a cut.
 func (s *Spool) apply(payload []byte, end int64, out *[]Flush) error {
 	switch payload[0] {
-	case kindDeltas:
-		return decodeDeltas(payload[1:], func(d Delta) {
-			a := s.acc[d.PolicyID]
+	case kindDeltas, kindSeriesDeltas:
+		return decodeDeltas(payload[0], payload[1:], func(d Delta) {
+			k := seriesKey{policyID: d.PolicyID, pathID: d.PathID}
+			a := s.acc[k]
 			if a == nil {
-				a = &Delta{PolicyID: d.PolicyID}
-				s.acc[d.PolicyID] = a
+				a = &Delta{PolicyID: d.PolicyID, PathID: d.PathID}
+				s.acc[k] = a
 			}
 			a.Packets = addSat(a.Packets, d.Packets)
 			a.Bytes = addSat(a.Bytes, d.Bytes)
@@ -113,14 +118,19 @@ func (s *Spool) apply(payload []byte, end int64, out *[]Flush) error {
 		}
 		at := time.Unix(0, c.at).UTC()
 		f := Flush{At: at, End: end, Points: make([]storage.PolicyDelta, 0, len(s.acc))}
-		for id, a := range s.acc {
+		for _, a := range s.acc {
 			if a.Packets == 0 && a.Bytes == 0 {
 				continue
 			}
-			f.Points = append(f.Points, storage.PolicyDelta{PolicyID: id, Packets: a.Packets, Bytes: a.Bytes,
-				ActiveFlows: c.activeFlows[id], Time: at})
+			p := storage.PolicyDelta{PolicyID: a.PolicyID, PathID: a.PathID, Packets: a.Packets, Bytes: a.Bytes, Time: at}
+			if a.PathID == 0 { // active flows are counted per policy
+				p.ActiveFlows = c.activeFlows[a.PolicyID]
+			}
+			f.Points = append(f.Points, p)
 		}
-		slices.SortFunc(f.Points, func(a, b storage.PolicyDelta) int { return cmp.Compare(a.PolicyID, b.PolicyID) })
+		slices.SortFunc(f.Points, func(a, b storage.PolicyDelta) int {
+			return cmp.Or(cmp.Compare(a.PathID, b.PathID), cmp.Compare(a.PolicyID, b.PolicyID))
+		})
 		clear(s.acc)
 		*out = append(*out, f)
 		return nil

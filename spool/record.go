@@ -15,6 +15,10 @@ const frameHeader = 8
 const (
 	kindDeltas byte = 'D' // one acknowledged batch: per-policy packets and bytes
 	kindCut    byte = 'C' // a flush: its timestamp and the active flows per policy
+	// kindSeriesDeltas is kindDeltas with a path id per delta (0 for a policy's). It is
+	// written only for batches with path traffic, so a spool without any stays readable by
+	// a build that knows only kindDeltas; every build since reads both.
+	kindSeriesDeltas byte = 'S'
 )
 
 // maxRecord bounds a payload, so that a corrupt length cannot make a reader allocate
@@ -27,9 +31,11 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // damage on disk.
 var errCorrupt = errors.New("corrupt spool record")
 
-// Delta is one policy's traffic in an acknowledged batch.
+// Delta is one policy's traffic in an acknowledged batch (PolicyID 0: the unclassified
+// traffic), or, with a PathID, one path's (PolicyID is then 0).
 type Delta struct {
 	PolicyID int64
+	PathID   int64
 	Packets  int64
 	Bytes    int64
 }
@@ -41,12 +47,23 @@ func appendFrame(b, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-// encodeDeltas returns the payload of a deltas record.
+// encodeDeltas returns the payload of a deltas record: kindDeltas when no delta has a path,
+// kindSeriesDeltas otherwise.
 func encodeDeltas(b []byte, deltas []Delta) []byte {
-	b = append(b, kindDeltas)
+	kind := kindDeltas
+	for _, d := range deltas {
+		if d.PathID != 0 {
+			kind = kindSeriesDeltas
+			break
+		}
+	}
+	b = append(b, kind)
 	b = binary.AppendUvarint(b, uint64(len(deltas)))
 	for _, d := range deltas {
 		b = binary.AppendVarint(b, d.PolicyID)
+		if kind == kindSeriesDeltas {
+			b = binary.AppendVarint(b, d.PathID)
+		}
 		b = binary.AppendUvarint(b, uint64(d.Packets))
 		b = binary.AppendUvarint(b, uint64(d.Bytes))
 	}
@@ -109,15 +126,23 @@ func (r *payloadReader) count() int {
 	return int(n)
 }
 
-// decodeDeltas calls fn for each delta of a deltas payload (kind byte removed).
-func decodeDeltas(p []byte, fn func(Delta)) error {
+// decodeDeltas calls fn for each delta of a deltas payload of kind (kindDeltas or
+// kindSeriesDeltas; kind byte removed).
+func decodeDeltas(kind byte, p []byte, fn func(Delta)) error {
 	r := payloadReader{b: p}
 	n := r.count()
 	for i := 0; i < n && r.err == nil; i++ {
-		d := Delta{PolicyID: r.varint(), Packets: int64(r.uvarint()), Bytes: int64(r.uvarint())}
+		d := Delta{PolicyID: r.varint()}
+		if kind == kindSeriesDeltas {
+			d.PathID = r.varint()
+		}
+		d.Packets, d.Bytes = int64(r.uvarint()), int64(r.uvarint())
 		if r.err == nil {
 			if d.Packets < 0 || d.Bytes < 0 {
 				return fmt.Errorf("%w: negative delta", errCorrupt)
+			}
+			if d.PathID < 0 || (d.PathID != 0 && d.PolicyID != 0) {
+				return fmt.Errorf("%w: delta of a policy and a path", errCorrupt)
 			}
 			fn(d)
 		}

@@ -1,5 +1,5 @@
 // Package spool is the durable log between traffic ingest and history: every acknowledged
-// batch's per-policy deltas are appended to it and fsynced (group commit) before the batch is
+// batch's per-policy and per-path deltas are appended to it and fsynced (group commit) before the batch is
 // answered, and the history flusher reads its points from it, advancing a durable checkpoint
 // only once the history store confirmed them. On start-up what lies past the checkpoint is
 // replayed.
@@ -121,7 +121,7 @@ type Spool struct {
 
 	readMu  sync.Mutex // the reader's state below
 	readPos int64
-	acc     map[int64]*Delta // deltas read since the last cut
+	acc     map[seriesKey]*Delta // deltas read since the last cut
 	accEnd  int64
 
 	ckMu       sync.Mutex
@@ -178,7 +178,7 @@ func Open(cfg Config) (*Spool, error) {
 		return nil, err
 	}
 	s := &Spool{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), done: make(chan struct{}),
-		acc: map[int64]*Delta{}, lock: lock}
+		acc: map[seriesKey]*Delta{}, lock: lock}
 	s.synced.L = &s.syncMu
 	if err := s.recover(); err != nil {
 		lock.Close()

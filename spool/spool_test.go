@@ -1,14 +1,18 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/patronus-sdwan/patronus/storage"
 )
 
 func openTest(t *testing.T, dir string, cfg Config) *Spool {
@@ -52,12 +56,12 @@ func TestFlushesAreSumsBetweenCuts(t *testing.T) {
 	s := openTest(t, dir, Config{})
 	t1 := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
 	t2 := t1.Add(10 * time.Second)
-	mustAppend(t, s, Delta{1, 2, 200}, Delta{2, 1, 50})
-	mustAppend(t, s, Delta{1, 3, 300})
+	mustAppend(t, s, Delta{PolicyID: 1, Packets: 2, Bytes: 200}, Delta{PolicyID: 2, Packets: 1, Bytes: 50})
+	mustAppend(t, s, Delta{PolicyID: 1, Packets: 3, Bytes: 300})
 	mustCut(t, s, t1, map[int64]int64{1: 4, 3: 9})
-	mustAppend(t, s, Delta{2, 5, 500})
+	mustAppend(t, s, Delta{PolicyID: 2, Packets: 5, Bytes: 500})
 	mustCut(t, s, t2, nil)
-	mustAppend(t, s, Delta{1, 7, 700}) // after the last cut: waits for the next one
+	mustAppend(t, s, Delta{PolicyID: 1, Packets: 7, Bytes: 700}) // after the last cut: waits for the next one
 	flushes := mustRead(t, s)
 	if len(flushes) != 2 {
 		t.Fatalf("%d flushes, want 2", len(flushes))
@@ -96,14 +100,14 @@ func TestTornTailIsCutOff(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, Config{})
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	mustAppend(t, s, Delta{1, 1, 1})
+	mustAppend(t, s, Delta{PolicyID: 1, Packets: 1, Bytes: 1})
 	mustCut(t, s, at, nil)
-	mustAppend(t, s, Delta{1, 10, 10})
+	mustAppend(t, s, Delta{PolicyID: 1, Packets: 10, Bytes: 10})
 	s.Close()
 	seg := filepath.Join(dir, segmentName(0))
 	whole, _ := os.ReadFile(seg)
 	// A frame header that promises more than follows, then a frame with a bad checksum.
-	torn := append(appendFrame(nil, encodeDeltas(nil, []Delta{{1, 100, 100}}))[:12:12], 0)
+	torn := append(appendFrame(nil, encodeDeltas(nil, []Delta{{PolicyID: 1, Packets: 100, Bytes: 100}}))[:12:12], 0)
 	if err := os.WriteFile(seg, append(whole, torn...), 0o640); err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +116,7 @@ func TestTornTailIsCutOff(t *testing.T) {
 	if st := s.Stats(); st.TruncatedBytes != int64(len(torn)) || st.Bytes != int64(len(whole)) {
 		t.Fatalf("stats %+v, want %d bytes cut off, %d kept", st, len(torn), len(whole))
 	}
-	mustAppend(t, s, Delta{1, 1000, 1000})
+	mustAppend(t, s, Delta{PolicyID: 1, Packets: 1000, Bytes: 1000})
 	mustCut(t, s, at.Add(time.Second), nil)
 	f := mustRead(t, s)
 	if len(f) != 2 || f[0].Points[0].Packets != 1 || f[1].Points[0].Packets != 1010 {
@@ -135,7 +139,7 @@ func TestGroupCommit(t *testing.T) {
 	for g := range 16 {
 		wg.Go(func() {
 			for range 50 {
-				mustAppend(t, s, Delta{int64(g + 1), 1, 1})
+				mustAppend(t, s, Delta{PolicyID: int64(g + 1), Packets: 1, Bytes: 1})
 			}
 		})
 	}
@@ -160,7 +164,7 @@ func TestMaxBytesDropsOldest(t *testing.T) {
 	defer s.Close()
 	deltas := make([]Delta, 100)
 	for i := range deltas {
-		deltas[i] = Delta{int64(i + 1), 1, 1000}
+		deltas[i] = Delta{PolicyID: int64(i + 1), Packets: 1, Bytes: 1000}
 	}
 	for i := range 200 {
 		mustAppend(t, s, deltas...)
@@ -202,7 +206,7 @@ func TestRelaxedSync(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, Config{Sync: SyncRelaxed, SyncInterval: 20 * time.Millisecond})
 	for range 100 {
-		mustAppend(t, s, Delta{1, 1, 1})
+		mustAppend(t, s, Delta{PolicyID: 1, Packets: 1, Bytes: 1})
 	}
 	if st := s.Stats(); st.Syncs > 10 {
 		t.Errorf("%d fsyncs for 100 relaxed appends", st.Syncs)
@@ -221,7 +225,7 @@ func TestRelaxedSync(t *testing.T) {
 // FuzzSegment opens a spool whose only segment holds arbitrary bytes: recovery and reading
 // never panic, and whatever is read back is whole flushes of non-negative sums.
 func FuzzSegment(f *testing.F) {
-	good := appendFrame(nil, encodeDeltas(nil, []Delta{{1, 2, 3}, {7, 0, 9}}))
+	good := appendFrame(nil, encodeDeltas(nil, []Delta{{PolicyID: 1, Packets: 2, Bytes: 3}, {PathID: 7, Bytes: 9}}))
 	good = appendFrame(good, encodeCut(nil, cut{at: 1e18, activeFlows: map[int64]int64{1: 4}}))
 	f.Add(good)
 	f.Add(good[:len(good)-3])
@@ -249,10 +253,72 @@ func FuzzSegment(f *testing.F) {
 			}
 		}
 		// Appending after recovery works and is read back.
-		mustAppend(t, s, Delta{5, 1, 1})
+		mustAppend(t, s, Delta{PolicyID: 5, Packets: 1, Bytes: 1})
 		mustCut(t, s, time.Unix(1, 0), nil)
 		if more := mustRead(t, s); len(more) != 1 {
 			t.Fatalf("after recovery: %d flushes", len(more))
 		}
 	})
+}
+
+// TestPathDeltasReplayAfterCrash: path deltas are summed per path beside the policies' (a
+// policy and a path with the same id stay apart), and what was not committed when the process
+// died (no Close: the files are left as a kill leaves them) is replayed with them.
+func TestPathDeltasReplayAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Config{})
+	t1 := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
+	mustAppend(t, s, Delta{PolicyID: 3, Packets: 1, Bytes: 10}, Delta{PathID: 3, Packets: 2, Bytes: 20}, Delta{Packets: 4, Bytes: 40})
+	mustAppend(t, s, Delta{PathID: 3, Packets: 5, Bytes: 50}, Delta{PathID: 9, Packets: 1, Bytes: 1})
+	mustCut(t, s, t1, map[int64]int64{0: 2, 3: 7})
+	want := []storage.PolicyDelta{
+		{PolicyID: 0, Packets: 4, Bytes: 40, ActiveFlows: 2, Time: t1},
+		{PolicyID: 3, Packets: 1, Bytes: 10, ActiveFlows: 7, Time: t1},
+		{PathID: 3, Packets: 7, Bytes: 70, Time: t1},
+		{PathID: 9, Packets: 1, Bytes: 1, Time: t1},
+	}
+	check := func(name string, flushes []Flush) {
+		t.Helper()
+		if len(flushes) != 1 || !reflect.DeepEqual(flushes[0].Points, want) {
+			t.Fatalf("%s: flushes %+v, want one with %+v", name, flushes, want)
+		}
+	}
+	check("read", mustRead(t, s))
+	// Crash: the lock dies with the process; the files stay as written.
+	s.lock.Close()
+	s = openTest(t, dir, Config{})
+	defer s.Close()
+	check("replay", mustRead(t, s))
+}
+
+// TestPolicyOnlyRecordsKeepTheOldFormat: a batch without path traffic is written as the
+// records of the builds before paths (kind 'D', no path ids), which still decode.
+func TestPolicyOnlyRecordsKeepTheOldFormat(t *testing.T) {
+	old := encodeDeltas(nil, []Delta{{PolicyID: 1, Packets: 2, Bytes: 3}})
+	// The bytes a build before paths wrote for this batch.
+	if want := []byte{kindDeltas, 1, 2, 2, 3}; !bytes.Equal(old, want) {
+		t.Fatalf("policy-only record %v, want the old format %v", old, want)
+	}
+	var got []Delta
+	if err := decodeDeltas(old[0], old[1:], func(d Delta) { got = append(got, d) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != (Delta{PolicyID: 1, Packets: 2, Bytes: 3}) {
+		t.Fatalf("decoded %+v", got)
+	}
+	mixed := encodeDeltas(nil, []Delta{{PolicyID: 1, Packets: 2, Bytes: 3}, {PathID: 4, Packets: 5, Bytes: 6}})
+	if mixed[0] != kindSeriesDeltas {
+		t.Fatalf("record with a path has kind %q", mixed[0])
+	}
+	got = nil
+	if err := decodeDeltas(mixed[0], mixed[1:], func(d Delta) { got = append(got, d) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1] != (Delta{PathID: 4, Packets: 5, Bytes: 6}) {
+		t.Fatalf("decoded %+v", got)
+	}
+	bad := encodeDeltas(nil, []Delta{{PolicyID: 1, PathID: 4, Packets: 5, Bytes: 6}})
+	if err := decodeDeltas(bad[0], bad[1:], func(Delta) {}); err == nil {
+		t.Fatal("a delta of both a policy and a path decoded")
+	}
 }

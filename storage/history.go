@@ -22,11 +22,13 @@ import (
 //   - ActiveFlows of a window is, for each instance, the largest active_flows gauge that
 //     instance reported in the window, summed over the instances.
 type HistoryStore interface {
-	// WriteDeltas stores one point per delta. Writing the same deltas again (same policy,
+	// WriteDeltas stores one point per delta, in the path series for deltas with a PathID
+	// and in the policy series otherwise. Writing the same deltas again (same policy,
 	// instance and time) replaces the points instead of adding to them, so a retried batch
 	// cannot double count. A failure is a *WriteError that says whether a retry can succeed.
 	WriteDeltas(ctx context.Context, deltas []PolicyDelta) error
-	// QueryPolicy returns the windows of one policy's history over [from, to).
+	// QueryPolicy returns the windows of one policy's history over [from, to); policy id 0
+	// (UnclassifiedPolicyID) is the unclassified traffic.
 	QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error)
 	// QueryTop returns the windows of every policy with points in [from, to), or with top > 0
 	// of the top policies by bytes in the range, ordered by bytes (most first), then policy id.
@@ -67,6 +69,46 @@ type PolicySeries struct {
 
 // MeasurementPolicyTraffic is the InfluxDB measurement of history points.
 const MeasurementPolicyTraffic = "policy_traffic"
+
+// MeasurementPathTraffic is the InfluxDB measurement of per-path history points.
+const MeasurementPathTraffic = "path_traffic"
+
+// TrafficSeries says where one kind of traffic history lives: the InfluxDB measurement, the
+// SQL table, and the tag (InfluxDB) or column (SQL) holding the series id. The reads and
+// writes of every store are parameterized by it, so policies and paths share one machinery.
+// Its values are constants of this package: they are written into queries unquoted.
+type TrafficSeries struct {
+	Measurement string
+	Table       string
+	IDKey       string
+}
+
+// The kinds of traffic history. Id 0 of PolicyTraffic is the unclassified traffic (matched
+// no policy); the queries over all policies (QueryTop, QueryTotal, QueryIntervals without
+// ids) leave id 0 out, so unclassified traffic is only ever read as a series of its own.
+var (
+	PolicyTraffic = TrafficSeries{Measurement: MeasurementPolicyTraffic, Table: "policy_stats", IDKey: "policy_id"}
+	PathTraffic   = TrafficSeries{Measurement: MeasurementPathTraffic, Table: "path_stats", IDKey: "path_id"}
+)
+
+// UnclassifiedPolicyID is the policy id under which unclassified traffic is written.
+const UnclassifiedPolicyID int64 = 0
+
+// seriesOf returns the series a delta is written to: its path's when it has a path id.
+func seriesOf(d PolicyDelta) TrafficSeries {
+	if d.PathID != 0 {
+		return PathTraffic
+	}
+	return PolicyTraffic
+}
+
+// seriesID returns the id of the delta within seriesOf(d).
+func seriesID(d PolicyDelta) int64 {
+	if d.PathID != 0 {
+		return d.PathID
+	}
+	return d.PolicyID
+}
 
 // Limits of history queries, so one request cannot ask a store for unbounded work.
 const (
@@ -119,6 +161,10 @@ func validateDeltas(deltas []PolicyDelta) error {
 			problem = "zero time"
 		case d.Packets < 0 || d.Bytes < 0 || d.ActiveFlows < 0:
 			problem = "negative value"
+		case d.PathID < 0 || d.PolicyID < 0:
+			problem = "negative id"
+		case d.PathID != 0 && d.PolicyID != 0:
+			problem = "both a policy and a path id"
 		}
 		if problem != "" {
 			return &WriteError{Err: fmt.Errorf("%w: delta %d (policy %d): %s", ErrInvalid, i, d.PolicyID, problem)}
@@ -336,6 +382,11 @@ type historyKind struct {
 	// measurement and idTag are the InfluxDB measurement (in every tier's retention policy)
 	// and its series tag.
 	measurement, idTag string
+}
+
+// series is the TrafficSeries of the kind's raw points.
+func (k historyKind) series() TrafficSeries {
+	return TrafficSeries{Measurement: k.measurement, Table: k.rawTable, IDKey: k.idTag}
 }
 
 // policyHistory is the kind of the per-policy history.

@@ -113,9 +113,10 @@ func NewInfluxHistory(cfg InfluxConfig) (*InfluxHistory, error) {
 	}, nil
 }
 
-// WriteDeltas writes one policy_traffic point per delta in one request. Points with the same
-// policy, instance and time overwrite each other on the server, so a retried batch does not
-// double count.
+// WriteDeltas writes one point per delta in one request: policy_traffic (tag policy_id) for
+// a policy's delta, path_traffic (tag path_id, fields packets and bytes only) for a path's.
+// Points with the same series, instance and time overwrite each other on the server, so a
+// retried batch does not double count.
 func (h *InfluxHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) error {
 	if len(deltas) == 0 {
 		return nil
@@ -125,15 +126,14 @@ func (h *InfluxHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) e
 	}
 	points := make([]*write.Point, len(deltas))
 	for i, d := range deltas {
-		p := write.NewPointWithMeasurement(MeasurementPolicyTraffic).
+		ts := seriesOf(d)
+		p := write.NewPointWithMeasurement(ts.Measurement).
 			AddTag("instance", d.Instance).
-			AddTag("policy_id", strconv.FormatInt(d.PolicyID, 10)).
-			AddTag("policy_name", TagValue(d.PolicyName)).
-			AddField("active_flows", d.ActiveFlows).
-			AddField("bytes", d.Bytes).
-			AddField("packets", d.Packets).
-			SetTime(d.Time)
-		points[i] = p
+			AddTag(ts.IDKey, strconv.FormatInt(seriesID(d), 10))
+		if ts == PolicyTraffic { // flows are tracked per policy; a path has no gauge of them
+			p.AddTag("policy_name", TagValue(d.PolicyName)).AddField("active_flows", d.ActiveFlows)
+		}
+		points[i] = p.AddField("bytes", d.Bytes).AddField("packets", d.Packets).SetTime(d.Time)
 	}
 	if err := h.writer.WritePoint(ctx, points...); err != nil {
 		return classifyInfluxError(fmt.Errorf("write %d history points: %w", len(points), err))

@@ -133,15 +133,27 @@ func (h *InfluxHistory) plan(gen serverGeneration) string {
 // QueryPolicy returns one policy's windows over [from, to) with the semantics HistoryStore
 // documents.
 func (h *InfluxHistory) QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error) {
+	return h.querySeries(ctx, PolicyTraffic, policyID, from, to, every)
+}
+
+// querySeries returns the windows of series id of ts over [from, to).
+func (h *InfluxHistory) querySeries(ctx context.Context, ts TrafficSeries, id int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error) {
 	grid, err := newWindowGrid(from, to, every)
 	if err != nil {
 		return nil, err
 	}
-	set, err := h.windows(ctx, grid, from, to, []int64{policyID})
-	if err != nil {
-		return nil, fmt.Errorf("query history of policy %d: %w", policyID, err)
+	var set *seriesSet
+	if ts == PolicyTraffic {
+		set, err = h.windows(ctx, grid, from, to, []int64{id})
+	} else {
+		// Only policies have rollup tiers: other series are read from raw.
+		set = newSeriesSet(grid)
+		err = h.readWindows(ctx, ts, set, from, to, []int64{id})
 	}
-	if points, ok := set.series[policyID]; ok {
+	if err != nil {
+		return nil, fmt.Errorf("query history of %s %d: %w", ts.IDKey, id, err)
+	}
+	if points, ok := set.series[id]; ok {
 		return points, nil
 	}
 	return grid.points(), nil
@@ -186,7 +198,7 @@ func (h *InfluxHistory) windows(ctx context.Context, grid windowGrid, from, to t
 	for _, seg := range segs {
 		part := newSeriesSet(grid)
 		if seg.tier == TierRaw {
-			err = h.readWindows(ctx, part, seg.from, seg.to, ids)
+			err = h.readWindows(ctx, PolicyTraffic, part, seg.from, seg.to, ids)
 		} else {
 			err = h.readTierWindows(ctx, policyHistory, part, seg, ids, false)
 		}
@@ -235,8 +247,16 @@ func (h *InfluxHistory) tieredTotals(ctx context.Context, from, to time.Time, ev
 // QueryIntervals returns per-interval bytes as HistoryStore documents: InfluxQL on 1.x,
 // Flux aggregateWindow over the policy's group otherwise.
 func (h *InfluxHistory) QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
+	return h.queryIntervals(ctx, PolicyTraffic, ids, from, to, interval)
+}
+
+// queryIntervals returns the per-interval bytes of the given series of ts (all for none).
+func (h *InfluxHistory) queryIntervals(ctx context.Context, ts TrafficSeries, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
 	if err := validateIntervals(from, to, interval); err != nil {
 		return nil, err
+	}
+	if ts != PolicyTraffic { // only policies have rollup tiers
+		return h.rawIntervals(ctx, ts, ids, from, to, interval)
 	}
 	// Raw while it holds the range (exact), else a rollup (see intervalsEvery).
 	_, segs, err := h.segments(ctx, from, to, h.tiers.plan.intervalsEvery(from, to, interval))
@@ -255,7 +275,7 @@ func (h *InfluxHistory) QueryIntervals(ctx context.Context, ids []int64, from, t
 			}
 			continue
 		}
-		part, err := h.rawIntervals(ctx, ids, seg.from, seg.to, interval)
+		part, err := h.rawIntervals(ctx, ts, ids, seg.from, seg.to, interval)
 		if err != nil {
 			return nil, err
 		}
@@ -266,11 +286,11 @@ func (h *InfluxHistory) QueryIntervals(ctx context.Context, ids []int64, from, t
 	return out, nil
 }
 
-// rawIntervals is QueryIntervals over raw points.
-func (h *InfluxHistory) rawIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
+// rawIntervals is queryIntervals over raw points.
+func (h *InfluxHistory) rawIntervals(ctx context.Context, ts TrafficSeries, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
 	gen := h.generation(ctx)
 	if h.plan(gen) == InfluxWindowingInfluxQL {
-		out, err := h.influxQLIntervals(ctx, ids, from, to, interval)
+		out, err := h.influxQLIntervals(ctx, ts, ids, from, to, interval)
 		if err != nil {
 			return nil, fmt.Errorf("query history intervals: %w", err)
 		}
@@ -278,9 +298,9 @@ func (h *InfluxHistory) rawIntervals(ctx context.Context, ids []int64, from, to 
 	}
 	// Windows aligned to the epoch start at floor(from); aggregateWindow clips the first
 	// to from, so its _start is mapped back with floorTime.
-	flux := h.selectFlux(gen, from, to, ids, ` and r._field == "bytes"`) + fmt.Sprintf(`
-  |> group(columns: ["policy_id"])
-  |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxDuration(interval))
+	flux := h.selectFlux(gen, ts, from, to, ids, ` and r._field == "bytes"`) + fmt.Sprintf(`
+  |> group(columns: [%s])
+  |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxString(ts.IDKey), fluxDuration(interval))
 	res, err := h.query.Query(ctx, flux)
 	if err != nil {
 		return nil, fmt.Errorf("query history intervals: %w", err)
@@ -289,7 +309,7 @@ func (h *InfluxHistory) rawIntervals(ctx context.Context, ids []int64, from, to 
 	out := make(map[int64][]IntervalBytes)
 	for res.Next() {
 		rec := res.Record()
-		id, err := recordPolicyID(rec.ValueByKey("policy_id"))
+		id, err := recordSeriesID(ts, rec.ValueByKey(ts.IDKey))
 		if err != nil {
 			return nil, err
 		}
@@ -372,7 +392,7 @@ func (h *InfluxHistory) rawTotal(ctx context.Context, grid windowGrid, from, to 
 	}
 	points := grid.points()
 	var err error
-	flux := h.selectFlux(gen, from, to, nil, ` and (r._field == "packets" or r._field == "bytes")`) + fmt.Sprintf(`
+	flux := h.selectFlux(gen, PolicyTraffic, from, to, nil, ` and (r._field == "packets" or r._field == "bytes")`) + fmt.Sprintf(`
   |> group(columns: ["_field"])
   |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxDuration(grid.every))
 	err = h.eachFluxValue(ctx, flux, func(field string, at time.Time, v int64) {
@@ -388,7 +408,7 @@ func (h *InfluxHistory) rawTotal(ctx context.Context, grid windowGrid, from, to 
 		return points, nil, err
 	}
 	var intervals []IntervalBytes
-	flux = h.selectFlux(gen, from, to, nil, ` and r._field == "bytes"`) + fmt.Sprintf(`
+	flux = h.selectFlux(gen, PolicyTraffic, from, to, nil, ` and r._field == "bytes"`) + fmt.Sprintf(`
   |> group()
   |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxDuration(interval))
 	err = h.eachFluxValue(ctx, flux, func(_ string, at time.Time, v int64) {
@@ -416,16 +436,30 @@ func (h *InfluxHistory) eachFluxValue(ctx context.Context, flux string, fn func(
 	return nil
 }
 
-// selectFlux is the start of every history query: the policy_traffic points of the given
-// policies (all for none) in [from, to). InfluxDB 1.8 also returns points at exactly stop
+// selectFlux is the start of every history query: the points of the given series of ts
+// (all for none, id 0 left out) in [from, to). InfluxDB 1.8 also returns points at exactly stop
 // from range(), and its window() then counts them in the first window, so unless the server
 // is known to be 2.x an explicit _time < to follows (on 2.x it would only stop the pushdown).
-func (h *InfluxHistory) selectFlux(gen serverGeneration, from, to time.Time, ids []int64, fields string) string {
+func (h *InfluxHistory) selectFlux(gen serverGeneration, ts TrafficSeries, from, to time.Time, ids []int64, fields string) string {
+	return h.selectFluxWhere(gen, ts.Measurement, from, to, idFilter(ts, ids)+fields)
+}
+
+// rawPointsFlux is the Flux query of every raw point of measurement in [from, to), of every
+// series (the unclassified traffic's too), pivoted to one row per point: what rollups are
+// built from.
+func (h *InfluxHistory) rawPointsFlux(gen serverGeneration, measurement string, from, to time.Time) string {
+	return h.selectFluxWhere(gen, measurement, from, to, "") + `
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")`
+}
+
+// selectFluxWhere selects the points of measurement in [from, to) that meet cond (Flux
+// conditions joined with "and", starting with it; empty for all).
+func (h *InfluxHistory) selectFluxWhere(gen serverGeneration, measurement string, from, to time.Time, cond string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `from(bucket: %s)
   |> range(start: %s, stop: %s)
-  |> filter(fn: (r) => r._measurement == %s%s%s)`,
-		fluxString(h.bucket), fluxTime(from), fluxTime(to), fluxString(MeasurementPolicyTraffic), policyFilter(ids), fields)
+  |> filter(fn: (r) => r._measurement == %s%s)`,
+		fluxString(h.bucket), fluxTime(from), fluxTime(to), fluxString(measurement), cond)
 	if gen != generationV2 {
 		fmt.Fprintf(&b, "\n  |> filter(fn: (r) => r._time < %s)", fluxTime(to))
 	}
@@ -434,15 +468,15 @@ func (h *InfluxHistory) selectFlux(gen serverGeneration, from, to time.Time, ids
 
 // readWindows adds the windows of the given policies (all for none) to set, windowed on the
 // server or here.
-func (h *InfluxHistory) readWindows(ctx context.Context, set *seriesSet, from, to time.Time, ids []int64) error {
+func (h *InfluxHistory) readWindows(ctx context.Context, ts TrafficSeries, set *seriesSet, from, to time.Time, ids []int64) error {
 	gen := h.generation(ctx)
 	switch h.plan(gen) {
 	case InfluxWindowingInfluxQL:
-		return h.readInfluxQLWindows(ctx, set, from, to, ids)
+		return h.readInfluxQLWindows(ctx, ts, set, from, to, ids)
 	case InfluxWindowingClient:
-		return h.readPoints(ctx, set, h.pointsFlux(gen, from, to, ids), to)
+		return h.readPoints(ctx, ts, set, h.pointsFlux(gen, ts, from, to, ids), to)
 	default:
-		return h.readAggregates(ctx, set, h.windowsFlux(gen, from, to, set.grid.every, ids))
+		return h.readAggregates(ctx, ts, set, h.windowsFlux(gen, ts, from, to, set.grid.every, ids))
 	}
 }
 
@@ -450,19 +484,19 @@ func (h *InfluxHistory) readWindows(ctx context.Context, set *seriesSet, from, t
 // sum of packets and bytes and the max of active_flows in each window, the window's start as
 // time. Go then sums the instances of a window; it also maps the first window, whose start
 // Flux clips to from, back to its aligned start.
-func (h *InfluxHistory) windowsFlux(gen serverGeneration, from, to time.Time, every time.Duration, ids []int64) string {
+func (h *InfluxHistory) windowsFlux(gen serverGeneration, ts TrafficSeries, from, to time.Time, every time.Duration, ids []int64) string {
 	window := fluxDuration(every)
 	return fmt.Sprintf(`counters = %s
   |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)
 flows = %s
   |> aggregateWindow(every: %s, fn: max, timeSrc: "_start", createEmpty: false)
 union(tables: [counters, flows])`,
-		h.selectFlux(gen, from, to, ids, ` and (r._field == "packets" or r._field == "bytes")`), window,
-		h.selectFlux(gen, from, to, ids, ` and r._field == "active_flows"`), window)
+		h.selectFlux(gen, ts, from, to, ids, ` and (r._field == "packets" or r._field == "bytes")`), window,
+		h.selectFlux(gen, ts, from, to, ids, ` and r._field == "active_flows"`), window)
 }
 
 // readAggregates adds the rows of a windowsFlux query to set.
-func (h *InfluxHistory) readAggregates(ctx context.Context, set *seriesSet, flux string) error {
+func (h *InfluxHistory) readAggregates(ctx context.Context, ts TrafficSeries, set *seriesSet, flux string) error {
 	res, err := h.query.Query(ctx, flux)
 	if err != nil {
 		return err
@@ -470,7 +504,7 @@ func (h *InfluxHistory) readAggregates(ctx context.Context, set *seriesSet, flux
 	defer res.Close()
 	for res.Next() {
 		rec := res.Record()
-		id, err := recordPolicyID(rec.ValueByKey("policy_id"))
+		id, err := recordSeriesID(ts, rec.ValueByKey(ts.IDKey))
 		if err != nil {
 			return err
 		}
@@ -492,14 +526,14 @@ func (h *InfluxHistory) readAggregates(ctx context.Context, set *seriesSet, flux
 
 // pointsFlux builds the query for client windowing: every point, its three fields pivoted
 // into one row.
-func (h *InfluxHistory) pointsFlux(gen serverGeneration, from, to time.Time, ids []int64) string {
-	return h.selectFlux(gen, from, to, ids, "") + `
+func (h *InfluxHistory) pointsFlux(gen serverGeneration, ts TrafficSeries, from, to time.Time, ids []int64) string {
+	return h.selectFlux(gen, ts, from, to, ids, "") + `
   |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")`
 }
 
 // readPoints windows the rows of a pointsFlux query into set: packets and bytes are added,
 // active_flows is the max per policy, instance and window, added to set at the end.
-func (h *InfluxHistory) readPoints(ctx context.Context, set *seriesSet, flux string, to time.Time) error {
+func (h *InfluxHistory) readPoints(ctx context.Context, ts TrafficSeries, set *seriesSet, flux string, to time.Time) error {
 	res, err := h.query.Query(ctx, flux)
 	if err != nil {
 		return err
@@ -518,7 +552,7 @@ func (h *InfluxHistory) readPoints(ctx context.Context, set *seriesSet, flux str
 		if window < 0 || !at.Before(to) {
 			continue
 		}
-		id, err := recordPolicyID(rec.ValueByKey("policy_id"))
+		id, err := recordSeriesID(ts, rec.ValueByKey(ts.IDKey))
 		if err != nil {
 			return err
 		}
@@ -548,7 +582,7 @@ func (h *InfluxHistory) totals(ctx context.Context, from, to time.Time) ([]polic
 	if h.plan(gen) == InfluxWindowingInfluxQL {
 		return h.influxQLTotals(ctx, from, to)
 	}
-	flux := h.selectFlux(gen, from, to, nil, ` and r._field == "bytes"`) + `
+	flux := h.selectFlux(gen, PolicyTraffic, from, to, nil, ` and r._field == "bytes"`) + `
   |> group(columns: ["policy_id"])
   |> sum()`
 	res, err := h.query.Query(ctx, flux)
@@ -570,19 +604,25 @@ func (h *InfluxHistory) totals(ctx context.Context, from, to time.Time) ([]polic
 }
 
 func recordPolicyID(v any) (int64, error) {
+	return recordSeriesID(PolicyTraffic, v)
+}
+
+// recordSeriesID reads the id tag of a point of ts.
+func recordSeriesID(ts TrafficSeries, v any) (int64, error) {
 	s, _ := v.(string)
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("history point with policy_id %v: %w", v, ErrInvalid)
+		return 0, fmt.Errorf("history point with %s %v: %w", ts.IDKey, v, ErrInvalid)
 	}
 	return id, nil
 }
 
-// policyFilter is the Flux condition that keeps the given policies, or "" for all. The ids
-// are numbers formatted here, so they cannot carry Flux.
-func policyFilter(ids []int64) string {
+// idFilter is the Flux condition that keeps the given series of ts, or for none every
+// series but id 0 (unclassified traffic, a series of its own). The ids are numbers formatted
+// here and the key a constant, so neither can carry Flux.
+func idFilter(ts TrafficSeries, ids []int64) string {
 	if len(ids) == 0 {
-		return ""
+		return fmt.Sprintf(` and r.%s != "0"`, ts.IDKey)
 	}
 	var b strings.Builder
 	b.WriteString(" and (")
@@ -590,7 +630,7 @@ func policyFilter(ids []int64) string {
 		if i > 0 {
 			b.WriteString(" or ")
 		}
-		fmt.Fprintf(&b, `r.policy_id == "%d"`, id)
+		fmt.Fprintf(&b, `r.%s == "%d"`, ts.IDKey, id)
 	}
 	b.WriteString(")")
 	return b.String()

@@ -184,7 +184,7 @@ func (h *InfluxHistory) firstSource(ctx context.Context, k historyKind, tier str
 		rp = h.tiers.rps[Tier1m]
 	}
 	series, err := h.influxQL.run(ctx, fmt.Sprintf(`SELECT FIRST(%s) FROM %s WHERE %s`,
-		influxQLIdent(field), h.influxQL.fromRP(rp, k.measurement), influxQLWhere(from, to, nil)))
+		influxQLIdent(field), h.influxQL.fromRP(rp, k.measurement), influxQLRange(from, to)))
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("history rollup: %w", err)
 	}
@@ -206,7 +206,7 @@ func (h *InfluxHistory) rawGroups(ctx context.Context, k historyKind, from, to t
 	// The points themselves, tags as columns, grouped here: GROUP BY the series tags makes
 	// InfluxDB 1.8 build an iterator per series, far slower for thousands of policies.
 	series, err := runInfluxQL[any](ctx, h.influxQL, fmt.Sprintf(`SELECT %s, "instance", "packets", "bytes", "active_flows" FROM %s WHERE %s`,
-		influxQLIdent(k.idTag), h.influxQL.from(k.measurement), influxQLWhere(from, to, nil)), h.influxQL.rp)
+		influxQLIdent(k.idTag), h.influxQL.from(k.measurement), influxQLRange(from, to)), h.influxQL.rp)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +255,7 @@ func (h *InfluxHistory) rawGroups(ctx context.Context, k historyKind, from, to t
 // fluxRawGroups reads the raw points of [from, to) through Flux and groups them here.
 func (h *InfluxHistory) fluxRawGroups(ctx context.Context, k historyKind, from, to time.Time) ([]rawGroup, error) {
 	gen := h.generation(ctx)
-	res, err := h.query.Query(ctx, h.pointsFlux(gen, from, to, nil))
+	res, err := h.query.Query(ctx, h.rawPointsFlux(gen, k.measurement, from, to))
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +314,7 @@ func (h *InfluxHistory) tierRows(ctx context.Context, k historyKind, tier string
 	for i, f := range tierFields {
 		cols[i] = influxQLIdent(f)
 	}
-	where := influxQLWhere(from, to, ids)
+	where := influxQLWhere(k.series(), from, to, ids)
 	if len(ids) == 0 && !withTotal {
 		where += fmt.Sprintf(` AND %s != '%d'`, influxQLIdent(k.idTag), totalSeriesID)
 	}
@@ -350,9 +350,9 @@ func (h *InfluxHistory) tierRows(ctx context.Context, k historyKind, tier string
 
 // fluxTierRows reads rollup rows through Flux, one pivoted row per point.
 func (h *InfluxHistory) fluxTierRows(ctx context.Context, k historyKind, tier string, from, to time.Time, ids []int64, withTotal bool) ([]rollupRow, error) {
-	filter := policyFilter(ids)
+	filter := idFilter(k.series(), ids)
 	if len(ids) == 0 && !withTotal {
-		filter = fmt.Sprintf(` and r.%s != "%d"`, k.idTag, totalSeriesID)
+		filter += fmt.Sprintf(` and r.%s != "%d"`, k.idTag, totalSeriesID)
 	}
 	flux := fmt.Sprintf(`from(bucket: %s)
   |> range(start: %s, stop: %s)
@@ -461,7 +461,7 @@ func (h *InfluxHistory) readTierWindows(ctx context.Context, k historyKind, set 
 		addTierRows(set, rows)
 		return nil
 	}
-	where := influxQLWhere(seg.from, seg.to, ids)
+	where := influxQLWhere(k.series(), seg.from, seg.to, ids)
 	if len(ids) == 0 && !withTotal {
 		where += fmt.Sprintf(` AND %s != '%d'`, influxQLIdent(k.idTag), totalSeriesID)
 	}
@@ -523,7 +523,7 @@ func (h *InfluxHistory) tierTotals(ctx context.Context, k historyKind, seg segme
 		return out, nil
 	}
 	series, err := h.influxQL.run(ctx, fmt.Sprintf(`SELECT SUM("bytes") FROM %s WHERE %s AND %s != '%d' GROUP BY %s`,
-		h.influxQL.fromRP(h.tiers.rps[seg.tier], k.measurement), influxQLWhere(seg.from, seg.to, nil), influxQLIdent(k.idTag), totalSeriesID, influxQLIdent(k.idTag)))
+		h.influxQL.fromRP(h.tiers.rps[seg.tier], k.measurement), influxQLWhere(k.series(), seg.from, seg.to, nil), influxQLIdent(k.idTag), totalSeriesID, influxQLIdent(k.idTag)))
 	if err != nil {
 		return nil, err
 	}

@@ -148,36 +148,50 @@ func (q *influxQL) fromRP(rp, measurement string) string {
 	return influxQLIdent(q.database) + "." + influxQLIdent(rp) + "." + influxQLIdent(measurement)
 }
 
-// where is the condition on time and policies (all for none). Times are integer
-// nanoseconds and ids numbers formatted here, so neither can carry InfluxQL.
-func influxQLWhere(from, to time.Time, ids []int64) string {
+// where is the condition on time and the series of ts (all but id 0 for none). Times are
+// integer nanoseconds and ids numbers formatted here, so neither can carry InfluxQL.
+func influxQLWhere(ts TrafficSeries, from, to time.Time, ids []int64) string {
+	return influxQLRange(from, to) + influxQLIDs(ts, ids)
+}
+
+// influxQLRange is the condition on time alone, [from, to) in integer nanoseconds: every
+// series, the unclassified traffic's too.
+func influxQLRange(from, to time.Time) string {
+	return fmt.Sprintf("time >= %d AND time < %d", from.UnixNano(), to.UnixNano())
+}
+
+// influxQLIDs is the condition on the series of ts after a time condition: the given ids, or
+// all but id 0 for none.
+func influxQLIDs(ts TrafficSeries, ids []int64) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "time >= %d AND time < %d", from.UnixNano(), to.UnixNano())
-	if len(ids) > 0 {
-		b.WriteString(" AND (")
-		for i, id := range ids {
-			if i > 0 {
-				b.WriteString(" OR ")
-			}
-			b.WriteString(`"policy_id" = ` + influxQLString(strconv.FormatInt(id, 10)))
-		}
-		b.WriteString(")")
+	key := influxQLIdent(ts.IDKey)
+	if len(ids) == 0 {
+		b.WriteString(" AND " + key + " != '0'")
+		return b.String()
 	}
+	b.WriteString(" AND (")
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString(key + ` = ` + influxQLString(strconv.FormatInt(id, 10)))
+	}
+	b.WriteString(")")
 	return b.String()
 }
 
 // readInfluxQLWindows adds the windows of the given policies (all for none) to set: the
 // server sums packets and bytes and takes the max of active_flows per window, policy and
 // instance (windows aligned to the epoch, like the grid's); the instances are summed here.
-func (h *InfluxHistory) readInfluxQLWindows(ctx context.Context, set *seriesSet, from, to time.Time, ids []int64) error {
-	statement := fmt.Sprintf(`SELECT SUM("packets"), SUM("bytes"), MAX("active_flows") FROM %s WHERE %s GROUP BY time(%ds), "policy_id", "instance" fill(none)`,
-		h.influxQL.from(MeasurementPolicyTraffic), influxQLWhere(from, to, ids), int64(set.grid.every/time.Second))
+func (h *InfluxHistory) readInfluxQLWindows(ctx context.Context, ts TrafficSeries, set *seriesSet, from, to time.Time, ids []int64) error {
+	statement := fmt.Sprintf(`SELECT SUM("packets"), SUM("bytes"), MAX("active_flows") FROM %s WHERE %s GROUP BY time(%ds), %s, "instance" fill(none)`,
+		h.influxQL.from(ts.Measurement), influxQLWhere(ts, from, to, ids), int64(set.grid.every/time.Second), influxQLIdent(ts.IDKey))
 	series, err := h.influxQL.run(ctx, statement)
 	if err != nil {
 		return err
 	}
 	for _, s := range series {
-		id, err := recordPolicyID(s.Tags["policy_id"])
+		id, err := recordSeriesID(ts, s.Tags[ts.IDKey])
 		if err != nil {
 			return err
 		}
@@ -208,7 +222,7 @@ func numberOrZero(n json.Number) int64 {
 // influxQLTotals returns each policy's bytes over [from, to).
 func (h *InfluxHistory) influxQLTotals(ctx context.Context, from, to time.Time) ([]policyTotal, error) {
 	statement := fmt.Sprintf(`SELECT SUM("bytes") FROM %s WHERE %s GROUP BY "policy_id"`,
-		h.influxQL.from(MeasurementPolicyTraffic), influxQLWhere(from, to, nil))
+		h.influxQL.from(MeasurementPolicyTraffic), influxQLWhere(PolicyTraffic, from, to, nil))
 	series, err := h.influxQL.run(ctx, statement)
 	if err != nil {
 		return nil, err
@@ -231,16 +245,16 @@ func (h *InfluxHistory) influxQLTotals(ctx context.Context, from, to time.Time) 
 }
 
 // influxQLIntervals returns the per-interval bytes of the given policies (all for none).
-func (h *InfluxHistory) influxQLIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
-	statement := fmt.Sprintf(`SELECT SUM("bytes") FROM %s WHERE %s GROUP BY time(%ds), "policy_id" fill(none)`,
-		h.influxQL.from(MeasurementPolicyTraffic), influxQLWhere(from, to, ids), int64(interval/time.Second))
+func (h *InfluxHistory) influxQLIntervals(ctx context.Context, ts TrafficSeries, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
+	statement := fmt.Sprintf(`SELECT SUM("bytes") FROM %s WHERE %s GROUP BY time(%ds), %s fill(none)`,
+		h.influxQL.from(ts.Measurement), influxQLWhere(ts, from, to, ids), int64(interval/time.Second), influxQLIdent(ts.IDKey))
 	series, err := h.influxQL.run(ctx, statement)
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[int64][]IntervalBytes, len(series))
 	for _, s := range series {
-		id, err := recordPolicyID(s.Tags["policy_id"])
+		id, err := recordSeriesID(ts, s.Tags[ts.IDKey])
 		if err != nil {
 			return nil, err
 		}
@@ -262,7 +276,7 @@ func (h *InfluxHistory) influxQLIntervals(ctx context.Context, ids []int64, from
 
 // influxQLTotal returns the windows and intervals of all policies together.
 func (h *InfluxHistory) influxQLTotal(ctx context.Context, grid windowGrid, from, to time.Time, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
-	where := influxQLWhere(from, to, nil)
+	where := influxQLWhere(PolicyTraffic, from, to, nil)
 	series, err := h.influxQL.run(ctx, fmt.Sprintf(`SELECT SUM("packets"), SUM("bytes") FROM %s WHERE %s GROUP BY time(%ds) fill(none)`,
 		h.influxQL.from(MeasurementPolicyTraffic), where, int64(grid.every/time.Second)))
 	if err != nil {

@@ -54,11 +54,19 @@ func (s *SQLHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) erro
 		return AsWriteError(fmt.Errorf("write %d history rows: begin: %w", len(rows), err))
 	}
 	defer func() { _ = tx.Rollback() }()
-	for start := 0; start < len(rows); start += sqlWriteChunk {
-		chunk := rows[start:min(start+sqlWriteChunk, len(rows))]
-		query, args := s.upsertSQL(chunk)
-		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
-			return AsWriteError(fmt.Errorf("write %d history rows: %w", len(rows), err))
+	for _, ts := range []TrafficSeries{PolicyTraffic, PathTraffic} {
+		var of []PolicyDelta
+		for _, d := range rows {
+			if seriesOf(d) == ts {
+				of = append(of, d)
+			}
+		}
+		for start := 0; start < len(of); start += sqlWriteChunk {
+			chunk := of[start:min(start+sqlWriteChunk, len(of))]
+			query, args := s.upsertSQL(ts, chunk)
+			if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+				return AsWriteError(fmt.Errorf("write %d history rows: %w", len(rows), err))
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -77,6 +85,7 @@ func (s *SQLHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) erro
 func dedupeDeltas(deltas []PolicyDelta) []PolicyDelta {
 	type key struct {
 		policyID int64
+		pathID   int64
 		instance string
 		at       int64
 	}
@@ -84,7 +93,7 @@ func dedupeDeltas(deltas []PolicyDelta) []PolicyDelta {
 	out := make([]PolicyDelta, 0, len(deltas))
 	for _, d := range deltas {
 		d.Time = d.Time.UTC()
-		k := key{d.PolicyID, d.Instance, d.Time.UnixNano()}
+		k := key{d.PolicyID, d.PathID, d.Instance, d.Time.UnixNano()}
 		if i, ok := index[k]; ok {
 			out[i] = d
 			continue
@@ -95,10 +104,11 @@ func dedupeDeltas(deltas []PolicyDelta) []PolicyDelta {
 	return out
 }
 
-func (s *SQLHistory) upsertSQL(rows []PolicyDelta) (string, []any) {
+// upsertSQL is the upsert of rows, all of series ts, into its table.
+func (s *SQLHistory) upsertSQL(ts TrafficSeries, rows []PolicyDelta) (string, []any) {
 	var b strings.Builder
 	args := make([]any, 0, 6*len(rows))
-	b.WriteString("INSERT INTO policy_stats (policy_id, instance, timestamp, packets, bytes, active_flows) VALUES ")
+	b.WriteString("INSERT INTO " + ts.Table + " (" + ts.IDKey + ", instance, timestamp, packets, bytes, active_flows) VALUES ")
 	for i, d := range rows {
 		if i > 0 {
 			b.WriteByte(',')
@@ -111,9 +121,9 @@ func (s *SQLHistory) upsertSQL(rows []PolicyDelta) (string, []any) {
 			b.WriteString(s.placeholder(len(args) + j + 1))
 		}
 		b.WriteByte(')')
-		args = append(args, d.PolicyID, d.Instance, d.Time, d.Packets, d.Bytes, d.ActiveFlows)
+		args = append(args, seriesID(d), d.Instance, d.Time, d.Packets, d.Bytes, d.ActiveFlows)
 	}
-	b.WriteString(` ON CONFLICT (policy_id, instance, timestamp) DO UPDATE SET
+	b.WriteString(` ON CONFLICT (` + ts.IDKey + `, instance, timestamp) DO UPDATE SET
 packets = excluded.packets, bytes = excluded.bytes, active_flows = excluded.active_flows`)
 	return b.String(), args
 }
@@ -137,37 +147,50 @@ func (s *SQLHistory) windowExpr(secs int64) string {
 	return "(" + sec + " / " + n + " - (" + sec + " % " + n + " < 0))"
 }
 
-// windowsSQL selects (policy_id, window, packets, bytes, active_flows) per policy and window
+// windowsSQL selects (id, window, packets, bytes, active_flows) per series of ts and window
 // over [from, to): sums per window, active_flows the max per instance summed over instances.
-// filter is an extra condition on policy_id with its arguments after from and to.
-func (s *SQLHistory) windowsSQL(secs int64, filter string) string {
-	return fmt.Sprintf(`SELECT policy_id, w,
+// filter is an extra condition on the id column with its arguments after from and to.
+func (s *SQLHistory) windowsSQL(ts TrafficSeries, secs int64, filter string) string {
+	return fmt.Sprintf(`SELECT %[1]s, w,
   CAST(SUM(packets) AS BIGINT), CAST(SUM(bytes) AS BIGINT), CAST(SUM(flows) AS BIGINT)
 FROM (
-  SELECT policy_id, %s AS w, instance,
+  SELECT %[1]s, %[2]s AS w, instance,
     SUM(packets) AS packets, SUM(bytes) AS bytes, MAX(active_flows) AS flows
-  FROM policy_stats
-  WHERE timestamp >= %s AND timestamp < %s%s
-  GROUP BY policy_id, w, instance
+  FROM %[3]s
+  WHERE timestamp >= %[4]s AND timestamp < %[5]s%[6]s
+  GROUP BY %[1]s, w, instance
 ) per_instance
-GROUP BY policy_id, w
-ORDER BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), filter)
+GROUP BY %[1]s, w
+ORDER BY %[1]s, w`, ts.IDKey, s.windowExpr(secs), ts.Table, s.placeholder(1), s.placeholder(2), filter)
 }
 
 // QueryPolicy returns one policy's windows over [from, to) with the semantics HistoryStore
 // documents, from the tiers Tier names.
 func (s *SQLHistory) QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error) {
+	return s.querySeries(ctx, PolicyTraffic, policyID, from, to, every)
+}
+
+// querySeries returns the windows of series id of ts over [from, to).
+func (s *SQLHistory) querySeries(ctx context.Context, ts TrafficSeries, id int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error) {
 	ctx, cancel := s.deadline(ctx, 1)
 	defer cancel()
 	grid, err := newWindowGrid(from, to, every)
 	if err != nil {
 		return nil, err
 	}
-	set, err := s.windows(ctx, grid, from, to, []int64{policyID})
-	if err != nil {
-		return nil, fmt.Errorf("query history of policy %d: %w", policyID, err)
+	var set *seriesSet
+	if ts == PolicyTraffic {
+		set, err = s.windows(ctx, grid, from, to, []int64{id})
+	} else {
+		// Only policies have rollup tiers: other series are read from raw.
+		set = newSeriesSet(grid)
+		query := s.windowsSQL(ts, int64(every/time.Second), " AND "+ts.IDKey+" = "+s.placeholder(3))
+		err = s.readWindows(ctx, set, query, from.UTC(), to.UTC(), id)
 	}
-	if points, ok := set.series[policyID]; ok {
+	if err != nil {
+		return nil, fmt.Errorf("query history of %s %d: %w", ts.IDKey, id, err)
+	}
+	if points, ok := set.series[id]; ok {
 		return points, nil
 	}
 	return grid.points(), nil
@@ -185,7 +208,7 @@ func (s *SQLHistory) windows(ctx context.Context, grid windowGrid, from, to time
 		part := newSeriesSet(grid)
 		if seg.tier == TierRaw {
 			filter, args := s.idFilter(policyHistory, ids, true, seg.from.UTC(), seg.to.UTC())
-			err = s.readWindows(ctx, part, s.windowsSQL(int64(grid.every/time.Second), filter), args...)
+			err = s.readWindows(ctx, part, s.windowsSQL(PolicyTraffic, int64(grid.every/time.Second), filter), args...)
 		} else {
 			err = s.readTierWindows(ctx, policyHistory, part, seg, ids)
 		}
@@ -195,6 +218,12 @@ func (s *SQLHistory) windows(ctx context.Context, grid windowGrid, from, to time
 		set.merge(part)
 	}
 	return set, nil
+}
+
+// allFilter is the condition of the queries over every series of ts: id 0 (unclassified
+// traffic) is a series of its own, never part of all.
+func allFilter(ts TrafficSeries) string {
+	return " AND " + ts.IDKey + " <> 0"
 }
 
 // QueryTop returns the windows of every policy with rows in [from, to), or of the top
@@ -248,8 +277,8 @@ func (s *SQLHistory) topIDs(ctx context.Context, from, to time.Time, every time.
 			limit = fmt.Sprintf(" LIMIT %d", top)
 		}
 		err := s.eachRow(ctx, fmt.Sprintf(`SELECT policy_id, CAST(SUM(bytes) AS BIGINT) AS total
-FROM policy_stats WHERE timestamp >= %s AND timestamp < %s
-GROUP BY policy_id ORDER BY total DESC, policy_id%s`, s.placeholder(1), s.placeholder(2), limit), []any{seg.from, seg.to},
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s
+GROUP BY policy_id ORDER BY total DESC, policy_id%s`, s.placeholder(1), s.placeholder(2), allFilter(PolicyTraffic), limit), []any{seg.from, seg.to},
 			func(id int64, vals ...int64) { sums[id] += vals[0] }, 1)
 		if err != nil {
 			return nil, err
@@ -282,10 +311,18 @@ func (s *SQLHistory) readWindows(ctx context.Context, set *seriesSet, query stri
 // QueryIntervals returns per-interval bytes as HistoryStore documents, grouped in SQL; from a
 // rollup tier as intervalsOf reads them back.
 func (s *SQLHistory) QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
+	return s.queryIntervals(ctx, PolicyTraffic, ids, from, to, interval)
+}
+
+// queryIntervals returns the per-interval bytes of the given series of ts (all for none).
+func (s *SQLHistory) queryIntervals(ctx context.Context, ts TrafficSeries, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
 	ctx, cancel := s.deadline(ctx, 1)
 	defer cancel()
 	if err := validateIntervals(from, to, interval); err != nil {
 		return nil, err
+	}
+	if ts != PolicyTraffic {
+		return s.rawIntervals(ctx, ts, ids, from, to, interval)
 	}
 	// Raw while it holds the range (exact), else a rollup (see intervalsEvery).
 	_, segs, err := s.plan(ctx, from, to, s.tiers.intervalsEvery(from, to, interval))
@@ -362,7 +399,7 @@ func (s *SQLHistory) QueryTotal(ctx context.Context, from, to time.Time, every, 
 		}
 		secs := int64(every / time.Second)
 		query := fmt.Sprintf(`SELECT %s AS w, CAST(SUM(packets) AS BIGINT), CAST(SUM(bytes) AS BIGINT)
-FROM policy_stats WHERE timestamp >= %s AND timestamp < %s GROUP BY w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2))
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s GROUP BY w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), allFilter(PolicyTraffic))
 		err = s.eachRow(ctx, query, []any{seg.from.UTC(), seg.to.UTC()}, func(w int64, vals ...int64) {
 			if i := grid.index(time.Unix(w*secs, 0)); i >= 0 {
 				points[i].Packets += vals[0]
@@ -377,7 +414,7 @@ FROM policy_stats WHERE timestamp >= %s AND timestamp < %s GROUP BY w`, s.window
 		}
 		ivSecs := int64(interval / time.Second)
 		query = fmt.Sprintf(`SELECT %s AS w, CAST(SUM(bytes) AS BIGINT)
-FROM policy_stats WHERE timestamp >= %s AND timestamp < %s GROUP BY w`, s.windowExpr(ivSecs), s.placeholder(1), s.placeholder(2))
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s GROUP BY w`, s.windowExpr(ivSecs), s.placeholder(1), s.placeholder(2), allFilter(PolicyTraffic))
 		err = s.eachRow(ctx, query, []any{seg.from.UTC(), seg.to.UTC()}, func(w int64, vals ...int64) {
 			intervals = append(intervals, IntervalBytes{Time: time.Unix(w*ivSecs, 0).UTC(), Bytes: vals[0]})
 		}, 1)
@@ -419,10 +456,24 @@ func (s *SQLHistory) eachRow(ctx context.Context, query string, args []any, fn f
 // short transactions that let writers in between.
 const pruneChunk = 10_000
 
-// Prune deletes the history rows older than before and returns how many it deleted.
+// Prune deletes the history rows (of policies and of paths) older than before and returns
+// how many it deleted.
 func (s *SQLHistory) Prune(ctx context.Context, before time.Time) (int64, error) {
-	query := fmt.Sprintf(`DELETE FROM policy_stats WHERE id IN (
-  SELECT id FROM policy_stats WHERE timestamp < %s LIMIT %d)`, s.placeholder(1), pruneChunk)
+	var total int64
+	for _, ts := range []TrafficSeries{PolicyTraffic, PathTraffic} {
+		n, err := s.pruneTable(ctx, ts.Table, before)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// pruneTable deletes the rows of one history table older than before.
+func (s *SQLHistory) pruneTable(ctx context.Context, table string, before time.Time) (int64, error) {
+	query := fmt.Sprintf(`DELETE FROM %[1]s WHERE id IN (
+  SELECT id FROM %[1]s WHERE timestamp < %[2]s LIMIT %[3]d)`, table, s.placeholder(1), pruneChunk)
 	var total int64
 	for {
 		stmtCtx, cancel := s.deadline(ctx, 1)
@@ -525,4 +576,29 @@ func (s *SQLHistory) Close() {}
 // directly, outside those callbacks, and a database gone silent must not hang history.
 func (s *SQLHistory) deadline(ctx context.Context, n int) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, time.Duration(n)*s.owner.statementTimeout())
+}
+
+// rawIntervals is queryIntervals for a series without rollup tiers, from raw rows.
+func (s *SQLHistory) rawIntervals(ctx context.Context, ts TrafficSeries, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
+	secs := int64(interval / time.Second)
+	args := []any{from.UTC(), to.UTC()}
+	filter := allFilter(ts)
+	if len(ids) > 0 {
+		marks := make([]string, len(ids))
+		for i, id := range ids {
+			marks[i] = s.placeholder(3 + i)
+			args = append(args, id)
+		}
+		filter = " AND " + ts.IDKey + " IN (" + strings.Join(marks, ",") + ")"
+	}
+	out := make(map[int64][]IntervalBytes)
+	err := s.eachRow(ctx, fmt.Sprintf(`SELECT %[1]s, %[2]s AS w, CAST(SUM(bytes) AS BIGINT)
+FROM %[3]s WHERE timestamp >= %[4]s AND timestamp < %[5]s%[6]s
+GROUP BY %[1]s, w`, ts.IDKey, s.windowExpr(secs), ts.Table, s.placeholder(1), s.placeholder(2), filter), args, func(id int64, vals ...int64) {
+		out[id] = append(out[id], IntervalBytes{Time: time.Unix(vals[0]*secs, 0).UTC(), Bytes: vals[1]})
+	}, 2)
+	if err != nil {
+		return nil, fmt.Errorf("query history intervals: %w", err)
+	}
+	return out, nil
 }

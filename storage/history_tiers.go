@@ -355,6 +355,11 @@ func rollupMinutes(groups []rawGroup) []rollupRow {
 		minute := floorTime(g.interval, time.Minute)
 		for _, id := range []int64{g.id, totalSeriesID} {
 			a := get(id, minute)
+			if id == totalSeriesID && g.id == UnclassifiedPolicyID {
+				// The total is the classified traffic's, as the raw queries over all
+				// policies have it; the row still marks the minute as rolled up.
+				continue
+			}
 			a.row.packets += g.packets
 			a.row.bytes += g.bytes
 			a.row.samples += g.count

@@ -505,6 +505,39 @@ func (e ListPathsParamsSort) Valid() bool {
 	}
 }
 
+// Defines values for GetPathStatsHistoryParamsCompare.
+const (
+	GetPathStatsHistoryParamsComparePrevious GetPathStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetPathStatsHistoryParamsCompare enum.
+func (e GetPathStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetPathStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetPathStatsHistoryParamsFormat.
+const (
+	GetPathStatsHistoryParamsFormatCSV  GetPathStatsHistoryParamsFormat = "csv"
+	GetPathStatsHistoryParamsFormatJSON GetPathStatsHistoryParamsFormat = "json"
+)
+
+// Valid indicates whether the value is a known member of the GetPathStatsHistoryParamsFormat enum.
+func (e GetPathStatsHistoryParamsFormat) Valid() bool {
+	switch e {
+	case GetPathStatsHistoryParamsFormatCSV:
+		return true
+	case GetPathStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ListPoliciesParamsSort.
 const (
 	ListPoliciesParamsSortCreatedAt      ListPoliciesParamsSort = "created_at"
@@ -664,6 +697,39 @@ func (e GetStatsHistoryParamsFormat) Valid() bool {
 	case GetStatsHistoryParamsFormatCSV:
 		return true
 	case GetStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetUnclassifiedStatsHistoryParamsCompare.
+const (
+	GetUnclassifiedStatsHistoryParamsComparePrevious GetUnclassifiedStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetUnclassifiedStatsHistoryParamsCompare enum.
+func (e GetUnclassifiedStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetUnclassifiedStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetUnclassifiedStatsHistoryParamsFormat.
+const (
+	GetUnclassifiedStatsHistoryParamsFormatCSV  GetUnclassifiedStatsHistoryParamsFormat = "csv"
+	GetUnclassifiedStatsHistoryParamsFormatJSON GetUnclassifiedStatsHistoryParamsFormat = "json"
+)
+
+// Valid indicates whether the value is a known member of the GetUnclassifiedStatsHistoryParamsFormat enum.
+func (e GetUnclassifiedStatsHistoryParamsFormat) Valid() bool {
+	switch e {
+	case GetUnclassifiedStatsHistoryParamsFormatCSV:
+		return true
+	case GetUnclassifiedStatsHistoryParamsFormatJSON:
 		return true
 	default:
 		return false
@@ -1322,6 +1388,43 @@ type PathCreate struct {
 	Status           *PathStatus        `json:"status,omitempty"`
 }
 
+// PathHistory A path's traffic history; the same fields as PolicyHistory, `active_flows` always 0.
+//
+// Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","path_id":12,"points":[{"active_flows":0,"bps":128000,"bytes":960000,"packets":1200,"peak_bps":512000,"pps":20,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"summary":{"avg_bps":64000,"intervals":12,"last_bps":512000,"max_bps":512000,"p95_bps":512000,"total_bytes":960000,"total_packets":1200},"to":"2025-06-01T12:02:00Z"}
+type PathHistory struct {
+	// Every Window width, as given.
+	Every string `json:"every"`
+
+	// From Start of the range as resolved by the server.
+	From time.Time `json:"from"`
+
+	// Interval The flush interval behind `peak_bps` and the summary's percentiles, e.g. `10s`; absent when `peak_bps` is.
+	Interval *string `json:"interval,omitempty"`
+	PathID   int64   `json:"path_id"`
+
+	// Points One point per window, oldest first.
+	Points []HistoryPoint `json:"points"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) while raw
+	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
+	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
+	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
+	// `last_bps` stay exact). These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary HistorySummary `json:"summary"`
+	To      time.Time      `json:"to"`
+}
+
 // PathList Example: {"items":[{"created_at":"2025-06-01T09:10:00Z","id":12,"local_endpoint_id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","name":"paris-berlin-fiber","remote_endpoint_id":"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d","status":"up","updated_at":"2025-06-01T09:10:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type PathList struct {
 	Items []Path `json:"items"`
@@ -1954,6 +2057,14 @@ type TrafficReport struct {
 	Flow    FlowKey `json:"flow"`
 	Packets int64   `json:"packets"`
 
+	// PathID The path (tunnel) the traffic was sent on; absent (or null) when the router does not
+	// know or the traffic took no path. Must name an existing path (422 otherwise). Counted
+	// in the path's history, beside the policy's.
+	//
+	//
+	// Example: 12
+	PathID *int64 `json:"path_id,omitempty"`
+
 	// PolicyID The policy the router already matched; absent to let the server classify.
 	PolicyID *int64 `json:"policy_id,omitempty"`
 }
@@ -1968,6 +2079,42 @@ type TrafficResult struct {
 
 	// Unclassified Reports that matched no policy.
 	Unclassified int64 `json:"unclassified"`
+}
+
+// UnclassifiedHistory The history of the traffic that matched no policy; the same fields as PolicyHistory without an id.
+//
+// Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","points":[{"active_flows":3,"bps":32000,"bytes":240000,"packets":300,"peak_bps":96000,"pps":5,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"summary":{"avg_bps":16000,"intervals":12,"last_bps":96000,"max_bps":96000,"p95_bps":96000,"total_bytes":240000,"total_packets":300},"to":"2025-06-01T12:02:00Z"}
+type UnclassifiedHistory struct {
+	// Every Window width, as given.
+	Every string `json:"every"`
+
+	// From Start of the range as resolved by the server.
+	From time.Time `json:"from"`
+
+	// Interval The flush interval behind `peak_bps` and the summary's percentiles, e.g. `10s`; absent when `peak_bps` is.
+	Interval *string `json:"interval,omitempty"`
+
+	// Points One point per window, oldest first.
+	Points []HistoryPoint `json:"points"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) while raw
+	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
+	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
+	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
+	// `last_bps` stay exact). These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary HistorySummary `json:"summary"`
+	To      time.Time      `json:"to"`
 }
 
 // WANKind The kind of WAN link behind an endpoint.
@@ -2166,6 +2313,32 @@ type ListPathsParams struct {
 // ListPathsParamsSort defines parameters for ListPaths.
 type ListPathsParamsSort string
 
+// GetPathStatsHistoryParams defines parameters for GetPathStatsHistory.
+type GetPathStatsHistoryParams struct {
+	// From Start of the range, inclusive: RFC 3339, `now`, or a negative duration relative
+	// to now (`-30m`, `-1h`, `-7d`; units s, m, h, d, w). Default `-1h`.
+	From *From `form:"from,omitempty" json:"from,omitempty"`
+
+	// To End of the range, exclusive; same forms as `from`. Default `now`. Must be after `from`.
+	To *To `form:"to,omitempty" json:"to,omitempty"`
+
+	// Every Window width (`10s`, `1m`, `1h`, `1d`); at least 1s. Default `1m`.
+	Every *Every `form:"every,omitempty" json:"every,omitempty"`
+
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetPathStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
+	// Format Answer format; overrides `Accept`.
+	Format *GetPathStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+}
+
+// GetPathStatsHistoryParamsCompare defines parameters for GetPathStatsHistory.
+type GetPathStatsHistoryParamsCompare string
+
+// GetPathStatsHistoryParamsFormat defines parameters for GetPathStatsHistory.
+type GetPathStatsHistoryParamsFormat string
+
 // ListPoliciesParams defines parameters for ListPolicies.
 type ListPoliciesParams struct {
 	// Enabled Only enabled (true) or only disabled (false) policies.
@@ -2349,7 +2522,7 @@ type GetStatsHistoryParams struct {
 
 	// Other With `top`: add one series marked `"other": true` (policy_id 0) holding the
 	// traffic of every policy not in the top, so the series stack to the total of all
-	// policies. Its `active_flows` are 0 (flows are not summed across policies).
+	// policies (unclassified traffic excluded: it is not a policy). Its `active_flows` are 0 (flows are not summed across policies).
 	Other *bool `form:"other,omitempty" json:"other,omitempty"`
 
 	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
@@ -2368,6 +2541,32 @@ type GetStatsHistoryParamsCompare string
 
 // GetStatsHistoryParamsFormat defines parameters for GetStatsHistory.
 type GetStatsHistoryParamsFormat string
+
+// GetUnclassifiedStatsHistoryParams defines parameters for GetUnclassifiedStatsHistory.
+type GetUnclassifiedStatsHistoryParams struct {
+	// From Start of the range, inclusive: RFC 3339, `now`, or a negative duration relative
+	// to now (`-30m`, `-1h`, `-7d`; units s, m, h, d, w). Default `-1h`.
+	From *From `form:"from,omitempty" json:"from,omitempty"`
+
+	// To End of the range, exclusive; same forms as `from`. Default `now`. Must be after `from`.
+	To *To `form:"to,omitempty" json:"to,omitempty"`
+
+	// Every Window width (`10s`, `1m`, `1h`, `1d`); at least 1s. Default `1m`.
+	Every *Every `form:"every,omitempty" json:"every,omitempty"`
+
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetUnclassifiedStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
+	// Format Answer format; overrides `Accept`.
+	Format *GetUnclassifiedStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+}
+
+// GetUnclassifiedStatsHistoryParamsCompare defines parameters for GetUnclassifiedStatsHistory.
+type GetUnclassifiedStatsHistoryParamsCompare string
+
+// GetUnclassifiedStatsHistoryParamsFormat defines parameters for GetUnclassifiedStatsHistory.
+type GetUnclassifiedStatsHistoryParamsFormat string
 
 // ListTokensParams defines parameters for ListTokens.
 type ListTokensParams struct {
@@ -2596,6 +2795,9 @@ type ServerInterface interface {
 	// ReplacePathMetrics Record a path's latest metrics
 	// (PUT /api/v1/paths/{path_id}/metrics)
 	ReplacePathMetrics(c *gin.Context, pathID PathID)
+	// GetPathStatsHistory Traffic history of a path
+	// (GET /api/v1/paths/{path_id}/stats/history)
+	GetPathStatsHistory(c *gin.Context, pathID PathID, params GetPathStatsHistoryParams)
 	// ListPolicies List policies
 	// (GET /api/v1/policies)
 	ListPolicies(c *gin.Context, params ListPoliciesParams)
@@ -2665,6 +2867,9 @@ type ServerInterface interface {
 	// ResetStats Reset every live counter
 	// (POST /api/v1/stats/reset)
 	ResetStats(c *gin.Context)
+	// GetUnclassifiedStatsHistory Traffic history of the unclassified traffic
+	// (GET /api/v1/stats/unclassified/history)
+	GetUnclassifiedStatsHistory(c *gin.Context, params GetUnclassifiedStatsHistoryParams)
 	// ListTokens List API tokens
 	// (GET /api/v1/tokens)
 	ListTokens(c *gin.Context, params ListTokensParams)
@@ -3278,6 +3483,74 @@ func (siw *ServerInterfaceWrapper) ReplacePathMetrics(c *gin.Context) {
 	}
 
 	siw.Handler.ReplacePathMetrics(c, pathID)
+}
+
+// GetPathStatsHistory operation middleware
+func (siw *ServerInterfaceWrapper) GetPathStatsHistory(c *gin.Context) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "path_id" -------------
+	var pathID PathID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "path_id", c.Param("path_id"), &pathID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter path_id: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetPathStatsHistoryParams
+
+	// ------------- Optional query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from", c.Request.URL.Query(), &params.From, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter from: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to", c.Request.URL.Query(), &params.To, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter to: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "every" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "every", c.Request.URL.Query(), &params.Every, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter every: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "compare" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "compare", c.Request.URL.Query(), &params.Compare, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter compare: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", c.Request.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter format: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.GetPathStatsHistory(c, pathID, params)
 }
 
 // ListPolicies operation middleware
@@ -4137,6 +4410,65 @@ func (siw *ServerInterfaceWrapper) ResetStats(c *gin.Context) {
 	siw.Handler.ResetStats(c)
 }
 
+// GetUnclassifiedStatsHistory operation middleware
+func (siw *ServerInterfaceWrapper) GetUnclassifiedStatsHistory(c *gin.Context) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetUnclassifiedStatsHistoryParams
+
+	// ------------- Optional query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from", c.Request.URL.Query(), &params.From, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter from: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to", c.Request.URL.Query(), &params.To, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter to: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "every" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "every", c.Request.URL.Query(), &params.Every, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter every: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "compare" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "compare", c.Request.URL.Query(), &params.Compare, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter compare: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", c.Request.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		siw.ErrorHandler(c, fmt.Errorf("Invalid format for parameter format: %w", err), http.StatusBadRequest)
+		return
+	}
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		middleware(c)
+		if c.IsAborted() {
+			return
+		}
+	}
+
+	siw.Handler.GetUnclassifiedStatsHistory(c, params)
+}
+
 // ListTokens operation middleware
 func (siw *ServerInterfaceWrapper) ListTokens(c *gin.Context) {
 
@@ -4423,6 +4755,7 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 	router.DELETE(options.BaseURL+"/api/v1/paths/:path_id", wrapper.DeletePath)
 	router.GET(options.BaseURL+"/api/v1/paths/:path_id", wrapper.GetPath)
 	router.PATCH(options.BaseURL+"/api/v1/paths/:path_id", wrapper.UpdatePath)
+	router.GET(options.BaseURL+"/api/v1/paths/:path_id/stats/history", wrapper.GetPathStatsHistory)
 	router.GET(options.BaseURL+"/api/v1/paths/:path_id/metrics", wrapper.GetPathMetrics)
 	router.PUT(options.BaseURL+"/api/v1/paths/:path_id/metrics", wrapper.ReplacePathMetrics)
 	router.GET(options.BaseURL+"/api/v1/policies", wrapper.ListPolicies)
@@ -4437,6 +4770,7 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 	router.GET(options.BaseURL+"/api/v1/stats", wrapper.GetStats)
 	router.POST(options.BaseURL+"/api/v1/stats/reset", wrapper.ResetStats)
 	router.GET(options.BaseURL+"/api/v1/stats/pipeline", wrapper.GetPipelineStats)
+	router.GET(options.BaseURL+"/api/v1/stats/unclassified/history", wrapper.GetUnclassifiedStatsHistory)
 	router.GET(options.BaseURL+"/api/v1/stats/history", wrapper.GetStatsHistory)
 	router.POST(options.BaseURL+"/api/v1/traffic", wrapper.IngestTraffic)
 	router.GET(options.BaseURL+"/api/v1/exporters", wrapper.ListExporters)
@@ -4456,472 +4790,491 @@ func RegisterHandlersWithOptions(router gin.IRouter, si ServerInterface, options
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7P3rcts4ujAK3wpK7/tWpAwlU7Ls2HJNrXLnMOOZdDoTuyezJspnQiRkYUwBagKyok77//d7/9kXtO9k",
-	"X8kuPA9AghQlS7bT6V6dtaqmY4oAcXjOx8+NWE5nUjChVWPwuTFhNGEZ/PPlBb0y/02YijM+01yKxqBx",
-	"MWFEcc2eKHLDMsWlIFQRSpTOpLgiTGiul0TTqw45ZyIhXJMRja8JFyQ6G7e/pzqeRJ1G0GCf6HSWssag",
-	"MWzsDxuNoJGxn+Y8Y0ljoLM5CxoqnrApNUuYUa1ZZj7//xs2PoTt449/Gjb+dyNo6OXMzKB0xsVV4/Y2",
-	"aLyWMcWlVlf+luoJkWOiJ4zEGaOaJSRjSs6zmBEpiJ5wRRTLblgWENa56pBoj8743k13z2xY7X02/7nk",
-	"yW10Qv7y8sJsTUuSMZrAnPlcZr8dckq0vGbiiSJckcWEZcwM4Ipk7EZes4Q0X7x8/fLiZSswBwjvKkIz",
-	"RgS7YRlOCzOVzsqtaCZTHnOm9p5tPLixzKZUNwaNecbbGRuzjImY1R7cO6azZft0rFm2enbnLJYiMcsk",
-	"C2qulI1lZrassyUXV6U1Hmxa0JQLPp1PG4NuvgYuNLtiGSzi/fv37dO5nhgwiqlm9fBHizcM/MHsjDTf",
-	"vXpODp8dhK2ALLiekIhlmcz+PGxwcUNTnlzCIQ8bkbkOQSgeOllQc+1Ck9FcEyE1oXHMZpol5ZP/jtEM",
-	"7yWd/nloQDKTYq6GjYCs+c7Gm1m9gH+1n9N4UrPl9xOmJywDIJsynfFYkdi8SqhQC5YZWIomXEctIvGt",
-	"hGo6ooqRhJvfplypqFXezoTrjetjwtzSB/uemaHxMahd9Tv205wp3T57sbr0swQxDsAeXjtB/Es5E/qJ",
-	"InIhSOTPERE+NogCN0IJHCiRggWEpYqRKyZYZlC3Q05TJQ1ZgdMnI5lwpggVCUnllSpvNuz+Lfz3/j8O",
-	"3zz75/Hfe9/33x68OzrvXuy/P9x4BlP66TUTV3rSGHR7R+YURP736lncBo0ZzeiUaUtAn88zJbN6EI4E",
-	"+6QvY3gjclRplrEbLueKzOgVC8hcxBMqrmCvBF8lekKBiBg4lYKZf/bDsLxbtvxbdvYfyf9b/G0ymr6R",
-	"r//13SSepj+fibARNLhZwk9zli0bQUPQqRmBkzfW7P2g27tr70HjpUhmkgu9CQoYYfat8oL3k+44ZD3a",
-	"Phgdxu1+8oy1j8bHYZt2R714P+mzg/GhW/mM6kmxcDffJU+2pINzeLNm/TfmRFZxj4tELsiCJ3pCmlE3",
-	"VFFAou4U/ncC/5tErRNCNUkZVZp0VYe8YGM6TzW8V95pd7rmBtgN/lksOcFJ3CAfFg8DnyN+6LaPPwJT",
-	"/BwGR7cf1HSSfFxljkHjU5t9mrFYmwNqUDKTimt+w8hiIlNGxHw6YhlSTkrmwuBgQKYBmRiqkgQk5deM",
-	"dEMVkO7UPOpO4OBeZXJawzA0zbS79cxAcUC4iNO54jdsQAyp3t/fPw5IJOQiCsx8lAh2RWFFyTxD0p6x",
-	"FJ4MhZZEyAVpRu39EE6/jcfffpZEJ7Bc5dYbmNUuWt49mHc7Q1G6inZ3suYuxmZH9VeBg7y7OOyX7qIp",
-	"5OKXdt2NLD7+gk/6t238R6/4x4X7x2DlH83hsIP/7gbHt63/av77lw9/an9cea/VuvvKRX7uRPMpc3f9",
-	"syEkzV7YO2x3e+2we9E9GoThIAz/3QrModvbgSHuQoi9DwAKcyUBaXcBUtrPEtKsuw+Alr9ypWW2fC6n",
-	"M5rV8LrI0cCI0CRRxPtbS8JoPDEiGmdqAJClKGzD4KjKqSjLuASKw36a03QoUrgr8p+5ygWXyNxxRJpq",
-	"wsdGDhwtSaRlRP7f////ZX9zQoSeMJ4Bm1Lz6ZRmS4SjWipqN1XHRt026pno2Rjk4o3SdmTk8Yg0o2Fj",
-	"OA/D/diK3/AHGzailpEjU0ODjOx4YmVS4KuEzmapYY9SpEuymPDUCKNDYQRezdMUefI8ywzTtfNahtsP",
-	"jzskehqRqVkhcNile6WKUk6Qh8NBTaI4HSf8N9YI9k0r2X/uBt3j22Hjl+Hw6RYwTX6aS3ODThkBgISF",
-	"ANg+RaWAT7lePd3v6ScjjDrSJ43gwaYKpXo9z0RZrg3rrz2FyWvphRmSsx4u9H4PqYcVgcMwDO6SiF/z",
-	"G3Yey1kdrhhyqlkWkSYIffjVlgFU5WSuWcpj+kSRWM6FkUtAQDJvp1QbwFCCztRE6hx7JIiaqUFxO1qd",
-	"kCiVMU0jK2+un9yAV2cNdijYhH9M/ztj48ag8b/2ChV0D39Ve8W2zSG8oVP2iqe1qskPBqTNyvHuAGnZ",
-	"JxpreGxEJUMjmrERh83m1YzGzK65IhOPMiriSXtGM67W7AL+c38ZMQAtdLOMZCSc0rqM+FUj+5i/tpZ7",
-	"uNCH/cad0PbWqJXLO9YH75RW+Kx+gfDiYy/xnNGsjlRW4WAiFSOafdJkzFmaKNI0y0qMxgBwPmMoYzxR",
-	"xJuoRWIpNOVoDhgKM0FA+JWQ5gYJQFHz9Pz52RlJmbZAT87/8ZprFhCapv7jt1Lpq4yd/+N1q0Oi/xMB",
-	"/EWX0VAYPR8JagLa/4RNFUtvmApQAzVwnCYxzRJVJbKboPOnB4HmOdds89UbVlRGmcNxN+7Rg177iPZZ",
-	"uz86Yu1j82cv2R8/i7ssHHW79aK7NaY8UGy/kKvrfSmSiuTJPlnJ8wQlBjOvMqeMvN6TFI002iHfo6hA",
-	"6FizzL1U2reQizV3oOUa2RGHfJMd7y07XshrJjYDKFheSjfVrwU+eO+xKdP70zd/5yLZyKicwqpyu8j7",
-	"0zfkmouKtWnMRyA81UHYgopLM2JrZmoXhjaKjKmZFIqBieI7mljTi/nLkD4m4J8gMKJ9bW+WyVHKpn/6",
-	"j0Kzar5Ks0NNeeqWSHL7BwGhaECmDpEEsSdFRkwvGBOkC9TQyEBm41kmM9UYfPjcAGrtiVVTphS9Mvve",
-	"brLbj+bUlKYi9g2mYMK1180UGAzusAspTfVcNQZ9I6VprtEKSBMnVBcoM9F6pgZ7e84m2EnYjTs1tTei",
-	"SdsNud32yt7iaLyyqtSaGshkCfnb+Q9vLIJN84cyI3NxLYzGMgOLd0aqlyMzgtJ5h5y63QwFYPSIJsWL",
-	"KC1SeDiSyZJcMW2FP4P2KA0GltWitVV9+BiBxKUImDSGojQjTAg/FJPChaMIO+aZ0uYaW8j1PG9E1c5Y",
-	"d3j29b3Su3CCz6UYpzx+KJRT4IAEBQlfWiQ0NUrXkrBPXGlVD9FWdiwA2g3S9JqJLwG4xwXg5iewJdTG",
-	"7v3HANlTMhf8pzkjNzSdg9GytHXSxIMNrGxpADRFRmF+NecWGKx3xHMoaJJkTKmAUADyJ4rMKAcNLiew",
-	"AxLhvVmxCy8EgbPsr9ETqodiQhXhOiCjJeEJDIE3DXbhx1oBDCu8WLnOCfZYkkphSJJVo4OhAMTMnS6e",
-	"s2lBjcyZMqO3xlLYEenykYH+lcxGPEmYeCDUI8I7eZkIxhIQWQlNplyQTKbspOC+xBwkvi2Rg9WD9N6W",
-	"ouN94H6/gPszoebjMY85ExqWui0CjPPTewwMuHDH80TBKgzMjFgqFyvKiBUy4K3OY4LDmdHRBU1fGkR4",
-	"IEhwOxc6XxqPTLgOfI57Vv3UVrfnFvg45AsFDljFmPJ0nrETgmeBLttUXl2xhMxFYt10zu7GE1To1EQu",
-	"xKPe5hupX8m5SB54kcDPtsFE2MYYvvh1cLpfgMQbbylbQYOQuo0DHoeb5ZS8ZFL48d1r0pRZYNRLMjIs",
-	"Aqk8GFO5IBFPVNQiiWTovwNZ4VGB4i1dppImF1K+ptkVeyBsOCAGKc2wgBuWkW7YPzp4dkhGS8Tux5VY",
-	"uh7lfud/XktJUtjTlleupWzjgMci37XHgVaRnxkqPI96mecsu+Ex+1HQG8pTOkrZg/k4IxP0vxDzv8CE",
-	"5t70tbdZRJrsmWtSe3aKe1J274LtBitL2Op2/SGPg9IJmzGRMBEvyxzZijtNP6wCBcHSUbYqZ0lkNhQG",
-	"aFVqjSAAKRBdBPIvuu/B5YBRECNDnxRpFgIh4eKKgTsHjlkFAHpDAahHJixNWh0CYTvWUAXiqRfHExGF",
-	"cTsrgmUl2GcTYPqv1sR77AbTF1J+T8XSPlYPBWgpyZSKJTBlllTighQZZ3KK6qoV4U8wYgmcH2ukFp1R",
-	"Iy7ej3z1PIXrwi3OXd8ulMsMbOcDH4eCcWXDbtxpkClNGNl8iIRqzaYzrVYgbShqQQ01ATQNkDiViqGu",
-	"EEshWKxzr+FvABh/FGavMuM/s+TBhgEMVBphkBgqQjboCYyLj67adwtIOy3fmPfNbWmpF3H3OCLSG1k6",
-	"CiCAht658CVnoZKZC4essM66QMBNt7vy/iNAxyyTMVPKkPOXENb6CPy3KkTYkMF6g1HGZjLT6sP+x844",
-	"lYtOovSleVJrFXWm0BBsF4cHB/sHjdtgdbJnHzu+Y66YSEhnfgFLIE/I8fE6o9TDqGSvgN1/mt0j3CL9",
-	"2RZqb/KBjybgwZ3ccAmuceDLONBAKZo0adloVBHlT2psoDSeoIHzUUXDH4Waz8x1suR7lnB6sZw9VDh8",
-	"jkPbZqrCbO9NYgYH5EpqcKruzVLKxePL/wcFaHibJFOzSwKAsTVVy0e3YXQbhj0qrNg4zKh6TBjPNlcA",
-	"MfZOSCwTLq4qwmUOQBhz/IhAkm8UZjqdJ1yfxi4w3kUlYRh8I2jMZwn+A82ScHmKGUITp4xmjY++byp/",
-	"p+KODfAzL4Wui6T8QTCyyMDKu5hIlD24DqyLwQZXGYHYhmjBc8PoS46xzw1qd1Esg8ZaZo1BQ85UG0yS",
-	"sA+wzuAywNKK+7bG4cagF2AAhQ2obgz28YH5123uaqtEhDhd6BLPK2kMPjz7eBs0DIR3u0dwakAeEOa3",
-	"tobYQeDUQ5uMOV0OS+iFvYN2eAi+1Z71rZqznmUGjDRHRx7N73YTUPtgcJsfXPWm3oDd23OoIrFDaXFi",
-	"b5E0IzjrNrwRgc0jent68e6HNz+eX56++P7szeXFD39/+QYDz1dAxbsgmiTcfJqmb709oTe2vLK/c5G0",
-	"1YzFfMxjBzMuWQPhJtqLKAqk4GtQELxqrTAY9KO89cjRfxj6OHiys8u3ct3rvdLutRNiROklnBUcIoSa",
-	"URuAG8s0RQmZNAHrDLmgaYqx/ioggJI6f2qDruqPtwJTW4DFOzsCPcUO/LwjMRDfhqd1gRiFG/1DA2M1",
-	"8E2EscABaHVl5TMswOJjzRXBMl9z9FV7FAECfkBw+kYbDG34GDS87AIvIeD7izM+/scq8bAH6P3jTmhB",
-	"In+b3xLNMgp/l768eaI37JO2ORIrEAQLKc+2FiRKkOtxN3tW7mIbgQsCKV2uvbmlFUPMA0A4c8qGtJV5",
-	"nzv/Kr59R3U8eWHpzHMgMxDfWjpnD8Q2kZqwjtSUAfJew+8zDmW5XcdVbtMJhMX+3YIq+6q74udnL96t",
-	"EtdTQc7e3vQNdT97e3NIZhkb80+EC2LeNyIVCljNqBt24P/3jqKARL0w7A6S0dFgsLffi1odcpGb5YaC",
-	"pkqSeMLia4UsD52caCyZ0QxUV6fqu+dF7s6Yf3qiyJhOuXPleokfYaeHy+gelqPA+selyLzjckxYs9k7",
-	"+BC2Dz7+0vsQtvsYu/VL10Vu/QLhYv8Ff7aGw07r8/7tDiP2mvsfwnbv4y8fuj33DELNTtuvaHs86Hx8",
-	"Oij/udfsmmmPYMaundyfcqtQsm2uLk84cddnBpSuD6DDoOpzwy3fMQVxdiXWAHyUJZdM6AyQsHsY+jqv",
-	"/Z10D0Ni30GrYc9yXUMV5nHMlJVIVmjnyhd2RrF8NZ9XyUr+7fy3kZQpo2IVx+ybxXzBytpq0ctss4ap",
-	"2u07rnrDLBcrTrIXBg12w4HlKtgb+zTD5fSCxoTrS1ByGoOwc3z47Bk8Uo3BsY16VxCCtm/+sAy1oMgZ",
-	"+w9Ay6ViZkj3NihW0Q+9RfTXryGsrOHosNd1azgoreHIW0Mm5xphtrKG8Pbj6t3bM9qSccJRnwOPWWGc",
-	"ldu0M6+9sDd0WpcQYE8wGrjwfogAs09PSGR3Fw2I/RdJWMyVOTzQsizj9C7CHsfHGpbnbWc1BPcTjTUx",
-	"/JQrzWOgklIwRKoBiewFRuTPJMKLjcifSGQvLyJN+y+HlENhlOQl08TAtGAJmc+8ZGkg4EmrQ/7KNQat",
-	"4d2ikEwUFzEzq8m0+XEo1Dy74TcMJsusd2RVn7ph98Dm+9MBD45XI5qRNGVsKm9YYrSGKb1mJJNyai5u",
-	"1y85HNl5jR5GVddoMIvskSb890/2AlonJHQKfRHgl0p5PZ+VFp7IObr/iuyY2rVgqo5dyr2orUX6nQcK",
-	"i3J3Yjjg5u0KAVnJLLUK4MRixRMF8VQKIsqsITZj47lC2/hD5C8beOhAM3DQXUCCPc78ePyb9iGzuqs6",
-	"AvUCdaqzF6pOJ1aFUoywXEREG7wFsTAgVJOpxFDQEKL6aDw5IZHO5gKcFBFRdKmGYmFT45WcMrJgGSMp",
-	"G2si59awhCYMTVNHCvSETY36XIfzJfE8p+h35CAAxJ7hy5jQVdWI8mkvYSUPEd5XF+UmqAH0O5YFk957",
-	"SflNbCGa1In9xfjVAyqvbS2IlRStMpi9k4uCWEJIDheEkiRbkmwuAhTuF3KeJmTEwIDyO1fUtjjxOxWt",
-	"F3kExHOjAq2qr85XUGvZlVlC6EjOUWkqoik65JXMSMTFOJ1/SkZROXYCqpyAkBJPpGJiKKzP3illfpkZ",
-	"jSy8PZ8N3IQ/pRFpdjufBuQM/v7HayIF2YOA91YwFJF52KZXVxm7opphpnBEmj0z5FU6/2TzWNwLmO7f",
-	"CggOxEOMSNO8GgwFjsd84bfW7QBFNyLr0LSpmG7JC4rWfdjmkulWVS10u6ijK8zFaVaEPC/KxFYyidB/",
-	"Ehn1NBpTnka2ygadK4ZexvxIeWw4TSqvfIHPD6epE/Wcf6awrchrw5MMOHy8yxpoB9eCnIzVqVJM12c+",
-	"Y6CLHBvUlfF8yoTV6mf0ysgSGCCbI8qICwpxSSvrf5HJWeH9qLc3j2mqVgzOZiAm6oHvBr2eFYeE/VqS",
-	"ydmqaU1bz5w7N3jrziODX+sOzFXZqDGIkPenb9pjGpuFQrTqmMYMD28lbQ/OIAPFstEL9zthp9vd73RD",
-	"ozNiZaRLOFHPvhgeD8IDsC+iSXP7oh12KY1Bg+lJ6OevZly1F1R0G0GeDbi1YdRaWTeuM0+UcvlUq24T",
-	"dwyb5bqzt6f2xdvyCW1nHl/xLqwTJbzDWpGc8ivFtATEaJZcMdDl0E1WSS5cmX8bGdaJr/mNbLFu/zK2",
-	"PZLicrZNXqtxMhRJpFbGLU4wyC838DPmvNsrrXsTtj1HN+ldpOPhoFW5f5c5+sg36588TdMfxmDl2eoO",
-	"PgbesqBUwDplw21/07lu9uX8MSnUF3be5Azkq7tu3Ep+xNCD3fjyBdgSIK1fS4JlsrwiTFIAv5ty4c/U",
-	"fXQU/VJYuS09XD3UG1YnHBgJHQ8psIXV0PAQJVTTQURSLqyocA5Sd/vcvASTVeQGMwCObp5wjOwBq/C9",
-	"/Kg7YpRlo/39ze7P4hqM1OMWtoI2+Ua2Dj64WM5YEXwww1SLQTmVsBnBVy2JigKCf1tSELUCCCvjyVBA",
-	"TqI7xcgNtMuNCLqiaAZmvyh/jAEMAYmgSIh7PBT5m7YoiPmyrdPhvl3Mlof/2cxI9JqbNeC6I6M44TAz",
-	"D37FrH2WzhWJnFfBfcpVUyyiLKxTBYKE8WNPFLh5WGaem4GtoLSOppinKcRF0DRtYTAJeGM7EPRglmFw",
-	"KULzbVRxbNjoEzCjdexvESRegdgOP+I8qH+tCf5YJTGIM08UUeynOROxq5IGtcwyRhUK2ySW0ynXRGYJ",
-	"y07w7gxYnJ+/JBFPBkbplQbxkqIW6muqdBswrH32Itps4auNPdklPiPI9ZCNvMGsBkIJ6wM6bPQdfgHw",
-	"5+M6EuQCEiuqK14CmTIqlFcHEo3FkBgutHW9gnE/T6q9ZjON1XsmYLXJmEE+jNHU1Go3ntvfYaDl2w4J",
-	"3J+OKiA58v8s4YwLCejkwXA+hOVBcnUa88tPEHuY1SlqKK8TBq8AgKZyAYzM2RRs7bEFmKmoIhmLGb9h",
-	"CfomecmjsWq98tjaKkgzu7Anivz44i2xdMsOqRQrPO51wk6v062N36KaXmV0WvOZF+6nfN0BSVgsE6xO",
-	"IKS+h88CJ7h0UdLrv4mBuTwBwwuOOiHCJttgNbeMxTJLlDtag7bJPZYEzoxLxTDBejs8NFd9ab+/uotX",
-	"qVzkq3MrM9o80hPIiS9V8rJ2tHssPqU7r32WSS1jmfr2DMG02ZIRo2dj/slgDPz9sT4mzQBsnb3W/kIS",
-	"psG7QJoVigsBtTMoI3MlDc4YQto6wQDrJJMzd/FySrl4oohm0xk4Qe9xNspgABdXl9naEsTuFWJewap7",
-	"WGMPnHOGLrlrbHYNvX/TOiFd5JRzAYPvArnuunCcy3XcCnJ5K4VWbXEOF6zCkewWROCEAOeFhQlZDMNq",
-	"CKUVWuXfvI/JiCgkrbIad/I1kaVMA4jfHO+dvX119q/ilgjmgwi56Nx5PdbWernLhwy5IooV3CUDelq4",
-	"JnmWL4Y0jRwCeU5cE+siawG+gYvJEBbEwvtQDWsbXl3zP63R2OYEAkw5sumoLWkeGEw4BpnGbjIg3RD+",
-	"hp0G5AD+UOYncL/yMZI/O1dnN1dCYUTJ0b/Yg2+A8aihT118TlEhf1WiXnezHtXwIauKo7WCiAXyLa0M",
-	"PrfzmNs+OM8q3CcsE/91ikiZ2B/1YSqP8FbHOatAQWhzqlrQznCFPnV9VSrsHod0P+63D9jhuP2MHo3a",
-	"x3GYtLusN96n/dFBfJiUjtJoaTUY1fMgtVsX/LKj3cHJQ3dFvuBsdff5yuj7L+udIu9tXtkCmhCA8GRA",
-	"HksL5Q5nyI9YlZdshlR1zr+d//DGllAa2+AFM5v1pUACSDNal6Jl1CWb9CtsOD3dUIepXFuO1vNfL1Cs",
-	"eLma/mUrYfWOjPKS0RiKkd/lb8ATKL5Qe/yGrddIszqj8bURTQ29pQKFciekrB421g3Y3S96X2HrLsA0",
-	"2/o7W95XJDJ71w/211oRys0WNFx1hTVEdd39mI3sbkg7aOv5LLUwClBMvpN64oQGhjVOXAlIqJ+IMa4V",
-	"05DSl3yWx7rud8wh5CmLg4PwMPRJW/dZ0FBZnA/pdsLOQQOf4QhDL8NVw439zA42u2IRnzeU44WUyTvd",
-	"854MvH6q3sGdE7mt77CN4mQeuI2qgxaXErij9b7knZ2393Xgt5HTWsQ/PgyBDa7ln93BwZHHP78oZG3g",
-	"xeEgPP63h5ODbi8MV6zzRhgOvEK3A/Np+ITd7wPZJhDdxzPVl5a6c7aTsrB314LPzXtVIPNzjhXC07ae",
-	"gnzOerav5cxaUIBMZQl0RBktA6jry0TiGtRYldXR1oLa1hHWgsb/JZUjmq4JdL3A4DJLHEsKegAJaizB",
-	"QjGRS5RVUU1C4w27hC00Bv1e6Mj/oHsQ2v+zsqSZCZHCPlGXeSznMQRk51/xIrcfeerGoMGSK9amg6Pw",
-	"KDTHJ2OaOnUwx5eem94KCPkqDG2cizilSvExZ8mlXVKvZweUfszn2++u/GaFr8bg6Nl6dxsic9cmRqVs",
-	"rC/lXDcGHz7WLRarlA/snn6lxd/WRx+7j9ZZiRQx8AqSrhVIeZIyqLMr5/exr+VyWUW+S1MbhuPMUQEp",
-	"NnF/c14F5lb194XFaatoW7GbZy401jVrcuLniGG0EwjqRhSN6cwa+Gg8uZ99r4wF9dfgogxHy+IW1IKx",
-	"WdVGu+PHPUT+XFtL0NEdsIDZWvyW4gRFjVZgs52c2N4lbtiPrklS8NFn1YSHzQKswcn1FXA58vYaMSp3",
-	"MVluvaTXbKx/mGu3srpFeUL4KvDaHx8ZfJXryLBlD4MVQlIPTBNUMBN+w5M5TdOlAfspm97PxFtHpz4/",
-	"aJL7qjvrSF8NEJkfXL451sfP65I8NAx+Vb0q0dk1e609xzUbql5zlc5VaUqQd8Uo0N1Dsjph6K+MpnpS",
-	"kbJdfGZDXq9KnLXBmw+J2rQ9fN7WByJeYJCkgVxDgDBkFskgpK5rEhkuFXUau3G9C2hakkFFNHyzjXQe",
-	"4vrxBopajPjZ+/DBWc23v+NakRkkGsVSGCp2wzJ6xRLMUYxmMxUNLJ/8f/5vckT28spr9UkumxJb7oup",
-	"90fOGaPXl9ts3Mm5o7ni5h7G6VxNMNr0hqaIttaTU7qHAcYCuBefKHtWvoCMVcEdHgRwjgEBUliw1/IH",
-	"h6KpGDOiNf4dtTrkdAQBLuDQWB3h2BF6G6xbzVblkxlmmdFyQzQ5dneZW/SgqwRRMyoUmaL/gArSDYwA",
-	"GIZh/jWbWbbj/c/qLuKtZWPFXQy884X61/hC5cDs0t3F4evmJhS31TxwM175dWihSJXO+2pN6ZKMwFc/",
-	"m6F/Czti7EVaRq177fEBxSXsS3cSc3OMiM6baJhry1VLbmYZixlU7an0FCO2pVgzsj2//py3KavJJhnb",
-	"DnlbmhTzxJPVGC70zc2gTR+Q1SL5vLTQgMg0AQTdSfwrEfYaQcsWXNlymnP7tplI3vOybSs+6KmSZ7S4",
-	"ZWy413PmkjDLV4Ehq6uBKUZ3xSgiSxA4Jh4gUXJV6ec6xxotZ6QZwXR/hsF+GZY8Ecq/zUe5gZL5pgZg",
-	"4ecTEuZbwSVGdkv34If2i6I24bj45hOV948zr56QyBeQiqP1n7p8CtLMt0VCUGnlXLuVFyS9fktAriBw",
-	"zF2Tq6yP+lfTcLCiVCtdQt+fVBpRxGgFmgkIWrtmbKYI1/XldGYendjm/tzr90eaDeYzC1ObwL/45uqF",
-	"IXcDst8h78D5TjNGRmVW3yHRlH4yUgHEEh4fwD8xYBDsZfhnxoYCezjk5ZBnLGsD123nXDczXxlYbGIz",
-	"GU/aNOVXAtxGKyLEUJi5UjpTHoOy+iyGTuCt2vQg812aprnokItgoI/biU+GApHCNo+BjzlQs3DY6ngb",
-	"tZESxwd6YnYUGzBJrRdEKja0QRxmFUQwmkGhXiquMb9txNMU0+vHXIAvZkCUzDA57g1xY6mzT2JcozlI",
-	"LBAnmBGUzXwkZjxthp3jA7OtN60OOQOlGlrckSYeqT0VriBQrmU7PGZ0MRQTmSbK74VlblAazMjoAsI8",
-	"QI41x2COB15SZD4zbL5HEoMvTUhfyxPzutOhyGSazmeqdeIC9Oy4EVsaMdFMDYMooh6ELhTtOQvAwCs0",
-	"9zAUqbyiGdeTKY/JiBflexnpToj9YOAsXt3/k0e6wEFgY5FmDrM2ULSAVIP6+C4WfQFTUcYYwD71hMbI",
-	"ScMGBir5ep8b9OYKJeVu72i/s2/jwY2s1xj0+taUjC8cQo0JXA+6D8KgYeGrMThE26jUNHW6+f7RQfGs",
-	"MB0eHazaB90qqvjtzedjgZMC4URt71MjxmkZ3UNB8ba8YrfLZebSNTt4b74hdCRvMOX2PgFrtZuG4uy0",
-	"iH2ytS9KaO5w3PBGG+wkGJkYEBXLe5xBfq91i5nwqwlU3/DPILNhqrtqAw5gqh+qpUxs9ZuKNH36dIJI",
-	"ALpMgUu1qGZ0q5rr2lLC9yF79/TyMg48zLtenqy8tCDHpQ3s9IKzNW3cM6ZkOgcBwit7bc3OSDM7JMro",
-	"IhrY3plY6UAh34PsdAGXBjoZ8C+UaEpssRVgBLSh0HmNxb+enV/88O6/L9+dvr989/Li5ZuLsx/ekKbN",
-	"zyLPhsJQb8PUulPLuLsTKP0C9wu8fsrFXOMXzZ8TOc/KbqucqeIKhqJ2Cd3vvRWYyVbf+GvNGhXZD5FQ",
-	"98OQ2NWe2jAZc4CudDjNFMAvrNxamEdzX+ElEXDCyFZ9MEIEdjZG/oc07yTPmVSlBpFouIjnRvfHaYNq",
-	"n1yo/iWkRtaH9WeWTJMm5rxTe5K5icAJw+ZEWwEwmYKLGvaYs2hc4VDoCZt2CPoTAzQpBSRy8pfjSQEp",
-	"sbiKLFZEaFDt+q9pzrKTsmBTRwHAklIWH1sd8oKPbfsqNSDUJcA/Ua5qD2rbEW6LuguyspOz1tmARnth",
-	"T0gTXBb45xM1FCNmJKCy/eeJyodzAXViESpbgTm5eIJ6uDIH+EQVAV9u+MlQ1Mo4QX7DNpXGSsPAErhn",
-	"vCqbR6wYYM2nGV00AuzK353UuoyLsA3DrMXSplgWRGx2069RM8pvHK6+8TFYUwavmUhtdJ6f5jRp5ZXV",
-	"mu9ePSf93nEXSja3SN41zQm+0L1TZq4EG1o1ysFoleRLv3DdQalwXW/Hsm8uJHnjWmwROH8R5TJwsKhP",
-	"bXnFRNvxIKb3BNN81jGXANdhoQK7G6/x5P8gWG1L63GuWd5tsb6Pz/XS+jnuMb7wyNfzJreZnLNgK+yc",
-	"OJ+9Ob84ffP8Zb3Oe3c43J2h4DYyYNVFMGe5Ou9clxiXDQzUsEU/ihBIG8r51BbTMCtYZ3JBRv+Acy2n",
-	"s1dDTqxhOV8cxITDosCI6jyfTxR2vTX7xKbqrp96RZzavqyuu+4gD0+o7rUKUytWUT8w+47s97Iz+A58",
-	"QX/0l8GQ+0SLVsMLHur6/21h5ldEq3vViqq4vv8H+rH/p1OY35TT/A7CVQ0ZqUvBtNixMVgFMnvTuYKG",
-	"R2vom4/oNQlvVNVl+kRK05RFA/jYhNHM6gWIuxmrei2hdCdTTF/O0FwYDTD11a3bKJyLjGvNhEtp4l5C",
-	"2oQRwRZGloZ0ViwkX0qZNetx+azuI7WS7VaA604XvYiZ1Ky03IcDpz3YuyEhj8CpWyygTCWnMmMl9TcP",
-	"6nSYRZqRBYkI5GxUuqDTk6PpzQhwBz1CeacNHJQjVt3Z1hd1Pc0TSLpEy0pmRyHKp4yCIdmAUEY5WJ8X",
-	"E67BTx2Xyz9VS9d7Qn23d1SS6rulctTD4Xmz83Q4PG/9151lno3KsXF1sC5wkXghyivbx+dOXRdm0hm9",
-	"YjZv0dpdANDM4/I2XemU/xZ/m4ymb+Trf303iafpz2ci3EZ6fUsx0GYl42UuBEudzgv3WSROQkOHjE0N",
-	"0LuHlYDfDQVsuqFXwKbbs9By6Sa63KWuTamIzYhlKRdtLDJjEMgssDLvMT0aPYsPk/YB64/bfbo/ah/F",
-	"vaTdZeHY/eY162nMZ5ur3HTX9Cp5hAJa2wWs1xzeFsWsdinaUneOW3yiCMna2IKI6sk5vnmvGlt1RRxs",
-	"btnqydTuJV/pbnWzzMK3rJlVYYwr67JWrtW1RdikKgED1Spf/h1c/Xalt3wgKFXfms/Wld7a8nLX3dzG",
-	"LJ4/Gu36wuW4gMV89VJcZhXfFxVr6+IuwQg+ZVTNMzZlQlu7GNWTPOcTw+jaZolziL+IZVYtOzmiIlnw",
-	"RE8up+DUOu6HQeM/RnDNLqFUccfADdVMxEt8cNTpBw374XXJHQh2Uz3HvBantFymUqnLWawbg7DTtbWo",
-	"HHDC6hqD495dmSNht4aFVffxeVf3mLfnncf657Pz4NJRbst94Wh3STo8PFofoepdy+eNBeCxR8Mm36i7",
-	"0N1T2fD2V6Ms9YT8NKcp10uSA3IeSglhoiD22SsICN4jxkxKpU7Q9wstnkdM27Kc689t3R7Xmgruwffd",
-	"KZUAx4fA1YsJqgCOIODOrQxFW4kDlryciRkmj+xQSHMrXPMO1CZiPQj9crjeZrIyPq5YSdsLunQAA/kc",
-	"PE355vDwnT5fweg1OrlPuxdUEQjaOiHOWwwxjbzo++cVS/gdk4gKJjwU/tcB9/lKhgWIFwm7ymgCFqtE",
-	"LiqNxOCNWpXzKxbE3Kk+8M46TF3Byrd8xlIu1jkZzOMcJhOWampNYzZ0v9SDP6im3JUEj/iaQZ1VV4ke",
-	"LlnHE6Yubefhwb71j9jK6/mrA3IQ7kNpTB4z8qNXLN0fsCo/dF3mqfO7YI+mDSmqLrjzMsnkbGbbGNlH",
-	"ziznPbI2v8bg6LBfUyoh33QBmN7u1U/1ZqjqqazkhODvhpShK37lIlzfEhfuMpYZuZIyIU1K+p8+WWM1",
-	"JE30e8etAOMRZywj8O0TS4FKc9AUgiIzRuzRAM/1LLXlgwtcXU6d56yYqbFGDBxah7yiPJ1nzCs4mBku",
-	"xRLSFNL6TAJy8OlTAMu0JQkfUvvJh67PW7hPy7B1by9sFfZqmYTDrHgZp9aiBmNYwpIB4c6QC2EaWFeT",
-	"a6KlvIZAEq4hmM6V3NTSdok1l+QegpWacs3FVYecCpsra7FqKm+g6baNAykbwAOiJBlC6ofF8cqehg3H",
-	"4GxkFZlAnlzgcoShbj95M09TMheap143ItwwxGFVgpGxBphrOrHeqXLnDVSRekXuRBh3kO3nMo/m47EN",
-	"KRuDxdOmKFg8w2Y82NbGodm9ovzLJGbNAu3tmesdMYdIQZGkemJjLc0CZ1LCKS8xwjZVkkhBEq6u7Q3k",
-	"w6Gup+3IBR3W75kyXSWKD4sadMRzZd6V01q53xUaWsL8Kl6vImitnIFNSteUE4XUH795v1Zlz8aaJtqf",
-	"y0qx/SqW6oUCv7ZNtOfD7/ZXAle6/QMnqW6wD/Wcos6EQZbEYYstm7JFLRb4oCsIE/MkW22s6arCoLUK",
-	"M6+wPoyW8K/u7cdyrZiioe+N5LO2vGFZbmpaCSXpHtkw7ozLjOulEUE32pF6D+rXjZdeath9Z10IFweM",
-	"0LCpSkSw2dXVIe8YTdpSpMv71pPwY3AqQgSEqDv2Ta8oF0qXFu717LM0D3gSuCi/6Mrv457IQfpzTeTE",
-	"/XwXfvRVnU5nc6fgUOwxW6cYH7u2iHCG5aNbdzY78bMcEe8G3u/h1R1t6zUhXPXpsF8IgDAa1gsXbD0M",
-	"pApyUd3Ia7nAbE51QlwHcUi4VRNgm8QNRTZJp9KwX8PtYdEwmicwgZGulTb3hkWQAqgfDYBgpAcL1uYs",
-	"UD3ELN/WnQaqtSaIxzRS+c6p/LQKvHIg5/WRf1Do207eLJ8I15egmtDZjAmFfTnLzaIComWaEAoB5KMl",
-	"icz80YBEHpONiNKMZUb8HQoptCzV8TdSRWRrHHONocgJN2uYckE16hJTOps5yS2Ts3UI5jXCCkpsfh0O",
-	"wytGiS+YkGVkSwxXwPO6DRpSsG3cWasTbh7grRiKkOJt3K8jz714rkfac+dbiSx6lP6L00WPjjwQZ+td",
-	"hx7q2dNajxE2WaDiKgT1zchlU0NXQP5a57BxehZIcapIbF2tXAYyp826g51VigmWivT59SwOXNrdDIp8",
-	"be4cUnSZdt8N7WeLL/ofK33JfWTtN7q5Q7FcLrCUYA0yaKOUNJzn+h1i/WAv+w6crHlanNtrnpp2UM05",
-	"dA9KuVnuDCspV1Du0OyFZe42jQRd3VWvXry1ULBCLLFqARhWA0IVueI3TNTGuLqiCSv2wEyXc3cg10rJ",
-	"9Kbqqdnedl0AYp3zs2IUGLEJF4mfJupSheylPVFeWp4KCOtcdUjUDVV0siHR9KGlIL5QyYeH1Iu8X+mA",
-	"30j+vQP9rUZBguBD6lyU0/uLYwtKFTAQq+zKtiyIgbR6cw30b8aAX9cY8KWDStBU9PXDSjxBZzdvFtZ1",
-	"tRqup9Ph0asTaySOM65ZxqVAPoIRYfAO2JeR2A5F8VoTC0Cw6UwviYEMknKlW25eQgWatuu6gxdgdkcP",
-	"+LMX7/yi07vcW6bfGZ5Wbt/tdZYryLJXhrrSJ/QtcT+6ClbNQ3Lx/G1Aus/Ijy/eBqTT6bRyVuRtPR+4",
-	"WSXcsrj1LmflKjN/gbO6XQuYa1yOr0sB4XIMeaUIf/er6LuZRm4q2Hu0MvAoD29YX433btJZV7DXW5yr",
-	"ZHt3Qd0VgflwZcWHKzt1Kx5tt+Ket2Kn1lWXbAnxHYFcB7YE8BYHVFcluIbwl+t+29LBLtT/9jeaLbom",
-	"xs8H+S9RU9ZHurrKso+QbfobLk77gHt7UMn2HevUbhJLH2Jv27nMKULLlwqFIRGsutL/0gA8tQZzLAuA",
-	"69mqlexDbUu/d2NSzQ06Dr3b9Z0KwoWhoWCQBxVfjo0As/fji7cgtKkTV8MIBD6DwexTzFiSFzTyeHGt",
-	"1H9nhcb7NQepqH+P0Jqj0P5qkaRqTN3tpM81Y9mKwZqAARpjuzuFIRp0cwXS8yeu0OFM9YQ0KUZ6DIWg",
-	"U0jxEsy14mPKXg5XQGsp6fd62BjJUN55mg6gunOpM2xeemUonGc7YTGH1mjN6Irpd/j0hX0YtUg8kRLa",
-	"1CjCS95PDEkxCO/iIIei/DWzEFcwEJJrcQm2XSTXKk/iwvKvFLrstTwz01BAW7nioLSErQU2pEX7ho6o",
-	"EFGQ+CgmEkXoUKy064VmqCdEzeOJOXUkMCSmwgu9wHayttrQSq2yLbT5MhpsG0+9hhP7mGD7v7qwM/+z",
-	"d5aeto1m3WrqIV+OUlZjIDwV5N2r5+S4f/DMqDPmJZIwTXnaIS9Baex/+gQnfwD/hXpNE6pchGQlU23C",
-	"4us7pYB3kNzIlHqOr0O3UvPJNd6iBZgAi05lNn8UAm4DiOKZzKdUVLqxelG52HyMK8LFDU3r84zWNUr9",
-	"QTDChM6WYDu0E9jWZs1+GAakHx7DASGuUk2mUmnSDcOtxSKvU1tJO4Nw3aqAdFepBNwxUKPSeezRGd+7",
-	"6e4ZfFSlPpUZbwO4MUwWrknLhjlrq6ieQ/Ek2x39X+13+Gr77IURD9RMCsVqe7aF3b+F/97/x+GbZ/88",
-	"/nvv+/7bg3dH592L/feHm5PAVnf814uLtwRfILFMyhk0/V5vk2p+cHzsYWo/rOdSXKc1p30+kZl2Nmxn",
-	"Yr/mWPTbotKJ1wJMupLdDs0gI8h8rnwy/zQARoF45dFQa9tTV2wZCROaj7mloiuLQW83BAdiI2mF9BGy",
-	"m4kUtoNpsZaJ1jM12Nub2T7LnYTd7Nnp1N5NvtIdwKmeduEZe+mTHszV0bOchKyWLL43DVoHZJFhFkvb",
-	"tt0a0swgKLF67Setw4tQtqGIeN62cUDgFr5xu8/zze0gtxgShis2JCxhMyYSJuLlCYlceHNEpEiXuMUz",
-	"ePbiO1eWzIUq2wC/VaqfUE1HVN0pSL/IvwzbQGJmw6t3HVo5xHwJG0/P44JbJpPaAbfBI0FZZdlrr/xj",
-	"UFteHQnHHsDZz5YbK7w16l0sEA7XFB0q2MB3OnAYso6YRTecLVgWYRXBExKZvVItswgjUUFkBf7JhAGG",
-	"oAi+MaxvitlKmNoorpjSqiggGtFkykWE8m0RDu0jDn69ETTcZ412bEaVc0Dy11boYUXGrbhuoA194mFH",
-	"zJM7kiNdKZKGq00KmVykedxr2aCifTJXEDxkWK1qlDIkFUshzvjSEylX0/qpM3Cs6rL+EtemKOViPoQr",
-	"uey7JqNZyl2+gJALhA/8Wmt7J++6YizvJ0uUwEAdWEixXgSzWsUzq7HYId2eTYE1BKY+rWdNuiE07bZH",
-	"C3M9UXgvRSAfx1bcQjqY3DGf8G5RffVud7QyVel/dT6vXItLH/TAIXBwU0fpzrmurYiSyhglCiumnL9o",
-	"vz99s32ZjRwtqlGFGVe5+GCwndl09sbhuBv36EGvfUT7rN0fHbH2sfmzl+yPn8VdFo66XWun9icLyKt3",
-	"RTp7pezKWnN1d7DvFpj3YN5/lDIapf1+LhV+CXv9u+turKtqUOy7NGnv4PCBVRZ2Dyzc0GH9TJgzU8xo",
-	"e7nkY82DhiuA0P/ygl5FO7fmv6PWhhUq/eX4XdR3CUc0OAEpWC/AbLFjDFySLS+zuShFs9kX6wKXyw65",
-	"O8GgoupNuXB/VvQ+I1Pyn+bM/mxo0+oRqi32z6V4xxRsoyrSWLPOXZBWmus5FIUFTCkOqsY0W3Tirgna",
-	"QUHi0t7jmrZ0TtxAj0TFKGUYYFNmZCHnaUJGrEXilNEMc85Wr8MB6Do7jNfBhdd2ecRajuYYsQME1yxw",
-	"HZwgltgQ2ogn6OncygZgrqlyQ7UdZSDppe6Uq2zFvlkcfnFHQX7Xboc117AOlu4VSlqho0VVlko1rXqi",
-	"6lPL0tBKPkfGGFTutTFklMRcg3PqEUlsXRzouqNaxTjf6T1PONpUut2jwMe+3IIKRYJBLJi6aiP7+EAh",
-	"g8uRzh66JUDeBB+2rSBzEPdH+7R33O4ehc/a/fEhax8nB3Ebn5qH4SFI427uSwiAzJdovtXtBd39oNv/",
-	"aB+5V/aDhs7mIkb0hrX6RAFgkPjMPjcxgwbTK2zKIDnu5yL3Ku348OwjwvTlLmJIjlZAWFd8VflN1Qmk",
-	"8Ks1ERaJ13DvTiwF7Sxbkmwuahnl3ULnlrR5R7JsweXOGVly9kI9nI6//Xo0fOtqU49EX903gwJ4fKJr",
-	"Dn4HkptbP+qoKdrIEeQw1wX4kT1HOh5bj6wfc74dgSlWeD+8Wo1yLr57j26N/irvNVzVF7Cx5fB9h7ch",
-	"OATqABeFCi1umzO4b1uw2us7S8o5iOsRxCLGr48XVdDPgbu4UHfClYvyNr4OuO9bPu13qZN+4UhW0P+/",
-	"ehyrWcVXLMqys87+hZTxuiAPCOfyEoHWZIGsze74CvkZnKknfoLGrkkZKm8tuapD2ZaERodyEaPgPMWG",
-	"XPfKzLCdLGuQ4NfMT9iQhWDP4+M66HjHFNN3aQy90Jef/VDE3OYKebu+lIEPDL48sribl8feggltJUHa",
-	"lVY//1e5IFOIu7YvPqmUfP+ZZfJedWYeJvZV1u3JfHWXfCGv65LUTwU5fXtGtPm1qFKNdSLjjOl7GGvN",
-	"FboWe3N1h8PDsrerjI6poO0MfPaNoJFJ3/XyFWsTl3ax1icC54eJ63SuJ4ZmgdoJhVJsxIiWrsJDuRnV",
-	"gMyVbe6ZsVhmSdEefUTj66tMzqGXuY3wgCJMbizQMHt5ShZfs5UFFpTbuk7gOgF3mi2vYyOwcOHgu4AR",
-	"I8aEWU/SIa8MfZ4LqO4Er0ETTSqITCE9HZRMaOh4/woFO1XytS7EjZ5P884mKy9MUrHklu54Le7cywD1",
-	"q+zP39ody09qC9ezhYWD3HOLyB8QNYEG7BhSHrP7U4Pt8NywLiBTRpy//Pf1/s3xP9i73qf3z8R33enz",
-	"A/3fR/O/hfR1X704HP/1K5KFL3Ov+fbrPZDmSgwVUaAmKhKdzvVEZvxnip1rvzP6WUaG8zDcj2Em+CeL",
-	"rPjqJMz93i5lHizG4MpKmLMW1h6sW30JFvKFdSDkr19dCbrA8IfvtsrmK+/Xa5Oz3Y7xU+9g2IpbabNj",
-	"qbo99+0NW7Lf2VG1c8HSmB82TuXCK7eTyblmGfQwhIoz5gOrcUYPaW51ZwhmKhd/Z8uHNW7aqtu8t2FC",
-	"UwjlKeoRWdVKS5Iy7VdRtn2Alg91tNoOQdUuRRuvu04ViWM2Ay7WCxpFjyL4029a1BiENWldbmxN2pEB",
-	"vkL6atI0LdWjvE8jZH81675YrYtEc30UM2Vl5u7oHgsoH8i6JUAOgP0IRPnnPRQfUpUvP+zSOVTWVHf7",
-	"70/f/J2LNZDsIkvfn74hKRfXzojg2Uv98K5RJmkyolAccDpLIZlJQ7K+TRVXVLM05fAMip2W477ca6u8",
-	"UrF4nnG9PDdobKkEMF/DkTcrWXmBJ5C1orc/nF8QFyONUnYEGQxR3mTu9MX3Z28uL374+8s3UUCoGort",
-	"Gf8Qw3nMKo12Ce8VO5poPWvc3mJApKw1U0P8rQvJVJpqrnQRcmfD8lyMJsQWCxvmMwCbtYIKrzwzdzYU",
-	"XpKGS+KAAuwLo3V4P5ZqJXLbeh5rf81Y1kYYHQqXCuPU8SBPjrHBo4GNP0NLth8uWM1ZUZ2hGIr/9b/I",
-	"cwm7Mo/MkzZ5+vRv5z+8efqUjGRiljLHzMRrdhlTxTrkXRHsD0XB5ubfjETQ1gstfHv/UVJEQ0FI06Wu",
-	"E5YqZs716dN+9+Dp0xbWDXNR/OR7/h1pdg/hvwkznCNjymhiY5mZiSqAg9uOWieEYkPeLE8+MB/Yf/q0",
-	"g3s5LbRTLsXTp4MdpEjyPVeKi6uAzMW1MIqBzEjGbuQ1S8yarJJ4xbT5aNh9+tQC+fv379veh5n7SNQh",
-	"RvBVEMTAMeoHr33BsgFs0wWINiFCtBX4IaLNAgChM7YtrJkh2NnbzmHCTIdBomYWGxzaLAJDA8xng/5X",
-	"4Mly7lQLROj/gBehPZuZDywvaLiEvUNfbKtKgS/FyKDYZMBIHkZ3htVzKZ4oYumpOTCYzRyauSnyksaT",
-	"4k34HBTdLYbgvAKeeThr0RIzqAiJPrUdUW6bERFhnzQTBt475K+28m7mgoX9I4PKsCzObbKJjGGJNGNk",
-	"Nh+lPLbwBOkj6ulT+KUE8zZs+E8A+9jj+Lh/8KzlEMXy18gGOwN6oFiEJaNpli39GveEJwASU5oazsQS",
-	"YvAyINR7AmguM9uafEYzOmVG4GkjCMMJh0+fnsBWEEOA/91wmeZnbBfRdEAOroHAZgIZyhmQKSICcadr",
-	"5rOvgUGEyDl47iAvMiAjmpCzt3krZZmR52cv3pmlx1LoTKZFqzibSKbImx9fI8QSCsElODE0s7MpflBP",
-	"aZ7F9Xl83pZ7vadPbVR2hPlGHz5CoiDQIYoOKyySazOMqJneHC+cKBCuyHwV+5rreNLJy2Z86H7saGl+",
-	"sDL8h/2PHSPu5a9ELTxvkZMNnhu4fnz3unQ5/adPDQlL5ghH2HAVM/oEic7G7e8xIdj6toDqmM3bDHG/",
-	"pbuR9/2pj2FqgR4IQVOIVp9n/ksHAByEmmm9sHb3BS+/ojQIcPY0h1N4HULhrS9JudLaHTOxH1KPVQbN",
-	"3NHmnBekxkb+scQYrxMFIkiCBHwf0aRtl2FupMiUMX/NRck0aR6NZTbiScLgdyF1eyznIokCmCyWYpzy",
-	"GGaaMj2RSdu8QtNULnC4lrIN3AanV/OZuW+WtKcs4RQafdu53KHbdbhjdJNMqVi6havIHCZ+MJcSCugG",
-	"xYTwnGAePH1KmvXrQ/+6INGpeRTZhLDWiQ+KVUpRTBw+fepwhOsOORVLjyRP6dJlJVoIsPj1juls2T4d",
-	"a8O0FhOeMkeMXa5IFZJkRrSURKVyYYuHimXFiGxu2ODxsf0MHGnpS1pC8qklMDkEguW2NBl8S46hsP6p",
-	"g8Mnyl4SpvhFTt7zs/oMTQAlsWmdcm0mYplAq39KMD3xx3dnJM/BsgziXU69lZE2MJw3z9EzVN4wg3IO",
-	"n1kaZophjVVmW1fJBWB8JeGvmUtNvSNywxU3p3p6/vzszOvA2TrBdgYLrhicJzeCijD3yRK71NdcacPK",
-	"NL1mJEr5lOuINF3rlYMwIN1OpxuGoRXWDDenP80ZidAgE7n7M3ABC/0MhpSAeFab2+iERN7fkcuxXm2S",
-	"Sd5SBbX2jXht5psLVxJWSxCzSr027S7+iaQRThvToItTtmTT4Aa0hODrIq1RkECWnyqJN0+dFgCcECOw",
-	"STRsIHFyJBno07ARdcg53htmP/MS/YYKrNfM8QXw2htMwFglwxadiQdVmJTHTGCqlzX3nc6MUNbudUKj",
-	"Vmaplza4WCw6FH7uyOxqz45Ve6/Pnr98c/4SxhQJloWWc/r2zA+baHQ7Ib4pZ0zQGW8MGvudsLPf8OJ6",
-	"nAQOvjfz4KrOhXiaey+5EU39EoABGfNUQ9fv0dKlaubkCAsvku89sW8oUCbGg8lJ0lkCRZGUhm+9xE/B",
-	"Su1caH2tOsPTpVuW9UqBrd8p2k7CAG+4GQDksrC5ut8vzQCnadK7jF6wwnd2KGj7t7fBtkvLhR4OfUp+",
-	"/PHshRUPrC2CcEw3KvT4LQNwNm6Ql7fnxWsc9qudeFfsBRv3ltcIsPlNNNYyM1tDPcIspLIfOVNtTFOr",
-	"XzTMsG65NZ2Dd1svhTrd2HMDFqz5lJUzjqdQ48Hq4E+UKwMCOsD+/v4xCBsLtHNkLKXaKPYpN1S3fTCN",
-	"Ktv1fQShX5Z2dedg2t10UV6T5KaQi1/aH7rt448fwvbxx89hcHT7QU0nyeLjL/ikf9vGf/SKf1y4fwxW",
-	"/tEcDjv4725wfNv6r+a/f/nwp/bHlfdarTu7MlOsj2AOC/t9oSxDfjasq9kLe4ftbg8cIUf2RFoBEVBe",
-	"NDMKgxmSn6yWkI8HB9zeD6cBaXdBTWo/S4yaA0pPQKYBmQTEaDqtO4HAdi//de+/d+f9Q8eSb/f/5e8f",
-	"rRtAaAJb8yQoSDOyj6xEq42mS7lQFmbYJx0MBb8S0myfxEYwbqLQlkJDRhBJzv/xGnJcaJr6j99Kpa8y",
-	"dv6P160TEv0fWx/qMhoKmrHcmI3iylSx9IapStUVQ0PXwNBPj0k5L/zMHOxfoDTIZTLT5JotA0JVjLo3",
-	"3J29Z9eIPWpHARh48JXOULz8aU5TMxIjRmBylB14kicDASImPGNwMx3yPo/rGVSEj1L2UH67zItF6QzF",
-	"KUFZ1YiqKOlj2n7eRMhsxtwBijKq0p0Q9ZGM6XkmWJIXxy8uw/nma0m6zHTpRpx1347BsR9r76JOCCnk",
-	"ob3XRsJvbPGi88l+DBpOcwHhrxeGEHUghWYCXZMVo695toNQBI5zMMjXVJKmWGKL+rKkoZSo1sKCfMVo",
-	"3Qft63uld+GbfdxO3aB823vf0cSOa8CQ7t1DfgTDg8z4zywxgw62+c6ZtRjY+jR+hWiorAAAhmeRSkM/",
-	"Nb2CxCM4SAMQFeOnFwpwG+RyO5h2izTEOj8Z1odCyTwPQLTKEhiGoUAUXSoysZGCHQKLYElAwAcVQ1yY",
-	"GooIBnRsJH1UFuwJyHR1Yv1z8/5zMxRrlHwhEIQvwLdcJuAqJEIJSlgJUgkvKeB3B4f9cP/uQa+ciexR",
-	"IBdO1wceD3Dh+OsBF6X926Beu3z5icYuNhZcYejimnDte+zKQFsBPatS1iqUvxLgraN9BcT9MYndefkK",
-	"aTzZBXLWkby9z4a/3t6D8oHNiU5Z8utTv98M8cPSJ99I3+6kz+gv9yF8G81Y+b3kdiqoYJjLkC6SMQ9Q",
-	"wWjkHQDDptZ89NColFVYT5fz9OGc9oI5ltsgEKiMAoI3FLxXJDLCbkSoulZGnaNZJheeXXAoUL5Gq+CA",
-	"RDYjLiLNfth3Ed3ouy45A1tG4aZTFpEmM7zC/L2gAqx2UTAU0U8RaVJQwtpcKCYUB8VRzUcoTvt4H6AH",
-	"bUxjsNhan0NrNyPly1IG310WSvNp5h8m6JAuJfJRDH1FcmEBFXemJ96pOBiweQV3to2acc5oBvWB73zT",
-	"Rkl5U//m1c4yxP8KSqVF+p10Sjumbf9byhJo10Y+/17VTYeA22icOer9Tlld/+5Bb6R+JeficSQ2c6Zl",
-	"elUQf4/tFTRwW8ktn3Pvs/vnJU82CnFYSEGVSChglfM0GWyT89h1Cm86/OOZCwdqFS0v87LM5m1KMpAQ",
-	"bdjNFdOuRnunqEY9T1N0ikKWiV9X2ZAAlBNPSnIiWSmxPHNhMS44VmMKKNWTji1uAC8Nhb+ginjpwsbq",
-	"OBIekruPVSmzXx+Omp+nkQbtQv4g0uCvj1R4R36o7/aolJd3XKdBb6UL/4Xp9SDy+JR5nQLiRzp/I8Z3",
-	"ws1fmL4f0Hipp2UB9Q7u7aY1R4sVieKakPDnNjJMF7UHZhmDMAuX+ymTZZ6ZYV+5ZmxmiTMmXpJTUURV",
-	"k5gKI/MbGogRQRDygoIyORUkssJ6lP+UD51QZUv/h8d5jwAQsfJXoNlyhFKQ22TUyrX9HegtVmkoIROA",
-	"1XcyWW6BR35CCG4IvIRhd5CMjgaDbtgIGk69gdIZLg3gNtgRB205idtyeoNNX/9qFMAyxt87JfjiPKcf",
-	"Ht894LmNcoQB3S3W9JYuU0mTCylf0wwbm/W7B9scQB4f+T1LOL2wDZn7vd42g2eZjJmC0r8vheZ6+SjU",
-	"EQH8oVzVF1Fv2CaTyCk5h8Sy9rmhai/hZaJ0xujU6Xc2AG3MDEmBSHhb8gBoVAQfGETQBWQo4C8IysaY",
-	"PCkYiRKq6SAiKReMTGSauPpUEXwvMjLm385/eHMCMYU8sdGOQ6EMSIuYuYZ85QU1dbkMxRMzthUUim8e",
-	"Qmc7cnWGAvg1btJmILrJaDnH4IlCa04uz+K8VVFYDUW1ZhPXzhBpyxurimSsWrZJPYYx2/ZZ0tpVhgLi",
-	"DXHWaR4pCB/niT3FYCiguICNyYwhuH3sGNWUJ0nK8imumEbHO3jtIbPNnMRyxpQ1WXWsJh0F9m+3vaBy",
-	"CKRprrIIX3T2rmAoIlfsoqgb487S+kBaQeUggpXjNPNALkcHEjnMG2UTNZ5VhL96UanW9hBLIVislQ3K",
-	"jV5TpdsAZO2zF1GAPDiHB9SD4kwqiGLTNNMqQD88Hpo1tANIcz0UU64USwIyzuSUUDKaj8cGKjN8AFu2",
-	"McUntgb1mKV5ZR20lWjKBUsAm4aC2w8BluCm3OeE0owiCKkJVPzKmCFzmBGhKUgQJJbTqXndAMVQNKMB",
-	"SCQ05Tcsahk8AmEF99E9IKpDsDmIjfa1mRVcDQWcoMUJi98GByzqNqlw2No6cYGxC55B4QtLDSAhaCiG",
-	"IoqioeDJgPT3LUHA1DN38UMBs5LPwwZPho1Bfz8Ygvlm2BgMG6U3G+YXPsVf6tLN4Q0z3bAx+NzpdG5v",
-	"7feHok6HqJF9zoHYIeW7y/h5luT2O4OklthBKhKAYcZixm9Q6SwMX/2eM3tNXCq8tXuV4LNkAPPiolwE",
-	"U/f49s4wJVcOfkpTQ0gx/Q+WGWC4Ub/XuN3CjqXZJ42so43MoCLmmRN/rOKlu1cThGoE+5ub0hcH5cHT",
-	"DgKn2bt5/VNbXjHRzuii7c6sqLtcowwCSOCZGX5mUHWpjPAtCATD+eCSMnrDIP3Iy/BWk7lWJJEL8Ud1",
-	"r4LwYfkyc3iZy0D4YGsL3SeQ8LL1EtA7SME3lJIJR9neMP0qlYu9s7evzv5FmkXq75uXF69e//D+8vXZ",
-	"+cXLNxHKOMq8a6hv/tp5+aWUK80EfARKHQCrCXybfZEowkTRTngoTgVxO3AhfvZN9tOcpsoXFJ+o/Eej",
-	"OGqd8RF0gtAS+GOhlz5BX00p7yb/jGEamqdpkQsvEtxB4nLWHNsfCjFP0w7BMrPYyEgBjUiK+Yyko2Ka",
-	"4kYj+J2Lq8uMamZYeN4nKwjDcCjyC4OB12ymUdDD0n+GwAqdLvG2OJRSupIQrg18u1UfRrHO6ZUDx5dU",
-	"Hu1H1hn2sbtaflxwG38YzDejtlDxjI7CY/aj10+pxsIPxUSYd6eOZtgKFlsTjTyZpJZgYK3YksNtS38x",
-	"8d3F6I0zAq8TonMdwObhb1+OlmqL0FbuhbbPl8XExZyG5eSWJNB4mvByMaGesIy18qkyNpWa1c6VMVq4",
-	"KfC96jRGRoWv2J1bOxYdCni6pt9lP+x3nIOcKwIucqOKQIesCE4C/x2Q6KfIzLadp3wn4vA2r2N7lzcc",
-	"TyN32qzcjnWNQ8U4xp2Z72t7ytduBPlMBSqAoxR7KXp+FiDF9eOl+ZQA+JF3VoXUDVvzILyyt3B0xPq0",
-	"m7T349643WcHtH2cHI7az8ZH9HgUxt2kx9amMPkY9Wib47YsHGJGebVGmlwHPa7t3HbczGDFOQ75ovEW",
-	"v/nwCfumTdtUv344RbsUDPEtqmItuG4TUQEo9M2Bt300havy7kQs5JZ3+e2kqpGnsBCmsq2z0ZZmJRgv",
-	"qAJSlJ00Unre1AtJEj6GNHddqmk0V3Oapkug7wuJ9Y9a4HkrqH+CmIY1PIQs8YV+r+f53qxj8KTE4fMO",
-	"Ja60QN4ee8QgkcpWlwKx5hhN0BmzTMfWj7VjoCunozZ5FSaz8HxLQPNYLK1l3ZzVUOSkCnm2lgXxquN1",
-	"0KjY21SpLzkY0YfC0CVzIsgM5Wwm0Tqer85MZF2WZti9vI548W8xMvTeHscVSGkMtu11Y+kk1PBvj1iW",
-	"ctF2NcZWIa0xaBzTo9Gz+DBpH7D+uN2n+6P2UdxL2l0Wjt1vRffaQWM+297iZM7BlrTdyr3ZfVQiuc61",
-	"mbdksXBcoZGvvZL5m+hj/t5t8D/YHfrNu3lXyDkAkaP0tRRuO55S6+oEnrT32ca6bR2Fh8VUrKvO2qiL",
-	"CDviBdihu2YlqA7NYOui6shzrHi3sdgd4eJGplaNMhLpUNgW84B05CGBeUNRdrvtHIeXU+htYvBygvEt",
-	"/u7Xib8jNrViJ6x5YNhdPUSEvxpH+iapbx9qtwN83DfCzky5fXQdyJVUJHsys8aKu6Pq/DhLjLmwPMRG",
-	"2KG3CKyNMKNzHxVEVLnKoyu0F0itJb6OH9w/iO6h4mwuOybsKqPJLj5L8+mvEyC3CV9dcNzvGG+/fGDc",
-	"HzbO7V7ca73Mt+d1Bqz39mKlgkzOr9AM58QyTCNtwn/aVPGEtU5I9K82SG8RJtQuJgw0Xu3SG42irBYs",
-	"M3TCy/grF0hEt4bMKg3pyZLp7XP0LNP9Pu+n90Vx2X1mDUpDaVbtd9YvIfVzV8JhMz7ja78jhfDrsW/o",
-	"iOCf+a/Hz+e1SDRLaeypTyvrQ47tehbI6WyuIV4wlhmLSDNsd8MwIBN+NbElPkdQTKiF1j8zlzDqy3+4",
-	"eRqQVCpUnEZUJAue6MlgKKJuGJI2mXLRtAMup2qvH5B+2LLPcfzlVAWklz/EngeXZs7LWayfHsGIocBf",
-	"p/RTsxu28w9dTkczFZCwFZBu2IoCEqd0OsOoig+heRh+dDqdSKB3g9unESzyzAECpfLG2MkpmjKq5hlq",
-	"iMQWtFTOcgfFoireAPOFKV0OQdoZMTLFal9UkAPbeUoRapAk708KZ/9EkTiV8XWHvLdV7ew3XKBiAObD",
-	"/HGFGkLp7rYlly1bTVOZHfoBXRGxLl85FGdinM4/vfgOuwJy7SqX2tpjeWH6JnX1UHPDZCqvrlgS+Nse",
-	"CgxFgW5rLFGtDjnbQqIjNQJdnty2g0Rn4bxKeO8p2ZVBqjE47odBI4fQxqDb6QWNApIbg+5Rpx80PFBZ",
-	"H+s21fPGoHsQhq6lRw7ejUHY6e4kQtqtngmD+19BkLyD+Rg48swpXnokYN03EfObiOmKUsUySx7GQetl",
-	"Tq+Hc32EkLMd3hUkdIJ//HmWcZlxvcwLPaOzG0NFbXuWbGiLwUEoPxeGKy5YRtxYG7hOoTXhVIorDBF0",
-	"v0OdWxzBExssF9ggH0Qf6OZRdO7YHL00WC1gwYS5QAjrh/IV20blGNHYhsU8P3vxbrcQPnfUWxbWhRWS",
-	"piFjULkfXPIJV/Y5tKxq5bbfUhAFliip87PbaUuu9tX2od9iJb5erITDkV0DJbxxbe/ff6D4CfAjbBVB",
-	"4eHMHy9oHWMiClqUsxav6/2DIiNsKx1E1bngP81dSOMpidBFdWn4XGSLvz6xWWdY9AH7k4ihKPn6SbPf",
-	"6xVV+IEgutr3TSGd58va7gZ5wzpf1h6KeCKlYgo6HUVJJmduCVC2XxEhBbN5g0ZCwBYsRBhxHusQ285G",
-	"fyZaQo36G5bRdChyBxx0HICEOZozu4FlccALgcg5zrbgAtsXOcaJcI8hDcDHFhCAwVJl7coFhyUzHl8r",
-	"P8dwPoPy2iJmRRG1odjohNs9AALGPyjpOnY+eHvljUG3aCnqQYcBNcetLEOb5gZ7pS9jnmSNQaMbdnph",
-	"J+yEe93DRtDIW8sAX8UW9AfhYYh90Q/Cw66hVvjcNpo0P/TMP8GGYPMZGoPus7xVa+NG8llb3rAsD7nI",
-	"KeygG26vscDpfaXACby5dY4qi7Pfgie+BU88bvCEIxjbcZmNOsze57xZ6fYBEzACs7VLSgOKaKlcoKBo",
-	"mMGMJR1ypvPi85gPl1vGiqcyY6TJBYn+8rJoowe5wHv2JUws/gt2FW59CXpswx0KerxVwEOB5t9CHn6t",
-	"kIf7YsCauAf/Hl3H9RJkb1md9y9Mr4Oe8FflOt8CJHbxsOwGTff2qsBnHqcKETb9s30WUPyDHlKQPQrv",
-	"B0ORofkac/UnQPygra9N2PRzLNeXCL4/NbXxEA+WbnOBNW+S7sTEgx2lxK8UHLERX/PwiN8z3n6rHPRb",
-	"iqj4QuLhHkh2a43eBfN5oojOaHzNrDAYYAdk1+ME08BlpiHj1VqQqLZdcjrklRMgh8Lw4AGhmNkLRr6r",
-	"zPzoRw6b4WgkoLMZVrQmI4ltZwXalXOiNRTbmpSXsIrGrjR+Z+PdakZflrCsZIAlUUqVvlSMiQiMucge",
-	"IHckz4c3POCG4QF3tjVz0jT9Ybx2W45+mZM4N0MN37K+6sagMVpqprYqJnJ/0mk+vakNgZYzBLFv8s5W",
-	"NOLCnRfWalihFOdG3/piUs9d9AW0vbX05Xk6V5pl7QVPmCEhFhID0PlWlMZo4LoTAuw9UZ5nCzxWBDwG",
-	"NAGiE5BZOreeN3BEgfBvx6onznWoBJ2pidTKtbKF5veuSysZZYxeQ+GWHbUFPPbdac0NO4+lYT1f3gWA",
-	"S9yoc3hn/A0dt/Qa+MaT3yxKOgPMhooY8TWzTW6ALRCzR2Yr2znWhGxdu1rW9JPBkAByViIwzEdkwUUi",
-	"F0OBOaDYpFBLEkE/c5zTFWxzWKdOCJvO9NKORZXmZ5ZJ1SHv8RF2oaMpvxKuGg4jPwr+ibCZjCcBUdIq",
-	"XEY6AXeDppl2PRVds0SubSG7ocBCHVhVhPiLlaJVLWmTL8xs1LaobvbD0KZgDoXb/IxaT2arg63eCyJ3",
-	"Qp6f/9MW38EaAX+O1U1kRJzoNI7ZTA+gg9+eeToUzVim86lQJALihhFBKoCrCfA6LlEym81UMJqpYMbo",
-	"9eVopqKAUNuWm2RygUdyYtRA94I77QnLawe1OgSL2Liit1gdkGtFMvRf2ep3dvd0KCKLBFHuycUqjIox",
-	"8leEtnN8g4xteayEjbmAHsSqhdG2Y2gzOxSuhJGzSx6E+7g+ISsGRm5IlBjzq3nGoCEi98qP4Oo6WxeO",
-	"K5Nvu+qdqfirTE63ERgv5DZvwT1s86Jd7nM5ndGM1cihp3hXCG0nRN6wLOMJUw7gonVSpq1hUedOB8YT",
-	"NGJ1U+ca//JMzN2RocIOXUrGhsau+DIUdQF5QbcXhsHxIfjCuv2gFwbd3pH548D8Eq6M6sKosPh/ALeV",
-	"aJL8qGq5sAX1b7z3SxebsuWkctpSz7gdsH1d1g1FRdEzfH9bZW1wwr9ZJksOoSeKIObkcoAnc4NFnSrd",
-	"hsJtEOFsucJQ+BKQec8aDTBcSGm6dOaEjuMNEKYgNdZcMs8vbKgBmEfXGDNJqbRslc6v7Xb2zrxeltO/",
-	"GJmCD8AH7+h55k7MNoZV7FvN8S8lpMN15Aj+pOIY2k5St13TPJS1cTR7Lo5mvWwNISml2igqi/N6bCAe",
-	"J0rnDzrkFN/N5kLhAMA9GdPU60ygJcpn5fogIArLbUqBGRHOXwZkQFSKjVBdXhqI5jEViQ3fb9pd5Wr3",
-	"UCyM8M2yG0tYMiMaK5ZHG7UGWO2kIDilECXCx5Cb4IgghNNCuGrg0SkoKWcjQalIXAsdd8iBJUxUV89R",
-	"ZbE5t8SmY3BF5rMTCCQKinCkobDl4MwEZsPzGWnKzBb3s2KpYDjaLMuccP6yS/q0ZcylYEORR0FCuozS",
-	"GOceeEUC5TwPawYiGxANPeEzec2EUSMwOsrmFmAoFGR95D/xpENegAwNk5qlCAa5O2Z9okNe5LkVeImQ",
-	"eNHcD4kio+VQWD0F66F6lQtww5RkLGU3VGgXi+1Wm6cA24CrwF7CUPA8asa8ZD3r5mfs2Jc727G/enGz",
-	"C8xzObGVwxNM3RuKInePK9v0cMqKwt22B6tRK+yS4TtW97DTO1XBxtGBhVmSOVjyEVj+I7GjOnb9UydQ",
-	"bafv2BWuaKekv3dIJ9zx3xXmfI5VFVmunMZyyhB8H6/eYIH3G3s47lzMbmXxVyBgyGrlvUPWH+/Tdjfu",
-	"Je0+Oxi3j+jxqI019/bHfXowWrNyjxg97srf2tgBQOYKTVoYiPCyoeaz0n6e1S81p2H19QG50If9BnS/",
-	"N5Dk977nQrMrKGj6JRWqKlyuEVQc4f6mlGwla3zHbGm1kocLSIknaNiz37qcLY5fJ2AYrFPbtkBd9ddt",
-	"0xa1mimyW3fT1IY/EpkZRpOvfbdEkXN7iLvpQf9zczK+tf/8TSVaGPDcJs0CcPkPnGNRpYWI1g/MrgBR",
-	"bzW34oQY7cPgCPaGMUSvuz5SqtRJZ+csgHPsRXrvKKmqRybjRgGgIp4QaYQpM3maB5zjCwF59a7AQny7",
-	"DdUQty86Y9b9daLv4cTWJQnDja6NvH95Qa/uwhR45zb4FqX/LUr/XlH6lebCGwhVbQQWELq9z1Zd2To2",
-	"HwvNc62IVwa3rrWwkeRch7AmmFpB32ciaTkDASgzVE/UE6evg2RhRuqMCmXLIJI83RmNJrn6k/cjRpvI",
-	"zg2Jrfs4Y7b9COHCBaRypi6LkNT34BhNsuVlNhd/NnQnMvo27DO2EbUVHyTU8wGBNF0OxcIsfAFdtkbM",
-	"rdrNezZufw/RtkHR1YwRoFtMoZDkdfp/ooaiYBs8TQmE6jJFmv3w2Mu2W1vUcbXtnFiNwwVv8qykduaV",
-	"WrFX2tquzK4exnbmbwQuy5022h7eMcjvqz3L3EwFf2OXhCVc0Do3or3NkliYB5/ZSOB7JFmfjeEuv7ww",
-	"98I2v1tvyH8PB0UVmgfBmU2SbEmyuQjyA2zl0PjNvv84kcGPl4UCQkaeVqotWSVcb0f2rVNgQ0oKEvM8",
-	"I8WRFUMkjHQSbR9nlkuXXxDiN8liD5C/vtmKNuWubC9l3NflbKb8dVpn235IFX47t3Hta/ktWc9uh8Ln",
-	"twYY3btcGM1AMUVGSwIZ6ut8xn4/1CrXvDv9pZ5x7sSkvpRCGLhOAuNUYnjE9rj+dTJpNlEZl0fzB6E2",
-	"3zJufkMZN4+r6u0lbMZEwsTGGlO256JHBj2Fr+hg5XUlWxb6HhdxOk9cHRDwjhoVQrreZLY9ievwYT7Q",
-	"IuuVQtch0rbtzit31PvDnGpg9ZStrfhWjHnhn84XF+K9b611cRXvfHNzbYU4oPlgd3ADmdZaB3BBx2MW",
-	"619JotmAg1774s+bBXQf87Z1o62rrTYU61xmCyour7koqqtt6z4bCm5uYkxjiGawHWJ395299Bp0/Eo+",
-	"tDvefH/65u9cJN7U35xu35xuO7XmtTC9jeMtx/FvNH57bx1doZB+J+/82RfTVzf7/fw+rSKXpIzi2Pc1",
-	"zEol98CWSbMm1aGYMiqg+1urQ06RvDIkENaXaDOWaJqi+xIQOsbMC6yn7EYNRTPqhWF38OK7o0E4GHQh",
-	"ghEfJaMj86CFddi8Tt+2IC7Yym01ekOLuFZDEVMhBY9pCokcpPnu1XNycHzQs7WcpWC5kFeEbaYZo8kS",
-	"ytVX+sUNBRAcr484xw/bUnT3bAHnIOFBNdDwQKBE8n4n7HS7+51uCLTPsr/GoMH0JKz2fVtQ0W0EDcdg",
-	"G4MG1iPbWh92q/86XtD87NaIp/m1fqtD9k1P/jp68mmSlIitlqs68x3MYL3ePBhRHU9e5K7ReprvXKQo",
-	"bFt3YhH2UfGX2iBoYTVWF6yMvs+h8JyfAVB1iAMG+/8AQtAFlHvmyiVI5s5IL2w5z36xDklse25zPJk5",
-	"RfXhY+T6dDIaT/LZeEKaEU/Uh97HqJWbTa3DbEDQ/8k1ipIZeOUUWePiNCIONWSbMKGzpeMKLpwl9xuy",
-	"GyY0dii1G4DfyXZOxO+KO3JxePe3a1rHoCvInAD8bBnPvFXw8MedTKHe3r6GPbT4/Ddn47ci+o9Ou62z",
-	"U2FVXie/YkncndycPt3eWOfjQmqaKkg4BuKaWxMNaZqLvFpv4tIEAhLXlwa5TwkQILSrNUCeqLz4R+BS",
-	"TJzlJp2rCQEp84amHXLqxoDKMGE0SzDNBBPZM8YqQxQaH8BW6j5CZhnDJCkw5LAFg2I/iukAWqWwsSZy",
-	"rnPLK4r8kXl+Ked6F8/wb7n2yF9SOaLpxtojGsDljxkRi8dzn4TEuiyBrUp9GHlBMajv4EUggVY4oTlK",
-	"OluYrepgs6giLWdRgc+j5VBAij30oRAJGERTfm27qLOsbWd3ie2bCmvgmobCq6xBVgtrAL50zWCYwBpt",
-	"i8IcgzxOCdYaQJslUHoFOYABzrMBBjpHf2Tm9WOCaot2ZSmjhoZIxP7AqdNh3lQePvOwch8D0OIzuRiK",
-	"4iBgo7iKgOTVQPKkomDnuiBDQcfanJNXHSRwH7O3DbuwVm+4b6CjkXtrQhXJV0DCO6uKnJDIGknACoKz",
-	"G5G2dMf5K9jK5Pn5P1udB1YA2SU/7zdZ+6Om9Ym5jzdV+HVV5LBmj4+zpRS1blhvQdZytjY7bb/XCBq2",
-	"xg9Uhb8jV21l1SCwIsXIqLjGOI0b2xQH1jggESw8QmjL64EBRyCOskSz44NoKOAVSzmhN8LxAQAeND2I",
-	"pvRTRJrmP/jwxCbQLvPE0qSDM2HGMA4QjCXlXmtlxm6TomniAnDzrGWoGoYvDQXUyHFFiJYkNjdSkBO7",
-	"RwS/ulswp1Nrx8cCfUFjdnyAd7HGYl85d6A65twHhCZoIrQIPKXZNUtINGxgtnbD6ZpND61bZCLThLtk",
-	"aMcQ5Lh0CIBuFuC0nOUlmOyXlKbxdd4OD+5Tjo00WDiXsap45FMtTDAPSbMoQW4+U64b5ca31p8o7O6h",
-	"3Xwep8BO4cmJ1c3vqeBOiS6ur7dzf440FM+C+9XeWRn3/7F3tc1t20j4r2DUm6k0pWRKfkvk6Qcl8U18",
-	"tR3VUptLq5wFkZCEmgI1BGlH6eS/3+wuQIIS5demmbb5lNgmARJcLPbl2Wcr2Hd2q8c+8L09HKvjtb2D",
-	"Pd/3Ki5dH+4xXD60D/4xVu3nZOZxXMiHsvNsWMdLuRSRVGKrefw6vmELrlbWtER+FuMveqiRJtl0alM0",
-	"C7GAp7zhEoEQlunMPP1IoclCmRocyDRU8IrjOwLTFqOF5ArCj9gsU+uH9RY2L/bZGW7KE23jkzQXITeE",
-	"+Gf6drBAeRdYK8+5/D3NyStIoW5jdlozWkpNPhCY68Zi7F+PytTPIMMFf5PbrDMf7iPM9kRqp5Eqczux",
-	"B1A7fSV1+uJx2D+Io8kmd4poyGPZmdL4SqjtIcoeMZrWQU4TcR1fibDB6J47W342HkOYAA/6UOQXGLgD",
-	"ESRIzJrz+VisEKHhx/3e8OLN+U+Dy96rs5Pzy+GbH47PxwUrjlDXMonVQhDtE1LfULjxvlvsVOp0SKv5",
-	"hbgXyP01H2dqQsJxVHZxra7c4mKBnHj3ZkYhs+RrX8674WnNErjsK0qtUqBw+9wHokZC/vXMeABArdc/",
-	"McvmHBVGX91etHcXpwSOavcw6htGjh1oZNhPuD+ltgXJsLGOnGgS1kfpkZKpZoPXvWZn/4BCHtgy2bSJ",
-	"5kEKm1M5KXxpYkmGbMog0Ap2OqMJnaMLdBANqlimxTrmizYx3kZ4rzq3d5rRvjUPteArwhZkWoSNbXCw",
-	"rUcFrR0u/lPwAUZxzKhPXDNB2YYB12GFD9h9Xwba5Uwdbk9/XYFnmaNYjHzpeXyjLNddIL4Cvr5SWjyd",
-	"0kIV6vJh2nLDst75Hf+9i9jiAtWMNlHgKzCN0TRV8Q0VWrMZWLd7fpuYG+UU/ETTb4AU8Jxr2gYyBHvm",
-	"YRqJwA+FRrpPO0ij97m2SvIrluazEfPC+j5BLB/qkOCQ64VDJsGxPZpyIYI4CeFMRaQi9koXSZNaWpl4",
-	"pQHpGfAIsmjYPHSJzHbkhlz4jEuFRrbI+WzzBJ9Uea9ssuY9w/SKHR08SmORWZDfE0+J38/eJxFquHk3",
-	"q9tOGfA+N1LpxtFIZYoqrx0QgA0aIcjdDRe12M/EEIul2HoDRIkIxAkP7WrU4f8nfYt696iTOKxPPKVk",
-	"oMeUmPE09/09m0bOqVNgCcEyypKAWBtCoVOpjMMzZaHEwKxKc2z9lC9kJIVusET8JgJb3kitFCfm5dM5",
-	"2+t0ClsJzKhQfDBekYjCIvUFL4Gl7pSwxEUcqbbvH7GxkYBfd9+3QDJatuf2uGGyiCREZoWOwMLDtDVn",
-	"Y5M0GSM/ok2J0jx8El8L9rzT2d097Pi7B8/29w4P95/5h/QEyCJK69dosTMeTeNkIUJKtes0BvuT3Dl0",
-	"QanyAEfWtjmKJN5iMLpClsYxWbmTOFxZc3D2US6bsKGwxCEcqfr4JVlHzWMVxDQwXDRuHDFuER4H7Ey+",
-	"YKEobtxeVTBSr7KET2REjeFZx/fZQnBDxIsfyiRdLY+viFJOTrP1km0GN1bNUOqrkdLLOKYM7lSvVCBC",
-	"Vs/dXpNqdsIng/6bN6eXg3fnL78HNzNIx0csiFWQJShRE+IkGCnqYw+7DEcFI5kFCdfYre5KRpH1oI0T",
-	"gBQ+UaxF/ukZD0CuIxHORNgdKRsaTkQg5HUetnWvMrJq2I7QIPSYhXMkgprdwNkp4FrhOZTTGD1I5QIu",
-	"WizJs3DBzHEGagfeguZILcxUKjaN5Gyea7KR4sr6OiAZMf0Dfgj6DCDfIjzCuCcGOEC0Aq5oO8MP6Y0M",
-	"RIuVmiaBNJX7fjU2ew7ZV0Tb4aNI4vWXb7G3cxkJ2t4beJGQTGnBSCSoA2G2ROb1NQE46/338sW74fFg",
-	"fESoI5nSoHEE2oZlymIHHR1psjqmKgj1JbzWkqdJrDJ9idNemqsucX9fYk7cgr+r5TAREf8gwjE+esf3",
-	"R4q4oM3GRQ0EMmjjP9M4wtWC7yVV5ZiXJ+fD44ufe6fjLuMjZQSXBHbBg7lUJiiKUSLzB2OTNvBjRjnb",
-	"eQGYzME6uFK0yAFXMA6slmB12JFsmtEhMeUykmrWOHIF0coPbpgqU+5EzYROTX7wLiarl0bpmJPBjWiZ",
-	"JIRaGZAoKTBE77f3cy6ruXU6jTO6rvAqI1qgA2GAUJDpvi1j/0i/2Jww+LoEDeliltyrwS5Bu0Wnl3JZ",
-	"69bafqvjt3ZbezWvZg+iWnffP/C92jKJ0ziIo1q3feghF7i9pd3yW/s1+h3dsef7vo9mFp5QtW6743/y",
-	"iumrZ8+r3drd7vPSE+zt7boPcODMX5TIlR9hv73xCJ5Drt09/HR/tL+RnhfEzfLnQv3N3LdnkIxNwov9",
-	"8E9xPv5qPvle5x5Rh2Ecn3G1MsupvzS4glTous/iulxGu96jgiuMg1vSa2xww2czkbCfTii4nQgVCkxw",
-	"jXfipVB8KVsrvojGLdaLIgx8ca1tpgttJ8yDgOc/UhOpeLJiGYzBxjj3ztgGSW/i5Apcn2kklWixfjaJ",
-	"ZLAFJfEKnvrOTY5Ip3m6iMq7+164n9fDs1N85S+9cR/rnYsgo97sv74vlQD2T1gYB9lCqJQ8LnhJR3bO",
-	"RMpr73PZ2Pkdv+enW2SEfvKYTleR0HMhsB+HDIoze3NCj7wRAcewbU6C3T8iKRSYqIi800ymLTbA8Umi",
-	"xvhNf+PXnGYlKHZJmzt/I0YYYgMkB2oe6/Rbzc5Ozo5ZClvrHoLWgwW4y1L5N5itGHw374zLVk5tatpM",
-	"zUw2J5kKI9H6TVtDZcnTeWGmcDPl9s4YC/7hVKhZOoeD9BlievOfkR8OBKLWrf3v117zF9786Defty6b",
-	"77/710YXDdAR4sNSBCnMU+Ns6r5KJFIq1AnlTKbwL3bdDbme55VAIOxBnDymCXX+se5/ABefBIRULvhM",
-	"7CzV7LEDGDikftL9m0rmgQM8dSEqdRhK0REq5QWclww+fO5eYIM3+6m/vHnyJwUtt6lFWKrt6qpaP84F",
-	"j9L5x+2qEZ1sjWGQG+vXWjfMdtd6PRz2W+zlXARXCK7KWaxWuWqqUkyvce7PiZYyM2xDBpq3wJihvP67",
-	"HZOn8looeL9lEk/cz29WhQTA1KNvbxlHi+ThR/aYRLvNw2CIZ6GEzRxjiWEHHoALX9S5g8T0k3gh0rnI",
-	"9EiBtmDiwzLW2IHXoNatqHTBkIL97LSDtHlopPnEYnRk+E7B3sL4wEit4ixxZmGJgMfQGNHr58VlHov4",
-	"RESRCEvBcHhs+zPCpTy3VAHLOJciIcoWZC4xsb86zyvYc2ijuSmUmi+XgicNqgUtpvt+VPNHtbFXBJNh",
-	"yu9HNTeoPaqNCcJrDGQMc9iYuIrNdF0Yw4Z2zGDGOTVRHfNqa9e4cR9Wd1tmkpFri061VAGGZTGyRTVO",
-	"TgszhwXEoA1Sjn0AEUCX85h9FElMpkuvf2J7HqpsMYE5J1lKEM250KIoXCGA2SzGgFkXoQTjhKei3qBX",
-	"0tlipGICoVFj/Ub1q5ZrOuqczXgGthuGrPAQsXhSFd80tphQZ2aT3M9cX0ZclgMmtW/Y6+PTPssfjrbR",
-	"pXF76EuwYdkZYmRAirA1Ut+w4bv+8R33m++IBPm3XNZudXb3xHf+wUNrCc62bWmsHzTbmNUtK67f8lt7",
-	"jb+ZUnVeepELRaVidV3L23n/KIs0LvmibtwelSo6FeRAzIQC+RRUCu5Rd1xQFvCf1kjd6g28WQrV658M",
-	"liJ42Mlr38Nl0C9bCsyMzXZbfm6AsLptkthgXLN3vbNTFBeQi7zGj5zqiuZ41fUsSxHIqXkuO+jfTM6G",
-	"sGh2PUsvXG3HIcvWdjPO2GZ4khXWmal15CmfcG1qQ07UNMo+vHrhdhl0qwYmoCyxr4eBo+l5nKQsFDyk",
-	"oAdZikJhHpYj+JwHc/BTqZm+k9w00XfK0Obk2ne4sxeYPxT6kTB7J4gd4KLgYpklQPnGFqK1bi2+gu8q",
-	"cT3Cycaf4OPZn3H17w8DK16hQsKx8tb9SFIXS/hXlPI8ZLjly4B5GonFd3/EF8LqpVq3ljmBR+c7gcDV",
-	"aMlT+G83v7nLyrdIpVOukOfN7q08XYKx/prf/o//y+6PB+eHPz//oXO219+/eDZoD3ffHjgz7vu7Xi2V",
-	"KRoBJii6NpNRefM0Xeruzo49u1uhuLZLo3fcWx4uZn0apkraeimLBNcp2rtloTO7s8s4M89heEXGtHpj",
-	"Y6WjUpFgkd/ECWYb7ccqLeq44ZSa0YdlE6FlKDBC9na+Ypx+jzOLkNW5GqkcpcHBCExM25xEUoYdTpKG",
-	"be2an5kyEGBmxjP0DQhFYJ9ppIo5tHFpx3jQjon/UEZgSSklAiIUNsZvM1tamkM2+PEU2b7yPCPmFKVm",
-	"dSV4Eq0amF8k/eXs1guRJqtmb5qK5K7N6l76RLzkLYdMLiC3uIjl23+vTQRPRNLL0jmM9gnGQyulKqA4",
-	"dOANWOmhcjhMvUgJn54Mhsfn48YRWvnox4ViGcUrMB++1eynCzzcsyQy26S7s9PuHLbAvmx3n/nPfITM",
-	"m0dffwbrBXsGeAKTw2fcNOTcWIWJYdr4QUX9BchK2Q5RIcajNiMvFQPjyb05rMXI5rUPg1fNt73zFnu1",
-	"xm8dcB3wkKS+xDeXE81pZzYiVKooz++dN6c8wJyzJbbEqXne+cCMUDDqVaxFppSIdKnLrMN/Zyr8JLUM",
-	"1ylbCK6RMMOuezFNHx68YgrTpLZM32QGRXhm3qCaPFl3SFuuW7HaVbd6LI2X5Bl69pfk0RbFiusVlO5S",
-	"Uynqxlwm33ULXo8QJSKcCZbE2dpb2GxYRbfoAomUrhUs55VXJRSKK962pH7rgod5p3b7dfOeoWYM2z+4",
-	"ukYJJLFpQ0GIPaPLm3Zgiha5A76EX2wZjioTULFbHByiOpzbEZVbxZDQP2Gku2xpC+uFC2RhjFbuShPU",
-	"s6KhOKq55gB8muNrdMZ0mgi+gGcxjeHcHYOX1D69//T/AAAA//8=",
+	"7L1td9s4kj/6VXC0uydShpIpWXZs+czZ487DjGfS6UzsnsxOlL8JkZCFCQWoCciyJu339/V9cz/Q/Sb3",
+	"k9yDKoAEKUqWbKfTvZ3dc6ZjigDxUCjUw6+qPjdiOZ1JwYRWjcHnxoTRhGXwz5cX9Mr8N2EqzvhMcyka",
+	"g8bFhBHFNXuiyDXLFJeCUEUoUTqT4oowobleEk2vOuSciYRwTUY0/kS4INHZuP091fEk6jSCBruh01nK",
+	"GoPGsLE/bDSCRsZ+mvOMJY2BzuYsaKh4wqbUDGFGtWaZ+fz/GTY+hO3jj38YNv6zETT0cmZ6UDrj4qpx",
+	"exs0XsuY4lCrI39L9YTIMdETRuKMUc0SkjEl51nMiBRET7giimXXLAsI61x1SLRHZ3zvurtnJqz2Ppv/",
+	"XPLkNjohf3p5YaamJckYTaDPvC8z3w45JVp+YuKJIlyRxYRlzDTgimTsWn5iCWm+ePn65cXLVmAWEN5V",
+	"hGaMCHbNMuwWeiqtlRvRTKY85kztPdu4cGOZTaluDBrzjLczNmYZEzGrXbh3TGfL9ulYs2x17c5ZLEVi",
+	"hkkW1GwpG8vMTFlnSy6uSmM82DSgKRd8Op82Bt18DFxodsUyGMT79+/bp3M9MWQUU83q6Y8Wbxj6g94Z",
+	"ab579ZwcPjsIWwFZcD0hEcsymf1x2ODimqY8uYRFHjYisx2CUFx0sqBm24Umo7kmQmpC45jNNEvKK/8d",
+	"oxnuSzr949CQZCbFXA0bAVnznY07s7oB/2g/p/GkZsrvJ0xPWAZENmU647EisXmVUKEWLDO0FE24jlpE",
+	"4lsJ1XREFSMJN79NuVJRqzydCdcbx8eE2aUP9j3TQ+NjUDvqd+ynOVO6ffZidehnCZ44IHt47QTPX8qZ",
+	"0E8UkQtBIr+PiPCxOSiwI5TAghIpWEBYqhi5YoJl5uh2yGmqpGErsPpkJBPOFKEiIam8UuXJht2/hP/c",
+	"/9vhm2d/P/5r7/v+24N3R+fdi/33hxvXYEpvXjNxpSeNQbd3ZFZB5H+vrsVt0JjRjE6Ztgz0+TxTMqsn",
+	"4UiwG30ZwxuR40qzjF1zOVdkRq9YQOYinlBxBXMl+CrREwpMxNCpFMz8sx+G5dmy5V+ys39J/j/iL5PR",
+	"9I18/Y/vJvE0/feZCBtBg5sh/DRn2bIRNASdmhbYeWPN3A+6vbvmHjReimQmudCbqIARZt8qD3g/6Y5D",
+	"1qPtg9Fh3O4nz1j7aHwctml31Iv3kz47GB+6kc+onhQDd/1d8mRLPjiHN2vGf21WZPXscZHIBVnwRE9I",
+	"M+qGKgpI1J3C/07gf5OodUKoJimjSpOu6pAXbEznqYb3yjPtTtfsALvGP4shJ9iJa+TT4mHg34gfuu3j",
+	"j3Apfg6Do9sPajpJPq5ejkHjps1uZizWZoEalMyk4ppfM7KYyJQRMZ+OWIack5K5MGcwINOATAxXSQKS",
+	"8k+MdEMVkO7UPOpOYOFeZXJac2Fommm365mh4oBwEadzxa/ZgBhWvb+/fxyQSMhFFJj+KBHsisKIknmG",
+	"rD1jKTwZCi2JkAvSjNr7Iax+G5e//SyJTmC4yo03MKNdtLx9MO92hqK0Fe3uZM1ejM2M6rcCG3l7cdgv",
+	"7UVTyMXP7bodWXz8GZ/0b9v4j17xjwv3j8HKP5rDYQf/3Q2Ob1v/3fznzx/+0P648l6rdfeWi3zdieZT",
+	"5vb634aRNHth77Dd7bXD7kX3aBCGgzD8Zyswi253B5q4DSF2P4AozJYEpN0FSmk/S0izbj+AWv7MlZbZ",
+	"8rmczmhWc9dFjgdGhCaJIt7fWhJG44kR0ThTA6AsRWEa5oyqnIuyjEvgOOynOU2HIoW9Iv+aq1xwicwe",
+	"R6SpJnxs5MDRkkRaRuT/+7/+b/ubEyL0hPEMrik1n05ptkQ6quWidlJ116ibRv0lejYGuXijtB0ZeTwi",
+	"zWjYGM7DcD+24jf8wYaNqGXkyNTwICM7nliZFO5VQmez1FyPUqRLspjw1AijQ2EEXs3TFO/keZaZS9f2",
+	"ay/cfnjcIdHTiEzNCOGGXbpXqkfKCfKwOKhJFKvjhP/GGsG+aSX7z92ge3w7bPw8HD7dgqbJT3NpdtAp",
+	"I0CQMBAg26eoFPAp16ur+z29McKoY33SCB5sqlCq1/NMlOXasH7bU+i8ll+YJvnVw4Xe7yH3sCJwGIbB",
+	"XRLxa37NzmM5qzsrhp1qlkWkCUIffrVlCFU5mWuW8pg+USSWc2HkEhCQzNsp1YYwlKAzNZE6Pz0SRM3U",
+	"HHHbWp2QKJUxTSMrb67v3JBXZ83pUDAJf5n+M2PjxqDxH3uFCrqHv6q9YtpmEd7QKXvF01rV5AdD0mbk",
+	"uHdwaNkNjTU8NqKS4RHN2IjDZvJqRmNmx1yRiUcZFfGkPaMZV2tmAf+5v4wYgBa6WUYyEk5pXEb8qpF9",
+	"zF9byz1c6MN+405qe2vUyuUd44N3SiN8Vj9AePGxh3jOaFbHKqt0MJGKEc1uNBlzliaKNM2wEqMxAJ3P",
+	"GMoYTxTxOmqRWApNOZoDhsJ0EBB+JaTZQQJU1Dw9f352RlKmLdGT87+95poFhKap//itVPoqY+d/e93q",
+	"kOi/IqC/6DIaCqPnI0NNQPufsKli6TVTAWqgho7TJKZZoqpMdhN1/vQg0jznmm3eenMVlY/M4bgb9+hB",
+	"r31E+6zdHx2x9rH5s5fsj5/FXRaOut160d0aUx4otl/I1fG+FElF8mQ3VvI8QYnB9KvMKuNd70mKRhrt",
+	"kO9RVCB0rFnmXirNW8jFmj3Qco3siE2+yY73lh0v5CcmNhMoWF5KO9WvJT5477E50/vTN3/lItl4UTmF",
+	"VeV2kfenb8gnLirWpjEfgfBUR2ELKi5Ni60vUzswtFFkTM2kUAxMFN/RxJpezF+G9TEB/wSBEe1re7NM",
+	"jlI2/cO/FJpV81GaGWrKUzdEkts/CAhFAzJ1B0kQu1JkxPSCMUG6wA2NDGQmnmUyU43Bh88N4NaeWDVl",
+	"StErM+/tOrv9aFZNaSpi32AKJly73UyBweAOu5DSVM9VY9A3UprmGq2ANHFCdXFkJlrP1GBvz9kEOwm7",
+	"dqum9kY0absmt9tu2VtsjVtWlVpTQ5ksIX85/+GNPWDT/KHMyFx8EkZjmYHFOyPVzZEZQem8Q07dbIYC",
+	"TvSIJsWLKC1SeDiSyZJcMW2FP3PsURoM7FWL1lb14WMEEpciYNIYilKP0CH8UHQKG44i7JhnSpttbOGt",
+	"53kjqnbGusWzr++V3oUVfC7FOOXxQ6mcwg1IUJDwpUVCU6N0LQm74Uqreoq2smNB0K6Rpp+Y+BKEe1wQ",
+	"br4CW1Jt7N5/DJI9JXPBf5ozck3TORgtS1MnTVzYwMqWhkBTvCjMr2bdAnPqHfMcCpokGVMqIBSI/Iki",
+	"M8pBg8sZ7IBEuG9W7MINQeIs+2v0hOqhmFBFuA7IaEl4Ak3gTXO68GOtAJoVXqxc5wR7LEmlMCzJqtHB",
+	"UMDBzJ0unrNpQY3MmTKjt8ZS2Bbp8pGJ/pXMRjxJmHgg1eOBd/IyEYwlILISmky5IJlM2Ulx+xKzkPi2",
+	"xBusnqT3thQd70P3+wXdnwk1H495zJnQMNRtD8A4X73HOAEXbnmeKBiFoZkRS+ViRRmxQga81XlMcjgz",
+	"Orqg6UtzEB5IEtz2hc6XxiMzrgP/xj2rfmqr3XMDfBz2hQIHjGJMeTrP2AnBtUCXbSqvrlhC5iKxbjpn",
+	"d+MJKnRqIhfiUXfzjdSv5FwkD9xIuM+2OYkwjTF88euc6X5BEm+8oWxFDULqNjZ4nNss5+Qlk8KP716T",
+	"pswCo16SkbkikMuDMZULEvFERS2SSIb+O5AVHpUo3tJlKmlyIeVrml2xB9KGI2KQ0swVcM0y0g37RwfP",
+	"Dsloiaf7cSWWrse53/mf11KSFOa05ZZrKdvY4LHYd+1yoFXk3wwVnkfdzHOWXfOY/SjoNeUpHaXswfc4",
+	"IxP0vxDzv3AJzb3ua3ezQJrsmW1Se7aLe3J2b4PtBCtD2Gp3/SaPc6QTNmMiYSJelm9kK+40fVgFCoKl",
+	"pWxV1pLIbCgM0arUGkGAUgBdBPIvuu/B5YAoiJHhT4o0C4GQcHHFwJ0Dy6wCIL2hgKNHJixNWh0CsB1r",
+	"qALx1MPxREQhbmdFsKyAfTYRpv9qDd5jN5q+kPJ7Kpb2sXooQUtJplQs4VJmSQUXpMg4k1NUV60If4KI",
+	"JXB+rJFadEaNuHg/9tXzFK4LNzi3fbtwLtOwnTd8HA7GlYXduNUgU5owsnkRCdWaTWdarVDaUNSSGmoC",
+	"aBogcSoVQ10hlkKwWOdew18BMf4ozFxlxv/NkgcbBhCoNEKQGCpCFvQExsVHV+27BaWdlnfM++a2vNRD",
+	"3D2OiPRGlpYCGKDhdw6+5CxUMnNwyMrVWQcE3LS7K+8/AnXMMhkzpQw7fwmw1ke4f6tChIUM1huMMjaT",
+	"mVYf9j92xqlcdBKlL82TWquoM4WGYLs4PDjYP2jcBqudPfvY8R1zRUdCOvMLWAJ5Qo6P1xmlHsYlewXt",
+	"/t3MHukW+c+2VHudN3w0AQ/25JpLcI3DvYwNDZWiSZOWjUYVUf6kxgZK4wkaOB9VNPxRqPnMbCdLvmcJ",
+	"pxfL2UOFw+fYtG26Ksz2XiemcUCupAan6t4spVw8vvx/UJCGN0kyNbMkQBhbc7W8dRtat6HZo9KKxWFG",
+	"1WVCPNtcAcXYPSGxTLi4qgiXOQEh5vgRiSSfKPR0Ok+4Po0dMN6hkhAG3wga81mC/0CzJGyeYobRxCmj",
+	"WeOj75vK36m4YwP8zEuh65CUPwhGFhlYeRcTibIH14F1MVhwlRGILUQLnpuLvuQY+9ygdhbFMGisZdYY",
+	"NORMtcEkCfMA6wwOAyytOG9rHG4MegECKCygujHYxwfmX7e5q62CCHG60CWuV9IYfHj28TZoGArvdo9g",
+	"1YA9IM1vbQ2xjcCphzYZs7ochtALewft8BB8qz3rWzVrPcsMGWmOjjya7+0movbJ4DZfuOpOvQG7t+dQ",
+	"RWaH0uLE7iJpRrDWbXgjAptH9Pb04t0Pb348vzx98f3Zm8uLH/768g0Cz1dIxdsgmiTcfJqmb705oTe2",
+	"PLK/cpG01YzFfMxjRzMuWAPpJtqLKAqk4GtQAF61VhgE/ShvPHL0L4Y+Dp7s7PKtbPd6r7R77YQYUXoJ",
+	"awWLCFAzagG4sUxTlJBJE06dYRc0TRHrrwICR1LnTy3oqn55KzS1BVm8sy3QU+zIz1sSQ/FteFoHxCjc",
+	"6B8aiNXAN5HGAkeg1ZGV17Agi481WwTDfM3RV+1xBAD8gOD0jTcY3vAxaHjRBV5AwPcXZ3z8t1XmYRfQ",
+	"+8ed1IJM/jbfJZplFP4ufXlzR2/YjbYxEisUBAMp97aWJEqU691udq3cxjYCBwIpba7duaUVQ8wDOHBm",
+	"lQ1rK999bv2r5+07quPJC8tnngObAXxraZ09EtvEasI6VlMmyHs1v087lOV2bVfZTScQFvN3A6rMq26L",
+	"n5+9eLfKXE8FOXt73Tfc/ezt9SGZZWzMbwgXxLxvRCoUsJpRN+zA/+8dRQGJemHYHSSjo8Fgb78XtTrk",
+	"IjfLDQVNlSTxhMWfFF556OREY8mMZqC6OlXfPS9id8b85okiYzrlzpXrBX6EnR4Oo3tYRoH1j0vIvOMy",
+	"JqzZ7B18CNsHH3/ufQjbfcRu/dx1yK2fAS723/BnazjstD7v3+7QYq+5/yFs9z7+/KHbc88AanbafkXb",
+	"40Hn49NB+c+9Ztd0ewQ9dm3nfpdbQcm22bo84MRtn2lQ2j6gDnNUn5vb8h1TgLMrXQ1wj7LkkgmdwSHs",
+	"Hoa+zmt/J93DkNh30GrYs7eu4QrzOGbKSiQrvHPlCzsfsXw0n1fZSv7t/LeRlCmjYvWM2TeL/oKVsdUe",
+	"LzPNmkvVTt/dqtfM3mLFSvbCoMGuOVy5CubGbmY4nF7QmHB9CUpOYxB2jg+fPYNHqjE4tqh3BRC0ffOH",
+	"vVALjpyxfwG1XCpmmnRvg2IU/dAbRH/9GMLKGI4Oe103hoPSGI68MWRyrpFmK2MIbz+u7r1doy0vTljq",
+	"c7hjVi7Oym7antdu2Bs6rQsIsCsYDRy8HxBg9ukJiezsogGx/yIJi7kyiwdalr04vY2wy/Gx5srzprMK",
+	"wb2hsSbmPuVK8xi4pBQMD9WARHYDI/JHEuHGRuQPJLKbF5Gm/Zc7lENhlOQl08TQtGAJmc+8YGlg4Emr",
+	"Q/7MNYLWcG9RSCaKi5iZ0WTa/DgUap5d82sGnWXWO7KqT12ze5zm+/MBj45XEc3ImjI2ldcsMVrDlH5i",
+	"JJNyajZu1y+5M7LzGL0TVR2jOVlkjzThv3+wG9A6IaFT6AuAXyrlp/msNPBEztH9V0TH1I4FQ3XsUO7F",
+	"be2h37mhsEfuzhMOZ/N2hYGsRJZaBXBiT8UTBXgqBYgya4jN2Hiu0Db+EPnLAg8daQaOugtKsMuZL4+/",
+	"0z5lVmdVx6BeoE519kLV6cSqUIqRlgtEtDm3IBYGhGoylQgFDQHVR+PJCYl0NhfgpIiIoks1FAsbGq/k",
+	"lJEFyxhJ2VgTObeGJTRhaJo6VqAnbGrU57ozXxLPc45+RwwCUOwZvowBXVWNKO/2EkbyEOF9dVCugxpC",
+	"v2NY0Om9h5TvxBaiSZ3YX7RfXaDy2NaSWEnRKpPZO7komCVAcrgglCTZkmRzEaBwv5DzNCEjBgaU37ii",
+	"tsWK36lovcgREM+NCrSqvjpfQa1lV2YJoSM5R6WpQFN0yCuZkYiLcTq/SUZRGTsBWU5ASIknUjExFNZn",
+	"75QyP82Mxiu8PZ8NXIc/pRFpdjs3A3IGf//tNZGC7AHgvRUMRWQetunVVcauqGYYKRyRZs80eZXOb2wc",
+	"i3sBw/1bAcGGuIgRaZpXg6HA9hgv/Na6HSDpRmQdmjYU0w15QdG6D9NcMt2qqoVuFnV8hTmcZkXI81Am",
+	"NpNJhP6TyKin0ZjyNLJZNuhcMfQy5kvKY3PTpPLKF/h8OE2dqOf8M4VtRX4yd5Ihh493WQNt41qSk7E6",
+	"VYrp+shnBLrIsTm6Mp5PmbBa/YxeGVkCAbL5QRlxQQGXtDL+F5mcFd6PenvzmKZqxeBsGmKgHvhu0OtZ",
+	"cUjYryWZnK2a1rT1zLl1g7fuXDL4tW7BXJaNGoMIeX/6pj2msRkooFXHNGa4eCthe7AGGSiWjV643wk7",
+	"3e5+pxsanREzI13Cinr2xfB4EB6AfRFNmtsn7bBDaQwaTE9CP34146q9oKLbCPJowK0No9bKunGceaCU",
+	"i6dadZu4Zdgs1529PbUv3pZXaDvz+Ip3YZ0o4S3WiuSUbymGJeCJZskVA10O3WSV4MKV/reRYZ34mu/I",
+	"FuP2N2PbJSk2Z9vgtRonQxFEamXcYgWDfHMDP2LO273SuDedtufoJr2LdTyctCr77yJHH3ln/ZWnafrD",
+	"GKw8W+3Bx8AbFqQKWKdsuOlvWtfNvpzfJ4f6ws6b/AL56q4bN5IfEXqw2718AbYECOvXkmCaLC8JkxRw",
+	"30258HvqPvoR/VKnclt+uLqo16xOODASOi5SYBOroeEhSqimg4ikXFhR4Ryk7va5eQk6q8gNpgEs3Tzh",
+	"iOwBq/C9/Kg7nih7jfb3N7s/i20wUo8b2MqxySeyNfjgYjljBfhghqEWg3IoYTOCr1oWFQUE/7asIGoF",
+	"ACvjyVBATKJbxcg1tMONCLqiaAZmvyh/jACGgESQJMQ9Hor8TZsUxHzZ5ulw3y56y+F/NjISveZmDDju",
+	"yChO2Mz0g18xY5+lc0Ui51Vwn3LZFAuUhXWqAEgYP/ZEgZuHZea5adgKSuNoinmaAi6CpmkLwSTgje0A",
+	"6MEMw5ylCM23UcWxYdEnYEbr2N8iCLwCsR1+xH5Q/1oD/lhlMXhmniii2E9zJmKXJQ1ymWWMKhS2SSyn",
+	"U66JzBKWneDeGbI4P39JIp4MjNIrzcFLilyor6nSbThh7bMX0WYLXy32ZBd8RpDrIRvvBjMagBLWAzos",
+	"+g6/AOfn4zoW5ACJFdUVN4FMGRXKywOJxmIIDBfaul7BuJ8H1X5iM43ZeyZgtcmYOXyI0dTUajee29+d",
+	"QHtvu0Pg/nRcAdmR/2fpzDhIQCcHw/kUloPk6jTmlzeAPczqFDWU1wmDV4BAU7mAi8zZFGzusQWYqagi",
+	"GYsZv2YJ+iZ5yaOxar3yrrVVkmZ2YE8U+fHFW2L5lm1SSVZ43OuEnV6nW4vfoppeZXRa85kX7qd83AFJ",
+	"WCwTzE4gpL6HzwI7uHQo6fXfRGAuT8Dwgq1OiLDBNpjNLWOxzBLlltYc2+QeQwJnxqViGGC93Tk0W31p",
+	"v786i1epXOSjcyMz2jzyE4iJL2Xysna0eww+pTuPfZZJLWOZ+vYMwbSZkhGjZ2N+Y04M/P2xHpNmCLbO",
+	"Xmt/IQnT4F0gzQrHBUDtDNLIXElzZgwjbZ0gwDrJ5MxtvJxSLp4ootl0Bk7Qe6yNMieAi6vLbG0KYvcK",
+	"Ma9g1j3MsQfOOcOX3DY2u4bfv2mdkC7elHMBje8iue46OM7lutsKYnkriVZtcg4HVuHIdgsmcELg5oWB",
+	"CVk0w2wIpRFa5d+8j8GIKCStXjVu5WuQpUwDiV8f7529fXX2j2KXCMaDCLno3Lk91tZ6ucuHDLsiihW3",
+	"Swb8tHBN8iwfDGkaOQTinLgm1kXWgvMGLibDWPAU3odrWNvw6pj/bo3GNiYQaMqxTcdtSfPAnIRjkGns",
+	"JAPSDeFvmGlADuAPZX4C9ysfI/uzfXV2cyUURpT8+Bdz8A0wHjf0uYt/U1TYX5Wp1+2sxzV8yqqe0VpB",
+	"xBL5llYG/7bzLrd9cJ5Vbp+wzPzXKSJlZn/Uh648xltt56wCBaPNuWrBO8MV/tT1VamwexzS/bjfPmCH",
+	"4/YzejRqH8dh0u6y3nif9kcH8WFSWkqjpdWcqJ5Hqd068MuOdgcnD92FfMHe6vbzldH3X9Y7Rd7buLIF",
+	"FCEA4cmQPKYWyh3OEB+xKi/ZCKlqn385/+GNTaE0tuAF05v1pUAASDNaF6Jl1CUb9CssnJ5uyMNUzi1H",
+	"6+9fDyhWvFwN/7KZsHpHRnnJaAzJyO/yN+AKFF+oXX5zrddIszqj8Scjmhp+SwUK5U5IWV1szBuwu1/0",
+	"vsLWXYRppvVXtryvSGTmrh/sr7UilOstaLjsCmuY6rr9MRPZ3ZB20NbzWWppFKiYfCf1xAkNDHOcuBSQ",
+	"kD8RMa4V05DSl3yWY133O2YR8pDFwUF4GPqsrfssaKgszpt0O2HnoIHPsIXhl+Gq4cZ+ZgebXTGIzxvS",
+	"8ULI5J3ueU8GXt9V7+DOjtzUd5hGsTIPnEbVQYtDCdzSel/y1s6b+zry23jT2oN/fBjCNbj2/uwODo68",
+	"+/OLUtaGuzgchMf/9M7koNsLwxXrvBGGAy/R7cB8Gj5h5/vAaxOY7uOZ6ktD3TnaSVnau2vA5+a9KpH5",
+	"MccK6WlbT0HeZ/21r+XMWlCATWUJVEQZLQPI68tE4grUWJXV8daC29Yx1oLH/ymVI5quAbpeILjMMseS",
+	"gh5AgBpLMFFM5AJlVVQT0HjNLmEKjUG/Fzr2P+gehPb/rCxpesJDYZ+oyxzLeQyA7PwrHnL7kbtuDBos",
+	"uWJtOjgKj0KzfDKmqVMH8/PSc91bASEfheGNcxGnVCk+5iy5tEPq9WyD0o95f/vdld+s8NUYHD1b727D",
+	"w9y1gVEpG+tLOdeNwYePdYPFLOUDO6dfaPC39ehj99E6K5Eihl5B0rUCKU9SBnl25fw+9rVcLqvId2lq",
+	"YTjOHBWQYhL3N+dVaG5Vf1/YM20VbSt288xBY12xJid+jhiinUBQN6JoTGfWwEfjyf3se+VTUL8NDmU4",
+	"Wha7oBaMzao22h0/7h3kz7W5BB3fAQuYzcVvOU5Q5GiFa7aTM9u7xA370TVBCv7xWTXhYbEAa3BydQVc",
+	"jLzdRkTlLibLrYf0mo31D3PtRlY3KE8IXyVe++Mjk69yFRm2rGGwwkjqiWmCCmbCr3kyp2m6NGQ/ZdP7",
+	"mXjr+NTnB3VyX3VnHeurISLzg4s3x/z4eV6Sh8LgV9WrEp9dM9fadVwzoeo2V/lclacEeVWM4rh7h6xO",
+	"GPozo6meVKRsh89syE+rEmctePMhqE1bw+dtPRDxAkGShnINA0LILLJBCF3XJDK3VNRp7HbrXUDRkgwy",
+	"ouGbbeTzgOvHHShyMeJn73MPzmq+/R3Xiswg0CiWwnCxa5bRK5ZgjGI0m6loYO/J//f/IUdkL8+8Vh/k",
+	"simw5b4n9f6Hc8bop8ttJu7k3NFccbMP43SuJog2vaYpHlvrySntwwCxAO7FJ8qulS8gY1Zwdw4CWMeA",
+	"ACssrtfyB4eiqRgzojX+HbU65HQEABdwaKy2cNcRehusW81m5ZMZRpnRckE0OXZ7mVv0oKoEUTMqFJmi",
+	"/4AK0g2MABiGYf41G1m24/7P6jbirb3Gir0YeOsL+a/xhcqC2aG7jcPXzU4obrN54GS89OtQQpEqndfV",
+	"mtIlGYGvfjZD/xZWxNiLtIxa95rjA5JL2JfuZOZmGfE4b+JhrixXLbuZZSxmkLWnUlOM2JJizcjW/Ppj",
+	"XqasJppkbCvkbWlSzANPVjFc6JubQZk+YKtF8HlpoAGRaQIHdCfxr8TYawQtm3Bly27O7dumI3nPzbal",
+	"+KCmSh7R4oaxYV/PmQvCLG8FQlZXgSlGd0UUkWUIHAMPkCm5rPRznZ8aLWekGUF3f4TGfhqWPBDK381H",
+	"2YGS+aaGYOHnExLmU8EhRnZK97gP7RdFbcBx8c0nKq8fZ149IZEvIBVL6z918RSkmU+LhKDSyrl2Iy9Y",
+	"ev2UgF0BcMxtk8usj/pX09xgRapWuoS6P6k0oojRCjQTAFr7xNhMEa7r0+nMPD6xzf651+9/aDaYzyxN",
+	"bSL/4purG4a3G7D9DnkHzneaMTIqX/UdEk3pjZEKAEt4fAD/RMAg2Mvwz4wNBdZwyNMhz1jWhlu3nd+6",
+	"mfnKwJ4mNpPxpE1TfiXAbbQiQgyF6SulM+VdUFafRegE7qoNDzLfpWmaiw65CAb6uO34ZCjwUNjiMfAx",
+	"R2qWDlsdb6IWKXF8oCdmRrEhk9R6QaRiQwviMKMggtEMEvVS8Qnj20Y8TTG8fswF+GIGRMkMg+PeENeW",
+	"Ovsk4hrNQmKCOMGMoGz6IzHjaTPsHB+Yab1pdcgZKNVQ4o40cUntqnAFQLmWrfCY0cVQTGSaKL8WltlB",
+	"aU5GRhcA8wA51iyDWR54SZH5zFzzPZKY89KE8LU8MK87HYpMpul8plonDqBn243Y0oiJpmtoRPHoAXSh",
+	"KM9ZEAZuodmHoUjlFc24nkx5TEa8SN/LSHdC7AcDZ/Hq/leOdIGFwMIizZxmLVC0oFRz9PFdTPoCpqKM",
+	"MaB96gmNkZOGDQ1U4vU+N+j1FUrK3d7Rfmff4sGNrNcY9PrWlIwvHEKOCRwPug/CoGHpqzE4RNuo1DR1",
+	"uvn+0UHxrDAdHh2s2gfdKKrn2+vPPwVOCoQVtbVPjRinZXQPBcWb8ordLpeZS9vs6L35htCRvMaQ2/sA",
+	"1monDcnZaYF9srkvSsfcnXFzN1qwk2BkYkhULO+xBvm+1g1mwq8mkH3DX4PMwlR31QYcwVQ/VMuZ2Oo3",
+	"FWn6/OkEDwHoMsVZqj1qRreq2a4tJXyfsncPLy+fgYd518udlYcW5Gdpw3V6wdmaMu4ZUzKdgwDhpb22",
+	"ZmfkmR0SZXQRDWztTMx0oPDeg+h0AZsGOhncXyjRlK7FVoAIaMOh8xyLfz47v/jh3f9cvjt9f/nu5cXL",
+	"NxdnP7whTRufRZ4NheHe5lLrTu3F3Z1A6hfYX7jrp1zMNX7R/DmR86zstsovVRzBUNQOofu9NwLT2eob",
+	"f64ZoyL7ITLqfhgSO9pTC5MxC+hSh9NMAf3CyK2FeTT3FV4SwU0Y2awPRojAysZ4/yHPO8ljJlWpQCQa",
+	"LuK50f2x26BaJxeyfwmp8erD/DNLpkkTY96pXcncROCEYbOirQAumeIWNddjfkXjCIdCT9i0Q9CfGKBJ",
+	"KSCRk7/cnRSQ0hVXkcUKhAbVrv6a5iw7KQs2dRwALCll8bHVIS/42JavUgNCXQD8E+Wy9qC2HeG0qNsg",
+	"Kzs5a50FNNoNe0Ka4LLAP5+ooRgxIwGV7T9PVN6cC8gTi1TZCszKxRPUw5VZwCeqAHy55idDUSvjBPkO",
+	"21AaKw3DlcA941XZPGLFAGs+zeiiEWBV/u6k1mVcwDbMZS2WNsSyYGKz636NmlF+43D1jY/BmjR4zURq",
+	"o/P8NKdJK8+s1nz36jnp9467kLK5RfKqaU7wheqdMnMp2NCqUQajVYIv/cR1B6XEdb0d0745SPLGsdgk",
+	"cP4gymngYFA3bXnFRNvdQUzvCab5rGM2AbbDUgVWN17jyf9BsNqS1uNcs7zbYn0fn+ul9XPco33hka+/",
+	"m9xk8psFS2HnzPnszfnF6ZvnL+t13rvhcHdCwS0yYNVFMGe5Ou9cl4jLhgvUXIs+ihBYG8r51CbTMCNY",
+	"Z3LBi/4B61oOZ69CTqxhOR8cYMJhUGBEdZ7PJwqr3pp5YlF1V0+9Ik5tn1bXbXeQwxOqc63S1IpV1Adm",
+	"3xH9XnYG33Fe0B/9ZU7IfdCiVXjBQ13/v66T+RWP1b1yRVVc3/8L/dj/2znMr8ppfgfjqkJG6kIw7enY",
+	"CFaByN50rqDg0Rr+5h/0moA3quoifSKlacqiAXxswmhm9QI8uxmrei0hdSdTTF/O0FwYDTD01Y3bKJyL",
+	"jGvNhAtp4l5A2oQRwRZGloZwVkwkXwqZNeNx8azuI7WS7VaE61YXvYiZ1Kw03IcTp13YuykhR+DUDRaO",
+	"TCWmMmMl9TcHdbqTRZqRJYkI5GxUuqDSk+PpzQjODnqE8kob2Cg/WHVrW5/U9TQPIOkSLSuRHYUonzIK",
+	"hmRDQhnlYH1eTLgGP3VcTv9UTV3vCfXd3lFJqu+W0lEPh+fNztPh8Lz133emeTYqx8bRwbjAReJBlFem",
+	"j8+dui5MpzN6xWzcorW7AKGZx+VputQp/yP+MhlN38jX//huEk/Tf5+JcBvp9S1FoM1KxMtcCJY6nRf2",
+	"swichIIOGZsaoncPK4DfDQlsuqGXwKbbs9Ry6Tq63CWvTSmJzYhlKRdtTDJjDpAZYKXfY3o0ehYfJu0D",
+	"1h+3+3R/1D6Ke0m7y8Kx+80r1tOYzzZnuemuqVXyCAm0tgOs1yzeFsmsdknaUreOW3yigGRtLEFE9eQc",
+	"37xXjq26JA42tmx1ZWrnko90t7xZZuBb5syqXIwr47JWrtWxRVikKgED1eq9/BvY+u1Sb/lEUMq+NZ+t",
+	"S7215eau2zlrBKzjfLbWvvPbW7f6iRcYhjmZqCJoa7F9BVV7IU0XdKlIWOGMYANsDNC2hrCZdbG1TjaC",
+	"EJ88v6ljmw52sRIDEVqEX7d3BA64SlRSKdrHB8YdOP/dDKIF7qrOtO6zxRf9j5W+5D6y9hvdvMqLBy3I",
+	"PYKHGGXs+ejgGsmdZ24iuQProOqZdA9KHhy3QBXHDARFIb6nOsxePfO3W7wijiGeacETPQkM/VzxayZq",
+	"tV8Hpyp3cA7Z3UtWffDCKJle+3C47BrZxZbXTk5ldXp8BbswYhNumFXhQHZOBLtRT5TnsFOublU3VNHJ",
+	"Bhd0fdypJfad78Rd4GVfCEb2y4NpHoBAcysdlLBoSMVbYtIMU90YGvl7Ewi/cI5DkNu/en5DM4rvizTg",
+	"dWB28CxOGVXzjE3N6UdnA9WTPJAeGVbbDHEOoLZYZtVcviMqEmCcl1Ng4Mf9MGj8ixut7RLyv3fgBtBM",
+	"xEt8cNTpBw374XURc0h2Uz3HYEF3XV2mUqnLWawbg7DTrVy7MLrG4Lh3Vzhe2K25Gqrz+Lwr5sCb885t",
+	"/fXZuXFpKbdVaWBpd4nkPjxaD/v3tuXzxqoaWPhmE+Dk3leL3f1V6LqekJ/mNOV6SXJCLl3IqEvbLQgI",
+	"7iMC0aVSJwiogbr5I6Z15QJfWbd1c1xrf33QteARjk+BqxsTVAkcScCtW5mKttKxLHs5EzOMyNshO/FW",
+	"Z81bUBvd+qDjl9P1Np2Vz+OKrNJe0KUjGAiS42nKN8fc7PT5yoleY+j0efeCKgJI2BPiIDgAFOdFMVUv",
+	"A81vmEVUTsJD6X8dcZ+vhK2BeJGwq4wm4AZI5KJSnRHeqLXjfcUswzslXd/ZMFSXBfgtn7GUi3WeW/M4",
+	"p8mEpZpaTcbGQxVoeZmxoBrHXBI84k8Mkle78h6wyTqeMHVpy7kP9q32actZ5K8OyEG4D/mGeczIj14F",
+	"Cr/BqvzQdeH8zpmNhe82xP07Mf0yyeRsZmvD2UfO1+E9so6UxuDI6NI1UoqddEGY3uzVT/W2/eqqrATa",
+	"4e+GlSG+aWUjXDEohyEcy4xcSZmQJiX9mxvrAYRItH7vuBUgyNsoc/DtE8uBSn3QFJDmGSN2aeDO9dxf",
+	"5YULXLLjXNGGrjHxFixah7yiPJ1nzMvimplbiiWkKaR1RAfk4OYmgGHaPK8PSajnU9fnLTApZdq6N7Sl",
+	"Snu1l4Q7WfEyTq2bAtqwhCUDwp13DNRJTFbMNdFSfgJ0HteAUHZ5jLW0pbfNJrmH4PqjXHNx1SGnwiYg",
+	"sKdqKq8NTVksYMVeERAlyRCMTPaMV+Y0bLgLzsJVyQSCjwOXeAGKoZA38zQlc6F56pV4wwkDuLViJcHE",
+	"iq6Sz3pP9Z07UD3UK3In0rijbD9BxGg+Hluc7hjcSDbuy54zrHCGtcLcMbtX6FSZxawZoN09s70j5g5S",
+	"UET+n1gAuxngTEpY5SWGLaRKEilIwtUnuwN5c0iWbMscUmLTB95/EjlTfBgU2zHPlX5XVmtlf1d4aOnk",
+	"V8/16gGtlTOw8vOaHM0QT4kxZbADkJXTdxfXJPJBd39JKbZfxfznkDXd1t737MPd/goasNs/cJLqBvtQ",
+	"zynqTJjDkrjTYnNRbZHgCj7osmzFPMlWqxW7VFtorUL7Kybd0hL+1b39WE7AVVRJv5Z81pbXLMtNTSv4",
+	"vO6RtUBnXGZcL40IutGO1FvjWCw2YKP0BFtqy0Gt7ER9Yg4XXIHUsCn1TrAZP9Ah7xhN2lKky/sm6fGB",
+	"jRUhAuJ+3PVNrygXSpcG7hVCtTwP7iTAfXzRkd/H55uT9OcaONr9HMI+pLVOp7OOLVgUu8wWacDHrtYs",
+	"rGF56datzU73WX4Q7ybe7+HVHR2WNbjY+hwDX4iAMMTAw2C3HkZSBbuoTuS1XKAPQ53gwDnDLAZqAtcm",
+	"cU3xmqRTaa5fc9vDoKE1T6ADI10rbfYNM8sFkJQfCMFID5aszVqgeoipE1p3GqjWmiAe00jle/zz1SrO",
+	"lSO5wDHOB+KJd4II+Ey4Pq/fhM5mTCgsdlyuwBcQLdOEUIjKGS1JZPqPBiTyLtmIKM1YZsTfoZBCy1Jx",
+	"FCNVRDZxPNcY35FwM4YpF1SjLjGls5mT3DI5W3fAvOqCQemaX3eG4RWjxBeXkL3IlogBw/W6DRpSsG0w",
+	"Aqsdbm7gjRgyO+Nu3K/M2b3uXI+154iGElv0OP0X54seH3ngma3HY3hHz67W+hPhgS8eCxexDgoBMuf/",
+	"GixEOQdrKWsFyKCNXxNcAuJJcTe/QSd+aejErwAA8YAkvPfLx/IrSWriSH+rVhB1/SDoRilnSrFs9VAO",
+	"GNm2iA7obXNhiW/GgF/WGPClQSVoKvr6sBJP0NnNm4XJsq2G6+l0uPTqxBqJ44xrlnEp8B5BmC28A/Zl",
+	"ZLZDUbzWxKw6bDrTS2Iog6Rc6Zbrl1CBpm0UsleT+SOZbV6452cv3vmZ/HfZt0y/M3eazdpxho28cp0e",
+	"Lq3I7V8pvvyWuB9dWsDmIbl4/jYg3WfkxxdvA9LpdFr5VeRNPW+4WSXcsmLALmvl0t1/gbW6XUuYa1yO",
+	"r0tRNnIMwfpIf/dLk76ZR27Kgn600vAohzesT3F+N+usy4LuDc6lB787S/mKwHy4MuLDlZm6EY+2G3HP",
+	"G7FT66pDtoz4DiDXgc2rvsUC1aVer2H85WIKNh+7i5+6/ZWG4K/B+Pkk/yUSdfuHri5d9yOE8P+KM34/",
+	"YN8eVAdjx+Tfm8TSh9jbds4djdTypaAwJIJRV4oKG4Kn1mCOuVZwPFvV536obem3bkyq2UF3Q++2faeC",
+	"cGF4KBjkQcWXYyPA7P344i0IberEJYYDgc+cYHYTM5bkWeK8u7hW6r8z7e39Ki5V1L9HqHdUaH+1h6Rq",
+	"TN1tpc81Y9mKwZqAARqx3Z3CEA26uQLp+YYrdDhTPSFNikiPoRB0CnGzgrn6pkzZzeEKeC0l/V4Pq80Z",
+	"zjtP0wGkzC+V287zWQ2F82wnLOZQb7IZXTH9Dp++sA+jFoknUkLtL0V4yfuJkBRz4B0OcijKXzMDcVlY",
+	"IWMBDsHW4OVa5ZGxmFObQunSlmdmGgqo1VkslJYwtcBCWrRv6IgKEQWZj2IiUYQOxUoNdKgwfULUPJ6Y",
+	"VUcGQ2IqPOgF1ui2KdxWEkBuoc2Xj8G2eOo1N7F/EmxRbQc78z97Zz5/W73bjaae8uUoZTUGwlNB3r16",
+	"To77B8+MOmNeIgnTlKcd8hKUxv7NDaz8AfwXkuBNqHIIyUr474TFn+6UAt5BxDhT6jm+DiWgzSfXeIsW",
+	"YAIsyj/aoHwA3AaA4pnMp1RUSlx7qFys6MgV4eKapvXBm+uqT/8gGGFCZ0uwHdoObL3IZj8MA9IPj2GB",
+	"8KxSTaZSadINw63FIq/8ZUk7A7huVUC6K/8Mzhi4UWk99uiM711398x5VKXivxlvA7kxzMBQk+sC+qxN",
+	"TX0OGenw1Eb/aL/DV9tnL4x4oGZSKFZbCDPs/iX85/7fDt88+/vxX3vf998evDs6717svz/cHFm7OuM/",
+	"X1y8JfgCiWVSjqDp93qbVPOD42PvpPbD+luK67Rmtc8nMtPOhu1M7J84VlKwR8kPn5WuDoI7ZhARZD5X",
+	"Xpm/GwKjwLxyNNTamv8VW0bChOZjbrnoymDQ2w3gQKzOr5A/QsoIIoUtC12MZaL1TA329ma2eH0nYdd7",
+	"tju1d52PdAdyqudduMZeTLpHc3X8LGchq3ng782D1hFZZC6LZYROCGtIM40gb/UnPxMIvAi5cArE87bV",
+	"WAI38I3TfZ5Pbge5xbAwHLFhYQmbMZEwES9PSOTgzRGRIl3iFM/g2YvvXK5HB1W2AL9Vrp9QTUdU3SlI",
+	"v8i/DNNAZmbh1bs2rSxiPoSNq+fdgltG6NsGt8EjUVll2Gu3/GNQW7MCGcce0Nm/7W2scNeot7HAOGwC",
+	"GazZC9/pwGLIOmYWXXO2YFmEqVlPSGTmSrXMIkSigsgK9ycTGPWfg2/M1TfFaCUMbRRXTGlVZGWOaDLl",
+	"IkL5toBD+wcHv94IGu6zRjs2rcoxIPlrK/ywIuNWXDcxRVNCfjpintwRHOnyOzVcwmeI5CLN417Lgor2",
+	"yVwBeMhctapRipBULAWc8aUnUq7mSqHOwLGqy/pDXBuilIv5AFdy0XdNRrOUu3gBIRdIH/i11vZO3nUZ",
+	"rt5PliiBgTqwkGK9CGa1imdWY7FNuj0bAmsYTH1Yz5pwwwtQInBpXcIKeLUA8gGu3qhRjiZ3jCe8W1Rf",
+	"3dsdrUxV/l/tz8uB5cIHPXIIHN3UcbpzrmvTTKUyRonCiinnL9rvT99sn7soPxZVVGHGVS4+mNPObDh7",
+	"43DcjXv0oNc+on3W7o+OWPvY/NlL9sfP4i4LR92utVP7nQXk1bsinL2Sy2qtubo72HcDzAvb7z9KbqLS",
+	"fD+XsmmFvf7dyYzWpYop5l3qtHdw+MDUNbsDC701W5EnhVkzxYy2l0s+1jxobgUQ+l9e0KtoM8bz7kNQ",
+	"TWBkhUp/OMU4d4MjmjMBIVgvwGyxIwYuyZaX2VyU0Gz2xTrgctkhdycZVFS9KRfuz4reZ2RK/tOc2Z8N",
+	"b1pdQrXF/LkU75iCaVRFGmvWuYvSSn09h0zbcFKKhaoxzTKl6FV9JkUnSFzafVxT69OJG+iRqBilzAXY",
+	"lBlZyHmakBFrkThlNMOYs9XtcAS6zg7jlcXitaVzMUGuWUYsq8M1C1xZPMASG0Yb8QQ9nVvZAMw2VXao",
+	"tkwXBL3UrXL1WrFvFotf7FGQ77WbYc02rKOle0FJK3y0SHVVSVFYz1R9bllqWonnyBiDdOgWQ0ZJzDU4",
+	"px6RxdbhQNct1eqJ853e84SjTaXbPQr805dbUCHzOogFU5dtZB8fKLzg8kNnF90yIK+DD9tmkDmI+6N9",
+	"2jtud4/CZ+3++JC1j5ODuI1PzcPwEKRx1/clACDzIZpvdXtBdz/o9j/aR+6V/aChs7mI8XjDWH2mADRI",
+	"/Ms+NzGDBtMrbMogOe7nIvcq7/jw7CPS9OUuYkh+rICxrviq8p2qE0jhV2siLAKvYd+dWAraWbYk2VzU",
+	"XpR3C51b8uYd2bIllzt7ZMnZC/VwPv726/HwrVP4PRJ/dd8MCuLxma5Z+B1Ybm79qOOmaCNHksNYF7iP",
+	"7DrS8dh6ZH3M+XYMphjh/c7VKsq5+O49SuD6o7xXc1WfwMbWGPEd3obhEEiuXmR/tWfbrMF9ay3Wbt9Z",
+	"Uo5BXH9A7MH45c9FlfRz4i421K1wZaO8ia8j7vumT/tN6qRfGMkK+v9Xx7GaUXzFpCw76+xfSBmvA3kA",
+	"nMsLBFoTBbI2uuMrxGdwpp74ARq7BmWovF7vqg5l67waHcohRsF5ilUO7xWZYcsD1xyCXzI+YUMUgl2P",
+	"j+uo4x1TTN+lMfRCX372oYi5zRXidn0pAx+Y8/LI4m5ec2CLS2grCdKOtPr5P8sFmQLu2r74pFJH498s",
+	"k/fKM/Mwsa8ybk/mq9vkC/mpLkj9VJDTt2dEm1+L1P+YJzLOmL6HsdZsoatbOld3ODzs9XaV0TEVtJ2B",
+	"z74RNDLpu16+YsL30izW+kRg/TBwnc71xPAsUDshUYpFjGjpMjyUK/wNyFzZiskZi2WWYKIkTIYUf7rK",
+	"5FwkBcIDkjC5tsDD7OYpWXzNZhZYUG7zOoHrBNxpNr2ORWDhwMF3AS1GjAkznqRDXhn+PBeQ3Qleg8rE",
+	"VBCZQng6KJlQJff+GQp2So9uXYgbPZ/mnU1WXuikYskt7fHas3MvA9QvMj9/ancMP6mtBsIWlg5yzy0e",
+	"/oCoiVwIBymP2f25wXbn3FxdwKaMOH/5z0/718d/Y+96N++fie+60+cH+n+O5n8J6eu+enE4/vNXZAtf",
+	"Zl/z6dd7IM2WGC6iQE1UJDqd64nM+L8plgP/zuhnGRnOw3A/hp7gnyyy4quTMPd7u6R5sCcGR1Y6OWtp",
+	"7cG61Ze4Qr6wDoT361dXgi4Q/vDdVtF85fl6tce2mzF+6h00W3ErbXYsVafnvr1hSvY7O6p2DiyN8WHj",
+	"VC68dDuZnGuWQWFYyDhjPrCKM3pIxcA7IZipXPyVLR9WDc9DBNSgdwD9jQWGEA/tAOQLavi8MBJFrlw1",
+	"7b3eQjWrWKQcJj4Un4RcuFQ9efCnlJ8AIw5o9O8B7w8QzRUcer/Xw8SSC65Yq0OeY1DPUFiRx+IrJq7M",
+	"x4jlhXMdPLuCoO72gnuGvK9dM1RmvNnTFMBPRQYnu15akpRpP++0LUe3fKhr2haqqxbL23hA6pS3OGYz",
+	"uPd7QaMolQd/+rXzGoOwJhDOta0J1DLHtZBXmzRNSxk871OP3x/Nui9WM0nRXIPH2GKZuT26xwDKC7Ju",
+	"CBA1YT8CNJ+X8n1IHsN8sUvrUBlT3e7/6L2wttDOhQeotNtUxG3XTefuCjy5skgF4cljlt1Zl15m36Z5",
+	"2e/5yWV6/Upymf1ybhlInGKzvhz8eqvsdA83p42x08izxrhpuaQx9u9Szhi3NJWcMfvfKuz8XtPE/Jbq",
+	"5Ny7Os770zd/5WLN3e6iE96fviEpF58cBXg+Nx8iPMokTUYUEsxOZykExGpI+GLTjSiqWZpyeAZyTRk7",
+	"7F5bnapi8TzjenluVs5KmqDAGa1us6EuTxII+nr09ofzC+LibNBSE0EUXJRXfz598f3Zm8uLH/768k1k",
+	"jupQbK88DhESakbZGNgxFjOaaD1r3N4iqF7WujohhsPB+pWm2giEOWzbQrsdzh/iU4SFig7A76kgSzjP",
+	"zJ4NhRfo5+RFKOKxYEz4UYClfLvg3TSLBfkjZyxr4zU3FO4adCbdoFqLLrAYZpRffch5Ne7RCKZD8R//",
+	"QZ5LmJV5ZJ60ydOnfzn/4c3Tp2QkEzOUOUa3f2KXMVWsQ94VAWOQWNLIzyNGIqi3i16ivX8pKaKhIKTp",
+	"0p8Qlipm1vXp03734OnTFuaedJFg5Hv+HWl2D+G/CTOHNWNKsYSMZWY6qhAOTjtqnRBKUppdsSwPYDMf",
+	"2H/6tINzOS0snFyKp08HO1giyPdcKS6uAjIHRQIktoxdy09GByDO0HjFtPlo2H361BL5+/fv296HmftI",
+	"1CHvJHBmDhHJGaMKt33BsgFM0wUZNCHKoBX4YQbNggDN4rnkzBmSnd3tnCZMdxhoYHqxAQbNIrggwJho",
+	"KEwLaAgHybFEhD50eBHqJpv+wHqPtw7MvdUhp84cB/74TKYMC9UY7ZUKgqPnUjxRxEqYZsGgN7NoZqfI",
+	"SxpPijfhc5C4vWiC/Qp45p1ZeywxCpeQ6KbtmHLbtIgIu9FMGHrvkD/b7O2ZCzjxlwyyi7M4v1ATGcMQ",
+	"acbIbD5KeWzpCUIQ1dOn8EuJ5m3oyR+A9knThYy23EGxokNkA2bgeOBNhGUHaJYt/TophCdAElOamguJ",
+	"JcScy4BQ7wkcc5mRn+YQNUczOmVGBWwjCcMKh0+fnsBU8ISACH3NZZqvsR1E0xE5yNCBjSY1nDMgUzwI",
+	"xK2u6c++BkZ1YmRrOUa5KCAjmpCzt4QmiTnEZoDPz168M0OPpdCZTIsazjYYWZE3P75GiiUUAIrYMVSZ",
+	"tmHiIGzNs7g+Ftybcq/39KmN7IkwZvXDRwg2Bz5EEfSAidZtlCo13ZvlhRUFxhWZr0aBTevQyVMvfeh+",
+	"7GhpfrB2oA/7HztGAs9fiVq43iJnGzx3kvz47nVpc/pPnxoWlsyRjhjMFaPCBYnOxu3vMamExUcA1zGT",
+	"t1lGoE6+TXQnBSt1fQxdCxQfBU0h4mme+S8dAHEQarr1QqPcF7wYvVIjOLOnOZ3C6xBOZfEIypVn6JiO",
+	"/bAszFRr+o42x00iNzbyj2XGuJ0oEEEgPZz3EU3adhhmR4poS/PXXJTcW+bRWGYjniQMfhdSt8dyLpIo",
+	"gM5iKcYpj6GnKdMTmbTNKzRN5QKbaynbcNtg92o+M/vNkvaUJZy2YXLYl1t0Ow63jK6TKRVLN3AVmcXE",
+	"D+ZSQkHdoFEQnjPMg6dPSbN+fIjREiQ6NY8iG1TcOvFJscopio7Dp0/dGeG6Q07F0mPJU7p0ke2WAuz5",
+	"esd0tmyfjrW5tBYTnjLHjF28YZWSZEa0lESlRnMAIUAsK45Is8PmHB/bz8CSlr6kJSQwsAwmp0Dw/pU6",
+	"g2/JMRRnOXV0+ETZTcIw8cjJe35kOHEWx6ZVqdpMxDJhScvwMQxx//HdGcnjeO0F8S7n3spIGxgSksd5",
+	"Gy5vLoNyHLgZGkYbY55uZssfygWc+ErQeDOXmnpH5Jorblb19Pz52ZlXGr91UlguYT25EVSE2U+W2KG+",
+	"5kqbq0zTT4xEKZ9yHZGmK991EAak2+l0wzC0wpq5zelPc0YiNOpHbv8MXcBAP4PmFxDP8n8bnZDI+zty",
+	"eTpWq9eTt1RBvRYjXpv+5sKlFdcSxKxSEXw7i78ja4TVxlQaxSpbtmnOBpQV4uuidVCQwCs/VRJ3njot",
+	"AG5CjOIh0bCBzMmxZOBPw0bUIee4b5hBg5f4N2Tx/sTcvQDIL3MSEO9qrkXnJkAVJuUxExgubF1GpzMj",
+	"lLV7nbARNOZZ6oWeLxaLDoWfOzK72rNt1d7rs+cv35y/hDZFkH6h5Zy+PfOhd41uJ8Q35YwJOuONQWO/",
+	"E3b2Gx421EnggN8wD67qYCinOQKGG9HUtw8EZMxTzTK0mdhw/5wdoVWGfO+JfUOBMjEuTM6SzhJIrKc0",
+	"fOslfgpGavtCq1zVfJEu3bAssgH8xU7RdhIGGDFMA2CXhd/O/X5pGjhNk95lZ4ARvrNNQdu/vQ22HVou",
+	"9HCodfXjj2cvrHhgrbOEY8hqocdvCeLcOEFenp6H+Tvslxy03Rp7wca55XlmbIwsjbXMzNRQjzADqcxH",
+	"zlQbQ53rBw09rBtut3f0sPFSqPWAdZtgwJpPWTlrxRQszlYHf6JcKinQAfb3949B2FignSNjKdVGsU+5",
+	"4brtg2lUma7vZw592/PqzME9uGmjZlQbQaQxaPyfppCLn9sfuu3jjx/C9vHHz2FwdPtBTSfJ4uPP+KR/",
+	"28Z/9Ip/XLh/DFb+0RwOO/jvbnB82/rv5j9//vCH9seV91qt/1yxKgWNmza7mUFYr9lCzLFjFgtrRqIs",
+	"Q/5trq5mL+wdtrs9sPwe2RVpBUSA7TEzCoNpkq+slhDTDQvc3g+nAWl3QU1qP0uMmgNKT0CmAZkExGg6",
+	"rTuJYMTGMmO/8P737tx/qHr1bf+//P6jdQMYTWDzZgUFa8brIyvxaqPpUi6UpRl2o4Oh4FdCmumT2AjG",
+	"TRTaUijqCyLJ+d9eQ5wkTVP/8Vup9FXGzv/2unVCov+yOQYvo6GgGcv9YSiuTBVLr1nV72x46Boa+ukx",
+	"OeeFH92JNXCUBrlMZpp8YsuAUBWj7g17Z/c5BaPMFYnaUQAGHnylMxQvf5rT1LRE1CF0jrIDT/KAUjiI",
+	"Cc8Y7EyHvM+xoYOK8FGKQM13l3l4xs5QnBKUVY2oipI+pn7JC9GZyZg9QFFGVSrcoj6SMT3PBEvyAivF",
+	"ZjifQi1Ll5ku7Yiz7ts22PZj7V7UCSGFPLT32kj4jS1edLiej0HDaS4g/PXCEJBrUmgmEN5SMfqaZzsI",
+	"RQC+AoN8jZuJYppG6suShlOiWgsD8hWjdR+0r++V3oVv9nE6dY3yae99RxPbrgFNunc3+REMDzLj/2aJ",
+	"aXSwzXfOrMXA5jjzvViQnQcIDNcilYZ/anoFwauwkIYgKsZPD052G+RyO5h2i1D2OuQA5hhEyTwHsVtl",
+	"CQzDkGSQLhWZWLR5h8AgWBIQ8EHFgC1WQxFBg46NxorKgj0Bma5OrH9u3n9ummKeqy9EgvAF+JaLJl+l",
+	"REhjDCNBLuEFlv3m6LAf7t/d6JUzkT0K5cLq+sTjES4sfz3horR/G9Rrly9vaOziK8AVhi6uCde+x65M",
+	"tBXSsyplrUL5CxHeOt5XUNzvk9mdl7eQxpNdKGcdy9v7bO7X23twPrA50SlLfnnu96thfpg+6xvr2531",
+	"Gf3lPoxvoxkr35fcTgVZcHMZ0qHhc4AKRrTsQBg2PPOjd4xKken1fDlPQZHzXjDHcgsCgexaIHhD0RRF",
+	"IiPsRoSqT8qoczTL5MKzCw4FytdoFRyQyEZVR6TZD/suKgh91yVnYMso3HTKItJk5q4wfy+oAKtdFAxF",
+	"9FNEmhSUsDYXignFQXFU8xGK0/65D9CDNqYxWGytz6G1m5HyZSkK/C4Lpfk08xcTdEgXVv8ohr4iQL2g",
+	"ijtD3O9UHAzZvII920bNOGc0gxzzd75pUVJe1796tbNM8b+AUmkP/U46pW3Ttv8tRZq1a6NnfqvqpjuA",
+	"22ic+dH7jV51/bsbvZH6lZyLx5HYzJqW+VXB/L1rr+CB20pueZ97n90/L3myUYjDZDyqxELhVDlPkzlt",
+	"co7lCbgmTXf+eObgQK2ibHKe2t+8TUkGEqKF3Vwx7ep8dIqKBvM0RacoRCr6ufkNC0A58aQkJ5KVNP0z",
+	"B4tx4QIaQbtUTzo2QQ68NBT+gCripYON1d1IuEhuP1alzH49HDVfTyMN2oH8TqTBX/5Q4R75UN/tj1Ke",
+	"InidBr2VLvwnpteTyONz5nUKiI90/saM76SbPzF9P6Lx0heUBdQ7bm/XrVlazGoX10DCn1tkmC7y18wy",
+	"BjALlz9AJss8TMG+8omxmWXOGLxPTkWBqiYxFUbmNzwQEUEAeUFBmZwKEllhPcp/yptOqLLlY8LjvM4M",
+	"iFj5K1CwP0IpyE0yauXa/g78FjP9lA4TkNV3MllucY78EDmcEHgJw+4gGR0NBt2wETScegPpl1wYwG2w",
+	"4xm0KYluy+ENNgXKV+MA9mL8rXOCL37n9MPjuxs8tyhHaNDdYkxv6TKVNLmQ8jXNsDhmv3uwzQLk+Mjv",
+	"WcLphS3q3+/1tmk8y2TMFKSPfyk018tH4Y5I4A+9VX0R9ZptMomcknOICGufG672El4mSmeMTp1+ZwFo",
+	"Y2ZYCiDhbdoc4FERfGAQQSWpoYC/AJSNmDwpGIkSqukgIikXjExkmrgchxF8LzIy5l/Of3hzAphCnli0",
+	"41AoQ9IiZq6oa3lATV1OZfTEtG0FheKbQ+hsVcfOUMB9jZO0UeyuM1qOMXii0JqTy7PYb1UUVkNRzfvH",
+	"tTNE2hT5qiIZqxZRE5pZlDi3JRiltasMBeANsddpjhSEj/PErmIwFJCgxmIyYwC3j91FNeVJkrK8iyum",
+	"0fEOXnuI9TUrsZwxZU1WHatJR4H9200vqCwCaZqtLOCLzt4VDEXkEiYVQX9uLa0PpBVUFiJYWU7TD8Ry",
+	"dCCQw7xRNlHjWkX4q4dKtbaHWArBYq0sKDd6TZVuA5G1z15EAd7BOT2gHhRnUgGKTdNMqwD98Lho1tAO",
+	"JM31UEy5UiwJyDiTU0LJaD4eG6rM8AFM2WKKT2wdgzFL87BItJVoygVL4DQNBbcfglOCk3KfE0oziiSk",
+	"JpA1MmOGzWFEhKYgQZBYTqfmdUMUQ9GMBiCR0JRfs6hlzhEIKziP7gFRHYIFpiza10ZWcDUUsIL2TNjz",
+	"bc6APbpNKtxpbZ04YOyCZ5A8yXIDCAgaiqGIomgoeDIg/X3LEDD0zG38UECv5POwwZNhY9DfD4Zgvhk2",
+	"BsNG6c2G+YVP8Ze6MGN4w3Q3bAw+dzqd21v7/aGo0yFqZJ9zYHbI+e4yfp4luf3OHFLL7CAUCcgwYzHj",
+	"16wcwN3o95zZa+LSqVi7V4k+SwYwDxflEEzd49s7YUqupMiUpoaRYvgfDDNAuFG/17jdwo6l2Y3Gq6ON",
+	"l0FFzDMr/lgJsHfPSAsZbfY3h58XC+XR0w4Cp5m7ef2mLa+YaGd00XZrVuTur1EGgSRwzcx9Zo7qUhnh",
+	"WxAAw/nkkjJ6zZRL/2FzXqjJXCuSyIX4vbpXQfiw9zJz5zKXgfDB1ha6G5DwsvUS0DtISmI4JROOs71h",
+	"+lUqF3tnb1+d/YM0i9DfNy8vXr3+4f3l67Pzi5dvIpRxlHnXcN/8tfPySylXmgn4CKTLgasm8G32RaAI",
+	"E0VJ+qE4FcTNwEH87JvspzlNlS8oPlH5j0Zx1DrjI6gmpCXcj4Ve+gR9NaW4m/wz5tLQPE2L7CAiwRkk",
+	"LmbNXftDIeZpatPOKCyGp4BHJEV/RtJRMU1xohH8zsXVZUY1M1d4XmsxCMNwKPINg4af2EyjoIfpYw2D",
+	"FTpd4m5xSMd3JQGuDfd2qx5Gsc7plRPHl1Qe7UfWGfaxQme+XLAbv5uTb1ptoeIZHYXH7EevJl+NhR8S",
+	"UjFvTx3PsDl9tmYaeTBJLcPAfOMlh9uW/mLiu4vRG2cEXidE5zqAjcPfPqU51fZAW7k3lTFNL4uOiz7N",
+	"lZNbkkDjacLLRYd6wjLWyrvK2FRqVttXxmjhpsD3qt0YGRW+Ymdu7Vh0KODpmprJ/bDfcQ5yrgi4yI0q",
+	"AlUWI1gJ/HdAop8i09t2nvKdmMPbPBf6Xd5wXI3cabOyO9Y1DllHGXdmvq/tKV87EbxnKlQBN0oxl6Ju",
+	"dEFSXD9emE+JgB95ZlVK3TA1j8IrcwtHR6xPu0l7P+6N2312QNvHyeGo/Wx8RI9HYdxNemxtCJN/oh5t",
+	"ctymFsWTUR6tkSbXUY8rXbrdbWZOxTk2+aJ4i189fMK+acM21S8Pp2iXwBDfUBVryXUbRAUcoW8OvO3R",
+	"FK5SiBOx8La8y28nVY08hcmUFaEIWwBbmpVgPFAFhCg7aaT0vKkXkiR8DGHuupTTaK7mNE2XwN8XEvMf",
+	"tcDzVnD/BE8a5vAQsnQv9Hs9z/dmHYMnpRs+r3LlUgvgLCDFDARS2exSINYcowk6Y/bSsTnIbRuo7Oy4",
+	"TZ6FyQw8nxLwPBZLa1k3azUUOavCO1vLgnnV3XVQ7N6bVCmnKBjRh8LwJcg5CpehnM0kWsfz0ZmOrMvS",
+	"NLuX1xE3/i0iQ+/tcVyhlMZg23pplk9CHZj2iGUpF22XY2yV0hqDxjE9Gj2LD5P2AeuP2326P2ofxb2k",
+	"3WXh2P1WVEAfNOaz7S1OZh1sWvSt3JvdR2WS61ybeVkvS8cVHvnaK7uyiT/m790G/4vdod+8m3dBzoGI",
+	"HKev5XDb3Sm1rk64k/Y+W6zb1ig8TKZiXXXWRl0g7IgHsEN3zQqoDs1g61B15DlmvNuY7I5wcS1Tq0YZ",
+	"iXQouLDZggxPfQgwbyjKbredcXg5h94Gg5czjG/4u18Gf0dsaMVOp+aBsLt6igh/sRvpm6S+PdRuB/q4",
+	"L8LOdLk9us7msk/2ZGaNFXej6nycJWIu7B1iEXboLQJrI/To3EcFE1Uu8+gK7wVWa5mvuw/uD6J7qDib",
+	"y44Ju8posovP0nz66wDkNp1XB477DZ/bLw+M+93i3O51e62X+fa86rL13l7MVJDJ+RWa4ZxYhmGkTfhP",
+	"myqesNYJif7RBuktwoDaxYSBxqtdeKNRlNWCZYZPeBF/5QSJ6NaQGRYGk/kXl0xvH6NnL93v85qsX/Qs",
+	"u8+sOdKQmlW7iawc6ucuhcPm84yv/YYUwq93fUNVHX/Nf7n7fF57iGYpjT31aWV8eGO7Ki5yOptrwAvG",
+	"MmMRaYbtbhgGZMKvJjbF5wiSCbXQ+mf6EkZ9+Rc3TwOSSoWK04iKBEokDIYi6oYhaZMpF03b4HKq9voB",
+	"6Yct+xzbX05VQHr5QyzdcGn6vJzF+ukRtBgK/HVKb5rdsJ1/6HI6mqmAhK2AdMNWFJA4pdMZoio+hOZh",
+	"+NHpdCKBajZunnkZHpf5O2NjrAYYTRlV8ww1RGITWipnuYNkURVvgPnClC6HIO2MGJliti8qyIGtXqgI",
+	"NYckr3ENa/9EkTiV8acOeW+z2tlvOKBiAObD/HGFG0Lq7rZlly2bTVOZGfqArshWXNByKM7EOJ3fvPgO",
+	"6zhw7TKXunopLjF9k7p8qLlhMpVXVywJ/GkPBUJRoGInS1SrQ862kOhIjUCXB7ftINFZOq8y3ntKdmWS",
+	"agyO+2HQyCm0Meh2oEaJo+TGoHvU6QcNj1TWY92met4YdA+K0i05eTcGYae7kwhpp3omzNn/CoLkHZeP",
+	"oSPPnOKFR8Kp+yZifhMxXVKqWGbJw27QrWROQKzvTYpyUbWS50W1TJRNz44QbUvG3AYLWMeWZV7g0saq",
+	"c4HhqQvwc8lrlrUCW+PGMM6MOrierfqtAIdHY50uEf1L87JvOUNuKsaGIvrTy6J4hTN97n3OS7tVJhkN",
+	"ChdTITe4sahgKCBZs8IxqYBEdltsZkCzlzRjf3QldKJWh7yFyGe7QFy5/NK2vvhQNPOrxXJEAL7jarly",
+	"GwExe+otIXwtT6MdWAMDWEShfpN9A0o8RSfk/G+viYYk4NgFTDpqrRbO40w9GUDAtdnDoYDtG0kAHdiy",
+	"F2gORiMF4iO5gGxBHTQgu7pYAHGi6cIoGCFpwjPMm6gzM8jEK63eQrkKOhUMSow5/YKKJQgFA1i4vDzZ",
+	"XKf82iwf1x7+2P2cMY2lVWzkuFl1lzO78IxCLWOM+UiK4h2o+Sgo2K1IU0mEfGHmf6MNtTrk+fnfLWQU",
+	"kS1/jNV1BMV0TqFC2wDyTu6Zp0PRjGU6nwpFIiMABXaHAtibwF+xYDZTgZHK8ipRrQ45CPdR5hDSTc9I",
+	"DxJHFEsx5lfmGjVf5x7oDKexNTLM6mFQ5d0ViNtVvH6Vyek2AIkLuc1bgB/d5kU73Od49mpQNqeYPx+3",
+	"6oQY/pLxxMjtuFvRuqzTFrZUBzWB6z9oxOq6Dk3ypaEfbocM93aUVpLKGruS2lDUSWBBtxeGAVSNC4Mw",
+	"6IVBt3dk/n1gfghXGkH1uiAs/r8oC0VryurXC0KWyr9hhXfECl+US1KR3JjsiQSOcL6MWu3LEvY2WY82",
+	"dn7IuwDHJ/jHH2cZlxnXy7xoBALnMOzE1rbMhjaxLIQFcmE0bHP0XVsbBEehVP5UiisMN3C/Q858bMET",
+	"C7wPLGAYRXGoDFZUAduMhB6sJsNiwmwchAhCKqxtEb6Gu1uI7fOzF+92CwdwS71lkn4YIWkalQiqAAG8",
+	"L+HKPocSyq1cXCgBMjHdWR0rtd3WcYORlCmj4hvu8uviLt0Z2RV06bVre//+HWExQYTdCo3pnZnfXwAc",
+	"4isLXpSrqe7RQ1GWtiwfHtW54D/NXXjEKYkQ7nJp7sPIJpJ/4mtUttaZGIqNtcgJHkAAxjSFdCga6wcc",
+	"5OXAfbvdUMQTKRVTUDUxSjI5c0OAEkBGYBfM5iAwepctc2s0IVvTwFZJ/CPREurdXLOMpkORg3mgehEE",
+	"39P8shvYKw7uQmBy7mZbcIGlEN3FiXSP8Ei4xxag8rBUWR91ccOSGY8/KT9fwXwGpTpEzIqErEOxEdCz",
+	"O5gS2j8ogUvs8Hx5JfxuL+c9HnUYUnO3lb3QprnzX+nLmCcZlKHu9MJO2An3uoeNoJGXqYN7FSsZH4SH",
+	"IZa2PQgPu4Zb4fOuK7jcGBgpOgR/hI2NbAy6z25zpnst+axt9JUcvplz2EE33N76Cav3lUCYuHPrQC/2",
+	"zH4DYn4DYj4uENMxjO1umXp7aI29cGvwpS2Qz7UqKw0oohkdHARFcxnMWNIhZ551C2Lrcy9b8VRmjDS5",
+	"ICWrZtmACd3/KaNjKmjrS/BjC50s+PFW4MnimH+DT/5S8Mn7noBgvZ3fF7FWKHvLTP9/Ynod9YS/6K3z",
+	"DWy5C1pjN2q6tykJPvM4GQ2xgLD1hKD4B/UoIRMFvB8MRYaucMz7MwHmN/oXi7VN/uDna1hfbuD+3NRi",
+	"Kx8s3eYCK1hnfDHxYEcp8SsBLTee1xxq+Vs+t9+yEP6a0JlfSDzcA8luo68891Q7Nyg6ZAjUt3b10jCl",
+	"jMw0ZM+wFiSqbcW9DnnlBMihMHfwgFDMEgJGvqvM/OhHIZnmaCSgsxlWx0CvrsyIQLtyzrSGYluT8hJG",
+	"sbObcGfj3Wp2gCxhWckAS6KUKn2pGBMRGHPxeoA41Dy3DjrAcIE725o5aZr+MF47Lce/zEqcm6bm3rK4",
+	"t8agAY63L+wPNJ/eVNJIyxmS2Dd5ZyseceHWyzrQqpwCXORfTOq5i7+AtreWvzxP50qzrL3gCTMsxFJi",
+	"ADrfitIIaBeAbwLtPVGeZws8VgQ8BjQBphOQWTq3njdwRIHwb9uqJw6GpASdqYnUypXFJzOWtR1UhYwy",
+	"Rj9BErgdtQVc9t15zTU7j6W5er68CwCHuFHn8Nb423Hc0mvgG09+tUfyTpjcW8RiINrbXAsAZmM2S667",
+	"mvBa164uBr0xJyQApFQEhvnIYtGGAvNJYMFjLUmkZRTYPl3yV3fq1Alh05leOhwbqDSAb+qQ9/gIkVk0",
+	"5VfCZdZj5EfBbwibyXgSEMRBWekE3A2aZtrVZ3aFl7m2oLChwKRfFpPgD1aKVjU9Xj4wM1FELpFmPwxt",
+	"OoehcJOfUevJbHUgtbLH5E5+MVRWQCjBo0gyucAlOTFqoHvBrfaE5XkIWx2CCfFcAn3MNMy1QihhnlzY",
+	"zp4ORYEtdJ5czOisGCMWx3GOb5CxTbWZsDEX3FCcamHkzhhK1g+FS4fo7JI1sDKyPaps6yS0Zfb9DVj2",
+	"qwaWwUZ9FWhZt/8NW/bruHu/LBitenF/GTjarlc3JChHz/D9bZW14IR/skyWHEJPFMGTk8sBnswNFnWq",
+	"dBuSwEK0lL0VhsKXgMx71miAcCGl6dKZEzrubkDAssb8jeb5hYUagHl0jTGTlNLUV/n82sqp78zrZTn9",
+	"i7Ep+AB88I76qW7FbJF5xb7VL/lSQjpshx+FUXIMbSep2wqs3pG1OJo9h6NZL1sDJKWUZ01lcZ7bFcTj",
+	"ROn8QYec4rvZXChsAGdPxjT1qhxpifJZOdcYiMJym7SiRoTzhwHRlJXEZVSXhwaieUxFYkMBm3ZWudo9",
+	"FAsjfLPs2jKWzIjGiuVoo9YAM6cVDKcEUSJ8DHGOjgkCnBbgqoHHpyA9rUWCUpG4cnxukQPLmKiurqPK",
+	"YrNuiQ3t5IrMZycAJAoKONJQ2NSypgMz4fmMNGVmEwVbsVQwbG2GZVY4f9klkLAlUaRgNk4FneVXEzBD",
+	"xDJjgZdwWM7zEClgsgHRRgAfZfITE0aNQHSUjVNEKBREkOY/8aRDXoAMDZ2aodgQEjM+0SEv8jhN3EQI",
+	"4mzuh0SR0XIorJ6CudW9LEg4YUoylrJrKrSL63KjzdOJWMBVYDdhKHiOmjEvWc+6+Rmr/+bOdiif6+3s",
+	"AmNmT2wVkgTTAAxFkQeAK1tAecqKIiC2nrtRK+yQ4TtW97DdO1XB4ujAwizJHCz5SCz/klyovIKwOoHM",
+	"fX13XeGIdkog8A75hFv+u2DO55ihuYhai+WUIfk+Xu7i4txvrAe9c2LclcFfgYAhq1l8D1l/vE/b3biX",
+	"tPvsYNw+osejNubv3R/36cFozcg9ZvS4I39rsQNwmCs8aWEowousns9K83lWP9Sch9XnGuZCH/YbQWOK",
+	"lNQYdPNRcqHZFSRH/5IKVZUu1wgqjnF/U0q2kjW+YzZNa8nDBazEEzTs2m+dGh/brxMwzKlT25ZTX/XX",
+	"bVNivRopslul9NTCH4nMzEWTj323QJFzu4i76UH/e2MyvpUS/1UFWhjy3CbMAs7y7zjGosoL8Vg/MLoC",
+	"RL3V2IoTYrQPc0awzpxhet31SKlSVb6dowDOsa75vVFSVY9Mxo0CQEU8IdIIU6bzNAec4wsBefWuOIX4",
+	"dhsyK2+fwM6M++ug72HF1iUcgR1di7x/eUGv7jop8M5t8A2l/w2lfy+UvsIDvQWjqkVgAaPb+2zVla2x",
+	"+Vi0hmtFvJT6GL6LthZX8cZIcq7aaBNMraDvM5G0nIEAlBmqJ+qJ09dBsjAtdUaFsimVSR7ujEaTXP2h",
+	"NkNFgjaR2jzMZEMaZus+zpgtZUa4cIBUztRlAUl9D47RJFteZnPxR8N3IqNvwzxji6it+CAhN6DNszIU",
+	"CzPwBVTsHDE3atfv2bj9PaBtg6JCKiPAt5hCIcnmEDSL/0QNRXFt8DQlANVlijT74bEXbbc2QfRqCVux",
+	"isP1Eow4tTPP+o51V7FlpXwrNsPcWtuZv5G47O200fbwDvKqkNq1zM1U8DdWXFrCBq1zI9rdLImFOfjM",
+	"IoHvEWR9Noa9/PLC3AtbSHe9If89LBRVaB4EZzZJsiXJ5iLIF7CVU+M3+/7jIIMfLwoFhIw8rFRbtkq4",
+	"3o7tW6fAhpAUZOZ5RIpjK4ZJGOkk2h5nlkuXX5DiN8liD5C/vtmKNsWubC9l3NflbLp8nKCVuxKG29qK",
+	"lft2bnHta+9bsv66HQr/vjXE6N7lwmgGiikyWhKIUF/nM/Zrq1dvzbvDX+ovzp0uqS+lEAauKtE4lQiP",
+	"2P6sf51Imk1cxsXR/E64zbeIm19RxM3jqnp7CZsxkTCxMceUrd/ssUFP4SuqYXoVTpeFvsdFnM4TlwcE",
+	"vKNGhZCuzqktdeaqhZkPtMh6pdBVm1bWAe70wXp/mFMNrJ6ySxo/FKy91fniQrz3rbUuruKdb26urQ4O",
+	"aD6gkgJlWmsd0AUdj1msfyGJZsMZLGpbbYp3q568bd1o63KrDcU6l9mCistPXBTZ1bZ1nw0FNzsxpjGg",
+	"GWy1+d19Zy+9Yl+/kA/tjjffn775KxeJ1/U3p9s3p9tOZf4tTW/jeMvP+Dcev723jq5wSI+zFxzli+mr",
+	"m/1+fs13kUtSRnHs+xpmpSpMYNOkWZPqUEwZFVBJttUhp8heGTII60u0EUs0TdF9CQfaptPG2gyu1VA0",
+	"o14YdgcvvjsahINBFxCM+CgZHZkHLczDZpsQKB4OyfUxAzRWtjG8iGs1FDEVUvCYphDIQZrvXj0nB8cH",
+	"PVsXQgqWC3kFbDPNGE2WUPqmUnt2KIDhuFeh8CxxdWfvX07WUcKDcqDhgkC5hf1O2Ol29zvdEHifvf4a",
+	"gwbTk7BaQ3ZBRbcRNNwF2xg0MB/Z1vqwG/3X8YLma7dGPM239Vsesm968tfRk0+TpMRstVzVme+4DNbr",
+	"zYMR1fHkRe4aref5zkWKwrZ1Jxawj4q/1IKghdVYHVgZfZ9D4Tk/A+DqgAMG+/8AIOgC0j1z5QIkc2ek",
+	"B1vOo1+sQxJqjfdtjCczq6g+fIxczW9G40neG09IM+KJ+tD7GLVys6l1mA0I+j+5RlHSVaxY4+I0Ig41",
+	"bJswobOluxUcnCX3G7JrJjRWO7cTgN/Jdk7E74o9cji8+9s1rWPQJWROgH62xDNvBR7+uJMp1Jvb17CH",
+	"Fp//5mz8VpDn0Xm3dXYqzMrr5FdMibuTm9Pn2xvzfFxITVMFAcfAXHNromFNc5Fn683LmgQkrk8Ncp8U",
+	"IMBoV3OAPFF58o/AhZg4y006VxMCUuY1TTvk1LUBlWHCaJZgmAkGsmeMVZooND6ArdR9hMwyhkFS/z97",
+	"197ctq3svwpG585UmlKy/EwiT/9Qk9wb32M7OrGb3p4q14JISGJNARoCtKN08t3P7C4AghLlZ9r04X8S",
+	"SyLxXCz2+Vs05IhrgWA/WpgIy66JiWGqMN7ySiL/CL6/UIW5j2f4j4w98j+ZGvPsRuwRg+Ty94yIpeV5",
+	"SEJiXZbAnaA+QF6g6k5hBBJqhTOelLWgZIjqYLOoRkYtRuV5Hi+HElPsg4JYVPIK3Rcib9vWXWI7+6Hm",
+	"9LvcKpcDRsFrKUprsgxys4OO3LAu0U6asxGe9VEP5CVUeG0FK9tntFJmixYp5EIenfZG3A9fEKsE/mDr",
+	"uB94nLcjLEjT7TJrUy5xQ3o+jAqXMsLiUaiTS7aPLzjHS1rW5ULuUpaeRDBIO7JMcGBxiphT5LT97lC6",
+	"IUI3j0Mj6aGRIVfXQ1kuBE6URhExD1bic56ie8OWDCWfGFinALwkcp1ZYsRZWKM8kiNtvXsKdt+PgHVv",
+	"BT059CXR0EhDrYPEXdlj/whVWnl59r6+7hV7YNmrW9IH/5DQJDWVWWA/Tlfp14HcEaRQyFIqGXTb3XoD",
+	"t1GLjclzuzuNqGEhiBC0/pZUurVRozxNDA24CYWRXNmaPTjGnitRR9Tm4crwwmKO8Y0WL/ZHQ4mPWMaO",
+	"pRte7FORNDxUc/5xxJrwH315aPN7lz7vNelQS5TQTC9gsblKWdmq3GFztnni4oN9UjWCmtFDQ2mrARJG",
+	"0pLFsCMlO7FzJPKr2wVYnVo3A+EHRo3Fi33aiw0OhZV1R64D695jPCELpj3Ac55fioSNhg1KJm84VbgZ",
+	"HOsWm6ksSV2utrtE1KSyCHjcLMEZtfAIUbYnbXh86Sv/4n6qCQirge+7WSeqMvExzopEJD2bDBreXC0C",
+	"Sl8pNMhz4UsMUl62MitQWK7P1uZdwBV5bIGiL4MZVDqnYn31Z8IQqvDSzRBCD7/FhvJZ9DA4obX3agCF",
+	"duvbPuhGe9jWTrQdHex1u1HNo6vNPQSeiM7OU+W7LwA2FGjF9wUcWhP4F+lCZKkUGyX+N+qazblcOnEU",
+	"IWesChwhRxoXk4nzOs3FHEZ5zVOM7XDgbdXqnuR8woZsjYiovPIzEIfRAEraLXzEWuJa30v0GdiJ/eag",
+	"PdWONkFk2ocQ7kL8PdVVWCCvjzl69vT3OL21xLm6CaxqRdCp1C3BWOPwzna/HlbRrIGGS0iqsJa5b+4T",
+	"9PZItKqhrMJVsXugVT3hVH110/IXgp1y/qrSwPNQwKnNlou7Vz+n0PoEKNfKyU3vXnKGiQB8iSpRKwe2",
+	"ZIXjpWsm8uWCmPhIrWTppcBgfUR15k7etrhw6loGpdNJM7l/7fS6IuhD6aqgs01F0KOaCujY98uz996E",
+	"gcf2nmXZW4d1Ij9qJxV2RBqAR8I7qiugREqFVwpZdyibbkdcvXV3jxs+nYK6FGzYsNEdNg79VwSkzRBx",
+	"n8wX4cNd1Fccb1vw3MA+3VC+qWeLjRNNW3sc4XmVijSFKhM3XjHQYMjdlTM6ulyQUjN1Whk1GSpfoKEd",
+	"orqIDgHbHjrBssyR+A1mGUKj+oLlyEND5hN67B9e8wu363fDkN0FnWwPdb7daD/aBU2PlMAn+Ng/uIK2",
+	"JkpaFvMIZc2oSyE3O037hLHeBHaUiyt1KZIWo3duLULeegiEE4z0vrHorc5Qnok4R6h4jzDoopcpP280",
+	"6J+/e3v6w9lF/9XJ0enF+dt/vj4dlTh9Ql6luZJzId3VM5TkAL2rhHycanNOq/mV0KDI4m03Z2Kd1Cqr",
+	"WrUdEWywqgKhRHfGaiOifaoUfnvAfLsS7v4UN19LUHh87hI0T0T+pPLdI2S+PziyyxbcFpZf3QwjcBvK",
+	"FbbqzjDyG0Z2WeDI1mOOvMhGJMLBOgwcSJixrYcSVLGzN/32zv4BeSyA4OF9jEuPDRxOGQQVptZ9ZOEv",
+	"bUx8iZdrOWFwdQEPokYlK7RYjUKnQ4yvUQR6k7s3bWvf2EHN+ZKiHQstktamAPWNVwWtHS7+YyIWLeOY",
+	"UuXado60DQ2uJjrc4/R9nWDzoOtkc0DOpZABaoWlLz1T19Kh78biKQT9CWTr8SBbsmSX9+OWa5L11q/4",
+	"/21QW++QzWjr+L0E0RhFU6muCfqFTUG63etuE5Z0OmFSuQpIxIBnXNMxSBOQZ+7HkSgcs+RIdylQbfk+",
+	"145JPkX3/malAmB9H0GW91VIsMnVVGanbG50hrwTscoTuFMxdwIEtYXI21Rk02qz1q5rw1kR16vGwpvq",
+	"Yajm8ilPJQrZwiPse2NdKpmr3EvSfGSx57HGVESRKyQWlAa+CSEOu/dSTH5Yf5s1Xe0umM91KnXrcCgL",
+	"6QzWQawgmdEx7S5U0TvsPWHWIziMXkvrwJyIMU/cajTh76OBy8OLGH4L66MmFP8TMSmm3HjTfeQix6pm",
+	"VJUTRBt8ADGpyGMClUqENqm02s+EJSk6WaXxqX8TPk+zVOgWy8UvInboC1TpeWxXwszY3s5OKTiBTJWI",
+	"j1ZFEllShr7AjBCJh2zkuKJDud3tHrKRJYefdz90gEw6iTYX8M2oZaOIiKLsch2CuIfmUQ6TQ0vYCOGb",
+	"XUgU9cPH6kqwFzs7u7vPdrq7B8/3954923/efUYjQJBzWsxWh53wbKLyuUgo1E4bBcIo6Xaoj1JiJLas",
+	"Xe22lMoqgASWMKMUibxjlSydbDj9lC7acLowAzMZyuboJYlK7dcyVtQwPDRqHTLuIjwP2En6PUtE+eLm",
+	"pEdQWi3VQJ8omDqADtY0hZQia1Vw769hm9HUTUGWjj5s1BDOWnpKRrGd+9IKzg5llGLNqjOCm5ne+tW2",
+	"tuaHiIayxuPCxkKniajU+emw49C7giq7reWRJpWg+6H0VnKgfYa/TEAaJ72dojZt7C3F4s+ExWxkE4GP",
+	"xQLjzVCH4BZK8pdCG18fwsxyVUxnPpPVxd/DMUZrs0hwG14VOR+nWWqWoGDsdLtsLrgt14Dnxca+2Vlh",
+	"/hd8hA4TkRlOVg1nxnBRdUq2k1RfDqVeKEVRdRO9lLFIWNPbJWz4X2DfOhu8fXt8cfbT6cvvtMnT2IwO",
+	"WaxkXOR4yscEYzWUeoamFCmoVdBiWJxzjQWOL9MsCyKcbQCiZJnSwh9HxmNY/EwkU5H0htJRSC5ikV55",
+	"t3j4lOUfzpkGmxAxF2KbC6qPCMINbNFYREGVEjTvmHQOD80XpPqF+W+qgHsBZkF9GJeZlEo2ydLpzF81",
+	"Q8mlU0bh5Cj6D4gJlTrgOSI5RL8yWqCAkGJuTwZ8MNdpLIBagwB5OOHVUrGt9TKVbooo3H0SuVqdfIf9",
+	"OEsz66dbi+FNSNcRjEiCilYXCyzWs0IAJ/3/u/j+p/PXZ6NDigRPDTWqMrgBWCFduklwidmoGZtIjmwA",
+	"PX3c5EoW+gK7vbBPXSDPvUAvmMsXrKfDXGT8o0DPrYDzMZRUPsQyU7wVgAadgW6issw5B1NZ2+bF0en5",
+	"63fv+8ejHhxeS7hEsHMez1JprdbIDuwPVmlo4WZmvkBOmWPjPXW4UrTIMZfQDqyWYE04kWxS0C0+4WmW",
+	"ymnrMCRERz94YOpk7SM5Fdqce9P9jeCnL+1FYG/r0ORogzzk0uYV0aWCCZ/b+94PNnNWAWstWL2Eak2O",
+	"cC9BA4kg3WqTX+yBhgt76+N0KVy3hw6oqAGnBAVLbS7SRaPX2O52drqd3c5eI2o44aDR2+8edKPGIldG",
+	"xSpr9LafRVg+xr2y3el29hv0Hb2BDi+Ug1FqaPS2d7qfo7L7+t49QMJ2r/eiMoK9vd1wAAdB/yWqQnUI",
+	"+9trQ4iCeiy9Z5/vniBqqed7gvP7fbNDbd83R+hYOZGX5+Hvoh3+2Ywmezt3MAudK3XC5dIup/7avlFi",
+	"oatKZagTW+56h6T/RMU3+D/Z2TWfTkXOfjgi70MuZCLQAznaUgsh+SLtLPk8G3VYP8tQuuVaO1ckyk7o",
+	"qALpdSjHqeT5khXQBhth31sjZ8W+VvkliMiTLJWiwwbFOEvjDZEer2DUtx5yDCSYmXlWPd138tu/OT85",
+	"xil/7YP7UPOJiAtQ7hu9nz9UUCMGRyxRcTEX0pAWDJMMaOdEGN744Glj61fcz8830Ah9ipg2y0zomRBY",
+	"wi2Nyzt7vcOINEQB17CrZ0fxRamQIKKihqFZajrsDNsnihrhnv7Crzj1Spp+hZsHvxGIIAFIk1I7U9p8",
+	"o9nJ0clrZuBo3YHQ+rAAt0kq/w1iKyqhds64bFXfs6bD1C7S9riQSSY6v2gnqIA6VIop3Ha5uZjanH88",
+	"FnJqZnCRPsc8K/8ZIYWBIBq9xv//3G//m7c/ddsvOhftD9/+11rhNeAR4uNCxAb6aXA2CaeSCUO53Uk6",
+	"xQi+ROG/XM988jgQe6xyBHO8p4PUb9bdL+ByS4BI0zmfiq2FnD60ARttpB/1/jqTuWcDj12IWh6GVHSI",
+	"THkO9yWDjffqBdYEdlv99cWT38mqvIktwlJtZlf1/HEmeGZmnzazRlSyNdpErp1e69QwV5D1zfn5oMNe",
+	"zkR8icHrHvh06VlTHWN6g33/ltHotodNmRd2FmjUTa/+atfkcXolJMxvkatxuP12VYgALITR5irDtEgR",
+	"bnLEUpTbIjSGRM6i2PY5LGh24DGo8CU0ElDMIFdzYWai0EMJ3AIDu3WK1EmRnY5U0JQJ5zmoIO4CBRAZ",
+	"HvGLsCiMAXkL7QNDuVRFHvTCcgHD0GjeG3g8gohlfCyybCW8GYbtPmM8WxSmjyLyx0LkhPKHYHcuyJ17",
+	"0CMfTm5fSlLNFwvB8xbBh5TdfYfB1KOotPZDl98NG6HXYdgYUYrUjVH2PWjDmXZsY1Y5tVYdO7WVZ0K7",
+	"D2uGVdZJyHV2Up3KGE3laNmi+Oag6m0AHGfDQQzH0tGYoOChbz+J3IZe9wdHrky2LOZj6HNcGEqBmQkt",
+	"ypBtigCcKjSY9TDWY5RzI5qtkYvrH0p1Vdp0dat+qtUA+iZnU16A7IYmqzBwnkl13dogQp3YQ3I3cX2R",
+	"8bRqMGn8g715fTxgfnB0jC6s2kM7wc6rylBoov4HO/9p8PqW9+0+oiH8hse2Ozu7e+Lb7sF9Y4FPNh1p",
+	"xHSwx5g1XSGFbqfb2Wv9xZhqMOm5J4paxhqqljdDRZNnb1TRRUO7PTJVVCpIgZgKKSjDZZKreYSIAcgs",
+	"4I/OUN6oDbxdCNkfHJ0tRHy/m9fNIyy6VJUUmG2b7Xa6XgBhTVdXu8W4Zj/1T46RXIAuPO4CKdU19ZTr",
+	"84UXIk4ndlyu0b8YnZ3Dorn1rEy4Xo5DYNbNYpyVzfAmK6Uziz/BDR9zbXNvj+QkKz6++j4sTB2mE42B",
+	"WWIpOBsvqGcqNywRPCGjB0mKQqKjnGNyH49noKceonU+cDhb6zu50H09llvU2Xfo0xX6gWmMgRE7xkXB",
+	"xbJLgPSNVecbvYa6hH1NcT2S8dpPsHnuM67+3eP0yinUUDim2oSblOpyCf+MVO5Nhht2BsTTTMy//RI7",
+	"hNnhjV6jCAyPwT4BwTVoyQ382fMv91j1lVRqwyVCA7uz5d0laOtvdLf/t/vv3X8dnD57/+KfOyd7g/13",
+	"z8+2z3d/PAh63O/uRg2TGhQCrFF0pSfL8mbGLHRva8vd3Z1EXLml0VvhK/cnswE1U0dtfcMywbVBebdK",
+	"dPZ09hhndhwWim5EqzeyUjoylRQk8muVo7fRbVZlUUetIJWfNtZFEKToNF0yTt9jzyJhTS6H0ofRcBAC",
+	"c1tpMU/Jww43SYtNFSgLHogFFhnETDVF3YAiO9yYhrLsQ1uVdoQX7Yggs9MMJCkpRUw1KKzw2y4WDhmb",
+	"nf3rGAFivZ8RfYqpZk0peJ4tW+hfJP4VnNZ3wuTLdn9iRH7bYQ0ffWRA6w2XjCeQG1TE6uu/NsaC5yLv",
+	"F2YGrX2G9lBKqTMongfhDZiKI32IUrN0CR8fnZ2/Ph21DlHKRz0uEYtMLUF8+EazH97h5V7kmT0mva2t",
+	"7Z1nHZAvt3vPu8+7mNNgh746BqcFRzYYCDqHbVwX5EJbhbVhOvtBTYIM0EpVDpEJ2qPWLS81DePNvd6s",
+	"C2L2ySlnr9o/9k877NVKSZSY65gnRPUViGKPTayD3giDswYyqX/anvAYfc4OCx275r5Ylm2hBGGuWQuM",
+	"U4LDbK4FnIhrFUIm25zdNGcZN0IbNhdcY7KsW/eymwEMvKaLd6rA2VcQP22jGD9rNSenyYZNOjiUmtWu",
+	"ezViRi1IM4zcl6TRlmAQqwgV4VIT1MdaX9bfdUNAJUWUiGQqWK6KlVk4b9h6w4MyLMms5Bv61LhKFEpI",
+	"3i5jdeOCJyJONRKk211fZt62YZ/cUGUFKLHtTEEYD0iPt13DZC0KG3wJX2xojlJHkLG72ESM6ghex7Dp",
+	"urzjwREj3uVyj1g/mSNwd7YMV5picdcbOEM21z4Dneb1FSpj2uSCz2EstpZweGLwkcbnD5//EwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -504,6 +504,39 @@ func (e ListPathsParamsSort) Valid() bool {
 	}
 }
 
+// Defines values for GetPathStatsHistoryParamsCompare.
+const (
+	GetPathStatsHistoryParamsComparePrevious GetPathStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetPathStatsHistoryParamsCompare enum.
+func (e GetPathStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetPathStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetPathStatsHistoryParamsFormat.
+const (
+	GetPathStatsHistoryParamsFormatCSV  GetPathStatsHistoryParamsFormat = "csv"
+	GetPathStatsHistoryParamsFormatJSON GetPathStatsHistoryParamsFormat = "json"
+)
+
+// Valid indicates whether the value is a known member of the GetPathStatsHistoryParamsFormat enum.
+func (e GetPathStatsHistoryParamsFormat) Valid() bool {
+	switch e {
+	case GetPathStatsHistoryParamsFormatCSV:
+		return true
+	case GetPathStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ListPoliciesParamsSort.
 const (
 	ListPoliciesParamsSortCreatedAt      ListPoliciesParamsSort = "created_at"
@@ -663,6 +696,39 @@ func (e GetStatsHistoryParamsFormat) Valid() bool {
 	case GetStatsHistoryParamsFormatCSV:
 		return true
 	case GetStatsHistoryParamsFormatJSON:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetUnclassifiedStatsHistoryParamsCompare.
+const (
+	GetUnclassifiedStatsHistoryParamsComparePrevious GetUnclassifiedStatsHistoryParamsCompare = "previous"
+)
+
+// Valid indicates whether the value is a known member of the GetUnclassifiedStatsHistoryParamsCompare enum.
+func (e GetUnclassifiedStatsHistoryParamsCompare) Valid() bool {
+	switch e {
+	case GetUnclassifiedStatsHistoryParamsComparePrevious:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetUnclassifiedStatsHistoryParamsFormat.
+const (
+	GetUnclassifiedStatsHistoryParamsFormatCSV  GetUnclassifiedStatsHistoryParamsFormat = "csv"
+	GetUnclassifiedStatsHistoryParamsFormatJSON GetUnclassifiedStatsHistoryParamsFormat = "json"
+)
+
+// Valid indicates whether the value is a known member of the GetUnclassifiedStatsHistoryParamsFormat enum.
+func (e GetUnclassifiedStatsHistoryParamsFormat) Valid() bool {
+	switch e {
+	case GetUnclassifiedStatsHistoryParamsFormatCSV:
+		return true
+	case GetUnclassifiedStatsHistoryParamsFormatJSON:
 		return true
 	default:
 		return false
@@ -1321,6 +1387,43 @@ type PathCreate struct {
 	Status           *PathStatus        `json:"status,omitempty"`
 }
 
+// PathHistory A path's traffic history; the same fields as PolicyHistory, `active_flows` always 0.
+//
+// Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","path_id":12,"points":[{"active_flows":0,"bps":128000,"bytes":960000,"packets":1200,"peak_bps":512000,"pps":20,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"summary":{"avg_bps":64000,"intervals":12,"last_bps":512000,"max_bps":512000,"p95_bps":512000,"total_bytes":960000,"total_packets":1200},"to":"2025-06-01T12:02:00Z"}
+type PathHistory struct {
+	// Every Window width, as given.
+	Every string `json:"every"`
+
+	// From Start of the range as resolved by the server.
+	From time.Time `json:"from"`
+
+	// Interval The flush interval behind `peak_bps` and the summary's percentiles, e.g. `10s`; absent when `peak_bps` is.
+	Interval *string `json:"interval,omitempty"`
+	PathID   int64   `json:"path_id"`
+
+	// Points One point per window, oldest first.
+	Points []HistoryPoint `json:"points"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) while raw
+	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
+	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
+	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
+	// `last_bps` stay exact). These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary HistorySummary `json:"summary"`
+	To      time.Time      `json:"to"`
+}
+
 // PathList Example: {"items":[{"created_at":"2025-06-01T09:10:00Z","id":12,"local_endpoint_id":"3d1f0e2a-5b6c-4d7e-8f90-a1b2c3d4e5f6","name":"paris-berlin-fiber","remote_endpoint_id":"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d","status":"up","updated_at":"2025-06-01T09:10:00Z"}],"next_cursor":"eyJrIjoiMTIifQ"}
 type PathList struct {
 	Items []Path `json:"items"`
@@ -1953,6 +2056,14 @@ type TrafficReport struct {
 	Flow    FlowKey `json:"flow"`
 	Packets int64   `json:"packets"`
 
+	// PathID The path (tunnel) the traffic was sent on; absent (or null) when the router does not
+	// know or the traffic took no path. Must name an existing path (422 otherwise). Counted
+	// in the path's history, beside the policy's.
+	//
+	//
+	// Example: 12
+	PathID *int64 `json:"path_id,omitempty"`
+
 	// PolicyID The policy the router already matched; absent to let the server classify.
 	PolicyID *int64 `json:"policy_id,omitempty"`
 }
@@ -1967,6 +2078,42 @@ type TrafficResult struct {
 
 	// Unclassified Reports that matched no policy.
 	Unclassified int64 `json:"unclassified"`
+}
+
+// UnclassifiedHistory The history of the traffic that matched no policy; the same fields as PolicyHistory without an id.
+//
+// Example: {"every":"1m","from":"2025-06-01T12:00:00Z","interval":"10s","points":[{"active_flows":3,"bps":32000,"bytes":240000,"packets":300,"peak_bps":96000,"pps":5,"time":"2025-06-01T12:00:00Z"},{"active_flows":0,"bps":0,"bytes":0,"packets":0,"peak_bps":0,"pps":0,"time":"2025-06-01T12:01:00Z"}],"summary":{"avg_bps":16000,"intervals":12,"last_bps":96000,"max_bps":96000,"p95_bps":96000,"total_bytes":240000,"total_packets":300},"to":"2025-06-01T12:02:00Z"}
+type UnclassifiedHistory struct {
+	// Every Window width, as given.
+	Every string `json:"every"`
+
+	// From Start of the range as resolved by the server.
+	From time.Time `json:"from"`
+
+	// Interval The flush interval behind `peak_bps` and the summary's percentiles, e.g. `10s`; absent when `peak_bps` is.
+	Interval *string `json:"interval,omitempty"`
+
+	// Points One point per window, oldest first.
+	Points []HistoryPoint `json:"points"`
+
+	// Previous The preceding period of equal length (`compare=previous`).
+	Previous *HistoryPrevious `json:"previous,omitempty"`
+
+	// Summary The whole range. Rates are bits per second. `max_bps`, `p95_bps` and `last_bps` are
+	// taken over the per-flush-interval rates: every epoch-aligned flush interval that
+	// overlaps the range is one sample (its bytes over all instances × 8 / the interval;
+	// 0 for an interval without traffic). `p95_bps` is the 95th percentile of those
+	// samples by nearest rank, the billing definition: sort the N samples ascending and
+	// take the one at rank ceil(0.95 × N). It is exact (every sample is kept) while raw
+	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
+	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
+	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
+	// `last_bps` stay exact). These three are absent when `peak_bps` is.
+	//
+	//
+	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
+	Summary HistorySummary `json:"summary"`
+	To      time.Time      `json:"to"`
 }
 
 // WANKind The kind of WAN link behind an endpoint.
@@ -2165,6 +2312,32 @@ type ListPathsParams struct {
 // ListPathsParamsSort defines parameters for ListPaths.
 type ListPathsParamsSort string
 
+// GetPathStatsHistoryParams defines parameters for GetPathStatsHistory.
+type GetPathStatsHistoryParams struct {
+	// From Start of the range, inclusive: RFC 3339, `now`, or a negative duration relative
+	// to now (`-30m`, `-1h`, `-7d`; units s, m, h, d, w). Default `-1h`.
+	From *From `form:"from,omitempty" json:"from,omitempty"`
+
+	// To End of the range, exclusive; same forms as `from`. Default `now`. Must be after `from`.
+	To *To `form:"to,omitempty" json:"to,omitempty"`
+
+	// Every Window width (`10s`, `1m`, `1h`, `1d`); at least 1s. Default `1m`.
+	Every *Every `form:"every,omitempty" json:"every,omitempty"`
+
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetPathStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
+	// Format Answer format; overrides `Accept`.
+	Format *GetPathStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+}
+
+// GetPathStatsHistoryParamsCompare defines parameters for GetPathStatsHistory.
+type GetPathStatsHistoryParamsCompare string
+
+// GetPathStatsHistoryParamsFormat defines parameters for GetPathStatsHistory.
+type GetPathStatsHistoryParamsFormat string
+
 // ListPoliciesParams defines parameters for ListPolicies.
 type ListPoliciesParams struct {
 	// Enabled Only enabled (true) or only disabled (false) policies.
@@ -2348,7 +2521,7 @@ type GetStatsHistoryParams struct {
 
 	// Other With `top`: add one series marked `"other": true` (policy_id 0) holding the
 	// traffic of every policy not in the top, so the series stack to the total of all
-	// policies. Its `active_flows` are 0 (flows are not summed across policies).
+	// policies (unclassified traffic excluded: it is not a policy). Its `active_flows` are 0 (flows are not summed across policies).
 	Other *bool `form:"other,omitempty" json:"other,omitempty"`
 
 	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
@@ -2367,6 +2540,32 @@ type GetStatsHistoryParamsCompare string
 
 // GetStatsHistoryParamsFormat defines parameters for GetStatsHistory.
 type GetStatsHistoryParamsFormat string
+
+// GetUnclassifiedStatsHistoryParams defines parameters for GetUnclassifiedStatsHistory.
+type GetUnclassifiedStatsHistoryParams struct {
+	// From Start of the range, inclusive: RFC 3339, `now`, or a negative duration relative
+	// to now (`-30m`, `-1h`, `-7d`; units s, m, h, d, w). Default `-1h`.
+	From *From `form:"from,omitempty" json:"from,omitempty"`
+
+	// To End of the range, exclusive; same forms as `from`. Default `now`. Must be after `from`.
+	To *To `form:"to,omitempty" json:"to,omitempty"`
+
+	// Every Window width (`10s`, `1m`, `1h`, `1d`); at least 1s. Default `1m`.
+	Every *Every `form:"every,omitempty" json:"every,omitempty"`
+
+	// Compare `previous` adds `previous` to each series: the same windows of the period of equal
+	// length just before `from` (shifted by `to` − `from`), with their own summary.
+	Compare *GetUnclassifiedStatsHistoryParamsCompare `form:"compare,omitempty" json:"compare,omitempty"`
+
+	// Format Answer format; overrides `Accept`.
+	Format *GetUnclassifiedStatsHistoryParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+}
+
+// GetUnclassifiedStatsHistoryParamsCompare defines parameters for GetUnclassifiedStatsHistory.
+type GetUnclassifiedStatsHistoryParamsCompare string
+
+// GetUnclassifiedStatsHistoryParamsFormat defines parameters for GetUnclassifiedStatsHistory.
+type GetUnclassifiedStatsHistoryParamsFormat string
 
 // ListTokensParams defines parameters for ListTokens.
 type ListTokensParams struct {
@@ -2861,6 +3060,24 @@ type ClientInterface interface {
 	// Corresponds with PUT /api/v1/paths/{path_id}/metrics (the `ReplacePathMetrics` operationId).
 	ReplacePathMetrics(ctx context.Context, pathID PathID, body ReplacePathMetricsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetPathStatsHistory Traffic history of a path
+	//
+	// The traffic that reports sent with this `path_id` (the path, or tunnel, it went
+	// over), windowed, rated and summarised exactly like a policy's history (see
+	// `GET /api/v1/policies/{policy_id}/stats/history`: the same parameters, windows,
+	// limits, rates, `summary` and `compare=previous`). Path traffic is its own series
+	// (InfluxDB measurement `path_traffic`, tags `path_id` and `instance`, fields
+	// `packets` and `bytes`; SQL table `path_stats`), beside the policies': a report
+	// with both a policy and a path counts in each. `active_flows` is always 0 (flows
+	// are tracked per policy). The path need not exist any more: its history outlives
+	// it until the history retention removes it, and an id that never carried traffic
+	// answers zeros (so there is no 404). CSV with `format=csv` or `Accept: text/csv`
+	// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`). 503 when no history
+	// store is configured or it does not answer. Minimum role viewer.
+	//
+	// Corresponds with GET /api/v1/paths/{path_id}/stats/history (the `GetPathStatsHistory` operationId).
+	GetPathStatsHistory(ctx context.Context, pathID PathID, params *GetPathStatsHistoryParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListPolicies List policies
 	//
 	// Policies ordered by id (or as `sort` asks; `sort=priority` is the order the classifier
@@ -3152,7 +3369,9 @@ type ClientInterface interface {
 	// GetStatsHistory Traffic history of all policies
 	//
 	// One series per policy that had traffic in the range (or the `top` policies by
-	// bytes), windowed like the per-policy history. At most 10,000 windows per series
+	// bytes), windowed like the per-policy history. Unclassified traffic is not a policy
+	// and is in none of the series, the ranking or `other`: it has its own history,
+	// `GET /api/v1/stats/unclassified/history`. At most 10,000 windows per series
 	// (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 	// than 500 policies with traffic, or more than the windows leave room for, is a 400
 	// naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
@@ -3182,6 +3401,23 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /api/v1/stats/reset (the `ResetStats` operationId).
 	ResetStats(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetUnclassifiedStatsHistory Traffic history of the unclassified traffic
+	//
+	// The traffic that matched no policy (reports without `policy_id` that no enabled
+	// policy matched, and flow exports likewise), as a series of its own, windowed,
+	// rated and summarised exactly like a policy's history (the same parameters,
+	// windows, limits, rates, `summary`, `compare=previous` and CSV columns as
+	// `GET /api/v1/policies/{policy_id}/stats/history`); `active_flows` are the
+	// unclassified flows tracked. In the history store it is policy id 0
+	// (`policy_traffic` points tagged `policy_id` "0"; `policy_stats` rows with
+	// `policy_id` 0). It is not part of `GET /api/v1/stats/history`: there every series,
+	// the `top` ranking and the `other` series are over policies only, so they stack to
+	// the classified total; add this series for all traffic. 503 when no history store
+	// is configured or it does not answer. Minimum role viewer.
+	//
+	// Corresponds with GET /api/v1/stats/unclassified/history (the `GetUnclassifiedStatsHistory` operationId).
+	GetUnclassifiedStatsHistory(ctx context.Context, params *GetUnclassifiedStatsHistoryParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListTokens List API tokens
 	//
@@ -3232,14 +3468,20 @@ type ClientInterface interface {
 	// among policies of one priority in id order, lower first (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
-	// `policy_id`, source and destination of different address families) rejects the
+	// `policy_id` or `path_id`, source and destination of different address families) rejects the
 	// whole batch with 422 naming the index and field of every bad value (the first
 	// 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
 	// `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
 	// the reading: the values before it are named too. The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 	//
-	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+	// A report may name the path (tunnel) the traffic went over with `path_id`: it is
+	// then counted in that path's history too (`GET /api/v1/paths/{path_id}/stats/history`),
+	// a series of its own beside the policy's. Like a policy id, a path id this replica
+	// does not know is refused only after it has read the change feed once more, so a
+	// path just created through another replica is accepted.
+	//
+	// Durability: a 200 means the batch's per-policy and per-path deltas are in the server's on-disk
 	// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
 	// share one fsync). A crash or kill of the server then loses nothing acknowledged:
 	// history receives every acknowledged batch exactly once, after a restart if need be,
@@ -3265,14 +3507,20 @@ type ClientInterface interface {
 	// among policies of one priority in id order, lower first (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
-	// `policy_id`, source and destination of different address families) rejects the
+	// `policy_id` or `path_id`, source and destination of different address families) rejects the
 	// whole batch with 422 naming the index and field of every bad value (the first
 	// 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
 	// `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
 	// the reading: the values before it are named too. The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 	//
-	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+	// A report may name the path (tunnel) the traffic went over with `path_id`: it is
+	// then counted in that path's history too (`GET /api/v1/paths/{path_id}/stats/history`),
+	// a series of its own beside the policy's. Like a policy id, a path id this replica
+	// does not know is refused only after it has read the change feed once more, so a
+	// path just created through another replica is accepted.
+	//
+	// Durability: a 200 means the batch's per-policy and per-path deltas are in the server's on-disk
 	// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
 	// share one fsync). A crash or kill of the server then loses nothing acknowledged:
 	// history receives every acknowledged batch exactly once, after a restart if need be,
@@ -3795,6 +4043,34 @@ func (c *Client) ReplacePathMetricsWithBody(ctx context.Context, pathID PathID, 
 // Corresponds with PUT /api/v1/paths/{path_id}/metrics (the `ReplacePathMetrics` operationId).
 func (c *Client) ReplacePathMetrics(ctx context.Context, pathID PathID, body ReplacePathMetricsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReplacePathMetricsRequest(c.Server, pathID, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetPathStatsHistory Traffic history of a path
+//
+// The traffic that reports sent with this `path_id` (the path, or tunnel, it went
+// over), windowed, rated and summarised exactly like a policy's history (see
+// `GET /api/v1/policies/{policy_id}/stats/history`: the same parameters, windows,
+// limits, rates, `summary` and `compare=previous`). Path traffic is its own series
+// (InfluxDB measurement `path_traffic`, tags `path_id` and `instance`, fields
+// `packets` and `bytes`; SQL table `path_stats`), beside the policies': a report
+// with both a policy and a path counts in each. `active_flows` is always 0 (flows
+// are tracked per policy). The path need not exist any more: its history outlives
+// it until the history retention removes it, and an id that never carried traffic
+// answers zeros (so there is no 404). CSV with `format=csv` or `Accept: text/csv`
+// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`). 503 when no history
+// store is configured or it does not answer. Minimum role viewer.
+//
+// Corresponds with GET /api/v1/paths/{path_id}/stats/history (the `GetPathStatsHistory` operationId).
+func (c *Client) GetPathStatsHistory(ctx context.Context, pathID PathID, params *GetPathStatsHistoryParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPathStatsHistoryRequest(c.Server, pathID, params)
 	if err != nil {
 		return nil, err
 	}
@@ -4356,7 +4632,9 @@ func (c *Client) GetStats(ctx context.Context, params *GetStatsParams, reqEditor
 // GetStatsHistory Traffic history of all policies
 //
 // One series per policy that had traffic in the range (or the `top` policies by
-// bytes), windowed like the per-policy history. At most 10,000 windows per series
+// bytes), windowed like the per-policy history. Unclassified traffic is not a policy
+// and is in none of the series, the ranking or `other`: it has its own history,
+// `GET /api/v1/stats/unclassified/history`. At most 10,000 windows per series
 // (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 // than 500 policies with traffic, or more than the windows leave room for, is a 400
 // naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
@@ -4407,6 +4685,33 @@ func (c *Client) GetPipelineStats(ctx context.Context, reqEditors ...RequestEdit
 // Corresponds with POST /api/v1/stats/reset (the `ResetStats` operationId).
 func (c *Client) ResetStats(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewResetStatsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetUnclassifiedStatsHistory Traffic history of the unclassified traffic
+//
+// The traffic that matched no policy (reports without `policy_id` that no enabled
+// policy matched, and flow exports likewise), as a series of its own, windowed,
+// rated and summarised exactly like a policy's history (the same parameters,
+// windows, limits, rates, `summary`, `compare=previous` and CSV columns as
+// `GET /api/v1/policies/{policy_id}/stats/history`); `active_flows` are the
+// unclassified flows tracked. In the history store it is policy id 0
+// (`policy_traffic` points tagged `policy_id` "0"; `policy_stats` rows with
+// `policy_id` 0). It is not part of `GET /api/v1/stats/history`: there every series,
+// the `top` ranking and the `other` series are over policies only, so they stack to
+// the classified total; add this series for all traffic. 503 when no history store
+// is configured or it does not answer. Minimum role viewer.
+//
+// Corresponds with GET /api/v1/stats/unclassified/history (the `GetUnclassifiedStatsHistory` operationId).
+func (c *Client) GetUnclassifiedStatsHistory(ctx context.Context, params *GetUnclassifiedStatsHistoryParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetUnclassifiedStatsHistoryRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -4506,14 +4811,20 @@ func (c *Client) DeleteToken(ctx context.Context, tokenID TokenID, reqEditors ..
 // among policies of one priority in id order, lower first (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
-// `policy_id`, source and destination of different address families) rejects the
+// `policy_id` or `path_id`, source and destination of different address families) rejects the
 // whole batch with 422 naming the index and field of every bad value (the first
 // 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
 // `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
 // the reading: the values before it are named too. The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 //
-// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+// A report may name the path (tunnel) the traffic went over with `path_id`: it is
+// then counted in that path's history too (`GET /api/v1/paths/{path_id}/stats/history`),
+// a series of its own beside the policy's. Like a policy id, a path id this replica
+// does not know is refused only after it has read the change feed once more, so a
+// path just created through another replica is accepted.
+//
+// Durability: a 200 means the batch's per-policy and per-path deltas are in the server's on-disk
 // spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
 // share one fsync). A crash or kill of the server then loses nothing acknowledged:
 // history receives every acknowledged batch exactly once, after a restart if need be,
@@ -4549,14 +4860,20 @@ func (c *Client) IngestTrafficWithBody(ctx context.Context, params *IngestTraffi
 // among policies of one priority in id order, lower first (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
-// `policy_id`, source and destination of different address families) rejects the
+// `policy_id` or `path_id`, source and destination of different address families) rejects the
 // whole batch with 422 naming the index and field of every bad value (the first
 // 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
 // `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
 // the reading: the values before it are named too. The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 //
-// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+// A report may name the path (tunnel) the traffic went over with `path_id`: it is
+// then counted in that path's history too (`GET /api/v1/paths/{path_id}/stats/history`),
+// a series of its own beside the policy's. Like a policy id, a path id this replica
+// does not know is refused only after it has read the change feed once more, so a
+// path just created through another replica is accepted.
+//
+// Durability: a 200 means the batch's per-policy and per-path deltas are in the server's on-disk
 // spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
 // share one fsync). A crash or kill of the server then loses nothing acknowledged:
 // history receives every acknowledged batch exactly once, after a restart if need be,
@@ -5633,6 +5950,115 @@ func NewReplacePathMetricsRequestWithBody(server string, pathID PathID, contentT
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetPathStatsHistoryRequest constructs an http.Request for the GetPathStatsHistory method
+func NewGetPathStatsHistoryRequest(server string, pathID PathID, params *GetPathStatsHistoryParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "path_id", pathID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: "int64"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/paths/%s/stats/history", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Every != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "every", *params.Every, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Compare != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "compare", *params.Compare, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Format != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "format", *params.Format, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -7067,6 +7493,108 @@ func NewResetStatsRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewGetUnclassifiedStatsHistoryRequest constructs an http.Request for the GetUnclassifiedStatsHistory method
+func NewGetUnclassifiedStatsHistoryRequest(server string, params *GetUnclassifiedStatsHistoryParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/stats/unclassified/history")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Every != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "every", *params.Every, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Compare != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "compare", *params.Compare, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Format != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "format", *params.Format, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewListTokensRequest constructs an http.Request for the ListTokens method
 func NewListTokensRequest(server string, params *ListTokensParams) (*http.Request, error) {
 	var err error
@@ -7794,6 +8322,26 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /api/v1/paths/{path_id}/metrics (the `ReplacePathMetrics` operationId).
 	ReplacePathMetricsWithResponse(ctx context.Context, pathID PathID, body ReplacePathMetricsJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplacePathMetricsResponse, error)
 
+	// GetPathStatsHistoryWithResponse Traffic history of a path
+	//
+	// The traffic that reports sent with this `path_id` (the path, or tunnel, it went
+	// over), windowed, rated and summarised exactly like a policy's history (see
+	// `GET /api/v1/policies/{policy_id}/stats/history`: the same parameters, windows,
+	// limits, rates, `summary` and `compare=previous`). Path traffic is its own series
+	// (InfluxDB measurement `path_traffic`, tags `path_id` and `instance`, fields
+	// `packets` and `bytes`; SQL table `path_stats`), beside the policies': a report
+	// with both a policy and a path counts in each. `active_flows` is always 0 (flows
+	// are tracked per policy). The path need not exist any more: its history outlives
+	// it until the history retention removes it, and an id that never carried traffic
+	// answers zeros (so there is no 404). CSV with `format=csv` or `Accept: text/csv`
+	// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`). 503 when no history
+	// store is configured or it does not answer. Minimum role viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/paths/{path_id}/stats/history (the `GetPathStatsHistory` operationId).
+	GetPathStatsHistoryWithResponse(ctx context.Context, pathID PathID, params *GetPathStatsHistoryParams, reqEditors ...RequestEditorFn) (*GetPathStatsHistoryResponse, error)
+
 	// ListPoliciesWithResponse List policies
 	//
 	// Policies ordered by id (or as `sort` asks; `sort=priority` is the order the classifier
@@ -8113,7 +8661,9 @@ type ClientWithResponsesInterface interface {
 	// GetStatsHistoryWithResponse Traffic history of all policies
 	//
 	// One series per policy that had traffic in the range (or the `top` policies by
-	// bytes), windowed like the per-policy history. At most 10,000 windows per series
+	// bytes), windowed like the per-policy history. Unclassified traffic is not a policy
+	// and is in none of the series, the ranking or `other`: it has its own history,
+	// `GET /api/v1/stats/unclassified/history`. At most 10,000 windows per series
 	// (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 	// than 500 policies with traffic, or more than the windows leave room for, is a 400
 	// naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
@@ -8149,6 +8699,25 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /api/v1/stats/reset (the `ResetStats` operationId).
 	ResetStatsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ResetStatsResponse, error)
+
+	// GetUnclassifiedStatsHistoryWithResponse Traffic history of the unclassified traffic
+	//
+	// The traffic that matched no policy (reports without `policy_id` that no enabled
+	// policy matched, and flow exports likewise), as a series of its own, windowed,
+	// rated and summarised exactly like a policy's history (the same parameters,
+	// windows, limits, rates, `summary`, `compare=previous` and CSV columns as
+	// `GET /api/v1/policies/{policy_id}/stats/history`); `active_flows` are the
+	// unclassified flows tracked. In the history store it is policy id 0
+	// (`policy_traffic` points tagged `policy_id` "0"; `policy_stats` rows with
+	// `policy_id` 0). It is not part of `GET /api/v1/stats/history`: there every series,
+	// the `top` ranking and the `other` series are over policies only, so they stack to
+	// the classified total; add this series for all traffic. 503 when no history store
+	// is configured or it does not answer. Minimum role viewer.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/stats/unclassified/history (the `GetUnclassifiedStatsHistory` operationId).
+	GetUnclassifiedStatsHistoryWithResponse(ctx context.Context, params *GetUnclassifiedStatsHistoryParams, reqEditors ...RequestEditorFn) (*GetUnclassifiedStatsHistoryResponse, error)
 
 	// ListTokensWithResponse List API tokens
 	//
@@ -8203,14 +8772,20 @@ type ClientWithResponsesInterface interface {
 	// among policies of one priority in id order, lower first (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
-	// `policy_id`, source and destination of different address families) rejects the
+	// `policy_id` or `path_id`, source and destination of different address families) rejects the
 	// whole batch with 422 naming the index and field of every bad value (the first
 	// 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
 	// `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
 	// the reading: the values before it are named too. The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 	//
-	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+	// A report may name the path (tunnel) the traffic went over with `path_id`: it is
+	// then counted in that path's history too (`GET /api/v1/paths/{path_id}/stats/history`),
+	// a series of its own beside the policy's. Like a policy id, a path id this replica
+	// does not know is refused only after it has read the change feed once more, so a
+	// path just created through another replica is accepted.
+	//
+	// Durability: a 200 means the batch's per-policy and per-path deltas are in the server's on-disk
 	// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
 	// share one fsync). A crash or kill of the server then loses nothing acknowledged:
 	// history receives every acknowledged batch exactly once, after a restart if need be,
@@ -8236,14 +8811,20 @@ type ClientWithResponsesInterface interface {
 	// among policies of one priority in id order, lower first (first match wins);
 	// unmatched traffic is counted as unclassified. Validation is all or nothing: one
 	// bad report (bad IP address, port out of range, negative count, unknown
-	// `policy_id`, source and destination of different address families) rejects the
+	// `policy_id` or `path_id`, source and destination of different address families) rejects the
 	// whole batch with 422 naming the index and field of every bad value (the first
 	// 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
 	// `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
 	// the reading: the values before it are named too. The body may be gzip-compressed
 	// (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 	//
-	// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+	// A report may name the path (tunnel) the traffic went over with `path_id`: it is
+	// then counted in that path's history too (`GET /api/v1/paths/{path_id}/stats/history`),
+	// a series of its own beside the policy's. Like a policy id, a path id this replica
+	// does not know is refused only after it has read the change feed once more, so a
+	// path just created through another replica is accepted.
+	//
+	// Durability: a 200 means the batch's per-policy and per-path deltas are in the server's on-disk
 	// spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
 	// share one fsync). A crash or kill of the server then loses nothing acknowledged:
 	// history receives every acknowledged batch exactly once, after a restart if need be,
@@ -10318,6 +10899,112 @@ func (r ReplacePathMetricsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ReplacePathMetricsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetPathStatsHistoryResponse200Headers the declared response headers of an HTTP 200 response for GetPathStatsHistory
+type GetPathStatsHistoryResponse200Headers struct {
+	XRequestID string
+}
+
+// GetPathStatsHistoryResponse400Headers the declared response headers of an HTTP 400 response for GetPathStatsHistory
+type GetPathStatsHistoryResponse400Headers struct {
+	XRequestID string
+}
+
+// GetPathStatsHistoryResponse401Headers the declared response headers of an HTTP 401 response for GetPathStatsHistory
+type GetPathStatsHistoryResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetPathStatsHistoryResponse500Headers the declared response headers of an HTTP 500 response for GetPathStatsHistory
+type GetPathStatsHistoryResponse500Headers struct {
+	XRequestID string
+}
+
+// GetPathStatsHistoryResponse503Headers the declared response headers of an HTTP 503 response for GetPathStatsHistory
+type GetPathStatsHistoryResponse503Headers struct {
+	RetryAfter int
+	XRequestID string
+}
+
+type GetPathStatsHistoryResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PathHistory
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
+	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationProblemJSON401 *Unauthorized
+	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationProblemJSON500 *InternalError
+	// ApplicationProblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationProblemJSON503 *ServiceUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetPathStatsHistoryResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetPathStatsHistoryResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetPathStatsHistoryResponse401Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetPathStatsHistoryResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetPathStatsHistoryResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetPathStatsHistoryResponse) GetJSON200() *PathHistory {
+	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetPathStatsHistoryResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
+}
+
+// GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetPathStatsHistoryResponse) GetApplicationProblemJSON401() *Unauthorized {
+	return r.ApplicationProblemJSON401
+}
+
+// GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetPathStatsHistoryResponse) GetApplicationProblemJSON500() *InternalError {
+	return r.ApplicationProblemJSON500
+}
+
+// GetApplicationProblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetPathStatsHistoryResponse) GetApplicationProblemJSON503() *ServiceUnavailable {
+	return r.ApplicationProblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetPathStatsHistoryResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetPathStatsHistoryResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetPathStatsHistoryResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetPathStatsHistoryResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -13132,6 +13819,112 @@ func (r ResetStatsResponse) ContentType() string {
 	return ""
 }
 
+// GetUnclassifiedStatsHistoryResponse200Headers the declared response headers of an HTTP 200 response for GetUnclassifiedStatsHistory
+type GetUnclassifiedStatsHistoryResponse200Headers struct {
+	XRequestID string
+}
+
+// GetUnclassifiedStatsHistoryResponse400Headers the declared response headers of an HTTP 400 response for GetUnclassifiedStatsHistory
+type GetUnclassifiedStatsHistoryResponse400Headers struct {
+	XRequestID string
+}
+
+// GetUnclassifiedStatsHistoryResponse401Headers the declared response headers of an HTTP 401 response for GetUnclassifiedStatsHistory
+type GetUnclassifiedStatsHistoryResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestID      string
+}
+
+// GetUnclassifiedStatsHistoryResponse500Headers the declared response headers of an HTTP 500 response for GetUnclassifiedStatsHistory
+type GetUnclassifiedStatsHistoryResponse500Headers struct {
+	XRequestID string
+}
+
+// GetUnclassifiedStatsHistoryResponse503Headers the declared response headers of an HTTP 503 response for GetUnclassifiedStatsHistory
+type GetUnclassifiedStatsHistoryResponse503Headers struct {
+	RetryAfter int
+	XRequestID string
+}
+
+type GetUnclassifiedStatsHistoryResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *UnclassifiedHistory
+	// ApplicationProblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationProblemJSON400 *BadRequest
+	// ApplicationProblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationProblemJSON401 *Unauthorized
+	// ApplicationProblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationProblemJSON500 *InternalError
+	// ApplicationProblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationProblemJSON503 *ServiceUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetUnclassifiedStatsHistoryResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *GetUnclassifiedStatsHistoryResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetUnclassifiedStatsHistoryResponse401Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *GetUnclassifiedStatsHistoryResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetUnclassifiedStatsHistoryResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetUnclassifiedStatsHistoryResponse) GetJSON200() *UnclassifiedHistory {
+	return r.JSON200
+}
+
+// GetApplicationProblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetUnclassifiedStatsHistoryResponse) GetApplicationProblemJSON400() *BadRequest {
+	return r.ApplicationProblemJSON400
+}
+
+// GetApplicationProblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetUnclassifiedStatsHistoryResponse) GetApplicationProblemJSON401() *Unauthorized {
+	return r.ApplicationProblemJSON401
+}
+
+// GetApplicationProblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetUnclassifiedStatsHistoryResponse) GetApplicationProblemJSON500() *InternalError {
+	return r.ApplicationProblemJSON500
+}
+
+// GetApplicationProblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetUnclassifiedStatsHistoryResponse) GetApplicationProblemJSON503() *ServiceUnavailable {
+	return r.ApplicationProblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetUnclassifiedStatsHistoryResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetUnclassifiedStatsHistoryResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetUnclassifiedStatsHistoryResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetUnclassifiedStatsHistoryResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListTokensResponse200Headers the declared response headers of an HTTP 200 response for ListTokens
 type ListTokensResponse200Headers struct {
 	XRequestID string
@@ -14549,6 +15342,32 @@ func (c *ClientWithResponses) ReplacePathMetricsWithResponse(ctx context.Context
 	return ParseReplacePathMetricsResponse(rsp)
 }
 
+// GetPathStatsHistoryWithResponse Traffic history of a path
+//
+// The traffic that reports sent with this `path_id` (the path, or tunnel, it went
+// over), windowed, rated and summarised exactly like a policy's history (see
+// `GET /api/v1/policies/{policy_id}/stats/history`: the same parameters, windows,
+// limits, rates, `summary` and `compare=previous`). Path traffic is its own series
+// (InfluxDB measurement `path_traffic`, tags `path_id` and `instance`, fields
+// `packets` and `bytes`; SQL table `path_stats`), beside the policies': a report
+// with both a policy and a path counts in each. `active_flows` is always 0 (flows
+// are tracked per policy). The path need not exist any more: its history outlives
+// it until the history retention removes it, and an id that never carried traffic
+// answers zeros (so there is no 404). CSV with `format=csv` or `Accept: text/csv`
+// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`). 503 when no history
+// store is configured or it does not answer. Minimum role viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/paths/{path_id}/stats/history (the `GetPathStatsHistory` operationId).
+func (c *ClientWithResponses) GetPathStatsHistoryWithResponse(ctx context.Context, pathID PathID, params *GetPathStatsHistoryParams, reqEditors ...RequestEditorFn) (*GetPathStatsHistoryResponse, error) {
+	rsp, err := c.GetPathStatsHistory(ctx, pathID, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPathStatsHistoryResponse(rsp)
+}
+
 // ListPoliciesWithResponse List policies
 //
 // Policies ordered by id (or as `sort` asks; `sort=priority` is the order the classifier
@@ -15024,7 +15843,9 @@ func (c *ClientWithResponses) GetStatsWithResponse(ctx context.Context, params *
 // GetStatsHistoryWithResponse Traffic history of all policies
 //
 // One series per policy that had traffic in the range (or the `top` policies by
-// bytes), windowed like the per-policy history. At most 10,000 windows per series
+// bytes), windowed like the per-policy history. Unclassified traffic is not a policy
+// and is in none of the series, the ranking or `other`: it has its own history,
+// `GET /api/v1/stats/unclassified/history`. At most 10,000 windows per series
 // (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 // than 500 policies with traffic, or more than the windows leave room for, is a 400
 // naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
@@ -15077,6 +15898,31 @@ func (c *ClientWithResponses) ResetStatsWithResponse(ctx context.Context, reqEdi
 		return nil, err
 	}
 	return ParseResetStatsResponse(rsp)
+}
+
+// GetUnclassifiedStatsHistoryWithResponse Traffic history of the unclassified traffic
+//
+// The traffic that matched no policy (reports without `policy_id` that no enabled
+// policy matched, and flow exports likewise), as a series of its own, windowed,
+// rated and summarised exactly like a policy's history (the same parameters,
+// windows, limits, rates, `summary`, `compare=previous` and CSV columns as
+// `GET /api/v1/policies/{policy_id}/stats/history`); `active_flows` are the
+// unclassified flows tracked. In the history store it is policy id 0
+// (`policy_traffic` points tagged `policy_id` "0"; `policy_stats` rows with
+// `policy_id` 0). It is not part of `GET /api/v1/stats/history`: there every series,
+// the `top` ranking and the `other` series are over policies only, so they stack to
+// the classified total; add this series for all traffic. 503 when no history store
+// is configured or it does not answer. Minimum role viewer.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/stats/unclassified/history (the `GetUnclassifiedStatsHistory` operationId).
+func (c *ClientWithResponses) GetUnclassifiedStatsHistoryWithResponse(ctx context.Context, params *GetUnclassifiedStatsHistoryParams, reqEditors ...RequestEditorFn) (*GetUnclassifiedStatsHistoryResponse, error) {
+	rsp, err := c.GetUnclassifiedStatsHistory(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetUnclassifiedStatsHistoryResponse(rsp)
 }
 
 // ListTokensWithResponse List API tokens
@@ -15156,14 +16002,20 @@ func (c *ClientWithResponses) DeleteTokenWithResponse(ctx context.Context, token
 // among policies of one priority in id order, lower first (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
-// `policy_id`, source and destination of different address families) rejects the
+// `policy_id` or `path_id`, source and destination of different address families) rejects the
 // whole batch with 422 naming the index and field of every bad value (the first
 // 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
 // `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
 // the reading: the values before it are named too. The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 //
-// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+// A report may name the path (tunnel) the traffic went over with `path_id`: it is
+// then counted in that path's history too (`GET /api/v1/paths/{path_id}/stats/history`),
+// a series of its own beside the policy's. Like a policy id, a path id this replica
+// does not know is refused only after it has read the change feed once more, so a
+// path just created through another replica is accepted.
+//
+// Durability: a 200 means the batch's per-policy and per-path deltas are in the server's on-disk
 // spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
 // share one fsync). A crash or kill of the server then loses nothing acknowledged:
 // history receives every acknowledged batch exactly once, after a restart if need be,
@@ -15195,14 +16047,20 @@ func (c *ClientWithResponses) IngestTrafficWithBodyWithResponse(ctx context.Cont
 // among policies of one priority in id order, lower first (first match wins);
 // unmatched traffic is counted as unclassified. Validation is all or nothing: one
 // bad report (bad IP address, port out of range, negative count, unknown
-// `policy_id`, source and destination of different address families) rejects the
+// `policy_id` or `path_id`, source and destination of different address families) rejects the
 // whole batch with 422 naming the index and field of every bad value (the first
 // 100; `reports[3].flow.dst_port`) and records nothing; so does a `packets` or
 // `bytes` value above 9223372036854775807 (the int64 range). Malformed JSON stops
 // the reading: the values before it are named too. The body may be gzip-compressed
 // (`Content-Encoding: gzip`); at most 16 MiB decompressed. Minimum role operator.
 //
-// Durability: a 200 means the batch's per-policy deltas are in the server's on-disk
+// A report may name the path (tunnel) the traffic went over with `path_id`: it is
+// then counted in that path's history too (`GET /api/v1/paths/{path_id}/stats/history`),
+// a series of its own beside the policy's. Like a policy id, a path id this replica
+// does not know is refused only after it has read the change feed once more, so a
+// path just created through another replica is accepted.
+//
+// Durability: a 200 means the batch's per-policy and per-path deltas are in the server's on-disk
 // spool and fsynced (with the default `PATRONUS_SPOOL_SYNC=strict`; concurrent batches
 // share one fsync). A crash or kill of the server then loses nothing acknowledged:
 // history receives every acknowledged batch exactly once, after a restart if need be,
@@ -17544,6 +18402,130 @@ func ParseReplacePathMetricsResponse(rsp *http.Response) (*ReplacePathMetricsRes
 			headers.XRequestID = value
 		}
 		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetPathStatsHistoryResponse parses an HTTP response from a GetPathStatsHistoryWithResponse call
+func ParseGetPathStatsHistoryResponse(rsp *http.Response) (*GetPathStatsHistoryResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetPathStatsHistoryResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PathHistory
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON503 = &dest
+
+	case rsp.StatusCode == 200:
+		// Content-type (text/csv) unsupported
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetPathStatsHistoryResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetPathStatsHistoryResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetPathStatsHistoryResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetPathStatsHistoryResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetPathStatsHistoryResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -20700,6 +21682,130 @@ func ParseResetStatsResponse(rsp *http.Response) (*ResetStatsResponse, error) {
 			headers.XRequestID = value
 		}
 		response.Headers500 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetUnclassifiedStatsHistoryResponse parses an HTTP response from a GetUnclassifiedStatsHistoryWithResponse call
+func ParseGetUnclassifiedStatsHistoryResponse(rsp *http.Response) (*GetUnclassifiedStatsHistoryResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetUnclassifiedStatsHistoryResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest UnclassifiedHistory
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationProblemJSON503 = &dest
+
+	case rsp.StatusCode == 200:
+		// Content-type (text/csv) unsupported
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetUnclassifiedStatsHistoryResponse200Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers GetUnclassifiedStatsHistoryResponse400Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers GetUnclassifiedStatsHistoryResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 500:
+		var headers GetUnclassifiedStatsHistoryResponse500Headers
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetUnclassifiedStatsHistoryResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestID = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil

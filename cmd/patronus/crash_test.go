@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,8 @@ type crashChild struct {
 	env  []string
 	cmd  *exec.Cmd
 	logs *bytes.Buffer
+	// pathID, when set, is the path_id of every report the load sends.
+	pathID int64
 }
 
 func newChild(t *testing.T, influxURL string) *crashChild {
@@ -114,7 +117,7 @@ type ledger struct {
 }
 
 // load posts batches from workers goroutines until stop is closed. Every batch holds 10
-// reports of one policy, packets 1..10 (55 packets).
+// reports of one policy, packets 1..10 (55 packets), all on c.pathID when it is set.
 func (c *crashChild) load(workers int, ids [3]int64, l *ledger, stop <-chan struct{}) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -132,7 +135,12 @@ func (c *crashChild) load(workers int, ids [3]int64, l *ledger, stop <-chan stru
 					if i > 1 {
 						b.WriteByte(',')
 					}
-					fmt.Fprintf(&b, `{"policy_id":%d,"flow":{"src_ip":"10.%d.%d.%d","dst_ip":"192.0.2.1","src_port":%d,"dst_port":443,"protocol":6},"packets":%d,"bytes":%d}`,
+					if c.pathID != 0 {
+						fmt.Fprintf(&b, `{"path_id":%d,`, c.pathID)
+					} else {
+						b.WriteByte('{')
+					}
+					fmt.Fprintf(&b, `"policy_id":%d,"flow":{"src_ip":"10.%d.%d.%d","dst_ip":"192.0.2.1","src_port":%d,"dst_port":443,"protocol":6},"packets":%d,"bytes":%d}`,
 						ids[p], w, n%250, i, 1000+n%5000, i, i*100)
 				}
 				b.WriteString(`]}`)
@@ -162,7 +170,13 @@ func (c *crashChild) load(workers int, ids [3]int64, l *ledger, stop <-chan stru
 // influxPackets returns the packets history holds per policy id, read from InfluxDB itself.
 func influxPackets(t *testing.T, influxURL string) map[string]int64 {
 	t.Helper()
-	q := url.Values{"db": {"patronus"}, "q": {`SELECT sum("packets") FROM "policy_traffic" GROUP BY "policy_id"`}}
+	return influxSums(t, influxURL, "policy_traffic", "policy_id")
+}
+
+// influxSums returns the packets of a measurement per value of its id tag.
+func influxSums(t *testing.T, influxURL, measurement, tag string) map[string]int64 {
+	t.Helper()
+	q := url.Values{"db": {"patronus"}, "q": {fmt.Sprintf(`SELECT sum("packets") FROM %q GROUP BY %q`, measurement, tag)}}
 	resp, err := http.Get(influxURL + "/query?" + q.Encode())
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +204,7 @@ func influxPackets(t *testing.T, influxURL string) map[string]int64 {
 		for _, s := range r.Series {
 			n, _ := s.Values[0][1].(json.Number)
 			v, _ := n.Int64()
-			got[s.Tags["policy_id"]] = v
+			got[s.Tags[tag]] = v
 		}
 	}
 	return got
@@ -217,17 +231,52 @@ func createCrashPolicies(t *testing.T, c *crashChild) (ids [3]int64) {
 	return ids
 }
 
+// createCrashPath creates two sites with an endpoint each and a path between them, and
+// returns the path's id.
+func createCrashPath(t *testing.T, c *crashChild) int64 {
+	t.Helper()
+	post := func(path, body string) string {
+		resp, err := c.do(http.MethodPost, path, []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			ID any `json:"id"` // a UUID for sites and endpoints, a number for paths
+		}
+		dec := json.NewDecoder(resp.Body)
+		dec.UseNumber()
+		err = dec.Decode(&out)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusCreated || out.ID == nil {
+			t.Fatalf("POST %s: %d %v", path, resp.StatusCode, err)
+		}
+		return fmt.Sprint(out.ID)
+	}
+	var endpoints [2]string
+	for i := range endpoints {
+		site := post("/api/v1/sites", fmt.Sprintf(`{"name":"crash-site-%d"}`, i))
+		endpoints[i] = post("/api/v1/sites/"+site+"/endpoints", fmt.Sprintf(`{"name":"wan","address":"203.0.113.%d"}`, i+1))
+	}
+	id, err := strconv.ParseInt(post("/api/v1/paths", fmt.Sprintf(`{"name":"crash-path","local_endpoint_id":%q,"remote_endpoint_id":%q}`, endpoints[0], endpoints[1])), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // TestCrashLosesNothingAcknowledged SIGKILLs a real patronus process during load, three
 // times with InfluxDB up and three times with InfluxDB down, restarting it each time on the
 // same database and spool. At the end InfluxDB holds exactly the packets of the acknowledged
 // batches: none lost, none doubled (batches sent but unanswered when the process died may or
-// may not be there, and are told apart).
+// may not be there, and are told apart). Every report also names a path: the path's history
+// must hold the packets of all acknowledged batches the same way.
 func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	influx := storagetest.StartInflux(t)
 	influx.CreateDatabase("patronus")
 	c := newChild(t, influx.URL())
 	c.start()
 	ids := createCrashPolicies(t, c)
+	c.pathID = createCrashPath(t, c)
 	var l ledger
 	for i := range 3 {
 		c.crashRound(fmt.Sprintf("InfluxDB up, kill %d", i+1), ids, &l, nil, nil)
@@ -236,6 +285,17 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 		c.crashRound(fmt.Sprintf("InfluxDB down, kill %d", i+1), ids, &l, influx.Stop, influx.Start)
 	}
 	c.checkLedger(ids, &l, func() map[string]int64 { return influxPackets(t, influx.URL()) })
+	// The path's history holds every policy's acknowledged packets, as their histories do
+	// (checkLedger waited until those were all there).
+	var acked, uncertain int64
+	for p := range ids {
+		acked, uncertain = acked+l.acked[p].Load(), uncertain+l.uncertain[p].Load()
+	}
+	if have := influxSums(t, influx.URL(), "path_traffic", "path_id")[fmt.Sprint(c.pathID)]; have < acked || have > acked+uncertain || (have-acked)%55 != 0 {
+		t.Errorf("path %d: history %d packets, %d acknowledged and %d unanswered", c.pathID, have, acked, uncertain)
+	} else {
+		t.Logf("path %d: history %d = %d acknowledged + %d of %d unanswered", c.pathID, have, acked, have-acked, uncertain)
+	}
 }
 
 // TestCrashLosesNothingAcknowledgedSQLHistory is the same promise with history in SQL, on the

@@ -1,0 +1,179 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/patronus-sdwan/patronus/api/apigen"
+	"github.com/patronus-sdwan/patronus/storage"
+)
+
+// seriesReader reads one history series: its windows and, for peaks and percentiles, its
+// per-interval bytes. The history of a policy, of a path and of the unclassified traffic
+// differ only in it.
+type seriesReader struct {
+	windows   func(ctx context.Context, from, to time.Time, every time.Duration) ([]storage.HistoryPoint, error)
+	intervals func(ctx context.Context, from, to time.Time, interval time.Duration) ([]storage.IntervalBytes, error)
+	// tier is the history tier the windows are read from (storage.TierRaw when the series
+	// has no rollups).
+	tier func(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
+}
+
+// policyReader reads policy id's series from h; id 0 is the unclassified traffic.
+func policyReader(h storage.HistoryStore, id int64) seriesReader {
+	return seriesReader{
+		windows: func(ctx context.Context, from, to time.Time, every time.Duration) ([]storage.HistoryPoint, error) {
+			return h.QueryPolicy(ctx, id, from, to, every)
+		},
+		intervals: func(ctx context.Context, from, to time.Time, iv time.Duration) ([]storage.IntervalBytes, error) {
+			m, err := h.QueryIntervals(ctx, []int64{id}, from, to, iv)
+			return m[id], err
+		},
+		tier: h.Tier,
+	}
+}
+
+// PathHistoryReader is what the path history route needs of the history store; both
+// storage.InfluxHistory and storage.SQLHistory implement it.
+type PathHistoryReader interface {
+	QueryPath(ctx context.Context, pathID int64, from, to time.Time, every time.Duration) ([]storage.HistoryPoint, error)
+	QueryPathIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]storage.IntervalBytes, error)
+}
+
+// pathReader reads path id's series from h.
+func pathReader(h PathHistoryReader, id int64) seriesReader {
+	return seriesReader{
+		windows: func(ctx context.Context, from, to time.Time, every time.Duration) ([]storage.HistoryPoint, error) {
+			return h.QueryPath(ctx, id, from, to, every)
+		},
+		intervals: func(ctx context.Context, from, to time.Time, iv time.Duration) ([]storage.IntervalBytes, error) {
+			m, err := h.QueryPathIntervals(ctx, []int64{id}, from, to, iv)
+			return m[id], err
+		},
+		// Path history has no rollup tiers yet: it is raw only.
+		tier: func(context.Context, time.Time, time.Time, time.Duration) (string, error) {
+			return storage.TierRaw, nil
+		},
+	}
+}
+
+// seriesAnswer is one series over a range, rated, with the preceding period when asked.
+type seriesAnswer struct {
+	rated    ratedSeries
+	iv       time.Duration // the flush interval of peaks and percentiles, 0 for none
+	tier     string        // the tier the windows were read from
+	previous *apigen.HistoryPrevious
+}
+
+func (a seriesAnswer) withPeak() bool { return a.iv > 0 }
+
+// readSeriesHistory reads a series over r and rates it, with the preceding period of equal
+// length when compare; a failed read is the answer historyQueryError gives.
+func (s *Server) readSeriesHistory(c *gin.Context, r historyRange, rd seriesReader, compare bool) (seriesAnswer, error) {
+	ctx := c.Request.Context()
+	a := seriesAnswer{iv: s.rateInterval(r)}
+	read := func(r historyRange) (ratedSeries, error) {
+		points, err := rd.windows(ctx, r.from, r.to, r.every)
+		if err != nil {
+			return ratedSeries{}, historyQueryError(c, err)
+		}
+		var intervals []storage.IntervalBytes
+		if a.iv > 0 {
+			if intervals, err = rd.intervals(ctx, r.from, r.to, a.iv); err != nil {
+				return ratedSeries{}, historyQueryError(c, err)
+			}
+		}
+		return rateSeries(r, a.iv, points, intervals), nil
+	}
+	var err error
+	if a.rated, err = read(r); err != nil {
+		return a, err
+	}
+	if a.tier, err = rd.tier(ctx, r.from, r.to, r.every); err != nil {
+		return a, historyQueryError(c, err)
+	}
+	if compare {
+		prev := r.previous()
+		rs, err := read(prev)
+		if err != nil {
+			return a, err
+		}
+		a.previous = rs.previousOut(prev, a.withPeak())
+	}
+	return a, nil
+}
+
+// GetPathStatsHistory answers one path's traffic history over a range, in JSON or CSV. The
+// path need not exist any more: its history outlives it until retention removes it.
+func (s *Server) GetPathStatsHistory(c *gin.Context, pathID apigen.PathID, params apigen.GetPathStatsHistoryParams) {
+	r, err := s.historyRangeOf(params.From, params.To, params.Every)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	asCSV, err := wantsCSV(c, (*string)(params.Format))
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	history, err := s.historyStore()
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	paths, ok := history.(PathHistoryReader)
+	if !ok {
+		writeError(c, newError(errUnavailable, "the history store keeps no path history"))
+		return
+	}
+	a, err := s.readSeriesHistory(c, r, pathReader(paths, pathID), params.Compare != nil && !asCSV)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if asCSV {
+		writeHistoryCSV(c, fmt.Sprintf("path-%d-history.csv", pathID), a.rated, a.withPeak())
+		return
+	}
+	c.JSON(http.StatusOK, apigen.PathHistory{
+		PathID: pathID, From: r.from, To: r.to, Every: r.everyText, Interval: intervalText(a.iv),
+		Points: a.rated.pointsOut(a.withPeak()), Summary: a.rated.summaryOut(a.withPeak()), Previous: a.previous,
+	})
+}
+
+// GetUnclassifiedStatsHistory answers the history of the traffic that matched no policy,
+// stored as policy 0, over a range, in JSON or CSV.
+func (s *Server) GetUnclassifiedStatsHistory(c *gin.Context, params apigen.GetUnclassifiedStatsHistoryParams) {
+	r, err := s.historyRangeOf(params.From, params.To, params.Every)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	asCSV, err := wantsCSV(c, (*string)(params.Format))
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	history, err := s.historyStore()
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	a, err := s.readSeriesHistory(c, r, policyReader(history, storage.UnclassifiedPolicyID), params.Compare != nil && !asCSV)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if asCSV {
+		writeHistoryCSV(c, "unclassified-history.csv", a.rated, a.withPeak())
+		return
+	}
+	c.JSON(http.StatusOK, apigen.UnclassifiedHistory{
+		From: r.from, To: r.to, Every: r.everyText, Interval: intervalText(a.iv),
+		Points: a.rated.pointsOut(a.withPeak()), Summary: a.rated.summaryOut(a.withPeak()), Previous: a.previous,
+	})
+}
