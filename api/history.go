@@ -268,6 +268,7 @@ func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID,
 		writeError(c, err)
 		return
 	}
+	c.Header(historyTierHeader, a.tier)
 	if asCSV {
 		writeHistoryCSV(c, fmt.Sprintf("policy-%d-history.csv", policyID), a.rated, a.withPeak())
 		return
@@ -309,6 +310,9 @@ func writeHistoryCSV(c *gin.Context, filename string, rs ratedSeries, withPeak b
 	w.Flush()
 }
 
+// historyTierHeader is the response header naming the tier a history answer was read from.
+const historyTierHeader = "X-History-Tier"
+
 // historyCSVHeader names the columns of a history CSV row.
 var historyCSVHeader = []string{"time", "packets", "bytes", "active_flows", "pps", "bps", "peak_bps"}
 
@@ -325,16 +329,20 @@ func writeHistoryRows(w *csv.Writer, lead []string, rs ratedSeries, withPeak boo
 	}
 }
 
-// writeStatsHistoryCSV writes every series as CSV rows led by the policy id (0 for other),
-// after a header row.
-func writeStatsHistoryCSV(c *gin.Context, series []statsSeries, withPeak bool) {
+// writeStatsHistoryCSV writes every series as CSV rows led by the policy id (0 for other)
+// and name (empty for other and for a deleted policy), after a header row.
+func (s *Server) writeStatsHistoryCSV(c *gin.Context, series []statsSeries, iv time.Duration) {
 	c.Header("Content-Type", csvContentType)
 	c.Header("Content-Disposition", `attachment; filename="stats-history.csv"`)
 	c.Status(http.StatusOK)
 	w := csv.NewWriter(c.Writer)
-	_ = w.Write(append([]string{"policy_id"}, historyCSVHeader...))
+	_ = w.Write(append([]string{"policy_id", "policy_name"}, historyCSVHeader...))
 	for _, ss := range series {
-		writeHistoryRows(w, []string{strconv.FormatInt(ss.policyID, 10)}, ss.ratedSeries, withPeak)
+		name := ""
+		if n := s.policyName(ss.policyID); n != nil && !ss.other {
+			name = *n
+		}
+		writeHistoryRows(w, []string{strconv.FormatInt(ss.policyID, 10), name}, ss.ratedSeries, ss.withPeak(iv))
 	}
 	w.Flush()
 }
@@ -405,13 +413,14 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 			maxSeries, maxHistoryPoints, r.windows)}}))
 		return
 	}
-	if asCSV {
-		writeStatsHistoryCSV(c, series, iv > 0)
-		return
-	}
 	tier, err := history.Tier(ctx, r.from, r.to, r.every)
 	if err != nil {
 		writeError(c, historyQueryError(c, err))
+		return
+	}
+	c.Header(historyTierHeader, tier)
+	if asCSV {
+		s.writeStatsHistoryCSV(c, series, iv)
 		return
 	}
 	var previous []statsSeries
@@ -426,15 +435,15 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 	}
 	out := apigen.StatsHistory{From: r.from, To: r.to, Every: r.everyText, Tier: apigen.HistoryTier(tier), Interval: intervalText(iv), Series: make([]apigen.HistorySeries, len(series))}
 	for i, ss := range series {
-		summary := ss.summaryOut(iv > 0)
-		out.Series[i] = apigen.HistorySeries{PolicyID: ss.policyID, Points: ss.pointsOut(iv > 0), Summary: &summary}
+		summary := ss.summaryOut(ss.withPeak(iv))
+		out.Series[i] = apigen.HistorySeries{PolicyID: ss.policyID, Points: ss.pointsOut(ss.withPeak(iv)), Summary: &summary}
 		if ss.other {
 			out.Series[i].Other = &ss.other
 		} else {
 			out.Series[i].PolicyName = s.policyName(ss.policyID)
 		}
 		if previous != nil {
-			out.Series[i].Previous = previous[i].previousOut(r.previous(), iv > 0)
+			out.Series[i].Previous = previous[i].previousOut(r.previous(), previous[i].withPeak(iv))
 		}
 	}
 	c.JSON(http.StatusOK, out)

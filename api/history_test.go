@@ -232,8 +232,8 @@ func TestPolicyHistory(t *testing.T) {
 			req.Header.Set("Accept", "text/csv")
 			byAccept := a.send(req, true)
 			for name, r := range map[string]apiResponse{"format=csv": byFormat, "Accept: text/csv": byAccept} {
-				if r.Status != http.StatusOK || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/csv") {
-					t.Errorf("%s: %d %s", name, r.Status, r.Header.Get("Content-Type"))
+				if r.Status != http.StatusOK || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/csv") || r.Header.Get("X-History-Tier") != "raw" {
+					t.Errorf("%s: %d %s, X-History-Tier %q", name, r.Status, r.Header.Get("Content-Type"), r.Header.Get("X-History-Tier"))
 				}
 				if string(r.Body) != wantCSV {
 					t.Errorf("%s: body\n%s\nwant\n%s", name, r.Body, wantCSV)

@@ -13,8 +13,15 @@ import (
 type statsSeries struct {
 	policyID int64
 	other    bool
+	// noIntervalRates is set on the other series when its per-interval rates cannot be told
+	// (see rated): its peak_bps and the summary's per-interval figures are then absent.
+	noIntervalRates bool
 	ratedSeries
 }
+
+// withPeak says whether the series answers peak_bps and the summary's per-interval figures,
+// iv being the flush interval (0 for none).
+func (ss statsSeries) withPeak(iv time.Duration) bool { return iv > 0 && !ss.noIntervalRates }
 
 // statsQuery is one all-policies history request, resolved and checked.
 type statsQuery struct {
@@ -113,7 +120,11 @@ func (q statsQuery) runFor(ctx context.Context, like []statsSeries) ([]statsSeri
 
 // rated adds each series' rates and summary, and the other series when asked for: the
 // total of all policies minus the listed ones, per window and per interval, so that the
-// series stack to the total.
+// series stack to the total. Per-interval bytes can be subtracted only when each is one
+// interval at its own start: once any of them is a bin of the 1-hour tier's histogram
+// (Count above 0, at the bucket's start with the bucket's largest interval) or the listed
+// policies have more in an interval than the total (intervals that do not line up), other's
+// per-interval rates are not known and are left out, its totals and window rates stay.
 func (q statsQuery) rated(ctx context.Context, series []storage.PolicySeries) ([]statsSeries, error) {
 	var intervals map[int64][]storage.IntervalBytes
 	if q.iv > 0 && len(series) > 0 {
@@ -145,20 +156,40 @@ func (q statsQuery) rated(ctx context.Context, series []storage.PolicySeries) ([
 			}
 		}
 	}
-	rest := make(map[int64]int64, len(totalIntervals)) // bytes by interval start, in ns
-	for _, iv := range totalIntervals {
+	otherIntervals, exact := subtractIntervals(totalIntervals, intervals)
+	if !exact {
+		return append(out, statsSeries{other: true, noIntervalRates: true, ratedSeries: rateSeries(q.r, 0, total, nil)}), nil
+	}
+	return append(out, statsSeries{other: true, ratedSeries: rateSeries(q.r, q.iv, total, otherIntervals)}), nil
+}
+
+// subtractIntervals returns the per-interval bytes of total minus those of the listed
+// series, matched by interval start, and whether that difference is exact: false when any
+// interval is a histogram bin (Count above 0) or a difference is negative.
+func subtractIntervals(total []storage.IntervalBytes, listed map[int64][]storage.IntervalBytes) ([]storage.IntervalBytes, bool) {
+	rest := make(map[int64]int64, len(total)) // bytes by interval start, in ns
+	for _, iv := range total {
+		if iv.Count > 0 {
+			return nil, false
+		}
 		rest[iv.Time.UnixNano()] += iv.Bytes
 	}
-	for _, ivs := range intervals {
+	for _, ivs := range listed {
 		for _, iv := range ivs {
+			if iv.Count > 0 {
+				return nil, false
+			}
 			rest[iv.Time.UnixNano()] -= iv.Bytes
 		}
 	}
-	otherIntervals := make([]storage.IntervalBytes, 0, len(rest))
+	out := make([]storage.IntervalBytes, 0, len(rest))
 	for at, b := range rest {
+		if b < 0 {
+			return nil, false
+		}
 		if b > 0 {
-			otherIntervals = append(otherIntervals, storage.IntervalBytes{Time: time.Unix(0, at).UTC(), Bytes: b})
+			out = append(out, storage.IntervalBytes{Time: time.Unix(0, at).UTC(), Bytes: b})
 		}
 	}
-	return append(out, statsSeries{other: true, ratedSeries: rateSeries(q.r, q.iv, total, otherIntervals)}), nil
+	return out, true
 }

@@ -1176,7 +1176,9 @@ type HistoryPoint struct {
 	// PeakBps Bits per second of the busiest flush interval that starts in the window: the
 	// interval's bytes summed over every instance, × 8, divided by the flush interval
 	// (see `interval`). Absent when the flush interval is not known to the server or
-	// not a whole number of seconds, or the range spans more than 1,000,000 intervals.
+	// not a whole number of seconds, or the range spans more than 1,000,000 intervals;
+	// on the `other` series also when the per-interval bytes come from the 1h rollups'
+	// histograms (see HistorySeries).
 	PeakBps *float64 `json:"peak_bps,omitempty"`
 
 	// Pps Packets per second: the window's packets divided by the seconds of the window
@@ -1201,7 +1203,9 @@ type HistoryPrevious struct {
 	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
 	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
 	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
-	// `last_bps` stay exact). These three are absent when `peak_bps` is.
+	// `last_bps` stay exact). These three and `intervals` are absent when `peak_bps` is,
+	// which on the `other` series includes ranges read from the histograms (see
+	// HistorySeries).
 	//
 	//
 	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
@@ -1211,7 +1215,14 @@ type HistoryPrevious struct {
 
 // HistorySeries defines model for HistorySeries.
 type HistorySeries struct {
-	// Other `true` for the series of every policy outside the top (`other=true`).
+	// Other `true` for the series of every policy outside the top (`other=true`). Its
+	// per-interval bytes are those of all policies minus the listed ones, interval by
+	// interval. A histogram of the 1h rollups cannot be subtracted: when the range's
+	// per-interval bytes (all policies' or a listed policy's) come from the 1h
+	// histograms (ranges longer than 2 days that raw no longer holds, and windows of
+	// whole hours over hours already rolled up), the
+	// `other` series has no `peak_bps` and its summary no `max_bps`, `p95_bps`,
+	// `last_bps` or `intervals`; its totals, `avg_bps`, `pps` and `bps` stay exact.
 	Other  *bool          `json:"other,omitempty"`
 	Points []HistoryPoint `json:"points"`
 
@@ -1233,7 +1244,9 @@ type HistorySeries struct {
 	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
 	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
 	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
-	// `last_bps` stay exact). These three are absent when `peak_bps` is.
+	// `last_bps` stay exact). These three and `intervals` are absent when `peak_bps` is,
+	// which on the `other` series includes ranges read from the histograms (see
+	// HistorySeries).
 	//
 	//
 	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
@@ -1249,7 +1262,9 @@ type HistorySeries struct {
 // holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
 // rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
 // logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
-// `last_bps` stay exact). These three are absent when `peak_bps` is.
+// `last_bps` stay exact). These three and `intervals` are absent when `peak_bps` is,
+// which on the `other` series includes ranges read from the histograms (see
+// HistorySeries).
 //
 // Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
 type HistorySummary struct {
@@ -1279,7 +1294,8 @@ type HistorySummary struct {
 // still holds `from`; the edges of the range that cut a bucket, and the latest part not
 // rolled up yet (about a minute, or the current hour), are read from raw while raw holds
 // them. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
-// tier; `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
+// tier (except that the `other` series has no per-interval figures from the 1h
+// histograms, see HistorySeries); `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
 // window's `active_flows` from a rollup is the largest of its buckets' (each bucket's
 // being every instance's largest in it, summed), which equals raw's with one instance;
 // once raw has aged out, a bucket counts whole when it starts inside the range.
@@ -1416,7 +1432,9 @@ type PathHistory struct {
 	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
 	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
 	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
-	// `last_bps` stay exact). These three are absent when `peak_bps` is.
+	// `last_bps` stay exact). These three and `intervals` are absent when `peak_bps` is,
+	// which on the `other` series includes ranges read from the histograms (see
+	// HistorySeries).
 	//
 	//
 	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
@@ -1595,7 +1613,9 @@ type PolicyHistory struct {
 	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
 	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
 	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
-	// `last_bps` stay exact). These three are absent when `peak_bps` is.
+	// `last_bps` stay exact). These three and `intervals` are absent when `peak_bps` is,
+	// which on the `other` series includes ranges read from the histograms (see
+	// HistorySeries).
 	//
 	//
 	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
@@ -1609,7 +1629,8 @@ type PolicyHistory struct {
 	// still holds `from`; the edges of the range that cut a bucket, and the latest part not
 	// rolled up yet (about a minute, or the current hour), are read from raw while raw holds
 	// them. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
-	// tier; `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
+	// tier (except that the `other` series has no per-interval figures from the 1h
+	// histograms, see HistorySeries); `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
 	// window's `active_flows` from a rollup is the largest of its buckets' (each bucket's
 	// being every instance's largest in it, summed), which equals raw's with one instance;
 	// once raw has aged out, a bucket counts whole when it starts inside the range.
@@ -1943,7 +1964,7 @@ type StatsHistory struct {
 	Every string    `json:"every"`
 	From  time.Time `json:"from"`
 
-	// Interval The flush interval behind `peak_bps` and the summaries' percentiles; absent when `peak_bps` is.
+	// Interval The flush interval behind `peak_bps` and the summaries' percentiles; absent when `peak_bps` is (present when only the `other` series lacks them).
 	Interval *string `json:"interval,omitempty"`
 
 	// Series One series per policy, most bytes first.
@@ -1957,7 +1978,8 @@ type StatsHistory struct {
 	// still holds `from`; the edges of the range that cut a bucket, and the latest part not
 	// rolled up yet (about a minute, or the current hour), are read from raw while raw holds
 	// them. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
-	// tier; `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
+	// tier (except that the `other` series has no per-interval figures from the 1h
+	// histograms, see HistorySeries); `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
 	// window's `active_flows` from a rollup is the largest of its buckets' (each bucket's
 	// being every instance's largest in it, summed), which equals raw's with one instance;
 	// once raw has aged out, a bucket counts whole when it starts inside the range.
@@ -2108,7 +2130,9 @@ type UnclassifiedHistory struct {
 	// holds the range, and once raw has aged out for ranges up to 2 days (read from the 1m
 	// rollups); longer ranges beyond raw read a histogram of the per-interval bytes with
 	// logarithmic bins from the 1h rollups, within 1% of the exact value (`max_bps` and
-	// `last_bps` stay exact). These three are absent when `peak_bps` is.
+	// `last_bps` stay exact). These three and `intervals` are absent when `peak_bps` is,
+	// which on the `other` series includes ranges read from the histograms (see
+	// HistorySeries).
 	//
 	//
 	// Example: {"avg_bps":1283.3,"intervals":24,"last_bps":1600,"max_bps":12000,"p95_bps":6000,"total_bytes":38500,"total_packets":385}
@@ -3178,8 +3202,9 @@ type ClientInterface interface {
 	// only traffic from `from` on). At most 10,000 windows per answer (400 naming
 	// `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
 	// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`, a header row first;
-	// `peak_bps` empty when unknown). Every point carries its rates and the answer a
-	// `summary` of the range (see HistorySummary for the definitions). 404 for an
+	// `peak_bps` empty when unknown; the `X-History-Tier` header names the tier). Every
+	// point carries its rates and the answer a `summary` of the range (see
+	// HistorySummary for the definitions). 404 for an
 	// unknown policy; 503 when no history store is configured or it does not answer.
 	// Minimum role viewer.
 	//
@@ -3375,10 +3400,12 @@ type ClientInterface interface {
 	// (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 	// than 500 policies with traffic, or more than the windows leave room for, is a 400
 	// naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
-	// per series and window, columns `policy_id,time,packets,bytes,active_flows,pps,bps,peak_bps`
-	// after a header row, series in the JSON order (the `other` series has policy_id 0;
-	// `peak_bps` empty when unknown); `compare` is JSON only (400 naming `compare` with
-	// CSV). 503 when no history store is configured or it does not answer. Minimum role
+	// per series and window, columns
+	// `policy_id,policy_name,time,packets,bytes,active_flows,pps,bps,peak_bps` after a
+	// header row, series in the JSON order (the `other` series has policy_id 0;
+	// `policy_name` as in JSON, empty for `other` and for a policy deleted since;
+	// `peak_bps` empty when unknown; the `X-History-Tier` header names the tier);
+	// `compare` is JSON only (400 naming `compare` with CSV). 503 when no history store is configured or it does not answer. Minimum role
 	// viewer.
 	//
 	// Corresponds with GET /api/v1/stats/history (the `GetStatsHistory` operationId).
@@ -4271,8 +4298,9 @@ func (c *Client) GetPolicyStats(ctx context.Context, policyID PolicyID, params *
 // only traffic from `from` on). At most 10,000 windows per answer (400 naming
 // `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
 // (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`, a header row first;
-// `peak_bps` empty when unknown). Every point carries its rates and the answer a
-// `summary` of the range (see HistorySummary for the definitions). 404 for an
+// `peak_bps` empty when unknown; the `X-History-Tier` header names the tier). Every
+// point carries its rates and the answer a `summary` of the range (see
+// HistorySummary for the definitions). 404 for an
 // unknown policy; 503 when no history store is configured or it does not answer.
 // Minimum role viewer.
 //
@@ -4638,10 +4666,12 @@ func (c *Client) GetStats(ctx context.Context, params *GetStatsParams, reqEditor
 // (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 // than 500 policies with traffic, or more than the windows leave room for, is a 400
 // naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
-// per series and window, columns `policy_id,time,packets,bytes,active_flows,pps,bps,peak_bps`
-// after a header row, series in the JSON order (the `other` series has policy_id 0;
-// `peak_bps` empty when unknown); `compare` is JSON only (400 naming `compare` with
-// CSV). 503 when no history store is configured or it does not answer. Minimum role
+// per series and window, columns
+// `policy_id,policy_name,time,packets,bytes,active_flows,pps,bps,peak_bps` after a
+// header row, series in the JSON order (the `other` series has policy_id 0;
+// `policy_name` as in JSON, empty for `other` and for a policy deleted since;
+// `peak_bps` empty when unknown; the `X-History-Tier` header names the tier);
+// `compare` is JSON only (400 naming `compare` with CSV). 503 when no history store is configured or it does not answer. Minimum role
 // viewer.
 //
 // Corresponds with GET /api/v1/stats/history (the `GetStatsHistory` operationId).
@@ -8452,8 +8482,9 @@ type ClientWithResponsesInterface interface {
 	// only traffic from `from` on). At most 10,000 windows per answer (400 naming
 	// `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
 	// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`, a header row first;
-	// `peak_bps` empty when unknown). Every point carries its rates and the answer a
-	// `summary` of the range (see HistorySummary for the definitions). 404 for an
+	// `peak_bps` empty when unknown; the `X-History-Tier` header names the tier). Every
+	// point carries its rates and the answer a `summary` of the range (see
+	// HistorySummary for the definitions). 404 for an
 	// unknown policy; 503 when no history store is configured or it does not answer.
 	// Minimum role viewer.
 	//
@@ -8667,10 +8698,12 @@ type ClientWithResponsesInterface interface {
 	// (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 	// than 500 policies with traffic, or more than the windows leave room for, is a 400
 	// naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
-	// per series and window, columns `policy_id,time,packets,bytes,active_flows,pps,bps,peak_bps`
-	// after a header row, series in the JSON order (the `other` series has policy_id 0;
-	// `peak_bps` empty when unknown); `compare` is JSON only (400 naming `compare` with
-	// CSV). 503 when no history store is configured or it does not answer. Minimum role
+	// per series and window, columns
+	// `policy_id,policy_name,time,packets,bytes,active_flows,pps,bps,peak_bps` after a
+	// header row, series in the JSON order (the `other` series has policy_id 0;
+	// `policy_name` as in JSON, empty for `other` and for a policy deleted since;
+	// `peak_bps` empty when unknown; the `X-History-Tier` header names the tier);
+	// `compare` is JSON only (400 naming `compare` with CSV). 503 when no history store is configured or it does not answer. Minimum role
 	// viewer.
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -11868,7 +11901,8 @@ func (r GetPolicyStatsResponse) ContentType() string {
 
 // GetPolicyStatsHistoryResponse200Headers the declared response headers of an HTTP 200 response for GetPolicyStatsHistory
 type GetPolicyStatsHistoryResponse200Headers struct {
-	XRequestID string
+	XHistoryTier HistoryTier
+	XRequestID   string
 }
 
 // GetPolicyStatsHistoryResponse400Headers the declared response headers of an HTTP 400 response for GetPolicyStatsHistory
@@ -13519,7 +13553,8 @@ func (r GetStatsResponse) ContentType() string {
 
 // GetStatsHistoryResponse200Headers the declared response headers of an HTTP 200 response for GetStatsHistory
 type GetStatsHistoryResponse200Headers struct {
-	XRequestID string
+	XHistoryTier HistoryTier
+	XRequestID   string
 }
 
 // GetStatsHistoryResponse400Headers the declared response headers of an HTTP 400 response for GetStatsHistory
@@ -15532,8 +15567,9 @@ func (c *ClientWithResponses) GetPolicyStatsWithResponse(ctx context.Context, po
 // only traffic from `from` on). At most 10,000 windows per answer (400 naming
 // `every` past that). JSON by default; CSV with `format=csv` or `Accept: text/csv`
 // (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`, a header row first;
-// `peak_bps` empty when unknown). Every point carries its rates and the answer a
-// `summary` of the range (see HistorySummary for the definitions). 404 for an
+// `peak_bps` empty when unknown; the `X-History-Tier` header names the tier). Every
+// point carries its rates and the answer a `summary` of the range (see
+// HistorySummary for the definitions). 404 for an
 // unknown policy; 503 when no history store is configured or it does not answer.
 // Minimum role viewer.
 //
@@ -15849,10 +15885,12 @@ func (c *ClientWithResponses) GetStatsWithResponse(ctx context.Context, params *
 // (400 naming `every` past that) and 1,000,000 points per answer: without `top`, more
 // than 500 policies with traffic, or more than the windows leave room for, is a 400
 // naming `top`. JSON by default; CSV with `format=csv` or `Accept: text/csv`: one row
-// per series and window, columns `policy_id,time,packets,bytes,active_flows,pps,bps,peak_bps`
-// after a header row, series in the JSON order (the `other` series has policy_id 0;
-// `peak_bps` empty when unknown); `compare` is JSON only (400 naming `compare` with
-// CSV). 503 when no history store is configured or it does not answer. Minimum role
+// per series and window, columns
+// `policy_id,policy_name,time,packets,bytes,active_flows,pps,bps,peak_bps` after a
+// header row, series in the JSON order (the `other` series has policy_id 0;
+// `policy_name` as in JSON, empty for `other` and for a policy deleted since;
+// `peak_bps` empty when unknown; the `X-History-Tier` header names the tier);
+// `compare` is JSON only (400 naming `compare` with CSV). 503 when no history store is configured or it does not answer. Minimum role
 // viewer.
 //
 // Returns a wrapper object for the known response body format(s).
@@ -19549,6 +19587,13 @@ func ParseGetPolicyStatsHistoryResponse(rsp *http.Response) (*GetPolicyStatsHist
 	switch {
 	case rsp.StatusCode == 200:
 		var headers GetPolicyStatsHistoryResponse200Headers
+		if values := rsp.Header.Values("X-History-Tier"); len(values) > 0 {
+			var value HistoryTier
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-History-Tier", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XHistoryTier = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -21409,6 +21454,13 @@ func ParseGetStatsHistoryResponse(rsp *http.Response) (*GetStatsHistoryResponse,
 	switch {
 	case rsp.StatusCode == 200:
 		var headers GetStatsHistoryResponse200Headers
+		if values := rsp.Header.Values("X-History-Tier"); len(values) > 0 {
+			var value HistoryTier
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-History-Tier", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XHistoryTier = value
+		}
 		if values := rsp.Header.Values("X-Request-ID"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-ID", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
