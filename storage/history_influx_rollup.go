@@ -315,7 +315,10 @@ func (h *InfluxHistory) tierRows(ctx context.Context, k historyKind, tier string
 		cols[i] = influxQLIdent(f)
 	}
 	where := influxQLWhere(k.series(), from, to, ids)
-	if len(ids) == 0 && !withTotal {
+	switch {
+	case len(ids) == 0 && withTotal: // every row: what the hourly rollup is built from
+		where = influxQLRange(from, to)
+	case len(ids) == 0:
 		where += fmt.Sprintf(` AND %s != '%d'`, influxQLIdent(k.idTag), totalSeriesID)
 	}
 	series, err := runInfluxQL[any](ctx, h.influxQL, fmt.Sprintf(`SELECT %s FROM %s WHERE %s GROUP BY %s`,
@@ -351,7 +354,10 @@ func (h *InfluxHistory) tierRows(ctx context.Context, k historyKind, tier string
 // fluxTierRows reads rollup rows through Flux, one pivoted row per point.
 func (h *InfluxHistory) fluxTierRows(ctx context.Context, k historyKind, tier string, from, to time.Time, ids []int64, withTotal bool) ([]rollupRow, error) {
 	filter := idFilter(k.series(), ids)
-	if len(ids) == 0 && !withTotal {
+	switch {
+	case len(ids) == 0 && withTotal: // every row: what the hourly rollup is built from
+		filter = ""
+	case len(ids) == 0:
 		filter += fmt.Sprintf(` and r.%s != "%d"`, k.idTag, totalSeriesID)
 	}
 	flux := fmt.Sprintf(`from(bucket: %s)

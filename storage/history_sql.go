@@ -207,7 +207,7 @@ func (s *SQLHistory) windows(ctx context.Context, grid windowGrid, from, to time
 	for _, seg := range segs {
 		part := newSeriesSet(grid)
 		if seg.tier == TierRaw {
-			filter, args := s.idFilter(policyHistory, ids, true, seg.from.UTC(), seg.to.UTC())
+			filter, args := s.idFilter(policyHistory, ids, false, seg.from.UTC(), seg.to.UTC())
 			err = s.readWindows(ctx, part, s.windowsSQL(PolicyTraffic, int64(grid.every/time.Second), filter), args...)
 		} else {
 			err = s.readTierWindows(ctx, policyHistory, part, seg, ids)
@@ -342,7 +342,7 @@ func (s *SQLHistory) queryIntervals(ctx context.Context, ts TrafficSeries, ids [
 			continue
 		}
 		secs := int64(interval / time.Second)
-		filter, args := s.idFilter(policyHistory, ids, true, seg.from.UTC(), seg.to.UTC())
+		filter, args := s.idFilter(policyHistory, ids, false, seg.from.UTC(), seg.to.UTC())
 		err := s.eachRow(ctx, fmt.Sprintf(`SELECT policy_id, %s AS w, CAST(SUM(bytes) AS BIGINT)
 FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s
 GROUP BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), filter), args, func(id int64, vals ...int64) {

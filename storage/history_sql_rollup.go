@@ -211,11 +211,11 @@ FROM %s WHERE bucket >= %s AND bucket < %s%s ORDER BY %s, bucket`, k.idColumn, k
 // or every series (and the all-series rows only when withTotal).
 func (s *SQLHistory) idFilter(k historyKind, ids []int64, withTotal bool, args ...any) (string, []any) {
 	if len(ids) == 0 {
-		// Every series is every series but the unclassified traffic (id 0), which is only
-		// read as a series of its own.
-		if withTotal {
-			return fmt.Sprintf(" AND %s <> %d", k.idColumn, UnclassifiedPolicyID), args
+		if withTotal { // every row: what the hourly rollup is built from
+			return "", args
 		}
+		// Every series but the unclassified traffic (id 0), which is only read as a series
+		// of its own.
 		return fmt.Sprintf(" AND %s <> %d AND %s <> %d", k.idColumn, totalSeriesID, k.idColumn, UnclassifiedPolicyID), args
 	}
 	marks := make([]string, len(ids))

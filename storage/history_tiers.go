@@ -500,8 +500,12 @@ func rollupKind(ctx context.Context, p tierPlan, s rollupStore, k historyKind) (
 	start := floorTime(now.Add(-p.raw), time.Minute)
 	if until, err := s.rolledUntil(ctx, k, Tier1m); err != nil {
 		return time.Time{}, time.Time{}, err
-	} else if !until.IsZero() && until.Add(-time.Minute).After(start) {
-		start = until.Add(-time.Minute) // the last bucket again: it may have been partial
+	} else if !until.IsZero() {
+		// The last bucket again: it may have been partial. Even when it lies before the
+		// start of raw retention: raw rows not rolled up are never pruned, so the minutes
+		// after it are still there (a job that did not run for longer than the raw
+		// retention, or a write that rolled up part of a minute, would lose them).
+		start = until.Add(-time.Minute)
 	}
 	if err := rollupSpans(ctx, s, k, Tier1m, start, settled, time.Hour); err != nil {
 		return time.Time{}, time.Time{}, err
@@ -510,8 +514,8 @@ func rollupKind(ctx context.Context, p tierPlan, s rollupStore, k historyKind) (
 	hourStart := floorTime(now.Add(-p.ret1m), time.Hour)
 	if until, err := s.rolledUntil(ctx, k, Tier1h); err != nil {
 		return settled, time.Time{}, err
-	} else if !until.IsZero() && until.Add(-time.Hour).After(hourStart) {
-		hourStart = until.Add(-time.Hour)
+	} else if !until.IsZero() {
+		hourStart = until.Add(-time.Hour) // as for the minutes: 1m rows not rolled up are kept
 	}
 	if err := rollupSpans(ctx, s, k, Tier1h, hourStart, hourEnd, 24*time.Hour); err != nil {
 		return settled, time.Time{}, err
