@@ -325,7 +325,9 @@ func (h *InfluxHistory) rawIntervals(ctx context.Context, ts TrafficSeries, ids 
 	return out, nil
 }
 
-// QueryTotal returns all policies together as HistoryStore documents.
+// QueryTotal returns all policies together as HistoryStore documents. The windows follow the
+// segments for every; the intervals are planned as QueryIntervals plans them
+// (intervalsEvery), so they come from raw, exact, while raw holds the range, whatever every is.
 func (h *InfluxHistory) QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
 	grid, err := newWindowGrid(from, to, every)
 	if err != nil {
@@ -341,7 +343,6 @@ func (h *InfluxHistory) QueryTotal(ctx context.Context, from, to time.Time, ever
 		return nil, nil, fmt.Errorf("query history total: %w", err)
 	}
 	points := grid.points()
-	var intervals []IntervalBytes
 	for _, seg := range segs {
 		if seg.tier != TierRaw {
 			part := newSeriesSet(grid)
@@ -352,19 +353,9 @@ func (h *InfluxHistory) QueryTotal(ctx context.Context, from, to time.Time, ever
 				points[i].Packets += p.Packets
 				points[i].Bytes += p.Bytes
 			}
-			if interval == 0 {
-				continue
-			}
-			rows, err := h.tierRows(ctx, policyHistory, seg.tier, seg.from, seg.to, []int64{totalSeriesID}, true)
-			if err != nil {
-				return nil, nil, fmt.Errorf("query history total: %w", err)
-			}
-			for _, r := range rows {
-				intervals = append(intervals, intervalsOf(seg.tier, r)...)
-			}
 			continue
 		}
-		p, ivs, err := h.rawTotal(ctx, grid, seg.from, seg.to, interval)
+		p, err := h.rawTotal(ctx, grid, seg.from, seg.to)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -372,30 +363,60 @@ func (h *InfluxHistory) QueryTotal(ctx context.Context, from, to time.Time, ever
 			points[i].Packets += p[i].Packets
 			points[i].Bytes += p[i].Bytes
 		}
-		intervals = append(intervals, ivs...)
 	}
 	if interval == 0 {
 		return points, nil, nil
 	}
+	intervals, err := h.totalIntervals(ctx, from, to, interval)
+	if err != nil {
+		return nil, nil, err
+	}
 	return points, intervals, nil
 }
 
-// rawTotal is QueryTotal over raw points.
-func (h *InfluxHistory) rawTotal(ctx context.Context, grid windowGrid, from, to time.Time, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+// totalIntervals returns the per-interval bytes of all policies together (id 0 left out),
+// from the tiers QueryIntervals reads over the same range (see intervalsEvery).
+func (h *InfluxHistory) totalIntervals(ctx context.Context, from, to time.Time, interval time.Duration) ([]IntervalBytes, error) {
+	_, segs, err := h.segments(ctx, from, to, h.tiers.plan.intervalsEvery(from, to, interval))
+	if err != nil {
+		return nil, fmt.Errorf("query history total: %w", err)
+	}
+	var intervals []IntervalBytes
+	for _, seg := range segs {
+		if seg.tier != TierRaw {
+			rows, err := h.tierRows(ctx, policyHistory, seg.tier, seg.from, seg.to, []int64{totalSeriesID}, true)
+			if err != nil {
+				return nil, fmt.Errorf("query history total: %w", err)
+			}
+			for _, r := range rows {
+				intervals = append(intervals, intervalsOf(seg.tier, r)...)
+			}
+			continue
+		}
+		ivs, err := h.rawTotalIntervals(ctx, seg.from, seg.to, interval)
+		if err != nil {
+			return nil, err
+		}
+		intervals = append(intervals, ivs...)
+	}
+	return intervals, nil
+}
+
+// rawTotal is QueryTotal's windows over raw points.
+func (h *InfluxHistory) rawTotal(ctx context.Context, grid windowGrid, from, to time.Time) ([]HistoryPoint, error) {
 	gen := h.generation(ctx)
 	if h.plan(gen) == InfluxWindowingInfluxQL {
-		points, intervals, err := h.influxQLTotal(ctx, grid, from, to, interval)
+		points, err := h.influxQLTotal(ctx, grid, from, to)
 		if err != nil {
-			return nil, nil, fmt.Errorf("query history total: %w", err)
+			return nil, fmt.Errorf("query history total: %w", err)
 		}
-		return points, intervals, nil
+		return points, nil
 	}
 	points := grid.points()
-	var err error
 	flux := h.selectFlux(gen, PolicyTraffic, from, to, nil, ` and (r._field == "packets" or r._field == "bytes")`) + fmt.Sprintf(`
   |> group(columns: ["_field"])
   |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxDuration(grid.every))
-	err = h.eachFluxValue(ctx, flux, func(field string, at time.Time, v int64) {
+	err := h.eachFluxValue(ctx, flux, func(field string, at time.Time, v int64) {
 		if i := grid.index(at); i >= 0 {
 			if field == "packets" {
 				points[i].Packets += v
@@ -404,17 +425,27 @@ func (h *InfluxHistory) rawTotal(ctx context.Context, grid windowGrid, from, to 
 			}
 		}
 	})
-	if err != nil || interval == 0 {
-		return points, nil, err
+	return points, err
+}
+
+// rawTotalIntervals is QueryTotal's intervals over raw points.
+func (h *InfluxHistory) rawTotalIntervals(ctx context.Context, from, to time.Time, interval time.Duration) ([]IntervalBytes, error) {
+	gen := h.generation(ctx)
+	if h.plan(gen) == InfluxWindowingInfluxQL {
+		intervals, err := h.influxQLTotalIntervals(ctx, from, to, interval)
+		if err != nil {
+			return nil, fmt.Errorf("query history total: %w", err)
+		}
+		return intervals, nil
 	}
 	var intervals []IntervalBytes
-	flux = h.selectFlux(gen, PolicyTraffic, from, to, nil, ` and r._field == "bytes"`) + fmt.Sprintf(`
+	flux := h.selectFlux(gen, PolicyTraffic, from, to, nil, ` and r._field == "bytes"`) + fmt.Sprintf(`
   |> group()
   |> aggregateWindow(every: %s, fn: sum, timeSrc: "_start", createEmpty: false)`, fluxDuration(interval))
-	err = h.eachFluxValue(ctx, flux, func(_ string, at time.Time, v int64) {
+	err := h.eachFluxValue(ctx, flux, func(_ string, at time.Time, v int64) {
 		intervals = append(intervals, IntervalBytes{Time: floorTime(at, interval), Bytes: v})
 	})
-	return points, intervals, err
+	return intervals, err
 }
 
 // eachFluxValue runs flux and calls fn with each row's field, time and integer value.

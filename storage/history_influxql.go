@@ -274,23 +274,22 @@ func (h *InfluxHistory) influxQLIntervals(ctx context.Context, ts TrafficSeries,
 	return out, nil
 }
 
-// influxQLTotal returns the windows and intervals of all policies together.
-func (h *InfluxHistory) influxQLTotal(ctx context.Context, grid windowGrid, from, to time.Time, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
-	where := influxQLWhere(PolicyTraffic, from, to, nil)
+// influxQLTotal returns the windows of all policies together.
+func (h *InfluxHistory) influxQLTotal(ctx context.Context, grid windowGrid, from, to time.Time) ([]HistoryPoint, error) {
 	series, err := h.influxQL.run(ctx, fmt.Sprintf(`SELECT SUM("packets"), SUM("bytes") FROM %s WHERE %s GROUP BY time(%ds) fill(none)`,
-		h.influxQL.from(MeasurementPolicyTraffic), where, int64(grid.every/time.Second)))
+		h.influxQL.from(MeasurementPolicyTraffic), influxQLWhere(PolicyTraffic, from, to, nil), int64(grid.every/time.Second)))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	points := grid.points()
 	for _, s := range series {
 		for _, row := range s.Values {
 			if len(row) != 3 {
-				return nil, nil, fmt.Errorf("influxql answer row with %d columns, want 3", len(row))
+				return nil, fmt.Errorf("influxql answer row with %d columns, want 3", len(row))
 			}
 			at, err := row[0].Int64()
 			if err != nil {
-				return nil, nil, fmt.Errorf("influxql answer time %q: %w", row[0], err)
+				return nil, fmt.Errorf("influxql answer time %q: %w", row[0], err)
 			}
 			if i := grid.index(time.Unix(0, at)); i >= 0 {
 				points[i].Packets += numberOrZero(row[1])
@@ -298,26 +297,28 @@ func (h *InfluxHistory) influxQLTotal(ctx context.Context, grid windowGrid, from
 			}
 		}
 	}
-	if interval == 0 {
-		return points, nil, nil
-	}
-	series, err = h.influxQL.run(ctx, fmt.Sprintf(`SELECT SUM("bytes") FROM %s WHERE %s GROUP BY time(%ds) fill(none)`,
-		h.influxQL.from(MeasurementPolicyTraffic), where, int64(interval/time.Second)))
+	return points, nil
+}
+
+// influxQLTotalIntervals returns the per-interval bytes of all policies together.
+func (h *InfluxHistory) influxQLTotalIntervals(ctx context.Context, from, to time.Time, interval time.Duration) ([]IntervalBytes, error) {
+	series, err := h.influxQL.run(ctx, fmt.Sprintf(`SELECT SUM("bytes") FROM %s WHERE %s GROUP BY time(%ds) fill(none)`,
+		h.influxQL.from(MeasurementPolicyTraffic), influxQLWhere(PolicyTraffic, from, to, nil), int64(interval/time.Second)))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var intervals []IntervalBytes
 	for _, s := range series {
 		for _, row := range s.Values {
 			if len(row) != 2 {
-				return nil, nil, fmt.Errorf("influxql answer row with %d columns, want 2", len(row))
+				return nil, fmt.Errorf("influxql answer row with %d columns, want 2", len(row))
 			}
 			at, err := row[0].Int64()
 			if err != nil {
-				return nil, nil, fmt.Errorf("influxql answer time %q: %w", row[0], err)
+				return nil, fmt.Errorf("influxql answer time %q: %w", row[0], err)
 			}
 			intervals = append(intervals, IntervalBytes{Time: time.Unix(0, at).UTC(), Bytes: numberOrZero(row[1])})
 		}
 	}
-	return points, intervals, nil
+	return intervals, nil
 }

@@ -356,7 +356,9 @@ GROUP BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), 
 }
 
 // QueryTotal returns all policies together as HistoryStore documents, summed in SQL; from a
-// rollup tier, the all-policies rows.
+// rollup tier, the all-policies rows. The windows follow the plan for every; the intervals
+// are planned as QueryIntervals plans them (intervalsEvery), so they come from raw, exact,
+// while raw holds the range, whatever every is.
 func (s *SQLHistory) QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
 	ctx, cancel := s.deadline(ctx, 1)
 	defer cancel()
@@ -374,7 +376,6 @@ func (s *SQLHistory) QueryTotal(ctx context.Context, from, to time.Time, every, 
 		return nil, nil, fmt.Errorf("query history total: %w", err)
 	}
 	points := grid.points()
-	var intervals []IntervalBytes
 	for _, seg := range segs {
 		if seg.tier != TierRaw {
 			part := newSeriesSet(grid)
@@ -384,16 +385,6 @@ func (s *SQLHistory) QueryTotal(ctx context.Context, from, to time.Time, every, 
 			for i, p := range part.series[totalSeriesID] {
 				points[i].Packets += p.Packets
 				points[i].Bytes += p.Bytes
-			}
-			if interval == 0 {
-				continue
-			}
-			rows, err := s.tierRows(ctx, policyHistory, seg.tier, seg.from, seg.to, []int64{totalSeriesID}, true)
-			if err != nil {
-				return nil, nil, fmt.Errorf("query history total: %w", err)
-			}
-			for _, r := range rows {
-				intervals = append(intervals, intervalsOf(seg.tier, r)...)
 			}
 			continue
 		}
@@ -409,23 +400,47 @@ FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s GROUP BY w`, s.wind
 		if err != nil {
 			return nil, nil, err
 		}
-		if interval == 0 {
-			continue
-		}
-		ivSecs := int64(interval / time.Second)
-		query = fmt.Sprintf(`SELECT %s AS w, CAST(SUM(bytes) AS BIGINT)
-FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s GROUP BY w`, s.windowExpr(ivSecs), s.placeholder(1), s.placeholder(2), allFilter(PolicyTraffic))
-		err = s.eachRow(ctx, query, []any{seg.from.UTC(), seg.to.UTC()}, func(w int64, vals ...int64) {
-			intervals = append(intervals, IntervalBytes{Time: time.Unix(w*ivSecs, 0).UTC(), Bytes: vals[0]})
-		}, 1)
-		if err != nil {
-			return nil, nil, err
-		}
 	}
 	if interval == 0 {
 		return points, nil, nil
 	}
+	intervals, err := s.totalIntervals(ctx, from, to, interval)
+	if err != nil {
+		return nil, nil, err
+	}
 	return points, intervals, nil
+}
+
+// totalIntervals returns the per-interval bytes of all policies together (id 0 left out),
+// from the tiers QueryIntervals reads over the same range (see intervalsEvery).
+func (s *SQLHistory) totalIntervals(ctx context.Context, from, to time.Time, interval time.Duration) ([]IntervalBytes, error) {
+	_, segs, err := s.plan(ctx, from, to, s.tiers.intervalsEvery(from, to, interval))
+	if err != nil {
+		return nil, fmt.Errorf("query history total: %w", err)
+	}
+	var intervals []IntervalBytes
+	for _, seg := range segs {
+		if seg.tier != TierRaw {
+			rows, err := s.tierRows(ctx, policyHistory, seg.tier, seg.from, seg.to, []int64{totalSeriesID}, true)
+			if err != nil {
+				return nil, fmt.Errorf("query history total: %w", err)
+			}
+			for _, r := range rows {
+				intervals = append(intervals, intervalsOf(seg.tier, r)...)
+			}
+			continue
+		}
+		secs := int64(interval / time.Second)
+		query := fmt.Sprintf(`SELECT %s AS w, CAST(SUM(bytes) AS BIGINT)
+FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s GROUP BY w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), allFilter(PolicyTraffic))
+		err = s.eachRow(ctx, query, []any{seg.from.UTC(), seg.to.UTC()}, func(w int64, vals ...int64) {
+			intervals = append(intervals, IntervalBytes{Time: time.Unix(w*secs, 0).UTC(), Bytes: vals[0]})
+		}, 1)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return intervals, nil
 }
 
 // eachRow runs query and calls fn with each row's first column and its n integer columns.

@@ -276,6 +276,52 @@ func testHistoryTiers(t *testing.T, retention1m time.Duration, open openTiered) 
 			t.Fatalf("top 1: %d series", len(top))
 		}
 	})
+	t.Run("TotalIntervalsFromRawAt1h", func(t *testing.T) {
+		// Hour 9 is rolled up and raw still holds it: the windows at 1h come from the 1h
+		// tier, the intervals from raw (as QueryIntervals reads them), each exact.
+		from, to := tierBase.Add(9*time.Hour), tierBase.Add(10*time.Hour)
+		if tier, err := h.tier(ctx, from, to, time.Hour); err != nil || tier != storage.Tier1h {
+			t.Fatalf("tier %q (%v), want %q", tier, err, storage.Tier1h)
+		}
+		points, intervals, err := h.QueryTotal(ctx, from, to, time.Hour, tierInterval)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make(map[time.Time]int64)
+		var wantBytes int64
+		for k := 9 * 360; k < tierHours*360; k++ {
+			at := tierBase.Add(time.Duration(k) * tierInterval)
+			for _, p := range []int64{1, 2} {
+				for _, inst := range []string{"a", "b"} {
+					if b := tierBytes(p, inst, k); b > 0 {
+						want[at] += b
+						wantBytes += b
+					}
+				}
+			}
+		}
+		if len(points) != 1 || points[0].Bytes != wantBytes {
+			t.Errorf("windows %+v, want one of %d bytes", points, wantBytes)
+		}
+		got := make(map[time.Time]int64, len(intervals))
+		for _, iv := range intervals {
+			if iv.Count > 1 {
+				t.Fatalf("interval %s: a histogram bin of %d intervals, want raw intervals", iv.Time, iv.Count)
+			}
+			if _, dup := got[iv.Time.UTC()]; dup {
+				t.Fatalf("interval %s twice", iv.Time)
+			}
+			got[iv.Time.UTC()] = iv.Bytes
+		}
+		if len(got) != len(want) {
+			t.Errorf("%d intervals, want %d", len(got), len(want))
+		}
+		for at, b := range want {
+			if got[at] != b {
+				t.Errorf("interval %s: %d bytes, want %d", at, got[at], b)
+			}
+		}
+	})
 	t.Run("LateWriteIsRolledUpAgain", func(t *testing.T) {
 		// A spool replay into hour 8 (rolled up, raw still there): the tiers follow.
 		at := tierBase.Add(8*time.Hour + 5*time.Minute + 2*time.Second)

@@ -1217,10 +1217,11 @@ type HistoryPrevious struct {
 type HistorySeries struct {
 	// Other `true` for the series of every policy outside the top (`other=true`). Its
 	// per-interval bytes are those of all policies minus the listed ones, interval by
-	// interval. A histogram of the 1h rollups cannot be subtracted: when the range's
-	// per-interval bytes (all policies' or a listed policy's) come from the 1h
-	// histograms (ranges longer than 2 days that raw no longer holds, and windows of
-	// whole hours over hours already rolled up), the
+	// interval. The per-interval bytes are read from the same tier for all policies as
+	// for the listed ones, whatever `every` is: raw while raw holds the range, the 1m
+	// rollups for ranges up to 2 days beyond raw, the 1h histograms beyond. A histogram
+	// cannot be subtracted: when the range's per-interval bytes come from the 1h
+	// histograms (ranges longer than 2 days that raw no longer holds), the
 	// `other` series has no `peak_bps` and its summary no `max_bps`, `p95_bps`,
 	// `last_bps` or `intervals`; its totals, `avg_bps`, `pps` and `bps` stay exact.
 	Other  *bool          `json:"other,omitempty"`
