@@ -15,6 +15,7 @@ import (
 	"github.com/patronus-sdwan/patronus/api/apigen"
 	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // Defaults and limits of the history routes, as openapi.yaml documents them.
@@ -28,7 +29,7 @@ const (
 	// windows), so that a viewer cannot make the server build gigabytes of JSON.
 	maxHistoryPoints = 1_000_000
 	// maxHistorySeries is the most series of a GET /stats/history answer without top; asking
-	// the store for one more must stay within storage.MaxHistoryTop.
+	// the store for one more must stay within history.MaxHistoryTop.
 	maxHistorySeries = 500
 )
 
@@ -76,7 +77,7 @@ func (s *Server) historyRangeOf(from, to, every *string) (historyRange, error) {
 		return r, fieldErrors(errBadRequest, []FieldError{{Field: "to", Message: fmt.Sprintf(
 			"must be after from (from resolves to %s, to to %s)", r.from.Format(time.RFC3339Nano), r.to.Format(time.RFC3339Nano))}})
 	}
-	r.windows = storage.HistoryWindowCount(r.from, r.to, r.every)
+	r.windows = history.HistoryWindowCount(r.from, r.to, r.every)
 	if r.windows > maxHistoryWindows {
 		return r, fieldErrors(errBadRequest, []FieldError{{Field: "every", Message: fmt.Sprintf(
 			"%s windows over %s..%s make %s points, more than the limit of %d per series: use a wider every or a shorter range",
@@ -156,7 +157,7 @@ func parseCount(s, units string) (time.Duration, error) {
 }
 
 // historyStore returns the configured history store, or the 503 the spec documents.
-func (s *Server) historyStore() (storage.HistoryStore, error) {
+func (s *Server) historyStore() (history.HistoryStore, error) {
 	if s.cfg.History == nil {
 		return nil, newError(errUnavailable, "the history store is not configured")
 	}
@@ -179,7 +180,7 @@ func historyQueryError(c *gin.Context, err error) error {
 // intervals than one query may read.
 func (s *Server) rateInterval(r historyRange) time.Duration {
 	iv := s.cfg.HistoryInterval
-	if iv < time.Second || iv%time.Second != 0 || storage.IntervalCount(r.from, r.to, iv) > storage.MaxHistoryIntervals {
+	if iv < time.Second || iv%time.Second != 0 || history.IntervalCount(r.from, r.to, iv) > history.MaxHistoryIntervals {
 		return 0
 	}
 	return iv
@@ -196,14 +197,14 @@ func intervalText(iv time.Duration) *string {
 
 // ratedSeries is one series of an answer with its rates and summary.
 type ratedSeries struct {
-	points  []storage.HistoryPoint
-	rates   []storage.PointRates
-	summary storage.HistorySummary
+	points  []history.HistoryPoint
+	rates   []history.PointRates
+	summary history.HistorySummary
 }
 
 // rateSeries computes the rates of points over r; intervals are the series' per-interval bytes.
-func rateSeries(r historyRange, iv time.Duration, points []storage.HistoryPoint, intervals []storage.IntervalBytes) ratedSeries {
-	rates, sum := storage.HistoryRates(points, intervals, r.from, r.to, r.every, iv)
+func rateSeries(r historyRange, iv time.Duration, points []history.HistoryPoint, intervals []history.IntervalBytes) ratedSeries {
+	rates, sum := history.HistoryRates(points, intervals, r.from, r.to, r.every, iv)
 	return ratedSeries{points: points, rates: rates, summary: sum}
 }
 
@@ -252,7 +253,7 @@ func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID,
 		writeError(c, err)
 		return
 	}
-	history, err := s.historyStore()
+	store, err := s.historyStore()
 	if err != nil {
 		writeError(c, err)
 		return
@@ -263,7 +264,7 @@ func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID,
 		writeError(c, err)
 		return
 	}
-	a, err := s.readSeriesHistory(c, r, policyReader(history, policyID), params.Compare != nil && !asCSV)
+	a, err := s.readSeriesHistory(c, r, policyReader(store, policyID), params.Compare != nil && !asCSV)
 	if err != nil {
 		writeError(c, err)
 		return
@@ -363,7 +364,7 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 	maxSeries := min(int64(maxHistorySeries), maxHistoryPoints/r.windows)
 	top := int(maxSeries) + 1
 	if params.Top != nil {
-		if *params.Top < 1 || int64(*params.Top) > maxSeries || *params.Top > storage.MaxHistoryTop {
+		if *params.Top < 1 || int64(*params.Top) > maxSeries || *params.Top > history.MaxHistoryTop {
 			writeError(c, fieldErrors(errBadRequest, []FieldError{{Field: "top", Message: fmt.Sprintf(
 				"must be between 1 and %d for %d windows (at most %d points per answer)", maxSeries, r.windows, maxHistoryPoints)}}))
 			return
@@ -389,18 +390,18 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 	}
 	if rank != apigen.GetStatsHistoryParamsRankBytes && (params.Top == nil || iv == 0) {
 		fields = append(fields, FieldError{Field: "rank", Message: fmt.Sprintf(
-			"%s needs top and per-interval rates (a flush interval of whole seconds, at most %d intervals in the range)", rank, storage.MaxHistoryIntervals)})
+			"%s needs top and per-interval rates (a flush interval of whole seconds, at most %d intervals in the range)", rank, history.MaxHistoryIntervals)})
 	}
 	if len(fields) > 0 {
 		writeError(c, fieldErrors(errBadRequest, fields))
 		return
 	}
-	history, err := s.historyStore()
+	store, err := s.historyStore()
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	q := statsQuery{history: history, r: r, iv: iv, top: top, rank: rank, other: params.Other != nil && *params.Other}
+	q := statsQuery{history: store, r: r, iv: iv, top: top, rank: rank, other: params.Other != nil && *params.Other}
 	ctx := c.Request.Context()
 	series, err := q.run(ctx)
 	if err != nil {
@@ -413,7 +414,7 @@ func (s *Server) GetStatsHistory(c *gin.Context, params apigen.GetStatsHistoryPa
 			maxSeries, maxHistoryPoints, r.windows)}}))
 		return
 	}
-	tier, err := history.Tier(ctx, r.from, r.to, r.every)
+	tier, err := store.Tier(ctx, r.from, r.to, r.every)
 	if err != nil {
 		writeError(c, historyQueryError(c, err))
 		return
@@ -465,7 +466,7 @@ func (s *Server) policyName(id int64) *string {
 // (Config.Pipeline nil) nothing was flushed: the counters are zero and the times null.
 func (s *Server) GetPipelineStats(c *gin.Context) {
 	out := apigen.PipelineStats{Backend: apigen.PipelineStatsBackendSQL}
-	if _, ok := s.cfg.History.(*storage.InfluxHistory); ok {
+	if _, ok := s.cfg.History.(*history.InfluxHistory); ok {
 		out.Backend = apigen.PipelineStatsBackendInfluxdb
 	}
 	if s.cfg.Pipeline != nil {

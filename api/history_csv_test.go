@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // TestStatsHistoryCSV: the all-policies history as CSV, by format=csv or Accept: text/csv, one
@@ -18,8 +18,8 @@ func TestStatsHistoryCSV(t *testing.T) {
 		pol1, pol2 := a.seed().policy, a.seed().policy
 		p1, p2 := pol1.ID, pol2.ID
 		a.write(
-			storage.PolicyDelta{PolicyID: p1, Instance: "a", Time: at("11:10:00"), Packets: 10, Bytes: 1000, ActiveFlows: 1},
-			storage.PolicyDelta{PolicyID: p2, Instance: "a", Time: at("11:40:00"), Packets: 50, Bytes: 5000, ActiveFlows: 2},
+			history.PolicyDelta{PolicyID: p1, Instance: "a", Time: at("11:10:00"), Packets: 10, Bytes: 1000, ActiveFlows: 1},
+			history.PolicyDelta{PolicyID: p2, Instance: "a", Time: at("11:40:00"), Packets: 50, Bytes: 5000, ActiveFlows: 2},
 		)
 		rate := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 		id := func(n int64) string { return strconv.FormatInt(n, 10) }

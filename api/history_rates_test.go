@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/api/apigen"
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // writeRatedTraffic writes 12 flush intervals of 10 s (11:00:00-11:02:00) of policy from
@@ -21,12 +21,12 @@ func (a historyAPI) writeRatedTraffic(policy int64) {
 	a.t.Helper()
 	perA := []int64{1000, 2000, 0, 4000, 5000, 1000, 1000, 1000, 0, 3000, 10000, 2000}
 	perB := []int64{0, 1000, 0, 0, 2500, 0, 0, 0, 0, 0, 5000, 0}
-	var deltas []storage.PolicyDelta
+	var deltas []history.PolicyDelta
 	for k := range perA {
 		t := at("11:00:03").Add(time.Duration(k) * 10 * time.Second)
 		for instance, bytes := range map[string]int64{"a": perA[k], "b": perB[k]} {
 			if bytes > 0 {
-				deltas = append(deltas, storage.PolicyDelta{PolicyID: policy, Instance: instance, Time: t, Packets: bytes / 100, Bytes: bytes, ActiveFlows: 1})
+				deltas = append(deltas, history.PolicyDelta{PolicyID: policy, Instance: instance, Time: t, Packets: bytes / 100, Bytes: bytes, ActiveFlows: 1})
 			}
 		}
 	}
@@ -74,7 +74,7 @@ func TestPolicyHistoryRates(t *testing.T) {
 		}
 
 		// compare=previous: the four minutes before, with their own rates.
-		a.write(storage.PolicyDelta{PolicyID: fx.policy.ID, Instance: "a", Time: at("10:57:13"), Packets: 30, Bytes: 3000})
+		a.write(history.PolicyDelta{PolicyID: fx.policy.ID, Instance: "a", Time: at("10:57:13"), Packets: 30, Bytes: 3000})
 		h = decodeAs[apigen.PolicyHistory](t, a.do(http.MethodGet, path+"&compare=previous", a.viewer, nil), http.StatusOK)
 		if p := h.Previous; p == nil || len(p.Points) != 4 || !p.Points[1].Time.Equal(at("10:57:00")) || p.Points[1].Bytes != 3000 ||
 			!closeTo(&p.Points[1].Bps, 400) || !closeTo(p.Points[1].PeakBps, 2400) || !closeTo(p.Summary.MaxBps, 2400) || h.Summary.TotalBytes != 38500 {
@@ -97,13 +97,13 @@ func TestStatsHistoryTopOtherCompare(t *testing.T) {
 	forEachHistoryBackend(t, func(t *testing.T, a historyAPI) {
 		pa, pb, pc := a.seed().policy.ID, a.seed().policy.ID, a.seed().policy.ID
 		a.writeRatedTraffic(pa)
-		var deltas []storage.PolicyDelta
+		var deltas []history.PolicyDelta
 		for k := range 12 {
-			deltas = append(deltas, storage.PolicyDelta{PolicyID: pb, Instance: "a", Time: at("11:00:03").Add(time.Duration(k) * 10 * time.Second), Packets: 5, Bytes: 500})
+			deltas = append(deltas, history.PolicyDelta{PolicyID: pb, Instance: "a", Time: at("11:00:03").Add(time.Duration(k) * 10 * time.Second), Packets: 5, Bytes: 500})
 		}
 		deltas = append(deltas,
-			storage.PolicyDelta{PolicyID: pc, Instance: "b", Time: at("11:00:03"), Packets: 1, Bytes: 100},
-			storage.PolicyDelta{PolicyID: pa, Instance: "a", Time: at("10:56:03"), Packets: 20, Bytes: 2000})
+			history.PolicyDelta{PolicyID: pc, Instance: "b", Time: at("11:00:03"), Packets: 1, Bytes: 100},
+			history.PolicyDelta{PolicyID: pa, Instance: "a", Time: at("10:56:03"), Packets: 20, Bytes: 2000})
 		a.write(deltas...)
 		get := func(query ...string) apigen.StatsHistory {
 			t.Helper()

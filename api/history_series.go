@@ -9,27 +9,27 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/patronus-sdwan/patronus/api/apigen"
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // seriesReader reads one history series: its windows and, for peaks and percentiles, its
 // per-interval bytes. The history of a policy, of a path and of the unclassified traffic
 // differ only in it.
 type seriesReader struct {
-	windows   func(ctx context.Context, from, to time.Time, every time.Duration) ([]storage.HistoryPoint, error)
-	intervals func(ctx context.Context, from, to time.Time, interval time.Duration) ([]storage.IntervalBytes, error)
-	// tier is the history tier the windows are read from (storage.TierRaw when the series
+	windows   func(ctx context.Context, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error)
+	intervals func(ctx context.Context, from, to time.Time, interval time.Duration) ([]history.IntervalBytes, error)
+	// tier is the history tier the windows are read from (history.TierRaw when the series
 	// has no rollups).
 	tier func(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
 }
 
 // policyReader reads policy id's series from h; id 0 is the unclassified traffic.
-func policyReader(h storage.HistoryStore, id int64) seriesReader {
+func policyReader(h history.HistoryStore, id int64) seriesReader {
 	return seriesReader{
-		windows: func(ctx context.Context, from, to time.Time, every time.Duration) ([]storage.HistoryPoint, error) {
+		windows: func(ctx context.Context, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error) {
 			return h.QueryPolicy(ctx, id, from, to, every)
 		},
-		intervals: func(ctx context.Context, from, to time.Time, iv time.Duration) ([]storage.IntervalBytes, error) {
+		intervals: func(ctx context.Context, from, to time.Time, iv time.Duration) ([]history.IntervalBytes, error) {
 			m, err := h.QueryIntervals(ctx, []int64{id}, from, to, iv)
 			return m[id], err
 		},
@@ -38,25 +38,25 @@ func policyReader(h storage.HistoryStore, id int64) seriesReader {
 }
 
 // PathHistoryReader is what the path history route needs of the history store; both
-// storage.InfluxHistory and storage.SQLHistory implement it.
+// history.InfluxHistory and history.SQLHistory implement it.
 type PathHistoryReader interface {
-	QueryPath(ctx context.Context, pathID int64, from, to time.Time, every time.Duration) ([]storage.HistoryPoint, error)
-	QueryPathIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]storage.IntervalBytes, error)
+	QueryPath(ctx context.Context, pathID int64, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error)
+	QueryPathIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]history.IntervalBytes, error)
 }
 
 // pathReader reads path id's series from h.
 func pathReader(h PathHistoryReader, id int64) seriesReader {
 	return seriesReader{
-		windows: func(ctx context.Context, from, to time.Time, every time.Duration) ([]storage.HistoryPoint, error) {
+		windows: func(ctx context.Context, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error) {
 			return h.QueryPath(ctx, id, from, to, every)
 		},
-		intervals: func(ctx context.Context, from, to time.Time, iv time.Duration) ([]storage.IntervalBytes, error) {
+		intervals: func(ctx context.Context, from, to time.Time, iv time.Duration) ([]history.IntervalBytes, error) {
 			m, err := h.QueryPathIntervals(ctx, []int64{id}, from, to, iv)
 			return m[id], err
 		},
 		// Path history has no rollup tiers yet: it is raw only.
 		tier: func(context.Context, time.Time, time.Time, time.Duration) (string, error) {
-			return storage.TierRaw, nil
+			return history.TierRaw, nil
 		},
 	}
 }
@@ -81,7 +81,7 @@ func (s *Server) readSeriesHistory(c *gin.Context, r historyRange, rd seriesRead
 		if err != nil {
 			return ratedSeries{}, historyQueryError(c, err)
 		}
-		var intervals []storage.IntervalBytes
+		var intervals []history.IntervalBytes
 		if a.iv > 0 {
 			if intervals, err = rd.intervals(ctx, r.from, r.to, a.iv); err != nil {
 				return ratedSeries{}, historyQueryError(c, err)
@@ -158,12 +158,12 @@ func (s *Server) GetUnclassifiedStatsHistory(c *gin.Context, params apigen.GetUn
 		writeError(c, err)
 		return
 	}
-	history, err := s.historyStore()
+	store, err := s.historyStore()
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	a, err := s.readSeriesHistory(c, r, policyReader(history, storage.UnclassifiedPolicyID), params.Compare != nil && !asCSV)
+	a, err := s.readSeriesHistory(c, r, policyReader(store, history.UnclassifiedPolicyID), params.Compare != nil && !asCSV)
 	if err != nil {
 		writeError(c, err)
 		return

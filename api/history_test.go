@@ -17,6 +17,7 @@ import (
 	"github.com/patronus-sdwan/patronus/api/apigen"
 	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
@@ -28,20 +29,20 @@ var historyNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 type historyBackend struct {
 	name    string
 	dialect string
-	open    func(t *testing.T, db *storage.DB) storage.HistoryStore
+	open    func(t *testing.T, db *storage.DB) history.HistoryStore
 }
 
 var historyBackends = []historyBackend{
-	{"sql-sqlite", storage.DialectSQLite, func(t *testing.T, db *storage.DB) storage.HistoryStore { return storage.NewSQLHistory(db) }},
-	{"sql-postgres", storage.DialectPostgres, func(t *testing.T, db *storage.DB) storage.HistoryStore { return storage.NewSQLHistory(db) }},
-	{"influxdb", storage.DialectSQLite, func(t *testing.T, db *storage.DB) storage.HistoryStore { return openTestInflux(t) }},
+	{"sql-sqlite", storage.DialectSQLite, func(t *testing.T, db *storage.DB) history.HistoryStore { return history.NewSQLHistory(db) }},
+	{"sql-postgres", storage.DialectPostgres, func(t *testing.T, db *storage.DB) history.HistoryStore { return history.NewSQLHistory(db) }},
+	{"influxdb", storage.DialectSQLite, func(t *testing.T, db *storage.DB) history.HistoryStore { return openTestInflux(t) }},
 }
 
 // openTestInflux returns an InfluxHistory on a fresh database of the test InfluxDB.
-func openTestInflux(t *testing.T) *storage.InfluxHistory {
+func openTestInflux(t *testing.T) *history.InfluxHistory {
 	t.Helper()
 	serverURL, bucket := storagetest.InfluxDatabase(t)
-	h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: serverURL, Token: "patronus:patronus", Org: "patronus", Bucket: bucket})
+	h, err := history.NewInfluxHistory(history.InfluxConfig{URL: serverURL, Token: "patronus:patronus", Org: "patronus", Bucket: bucket})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func openTestInflux(t *testing.T) *storage.InfluxHistory {
 // historyAPI is a test server with a history store and the fixed clock historyNow.
 type historyAPI struct {
 	*testAPI
-	history storage.HistoryStore
+	history history.HistoryStore
 }
 
 // forEachHistoryBackend runs fn on a server per history backend.
@@ -60,7 +61,7 @@ func forEachHistoryBackend(t *testing.T, fn func(t *testing.T, a historyAPI), op
 	t.Helper()
 	for _, b := range historyBackends {
 		t.Run(b.name, func(t *testing.T) {
-			var h storage.HistoryStore
+			var h history.HistoryStore
 			opts := append([]apiOption{withConfig(func(c *Config) {
 				h = b.open(t, c.DB)
 				c.History = h
@@ -71,7 +72,7 @@ func forEachHistoryBackend(t *testing.T, fn func(t *testing.T, a historyAPI), op
 	}
 }
 
-func (a historyAPI) write(deltas ...storage.PolicyDelta) {
+func (a historyAPI) write(deltas ...history.PolicyDelta) {
 	a.t.Helper()
 	if err := a.history.WriteDeltas(context.Background(), deltas); err != nil {
 		a.t.Fatalf("write deltas: %v", err)
@@ -118,8 +119,8 @@ func samePoints(got, want []apigen.HistoryPoint) bool {
 // of another policy and points just outside the range, and returns the 10-minute windows
 // the range must show.
 func (a historyAPI) knownHistory(policy, other int64) []apigen.HistoryPoint {
-	d := func(id int64, instance, hhmmss string, packets, bytes, flows int64) storage.PolicyDelta {
-		return storage.PolicyDelta{PolicyID: id, Instance: instance, Time: at(hhmmss), Packets: packets, Bytes: bytes, ActiveFlows: flows}
+	d := func(id int64, instance, hhmmss string, packets, bytes, flows int64) history.PolicyDelta {
+		return history.PolicyDelta{PolicyID: id, Instance: instance, Time: at(hhmmss), Packets: packets, Bytes: bytes, ActiveFlows: flows}
 	}
 	a.write(
 		d(policy, "a", "10:59:59", 1000, 100000, 99), // before from
@@ -260,8 +261,8 @@ func TestPolicyHistory(t *testing.T) {
 func TestStatsHistory(t *testing.T) {
 	forEachHistoryBackend(t, func(t *testing.T, a historyAPI) {
 		p1, p2, p3 := a.seed().policy.ID, a.seed().policy.ID, a.seed().policy.ID
-		d := func(id int64, instance, hhmmss string, bytes int64) storage.PolicyDelta {
-			return storage.PolicyDelta{PolicyID: id, Instance: instance, Time: at(hhmmss), Packets: bytes / 100, Bytes: bytes, ActiveFlows: 1}
+		d := func(id int64, instance, hhmmss string, bytes int64) history.PolicyDelta {
+			return history.PolicyDelta{PolicyID: id, Instance: instance, Time: at(hhmmss), Packets: bytes / 100, Bytes: bytes, ActiveFlows: 1}
 		}
 		a.write(
 			d(p1, "a", "11:10:00", 1000), d(p1, "b", "11:40:00", 1000), // 2000
@@ -339,7 +340,7 @@ func TestStatsHistory(t *testing.T) {
 // the parameter.
 func TestHistoryBadParameters(t *testing.T) {
 	a := newTestAPI(t, storage.DialectSQLite, withConfig(func(c *Config) {
-		c.History = storage.NewSQLHistory(c.DB)
+		c.History = history.NewSQLHistory(c.DB)
 		c.Now = func() time.Time { return historyNow }
 	}))
 	policy := a.seed().policy.ID
@@ -393,10 +394,10 @@ func TestHistoryBadParameters(t *testing.T) {
 	t.Run("TooManySeries", func(t *testing.T) {
 		// 10,000 windows leave room for 100 series in the point limit; 101 policies had
 		// traffic, so the answer needs top.
-		h := storage.NewSQLHistory(a.db)
-		deltas := make([]storage.PolicyDelta, 101)
+		h := history.NewSQLHistory(a.db)
+		deltas := make([]history.PolicyDelta, 101)
 		for i := range deltas {
-			deltas[i] = storage.PolicyDelta{PolicyID: int64(1000 + i), Instance: "a", Time: at("01:00:00"), Packets: 1, Bytes: 1}
+			deltas[i] = history.PolicyDelta{PolicyID: int64(1000 + i), Instance: "a", Time: at("01:00:00"), Packets: 1, Bytes: 1}
 		}
 		if err := h.WriteDeltas(context.Background(), deltas); err != nil {
 			t.Fatal(err)
@@ -485,7 +486,7 @@ func TestHistoryWithoutStoreIsUnavailable(t *testing.T) {
 		}
 		deadURL := "http://" + ln.Addr().String()
 		ln.Close()
-		h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: deadURL, Org: "patronus", Bucket: "patronus/autogen", Timeout: time.Second})
+		h, err := history.NewInfluxHistory(history.InfluxConfig{URL: deadURL, Org: "patronus", Bucket: "patronus/autogen", Timeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

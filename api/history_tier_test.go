@@ -10,6 +10,7 @@ import (
 
 	"github.com/patronus-sdwan/patronus/api/apigen"
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // TestHistoryAnswersItsTier checks the tier field: a range raw still holds at the flush
@@ -18,10 +19,10 @@ import (
 func TestHistoryAnswersItsTier(t *testing.T) {
 	for _, dialect := range []string{storage.DialectSQLite, storage.DialectPostgres} {
 		t.Run(dialect, func(t *testing.T) {
-			var h *storage.SQLHistory
+			var h *history.SQLHistory
 			a := newTestAPI(t, dialect, withConfig(func(c *Config) {
 				var err error
-				h, err = storage.NewSQLHistoryTiers(c.DB, storage.TierConfig{Interval: 10 * time.Second, RawRetention: time.Hour,
+				h, err = history.NewSQLHistoryTiers(c.DB, history.TierConfig{Interval: 10 * time.Second, RawRetention: time.Hour,
 					Now: func() time.Time { return historyNow }})
 				if err != nil {
 					t.Fatal(err)
@@ -33,10 +34,10 @@ func TestHistoryAnswersItsTier(t *testing.T) {
 			fx := a.seed()
 			// 3 h ago (raw aged out) and 10 min ago (raw).
 			old, recent := historyNow.Add(-3*time.Hour), historyNow.Add(-10*time.Minute)
-			var deltas []storage.PolicyDelta
+			var deltas []history.PolicyDelta
 			for k := range 6 {
 				for _, base := range []time.Time{old, recent} {
-					deltas = append(deltas, storage.PolicyDelta{PolicyID: fx.policy.ID, Instance: "a", Time: base.Add(time.Duration(k)*10*time.Second + time.Second),
+					deltas = append(deltas, history.PolicyDelta{PolicyID: fx.policy.ID, Instance: "a", Time: base.Add(time.Duration(k)*10*time.Second + time.Second),
 						Packets: int64(k + 1), Bytes: int64(1000 * (k + 1)), ActiveFlows: 1})
 				}
 			}
@@ -79,10 +80,10 @@ func TestHistoryAnswersItsTier(t *testing.T) {
 func TestStatsHistoryOtherFromHistograms(t *testing.T) {
 	for _, dialect := range []string{storage.DialectSQLite, storage.DialectPostgres} {
 		t.Run(dialect, func(t *testing.T) {
-			var h *storage.SQLHistory
+			var h *history.SQLHistory
 			a := newTestAPI(t, dialect, withConfig(func(c *Config) {
 				var err error
-				h, err = storage.NewSQLHistoryTiers(c.DB, storage.TierConfig{Interval: 10 * time.Second, RawRetention: time.Hour,
+				h, err = history.NewSQLHistoryTiers(c.DB, history.TierConfig{Interval: 10 * time.Second, RawRetention: time.Hour,
 					Now: func() time.Time { return historyNow }})
 				if err != nil {
 					t.Fatal(err)
@@ -95,14 +96,14 @@ func TestStatsHistoryOtherFromHistograms(t *testing.T) {
 			// In each of six intervals from base: top 10000, 20000, ... 60000 bytes, b 3000 and
 			// c 2000 (other: 5000 a interval, 4000 bps). 70 h ago (1h tier, histograms), 10 h ago
 			// (1m tier, exact) and 10 min ago (raw).
-			var deltas []storage.PolicyDelta
+			var deltas []history.PolicyDelta
 			for _, base := range []time.Time{historyNow.Add(-70 * time.Hour), historyNow.Add(-10 * time.Hour), historyNow.Add(-10 * time.Minute)} {
 				for k := range 6 {
 					ts := base.Add(time.Duration(k)*10*time.Second + time.Second)
 					deltas = append(deltas,
-						storage.PolicyDelta{PolicyID: top.ID, Instance: "a", Time: ts, Packets: 1, Bytes: int64(10000 * (k + 1)), ActiveFlows: 1},
-						storage.PolicyDelta{PolicyID: b.ID, Instance: "a", Time: ts, Packets: 1, Bytes: 3000, ActiveFlows: 1},
-						storage.PolicyDelta{PolicyID: c.ID, Instance: "a", Time: ts, Packets: 1, Bytes: 2000, ActiveFlows: 1})
+						history.PolicyDelta{PolicyID: top.ID, Instance: "a", Time: ts, Packets: 1, Bytes: int64(10000 * (k + 1)), ActiveFlows: 1},
+						history.PolicyDelta{PolicyID: b.ID, Instance: "a", Time: ts, Packets: 1, Bytes: 3000, ActiveFlows: 1},
+						history.PolicyDelta{PolicyID: c.ID, Instance: "a", Time: ts, Packets: 1, Bytes: 2000, ActiveFlows: 1})
 				}
 			}
 			if err := h.WriteDeltas(context.Background(), deltas); err != nil {

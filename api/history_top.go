@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/api/apigen"
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // statsSeries is one series of the all-policies history: a policy's, or other's.
@@ -25,7 +25,7 @@ func (ss statsSeries) withPeak(iv time.Duration) bool { return iv > 0 && !ss.noI
 
 // statsQuery is one all-policies history request, resolved and checked.
 type statsQuery struct {
-	history storage.HistoryStore
+	history history.HistoryStore
 	r       historyRange
 	iv      time.Duration // flush interval of peaks and percentiles, 0 for none
 	top     int
@@ -66,7 +66,7 @@ func (q statsQuery) rankByRate(ctx context.Context) ([]int64, error) {
 	}
 	order := make([]ranked, 0, len(all))
 	for id, intervals := range all {
-		_, sum := storage.HistoryRates(nil, intervals, q.r.from, q.r.to, q.r.every, q.iv)
+		_, sum := history.HistoryRates(nil, intervals, q.r.from, q.r.to, q.r.every, q.iv)
 		v := sum.P95BPS
 		if q.rank == apigen.GetStatsHistoryParamsRankMax {
 			v = sum.MaxBPS
@@ -87,14 +87,14 @@ func (q statsQuery) rankByRate(ctx context.Context) ([]int64, error) {
 }
 
 // policies reads the windows of the given policies, in that order.
-func (q statsQuery) policies(ctx context.Context, ids []int64) ([]storage.PolicySeries, error) {
-	out := make([]storage.PolicySeries, 0, len(ids))
+func (q statsQuery) policies(ctx context.Context, ids []int64) ([]history.PolicySeries, error) {
+	out := make([]history.PolicySeries, 0, len(ids))
 	for _, id := range ids {
 		points, err := q.history.QueryPolicy(ctx, id, q.r.from, q.r.to, q.r.every)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, storage.PolicySeries{PolicyID: id, Points: points})
+		out = append(out, history.PolicySeries{PolicyID: id, Points: points})
 	}
 	return out, nil
 }
@@ -125,8 +125,8 @@ func (q statsQuery) runFor(ctx context.Context, like []statsSeries) ([]statsSeri
 // (Count above 0, at the bucket's start with the bucket's largest interval) or the listed
 // policies have more in an interval than the total (intervals that do not line up), other's
 // per-interval rates are not known and are left out, its totals and window rates stay.
-func (q statsQuery) rated(ctx context.Context, series []storage.PolicySeries) ([]statsSeries, error) {
-	var intervals map[int64][]storage.IntervalBytes
+func (q statsQuery) rated(ctx context.Context, series []history.PolicySeries) ([]statsSeries, error) {
+	var intervals map[int64][]history.IntervalBytes
 	if q.iv > 0 && len(series) > 0 {
 		ids := make([]int64, len(series))
 		for i, ps := range series {
@@ -166,7 +166,7 @@ func (q statsQuery) rated(ctx context.Context, series []storage.PolicySeries) ([
 // subtractIntervals returns the per-interval bytes of total minus those of the listed
 // series, matched by interval start, and whether that difference is exact: false when any
 // interval is a histogram bin (Count above 0) or a difference is negative.
-func subtractIntervals(total []storage.IntervalBytes, listed map[int64][]storage.IntervalBytes) ([]storage.IntervalBytes, bool) {
+func subtractIntervals(total []history.IntervalBytes, listed map[int64][]history.IntervalBytes) ([]history.IntervalBytes, bool) {
 	rest := make(map[int64]int64, len(total)) // bytes by interval start, in ns
 	for _, iv := range total {
 		if iv.Count > 0 {
@@ -182,13 +182,13 @@ func subtractIntervals(total []storage.IntervalBytes, listed map[int64][]storage
 			rest[iv.Time.UnixNano()] -= iv.Bytes
 		}
 	}
-	out := make([]storage.IntervalBytes, 0, len(rest))
+	out := make([]history.IntervalBytes, 0, len(rest))
 	for at, b := range rest {
 		if b < 0 {
 			return nil, false
 		}
 		if b > 0 {
-			out = append(out, storage.IntervalBytes{Time: time.Unix(0, at).UTC(), Bytes: b})
+			out = append(out, history.IntervalBytes{Time: time.Unix(0, at).UTC(), Bytes: b})
 		}
 	}
 	return out, true

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
@@ -50,7 +51,7 @@ func TestPathMetricsInfluxPoint(t *testing.T) {
 	db, _, _ := strings.Cut(bucket, "/")
 	// InfluxDB 1.8 answers CREATE DATABASE before running it: run it again and read the answer.
 	influxQuery(t, serverURL, db, "CREATE DATABASE "+db)
-	h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: serverURL, Token: "patronus:patronus", Org: "patronus", Bucket: bucket})
+	h, err := history.NewInfluxHistory(history.InfluxConfig{URL: serverURL, Token: "patronus:patronus", Org: "patronus", Bucket: bucket})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/patronus-sdwan/patronus/api/apigen"
 	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
@@ -33,7 +34,7 @@ type testReplica struct {
 	stop    func()
 }
 
-func startTestReplica(t *testing.T, db *storage.DB, history storage.HistoryStore, name string) *testReplica {
+func startTestReplica(t *testing.T, db *storage.DB, history history.HistoryStore, name string) *testReplica {
 	t.Helper()
 	r := &testReplica{name: name, coll: collector.New(collector.Config{Logger: slog.New(slog.DiscardHandler)})}
 	r.flusher = collector.NewFlusher(r.coll, history, collector.FlushConfig{Instance: name, Interval: replicaInterval,
@@ -118,10 +119,10 @@ func eventually(t *testing.T, what string, check func() string) {
 func TestReplicasShareLiveAndHistoryCounts(t *testing.T) {
 	backends := []struct {
 		name string
-		open func(t *testing.T, db *storage.DB) storage.HistoryStore
+		open func(t *testing.T, db *storage.DB) history.HistoryStore
 	}{
-		{"influxdb", func(t *testing.T, db *storage.DB) storage.HistoryStore { return openTestInflux(t) }},
-		{"sql-postgres", func(t *testing.T, db *storage.DB) storage.HistoryStore { return storage.NewSQLHistory(db) }},
+		{"influxdb", func(t *testing.T, db *storage.DB) history.HistoryStore { return openTestInflux(t) }},
+		{"sql-postgres", func(t *testing.T, db *storage.DB) history.HistoryStore { return history.NewSQLHistory(db) }},
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -130,7 +131,7 @@ func TestReplicasShareLiveAndHistoryCounts(t *testing.T) {
 	}
 }
 
-func testReplicasShareCounts(t *testing.T, openHistory func(t *testing.T, db *storage.DB) storage.HistoryStore) {
+func testReplicasShareCounts(t *testing.T, openHistory func(t *testing.T, db *storage.DB) history.HistoryStore) {
 	ctx := context.Background()
 	db := storagetest.Open(t, storage.DialectPostgres)
 	history := openHistory(t, db)

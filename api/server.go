@@ -19,6 +19,7 @@ import (
 	"github.com/patronus-sdwan/patronus/cache"
 	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // Config holds what the API serves from.
@@ -47,7 +48,7 @@ type Config struct {
 	// change's seq as id.
 	Publish func(eventType string, data any)
 	// History answers history queries; nil disables the history routes.
-	History storage.HistoryStore
+	History history.HistoryStore
 	// HistoryInterval is the flush interval of the history points, the sample of peak_bps
 	// and the summary's percentiles; 0 (or not whole seconds) leaves those out.
 	HistoryInterval time.Duration

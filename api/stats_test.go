@@ -10,6 +10,7 @@ import (
 
 	"github.com/patronus-sdwan/patronus/api/apigen"
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 func TestResetPolicyStats(t *testing.T) {
@@ -89,7 +90,7 @@ func TestResetPolicyStatsKeepsHistory(t *testing.T) {
 	for _, d := range a.collector.TakeDeltas(time.Now()) {
 		packets += d.Packets
 		bytes += d.Bytes
-		if d.PolicyID == storage.UnclassifiedPolicyID && d.PathID == 0 {
+		if d.PolicyID == history.UnclassifiedPolicyID && d.PathID == 0 {
 			unclassified += d.Packets
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/patronus-sdwan/patronus/spool"
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // Unclassified is the policy id under which traffic that matched no policy is counted. Real
@@ -78,7 +79,7 @@ type Collector struct {
 	// policies, whose last untaken deltas wait in removed until the next TakeDeltas.
 	setMu   sync.Mutex
 	takeMu  sync.Mutex
-	removed map[int64]*storage.PolicyDelta
+	removed map[int64]*history.PolicyDelta
 	// removedNames keeps the names of removed policies for the flushes that may still write
 	// their last deltas; guarded by takeMu, pruned by TakeDeltas (see PolicyName).
 	removedNames map[int64]removedName
@@ -108,7 +109,7 @@ func New(cfg Config) *Collector {
 		now:           cfg.Now,
 		realClock:     cfg.Now == nil,
 		log:           cfg.Logger,
-		removed:       make(map[int64]*storage.PolicyDelta),
+		removed:       make(map[int64]*history.PolicyDelta),
 		removedNames:  make(map[int64]removedName),
 		paths:         newPathCounters(),
 	}
@@ -221,7 +222,7 @@ func (c *Collector) dropPolicies(ids []int64, names []string) {
 			}
 			d := c.removed[id]
 			if d == nil {
-				d = &storage.PolicyDelta{PolicyID: id}
+				d = &history.PolicyDelta{PolicyID: id}
 				c.removed[id] = d
 			}
 			d.Packets = addInt64Sat(d.Packets, int64Sat(dp))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 func TestRecordCountsPolicyAndFlows(t *testing.T) {
@@ -138,7 +139,7 @@ func TestTakeDeltasAcrossReset(t *testing.T) {
 
 	now := clock.Now()
 	got := c.TakeDeltas(now)
-	want := []storage.PolicyDelta{
+	want := []history.PolicyDelta{
 		{PolicyID: 1, Time: now, Packets: 15, Bytes: 1500, ActiveFlows: 1},
 		{PolicyID: 2, Time: now, Packets: 1, Bytes: 1, ActiveFlows: 1},
 	}
@@ -166,7 +167,7 @@ func TestTakeDeltasAcrossReset(t *testing.T) {
 	}
 }
 
-func equalDeltas(a, b []storage.PolicyDelta) bool {
+func equalDeltas(a, b []history.PolicyDelta) bool {
 	if len(a) != len(b) {
 		return false
 	}

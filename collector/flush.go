@@ -10,17 +10,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patronus-sdwan/patronus/spool"
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // HistoryWriter is where flushed deltas go: InfluxDB or the SQL table.
 type HistoryWriter interface {
-	WriteDeltas(ctx context.Context, batch []storage.PolicyDelta) error
+	WriteDeltas(ctx context.Context, batch []history.PolicyDelta) error
 }
 
 // DeltaSource hands out the per-policy deltas since its previous call.
 type DeltaSource interface {
-	TakeDeltas(now time.Time) []storage.PolicyDelta
+	TakeDeltas(now time.Time) []history.PolicyDelta
 }
 
 // PolicyNamer names policies for the policy_name of history points. A DeltaSource that is
@@ -101,7 +101,7 @@ type Flusher struct {
 
 // queuedFlush is one flush's points, sharing one timestamp, waiting to be written.
 type queuedFlush struct {
-	points []storage.PolicyDelta
+	points []history.PolicyDelta
 	// end is the spool position to commit once the points are written; 0 without a spool.
 	end int64
 	// seq numbers the queued flushes, so that completing a write removes exactly the flushes
@@ -210,7 +210,7 @@ func (f *Flusher) CollectDeltas() int {
 // readSpool cuts the spool at now, with the active flows of the collector's deltas, and
 // returns the flushes it hands back (after a restart, those past the checkpoint first); ok
 // is false when the spool failed, and the failure is the pipeline's last error.
-func (f *Flusher) readSpool(now time.Time, deltas []storage.PolicyDelta) (_ []queuedFlush, ok bool) {
+func (f *Flusher) readSpool(now time.Time, deltas []history.PolicyDelta) (_ []queuedFlush, ok bool) {
 	active := make(map[int64]int64, len(deltas))
 	for _, d := range deltas {
 		if d.PathID == 0 && d.ActiveFlows > 0 { // flows are counted per policy
@@ -242,7 +242,7 @@ func (f *Flusher) readSpool(now time.Time, deltas []storage.PolicyDelta) (_ []qu
 
 // name sets a point's policy name once, when it is queued: a retry re-sends the point with
 // the same tags, so it overwrites itself on InfluxDB even if the policy was renamed since.
-func (f *Flusher) name(d *storage.PolicyDelta) {
+func (f *Flusher) name(d *history.PolicyDelta) {
 	if f.names != nil && d.PolicyName == "" {
 		d.PolicyName = f.names.PolicyName(d.PolicyID)
 	}
@@ -278,7 +278,7 @@ func (f *Flusher) dropOldestLocked() {
 }
 
 // nextBatch returns up to MaxBatch queued points, oldest first, without removing them.
-func (f *Flusher) nextBatch() (batch []storage.PolicyDelta, last uint64) {
+func (f *Flusher) nextBatch() (batch []history.PolicyDelta, last uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, q := range f.queue {
@@ -357,7 +357,7 @@ func (f *Flusher) writeOnce(ctx context.Context) (more bool, wait time.Duration,
 // written before a split are written again with it; they carry the same timestamps, so the
 // store overwrites them. It returns how many points were refused and the last refusal, or a
 // retryable error, after which the caller sends the whole batch again.
-func (f *Flusher) writeIsolating(ctx context.Context, batch []storage.PolicyDelta) (refused int, refusal, err error) {
+func (f *Flusher) writeIsolating(ctx context.Context, batch []history.PolicyDelta) (refused int, refusal, err error) {
 	f.mu.Lock()
 	f.stats.WriteAttempts++
 	f.mu.Unlock()
@@ -392,10 +392,10 @@ func (f *Flusher) writeIsolating(ctx context.Context, batch []storage.PolicyDelt
 }
 
 // classifyWriteError says whether a write may succeed if sent again, and how long the store
-// asked us to wait. The decision is the store's (storage.AsWriteError): the flusher keeps no
+// asked us to wait. The decision is the store's (history.AsWriteError): the flusher keeps no
 // default of its own.
 func classifyWriteError(err error) (retryable bool, retryAfter time.Duration) {
-	we := storage.AsWriteError(err)
+	we := history.AsWriteError(err)
 	return we.Retryable, we.RetryAfter
 }
 

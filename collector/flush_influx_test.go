@@ -15,6 +15,7 @@ import (
 
 	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
@@ -58,7 +59,7 @@ func startTraffic(t *testing.T, coll *collector.Collector) *trafficRun {
 
 func (r *trafficRun) finish() { close(r.stop); r.stopped.Wait() }
 
-func historyTotal(t *testing.T, h storage.HistoryStore, policyID int64, from time.Time) int64 {
+func historyTotal(t *testing.T, h history.HistoryStore, policyID int64, from time.Time) int64 {
 	t.Helper()
 	points, err := h.QueryPolicy(context.Background(), policyID, from.Truncate(time.Hour), time.Now().Add(time.Hour).Truncate(time.Hour), time.Hour)
 	if err != nil {
@@ -71,7 +72,7 @@ func historyTotal(t *testing.T, h storage.HistoryStore, policyID int64, from tim
 	return sum
 }
 
-func runFlusher(coll *collector.Collector, h storage.HistoryStore) (*collector.Flusher, func()) {
+func runFlusher(coll *collector.Collector, h history.HistoryStore) (*collector.Flusher, func()) {
 	f := collector.NewFlusher(coll, h, collector.FlushConfig{
 		Instance: "fault-test", Interval: 150 * time.Millisecond, MinBackoff: 50 * time.Millisecond,
 		MaxBackoff: 300 * time.Millisecond, WriteTimeout: 2 * time.Second,
@@ -88,7 +89,7 @@ func runFlusher(coll *collector.Collector, h storage.HistoryStore) (*collector.F
 func TestHistoryExactAcrossInfluxOutage(t *testing.T) {
 	influx := storagetest.StartInflux(t)
 	bucket := influx.CreateDatabase("patronus")
-	h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: influx.URL(), Token: "u:p", Org: "patronus", Bucket: bucket, Timeout: 2 * time.Second})
+	h, err := history.NewInfluxHistory(history.InfluxConfig{URL: influx.URL(), Token: "u:p", Org: "patronus", Bucket: bucket, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func TestHistoryNotDoubledWhenResponseLost(t *testing.T) {
 	dropper.drops.Store(3)
 	proxy := httptest.NewServer(dropper)
 	defer proxy.Close()
-	h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: proxy.URL, Token: "u:p", Org: "patronus", Bucket: bucket, Timeout: 2 * time.Second})
+	h, err := history.NewInfluxHistory(history.InfluxConfig{URL: proxy.URL, Token: "u:p", Org: "patronus", Bucket: bucket, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func TestRefusedPointIsolatedAcrossInfluxOutage(t *testing.T) {
 	if err := storagetest.InfluxQL(influx.URL(), "CREATE RETENTION POLICY short ON patronus DURATION 1h REPLICATION 1"); err != nil {
 		t.Fatal(err)
 	}
-	h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: influx.URL(), Token: "u:p", Org: "patronus", Bucket: "patronus/short", Timeout: 2 * time.Second})
+	h, err := history.NewInfluxHistory(history.InfluxConfig{URL: influx.URL(), Token: "u:p", Org: "patronus", Bucket: "patronus/short", Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

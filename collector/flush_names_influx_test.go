@@ -15,6 +15,7 @@ import (
 
 	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
@@ -58,7 +59,7 @@ func TestFlushedPointsCarryPolicyNames(t *testing.T) {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: serverURL, Token: "u:p", Org: "patronus", Bucket: bucket})
+	h, err := history.NewInfluxHistory(history.InfluxConfig{URL: serverURL, Token: "u:p", Org: "patronus", Bucket: bucket})
 	if err != nil {
 		t.Fatal(err)
 	}

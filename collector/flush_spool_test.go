@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/spool"
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // TestFlusherFromSpool runs the flusher on a real spool with a store that is down at first:
@@ -28,7 +28,7 @@ func TestFlusherFromSpool(t *testing.T) {
 		return sp
 	}
 	store := newStore()
-	down := &storage.WriteError{Retryable: true, Err: errors.New("connection refused")}
+	down := &history.WriteError{Retryable: true, Err: errors.New("connection refused")}
 	store.failures = []error{down, down, down}
 	clock := &stepClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	newFlusher := func(sp *spool.Spool) *Flusher {

@@ -10,22 +10,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // fakeSource hands out scripted deltas.
 type fakeSource struct {
 	mu   sync.Mutex
-	next []storage.PolicyDelta
+	next []history.PolicyDelta
 }
 
 func (s *fakeSource) add(policyID, packets int64) {
 	s.mu.Lock()
-	s.next = append(s.next, storage.PolicyDelta{PolicyID: policyID, Packets: packets, Bytes: packets * 100})
+	s.next = append(s.next, history.PolicyDelta{PolicyID: policyID, Packets: packets, Bytes: packets * 100})
 	s.mu.Unlock()
 }
 
-func (s *fakeSource) TakeDeltas(time.Time) []storage.PolicyDelta {
+func (s *fakeSource) TakeDeltas(time.Time) []history.PolicyDelta {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.next
@@ -37,7 +37,7 @@ func (s *fakeSource) TakeDeltas(time.Time) []storage.PolicyDelta {
 // overwrites itself. failures scripts the outcome of the next writes.
 type idempotentStore struct {
 	mu       sync.Mutex
-	points   map[string]storage.PolicyDelta
+	points   map[string]history.PolicyDelta
 	writes   int
 	failures []error
 	// applyThenFail makes a failing write store its points first (a response lost after the
@@ -45,9 +45,9 @@ type idempotentStore struct {
 	applyThenFail bool
 }
 
-func newStore() *idempotentStore { return &idempotentStore{points: map[string]storage.PolicyDelta{}} }
+func newStore() *idempotentStore { return &idempotentStore{points: map[string]history.PolicyDelta{}} }
 
-func (s *idempotentStore) WriteDeltas(_ context.Context, batch []storage.PolicyDelta) error {
+func (s *idempotentStore) WriteDeltas(_ context.Context, batch []history.PolicyDelta) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.writes++
@@ -107,7 +107,7 @@ func newTestFlusher(src DeltaSource, w HistoryWriter, maxPending int) *Flusher {
 }
 
 func retryable(status int) error {
-	return &storage.WriteError{Status: status, Retryable: true, Err: errors.New("unavailable")}
+	return &history.WriteError{Status: status, Retryable: true, Err: errors.New("unavailable")}
 }
 
 func TestFlusherRetriesKeepTimestampsSoNothingDoubles(t *testing.T) {
@@ -147,7 +147,7 @@ func TestFlusherRetriesKeepTimestampsSoNothingDoubles(t *testing.T) {
 func TestFlusherDropsPermanentlyRejectedBatchOnly(t *testing.T) {
 	src := &fakeSource{}
 	store := newStore()
-	store.failures = []error{&storage.WriteError{Status: 400, Err: errors.New("bad point")}}
+	store.failures = []error{&history.WriteError{Status: 400, Err: errors.New("bad point")}}
 	f := newTestFlusher(src, store, 100)
 	f.cfg.MaxBatch = 1
 	src.add(1, 5)
@@ -229,13 +229,13 @@ type refusingStore struct {
 	poison int64
 }
 
-func (s refusingStore) WriteDeltas(ctx context.Context, batch []storage.PolicyDelta) error {
+func (s refusingStore) WriteDeltas(ctx context.Context, batch []history.PolicyDelta) error {
 	for _, d := range batch {
 		if d.PolicyID == s.poison {
 			s.mu.Lock()
 			s.writes++
 			s.mu.Unlock()
-			return &storage.WriteError{Status: 400, Err: errors.New("unable to parse point")}
+			return &history.WriteError{Status: 400, Err: errors.New("unable to parse point")}
 		}
 	}
 	return s.idempotentStore.WriteDeltas(ctx, batch)
@@ -247,7 +247,7 @@ func (s refusingStore) WriteDeltas(ctx context.Context, batch []storage.PolicyDe
 func TestFlusherIsolatesRefusedPoint(t *testing.T) {
 	src := &fakeSource{}
 	inner := newStore()
-	down := &storage.WriteError{Retryable: true, Err: errors.New("connection refused")}
+	down := &history.WriteError{Retryable: true, Err: errors.New("connection refused")}
 	inner.failures = []error{down, down, down, down, down, down}
 	store := refusingStore{idempotentStore: inner, poison: 13}
 	f := newTestFlusher(src, store, 1000)
@@ -292,7 +292,7 @@ type hookStore struct {
 	during func()
 }
 
-func (s hookStore) WriteDeltas(ctx context.Context, batch []storage.PolicyDelta) error {
+func (s hookStore) WriteDeltas(ctx context.Context, batch []history.PolicyDelta) error {
 	if s.during != nil {
 		s.during()
 	}
@@ -332,13 +332,13 @@ func TestFlusherCompletesOnlyWhatItSent(t *testing.T) {
 }
 
 // TestFlusherTakesTheStoresRetryDecision checks that the flusher has no default of its own: an
-// error the store did not classify is retried (storage.AsWriteError), and a permanent
+// error the store did not classify is retried (history.AsWriteError), and a permanent
 // WriteError wrapped by the writer is still permanent.
 func TestFlusherTakesTheStoresRetryDecision(t *testing.T) {
 	if retry, _ := classifyWriteError(errors.New("unclassified")); !retry {
 		t.Error("an unclassified error is not retried")
 	}
-	if retry, _ := classifyWriteError(fmt.Errorf("wrapped: %w", &storage.WriteError{Status: 400, Err: errors.New("bad")})); retry {
+	if retry, _ := classifyWriteError(fmt.Errorf("wrapped: %w", &history.WriteError{Status: 400, Err: errors.New("bad")})); retry {
 		t.Error("a wrapped permanent WriteError is retried")
 	}
 	src := &fakeSource{}

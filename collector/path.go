@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	"github.com/patronus-sdwan/patronus/spool"
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // pathCounters is the per-path side of the collector: which path ids reports may name, and
@@ -91,7 +91,7 @@ func (c *Collector) recordPaths(reports []Report) {
 }
 
 // takePathDeltas returns the untaken traffic of every path, by path id, and forgets it.
-func (c *Collector) takePathDeltas() []storage.PolicyDelta {
+func (c *Collector) takePathDeltas() []history.PolicyDelta {
 	c.paths.mu.Lock()
 	pending := c.paths.pending
 	if len(pending) == 0 {
@@ -100,13 +100,13 @@ func (c *Collector) takePathDeltas() []storage.PolicyDelta {
 	}
 	c.paths.pending = make(map[int64]*spool.Delta, len(pending))
 	c.paths.mu.Unlock()
-	out := make([]storage.PolicyDelta, 0, len(pending))
+	out := make([]history.PolicyDelta, 0, len(pending))
 	for id, d := range pending {
 		if d.Packets != 0 || d.Bytes != 0 {
-			out = append(out, storage.PolicyDelta{PathID: id, Packets: d.Packets, Bytes: d.Bytes})
+			out = append(out, history.PolicyDelta{PathID: id, Packets: d.Packets, Bytes: d.Bytes})
 		}
 	}
-	slices.SortFunc(out, func(a, b storage.PolicyDelta) int { return cmp.Compare(a.PathID, b.PathID) })
+	slices.SortFunc(out, func(a, b history.PolicyDelta) int { return cmp.Compare(a.PathID, b.PathID) })
 	return out
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/patronus-sdwan/patronus/spool"
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // TestPathTraffic: a report with a path id counts against its policy and its path, each in
@@ -64,7 +65,7 @@ func TestPathTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := c.TakeDeltas(now)
-	want := []storage.PolicyDelta{
+	want := []history.PolicyDelta{
 		{PolicyID: Unclassified, Packets: 3, Bytes: 300, ActiveFlows: 1, Time: now},
 		{PolicyID: 1, Packets: 7, Bytes: 700, ActiveFlows: 1, Time: now},
 		{PathID: 7, Packets: 5, Bytes: 500, Time: now},

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // PolicyStats is the live traffic of one policy since its last reset.
@@ -203,11 +203,11 @@ func (c *Collector) ResetAll() {
 // caller. Each recorded packet and byte is returned by exactly one call, whatever resets
 // happen in between; a policy removed by SetPolicies still gets its last delta, and so does a
 // path removed by SetPaths. The policies come first, sorted by id, then the paths by id.
-func (c *Collector) TakeDeltas(now time.Time) []storage.PolicyDelta {
+func (c *Collector) TakeDeltas(now time.Time) []history.PolicyDelta {
 	c.takeMu.Lock()
 	defer c.takeMu.Unlock()
 	c.pruneRemovedNamesLocked()
-	acc := make(map[int64]*storage.PolicyDelta, len(c.removed)+len(c.policies.Load().ids))
+	acc := make(map[int64]*history.PolicyDelta, len(c.removed)+len(c.policies.Load().ids))
 	for id, d := range c.removed {
 		acc[id] = d
 		delete(c.removed, id)
@@ -222,7 +222,7 @@ func (c *Collector) TakeDeltas(now time.Time) []storage.PolicyDelta {
 			}
 			d := acc[cell.id]
 			if d == nil {
-				d = &storage.PolicyDelta{PolicyID: cell.id}
+				d = &history.PolicyDelta{PolicyID: cell.id}
 				acc[cell.id] = d
 			}
 			packets, bytes, _ := cell.raw()
@@ -233,14 +233,14 @@ func (c *Collector) TakeDeltas(now time.Time) []storage.PolicyDelta {
 		}
 		s.mu.Unlock()
 	}
-	out := make([]storage.PolicyDelta, 0, len(acc))
+	out := make([]history.PolicyDelta, 0, len(acc))
 	for _, d := range acc {
 		if d.Packets != 0 || d.Bytes != 0 {
 			d.Time = now
 			out = append(out, *d)
 		}
 	}
-	slices.SortFunc(out, func(a, b storage.PolicyDelta) int { return cmp.Compare(a.PolicyID, b.PolicyID) })
+	slices.SortFunc(out, func(a, b history.PolicyDelta) int { return cmp.Compare(a.PolicyID, b.PolicyID) })
 	for _, d := range c.takePathDeltas() {
 		d.Time = now
 		out = append(out, d)

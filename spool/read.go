@@ -14,7 +14,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // Flush is the points of one flush, read back from the log: the sums of the deltas between
@@ -22,7 +22,7 @@ import (
 // id), then paths (by id). Instance is left for the caller.
 type Flush struct {
 	At     time.Time
-	Points []storage.PolicyDelta
+	Points []history.PolicyDelta
 	// End is the log position just past the flush's cut: Commit(End) once the points are
 	// confirmed.
 	End int64
@@ -117,18 +117,18 @@ func (s *Spool) apply(payload []byte, end int64, out *[]Flush) error {
 			return err
 		}
 		at := time.Unix(0, c.at).UTC()
-		f := Flush{At: at, End: end, Points: make([]storage.PolicyDelta, 0, len(s.acc))}
+		f := Flush{At: at, End: end, Points: make([]history.PolicyDelta, 0, len(s.acc))}
 		for _, a := range s.acc {
 			if a.Packets == 0 && a.Bytes == 0 {
 				continue
 			}
-			p := storage.PolicyDelta{PolicyID: a.PolicyID, PathID: a.PathID, Packets: a.Packets, Bytes: a.Bytes, Time: at}
+			p := history.PolicyDelta{PolicyID: a.PolicyID, PathID: a.PathID, Packets: a.Packets, Bytes: a.Bytes, Time: at}
 			if a.PathID == 0 { // active flows are counted per policy
 				p.ActiveFlows = c.activeFlows[a.PolicyID]
 			}
 			f.Points = append(f.Points, p)
 		}
-		slices.SortFunc(f.Points, func(a, b storage.PolicyDelta) int {
+		slices.SortFunc(f.Points, func(a, b history.PolicyDelta) int {
 			return cmp.Or(cmp.Compare(a.PathID, b.PathID), cmp.Compare(a.PolicyID, b.PolicyID))
 		})
 		clear(s.acc)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 func openTest(t *testing.T, dir string, cfg Config) *Spool {
@@ -271,7 +271,7 @@ func TestPathDeltasReplayAfterCrash(t *testing.T) {
 	mustAppend(t, s, Delta{PolicyID: 3, Packets: 1, Bytes: 10}, Delta{PathID: 3, Packets: 2, Bytes: 20}, Delta{Packets: 4, Bytes: 40})
 	mustAppend(t, s, Delta{PathID: 3, Packets: 5, Bytes: 50}, Delta{PathID: 9, Packets: 1, Bytes: 1})
 	mustCut(t, s, t1, map[int64]int64{0: 2, 3: 7})
-	want := []storage.PolicyDelta{
+	want := []history.PolicyDelta{
 		{PolicyID: 0, Packets: 4, Bytes: 40, ActiveFlows: 2, Time: t1},
 		{PolicyID: 3, Packets: 1, Bytes: 10, ActiveFlows: 7, Time: t1},
 		{PathID: 3, Packets: 7, Bytes: 70, Time: t1},

@@ -181,7 +181,7 @@ func (db *DB) SQL() *sql.DB {
 // Ping checks that the database answers, within the statement deadline; a database that
 // does not is ErrUnavailable.
 func (db *DB) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, db.statementTimeout())
+	ctx, cancel := context.WithTimeout(ctx, db.StatementTimeout())
 	defer cancel()
 	if err := db.SQL().PingContext(ctx); err != nil {
 		return &unavailableError{what: "ping " + db.Dialect + " database", cause: err}
@@ -189,7 +189,9 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (db *DB) statementTimeout() time.Duration {
+// StatementTimeout is the deadline of one statement on this database (DefaultTimeout unless
+// configured), for stores that use the pool directly, outside the GORM callbacks.
+func (db *DB) StatementTimeout() time.Duration {
 	if db.timeout <= 0 {
 		return DefaultTimeout
 	}

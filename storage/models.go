@@ -129,24 +129,6 @@ type APIToken struct {
 	RevokedAt  *time.Time
 }
 
-// PolicyDelta is the traffic a policy saw on one instance between two flushes:
-// packets and bytes are deltas, ActiveFlows is a gauge at Time. PolicyID 0 is the
-// unclassified traffic. A delta with a PathID is a path's traffic instead (PolicyID is then
-// 0): it belongs to the path series (PathTraffic), so that policies and paths do not multiply
-// each other's series.
-type PolicyDelta struct {
-	PolicyID int64
-	PathID   int64
-	// PolicyName is the policy's name when the delta was taken, the policy_name tag on
-	// InfluxDB (Grafana shows it); empty when unknown. SQL history joins names instead.
-	PolicyName  string
-	Instance    string
-	Time        time.Time
-	Packets     int64
-	Bytes       int64
-	ActiveFlows int64
-}
-
 // PolicyStat is a row of the SQL history table policy_stats.
 type PolicyStat struct {
 	ID          int64 `gorm:"primaryKey"`

@@ -15,6 +15,7 @@ import (
 	"github.com/patronus-sdwan/patronus/api/events"
 	"github.com/patronus-sdwan/patronus/spool"
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // envPrefix is prepended to a flag's upper-cased name to make its environment variable:
@@ -88,9 +89,9 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.DurationVar(&c.RoutingCacheTTL, "routing-cache-ttl", 30*time.Second, "how long cached routing decisions live")
 	fs.Int64Var(&c.CacheMaxEntries, "cache-max-entries", 100_000, "most entries each cache holds")
 	fs.IntVar(&c.HistoryBufferPoints, "history-buffer-points", 1_000_000, "most history points kept in memory while the history store is down")
-	fs.DurationVar(&c.HistoryRawRetention, "history-raw-retention", storage.DefaultRawRetention, "how long raw history points (one per flush) are kept; on InfluxDB set it to the bucket's retention policy, which Patronus does not change")
-	fs.DurationVar(&c.History1mRetention, "history-1m-retention", storage.Default1mRetention, "how long the 1-minute history rollups are kept (InfluxDB: retention policy rollup_1m)")
-	fs.DurationVar(&c.History1hRetention, "history-1h-retention", storage.Default1hRetention, "how long the 1-hour history rollups are kept (InfluxDB: retention policy rollup_1h)")
+	fs.DurationVar(&c.HistoryRawRetention, "history-raw-retention", history.DefaultRawRetention, "how long raw history points (one per flush) are kept; on InfluxDB set it to the bucket's retention policy, which Patronus does not change")
+	fs.DurationVar(&c.History1mRetention, "history-1m-retention", history.Default1mRetention, "how long the 1-minute history rollups are kept (InfluxDB: retention policy rollup_1m)")
+	fs.DurationVar(&c.History1hRetention, "history-1h-retention", history.Default1hRetention, "how long the 1-hour history rollups are kept (InfluxDB: retention policy rollup_1h)")
 	fs.DurationVar(&c.HistoryRetention, "history-retention", 0, "former name of history-raw-retention; when set it wins")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "deadline for draining requests and the final history flush")
 	fs.IntVar(&c.EventBuffer, "event-buffer", events.DefaultBufferSize, "how many recent events GET /api/v1/events keeps for clients that reconnect with Last-Event-ID")
@@ -127,8 +128,8 @@ func (c config) rawRetention() time.Duration {
 }
 
 // historyTiers are the rollup tiers of the history store.
-func (c config) historyTiers() storage.TierConfig {
-	return storage.TierConfig{Interval: c.FlushInterval, RawRetention: c.rawRetention(),
+func (c config) historyTiers() history.TierConfig {
+	return history.TierConfig{Interval: c.FlushInterval, RawRetention: c.rawRetention(),
 		Retention1m: c.History1mRetention, Retention1h: c.History1hRetention}
 }
 

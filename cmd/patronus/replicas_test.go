@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
@@ -172,7 +173,7 @@ func TestRetentionLeaseTakeoverAfterKill(t *testing.T) {
 	}
 	defer db.Close()
 	old := time.Now().Add(-2 * time.Hour).UTC()
-	if err := storage.NewSQLHistory(db).WriteDeltas(context.Background(), []storage.PolicyDelta{
+	if err := history.NewSQLHistory(db).WriteDeltas(context.Background(), []history.PolicyDelta{
 		{PolicyID: 1, Instance: "gone", Time: old, Packets: 1, Bytes: 1},
 	}); err != nil {
 		t.Fatal(err)

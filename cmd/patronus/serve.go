@@ -22,6 +22,7 @@ import (
 	"github.com/patronus-sdwan/patronus/collector/flowexport"
 	"github.com/patronus-sdwan/patronus/spool"
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // openDatabase opens and migrates the inventory database and checks its cascade rules. Errors
@@ -44,16 +45,16 @@ func openDatabase(ctx context.Context, c config) (*storage.DB, error) {
 
 // openHistory returns the history store the settings select: InfluxDB when PATRONUS_INFLUX_URL
 // is set, else the policy_stats table of the inventory database.
-func openHistory(c config, db *storage.DB) (storage.HistoryStore, error) {
+func openHistory(c config, db *storage.DB) (history.HistoryStore, error) {
 	tiers := c.historyTiers()
 	if c.InfluxURL == "" {
-		h, err := storage.NewSQLHistoryTiers(db, tiers)
+		h, err := history.NewSQLHistoryTiers(db, tiers)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", envName("history-raw-retention"), err)
 		}
 		return h, nil
 	}
-	h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: c.InfluxURL, Token: c.InfluxToken, Org: c.InfluxOrg, Bucket: c.InfluxBucket, Tiers: &tiers})
+	h, err := history.NewInfluxHistory(history.InfluxConfig{URL: c.InfluxURL, Token: c.InfluxToken, Org: c.InfluxOrg, Bucket: c.InfluxBucket, Tiers: &tiers})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", envName("influx-url"), err)
 	}
@@ -97,22 +98,22 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	default:
 		return err
 	}
-	history, err := openHistory(c, db)
+	hist, err := openHistory(c, db)
 	if err != nil {
 		return err
 	}
-	defer history.Close()
+	defer hist.Close()
 	var checks []api.Check
 	if c.InfluxURL != "" {
 		// An unreachable InfluxDB is not fatal: deltas wait in memory and /readyz says why.
-		check := api.Check{Name: "influxdb", Probe: history.Ping}
-		influx, _ := history.(*storage.InfluxHistory)
+		check := api.Check{Name: "influxdb", Probe: hist.Ping}
+		influx, _ := hist.(*history.InfluxHistory)
 		if influx != nil {
 			check.Detail = influx.ReadPath
 		}
 		checks = append(checks, check)
 		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := history.Ping(pingCtx); err != nil {
+		if err := hist.Ping(pingCtx); err != nil {
 			log.Warn("InfluxDB not reachable at start-up; history is buffered until it is", "err", err)
 		}
 		if influx != nil {
@@ -141,7 +142,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	}
 	defer sp.Close()
 	registry.MustRegister(spoolMetrics{sp})
-	flusher := collector.NewFlusher(coll, history, collector.FlushConfig{
+	flusher := collector.NewFlusher(coll, hist, collector.FlushConfig{
 		Instance: c.Instance, Interval: c.FlushInterval, MaxPending: c.HistoryBufferPoints, Logger: log, Spool: sp,
 	})
 	registry.MustRegister(flusher)
@@ -171,7 +172,7 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 		Collector:       coll,
 		Spool:           sp,
 		Pipeline:        flusher,
-		History:         history,
+		History:         hist,
 		HistoryInterval: c.FlushInterval,
 		Events:          broker,
 		Caches:          caches,
@@ -250,10 +251,10 @@ func serve(ctx context.Context, c config, logw io.Writer) error {
 	}
 	// Rollups (and on SQL, retention) run on one replica at a time, every minute, so the
 	// tiers trail raw by about a minute (queries read that part from raw).
-	if sqlHistory, ok := history.(*storage.SQLHistory); ok {
+	if sqlHistory, ok := hist.(*history.SQLHistory); ok {
 		loops.Go(func() { sqlHistory.RunRetention(loopCtx, c.rawRetention(), time.Minute, log) })
 	}
-	if influx, ok := history.(*storage.InfluxHistory); ok {
+	if influx, ok := hist.(*history.InfluxHistory); ok {
 		loops.Go(func() { influx.RunRollups(loopCtx, db, time.Minute, log) })
 	}
 	loops.Go(func() { instance.keep(loopCtx, log) })

@@ -1,4 +1,4 @@
-package storage_test
+package history_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
@@ -22,10 +23,10 @@ func countStats(t *testing.T, db *storage.DB) int64 {
 func TestSQLHistoryPrune(t *testing.T) {
 	storagetest.ForEachDialect(t, func(t *testing.T, db *storage.DB) {
 		ctx := context.Background()
-		h := storage.NewSQLHistory(db)
+		h := history.NewSQLHistory(db)
 		// More old rows than one pruning statement deletes, so Prune has to loop.
 		const old = 10_050
-		batch := make([]storage.PolicyDelta, 0, old+3)
+		batch := make([]history.PolicyDelta, 0, old+3)
 		for i := range old {
 			batch = append(batch, delta(int64(i%50), "a", -time.Duration(i+1)*time.Second, 1, 1, 1))
 		}
@@ -53,12 +54,12 @@ func TestSQLHistoryPrune(t *testing.T) {
 
 func TestSQLHistoryRunRetention(t *testing.T) {
 	storagetest.ForEachDialect(t, func(t *testing.T, db *storage.DB) {
-		h := storage.NewSQLHistory(db)
+		h := history.NewSQLHistory(db)
 		now := time.Now().UTC()
 		write(t, h,
-			storage.PolicyDelta{PolicyID: 1, Instance: "a", Time: now.Add(-3 * time.Hour), Packets: 1},
-			storage.PolicyDelta{PolicyID: 1, Instance: "a", Time: now.Add(-2 * time.Hour), Packets: 1},
-			storage.PolicyDelta{PolicyID: 1, Instance: "a", Time: now.Add(-time.Minute), Packets: 1},
+			history.PolicyDelta{PolicyID: 1, Instance: "a", Time: now.Add(-3 * time.Hour), Packets: 1},
+			history.PolicyDelta{PolicyID: 1, Instance: "a", Time: now.Add(-2 * time.Hour), Packets: 1},
+			history.PolicyDelta{PolicyID: 1, Instance: "a", Time: now.Add(-time.Minute), Packets: 1},
 		)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -92,7 +93,7 @@ func TestSQLHistoryRunRetention(t *testing.T) {
 
 func TestSQLHistoryWriteErrorsAreRetryable(t *testing.T) {
 	storagetest.ForEachDialect(t, func(t *testing.T, db *storage.DB) {
-		h := storage.NewSQLHistory(db)
+		h := history.NewSQLHistory(db)
 		if err := h.Ping(context.Background()); err != nil {
 			t.Fatalf("ping: %v", err)
 		}
@@ -100,8 +101,8 @@ func TestSQLHistoryWriteErrorsAreRetryable(t *testing.T) {
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
-		err := h.WriteDeltas(context.Background(), []storage.PolicyDelta{delta(1, "a", 0, 1, 1, 1)})
-		var werr *storage.WriteError
+		err := h.WriteDeltas(context.Background(), []history.PolicyDelta{delta(1, "a", 0, 1, 1, 1)})
+		var werr *history.WriteError
 		if !errors.As(err, &werr) || !werr.Retryable || werr.Status != 0 {
 			t.Fatalf("err = %#v, want a retryable WriteError", err)
 		}
@@ -114,7 +115,7 @@ func TestSQLHistoryWriteErrorsAreRetryable(t *testing.T) {
 func TestSQLHistoryPingNeedsTable(t *testing.T) {
 	for _, dialect := range storagetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
-			h := storage.NewSQLHistory(storagetest.OpenUnmigrated(t, dialect))
+			h := history.NewSQLHistory(storagetest.OpenUnmigrated(t, dialect))
 			if err := h.Ping(context.Background()); err == nil {
 				t.Fatal("ping of an unmigrated database succeeded")
 			}
@@ -125,7 +126,7 @@ func TestSQLHistoryPingNeedsTable(t *testing.T) {
 // TestHistoryWindowCount checks that HistoryWindowCount, which callers use to check a range
 // against their limits, counts exactly the windows a store answers with.
 func TestHistoryWindowCount(t *testing.T) {
-	h := storage.NewSQLHistory(storagetest.Open(t, storage.DialectSQLite))
+	h := history.NewSQLHistory(storagetest.Open(t, storage.DialectSQLite))
 	t0 := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		from, to time.Time
@@ -140,7 +141,7 @@ func TestHistoryWindowCount(t *testing.T) {
 		{time.Date(1969, 12, 31, 23, 59, 50, 0, time.UTC), time.Date(1970, 1, 1, 0, 0, 5, 0, time.UTC), 7 * time.Second, 3},
 		{t0, t0.Add(10_000 * time.Second), time.Second, 10_000},
 	} {
-		got := storage.HistoryWindowCount(tc.from, tc.to, tc.every)
+		got := history.HistoryWindowCount(tc.from, tc.to, tc.every)
 		points, err := h.QueryPolicy(context.Background(), 1, tc.from, tc.to, tc.every)
 		if err != nil {
 			t.Fatal(err)
@@ -153,11 +154,11 @@ func TestHistoryWindowCount(t *testing.T) {
 		from, to time.Time
 		every    time.Duration
 	}{{t0, t0, time.Minute}, {t0.Add(time.Minute), t0, time.Minute}, {t0, t0.Add(time.Hour), 0}, {t0, t0.Add(time.Hour), 1500 * time.Millisecond}} {
-		if n := storage.HistoryWindowCount(bad.from, bad.to, bad.every); n != 0 {
+		if n := history.HistoryWindowCount(bad.from, bad.to, bad.every); n != 0 {
 			t.Errorf("%s..%s every %s: %d windows, want 0", bad.from, bad.to, bad.every, n)
 		}
 	}
-	if n := storage.HistoryWindowCount(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), time.Second); n < 300e9 {
+	if n := history.HistoryWindowCount(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), time.Second); n < 300e9 {
 		t.Errorf("ten thousand years at 1s: %d windows", n)
 	}
 }

@@ -1,4 +1,4 @@
-package storage_test
+package history_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // influxSeries is one series of an InfluxQL answer.
@@ -91,8 +92,8 @@ var awkwardNames = []struct{ name, stored string }{
 func TestInfluxPolicyNameTag(t *testing.T) {
 	serverURL, bucket := influxDatabase(t)
 	db, _, _ := strings.Cut(bucket, "/")
-	h := newInflux(t, storage.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket})
-	var deltas []storage.PolicyDelta
+	h := newInflux(t, history.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket})
+	var deltas []history.PolicyDelta
 	var want []string
 	for i, n := range awkwardNames {
 		d := delta(int64(i+1), "a", time.Duration(i)*time.Second, 1, 100, 1)
@@ -103,7 +104,7 @@ func TestInfluxPolicyNameTag(t *testing.T) {
 	deltas = append(deltas, delta(99, "a", 0, 1, 100, 1)) // no name
 	write(t, h, deltas...)
 	sort.Strings(want)
-	if got := tagValues(t, serverURL, db, storage.MeasurementPolicyTraffic, "policy_name"); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := tagValues(t, serverURL, db, history.MeasurementPolicyTraffic, "policy_name"); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("policy_name tags\n got  %q\n want %q", got, want)
 	}
 	// Each name sits on its own policy's points, and the unnamed one has none.
@@ -128,7 +129,7 @@ func TestInfluxPolicyNameTag(t *testing.T) {
 
 func TestTagValue(t *testing.T) {
 	for _, n := range awkwardNames {
-		if got := storage.TagValue(n.name); got != n.stored {
+		if got := history.TagValue(n.name); got != n.stored {
 			t.Errorf("TagValue(%q) = %q, want %q", n.name, got, n.stored)
 		}
 	}
@@ -138,7 +139,7 @@ func TestTagValue(t *testing.T) {
 func TestInfluxPathMetricsNameTag(t *testing.T) {
 	serverURL, bucket := influxDatabase(t)
 	db, _, _ := strings.Cut(bucket, "/")
-	h := newInflux(t, storage.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket})
+	h := newInflux(t, history.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket})
 	for i, name := range []string{"paris, berlin = fiber", "lte 🚀"} {
 		m := storage.PathMetrics{PathID: int64(i + 1), LatencyMs: 10, MTU: 1500, Score: 90, MeasuredAt: base}
 		if err := h.WritePathMetrics(context.Background(), m, name); err != nil {

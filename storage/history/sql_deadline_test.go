@@ -1,4 +1,4 @@
-package storage_test
+package history_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
@@ -87,9 +88,9 @@ func TestSQLHistoryHasStatementDeadlines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	h := storage.NewSQLHistory(db)
+	h := history.NewSQLHistory(db)
 	now := time.Now().Truncate(time.Second)
-	delta := []storage.PolicyDelta{{PolicyID: 1, Instance: "a", Time: now, Packets: 1, Bytes: 1}}
+	delta := []history.PolicyDelta{{PolicyID: 1, Instance: "a", Time: now, Packets: 1, Bytes: 1}}
 	if err := h.WriteDeltas(ctx, delta); err != nil {
 		t.Fatalf("write before the silence: %v", err)
 	}

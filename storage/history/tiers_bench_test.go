@@ -1,4 +1,4 @@
-package storage_test
+package history_test
 
 import (
 	"context"
@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
 // benchTiers is the tier configuration of the tier benchmarks: the defaults, with the clock
 // fixed at now.
-func benchTiers(now time.Time) storage.TierConfig {
-	return storage.TierConfig{Interval: 10 * time.Second, Now: func() time.Time { return now }}
+func benchTiers(now time.Time) history.TierConfig {
+	return history.TierConfig{Interval: 10 * time.Second, Now: func() time.Time { return now }}
 }
 
 // BenchmarkHistoryTierMonth1h reads one policy's 30 days at 1 h windows with its per-interval
@@ -27,23 +28,23 @@ func BenchmarkHistoryTierMonth1h(b *testing.B) {
 	ctx := context.Background()
 	for _, backend := range []struct {
 		name string
-		open func(b *testing.B) storage.HistoryStore
+		open func(b *testing.B) history.HistoryStore
 	}{
-		{"influxdb-influxql", func(b *testing.B) storage.HistoryStore {
-			return openTieredInflux(b, storage.InfluxWindowingInfluxQL, now)
+		{"influxdb-influxql", func(b *testing.B) history.HistoryStore {
+			return openTieredInflux(b, history.InfluxWindowingInfluxQL, now)
 		}},
-		{"influxdb-flux", func(b *testing.B) storage.HistoryStore {
-			return openTieredInflux(b, storage.InfluxWindowingServer, now)
+		{"influxdb-flux", func(b *testing.B) history.HistoryStore {
+			return openTieredInflux(b, history.InfluxWindowingServer, now)
 		}},
-		{"sqlite", func(b *testing.B) storage.HistoryStore { return openTieredSQL(b, storage.DialectSQLite, now) }},
-		{"postgres", func(b *testing.B) storage.HistoryStore { return openTieredSQL(b, storage.DialectPostgres, now) }},
+		{"sqlite", func(b *testing.B) history.HistoryStore { return openTieredSQL(b, storage.DialectSQLite, now) }},
+		{"postgres", func(b *testing.B) history.HistoryStore { return openTieredSQL(b, storage.DialectPostgres, now) }},
 	} {
 		b.Run(backend.name, func(b *testing.B) {
 			h := backend.open(b)
-			if err := storage.WriteSyntheticRollups(ctx, h, storage.Tier1h, policies, from, end, 10*time.Second); err != nil {
+			if err := history.WriteSyntheticRollups(ctx, h, history.Tier1h, policies, from, end, 10*time.Second); err != nil {
 				b.Fatal(err)
 			}
-			if tier, err := h.Tier(ctx, from, end, time.Hour); err != nil || tier != storage.Tier1h {
+			if tier, err := h.Tier(ctx, from, end, time.Hour); err != nil || tier != history.Tier1h {
 				b.Fatalf("tier %q, %v; want 1h", tier, err)
 			}
 			var latencies []time.Duration
@@ -77,11 +78,11 @@ func BenchmarkHistoryTierFlush10k(b *testing.B) {
 	minute := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
 	// The clock is in the flushes' minute, as in a live flush: the write does not roll up
 	// (the job does, measured apart).
-	h := openTieredInflux(b, storage.InfluxWindowingInfluxQL, minute.Add(55*time.Second))
-	flush := func(k int) []storage.PolicyDelta {
-		out := make([]storage.PolicyDelta, policies)
+	h := openTieredInflux(b, history.InfluxWindowingInfluxQL, minute.Add(55*time.Second))
+	flush := func(k int) []history.PolicyDelta {
+		out := make([]history.PolicyDelta, policies)
 		for p := range out {
-			out[p] = storage.PolicyDelta{PolicyID: int64(p + 1), Instance: "bench", Time: minute.Add(time.Duration(k)*10*time.Second + 3*time.Second),
+			out[p] = history.PolicyDelta{PolicyID: int64(p + 1), Instance: "bench", Time: minute.Add(time.Duration(k)*10*time.Second + 3*time.Second),
 				Packets: int64(p%100 + k + 1), Bytes: int64((p%100 + k + 1) * 1000), ActiveFlows: 2}
 		}
 		return out
@@ -106,7 +107,7 @@ func BenchmarkHistoryTierFlush10k(b *testing.B) {
 		var latencies []time.Duration
 		for b.Loop() {
 			start := time.Now()
-			err := storage.RollupRange(ctx, h, storage.Tier1m, minute, minute.Add(time.Minute))
+			err := history.RollupRange(ctx, h, history.Tier1m, minute, minute.Add(time.Minute))
 			latencies = append(latencies, time.Since(start))
 			if err != nil {
 				b.Fatal(err)
@@ -115,13 +116,13 @@ func BenchmarkHistoryTierFlush10k(b *testing.B) {
 		reportLatencies(b, latencies)
 	})
 	b.Run("Hour", func(b *testing.B) {
-		if err := storage.WriteSyntheticRollups(ctx, h, storage.Tier1m, policies, minute, minute.Add(time.Hour), 10*time.Second); err != nil {
+		if err := history.WriteSyntheticRollups(ctx, h, history.Tier1m, policies, minute, minute.Add(time.Hour), 10*time.Second); err != nil {
 			b.Fatal(err)
 		}
 		var latencies []time.Duration
 		for b.Loop() {
 			start := time.Now()
-			err := storage.RollupRange(ctx, h, storage.Tier1h, minute, minute.Add(time.Hour))
+			err := history.RollupRange(ctx, h, history.Tier1h, minute, minute.Add(time.Hour))
 			latencies = append(latencies, time.Since(start))
 			if err != nil {
 				b.Fatal(err)
@@ -131,10 +132,10 @@ func BenchmarkHistoryTierFlush10k(b *testing.B) {
 	})
 }
 
-func openTieredInflux(b *testing.B, windowing string, now time.Time) *storage.InfluxHistory {
+func openTieredInflux(b *testing.B, windowing string, now time.Time) *history.InfluxHistory {
 	serverURL, bucket := influxDatabase(b)
 	tiers := benchTiers(now)
-	h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket,
+	h, err := history.NewInfluxHistory(history.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket,
 		Windowing: windowing, Timeout: 2 * time.Minute, Tiers: &tiers})
 	if err != nil {
 		b.Fatal(err)
@@ -143,8 +144,8 @@ func openTieredInflux(b *testing.B, windowing string, now time.Time) *storage.In
 	return h
 }
 
-func openTieredSQL(b *testing.B, dialect string, now time.Time) *storage.SQLHistory {
-	h, err := storage.NewSQLHistoryTiers(storagetest.Open(b, dialect), benchTiers(now))
+func openTieredSQL(b *testing.B, dialect string, now time.Time) *history.SQLHistory {
+	h, err := history.NewSQLHistoryTiers(storagetest.Open(b, dialect), benchTiers(now))
 	if err != nil {
 		b.Fatal(err)
 	}

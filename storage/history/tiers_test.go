@@ -1,4 +1,4 @@
-package storage_test
+package history_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
@@ -32,16 +32,16 @@ func (c *fakeClock) set(t time.Time) {
 
 // tieredStore is a history store with rollup tiers and the job that maintains them.
 type tieredStore struct {
-	storage.HistoryStore
+	history.HistoryStore
 	tier func(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
 	// job rolls up what settled and prunes what aged out, as the store's periodic job does.
 	job func(ctx context.Context) error
 	// raw reads the raw points only (a store of the same data without tiers).
-	raw storage.HistoryStore
+	raw history.HistoryStore
 }
 
 // openTiered returns an empty tiered store with the given tiers.
-type openTiered func(t *testing.T, tiers storage.TierConfig) tieredStore
+type openTiered func(t *testing.T, tiers history.TierConfig) tieredStore
 
 // sqlRetention1m is the 1-minute retention of the SQL tier tests: raw and 1m age out in
 // turn. InfluxDB refuses points older than a retention policy (in real time), so its tests
@@ -54,13 +54,13 @@ const (
 func TestHistoryTiers(t *testing.T) {
 	for _, dialect := range storagetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
-			testHistoryTiers(t, sqlRetention1m, func(t *testing.T, tiers storage.TierConfig) tieredStore {
+			testHistoryTiers(t, sqlRetention1m, func(t *testing.T, tiers history.TierConfig) tieredStore {
 				db := storagetest.Open(t, dialect)
-				h, err := storage.NewSQLHistoryTiers(db, tiers)
+				h, err := history.NewSQLHistoryTiers(db, tiers)
 				if err != nil {
 					t.Fatal(err)
 				}
-				return tieredStore{HistoryStore: h, tier: h.Tier, job: h.RetentionJob(tiers.RawRetention, nil), raw: storage.NewSQLHistory(db)}
+				return tieredStore{HistoryStore: h, tier: h.Tier, job: h.RetentionJob(tiers.RawRetention, nil), raw: history.NewSQLHistory(db)}
 			})
 		})
 	}
@@ -90,8 +90,8 @@ func tierBytes(policy int64, instance string, k int) int64 {
 }
 
 // tierDeltas returns the points of hour h: instance a flushes 3 s, b 7 s into each interval.
-func tierDeltas(h int) []storage.PolicyDelta {
-	var out []storage.PolicyDelta
+func tierDeltas(h int) []history.PolicyDelta {
+	var out []history.PolicyDelta
 	for k := h * 360; k < (h+1)*360; k++ {
 		for _, p := range []int64{1, 2} {
 			for inst, off := range map[string]time.Duration{"a": 3 * time.Second, "b": 7 * time.Second} {
@@ -103,7 +103,7 @@ func tierDeltas(h int) []storage.PolicyDelta {
 				if inst == "b" {
 					flows = 4
 				}
-				out = append(out, storage.PolicyDelta{PolicyID: p, Instance: inst, Time: tierBase.Add(time.Duration(k)*tierInterval + off),
+				out = append(out, history.PolicyDelta{PolicyID: p, Instance: inst, Time: tierBase.Add(time.Duration(k)*tierInterval + off),
 					Packets: b/100 + 1, Bytes: b, ActiveFlows: flows})
 			}
 		}
@@ -157,7 +157,7 @@ func expect(from, to time.Time, every time.Duration) expected {
 func testHistoryTiers(t *testing.T, retention1m time.Duration, open openTiered) {
 	ctx := context.Background()
 	clock := &fakeClock{}
-	tiers := storage.TierConfig{Interval: tierInterval, RawRetention: 2 * time.Hour, Retention1m: retention1m,
+	tiers := history.TierConfig{Interval: tierInterval, RawRetention: 2 * time.Hour, Retention1m: retention1m,
 		Retention1h: 400 * 24 * time.Hour, Settle: time.Minute, Now: clock.Now}
 	h := open(t, tiers)
 	// Ten hours of traffic, an hour at a time, the job running after each as the clock
@@ -205,7 +205,7 @@ func testHistoryTiers(t *testing.T, retention1m time.Duration, open openTiered) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		rates, sum := storage.HistoryRates(points, intervals[1], from, to, every, tierInterval)
+		rates, sum := history.HistoryRates(points, intervals[1], from, to, every, tierInterval)
 		e := expect(from, to, every)
 		if len(points) != len(e.bytes) {
 			t.Fatalf("%d windows, want %d", len(points), len(e.bytes))
@@ -222,28 +222,28 @@ func testHistoryTiers(t *testing.T, retention1m time.Duration, open openTiered) 
 		if sum.TotalBytes != e.totalBytes || !near(sum.AvgBPS, e.avg) || !near(sum.MaxBPS, e.max) || !near(sum.LastBPS, e.last) {
 			t.Errorf("summary %+v, want total %d avg %v max %v last %v", sum, e.totalBytes, e.avg, e.max, e.last)
 		}
-		if p95Exact && !near(sum.P95BPS, e.p95) || math.Abs(sum.P95BPS-e.p95) > storage.RateRelativeError*e.p95 {
+		if p95Exact && !near(sum.P95BPS, e.p95) || math.Abs(sum.P95BPS-e.p95) > history.RateRelativeError*e.p95 {
 			t.Errorf("p95 %v, want %v (exact: %v)", sum.P95BPS, e.p95, p95Exact)
 		}
 	}
 	t.Run("SpanningAllTiersAt1h", func(t *testing.T) {
 		// Raw holds the last 2 h, 1m the last 6 h, 1h all: the 1h tier answers, totals as sent.
-		check(t, tierBase, tierBase.Add(tierHours*time.Hour), time.Hour, storage.Tier1h, false)
+		check(t, tierBase, tierBase.Add(tierHours*time.Hour), time.Hour, history.Tier1h, false)
 	})
 	t.Run("UpToNow", func(t *testing.T) {
 		// The part after the last rolled-up hour comes from raw (here: no traffic).
-		check(t, tierBase, now, time.Hour, storage.Tier1h, false)
+		check(t, tierBase, now, time.Hour, history.Tier1h, false)
 	})
 	t.Run("OneMinuteTierAfterRawAgedOut", func(t *testing.T) {
-		check(t, tierBase.Add(5*time.Hour), tierBase.Add(7*time.Hour), time.Minute, storage.Tier1m, true)
+		check(t, tierBase.Add(5*time.Hour), tierBase.Add(7*time.Hour), time.Minute, history.Tier1m, true)
 	})
 	t.Run("OneMinuteTierWithRawEdges", func(t *testing.T) {
 		// An edge inside a minute, within raw: the edge from raw, the rest from 1m.
-		check(t, tierBase.Add(9*time.Hour+30*time.Second), tierBase.Add(9*time.Hour+30*time.Minute+30*time.Second), 30*time.Second, storage.TierRaw, true)
-		check(t, tierBase.Add(8*time.Hour+30*time.Minute), tierBase.Add(9*time.Hour+30*time.Minute), time.Minute, storage.Tier1m, true)
+		check(t, tierBase.Add(9*time.Hour+30*time.Second), tierBase.Add(9*time.Hour+30*time.Minute+30*time.Second), 30*time.Second, history.TierRaw, true)
+		check(t, tierBase.Add(8*time.Hour+30*time.Minute), tierBase.Add(9*time.Hour+30*time.Minute), time.Minute, history.Tier1m, true)
 	})
 	t.Run("RawAtFlushResolution", func(t *testing.T) {
-		check(t, tierBase.Add(9*time.Hour), tierBase.Add(10*time.Hour), tierInterval, storage.TierRaw, true)
+		check(t, tierBase.Add(9*time.Hour), tierBase.Add(10*time.Hour), tierInterval, history.TierRaw, true)
 	})
 	t.Run("TotalOfAllPolicies", func(t *testing.T) {
 		from, to := tierBase, tierBase.Add(tierHours*time.Hour)
@@ -265,7 +265,7 @@ func testHistoryTiers(t *testing.T, retention1m time.Duration, open openTiered) 
 		for _, iv := range intervals {
 			ivs += iv.Bytes * max(iv.Count, 1)
 		}
-		if got != want || math.Abs(float64(ivs-want)) > storage.RateRelativeError*float64(want) {
+		if got != want || math.Abs(float64(ivs-want)) > history.RateRelativeError*float64(want) {
 			t.Errorf("total bytes %d, per-interval %d, want %d", got, ivs, want)
 		}
 		top, err := h.QueryTop(ctx, from, to, time.Hour, 1)
@@ -280,8 +280,8 @@ func testHistoryTiers(t *testing.T, retention1m time.Duration, open openTiered) 
 		// Hour 9 is rolled up and raw still holds it: the windows at 1h come from the 1h
 		// tier, the intervals from raw (as QueryIntervals reads them), each exact.
 		from, to := tierBase.Add(9*time.Hour), tierBase.Add(10*time.Hour)
-		if tier, err := h.tier(ctx, from, to, time.Hour); err != nil || tier != storage.Tier1h {
-			t.Fatalf("tier %q (%v), want %q", tier, err, storage.Tier1h)
+		if tier, err := h.tier(ctx, from, to, time.Hour); err != nil || tier != history.Tier1h {
+			t.Fatalf("tier %q (%v), want %q", tier, err, history.Tier1h)
 		}
 		points, intervals, err := h.QueryTotal(ctx, from, to, time.Hour, tierInterval)
 		if err != nil {
@@ -325,11 +325,11 @@ func testHistoryTiers(t *testing.T, retention1m time.Duration, open openTiered) 
 	t.Run("LateWriteIsRolledUpAgain", func(t *testing.T) {
 		// A spool replay into hour 8 (rolled up, raw still there): the tiers follow.
 		at := tierBase.Add(8*time.Hour + 5*time.Minute + 2*time.Second)
-		write(t, h, storage.PolicyDelta{PolicyID: 3, Instance: "c", Time: at, Packets: 5, Bytes: 12345, ActiveFlows: 1})
+		write(t, h, history.PolicyDelta{PolicyID: 3, Instance: "c", Time: at, Packets: 5, Bytes: 12345, ActiveFlows: 1})
 		for _, tc := range []struct {
 			every time.Duration
 			tier  string
-		}{{time.Minute, storage.Tier1m}, {time.Hour, storage.Tier1h}} {
+		}{{time.Minute, history.Tier1m}, {time.Hour, history.Tier1h}} {
 			from, to := tierBase.Add(8*time.Hour), tierBase.Add(9*time.Hour)
 			if tier, _ := h.tier(ctx, from, to, tc.every); tier != tc.tier {
 				t.Errorf("tier %q, want %q", tier, tc.tier)
@@ -350,18 +350,18 @@ func testHistoryTiers(t *testing.T, retention1m time.Duration, open openTiered) 
 }
 
 func TestInfluxHistoryTiers(t *testing.T) {
-	for _, windowing := range []string{storage.InfluxWindowingInfluxQL, storage.InfluxWindowingServer} {
+	for _, windowing := range []string{history.InfluxWindowingInfluxQL, history.InfluxWindowingServer} {
 		t.Run("influxdb-"+windowing, func(t *testing.T) {
-			testHistoryTiers(t, influxRetention1m, func(t *testing.T, tiers storage.TierConfig) tieredStore {
+			testHistoryTiers(t, influxRetention1m, func(t *testing.T, tiers history.TierConfig) tieredStore {
 				serverURL, bucket := influxDatabase(t)
-				cfg := storage.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket, Windowing: windowing}
-				raw, err := storage.NewInfluxHistory(cfg)
+				cfg := history.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket, Windowing: windowing}
+				raw, err := history.NewInfluxHistory(cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(raw.Close)
 				cfg.Tiers = &tiers
-				h, err := storage.NewInfluxHistory(cfg)
+				h, err := history.NewInfluxHistory(cfg)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -1,4 +1,4 @@
-package storage
+package history
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // History tiers: the resolution a query was answered from (HistoryStore.Tier).
@@ -93,7 +95,7 @@ func newTierPlan(c *TierConfig) (tierPlan, error) {
 		p.now = time.Now
 	}
 	if p.raw < 0 || p.ret1m < 0 || p.ret1h < 0 || p.settle < 0 {
-		return tierPlan{}, fmt.Errorf("%w: history retentions must not be negative", ErrInvalid)
+		return tierPlan{}, fmt.Errorf("%w: history retentions must not be negative", storage.ErrInvalid)
 	}
 	return p, nil
 }

@@ -1,4 +1,4 @@
-package storage
+package history
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // SQLHistory is the HistoryStore on the policy_stats table of the inventory database, the
@@ -22,13 +24,13 @@ import (
 type SQLHistory struct {
 	db      *sql.DB
 	dialect string
-	owner   *DB
+	owner   *storage.DB
 	tiers   tierPlan
 }
 
 // NewSQLHistory returns the SQL history store on db, which must be migrated. db stays the
 // caller's: Close does not close it.
-func NewSQLHistory(db *DB) *SQLHistory {
+func NewSQLHistory(db *storage.DB) *SQLHistory {
 	return &SQLHistory{db: db.SQL(), dialect: db.Dialect, owner: db}
 }
 
@@ -129,7 +131,7 @@ packets = excluded.packets, bytes = excluded.bytes, active_flows = excluded.acti
 }
 
 func (s *SQLHistory) placeholder(n int) string {
-	if s.dialect == DialectPostgres {
+	if s.dialect == storage.DialectPostgres {
 		return "$" + strconv.Itoa(n)
 	}
 	return "?"
@@ -138,7 +140,7 @@ func (s *SQLHistory) placeholder(n int) string {
 // windowExpr is the SQL expression of a row's window index for windows of secs seconds.
 func (s *SQLHistory) windowExpr(secs int64) string {
 	n := strconv.FormatInt(secs, 10)
-	if s.dialect == DialectPostgres {
+	if s.dialect == storage.DialectPostgres {
 		return "CAST(floor(extract(epoch FROM timestamp) / " + n + ") AS BIGINT)"
 	}
 	// Whole seconds from the text's "YYYY-MM-DD HH:MM:SS" prefix; floor division also for
@@ -561,7 +563,7 @@ func (s *SQLHistory) RetentionJob(retention time.Duration, log *slog.Logger) fun
 // on one replica of the cluster at a time (see RunSingleton). Failures are logged and retried
 // at the next run.
 func (s *SQLHistory) RunRetention(ctx context.Context, retention, interval time.Duration, log *slog.Logger) {
-	RunSingleton(ctx, s.owner, SingletonJob{
+	storage.RunSingleton(ctx, s.owner, storage.SingletonJob{
 		Name: RetentionJobName, Interval: interval, Run: s.RetentionJob(retention, log), Logger: log,
 	})
 }
@@ -590,7 +592,7 @@ func (s *SQLHistory) Close() {}
 // transaction), as the GORM stores' callbacks bound theirs: this store uses database/sql
 // directly, outside those callbacks, and a database gone silent must not hang history.
 func (s *SQLHistory) deadline(ctx context.Context, n int) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, time.Duration(n)*s.owner.statementTimeout())
+	return context.WithTimeout(ctx, time.Duration(n)*s.owner.StatementTimeout())
 }
 
 // rawIntervals is queryIntervals for a series without rollup tiers, from raw rows.

@@ -1,4 +1,4 @@
-package storage_test
+package history_test
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-const dashboardFile = "../deploy/grafana/dashboards/patronus.json"
+const dashboardFile = "../../deploy/grafana/dashboards/patronus.json"
 
 // grafanaDashboard is the part of a dashboard JSON this test reads.
 type grafanaDashboard struct {
@@ -690,7 +690,7 @@ func lastGroupBy(q string) string {
 	return q[i:]
 }
 
-const datasourceFile = "../deploy/grafana/provisioning/datasources/influxdb.yaml"
+const datasourceFile = "../../deploy/grafana/provisioning/datasources/influxdb.yaml"
 
 // TestGrafanaDashboardUsesProvisionedDatasource checks that the dashboard's variables and
 // every query name the datasource deploy/grafana provisions, and that it sends InfluxQL to

@@ -1,4 +1,4 @@
-package storage_test
+package history_test
 
 import (
 	"math/rand/v2"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // TestHistoryP95MatchesDenseNearestRank checks the sparse percentile (intervals without
@@ -20,16 +20,16 @@ func TestHistoryP95MatchesDenseNearestRank(t *testing.T) {
 		from := base
 		to := base.Add(time.Duration(n) * iv)
 		dense := make([]float64, n)
-		var sparse []storage.IntervalBytes
+		var sparse []history.IntervalBytes
 		for k := range n {
 			if rng.IntN(100) < 60 {
 				bytes := int64(1 + rng.IntN(5000))
 				dense[k] = float64(bytes) * 8 / iv.Seconds()
-				sparse = append(sparse, storage.IntervalBytes{Time: from.Add(time.Duration(k) * iv), Bytes: bytes})
+				sparse = append(sparse, history.IntervalBytes{Time: from.Add(time.Duration(k) * iv), Bytes: bytes})
 			}
 		}
 		rng.Shuffle(len(sparse), func(i, j int) { sparse[i], sparse[j] = sparse[j], sparse[i] })
-		_, sum := storage.HistoryRates(nil, sparse, from, to, time.Minute, iv)
+		_, sum := history.HistoryRates(nil, sparse, from, to, time.Minute, iv)
 		slices.Sort(dense)
 		rank := (95*n + 99) / 100
 		if want := dense[rank-1]; sum.P95BPS != want || sum.MaxBPS != dense[n-1] || sum.Intervals != int64(n) {

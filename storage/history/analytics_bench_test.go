@@ -1,4 +1,4 @@
-package storage_test
+package history_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
@@ -23,7 +24,7 @@ func BenchmarkHistoryAnalytics(b *testing.B) {
 	const iv = 10 * time.Second
 	type plan struct {
 		name  string
-		store storage.HistoryStore
+		store history.HistoryStore
 		rates bool
 	}
 	backends := []struct {
@@ -32,25 +33,25 @@ func BenchmarkHistoryAnalytics(b *testing.B) {
 	}{
 		{"influxdb", func(b *testing.B) []plan {
 			serverURL, bucket := influxDatabase(b)
-			open := func(windowing string) storage.HistoryStore {
-				h, err := storage.NewInfluxHistory(storage.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket, Windowing: windowing, Timeout: 2 * time.Minute})
+			open := func(windowing string) history.HistoryStore {
+				h, err := history.NewInfluxHistory(history.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket, Windowing: windowing, Timeout: 2 * time.Minute})
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.Cleanup(h.Close)
 				return h
 			}
-			ql := open(storage.InfluxWindowingInfluxQL)
+			ql := open(history.InfluxWindowingInfluxQL)
 			writeChunked(b, ql, data)
-			return []plan{{"influxql", ql, true}, {"influxql-windows-only", ql, false}, {"flux-points", open(storage.InfluxWindowingClient), false}}
+			return []plan{{"influxql", ql, true}, {"influxql-windows-only", ql, false}, {"flux-points", open(history.InfluxWindowingClient), false}}
 		}},
 		{"sqlite", func(b *testing.B) []plan {
-			h := storage.NewSQLHistory(storagetest.Open(b, storage.DialectSQLite))
+			h := history.NewSQLHistory(storagetest.Open(b, storage.DialectSQLite))
 			writeChunked(b, h, data)
 			return []plan{{"sqlite", h, true}}
 		}},
 		{"postgres", func(b *testing.B) []plan {
-			h := storage.NewSQLHistory(storagetest.Open(b, storage.DialectPostgres))
+			h := history.NewSQLHistory(storagetest.Open(b, storage.DialectPostgres))
 			writeChunked(b, h, data)
 			return []plan{{"postgres", h, true}}
 		}},

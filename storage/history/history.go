@@ -1,4 +1,4 @@
-package storage
+package history
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // HistoryStore keeps per-policy traffic history: the collector's flush loop writes deltas to it,
@@ -50,6 +52,24 @@ type HistoryStore interface {
 	Ping(ctx context.Context) error
 	// Close releases what the store holds open.
 	Close()
+}
+
+// PolicyDelta is the traffic a policy saw on one instance between two flushes:
+// packets and bytes are deltas, ActiveFlows is a gauge at Time. PolicyID 0 is the
+// unclassified traffic. A delta with a PathID is a path's traffic instead (PolicyID is then
+// 0): it belongs to the path series (PathTraffic), so that policies and paths do not multiply
+// each other's series.
+type PolicyDelta struct {
+	PolicyID int64
+	PathID   int64
+	// PolicyName is the policy's name when the delta was taken, the policy_name tag on
+	// InfluxDB (Grafana shows it); empty when unknown. SQL history joins names instead.
+	PolicyName  string
+	Instance    string
+	Time        time.Time
+	Packets     int64
+	Bytes       int64
+	ActiveFlows int64
 }
 
 // HistoryPoint is one window of a policy's traffic history.
@@ -167,7 +187,7 @@ func validateDeltas(deltas []PolicyDelta) error {
 			problem = "both a policy and a path id"
 		}
 		if problem != "" {
-			return &WriteError{Err: fmt.Errorf("%w: delta %d (policy %d): %s", ErrInvalid, i, d.PolicyID, problem)}
+			return &WriteError{Err: fmt.Errorf("%w: delta %d (policy %d): %s", storage.ErrInvalid, i, d.PolicyID, problem)}
 		}
 	}
 	return nil
@@ -185,11 +205,11 @@ type windowGrid struct {
 func newWindowGrid(from, to time.Time, every time.Duration) (windowGrid, error) {
 	switch {
 	case from.IsZero() || to.IsZero():
-		return windowGrid{}, fmt.Errorf("%w: history range needs from and to", ErrInvalid)
+		return windowGrid{}, fmt.Errorf("%w: history range needs from and to", storage.ErrInvalid)
 	case !from.Before(to):
-		return windowGrid{}, fmt.Errorf("%w: history range from %s is not before to %s", ErrInvalid, from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
+		return windowGrid{}, fmt.Errorf("%w: history range from %s is not before to %s", storage.ErrInvalid, from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
 	case every < time.Second || every%time.Second != 0:
-		return windowGrid{}, fmt.Errorf("%w: history window %s is not a whole number of seconds", ErrInvalid, every)
+		return windowGrid{}, fmt.Errorf("%w: history window %s is not a whole number of seconds", storage.ErrInvalid, every)
 	}
 	start := floorTime(from, every)
 	n := to.Sub(start) / every
@@ -199,7 +219,7 @@ func newWindowGrid(from, to time.Time, every time.Duration) (windowGrid, error) 
 	// A range longer than time.Duration can hold (~292 years) saturates Sub; it is too many
 	// windows either way.
 	if n > MaxHistoryWindows || n <= 0 {
-		return windowGrid{}, fmt.Errorf("%w: history range %s..%s at %s spans more than %d windows", ErrInvalid,
+		return windowGrid{}, fmt.Errorf("%w: history range %s..%s at %s spans more than %d windows", storage.ErrInvalid,
 			from.Format(time.RFC3339), to.Format(time.RFC3339), every, MaxHistoryWindows)
 	}
 	return windowGrid{start: start, every: every, count: int(n)}, nil
@@ -336,7 +356,7 @@ func topPolicies(totals []policyTotal, n int) []int64 {
 // validateTop checks QueryTop's top argument.
 func validateTop(top int) error {
 	if top < 0 || top > MaxHistoryTop {
-		return fmt.Errorf("%w: top %d is not between 0 and %d", ErrInvalid, top, MaxHistoryTop)
+		return fmt.Errorf("%w: top %d is not between 0 and %d", storage.ErrInvalid, top, MaxHistoryTop)
 	}
 	return nil
 }

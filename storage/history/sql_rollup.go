@@ -1,4 +1,4 @@
-package storage
+package history
 
 import (
 	"context"
@@ -7,12 +7,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // NewSQLHistoryTiers returns the SQL history store with rollup tiers (see TierConfig): the
 // retention job (RunRetention) then also rolls raw rows up into policy_stats_1m and
 // policy_stats_1h and prunes each tier, and queries read the coarsest tier that serves them.
-func NewSQLHistoryTiers(db *DB, tiers TierConfig) (*SQLHistory, error) {
+func NewSQLHistoryTiers(db *storage.DB, tiers TierConfig) (*SQLHistory, error) {
 	plan, err := newTierPlan(&tiers)
 	if err != nil {
 		return nil, err
@@ -67,7 +69,7 @@ func (s *SQLHistory) firstSource(ctx context.Context, k historyKind, tier string
 		query := fmt.Sprintf("SELECT MIN(timestamp) FROM %s WHERE timestamp >= %s AND timestamp < %s", k.rawTable, s.placeholder(1), s.placeholder(2))
 		var text sql.NullString
 		var err error
-		if s.dialect == DialectPostgres {
+		if s.dialect == storage.DialectPostgres {
 			err = s.db.QueryRowContext(ctx, query, from, to).Scan(&first)
 		} else {
 			// SQLite returns MIN of the stored text as text.
@@ -233,7 +235,7 @@ func (s *SQLHistory) readTierWindows(ctx context.Context, k historyKind, set *se
 	filter, args := s.idFilter(k, ids, false, seg.from.Unix(), seg.to.Unix())
 	n := strconv.FormatInt(secs, 10)
 	w := "(bucket / " + n + " - (bucket % " + n + " < 0))"
-	if s.dialect == DialectPostgres {
+	if s.dialect == storage.DialectPostgres {
 		w = "floor(bucket::numeric / " + n + ")::bigint"
 	}
 	query := fmt.Sprintf(`SELECT %s, %s AS w, CAST(SUM(packets) AS BIGINT), CAST(SUM(bytes) AS BIGINT), CAST(MAX(active_flows) AS BIGINT)

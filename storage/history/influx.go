@@ -1,4 +1,4 @@
-package storage
+package history
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 	"github.com/influxdata/influxdb-client-go/v2/api"
 	influxhttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 	"github.com/influxdata/influxdb-client-go/v2/api/write"
+
+	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // MeasurementPathMetrics is the InfluxDB measurement of path metrics.
@@ -68,16 +70,16 @@ type InfluxHistory struct {
 // server; call Ping for that.
 func NewInfluxHistory(cfg InfluxConfig) (*InfluxHistory, error) {
 	if cfg.URL == "" || cfg.Bucket == "" {
-		return nil, fmt.Errorf("%w: influxdb history needs a url and a bucket", ErrInvalid)
+		return nil, fmt.Errorf("%w: influxdb history needs a url and a bucket", storage.ErrInvalid)
 	}
 	// InfluxDB 1.8 ignores the org but answers writes without one with 404 "database not found".
 	if cfg.Org == "" {
-		return nil, fmt.Errorf("%w: influxdb history needs an org (any name on 1.8)", ErrInvalid)
+		return nil, fmt.Errorf("%w: influxdb history needs an org (any name on 1.8)", storage.ErrInvalid)
 	}
 	switch cfg.Windowing {
 	case InfluxWindowingAuto, InfluxWindowingInfluxQL, InfluxWindowingServer, InfluxWindowingClient:
 	default:
-		return nil, fmt.Errorf("%w: influxdb windowing %q is not %q, %q, %q or empty", ErrInvalid, cfg.Windowing,
+		return nil, fmt.Errorf("%w: influxdb windowing %q is not %q, %q, %q or empty", storage.ErrInvalid, cfg.Windowing,
 			InfluxWindowingInfluxQL, InfluxWindowingServer, InfluxWindowingClient)
 	}
 	timeout := cfg.Timeout
@@ -148,7 +150,7 @@ func (h *InfluxHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) e
 
 // WritePathMetrics writes one path_metrics point (tags path_id and path_name) at
 // m.MeasuredAt, or now when that is zero. Failures are classified as for WriteDeltas.
-func (h *InfluxHistory) WritePathMetrics(ctx context.Context, m PathMetrics, pathName string) error {
+func (h *InfluxHistory) WritePathMetrics(ctx context.Context, m storage.PathMetrics, pathName string) error {
 	at := m.MeasuredAt
 	if at.IsZero() {
 		at = time.Now()

@@ -1,4 +1,4 @@
-package storage
+package history
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // Where InfluxHistory computes history windows (InfluxConfig.Windowing).
@@ -643,7 +645,7 @@ func recordSeriesID(ts TrafficSeries, v any) (int64, error) {
 	s, _ := v.(string)
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("history point with %s %v: %w", ts.IDKey, v, ErrInvalid)
+		return 0, fmt.Errorf("history point with %s %v: %w", ts.IDKey, v, storage.ErrInvalid)
 	}
 	return id, nil
 }

@@ -1,4 +1,4 @@
-package storage_test
+package history_test
 
 import (
 	"context"
@@ -7,14 +7,15 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
 // pathHistory is what the API reads path history with; both stores implement it.
 type pathHistory interface {
-	storage.HistoryStore
-	QueryPath(ctx context.Context, pathID int64, from, to time.Time, every time.Duration) ([]storage.HistoryPoint, error)
-	QueryPathIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]storage.IntervalBytes, error)
+	history.HistoryStore
+	QueryPath(ctx context.Context, pathID int64, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error)
+	QueryPathIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]history.IntervalBytes, error)
 }
 
 // TestPathAndUnclassifiedHistory runs on every store, InfluxDB 1.8 with InfluxQL and both Flux
@@ -22,20 +23,20 @@ type pathHistory interface {
 // nothing else, and the unclassified series (policy 0) is its own, outside every
 // all-policies query.
 func TestPathAndUnclassifiedHistory(t *testing.T) {
-	for _, windowing := range []string{storage.InfluxWindowingInfluxQL, storage.InfluxWindowingClient, storage.InfluxWindowingServer} {
+	for _, windowing := range []string{history.InfluxWindowingInfluxQL, history.InfluxWindowingClient, history.InfluxWindowingServer} {
 		t.Run("influxdb-"+windowing, func(t *testing.T) {
 			testPathAndUnclassified(t, func(t *testing.T) pathHistory { return openInflux(t, windowing) })
 		})
 	}
 	for _, dialect := range storagetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
-			testPathAndUnclassified(t, func(t *testing.T) pathHistory { return storage.NewSQLHistory(storagetest.Open(t, dialect)) })
+			testPathAndUnclassified(t, func(t *testing.T) pathHistory { return history.NewSQLHistory(storagetest.Open(t, dialect)) })
 		})
 	}
 }
 
-func pathDelta(pathID int64, instance string, at time.Duration, packets, bytes int64) storage.PolicyDelta {
-	return storage.PolicyDelta{PathID: pathID, Instance: instance, Time: base.Add(at), Packets: packets, Bytes: bytes}
+func pathDelta(pathID int64, instance string, at time.Duration, packets, bytes int64) history.PolicyDelta {
+	return history.PolicyDelta{PathID: pathID, Instance: instance, Time: base.Add(at), Packets: packets, Bytes: bytes}
 }
 
 func testPathAndUnclassified(t *testing.T, open func(t *testing.T) pathHistory) {
@@ -58,18 +59,18 @@ func testPathAndUnclassified(t *testing.T, open func(t *testing.T) pathHistory) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantPoints(t, got, []storage.HistoryPoint{point(0, 35, 5500, 0), point(time.Minute, 1, 100, 0), point(2*time.Minute, 0, 0, 0)})
+		wantPoints(t, got, []history.HistoryPoint{point(0, 35, 5500, 0), point(time.Minute, 1, 100, 0), point(2*time.Minute, 0, 0, 0)})
 		policy, err := h.QueryPolicy(ctx, 7, from, to, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantPoints(t, policy, []storage.HistoryPoint{point(0, 99, 9900, 4), point(time.Minute, 0, 0, 0), point(2*time.Minute, 0, 0, 0)})
+		wantPoints(t, policy, []history.HistoryPoint{point(0, 99, 9900, 4), point(time.Minute, 0, 0, 0), point(2*time.Minute, 0, 0, 0)})
 		// Rewriting a path point replaces it, as for policies.
 		write(t, h, pathDelta(7, "a", 70*time.Second, 2, 200))
 		if got, err = h.QueryPath(ctx, 7, from, to, time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		wantPoints(t, got, []storage.HistoryPoint{point(0, 35, 5500, 0), point(time.Minute, 2, 200, 0), point(2*time.Minute, 0, 0, 0)})
+		wantPoints(t, got, []history.HistoryPoint{point(0, 35, 5500, 0), point(time.Minute, 2, 200, 0), point(2*time.Minute, 0, 0, 0)})
 
 		intervals, err := h.QueryPathIntervals(ctx, []int64{7}, from, to, 10*time.Second)
 		if err != nil {
@@ -104,18 +105,18 @@ func testPathAndUnclassified(t *testing.T, open func(t *testing.T) pathHistory) 
 	t.Run("UnclassifiedSeries", func(t *testing.T) {
 		h := open(t)
 		write(t, h,
-			delta(storage.UnclassifiedPolicyID, "a", 10*time.Second, 4, 400, 2),
-			delta(storage.UnclassifiedPolicyID, "b", 10*time.Second, 6, 600, 3),
-			delta(storage.UnclassifiedPolicyID, "a", 80*time.Second, 1, 50, 1),
+			delta(history.UnclassifiedPolicyID, "a", 10*time.Second, 4, 400, 2),
+			delta(history.UnclassifiedPolicyID, "b", 10*time.Second, 6, 600, 3),
+			delta(history.UnclassifiedPolicyID, "a", 80*time.Second, 1, 50, 1),
 			delta(1, "a", 10*time.Second, 10, 1000, 1),
 			delta(2, "a", 10*time.Second, 20, 2000, 1),
 		)
-		got, err := h.QueryPolicy(ctx, storage.UnclassifiedPolicyID, from, to, time.Minute)
+		got, err := h.QueryPolicy(ctx, history.UnclassifiedPolicyID, from, to, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantPoints(t, got, []storage.HistoryPoint{point(0, 10, 1000, 5), point(time.Minute, 1, 50, 1), point(2*time.Minute, 0, 0, 0)})
-		ivs, err := h.QueryIntervals(ctx, []int64{storage.UnclassifiedPolicyID}, from, to, 10*time.Second)
+		wantPoints(t, got, []history.HistoryPoint{point(0, 10, 1000, 5), point(time.Minute, 1, 50, 1), point(2*time.Minute, 0, 0, 0)})
+		ivs, err := h.QueryIntervals(ctx, []int64{history.UnclassifiedPolicyID}, from, to, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,8 +161,8 @@ func testPathAndUnclassified(t *testing.T, open func(t *testing.T) pathHistory) 
 		h := open(t)
 		d := pathDelta(3, "a", 0, 1, 1)
 		d.PolicyID = 2
-		err := h.WriteDeltas(ctx, []storage.PolicyDelta{d})
-		var werr *storage.WriteError
+		err := h.WriteDeltas(ctx, []history.PolicyDelta{d})
+		var werr *history.WriteError
 		if !errors.As(err, &werr) || werr.Retryable || !errors.Is(err, storage.ErrInvalid) {
 			t.Fatalf("delta of a policy and a path: err %v, want a permanent invalid WriteError", err)
 		}
@@ -174,7 +175,7 @@ func TestSQLPathHistoryRetention(t *testing.T) {
 	for _, dialect := range storagetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
 			ctx := context.Background()
-			h := storage.NewSQLHistory(storagetest.Open(t, dialect))
+			h := history.NewSQLHistory(storagetest.Open(t, dialect))
 			write(t, h, pathDelta(42, "a", 0, 1, 10), pathDelta(42, "a", time.Hour, 2, 20), delta(1, "a", 0, 3, 30, 0))
 			n, err := h.Prune(ctx, base.Add(time.Minute))
 			if err != nil {
@@ -187,7 +188,7 @@ func TestSQLPathHistoryRetention(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantPoints(t, got, []storage.HistoryPoint{point(0, 0, 0, 0), point(time.Hour, 2, 20, 0)})
+			wantPoints(t, got, []history.HistoryPoint{point(0, 0, 0, 0), point(time.Hour, 2, 20, 0)})
 		})
 	}
 }

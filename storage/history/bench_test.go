@@ -1,4 +1,4 @@
-package storage_test
+package history_test
 
 import (
 	"context"
@@ -8,21 +8,22 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
 // benchStores are the history stores the benchmarks compare, each on its real backend.
 var benchStores = []struct {
 	name string
-	open func(b *testing.B) storage.HistoryStore
+	open func(b *testing.B) history.HistoryStore
 }{
-	{"influxdb", func(b *testing.B) storage.HistoryStore { return openInflux(b, storage.InfluxWindowingClient) }},
-	{"influxdb-aggregatewindow", func(b *testing.B) storage.HistoryStore { return openInflux(b, storage.InfluxWindowingServer) }},
-	{"sqlite", func(b *testing.B) storage.HistoryStore {
-		return storage.NewSQLHistory(storagetest.Open(b, storage.DialectSQLite))
+	{"influxdb", func(b *testing.B) history.HistoryStore { return openInflux(b, history.InfluxWindowingClient) }},
+	{"influxdb-aggregatewindow", func(b *testing.B) history.HistoryStore { return openInflux(b, history.InfluxWindowingServer) }},
+	{"sqlite", func(b *testing.B) history.HistoryStore {
+		return history.NewSQLHistory(storagetest.Open(b, storage.DialectSQLite))
 	}},
-	{"postgres", func(b *testing.B) storage.HistoryStore {
-		return storage.NewSQLHistory(storagetest.Open(b, storage.DialectPostgres))
+	{"postgres", func(b *testing.B) history.HistoryStore {
+		return history.NewSQLHistory(storagetest.Open(b, storage.DialectPostgres))
 	}},
 }
 
@@ -36,9 +37,9 @@ func BenchmarkHistoryFlush(b *testing.B) {
 		}
 		b.Run(store.name, func(b *testing.B) {
 			h := store.open(b)
-			batch := make([]storage.PolicyDelta, policies)
+			batch := make([]history.PolicyDelta, policies)
 			for i := range batch {
-				batch[i] = storage.PolicyDelta{PolicyID: int64(i + 1), Instance: "bench", Packets: int64(i%97 + 1), Bytes: int64(i%97+1) * 800, ActiveFlows: int64(i % 13)}
+				batch[i] = history.PolicyDelta{PolicyID: int64(i + 1), Instance: "bench", Packets: int64(i%97 + 1), Bytes: int64(i%97+1) * 800, ActiveFlows: int64(i % 13)}
 			}
 			ctx := context.Background()
 			at := time.Now().Add(-24 * time.Hour).Truncate(10 * time.Second)
@@ -58,19 +59,19 @@ func BenchmarkHistoryFlush(b *testing.B) {
 }
 
 // dayOfFlushes is one day of 10 s flushes of policies 1..n on one instance.
-func dayOfFlushes(day time.Time, policies int) []storage.PolicyDelta {
+func dayOfFlushes(day time.Time, policies int) []history.PolicyDelta {
 	const flushes = 24 * 60 * 6
-	out := make([]storage.PolicyDelta, 0, flushes*policies)
+	out := make([]history.PolicyDelta, 0, flushes*policies)
 	for k := range flushes {
 		at := day.Add(time.Duration(k) * 10 * time.Second)
 		for p := 1; p <= policies; p++ {
-			out = append(out, storage.PolicyDelta{PolicyID: int64(p), Instance: "bench", Time: at, Packets: int64(k%50 + p), Bytes: int64(k%50+p) * 900, ActiveFlows: int64(k % 17)})
+			out = append(out, history.PolicyDelta{PolicyID: int64(p), Instance: "bench", Time: at, Packets: int64(k%50 + p), Bytes: int64(k%50+p) * 900, ActiveFlows: int64(k % 17)})
 		}
 	}
 	return out
 }
 
-func writeChunked(b *testing.B, h storage.HistoryStore, deltas []storage.PolicyDelta) {
+func writeChunked(b *testing.B, h history.HistoryStore, deltas []history.PolicyDelta) {
 	b.Helper()
 	for start := 0; start < len(deltas); start += 10_000 {
 		if err := h.WriteDeltas(context.Background(), deltas[start:min(start+10_000, len(deltas))]); err != nil {
@@ -129,7 +130,7 @@ func BenchmarkHistoryQueryDaySQLScan(b *testing.B) {
 	for _, dialect := range storagetest.Dialects {
 		b.Run(dialect, func(b *testing.B) {
 			db := storagetest.Open(b, dialect)
-			writeChunked(b, storage.NewSQLHistory(db), data)
+			writeChunked(b, history.NewSQLHistory(db), data)
 			query := "SELECT timestamp, instance, packets, bytes, active_flows FROM policy_stats WHERE policy_id = ? AND timestamp >= ? AND timestamp < ?"
 			if dialect == storage.DialectPostgres {
 				query = "SELECT timestamp, instance, packets, bytes, active_flows FROM policy_stats WHERE policy_id = $1 AND timestamp >= $2 AND timestamp < $3"
@@ -152,14 +153,14 @@ func BenchmarkHistoryQueryDaySQLScan(b *testing.B) {
 	}
 }
 
-func scanWindows(db *sql.DB, query string, policyID int64, from, to time.Time, every time.Duration) ([]storage.HistoryPoint, error) {
+func scanWindows(db *sql.DB, query string, policyID int64, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error) {
 	rows, err := db.Query(query, policyID, from, to)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	n := int(to.Sub(from) / every)
-	points := make([]storage.HistoryPoint, n)
+	points := make([]history.HistoryPoint, n)
 	flows := make([]map[string]int64, n)
 	for rows.Next() {
 		var at time.Time
@@ -189,10 +190,10 @@ func scanWindows(db *sql.DB, query string, policyID int64, from, to time.Time, e
 // at 1 m windows, what a dashboard asks for.
 func BenchmarkHistoryQueryTop(b *testing.B) {
 	hour := time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
-	var data []storage.PolicyDelta
+	var data []history.PolicyDelta
 	for k := range 360 {
 		for p := 1; p <= 1000; p++ {
-			data = append(data, storage.PolicyDelta{PolicyID: int64(p), Instance: "bench", Time: hour.Add(time.Duration(k) * 10 * time.Second), Packets: int64(p), Bytes: int64(p) * 100, ActiveFlows: 1})
+			data = append(data, history.PolicyDelta{PolicyID: int64(p), Instance: "bench", Time: hour.Add(time.Duration(k) * 10 * time.Second), Packets: int64(p), Bytes: int64(p) * 100, ActiveFlows: 1})
 		}
 	}
 	for _, store := range benchStores {

@@ -1,4 +1,4 @@
-package storage_test
+package history_test
 
 import (
 	"compress/gzip"
@@ -17,12 +17,13 @@ import (
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 
 	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
-func newInflux(t *testing.T, cfg storage.InfluxConfig) *storage.InfluxHistory {
+func newInflux(t *testing.T, cfg history.InfluxConfig) *history.InfluxHistory {
 	t.Helper()
-	h, err := storage.NewInfluxHistory(cfg)
+	h, err := history.NewInfluxHistory(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,9 +33,9 @@ func newInflux(t *testing.T, cfg storage.InfluxConfig) *storage.InfluxHistory {
 
 func wantWriteError(t *testing.T, err error, status int, retryable bool, retryAfter time.Duration) {
 	t.Helper()
-	var werr *storage.WriteError
+	var werr *history.WriteError
 	if !errors.As(err, &werr) {
-		t.Fatalf("err = %v (%T), want a *storage.WriteError", err, err)
+		t.Fatalf("err = %v (%T), want a *history.WriteError", err, err)
 	}
 	if werr.Status != status || werr.Retryable != retryable || werr.RetryAfter != retryAfter {
 		t.Fatalf("WriteError{Status: %d, Retryable: %v, RetryAfter: %s}, want {%d, %v, %s}; %v",
@@ -82,12 +83,12 @@ func (f *fakeWrite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func TestInfluxWriteErrors(t *testing.T) {
 	ctx := context.Background()
-	batch := []storage.PolicyDelta{delta(1, "edge-1", 0, 10, 1000, 2)}
+	batch := []history.PolicyDelta{delta(1, "edge-1", 0, 10, 1000, 2)}
 
 	fake := &fakeWrite{}
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
-	h := newInflux(t, storage.InfluxConfig{URL: srv.URL, Org: "patronus", Bucket: "patronus/autogen"})
+	h := newInflux(t, history.InfluxConfig{URL: srv.URL, Org: "patronus", Bucket: "patronus/autogen"})
 	status := func(code int, header ...string) func(w http.ResponseWriter) {
 		return func(w http.ResponseWriter) {
 			for i := 0; i+1 < len(header); i += 2 {
@@ -107,7 +108,7 @@ func TestInfluxWriteErrors(t *testing.T) {
 		at := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
 		fake.set(status(http.StatusTooManyRequests, "Retry-After", at))
 		err := h.WriteDeltas(ctx, batch)
-		var werr *storage.WriteError
+		var werr *history.WriteError
 		if !errors.As(err, &werr) || !werr.Retryable || werr.RetryAfter < 80*time.Second || werr.RetryAfter > 90*time.Second {
 			t.Fatalf("err = %#v, want retryable after about 90s", err)
 		}
@@ -163,11 +164,11 @@ func TestInfluxWriteErrors(t *testing.T) {
 	})
 
 	t.Run("RealServerDatabaseNotFoundIsPermanent", func(t *testing.T) {
-		real := newInflux(t, storage.InfluxConfig{URL: storagetest.InfluxURL(t), Token: influxToken, Org: "patronus", Bucket: "no_such_database/autogen"})
+		real := newInflux(t, history.InfluxConfig{URL: storagetest.InfluxURL(t), Token: influxToken, Org: "patronus", Bucket: "no_such_database/autogen"})
 		wantWriteError(t, real.WriteDeltas(ctx, batch), 404, false, 0)
 	})
 	t.Run("RealServerRefusedIsRetryable", func(t *testing.T) {
-		down := newInflux(t, storage.InfluxConfig{URL: closedURL(t), Org: "patronus", Bucket: "patronus/autogen"})
+		down := newInflux(t, history.InfluxConfig{URL: closedURL(t), Org: "patronus", Bucket: "patronus/autogen"})
 		wantWriteError(t, down.WriteDeltas(ctx, batch), 0, true, 0)
 	})
 	t.Run("RealServerAcceptsGzip", func(t *testing.T) {
@@ -175,7 +176,7 @@ func TestInfluxWriteErrors(t *testing.T) {
 		if err := real.WriteDeltas(ctx, batch); err != nil {
 			t.Fatal(err)
 		}
-		wantPoints(t, queryPolicy(t, real, 1, 0, time.Minute, time.Minute), []storage.HistoryPoint{point(0, 10, 1000, 2)})
+		wantPoints(t, queryPolicy(t, real, 1, 0, time.Minute, time.Minute), []history.HistoryPoint{point(0, 10, 1000, 2)})
 	})
 }
 
@@ -192,13 +193,13 @@ func closedURL(t *testing.T) string {
 }
 
 func TestNewInfluxHistoryValidates(t *testing.T) {
-	for name, cfg := range map[string]storage.InfluxConfig{
+	for name, cfg := range map[string]history.InfluxConfig{
 		"NoURL":        {Org: "o", Bucket: "b"},
 		"NoBucket":     {URL: "http://127.0.0.1:1", Org: "o"},
 		"NoOrg":        {URL: "http://127.0.0.1:1", Bucket: "b"}, // 1.8 answers 404 to writes without one
 		"BadWindowing": {URL: "http://127.0.0.1:1", Org: "o", Bucket: "b", Windowing: "both"},
 	} {
-		if _, err := storage.NewInfluxHistory(cfg); !errors.Is(err, storage.ErrInvalid) {
+		if _, err := history.NewInfluxHistory(cfg); !errors.Is(err, storage.ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
 		}
 	}
@@ -212,14 +213,14 @@ func TestInfluxPing(t *testing.T) {
 		}
 	})
 	t.Run("Down", func(t *testing.T) {
-		h := newInflux(t, storage.InfluxConfig{URL: closedURL(t), Org: "patronus", Bucket: "patronus/autogen"})
+		h := newInflux(t, history.InfluxConfig{URL: closedURL(t), Org: "patronus", Bucket: "patronus/autogen"})
 		if err := h.Ping(ctx); err == nil {
 			t.Fatal("ping of a closed port succeeded")
 		}
 	})
 	t.Run("MissingBucket", func(t *testing.T) {
 		// /ping answers whatever the bucket; the query behind it does not.
-		h := newInflux(t, storage.InfluxConfig{URL: storagetest.InfluxURL(t), Token: influxToken, Org: "patronus", Bucket: "no_such_database/autogen"})
+		h := newInflux(t, history.InfluxConfig{URL: storagetest.InfluxURL(t), Token: influxToken, Org: "patronus", Bucket: "no_such_database/autogen"})
 		if err := h.Ping(ctx); err == nil || !strings.Contains(err.Error(), "no_such_database") {
 			t.Fatalf("ping = %v, want a query error naming the bucket", err)
 		}
@@ -230,7 +231,7 @@ func TestInfluxPing(t *testing.T) {
 // its /ping says version "unknown") has no /ready, so the store reads with InfluxQL, with the same results as the
 // suite's forced plans.
 func TestInfluxAutoWindowing(t *testing.T) {
-	h := openInflux(t, storage.InfluxWindowingAuto)
+	h := openInflux(t, history.InfluxWindowingAuto)
 	if got := h.ReadPath(); got != "unknown" {
 		t.Errorf("ReadPath before Detect = %q, want unknown", got)
 	}
@@ -238,7 +239,7 @@ func TestInfluxAutoWindowing(t *testing.T) {
 		t.Fatalf("Detect = %q, want influxql", got)
 	}
 	write(t, h, delta(1, "a", 0, 1, 10, 3), delta(1, "b", 30*time.Second, 2, 20, 4), delta(1, "a", 3*time.Minute, 4, 40, 1))
-	wantPoints(t, queryPolicy(t, h, 1, 0, 3*time.Minute, time.Minute), []storage.HistoryPoint{
+	wantPoints(t, queryPolicy(t, h, 1, 0, 3*time.Minute, time.Minute), []history.HistoryPoint{
 		point(0, 3, 30, 7), point(time.Minute, 0, 0, 0), point(2*time.Minute, 0, 0, 0),
 	})
 }
@@ -260,13 +261,13 @@ func TestInfluxDetectVersion(t *testing.T) {
 			w.Header().Set("X-Influxdb-Version", version)
 			w.WriteHeader(http.StatusNoContent)
 		}))
-		h := newInflux(t, storage.InfluxConfig{URL: srv.URL, Org: "o", Bucket: "b"})
+		h := newInflux(t, history.InfluxConfig{URL: srv.URL, Org: "o", Bucket: "b"})
 		if got := h.Detect(context.Background()); got != want {
 			t.Errorf("version %q: Detect = %q, want %q", version, got, want)
 		}
 		srv.Close()
 	}
-	h := newInflux(t, storage.InfluxConfig{URL: closedURL(t), Org: "o", Bucket: "b"})
+	h := newInflux(t, history.InfluxConfig{URL: closedURL(t), Org: "o", Bucket: "b"})
 	if got := h.Detect(context.Background()); got != "unknown" {
 		t.Errorf("unreachable server: Detect = %q, want unknown", got)
 	}
@@ -286,8 +287,8 @@ func TestInfluxQuotesBucket(t *testing.T) {
 		`x'..policy_traffic --`,
 		`x\"."autogen"."policy_traffic" WHERE 1=1 --`,
 	} {
-		for _, windowing := range []string{storage.InfluxWindowingInfluxQL, storage.InfluxWindowingServer} {
-			h := newInflux(t, storage.InfluxConfig{URL: storagetest.InfluxURL(t), Token: influxToken, Org: "patronus", Bucket: bucket, Windowing: windowing})
+		for _, windowing := range []string{history.InfluxWindowingInfluxQL, history.InfluxWindowingServer} {
+			h := newInflux(t, history.InfluxConfig{URL: storagetest.InfluxURL(t), Token: influxToken, Org: "patronus", Bucket: bucket, Windowing: windowing})
 			_, err := h.QueryPolicy(ctx, 1, base, base.Add(time.Minute), time.Minute)
 			if err == nil || !strings.Contains(err.Error(), "database") || !strings.Contains(err.Error(), "not found") && !strings.Contains(err.Error(), "no database") {
 				t.Errorf("%s, bucket %q: err = %v, want the server's database not found", windowing, bucket, err)
@@ -299,7 +300,7 @@ func TestInfluxQuotesBucket(t *testing.T) {
 func TestInfluxWritePathMetrics(t *testing.T) {
 	ctx := context.Background()
 	serverURL, bucket := influxDatabase(t)
-	h := newInflux(t, storage.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket})
+	h := newInflux(t, history.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket})
 	m := storage.PathMetrics{PathID: 42, LatencyMs: 12.5, JitterMs: 1.25, PacketLossPct: 0.5, BandwidthMbps: 940, MTU: 1420, Score: 87, MeasuredAt: base}
 	if err := h.WritePathMetrics(ctx, m, "paris-berlin"); err != nil {
 		t.Fatal(err)

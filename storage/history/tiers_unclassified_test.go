@@ -1,4 +1,4 @@
-package storage_test
+package history_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
 
@@ -17,8 +17,8 @@ import (
 func TestHistoryTiersKeepUnclassifiedApart(t *testing.T) {
 	for _, dialect := range storagetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
-			testUnclassifiedTiers(t, func(t *testing.T, tiers storage.TierConfig) tieredStore {
-				h, err := storage.NewSQLHistoryTiers(storagetest.Open(t, dialect), tiers)
+			testUnclassifiedTiers(t, func(t *testing.T, tiers history.TierConfig) tieredStore {
+				h, err := history.NewSQLHistoryTiers(storagetest.Open(t, dialect), tiers)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -26,12 +26,12 @@ func TestHistoryTiersKeepUnclassifiedApart(t *testing.T) {
 			})
 		})
 	}
-	for _, windowing := range []string{storage.InfluxWindowingInfluxQL, storage.InfluxWindowingServer} {
+	for _, windowing := range []string{history.InfluxWindowingInfluxQL, history.InfluxWindowingServer} {
 		t.Run("influxdb-"+windowing, func(t *testing.T) {
-			testUnclassifiedTiers(t, func(t *testing.T, tiers storage.TierConfig) tieredStore {
+			testUnclassifiedTiers(t, func(t *testing.T, tiers history.TierConfig) tieredStore {
 				serverURL, bucket := influxDatabase(t)
-				cfg := storage.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket, Windowing: windowing, Tiers: &tiers}
-				h, err := storage.NewInfluxHistory(cfg)
+				cfg := history.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket, Windowing: windowing, Tiers: &tiers}
+				h, err := history.NewInfluxHistory(cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -45,14 +45,14 @@ func TestHistoryTiersKeepUnclassifiedApart(t *testing.T) {
 func testUnclassifiedTiers(t *testing.T, open openTiered) {
 	ctx := context.Background()
 	clock := &fakeClock{}
-	tiers := storage.TierConfig{Interval: tierInterval, RawRetention: 30 * time.Minute, Retention1m: influxRetention1m,
+	tiers := history.TierConfig{Interval: tierInterval, RawRetention: 30 * time.Minute, Retention1m: influxRetention1m,
 		Retention1h: 400 * 24 * time.Hour, Settle: time.Minute, Now: clock.Now}
 	h := open(t, tiers)
 	// Two hours: policy 1 and the unclassified traffic every interval, policy 2 every other.
 	var sent [3]int64 // bytes per policy id 0, 1, 2
 	for hour := range 2 {
 		clock.set(tierBase.Add(time.Duration(hour) * time.Hour).Add(30 * time.Minute))
-		var batch []storage.PolicyDelta
+		var batch []history.PolicyDelta
 		for k := hour * 360; k < (hour+1)*360; k++ {
 			at := tierBase.Add(time.Duration(k)*tierInterval + 3*time.Second)
 			for id, b := range map[int64]int64{0: 700 + int64(k%13)*100, 1: 1000 + int64(k%7)*10, 2: int64(k%2) * 5000} {
@@ -60,7 +60,7 @@ func testUnclassifiedTiers(t *testing.T, open openTiered) {
 					continue
 				}
 				sent[id] += b
-				batch = append(batch, storage.PolicyDelta{PolicyID: id, Instance: "a", Time: at, Packets: 1, Bytes: b})
+				batch = append(batch, history.PolicyDelta{PolicyID: id, Instance: "a", Time: at, Packets: 1, Bytes: b})
 			}
 		}
 		write(t, h, batch...)
@@ -70,16 +70,16 @@ func testUnclassifiedTiers(t *testing.T, open openTiered) {
 		}
 	}
 	from, to := tierBase, tierBase.Add(2*time.Hour)
-	if tier, err := h.tier(ctx, from, to, time.Hour); err != nil || tier != storage.Tier1h {
-		t.Fatalf("tier %q %v, want %q: the test must read the rollups", tier, err, storage.Tier1h)
+	if tier, err := h.tier(ctx, from, to, time.Hour); err != nil || tier != history.Tier1h {
+		t.Fatalf("tier %q %v, want %q: the test must read the rollups", tier, err, history.Tier1h)
 	}
-	sum := func(points []storage.HistoryPoint) (b int64) {
+	sum := func(points []history.HistoryPoint) (b int64) {
 		for _, p := range points {
 			b += p.Bytes
 		}
 		return b
 	}
-	unclassified, err := h.QueryPolicy(ctx, storage.UnclassifiedPolicyID, from, to, time.Hour)
+	unclassified, err := h.QueryPolicy(ctx, history.UnclassifiedPolicyID, from, to, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,15 +98,15 @@ func testUnclassifiedTiers(t *testing.T, open openTiered) {
 		ivBytes += iv.Bytes * max(iv.Count, 1)
 	}
 	// From the 1h tier the intervals are histogram bins, each within RateRelativeError.
-	if want := sent[1] + sent[2]; math.Abs(float64(ivBytes-want)) > storage.RateRelativeError*float64(want) {
-		t.Errorf("all-policies intervals from the 1h tier: %d bytes, want %d (within %v)", ivBytes, want, storage.RateRelativeError)
+	if want := sent[1] + sent[2]; math.Abs(float64(ivBytes-want)) > history.RateRelativeError*float64(want) {
+		t.Errorf("all-policies intervals from the 1h tier: %d bytes, want %d (within %v)", ivBytes, want, history.RateRelativeError)
 	}
 	series, err := h.QueryTop(ctx, from, to, time.Hour, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range series {
-		if s.PolicyID == storage.UnclassifiedPolicyID {
+		if s.PolicyID == history.UnclassifiedPolicyID {
 			t.Errorf("the all-policies history lists the unclassified traffic as a policy")
 		}
 	}

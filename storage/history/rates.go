@@ -1,10 +1,12 @@
-package storage
+package history
 
 import (
 	"cmp"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // MaxHistoryIntervals is the most flush intervals one QueryIntervals may span (about 116
@@ -34,10 +36,10 @@ func validateIntervals(from, to time.Time, interval time.Duration) error {
 	n := IntervalCount(from, to, interval)
 	switch {
 	case n == 0:
-		return fmt.Errorf("%w: history interval %s over %s..%s: need a whole number of seconds and from before to", ErrInvalid,
+		return fmt.Errorf("%w: history interval %s over %s..%s: need a whole number of seconds and from before to", storage.ErrInvalid,
 			interval, from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
 	case n > MaxHistoryIntervals:
-		return fmt.Errorf("%w: history range %s..%s spans %d intervals of %s, more than %d", ErrInvalid,
+		return fmt.Errorf("%w: history range %s..%s spans %d intervals of %s, more than %d", storage.ErrInvalid,
 			from.Format(time.RFC3339), to.Format(time.RFC3339), n, interval, MaxHistoryIntervals)
 	}
 	return nil

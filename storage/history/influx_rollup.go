@@ -1,4 +1,4 @@
-package storage
+package history
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 
 	"github.com/influxdata/influxdb-client-go/v2/api"
 	"github.com/influxdata/influxdb-client-go/v2/api/write"
+
+	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // Retention policies of the rollup tiers on InfluxDB 1.x, in the database of the bucket.
@@ -120,11 +122,11 @@ const RollupJobName = "history-rollup"
 
 // RunRollups runs Rollup every interval until ctx ends, on one replica at a time (see
 // RunSingleton, on the inventory database db). Failures are logged and retried at the next run.
-func (h *InfluxHistory) RunRollups(ctx context.Context, db *DB, interval time.Duration, log *slog.Logger) {
+func (h *InfluxHistory) RunRollups(ctx context.Context, db *storage.DB, interval time.Duration, log *slog.Logger) {
 	if log == nil {
 		log = slog.Default()
 	}
-	RunSingleton(ctx, db, SingletonJob{Name: RollupJobName, Interval: interval, Logger: log, Run: func(ctx context.Context) error {
+	storage.RunSingleton(ctx, db, storage.SingletonJob{Name: RollupJobName, Interval: interval, Logger: log, Run: func(ctx context.Context) error {
 		_, _, err := h.Rollup(ctx)
 		return err
 	}})

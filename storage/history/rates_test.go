@@ -1,4 +1,4 @@
-package storage_test
+package history_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patronus-sdwan/patronus/storage"
+	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // ratesTraffic is two instances of policy 1 flushing every 10 s, 3 s after each aligned
@@ -17,9 +17,9 @@ var ratesTraffic = struct{ a, b []int64 }{
 	b: []int64{0, 1000, 0, 0, 2500, 0, 0, 0, 0, 0, 5000, 0},
 }
 
-func writeRatesTraffic(t *testing.T, h storage.HistoryStore) {
+func writeRatesTraffic(t *testing.T, h history.HistoryStore) {
 	t.Helper()
-	var deltas []storage.PolicyDelta
+	var deltas []history.PolicyDelta
 	for k := range ratesTraffic.a {
 		at := time.Duration(k)*10*time.Second + 3*time.Second
 		for instance, bytes := range map[string]int64{"a": ratesTraffic.a[k], "b": ratesTraffic.b[k]} {
@@ -53,8 +53,8 @@ func testHistoryRates(t *testing.T, open openHistory) {
 	if _, ok := intervals[2]; ok {
 		t.Errorf("intervals of policy 2 answered for policy 1 only")
 	}
-	rates, sum := storage.HistoryRates(points, intervals[1], from, to, time.Minute, 10*time.Second)
-	want := []storage.PointRates{
+	rates, sum := history.HistoryRates(points, intervals[1], from, to, time.Minute, 10*time.Second)
+	want := []history.PointRates{
 		{PPS: 165.0 / 60, BPS: 16500 * 8.0 / 60, PeakBPS: 6000},
 		{PPS: 220.0 / 60, BPS: 22000 * 8.0 / 60, PeakBPS: 12000},
 		{}, {},
@@ -70,7 +70,7 @@ func testHistoryRates(t *testing.T, open openHistory) {
 	// 24 intervals in 4 minutes, 14 without traffic: nearest rank ceil(0.95*24) = 23 is the
 	// 9th of the 10 non-zero rates in ascending order (800 800 800 800 1600 2400 2400 3200
 	// 6000 12000), 6000.
-	wantSum := storage.HistorySummary{TotalPackets: 385, TotalBytes: 38500, AvgBPS: 38500 * 8.0 / 240,
+	wantSum := history.HistorySummary{TotalPackets: 385, TotalBytes: 38500, AvgBPS: 38500 * 8.0 / 240,
 		MaxBPS: 12000, P95BPS: 6000, LastBPS: 1600, Intervals: 24}
 	if sum.TotalPackets != wantSum.TotalPackets || sum.TotalBytes != wantSum.TotalBytes || !near(sum.AvgBPS, wantSum.AvgBPS) ||
 		!near(sum.MaxBPS, wantSum.MaxBPS) || !near(sum.P95BPS, wantSum.P95BPS) || !near(sum.LastBPS, wantSum.LastBPS) || sum.Intervals != wantSum.Intervals {
@@ -82,7 +82,7 @@ func testHistoryRates(t *testing.T, open openHistory) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantPoints(t, total, []storage.HistoryPoint{point(0, 171, 16500+6*99999, 0), point(time.Minute, 226, 22000+6*99999, 0), point(2*time.Minute, 0, 0, 0), point(3*time.Minute, 0, 0, 0)})
+	wantPoints(t, total, []history.HistoryPoint{point(0, 171, 16500+6*99999, 0), point(time.Minute, 226, 22000+6*99999, 0), point(2*time.Minute, 0, 0, 0), point(3*time.Minute, 0, 0, 0)})
 	perInterval := []int64{1000, 3000, 0, 4000, 7500, 1000, 1000, 1000, 0, 3000, 15000, 2000}
 	if len(totalIntervals) != len(perInterval) {
 		t.Fatalf("total intervals %v, want %d", totalIntervals, len(perInterval))
@@ -105,7 +105,7 @@ func testHistoryRates(t *testing.T, open openHistory) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rates, sum = storage.HistoryRates(points, intervals[1], from, base.Add(time.Minute), time.Minute, 10*time.Second)
+	rates, sum = history.HistoryRates(points, intervals[1], from, base.Add(time.Minute), time.Minute, 10*time.Second)
 	if len(rates) != 1 || !near(rates[0].BPS, 12500*8.0/30) || !near(rates[0].PeakBPS, 6000) || sum.Intervals != 3 || !near(sum.P95BPS, 6000) {
 		t.Errorf("clipped window: rates %+v summary %+v, want bps %v peak 6000 over 3 intervals", rates, sum, 12500*8.0/30)
 	}
