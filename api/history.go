@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -156,8 +157,29 @@ func parseCount(s, units string) (time.Duration, error) {
 	return time.Duration(n) * unit, nil
 }
 
+// HistoryReader is what the history routes need of the history store: windowed sums, the
+// per-interval bytes of rates and percentiles, and the tier that answers. history.SQLHistory
+// and history.InfluxHistory implement it, with the semantics package history documents; the
+// path route also needs PathHistoryReader.
+type HistoryReader interface {
+	// QueryPolicy returns the windows of one policy's history over [from, to); policy id 0
+	// (history.UnclassifiedPolicyID) is the unclassified traffic.
+	QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error)
+	// QueryTop returns the windows of every policy with points in [from, to), or of the top
+	// policies by bytes when top > 0, most bytes first.
+	QueryTop(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]history.PolicySeries, error)
+	// QueryIntervals returns, per policy (the given ones, all for none), the bytes of each
+	// interval of [from, to) with traffic.
+	QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]history.IntervalBytes, error)
+	// QueryTotal returns the windows of all policies together, and with interval > 0 their
+	// per-interval bytes.
+	QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]history.HistoryPoint, []history.IntervalBytes, error)
+	// Tier names the tier that answers reads over [from, to) at every.
+	Tier(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
+}
+
 // historyStore returns the configured history store, or the 503 the spec documents.
-func (s *Server) historyStore() (history.HistoryStore, error) {
+func (s *Server) historyStore() (HistoryReader, error) {
 	if s.cfg.History == nil {
 		return nil, newError(errUnavailable, "the history store is not configured")
 	}

@@ -42,9 +42,10 @@ func TestHistoryEndToEnd(t *testing.T) {
 			clock := &settableClock{}
 			var flusher *collector.Flusher
 			a := newTestAPI(t, b.dialect, withConfig(func(c *Config) {
-				c.History = b.open(t, c.DB)
+				h := b.open(t, c.DB)
+				c.History = h
 				c.Now = func() time.Time { return historyNow }
-				flusher = collector.NewFlusher(c.Collector, c.History, collector.FlushConfig{
+				flusher = collector.NewFlusher(c.Collector, h, collector.FlushConfig{
 					Instance: "e2e", Interval: time.Hour, Now: clock.Now, MinBackoff: 10 * time.Millisecond,
 					Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 				})

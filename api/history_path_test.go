@@ -34,11 +34,12 @@ func TestPathAndUnclassifiedHistoryEndToEnd(t *testing.T) {
 			t.Cleanup(func() { sp.Close() })
 			var flusher *collector.Flusher
 			a := newTestAPI(t, b.dialect, withConfig(func(c *Config) {
-				c.History = b.open(t, c.DB)
+				h := b.open(t, c.DB)
+				c.History = h
 				c.Now = func() time.Time { return historyNow }
 				c.HistoryInterval = 10 * time.Second
 				c.Spool = sp
-				flusher = collector.NewFlusher(c.Collector, c.History, collector.FlushConfig{
+				flusher = collector.NewFlusher(c.Collector, h, collector.FlushConfig{
 					Instance: "e2e", Interval: time.Hour, Now: clock.Now, MinBackoff: 10 * time.Millisecond,
 					Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Spool: sp,
 				})

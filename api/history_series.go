@@ -24,7 +24,7 @@ type seriesReader struct {
 }
 
 // policyReader reads policy id's series from h; id 0 is the unclassified traffic.
-func policyReader(h history.HistoryStore, id int64) seriesReader {
+func policyReader(h HistoryReader, id int64) seriesReader {
 	return seriesReader{
 		windows: func(ctx context.Context, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error) {
 			return h.QueryPolicy(ctx, id, from, to, every)

@@ -26,16 +26,25 @@ var historyNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
 // historyBackend is a history store the history routes are tested on, with the inventory
 // dialect its server uses.
+// historyStore is a history store the tests both write to and serve from.
+type historyStore interface {
+	HistoryReader
+	PathHistoryReader
+	WriteDeltas(ctx context.Context, deltas []history.PolicyDelta) error
+	Ping(ctx context.Context) error
+	Close()
+}
+
 type historyBackend struct {
 	name    string
 	dialect string
-	open    func(t *testing.T, db *storage.DB) history.HistoryStore
+	open    func(t *testing.T, db *storage.DB) historyStore
 }
 
 var historyBackends = []historyBackend{
-	{"sql-sqlite", storage.DialectSQLite, func(t *testing.T, db *storage.DB) history.HistoryStore { return history.NewSQLHistory(db) }},
-	{"sql-postgres", storage.DialectPostgres, func(t *testing.T, db *storage.DB) history.HistoryStore { return history.NewSQLHistory(db) }},
-	{"influxdb", storage.DialectSQLite, func(t *testing.T, db *storage.DB) history.HistoryStore { return openTestInflux(t) }},
+	{"sql-sqlite", storage.DialectSQLite, func(t *testing.T, db *storage.DB) historyStore { return history.NewSQLHistory(db) }},
+	{"sql-postgres", storage.DialectPostgres, func(t *testing.T, db *storage.DB) historyStore { return history.NewSQLHistory(db) }},
+	{"influxdb", storage.DialectSQLite, func(t *testing.T, db *storage.DB) historyStore { return openTestInflux(t) }},
 }
 
 // openTestInflux returns an InfluxHistory on a fresh database of the test InfluxDB.
@@ -53,7 +62,7 @@ func openTestInflux(t *testing.T) *history.InfluxHistory {
 // historyAPI is a test server with a history store and the fixed clock historyNow.
 type historyAPI struct {
 	*testAPI
-	history history.HistoryStore
+	history historyStore
 }
 
 // forEachHistoryBackend runs fn on a server per history backend.
@@ -61,7 +70,7 @@ func forEachHistoryBackend(t *testing.T, fn func(t *testing.T, a historyAPI), op
 	t.Helper()
 	for _, b := range historyBackends {
 		t.Run(b.name, func(t *testing.T) {
-			var h history.HistoryStore
+			var h historyStore
 			opts := append([]apiOption{withConfig(func(c *Config) {
 				h = b.open(t, c.DB)
 				c.History = h

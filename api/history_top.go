@@ -25,7 +25,7 @@ func (ss statsSeries) withPeak(iv time.Duration) bool { return iv > 0 && !ss.noI
 
 // statsQuery is one all-policies history request, resolved and checked.
 type statsQuery struct {
-	history history.HistoryStore
+	history HistoryReader
 	r       historyRange
 	iv      time.Duration // flush interval of peaks and percentiles, 0 for none
 	top     int

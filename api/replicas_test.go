@@ -34,7 +34,7 @@ type testReplica struct {
 	stop    func()
 }
 
-func startTestReplica(t *testing.T, db *storage.DB, history history.HistoryStore, name string) *testReplica {
+func startTestReplica(t *testing.T, db *storage.DB, history historyStore, name string) *testReplica {
 	t.Helper()
 	r := &testReplica{name: name, coll: collector.New(collector.Config{Logger: slog.New(slog.DiscardHandler)})}
 	r.flusher = collector.NewFlusher(r.coll, history, collector.FlushConfig{Instance: name, Interval: replicaInterval,
@@ -119,10 +119,10 @@ func eventually(t *testing.T, what string, check func() string) {
 func TestReplicasShareLiveAndHistoryCounts(t *testing.T) {
 	backends := []struct {
 		name string
-		open func(t *testing.T, db *storage.DB) history.HistoryStore
+		open func(t *testing.T, db *storage.DB) historyStore
 	}{
-		{"influxdb", func(t *testing.T, db *storage.DB) history.HistoryStore { return openTestInflux(t) }},
-		{"sql-postgres", func(t *testing.T, db *storage.DB) history.HistoryStore { return history.NewSQLHistory(db) }},
+		{"influxdb", func(t *testing.T, db *storage.DB) historyStore { return openTestInflux(t) }},
+		{"sql-postgres", func(t *testing.T, db *storage.DB) historyStore { return history.NewSQLHistory(db) }},
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -131,7 +131,7 @@ func TestReplicasShareLiveAndHistoryCounts(t *testing.T) {
 	}
 }
 
-func testReplicasShareCounts(t *testing.T, openHistory func(t *testing.T, db *storage.DB) history.HistoryStore) {
+func testReplicasShareCounts(t *testing.T, openHistory func(t *testing.T, db *storage.DB) historyStore) {
 	ctx := context.Background()
 	db := storagetest.Open(t, storage.DialectPostgres)
 	history := openHistory(t, db)

@@ -19,7 +19,6 @@ import (
 	"github.com/patronus-sdwan/patronus/cache"
 	"github.com/patronus-sdwan/patronus/collector"
 	"github.com/patronus-sdwan/patronus/storage"
-	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
 // Config holds what the API serves from.
@@ -48,7 +47,7 @@ type Config struct {
 	// change's seq as id.
 	Publish func(eventType string, data any)
 	// History answers history queries; nil disables the history routes.
-	History history.HistoryStore
+	History HistoryReader
 	// HistoryInterval is the flush interval of the history points, the sample of peak_bps
 	// and the summary's percentiles; 0 (or not whole seconds) leaves those out.
 	HistoryInterval time.Duration

@@ -13,7 +13,10 @@ import (
 	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
-// HistoryWriter is where flushed deltas go: InfluxDB or the SQL table.
+// HistoryWriter is where flushed deltas go: InfluxDB or the SQL table (history.InfluxHistory,
+// history.SQLHistory). Writing the same deltas again must replace the points, not add to them,
+// so that a retried batch cannot double count; a failure the writer knows is a
+// *history.WriteError, which decides whether the batch is retried (history.AsWriteError).
 type HistoryWriter interface {
 	WriteDeltas(ctx context.Context, batch []history.PolicyDelta) error
 }

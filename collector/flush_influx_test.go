@@ -59,7 +59,13 @@ func startTraffic(t *testing.T, coll *collector.Collector) *trafficRun {
 
 func (r *trafficRun) finish() { close(r.stop); r.stopped.Wait() }
 
-func historyTotal(t *testing.T, h history.HistoryStore, policyID int64, from time.Time) int64 {
+// historyStore is a history store the flusher writes to and the test reads back.
+type historyStore interface {
+	collector.HistoryWriter
+	QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error)
+}
+
+func historyTotal(t *testing.T, h historyStore, policyID int64, from time.Time) int64 {
 	t.Helper()
 	points, err := h.QueryPolicy(context.Background(), policyID, from.Truncate(time.Hour), time.Now().Add(time.Hour).Truncate(time.Hour), time.Hour)
 	if err != nil {
@@ -72,7 +78,7 @@ func historyTotal(t *testing.T, h history.HistoryStore, policyID int64, from tim
 	return sum
 }
 
-func runFlusher(coll *collector.Collector, h history.HistoryStore) (*collector.Flusher, func()) {
+func runFlusher(coll *collector.Collector, h historyStore) (*collector.Flusher, func()) {
 	f := collector.NewFlusher(coll, h, collector.FlushConfig{
 		Instance: "fault-test", Interval: 150 * time.Millisecond, MinBackoff: 50 * time.Millisecond,
 		MaxBackoff: 300 * time.Millisecond, WriteTimeout: 2 * time.Second,

@@ -43,9 +43,18 @@ func openDatabase(ctx context.Context, c config) (*storage.DB, error) {
 	return db, nil
 }
 
+// historyStore is what serve needs of the history store: the flusher writes to it, the API
+// reads from it, /readyz pings it, and it is closed on the way out.
+type historyStore interface {
+	collector.HistoryWriter
+	api.HistoryReader
+	Ping(ctx context.Context) error
+	Close()
+}
+
 // openHistory returns the history store the settings select: InfluxDB when PATRONUS_INFLUX_URL
 // is set, else the policy_stats table of the inventory database.
-func openHistory(c config, db *storage.DB) (history.HistoryStore, error) {
+func openHistory(c config, db *storage.DB) (historyStore, error) {
 	tiers := c.historyTiers()
 	if c.InfluxURL == "" {
 		h, err := history.NewSQLHistoryTiers(db, tiers)

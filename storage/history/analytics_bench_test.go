@@ -24,7 +24,7 @@ func BenchmarkHistoryAnalytics(b *testing.B) {
 	const iv = 10 * time.Second
 	type plan struct {
 		name  string
-		store history.HistoryStore
+		store historyStore
 		rates bool
 	}
 	backends := []struct {
@@ -33,7 +33,7 @@ func BenchmarkHistoryAnalytics(b *testing.B) {
 	}{
 		{"influxdb", func(b *testing.B) []plan {
 			serverURL, bucket := influxDatabase(b)
-			open := func(windowing string) history.HistoryStore {
+			open := func(windowing string) historyStore {
 				h, err := history.NewInfluxHistory(history.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket, Windowing: windowing, Timeout: 2 * time.Minute})
 				if err != nil {
 					b.Fatal(err)

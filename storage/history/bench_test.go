@@ -15,14 +15,14 @@ import (
 // benchStores are the history stores the benchmarks compare, each on its real backend.
 var benchStores = []struct {
 	name string
-	open func(b *testing.B) history.HistoryStore
+	open func(b *testing.B) historyStore
 }{
-	{"influxdb", func(b *testing.B) history.HistoryStore { return openInflux(b, history.InfluxWindowingClient) }},
-	{"influxdb-aggregatewindow", func(b *testing.B) history.HistoryStore { return openInflux(b, history.InfluxWindowingServer) }},
-	{"sqlite", func(b *testing.B) history.HistoryStore {
+	{"influxdb", func(b *testing.B) historyStore { return openInflux(b, history.InfluxWindowingClient) }},
+	{"influxdb-aggregatewindow", func(b *testing.B) historyStore { return openInflux(b, history.InfluxWindowingServer) }},
+	{"sqlite", func(b *testing.B) historyStore {
 		return history.NewSQLHistory(storagetest.Open(b, storage.DialectSQLite))
 	}},
-	{"postgres", func(b *testing.B) history.HistoryStore {
+	{"postgres", func(b *testing.B) historyStore {
 		return history.NewSQLHistory(storagetest.Open(b, storage.DialectPostgres))
 	}},
 }
@@ -71,7 +71,7 @@ func dayOfFlushes(day time.Time, policies int) []history.PolicyDelta {
 	return out
 }
 
-func writeChunked(b *testing.B, h history.HistoryStore, deltas []history.PolicyDelta) {
+func writeChunked(b *testing.B, h historyStore, deltas []history.PolicyDelta) {
 	b.Helper()
 	for start := 0; start < len(deltas); start += 10_000 {
 		if err := h.WriteDeltas(context.Background(), deltas[start:min(start+10_000, len(deltas))]); err != nil {

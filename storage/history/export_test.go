@@ -10,7 +10,7 @@ import (
 // row over the buckets of [from, to), as if a rollup had built them from flushes of
 // interval with bytes varying per interval: a month of 1h rows for benchmarks, without a
 // month of raw points. Only tests see it.
-func WriteSyntheticRollups(ctx context.Context, h HistoryStore, tier string, policies int, from, to time.Time, interval time.Duration) error {
+func WriteSyntheticRollups(ctx context.Context, h any, tier string, policies int, from, to time.Time, interval time.Duration) error {
 	s, ok := h.(rollupStore)
 	if !ok {
 		return fmt.Errorf("%T has no rollups", h)
@@ -60,7 +60,7 @@ func WriteSyntheticRollups(ctx context.Context, h HistoryStore, tier string, pol
 
 // RollupRange rebuilds the rows of tier with buckets in [from, to) now, as the rollup job
 // does, for benchmarks.
-func RollupRange(ctx context.Context, h HistoryStore, tier string, from, to time.Time) error {
+func RollupRange(ctx context.Context, h any, tier string, from, to time.Time) error {
 	s, ok := h.(rollupStore)
 	if !ok {
 		return fmt.Errorf("%T has no rollups", h)

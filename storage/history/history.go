@@ -1,7 +1,6 @@
 package history
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -9,50 +8,6 @@ import (
 
 	"github.com/patronus-sdwan/patronus/storage"
 )
-
-// HistoryStore keeps per-policy traffic history: the collector's flush loop writes deltas to it,
-// and the API and dashboards read windowed sums back. InfluxHistory and SQLHistory implement it
-// with the same semantics, checked by one shared test suite.
-//
-// Query semantics, the same on every implementation:
-//   - Only points with from <= time < to count.
-//   - Windows are [k*every, (k+1)*every) for integer k, aligned to the Unix epoch; a window's
-//     point carries its start time. Every window that overlaps [from, to) is returned, in time
-//     order, those without data as zeros; the first one may start before from (it then only
-//     counts points from from on).
-//   - Packets and Bytes of a window are the sums of every point in it, over all instances.
-//   - ActiveFlows of a window is, for each instance, the largest active_flows gauge that
-//     instance reported in the window, summed over the instances.
-type HistoryStore interface {
-	// WriteDeltas stores one point per delta, in the path series for deltas with a PathID
-	// and in the policy series otherwise. Writing the same deltas again (same policy,
-	// instance and time) replaces the points instead of adding to them, so a retried batch
-	// cannot double count. A failure is a *WriteError that says whether a retry can succeed.
-	WriteDeltas(ctx context.Context, deltas []PolicyDelta) error
-	// QueryPolicy returns the windows of one policy's history over [from, to); policy id 0
-	// (UnclassifiedPolicyID) is the unclassified traffic.
-	QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error)
-	// QueryTop returns the windows of every policy with points in [from, to), or with top > 0
-	// of the top policies by bytes in the range, ordered by bytes (most first), then policy id.
-	QueryTop(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]PolicySeries, error)
-	// QueryIntervals returns, per policy (the given ones, all for none), the bytes of each
-	// epoch-aligned interval of [from, to) with traffic, summed over instances: with the
-	// flush interval, one sample per flush, the base of peak rates and percentiles. Points
-	// count from from on, like the windows of QueryPolicy.
-	QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error)
-	// QueryTotal returns the windows of all policies together over [from, to): packets and
-	// bytes summed over every policy and instance, ActiveFlows left 0; and, when interval is
-	// not 0, the per-interval bytes of all policies together, as QueryIntervals.
-	QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error)
-	// Tier names the tier the queries over [from, to) at every read (TierRaw, Tier1m or
-	// Tier1h; see TierConfig): the coarsest rollup whose buckets divide every and that still
-	// holds from, raw without tiers.
-	Tier(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
-	// Ping checks that the store answers and accepts this client's credentials.
-	Ping(ctx context.Context) error
-	// Close releases what the store holds open.
-	Close()
-}
 
 // PolicyDelta is the traffic a policy saw on one instance between two flushes:
 // packets and bytes are deltas, ActiveFlows is a gauge at Time. PolicyID 0 is the

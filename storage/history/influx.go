@@ -48,7 +48,7 @@ type InfluxConfig struct {
 	Tiers *TierConfig
 }
 
-// InfluxHistory is the HistoryStore on InfluxDB: points of the policy_traffic measurement,
+// InfluxHistory is the history store on InfluxDB: points of the policy_traffic measurement,
 // read back with InfluxQL on 1.x and Flux on 2.x. It only uses the blocking write API: batching and retries belong to
 // the caller, which gets every failure back as a *WriteError.
 type InfluxHistory struct {

@@ -132,7 +132,7 @@ func (h *InfluxHistory) plan(gen serverGeneration) string {
 	return InfluxWindowingServer
 }
 
-// QueryPolicy returns one policy's windows over [from, to) with the semantics HistoryStore
+// QueryPolicy returns one policy's windows over [from, to) with the semantics the package
 // documents.
 func (h *InfluxHistory) QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error) {
 	return h.querySeries(ctx, PolicyTraffic, policyID, from, to, every)
@@ -162,7 +162,7 @@ func (h *InfluxHistory) querySeries(ctx context.Context, ts TrafficSeries, id in
 }
 
 // QueryTop returns the windows of every policy with points in [from, to), or of the top
-// policies by bytes, ordered as HistoryStore documents.
+// policies by bytes, ordered as the package documents.
 func (h *InfluxHistory) QueryTop(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]PolicySeries, error) {
 	grid, err := newWindowGrid(from, to, every)
 	if err != nil {
@@ -246,7 +246,7 @@ func (h *InfluxHistory) tieredTotals(ctx context.Context, from, to time.Time, ev
 	return totals, nil
 }
 
-// QueryIntervals returns per-interval bytes as HistoryStore documents: InfluxQL on 1.x,
+// QueryIntervals returns per-interval bytes as the package documents: InfluxQL on 1.x,
 // Flux aggregateWindow over the policy's group otherwise.
 func (h *InfluxHistory) QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
 	return h.queryIntervals(ctx, PolicyTraffic, ids, from, to, interval)
@@ -327,7 +327,7 @@ func (h *InfluxHistory) rawIntervals(ctx context.Context, ts TrafficSeries, ids 
 	return out, nil
 }
 
-// QueryTotal returns all policies together as HistoryStore documents. The windows follow the
+// QueryTotal returns all policies together as the package documents. The windows follow the
 // segments for every; the intervals are planned as QueryIntervals plans them
 // (intervalsEvery), so they come from raw, exact, while raw holds the range, whatever every is.
 func (h *InfluxHistory) QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {

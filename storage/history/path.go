@@ -7,7 +7,7 @@ import (
 
 // Path traffic history: the points of deltas with a PathID, in their own series
 // (PathTraffic: measurement path_traffic, table path_stats), read with the same machinery
-// and semantics as a policy's (see HistoryStore). A path's history is kept however the path
+// and semantics as a policy's (see the package documentation). A path's history is kept however the path
 // changes or is deleted, until the history retention removes it; ActiveFlows is always 0.
 
 // QueryPath returns one path's windows over [from, to), as QueryPolicy does for a policy.

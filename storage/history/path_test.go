@@ -13,7 +13,7 @@ import (
 
 // pathHistory is what the API reads path history with; both stores implement it.
 type pathHistory interface {
-	history.HistoryStore
+	historyStore
 	QueryPath(ctx context.Context, pathID int64, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error)
 	QueryPathIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]history.IntervalBytes, error)
 }

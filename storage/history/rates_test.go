@@ -17,7 +17,7 @@ var ratesTraffic = struct{ a, b []int64 }{
 	b: []int64{0, 1000, 0, 0, 2500, 0, 0, 0, 0, 0, 5000, 0},
 }
 
-func writeRatesTraffic(t *testing.T, h history.HistoryStore) {
+func writeRatesTraffic(t *testing.T, h historyStore) {
 	t.Helper()
 	var deltas []history.PolicyDelta
 	for k := range ratesTraffic.a {

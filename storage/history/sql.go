@@ -12,7 +12,7 @@ import (
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
-// SQLHistory is the HistoryStore on the policy_stats table of the inventory database, the
+// SQLHistory is the history store on the policy_stats table of the inventory database, the
 // embedded default when no InfluxDB is configured. Timestamps are stored in UTC.
 //
 // Windows are computed in SQL: the window index of a row is floor(epoch seconds / every),
@@ -166,7 +166,7 @@ GROUP BY %[1]s, w
 ORDER BY %[1]s, w`, ts.IDKey, s.windowExpr(secs), ts.Table, s.placeholder(1), s.placeholder(2), filter)
 }
 
-// QueryPolicy returns one policy's windows over [from, to) with the semantics HistoryStore
+// QueryPolicy returns one policy's windows over [from, to) with the semantics the package
 // documents, from the tiers Tier names.
 func (s *SQLHistory) QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]HistoryPoint, error) {
 	return s.querySeries(ctx, PolicyTraffic, policyID, from, to, every)
@@ -229,7 +229,7 @@ func allFilter(ts TrafficSeries) string {
 }
 
 // QueryTop returns the windows of every policy with rows in [from, to), or of the top
-// policies by bytes, ordered as HistoryStore documents.
+// policies by bytes, ordered as the package documents.
 func (s *SQLHistory) QueryTop(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]PolicySeries, error) {
 	ctx, cancel := s.deadline(ctx, 1)
 	defer cancel()
@@ -310,7 +310,7 @@ func (s *SQLHistory) readWindows(ctx context.Context, set *seriesSet, query stri
 	return rows.Err()
 }
 
-// QueryIntervals returns per-interval bytes as HistoryStore documents, grouped in SQL; from a
+// QueryIntervals returns per-interval bytes as the package documents, grouped in SQL; from a
 // rollup tier as intervalsOf reads them back.
 func (s *SQLHistory) QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
 	return s.queryIntervals(ctx, PolicyTraffic, ids, from, to, interval)
@@ -357,7 +357,7 @@ GROUP BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), 
 	return out, nil
 }
 
-// QueryTotal returns all policies together as HistoryStore documents, summed in SQL; from a
+// QueryTotal returns all policies together as the package documents, summed in SQL; from a
 // rollup tier, the all-policies rows. The windows follow the plan for every; the intervals
 // are planned as QueryIntervals plans them (intervalsEvery), so they come from raw, exact,
 // while raw holds the range, whatever every is.

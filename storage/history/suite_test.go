@@ -17,7 +17,26 @@ import (
 )
 
 // openHistory returns a fresh, empty history store that lives as long as the test.
-type openHistory func(t *testing.T) history.HistoryStore
+// historyStore is what the shared suite exercises: every read and write both stores have.
+type historyStore interface {
+	WriteDeltas(ctx context.Context, deltas []history.PolicyDelta) error
+	QueryPolicy(ctx context.Context, policyID int64, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error)
+	QueryTop(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]history.PolicySeries, error)
+	QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]history.IntervalBytes, error)
+	QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]history.HistoryPoint, []history.IntervalBytes, error)
+	QueryPath(ctx context.Context, pathID int64, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error)
+	QueryPathIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]history.IntervalBytes, error)
+	Tier(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
+	Ping(ctx context.Context) error
+	Close()
+}
+
+var (
+	_ historyStore = (*history.SQLHistory)(nil)
+	_ historyStore = (*history.InfluxHistory)(nil)
+)
+
+type openHistory func(t *testing.T) historyStore
 
 // TestHistoryStores runs the shared history suite on every implementation, each on its real
 // backend.
@@ -27,12 +46,12 @@ func TestHistoryStores(t *testing.T) {
 	// All three run on the real 1.8.
 	for _, windowing := range []string{history.InfluxWindowingInfluxQL, history.InfluxWindowingClient, history.InfluxWindowingServer} {
 		t.Run("influxdb-"+windowing, func(t *testing.T) {
-			testHistoryStore(t, func(t *testing.T) history.HistoryStore { return openInflux(t, windowing) })
+			testHistoryStore(t, func(t *testing.T) historyStore { return openInflux(t, windowing) })
 		})
 	}
 	for _, dialect := range storagetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
-			testHistoryStore(t, func(t *testing.T) history.HistoryStore {
+			testHistoryStore(t, func(t *testing.T) historyStore {
 				return history.NewSQLHistory(storagetest.Open(t, dialect))
 			})
 		})
@@ -86,14 +105,14 @@ func point(at time.Duration, packets, bytes, flows int64) history.HistoryPoint {
 	return history.HistoryPoint{Time: base.Add(at), Packets: packets, Bytes: bytes, ActiveFlows: flows}
 }
 
-func write(t *testing.T, h history.HistoryStore, deltas ...history.PolicyDelta) {
+func write(t *testing.T, h historyStore, deltas ...history.PolicyDelta) {
 	t.Helper()
 	if err := h.WriteDeltas(context.Background(), deltas); err != nil {
 		t.Fatalf("write deltas: %v", err)
 	}
 }
 
-func queryPolicy(t *testing.T, h history.HistoryStore, policyID int64, from, to time.Duration, every time.Duration) []history.HistoryPoint {
+func queryPolicy(t *testing.T, h historyStore, policyID int64, from, to time.Duration, every time.Duration) []history.HistoryPoint {
 	t.Helper()
 	points, err := h.QueryPolicy(context.Background(), policyID, base.Add(from), base.Add(to), every)
 	if err != nil {

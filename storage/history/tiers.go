@@ -12,7 +12,7 @@ import (
 	"github.com/patronus-sdwan/patronus/storage"
 )
 
-// History tiers: the resolution a query was answered from (HistoryStore.Tier).
+// History tiers: the resolution a query was answered from (the stores' Tier).
 const (
 	// TierRaw is the points as flushed, one per series, instance and flush.
 	TierRaw = "raw"

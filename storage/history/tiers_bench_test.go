@@ -28,16 +28,16 @@ func BenchmarkHistoryTierMonth1h(b *testing.B) {
 	ctx := context.Background()
 	for _, backend := range []struct {
 		name string
-		open func(b *testing.B) history.HistoryStore
+		open func(b *testing.B) historyStore
 	}{
-		{"influxdb-influxql", func(b *testing.B) history.HistoryStore {
+		{"influxdb-influxql", func(b *testing.B) historyStore {
 			return openTieredInflux(b, history.InfluxWindowingInfluxQL, now)
 		}},
-		{"influxdb-flux", func(b *testing.B) history.HistoryStore {
+		{"influxdb-flux", func(b *testing.B) historyStore {
 			return openTieredInflux(b, history.InfluxWindowingServer, now)
 		}},
-		{"sqlite", func(b *testing.B) history.HistoryStore { return openTieredSQL(b, storage.DialectSQLite, now) }},
-		{"postgres", func(b *testing.B) history.HistoryStore { return openTieredSQL(b, storage.DialectPostgres, now) }},
+		{"sqlite", func(b *testing.B) historyStore { return openTieredSQL(b, storage.DialectSQLite, now) }},
+		{"postgres", func(b *testing.B) historyStore { return openTieredSQL(b, storage.DialectPostgres, now) }},
 	} {
 		b.Run(backend.name, func(b *testing.B) {
 			h := backend.open(b)

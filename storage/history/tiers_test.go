@@ -32,12 +32,12 @@ func (c *fakeClock) set(t time.Time) {
 
 // tieredStore is a history store with rollup tiers and the job that maintains them.
 type tieredStore struct {
-	history.HistoryStore
+	historyStore
 	tier func(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
 	// job rolls up what settled and prunes what aged out, as the store's periodic job does.
 	job func(ctx context.Context) error
 	// raw reads the raw points only (a store of the same data without tiers).
-	raw history.HistoryStore
+	raw historyStore
 }
 
 // openTiered returns an empty tiered store with the given tiers.
@@ -60,7 +60,7 @@ func TestHistoryTiers(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return tieredStore{HistoryStore: h, tier: h.Tier, job: h.RetentionJob(tiers.RawRetention, nil), raw: history.NewSQLHistory(db)}
+				return tieredStore{historyStore: h, tier: h.Tier, job: h.RetentionJob(tiers.RawRetention, nil), raw: history.NewSQLHistory(db)}
 			})
 		})
 	}
@@ -370,7 +370,7 @@ func TestInfluxHistoryTiers(t *testing.T) {
 				// store's plan takes raw as aged out after tiers.RawRetention of the test's
 				// clock, so the raw view here still has them: the check that raw was pruned
 				// is the SQL stores'.
-				return tieredStore{HistoryStore: h, tier: h.Tier, job: func(ctx context.Context) error { _, _, err := h.Rollup(ctx); return err }, raw: nil}
+				return tieredStore{historyStore: h, tier: h.Tier, job: func(ctx context.Context) error { _, _, err := h.Rollup(ctx); return err }, raw: nil}
 			})
 		})
 	}

@@ -22,7 +22,7 @@ func TestHistoryTiersKeepUnclassifiedApart(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return tieredStore{HistoryStore: h, tier: h.Tier, job: h.RetentionJob(tiers.RawRetention, nil)}
+				return tieredStore{historyStore: h, tier: h.Tier, job: h.RetentionJob(tiers.RawRetention, nil)}
 			})
 		})
 	}
@@ -36,7 +36,7 @@ func TestHistoryTiersKeepUnclassifiedApart(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(h.Close)
-				return tieredStore{HistoryStore: h, tier: h.Tier, job: func(ctx context.Context) error { _, _, err := h.Rollup(ctx); return err }}
+				return tieredStore{historyStore: h, tier: h.Tier, job: func(ctx context.Context) error { _, _, err := h.Rollup(ctx); return err }}
 			})
 		})
 	}
