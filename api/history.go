@@ -265,19 +265,8 @@ func (rs ratedSeries) summaryOut(withPeak bool) apigen.HistorySummary {
 
 // GetPolicyStatsHistory answers one policy's traffic history over a range, in JSON or CSV.
 func (s *Server) GetPolicyStatsHistory(c *gin.Context, policyID apigen.PolicyID, params apigen.GetPolicyStatsHistoryParams) {
-	r, err := s.historyRangeOf(params.From, params.To, params.Every)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	asCSV, err := wantsCSV(c, (*string)(params.Format))
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	store, err := s.historyStore()
-	if err != nil {
-		writeError(c, err)
+	r, asCSV, store, ok := s.openSeriesHistory(c, params.From, params.To, params.Every, (*string)(params.Format))
+	if !ok {
 		return
 	}
 	ctx := c.Request.Context()

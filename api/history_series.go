@@ -61,6 +61,22 @@ func pathReader(h PathHistoryReader, id int64) seriesReader {
 	}
 }
 
+// openSeriesHistory reads what every one-series history route reads first: the range, the
+// answer format and the store. When ok is false the error answer is written.
+func (s *Server) openSeriesHistory(c *gin.Context, from, to, every, format *string) (r historyRange, asCSV bool, store HistoryReader, ok bool) {
+	var err error
+	if r, err = s.historyRangeOf(from, to, every); err == nil {
+		if asCSV, err = wantsCSV(c, format); err == nil {
+			store, err = s.historyStore()
+		}
+	}
+	if err != nil {
+		writeError(c, err)
+		return r, false, nil, false
+	}
+	return r, asCSV, store, true
+}
+
 // seriesAnswer is one series over a range, rated, with the preceding period when asked.
 type seriesAnswer struct {
 	rated    ratedSeries
@@ -110,22 +126,11 @@ func (s *Server) readSeriesHistory(c *gin.Context, r historyRange, rd seriesRead
 // GetPathStatsHistory answers one path's traffic history over a range, in JSON or CSV. The
 // path need not exist any more: its history outlives it until retention removes it.
 func (s *Server) GetPathStatsHistory(c *gin.Context, pathID apigen.PathID, params apigen.GetPathStatsHistoryParams) {
-	r, err := s.historyRangeOf(params.From, params.To, params.Every)
-	if err != nil {
-		writeError(c, err)
+	r, asCSV, store, ok := s.openSeriesHistory(c, params.From, params.To, params.Every, (*string)(params.Format))
+	if !ok {
 		return
 	}
-	asCSV, err := wantsCSV(c, (*string)(params.Format))
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	history, err := s.historyStore()
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	paths, ok := history.(PathHistoryReader)
+	paths, ok := store.(PathHistoryReader)
 	if !ok {
 		writeError(c, newError(errUnavailable, "the history store keeps no path history"))
 		return
@@ -148,19 +153,8 @@ func (s *Server) GetPathStatsHistory(c *gin.Context, pathID apigen.PathID, param
 // GetUnclassifiedStatsHistory answers the history of the traffic that matched no policy,
 // stored as policy 0, over a range, in JSON or CSV.
 func (s *Server) GetUnclassifiedStatsHistory(c *gin.Context, params apigen.GetUnclassifiedStatsHistoryParams) {
-	r, err := s.historyRangeOf(params.From, params.To, params.Every)
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	asCSV, err := wantsCSV(c, (*string)(params.Format))
-	if err != nil {
-		writeError(c, err)
-		return
-	}
-	store, err := s.historyStore()
-	if err != nil {
-		writeError(c, err)
+	r, asCSV, store, ok := s.openSeriesHistory(c, params.From, params.To, params.Every, (*string)(params.Format))
+	if !ok {
 		return
 	}
 	a, err := s.readSeriesHistory(c, r, policyReader(store, history.UnclassifiedPolicyID), params.Compare != nil && !asCSV)
