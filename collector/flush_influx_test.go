@@ -239,17 +239,24 @@ func TestRefusedPointIsolatedAcrossInfluxOutage(t *testing.T) {
 		k := collector.FlowKey{SrcIP: netip.MustParseAddr("10.0.0.1"), DstIP: netip.MustParseAddr("192.0.2.1"), SrcPort: 1000, DstPort: 443, Protocol: 6}
 		coll.Record(id, k, packets, packets*100)
 	}
-	waitWritten := func() {
-		deadline := time.Now().Add(10 * time.Second)
+	// waitWritten waits until nothing is pending; a freshly started influxd on a loaded machine
+	// may take a while to take its first write, and a wait that ran out would only show later
+	// as a wrong count, so it fails here, with the pipeline's state.
+	waitWritten := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(45 * time.Second)
 		for f.Stats().PointsPending > 0 && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
+		}
+		if st := f.Stats(); st.PointsPending > 0 {
+			t.Fatalf("%s: still pending after 45 s: %+v", what, st)
 		}
 	}
 	// One flush written while InfluxDB is up, so that it has the database on disk when killed.
 	record(1, 7)
 	want[1] += 7
 	f.CollectDeltas()
-	waitWritten()
+	waitWritten("the first flush, InfluxDB up")
 	influx.Stop()
 	for round := range 6 {
 		for id := int64(1); id <= 3; id++ {
@@ -269,7 +276,7 @@ func TestRefusedPointIsolatedAcrossInfluxOutage(t *testing.T) {
 		t.Fatalf("while down: %+v, want 19 points pending and an error", st)
 	}
 	influx.Start()
-	waitWritten()
+	waitWritten("after InfluxDB came back")
 	st := f.Stats()
 	if st.PointsPending != 0 || st.PointsDropped != 1 || st.BatchesFailed != 1 || st.PointsWritten != 19 {
 		t.Fatalf("after recovery: %+v; want 19 written and the refused point alone dropped", st)
