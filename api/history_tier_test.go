@@ -19,18 +19,7 @@ import (
 func TestHistoryAnswersItsTier(t *testing.T) {
 	for _, dialect := range []string{storage.DialectSQLite, storage.DialectPostgres} {
 		t.Run(dialect, func(t *testing.T) {
-			var h *history.SQLHistory
-			a := newTestAPI(t, dialect, withConfig(func(c *Config) {
-				var err error
-				h, err = history.NewSQLHistoryTiers(c.DB, history.TierConfig{Interval: 10 * time.Second, RawRetention: time.Hour,
-					Now: func() time.Time { return historyNow }})
-				if err != nil {
-					t.Fatal(err)
-				}
-				c.History = h
-				c.HistoryInterval = 10 * time.Second
-				c.Now = func() time.Time { return historyNow }
-			}))
+			a, h := newTieredAPI(t, dialect)
 			fx := a.seed()
 			// 3 h ago (raw aged out) and 10 min ago (raw).
 			old, recent := historyNow.Add(-3*time.Hour), historyNow.Add(-10*time.Minute)
@@ -80,18 +69,7 @@ func TestHistoryAnswersItsTier(t *testing.T) {
 func TestStatsHistoryOtherFromHistograms(t *testing.T) {
 	for _, dialect := range []string{storage.DialectSQLite, storage.DialectPostgres} {
 		t.Run(dialect, func(t *testing.T) {
-			var h *history.SQLHistory
-			a := newTestAPI(t, dialect, withConfig(func(c *Config) {
-				var err error
-				h, err = history.NewSQLHistoryTiers(c.DB, history.TierConfig{Interval: 10 * time.Second, RawRetention: time.Hour,
-					Now: func() time.Time { return historyNow }})
-				if err != nil {
-					t.Fatal(err)
-				}
-				c.History = h
-				c.HistoryInterval = 10 * time.Second
-				c.Now = func() time.Time { return historyNow }
-			}))
+			a, h := newTieredAPI(t, dialect)
 			top, b, c := a.seed().policy, a.seed().policy, a.seed().policy
 			// In each of six intervals from base: top 10000, 20000, ... 60000 bytes, b 3000 and
 			// c 2000 (other: 5000 a interval, 4000 bps). 70 h ago (1h tier, histograms), 10 h ago
@@ -199,4 +177,23 @@ func orNilText[T any](p *T) any {
 		return nil
 	}
 	return *p
+}
+
+// newTieredAPI is a test API whose history is SQL with rollup tiers (10 s flushes, an hour of
+// raw) and whose clock stands at historyNow.
+func newTieredAPI(t *testing.T, dialect string) (*testAPI, *history.SQLHistory) {
+	t.Helper()
+	var h *history.SQLHistory
+	a := newTestAPI(t, dialect, withConfig(func(c *Config) {
+		var err error
+		h, err = history.NewSQLHistoryTiers(c.DB, history.TierConfig{Interval: 10 * time.Second, RawRetention: time.Hour,
+			Now: func() time.Time { return historyNow }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.History = h
+		c.HistoryInterval = 10 * time.Second
+		c.Now = func() time.Time { return historyNow }
+	}))
+	return a, h
 }
