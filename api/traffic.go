@@ -69,7 +69,15 @@ func readTraffic(c *gin.Context, params apigen.IngestTrafficParams, check func([
 		body = &decompressedLimit{r: gz, left: maxTrafficBodyBytes + 1}
 	}
 	body = ingestBudgetOf(c).reader(body) // bounds the bytes all ingest requests hold at once
-	reports, err := collector.DecodeBatch(body, collector.MaxBatchReports)
+	data, release, err := readChunked(body)
+	defer release()
+	if err != nil {
+		if errors.Is(err, errBusy) {
+			return nil, err
+		}
+		return nil, trafficError(fmt.Errorf("read traffic batch: %w", err))
+	}
+	reports, err := collector.DecodeBatchBytes(data, collector.MaxBatchReports)
 	if errors.Is(err, errBusy) {
 		return nil, err
 	}

@@ -39,7 +39,12 @@ func DecodeBatch(r io.Reader, maxReports int) ([]Report, error) {
 	if _, err := bp.ReadFrom(r); err != nil {
 		return nil, fmt.Errorf("read traffic batch: %w", err)
 	}
-	d := decoder{data: bp.Bytes(), max: maxReports}
+	return DecodeBatchBytes(bp.Bytes(), maxReports)
+}
+
+// DecodeBatchBytes is DecodeBatch of a body already read: it keeps no reference to data.
+func DecodeBatchBytes(data []byte, maxReports int) ([]Report, error) {
+	d := decoder{data: data, max: maxReports}
 	reports, err := d.batch()
 	switch {
 	case err != nil && len(d.errs) == 0:
