@@ -272,8 +272,8 @@ func (h *InfluxHistory) queryIntervals(ctx context.Context, ts TrafficSeries, id
 			if err != nil {
 				return nil, fmt.Errorf("query history intervals: %w", err)
 			}
-			for _, r := range rows {
-				out[r.id] = append(out[r.id], intervalsOf(seg.tier, r)...)
+			for id, ivs := range tierIntervals(seg.tier, rows) {
+				out[id] = append(out[id], ivs...)
 			}
 			continue
 		}
@@ -390,9 +390,7 @@ func (h *InfluxHistory) totalIntervals(ctx context.Context, from, to time.Time, 
 			if err != nil {
 				return nil, fmt.Errorf("query history total: %w", err)
 			}
-			for _, r := range rows {
-				intervals = append(intervals, intervalsOf(seg.tier, r)...)
-			}
+			intervals = append(intervals, tierIntervals(seg.tier, rows)[totalSeriesID]...)
 			continue
 		}
 		ivs, err := h.rawTotalIntervals(ctx, seg.from, seg.to, interval)

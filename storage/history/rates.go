@@ -19,8 +19,9 @@ type IntervalBytes struct {
 	// Time is the start of the interval, aligned to the Unix epoch.
 	Time  time.Time
 	Bytes int64
-	// Count is how many intervals had these bytes: 0 or 1 for one interval; more for a bin of
-	// the 1-hour tier's histogram (all at the bucket's start), see TierConfig.
+	// Count is how many intervals had these bytes: 0 for one interval at Time; above 0 for a
+	// bin of the 1-hour tier's histogram, merged over the range's buckets, with no Time
+	// (zero): it counts in percentiles but not in any window's peak (see TierConfig).
 	Count int64
 }
 
@@ -107,6 +108,9 @@ func HistoryRates(points []HistoryPoint, intervals []IntervalBytes, from, to tim
 		}
 		rate := float64(iv.Bytes) * 8 / ivSecs
 		samples = append(samples, weightedRate{rate, max(iv.Count, 1)})
+		if iv.Time.IsZero() {
+			continue // a histogram bin: no time, so neither the latest nor in a window
+		}
 		if iv.Time.After(last) || last.IsZero() {
 			last, sum.LastBPS = iv.Time, rate
 		}

@@ -311,7 +311,7 @@ func (s *SQLHistory) readWindows(ctx context.Context, set *seriesSet, query stri
 }
 
 // QueryIntervals returns per-interval bytes as the package documents, grouped in SQL; from a
-// rollup tier as intervalsOf reads them back.
+// rollup tier as tierIntervals reads them back.
 func (s *SQLHistory) QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
 	return s.queryIntervals(ctx, PolicyTraffic, ids, from, to, interval)
 }
@@ -338,8 +338,8 @@ func (s *SQLHistory) queryIntervals(ctx context.Context, ts TrafficSeries, ids [
 			if err != nil {
 				return nil, fmt.Errorf("query history intervals: %w", err)
 			}
-			for _, r := range rows {
-				out[r.id] = append(out[r.id], intervalsOf(seg.tier, r)...)
+			for id, ivs := range tierIntervals(seg.tier, rows) {
+				out[id] = append(out[id], ivs...)
 			}
 			continue
 		}
@@ -427,9 +427,7 @@ func (s *SQLHistory) totalIntervals(ctx context.Context, from, to time.Time, int
 			if err != nil {
 				return nil, fmt.Errorf("query history total: %w", err)
 			}
-			for _, r := range rows {
-				intervals = append(intervals, intervalsOf(seg.tier, r)...)
-			}
+			intervals = append(intervals, tierIntervals(seg.tier, rows)[totalSeriesID]...)
 			continue
 		}
 		secs := int64(interval / time.Second)

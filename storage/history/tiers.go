@@ -438,38 +438,59 @@ func sortRows(rows []rollupRow) {
 	})
 }
 
-// intervalsOf returns the per-interval bytes a rollup row stands for, as QueryIntervals
-// answers them: exact intervals on Tier1m; on Tier1h the bucket's largest and last intervals
-// exactly, and the other intervals as their histogram values with a count, at the bucket's
-// start. The last interval comes first, so that it wins the latest-time tie of HistoryRates.
-func intervalsOf(tier string, r rollupRow) []IntervalBytes {
+// tierIntervals returns the per-interval bytes rollup rows stand for, per series, as
+// QueryIntervals answers them: exact intervals on Tier1m; on Tier1h each bucket's largest
+// and last intervals exactly (at their times), and the other intervals as histogram bins
+// merged over all the series' buckets: one entry per value, with its count and no time. A
+// month of 1h rows holds some 150,000 bin counts per series but only a few hundred distinct
+// values, so merging keeps the answer, and the 95th percentile's sort, small.
+func tierIntervals(tier string, rows []rollupRow) map[int64][]IntervalBytes {
+	out := make(map[int64][]IntervalBytes)
 	if tier == Tier1m {
-		out := make([]IntervalBytes, len(r.pairs))
-		for i, pr := range r.pairs {
-			out[i] = IntervalBytes{Time: r.bucket.Add(time.Duration(pr.key) * time.Second), Bytes: pr.value}
+		for _, r := range rows {
+			ivs := out[r.id]
+			for _, pr := range r.pairs {
+				ivs = append(ivs, IntervalBytes{Time: r.bucket.Add(time.Duration(pr.key) * time.Second), Bytes: pr.value})
+			}
+			out[r.id] = ivs
 		}
 		return out
 	}
-	out := make([]IntervalBytes, 0, len(r.pairs)+2)
-	lastBin, maxBin, maxDone := int64(-1), rateBin(r.maxBytes), r.maxBytes <= 0
-	if r.lastBytes > 0 {
-		lastBin = rateBin(r.lastBytes)
-		out = append(out, IntervalBytes{Time: r.lastAt, Bytes: r.lastBytes})
+	bins := make(map[int64]map[int64]int64) // per series: count by bytes
+	for _, r := range rows {
+		ivs, hist := out[r.id], bins[r.id]
+		if hist == nil {
+			hist = make(map[int64]int64)
+			bins[r.id] = hist
+		}
+		lastBin, maxBin, maxDone := int64(-1), rateBin(r.maxBytes), r.maxBytes <= 0
+		if r.lastBytes > 0 {
+			lastBin = rateBin(r.lastBytes)
+			ivs = append(ivs, IntervalBytes{Time: r.lastAt, Bytes: r.lastBytes})
+		}
+		for _, pr := range r.pairs {
+			n := pr.value
+			if pr.key == lastBin {
+				n-- // the last interval, given exactly above
+			}
+			if !maxDone && pr.key == maxBin && n > 0 {
+				// the largest interval exactly, unless it is the last one alone in its bin
+				maxDone = true
+				ivs = append(ivs, IntervalBytes{Time: r.bucket, Bytes: r.maxBytes})
+				n--
+			}
+			if n > 0 {
+				hist[min(pr.key, r.maxBytes)] += n
+			}
+		}
+		out[r.id] = ivs
 	}
-	for _, pr := range r.pairs {
-		n := pr.value
-		if pr.key == lastBin {
-			n-- // the last interval, given exactly above
+	for id, hist := range bins {
+		ivs := out[id]
+		for b, n := range hist {
+			ivs = append(ivs, IntervalBytes{Bytes: b, Count: n})
 		}
-		if !maxDone && pr.key == maxBin && n > 0 {
-			// the largest interval exactly, unless it is the last one alone in its bin
-			maxDone = true
-			out = append(out, IntervalBytes{Time: r.bucket, Bytes: r.maxBytes})
-			n--
-		}
-		if n > 0 {
-			out = append(out, IntervalBytes{Time: r.bucket, Bytes: min(pr.key, r.maxBytes), Count: n})
-		}
+		out[id] = ivs
 	}
 	return out
 }

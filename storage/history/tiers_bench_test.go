@@ -17,7 +17,7 @@ func benchTiers(now time.Time) history.TierConfig {
 }
 
 // BenchmarkHistoryTierMonth1h reads one policy's 30 days at 1 h windows with its per-interval
-// rates (peak_bps, max_bps, p95_bps), what GET .../stats/history?from=-30d&every=1h asks,
+// rates and computes them (peak_bps, max_bps, p95_bps), what GET .../stats/history?from=-30d&every=1h asks,
 // from the 1h tier of 1,000 policies (raw has aged out for most of the month). Goal: p99 <
 // 50 ms.
 func BenchmarkHistoryTierMonth1h(b *testing.B) {
@@ -51,15 +51,20 @@ func BenchmarkHistoryTierMonth1h(b *testing.B) {
 			for b.Loop() {
 				start := time.Now()
 				points, err := h.QueryPolicy(ctx, 3, from, end, time.Hour)
+				var intervals map[int64][]history.IntervalBytes
 				if err == nil {
-					_, err = h.QueryIntervals(ctx, []int64{3}, from, end, 10*time.Second)
+					intervals, err = h.QueryIntervals(ctx, []int64{3}, from, end, 10*time.Second)
+				}
+				var sum history.HistorySummary
+				if err == nil {
+					_, sum = history.HistoryRates(points, intervals[3], from, end, time.Hour, 10*time.Second)
 				}
 				latencies = append(latencies, time.Since(start))
 				if err != nil {
 					b.Fatal(err)
 				}
-				if len(points) != 720 || points[0].Bytes == 0 {
-					b.Fatalf("%d points, first %+v", len(points), points[0])
+				if len(points) != 720 || points[0].Bytes == 0 || sum.P95BPS <= 0 {
+					b.Fatalf("%d points, first %+v, summary %+v", len(points), points[0], sum)
 				}
 			}
 			reportLatencies(b, latencies)
