@@ -1218,8 +1218,9 @@ type HistorySeries struct {
 	// Other `true` for the series of every policy outside the top (`other=true`). Its
 	// per-interval bytes are those of all policies minus the listed ones, interval by
 	// interval. The per-interval bytes are read from the same tier for all policies as
-	// for the listed ones, whatever `every` is: raw while raw holds the range, the 1m
-	// rollups for ranges up to 2 days beyond raw, the 1h histograms beyond. A histogram
+	// for the listed ones, whatever `every` is: the 1m rollups (raw for the edges and the
+	// latest minute) while raw holds the range and for ranges up to 2 days beyond raw,
+	// the 1h histograms beyond. A histogram
 	// cannot be subtracted: when the range's per-interval bytes come from the 1h
 	// histograms (ranges longer than 2 days that raw no longer holds), the
 	// `other` series has no `peak_bps` and its summary no `max_bps`, `p95_bps`,
@@ -1292,9 +1293,10 @@ type HistorySummary struct {
 // days). `1m` and `1h`: rollups per minute and per hour, summed over instances, kept
 // for PATRONUS_HISTORY_1M_RETENTION and PATRONUS_HISTORY_1H_RETENTION (defaults 30 and
 // 400 days). A query reads the coarsest rollup whose buckets divide `every` and that
-// still holds `from`; the edges of the range that cut a bucket, and the latest part not
-// rolled up yet (about a minute, or the current hour), are read from raw while raw holds
-// them. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
+// still holds `from`; the edges of the range that cut one of its buckets, and the latest
+// part it has not rolled up yet (about a minute, or the current hour), are read from the
+// next finer tier that divides `every` (`1m` under `1h`, then raw) while that tier holds
+// them. The totals that rank `top` are read the same way at hours, whatever `every` is. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
 // tier (except that the `other` series has no per-interval figures from the 1h
 // histograms, see HistorySeries); `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
 // window's `active_flows` from a rollup is the largest of its buckets' (each bucket's
@@ -1627,9 +1629,10 @@ type PolicyHistory struct {
 	// days). `1m` and `1h`: rollups per minute and per hour, summed over instances, kept
 	// for PATRONUS_HISTORY_1M_RETENTION and PATRONUS_HISTORY_1H_RETENTION (defaults 30 and
 	// 400 days). A query reads the coarsest rollup whose buckets divide `every` and that
-	// still holds `from`; the edges of the range that cut a bucket, and the latest part not
-	// rolled up yet (about a minute, or the current hour), are read from raw while raw holds
-	// them. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
+	// still holds `from`; the edges of the range that cut one of its buckets, and the latest
+	// part it has not rolled up yet (about a minute, or the current hour), are read from the
+	// next finer tier that divides `every` (`1m` under `1h`, then raw) while that tier holds
+	// them. The totals that rank `top` are read the same way at hours, whatever `every` is. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
 	// tier (except that the `other` series has no per-interval figures from the 1h
 	// histograms, see HistorySeries); `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
 	// window's `active_flows` from a rollup is the largest of its buckets' (each bucket's
@@ -1976,9 +1979,10 @@ type StatsHistory struct {
 	// days). `1m` and `1h`: rollups per minute and per hour, summed over instances, kept
 	// for PATRONUS_HISTORY_1M_RETENTION and PATRONUS_HISTORY_1H_RETENTION (defaults 30 and
 	// 400 days). A query reads the coarsest rollup whose buckets divide `every` and that
-	// still holds `from`; the edges of the range that cut a bucket, and the latest part not
-	// rolled up yet (about a minute, or the current hour), are read from raw while raw holds
-	// them. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
+	// still holds `from`; the edges of the range that cut one of its buckets, and the latest
+	// part it has not rolled up yet (about a minute, or the current hour), are read from the
+	// next finer tier that divides `every` (`1m` under `1h`, then raw) while that tier holds
+	// them. The totals that rank `top` are read the same way at hours, whatever `every` is. Totals, `pps`, `bps`, `peak_bps`, `max_bps` and `last_bps` are the same at every
 	// tier (except that the `other` series has no per-interval figures from the 1h
 	// histograms, see HistorySeries); `p95_bps` is exact, or within 1% (see HistorySummary). Differences: a
 	// window's `active_flows` from a rollup is the largest of its buckets' (each bucket's

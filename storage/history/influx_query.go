@@ -212,10 +212,10 @@ func (h *InfluxHistory) windows(ctx context.Context, grid windowGrid, from, to t
 	return set, nil
 }
 
-// tieredTotals returns each policy's bytes over [from, to), from the tiers a query at every
-// reads.
+// tieredTotals returns each policy's bytes over [from, to), from the coarsest tiers that hold
+// them (rankEvery).
 func (h *InfluxHistory) tieredTotals(ctx context.Context, from, to time.Time, every time.Duration) ([]policyTotal, error) {
-	_, segs, err := h.segments(ctx, from, to, every)
+	_, segs, err := h.segments(ctx, from, to, h.tiers.plan.rankEvery(every))
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +260,7 @@ func (h *InfluxHistory) queryIntervals(ctx context.Context, ts TrafficSeries, id
 	if ts != PolicyTraffic { // only policies have rollup tiers
 		return h.rawIntervals(ctx, ts, ids, from, to, interval)
 	}
-	// Raw while it holds the range (exact), else a rollup (see intervalsEvery).
+	// Exact from the 1m tier and raw, or the 1h histograms for long ranges (intervalsEvery).
 	_, segs, err := h.segments(ctx, from, to, h.tiers.plan.intervalsEvery(from, to, interval))
 	if err != nil {
 		return nil, fmt.Errorf("query history intervals: %w", err)
@@ -329,7 +329,7 @@ func (h *InfluxHistory) rawIntervals(ctx context.Context, ts TrafficSeries, ids 
 
 // QueryTotal returns all policies together as the package documents. The windows follow the
 // segments for every; the intervals are planned as QueryIntervals plans them
-// (intervalsEvery), so they come from raw, exact, while raw holds the range, whatever every is.
+// (intervalsEvery), whatever every is.
 func (h *InfluxHistory) QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
 	grid, err := newWindowGrid(from, to, every)
 	if err != nil {

@@ -258,7 +258,7 @@ func (s *SQLHistory) QueryTop(ctx context.Context, from, to time.Time, every tim
 }
 
 func (s *SQLHistory) topIDs(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]int64, error) {
-	_, segs, err := s.plan(ctx, from, to, every)
+	_, segs, err := s.plan(ctx, from, to, s.tiers.rankEvery(every))
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +326,7 @@ func (s *SQLHistory) queryIntervals(ctx context.Context, ts TrafficSeries, ids [
 	if ts != PolicyTraffic {
 		return s.rawIntervals(ctx, ts, ids, from, to, interval)
 	}
-	// Raw while it holds the range (exact), else a rollup (see intervalsEvery).
+	// Exact from the 1m tier and raw, or the 1h histograms for long ranges (intervalsEvery).
 	_, segs, err := s.plan(ctx, from, to, s.tiers.intervalsEvery(from, to, interval))
 	if err != nil {
 		return nil, fmt.Errorf("query history intervals: %w", err)
@@ -359,8 +359,7 @@ GROUP BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), 
 
 // QueryTotal returns all policies together as the package documents, summed in SQL; from a
 // rollup tier, the all-policies rows. The windows follow the plan for every; the intervals
-// are planned as QueryIntervals plans them (intervalsEvery), so they come from raw, exact,
-// while raw holds the range, whatever every is.
+// are planned as QueryIntervals plans them (intervalsEvery), whatever every is.
 func (s *SQLHistory) QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
 	ctx, cancel := s.deadline(ctx, 1)
 	defer cancel()

@@ -129,45 +129,88 @@ type segment struct {
 }
 
 // choose splits [from, to) at every into the segments to read, and names the tier of the
-// answer: the coarsest rollup tier whose buckets divide every, that still holds from, and
-// has rolled up some of the range (rolledUntil: the end of its last bucket with traffic, zero
-// for none). The edges of the range that cut a bucket, and what was not rolled up yet, are
-// read from raw while raw still holds them; once raw has aged out, a bucket that starts in
-// the range counts whole. Without tiers everything is raw.
+// answer: the coarsest tier among the segments. The coarsest rollup tier whose buckets divide
+// every, that still holds from, and has rolled up some of the range (rolledUntil: the end of
+// its last bucket with traffic, zero for none) serves the whole buckets; the edges that cut
+// one of its buckets, and what it has not rolled up yet, are read from the next finer tier
+// that divides every (the 1-minute rollup under the hourly one, then raw), while that tier
+// still holds them; once no finer tier holds an edge, a bucket that starts in the range
+// counts whole. Without tiers everything is raw.
 func (p tierPlan) choose(from, to time.Time, every time.Duration, rolledUntil func(tier string) (time.Time, error)) (string, []segment, error) {
 	raw := []segment{{TierRaw, from, to}}
 	if !p.on {
 		return TierRaw, raw, nil
 	}
 	now := p.now()
-	rawFrom := now.Add(-p.raw)
-	rawHolds := func(t time.Time) bool { return !t.Before(rawFrom) }
-	var tier string
+	holds := func(tier string, t time.Time) bool { return !t.Before(now.Add(-p.retention(tier))) }
+	var tiers []string // coarsest first; raw is below them all
 	for _, t := range []string{Tier1h, Tier1m} {
-		if every%tierResolution(t) == 0 && !from.Before(now.Add(-p.retention(t))) {
-			tier = t
-			break
+		if every%tierResolution(t) == 0 {
+			tiers = append(tiers, t)
 		}
 	}
-	if tier == "" && !rawHolds(from) {
-		// Raw has aged out and no tier divides every: the finest tier that holds from.
+	served := holds(TierRaw, from)
+	for _, t := range tiers {
+		served = served || holds(t, from)
+	}
+	if !served {
+		// Raw has aged out and no tier that divides every holds from: the finest tier that
+		// does, its buckets counting whole.
 		for _, t := range []string{Tier1m, Tier1h} {
-			if !from.Before(now.Add(-p.retention(t))) {
+			if holds(t, from) {
+				return t, []segment{{t, from, to}}, nil
+			}
+		}
+		return TierRaw, raw, nil
+	}
+	if len(tiers) == 0 {
+		return TierRaw, raw, nil
+	}
+	segs, err := p.split(from, to, tiers, holds, rolledUntil)
+	if err != nil {
+		return "", nil, err
+	}
+	tier := TierRaw
+	for _, t := range []string{Tier1h, Tier1m} {
+		for _, seg := range segs {
+			if seg.tier == t && tier == TierRaw {
 				tier = t
-				break
 			}
 		}
 	}
-	if tier == "" {
-		return TierRaw, raw, nil
+	return tier, segs, nil
+}
+
+// split is choose over [from, to) with tiers (coarsest first) below which raw lies.
+func (p tierPlan) split(from, to time.Time, tiers []string, holds func(string, time.Time) bool, rolledUntil func(string) (time.Time, error)) ([]segment, error) {
+	if !from.Before(to) {
+		return nil, nil
+	}
+	if len(tiers) == 0 {
+		return []segment{{TierRaw, from, to}}, nil
+	}
+	tier, finer := tiers[0], tiers[1:]
+	finerHolds := func(t time.Time) bool {
+		if holds(TierRaw, t) {
+			return true
+		}
+		for _, f := range finer {
+			if holds(f, t) {
+				return true
+			}
+		}
+		return false
+	}
+	if !holds(tier, from) {
+		return p.split(from, to, finer, holds, rolledUntil)
 	}
 	res := tierResolution(tier)
 	until, err := rolledUntil(tier)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	tierFrom := from
-	if rawHolds(from) {
+	if finerHolds(from) {
 		tierFrom = ceilTime(from, res)
 	}
 	end := to
@@ -175,24 +218,25 @@ func (p tierPlan) choose(from, to time.Time, every time.Duration, rolledUntil fu
 		end = until
 	}
 	tierTo := floorTime(end, res)
-	if !rawHolds(tierTo) {
+	if !finerHolds(tierTo) {
 		tierTo = end
 	}
 	if !tierFrom.Before(tierTo) {
-		if rawHolds(from) {
-			return TierRaw, raw, nil
+		if finerHolds(from) {
+			return p.split(from, to, finer, holds, rolledUntil)
 		}
-		return tier, []segment{{tier, from, to}}, nil
+		return []segment{{tier, from, to}}, nil
 	}
-	var segs []segment
-	if tierFrom.After(from) {
-		segs = append(segs, segment{TierRaw, from, tierFrom})
+	head, err := p.split(from, tierFrom, finer, holds, rolledUntil)
+	if err != nil {
+		return nil, err
 	}
-	segs = append(segs, segment{tier, tierFrom, tierTo})
-	if tierTo.Before(to) {
-		segs = append(segs, segment{TierRaw, tierTo, to})
+	tail, err := p.split(tierTo, to, finer, holds, rolledUntil)
+	if err != nil {
+		return nil, err
 	}
-	return tier, segs, nil
+	segs := append(head, segment{tier, tierFrom, tierTo})
+	return append(segs, tail...), nil
 }
 
 // exactIntervalsSpan is the longest range whose per-interval bytes are read from the 1m
@@ -200,14 +244,29 @@ func (p tierPlan) choose(from, to time.Time, every time.Duration, rolledUntil fu
 // the 1h tier's histograms (within RateRelativeError), so that a month stays fast.
 const exactIntervalsSpan = 48 * time.Hour
 
-// intervalsEvery is the window width per-interval reads are planned at: the interval itself
-// (raw while raw holds from, exact) and, once raw has aged out, still the interval (the
-// finest rollup, 1m) for ranges up to exactIntervalsSpan, one hour (the 1h tier) beyond.
+// intervalsEvery is the window width per-interval reads are planned at: one minute, so that
+// the 1m tier (which keeps every interval's bytes exactly) serves whole minutes and raw only
+// the edges and what is not rolled up yet, while raw or the 1m tier holds from; one hour (the
+// 1h tier's histograms) for ranges longer than exactIntervalsSpan that raw no longer holds.
+// Without tiers, the interval itself (raw).
 func (p tierPlan) intervalsEvery(from, to time.Time, interval time.Duration) time.Duration {
-	if p.on && from.Before(p.now().Add(-p.raw)) && to.Sub(from) > exactIntervalsSpan {
+	switch {
+	case !p.on:
+		return interval
+	case from.Before(p.now().Add(-p.raw)) && to.Sub(from) > exactIntervalsSpan:
 		return time.Hour
 	}
-	return interval
+	return time.Minute
+}
+
+// rankEvery is the window width the totals that rank the top policies are planned at: bytes
+// sum the same at every tier, so the coarsest (hours, with their edges from the finer tiers)
+// serves any every.
+func (p tierPlan) rankEvery(every time.Duration) time.Duration {
+	if p.on {
+		return time.Hour
+	}
+	return every
 }
 
 // ceilTime is the start of the first epoch-aligned window of every at or after t.

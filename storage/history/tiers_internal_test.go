@@ -28,30 +28,45 @@ func TestTierPlanSegments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rolled := func(until time.Time) func(string) (time.Time, error) {
-		return func(string) (time.Time, error) { return until, nil }
+	rolled := func(until, until1m time.Time) func(string) (time.Time, error) {
+		return func(tier string) (time.Time, error) {
+			if tier == Tier1m && !until1m.IsZero() {
+				return until1m, nil
+			}
+			return until, nil
+		}
 	}
 	day := 24 * time.Hour
 	for name, tc := range map[string]struct {
 		from, to time.Time
 		every    time.Duration
 		until    time.Time
+		until1m  time.Time // of the 1m tier when not zero; until otherwise
 		tier     string
 		segs     []segment
 	}{
-		"RawAtFlushResolution": {now.Add(-time.Hour), now, 10 * time.Second, now, TierRaw, []segment{{TierRaw, now.Add(-time.Hour), now}}},
-		"HourWithRawEdgesAndTail": {now.Add(-2*day - 30*time.Minute), now, time.Hour, now.Truncate(time.Hour), Tier1h, []segment{
-			{TierRaw, now.Add(-2*day - 30*time.Minute), now.Add(-2 * day).Truncate(time.Hour)},
+		"RawAtFlushResolution": {now.Add(-time.Hour), now, 10 * time.Second, now, time.Time{}, TierRaw, []segment{{TierRaw, now.Add(-time.Hour), now}}},
+		"HourWithEdgesFrom1mAndRaw": {now.Add(-2*day - 30*time.Minute), now, time.Hour, now.Truncate(time.Hour), time.Time{}, Tier1h, []segment{
+			{TierRaw, now.Add(-2*day - 30*time.Minute), now.Add(-2*day - 30*time.Minute).Truncate(time.Minute).Add(time.Minute)},
+			{Tier1m, now.Add(-2*day - 30*time.Minute).Truncate(time.Minute).Add(time.Minute), now.Add(-2 * day).Truncate(time.Hour)},
 			{Tier1h, now.Add(-2 * day).Truncate(time.Hour), now.Truncate(time.Hour)},
 			{TierRaw, now.Truncate(time.Hour), now}}},
-		"RawAgedOutBucketsCountWhole": {now.Add(-20 * day), now.Add(-10 * day), time.Minute, now, Tier1m, []segment{
+		"HourNotRolledUpYetFrom1m": {now.Add(-day).Truncate(time.Hour), now, time.Hour, now.Truncate(time.Hour).Add(-time.Hour), now.Truncate(time.Minute), Tier1h, []segment{
+			{Tier1h, now.Add(-day).Truncate(time.Hour), now.Truncate(time.Hour).Add(-time.Hour)},
+			{Tier1m, now.Truncate(time.Hour).Add(-time.Hour), now.Truncate(time.Minute)},
+			{TierRaw, now.Truncate(time.Minute), now}}},
+		"RawAgedOutBucketsCountWhole": {now.Add(-20 * day), now.Add(-10 * day), time.Minute, now, time.Time{}, Tier1m, []segment{
 			{Tier1m, now.Add(-20 * day), now.Add(-10 * day)}}},
-		"NothingRolledUpYet": {now.Add(-2 * day), now, time.Hour, time.Time{}, TierRaw, []segment{{TierRaw, now.Add(-2 * day), now}}},
-		"OlderThan1mAtOneMinute": {now.Add(-60 * day), now.Add(-59 * day), time.Minute, now, Tier1h, []segment{
+		"RawAgedOutHourEdgeFrom1m": {now.Add(-20*day - 30*time.Minute), now.Add(-10 * day), time.Hour, now, time.Time{}, Tier1h, []segment{
+			{Tier1m, now.Add(-20*day - 30*time.Minute), now.Add(-20 * day).Truncate(time.Hour)},
+			{Tier1h, now.Add(-20 * day).Truncate(time.Hour), now.Add(-10 * day).Truncate(time.Hour)},
+			{Tier1m, now.Add(-10 * day).Truncate(time.Hour), now.Add(-10 * day)}}},
+		"NothingRolledUpYet": {now.Add(-2 * day), now, time.Hour, time.Time{}, time.Time{}, TierRaw, []segment{{TierRaw, now.Add(-2 * day), now}}},
+		"OlderThan1mAtOneMinute": {now.Add(-60 * day), now.Add(-59 * day), time.Minute, now, time.Time{}, Tier1h, []segment{
 			{Tier1h, now.Add(-60 * day), now.Add(-59 * day)}}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			tier, segs, err := p.choose(tc.from, tc.to, tc.every, rolled(tc.until))
+			tier, segs, err := p.choose(tc.from, tc.to, tc.every, rolled(tc.until, tc.until1m))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,11 +78,12 @@ func TestTierPlanSegments(t *testing.T) {
 	if got := p.intervalsEvery(now.Add(-30*day), now, 10*time.Second); got != time.Hour {
 		t.Errorf("a month past raw reads intervals at %s, want the 1h tier", got)
 	}
-	for _, from := range []time.Time{now.Add(-3 * day), now.Add(-9 * day)} {
-		if got := p.intervalsEvery(from, from.Add(2*day), 10*time.Second); got != 10*time.Second {
-			t.Errorf("2 days from %s read intervals at %s, want the finest", from, got)
+	for _, from := range []time.Time{now.Add(-time.Hour), now.Add(-3 * day), now.Add(-9 * day)} {
+		if got := p.intervalsEvery(from, from.Add(2*day), 10*time.Second); got != time.Minute {
+			t.Errorf("2 days from %s read intervals at %s, want the 1m tier (exact)", from, got)
 		}
 	}
+
 }
 
 // TestRatesRoundTrip checks the hand-written parser of a row's rates against its encoder and
