@@ -156,3 +156,129 @@ func openTieredSQL(b *testing.B, dialect string, now time.Time) *history.SQLHist
 	}
 	return h
 }
+
+// BenchmarkHistoryTierDay measures the day-long reads of issue 13's goals on one day of 10 s
+// flushes of 1,000 policies as the tiers hold it once rolled up (1,440,000 1m rows and 24,000
+// 1h rows, written directly; the clock two minutes past the day). Each op is what the API
+// asks of the store for one request, with the rates computed:
+//   - Day1m: one policy at 1 m windows with its per-interval rates (goal p99 < 20 ms);
+//   - Top10Other: the top 10 by bytes at 1 m windows, their per-interval rates and the total
+//     behind "other" (goal p99 < 100 ms).
+//
+// The "before" of InfluxDB's read path is the raw cases: no tiers, the day's raw points of
+// the one policy read (8,640 points; the others' are not written, which only favours them):
+// "flux-points-raw" is the 1.x path before InfluxQL (Flux pulling the raw points, windowed in
+// Go, windows only, as the API asked then), "influxql-raw" InfluxQL over raw with the rates.
+func BenchmarkHistoryTierDay(b *testing.B) {
+	const policies = 1000
+	const iv = 10 * time.Second
+	day := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
+	end := day.Add(24 * time.Hour)
+	now := end.Add(2 * time.Minute)
+	ctx := context.Background()
+	tiered := func(b *testing.B, h historyStore) historyStore {
+		for _, tier := range []string{history.Tier1m, history.Tier1h} {
+			if err := history.WriteSyntheticRollups(ctx, h, tier, policies, day, end, iv); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if tier, err := h.Tier(ctx, day, end, time.Minute); err != nil || tier != history.Tier1m {
+			b.Fatalf("tier %q, %v; want 1m", tier, err)
+		}
+		return h
+	}
+	raw := func(b *testing.B, windowing string) historyStore {
+		serverURL, bucket := influxDatabase(b)
+		h, err := history.NewInfluxHistory(history.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket,
+			Windowing: windowing, Timeout: 2 * time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(h.Close)
+		var deltas []history.PolicyDelta
+		for at := day; at.Before(end); at = at.Add(iv) {
+			k := int64(at.Sub(day) / iv)
+			deltas = append(deltas, history.PolicyDelta{PolicyID: 3, Instance: "bench", Time: at.Add(time.Second),
+				Packets: 10 + k%100, Bytes: 1000 + (k*7919)%50000, ActiveFlows: 1})
+		}
+		writeChunked(b, h, deltas)
+		return h
+	}
+	for _, backend := range []struct {
+		name  string
+		open  func(b *testing.B) historyStore
+		rates bool
+		top   bool
+	}{
+		{"influxdb-influxql", func(b *testing.B) historyStore {
+			return tiered(b, openTieredInflux(b, history.InfluxWindowingInfluxQL, now))
+		}, true, true},
+		{"influxdb-flux", func(b *testing.B) historyStore {
+			return tiered(b, openTieredInflux(b, history.InfluxWindowingServer, now))
+		}, true, true},
+		{"sqlite", func(b *testing.B) historyStore { return tiered(b, openTieredSQL(b, storage.DialectSQLite, now)) }, true, true},
+		{"postgres", func(b *testing.B) historyStore { return tiered(b, openTieredSQL(b, storage.DialectPostgres, now)) }, true, true},
+		{"influxdb-influxql-raw", func(b *testing.B) historyStore { return raw(b, history.InfluxWindowingInfluxQL) }, true, false},
+		{"influxdb-flux-points-raw", func(b *testing.B) historyStore { return raw(b, history.InfluxWindowingClient) }, false, false},
+	} {
+		b.Run(backend.name, func(b *testing.B) {
+			h := backend.open(b)
+			measure := func(name string, op func() error) {
+				b.Run(name, func(b *testing.B) {
+					var latencies []time.Duration
+					for b.Loop() {
+						start := time.Now()
+						err := op()
+						latencies = append(latencies, time.Since(start))
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+					reportLatencies(b, latencies)
+				})
+			}
+			measure("Day1m", func() error {
+				points, err := h.QueryPolicy(ctx, 3, day, end, time.Minute)
+				if err != nil || !backend.rates {
+					return err
+				}
+				intervals, err := h.QueryIntervals(ctx, []int64{3}, day, end, iv)
+				if err != nil {
+					return err
+				}
+				if _, sum := history.HistoryRates(points, intervals[3], day, end, time.Minute, iv); len(points) != 1440 || sum.P95BPS <= 0 {
+					b.Fatalf("%d points, summary %+v", len(points), sum)
+				}
+				return nil
+			})
+			if !backend.top {
+				return
+			}
+			measure("Top10Other", func() error {
+				series, err := h.QueryTop(ctx, day, end, time.Minute, 10)
+				if err != nil {
+					return err
+				}
+				ids := make([]int64, len(series))
+				for i, s := range series {
+					ids[i] = s.PolicyID
+				}
+				intervals, err := h.QueryIntervals(ctx, ids, day, end, iv)
+				if err != nil {
+					return err
+				}
+				total, totalIntervals, err := h.QueryTotal(ctx, day, end, time.Minute, iv)
+				if err != nil {
+					return err
+				}
+				for _, s := range series {
+					history.HistoryRates(s.Points, intervals[s.PolicyID], day, end, time.Minute, iv)
+				}
+				if _, sum := history.HistoryRates(total, totalIntervals, day, end, time.Minute, iv); len(series) != 10 || sum.P95BPS <= 0 {
+					b.Fatalf("%d series, total summary %+v", len(series), sum)
+				}
+				return nil
+			})
+		})
+	}
+}

@@ -1,5 +1,5 @@
 -- +goose Up
--- History rollups (storage/history_tiers.go): per policy and bucket, summed over instances,
+-- History rollups (storage/history/tiers.go): per policy and bucket, summed over instances,
 -- rebuilt from the raw rows of policy_stats by the rollup job, so a rebuild replaces a row and
 -- never adds to it. policy_id -1 holds every policy together. bucket and last_at are Unix
 -- seconds (the start of the bucket, of its last interval with traffic); rates is the text
