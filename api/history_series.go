@@ -42,6 +42,8 @@ func policyReader(h HistoryReader, id int64) seriesReader {
 type PathHistoryReader interface {
 	QueryPath(ctx context.Context, pathID int64, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error)
 	QueryPathIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]history.IntervalBytes, error)
+	// PathTier is Tier of path history.
+	PathTier(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
 }
 
 // pathReader reads path id's series from h.
@@ -54,10 +56,7 @@ func pathReader(h PathHistoryReader, id int64) seriesReader {
 			m, err := h.QueryPathIntervals(ctx, []int64{id}, from, to, iv)
 			return m[id], err
 		},
-		// Path history has no rollup tiers yet: it is raw only.
-		tier: func(context.Context, time.Time, time.Time, time.Duration) (string, error) {
-			return history.TierRaw, nil
-		},
+		tier: h.PathTier,
 	}
 }
 

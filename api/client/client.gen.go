@@ -3097,9 +3097,12 @@ type ClientInterface interface {
 	// limits, rates, `summary` and `compare=previous`). Path traffic is its own series
 	// (InfluxDB measurement `path_traffic`, tags `path_id` and `instance`, fields
 	// `packets` and `bytes`; SQL table `path_stats`), beside the policies': a report
-	// with both a policy and a path counts in each. `active_flows` is always 0 (flows
-	// are tracked per policy). The path need not exist any more: its history outlives
-	// it until the history retention removes it, and an id that never carried traffic
+	// with both a policy and a path counts in each. It has the same rollup tiers (see
+	// HistoryTier; `tier` says which answered; SQL tables `path_stats_1m` and
+	// `path_stats_1h`, measurement `path_traffic` in the tiers' retention policies).
+	// `active_flows` is always 0 (flows are tracked per policy). The path need not exist
+	// any more: its history outlives it until each tier's retention removes it, and an id
+	// that never carried traffic
 	// answers zeros (so there is no 404). CSV with `format=csv` or `Accept: text/csv`
 	// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`). 503 when no history
 	// store is configured or it does not answer. Minimum role viewer.
@@ -4093,9 +4096,12 @@ func (c *Client) ReplacePathMetrics(ctx context.Context, pathID PathID, body Rep
 // limits, rates, `summary` and `compare=previous`). Path traffic is its own series
 // (InfluxDB measurement `path_traffic`, tags `path_id` and `instance`, fields
 // `packets` and `bytes`; SQL table `path_stats`), beside the policies': a report
-// with both a policy and a path counts in each. `active_flows` is always 0 (flows
-// are tracked per policy). The path need not exist any more: its history outlives
-// it until the history retention removes it, and an id that never carried traffic
+// with both a policy and a path counts in each. It has the same rollup tiers (see
+// HistoryTier; `tier` says which answered; SQL tables `path_stats_1m` and
+// `path_stats_1h`, measurement `path_traffic` in the tiers' retention policies).
+// `active_flows` is always 0 (flows are tracked per policy). The path need not exist
+// any more: its history outlives it until each tier's retention removes it, and an id
+// that never carried traffic
 // answers zeros (so there is no 404). CSV with `format=csv` or `Accept: text/csv`
 // (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`). 503 when no history
 // store is configured or it does not answer. Minimum role viewer.
@@ -8365,9 +8371,12 @@ type ClientWithResponsesInterface interface {
 	// limits, rates, `summary` and `compare=previous`). Path traffic is its own series
 	// (InfluxDB measurement `path_traffic`, tags `path_id` and `instance`, fields
 	// `packets` and `bytes`; SQL table `path_stats`), beside the policies': a report
-	// with both a policy and a path counts in each. `active_flows` is always 0 (flows
-	// are tracked per policy). The path need not exist any more: its history outlives
-	// it until the history retention removes it, and an id that never carried traffic
+	// with both a policy and a path counts in each. It has the same rollup tiers (see
+	// HistoryTier; `tier` says which answered; SQL tables `path_stats_1m` and
+	// `path_stats_1h`, measurement `path_traffic` in the tiers' retention policies).
+	// `active_flows` is always 0 (flows are tracked per policy). The path need not exist
+	// any more: its history outlives it until each tier's retention removes it, and an id
+	// that never carried traffic
 	// answers zeros (so there is no 404). CSV with `format=csv` or `Accept: text/csv`
 	// (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`). 503 when no history
 	// store is configured or it does not answer. Minimum role viewer.
@@ -15390,9 +15399,12 @@ func (c *ClientWithResponses) ReplacePathMetricsWithResponse(ctx context.Context
 // limits, rates, `summary` and `compare=previous`). Path traffic is its own series
 // (InfluxDB measurement `path_traffic`, tags `path_id` and `instance`, fields
 // `packets` and `bytes`; SQL table `path_stats`), beside the policies': a report
-// with both a policy and a path counts in each. `active_flows` is always 0 (flows
-// are tracked per policy). The path need not exist any more: its history outlives
-// it until the history retention removes it, and an id that never carried traffic
+// with both a policy and a path counts in each. It has the same rollup tiers (see
+// HistoryTier; `tier` says which answered; SQL tables `path_stats_1m` and
+// `path_stats_1h`, measurement `path_traffic` in the tiers' retention policies).
+// `active_flows` is always 0 (flows are tracked per policy). The path need not exist
+// any more: its history outlives it until each tier's retention removes it, and an id
+// that never carried traffic
 // answers zeros (so there is no 404). CSV with `format=csv` or `Accept: text/csv`
 // (columns `time,packets,bytes,active_flows,pps,bps,peak_bps`). 503 when no history
 // store is configured or it does not answer. Minimum role viewer.

@@ -367,5 +367,30 @@ func (k historyKind) series() TrafficSeries {
 // policyHistory is the kind of the per-policy history.
 var policyHistory = historyKind{rawTable: "policy_stats", idColumn: "policy_id", measurement: MeasurementPolicyTraffic, idTag: "policy_id"}
 
+// pathHistory is the kind of the per-path history.
+var pathHistory = historyKind{rawTable: "path_stats", idColumn: "path_id", measurement: MeasurementPathTraffic, idTag: "path_id"}
+
+// historyKinds are the kinds with rollup tiers.
+var historyKinds = []historyKind{policyHistory, pathHistory}
+
+// kindOf is the kind of the series ts.
+func kindOf(ts TrafficSeries) historyKind {
+	if ts == PathTraffic {
+		return pathHistory
+	}
+	return policyHistory
+}
+
+// deltasOf are the deltas of kind k.
+func deltasOf(k historyKind, deltas []PolicyDelta) []PolicyDelta {
+	var out []PolicyDelta
+	for _, d := range deltas {
+		if kindOf(seriesOf(d)) == k {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // tierTable is the SQL table of a rollup tier.
 func (k historyKind) tierTable(tier string) string { return k.rawTable + "_" + tier }

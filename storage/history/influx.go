@@ -142,7 +142,7 @@ func (h *InfluxHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) e
 	}
 	// Points into buckets already rolled up are rolled up again; a failure is retryable:
 	// writing the points again replaces them.
-	if err := rollupWritten(ctx, h.tiers.plan, h, policyHistory, deltas); err != nil {
+	if err := rollupWritten(ctx, h.tiers.plan, h, deltas); err != nil {
 		return AsWriteError(fmt.Errorf("write %d history points: %w", len(points), err))
 	}
 	return nil

@@ -144,14 +144,7 @@ func (h *InfluxHistory) querySeries(ctx context.Context, ts TrafficSeries, id in
 	if err != nil {
 		return nil, err
 	}
-	var set *seriesSet
-	if ts == PolicyTraffic {
-		set, err = h.windows(ctx, grid, from, to, []int64{id})
-	} else {
-		// Only policies have rollup tiers: other series are read from raw.
-		set = newSeriesSet(grid)
-		err = h.readWindows(ctx, ts, set, from, to, []int64{id})
-	}
+	set, err := h.windows(ctx, kindOf(ts), grid, from, to, []int64{id})
 	if err != nil {
 		return nil, fmt.Errorf("query history of %s %d: %w", ts.IDKey, id, err)
 	}
@@ -182,7 +175,7 @@ func (h *InfluxHistory) QueryTop(ctx context.Context, from, to time.Time, every 
 			return []PolicySeries{}, nil
 		}
 	}
-	set, err := h.windows(ctx, grid, from, to, ids)
+	set, err := h.windows(ctx, policyHistory, grid, from, to, ids)
 	if err != nil {
 		return nil, fmt.Errorf("query history of policies: %w", err)
 	}
@@ -191,8 +184,8 @@ func (h *InfluxHistory) QueryTop(ctx context.Context, from, to time.Time, every 
 
 // windows reads the windows of the given policies (all for none) over [from, to), each
 // segment of the tier plan on its own and merged.
-func (h *InfluxHistory) windows(ctx context.Context, grid windowGrid, from, to time.Time, ids []int64) (*seriesSet, error) {
-	_, segs, err := h.segments(ctx, from, to, grid.every)
+func (h *InfluxHistory) windows(ctx context.Context, k historyKind, grid windowGrid, from, to time.Time, ids []int64) (*seriesSet, error) {
+	_, segs, err := h.segments(ctx, k, from, to, grid.every)
 	if err != nil {
 		return nil, err
 	}
@@ -200,9 +193,9 @@ func (h *InfluxHistory) windows(ctx context.Context, grid windowGrid, from, to t
 	for _, seg := range segs {
 		part := newSeriesSet(grid)
 		if seg.tier == TierRaw {
-			err = h.readWindows(ctx, PolicyTraffic, part, seg.from, seg.to, ids)
+			err = h.readWindows(ctx, k.series(), part, seg.from, seg.to, ids)
 		} else {
-			err = h.readTierWindows(ctx, policyHistory, part, seg, ids, false)
+			err = h.readTierWindows(ctx, k, part, seg, ids, false)
 		}
 		if err != nil {
 			return nil, err
@@ -215,7 +208,7 @@ func (h *InfluxHistory) windows(ctx context.Context, grid windowGrid, from, to t
 // tieredTotals returns each policy's bytes over [from, to), from the coarsest tiers that hold
 // them (rankEvery).
 func (h *InfluxHistory) tieredTotals(ctx context.Context, from, to time.Time, every time.Duration) ([]policyTotal, error) {
-	_, segs, err := h.segments(ctx, from, to, h.tiers.plan.rankEvery(every))
+	_, segs, err := h.segments(ctx, policyHistory, from, to, h.tiers.plan.rankEvery(every))
 	if err != nil {
 		return nil, err
 	}
@@ -257,18 +250,16 @@ func (h *InfluxHistory) queryIntervals(ctx context.Context, ts TrafficSeries, id
 	if err := validateIntervals(from, to, interval); err != nil {
 		return nil, err
 	}
-	if ts != PolicyTraffic { // only policies have rollup tiers
-		return h.rawIntervals(ctx, ts, ids, from, to, interval)
-	}
+	k := kindOf(ts)
 	// Exact from the 1m tier and raw, or the 1h histograms for long ranges (intervalsEvery).
-	_, segs, err := h.segments(ctx, from, to, h.tiers.plan.intervalsEvery(from, to, interval))
+	_, segs, err := h.segments(ctx, k, from, to, h.tiers.plan.intervalsEvery(from, to, interval))
 	if err != nil {
 		return nil, fmt.Errorf("query history intervals: %w", err)
 	}
 	out := make(map[int64][]IntervalBytes)
 	for _, seg := range segs {
 		if seg.tier != TierRaw {
-			rows, err := h.tierRows(ctx, policyHistory, seg.tier, seg.from, seg.to, ids, false)
+			rows, err := h.tierRows(ctx, k, seg.tier, seg.from, seg.to, ids, false)
 			if err != nil {
 				return nil, fmt.Errorf("query history intervals: %w", err)
 			}
@@ -340,7 +331,7 @@ func (h *InfluxHistory) QueryTotal(ctx context.Context, from, to time.Time, ever
 			return nil, nil, err
 		}
 	}
-	_, segs, err := h.segments(ctx, from, to, every)
+	_, segs, err := h.segments(ctx, policyHistory, from, to, every)
 	if err != nil {
 		return nil, nil, fmt.Errorf("query history total: %w", err)
 	}
@@ -379,7 +370,7 @@ func (h *InfluxHistory) QueryTotal(ctx context.Context, from, to time.Time, ever
 // totalIntervals returns the per-interval bytes of all policies together (id 0 left out),
 // from the tiers QueryIntervals reads over the same range (see intervalsEvery).
 func (h *InfluxHistory) totalIntervals(ctx context.Context, from, to time.Time, interval time.Duration) ([]IntervalBytes, error) {
-	_, segs, err := h.segments(ctx, from, to, h.tiers.plan.intervalsEvery(from, to, interval))
+	_, segs, err := h.segments(ctx, policyHistory, from, to, h.tiers.plan.intervalsEvery(from, to, interval))
 	if err != nil {
 		return nil, fmt.Errorf("query history total: %w", err)
 	}

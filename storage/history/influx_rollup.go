@@ -43,14 +43,20 @@ func tierBucket(bucket, tier string) string {
 
 // Tier returns the tier a query over [from, to) at every reads (TierRaw, Tier1m or Tier1h).
 func (h *InfluxHistory) Tier(ctx context.Context, from, to time.Time, every time.Duration) (string, error) {
-	tier, _, err := h.segments(ctx, from, to, every)
+	tier, _, err := h.segments(ctx, policyHistory, from, to, every)
+	return tier, err
+}
+
+// PathTier is Tier for path history.
+func (h *InfluxHistory) PathTier(ctx context.Context, from, to time.Time, every time.Duration) (string, error) {
+	tier, _, err := h.segments(ctx, pathHistory, from, to, every)
 	return tier, err
 }
 
 // segments plans a query over [from, to) at every across the tiers.
-func (h *InfluxHistory) segments(ctx context.Context, from, to time.Time, every time.Duration) (string, []segment, error) {
+func (h *InfluxHistory) segments(ctx context.Context, k historyKind, from, to time.Time, every time.Duration) (string, []segment, error) {
 	return h.tiers.plan.choose(from.UTC(), to.UTC(), every, func(tier string) (time.Time, error) {
-		return h.rolledUntil(ctx, policyHistory, tier)
+		return h.rolledUntil(ctx, k, tier)
 	})
 }
 
@@ -106,7 +112,8 @@ func influxQLDuration(d time.Duration) string {
 	return strconv.FormatInt(max(int64(d/time.Hour), 1), 10) + "h"
 }
 
-// Rollup brings the rollup tiers up to date, as SQLHistory.Rollup does, from the raw points
+// Rollup brings the rollup tiers of policy and path history up to date, as SQLHistory.Rollup
+// does, from the raw points
 // of every instance; the rows are points of the tiers' retention policies (buckets on 2.x),
 // which the server prunes itself. Writing a point again with the same tags and time replaces
 // it, so a rebuild never adds up.
@@ -114,7 +121,7 @@ func (h *InfluxHistory) Rollup(ctx context.Context) (minutes, hours time.Time, e
 	if !h.tiers.plan.on {
 		return time.Time{}, time.Time{}, nil
 	}
-	return rollupKind(ctx, h.tiers.plan, h, policyHistory)
+	return rollupKinds(ctx, h.tiers.plan, h)
 }
 
 // RollupJobName is the singleton job name of the InfluxDB rollup.

@@ -76,7 +76,7 @@ func (s *SQLHistory) WriteDeltas(ctx context.Context, deltas []PolicyDelta) erro
 	}
 	// Rows into buckets already rolled up are rolled up again; a failure is retryable: the
 	// raw rows are written, and writing them again replaces them.
-	if err := rollupWritten(ctx, s.tiers, s, policyHistory, rows); err != nil {
+	if err := rollupWritten(ctx, s.tiers, s, rows); err != nil {
 		return AsWriteError(fmt.Errorf("write %d history rows: %w", len(rows), err))
 	}
 	return nil
@@ -180,15 +180,7 @@ func (s *SQLHistory) querySeries(ctx context.Context, ts TrafficSeries, id int64
 	if err != nil {
 		return nil, err
 	}
-	var set *seriesSet
-	if ts == PolicyTraffic {
-		set, err = s.windows(ctx, grid, from, to, []int64{id})
-	} else {
-		// Only policies have rollup tiers: other series are read from raw.
-		set = newSeriesSet(grid)
-		query := s.windowsSQL(ts, int64(every/time.Second), " AND "+ts.IDKey+" = "+s.placeholder(3))
-		err = s.readWindows(ctx, set, query, from.UTC(), to.UTC(), id)
-	}
+	set, err := s.windows(ctx, kindOf(ts), grid, from, to, []int64{id})
 	if err != nil {
 		return nil, fmt.Errorf("query history of %s %d: %w", ts.IDKey, id, err)
 	}
@@ -200,8 +192,8 @@ func (s *SQLHistory) querySeries(ctx context.Context, ts TrafficSeries, id int64
 
 // windows reads the windows of the given policies (all for none) over [from, to), each
 // segment of the plan on its own and merged.
-func (s *SQLHistory) windows(ctx context.Context, grid windowGrid, from, to time.Time, ids []int64) (*seriesSet, error) {
-	_, segs, err := s.plan(ctx, from, to, grid.every)
+func (s *SQLHistory) windows(ctx context.Context, k historyKind, grid windowGrid, from, to time.Time, ids []int64) (*seriesSet, error) {
+	_, segs, err := s.plan(ctx, k, from, to, grid.every)
 	if err != nil {
 		return nil, err
 	}
@@ -209,10 +201,10 @@ func (s *SQLHistory) windows(ctx context.Context, grid windowGrid, from, to time
 	for _, seg := range segs {
 		part := newSeriesSet(grid)
 		if seg.tier == TierRaw {
-			filter, args := s.idFilter(policyHistory, ids, false, seg.from.UTC(), seg.to.UTC())
-			err = s.readWindows(ctx, part, s.windowsSQL(PolicyTraffic, int64(grid.every/time.Second), filter), args...)
+			filter, args := s.idFilter(k, ids, false, seg.from.UTC(), seg.to.UTC())
+			err = s.readWindows(ctx, part, s.windowsSQL(k.series(), int64(grid.every/time.Second), filter), args...)
 		} else {
-			err = s.readTierWindows(ctx, policyHistory, part, seg, ids)
+			err = s.readTierWindows(ctx, k, part, seg, ids)
 		}
 		if err != nil {
 			return nil, err
@@ -250,7 +242,7 @@ func (s *SQLHistory) QueryTop(ctx context.Context, from, to time.Time, every tim
 			return []PolicySeries{}, nil
 		}
 	}
-	set, err := s.windows(ctx, grid, from, to, ids)
+	set, err := s.windows(ctx, policyHistory, grid, from, to, ids)
 	if err != nil {
 		return nil, fmt.Errorf("query history of policies: %w", err)
 	}
@@ -258,7 +250,7 @@ func (s *SQLHistory) QueryTop(ctx context.Context, from, to time.Time, every tim
 }
 
 func (s *SQLHistory) topIDs(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]int64, error) {
-	_, segs, err := s.plan(ctx, from, to, s.tiers.rankEvery(every))
+	_, segs, err := s.plan(ctx, policyHistory, from, to, s.tiers.rankEvery(every))
 	if err != nil {
 		return nil, err
 	}
@@ -323,18 +315,16 @@ func (s *SQLHistory) queryIntervals(ctx context.Context, ts TrafficSeries, ids [
 	if err := validateIntervals(from, to, interval); err != nil {
 		return nil, err
 	}
-	if ts != PolicyTraffic {
-		return s.rawIntervals(ctx, ts, ids, from, to, interval)
-	}
+	k := kindOf(ts)
 	// Exact from the 1m tier and raw, or the 1h histograms for long ranges (intervalsEvery).
-	_, segs, err := s.plan(ctx, from, to, s.tiers.intervalsEvery(from, to, interval))
+	_, segs, err := s.plan(ctx, k, from, to, s.tiers.intervalsEvery(from, to, interval))
 	if err != nil {
 		return nil, fmt.Errorf("query history intervals: %w", err)
 	}
 	out := make(map[int64][]IntervalBytes)
 	for _, seg := range segs {
 		if seg.tier != TierRaw {
-			rows, err := s.tierRows(ctx, policyHistory, seg.tier, seg.from, seg.to, ids, false)
+			rows, err := s.tierRows(ctx, k, seg.tier, seg.from, seg.to, ids, false)
 			if err != nil {
 				return nil, fmt.Errorf("query history intervals: %w", err)
 			}
@@ -344,10 +334,10 @@ func (s *SQLHistory) queryIntervals(ctx context.Context, ts TrafficSeries, ids [
 			continue
 		}
 		secs := int64(interval / time.Second)
-		filter, args := s.idFilter(policyHistory, ids, false, seg.from.UTC(), seg.to.UTC())
-		err := s.eachRow(ctx, fmt.Sprintf(`SELECT policy_id, %s AS w, CAST(SUM(bytes) AS BIGINT)
-FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s
-GROUP BY policy_id, w`, s.windowExpr(secs), s.placeholder(1), s.placeholder(2), filter), args, func(id int64, vals ...int64) {
+		filter, args := s.idFilter(k, ids, false, seg.from.UTC(), seg.to.UTC())
+		err := s.eachRow(ctx, fmt.Sprintf(`SELECT %[1]s, %[2]s AS w, CAST(SUM(bytes) AS BIGINT)
+FROM %[3]s WHERE timestamp >= %[4]s AND timestamp < %[5]s%[6]s
+GROUP BY %[1]s, w`, k.idColumn, s.windowExpr(secs), k.rawTable, s.placeholder(1), s.placeholder(2), filter), args, func(id int64, vals ...int64) {
 			out[id] = append(out[id], IntervalBytes{Time: time.Unix(vals[0]*secs, 0).UTC(), Bytes: vals[1]})
 		}, 2)
 		if err != nil {
@@ -372,7 +362,7 @@ func (s *SQLHistory) QueryTotal(ctx context.Context, from, to time.Time, every, 
 			return nil, nil, err
 		}
 	}
-	_, segs, err := s.plan(ctx, from, to, every)
+	_, segs, err := s.plan(ctx, policyHistory, from, to, every)
 	if err != nil {
 		return nil, nil, fmt.Errorf("query history total: %w", err)
 	}
@@ -415,7 +405,7 @@ FROM policy_stats WHERE timestamp >= %s AND timestamp < %s%s GROUP BY w`, s.wind
 // totalIntervals returns the per-interval bytes of all policies together (id 0 left out),
 // from the tiers QueryIntervals reads over the same range (see intervalsEvery).
 func (s *SQLHistory) totalIntervals(ctx context.Context, from, to time.Time, interval time.Duration) ([]IntervalBytes, error) {
-	_, segs, err := s.plan(ctx, from, to, s.tiers.intervalsEvery(from, to, interval))
+	_, segs, err := s.plan(ctx, policyHistory, from, to, s.tiers.intervalsEvery(from, to, interval))
 	if err != nil {
 		return nil, fmt.Errorf("query history total: %w", err)
 	}
@@ -530,16 +520,18 @@ func (s *SQLHistory) RetentionJob(retention time.Duration, log *slog.Logger) fun
 				return err
 			}
 			before = minTime(before, minutes)
-			for _, t := range []struct {
-				tier   string
-				before time.Time
-			}{{Tier1m, minTime(now.Add(-s.tiers.ret1m), hours)}, {Tier1h, now.Add(-s.tiers.ret1h)}} {
-				n, err := s.pruneTier(ctx, policyHistory, t.tier, t.before)
-				if err != nil {
-					return err
-				}
-				if n > 0 {
-					log.Info("history retention", "tier", t.tier, "deleted", n, "before", t.before.UTC().Format(time.RFC3339))
+			for _, k := range historyKinds {
+				for _, t := range []struct {
+					tier   string
+					before time.Time
+				}{{Tier1m, minTime(now.Add(-s.tiers.ret1m), hours)}, {Tier1h, now.Add(-s.tiers.ret1h)}} {
+					n, err := s.pruneTier(ctx, k, t.tier, t.before)
+					if err != nil {
+						return err
+					}
+					if n > 0 {
+						log.Info("history retention", "tier", t.tier, "table", k.tierTable(t.tier), "deleted", n, "before", t.before.UTC().Format(time.RFC3339))
+					}
 				}
 			}
 		}
@@ -590,29 +582,4 @@ func (s *SQLHistory) Close() {}
 // directly, outside those callbacks, and a database gone silent must not hang history.
 func (s *SQLHistory) deadline(ctx context.Context, n int) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, time.Duration(n)*s.owner.StatementTimeout())
-}
-
-// rawIntervals is queryIntervals for a series without rollup tiers, from raw rows.
-func (s *SQLHistory) rawIntervals(ctx context.Context, ts TrafficSeries, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
-	secs := int64(interval / time.Second)
-	args := []any{from.UTC(), to.UTC()}
-	filter := allFilter(ts)
-	if len(ids) > 0 {
-		marks := make([]string, len(ids))
-		for i, id := range ids {
-			marks[i] = s.placeholder(3 + i)
-			args = append(args, id)
-		}
-		filter = " AND " + ts.IDKey + " IN (" + strings.Join(marks, ",") + ")"
-	}
-	out := make(map[int64][]IntervalBytes)
-	err := s.eachRow(ctx, fmt.Sprintf(`SELECT %[1]s, %[2]s AS w, CAST(SUM(bytes) AS BIGINT)
-FROM %[3]s WHERE timestamp >= %[4]s AND timestamp < %[5]s%[6]s
-GROUP BY %[1]s, w`, ts.IDKey, s.windowExpr(secs), ts.Table, s.placeholder(1), s.placeholder(2), filter), args, func(id int64, vals ...int64) {
-		out[id] = append(out[id], IntervalBytes{Time: time.Unix(vals[0]*secs, 0).UTC(), Bytes: vals[1]})
-	}, 2)
-	if err != nil {
-		return nil, fmt.Errorf("query history intervals: %w", err)
-	}
-	return out, nil
 }

@@ -28,13 +28,21 @@ func NewSQLHistoryTiers(db *storage.DB, tiers TierConfig) (*SQLHistory, error) {
 func (s *SQLHistory) Tier(ctx context.Context, from, to time.Time, every time.Duration) (string, error) {
 	ctx, cancel := s.deadline(ctx, 1)
 	defer cancel()
-	tier, _, err := s.plan(ctx, from, to, every)
+	tier, _, err := s.plan(ctx, policyHistory, from, to, every)
 	return tier, err
 }
 
-func (s *SQLHistory) plan(ctx context.Context, from, to time.Time, every time.Duration) (string, []segment, error) {
+// PathTier is Tier for path history.
+func (s *SQLHistory) PathTier(ctx context.Context, from, to time.Time, every time.Duration) (string, error) {
+	ctx, cancel := s.deadline(ctx, 1)
+	defer cancel()
+	tier, _, err := s.plan(ctx, pathHistory, from, to, every)
+	return tier, err
+}
+
+func (s *SQLHistory) plan(ctx context.Context, k historyKind, from, to time.Time, every time.Duration) (string, []segment, error) {
 	return s.tiers.choose(from.UTC(), to.UTC(), every, func(tier string) (time.Time, error) {
-		return s.rolledUntil(ctx, policyHistory, tier)
+		return s.rolledUntil(ctx, k, tier)
 	})
 }
 
@@ -51,15 +59,16 @@ func (s *SQLHistory) rolledUntil(ctx context.Context, k historyKind, tier string
 	return time.Unix(last.Int64, 0).UTC().Add(tierResolution(tier)), nil
 }
 
-// Rollup brings the rollup tiers up to date: the 1-minute buckets from the last one rolled
-// up (or the start of raw retention) to the last settled minute, then the hours those
-// minutes complete. It rebuilds buckets from the raw rows, so running it again, or on two
-// replicas at once, gives the same rows. It returns how far both tiers are complete.
+// Rollup brings the rollup tiers of policy and path history up to date: the 1-minute
+// buckets from the last one rolled up (or the start of raw retention) to the last settled
+// minute, then the hours those minutes complete. It rebuilds buckets from the raw rows, so
+// running it again, or on two replicas at once, gives the same rows. It returns how far both
+// tiers are complete (of both kinds).
 func (s *SQLHistory) Rollup(ctx context.Context) (minutes, hours time.Time, err error) {
 	if !s.tiers.on {
 		return time.Time{}, time.Time{}, nil
 	}
-	return rollupKind(ctx, s.tiers, s, policyHistory)
+	return rollupKinds(ctx, s.tiers, s)
 }
 
 // firstSource returns the time of the first row in [from, to) that tier is built from.

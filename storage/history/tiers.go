@@ -506,6 +506,13 @@ func sortRows(rows []rollupRow) {
 func tierIntervals(tier string, rows []rollupRow) map[int64][]IntervalBytes {
 	out := make(map[int64][]IntervalBytes)
 	if tier == Tier1m {
+		sizes := make(map[int64]int)
+		for _, r := range rows {
+			sizes[r.id] += len(r.pairs)
+		}
+		for id, n := range sizes {
+			out[id] = make([]IntervalBytes, 0, n)
+		}
 		for _, r := range rows {
 			ivs := out[r.id]
 			for _, pr := range r.pairs {
@@ -605,6 +612,24 @@ func rollupKind(ctx context.Context, p tierPlan, s rollupStore, k historyKind) (
 	return settled, hourEnd, nil
 }
 
+// rollupKinds is rollupKind of every kind with tiers; it returns how far both tiers are
+// complete for all of them.
+func rollupKinds(ctx context.Context, p tierPlan, s rollupStore) (minutes, hours time.Time, err error) {
+	for i, k := range historyKinds {
+		m, h, err := rollupKind(ctx, p, s, k)
+		if err != nil {
+			return time.Time{}, time.Time{}, err
+		}
+		if i == 0 || m.Before(minutes) {
+			minutes = m
+		}
+		if i == 0 || h.Before(hours) {
+			hours = h
+		}
+	}
+	return minutes, hours, nil
+}
+
 // rollupSpans rebuilds the buckets of tier in [from, to), span at a time, skipping ahead to
 // the first source row so that a range without traffic costs one query.
 func rollupSpans(ctx context.Context, s rollupStore, k historyKind, tier string, from, to time.Time, span time.Duration) error {
@@ -655,8 +680,21 @@ func rollupRange(ctx context.Context, s rollupStore, k historyKind, tier string,
 // rollupWritten rebuilds the buckets a write touched that were settled already: points of a
 // spool replay, or a retry that came late. Points of buckets not settled yet are left to the
 // next run of the rollup.
-func rollupWritten(ctx context.Context, p tierPlan, s rollupStore, k historyKind, deltas []PolicyDelta) error {
+func rollupWritten(ctx context.Context, p tierPlan, s rollupStore, deltas []PolicyDelta) error {
 	if !p.on || len(deltas) == 0 {
+		return nil
+	}
+	for _, k := range historyKinds {
+		if err := rollupWrittenKind(ctx, p, s, k, deltasOf(k, deltas)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rollupWrittenKind is rollupWritten of the deltas of one kind.
+func rollupWrittenKind(ctx context.Context, p tierPlan, s rollupStore, k historyKind, deltas []PolicyDelta) error {
+	if len(deltas) == 0 {
 		return nil
 	}
 	settled := floorTime(p.now().UTC().Add(-p.settle), time.Minute)

@@ -34,6 +34,8 @@ func (c *fakeClock) set(t time.Time) {
 type tieredStore struct {
 	historyStore
 	tier func(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
+	// pathTier is tier for path history.
+	pathTier func(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
 	// job rolls up what settled and prunes what aged out, as the store's periodic job does.
 	job func(ctx context.Context) error
 	// raw reads the raw points only (a store of the same data without tiers).
@@ -60,7 +62,7 @@ func TestHistoryTiers(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return tieredStore{historyStore: h, tier: h.Tier, job: h.RetentionJob(tiers.RawRetention, nil), raw: history.NewSQLHistory(db)}
+				return tieredStore{historyStore: h, tier: h.Tier, pathTier: h.PathTier, job: h.RetentionJob(tiers.RawRetention, nil), raw: history.NewSQLHistory(db)}
 			})
 		})
 	}
@@ -90,6 +92,8 @@ func tierBytes(policy int64, instance string, k int) int64 {
 }
 
 // tierDeltas returns the points of hour h: instance a flushes 3 s, b 7 s into each interval.
+// Path 1 carries what policy 1 does (its own points, as the collector writes them), so that
+// path history is checked against the same figures.
 func tierDeltas(h int) []history.PolicyDelta {
 	var out []history.PolicyDelta
 	for k := h * 360; k < (h+1)*360; k++ {
@@ -103,8 +107,13 @@ func tierDeltas(h int) []history.PolicyDelta {
 				if inst == "b" {
 					flows = 4
 				}
-				out = append(out, history.PolicyDelta{PolicyID: p, Instance: inst, Time: tierBase.Add(time.Duration(k)*tierInterval + off),
-					Packets: b/100 + 1, Bytes: b, ActiveFlows: flows})
+				d := history.PolicyDelta{PolicyID: p, Instance: inst, Time: tierBase.Add(time.Duration(k)*tierInterval + off),
+					Packets: b/100 + 1, Bytes: b, ActiveFlows: flows}
+				out = append(out, d)
+				if p == 1 {
+					d.PolicyID, d.PathID, d.ActiveFlows = 0, 1, 0
+					out = append(out, d)
+				}
 			}
 		}
 	}
@@ -177,55 +186,84 @@ func testHistoryTiers(t *testing.T, retention1m time.Duration, open openTiered) 
 	now := tierBase.Add(tierHours * time.Hour).Add(2 * time.Minute)
 	// Raw has aged out for all but the last two hours.
 	if h.raw != nil {
-		gone, err := h.raw.QueryPolicy(ctx, 1, tierBase, tierBase.Add(7*time.Hour), time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range gone {
-			if p.Bytes != 0 {
-				t.Fatalf("raw rows of %s still there: retention did not prune them", p.Time)
+		for name, query := range map[string]func(context.Context, int64, time.Time, time.Time, time.Duration) ([]history.HistoryPoint, error){
+			"policy": h.raw.QueryPolicy, "path": h.raw.QueryPath} {
+			gone, err := query(ctx, 1, tierBase, tierBase.Add(7*time.Hour), time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range gone {
+				if p.Bytes != 0 {
+					t.Fatalf("raw %s rows of %s still there: retention did not prune them", name, p.Time)
+				}
 			}
 		}
 	}
 
 	check := func(t *testing.T, from, to time.Time, every time.Duration, wantTier string, p95Exact bool) {
 		t.Helper()
-		tier, err := h.tier(ctx, from, to, every)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if tier != wantTier {
-			t.Errorf("tier %q, want %q", tier, wantTier)
-		}
-		points, err := h.QueryPolicy(ctx, 1, from, to, every)
-		if err != nil {
-			t.Fatal(err)
-		}
-		intervals, err := h.QueryIntervals(ctx, []int64{1}, from, to, tierInterval)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rates, sum := history.HistoryRates(points, intervals[1], from, to, every, tierInterval)
-		e := expect(from, to, every)
-		if len(points) != len(e.bytes) {
-			t.Fatalf("%d windows, want %d", len(points), len(e.bytes))
-		}
-		for i, p := range points {
-			if p.Bytes != e.bytes[i] || p.Packets != e.packets[i] || (e.bytes[i] > 0 && every >= time.Minute && p.ActiveFlows != 7) {
-				t.Errorf("window %s: packets %d bytes %d flows %d, want %d %d 7", p.Time, p.Packets, p.Bytes, p.ActiveFlows, e.packets[i], e.bytes[i])
-			}
-			if !near(rates[i].BPS, float64(e.bytes[i])*8/every.Seconds()) || !near(rates[i].PPS, float64(e.packets[i])/every.Seconds()) || !near(rates[i].PeakBPS, e.peak[i]) {
-				t.Errorf("window %s: bps %v pps %v peak %v, want %v %v %v", p.Time, rates[i].BPS, rates[i].PPS, rates[i].PeakBPS,
-					float64(e.bytes[i])*8/every.Seconds(), float64(e.packets[i])/every.Seconds(), e.peak[i])
-			}
-		}
-		if sum.TotalBytes != e.totalBytes || !near(sum.AvgBPS, e.avg) || !near(sum.MaxBPS, e.max) || !near(sum.LastBPS, e.last) {
-			t.Errorf("summary %+v, want total %d avg %v max %v last %v", sum, e.totalBytes, e.avg, e.max, e.last)
-		}
-		if p95Exact && !near(sum.P95BPS, e.p95) || math.Abs(sum.P95BPS-e.p95) > history.RateRelativeError*e.p95 {
-			t.Errorf("p95 %v, want %v (exact: %v)", sum.P95BPS, e.p95, p95Exact)
+		for _, series := range []struct {
+			name      string
+			tier      func(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
+			windows   func(ctx context.Context, id int64, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error)
+			intervals func(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]history.IntervalBytes, error)
+			flows     int64
+		}{{"policy 1", h.tier, h.QueryPolicy, h.QueryIntervals, 7}, {"path 1", h.pathTier, h.QueryPath, h.QueryPathIntervals, 0}} {
+			checkSeries(t, from, to, every, wantTier, p95Exact, series.name, series.flows,
+				func() (string, []history.HistoryPoint, []history.IntervalBytes) {
+					tier, err := series.tier(ctx, from, to, every)
+					if err != nil {
+						t.Fatal(err)
+					}
+					points, err := series.windows(ctx, 1, from, to, every)
+					if err != nil {
+						t.Fatal(err)
+					}
+					intervals, err := series.intervals(ctx, []int64{1}, from, to, tierInterval)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return tier, points, intervals[1]
+				})
 		}
 	}
+	testTierReads(t, h, now, check)
+}
+
+// checkSeries compares what read returns for one series over [from, to) at every (its tier,
+// windows and intervals) with the figures of policy 1 computed from the definitions.
+func checkSeries(t *testing.T, from, to time.Time, every time.Duration, wantTier string, p95Exact bool, name string, flows int64,
+	read func() (string, []history.HistoryPoint, []history.IntervalBytes)) {
+	t.Helper()
+	tier, points, intervals := read()
+	if tier != wantTier {
+		t.Errorf("%s: tier %q, want %q", name, tier, wantTier)
+	}
+	rates, sum := history.HistoryRates(points, intervals, from, to, every, tierInterval)
+	e := expect(from, to, every)
+	if len(points) != len(e.bytes) {
+		t.Fatalf("%s: %d windows, want %d", name, len(points), len(e.bytes))
+	}
+	for i, p := range points {
+		if p.Bytes != e.bytes[i] || p.Packets != e.packets[i] || (e.bytes[i] > 0 && every >= time.Minute && p.ActiveFlows != flows) {
+			t.Errorf("%s window %s: packets %d bytes %d flows %d, want %d %d %d", name, p.Time, p.Packets, p.Bytes, p.ActiveFlows, e.packets[i], e.bytes[i], flows)
+		}
+		if !near(rates[i].BPS, float64(e.bytes[i])*8/every.Seconds()) || !near(rates[i].PPS, float64(e.packets[i])/every.Seconds()) || !near(rates[i].PeakBPS, e.peak[i]) {
+			t.Errorf("%s window %s: bps %v pps %v peak %v, want %v %v %v", name, p.Time, rates[i].BPS, rates[i].PPS, rates[i].PeakBPS,
+				float64(e.bytes[i])*8/every.Seconds(), float64(e.packets[i])/every.Seconds(), e.peak[i])
+		}
+	}
+	if sum.TotalBytes != e.totalBytes || !near(sum.AvgBPS, e.avg) || !near(sum.MaxBPS, e.max) || !near(sum.LastBPS, e.last) {
+		t.Errorf("%s summary %+v, want total %d avg %v max %v last %v", name, sum, e.totalBytes, e.avg, e.max, e.last)
+	}
+	if p95Exact && !near(sum.P95BPS, e.p95) || math.Abs(sum.P95BPS-e.p95) > history.RateRelativeError*e.p95 {
+		t.Errorf("%s p95 %v, want %v (exact: %v)", name, sum.P95BPS, e.p95, p95Exact)
+	}
+}
+
+// testTierReads runs the reads of testHistoryTiers over the data it wrote.
+func testTierReads(t *testing.T, h tieredStore, now time.Time, check func(t *testing.T, from, to time.Time, every time.Duration, wantTier string, p95Exact bool)) {
+	ctx := context.Background()
 	t.Run("SpanningAllTiersAt1h", func(t *testing.T) {
 		// Raw holds the last 2 h, 1m the last 6 h, 1h all: the 1h tier answers, totals as sent.
 		check(t, tierBase, tierBase.Add(tierHours*time.Hour), time.Hour, history.Tier1h, false)
@@ -276,9 +314,9 @@ func testHistoryTiers(t *testing.T, retention1m time.Duration, open openTiered) 
 			t.Fatalf("top 1: %d series", len(top))
 		}
 	})
-	t.Run("TotalIntervalsFromRawAt1h", func(t *testing.T) {
+	t.Run("TotalIntervalsExactAt1h", func(t *testing.T) {
 		// Hour 9 is rolled up and raw still holds it: the windows at 1h come from the 1h
-		// tier, the intervals from raw (as QueryIntervals reads them), each exact.
+		// tier, the intervals from the 1m tier (as QueryIntervals reads them), each exact.
 		from, to := tierBase.Add(9*time.Hour), tierBase.Add(10*time.Hour)
 		if tier, err := h.tier(ctx, from, to, time.Hour); err != nil || tier != history.Tier1h {
 			t.Fatalf("tier %q (%v), want %q", tier, err, history.Tier1h)
@@ -370,7 +408,7 @@ func TestInfluxHistoryTiers(t *testing.T) {
 				// store's plan takes raw as aged out after tiers.RawRetention of the test's
 				// clock, so the raw view here still has them: the check that raw was pruned
 				// is the SQL stores'.
-				return tieredStore{historyStore: h, tier: h.Tier, job: func(ctx context.Context) error { _, _, err := h.Rollup(ctx); return err }, raw: nil}
+				return tieredStore{historyStore: h, tier: h.Tier, pathTier: h.PathTier, job: func(ctx context.Context) error { _, _, err := h.Rollup(ctx); return err }, raw: nil}
 			})
 		})
 	}
