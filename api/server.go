@@ -235,10 +235,31 @@ func (s *Server) ReloadPolicies(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Collector.SetPolicies(policies); err != nil {
+	if err := s.cfg.Collector.SetPolicies(collectorPolicies(policies)); err != nil {
 		return err
 	}
 	return s.ReloadPaths(ctx)
+}
+
+// collectorPolicies are the stored policies as the collector classifies with them.
+func collectorPolicies(policies []storage.Policy) []collector.Policy {
+	out := make([]collector.Policy, len(policies))
+	for i, p := range policies {
+		out[i] = collector.Policy{ID: p.ID, Name: p.Name, Priority: p.Priority, Enabled: p.Enabled, Protocol: p.Protocol,
+			SrcCIDR: p.SrcCIDR, DstCIDR: p.DstCIDR, SrcPorts: collectorPorts(p.SrcPorts), DstPorts: collectorPorts(p.DstPorts)}
+	}
+	return out
+}
+
+func collectorPorts(ranges []storage.PortRange) []collector.PortRange {
+	if ranges == nil {
+		return nil
+	}
+	out := make([]collector.PortRange, len(ranges))
+	for i, r := range ranges {
+		out[i] = collector.PortRange{From: r.From, To: r.To}
+	}
+	return out
 }
 
 // ReloadPaths loads the path ids into the collector, which checks reports' path_id

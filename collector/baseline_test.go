@@ -6,8 +6,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-
-	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // baselineCollector is what the reference design did, kept to measure against: one
@@ -83,10 +81,10 @@ type linearPolicy struct {
 	id                 int64
 	protocol           int // -1: any
 	src, dst           netip.Prefix
-	srcPorts, dstPorts []storage.PortRange
+	srcPorts, dstPorts []PortRange
 }
 
-func newLinearClassifier(ps []storage.Policy) *linearClassifier {
+func newLinearClassifier(ps []Policy) *linearClassifier {
 	lc := &linearClassifier{}
 	for _, p := range ps {
 		if !p.Enabled {
@@ -117,7 +115,7 @@ func newLinearClassifier(ps []storage.Policy) *linearClassifier {
 	return lc
 }
 
-func inRanges(rs []storage.PortRange, port uint16) bool {
+func inRanges(rs []PortRange, port uint16) bool {
 	if len(rs) == 0 {
 		return true
 	}

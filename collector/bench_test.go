@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // Workload of the record benchmarks: every goroutine has its own benchFlows flows spread over
@@ -31,8 +29,8 @@ func benchFlow(worker, j int) FlowKey {
 	}
 }
 
-func benchPolicySet() []storage.Policy {
-	ps := make([]storage.Policy, benchPolicies)
+func benchPolicySet() []Policy {
+	ps := make([]Policy, benchPolicies)
 	for i := range ps {
 		ps[i] = policy(int64(i+1), i)
 	}
@@ -114,10 +112,10 @@ func BenchmarkRecordPacket(b *testing.B) {
 // classifyWorkload is 1,000 policies as an SD-WAN might have them (each for a service: a
 // destination prefix, a protocol, a few ports) and two sets of flows: ones built to hit a
 // random policy, and ones no policy matches, which a scan must check against all of them.
-func classifyWorkload(rng *rand.Rand) (policies []storage.Policy, hit, miss []FlowKey) {
+func classifyWorkload(rng *rand.Rand) (policies []Policy, hit, miss []FlowKey) {
 	ports := []uint16{22, 25, 53, 80, 123, 443, 993, 3389, 5060, 8080, 8443}
 	for i := range 1000 {
-		p := storage.Policy{ID: int64(i + 1), Priority: rng.IntN(100), Enabled: true, Protocol: ptr([]int{6, 17}[rng.IntN(2)])}
+		p := Policy{ID: int64(i + 1), Priority: rng.IntN(100), Enabled: true, Protocol: ptr([]int{6, 17}[rng.IntN(2)])}
 		if rng.IntN(5) == 0 {
 			p.DstCIDR = netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 8), byte(i)}), 48).String()
 		} else {
@@ -125,10 +123,10 @@ func classifyWorkload(rng *rand.Rand) (policies []storage.Policy, hit, miss []Fl
 		}
 		if rng.IntN(4) == 0 {
 			from := uint16(10000 + rng.IntN(40000))
-			p.DstPorts = []storage.PortRange{{From: from, To: from + uint16(rng.IntN(1000))}}
+			p.DstPorts = []PortRange{{From: from, To: from + uint16(rng.IntN(1000))}}
 		} else {
 			port := ports[rng.IntN(len(ports))]
-			p.DstPorts = []storage.PortRange{{From: port, To: port}}
+			p.DstPorts = []PortRange{{From: port, To: port}}
 		}
 		if rng.IntN(10) == 0 {
 			p.SrcCIDR = netip.PrefixFrom(netip.AddrFrom4([4]byte{172, byte(16 + rng.IntN(16)), 0, 0}), 16).String()
@@ -302,7 +300,7 @@ func BenchmarkRecordBatch(b *testing.B) {
 // BenchmarkTakeDeltas is the collector's side of a history flush: 1,000 policies with
 // 100,000 tracked flows, each of which saw traffic since the previous flush.
 func BenchmarkTakeDeltas(b *testing.B) {
-	policies := make([]storage.Policy, 1000)
+	policies := make([]Policy, 1000)
 	for i := range policies {
 		policies[i] = policy(int64(i+1), i)
 	}

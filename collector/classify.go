@@ -8,8 +8,6 @@ import (
 	"math/bits"
 	"net/netip"
 	"slices"
-
-	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // classifier finds the first matching policy without scanning the policies. Policies get a
@@ -220,7 +218,7 @@ func (d *addrDims) build(words int) (v4 index32, v6 index128, anySet []uint64) {
 	return v4, v6, anySet
 }
 
-func portSpans(ranges []storage.PortRange, bit int, id int64, field string) ([]span[uint32], error) {
+func portSpans(ranges []PortRange, bit int, id int64, field string) ([]span[uint32], error) {
 	out := make([]span[uint32], 0, len(ranges))
 	for _, r := range ranges {
 		if r.From > r.To {
@@ -232,14 +230,14 @@ func portSpans(ranges []storage.PortRange, bit int, id int64, field string) ([]s
 }
 
 // compileClassifier builds the classifier of the enabled policies.
-func compileClassifier(policies []storage.Policy) (*classifier, error) {
-	enabled := make([]*storage.Policy, 0, len(policies))
+func compileClassifier(policies []Policy) (*classifier, error) {
+	enabled := make([]*Policy, 0, len(policies))
 	for i := range policies {
 		if policies[i].Enabled {
 			enabled = append(enabled, &policies[i])
 		}
 	}
-	slices.SortFunc(enabled, func(a, b *storage.Policy) int {
+	slices.SortFunc(enabled, func(a, b *Policy) int {
 		if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
 			return c
 		}

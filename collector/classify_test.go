@@ -4,12 +4,10 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
-
-	"github.com/patronus-sdwan/patronus/storage"
 )
 
 func TestClassify(t *testing.T) {
-	policies := []storage.Policy{
+	policies := []Policy{
 		policy(1, 50, proto(6), dstPorts(443, 443)),                         // HTTPS anywhere
 		policy(2, 10, proto(6), dstCIDR("10.1.0.0/16"), dstPorts(443, 443)), // HTTPS to 10.1/16 wins by priority
 		policy(3, 10, dstCIDR("10.1.2.0/24")),                               // same priority as 2: id breaks the tie
@@ -68,7 +66,7 @@ func TestClassify(t *testing.T) {
 	})
 	t.Run("Recompiled", func(t *testing.T) {
 		c, _ := newTestCollector(t, Config{}, policies...)
-		if err := c.SetPolicies([]storage.Policy{policy(9, 1)}); err != nil {
+		if err := c.SetPolicies([]Policy{policy(9, 1)}); err != nil {
 			t.Fatal(err)
 		}
 		if id, ok := c.Classify(cases[0].flow); !ok || id != 9 {
@@ -79,11 +77,11 @@ func TestClassify(t *testing.T) {
 
 // randomPolicies makes n policies of the kind an SD-WAN has: some protocols, well-known
 // ports and ranges, IPv4 and IPv6 prefixes, some disabled.
-func randomPolicies(rng *rand.Rand, n int) []storage.Policy {
+func randomPolicies(rng *rand.Rand, n int) []Policy {
 	ports := []uint16{22, 53, 80, 123, 443, 3389, 5060, 8080, 8443}
-	out := make([]storage.Policy, n)
+	out := make([]Policy, n)
 	for i := range out {
-		p := storage.Policy{ID: int64(i + 1), Priority: rng.IntN(n), Enabled: rng.IntN(10) != 0}
+		p := Policy{ID: int64(i + 1), Priority: rng.IntN(n), Enabled: rng.IntN(10) != 0}
 		switch rng.IntN(3) {
 		case 0:
 			p.Protocol = ptr(6)
@@ -99,15 +97,15 @@ func randomPolicies(rng *rand.Rand, n int) []storage.Policy {
 		for range rng.IntN(3) {
 			if rng.IntN(2) == 0 {
 				port := ports[rng.IntN(len(ports))]
-				p.DstPorts = append(p.DstPorts, storage.PortRange{From: port, To: port})
+				p.DstPorts = append(p.DstPorts, PortRange{From: port, To: port})
 			} else {
 				from := uint16(rng.IntN(60000))
-				p.DstPorts = append(p.DstPorts, storage.PortRange{From: from, To: from + uint16(rng.IntN(5000))})
+				p.DstPorts = append(p.DstPorts, PortRange{From: from, To: from + uint16(rng.IntN(5000))})
 			}
 		}
 		if rng.IntN(8) == 0 {
 			from := uint16(1024 + rng.IntN(30000))
-			p.SrcPorts = []storage.PortRange{{From: from, To: from + 1000}}
+			p.SrcPorts = []PortRange{{From: from, To: from + 1000}}
 		}
 		out[i] = p
 	}

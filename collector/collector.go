@@ -15,7 +15,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/patronus-sdwan/patronus/spool"
-	"github.com/patronus-sdwan/patronus/storage"
 	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
@@ -155,7 +154,7 @@ func (p *policySet) known(id int64) bool {
 // remembers every id, enabled or not, as one that reports may name. The live statistics and
 // flows of policies no longer present are dropped; their traffic not yet taken by TakeDeltas
 // is still returned by the next TakeDeltas. On error nothing changes.
-func (c *Collector) SetPolicies(policies []storage.Policy) error {
+func (c *Collector) SetPolicies(policies []Policy) error {
 	set := &policySet{members: make(map[int64]struct{}, len(policies))}
 	for _, p := range policies {
 		if p.ID <= 0 {

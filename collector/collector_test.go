@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patronus-sdwan/patronus/storage"
 	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
@@ -185,7 +184,7 @@ func TestRemovedPolicyDropsStatsKeepsDelta(t *testing.T) {
 	f := flow(t, "10.0.0.1", "10.0.0.2", 1, 2, 6)
 	c.Record(1, f, 4, 40)
 	c.Record(2, f, 1, 10)
-	if err := c.SetPolicies([]storage.Policy{policy(2, 20)}); err != nil {
+	if err := c.SetPolicies([]Policy{policy(2, 20)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := c.PolicyStats(1); ok {
@@ -206,7 +205,7 @@ func TestRemovedPolicyDropsStatsKeepsDelta(t *testing.T) {
 }
 
 func TestSetPoliciesRejectsBadInput(t *testing.T) {
-	cases := map[string][]storage.Policy{
+	cases := map[string][]Policy{
 		"BadCIDR":       {policy(1, 1, srcCIDR("10.0.0.0/33"))},
 		"ReversedPorts": {policy(1, 1, dstPorts(100, 10))},
 		"BadProtocol":   {policy(1, 1, proto(256))},
@@ -328,7 +327,7 @@ func TestRecordRacingRemoval(t *testing.T) {
 // history delta stops at the int64 limit instead of going negative.
 func TestCountersSaturate(t *testing.T) {
 	c := New(Config{Now: newFakeClock().Now})
-	if err := c.SetPolicies([]storage.Policy{policy(1, 1), policy(2, 2)}); err != nil {
+	if err := c.SetPolicies([]Policy{policy(1, 1), policy(2, 2)}); err != nil {
 		t.Fatal(err)
 	}
 	f1 := flow(t, "10.0.0.1", "10.0.0.2", 1, 2, 6)

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patronus-sdwan/patronus/storage"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -91,7 +90,7 @@ func background(f func()) (stop func()) {
 }
 
 func TestConcurrentRecordReadResetExact(t *testing.T) {
-	var policies []storage.Policy
+	var policies []Policy
 	for id := range concPolicy {
 		policies = append(policies, policy(int64(id+1), id))
 	}
@@ -170,7 +169,7 @@ func TestConcurrentRecordReadResetExact(t *testing.T) {
 // traffic: what it was sent ends up either in its history deltas or, once it was gone, as
 // unclassified traffic, exactly once.
 func TestConcurrentPolicyRemovalLosesNothing(t *testing.T) {
-	var all []storage.Policy
+	var all []Policy
 	for id := range concPolicy {
 		all = append(all, policy(int64(id+1), id))
 	}

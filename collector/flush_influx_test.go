@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/collector"
-	"github.com/patronus-sdwan/patronus/storage"
 	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
@@ -29,9 +28,9 @@ type trafficRun struct {
 
 func startTraffic(t *testing.T, coll *collector.Collector) *trafficRun {
 	t.Helper()
-	policies := make([]storage.Policy, 3)
+	policies := make([]collector.Policy, 3)
 	for i := range policies {
-		policies[i] = storage.Policy{ID: int64(i + 1), Name: "p", Priority: i, Enabled: true, ActionType: storage.ActionDrop}
+		policies[i] = collector.Policy{ID: int64(i + 1), Name: "p", Priority: i, Enabled: true}
 	}
 	if err := coll.SetPolicies(policies); err != nil {
 		t.Fatal(err)
@@ -214,10 +213,10 @@ func TestRefusedPointIsolatedAcrossInfluxOutage(t *testing.T) {
 	}
 	defer h.Close()
 	coll := collector.New(collector.Config{})
-	if err := coll.SetPolicies([]storage.Policy{
-		{ID: 1, Name: "a", Priority: 1, Enabled: true, ActionType: storage.ActionDrop},
-		{ID: 2, Name: "b", Priority: 2, Enabled: true, ActionType: storage.ActionDrop},
-		{ID: 3, Name: "c", Priority: 3, Enabled: true, ActionType: storage.ActionDrop},
+	if err := coll.SetPolicies([]collector.Policy{
+		{ID: 1, Name: "a", Priority: 1, Enabled: true},
+		{ID: 2, Name: "b", Priority: 2, Enabled: true},
+		{ID: 3, Name: "c", Priority: 3, Enabled: true},
 	}); err != nil {
 		t.Fatal(err)
 	}

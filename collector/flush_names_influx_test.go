@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/collector"
-	"github.com/patronus-sdwan/patronus/storage"
 	"github.com/patronus-sdwan/patronus/storage/history"
 	"github.com/patronus-sdwan/patronus/storage/storagetest"
 )
@@ -65,9 +64,9 @@ func TestFlushedPointsCarryPolicyNames(t *testing.T) {
 	}
 	defer h.Close()
 
-	web := storage.Policy{ID: 1, Name: "web, tls", Priority: 1, Enabled: true, ActionType: storage.ActionDrop}
+	web := collector.Policy{ID: 1, Name: "web, tls", Priority: 1, Enabled: true}
 	coll := collector.New(collector.Config{})
-	if err := coll.SetPolicies([]storage.Policy{web}); err != nil {
+	if err := coll.SetPolicies([]collector.Policy{web}); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -83,7 +82,7 @@ func TestFlushedPointsCarryPolicyNames(t *testing.T) {
 	coll.Record(1, k, 1, 100)
 	f.CollectDeltas()
 	web.Name = "web v2"
-	if err := coll.SetPolicies([]storage.Policy{web}); err != nil {
+	if err := coll.SetPolicies([]collector.Policy{web}); err != nil {
 		t.Fatal(err)
 	}
 	coll.Record(1, k, 2, 250)

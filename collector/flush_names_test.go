@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/spool"
-	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // namesOf returns the names of the written points by policy id and time.
@@ -45,7 +44,7 @@ func TestFlusherNamesPoints(t *testing.T) {
 	}
 	// Renamed while the first flush waits; policy 2 removed with traffic not yet taken.
 	c.Record(2, k, 1, 100)
-	if err := c.SetPolicies([]storage.Policy{policy(1, 1, named("web v2"))}); err != nil {
+	if err := c.SetPolicies([]Policy{policy(1, 1, named("web v2"))}); err != nil {
 		t.Fatal(err)
 	}
 	c.Record(1, k, 1, 100)

@@ -9,8 +9,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/patronus-sdwan/patronus/storage"
 )
 
 func FuzzDecodeBatch(f *testing.F) {
@@ -138,11 +136,11 @@ func (f *fuzzBytes) cidr() string {
 	return netip.PrefixFrom(a, int(f.byte())%(a.BitLen()+1)).String()
 }
 
-func (f *fuzzBytes) ports() []storage.PortRange {
-	var rs []storage.PortRange
+func (f *fuzzBytes) ports() []PortRange {
+	var rs []PortRange
 	for range f.byte() % 3 {
 		from := f.u16() % 2048
-		rs = append(rs, storage.PortRange{From: from, To: from + f.u16()%512})
+		rs = append(rs, PortRange{From: from, To: from + f.u16()%512})
 	}
 	return rs
 }
@@ -157,9 +155,9 @@ func FuzzClassify(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{1, 2, 2, 9, 9, 100, 0, 1, 5}, 30))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &fuzzBytes{b: data}
-		policies := make([]storage.Policy, int(in.byte())%70+1)
+		policies := make([]Policy, int(in.byte())%70+1)
 		for i := range policies {
-			p := storage.Policy{ID: int64(i + 1), Priority: int(in.byte() % 8), Enabled: in.byte()%5 != 0}
+			p := Policy{ID: int64(i + 1), Priority: int(in.byte() % 8), Enabled: in.byte()%5 != 0}
 			if v := in.byte(); v%3 != 0 {
 				p.Protocol = ptr(int(v % 3))
 			}

@@ -5,8 +5,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // fakeClock is an injectable clock that moves only when told.
@@ -32,37 +30,37 @@ func flow(t testing.TB, src, dst string, srcPort, dstPort uint16, proto uint8) F
 func ptr[T any](v T) *T { return &v }
 
 // policy builds an enabled policy matching everything, for options to narrow.
-func policy(id int64, priority int, opts ...func(*storage.Policy)) storage.Policy {
-	p := storage.Policy{ID: id, Name: "p", Priority: priority, Enabled: true, ActionType: storage.ActionDrop}
+func policy(id int64, priority int, opts ...func(*Policy)) Policy {
+	p := Policy{ID: id, Name: "p", Priority: priority, Enabled: true}
 	for _, o := range opts {
 		o(&p)
 	}
 	return p
 }
 
-func proto(n int) func(*storage.Policy)      { return func(p *storage.Policy) { p.Protocol = &n } }
-func srcCIDR(s string) func(*storage.Policy) { return func(p *storage.Policy) { p.SrcCIDR = s } }
-func dstCIDR(s string) func(*storage.Policy) { return func(p *storage.Policy) { p.DstCIDR = s } }
-func disabled(p *storage.Policy)             { p.Enabled = false }
+func proto(n int) func(*Policy)      { return func(p *Policy) { p.Protocol = &n } }
+func srcCIDR(s string) func(*Policy) { return func(p *Policy) { p.SrcCIDR = s } }
+func dstCIDR(s string) func(*Policy) { return func(p *Policy) { p.DstCIDR = s } }
+func disabled(p *Policy)             { p.Enabled = false }
 
-func dstPorts(r ...uint16) func(*storage.Policy) {
-	return func(p *storage.Policy) {
+func dstPorts(r ...uint16) func(*Policy) {
+	return func(p *Policy) {
 		for i := 0; i+1 < len(r); i += 2 {
-			p.DstPorts = append(p.DstPorts, storage.PortRange{From: r[i], To: r[i+1]})
+			p.DstPorts = append(p.DstPorts, PortRange{From: r[i], To: r[i+1]})
 		}
 	}
 }
 
-func srcPorts(r ...uint16) func(*storage.Policy) {
-	return func(p *storage.Policy) {
+func srcPorts(r ...uint16) func(*Policy) {
+	return func(p *Policy) {
 		for i := 0; i+1 < len(r); i += 2 {
-			p.SrcPorts = append(p.SrcPorts, storage.PortRange{From: r[i], To: r[i+1]})
+			p.SrcPorts = append(p.SrcPorts, PortRange{From: r[i], To: r[i+1]})
 		}
 	}
 }
 
 // newTestCollector returns a collector on a fake clock that knows the given policies.
-func newTestCollector(t testing.TB, cfg Config, policies ...storage.Policy) (*Collector, *fakeClock) {
+func newTestCollector(t testing.TB, cfg Config, policies ...Policy) (*Collector, *fakeClock) {
 	t.Helper()
 	clock := newFakeClock()
 	if cfg.Now == nil {
@@ -86,8 +84,8 @@ func mustStats(t *testing.T, c *Collector, id int64) PolicyStats {
 
 // referenceMatch is the obvious classifier the compiled one must agree with: a scan of the
 // enabled policies in priority order.
-func referenceMatch(policies []storage.Policy, k FlowKey) (int64, bool) {
-	var best *storage.Policy
+func referenceMatch(policies []Policy, k FlowKey) (int64, bool) {
+	var best *Policy
 	for i := range policies {
 		p := &policies[i]
 		if !p.Enabled || !referenceMatches(p, k) {
@@ -103,7 +101,7 @@ func referenceMatch(policies []storage.Policy, k FlowKey) (int64, bool) {
 	return best.ID, true
 }
 
-func referenceMatches(p *storage.Policy, k FlowKey) bool {
+func referenceMatches(p *Policy, k FlowKey) bool {
 	if p.Protocol != nil && *p.Protocol != int(k.Protocol) {
 		return false
 	}
@@ -121,7 +119,7 @@ func referenceMatches(p *storage.Policy, k FlowKey) bool {
 		}
 		return pfx.Contains(a)
 	}
-	ports := func(rs []storage.PortRange, port uint16) bool {
+	ports := func(rs []PortRange, port uint16) bool {
 		if len(rs) == 0 {
 			return true
 		}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/spool"
-	"github.com/patronus-sdwan/patronus/storage"
 	"github.com/patronus-sdwan/patronus/storage/history"
 )
 
@@ -15,7 +14,7 @@ import (
 // unclassified traffic is the delta of policy 0.
 func TestPathTraffic(t *testing.T) {
 	c := New(Config{})
-	if err := c.SetPolicies([]storage.Policy{policy(1, 1, proto(6))}); err != nil {
+	if err := c.SetPolicies([]Policy{policy(1, 1, proto(6))}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.SetPaths([]int64{7, 8}); err != nil {

@@ -12,11 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/patronus-sdwan/patronus/storage"
 )
 
-func named(name string) func(*storage.Policy) { return func(p *storage.Policy) { p.Name = name } }
+func named(name string) func(*Policy) { return func(p *Policy) { p.Name = name } }
 
 const policyMetricsHeader = `# HELP patronus_policy_active_flows Flows of a policy tracked right now. policy_id 0 (policy_name unclassified) counts the unclassified flows.
 # TYPE patronus_policy_active_flows gauge
@@ -102,7 +100,7 @@ patronus_policy_active_flows{policy_id="2",policy_name="voip"} %d
 	t.Run("RemovedPolicyDisappears", func(t *testing.T) {
 		renamed := web
 		renamed.Name = "web"
-		if err := c.SetPolicies([]storage.Policy{renamed}); err != nil {
+		if err := c.SetPolicies([]Policy{renamed}); err != nil {
 			t.Fatal(err)
 		}
 		checkCounters(t, map[string]float64{"0": 6, "1": 8}, map[string]float64{"0": 600, "1": 800})
@@ -118,7 +116,7 @@ patronus_policy_active_flows{policy_id="1",policy_name="web"} 1
 // traffic on one flow: Gather alone, and a whole GET /metrics in the text format.
 func BenchmarkPolicyMetricsScrape(b *testing.B) {
 	const n = 10_000
-	policies := make([]storage.Policy, n)
+	policies := make([]Policy, n)
 	for i := range policies {
 		policies[i] = policy(int64(i+1), i, named(fmt.Sprintf("policy %d", i+1)))
 	}

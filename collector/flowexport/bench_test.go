@@ -19,7 +19,6 @@ import (
 	"github.com/netsampler/goflow2/v2/utils"
 
 	"github.com/patronus-sdwan/patronus/collector"
-	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // The replayed stream: benchDatagrams IPFIX datagrams of full 1,400-byte payloads, from
@@ -33,15 +32,15 @@ const (
 // benchWorkload returns the policies and the datagrams (template first) of the stream, for
 // one IPFIX (version 10) or NetFlow v9 exporter, and how many flow records each data
 // datagram holds.
-func benchWorkload(version uint16) (policies []storage.Policy, stream [][]byte, perDatagram int) {
+func benchWorkload(version uint16) (policies []collector.Policy, stream [][]byte, perDatagram int) {
 	rng := rand.New(rand.NewPCG(14, 2055))
 	ports := []uint16{22, 53, 80, 123, 443, 993, 3389, 5060, 8080, 8443}
 	for i := range benchPolicies {
 		proto := []int{6, 17}[rng.IntN(2)]
-		policies = append(policies, storage.Policy{
+		policies = append(policies, collector.Policy{
 			ID: int64(i + 1), Name: "p", Priority: rng.IntN(100), Enabled: true, Protocol: &proto,
 			DstCIDR:  netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24).String(),
-			DstPorts: []storage.PortRange{{From: ports[i%len(ports)], To: ports[i%len(ports)]}},
+			DstPorts: []collector.PortRange{{From: ports[i%len(ports)], To: ports[i%len(ports)]}},
 		})
 	}
 	flows := make([]EncodedFlow, benchFlows)

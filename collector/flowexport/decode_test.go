@@ -7,14 +7,13 @@ import (
 	"time"
 
 	"github.com/patronus-sdwan/patronus/collector"
-	"github.com/patronus-sdwan/patronus/storage"
 )
 
 // Policies of the tests: 10.1.0.0/16 -> 1, 10.2.0.0/16 -> 2; the rest is unclassified.
 func newTestCollector(t *testing.T) *collector.Collector {
 	t.Helper()
 	c := collector.New(collector.Config{})
-	err := c.SetPolicies([]storage.Policy{
+	err := c.SetPolicies([]collector.Policy{
 		{ID: 1, Name: "one", Priority: 1, Enabled: true, SrcCIDR: "10.1.0.0/16"},
 		{ID: 2, Name: "two", Priority: 2, Enabled: true, SrcCIDR: "10.2.0.0/16"},
 	})
