@@ -53,6 +53,7 @@ type InfluxConfig struct {
 // the caller, which gets every failure back as a *WriteError.
 type InfluxHistory struct {
 	client    influxdb2.Client
+	org       string
 	writer    api.WriteAPIBlocking
 	query     api.QueryAPI
 	bucket    string
@@ -97,15 +98,11 @@ func NewInfluxHistory(cfg InfluxConfig) (*InfluxHistory, error) {
 		return nil, err
 	}
 	client := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
-	tiers := influxTiers{plan: plan, buckets: map[string]string{}, rps: map[string]string{Tier1m: InfluxRP1m, Tier1h: InfluxRP1h},
-		writers: map[string]api.WriteAPIBlocking{}}
-	for _, tier := range []string{Tier1m, Tier1h} {
-		tiers.buckets[tier] = tierBucket(cfg.Bucket, tier)
-		tiers.writers[tier] = client.WriteAPIBlocking(cfg.Org, tiers.buckets[tier])
-	}
 	return &InfluxHistory{
-		tiers:     tiers,
+		tiers: influxTiers{plan: plan, rps: map[string]string{Tier1m: InfluxRP1m, Tier1h: InfluxRP1h},
+			writers: map[string]api.WriteAPIBlocking{}},
 		client:    client,
+		org:       cfg.Org,
 		writer:    client.WriteAPIBlocking(cfg.Org, cfg.Bucket),
 		query:     client.QueryAPI(cfg.Org),
 		bucket:    cfg.Bucket,

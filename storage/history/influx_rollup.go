@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/influxdata/influxdb-client-go/v2/api"
@@ -24,21 +25,42 @@ const (
 // influxTiers is the rollup side of an InfluxHistory.
 type influxTiers struct {
 	plan tierPlan
-	// buckets are the Flux buckets of the tiers; rps the 1.x retention policies.
-	buckets, rps map[string]string
-	writers      map[string]api.WriteAPIBlocking
-	ensured      bool
+	// rps are the 1.x retention policies of the tiers.
+	rps map[string]string
+	// writers write to a tier's bucket, by bucket name (see tierBucket).
+	mu      sync.Mutex
+	writers map[string]api.WriteAPIBlocking
+	ensured bool
 }
 
-// tierBucket returns the Flux bucket of a tier for the configured bucket: on 1.x
-// "database/rollup_1m" beside "database/rp"; on 2.x the bucket's name with "_1m" (a bucket
-// per tier, which must exist with the tier's retention: this store creates the 1.x
-// retention policies only).
-func tierBucket(bucket, tier string) string {
-	if db, _, ok := strings.Cut(bucket, "/"); ok {
+// tierBucket returns the bucket of a tier (for writes and Flux) for the configured bucket:
+// on 1.x "database/rollup_1m" beside "database/rp" or beside "database" (its default
+// policy); on 2.x the bucket's name with "_1m" (a bucket per tier, which must exist with the
+// tier's retention: this store creates the 1.x retention policies only).
+func tierBucket(bucket, tier string, gen serverGeneration) string {
+	db, _, ok := strings.Cut(bucket, "/")
+	if ok || gen == generationV1 {
 		return db + "/rollup_" + tier
 	}
 	return bucket + "_" + tier
+}
+
+// tierBucket is the bucket of tier on this store's server.
+func (h *InfluxHistory) tierBucket(ctx context.Context, tier string) string {
+	return tierBucket(h.bucket, tier, h.generation(ctx))
+}
+
+// tierWriter is the writer of tier's bucket on this store's server.
+func (h *InfluxHistory) tierWriter(ctx context.Context, tier string) api.WriteAPIBlocking {
+	bucket := h.tierBucket(ctx, tier)
+	h.tiers.mu.Lock()
+	defer h.tiers.mu.Unlock()
+	w, ok := h.tiers.writers[bucket]
+	if !ok {
+		w = h.client.WriteAPIBlocking(h.org, bucket)
+		h.tiers.writers[bucket] = w
+	}
+	return w
 }
 
 // Tier returns the tier a query over [from, to) at every reads (TierRaw, Tier1m or Tier1h).
@@ -150,7 +172,7 @@ func (h *InfluxHistory) rolledUntil(ctx context.Context, k historyKind, tier str
 		flux := fmt.Sprintf(`from(bucket: %s)
   |> range(start: 1970-01-01T00:00:00Z)
   |> filter(fn: (r) => r._measurement == %s and r._field == "bytes" and r.%s == "%d")
-  |> last()`, fluxString(h.tiers.buckets[tier]), fluxString(k.measurement), k.idTag, totalSeriesID)
+  |> last()`, fluxString(h.tierBucket(ctx, tier)), fluxString(k.measurement), k.idTag, totalSeriesID)
 		res, err := h.query.Query(ctx, flux)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("history tier %s: %w", tier, err)
@@ -374,7 +396,7 @@ func (h *InfluxHistory) fluxTierRows(ctx context.Context, k historyKind, tier st
   |> filter(fn: (r) => r._measurement == %s%s)
   |> filter(fn: (r) => r._time < %s)
   |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")`,
-		fluxString(h.tiers.buckets[tier]), fluxTime(from), fluxTime(to), fluxString(k.measurement), filter, fluxTime(to))
+		fluxString(h.tierBucket(ctx, tier)), fluxTime(from), fluxTime(to), fluxString(k.measurement), filter, fluxTime(to))
 	res, err := h.query.Query(ctx, flux)
 	if err != nil {
 		return nil, err
@@ -456,7 +478,7 @@ func (h *InfluxHistory) writeRollup(ctx context.Context, k historyKind, tier str
 				AddField("rates", encodeRates(r.rates)).
 				SetTime(r.bucket)
 		}
-		if err := h.tiers.writers[tier].WritePoint(ctx, points...); err != nil {
+		if err := h.tierWriter(ctx, tier).WritePoint(ctx, points...); err != nil {
 			if strings.Contains(err.Error(), "points beyond retention policy dropped") {
 				continue // the tier's retention already passed them: nothing to keep
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -388,10 +389,23 @@ func testTierReads(t *testing.T, h tieredStore, now time.Time, check func(t *tes
 }
 
 func TestInfluxHistoryTiers(t *testing.T) {
-	for _, windowing := range []string{history.InfluxWindowingInfluxQL, history.InfluxWindowingServer} {
-		t.Run("influxdb-"+windowing, func(t *testing.T) {
+	for _, tc := range []struct {
+		windowing string
+		// databaseOnly names the 1.8 bucket by its database alone ("patronus", the default
+		// setting), not "database/retention-policy": the tiers are still the database's.
+		databaseOnly bool
+	}{{history.InfluxWindowingInfluxQL, false}, {history.InfluxWindowingServer, false}, {history.InfluxWindowingInfluxQL, true}} {
+		windowing := tc.windowing
+		name := "influxdb-" + windowing
+		if tc.databaseOnly {
+			name += "-database-only"
+		}
+		t.Run(name, func(t *testing.T) {
 			testHistoryTiers(t, influxRetention1m, func(t *testing.T, tiers history.TierConfig) tieredStore {
 				serverURL, bucket := influxDatabase(t)
+				if tc.databaseOnly {
+					bucket, _, _ = strings.Cut(bucket, "/")
+				}
 				cfg := history.InfluxConfig{URL: serverURL, Token: influxToken, Org: "patronus", Bucket: bucket, Windowing: windowing}
 				raw, err := history.NewInfluxHistory(cfg)
 				if err != nil {
