@@ -259,7 +259,7 @@ func (h *InfluxHistory) queryIntervals(ctx context.Context, ts TrafficSeries, id
 	out := make(map[int64][]IntervalBytes)
 	for _, seg := range segs {
 		if seg.tier != TierRaw {
-			rows, err := h.tierRows(ctx, k, seg.tier, seg.from, seg.to, ids, false)
+			rows, err := h.tierRowsOf(ctx, k, seg.tier, seg.from, seg.to, ids, false, intervalFields(seg.tier))
 			if err != nil {
 				return nil, fmt.Errorf("query history intervals: %w", err)
 			}
@@ -377,7 +377,7 @@ func (h *InfluxHistory) totalIntervals(ctx context.Context, from, to time.Time, 
 	var intervals []IntervalBytes
 	for _, seg := range segs {
 		if seg.tier != TierRaw {
-			rows, err := h.tierRows(ctx, policyHistory, seg.tier, seg.from, seg.to, []int64{totalSeriesID}, true)
+			rows, err := h.tierRowsOf(ctx, policyHistory, seg.tier, seg.from, seg.to, []int64{totalSeriesID}, true, intervalFields(seg.tier))
 			if err != nil {
 				return nil, fmt.Errorf("query history total: %w", err)
 			}
