@@ -122,7 +122,7 @@ func (q statsQuery) runFor(ctx context.Context, like []statsSeries) ([]statsSeri
 // total of all policies minus the listed ones, per window and per interval, so that the
 // series stack to the total. Per-interval bytes can be subtracted only when each is one
 // interval at its own start: once any of them is a bin of the 1-hour tier's histogram
-// (Count above 0, at the bucket's start with the bucket's largest interval) or the listed
+// (Count above 0, merged over the range with no time) or the listed
 // policies have more in an interval than the total (intervals that do not line up), other's
 // per-interval rates are not known and are left out, its totals and window rates stay.
 func (q statsQuery) rated(ctx context.Context, series []history.PolicySeries) ([]statsSeries, error) {
