@@ -79,7 +79,7 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.InfluxURL, "influx-url", "", "InfluxDB URL for traffic history; empty keeps history in the database (policy_stats)")
 	fs.StringVar(&c.InfluxToken, "influx-token", "", "InfluxDB token (2.x), or user:password (1.8)")
 	fs.StringVar(&c.InfluxOrg, "influx-org", "patronus", "InfluxDB organisation (ignored by 1.8)")
-	fs.StringVar(&c.InfluxBucket, "influx-bucket", "patronus", "InfluxDB bucket (1.8: database/retention-policy)")
+	fs.StringVar(&c.InfluxBucket, "influx-bucket", "patronus", "InfluxDB bucket (1.8: database, or database/retention-policy)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "a bearer token accepted with the admin role (for scripts and docker-compose)")
 	fs.StringVar(&c.Instance, "instance", "", "this replica's name, unique among live replicas, the instance tag of its history points (default: hostname:listen-port)")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 10*time.Second, "how often per-policy deltas are written to history")
