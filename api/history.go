@@ -171,6 +171,11 @@ type HistoryReader interface {
 	// QueryIntervals returns, per policy (the given ones, all for none), the bytes of each
 	// interval of [from, to) with traffic.
 	QueryIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]history.IntervalBytes, error)
+	// QueryPolicyWithIntervals is QueryPolicy and QueryIntervals of one policy in one read.
+	QueryPolicyWithIntervals(ctx context.Context, policyID int64, from, to time.Time, every, interval time.Duration) ([]history.HistoryPoint, []history.IntervalBytes, error)
+	// QueryTopWithIntervals is QueryTop and QueryIntervals of the series it returns in one
+	// read.
+	QueryTopWithIntervals(ctx context.Context, from, to time.Time, every time.Duration, top int, interval time.Duration) ([]history.PolicySeries, map[int64][]history.IntervalBytes, error)
 	// QueryTotal returns the windows of all policies together, and with interval > 0 their
 	// per-interval bytes.
 	QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]history.HistoryPoint, []history.IntervalBytes, error)

@@ -16,22 +16,22 @@ import (
 // per-interval bytes. The history of a policy, of a path and of the unclassified traffic
 // differ only in it.
 type seriesReader struct {
-	windows   func(ctx context.Context, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error)
-	intervals func(ctx context.Context, from, to time.Time, interval time.Duration) ([]history.IntervalBytes, error)
-	// tier is the history tier the windows are read from (history.TierRaw when the series
-	// has no rollups).
+	// read returns the windows at every over [from, to) and, when iv > 0, the per-interval
+	// bytes of intervals iv (read together, so that a rollup row is read once for both).
+	read func(ctx context.Context, from, to time.Time, every, iv time.Duration) ([]history.HistoryPoint, []history.IntervalBytes, error)
+	// tier is the history tier the windows are read from.
 	tier func(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
 }
 
 // policyReader reads policy id's series from h; id 0 is the unclassified traffic.
 func policyReader(h HistoryReader, id int64) seriesReader {
 	return seriesReader{
-		windows: func(ctx context.Context, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error) {
-			return h.QueryPolicy(ctx, id, from, to, every)
-		},
-		intervals: func(ctx context.Context, from, to time.Time, iv time.Duration) ([]history.IntervalBytes, error) {
-			m, err := h.QueryIntervals(ctx, []int64{id}, from, to, iv)
-			return m[id], err
+		read: func(ctx context.Context, from, to time.Time, every, iv time.Duration) ([]history.HistoryPoint, []history.IntervalBytes, error) {
+			if iv == 0 {
+				points, err := h.QueryPolicy(ctx, id, from, to, every)
+				return points, nil, err
+			}
+			return h.QueryPolicyWithIntervals(ctx, id, from, to, every, iv)
 		},
 		tier: h.Tier,
 	}
@@ -42,6 +42,8 @@ func policyReader(h HistoryReader, id int64) seriesReader {
 type PathHistoryReader interface {
 	QueryPath(ctx context.Context, pathID int64, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error)
 	QueryPathIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]history.IntervalBytes, error)
+	// QueryPathWithIntervals is QueryPath and QueryPathIntervals of one path in one read.
+	QueryPathWithIntervals(ctx context.Context, pathID int64, from, to time.Time, every, interval time.Duration) ([]history.HistoryPoint, []history.IntervalBytes, error)
 	// PathTier is Tier of path history.
 	PathTier(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
 }
@@ -49,12 +51,12 @@ type PathHistoryReader interface {
 // pathReader reads path id's series from h.
 func pathReader(h PathHistoryReader, id int64) seriesReader {
 	return seriesReader{
-		windows: func(ctx context.Context, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error) {
-			return h.QueryPath(ctx, id, from, to, every)
-		},
-		intervals: func(ctx context.Context, from, to time.Time, iv time.Duration) ([]history.IntervalBytes, error) {
-			m, err := h.QueryPathIntervals(ctx, []int64{id}, from, to, iv)
-			return m[id], err
+		read: func(ctx context.Context, from, to time.Time, every, iv time.Duration) ([]history.HistoryPoint, []history.IntervalBytes, error) {
+			if iv == 0 {
+				points, err := h.QueryPath(ctx, id, from, to, every)
+				return points, nil, err
+			}
+			return h.QueryPathWithIntervals(ctx, id, from, to, every, iv)
 		},
 		tier: h.PathTier,
 	}
@@ -92,15 +94,9 @@ func (s *Server) readSeriesHistory(c *gin.Context, r historyRange, rd seriesRead
 	ctx := c.Request.Context()
 	a := seriesAnswer{iv: s.rateInterval(r)}
 	read := func(r historyRange) (ratedSeries, error) {
-		points, err := rd.windows(ctx, r.from, r.to, r.every)
+		points, intervals, err := rd.read(ctx, r.from, r.to, r.every, a.iv)
 		if err != nil {
 			return ratedSeries{}, historyQueryError(c, err)
-		}
-		var intervals []history.IntervalBytes
-		if a.iv > 0 {
-			if intervals, err = rd.intervals(ctx, r.from, r.to, a.iv); err != nil {
-				return ratedSeries{}, historyQueryError(c, err)
-			}
 		}
 		return rateSeries(r, a.iv, points, intervals), nil
 	}

@@ -36,11 +36,18 @@ type statsQuery struct {
 // run answers the top policies by q.rank (or every policy, by bytes), then other.
 func (q statsQuery) run(ctx context.Context) ([]statsSeries, error) {
 	if q.rank == apigen.GetStatsHistoryParamsRankBytes {
-		series, err := q.history.QueryTop(ctx, q.r.from, q.r.to, q.r.every, q.top)
+		if q.iv == 0 {
+			series, err := q.history.QueryTop(ctx, q.r.from, q.r.to, q.r.every, q.top)
+			if err != nil {
+				return nil, err
+			}
+			return q.rated(ctx, series, nil)
+		}
+		series, intervals, err := q.history.QueryTopWithIntervals(ctx, q.r.from, q.r.to, q.r.every, q.top, q.iv)
 		if err != nil {
 			return nil, err
 		}
-		return q.rated(ctx, series)
+		return q.rated(ctx, series, intervals)
 	}
 	ids, err := q.rankByRate(ctx)
 	if err != nil {
@@ -50,7 +57,7 @@ func (q statsQuery) run(ctx context.Context) ([]statsSeries, error) {
 	if err != nil {
 		return nil, err
 	}
-	return q.rated(ctx, series)
+	return q.rated(ctx, series, nil)
 }
 
 // rankByRate returns the q.top policies with the highest p95_bps or max_bps over the range,
@@ -115,19 +122,19 @@ func (q statsQuery) runFor(ctx context.Context, like []statsSeries) ([]statsSeri
 	if err != nil {
 		return nil, err
 	}
-	return q.rated(ctx, series)
+	return q.rated(ctx, series, nil)
 }
 
-// rated adds each series' rates and summary, and the other series when asked for: the
+// rated adds each series' rates and summary (from intervals, the series' per-interval bytes,
+// read here when nil), and the other series when asked for: the
 // total of all policies minus the listed ones, per window and per interval, so that the
 // series stack to the total. Per-interval bytes can be subtracted only when each is one
 // interval at its own start: once any of them is a bin of the 1-hour tier's histogram
 // (Count above 0, merged over the range with no time) or the listed
 // policies have more in an interval than the total (intervals that do not line up), other's
 // per-interval rates are not known and are left out, its totals and window rates stay.
-func (q statsQuery) rated(ctx context.Context, series []history.PolicySeries) ([]statsSeries, error) {
-	var intervals map[int64][]history.IntervalBytes
-	if q.iv > 0 && len(series) > 0 {
+func (q statsQuery) rated(ctx context.Context, series []history.PolicySeries, intervals map[int64][]history.IntervalBytes) ([]statsSeries, error) {
+	if intervals == nil && q.iv > 0 && len(series) > 0 {
 		ids := make([]int64, len(series))
 		for i, ps := range series {
 			ids[i] = ps.PolicyID

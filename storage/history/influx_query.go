@@ -279,6 +279,119 @@ func (h *InfluxHistory) queryIntervals(ctx context.Context, ts TrafficSeries, id
 	return out, nil
 }
 
+// QueryPolicyWithIntervals is QueryPolicy and QueryIntervals of one policy together (see
+// withIntervals).
+func (h *InfluxHistory) QueryPolicyWithIntervals(ctx context.Context, policyID int64, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+	return h.seriesWithIntervals(ctx, PolicyTraffic, policyID, from, to, every, interval)
+}
+
+// QueryPathWithIntervals is QueryPath and QueryPathIntervals of one path together.
+func (h *InfluxHistory) QueryPathWithIntervals(ctx context.Context, pathID int64, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+	return h.seriesWithIntervals(ctx, PathTraffic, pathID, from, to, every, interval)
+}
+
+func (h *InfluxHistory) seriesWithIntervals(ctx context.Context, ts TrafficSeries, id int64, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+	grid, err := newWindowGrid(from, to, every)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := validateIntervals(from, to, interval); err != nil {
+		return nil, nil, err
+	}
+	set, intervals, err := h.withIntervals(ctx, kindOf(ts), grid, from.UTC(), to.UTC(), []int64{id}, interval)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query history of %s %d: %w", ts.IDKey, id, err)
+	}
+	points, ok := set.series[id]
+	if !ok {
+		points = grid.points()
+	}
+	return points, intervals[id], nil
+}
+
+// QueryTopWithIntervals is QueryTop and the QueryIntervals of the series it returns together
+// (see withIntervals).
+func (h *InfluxHistory) QueryTopWithIntervals(ctx context.Context, from, to time.Time, every time.Duration, top int, interval time.Duration) ([]PolicySeries, map[int64][]IntervalBytes, error) {
+	grid, err := newWindowGrid(from, to, every)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := validateTop(top); err != nil {
+		return nil, nil, err
+	}
+	if err := validateIntervals(from, to, interval); err != nil {
+		return nil, nil, err
+	}
+	from, to = from.UTC(), to.UTC()
+	var ids []int64
+	if top > 0 {
+		totals, err := h.tieredTotals(ctx, from, to, every)
+		if err != nil {
+			return nil, nil, fmt.Errorf("query top policies: %w", err)
+		}
+		if ids = topPolicies(totals, top); len(ids) == 0 {
+			return []PolicySeries{}, map[int64][]IntervalBytes{}, nil
+		}
+	}
+	set, intervals, err := h.withIntervals(ctx, policyHistory, grid, from, to, ids, interval)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query history of policies: %w", err)
+	}
+	return set.ordered(), intervals, nil
+}
+
+// withIntervals reads the windows of grid and the per-interval bytes of the given series (all
+// for none) over [from, to), as SQLHistory.withIntervals does: a tier segment's rows once
+// for both where the two are planned on the same segments.
+func (h *InfluxHistory) withIntervals(ctx context.Context, k historyKind, grid windowGrid, from, to time.Time, ids []int64, interval time.Duration) (*seriesSet, map[int64][]IntervalBytes, error) {
+	_, wsegs, err := h.segments(ctx, k, from, to, grid.every)
+	if err != nil {
+		return nil, nil, err
+	}
+	_, isegs, err := h.segments(ctx, k, from, to, h.tiers.plan.intervalsEvery(from, to, interval))
+	if err != nil {
+		return nil, nil, err
+	}
+	if !sameSegments(wsegs, isegs) || len(ids) == 0 {
+		// All series: the server windows their rows (GROUP BY time), far fewer than the rows.
+		set, err := h.windows(ctx, k, grid, from, to, ids)
+		if err != nil {
+			return nil, nil, err
+		}
+		intervals, err := h.queryIntervals(ctx, k.series(), ids, from, to, interval)
+		return set, intervals, err
+	}
+	set := newSeriesSet(grid)
+	intervals := make(map[int64][]IntervalBytes)
+	for _, seg := range wsegs {
+		part := newSeriesSet(grid)
+		if seg.tier == TierRaw {
+			if err := h.readWindows(ctx, k.series(), part, seg.from, seg.to, ids); err != nil {
+				return nil, nil, err
+			}
+			raw, err := h.rawIntervals(ctx, k.series(), ids, seg.from, seg.to, interval)
+			if err != nil {
+				return nil, nil, err
+			}
+			for id, ivs := range raw {
+				intervals[id] = append(intervals[id], ivs...)
+			}
+		} else {
+			fields := append([]string{"packets", "bytes", "active_flows"}, intervalFields(seg.tier)...)
+			rows, err := h.tierRowsOf(ctx, k, seg.tier, seg.from, seg.to, ids, false, fields)
+			if err != nil {
+				return nil, nil, err
+			}
+			addTierRows(part, rows)
+			for id, ivs := range tierIntervals(seg.tier, rows) {
+				intervals[id] = append(intervals[id], ivs...)
+			}
+		}
+		set.merge(part)
+	}
+	return set, intervals, nil
+}
+
 // rawIntervals is queryIntervals over raw points.
 func (h *InfluxHistory) rawIntervals(ctx context.Context, ts TrafficSeries, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]IntervalBytes, error) {
 	gen := h.generation(ctx)

@@ -333,18 +333,138 @@ func (s *SQLHistory) queryIntervals(ctx context.Context, ts TrafficSeries, ids [
 			}
 			continue
 		}
-		secs := int64(interval / time.Second)
-		filter, args := s.idFilter(k, ids, false, seg.from.UTC(), seg.to.UTC())
-		err := s.eachRow(ctx, fmt.Sprintf(`SELECT %[1]s, %[2]s AS w, CAST(SUM(bytes) AS BIGINT)
-FROM %[3]s WHERE timestamp >= %[4]s AND timestamp < %[5]s%[6]s
-GROUP BY %[1]s, w`, k.idColumn, s.windowExpr(secs), k.rawTable, s.placeholder(1), s.placeholder(2), filter), args, func(id int64, vals ...int64) {
-			out[id] = append(out[id], IntervalBytes{Time: time.Unix(vals[0]*secs, 0).UTC(), Bytes: vals[1]})
-		}, 2)
-		if err != nil {
-			return nil, fmt.Errorf("query history intervals: %w", err)
+		if err := s.rawIntervals(ctx, k, ids, seg, interval, out); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// rawIntervals adds the per-interval bytes of the raw rows of seg to out.
+func (s *SQLHistory) rawIntervals(ctx context.Context, k historyKind, ids []int64, seg segment, interval time.Duration, out map[int64][]IntervalBytes) error {
+	secs := int64(interval / time.Second)
+	filter, args := s.idFilter(k, ids, false, seg.from.UTC(), seg.to.UTC())
+	err := s.eachRow(ctx, fmt.Sprintf(`SELECT %[1]s, %[2]s AS w, CAST(SUM(bytes) AS BIGINT)
+FROM %[3]s WHERE timestamp >= %[4]s AND timestamp < %[5]s%[6]s
+GROUP BY %[1]s, w`, k.idColumn, s.windowExpr(secs), k.rawTable, s.placeholder(1), s.placeholder(2), filter), args, func(id int64, vals ...int64) {
+		out[id] = append(out[id], IntervalBytes{Time: time.Unix(vals[0]*secs, 0).UTC(), Bytes: vals[1]})
+	}, 2)
+	if err != nil {
+		return fmt.Errorf("query history intervals: %w", err)
+	}
+	return nil
+}
+
+// QueryPolicyWithIntervals is QueryPolicy and QueryIntervals of one policy together (see
+// withIntervals).
+func (s *SQLHistory) QueryPolicyWithIntervals(ctx context.Context, policyID int64, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+	return s.seriesWithIntervals(ctx, PolicyTraffic, policyID, from, to, every, interval)
+}
+
+// QueryPathWithIntervals is QueryPath and QueryPathIntervals of one path together.
+func (s *SQLHistory) QueryPathWithIntervals(ctx context.Context, pathID int64, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+	return s.seriesWithIntervals(ctx, PathTraffic, pathID, from, to, every, interval)
+}
+
+func (s *SQLHistory) seriesWithIntervals(ctx context.Context, ts TrafficSeries, id int64, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+	ctx, cancel := s.deadline(ctx, 1)
+	defer cancel()
+	grid, err := newWindowGrid(from, to, every)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := validateIntervals(from, to, interval); err != nil {
+		return nil, nil, err
+	}
+	set, intervals, err := s.withIntervals(ctx, kindOf(ts), grid, from.UTC(), to.UTC(), []int64{id}, interval)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query history of %s %d: %w", ts.IDKey, id, err)
+	}
+	points, ok := set.series[id]
+	if !ok {
+		points = grid.points()
+	}
+	return points, intervals[id], nil
+}
+
+// QueryTopWithIntervals is QueryTop and the QueryIntervals of the series it returns together
+// (see withIntervals).
+func (s *SQLHistory) QueryTopWithIntervals(ctx context.Context, from, to time.Time, every time.Duration, top int, interval time.Duration) ([]PolicySeries, map[int64][]IntervalBytes, error) {
+	ctx, cancel := s.deadline(ctx, 1)
+	defer cancel()
+	grid, err := newWindowGrid(from, to, every)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := validateTop(top); err != nil {
+		return nil, nil, err
+	}
+	if err := validateIntervals(from, to, interval); err != nil {
+		return nil, nil, err
+	}
+	from, to = from.UTC(), to.UTC()
+	var ids []int64
+	if top > 0 {
+		if ids, err = s.topIDs(ctx, from, to, every, top); err != nil {
+			return nil, nil, fmt.Errorf("query top policies: %w", err)
+		}
+		if len(ids) == 0 {
+			return []PolicySeries{}, map[int64][]IntervalBytes{}, nil
+		}
+	}
+	set, intervals, err := s.withIntervals(ctx, policyHistory, grid, from, to, ids, interval)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query history of policies: %w", err)
+	}
+	return set.ordered(), intervals, nil
+}
+
+// withIntervals reads the windows of grid and the per-interval bytes of the given series (all
+// for none) over [from, to). Where the two are planned on the same segments (every a
+// multiple of a minute, and the range one whose intervals the 1m tier serves), a tier
+// segment's rows are read once for both; otherwise each is read as on its own.
+func (s *SQLHistory) withIntervals(ctx context.Context, k historyKind, grid windowGrid, from, to time.Time, ids []int64, interval time.Duration) (*seriesSet, map[int64][]IntervalBytes, error) {
+	_, wsegs, err := s.plan(ctx, k, from, to, grid.every)
+	if err != nil {
+		return nil, nil, err
+	}
+	_, isegs, err := s.plan(ctx, k, from, to, s.tiers.intervalsEvery(from, to, interval))
+	if err != nil {
+		return nil, nil, err
+	}
+	if !sameSegments(wsegs, isegs) {
+		set, err := s.windows(ctx, k, grid, from, to, ids)
+		if err != nil {
+			return nil, nil, err
+		}
+		intervals, err := s.queryIntervals(ctx, k.series(), ids, from, to, interval)
+		return set, intervals, err
+	}
+	set := newSeriesSet(grid)
+	intervals := make(map[int64][]IntervalBytes)
+	for _, seg := range wsegs {
+		part := newSeriesSet(grid)
+		if seg.tier == TierRaw {
+			filter, args := s.idFilter(k, ids, false, seg.from, seg.to)
+			if err := s.readWindows(ctx, part, s.windowsSQL(k.series(), int64(grid.every/time.Second), filter), args...); err != nil {
+				return nil, nil, err
+			}
+			if err := s.rawIntervals(ctx, k, ids, seg, interval, intervals); err != nil {
+				return nil, nil, err
+			}
+		} else {
+			rows, err := s.tierRows(ctx, k, seg.tier, seg.from, seg.to, ids, false)
+			if err != nil {
+				return nil, nil, err
+			}
+			addTierRows(part, rows)
+			for id, ivs := range tierIntervals(seg.tier, rows) {
+				intervals[id] = append(intervals[id], ivs...)
+			}
+		}
+		set.merge(part)
+	}
+	return set, intervals, nil
 }
 
 // QueryTotal returns all policies together as the package documents, summed in SQL; from a

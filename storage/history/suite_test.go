@@ -26,6 +26,9 @@ type historyStore interface {
 	QueryTotal(ctx context.Context, from, to time.Time, every, interval time.Duration) ([]history.HistoryPoint, []history.IntervalBytes, error)
 	QueryPath(ctx context.Context, pathID int64, from, to time.Time, every time.Duration) ([]history.HistoryPoint, error)
 	QueryPathIntervals(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]history.IntervalBytes, error)
+	QueryPolicyWithIntervals(ctx context.Context, policyID int64, from, to time.Time, every, interval time.Duration) ([]history.HistoryPoint, []history.IntervalBytes, error)
+	QueryPathWithIntervals(ctx context.Context, pathID int64, from, to time.Time, every, interval time.Duration) ([]history.HistoryPoint, []history.IntervalBytes, error)
+	QueryTopWithIntervals(ctx context.Context, from, to time.Time, every time.Duration, top int, interval time.Duration) ([]history.PolicySeries, map[int64][]history.IntervalBytes, error)
 	Tier(ctx context.Context, from, to time.Time, every time.Duration) (string, error)
 	Ping(ctx context.Context) error
 	Close()

@@ -239,6 +239,19 @@ func (p tierPlan) split(from, to time.Time, tiers []string, holds func(string, t
 	return append(segs, tail...), nil
 }
 
+// sameSegments says whether two plans read the same tiers over the same ranges.
+func sameSegments(a, b []segment) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].tier != b[i].tier || !a[i].from.Equal(b[i].from) || !a[i].to.Equal(b[i].to) {
+			return false
+		}
+	}
+	return true
+}
+
 // exactIntervalsSpan is the longest range whose per-interval bytes are read from the 1m
 // tier once raw has aged out (exact percentiles, 2,880 rows per series); longer ranges read
 // the 1h tier's histograms (within RateRelativeError), so that a month stays fast.

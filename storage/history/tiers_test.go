@@ -3,6 +3,7 @@ package history_test
 import (
 	"context"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -210,6 +211,23 @@ func testHistoryTiers(t *testing.T, retention1m time.Duration, open openTiered) 
 			intervals func(ctx context.Context, ids []int64, from, to time.Time, interval time.Duration) (map[int64][]history.IntervalBytes, error)
 			flows     int64
 		}{{"policy 1", h.tier, h.QueryPolicy, h.QueryIntervals, 7}, {"path 1", h.pathTier, h.QueryPath, h.QueryPathIntervals, 0}} {
+			// The same series read in one call (windows and per-interval bytes together).
+			combined := h.QueryPolicyWithIntervals
+			if series.name == "path 1" {
+				combined = h.QueryPathWithIntervals
+			}
+			checkSeries(t, from, to, every, wantTier, p95Exact, series.name+" (with intervals)", series.flows,
+				func() (string, []history.HistoryPoint, []history.IntervalBytes) {
+					tier, err := series.tier(ctx, from, to, every)
+					if err != nil {
+						t.Fatal(err)
+					}
+					points, intervals, err := combined(ctx, 1, from, to, every, tierInterval)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return tier, points, intervals
+				})
 			checkSeries(t, from, to, every, wantTier, p95Exact, series.name, series.flows,
 				func() (string, []history.HistoryPoint, []history.IntervalBytes) {
 					tier, err := series.tier(ctx, from, to, every)
@@ -313,6 +331,40 @@ func testTierReads(t *testing.T, h tieredStore, now time.Time, check func(t *tes
 		}
 		if len(top) != 1 {
 			t.Fatalf("top 1: %d series", len(top))
+		}
+		// Top read with its per-interval bytes in one call answers the same, at every tier.
+		for _, span := range []struct {
+			from, to time.Time
+			every    time.Duration
+		}{{from, to, time.Hour}, {tierBase.Add(8*time.Hour + 30*time.Second), tierBase.Add(9*time.Hour + 30*time.Minute), time.Minute},
+			{tierBase.Add(9 * time.Hour), tierBase.Add(10 * time.Hour), tierInterval}} {
+			for _, n := range []int{0, 1} {
+				want, err := h.QueryTop(ctx, span.from, span.to, span.every, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids := make([]int64, len(want))
+				for i, s := range want {
+					ids[i] = s.PolicyID
+				}
+				wantIntervals, err := h.QueryIntervals(ctx, ids, span.from, span.to, tierInterval)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, gotIntervals, err := h.QueryTopWithIntervals(ctx, span.from, span.to, span.every, n, tierInterval)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("top %d over %s..%s at %s with intervals: series %+v, want %+v", n, span.from, span.to, span.every, got, want)
+				}
+				for _, id := range ids {
+					if !sameIntervals(gotIntervals[id], wantIntervals[id]) {
+						t.Errorf("top %d over %s..%s at %s with intervals: policy %d's intervals differ (%d, want %d)",
+							n, span.from, span.to, span.every, id, len(gotIntervals[id]), len(wantIntervals[id]))
+					}
+				}
+			}
 		}
 	})
 	t.Run("TotalIntervalsExactAt1h", func(t *testing.T) {
@@ -426,4 +478,23 @@ func TestInfluxHistoryTiers(t *testing.T) {
 			})
 		})
 	}
+}
+
+// sameIntervals says whether two answers of per-interval bytes hold the same entries, in any
+// order.
+func sameIntervals(a, b []history.IntervalBytes) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	key := func(iv history.IntervalBytes) [3]int64 { return [3]int64{iv.Time.UnixNano(), iv.Bytes, iv.Count} }
+	count := make(map[[3]int64]int, len(a))
+	for _, iv := range a {
+		count[key(iv)]++
+	}
+	for _, iv := range b {
+		if count[key(iv)]--; count[key(iv)] < 0 {
+			return false
+		}
+	}
+	return true
 }
