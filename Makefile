@@ -6,7 +6,7 @@ export GOPROXY := $(shell go env GOPROXY | sed 's/,direct//')
 GO_PACKAGES := ./...
 GENERATED := api/apigen api/client
 
-.PHONY: test check spec spec-clients spec-lint readme-tour generate generate-check fmt-check vet staticcheck unit run build bench fuzz services
+.PHONY: test check spec spec-clients spec-lint readme-tour generate generate-check fmt-check vet staticcheck run build bench fuzz services
 
 ## test: every check and every test, against the real PostgreSQL and InfluxDB (started by .ci/with-services)
 test: check spec readme-tour

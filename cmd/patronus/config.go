@@ -96,7 +96,7 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "deadline for draining requests and the final history flush")
 	fs.IntVar(&c.EventBuffer, "event-buffer", events.DefaultBufferSize, "how many recent events GET /api/v1/events keeps for clients that reconnect with Last-Event-ID")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory of the on-disk spool of acknowledged traffic not yet in history; default beside the SQLite file (FILE-spool), or ./spool with PostgreSQL")
-	fs.Int64Var(&c.SpoolMaxBytes, "spool-max-bytes", spool.DefaultMaxBytes, "most bytes the spool keeps while history is down; past it the oldest are dropped and counted")
+	byteSizeVar(fs, &c.SpoolMaxBytes, "spool-max-bytes", spool.DefaultMaxBytes, "most bytes the spool keeps while history is down (a number of bytes, or with a unit: 1GiB); past it the oldest are dropped and counted")
 	fs.StringVar(&c.SpoolSync, "spool-sync", spool.SyncStrict, "strict: a batch is acknowledged after its fsync (shared by concurrent batches); relaxed: acknowledged before, fsynced every spool-sync-interval")
 	fs.DurationVar(&c.SpoolSyncInterval, "spool-sync-interval", spool.DefaultSyncInterval, "how often the relaxed spool fsyncs")
 	fs.DurationVar(&c.FeedPollInterval, "feed-poll-interval", storage.DefaultFeedPollInterval, "how often each replica reads the change feed when no notification woke it")
@@ -113,7 +113,7 @@ func registerFlags(fs *flag.FlagSet, c *config) {
 	fs.DurationVar(&c.DatabaseTimeout, "database-timeout", storage.DefaultTimeout, "deadline of each database statement (a transaction gets four times it); past it 503 with Retry-After")
 	fs.IntVar(&c.Auth.FailuresPerMinute, "auth-failures-per-minute", api.DefaultAuthFailuresPerMinute, "failed authentications a client address may make per minute; past it 429 with Retry-After")
 	fs.DurationVar(&c.Auth.TokenGrace, "token-grace", api.DefaultTokenGrace, "how long a verified token is still accepted while the database cannot be reached")
-	fs.Int64Var(&c.Ingest.MaxBytes, "max-ingest-bytes", api.DefaultMaxIngestBytes, "most body bytes (decompressed) all ingest requests hold at once; past it 503 with Retry-After")
+	byteSizeVar(fs, &c.Ingest.MaxBytes, "max-ingest-bytes", api.DefaultMaxIngestBytes, "most body bytes (decompressed) all ingest requests hold at once (a number of bytes, or with a unit: 32MiB); past it 503 with Retry-After")
 	fs.StringVar(&c.NetFlowListen, "netflow-listen", "", "UDP address taking NetFlow v5/v9 and IPFIX from routers, e.g. 0.0.0.0:2055; empty is off")
 	fs.StringVar(&c.SFlowListen, "sflow-listen", "", "UDP address taking sFlow v5 from routers, e.g. 0.0.0.0:6343; empty is off")
 }

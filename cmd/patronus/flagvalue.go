@@ -52,6 +52,8 @@ func checkValues(fs *flag.FlagSet, failed *settingFailure) {
 			cv.expect = "is not a duration; use e.g. 10s, 1m or 1h30m"
 		case int, int64, uint, uint64:
 			cv.expect = "is not a whole number; use e.g. " + f.DefValue
+		case byteSize:
+			cv.expect = "is not a size in bytes; use e.g. 32MiB, 1GiB or " + f.DefValue
 		case bool:
 			cv.expect = "is not true or false; use true or false"
 			f.Value = checkedBool{cv}

@@ -34,6 +34,34 @@ func TestConfigFlagsWinOverEnvironment(t *testing.T) {
 	}
 }
 
+// TestByteSizeSettingsTakeUnits: the byte-size settings read plain numbers and sizes with
+// units, by flag and by environment, binary and decimal.
+func TestByteSizeSettingsTakeUnits(t *testing.T) {
+	for _, tc := range []struct {
+		args          []string
+		env           string
+		ingest, spool int64
+	}{
+		{nil, "", 32 << 20, 1 << 30},
+		{[]string{"--max-ingest-bytes", "64MiB"}, "2GiB", 64 << 20, 2 << 30},
+		{[]string{"--max-ingest-bytes", "5000000"}, "1.5 GB", 5_000_000, 1_500_000_000},
+		{[]string{"--max-ingest-bytes=8 MB"}, "1048576", 8_000_000, 1 << 20},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		var c config
+		registerFlags(fs, &c)
+		if tc.env != "" {
+			t.Setenv("PATRONUS_SPOOL_MAX_BYTES", tc.env)
+		}
+		if err := ff.Parse(fs, tc.args, envOptions()...); err != nil {
+			t.Fatalf("%v, PATRONUS_SPOOL_MAX_BYTES=%q: %v", tc.args, tc.env, err)
+		}
+		if c.Ingest.MaxBytes != tc.ingest || c.SpoolMaxBytes != tc.spool {
+			t.Errorf("%v, PATRONUS_SPOOL_MAX_BYTES=%q: ingest %d spool %d, want %d %d", tc.args, tc.env, c.Ingest.MaxBytes, c.SpoolMaxBytes, tc.ingest, tc.spool)
+		}
+	}
+}
+
 func TestHistoryRetentionSettings(t *testing.T) {
 	parse := func(t *testing.T, args ...string) config {
 		t.Helper()
