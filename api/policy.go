@@ -100,7 +100,7 @@ func (s *Server) CreatePolicy(c *gin.Context) {
 		return err
 	})
 	if err != nil {
-		writeError(c, err)
+		writeError(c, s.policyNameTaken(ctx, err, p.Name))
 		return
 	}
 	s.applied(c, seq)
@@ -181,7 +181,7 @@ func (s *Server) UpdatePolicy(c *gin.Context, policyID apigen.PolicyID) {
 		return err
 	})
 	if err != nil {
-		writeError(c, err)
+		writeError(c, s.policyNameTaken(ctx, err, p.Name))
 		return
 	}
 	s.applied(c, seq)
@@ -276,7 +276,8 @@ func checkPreferredPath(ctx context.Context, tx *storage.Store, pathID *int64) e
 // missing path after checkPreferredPath passed means it was deleted meanwhile.
 func policyWriteError(err error, p storage.Policy, wrotePath bool) error {
 	switch {
-	case errors.Is(err, storage.ErrConflict):
+	case duplicateOf(err, ""):
+		// The database did not say which key; a named one is left for policyNameTaken.
 		return conflictField("name", "already taken", "a policy named %s already exists", p.Name)
 	case errors.Is(err, storage.ErrNotFound) && wrotePath:
 		return newError(storage.ErrConflict, "path %d was deleted meanwhile", *p.PathID)

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -85,7 +84,7 @@ func (s *Server) CreateSite(c *gin.Context) {
 		return err
 	})
 	if err != nil {
-		writeError(c, err)
+		writeError(c, s.siteNameTaken(ctx, err, site.Name))
 		return
 	}
 	s.applied(c, seq)
@@ -151,7 +150,7 @@ func (s *Server) UpdateSite(c *gin.Context, siteID apigen.SiteID, params apigen.
 		return err
 	})
 	if err != nil {
-		writeError(c, err)
+		writeError(c, s.siteNameTaken(ctx, err, site.Name))
 		return
 	}
 	s.applied(c, seq)
@@ -161,9 +160,9 @@ func (s *Server) UpdateSite(c *gin.Context, siteID apigen.SiteID, params apigen.
 }
 
 // siteWriteError names the field of a site write that collided: the only unique field is the
-// name.
+// name. A collision the database named is left for siteNameTaken, after the transaction.
 func siteWriteError(err error, name string) error {
-	if errors.Is(err, storage.ErrConflict) {
+	if duplicateOf(err, "") {
 		return conflictField("name", "already taken", "a site named %s already exists", name)
 	}
 	return err

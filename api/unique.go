@@ -60,3 +60,27 @@ func (s *Server) tokenNameTaken(ctx context.Context, err error, name string) err
 	return conflictField("name", "already used by token "+resourceKey(holder.ID)+", which is not revoked",
 		"token %d is already named %s; revoke it or choose another name", holder.ID, holder.Name)
 }
+
+// siteNameTaken explains a site write refused because another site has the name.
+func (s *Server) siteNameTaken(ctx context.Context, err error, name string) error {
+	if !duplicateOf(err, storage.UniqueSiteName) {
+		return err
+	}
+	holder, lookErr := s.store.Sites().ByName(ctx, name)
+	if lookErr != nil {
+		return conflictField("name", "already taken", "a site named %s already exists", name)
+	}
+	return conflictField("name", "already taken by site "+holder.ID, "site %s is already named %s", holder.ID, name)
+}
+
+// policyNameTaken explains a policy write refused because another policy has the name.
+func (s *Server) policyNameTaken(ctx context.Context, err error, name string) error {
+	if !duplicateOf(err, storage.UniquePolicyName) {
+		return err
+	}
+	holder, lookErr := s.store.Policies().ByName(ctx, name)
+	if lookErr != nil {
+		return conflictField("name", "already taken", "a policy named %s already exists", name)
+	}
+	return conflictField("name", "already taken by policy "+resourceKey(holder.ID), "policy %d is already named %s", holder.ID, name)
+}

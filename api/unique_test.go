@@ -94,6 +94,36 @@ func TestInventoryConflicts(t *testing.T) {
 			decodeAs[apigen.TokenCreated](t, a.do(http.MethodPost, "/api/v1/tokens", a.admin,
 				map[string]any{"name": "grafana", "role": "viewer"}), http.StatusCreated)
 		})
+
+		t.Run("SiteName", func(t *testing.T) {
+			before := a.snapshot()
+			r := a.do(http.MethodPost, "/api/v1/sites", a.operator, map[string]any{"name": fx.site.Name})
+			requireConflict(t, r, "name", fx.site.ID, fx.site.Name)
+			r = a.do(http.MethodPatch, "/api/v1/sites/"+fx.site2.ID, a.operator, map[string]any{"name": fx.site.Name})
+			requireConflict(t, r, "name", fx.site.ID, fx.site.Name)
+			if diff := diffSnapshots(before, a.snapshot()); diff != "" {
+				t.Errorf("a refused site write changed state:\n%s", diff)
+			}
+		})
+
+		t.Run("PolicyName", func(t *testing.T) {
+			before := a.snapshot()
+			holder := strconv.FormatInt(fx.policy.ID, 10)
+			r := a.do(http.MethodPost, "/api/v1/policies", a.operator, map[string]any{
+				"name": fx.policy.Name, "priority": 3, "match": map[string]any{}, "action": map[string]any{"type": "drop"}})
+			requireConflict(t, r, "name", holder, fx.policy.Name)
+			if diff := diffSnapshots(before, a.snapshot()); diff != "" {
+				t.Errorf("a refused policy create changed state:\n%s", diff)
+			}
+			other := decodeAs[apigen.Policy](t, a.do(http.MethodPost, "/api/v1/policies", a.operator, map[string]any{
+				"name": a.name("other"), "priority": 4, "match": map[string]any{}, "action": map[string]any{"type": "drop"}}), http.StatusCreated)
+			before = a.snapshot()
+			r = a.do(http.MethodPatch, "/api/v1/policies/"+strconv.FormatInt(other.ID, 10), a.operator, map[string]any{"name": fx.policy.Name})
+			requireConflict(t, r, "name", holder, fx.policy.Name)
+			if diff := diffSnapshots(before, a.snapshot()); diff != "" {
+				t.Errorf("a refused policy write changed state:\n%s", diff)
+			}
+		})
 	})
 }
 

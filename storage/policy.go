@@ -81,6 +81,13 @@ func (s *PolicyStore) Get(ctx context.Context, id int64) (Policy, error) {
 	return p, translate(err, fmt.Sprintf("get policy %d", id))
 }
 
+// ByName returns the policy named name (names are unique), or ErrNotFound.
+func (s *PolicyStore) ByName(ctx context.Context, name string) (Policy, error) {
+	var p Policy
+	err := s.db.WithContext(ctx).Take(&p, "name = ?", name).Error
+	return p, translate(err, "get policy named "+name)
+}
+
 // List returns one page of policies in id order.
 func (s *PolicyStore) List(ctx context.Context, p ListParams) (Page[Policy], error) {
 	return s.ListFiltered(ctx, PolicyFilter{}, p)

@@ -39,6 +39,13 @@ func (s *SiteStore) Get(ctx context.Context, id string) (Site, error) {
 	return site, translate(err, "get site "+id)
 }
 
+// ByName returns the site named name (names are unique), or ErrNotFound.
+func (s *SiteStore) ByName(ctx context.Context, name string) (Site, error) {
+	var site Site
+	err := s.db.WithContext(ctx).Take(&site, "name = ?", name).Error
+	return site, translate(err, "get site named "+name)
+}
+
 // GetForUpdate returns the site and, inside a transaction on PostgreSQL, locks its row until
 // the transaction ends, so concurrent writers that reference it wait. SQLite transactions
 // opened by this package already hold the database's write lock.
