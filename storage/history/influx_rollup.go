@@ -135,9 +135,8 @@ func influxQLDuration(d time.Duration) string {
 }
 
 // Rollup brings the rollup tiers of policy and path history up to date, as SQLHistory.Rollup
-// does, from the raw points
-// of every instance; the rows are points of the tiers' retention policies (buckets on 2.x),
-// which the server prunes itself. Writing a point again with the same tags and time replaces
+// does, from the raw points of every instance; the rows are points of the tiers' retention
+// policies (buckets on 2.x), which the server prunes itself. Writing a point again with the same tags and time replaces
 // it, so a rebuild never adds up.
 func (h *InfluxHistory) Rollup(ctx context.Context) (minutes, hours time.Time, err error) {
 	if !h.tiers.plan.on {
