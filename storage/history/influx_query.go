@@ -291,53 +291,17 @@ func (h *InfluxHistory) QueryPathWithIntervals(ctx context.Context, pathID int64
 }
 
 func (h *InfluxHistory) seriesWithIntervals(ctx context.Context, ts TrafficSeries, id int64, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
-	grid, err := newWindowGrid(from, to, every)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := validateIntervals(from, to, interval); err != nil {
-		return nil, nil, err
-	}
-	set, intervals, err := h.withIntervals(ctx, kindOf(ts), grid, from.UTC(), to.UTC(), []int64{id}, interval)
-	if err != nil {
-		return nil, nil, fmt.Errorf("query history of %s %d: %w", ts.IDKey, id, err)
-	}
-	points, ok := set.series[id]
-	if !ok {
-		points = grid.points()
-	}
-	return points, intervals[id], nil
+	return seriesWithIntervals(ctx, h.withIntervals, ts, id, from, to, every, interval)
 }
 
 // QueryTopWithIntervals is QueryTop and the QueryIntervals of the series it returns together
 // (see withIntervals).
 func (h *InfluxHistory) QueryTopWithIntervals(ctx context.Context, from, to time.Time, every time.Duration, top int, interval time.Duration) ([]PolicySeries, map[int64][]IntervalBytes, error) {
-	grid, err := newWindowGrid(from, to, every)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := validateTop(top); err != nil {
-		return nil, nil, err
-	}
-	if err := validateIntervals(from, to, interval); err != nil {
-		return nil, nil, err
-	}
-	from, to = from.UTC(), to.UTC()
-	var ids []int64
-	if top > 0 {
+	rank := func(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]int64, error) {
 		totals, err := h.tieredTotals(ctx, from, to, every)
-		if err != nil {
-			return nil, nil, fmt.Errorf("query top policies: %w", err)
-		}
-		if ids = topPolicies(totals, top); len(ids) == 0 {
-			return []PolicySeries{}, map[int64][]IntervalBytes{}, nil
-		}
+		return topPolicies(totals, top), err
 	}
-	set, intervals, err := h.withIntervals(ctx, policyHistory, grid, from, to, ids, interval)
-	if err != nil {
-		return nil, nil, fmt.Errorf("query history of policies: %w", err)
-	}
-	return set.ordered(), intervals, nil
+	return topWithIntervals(ctx, h.withIntervals, rank, from, to, every, top, interval)
 }
 
 // withIntervals reads the windows of grid and the per-interval bytes of the given series (all

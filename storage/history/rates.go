@@ -2,6 +2,7 @@ package history
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
 	"time"
@@ -156,4 +157,60 @@ func maxAndP95(nonzero []weightedRate, n int64) (maxRate, p95 float64) {
 		}
 	}
 	return maxRate, maxRate
+}
+
+// withIntervalsFunc is a store's read of the windows of grid and the per-interval bytes of
+// the given series of kind k (all for none) over [from, to).
+type withIntervalsFunc func(ctx context.Context, k historyKind, grid windowGrid, from, to time.Time, ids []int64, interval time.Duration) (*seriesSet, map[int64][]IntervalBytes, error)
+
+// seriesWithIntervals is the QueryPolicyWithIntervals and QueryPathWithIntervals of every
+// store: series id of ts, its windows (zeros without data) and its per-interval bytes.
+func seriesWithIntervals(ctx context.Context, read withIntervalsFunc, ts TrafficSeries, id int64, from, to time.Time, every, interval time.Duration) ([]HistoryPoint, []IntervalBytes, error) {
+	grid, err := newWindowGrid(from, to, every)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := validateIntervals(from, to, interval); err != nil {
+		return nil, nil, err
+	}
+	set, intervals, err := read(ctx, kindOf(ts), grid, from.UTC(), to.UTC(), []int64{id}, interval)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query history of %s %d: %w", ts.IDKey, id, err)
+	}
+	points, ok := set.series[id]
+	if !ok {
+		points = grid.points()
+	}
+	return points, intervals[id], nil
+}
+
+// topWithIntervals is the QueryTopWithIntervals of every store: the top policies by bytes
+// (rank; all with top 0), ordered as QueryTop orders them, with their per-interval bytes.
+func topWithIntervals(ctx context.Context, read withIntervalsFunc, rank func(ctx context.Context, from, to time.Time, every time.Duration, top int) ([]int64, error),
+	from, to time.Time, every time.Duration, top int, interval time.Duration) ([]PolicySeries, map[int64][]IntervalBytes, error) {
+	grid, err := newWindowGrid(from, to, every)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := validateTop(top); err != nil {
+		return nil, nil, err
+	}
+	if err := validateIntervals(from, to, interval); err != nil {
+		return nil, nil, err
+	}
+	from, to = from.UTC(), to.UTC()
+	var ids []int64
+	if top > 0 {
+		if ids, err = rank(ctx, from, to, every, top); err != nil {
+			return nil, nil, fmt.Errorf("query top policies: %w", err)
+		}
+		if len(ids) == 0 {
+			return []PolicySeries{}, map[int64][]IntervalBytes{}, nil
+		}
+	}
+	set, intervals, err := read(ctx, policyHistory, grid, from, to, ids, interval)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query history of policies: %w", err)
+	}
+	return set.ordered(), intervals, nil
 }
