@@ -525,48 +525,18 @@ func (h *InfluxHistory) readTierWindows(ctx context.Context, k historyKind, set 
 			return err
 		}
 		var rows []rollupRow
-		for _, s := range series {
-			id, err := recordPolicyID(s.Tags[k.idTag])
-			if err != nil {
-				return err
-			}
-			for _, row := range s.Values {
-				if len(row) != 4 {
-					return fmt.Errorf("influxql answer row with %d columns, want 4", len(row))
-				}
-				at, err := row[0].Int64()
-				if err != nil {
-					return fmt.Errorf("influxql answer time %q: %w", row[0], err)
-				}
-				rows = append(rows, rollupRow{id: id, bucket: time.Unix(0, at).UTC(),
-					packets: numberOrZero(row[1]), bytes: numberOrZero(row[2]), activeFlows: numberOrZero(row[3])})
-			}
-		}
+		err = eachTrafficRow(series, recordPolicyID, k.idTag, func(id int64, at time.Time, packets, bytes, flows int64) {
+			rows = append(rows, rollupRow{id: id, bucket: at.UTC(), packets: packets, bytes: bytes, activeFlows: flows})
+		})
 		addTierRows(set, rows)
-		return nil
+		return err
 	}
 	series, err := h.influxQL.run(ctx, fmt.Sprintf(`SELECT SUM("packets"), SUM("bytes"), MAX("active_flows") FROM %s WHERE %s GROUP BY time(%ds), %s fill(none)`,
 		from, where, int64(set.grid.every/time.Second), influxQLIdent(k.idTag)))
 	if err != nil {
 		return err
 	}
-	for _, s := range series {
-		id, err := recordPolicyID(s.Tags[k.idTag])
-		if err != nil {
-			return err
-		}
-		for _, row := range s.Values {
-			if len(row) != 4 {
-				return fmt.Errorf("influxql answer row with %d columns, want 4", len(row))
-			}
-			at, err := row[0].Int64()
-			if err != nil {
-				return fmt.Errorf("influxql answer time %q: %w", row[0], err)
-			}
-			set.add(id, time.Unix(0, at), numberOrZero(row[1]), numberOrZero(row[2]), numberOrZero(row[3]))
-		}
-	}
-	return nil
+	return eachTrafficRow(series, recordPolicyID, k.idTag, set.add)
 }
 
 // addTierRows adds rollup rows to set: packets and bytes summed per window, active flows the

@@ -190,8 +190,14 @@ func (h *InfluxHistory) readInfluxQLWindows(ctx context.Context, ts TrafficSerie
 	if err != nil {
 		return err
 	}
+	return eachTrafficRow(series, func(tag any) (int64, error) { return recordSeriesID(ts, tag) }, ts.IDKey, set.add)
+}
+
+// eachTrafficRow calls fn for each row of an answer of (time, packets, bytes, active flows)
+// per series, the series' id read from its tag idTag by idOf; an absent value is 0.
+func eachTrafficRow(series []influxQLSeries, idOf func(tag any) (int64, error), idTag string, fn func(id int64, at time.Time, packets, bytes, flows int64)) error {
 	for _, s := range series {
-		id, err := recordSeriesID(ts, s.Tags[ts.IDKey])
+		id, err := idOf(s.Tags[idTag])
 		if err != nil {
 			return err
 		}
@@ -203,8 +209,7 @@ func (h *InfluxHistory) readInfluxQLWindows(ctx context.Context, ts TrafficSerie
 			if err != nil {
 				return fmt.Errorf("influxql answer time %q: %w", row[0], err)
 			}
-			packets, bytes, flows := numberOrZero(row[1]), numberOrZero(row[2]), numberOrZero(row[3])
-			set.add(id, time.Unix(0, at), packets, bytes, flows)
+			fn(id, time.Unix(0, at), numberOrZero(row[1]), numberOrZero(row[2]), numberOrZero(row[3]))
 		}
 	}
 	return nil
