@@ -191,18 +191,27 @@ func (h *InfluxHistory) windows(ctx context.Context, k historyKind, grid windowG
 	}
 	set := newSeriesSet(grid)
 	for _, seg := range segs {
-		part := newSeriesSet(grid)
-		if seg.tier == TierRaw {
-			err = h.readWindows(ctx, k.series(), part, seg.from, seg.to, ids)
-		} else {
-			err = h.readTierWindows(ctx, k, part, seg, ids, false)
-		}
-		if err != nil {
+		if err := h.segmentWindows(ctx, k, set, seg, ids); err != nil {
 			return nil, err
 		}
-		set.merge(part)
 	}
 	return set, nil
+}
+
+// segmentWindows adds the windows of one segment of a plan to set.
+func (h *InfluxHistory) segmentWindows(ctx context.Context, k historyKind, set *seriesSet, seg segment, ids []int64) error {
+	part := newSeriesSet(set.grid)
+	var err error
+	if seg.tier == TierRaw {
+		err = h.readWindows(ctx, k.series(), part, seg.from, seg.to, ids)
+	} else {
+		err = h.readTierWindows(ctx, k, part, seg, ids, false)
+	}
+	if err != nil {
+		return err
+	}
+	set.merge(part)
+	return nil
 }
 
 // tieredTotals returns each policy's bytes over [from, to), from the coarsest tiers that hold
@@ -258,25 +267,33 @@ func (h *InfluxHistory) queryIntervals(ctx context.Context, ts TrafficSeries, id
 	}
 	out := make(map[int64][]IntervalBytes)
 	for _, seg := range segs {
-		if seg.tier != TierRaw {
-			rows, err := h.tierRowsOf(ctx, k, seg.tier, seg.from, seg.to, ids, false, intervalFields(seg.tier))
-			if err != nil {
-				return nil, fmt.Errorf("query history intervals: %w", err)
-			}
-			for id, ivs := range tierIntervals(seg.tier, rows) {
-				out[id] = append(out[id], ivs...)
-			}
-			continue
-		}
-		part, err := h.rawIntervals(ctx, ts, ids, seg.from, seg.to, interval)
-		if err != nil {
+		if err := h.segmentIntervals(ctx, k, seg, ids, interval, out); err != nil {
 			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// segmentIntervals adds the per-interval bytes of one segment of a plan to out.
+func (h *InfluxHistory) segmentIntervals(ctx context.Context, k historyKind, seg segment, ids []int64, interval time.Duration, out map[int64][]IntervalBytes) error {
+	if seg.tier == TierRaw {
+		part, err := h.rawIntervals(ctx, k.series(), ids, seg.from, seg.to, interval)
+		if err != nil {
+			return err
 		}
 		for id, ivs := range part {
 			out[id] = append(out[id], ivs...)
 		}
+		return nil
 	}
-	return out, nil
+	rows, err := h.tierRowsOf(ctx, k, seg.tier, seg.from, seg.to, ids, false, intervalFields(seg.tier))
+	if err != nil {
+		return fmt.Errorf("query history intervals: %w", err)
+	}
+	for id, ivs := range tierIntervals(seg.tier, rows) {
+		out[id] = append(out[id], ivs...)
+	}
+	return nil
 }
 
 // QueryPolicyWithIntervals is QueryPolicy and QueryIntervals of one policy together (see
@@ -305,55 +322,25 @@ func (h *InfluxHistory) QueryTopWithIntervals(ctx context.Context, from, to time
 }
 
 // withIntervals reads the windows of grid and the per-interval bytes of the given series (all
-// for none) over [from, to), as SQLHistory.withIntervals does: a tier segment's rows once
-// for both where the two are planned on the same segments.
+// for none) over [from, to), as SQLHistory.withIntervals does.
 func (h *InfluxHistory) withIntervals(ctx context.Context, k historyKind, grid windowGrid, from, to time.Time, ids []int64, interval time.Duration) (*seriesSet, map[int64][]IntervalBytes, error) {
-	_, wsegs, err := h.segments(ctx, k, from, to, grid.every)
+	wsegs, isegs, err := planBoth(grid.every, h.tiers.plan.intervalsEvery(from, to, interval), func(every time.Duration) ([]segment, error) {
+		_, segs, err := h.segments(ctx, k, from, to, every)
+		return segs, err
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	_, isegs, err := h.segments(ctx, k, from, to, h.tiers.plan.intervalsEvery(from, to, interval))
-	if err != nil {
-		return nil, nil, err
-	}
-	if !sameSegments(wsegs, isegs) || len(ids) == 0 {
-		// All series: the server windows their rows (GROUP BY time), far fewer than the rows.
-		set, err := h.windows(ctx, k, grid, from, to, ids)
-		if err != nil {
-			return nil, nil, err
-		}
-		intervals, err := h.queryIntervals(ctx, k.series(), ids, from, to, interval)
-		return set, intervals, err
-	}
-	set := newSeriesSet(grid)
-	intervals := make(map[int64][]IntervalBytes)
-	for _, seg := range wsegs {
-		part := newSeriesSet(grid)
-		if seg.tier == TierRaw {
-			if err := h.readWindows(ctx, k.series(), part, seg.from, seg.to, ids); err != nil {
-				return nil, nil, err
-			}
-			raw, err := h.rawIntervals(ctx, k.series(), ids, seg.from, seg.to, interval)
-			if err != nil {
-				return nil, nil, err
-			}
-			for id, ivs := range raw {
-				intervals[id] = append(intervals[id], ivs...)
-			}
-		} else {
-			fields := append([]string{"packets", "bytes", "active_flows"}, intervalFields(seg.tier)...)
-			rows, err := h.tierRowsOf(ctx, k, seg.tier, seg.from, seg.to, ids, false, fields)
-			if err != nil {
-				return nil, nil, err
-			}
-			addTierRows(part, rows)
-			for id, ivs := range tierIntervals(seg.tier, rows) {
-				intervals[id] = append(intervals[id], ivs...)
-			}
-		}
-		set.merge(part)
-	}
-	return set, intervals, nil
+	// All series (no ids): the server windows their rows (GROUP BY time), far fewer than the
+	// rows themselves, so the two are read apart.
+	return readWithIntervals(ctx, h, k, grid, wsegs, isegs, ids, interval, sameSegments(wsegs, isegs) && len(ids) > 0)
+}
+
+// ratedTierRows reads the rows of a tier segment with the fields of both windows and
+// per-interval bytes.
+func (h *InfluxHistory) ratedTierRows(ctx context.Context, k historyKind, seg segment, ids []int64) ([]rollupRow, error) {
+	fields := append([]string{"packets", "bytes", "active_flows"}, intervalFields(seg.tier)...)
+	return h.tierRowsOf(ctx, k, seg.tier, seg.from, seg.to, ids, false, fields)
 }
 
 // rawIntervals is queryIntervals over raw points.

@@ -214,3 +214,55 @@ func topWithIntervals(ctx context.Context, read withIntervalsFunc, rank func(ctx
 	}
 	return set.ordered(), intervals, nil
 }
+
+// segmentReader is what readWithIntervals needs of a store: the windows and the per-interval
+// bytes of one segment of a plan, and a tier segment's rows with the fields of both.
+type segmentReader interface {
+	segmentWindows(ctx context.Context, k historyKind, set *seriesSet, seg segment, ids []int64) error
+	segmentIntervals(ctx context.Context, k historyKind, seg segment, ids []int64, interval time.Duration, out map[int64][]IntervalBytes) error
+	ratedTierRows(ctx context.Context, k historyKind, seg segment, ids []int64) ([]rollupRow, error)
+}
+
+// readWithIntervals reads the windows of grid over the plan wsegs and the per-interval bytes
+// over the plan isegs; with oneRead (the two plans the same), each tier segment's rows are
+// read once for both.
+func readWithIntervals(ctx context.Context, r segmentReader, k historyKind, grid windowGrid, wsegs, isegs []segment, ids []int64, interval time.Duration,
+	oneRead bool) (*seriesSet, map[int64][]IntervalBytes, error) {
+	set := newSeriesSet(grid)
+	intervals := make(map[int64][]IntervalBytes)
+	if !oneRead {
+		for _, seg := range wsegs {
+			if err := r.segmentWindows(ctx, k, set, seg, ids); err != nil {
+				return nil, nil, err
+			}
+		}
+		for _, seg := range isegs {
+			if err := r.segmentIntervals(ctx, k, seg, ids, interval, intervals); err != nil {
+				return nil, nil, err
+			}
+		}
+		return set, intervals, nil
+	}
+	for _, seg := range wsegs {
+		if seg.tier == TierRaw {
+			if err := r.segmentWindows(ctx, k, set, seg, ids); err != nil {
+				return nil, nil, err
+			}
+			if err := r.segmentIntervals(ctx, k, seg, ids, interval, intervals); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		rows, err := r.ratedTierRows(ctx, k, seg, ids)
+		if err != nil {
+			return nil, nil, err
+		}
+		part := newSeriesSet(grid)
+		addTierRows(part, rows)
+		set.merge(part)
+		for id, ivs := range tierIntervals(seg.tier, rows) {
+			intervals[id] = append(intervals[id], ivs...)
+		}
+	}
+	return set, intervals, nil
+}

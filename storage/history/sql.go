@@ -199,19 +199,28 @@ func (s *SQLHistory) windows(ctx context.Context, k historyKind, grid windowGrid
 	}
 	set := newSeriesSet(grid)
 	for _, seg := range segs {
-		part := newSeriesSet(grid)
-		if seg.tier == TierRaw {
-			filter, args := s.idFilter(k, ids, false, seg.from.UTC(), seg.to.UTC())
-			err = s.readWindows(ctx, part, s.windowsSQL(k.series(), int64(grid.every/time.Second), filter), args...)
-		} else {
-			err = s.readTierWindows(ctx, k, part, seg, ids)
-		}
-		if err != nil {
+		if err := s.segmentWindows(ctx, k, set, seg, ids); err != nil {
 			return nil, err
 		}
-		set.merge(part)
 	}
 	return set, nil
+}
+
+// segmentWindows adds the windows of one segment of a plan to set.
+func (s *SQLHistory) segmentWindows(ctx context.Context, k historyKind, set *seriesSet, seg segment, ids []int64) error {
+	part := newSeriesSet(set.grid)
+	var err error
+	if seg.tier == TierRaw {
+		filter, args := s.idFilter(k, ids, false, seg.from.UTC(), seg.to.UTC())
+		err = s.readWindows(ctx, part, s.windowsSQL(k.series(), int64(set.grid.every/time.Second), filter), args...)
+	} else {
+		err = s.readTierWindows(ctx, k, part, seg, ids)
+	}
+	if err != nil {
+		return err
+	}
+	set.merge(part)
+	return nil
 }
 
 // allFilter is the condition of the queries over every series of ts: id 0 (unclassified
@@ -323,21 +332,26 @@ func (s *SQLHistory) queryIntervals(ctx context.Context, ts TrafficSeries, ids [
 	}
 	out := make(map[int64][]IntervalBytes)
 	for _, seg := range segs {
-		if seg.tier != TierRaw {
-			rows, err := s.tierRows(ctx, k, seg.tier, seg.from, seg.to, ids, false)
-			if err != nil {
-				return nil, fmt.Errorf("query history intervals: %w", err)
-			}
-			for id, ivs := range tierIntervals(seg.tier, rows) {
-				out[id] = append(out[id], ivs...)
-			}
-			continue
-		}
-		if err := s.rawIntervals(ctx, k, ids, seg, interval, out); err != nil {
+		if err := s.segmentIntervals(ctx, k, seg, ids, interval, out); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// segmentIntervals adds the per-interval bytes of one segment of a plan to out.
+func (s *SQLHistory) segmentIntervals(ctx context.Context, k historyKind, seg segment, ids []int64, interval time.Duration, out map[int64][]IntervalBytes) error {
+	if seg.tier == TierRaw {
+		return s.rawIntervals(ctx, k, ids, seg, interval, out)
+	}
+	rows, err := s.tierRows(ctx, k, seg.tier, seg.from, seg.to, ids, false)
+	if err != nil {
+		return fmt.Errorf("query history intervals: %w", err)
+	}
+	for id, ivs := range tierIntervals(seg.tier, rows) {
+		out[id] = append(out[id], ivs...)
+	}
+	return nil
 }
 
 // rawIntervals adds the per-interval bytes of the raw rows of seg to out.
@@ -385,47 +399,19 @@ func (s *SQLHistory) QueryTopWithIntervals(ctx context.Context, from, to time.Ti
 // multiple of a minute, and the range one whose intervals the 1m tier serves), a tier
 // segment's rows are read once for both; otherwise each is read as on its own.
 func (s *SQLHistory) withIntervals(ctx context.Context, k historyKind, grid windowGrid, from, to time.Time, ids []int64, interval time.Duration) (*seriesSet, map[int64][]IntervalBytes, error) {
-	_, wsegs, err := s.plan(ctx, k, from, to, grid.every)
+	wsegs, isegs, err := planBoth(grid.every, s.tiers.intervalsEvery(from, to, interval), func(every time.Duration) ([]segment, error) {
+		_, segs, err := s.plan(ctx, k, from, to, every)
+		return segs, err
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	_, isegs, err := s.plan(ctx, k, from, to, s.tiers.intervalsEvery(from, to, interval))
-	if err != nil {
-		return nil, nil, err
-	}
-	if !sameSegments(wsegs, isegs) {
-		set, err := s.windows(ctx, k, grid, from, to, ids)
-		if err != nil {
-			return nil, nil, err
-		}
-		intervals, err := s.queryIntervals(ctx, k.series(), ids, from, to, interval)
-		return set, intervals, err
-	}
-	set := newSeriesSet(grid)
-	intervals := make(map[int64][]IntervalBytes)
-	for _, seg := range wsegs {
-		part := newSeriesSet(grid)
-		if seg.tier == TierRaw {
-			filter, args := s.idFilter(k, ids, false, seg.from, seg.to)
-			if err := s.readWindows(ctx, part, s.windowsSQL(k.series(), int64(grid.every/time.Second), filter), args...); err != nil {
-				return nil, nil, err
-			}
-			if err := s.rawIntervals(ctx, k, ids, seg, interval, intervals); err != nil {
-				return nil, nil, err
-			}
-		} else {
-			rows, err := s.tierRows(ctx, k, seg.tier, seg.from, seg.to, ids, false)
-			if err != nil {
-				return nil, nil, err
-			}
-			addTierRows(part, rows)
-			for id, ivs := range tierIntervals(seg.tier, rows) {
-				intervals[id] = append(intervals[id], ivs...)
-			}
-		}
-		set.merge(part)
-	}
-	return set, intervals, nil
+	return readWithIntervals(ctx, s, k, grid, wsegs, isegs, ids, interval, sameSegments(wsegs, isegs))
+}
+
+// ratedTierRows reads the rows of a tier segment for both windows and per-interval bytes.
+func (s *SQLHistory) ratedTierRows(ctx context.Context, k historyKind, seg segment, ids []int64) ([]rollupRow, error) {
+	return s.tierRows(ctx, k, seg.tier, seg.from, seg.to, ids, false)
 }
 
 // QueryTotal returns all policies together as the package documents, summed in SQL; from a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -170,15 +171,12 @@ func (p tierPlan) choose(from, to time.Time, every time.Duration, rolledUntil fu
 	if err != nil {
 		return "", nil, err
 	}
-	tier := TierRaw
 	for _, t := range []string{Tier1h, Tier1m} {
-		for _, seg := range segs {
-			if seg.tier == t && tier == TierRaw {
-				tier = t
-			}
+		if slices.ContainsFunc(segs, func(seg segment) bool { return seg.tier == t }) {
+			return t, segs, nil
 		}
 	}
-	return tier, segs, nil
+	return TierRaw, segs, nil
 }
 
 // split is choose over [from, to) with tiers (coarsest first) below which raw lies.
@@ -237,6 +235,16 @@ func (p tierPlan) split(from, to time.Time, tiers []string, holds func(string, t
 	}
 	segs := append(head, segment{tier, tierFrom, tierTo})
 	return append(segs, tail...), nil
+}
+
+// planBoth returns the plans of the windows (at every) and of the per-interval bytes (at
+// intervalsEvery) of one read, planning once when the two widths are the same.
+func planBoth(every, intervalsEvery time.Duration, plan func(every time.Duration) ([]segment, error)) (windows, intervals []segment, err error) {
+	if windows, err = plan(every); err != nil || intervalsEvery == every {
+		return windows, windows, err
+	}
+	intervals, err = plan(intervalsEvery)
+	return windows, intervals, err
 }
 
 // sameSegments says whether two plans read the same tiers over the same ranges.
